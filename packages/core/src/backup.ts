@@ -1,0 +1,153 @@
+import type { Logger } from 'pino';
+import type { Archive } from './archive.js';
+import { BackyError, ioError } from './errors.js';
+import { newRevisionId } from './ids.js';
+import { ChunkedRevisionReader, ChunkedRevisionWriter } from './layout/chunked.js';
+import type { Lock } from './lock.js';
+import type { Revision, RevisionData } from './revision.js';
+import type { RevisionReader } from './revision-io.js';
+import { MANUAL_TAG_PREFIX } from './schedule.js';
+import type { BackupSource } from './source.js';
+
+export interface Progress {
+  phase: 'backup' | 'verify' | 'restore' | 'purge';
+  done: number;
+  total: number;
+}
+
+export interface BackupOptions {
+  tags: string[];
+  /** Accept tags the schedule does not name. */
+  force?: boolean;
+  logger: Logger;
+  signal?: AbortSignal;
+  now?: () => Date;
+  onProgress?: (progress: Progress) => void;
+  /** Time budget for the source's verification (default 5 minutes). */
+  verifyBudgetMs?: number;
+}
+
+/**
+ * Makes one revision: locks the archive, removes leftovers of interrupted runs, lets the source write the
+ * new content, seals the chunk map, lets the source verify it, and only then writes the `.rev`, which is
+ * what makes the revision exist. On any failure nothing becomes visible.
+ */
+export async function runBackup(archive: Archive, source: BackupSource, options: BackupOptions): Promise<Revision> {
+  const { logger } = options;
+  const now = options.now ?? (() => new Date());
+  const signal = options.signal ?? new AbortController().signal;
+  const tags = validateTags(archive, options.tags, options.force ?? false);
+
+  const locks: Lock[] = [];
+  try {
+    locks.push(await archive.lockBackup());
+    await archive.prepareStore();
+    locks.push(await archive.store.lock('shared'));
+    await archive.cleanup(logger);
+
+    const existing = await archive.revisions();
+    const newest = existing.at(-1) ?? null;
+    const started = now();
+    const revision: RevisionData = {
+      uuid: newRevisionId(),
+      timestamp: started.toISOString(),
+      parent: newest?.uuid ?? null,
+      tags,
+      trust: 'trusted',
+      size: 0,
+      backend_type: 'chunked',
+      source_type: archive.config.source.type,
+    };
+    const log = logger.child({ revision: revision.uuid });
+    const parentUsable = newest != null && newest.trust !== 'distrusted';
+    if (newest?.trust === 'distrusted') {
+      log.warn({ parent: newest.uuid }, 'newest revision is distrusted: full backup, every chunk is rewritten');
+    }
+    const parentMap = parentUsable ? await archive.loadMap(newest.uuid) : null;
+    const writer = new ChunkedRevisionWriter(archive.store, archive.mapPath(revision.uuid), {
+      parentMap,
+      rewrite: newest?.trust === 'distrusted',
+    });
+    const parentReader: RevisionReader | null = parentMap ? new ChunkedRevisionReader(archive.store, parentMap) : null;
+    let bytesRead = 0;
+    const sourceInfo: Record<string, unknown> = {};
+    log.info({ tags, parent: revision.parent }, 'backup started');
+    let success = false;
+    try {
+      signal.throwIfAborted();
+      await source.backup({
+        revision,
+        parent: parentUsable && parentReader ? { revision: newest, reader: parentReader } : null,
+        writer,
+        logger: log,
+        signal,
+        reportRead: (bytes) => {
+          bytesRead += bytes;
+        },
+        progress: (done, total) => options.onProgress?.({ phase: 'backup', done, total }),
+        remember: (info) => Object.assign(sourceInfo, info),
+      });
+      signal.throwIfAborted();
+      const map = await writer.seal();
+      revision.size = map.size;
+      const verification = await source.verify({
+        revision,
+        reader: new ChunkedRevisionReader(archive.store, map),
+        logger: log,
+        signal,
+        budgetMs: options.verifyBudgetMs ?? 5 * 60_000,
+        progress: (done, total) => options.onProgress?.({ phase: 'verify', done, total }),
+      });
+      revision.verification = { ...verification, timestamp: now().toISOString() };
+      if (!verification.ok) {
+        revision.trust = 'distrusted';
+        log.error({ mismatches: verification.mismatches.slice(0, 20) }, 'verification against the source failed: revision distrusted');
+      }
+      const stats = writer.stats;
+      revision.stats = {
+        bytes_written: stats.bytesWritten,
+        bytes_read: bytesRead,
+        duration: (now().getTime() - started.getTime()) / 1000,
+        chunks_written: stats.chunksWritten,
+        chunks_reused: stats.chunksReused,
+        chunks_zero: stats.chunksZero,
+      };
+      if (Object.keys(sourceInfo).length > 0) revision.source_info = sourceInfo;
+      signal.throwIfAborted();
+      await archive.writeRevision(revision);
+      success = true;
+      log.info({ stats: revision.stats, size: revision.size, verification: revision.verification.method }, 'backup completed');
+      return revision as Revision;
+    } catch (error) {
+      await writer.abort().catch(() => {});
+      const err = signal.aborted ? new BackyError('ABORTED', 'backup aborted', { cause: error }) : ioError(error, 'backup failed');
+      log.error({ err }, 'backup failed; no revision was created');
+      throw err;
+    } finally {
+      await source.finish?.({ revision, success, logger: log }).catch((error) => {
+        log.warn({ err: error }, 'source clean-up after the backup failed');
+      });
+    }
+  } finally {
+    for (const lock of locks.reverse()) await lock.release();
+  }
+}
+
+function validateTags(archive: Archive, tags: string[], force: boolean): string[] {
+  const clean = [...new Set(tags.map((t) => t.trim()).filter((t) => t !== ''))];
+  if (clean.length === 0) throw new BackyError('USAGE', 'no tags given; name at least one tag, e.g. `backy backup daily`');
+  for (const tag of clean) {
+    if (!/^[A-Za-z0-9_.:-]+$/.test(tag)) throw new BackyError('USAGE', `invalid tag ${JSON.stringify(tag)}: use letters, digits and . _ : -`);
+  }
+  const scheduled = Object.keys(archive.config.schedule);
+  if (!force && scheduled.length > 0) {
+    const unknown = clean.filter((t) => !t.startsWith(MANUAL_TAG_PREFIX) && !scheduled.includes(t));
+    if (unknown.length > 0) {
+      throw new BackyError(
+        'USAGE',
+        `tag ${unknown.map((t) => JSON.stringify(t)).join(', ')} is not in the schedule (${scheduled.join(', ')}); use -f to force or a manual: tag`,
+      );
+    }
+  }
+  return clean;
+}

@@ -1,0 +1,76 @@
+import { readFile } from 'node:fs/promises';
+import { parse, parseDocument } from 'yaml';
+import { type ZodType, z } from 'zod';
+import { BackyError } from './errors.js';
+import { scheduleSchema } from './schedule.js';
+import { CODECS } from './store/codec.js';
+
+/** `{type, ...options}`; the options are validated by the source's own schema. */
+export const sourceConfigSchema = z.looseObject({
+  /** A built-in source type (`file`, `ceph-rbd`, `flyingcircus`) or the name of a package that exports a source. */
+  type: z.string().min(1),
+});
+export type SourceConfig = z.infer<typeof sourceConfigSchema>;
+
+export const storeConfigSchema = z.strictObject({
+  /** Chunk store directory; relative paths are relative to the archive. Default: `chunks` inside the archive. */
+  path: z.string().min(1).optional(),
+  /** Codec for new chunks (default lz4). */
+  codec: z.enum(CODECS).default('lz4'),
+});
+
+/** The configuration of one job's archive, `<archive>/config`. */
+export const archiveConfigSchema = z.looseObject({
+  source: sourceConfigSchema,
+  /** Tag → {interval, keep}. Used by `expire` and the scheduler. */
+  schedule: scheduleSchema.default({}),
+  store: storeConfigSchema.default({ codec: 'lz4' }),
+  /** `chunked` (default): deduplicated chunk store; `images`: plain image files (see the README). */
+  layout: z.enum(['chunked', 'images']).default('chunked'),
+});
+export type ArchiveConfig = z.infer<typeof archiveConfigSchema>;
+
+/** Formats the first problem of a zod error as `file: key.path: message`. */
+export function formatZodIssue(issue: z.core.$ZodIssue, prefix: readonly PropertyKey[] = []): string {
+  const path = [...prefix, ...issue.path].map(String).join('.');
+  let message = issue.message;
+  if (issue.code === 'invalid_type' && /received undefined/.test(message)) message = 'required';
+  if (issue.code === 'unrecognized_keys') {
+    message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+  }
+  return path ? `${path}: ${message}` : message;
+}
+
+/** Validates `value` with `schema`; failures become CONFIG_INVALID errors naming `where` and the key path. */
+export function validateConfig<T>(schema: ZodType<T>, value: unknown, where: string, prefix: readonly PropertyKey[] = []): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const issues = result.error.issues;
+  const more = issues.length > 1 ? ` (and ${issues.length - 1} more problem${issues.length > 2 ? 's' : ''})` : '';
+  throw new BackyError('CONFIG_INVALID', `${where}: ${formatZodIssue(issues[0]!, prefix)}${more}`);
+}
+
+/** Reads and parses a YAML file; syntax errors name the file and line. */
+export async function readYamlFile(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new BackyError('CONFIG_NOT_FOUND', `${path}: no such file`, { cause: error });
+    throw new BackyError('CONFIG_INVALID', `${path}: cannot read (${code ?? (error as Error).message})`, { cause: error });
+  }
+  const doc = parseDocument(text, { prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const err = doc.errors[0]!;
+    const line = err.linePos?.[0]?.line;
+    throw new BackyError('CONFIG_INVALID', `${path}${line ? `:${line}` : ''}: invalid YAML: ${err.message.split('\n')[0]}`);
+  }
+  return doc.toJS() ?? {};
+}
+
+export async function loadArchiveConfig(path: string): Promise<ArchiveConfig> {
+  return validateConfig(archiveConfigSchema, await readYamlFile(path), path);
+}
+
+export { parse as parseYaml };

@@ -1,0 +1,50 @@
+/** Stable error codes. The CLI maps them to exit statuses and one-line messages. */
+export type BackyErrorCode =
+  | 'CONFIG_INVALID'
+  | 'CONFIG_NOT_FOUND'
+  | 'CONFIG_EXISTS'
+  | 'ARCHIVE_NOT_FOUND'
+  | 'REVISION_NOT_FOUND'
+  | 'REVISION_AMBIGUOUS'
+  | 'REVISION_INVALID'
+  | 'LOCKED'
+  | 'SOURCE_UNAVAILABLE'
+  | 'SOURCE_FAILED'
+  | 'SOURCE_UNKNOWN'
+  | 'CHUNK_CORRUPT'
+  | 'CHUNK_MISSING'
+  | 'TARGET_INVALID'
+  | 'TARGET_EXISTS'
+  | 'NO_SPACE'
+  | 'IO'
+  | 'ABORTED'
+  | 'USAGE'
+  | 'VERIFY_FAILED';
+
+export class BackyError extends Error {
+  readonly code: BackyErrorCode;
+
+  constructor(code: BackyErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'BackyError';
+    this.code = code;
+  }
+}
+
+export function isBackyError(error: unknown, code?: BackyErrorCode): error is BackyError {
+  return error instanceof BackyError && (code == null || error.code === code);
+}
+
+/** Turns an operating-system error into a BackyError that names the path involved. */
+export function ioError(error: unknown, what: string): BackyError {
+  if (error instanceof BackyError) return error;
+  const err = error as NodeJS.ErrnoException;
+  if (err?.code === 'ENOSPC' || err?.code === 'EDQUOT') {
+    return new BackyError('NO_SPACE', `${what}: no space left on device`, { cause: error });
+  }
+  if (err?.code === 'ABORT_ERR' || err?.name === 'AbortError') {
+    return new BackyError('ABORTED', `${what}: aborted`, { cause: error });
+  }
+  const reason = err?.code ? `${err.code}${err.message ? ` (${err.message.replace(/^\w+: /, '')})` : ''}` : String(err?.message ?? error);
+  return new BackyError('IO', `${what}: ${reason}`, { cause: error });
+}

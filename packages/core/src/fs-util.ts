@@ -1,0 +1,56 @@
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { ioError } from './errors.js';
+
+/** Suffix of temporary files; anything ending in it is garbage from an interrupted write. */
+export const TEMP_SUFFIX = '.tmp';
+
+export function tempPathFor(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${randomBytes(4).toString('hex')}${TEMP_SUFFIX}`);
+}
+
+export function isTempName(name: string): boolean {
+  return name.startsWith('.') && name.endsWith(TEMP_SUFFIX);
+}
+
+/** fsync a directory so that renames and new entries inside it are durable. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export interface AtomicWriteOptions {
+  /** fsync the parent directory after the rename (default true). */
+  syncDir?: boolean;
+  /** File mode (default 0o644). */
+  mode?: number;
+}
+
+/** Writes `data` to `path` so that readers see either the old or the complete new content: temp, fsync, rename. */
+export async function writeFileAtomic(
+  path: string,
+  data: string | Uint8Array,
+  options: AtomicWriteOptions = {},
+): Promise<void> {
+  const tmp = tempPathFor(path);
+  try {
+    const handle = await open(tmp, 'wx', options.mode ?? 0o644);
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(tmp, path);
+    if (options.syncDir ?? true) await fsyncDir(dirname(path));
+  } catch (error) {
+    await rm(tmp, { force: true }).catch(() => {});
+    throw ioError(error, `writing ${path}`);
+  }
+}

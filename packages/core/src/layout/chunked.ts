@@ -1,0 +1,198 @@
+import { rm } from 'node:fs/promises';
+import { BackyError } from '../errors.js';
+import type { RevisionReader, RevisionWriter, WriterStats } from '../revision-io.js';
+import { ChunkMap, isAllZero, sha256Hex } from '../store/chunk-map.js';
+import type { ChunkStore } from '../store/chunk-store.js';
+
+export interface ChunkedWriterOptions {
+  /** The parent's map: the new revision starts as its copy. */
+  parentMap?: ChunkMap | null;
+  /** Replace chunks even when the store already has them (after a distrusted revision). */
+  rewrite?: boolean;
+  /** Chunks being hashed/compressed/written at once (default 8): bounds memory. */
+  concurrency?: number;
+  chunkSize?: number;
+}
+
+/** Writes a revision into the chunk store; the map becomes durable at `seal`. */
+export class ChunkedRevisionWriter implements RevisionWriter {
+  private readonly map: ChunkMap;
+  private readonly parentMap: ChunkMap | null;
+  private readonly rewrite: boolean;
+  private readonly concurrency: number;
+  private readonly pending = new Set<Promise<void>>();
+  /** Chunks whose length changed with a resize and that the source did not rewrite. */
+  private readonly reshaped = new Set<number>();
+  private failure: unknown = null;
+  private sealed = false;
+  readonly stats: WriterStats = { bytesWritten: 0, chunksWritten: 0, chunksReused: 0, chunksZero: 0 };
+
+  constructor(
+    private readonly store: ChunkStore,
+    private readonly mapPath: string,
+    options: ChunkedWriterOptions = {},
+  ) {
+    this.parentMap = options.parentMap ?? null;
+    this.map = this.parentMap?.clone() ?? new ChunkMap(0, options.chunkSize);
+    this.rewrite = options.rewrite ?? false;
+    this.concurrency = options.concurrency ?? 8;
+  }
+
+  get chunkSize(): number {
+    return this.map.chunkSize;
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  get chunkCount(): number {
+    return this.map.chunkCount;
+  }
+
+  chunkLength(index: number): number {
+    return this.map.chunkLength(index);
+  }
+
+  currentHash(index: number): string | null {
+    return this.map.get(index);
+  }
+
+  async resize(size: number): Promise<void> {
+    this.assertOpen();
+    if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`invalid image size ${size}`);
+    if (size === this.map.size) return;
+    const oldLast = this.map.chunkCount - 1;
+    const oldLastLength = oldLast >= 0 ? this.map.chunkLength(oldLast) : 0;
+    this.map.resize(size);
+    for (const index of [...this.reshaped]) if (index >= this.map.chunkCount) this.reshaped.delete(index);
+    // A chunk that existed before and whose length changes must be re-cut at seal unless rewritten.
+    if (oldLast >= 0 && oldLast < this.map.chunkCount && this.map.chunkLength(oldLast) !== oldLastLength) {
+      if (this.map.get(oldLast) != null) this.reshaped.add(oldLast);
+    }
+  }
+
+  keep(index: number): void {
+    this.assertOpen();
+    this.map.get(index);
+    if (this.parentMap == null || index >= this.parentMap.chunkCount) {
+      throw new BackyError('SOURCE_FAILED', `chunk ${index} was kept, but the parent revision has no such chunk`);
+    }
+    if (!this.reshaped.has(index)) this.stats.chunksReused++;
+  }
+
+  zero(index: number): void {
+    this.assertOpen();
+    this.map.set(index, null);
+    this.reshaped.delete(index);
+    this.stats.chunksZero++;
+  }
+
+  async write(index: number, data: Buffer): Promise<void> {
+    this.assertOpen();
+    const expected = this.map.chunkLength(index);
+    if (data.length !== expected) {
+      throw new RangeError(`chunk ${index} must be ${expected} bytes, got ${data.length}`);
+    }
+    this.reshaped.delete(index);
+    if (isAllZero(data)) {
+      this.map.set(index, null);
+      this.stats.chunksZero++;
+      return;
+    }
+    const hash = sha256Hex(data);
+    this.map.set(index, hash);
+    if (!this.rewrite && this.parentMap != null && index < this.parentMap.chunkCount && this.parentMap.get(index) === hash) {
+      this.stats.chunksReused++;
+      return;
+    }
+    const task = this.store.put(hash, data, { rewrite: this.rewrite }).then(
+      ({ written }) => {
+        if (written > 0) {
+          this.stats.chunksWritten++;
+          this.stats.bytesWritten += written;
+        } else this.stats.chunksReused++;
+      },
+      (error) => {
+        this.failure ??= error;
+      },
+    );
+    this.pending.add(task);
+    void task.finally(() => this.pending.delete(task));
+    while (this.pending.size >= this.concurrency) await Promise.race(this.pending);
+    if (this.failure) throw this.failure;
+  }
+
+  /** Waits for all chunks, makes them durable, then writes the map atomically. Returns the map. */
+  async seal(): Promise<ChunkMap> {
+    this.assertOpen();
+    for (const index of this.reshaped) {
+      const hash = this.map.get(index)!;
+      const old = await this.store.get(hash);
+      const data = Buffer.alloc(this.map.chunkLength(index));
+      old.copy(data, 0, 0, Math.min(old.length, data.length));
+      await this.write(index, data);
+    }
+    await Promise.all(this.pending);
+    if (this.failure) throw this.failure;
+    await this.store.flush();
+    await this.map.save(this.mapPath);
+    this.sealed = true;
+    return this.map;
+  }
+
+  async abort(): Promise<void> {
+    this.sealed = true;
+    await Promise.allSettled(this.pending);
+    await rm(this.mapPath, { force: true });
+  }
+
+  private assertOpen(): void {
+    if (this.sealed) throw new Error('revision writer is already sealed');
+    if (this.failure) throw this.failure;
+  }
+}
+
+/** Reads a revision from the chunk store. */
+export class ChunkedRevisionReader implements RevisionReader {
+  constructor(
+    private readonly store: ChunkStore,
+    readonly map: ChunkMap,
+  ) {}
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  get chunkSize(): number {
+    return this.map.chunkSize;
+  }
+
+  get chunkCount(): number {
+    return this.map.chunkCount;
+  }
+
+  chunkLength(index: number): number {
+    return this.map.chunkLength(index);
+  }
+
+  isZero(index: number): boolean {
+    return this.map.isZero(index);
+  }
+
+  chunkHash(index: number): string | null {
+    return this.map.get(index);
+  }
+
+  async read(index: number): Promise<Buffer> {
+    const hash = this.map.get(index);
+    if (hash == null) return Buffer.alloc(this.map.chunkLength(index));
+    const data = await this.store.get(hash);
+    if (data.length !== this.map.chunkLength(index)) {
+      throw new BackyError('CHUNK_CORRUPT', `chunk ${hash} has length ${data.length}, expected ${this.map.chunkLength(index)}`);
+    }
+    return data;
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,122 @@
+import { constants } from 'node:fs';
+import { type FileHandle, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Writable } from 'node:stream';
+import { BackyError, ioError } from './errors.js';
+import { fsyncDir, tempPathFor } from './fs-util.js';
+import type { RevisionReader } from './revision-io.js';
+import { forEachChunk, readChunksInOrder } from './revision-stream.js';
+
+export interface RestoreOptions {
+  /** Overwrite an existing regular file. */
+  force?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (done: number, total: number) => void;
+  /** Chunks in flight (default 8). */
+  concurrency?: number;
+}
+
+export type RestoreTargetKind = 'file' | 'block-device' | 'stream';
+
+/** Size in bytes of a block device, from sysfs (fstat reports 0 for devices). */
+export async function blockDeviceSize(rdev: number): Promise<number> {
+  const major = Math.floor(rdev / 256) & 0xfff;
+  const minor = (rdev & 0xff) | ((Math.floor(rdev / 2 ** 12) & 0xfff00) >>> 0);
+  const text = await readFile(`/sys/dev/block/${major}:${minor}/size`, 'utf8');
+  return Number(text.trim()) * 512;
+}
+
+/**
+ * Restores a revision to `target`: a regular file (written sparse to a temporary file, then renamed into
+ * place), or a block device (every byte written, zeros included). Returns what kind of target it was.
+ */
+export async function restoreToPath(reader: RevisionReader, target: string, options: RestoreOptions = {}): Promise<RestoreTargetKind> {
+  const info = await stat(target).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return null;
+    throw ioError(error, `restore target ${target}`);
+  });
+  if (info?.isBlockDevice()) {
+    const size = await blockDeviceSize(info.rdev).catch(() => null);
+    if (size != null && size < reader.size) {
+      throw new BackyError('TARGET_INVALID', `block device ${target} holds ${size} bytes, the revision needs ${reader.size}`);
+    }
+    const handle = await open(target, constants.O_WRONLY).catch((error) => {
+      throw ioError(error, `opening ${target}`);
+    });
+    try {
+      await writeChunks(reader, handle, { ...options, writeZeros: true });
+      await handle.sync();
+    } catch (error) {
+      throw ioError(error, `restoring to ${target}`);
+    } finally {
+      await handle.close();
+    }
+    return 'block-device';
+  }
+  if (info != null && !info.isFile()) throw new BackyError('TARGET_INVALID', `${target} is neither a regular file nor a block device`);
+  if (info != null && !options.force) {
+    throw new BackyError('TARGET_EXISTS', `${target} already exists; use --force to overwrite it`);
+  }
+  const tmp = tempPathFor(target);
+  let handle: FileHandle | null = null;
+  try {
+    handle = await open(tmp, 'wx', 0o600);
+    await handle.truncate(reader.size);
+    await writeChunks(reader, handle, { ...options, writeZeros: false });
+    await handle.sync();
+    await handle.close();
+    handle = null;
+    await rename(tmp, target);
+    await fsyncDir(dirname(target));
+  } catch (error) {
+    await handle?.close().catch(() => {});
+    await rm(tmp, { force: true }).catch(() => {});
+    throw ioError(error, `restoring to ${target}`);
+  }
+  return 'file';
+}
+
+async function writeChunks(
+  reader: RevisionReader,
+  handle: FileHandle,
+  options: RestoreOptions & { writeZeros: boolean },
+): Promise<void> {
+  let done = 0;
+  const zeros = options.writeZeros ? Buffer.alloc(reader.chunkSize) : null;
+  await forEachChunk(
+    reader.chunkCount,
+    options.concurrency ?? 8,
+    async (index) => {
+      const length = reader.chunkLength(index);
+      const offset = index * reader.chunkSize;
+      if (reader.isZero(index)) {
+        if (zeros) await handle.write(zeros, 0, length, offset);
+      } else {
+        const data = await reader.read(index);
+        await handle.write(data, 0, length, offset);
+      }
+      done += length;
+      options.onProgress?.(done, reader.size);
+    },
+    options.signal,
+  );
+}
+
+/** Streams a revision in order to `out` (e.g. stdout), honouring back-pressure. */
+export async function restoreToStream(reader: RevisionReader, out: Writable, options: RestoreOptions = {}): Promise<void> {
+  let done = 0;
+  for await (const { data } of readChunksInOrder(reader, { concurrency: options.concurrency, signal: options.signal })) {
+    if (!out.write(data)) {
+      await new Promise<void>((resolve, reject) => {
+        const onError = (e: Error) => reject(e);
+        out.once('error', onError);
+        out.once('drain', () => {
+          out.off('error', onError);
+          resolve();
+        });
+      });
+    }
+    done += data!.length;
+    options.onProgress?.(done, reader.size);
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * The seam between sources and storage. Sources only see these two interfaces; how a revision is stored
+ * (chunk store, plain image files) is the layout's business.
+ */
+
+/** Reads one stored revision. Every `read` is verified against the stored hash. */
+export interface RevisionReader {
+  readonly size: number;
+  readonly chunkSize: number;
+  readonly chunkCount: number;
+  /** Length of chunk `index` (the last may be short). */
+  chunkLength(index: number): number;
+  /** True if the chunk is known to be all zeros without reading it. */
+  isZero(index: number): boolean;
+  /** Content hash (hex SHA-256) of the chunk, null for a zero chunk. */
+  chunkHash(index: number): string | null;
+  /** The chunk's bytes, verified. Zero chunks come back as zero-filled buffers. */
+  read(index: number): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+export interface WriterStats {
+  bytesWritten: number;
+  chunksWritten: number;
+  chunksReused: number;
+  chunksZero: number;
+}
+
+/**
+ * Builds a new revision. It starts as a copy of the parent's content (or empty), so a source only has to
+ * report what changed. `write` applies back-pressure: await it before producing the next chunk.
+ */
+export interface RevisionWriter {
+  readonly chunkSize: number;
+  /** Current image size in bytes. */
+  readonly size: number;
+  readonly chunkCount: number;
+  chunkLength(index: number): number;
+  /** Stores new content for chunk `index` (its full length; the writer owns the buffer afterwards). */
+  write(index: number, data: Buffer): Promise<void>;
+  /** Marks chunk `index` as unchanged from the parent. */
+  keep(index: number): void;
+  /** Marks chunk `index` as all zeros. */
+  zero(index: number): void;
+  /** Changes the image size; new space reads as zeros. */
+  resize(size: number): Promise<void>;
+  /** Hash of the chunk as it stands now in the new revision, or null if zero. */
+  currentHash(index: number): string | null;
+  readonly stats: Readonly<WriterStats>;
+}

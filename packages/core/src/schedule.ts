@@ -1,0 +1,69 @@
+import { z } from 'zod';
+import type { Revision } from './revision.js';
+import { parseDuration } from './units.js';
+
+/** A duration: `30m`, `1h`, `1d`, `7w`, `1h30m` or bare seconds. Parsed to seconds. */
+export const durationSchema = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const seconds = parseDuration(value);
+  if (seconds == null) {
+    ctx.addIssue({ code: 'custom', message: `invalid duration ${JSON.stringify(value)} (use e.g. 30m, 1h, 1d, 7w or seconds)` });
+    return z.NEVER;
+  }
+  return seconds;
+});
+
+export const tagRuleSchema = z.strictObject({
+  /** How often a revision with this tag is made. */
+  interval: durationSchema,
+  /** How many revisions with this tag to keep at least. */
+  keep: z.number().int().nonnegative(),
+});
+
+export const tagNameSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_.:-]+$/, 'tag names may contain only letters, digits and . _ : -');
+
+export const scheduleSchema = z.record(tagNameSchema, tagRuleSchema);
+
+/** Tag → rule; intervals in seconds. */
+export type Schedule = z.infer<typeof scheduleSchema>;
+export type TagRule = z.infer<typeof tagRuleSchema>;
+
+export const MANUAL_TAG_PREFIX = 'manual:';
+
+export interface ExpiryAction {
+  uuid: string;
+  /** Tags to remove from the revision. */
+  removeTags: string[];
+  /** True when the revision has no tags left and is deleted. */
+  remove: boolean;
+}
+
+/**
+ * Applies the keep rules: for each scheduled tag, revisions beyond the newest `keep` that are also older
+ * than `keep × interval` lose the tag. Revisions left without tags are removed. `manual:` tags never
+ * expire, and tags the schedule does not name are left alone.
+ */
+export function planExpiry(
+  revisions: readonly Pick<Revision, 'uuid' | 'tags' | 'timestamp'>[],
+  schedule: Schedule,
+  now: Date,
+): ExpiryAction[] {
+  const newestFirst = [...revisions].sort((a, b) => Date.parse(b.timestamp) - Date.parse(a.timestamp));
+  const remaining = new Map(newestFirst.map((r) => [r.uuid, new Set(r.tags)]));
+  const removed = new Map<string, string[]>();
+  for (const [tag, rule] of Object.entries(schedule)) {
+    if (tag.startsWith(MANUAL_TAG_PREFIX)) continue;
+    const maxAgeMs = rule.keep * rule.interval * 1000;
+    const withTag = newestFirst.filter((r) => r.tags.includes(tag));
+    withTag.forEach((rev, position) => {
+      if (position < rule.keep) return;
+      if (now.getTime() - Date.parse(rev.timestamp) <= maxAgeMs) return;
+      remaining.get(rev.uuid)!.delete(tag);
+      removed.set(rev.uuid, [...(removed.get(rev.uuid) ?? []), tag]);
+    });
+  }
+  return newestFirst
+    .filter((r) => removed.has(r.uuid) || r.tags.length === 0)
+    .map((r) => ({ uuid: r.uuid, removeTags: removed.get(r.uuid) ?? [], remove: remaining.get(r.uuid)!.size === 0 }));
+}

@@ -1,0 +1,82 @@
+import type { Logger } from 'pino';
+import type { ZodType } from 'zod';
+import type { RevisionData, Verification } from './revision.js';
+import type { RevisionReader, RevisionWriter } from './revision-io.js';
+
+/** What a source gets for one backup. */
+export interface BackupContext {
+  /** The revision being made (ID, tags, timestamp). Read-only. */
+  readonly revision: Readonly<RevisionData>;
+  /**
+   * The newest complete revision if it is trusted, for incremental work; null for a full backup (first
+   * backup, or the newest revision is distrusted).
+   */
+  readonly parent: { readonly revision: Readonly<RevisionData>; readonly reader: RevisionReader } | null;
+  readonly writer: RevisionWriter;
+  readonly logger: Logger;
+  readonly signal: AbortSignal;
+  /** Reports bytes read from the source (summed into the revision's stats). */
+  reportRead(bytes: number): void;
+  /** Reports progress of the backup in bytes of the image handled so far. */
+  progress(done: number, total: number): void;
+  /** Facts to remember in the revision (e.g. a snapshot name); merged into `source_info`. */
+  remember(info: Record<string, unknown>): void;
+}
+
+/** What a source gets to verify a fresh revision against the data it was made from. */
+export interface VerifyContext {
+  readonly revision: Readonly<RevisionData>;
+  readonly reader: RevisionReader;
+  readonly logger: Logger;
+  readonly signal: AbortSignal;
+  /** Milliseconds the verification may take; a source samples to stay within it. */
+  readonly budgetMs: number;
+  progress(done: number, total: number): void;
+}
+
+export type VerificationResult = Omit<Verification, 'timestamp'>;
+
+export interface BackupSource {
+  /** Reads the source and reports its content to `ctx.writer`. */
+  backup(ctx: BackupContext): Promise<void>;
+  /** Compares the fresh revision with the source (fully or a sample). */
+  verify(ctx: VerifyContext): Promise<VerificationResult>;
+  /** Releases resources after backup and verify (e.g. removes old snapshots). */
+  finish?(ctx: { revision: Readonly<RevisionData>; success: boolean; logger: Logger }): Promise<void>;
+}
+
+export interface SourceEnvironment {
+  logger: Logger;
+}
+
+export interface SourceDefinition<Options = unknown> {
+  /** The `source.type` this module implements. */
+  type: string;
+  /** Validates `source` options from the config (without `type`). */
+  optionsSchema: ZodType<Options>;
+  create(options: Options, env: SourceEnvironment): BackupSource;
+  /** Turns `backy init TYPE ARG` into options, e.g. `/srv/vm.img` → `{ filename: '/srv/vm.img' }`. */
+  parseInitArgument?(argument: string): Record<string, unknown>;
+  /** Warnings to show at `backy init` (e.g. the source does not exist yet). */
+  checkInit?(options: Options): Promise<string[]>;
+  /** A short description of the source for status output, e.g. the filename. */
+  describe?(options: Options): string;
+}
+
+/** Declares a source plugin; the module's default export. */
+export function defineSource<Options>(definition: SourceDefinition<Options>): SourceDefinition<Options> {
+  return definition;
+}
+
+/** Checks that a dynamically loaded module's default export has the shape of a source. */
+export function isSourceDefinition(value: unknown): value is SourceDefinition {
+  const v = value as SourceDefinition | null;
+  return (
+    v != null &&
+    typeof v === 'object' &&
+    typeof v.type === 'string' &&
+    typeof v.create === 'function' &&
+    v.optionsSchema != null &&
+    typeof (v.optionsSchema as { safeParse?: unknown }).safeParse === 'function'
+  );
+}

@@ -1,0 +1,146 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { BackyError } from '../errors.js';
+import { writeFileAtomic } from '../fs-util.js';
+
+export const HASH_BYTES = 32;
+/** Chunks are fixed-size slices of the image by offset. */
+export const DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024;
+
+const MAGIC = Buffer.from('BKYMAP01');
+const HEADER_BYTES = 32;
+const ZERO_HASH = Buffer.alloc(HASH_BYTES);
+
+/**
+ * The chunk map of one revision: the image size and, per chunk index, the SHA-256 of its content or
+ * "zero". On disk: a 32-byte header (magic, size, chunk size, count), 32 bytes per chunk (all zero bytes
+ * for a zero chunk), and a SHA-256 of everything before it, so a torn or damaged map is detected.
+ */
+export class ChunkMap {
+  size: number;
+  readonly chunkSize: number;
+  private hashes: Buffer;
+
+  constructor(size: number, chunkSize = DEFAULT_CHUNK_SIZE, hashes?: Buffer) {
+    this.size = size;
+    this.chunkSize = chunkSize;
+    const count = chunkCountFor(size, chunkSize);
+    this.hashes = Buffer.alloc(count * HASH_BYTES);
+    hashes?.copy(this.hashes, 0, 0, Math.min(hashes.length, this.hashes.length));
+  }
+
+  get chunkCount(): number {
+    return this.hashes.length / HASH_BYTES;
+  }
+
+  /** Length of the chunk at `index` (the last one may be short). */
+  chunkLength(index: number): number {
+    return Math.min(this.chunkSize, this.size - index * this.chunkSize);
+  }
+
+  /** Hex SHA-256 of the chunk, or null for a zero chunk. */
+  get(index: number): string | null {
+    this.check(index);
+    const entry = this.hashes.subarray(index * HASH_BYTES, (index + 1) * HASH_BYTES);
+    return entry.equals(ZERO_HASH) ? null : entry.toString('hex');
+  }
+
+  set(index: number, hash: string | null): void {
+    this.check(index);
+    if (hash == null) this.hashes.fill(0, index * HASH_BYTES, (index + 1) * HASH_BYTES);
+    else this.hashes.write(hash, index * HASH_BYTES, HASH_BYTES, 'hex');
+  }
+
+  isZero(index: number): boolean {
+    return this.get(index) == null;
+  }
+
+  /** Changes the size; new chunks are zero, chunks past the end are dropped. */
+  resize(size: number): void {
+    const next = Buffer.alloc(chunkCountFor(size, this.chunkSize) * HASH_BYTES);
+    this.hashes.copy(next, 0, 0, Math.min(next.length, this.hashes.length));
+    this.hashes = next;
+    this.size = size;
+  }
+
+  clone(): ChunkMap {
+    return new ChunkMap(this.size, this.chunkSize, this.hashes);
+  }
+
+  /** Distinct non-zero hashes. */
+  *uniqueHashes(): Iterable<string> {
+    const seen = new Set<string>();
+    for (let i = 0; i < this.chunkCount; i++) {
+      const h = this.get(i);
+      if (h != null && !seen.has(h)) {
+        seen.add(h);
+        yield h;
+      }
+    }
+  }
+
+  serialize(): Buffer {
+    const header = Buffer.alloc(HEADER_BYTES);
+    MAGIC.copy(header, 0);
+    header.writeBigUInt64LE(BigInt(this.size), 8);
+    header.writeUInt32LE(this.chunkSize, 16);
+    header.writeUInt32LE(this.chunkCount, 20);
+    const body = Buffer.concat([header, this.hashes]);
+    return Buffer.concat([body, createHash('sha256').update(body).digest()]);
+  }
+
+  static deserialize(data: Buffer, what = 'chunk map'): ChunkMap {
+    const fail = (why: string) => new BackyError('REVISION_INVALID', `${what}: ${why}`);
+    if (data.length < HEADER_BYTES + HASH_BYTES || !data.subarray(0, 8).equals(MAGIC)) throw fail('not a backy chunk map');
+    const body = data.subarray(0, data.length - HASH_BYTES);
+    if (!createHash('sha256').update(body).digest().equals(data.subarray(data.length - HASH_BYTES))) {
+      throw fail('checksum mismatch (the map is damaged)');
+    }
+    const size = Number(data.readBigUInt64LE(8));
+    const chunkSize = data.readUInt32LE(16);
+    const count = data.readUInt32LE(20);
+    if (chunkSize === 0 || count !== chunkCountFor(size, chunkSize) || body.length !== HEADER_BYTES + count * HASH_BYTES) {
+      throw fail('inconsistent header');
+    }
+    return new ChunkMap(size, chunkSize, body.subarray(HEADER_BYTES));
+  }
+
+  static async load(path: string): Promise<ChunkMap> {
+    let data: Buffer;
+    try {
+      data = await readFile(path);
+    } catch (error) {
+      throw new BackyError('REVISION_INVALID', `chunk map ${path} cannot be read: ${(error as Error).message}`, { cause: error });
+    }
+    return ChunkMap.deserialize(data, path);
+  }
+
+  async save(path: string): Promise<void> {
+    await writeFileAtomic(path, this.serialize(), { mode: 0o444 });
+  }
+
+  private check(index: number): void {
+    if (!Number.isInteger(index) || index < 0 || index >= this.chunkCount) {
+      throw new RangeError(`chunk index ${index} out of range 0..${this.chunkCount - 1}`);
+    }
+  }
+}
+
+export function chunkCountFor(size: number, chunkSize: number): number {
+  return Math.ceil(size / chunkSize);
+}
+
+const ZEROS = Buffer.alloc(DEFAULT_CHUNK_SIZE);
+
+/** True if every byte is zero (memcmp against a static zero buffer). */
+export function isAllZero(data: Uint8Array): boolean {
+  for (let offset = 0; offset < data.length; offset += ZEROS.length) {
+    const part = data.subarray(offset, Math.min(data.length, offset + ZEROS.length));
+    if (!Buffer.from(part.buffer, part.byteOffset, part.length).equals(ZEROS.subarray(0, part.length))) return false;
+  }
+  return true;
+}
+
+export function sha256Hex(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}

@@ -1,0 +1,248 @@
+import { createHash } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { BackyError, ioError } from '../errors.js';
+import { fsyncDir, isTempName, tempPathFor, writeFileAtomic } from '../fs-util.js';
+import { acquireLock, type Lock, type LockMode } from '../lock.js';
+import { type Codec, type CodecName, codecById, codecByName } from './codec.js';
+import { sha256Hex } from './chunk-map.js';
+
+const MAGIC = Buffer.from('BKC1');
+const HEADER_BYTES = 12;
+const HASH_RE = /^[0-9a-f]{64}$/;
+/** Sample slices (bytes) probed before compressing a whole chunk; incompressible chunks are stored raw. */
+const PROBE_SLICE = 16 * 1024;
+const PROBE_RATIO = 0.9;
+const KEEP_RAW_RATIO = 0.97;
+
+export interface ChunkStoreOptions {
+  /** Codec for new chunks (default lz4). Existing chunks record their own codec. */
+  codec?: CodecName;
+}
+
+export interface PutResult {
+  /** Bytes written to disk (0 when the chunk already existed). */
+  written: number;
+}
+
+/**
+ * A content-addressed store of chunks: `<root>/ab/<sha256>` (root is an archive's `chunks/` or a shared
+ * directory), each file a 12-byte header (magic, codec, raw length) and the (possibly compressed)
+ * payload. Every read is checked against the hash. The store keeps a registry of the archives using it
+ * (`<root>/.archives/`) for purge, and `<root>/.purge.lock`.
+ */
+export class ChunkStore {
+  readonly root: string;
+  readonly codec: Codec;
+  private readonly dirtyDirs = new Set<string>();
+  private readonly inflight = new Map<string, Promise<PutResult>>();
+  private readonly knownDirs = new Set<string>();
+
+  constructor(root: string, options: ChunkStoreOptions = {}) {
+    this.root = resolve(root);
+    this.codec = codecByName(options.codec ?? 'lz4');
+  }
+
+  get chunksDir(): string {
+    return this.root;
+  }
+
+  get purgeLockPath(): string {
+    return join(this.root, '.purge.lock');
+  }
+
+  private get registryDir(): string {
+    return join(this.root, '.archives');
+  }
+
+  pathOf(hash: string): string {
+    return join(this.chunksDir, hash.slice(0, 2), hash);
+  }
+
+  async init(): Promise<void> {
+    try {
+      await mkdir(this.registryDir, { recursive: true });
+    } catch (error) {
+      throw ioError(error, `creating chunk store ${this.root}`);
+    }
+  }
+
+  /** Shared for backup/restore/verify, exclusive for purge. */
+  lock(mode: LockMode, waitSeconds = 0): Promise<Lock> {
+    return acquireLock(this.purgeLockPath, mode, {
+      waitSeconds,
+      busyMessage:
+        mode === 'exclusive'
+          ? `chunk store ${this.root} is in use by a backup, restore or verify; purge later`
+          : `chunk store ${this.root} is being purged; try again when purge has finished`,
+    });
+  }
+
+  async has(hash: string): Promise<boolean> {
+    try {
+      await stat(this.pathOf(hash));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Stores `data` under `hash` unless it is already there. With `rewrite`, an existing file is replaced
+   * (used while the newest revision is distrusted, so damaged chunks get healed).
+   */
+  put(hash: string, data: Buffer, options: { rewrite?: boolean } = {}): Promise<PutResult> {
+    const running = this.inflight.get(hash);
+    if (running) return running.then(() => ({ written: 0 }));
+    const promise = this.putNew(hash, data, options.rewrite ?? false).finally(() => this.inflight.delete(hash));
+    this.inflight.set(hash, promise);
+    return promise;
+  }
+
+  private async putNew(hash: string, data: Buffer, rewrite: boolean): Promise<PutResult> {
+    const path = this.pathOf(hash);
+    if (!rewrite && (await this.has(hash))) return { written: 0 };
+    const { codecId, payload } = await this.encode(data);
+    const header = Buffer.alloc(HEADER_BYTES);
+    MAGIC.copy(header);
+    header.writeUInt8(codecId, 4);
+    header.writeUInt32LE(data.length, 8);
+    const dir = join(this.chunksDir, hash.slice(0, 2));
+    if (!this.knownDirs.has(dir)) {
+      await mkdir(dir, { recursive: true }).catch((e) => {
+        throw ioError(e, `creating ${dir}`);
+      });
+      this.knownDirs.add(dir);
+    }
+    const tmp = tempPathFor(path);
+    try {
+      const handle = await open(tmp, 'wx', 0o444);
+      try {
+        await handle.writev([header, payload]);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(tmp, path);
+    } catch (error) {
+      await rm(tmp, { force: true }).catch(() => {});
+      throw ioError(error, `writing chunk ${hash}`);
+    }
+    this.dirtyDirs.add(dir);
+    return { written: HEADER_BYTES + payload.length };
+  }
+
+  private async encode(data: Buffer): Promise<{ codecId: number; payload: Buffer }> {
+    if (this.codec.name === 'none') return { codecId: 0, payload: data };
+    if (data.length > 4 * PROBE_SLICE) {
+      const mid = Math.floor(data.length / 2);
+      const probe = Buffer.concat([
+        data.subarray(0, PROBE_SLICE),
+        data.subarray(mid, mid + PROBE_SLICE),
+        data.subarray(data.length - PROBE_SLICE),
+      ]);
+      if (this.codec.compressSync(probe).length > probe.length * PROBE_RATIO) return { codecId: 0, payload: data };
+    }
+    const compressed = await this.codec.compress(data);
+    if (compressed.length >= data.length * KEEP_RAW_RATIO) return { codecId: 0, payload: data };
+    return { codecId: this.codec.id, payload: compressed };
+  }
+
+  /** Makes every chunk written so far durable in its directory. Call before committing a map. */
+  async flush(): Promise<void> {
+    const dirs = [...this.dirtyDirs];
+    this.dirtyDirs.clear();
+    await Promise.all(dirs.map((d) => fsyncDir(d)));
+  }
+
+  /** Reads, decompresses and verifies a chunk. */
+  async get(hash: string): Promise<Buffer> {
+    const path = this.pathOf(hash);
+    let file: Buffer;
+    try {
+      file = await readFile(path);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new BackyError('CHUNK_MISSING', `chunk ${hash} is missing from ${this.chunksDir}`, { cause: error });
+      }
+      throw ioError(error, `reading chunk ${path}`);
+    }
+    const corrupt = (why: string, cause?: unknown) =>
+      new BackyError('CHUNK_CORRUPT', `chunk ${hash} is damaged: ${why}`, { cause });
+    if (file.length < HEADER_BYTES || !file.subarray(0, 4).equals(MAGIC)) throw corrupt('bad header');
+    const codec = codecById(file.readUInt8(4));
+    if (codec == null) throw corrupt(`unknown codec ${file.readUInt8(4)}`);
+    const rawLength = file.readUInt32LE(8);
+    let data: Buffer;
+    try {
+      data = await codec.decompress(file.subarray(HEADER_BYTES), rawLength);
+    } catch (error) {
+      throw corrupt('cannot decompress', error);
+    }
+    if (data.length !== rawLength || sha256Hex(data) !== hash) throw corrupt('content does not match its hash');
+    return data;
+  }
+
+  async delete(hash: string): Promise<void> {
+    await unlink(this.pathOf(hash)).catch((error) => {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(error, `deleting chunk ${hash}`);
+    });
+  }
+
+  /** Moves a damaged chunk aside so the next backup writes it anew. */
+  async quarantine(hash: string): Promise<void> {
+    await rename(this.pathOf(hash), `${this.pathOf(hash)}.damaged`).catch(() => {});
+  }
+
+  /** All stored hashes, with their file sizes; also yields stale temp files (hash null) for clean-up. */
+  async *entries(): AsyncIterable<{ hash: string | null; path: string; bytes: number }> {
+    let fans: string[];
+    try {
+      fans = await readdir(this.chunksDir);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw ioError(error, `listing ${this.chunksDir}`);
+    }
+    for (const fan of fans.sort()) {
+      if (!/^[0-9a-f]{2}$/.test(fan)) continue;
+      const dir = join(this.chunksDir, fan);
+      for (const name of await readdir(dir)) {
+        const path = join(dir, name);
+        const bytes = await stat(path).then(
+          (s) => s.size,
+          () => -1,
+        );
+        if (bytes < 0) continue;
+        if (HASH_RE.test(name)) yield { hash: name, path, bytes };
+        else if (isTempName(name) || name.endsWith('.damaged')) yield { hash: null, path, bytes };
+      }
+    }
+  }
+
+  /** Records that the archive at `archiveDir` uses this store. */
+  async register(archiveDir: string): Promise<void> {
+    const abs = resolve(archiveDir);
+    const entry = join(this.registryDir, createHash('sha256').update(abs).digest('hex').slice(0, 32));
+    const existing = await readFile(entry, 'utf8').catch(() => null);
+    if (existing?.trim() === abs) return;
+    await writeFileAtomic(entry, `${abs}\n`);
+  }
+
+  async unregister(archiveDir: string): Promise<void> {
+    const entry = join(this.registryDir, createHash('sha256').update(resolve(archiveDir)).digest('hex').slice(0, 32));
+    await rm(entry, { force: true });
+  }
+
+  /** Archive directories registered as users of this store. */
+  async registeredArchives(): Promise<string[]> {
+    const dir = this.registryDir;
+    const names = await readdir(dir).catch(() => [] as string[]);
+    const out: string[] = [];
+    for (const name of names) {
+      if (isTempName(name)) continue;
+      const text = await readFile(join(dir, name), 'utf8').catch(() => null);
+      if (text?.trim()) out.push(text.trim());
+    }
+    return out.sort();
+  }
+}
