@@ -176,7 +176,7 @@ export async function applyRbdDiff(records: AsyncIterable<RbdDiffRecord>, option
  * the stream is shorter or longer than `size`.
  */
 export async function applyRawImage(
-  input: AsyncIterable<Buffer>,
+  input: AsyncIterable<Buffer> | Iterable<Buffer>,
   options: { writer: RevisionWriter; size: number; signal?: AbortSignal; onData?(bytes: number): void; onProgress?(done: number, size: number): void },
 ): Promise<void> {
   const { writer, size } = options;

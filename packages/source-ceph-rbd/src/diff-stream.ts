@@ -191,7 +191,7 @@ export class RbdDiffParser {
 }
 
 /** Parses an rbd diff v1 stream from an async byte source, yielding records as they complete. */
-export async function* parseRbdDiff(input: AsyncIterable<Buffer | Uint8Array | string>): AsyncGenerator<RbdDiffRecord> {
+export async function* parseRbdDiff(input: AsyncIterable<Buffer | Uint8Array | string> | Iterable<Buffer | Uint8Array | string>): AsyncGenerator<RbdDiffRecord> {
   const parser = new RbdDiffParser();
   for await (const chunk of input) {
     const buffer = typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);

@@ -64,6 +64,7 @@ export class RbdError extends BackyError {
 }
 
 const STDERR_LIMIT = 16 * 1024;
+const wholeObjectSupport = new Map<string, Promise<boolean>>();
 const LOG_LINE = /^\d{4}-\d\d-\d\d[T ][\d:.]+[+-]\d{4} [0-9a-f]+ +-?\d+ /;
 
 /** The most telling line of rbd's error output, on one line: rbd's own `rbd: …` message if there is one. */
@@ -99,7 +100,6 @@ export class Rbd {
   readonly binary: string;
   private readonly timeoutMs: number;
   private readonly idleTimeoutMs: number;
-  private wholeObject: Promise<boolean> | null = null;
 
   constructor(private readonly options: RbdOptions = {}) {
     this.binary = options.binary ?? 'rbd';
@@ -308,13 +308,17 @@ export class Rbd {
     await this.run(['snap', 'rm', '--no-progress', imageSpec(pool, image, snapshot)], { signal });
   }
 
-  /** Whether this rbd's export-diff knows `--whole-object` (asked once). */
+  /** Whether this rbd's export-diff knows `--whole-object` (asked once per executable). */
   supportsWholeObject(): Promise<boolean> {
-    this.wholeObject ??= this.run(['help', 'export-diff'], { timeoutMs: 30_000 }).then(
-      (help) => help.includes('--whole-object'),
-      () => false,
-    );
-    return this.wholeObject;
+    let known = wholeObjectSupport.get(this.binary);
+    if (known == null) {
+      known = this.run(['help', 'export-diff'], { timeoutMs: 30_000 }).then(
+        (help) => help.includes('--whole-object'),
+        () => false,
+      );
+      wholeObjectSupport.set(this.binary, known);
+    }
+    return known;
   }
 
   /** Streams `rbd export-diff [--from-snap FROM] [--whole-object] POOL/IMAGE@SNAP -` into `consume`. */
