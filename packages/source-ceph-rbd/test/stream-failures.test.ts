@@ -9,7 +9,23 @@ import { join } from 'node:path';
 import { type Archive, isBackyError, runBackup } from '@backy/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRbdSource } from '../src/index.js';
-import { CHUNK, conf, createImage, exportImage, importDiffRaw, logger, MiB, newArchive, POOL, removeImage, revisionContent, skipReason, snapshots, uniqueImage, writeImage } from './helpers.js';
+import {
+  CHUNK,
+  conf,
+  createImage,
+  exportImage,
+  importDiffRaw,
+  logger,
+  MiB,
+  newArchive,
+  POOL,
+  removeImage,
+  revisionContent,
+  skipReason,
+  snapshots,
+  uniqueImage,
+  writeImage,
+} from './helpers.js';
 
 const suite = skipReason ? describe.skip : describe;
 
@@ -50,11 +66,15 @@ suite('ceph-rbd source with broken rbd streams', () => {
   }
 
   const backupWith = (rbdBinary?: string) =>
-    runBackup(archive, createRbdSource({ pool: POOL, image, conf, 'full-always': false }, { logger }, { rbdBinary }), {
-      tags: ['test'],
-      force: true,
-      logger,
-    });
+    runBackup(
+      archive,
+      createRbdSource({ pool: POOL, image, conf, 'full-always': false }, { logger }, { rbdBinary }),
+      {
+        tags: ['test'],
+        force: true,
+        logger,
+      },
+    );
 
   /** The backup fails with one clear line, leaves no revision and removes its snapshot. */
   async function expectCleanFailure(rbdBinary: string, message: RegExp): Promise<void> {
@@ -74,7 +94,10 @@ suite('ceph-rbd source with broken rbd streams', () => {
     tools = await mkdtemp(join(tmpdir(), 'backy-rbd-wrappers-'));
     await writeFile(join(tools, 'corrupt.cjs'), CORRUPT_FILTER);
     await createImage(image, 16 * MiB);
-    await importDiffRaw(image, [{ type: 'size', size: 16 * MiB }, { type: 'data', offset: 0, data: randomBytes(16 * MiB) }]);
+    await importDiffRaw(image, [
+      { type: 'size', size: 16 * MiB },
+      { type: 'data', offset: 0, data: randomBytes(16 * MiB) },
+    ]);
   });
 
   afterAll(async () => {
@@ -84,9 +107,16 @@ suite('ceph-rbd source with broken rbd streams', () => {
   });
 
   it('fails when the full rbd export stops short, and when rbd export fails half-way', async () => {
-    await expectCleanFailure(await wrapper('export-short', 'export', 'rbd "$@" | head -c 5000000; exit 0'), /^truncated rbd export stream: got 5000000 of 16777216 bytes$/);
     await expectCleanFailure(
-      await wrapper('export-fails', 'export', 'rbd "$@" | head -c 5000000; echo "rbd: export error: (5) Input/output error" >&2; exit 5'),
+      await wrapper('export-short', 'export', 'rbd "$@" | head -c 5000000; exit 0'),
+      /^truncated rbd export stream: got 5000000 of 16777216 bytes$/,
+    );
+    await expectCleanFailure(
+      await wrapper(
+        'export-fails',
+        'export',
+        'rbd "$@" | head -c 5000000; echo "rbd: export error: (5) Input/output error" >&2; exit 5',
+      ),
       /^rbd export rbd\/broken-\S+@backy-\S+ - failed \(exit status 5\): rbd: export error: \(5\) Input\/output error$/,
     );
     const good = await backupWith();
@@ -110,7 +140,11 @@ suite('ceph-rbd source with broken rbd streams', () => {
 
   it("reports rbd's own error when rbd fails in the middle of the diff stream", async () => {
     await expectCleanFailure(
-      await wrapper('diff-fails', 'export-diff', 'rbd "$@" | head -c 3000; echo "rbd: export-diff error: (5) Input/output error" >&2; exit 5'),
+      await wrapper(
+        'diff-fails',
+        'export-diff',
+        'rbd "$@" | head -c 3000; echo "rbd: export-diff error: (5) Input/output error" >&2; exit 5',
+      ),
       /^rbd export-diff --from-snap backy-\S+ --whole-object rbd\/broken-\S+@backy-\S+ - failed \(exit status 5\): rbd: export-diff error: \(5\) Input\/output error$/,
     );
   });
