@@ -9,7 +9,9 @@ export const BIN = fileURLToPath(new URL('../bin/backy.js', import.meta.url));
 const DIST = fileURLToPath(new URL('../dist/index.js', import.meta.url));
 
 if (!existsSync(DIST)) {
-  throw new Error(`the backy binary is not built (${DIST} missing): run \`pnpm build\` first (the root \`pnpm test\` does)`);
+  throw new Error(
+    `the backy binary is not built (${DIST} missing): run \`pnpm build\` first (the root \`pnpm test\` does)`,
+  );
 }
 
 export interface Result {
@@ -19,7 +21,10 @@ export interface Result {
 }
 
 /** Runs the built `backy` binary like a user would, without a terminal. */
-export function backy(args: string[], options: { cwd?: string; input?: Buffer | string; env?: NodeJS.ProcessEnv } = {}): Result {
+export function backy(
+  args: string[],
+  options: { cwd?: string; input?: Buffer | string; env?: NodeJS.ProcessEnv } = {},
+): Result {
   const r = spawnSync(process.execPath, [BIN, ...args], {
     cwd: options.cwd,
     input: options.input,
@@ -30,7 +35,10 @@ export function backy(args: string[], options: { cwd?: string; input?: Buffer | 
 }
 
 /** Like `backy`, with stdout as raw bytes (for `restore -`). */
-export function backyRaw(args: string[], cwd?: string): { code: number | null; stdout: Buffer; stderr: string } {
+export function backyRaw(
+  args: string[],
+  cwd?: string,
+): { code: number | null; stdout: Buffer; stderr: string } {
   const r = spawnSync(process.execPath, [BIN, ...args], { cwd, maxBuffer: 1024 * 1024 * 1024 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
 }

@@ -15,7 +15,11 @@ beforeAll(async () => {
   dir = await tempDir();
   image = join(dir.path, 'disk.img');
   arch = join(dir.path, 'archive');
-  v1 = Buffer.concat([randomBytes(5 * MiB), Buffer.alloc(8 * MiB), Buffer.from('log line\n'.repeat(400_000))]);
+  v1 = Buffer.concat([
+    randomBytes(5 * MiB),
+    Buffer.alloc(8 * MiB),
+    Buffer.from('log line\n'.repeat(400_000)),
+  ]);
   await writeFile(image, v1);
 });
 afterAll(() => dir.cleanup());
@@ -25,7 +29,19 @@ describe('backy end to end', () => {
     expect(backy(['--version']).stdout).toMatch(/^backy \d+\.\d+\.\d+/);
     const help = backy(['--help']);
     expect(help.code).toBe(0);
-    for (const cmd of ['init', 'backup', 'status', 'find', 'restore', 'verify', 'distrust', 'forget', 'tags', 'expire', 'purge']) {
+    for (const cmd of [
+      'init',
+      'backup',
+      'status',
+      'find',
+      'restore',
+      'verify',
+      'distrust',
+      'forget',
+      'tags',
+      'expire',
+      'purge',
+    ]) {
       expect(help.stdout).toContain(`  ${cmd} `);
     }
     expect(backy(['restore', '--help']).stdout).toContain('usage: backy restore');

@@ -38,13 +38,21 @@ describe('backup', () => {
   it('writes only changed chunks, stores no zero chunks, and keeps every revision restorable', async () => {
     const archive = await makeArchive(dir.path);
     let data = image();
-    const first = await runBackup(archive, bufferSource(() => data), { tags: ['daily'], logger: silent });
+    const first = await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    );
     expect(first.stats.chunks_zero).toBe(1); // 8–12 MiB is all zero
     expect(first.stats.chunks_written).toBe(2);
     const v1 = Buffer.from(data);
     data = Buffer.from(data);
     data[9 * MiB] = 7;
-    const second = await runBackup(archive, bufferSource(() => data), { tags: ['daily'], logger: silent });
+    const second = await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    );
     expect(second.parent).toBe(first.uuid);
     expect(second.stats.chunks_written).toBe(1); // chunk 2 was zero, now has data
     expect(second.stats.chunks_reused).toBe(2);
@@ -57,14 +65,25 @@ describe('backup', () => {
   it('ignores and then removes what a crashed backup left behind', async () => {
     const archive = await makeArchive(dir.path);
     const data = image();
-    const good = await runBackup(archive, bufferSource(() => data), { tags: ['daily'], logger: silent });
+    const good = await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    );
     // A crash after the map but before the .rev, a .rev without stats, and a stray temp file.
     await copyFile(archive.mapPath(good.uuid), archive.mapPath('CrashedRevision0000001'));
-    await writeFile(archive.revPath('CrashedRevision0000002'), 'uuid: CrashedRevision0000002\ntimestamp: 2026-01-01T00:00:00Z\n');
+    await writeFile(
+      archive.revPath('CrashedRevision0000002'),
+      'uuid: CrashedRevision0000002\ntimestamp: 2026-01-01T00:00:00Z\n',
+    );
     await writeFile(join(archive.path, '.x.rev.abcd.tmp'), 'partial');
     expect((await archive.revisions()).map((r) => r.uuid)).toEqual([good.uuid]);
     expect((await archive.scan()).incomplete).toEqual(['CrashedRevision0000001', 'CrashedRevision0000002']);
-    await runBackup(archive, bufferSource(() => data), { tags: ['daily'], logger: silent });
+    await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    );
     const files = await readdir(archive.path);
     expect(files.some((f) => f.startsWith('Crashed') || f.endsWith('.tmp'))).toBe(false);
     expect(await archive.revisions()).toHaveLength(2);
@@ -73,7 +92,11 @@ describe('backup', () => {
   it('leaves nothing visible when the source fails mid-way', async () => {
     const archive = await makeArchive(dir.path);
     const data = image();
-    await runBackup(archive, bufferSource(() => data), { tags: ['daily'], logger: silent });
+    await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    );
     const failing = bufferSource(() => data, {
       beforeChunk: async (index) => {
         if (index === 2) throw new Error('device vanished');
@@ -97,7 +120,11 @@ describe('backup', () => {
     const slow = bufferSource(() => data, { beforeChunk: () => gate });
     const running = runBackup(archive, slow, { tags: ['daily'], logger: silent });
     await new Promise((r) => setTimeout(r, 200));
-    const second = await runBackup(archive, bufferSource(() => data), { tags: ['daily'], logger: silent }).catch((e) => e);
+    const second = await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    ).catch((e) => e);
     expect(isBackyError(second, 'LOCKED')).toBe(true);
     expect(second.message).toMatch(/already running/);
     release();
@@ -107,10 +134,22 @@ describe('backup', () => {
   it('validates tags against the schedule unless forced', async () => {
     const archive = await makeArchive(dir.path, { schedule: { daily: { interval: '1d', keep: 3 } } });
     const data = image();
-    const err = await runBackup(archive, bufferSource(() => data), { tags: ['hourly'], logger: silent }).catch((e) => e);
+    const err = await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['hourly'], logger: silent },
+    ).catch((e) => e);
     expect(isBackyError(err, 'USAGE')).toBe(true);
-    await runBackup(archive, bufferSource(() => data), { tags: ['hourly'], force: true, logger: silent });
-    await runBackup(archive, bufferSource(() => data), { tags: ['manual:x'], logger: silent });
+    await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['hourly'], force: true, logger: silent },
+    );
+    await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['manual:x'], logger: silent },
+    );
     expect(await archive.revisions()).toHaveLength(2);
   });
 });
@@ -119,7 +158,11 @@ describe('trust, verify and distrust', () => {
   it('finds a damaged chunk, names revision and offset, and the next backup heals it', async () => {
     const archive = await makeArchive(dir.path);
     const data = image();
-    const rev = await runBackup(archive, bufferSource(() => data), { tags: ['daily'], logger: silent });
+    const rev = await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    );
     const map = await archive.loadMap(rev.uuid);
     const hash = map.get(1)!;
     const path = archive.store.pathOf(hash);
@@ -134,7 +177,11 @@ describe('trust, verify and distrust', () => {
     const restoreError = await restoreBytes(archive, rev.uuid).catch((e) => e);
     expect(isBackyError(restoreError, 'CHUNK_CORRUPT')).toBe(true);
 
-    const next = await runBackup(archive, bufferSource(() => data), { tags: ['daily'], logger: silent });
+    const next = await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    );
     expect(next.stats.chunks_written).toBe(2); // rewritten, not trusted
     const [again] = await verifyRevisions(archive, [rev, next], { logger: silent });
     expect(again!.ok).toBe(true);
@@ -151,8 +198,16 @@ describe('expire and purge', () => {
     const common = image();
     const onlyA = Buffer.from(common);
     randomBytes(MiB).copy(onlyA, 9 * MiB);
-    const revA = await runBackup(a, bufferSource(() => onlyA), { tags: ['x'], force: true, logger: silent });
-    const revB = await runBackup(b, bufferSource(() => common), { tags: ['x'], force: true, logger: silent });
+    const revA = await runBackup(
+      a,
+      bufferSource(() => onlyA),
+      { tags: ['x'], force: true, logger: silent },
+    );
+    const revB = await runBackup(
+      b,
+      bufferSource(() => common),
+      { tags: ['x'], force: true, logger: silent },
+    );
     expect(revB.stats.chunks_written).toBe(0); // chunks 0 and 1 are a's, chunk 2 is zero
     expect(revB.stats.chunks_reused).toBe(2);
     let result = await purgeStore(a.store, { logger: silent });
@@ -177,7 +232,12 @@ describe('expire and purge', () => {
     const data = image();
     let day = 0;
     const now = () => new Date(Date.UTC(2026, 0, 1 + day));
-    for (; day < 4; day++) await runBackup(archive, bufferSource(() => data), { tags: ['daily'], logger: silent, now });
+    for (; day < 4; day++)
+      await runBackup(
+        archive,
+        bufferSource(() => data),
+        { tags: ['daily'], logger: silent, now },
+      );
     const actions = await expireArchive(archive, { logger: silent, now: new Date(Date.UTC(2026, 0, 4)) });
     expect(actions.filter((a) => a.remove)).toHaveLength(2);
     expect(await archive.revisions()).toHaveLength(2);
@@ -188,7 +248,11 @@ describe('restore', () => {
   it('writes sparse files, refuses to overwrite, and cleans up on failure', async () => {
     const archive = await makeArchive(dir.path);
     const data = image();
-    const rev = await runBackup(archive, bufferSource(() => data), { tags: ['daily'], logger: silent });
+    const rev = await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    );
     const target = join(dir.path, 'out.img');
     const reader = await archive.openReader(rev);
     expect(await restoreToPath(reader, target)).toBe('file');
@@ -198,7 +262,9 @@ describe('restore', () => {
     const exists = await restoreToPath(reader, target).catch((e) => e);
     expect(isBackyError(exists, 'TARGET_EXISTS')).toBe(true);
     await mkdir(join(dir.path, 'adir'));
-    expect(isBackyError(await restoreToPath(reader, join(dir.path, 'adir')).catch((e) => e), 'TARGET_INVALID')).toBe(true);
+    expect(
+      isBackyError(await restoreToPath(reader, join(dir.path, 'adir')).catch((e) => e), 'TARGET_INVALID'),
+    ).toBe(true);
     expect((await readdir(dir.path)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 });

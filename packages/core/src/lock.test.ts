@@ -31,7 +31,9 @@ describe('locks', () => {
   it('is released by the kernel when the holder is killed with SIGKILL', async () => {
     const path = join(dir.path, 'lock');
     // A separate process holds the lock the same way backy does: flock(1) on an inherited descriptor.
-    const holder = spawn('bash', ['-c', `exec 3>>"${path}"; flock -x 3; echo locked; exec sleep 60`], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const holder = spawn('bash', ['-c', `exec 3>>"${path}"; flock -x 3; echo locked; exec sleep 60`], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()));
     expect(isBackyError(await acquireLock(path, 'exclusive').catch((e) => e), 'LOCKED')).toBe(true);
     holder.kill('SIGKILL');

@@ -16,18 +16,21 @@ afterEach(() => dir.cleanup());
 const text = Buffer.from('a compressible line of a log file\n'.repeat(130_000));
 
 describe('chunk store', () => {
-  it.each(['lz4', 'deflate', 'none'] as const)('stores, dedupes and verifies chunks with %s', async (codec) => {
-    const store = new ChunkStore(join(dir.path, 'chunks'), { codec });
-    await store.init();
-    const hash = sha256Hex(text);
-    const first = await store.put(hash, text);
-    expect(first.written).toBeGreaterThan(0);
-    if (codec !== 'none') expect(first.written).toBeLessThan(text.length / 4);
-    expect((await store.put(hash, text)).written).toBe(0);
-    expect((await store.get(hash)).equals(text)).toBe(true);
-    expect((await stat(store.pathOf(hash))).isFile()).toBe(true);
-    expect(store.pathOf(hash)).toContain(`/chunks/${hash.slice(0, 2)}/${hash}`);
-  });
+  it.each(['lz4', 'deflate', 'none'] as const)(
+    'stores, dedupes and verifies chunks with %s',
+    async (codec) => {
+      const store = new ChunkStore(join(dir.path, 'chunks'), { codec });
+      await store.init();
+      const hash = sha256Hex(text);
+      const first = await store.put(hash, text);
+      expect(first.written).toBeGreaterThan(0);
+      if (codec !== 'none') expect(first.written).toBeLessThan(text.length / 4);
+      expect((await store.put(hash, text)).written).toBe(0);
+      expect((await store.get(hash)).equals(text)).toBe(true);
+      expect((await stat(store.pathOf(hash))).isFile()).toBe(true);
+      expect(store.pathOf(hash)).toContain(`/chunks/${hash.slice(0, 2)}/${hash}`);
+    },
+  );
 
   it('stores incompressible chunks raw', async () => {
     const store = new ChunkStore(join(dir.path, 'chunks'));
