@@ -2,11 +2,11 @@ import {
   type BackupContext,
   type BackupSource,
   BackyError,
+  hashChunk,
   isAllZero,
   isBackyError,
   type RevisionReader,
   type SourceEnvironment,
-  sha256Hex,
   type VerificationResult,
   type VerifyContext,
 } from '@backy/core';
@@ -226,9 +226,9 @@ export function createRbdSource(
     const overBudget = () => checked > 0 && Date.now() - started > ctx.budgetMs;
     const check = async (index: number, data: Buffer) => {
       const expected = reader.chunkHash(index);
-      let ok = expected == null ? isAllZero(data) : sha256Hex(data) === expected;
-      if (ok && expected != null) {
-        // The stored chunk must also be readable and intact, not just correctly referenced.
+      let ok = expected == null ? isAllZero(data) : (await hashChunk(data)) === expected;
+      if (ok && expected != null && ctx.freshChunks.has(expected)) {
+        // A chunk this backup stored must also read back intact (older ones are `backy verify`'s job).
         await reader.read(index).catch((error) => {
           if (!isBackyError(error, 'CHUNK_CORRUPT') && !isBackyError(error, 'CHUNK_MISSING')) throw error;
           log.error({ err: error, chunk: index }, 'stored chunk is damaged');

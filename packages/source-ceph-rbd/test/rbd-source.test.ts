@@ -230,6 +230,7 @@ suite('ceph-rbd source against a real cluster', () => {
       reader: await archive.openReader(bad),
       logger,
       signal: new AbortController().signal,
+      freshChunks: new Set(),
       budgetMs: 60_000,
       progress: () => {},
     });
