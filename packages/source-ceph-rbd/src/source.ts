@@ -75,6 +75,9 @@ interface RunState {
 const defaultMakeSnapshot = async ({ rbd, pool, image, snapshot, signal }: MakeSnapshotArgs) =>
   rbd.snapCreate(pool, image, snapshot, signal);
 
+/** qemu-img processes reading sampled chunks at once. */
+const QEMU_CONCURRENCY = 3;
+
 /** Picks `count` distinct random indexes below `total`, ascending. */
 export function sampleIndexes(total: number, count: number, random: () => number = Math.random): number[] {
   const n = Math.min(total, count);
@@ -252,16 +255,33 @@ export function createRbdSource(
         reader.chunkSize,
         hooks.qemuImgBinary,
       );
-      try {
-        while (pending.length > 0 && !overBudget()) {
-          signal.throwIfAborted();
-          const index = pending[0]!;
-          await check(index, await chunks.read(index, reader.chunkLength(index), signal));
-          pending = pending.slice(1);
+      // A few qemu-img processes at once: each spends most of its time connecting to the cluster.
+      const done = new Set<number>();
+      let failure: unknown = null;
+      let next = 0;
+      const work = async () => {
+        while (failure == null && next < pending.length && !overBudget()) {
+          const index = pending[next++]!;
+          try {
+            signal.throwIfAborted();
+            await check(index, await chunks.read(index, reader.chunkLength(index), signal));
+            done.add(index);
+          } catch (error) {
+            failure ??= error;
+          }
         }
-      } catch (error) {
-        if (isBackyError(error, 'ABORTED') || signal.aborted) throw error;
-        log.warn({ err: error }, 'reading chunks with qemu-img failed; reading them from rbd export instead');
+      };
+      try {
+        await Promise.all(Array.from({ length: Math.min(QEMU_CONCURRENCY, pending.length) }, work));
+        pending = pending.filter((index) => !done.has(index));
+        if (failure != null) {
+          if (signal.aborted || isBackyError(failure, 'ABORTED')) throw failure;
+          if (!isBackyError(failure, 'SOURCE_FAILED')) throw failure;
+          log.warn(
+            { err: failure },
+            'reading chunks with qemu-img failed; reading them from rbd export instead',
+          );
+        }
       } finally {
         await chunks.close();
       }
