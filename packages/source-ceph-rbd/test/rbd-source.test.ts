@@ -209,6 +209,22 @@ suite('ceph-rbd source against a real cluster', () => {
       chunks_checked: 3,
       chunks_total: 6,
     });
+
+    // Out of time: still at least one chunk, recorded as partial.
+    for (const verifyReader of ['qemu-img', 'export'] as const) {
+      const result = await source({ verifyFraction: 1, verifyReader }).verify({
+        revision: partial,
+        reader: await archive.openReader(partial),
+        logger,
+        signal: new AbortController().signal,
+        freshChunks: new Set(),
+        budgetMs: 0,
+        progress: () => {},
+      });
+      expect(result).toMatchObject({ ok: true, method: 'partial', chunks_total: 6 });
+      expect(result.chunks_checked).toBeGreaterThanOrEqual(1);
+      expect(result.chunks_checked).toBeLessThanOrEqual(verifyReader === 'export' ? 1 : 3);
+    }
   });
 
   it('distrusts a revision whose chunks differ from the snapshot; the next backup is full', async () => {
