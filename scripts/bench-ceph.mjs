@@ -144,6 +144,23 @@ try {
   const fullExport = await rbdExport(`backy-${full.rev.uuid}`);
   rows.push({ name: 'full backup', ...full, export: fullExport });
 
+  // Baseline for the store's own cost: the file source backing up the same snapshot exported to a file.
+  const exported = join(work, 'snapshot.img');
+  rbd('export', '--no-progress', `${POOL}/${image}@backy-${full.rev.uuid}`, exported);
+  const fileSource = await import(pathToFileURL(join(root, 'packages/source-file/dist/index.js')).href);
+  const fileArchive = await core.Archive.init(join(work, 'file-archive'), {
+    source: { type: 'file', filename: exported },
+  });
+  const fileStarted = performance.now();
+  await core.runBackup(fileArchive, fileSource.createFileSource({ filename: exported }), {
+    tags: ['full'],
+    force: true,
+    logger,
+  });
+  const fileBackup = (performance.now() - fileStarted) / 1000;
+  rmSync(exported);
+  rmSync(join(work, 'file-archive'), { recursive: true, force: true });
+
   // 1% changed in three contiguous, unaligned regions (a log file, a database table, a package update).
   const change = Math.round(size / 100);
   const third = Math.floor(change / 3);
@@ -199,6 +216,9 @@ try {
   rbd('snap', 'rm', '--no-progress', `${POOL}/${image}@bench-probe`);
   const snapRemove = (performance.now() - rmStarted) / 1000;
   console.log('');
+  console.log(
+    `file source backing up the same snapshot exported to a local file (store cost baseline): ${fmt(fileBackup)}`,
+  );
   console.log(
     `fixed Ceph cost per backup, measured alone: rbd snap create ${fmt(snapCreate)}, rbd snap rm ${fmt(snapRemove)}`,
   );
