@@ -180,9 +180,13 @@ suite('ceph-rbd source against a real cluster', () => {
     await rbd('snap', 'create', '--no-progress', `${POOL}/${image}@backy-stale`);
     await rbd('snap', 'create', '--no-progress', `${POOL}/${image}@backy-protected`);
     await rbd('snap', 'protect', `${POOL}/${image}@backy-protected`);
-    const rev = await backup();
+    const { logger: log, records } = capturingLogger();
+    const rev = await backup(source({}, {}, log), log);
     expect(rev.trust).toBe('trusted');
     expect(await snapshotNames()).toEqual([`backy-${rev.uuid}`, 'backy-protected', 'before-upgrade'].sort());
+    expect(warnings(records)).toEqual([
+      'snapshot backy-protected is protected and was left in place; unprotect and remove it by hand',
+    ]);
     await rbd('snap', 'unprotect', `${POOL}/${image}@backy-protected`);
     const next = await backup();
     expect(await snapshotNames()).toEqual([`backy-${next.uuid}`, 'before-upgrade'].sort());
