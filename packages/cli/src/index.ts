@@ -7,6 +7,7 @@ import type { Command, CommandContext, GlobalOptions } from './command.js';
 import { backupCommand } from './commands/backup.js';
 import { findCommand } from './commands/find.js';
 import { initCommand } from './commands/init.js';
+import { nbdServerCommand } from './commands/nbd-server.js';
 import { purgeCommand } from './commands/purge.js';
 import { restoreCommand } from './commands/restore.js';
 import { distrustCommand, expireCommand, forgetCommand, tagsCommand } from './commands/revisions.js';
@@ -30,6 +31,7 @@ const COMMANDS: Command[] = [
   tagsCommand,
   expireCommand,
   purgeCommand,
+  nbdServerCommand,
 ];
 
 /** Adds a command (used to wire in commands from other packages). */
