@@ -377,6 +377,31 @@ describe('NBD protocol details (raw client)', () => {
     }
   });
 
+  it('serves many clients at once while one client stalls without reading its replies', async () => {
+    const stalled = await TestClient.connect(port);
+    await stalled.go('last', { structured: true });
+    stalled.socket.pause();
+    for (let i = 0; i < 40; i++) stalled.request(CMD.READ, (i % 6) * CHUNK, CHUNK);
+    const clients = await Promise.all(Array.from({ length: 12 }, () => TestClient.connect(port)));
+    try {
+      await Promise.all(
+        clients.map(async (c, n) => {
+          const [rev, img] = n % 2 === 0 ? [rev1, image1] : [rev2, image2];
+          await c.go(rev.uuid, { structured: true });
+          for (let i = 0; i < 10; i++) {
+            const length = randomInt(1, MiB);
+            const offset = randomInt(0, img.length - length);
+            expect(sha(await c.read(offset, length))).toBe(sha(img.subarray(offset, offset + length)));
+          }
+        }),
+      );
+    } finally {
+      for (const c of clients) c.close();
+      stalled.close();
+    }
+    await waitFor(() => server.connectionCount === 0);
+  });
+
   it('survives qemu-img being killed mid-transfer', async (ctx) => {
     needs(ctx, 'qemuImg', 'qemu-utils');
     const { spawn } = await import('node:child_process');
@@ -481,5 +506,38 @@ describe('copy-on-write overlay', () => {
       uri('daily', cowPort),
     ]);
     expect(check.stdout).toMatch(/Pattern verification failed/);
+  });
+});
+
+describe('shutdown', () => {
+  it('finishes running requests, refuses new ones and closes every connection', async () => {
+    const stopper = new AbortController();
+    const s = new NbdServer({
+      exports: archiveExports(archive),
+      logger: logs.logger,
+      signal: stopper.signal,
+    });
+    const p = (await s.listen(0, '127.0.0.1')).port;
+    const attached = await TestClient.connect(p);
+    await attached.go('last', { structured: true });
+    const negotiating = await TestClient.connect(p);
+    attached.request(CMD.READ, 0, 4 * CHUNK);
+    const first = await attached.readReply(); // the request is being served
+    stopper.abort();
+    const rest = await attached.readStructured();
+    const chunks = [first, ...rest] as { type: number; flags: number }[];
+    expect(chunks.at(-1)!.flags & REPLY_FLAG_DONE).toBe(REPLY_FLAG_DONE);
+    expect(chunks.every((c) => c.type === REPLY_TYPE.OFFSET_DATA)).toBe(true);
+    // A new request is refused with ESHUTDOWN, a new option with NBD_REP_ERR_SHUTDOWN.
+    attached.request(CMD.READ, 0, 512);
+    expect(errorOf((await attached.readStructured())[0]!)).toBe(NBD_ERR.ESHUTDOWN);
+    expect((await negotiating.option(OPT.LIST)).at(-1)!.type).toBe(REP.ERR_SHUTDOWN);
+    await expect(TestClient.connect(p)).rejects.toThrow();
+    attached.request(CMD.DISC, 0, 0); // the soft disconnect a client does after ESHUTDOWN
+    const started = Date.now();
+    await s.closed();
+    expect(s.connectionCount).toBe(0);
+    await expect(negotiating.reader.read(1)).rejects.toThrow(/closed/);
+    expect(Date.now() - started).toBeLessThan(5000);
   });
 });

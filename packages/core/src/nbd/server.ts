@@ -61,8 +61,15 @@ export interface NbdServerOptions {
   cacheChunks?: number;
   /** Requests one connection may have in progress at once (default 16). */
   maxInflight?: number;
+  /** Bytes of reads and writes one connection may have in progress at once (default 64 MiB). */
+  maxInflightBytes?: number;
   /** Clients served at once; more are refused (default 64). */
   maxConnections?: number;
+  /**
+   * On close, how long a client may take to disconnect after its running requests are answered; new
+   * requests meanwhile get ESHUTDOWN, which tells a client to disconnect (default 2000 ms).
+   */
+  shutdownGraceMs?: number;
 }
 
 const DEFAULT_MAX_REQUEST = 32 * 1024 * 1024;
@@ -92,7 +99,7 @@ class RequestError extends Error {
  */
 export class NbdServer {
   private readonly server: Server;
-  private readonly connections = new Set<Connection>();
+  private readonly connections = new Map<Connection, Promise<void>>();
   private nextId = 1;
   private closing: Promise<void> | null = null;
   private readonly onClosed: (() => void)[] = [];
@@ -107,7 +114,9 @@ export class NbdServer {
       maxRequestBytes: options.maxRequestBytes ?? DEFAULT_MAX_REQUEST,
       cacheChunks: options.cacheChunks ?? 8,
       maxInflight: options.maxInflight ?? 16,
+      maxInflightBytes: options.maxInflightBytes ?? 64 * 1024 * 1024,
       maxConnections: options.maxConnections ?? 64,
+      shutdownGraceMs: options.shutdownGraceMs ?? 2000,
     };
     this.server = createServer((socket) => this.accept(socket));
     options.signal?.addEventListener('abort', () => void this.close(), { once: true });
@@ -157,7 +166,8 @@ export class NbdServer {
   close(): Promise<void> {
     this.closing ??= (async () => {
       const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
-      await Promise.allSettled([...this.connections].map((c) => c.shutdown()));
+      await Promise.allSettled([...this.connections.keys()].map((c) => c.shutdown()));
+      await Promise.allSettled([...this.connections.values()]);
       await stopped;
       this.options.logger.info('NBD server stopped');
     })();
@@ -177,8 +187,10 @@ export class NbdServer {
       return;
     }
     const connection = new Connection(socket, this.options, log.child({ conn: this.nextId++ }));
-    this.connections.add(connection);
-    void connection.run().finally(() => this.connections.delete(connection));
+    this.connections.set(
+      connection,
+      connection.run().finally(() => this.connections.delete(connection)),
+    );
   }
 }
 
@@ -197,6 +209,7 @@ class Connection {
   private image: ExportImage | null = null;
   private opened: OpenedExport | null = null;
   private readonly inflight = new Set<Promise<void>>();
+  private inflightBytes = 0;
   private stopping = false;
   private drain: Promise<void> | null = null;
   private readonly stats = { requests: 0, bytesRead: 0, bytesWritten: 0 };
@@ -246,6 +259,14 @@ class Connection {
   async shutdown(): Promise<void> {
     this.stopping = true;
     await Promise.allSettled(this.inflight);
+    if (!this.socket.destroyed) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        this.socket.once('close', () => resolve());
+        timer = setTimeout(resolve, this.options.shutdownGraceMs);
+      });
+      clearTimeout(timer);
+    }
     this.socket.destroy();
   }
 
@@ -447,6 +468,14 @@ class Connection {
         this.socket.end();
         return;
       }
+      // Bound the data held for this client: a client that stops reading replies stops being read.
+      const weight =
+        request.type === CMD.READ || request.type === CMD.WRITE
+          ? Math.min(request.length, this.options.maxRequestBytes)
+          : 0;
+      while (this.inflight.size > 0 && this.inflightBytes + weight > this.options.maxInflightBytes) {
+        await Promise.race(this.inflight);
+      }
       let payload: Buffer | null = null;
       if (request.type === CMD.WRITE) {
         const refusal = this.checkWrite(request);
@@ -462,16 +491,21 @@ class Connection {
         }
         payload = await this.reader.read(request.length);
       }
-      this.track(this.handle(request, payload));
+      this.track(this.handle(request, payload), weight);
     }
   }
 
-  private track(task: Promise<void>): void {
-    const tracked = task.catch((error) => {
-      if (!(error instanceof ConnectionClosed)) this.log.error({ err: error }, 'NBD request failed');
-    });
+  private track(task: Promise<void>, weight = 0): void {
+    this.inflightBytes += weight;
+    const tracked = task
+      .catch((error) => {
+        if (!(error instanceof ConnectionClosed)) this.log.error({ err: error }, 'NBD request failed');
+      })
+      .finally(() => {
+        this.inflightBytes -= weight;
+        this.inflight.delete(tracked);
+      });
     this.inflight.add(tracked);
-    void tracked.finally(() => this.inflight.delete(tracked));
   }
 
   private checkWrite(request: Request): RequestError | null {
