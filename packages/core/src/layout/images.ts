@@ -162,6 +162,8 @@ export class ImagesRevisionWriter implements RevisionWriter {
             ? await readFully(source, this.map.chunkLength(index), position)
             : await parentReader!.read(index);
         await writeFully(this.handle, data, position);
+        // Counted as written: without a clone this copy takes real space.
+        this.stats.bytesWritten += data.length;
       }
     } finally {
       await source?.close();
