@@ -31,6 +31,8 @@ export const LAST_LINK = 'last';
 
 /** A writer for a new revision, whatever the layout: seal makes it durable, abort leaves nothing. */
 export interface LayoutWriter extends RevisionWriter {
+  /** Hashes of the chunks this backup wrote anew (what a source's quick verification reads back). */
+  readonly freshChunks: ReadonlySet<string>;
   seal(): Promise<ChunkMap>;
   abort(): Promise<void>;
 }

@@ -96,6 +96,7 @@ export async function runBackup(
       const verification = await source.verify({
         revision,
         reader: archive.readerFor(revision, map),
+        freshChunks: writer.freshChunks,
         logger: log,
         signal,
         budgetMs: options.verifyBudgetMs ?? 5 * 60_000,

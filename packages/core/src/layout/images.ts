@@ -106,6 +106,8 @@ export class ImagesRevisionWriter implements RevisionWriter {
   private readonly reshaped = new Set<number>();
   private failure: unknown = null;
   private sealed = false;
+  /** Hashes of the chunks written by this backup. */
+  readonly freshChunks = new Set<string>();
   /** Whether the new file shares the parent's blocks (false: a full copy was made). */
   cloned = false;
   readonly stats: WriterStats = { bytesWritten: 0, chunksWritten: 0, chunksReused: 0, chunksZero: 0 };
@@ -242,6 +244,7 @@ export class ImagesRevisionWriter implements RevisionWriter {
       this.stats.chunksReused++;
       return;
     }
+    this.freshChunks.add(hash);
     const task = writeFully(this.handle!, data, index * this.map.chunkSize).then(
       () => {
         this.stats.chunksWritten++;
