@@ -241,7 +241,6 @@ export class Archive {
       const writer = await ImagesRevisionWriter.create(this.imagePath(id), this.mapPath(id), {
         parentMap,
         parentImage: sameLayout ? this.imagePath(parent.uuid) : null,
-        parentReader,
         logger: options.logger,
       });
       return { writer, parentReader };

@@ -87,9 +87,8 @@ async function readFully(handle: FileHandle, length: number, position: number): 
 export interface ImagesWriterOptions {
   /** The parent's chunk map: the new revision starts as a copy of its content. */
   parentMap?: ChunkMap | null;
-  /** The parent's image file to clone; without it (e.g. a chunked parent) the content comes from `parentReader`. */
+  /** The parent's image file to clone (or, where reflinks are not possible, to copy sparsely). */
   parentImage?: string | null;
-  parentReader?: RevisionReader | null;
   logger?: Logger;
   /** Writes in flight (default 8). */
   concurrency?: number;
@@ -118,6 +117,9 @@ export class ImagesRevisionWriter implements RevisionWriter {
     private readonly options: ImagesWriterOptions,
   ) {
     this.parentMap = options.parentMap ?? null;
+    if (this.parentMap != null && options.parentImage == null) {
+      throw new Error('ImagesRevisionWriter: a parent map needs the parent image file');
+    }
     this.map = this.parentMap?.clone() ?? new ChunkMap(0);
     this.tmpPath = tempPathFor(imagePath);
   }
@@ -139,7 +141,7 @@ export class ImagesRevisionWriter implements RevisionWriter {
   }
 
   private async start(): Promise<void> {
-    const { parentImage, parentReader, logger } = this.options;
+    const { parentImage, logger } = this.options;
     if (this.parentMap != null && parentImage != null) {
       this.cloned = await cloneFile(parentImage, this.tmpPath);
       if (!this.cloned) {
@@ -152,23 +154,20 @@ export class ImagesRevisionWriter implements RevisionWriter {
     this.handle = await open(this.tmpPath, this.cloned ? 'r+' : 'w+', 0o600);
     if (this.cloned) return;
     await this.handle.truncate(this.map.size);
-    if (this.parentMap == null) return;
+    if (this.parentMap == null || parentImage == null) return;
     // No clone: copy the parent's non-zero chunks, leaving zero chunks as holes.
-    const source = parentImage != null ? await open(parentImage, 'r') : null;
+    const source = await open(parentImage, 'r');
     try {
       for (let index = 0; index < this.parentMap.chunkCount; index++) {
         if (this.parentMap.isZero(index)) continue;
         const position = index * this.map.chunkSize;
-        const data =
-          source != null
-            ? await readFully(source, this.map.chunkLength(index), position)
-            : await parentReader!.read(index);
+        const data = await readFully(source, this.map.chunkLength(index), position);
         await writeFully(this.handle, data, position);
         // Counted as written: without a clone this copy takes real space.
         this.stats.bytesWritten += data.length;
       }
     } finally {
-      await source?.close();
+      await source.close();
     }
   }
 
