@@ -509,6 +509,31 @@ describe('copy-on-write overlay', () => {
   });
 });
 
+describe('handshake timeout', () => {
+  it('drops a client that does not finish the handshake in time', async () => {
+    const s = new NbdServer({
+      exports: archiveExports(archive),
+      logger: logs.logger,
+      handshakeTimeoutMs: 200,
+    });
+    const p = (await s.listen(0, '127.0.0.1')).port;
+    try {
+      const idle = await TestClient.connect(p);
+      const started = Date.now();
+      await expect(idle.reader.read(1)).rejects.toThrow(/closed/);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(150);
+      // A client that went into transmission is not affected.
+      const busy = await TestClient.connect(p);
+      await busy.go('last', { structured: true });
+      await new Promise((r) => setTimeout(r, 400));
+      expect(sha(await busy.read(0, 4096))).toBe(sha(image2.subarray(0, 4096)));
+      busy.close();
+    } finally {
+      await s.close();
+    }
+  });
+});
+
 describe('shutdown', () => {
   it('finishes running requests, refuses new ones and closes every connection', async () => {
     const stopper = new AbortController();

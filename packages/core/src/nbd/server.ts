@@ -65,6 +65,8 @@ export interface NbdServerOptions {
   maxInflightBytes?: number;
   /** Clients served at once; more are refused (default 64). */
   maxConnections?: number;
+  /** A client that has not entered transmission within this many ms is dropped (default 30000). */
+  handshakeTimeoutMs?: number;
   /**
    * On close, how long a client may take to disconnect after its running requests are answered; new
    * requests meanwhile get ESHUTDOWN, which tells a client to disconnect (default 2000 ms).
@@ -117,6 +119,7 @@ export class NbdServer {
       maxInflightBytes: options.maxInflightBytes ?? 64 * 1024 * 1024,
       maxConnections: options.maxConnections ?? 64,
       shutdownGraceMs: options.shutdownGraceMs ?? 2000,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? 30_000,
     };
     this.server = createServer((socket) => this.accept(socket));
     options.signal?.addEventListener('abort', () => void this.close(), { once: true });
@@ -227,6 +230,14 @@ class Connection {
 
   async run(): Promise<void> {
     this.log.debug('client connected');
+    // A client that never finishes the handshake would hold a connection slot forever.
+    const handshakeTimer = setTimeout(() => {
+      this.log.warn(
+        { timeoutMs: this.options.handshakeTimeoutMs },
+        'NBD handshake timed out; connection dropped',
+      );
+      this.socket.destroy();
+    }, this.options.handshakeTimeoutMs);
     try {
       this.write(encodeGreeting(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES));
       const clientFlags = (await this.reader.read(4)).readUInt32BE(0);
@@ -235,6 +246,7 @@ class Connection {
       }
       this.noZeroes = (clientFlags & FLAG_C_NO_ZEROES) !== 0;
       const negotiated = await this.negotiate();
+      clearTimeout(handshakeTimer);
       if (negotiated == null) return;
       await this.transmit();
     } catch (error) {
@@ -243,6 +255,7 @@ class Connection {
         this.log.warn({ reason: error.message }, 'NBD protocol violation; connection dropped');
       else this.log.error({ err: error }, 'NBD connection failed');
     } finally {
+      clearTimeout(handshakeTimer);
       await Promise.allSettled(this.inflight);
       this.socket.destroy();
       await this.image?.close();
