@@ -296,9 +296,4 @@ export class Archive {
     await fsyncDir(this.path);
     await this.updateLastLink();
   }
-
-  /** Resolves the store path for display. */
-  get storeIsShared(): boolean {
-    return this.config.store.path != null;
-  }
 }

@@ -195,11 +195,6 @@ export class ChunkStore {
     });
   }
 
-  /** Moves a damaged chunk aside so the next backup writes it anew. */
-  async quarantine(hash: string): Promise<void> {
-    await rename(this.pathOf(hash), `${this.pathOf(hash)}.damaged`).catch(() => {});
-  }
-
   /** All stored hashes, with their file sizes; also yields stale temp files (hash null) for clean-up. */
   async *entries(): AsyncIterable<{ hash: string | null; path: string; bytes: number }> {
     let fans: string[];
