@@ -187,7 +187,13 @@ function mountLoopFs(type: 'btrfs' | 'xfs', base: string): { mnt: string; unmoun
   spawnSync('mkdir', ['-p', mnt]);
   const mounted = spawnSync('mount', ['-o', 'loop', file, mnt], { encoding: 'utf8' });
   if (mounted.status !== 0) return why(`mount failed: ${mounted.stderr.trim()}`);
-  return { mnt, unmount: () => spawnSync('umount', [mnt]) };
+  return {
+    mnt,
+    unmount: () => {
+      // Lazily if still busy, so a failed test never leaves a mount behind.
+      if (spawnSync('umount', [mnt]).status !== 0) spawnSync('umount', ['-l', mnt]);
+    },
+  };
 }
 
 async function usedBytes(path: string): Promise<number> {
