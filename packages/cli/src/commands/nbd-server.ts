@@ -30,6 +30,11 @@ export const nbdServerCommand: Command = {
       overlayDir: ctx.values.tmpdir == null ? undefined : String(ctx.values.tmpdir),
     });
     const address = await server.listen(port, host);
+    if (!/^(127\.|::1$|localhost$)/.test(host)) {
+      process.stderr.write(
+        `warning: NBD has no authentication and no encryption here; anyone who can reach ${host}:${address.port} can read these backups\n`,
+      );
+    }
     const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     process.stderr.write(
       `Serving ${revisions.length} revision${revisions.length === 1 ? '' : 's'} of ${archive.path} on nbd://${shown}:${address.port}/SPEC ` +
