@@ -19,6 +19,14 @@ import { createProgressBar } from './progress.js';
 export type { Command, CommandContext } from './command.js';
 export { loadSource, loadSourceDefinition, registerBuiltinSource } from './sources.js';
 
+const GLOBAL_OPTIONS = {
+  verbose: { type: 'boolean', short: 'v' },
+  logfile: { type: 'string', short: 'l' },
+  backupdir: { type: 'string', short: 'b' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+} as const;
+
 const COMMANDS: Command[] = [
   initCommand,
   backupCommand,
@@ -91,13 +99,7 @@ export async function main(
     try {
       globals = parseArgs({
         args: argv,
-        options: {
-          verbose: { type: 'boolean', short: 'v' },
-          logfile: { type: 'string', short: 'l' },
-          backupdir: { type: 'string', short: 'b' },
-          help: { type: 'boolean', short: 'h' },
-          version: { type: 'boolean', short: 'V' },
-        },
+        options: GLOBAL_OPTIONS,
         allowPositionals: true,
         strict: true,
         tokens: true,
@@ -220,13 +222,7 @@ function parseGlobalsBeforeCommand(argv: string[], original: unknown): ReturnTyp
   try {
     const parsed = parseArgs({
       args: argv.slice(0, i + 1),
-      options: {
-        verbose: { type: 'boolean', short: 'v' },
-        logfile: { type: 'string', short: 'l' },
-        backupdir: { type: 'string', short: 'b' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean', short: 'V' },
-      },
+      options: GLOBAL_OPTIONS,
       allowPositionals: true,
       strict: true,
       tokens: true,
