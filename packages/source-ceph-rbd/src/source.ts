@@ -372,7 +372,14 @@ export function createRbdSource(
     runs.delete(revision.uuid);
     if (run == null) return;
     const log = logger.child({ image: spec });
-    const snapshots = await rbd.snapList(pool, image);
+    let snapshots: RbdSnapshot[];
+    try {
+      snapshots = await rbd.snapList(pool, image);
+    } catch (error) {
+      // A backup that failed because the image is missing has no snapshot to clean up.
+      if (!success && error instanceof RbdError && error.notFound) return;
+      throw error;
+    }
     const remove = async (snapshot: string, why: string) => {
       try {
         await rbd.snapRemove(pool, image, snapshot);
