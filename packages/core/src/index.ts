@@ -1,6 +1,19 @@
 export { Archive, CONFIG_FILE, LOG_FILE, type ArchiveScan } from './archive.js';
 export { runBackup, type BackupOptions, type Progress } from './backup.js';
 export {
+  DEFAULT_CENTRAL_CONFIG,
+  centralConfigSchema,
+  globalConfigSchema,
+  jobConfigSchema,
+  jobNameSchema,
+  loadCentralConfig,
+  parseCentralConfig,
+  type CentralConfig,
+  type GlobalConfig,
+  type JobConfig,
+  type LoadedCentralConfig,
+} from './central-config.js';
+export {
   archiveConfigSchema,
   formatZodIssue,
   loadArchiveConfig,
