@@ -1,8 +1,8 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { loadCentralConfig, parseCentralConfig } from './central-config.js';
 
 // Written the way configs for backy 2.x look: same sections and key names.
@@ -66,7 +66,10 @@ describe('central config', () => {
       'backup-completed-callback': '/usr/local/bin/backy-done',
     });
     expect(loaded.statusFile).toBe('/srv/backy/status');
-    expect(loaded.config.schedules.default).toEqual({ daily: { interval: 86400, keep: 9 }, weekly: { interval: 604800, keep: 5 } });
+    expect(loaded.config.schedules.default).toEqual({
+      daily: { interval: 86400, keep: 9 },
+      weekly: { interval: 604800, keep: 5 },
+    });
     expect(Object.keys(loaded.config.jobs)).toEqual(['host1', 'host2.example.com', 'vm3']);
     expect(loaded.config.jobs.vm3!.source).toEqual({
       type: 'flyingcircus',
@@ -76,14 +79,20 @@ describe('central config', () => {
       consul_acl_token: 'secret',
     });
     // The raw values keep durations as written, for the archive config the daemon writes.
-    expect((loaded.raw as any).schedules.default.daily.interval).toBe('1d');
+    expect((loaded.raw as { schedules: { default: { daily: { interval: unknown } } } }).schedules.default.daily.interval).toBe('1d');
   });
 
   it('accepts telnet-addrs as a comma-separated string or a list, and durations for status-interval', () => {
-    const a = parseCentralConfig({ global: { 'telnet-addrs': '127.0.0.1 , ::1', 'status-interval': '2m' } }, 'x');
+    const a = parseCentralConfig(
+      { global: { 'telnet-addrs': '127.0.0.1 , ::1', 'status-interval': '2m' } },
+      'x',
+    );
     expect(a.config.global['telnet-addrs']).toEqual(['127.0.0.1', '::1']);
     expect(a.config.global['status-interval']).toBe(120);
-    const b = parseCentralConfig({ global: { 'telnet-addrs': ['::1'], 'status-file': '/run/backy.status' } }, 'x');
+    const b = parseCentralConfig(
+      { global: { 'telnet-addrs': ['::1'], 'status-file': '/run/backy.status' } },
+      'x',
+    );
     expect(b.config.global['telnet-addrs']).toEqual(['::1']);
     expect(b.statusFile).toBe('/run/backy.status');
   });
@@ -115,10 +124,12 @@ describe('central config', () => {
     expect(problem({ jobs: { a: { schedule: 'nope', source: { type: 'file' } } } })).toBe(
       'backy.conf: jobs.a.schedule: unknown schedule "nope" (no schedules defined)',
     );
-    expect(problem({ jobs: { a: { schedule: 's' } }, schedules: { s: { d: { interval: 1, keep: 1 } } } })).toBe(
-      'backy.conf: jobs.a.source: required',
+    expect(
+      problem({ jobs: { a: { schedule: 's' } }, schedules: { s: { d: { interval: 1, keep: 1 } } } }),
+    ).toBe('backy.conf: jobs.a.source: required');
+    expect(problem({ schedules: { s: {} } })).toBe(
+      'backy.conf: schedules.s: a schedule needs at least one tag',
     );
-    expect(problem({ schedules: { s: {} } })).toBe('backy.conf: schedules.s: a schedule needs at least one tag');
   });
 
   it('rejects job names that are not a safe single path component', () => {
@@ -127,7 +138,9 @@ describe('central config', () => {
     for (const bad of ['..', '.', '.hidden', 'a/b', '../etc', '-rf', 'a b', 'a\nb', '', 'x'.repeat(201)]) {
       expect(problem({ schedules, jobs: { [bad]: job } }), bad).toMatch(/^backy\.conf: jobs\./);
     }
-    expect(problem({ schedules, jobs: { status: job } })).toBe('backy.conf: jobs.status: job name clashes with the status file in base-dir');
+    expect(problem({ schedules, jobs: { status: job } })).toBe(
+      'backy.conf: jobs.status: job name clashes with the status file in base-dir',
+    );
     for (const good of ['web01', 'host2.example.com', 'vm_3', 'db-1', 'user@host', '0day']) {
       expect(parseCentralConfig({ schedules, jobs: { [good]: job } }, 'x').config.jobs[good]).toBeDefined();
     }

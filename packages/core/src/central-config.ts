@@ -20,7 +20,9 @@ export const jobNameSchema = z
 
 const addressListSchema = z
   .union([z.string(), z.array(z.string())])
-  .transform((value) => (Array.isArray(value) ? value : value.split(',')).map((a) => a.trim()).filter((a) => a !== ''));
+  .transform((value) =>
+    (Array.isArray(value) ? value : value.split(',')).map((a) => a.trim()).filter((a) => a !== ''),
+  );
 
 export const globalConfigSchema = z.strictObject({
   /** Directory that holds one archive per job (default /srv/backy). */
@@ -55,7 +57,11 @@ export const centralConfigSchema = z
   .superRefine((config, ctx) => {
     for (const [name, schedule] of Object.entries(config.schedules)) {
       if (Object.keys(schedule).length === 0) {
-        ctx.addIssue({ code: 'custom', path: ['schedules', name], message: 'a schedule needs at least one tag' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['schedules', name],
+          message: 'a schedule needs at least one tag',
+        });
       }
     }
     const statusFile = config.global['status-file'];
@@ -69,7 +75,11 @@ export const centralConfigSchema = z
         });
       }
       if ((statusFile == null && name === 'status') || statusFile === join(config.global['base-dir'], name)) {
-        ctx.addIssue({ code: 'custom', path: ['jobs', name], message: 'job name clashes with the status file in base-dir' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['jobs', name],
+          message: 'job name clashes with the status file in base-dir',
+        });
       }
     }
   });

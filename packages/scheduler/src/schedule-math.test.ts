@@ -37,7 +37,13 @@ interface Run {
 function simulate(
   name: string,
   schedule: Schedule,
-  options: { from: number; until: number; durationMs?: number; down?: [number, number][]; fail?: (start: number) => boolean },
+  options: {
+    from: number;
+    until: number;
+    durationMs?: number;
+    down?: [number, number][];
+    fail?: (start: number) => boolean;
+  },
 ) {
   const runs: Run[] = [];
   const attempts: number[] = [];
@@ -134,7 +140,11 @@ describe('next due time', () => {
 
   it('keeps a job at the same time of day over simulated weeks, restarts included', () => {
     const name = 'web01';
-    const { runs } = simulate(name, DEFAULT, { from: T0, until: T0 + 6 * 7 * MS_D, down: [[T0 + 10 * MS_D + 1000, T0 + 10 * MS_D + 60_000]] });
+    const { runs } = simulate(name, DEFAULT, {
+      from: T0,
+      until: T0 + 6 * 7 * MS_D,
+      down: [[T0 + 10 * MS_D + 1000, T0 + 10 * MS_D + 60_000]],
+    });
     const offset = spreadOffsetMs(name, D);
     // The first run is the catch-up of never-run tags; all later ones sit on the job's daily slot.
     for (const r of runs.slice(1)) expect((r.start - T0) % MS_D).toBe(offset);
@@ -153,7 +163,11 @@ describe('next due time', () => {
 
   it('holds the SLA over simulated weeks while the daemon runs', () => {
     for (const name of ['a', 'b', 'c', 'vm17']) {
-      const { slaViolationsWhileUp, worstAge } = simulate(name, DEFAULT, { from: T0, until: T0 + 5 * 7 * MS_D, durationMs: 40 * 60_000 });
+      const { slaViolationsWhileUp, worstAge } = simulate(name, DEFAULT, {
+        from: T0,
+        until: T0 + 5 * 7 * MS_D,
+        durationMs: 40 * 60_000,
+      });
       expect(slaViolationsWhileUp).toEqual([]);
       expect(worstAge).toBeLessThanOrEqual(1.5 * MS_D);
     }
@@ -168,7 +182,11 @@ describe('catch-up after downtime', () => {
     const weeklySlot = nextSlotAfter(T0 + 2 * 7 * MS_D, 7 * D, spreadOffsetMs(name, 7 * D));
     const downFrom = weeklySlot - 2 * MS_D;
     const downUntil = weeklySlot + MS_D + 5 * MS_H + 17_000;
-    const { runs } = simulate(name, DEFAULT, { from: T0, until: downUntil + 3 * MS_D, down: [[downFrom, downUntil]] });
+    const { runs } = simulate(name, DEFAULT, {
+      from: T0,
+      until: downUntil + 3 * MS_D,
+      down: [[downFrom, downUntil]],
+    });
     const after = runs.filter((r) => r.start >= downUntil);
     // At restart: the missed daily and weekly, not monthly (its slot was not missed).
     expect(after[0]).toEqual({ start: downUntil, tags: ['daily', 'weekly'] });
@@ -180,7 +198,11 @@ describe('catch-up after downtime', () => {
 
   it('runs nothing extra after a restart that missed no slot', () => {
     const name = 'quiet';
-    const { runs } = simulate(name, HOURLY, { from: T0, until: T0 + 2 * MS_D, down: [[T0 + MS_H + spreadOffsetMs(name, H) + 1, T0 + MS_H + spreadOffsetMs(name, H) + 1000]] });
+    const { runs } = simulate(name, HOURLY, {
+      from: T0,
+      until: T0 + 2 * MS_D,
+      down: [[T0 + MS_H + spreadOffsetMs(name, H) + 1, T0 + MS_H + spreadOffsetMs(name, H) + 1000]],
+    });
     const hourly = runs.filter((r) => r.tags.includes('hourly'));
     expect(hourly.length).toBeLessThanOrEqual(2 * 24 + 1);
     for (const r of runs.slice(1)) expect((r.start - T0) % MS_H).toBe(spreadOffsetMs(name, H));
@@ -190,7 +212,11 @@ describe('catch-up after downtime', () => {
     const name = 'db1';
     const downFrom = T0 + 3 * MS_D;
     const downUntil = T0 + 6 * MS_D;
-    const { runs } = simulate(name, DEFAULT, { from: T0, until: T0 + 10 * MS_D, down: [[downFrom, downUntil]] });
+    const { runs } = simulate(name, DEFAULT, {
+      from: T0,
+      until: T0 + 10 * MS_D,
+      down: [[downFrom, downUntil]],
+    });
     const first = runs.find((r) => r.start >= downUntil)!;
     expect(first.start).toBe(downUntil);
     expect(slaState(DEFAULT, downFrom - MS_H, false, downUntil).ok).toBe(false);

@@ -38,14 +38,21 @@ export function nextSlotAfter(afterMs: number, intervalSeconds: number, offsetMs
  * run. A slot that passed while the daemon was down is in the past, so the tag is due at once: that is
  * the catch-up.
  */
-export function tagDueTime(jobName: string, intervalSeconds: number, lastRunMs: number | null, nowMs: number): number {
+export function tagDueTime(
+  jobName: string,
+  intervalSeconds: number,
+  lastRunMs: number | null,
+  nowMs: number,
+): number {
   if (lastRunMs == null) return nowMs;
   return nextSlotAfter(lastRunMs, intervalSeconds, spreadOffsetMs(jobName, intervalSeconds));
 }
 
 /** Tags ordered by interval (shortest first), then by name: `hourly,daily,weekly`. */
 export function sortTags(schedule: Schedule, tags: Iterable<string>): string[] {
-  return [...tags].sort((a, b) => (schedule[a]?.interval ?? Infinity) - (schedule[b]?.interval ?? Infinity) || a.localeCompare(b));
+  return [...tags].sort(
+    (a, b) => (schedule[a]?.interval ?? Infinity) - (schedule[b]?.interval ?? Infinity) || a.localeCompare(b),
+  );
 }
 
 export interface JobTimeline {
@@ -70,16 +77,30 @@ export function backoffSeconds(failures: number): number {
 }
 
 /** The next run of a job: the earliest due tag, held back by the retry delay after failures. */
-export function planNextRun(jobName: string, schedule: Schedule, timeline: JobTimeline, nowMs: number): PlannedRun | null {
+export function planNextRun(
+  jobName: string,
+  schedule: Schedule,
+  timeline: JobTimeline,
+  nowMs: number,
+): PlannedRun | null {
   const entries = Object.entries(schedule);
   if (entries.length === 0) return null;
-  const due = entries.map(([tag, rule]) => ({ tag, at: tagDueTime(jobName, rule.interval, timeline.lastRuns[tag] ?? null, nowMs) }));
+  const due = entries.map(([tag, rule]) => ({
+    tag,
+    at: tagDueTime(jobName, rule.interval, timeline.lastRuns[tag] ?? null, nowMs),
+  }));
   let time = Math.min(...due.map((d) => d.at));
   if (timeline.failures > 0 && timeline.lastFailure != null) {
     time = Math.max(time, timeline.lastFailure + backoffSeconds(timeline.failures) * 1000);
   }
   const at = Math.max(time, nowMs);
-  return { time, tags: sortTags(schedule, due.filter((d) => d.at <= at).map((d) => d.tag)) };
+  return {
+    time,
+    tags: sortTags(
+      schedule,
+      due.filter((d) => d.at <= at).map((d) => d.tag),
+    ),
+  };
 }
 
 export interface SlaState {
@@ -92,7 +113,12 @@ export interface SlaState {
  * A job is within SLA when its newest complete revision is at most 1.5 × its shortest interval old.
  * A job without any backup yet, or with one running now, is not overdue.
  */
-export function slaState(schedule: Schedule, newestCompleteMs: number | null, running: boolean, nowMs: number): SlaState {
+export function slaState(
+  schedule: Schedule,
+  newestCompleteMs: number | null,
+  running: boolean,
+  nowMs: number,
+): SlaState {
   const intervals = Object.values(schedule).map((r) => r.interval);
   if (newestCompleteMs == null || running || intervals.length === 0) return { ok: true, overdueSeconds: 0 };
   const allowed = SLA_FACTOR * Math.min(...intervals);
@@ -128,7 +154,8 @@ export function pickNextJob(
   let best: QueueEntry | null = null;
   for (const entry of queue) {
     if (entry.slow && !slowAllowed) continue;
-    if (best == null || entry.due < best.due || (entry.due === best.due && entry.name < best.name)) best = entry;
+    if (best == null || entry.due < best.due || (entry.due === best.due && entry.name < best.name))
+      best = entry;
   }
   return best;
 }
