@@ -79,7 +79,10 @@ describe('central config', () => {
       consul_acl_token: 'secret',
     });
     // The raw values keep durations as written, for the archive config the daemon writes.
-    expect((loaded.raw as { schedules: { default: { daily: { interval: unknown } } } }).schedules.default.daily.interval).toBe('1d');
+    expect(
+      (loaded.raw as { schedules: { default: { daily: { interval: unknown } } } }).schedules.default.daily
+        .interval,
+    ).toBe('1d');
   });
 
   it('accepts telnet-addrs as a comma-separated string or a list, and durations for status-interval', () => {
