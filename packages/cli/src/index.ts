@@ -5,10 +5,12 @@ import { type Archive, Archive as ArchiveClass, BackyError, type BackyErrorCode 
 import type { Logger } from 'pino';
 import type { Command, CommandContext, GlobalOptions } from './command.js';
 import { backupCommand } from './commands/backup.js';
+import { checkCommand } from './commands/check.js';
 import { findCommand } from './commands/find.js';
 import { initCommand } from './commands/init.js';
 import { purgeCommand } from './commands/purge.js';
 import { restoreCommand } from './commands/restore.js';
+import { schedulerCommand } from './commands/scheduler.js';
 import { distrustCommand, expireCommand, forgetCommand, tagsCommand } from './commands/revisions.js';
 import { statusCommand } from './commands/status.js';
 import { verifyCommand } from './commands/verify.js';
@@ -30,6 +32,8 @@ const COMMANDS: Command[] = [
   tagsCommand,
   expireCommand,
   purgeCommand,
+  schedulerCommand,
+  checkCommand,
 ];
 
 /** Adds a command (used to wire in commands from other packages). */

@@ -139,7 +139,12 @@ describe('central config', () => {
     const schedules = { s: { daily: { interval: '1d', keep: 1 } } };
     const job = { schedule: 's', source: { type: 'file', filename: '/x' } };
     for (const bad of ['..', '.', '.hidden', 'a/b', '../etc', '-rf', 'a b', 'a\nb', '', 'x'.repeat(201)]) {
-      expect(problem({ schedules, jobs: { [bad]: job } }), bad).toMatch(/^backy\.conf: jobs\./);
+      expect(
+        problem({ schedules, jobs: { [bad]: job } }).startsWith(
+          `backy.conf: jobs: invalid job name ${JSON.stringify(bad)}: job names `,
+        ),
+        bad,
+      ).toBe(true);
     }
     expect(problem({ schedules, jobs: { status: job } })).toBe(
       'backy.conf: jobs.status: job name clashes with the status file in base-dir',

@@ -52,7 +52,8 @@ export const centralConfigSchema = z
   .strictObject({
     global: globalConfigSchema.default(globalConfigSchema.parse({})),
     schedules: z.record(z.string().min(1), scheduleSchema).default({}),
-    jobs: z.record(jobNameSchema, jobConfigSchema).default({}),
+    // Names are checked below, so that the error quotes the offending name.
+    jobs: z.record(z.string(), jobConfigSchema).default({}),
   })
   .superRefine((config, ctx) => {
     for (const [name, schedule] of Object.entries(config.schedules)) {
@@ -66,6 +67,15 @@ export const centralConfigSchema = z
     }
     const statusFile = config.global['status-file'];
     for (const [name, job] of Object.entries(config.jobs)) {
+      const nameCheck = jobNameSchema.safeParse(name);
+      if (!nameCheck.success) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['jobs'],
+          message: `invalid job name ${JSON.stringify(name)}: ${nameCheck.error.issues[0]!.message}`,
+        });
+        continue;
+      }
       if (!(job.schedule in config.schedules)) {
         const known = Object.keys(config.schedules);
         ctx.addIssue({

@@ -66,7 +66,8 @@ export class ChildProcessRunner implements JobRunner {
   }
 
   purge(request: JobRequest): Promise<RunResult> {
-    return this.backy(request, ['-l', join(request.dir, LOG_FILE), 'purge']);
+    // A shared store's purge waits a little for backups of other archives that hold it.
+    return this.backy(request, ['-l', join(request.dir, LOG_FILE), 'purge', '--wait', '10']);
   }
 
   callback(request: JobRequest & { program: string; input: string }): Promise<RunResult> {
