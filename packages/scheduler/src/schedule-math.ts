@@ -124,7 +124,8 @@ export function slaState(
   const allowed = SLA_FACTOR * Math.min(...intervals);
   const age = (nowMs - newestCompleteMs) / 1000;
   const overdue = Math.max(0, age - allowed);
-  return { ok: overdue === 0, overdueSeconds: Math.round(overdue) };
+  // Rounded up, so that a job out of SLA never shows 0 seconds overdue.
+  return { ok: overdue === 0, overdueSeconds: Math.ceil(overdue) };
 }
 
 export interface QueueEntry {
