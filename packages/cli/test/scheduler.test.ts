@@ -94,7 +94,12 @@ let conf: string;
 let base: string;
 let logPath: string;
 let port: number;
-let config: Record<string, any>;
+interface Conf {
+  global: Record<string, unknown>;
+  schedules: Record<string, Record<string, { interval: string; keep: number }>>;
+  jobs: Record<string, unknown>;
+}
+let config: Conf;
 const daemons: Daemon[] = [];
 
 const check = () => backy(['check', '-c', conf]);
