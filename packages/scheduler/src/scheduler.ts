@@ -174,8 +174,8 @@ export class Scheduler {
       if (this.options.signal.aborted) void this.stop();
       else this.options.signal.addEventListener('abort', () => void this.stop(), { once: true });
     }
-    await this.writeStatus();
-    this.scheduleStatus();
+    // The first status file is written in the background, like every later one.
+    void this.writeStatus().finally(() => this.scheduleStatus());
     this.tick();
   }
 

@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import Table from 'cli-table3';
 import type { Logger } from 'pino';
+import { renderTable } from './table.js';
 import { TelnetDecoder } from './telnet.js';
 
 /** One job as the shell shows it (the scheduler's status-file entry has these fields). */
@@ -302,8 +302,20 @@ export class TelnetShell {
 
   /** The `jobs` table. */
   formatJobs(jobs: readonly ShellJob[]): string {
-    const table = new Table({
-      head: [
+    const zone = this.options.timeZone;
+    const rows = jobs.map((j) => [
+      j.job,
+      j.sla,
+      j.sla_overdue > 0 ? formatSeconds(j.sla_overdue) : '-',
+      j.status,
+      formatTime(j.last_time, zone),
+      j.last_tags ?? '-',
+      j.last_duration == null ? '-' : formatSeconds(j.last_duration),
+      formatTime(j.next_time, zone),
+      j.next_tags ?? '-',
+    ]);
+    const table = renderTable(
+      [
         'Job',
         'SLA',
         'SLA overdue',
@@ -314,24 +326,10 @@ export class TelnetShell {
         'Next Backup',
         'Next Tags',
       ],
-      style: { head: [], border: [], compact: false },
-      colAligns: ['left', 'left', 'right', 'left', 'left', 'left', 'right', 'left', 'left'],
-    });
-    const zone = this.options.timeZone;
-    for (const j of jobs) {
-      table.push([
-        j.job,
-        j.sla,
-        j.sla_overdue > 0 ? formatSeconds(j.sla_overdue) : '-',
-        j.status,
-        formatTime(j.last_time, zone),
-        j.last_tags ?? '-',
-        j.last_duration == null ? '-' : formatSeconds(j.last_duration),
-        formatTime(j.next_time, zone),
-        j.next_tags ?? '-',
-      ]);
-    }
-    return `${table.toString()}\n${jobs.length} jobs shown`;
+      rows,
+      ['left', 'left', 'right', 'left', 'left', 'left', 'right', 'left', 'left'],
+    );
+    return `${table}\n${jobs.length} jobs shown`;
   }
 }
 
