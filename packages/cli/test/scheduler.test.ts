@@ -70,6 +70,17 @@ async function shell(port: number, lines: string[]): Promise<string> {
   });
 }
 
+/** PIDs of processes whose command line contains `text`. */
+async function processesMentioning(text: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.split('\0').includes(text)) pids.push(Number(entry));
+  }
+  return pids;
+}
+
 interface Daemon {
   child: ChildProcess;
   stderr: string;
@@ -356,6 +367,7 @@ describe('SIGTERM during a running backup', () => {
       const top = await readdir(join(archive, 'chunks')).catch(() => [] as string[]);
       return top.some((n) => /^[0-9a-f]{2}$/.test(n));
     });
+    expect((await processesMentioning(archive)).length).toBeGreaterThan(0);
     const started = Date.now();
     d.child.kill('SIGTERM');
     expect(await d.exit).toBe(0);
@@ -364,6 +376,8 @@ describe('SIGTERM during a running backup', () => {
     expect(leftovers).toEqual([]);
     expect(await revisions(archive)).toEqual([]);
     expect(d.stderr).toContain('backup terminated because the scheduler is stopping');
+    // No backup process of that archive is left behind.
+    expect(await processesMentioning(archive)).toEqual([]);
     // The plain CLI finds nothing half-done either.
     const status = backy(['-b', archive, 'status']);
     expect(status.code, status.stderr).toBe(0);

@@ -50,6 +50,8 @@ export interface SchedulerOptions {
   stopTimeoutMs?: number;
   /** Longest sleep of the planning loop, so clock jumps are noticed (default 60 s). */
   maxSleepMs?: number;
+  /** The completion callback is terminated after this many milliseconds (default 5 minutes). */
+  callbackTimeoutMs?: number;
 }
 
 export interface SchedulerSummary {
@@ -197,8 +199,21 @@ export class Scheduler {
 
   // ---------------------------------------------------------------- config
 
+  private reloading: Promise<ReloadResult> = Promise.resolve({
+    ok: true,
+    added: [],
+    removed: [],
+    changed: [],
+  });
+
   /** Reads the config again. An invalid config is rejected and the old one stays in force. */
-  async reload(): Promise<ReloadResult> {
+  reload(): Promise<ReloadResult> {
+    // SIGHUP and the shell's `reload` may overlap: one after the other.
+    this.reloading = this.reloading.then(() => this.reloadNow());
+    return this.reloading;
+  }
+
+  private async reloadNow(): Promise<ReloadResult> {
     if (this.stopping != null) return { ok: false, error: 'the scheduler is stopping' };
     let loaded: LoadedCentralConfig;
     try {
@@ -493,7 +508,15 @@ export class Scheduler {
       log.warn({ err: error }, 'cannot read the revisions for the completion callback');
       return;
     }
-    const result = await this.runner.callback({ job: job.name, dir: job.dir, signal, program, input });
+    const limit = AbortSignal.timeout(this.options.callbackTimeoutMs ?? 5 * 60_000);
+    const result = await this.runner.callback({
+      job: job.name,
+      dir: job.dir,
+      signal: AbortSignal.any([signal, limit]),
+      program,
+      input,
+    });
+    if (limit.aborted) log.warn({ program }, 'backup-completed-callback took too long and was terminated');
     report('backup-completed-callback', result);
     if (result.ok) log.info({ program }, 'completion callback done');
   }
