@@ -167,7 +167,7 @@ describe('trust, verify and distrust', () => {
     const hash = map.get(1)!;
     const path = archive.store.pathOf(hash);
     const bytes = await readFile(path);
-    bytes[bytes.length - 1] ^= 0xff;
+    bytes[bytes.length - 1]! ^= 0xff;
     await writeFile(path, bytes);
 
     const [result] = await verifyRevisions(archive, [rev], { logger: silent });
