@@ -1,11 +1,11 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { BIN, backy, tempDir } from './helpers.js';
+import { BIN, backy, haveCommand, tempDir } from './helpers.js';
 
 // End-to-end: the real daemon (the built binary) with file-source jobs on intervals of seconds.
 
@@ -228,6 +228,34 @@ describe('backy scheduler and backy check', () => {
     expect(nope).toBe('error: unknown job "nope"\r\n');
     expect(badRegex).toMatch(/^error: invalid regular expression/);
     await until('the manual run of w', async () => (await revisions(join(base, 'w'))).length === 2);
+  });
+
+  it.runIf(haveCommand('telnet'))('works with the real telnet client', async () => {
+    const client = spawn('telnet', ['127.0.0.1', String(port)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    client.stdout!.on('data', (d) => {
+      out += d;
+    });
+    const exited = new Promise((r) => client.once('exit', r));
+    await until('the banner', () => out.includes('backy> '), 10_000);
+    client.stdin!.write('jobs ^a$\n');
+    await until('the table', () => out.includes('1 jobs shown'), 10_000);
+    client.stdin!.write('quit\n');
+    await exited;
+    expect(out).toContain('Ready.');
+    expect(out).toMatch(/│ a +│ OK +│/);
+    expect(out).toContain('Goodbye.');
+  });
+
+  it.runIf(haveCommand('nc'))('works with nc, reading a script from stdin', () => {
+    const r = spawnSync('nc', ['-N', '127.0.0.1', String(port)], {
+      input: 'status\njobs\nbogus\n',
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
+    expect(r.stdout).toMatch(/jobs: 3\r\n/);
+    expect(r.stdout).toContain('3 jobs shown');
+    expect(r.stdout).toContain('error: unknown command "bogus"');
   });
 
   it('check WARNs about a job whose newest revision is distrusted', async () => {
