@@ -209,7 +209,12 @@ export class Scheduler {
   /** Reads the config again. An invalid config is rejected and the old one stays in force. */
   reload(): Promise<ReloadResult> {
     // SIGHUP and the shell's `reload` may overlap: one after the other.
-    this.reloading = this.reloading.then(() => this.reloadNow());
+    this.reloading = this.reloading.then(() =>
+      this.reloadNow().catch((error: unknown) => {
+        this.log.error({ err: error }, 'reload failed');
+        return { ok: false as const, error: (error as Error).message };
+      }),
+    );
     return this.reloading;
   }
 
