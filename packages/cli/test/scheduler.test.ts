@@ -371,7 +371,7 @@ describe('SIGTERM during a running backup', () => {
   it('terminates the backup, leaves no partial revision and exits 0', async () => {
     const big = join(dir.path, 'big.img');
     // Incompressible, so the backup takes a while.
-    await writeFile(big, randomBytes(160 * MiB));
+    await writeFile(big, randomBytes(256 * MiB));
     const bigBase = join(dir.path, 'bigbase');
     const bigConf = join(dir.path, 'big.conf');
     await writeFile(
