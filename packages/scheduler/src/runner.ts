@@ -124,7 +124,14 @@ export function runProcess(argv: readonly string[], options: RunProcessOptions):
     const onAbort = () => {
       if (child.exitCode != null || child.signalCode != null) return;
       child.kill('SIGTERM');
-      killTimer = setTimeout(() => child.kill('SIGKILL'), options.killGraceMs);
+      // The whole process group: a helper the child started would otherwise keep its stderr open.
+      killTimer = setTimeout(() => {
+        try {
+          if (child.pid != null) process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          child.kill('SIGKILL');
+        }
+      }, options.killGraceMs);
     };
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (chunk: string) => {
@@ -134,6 +141,13 @@ export function runProcess(argv: readonly string[], options: RunProcessOptions):
       finish(null, null, `cannot run ${argv[0]}: ${(error as NodeJS.ErrnoException).code ?? error.message}`),
     );
     child.on('close', (code, signal) => finish(code, signal));
+    // A background helper left behind may hold stderr open forever: the exit is what counts.
+    child.on('exit', (code, signal) => {
+      setTimeout(() => {
+        child.stderr!.destroy();
+        finish(code, signal);
+      }, 1000).unref();
+    });
     if (options.input != null) {
       child.stdin!.on('error', () => {});
       child.stdin!.end(options.input);
