@@ -131,6 +131,13 @@ export function runProcess(argv: readonly string[], options: RunProcessOptions):
         } catch {
           child.kill('SIGKILL');
         }
+        // A process stuck in the kernel (a hung device) survives even SIGKILL for a while: give up on
+        // it rather than keep the daemon from exiting.
+        killTimer = setTimeout(() => {
+          child.unref();
+          child.stderr!.destroy();
+          finish(null, 'SIGKILL', '\n(the process did not exit after SIGKILL)');
+        }, 5000);
       }, options.killGraceMs);
     };
     child.stderr!.setEncoding('utf8');
