@@ -206,9 +206,12 @@ describe('backy scheduler and backy check', () => {
 
   it('check is OK while every job is within SLA', async () => {
     await until('status file', () => stat(join(base, 'status')).catch(() => null));
-    const r = check();
+    // Polled: on a loaded machine a 5 s job may be late for a moment.
+    const r = await until('an OK from check', () => {
+      const res = check();
+      return res.code === 0 ? res : null;
+    });
     expect(r.stdout).toBe('OK: 3 jobs within SLA\n');
-    expect(r.code).toBe(0);
   });
 
   it('answers in the telnet shell', async () => {
@@ -317,16 +320,20 @@ describe('backy scheduler and backy check', () => {
       /"job":"c".*backup failed with exit status \d+/.test(await logText()),
     );
     const r = await until(
-      'a CRITICAL from check',
+      'a CRITICAL from check naming c',
       () => {
         const res = check();
-        return res.code === 2 ? res : null;
+        return res.code === 2 && res.stdout.includes('\nc: last backup') ? res : null;
       },
       30_000,
     );
     const lines = r.stdout.trim().split('\n');
-    expect(lines[0]).toBe('CRITICAL: 1 jobs not within SLA');
-    expect(lines[1]).toMatch(/^c: last backup \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z, overdue by \d+s$/);
+    // Only c, unless the machine is so loaded that a 5 s job is late as well.
+    expect(lines[0]).toMatch(/^CRITICAL: \d+ jobs not within SLA$/);
+    expect(lines.length).toBe(Number(/(\d+) jobs/.exec(lines[0]!)![1]) + 1);
+    expect(lines.find((l) => l.startsWith('c: '))).toMatch(
+      /^c: last backup \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z, overdue by \d+s$/,
+    );
     expect(daemon.child.exitCode).toBeNull();
     const out = await shell(port, ['jobs ^c$']);
     expect(out).toMatch(/│ c +│ TOO OLD │/);
