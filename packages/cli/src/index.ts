@@ -8,6 +8,7 @@ import { backupCommand } from './commands/backup.js';
 import { checkCommand } from './commands/check.js';
 import { findCommand } from './commands/find.js';
 import { initCommand } from './commands/init.js';
+import { nbdServerCommand } from './commands/nbd-server.js';
 import { purgeCommand } from './commands/purge.js';
 import { restoreCommand } from './commands/restore.js';
 import { distrustCommand, expireCommand, forgetCommand, tagsCommand } from './commands/revisions.js';
@@ -19,6 +20,14 @@ import { createProgressBar } from './progress.js';
 
 export type { Command, CommandContext } from './command.js';
 export { loadSource, loadSourceDefinition, registerBuiltinSource } from './sources.js';
+
+const GLOBAL_OPTIONS = {
+  verbose: { type: 'boolean', short: 'v' },
+  logfile: { type: 'string', short: 'l' },
+  backupdir: { type: 'string', short: 'b' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+} as const;
 
 const COMMANDS: Command[] = [
   initCommand,
@@ -32,6 +41,7 @@ const COMMANDS: Command[] = [
   tagsCommand,
   expireCommand,
   purgeCommand,
+  nbdServerCommand,
   schedulerCommand,
   checkCommand,
 ];
@@ -93,13 +103,7 @@ export async function main(
     try {
       globals = parseArgs({
         args: argv,
-        options: {
-          verbose: { type: 'boolean', short: 'v' },
-          logfile: { type: 'string', short: 'l' },
-          backupdir: { type: 'string', short: 'b' },
-          help: { type: 'boolean', short: 'h' },
-          version: { type: 'boolean', short: 'V' },
-        },
+        options: GLOBAL_OPTIONS,
         allowPositionals: true,
         strict: true,
         tokens: true,
@@ -222,13 +226,7 @@ function parseGlobalsBeforeCommand(argv: string[], original: unknown): ReturnTyp
   try {
     const parsed = parseArgs({
       args: argv.slice(0, i + 1),
-      options: {
-        verbose: { type: 'boolean', short: 'v' },
-        logfile: { type: 'string', short: 'l' },
-        backupdir: { type: 'string', short: 'b' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean', short: 'V' },
-      },
+      options: GLOBAL_OPTIONS,
       allowPositionals: true,
       strict: true,
       tokens: true,
