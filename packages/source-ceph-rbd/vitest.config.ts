@@ -10,5 +10,6 @@ export default defineProject({
     globalSetup: ['test/global-setup.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
+    teardownTimeout: 60_000,
   },
 });
