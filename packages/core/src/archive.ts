@@ -7,7 +7,13 @@ import { BackyError, ioError } from './errors.js';
 import { fsyncDir, isTempName, writeFileAtomic } from './fs-util.js';
 import { ChunkedRevisionReader } from './layout/chunked.js';
 import { acquireLock, type Lock } from './lock.js';
-import { isComplete, readRevisionFile, type Revision, type RevisionData, writeRevisionFile } from './revision.js';
+import {
+  isComplete,
+  type Revision,
+  type RevisionData,
+  readRevisionFile,
+  writeRevisionFile,
+} from './revision.js';
 import type { RevisionReader } from './revision-io.js';
 import { resolveRevisionSpec, resolveSingleRevision } from './revision-spec.js';
 import { ChunkMap } from './store/chunk-map.js';
@@ -47,7 +53,12 @@ export class Archive {
     const path = resolve(dir);
     const configPath = Archive.configPath(path);
     const config = validateConfig(archiveConfigSchema, rawConfig, configPath);
-    if (await stat(configPath).then(() => true, () => false)) {
+    if (
+      await stat(configPath).then(
+        () => true,
+        () => false,
+      )
+    ) {
       throw new BackyError('CONFIG_EXISTS', `${configPath} already exists; refusing to overwrite it`);
     }
     try {
@@ -69,7 +80,11 @@ export class Archive {
       config = await loadArchiveConfig(configPath);
     } catch (error) {
       if (error instanceof BackyError && error.code === 'CONFIG_NOT_FOUND') {
-        throw new BackyError('ARCHIVE_NOT_FOUND', `${path} is not a backy archive (no ${CONFIG_FILE} file); run \`backy init\` first or pass -b DIR`, { cause: error });
+        throw new BackyError(
+          'ARCHIVE_NOT_FOUND',
+          `${path} is not a backy archive (no ${CONFIG_FILE} file); run \`backy init\` first or pass -b DIR`,
+          { cause: error },
+        );
       }
       throw error;
     }
@@ -125,7 +140,9 @@ export class Archive {
         if (!revIds.has(id)) incomplete.add(id);
       }
     }
-    complete.sort((a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp) || a.uuid.localeCompare(b.uuid));
+    complete.sort(
+      (a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp) || a.uuid.localeCompare(b.uuid),
+    );
     return { complete, incomplete: [...incomplete].sort() };
   }
 
@@ -168,7 +185,10 @@ export class Archive {
   async openReader(rev: RevisionData): Promise<RevisionReader> {
     const map = await ChunkMap.load(this.mapPath(rev.uuid));
     if (map.size !== rev.size) {
-      throw new BackyError('REVISION_INVALID', `revision ${rev.uuid}: map size ${map.size} differs from recorded size ${rev.size}`);
+      throw new BackyError(
+        'REVISION_INVALID',
+        `revision ${rev.uuid}: map size ${map.size} differs from recorded size ${rev.size}`,
+      );
     }
     return new ChunkedRevisionReader(this.store, map);
   }

@@ -32,7 +32,11 @@ export interface BackupOptions {
  * new content, seals the chunk map, lets the source verify it, and only then writes the `.rev`, which is
  * what makes the revision exist. On any failure nothing becomes visible.
  */
-export async function runBackup(archive: Archive, source: BackupSource, options: BackupOptions): Promise<Revision> {
+export async function runBackup(
+  archive: Archive,
+  source: BackupSource,
+  options: BackupOptions,
+): Promise<Revision> {
   const { logger } = options;
   const now = options.now ?? (() => new Date());
   const signal = options.signal ?? new AbortController().signal;
@@ -61,14 +65,19 @@ export async function runBackup(archive: Archive, source: BackupSource, options:
     const log = logger.child({ revision: revision.uuid });
     const parentUsable = newest != null && newest.trust !== 'distrusted';
     if (newest?.trust === 'distrusted') {
-      log.warn({ parent: newest.uuid }, 'newest revision is distrusted: full backup, every chunk is rewritten');
+      log.warn(
+        { parent: newest.uuid },
+        'newest revision is distrusted: full backup, every chunk is rewritten',
+      );
     }
     const parentMap = parentUsable ? await archive.loadMap(newest.uuid) : null;
     const writer = new ChunkedRevisionWriter(archive.store, archive.mapPath(revision.uuid), {
       parentMap,
       rewrite: newest?.trust === 'distrusted',
     });
-    const parentReader: RevisionReader | null = parentMap ? new ChunkedRevisionReader(archive.store, parentMap) : null;
+    const parentReader: RevisionReader | null = parentMap
+      ? new ChunkedRevisionReader(archive.store, parentMap)
+      : null;
     let bytesRead = 0;
     const sourceInfo: Record<string, unknown> = {};
     log.info({ tags, parent: revision.parent }, 'backup started');
@@ -101,7 +110,10 @@ export async function runBackup(archive: Archive, source: BackupSource, options:
       revision.verification = { ...verification, timestamp: now().toISOString() };
       if (!verification.ok) {
         revision.trust = 'distrusted';
-        log.error({ mismatches: verification.mismatches.slice(0, 20) }, 'verification against the source failed: revision distrusted');
+        log.error(
+          { mismatches: verification.mismatches.slice(0, 20) },
+          'verification against the source failed: revision distrusted',
+        );
       }
       const stats = writer.stats;
       revision.stats = {
@@ -116,11 +128,16 @@ export async function runBackup(archive: Archive, source: BackupSource, options:
       signal.throwIfAborted();
       await archive.writeRevision(revision);
       success = true;
-      log.info({ stats: revision.stats, size: revision.size, verification: revision.verification.method }, 'backup completed');
+      log.info(
+        { stats: revision.stats, size: revision.size, verification: revision.verification.method },
+        'backup completed',
+      );
       return revision as Revision;
     } catch (error) {
       await writer.abort().catch(() => {});
-      const err = signal.aborted ? new BackyError('ABORTED', 'backup aborted', { cause: error }) : ioError(error, 'backup failed');
+      const err = signal.aborted
+        ? new BackyError('ABORTED', 'backup aborted', { cause: error })
+        : ioError(error, 'backup failed');
       log.error({ err }, 'backup failed; no revision was created');
       throw err;
     } finally {
@@ -135,9 +152,11 @@ export async function runBackup(archive: Archive, source: BackupSource, options:
 
 function validateTags(archive: Archive, tags: string[], force: boolean): string[] {
   const clean = [...new Set(tags.map((t) => t.trim()).filter((t) => t !== ''))];
-  if (clean.length === 0) throw new BackyError('USAGE', 'no tags given; name at least one tag, e.g. `backy backup daily`');
+  if (clean.length === 0)
+    throw new BackyError('USAGE', 'no tags given; name at least one tag, e.g. `backy backup daily`');
   for (const tag of clean) {
-    if (!/^[A-Za-z0-9_.:-]+$/.test(tag)) throw new BackyError('USAGE', `invalid tag ${JSON.stringify(tag)}: use letters, digits and . _ : -`);
+    if (!/^[A-Za-z0-9_.:-]+$/.test(tag))
+      throw new BackyError('USAGE', `invalid tag ${JSON.stringify(tag)}: use letters, digits and . _ : -`);
   }
   const scheduled = Object.keys(archive.config.schedule);
   if (!force && scheduled.length > 0) {

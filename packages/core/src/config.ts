@@ -42,11 +42,17 @@ export function formatZodIssue(issue: z.core.$ZodIssue, prefix: readonly Propert
 }
 
 /** Validates `value` with `schema`; failures become CONFIG_INVALID errors naming `where` and the key path. */
-export function validateConfig<T>(schema: ZodType<T>, value: unknown, where: string, prefix: readonly PropertyKey[] = []): T {
+export function validateConfig<T>(
+  schema: ZodType<T>,
+  value: unknown,
+  where: string,
+  prefix: readonly PropertyKey[] = [],
+): T {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issues = result.error.issues;
-  const more = issues.length > 1 ? ` (and ${issues.length - 1} more problem${issues.length > 2 ? 's' : ''})` : '';
+  const more =
+    issues.length > 1 ? ` (and ${issues.length - 1} more problem${issues.length > 2 ? 's' : ''})` : '';
   throw new BackyError('CONFIG_INVALID', `${where}: ${formatZodIssue(issues[0]!, prefix)}${more}`);
 }
 
@@ -57,14 +63,20 @@ export async function readYamlFile(path: string): Promise<unknown> {
     text = await readFile(path, 'utf8');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new BackyError('CONFIG_NOT_FOUND', `${path}: no such file`, { cause: error });
-    throw new BackyError('CONFIG_INVALID', `${path}: cannot read (${code ?? (error as Error).message})`, { cause: error });
+    if (code === 'ENOENT')
+      throw new BackyError('CONFIG_NOT_FOUND', `${path}: no such file`, { cause: error });
+    throw new BackyError('CONFIG_INVALID', `${path}: cannot read (${code ?? (error as Error).message})`, {
+      cause: error,
+    });
   }
   const doc = parseDocument(text, { prettyErrors: false });
   if (doc.errors.length > 0) {
     const err = doc.errors[0]!;
     const line = err.linePos?.[0]?.line;
-    throw new BackyError('CONFIG_INVALID', `${path}${line ? `:${line}` : ''}: invalid YAML: ${err.message.split('\n')[0]}`);
+    throw new BackyError(
+      'CONFIG_INVALID',
+      `${path}${line ? `:${line}` : ''}: invalid YAML: ${err.message.split('\n')[0]}`,
+    );
   }
   return doc.toJS() ?? {};
 }

@@ -45,6 +45,8 @@ export function ioError(error: unknown, what: string): BackyError {
   if (err?.code === 'ABORT_ERR' || err?.name === 'AbortError') {
     return new BackyError('ABORTED', `${what}: aborted`, { cause: error });
   }
-  const reason = err?.code ? `${err.code}${err.message ? ` (${err.message.replace(/^\w+: /, '')})` : ''}` : String(err?.message ?? error);
+  const reason = err?.code
+    ? `${err.code}${err.message ? ` (${err.message.replace(/^\w+: /, '')})` : ''}`
+    : String(err?.message ?? error);
   return new BackyError('IO', `${what}: ${reason}`, { cause: error });
 }

@@ -3,7 +3,10 @@ import type { Archive } from './archive.js';
 import { type ExpiryAction, planExpiry } from './schedule.js';
 
 /** Applies the schedule's keep rules to the archive now. Holds the archive's backup lock. */
-export async function expireArchive(archive: Archive, options: { logger: Logger; now?: Date }): Promise<ExpiryAction[]> {
+export async function expireArchive(
+  archive: Archive,
+  options: { logger: Logger; now?: Date },
+): Promise<ExpiryAction[]> {
   const lock = await archive.lockBackup();
   try {
     const revisions = await archive.revisions();

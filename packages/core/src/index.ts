@@ -1,55 +1,55 @@
-export { Archive, CONFIG_FILE, LOG_FILE, type ArchiveScan } from './archive.js';
-export { runBackup, type BackupOptions, type Progress } from './backup.js';
+export { Archive, type ArchiveScan, CONFIG_FILE, LOG_FILE } from './archive.js';
+export { type BackupOptions, type Progress, runBackup } from './backup.js';
 export {
+  type ArchiveConfig,
   archiveConfigSchema,
   formatZodIssue,
   loadArchiveConfig,
   readYamlFile,
+  type SourceConfig,
   sourceConfigSchema,
   storeConfigSchema,
   validateConfig,
-  type ArchiveConfig,
-  type SourceConfig,
 } from './config.js';
-export { BackyError, ioError, isBackyError, type BackyErrorCode } from './errors.js';
+export { BackyError, type BackyErrorCode, ioError, isBackyError } from './errors.js';
 export { expireArchive } from './expire.js';
 export { fsyncDir, writeFileAtomic } from './fs-util.js';
-export { ID_ALPHABET, encodeShortId, isRevisionId, newRevisionId } from './ids.js';
+export { encodeShortId, ID_ALPHABET, isRevisionId, newRevisionId } from './ids.js';
 export { ChunkedRevisionReader, ChunkedRevisionWriter } from './layout/chunked.js';
 export { acquireLock, type Lock, type LockMode } from './lock.js';
-export { purgeStore, storeUsage, type PurgeResult } from './purge.js';
-export { blockDeviceSize, restoreToPath, restoreToStream, type RestoreOptions } from './restore.js';
+export { type PurgeResult, purgeStore, storeUsage } from './purge.js';
+export { blockDeviceSize, type RestoreOptions, restoreToPath, restoreToStream } from './restore.js';
 export {
-  TRUST_STATES,
   isComplete,
-  readRevisionFile,
-  revisionDate,
-  revisionSchema,
-  writeRevisionFile,
   type Revision,
   type RevisionData,
   type RevisionStats,
+  readRevisionFile,
+  revisionDate,
+  revisionSchema,
+  TRUST_STATES,
   type Trust,
   type Verification,
+  writeRevisionFile,
 } from './revision.js';
 export type { RevisionReader, RevisionWriter, WriterStats } from './revision-io.js';
 export { resolveRevisionSpec, resolveSingleRevision } from './revision-spec.js';
 export { forEachChunk, readChunksInOrder } from './revision-stream.js';
 export {
-  MANUAL_TAG_PREFIX,
   durationSchema,
-  planExpiry,
-  scheduleSchema,
-  tagNameSchema,
   type ExpiryAction,
+  MANUAL_TAG_PREFIX,
+  planExpiry,
   type Schedule,
+  scheduleSchema,
   type TagRule,
+  tagNameSchema,
 } from './schedule.js';
 export {
-  defineSource,
-  isSourceDefinition,
   type BackupContext,
   type BackupSource,
+  defineSource,
+  isSourceDefinition,
   type SourceDefinition,
   type SourceEnvironment,
   type VerificationResult,
@@ -59,4 +59,4 @@ export { ChunkMap, DEFAULT_CHUNK_SIZE, isAllZero, sha256Hex } from './store/chun
 export { ChunkStore } from './store/chunk-store.js';
 export { CODECS, type CodecName } from './store/codec.js';
 export { formatBytes, formatDuration, parseBytes, parseDuration } from './units.js';
-export { verifyRevisions, type DamagedChunk, type RevisionVerifyResult } from './verify.js';
+export { type DamagedChunk, type RevisionVerifyResult, verifyRevisions } from './verify.js';

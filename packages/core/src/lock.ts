@@ -41,7 +41,11 @@ export async function acquireLock(path: string, mode: LockMode, options: LockOpt
         stderr += d;
       });
       child.on('error', reject);
-      child.on('close', (code) => (code === 0 || code === 1 ? resolve(code) : reject(new Error(stderr.trim() || `flock exited with ${code}`))));
+      child.on('close', (code) =>
+        code === 0 || code === 1
+          ? resolve(code)
+          : reject(new Error(stderr.trim() || `flock exited with ${code}`)),
+      );
     });
   } catch (error) {
     await handle.close();

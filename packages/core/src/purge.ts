@@ -49,7 +49,11 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
         try {
           map = await ChunkMap.load(join(dir, name));
         } catch (error) {
-          throw new BackyError('REVISION_INVALID', `purge stopped, nothing deleted: ${(error as Error).message}`, { cause: error });
+          throw new BackyError(
+            'REVISION_INVALID',
+            `purge stopped, nothing deleted: ${(error as Error).message}`,
+            { cause: error },
+          );
         }
         for (const hash of map.uniqueHashes()) referenced.add(hash);
       }
@@ -86,4 +90,3 @@ export async function storeUsage(store: ChunkStore): Promise<{ chunks: number; b
   }
   return { chunks, bytes };
 }
-

@@ -30,7 +30,11 @@ export async function blockDeviceSize(rdev: number): Promise<number> {
  * Restores a revision to `target`: a regular file (written sparse to a temporary file, then renamed into
  * place), or a block device (every byte written, zeros included). Returns what kind of target it was.
  */
-export async function restoreToPath(reader: RevisionReader, target: string, options: RestoreOptions = {}): Promise<RestoreTargetKind> {
+export async function restoreToPath(
+  reader: RevisionReader,
+  target: string,
+  options: RestoreOptions = {},
+): Promise<RestoreTargetKind> {
   const info = await stat(target).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return null;
     throw ioError(error, `restore target ${target}`);
@@ -38,7 +42,10 @@ export async function restoreToPath(reader: RevisionReader, target: string, opti
   if (info?.isBlockDevice()) {
     const size = await blockDeviceSize(info.rdev).catch(() => null);
     if (size != null && size < reader.size) {
-      throw new BackyError('TARGET_INVALID', `block device ${target} holds ${size} bytes, the revision needs ${reader.size}`);
+      throw new BackyError(
+        'TARGET_INVALID',
+        `block device ${target} holds ${size} bytes, the revision needs ${reader.size}`,
+      );
     }
     const handle = await open(target, constants.O_WRONLY).catch((error) => {
       throw ioError(error, `opening ${target}`);
@@ -53,7 +60,8 @@ export async function restoreToPath(reader: RevisionReader, target: string, opti
     }
     return 'block-device';
   }
-  if (info != null && !info.isFile()) throw new BackyError('TARGET_INVALID', `${target} is neither a regular file nor a block device`);
+  if (info != null && !info.isFile())
+    throw new BackyError('TARGET_INVALID', `${target} is neither a regular file nor a block device`);
   if (info != null && !options.force) {
     throw new BackyError('TARGET_EXISTS', `${target} already exists; use --force to overwrite it`);
   }
@@ -103,9 +111,16 @@ async function writeChunks(
 }
 
 /** Streams a revision in order to `out` (e.g. stdout), honouring back-pressure. */
-export async function restoreToStream(reader: RevisionReader, out: Writable, options: RestoreOptions = {}): Promise<void> {
+export async function restoreToStream(
+  reader: RevisionReader,
+  out: Writable,
+  options: RestoreOptions = {},
+): Promise<void> {
   let done = 0;
-  for await (const { data } of readChunksInOrder(reader, { concurrency: options.concurrency, signal: options.signal })) {
+  for await (const { data } of readChunksInOrder(reader, {
+    concurrency: options.concurrency,
+    signal: options.signal,
+  })) {
     if (!out.write(data)) {
       await new Promise<void>((resolve, reject) => {
         const onError = (e: Error) => reject(e);

@@ -1,5 +1,5 @@
 import { BackyError } from './errors.js';
-import { TRUST_STATES, type Revision } from './revision.js';
+import { type Revision, TRUST_STATES } from './revision.js';
 
 /**
  * Resolves a revision spec against complete revisions sorted oldest first. Accepted forms:
@@ -14,7 +14,8 @@ export function resolveRevisionSpec<R extends Pick<Revision, 'uuid' | 'tags' | '
   const text = spec.trim();
   if (text === '') throw new BackyError('REVISION_NOT_FOUND', 'empty revision spec');
   const newestFirst = [...revisions].reverse();
-  const notFound = (why: string) => new BackyError('REVISION_NOT_FOUND', `revision ${JSON.stringify(spec)}: ${why}`);
+  const notFound = (why: string) =>
+    new BackyError('REVISION_NOT_FOUND', `revision ${JSON.stringify(spec)}: ${why}`);
 
   if (text === 'all') return [...revisions];
   if (text === 'last' || text === 'latest') {
@@ -34,7 +35,10 @@ export function resolveRevisionSpec<R extends Pick<Revision, 'uuid' | 'tags' | '
   if (text.startsWith('trust:')) {
     const trust = text.slice(6);
     if (!(TRUST_STATES as readonly string[]).includes(trust)) {
-      throw new BackyError('REVISION_NOT_FOUND', `revision ${JSON.stringify(spec)}: trust must be one of ${TRUST_STATES.join(', ')}`);
+      throw new BackyError(
+        'REVISION_NOT_FOUND',
+        `revision ${JSON.stringify(spec)}: trust must be one of ${TRUST_STATES.join(', ')}`,
+      );
     }
     return revisions.filter((r) => r.trust === trust);
   }
@@ -43,7 +47,10 @@ export function resolveRevisionSpec<R extends Pick<Revision, 'uuid' | 'tags' | '
   const tagged = newestFirst.find((r) => r.tags.includes(text));
   const prefixed = revisions.filter((r) => r.uuid.startsWith(text));
   if (tagged && prefixed.length > 0) {
-    throw new BackyError('REVISION_AMBIGUOUS', `revision ${JSON.stringify(spec)} is both a tag and an ID prefix; use tag:${text} or a longer ID`);
+    throw new BackyError(
+      'REVISION_AMBIGUOUS',
+      `revision ${JSON.stringify(spec)} is both a tag and an ID prefix; use tag:${text} or a longer ID`,
+    );
   }
   if (tagged) return [tagged];
   if (prefixed.length > 1) {
@@ -62,9 +69,13 @@ export function resolveSingleRevision<R extends Pick<Revision, 'uuid' | 'tags' |
   spec: string,
 ): R {
   const found = resolveRevisionSpec(revisions, spec);
-  if (found.length === 0) throw new BackyError('REVISION_NOT_FOUND', `revision ${JSON.stringify(spec)}: no revision matches`);
+  if (found.length === 0)
+    throw new BackyError('REVISION_NOT_FOUND', `revision ${JSON.stringify(spec)}: no revision matches`);
   if (found.length > 1) {
-    throw new BackyError('REVISION_AMBIGUOUS', `revision ${JSON.stringify(spec)} matches ${found.length} revisions; name one`);
+    throw new BackyError(
+      'REVISION_AMBIGUOUS',
+      `revision ${JSON.stringify(spec)} matches ${found.length} revisions; name one`,
+    );
   }
   return found[0]!;
 }

@@ -78,7 +78,10 @@ export async function readRevisionFile(path: string): Promise<RevisionData> {
   const result = revisionSchema.safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0]!;
-    throw new BackyError('REVISION_INVALID', `${path}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    throw new BackyError(
+      'REVISION_INVALID',
+      `${path}: ${issue.path.join('.') || '(root)'}: ${issue.message}`,
+    );
   }
   return result.data;
 }

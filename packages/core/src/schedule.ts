@@ -6,7 +6,10 @@ import { parseDuration } from './units.js';
 export const durationSchema = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const seconds = parseDuration(value);
   if (seconds == null) {
-    ctx.addIssue({ code: 'custom', message: `invalid duration ${JSON.stringify(value)} (use e.g. 30m, 1h, 1d, 7w or seconds)` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `invalid duration ${JSON.stringify(value)} (use e.g. 30m, 1h, 1d, 7w or seconds)`,
+    });
     return z.NEVER;
   }
   return seconds;
@@ -65,5 +68,9 @@ export function planExpiry(
   }
   return newestFirst
     .filter((r) => removed.has(r.uuid) || r.tags.length === 0)
-    .map((r) => ({ uuid: r.uuid, removeTags: removed.get(r.uuid) ?? [], remove: remaining.get(r.uuid)!.size === 0 }));
+    .map((r) => ({
+      uuid: r.uuid,
+      removeTags: removed.get(r.uuid) ?? [],
+      remove: remaining.get(r.uuid)!.size === 0,
+    }));
 }

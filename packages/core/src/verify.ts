@@ -29,7 +29,11 @@ export interface VerifyOptions {
  * `verified`, damaged ones `distrusted`; the result names each damaged chunk with its offset.
  * Chunks shared between revisions are read once.
  */
-export async function verifyRevisions(archive: Archive, revisions: Revision[], options: VerifyOptions): Promise<RevisionVerifyResult[]> {
+export async function verifyRevisions(
+  archive: Archive,
+  revisions: Revision[],
+  options: VerifyOptions,
+): Promise<RevisionVerifyResult[]> {
   const lock = await archive.store.lock('shared');
   try {
     const checked = new Map<string, string | null>(); // hash → null (good) or the reason it is bad
@@ -52,7 +56,8 @@ export async function verifyRevisions(archive: Archive, revisions: Revision[], o
                 await reader.read(index);
                 reason = null;
               } catch (error) {
-                if (!isBackyError(error, 'CHUNK_CORRUPT') && !isBackyError(error, 'CHUNK_MISSING')) throw error;
+                if (!isBackyError(error, 'CHUNK_CORRUPT') && !isBackyError(error, 'CHUNK_MISSING'))
+                  throw error;
                 reason = (error as BackyError).message;
               }
               checked.set(hash, reason);
@@ -69,7 +74,11 @@ export async function verifyRevisions(archive: Archive, revisions: Revision[], o
       const updated: Revision = { ...rev, trust: ok ? 'verified' : 'distrusted' };
       await archive.writeRevision(updated);
       if (ok) options.logger.info({ revision: rev.uuid }, 'revision verified');
-      else options.logger.error({ revision: rev.uuid, damaged: damaged.slice(0, 20) }, 'revision is damaged: distrusted');
+      else
+        options.logger.error(
+          { revision: rev.uuid, damaged: damaged.slice(0, 20) },
+          'revision is damaged: distrusted',
+        );
       results.push({ uuid: rev.uuid, ok, damaged });
     }
     return results;
@@ -77,4 +86,3 @@ export async function verifyRevisions(archive: Archive, revisions: Revision[], o
     await lock.release();
   }
 }
-

@@ -1,8 +1,8 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import {
-  BackyError,
   type BackupContext,
+  BackyError,
   blockDeviceSize,
   defineSource,
   forEachChunk,
@@ -30,13 +30,18 @@ async function openSource(filename: string): Promise<{ handle: FileHandle; size:
     handle = await open(filename, 'r');
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (code ?? String(error));
+    const why =
+      code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (code ?? String(error));
     throw new BackyError('SOURCE_UNAVAILABLE', `source file ${filename}: ${why}`, { cause: error });
   }
   try {
     const info = await handle.stat();
     if (info.isBlockDevice()) return { handle, size: await blockDeviceSize(info.rdev) };
-    if (!info.isFile()) throw new BackyError('SOURCE_UNAVAILABLE', `source file ${filename}: not a regular file or block device`);
+    if (!info.isFile())
+      throw new BackyError(
+        'SOURCE_UNAVAILABLE',
+        `source file ${filename}: not a regular file or block device`,
+      );
     return { handle, size: info.size };
   } catch (error) {
     await handle.close();
@@ -45,7 +50,12 @@ async function openSource(filename: string): Promise<{ handle: FileHandle; size:
 }
 
 /** Reads exactly `length` bytes at `offset`; a short read means the source shrank under us. */
-async function readFully(handle: FileHandle, filename: string, offset: number, length: number): Promise<Buffer> {
+async function readFully(
+  handle: FileHandle,
+  filename: string,
+  offset: number,
+  length: number,
+): Promise<Buffer> {
   const buffer = Buffer.allocUnsafe(length);
   let got = 0;
   while (got < length) {
@@ -53,9 +63,17 @@ async function readFully(handle: FileHandle, filename: string, offset: number, l
     try {
       ({ bytesRead } = await handle.read(buffer, got, length - got, offset + got));
     } catch (error) {
-      throw new BackyError('SOURCE_FAILED', `source file ${filename}: read error at offset ${offset + got}: ${(error as NodeJS.ErrnoException).code ?? error}`, { cause: error });
+      throw new BackyError(
+        'SOURCE_FAILED',
+        `source file ${filename}: read error at offset ${offset + got}: ${(error as NodeJS.ErrnoException).code ?? error}`,
+        { cause: error },
+      );
     }
-    if (bytesRead === 0) throw new BackyError('SOURCE_FAILED', `source file ${filename}: ended at offset ${offset + got} (did it shrink during the backup?)`);
+    if (bytesRead === 0)
+      throw new BackyError(
+        'SOURCE_FAILED',
+        `source file ${filename}: ended at offset ${offset + got} (did it shrink during the backup?)`,
+      );
     got += bytesRead;
   }
   return buffer;
@@ -86,7 +104,10 @@ export function createFileSource(options: FileSourceOptions) {
         );
         const after = await handle.stat();
         if (after.isFile() && after.size !== size) {
-          throw new BackyError('SOURCE_FAILED', `source file ${filename} changed size during the backup (${size} → ${after.size})`);
+          throw new BackyError(
+            'SOURCE_FAILED',
+            `source file ${filename} changed size during the backup (${size} → ${after.size})`,
+          );
         }
       } finally {
         await handle.close();
@@ -103,7 +124,13 @@ export function createFileSource(options: FileSourceOptions) {
       try {
         if (size !== reader.size) {
           ctx.logger.error({ source: size, revision: reader.size }, 'source size differs from the revision');
-          return { method: 'full', chunks_checked: 0, chunks_total: reader.chunkCount, ok: false, mismatches: [] };
+          return {
+            method: 'full',
+            chunks_checked: 0,
+            chunks_total: reader.chunkCount,
+            ok: false,
+            mismatches: [],
+          };
         }
         await forEachChunk(
           reader.chunkCount,
@@ -127,7 +154,13 @@ export function createFileSource(options: FileSourceOptions) {
         await handle.close();
       }
       mismatches.sort((a, b) => a - b);
-      return { method: 'full', chunks_checked: reader.chunkCount, chunks_total: reader.chunkCount, ok: mismatches.length === 0, mismatches };
+      return {
+        method: 'full',
+        chunks_checked: reader.chunkCount,
+        chunks_total: reader.chunkCount,
+        ok: mismatches.length === 0,
+        mismatches,
+      };
     },
   };
 }

@@ -76,7 +76,10 @@ export class ChunkedRevisionWriter implements RevisionWriter {
     this.assertOpen();
     this.map.get(index);
     if (this.parentMap == null || index >= this.parentMap.chunkCount) {
-      throw new BackyError('SOURCE_FAILED', `chunk ${index} was kept, but the parent revision has no such chunk`);
+      throw new BackyError(
+        'SOURCE_FAILED',
+        `chunk ${index} was kept, but the parent revision has no such chunk`,
+      );
     }
     if (!this.reshaped.has(index)) this.stats.chunksReused++;
   }
@@ -102,7 +105,12 @@ export class ChunkedRevisionWriter implements RevisionWriter {
     }
     const hash = sha256Hex(data);
     this.map.set(index, hash);
-    if (!this.rewrite && this.parentMap != null && index < this.parentMap.chunkCount && this.parentMap.get(index) === hash) {
+    if (
+      !this.rewrite &&
+      this.parentMap != null &&
+      index < this.parentMap.chunkCount &&
+      this.parentMap.get(index) === hash
+    ) {
       this.stats.chunksReused++;
       return;
     }
@@ -189,7 +197,10 @@ export class ChunkedRevisionReader implements RevisionReader {
     if (hash == null) return Buffer.alloc(this.map.chunkLength(index));
     const data = await this.store.get(hash);
     if (data.length !== this.map.chunkLength(index)) {
-      throw new BackyError('CHUNK_CORRUPT', `chunk ${hash} has length ${data.length}, expected ${this.map.chunkLength(index)}`);
+      throw new BackyError(
+        'CHUNK_CORRUPT',
+        `chunk ${hash} has length ${data.length}, expected ${this.map.chunkLength(index)}`,
+      );
     }
     return data;
   }

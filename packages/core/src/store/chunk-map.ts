@@ -91,15 +91,25 @@ export class ChunkMap {
 
   static deserialize(data: Buffer, what = 'chunk map'): ChunkMap {
     const fail = (why: string) => new BackyError('REVISION_INVALID', `${what}: ${why}`);
-    if (data.length < HEADER_BYTES + HASH_BYTES || !data.subarray(0, 8).equals(MAGIC)) throw fail('not a backy chunk map');
+    if (data.length < HEADER_BYTES + HASH_BYTES || !data.subarray(0, 8).equals(MAGIC))
+      throw fail('not a backy chunk map');
     const body = data.subarray(0, data.length - HASH_BYTES);
-    if (!createHash('sha256').update(body).digest().equals(data.subarray(data.length - HASH_BYTES))) {
+    if (
+      !createHash('sha256')
+        .update(body)
+        .digest()
+        .equals(data.subarray(data.length - HASH_BYTES))
+    ) {
       throw fail('checksum mismatch (the map is damaged)');
     }
     const size = Number(data.readBigUInt64LE(8));
     const chunkSize = data.readUInt32LE(16);
     const count = data.readUInt32LE(20);
-    if (chunkSize === 0 || count !== chunkCountFor(size, chunkSize) || body.length !== HEADER_BYTES + count * HASH_BYTES) {
+    if (
+      chunkSize === 0 ||
+      count !== chunkCountFor(size, chunkSize) ||
+      body.length !== HEADER_BYTES + count * HASH_BYTES
+    ) {
       throw fail('inconsistent header');
     }
     return new ChunkMap(size, chunkSize, body.subarray(HEADER_BYTES));
@@ -110,7 +120,11 @@ export class ChunkMap {
     try {
       data = await readFile(path);
     } catch (error) {
-      throw new BackyError('REVISION_INVALID', `chunk map ${path} cannot be read: ${(error as Error).message}`, { cause: error });
+      throw new BackyError(
+        'REVISION_INVALID',
+        `chunk map ${path} cannot be read: ${(error as Error).message}`,
+        { cause: error },
+      );
     }
     return ChunkMap.deserialize(data, path);
   }
@@ -136,7 +150,8 @@ const ZEROS = Buffer.alloc(DEFAULT_CHUNK_SIZE);
 export function isAllZero(data: Uint8Array): boolean {
   for (let offset = 0; offset < data.length; offset += ZEROS.length) {
     const part = data.subarray(offset, Math.min(data.length, offset + ZEROS.length));
-    if (!Buffer.from(part.buffer, part.byteOffset, part.length).equals(ZEROS.subarray(0, part.length))) return false;
+    if (!Buffer.from(part.buffer, part.byteOffset, part.length).equals(ZEROS.subarray(0, part.length)))
+      return false;
   }
   return true;
 }

@@ -4,8 +4,8 @@ import { join, resolve } from 'node:path';
 import { BackyError, ioError } from '../errors.js';
 import { fsyncDir, isTempName, tempPathFor, writeFileAtomic } from '../fs-util.js';
 import { acquireLock, type Lock, type LockMode } from '../lock.js';
-import { type Codec, type CodecName, codecById, codecByName } from './codec.js';
 import { sha256Hex } from './chunk-map.js';
+import { type Codec, type CodecName, codecById, codecByName } from './codec.js';
 
 const MAGIC = Buffer.from('BKC1');
 const HEADER_BYTES = 12;
@@ -94,7 +94,9 @@ export class ChunkStore {
   put(hash: string, data: Buffer, options: { rewrite?: boolean } = {}): Promise<PutResult> {
     const running = this.inflight.get(hash);
     if (running) return running.then(() => ({ written: 0 }));
-    const promise = this.putNew(hash, data, options.rewrite ?? false).finally(() => this.inflight.delete(hash));
+    const promise = this.putNew(hash, data, options.rewrite ?? false).finally(() =>
+      this.inflight.delete(hash),
+    );
     this.inflight.set(hash, promise);
     return promise;
   }
@@ -141,7 +143,8 @@ export class ChunkStore {
         data.subarray(mid, mid + PROBE_SLICE),
         data.subarray(data.length - PROBE_SLICE),
       ]);
-      if (this.codec.compressSync(probe).length > probe.length * PROBE_RATIO) return { codecId: 0, payload: data };
+      if (this.codec.compressSync(probe).length > probe.length * PROBE_RATIO)
+        return { codecId: 0, payload: data };
     }
     const compressed = await this.codec.compress(data);
     if (compressed.length >= data.length * KEEP_RAW_RATIO) return { codecId: 0, payload: data };
@@ -163,7 +166,9 @@ export class ChunkStore {
       file = await readFile(path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new BackyError('CHUNK_MISSING', `chunk ${hash} is missing from ${this.chunksDir}`, { cause: error });
+        throw new BackyError('CHUNK_MISSING', `chunk ${hash} is missing from ${this.chunksDir}`, {
+          cause: error,
+        });
       }
       throw ioError(error, `reading chunk ${path}`);
     }
@@ -179,7 +184,8 @@ export class ChunkStore {
     } catch (error) {
       throw corrupt('cannot decompress', error);
     }
-    if (data.length !== rawLength || sha256Hex(data) !== hash) throw corrupt('content does not match its hash');
+    if (data.length !== rawLength || sha256Hex(data) !== hash)
+      throw corrupt('content does not match its hash');
     return data;
   }
 
@@ -229,7 +235,10 @@ export class ChunkStore {
   }
 
   async unregister(archiveDir: string): Promise<void> {
-    const entry = join(this.registryDir, createHash('sha256').update(resolve(archiveDir)).digest('hex').slice(0, 32));
+    const entry = join(
+      this.registryDir,
+      createHash('sha256').update(resolve(archiveDir)).digest('hex').slice(0, 32),
+    );
     await rm(entry, { force: true });
   }
 

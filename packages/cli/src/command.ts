@@ -1,0 +1,35 @@
+import type { ParseArgsConfig } from 'node:util';
+import type { Archive } from '@backy/core';
+import type { Logger } from 'pino';
+import type { ProgressBar } from './progress.js';
+
+export interface GlobalOptions {
+  verbose: boolean;
+  logfile: string | null;
+  baseDir: string;
+}
+
+export interface CommandContext {
+  global: GlobalOptions;
+  values: Record<string, string | boolean | string[] | undefined>;
+  positionals: string[];
+  /** Opens the archive at -b and sets up logging into its backy.log. */
+  openArchive(): Promise<Archive>;
+  logger(): Logger;
+  progress: ProgressBar;
+  signal: AbortSignal;
+  stdout: NodeJS.WriteStream;
+  print(line: string): void;
+}
+
+export interface Command {
+  name: string;
+  summary: string;
+  usage: string;
+  options?: ParseArgsConfig['options'];
+  /** Minimum and maximum positionals. */
+  positionals?: [number, number];
+  /** Long-running commands get SIGINT/SIGTERM turned into an abort. */
+  abortable?: boolean;
+  run(ctx: CommandContext): Promise<number | undefined>;
+}

@@ -1,0 +1,32 @@
+import { Archive, formatBytes, formatDuration, runBackup } from '@backy/core';
+import type { Command } from '../command.js';
+import { loadSource } from '../sources.js';
+
+export const backupCommand: Command = {
+  name: 'backup',
+  summary: 'make a new revision with the given tags',
+  usage: 'backup [-f] TAGS   (comma-separated, e.g. daily,weekly)',
+  options: { force: { type: 'boolean', short: 'f' } },
+  positionals: [1, 1],
+  abortable: true,
+  async run(ctx) {
+    const archive = await ctx.openArchive();
+    const logger = ctx.logger();
+    const { definition, options } = await loadSource(archive.config.source, Archive.configPath(archive.path));
+    const source = definition.create(options, { logger });
+    const revision = await runBackup(archive, source, {
+      tags: ctx.positionals[0]!.split(','),
+      force: ctx.values.force === true,
+      logger,
+      signal: ctx.signal,
+      onProgress: (p) => ctx.progress.update(p.phase, p.done, p.total),
+    });
+    ctx.progress.finish();
+    const s = revision.stats;
+    const note = revision.trust === 'distrusted' ? ' — VERIFICATION FAILED, revision distrusted' : '';
+    ctx.print(
+      `${revision.uuid} ${revision.tags.join(',')}: ${formatBytes(revision.size)} image, ${formatBytes(s.bytes_written)} written, ${s.chunks_written} new / ${s.chunks_reused} reused / ${s.chunks_zero} zero chunks in ${formatDuration(s.duration)}${note}`,
+    );
+    return revision.trust === 'distrusted' ? 1 : 0;
+  },
+};

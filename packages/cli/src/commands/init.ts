@@ -1,0 +1,40 @@
+import { Archive, BackyError } from '@backy/core';
+import type { Command } from '../command.js';
+import { loadSourceDefinition } from '../sources.js';
+
+/** The schedule `init` writes; edit the config to change it. */
+export const DEFAULT_SCHEDULE = {
+  daily: { interval: '1d', keep: 9 },
+  weekly: { interval: '7d', keep: 5 },
+  monthly: { interval: '30d', keep: 4 },
+};
+
+export const initCommand: Command = {
+  name: 'init',
+  summary: 'create an archive for a source in the base directory',
+  usage: 'init TYPE SOURCE   e.g. `backy -b /srv/backy/vm1 init file /srv/vm/disk.img`',
+  positionals: [2, 2],
+  async run(ctx) {
+    const [type, argument] = ctx.positionals as [string, string];
+    const definition = await loadSourceDefinition(type);
+    if (definition.parseInitArgument == null) {
+      throw new BackyError(
+        'USAGE',
+        `source type ${type} cannot be set up with init; write ${Archive.configPath(ctx.global.baseDir)} by hand`,
+      );
+    }
+    const source = { type, ...definition.parseInitArgument(argument) };
+    const { type: _t, ...options } = source;
+    const parsed = definition.optionsSchema.safeParse(options);
+    if (!parsed.success)
+      throw new BackyError(
+        'USAGE',
+        `init ${type} ${argument}: ${parsed.error.issues[0]?.message ?? 'invalid source'}`,
+      );
+    const archive = await Archive.init(ctx.global.baseDir, { source, schedule: DEFAULT_SCHEDULE });
+    for (const warning of (await definition.checkInit?.(parsed.data)) ?? [])
+      process.stderr.write(`warning: ${warning}\n`);
+    ctx.print(`Initialized archive ${archive.path} for ${type} source ${argument}`);
+    return 0;
+  },
+};

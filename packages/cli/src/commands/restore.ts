@@ -1,0 +1,47 @@
+import { BackyError, formatBytes, restoreToPath, restoreToStream } from '@backy/core';
+import type { Command } from '../command.js';
+
+export const restoreCommand: Command = {
+  name: 'restore',
+  summary: 'write a revision to a file, a block device or stdout (-)',
+  usage: 'restore [-r SPEC] [--force] TARGET|-',
+  options: { revision: { type: 'string', short: 'r', default: 'last' }, force: { type: 'boolean' } },
+  positionals: [1, 1],
+  abortable: true,
+  async run(ctx) {
+    const target = ctx.positionals[0]!;
+    if (target === '-' && ctx.stdout.isTTY) {
+      throw new BackyError(
+        'USAGE',
+        'refusing to write binary image data to a terminal; redirect stdout or give a TARGET file',
+      );
+    }
+    const archive = await ctx.openArchive();
+    const logger = ctx.logger();
+    const rev = await archive.resolveOne(String(ctx.values.revision));
+    const lock = await archive.store.lock('shared');
+    try {
+      const reader = await archive.openReader(rev);
+      const onProgress = (done: number, total: number) => ctx.progress.update('restore', done, total);
+      logger.info({ revision: rev.uuid, target }, 'restore started');
+      if (target === '-') {
+        await restoreToStream(reader, ctx.stdout, { signal: ctx.signal, onProgress });
+      } else {
+        const kind = await restoreToPath(reader, target, {
+          force: ctx.values.force === true,
+          signal: ctx.signal,
+          onProgress,
+        });
+        ctx.progress.finish();
+        process.stderr.write(
+          `Restored revision ${rev.uuid} (${formatBytes(rev.size)}) to ${kind === 'file' ? 'file' : 'block device'} ${target}\n`,
+        );
+      }
+      logger.info({ revision: rev.uuid, target }, 'restore completed');
+    } finally {
+      ctx.progress.finish();
+      await lock.release();
+    }
+    return 0;
+  },
+};

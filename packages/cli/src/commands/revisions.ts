@@ -1,0 +1,121 @@
+import { BackyError, expireArchive, tagNameSchema } from '@backy/core';
+import type { Command } from '../command.js';
+
+async function withBackupLock<T>(ctx: Parameters<Command['run']>[0], work: () => Promise<T>): Promise<T> {
+  const archive = await ctx.openArchive();
+  const lock = await archive.lockBackup();
+  try {
+    return await work();
+  } finally {
+    await lock.release();
+  }
+}
+
+export const distrustCommand: Command = {
+  name: 'distrust',
+  summary: 'mark revisions as distrusted (the next backup then rewrites every chunk)',
+  usage: 'distrust [-r SPEC]   (default: all)',
+  options: { revision: { type: 'string', short: 'r', default: 'all' } },
+  positionals: [0, 0],
+  async run(ctx) {
+    const archive = await ctx.openArchive();
+    return withBackupLock(ctx, async () => {
+      const revisions = await archive.resolve(String(ctx.values.revision));
+      for (const rev of revisions) {
+        await archive.writeRevision({ ...rev, trust: 'distrusted' });
+        ctx.logger().info({ revision: rev.uuid }, 'revision distrusted');
+        ctx.print(`${rev.uuid}: distrusted`);
+      }
+      return 0;
+    });
+  },
+};
+
+export const forgetCommand: Command = {
+  name: 'forget',
+  summary: 'delete revisions (their data goes at the next purge)',
+  usage: 'forget -r SPEC',
+  options: { revision: { type: 'string', short: 'r' } },
+  positionals: [0, 0],
+  async run(ctx) {
+    if (ctx.values.revision == null)
+      throw new BackyError('USAGE', 'forget needs -r SPEC naming the revisions to delete');
+    const archive = await ctx.openArchive();
+    return withBackupLock(ctx, async () => {
+      const revisions = await archive.resolve(String(ctx.values.revision));
+      if (revisions.length === 0)
+        throw new BackyError(
+          'REVISION_NOT_FOUND',
+          `revision ${JSON.stringify(ctx.values.revision)}: no revision matches`,
+        );
+      for (const rev of revisions) {
+        await archive.deleteRevisionFiles(rev.uuid);
+        ctx.logger().info({ revision: rev.uuid }, 'revision forgotten');
+        ctx.print(`${rev.uuid}: forgotten`);
+      }
+      return 0;
+    });
+  },
+};
+
+export const tagsCommand: Command = {
+  name: 'tags',
+  summary: 'set, add or remove tags of revisions',
+  usage: 'tags {set,add,remove} -r SPEC TAGS   (comma-separated)',
+  options: { revision: { type: 'string', short: 'r' }, force: { type: 'boolean', short: 'f' } },
+  positionals: [2, 2],
+  async run(ctx) {
+    const [action, list] = ctx.positionals as [string, string];
+    if (!['set', 'add', 'remove'].includes(action))
+      throw new BackyError(
+        'USAGE',
+        `tags: unknown action ${JSON.stringify(action)} (use set, add or remove)`,
+      );
+    if (ctx.values.revision == null) throw new BackyError('USAGE', 'tags needs -r SPEC');
+    const tags = list
+      .split(',')
+      .map((t) => t.trim())
+      .filter(Boolean);
+    for (const tag of tags) {
+      const ok = tagNameSchema.safeParse(tag);
+      if (!ok.success)
+        throw new BackyError('USAGE', `invalid tag ${JSON.stringify(tag)}: ${ok.error.issues[0]?.message}`);
+    }
+    const archive = await ctx.openArchive();
+    return withBackupLock(ctx, async () => {
+      const revisions = await archive.resolve(String(ctx.values.revision));
+      if (revisions.length === 0)
+        throw new BackyError(
+          'REVISION_NOT_FOUND',
+          `revision ${JSON.stringify(ctx.values.revision)}: no revision matches`,
+        );
+      for (const rev of revisions) {
+        const next =
+          action === 'set'
+            ? tags
+            : action === 'add'
+              ? [...new Set([...rev.tags, ...tags])]
+              : rev.tags.filter((t) => !tags.includes(t));
+        await archive.writeRevision({ ...rev, tags: next });
+        ctx.print(`${rev.uuid}: ${next.join(',') || '(no tags; removed at the next expire)'}`);
+      }
+      return 0;
+    });
+  },
+};
+
+export const expireCommand: Command = {
+  name: 'expire',
+  summary: "apply the schedule's keep rules now",
+  usage: 'expire',
+  positionals: [0, 0],
+  async run(ctx) {
+    const archive = await ctx.openArchive();
+    const actions = await expireArchive(archive, { logger: ctx.logger() });
+    for (const a of actions) {
+      ctx.print(a.remove ? `${a.uuid}: removed` : `${a.uuid}: tags ${a.removeTags.join(',')} expired`);
+    }
+    if (actions.length === 0) ctx.print('nothing to expire');
+    return 0;
+  },
+};

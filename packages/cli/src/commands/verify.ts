@@ -1,0 +1,36 @@
+import { formatBytes, verifyRevisions } from '@backy/core';
+import type { Command } from '../command.js';
+
+export const verifyCommand: Command = {
+  name: 'verify',
+  summary: 're-read and check every chunk of revisions; good ones become verified, damaged ones distrusted',
+  usage: 'verify [-r SPEC]   (default: all)',
+  options: { revision: { type: 'string', short: 'r', default: 'all' } },
+  positionals: [0, 0],
+  abortable: true,
+  async run(ctx) {
+    const archive = await ctx.openArchive();
+    const revisions = await archive.resolve(String(ctx.values.revision));
+    const results = await verifyRevisions(archive, revisions, {
+      logger: ctx.logger(),
+      signal: ctx.signal,
+      onProgress: (done, total) => ctx.progress.update('verify', done, total),
+    });
+    ctx.progress.finish();
+    let bad = 0;
+    for (const result of results) {
+      if (result.ok) {
+        ctx.print(`${result.uuid}: verified`);
+        continue;
+      }
+      bad++;
+      ctx.print(
+        `${result.uuid}: DAMAGED, ${result.damaged.length} chunk${result.damaged.length === 1 ? '' : 's'} (revision distrusted)`,
+      );
+      for (const d of result.damaged)
+        ctx.print(`  offset ${d.offset} (${formatBytes(d.offset)}), chunk ${d.index}: ${d.reason}`);
+    }
+    if (results.length === 0) ctx.print('no revisions to verify');
+    return bad > 0 ? 1 : 0;
+  },
+};

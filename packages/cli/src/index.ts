@@ -1,0 +1,254 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { type Archive, Archive as ArchiveClass, BackyError, type BackyErrorCode } from '@backy/core';
+import type { Logger } from 'pino';
+import type { Command, CommandContext, GlobalOptions } from './command.js';
+import { backupCommand } from './commands/backup.js';
+import { findCommand } from './commands/find.js';
+import { initCommand } from './commands/init.js';
+import { purgeCommand } from './commands/purge.js';
+import { restoreCommand } from './commands/restore.js';
+import { distrustCommand, expireCommand, forgetCommand, tagsCommand } from './commands/revisions.js';
+import { statusCommand } from './commands/status.js';
+import { verifyCommand } from './commands/verify.js';
+import { createLogger } from './logger.js';
+import { createProgressBar } from './progress.js';
+
+export type { Command, CommandContext } from './command.js';
+export { loadSource, loadSourceDefinition, registerBuiltinSource } from './sources.js';
+
+const COMMANDS: Command[] = [
+  initCommand,
+  backupCommand,
+  statusCommand,
+  findCommand,
+  restoreCommand,
+  verifyCommand,
+  distrustCommand,
+  forgetCommand,
+  tagsCommand,
+  expireCommand,
+  purgeCommand,
+];
+
+/** Adds a command (used to wire in commands from other packages). */
+export function registerCommand(command: Command): void {
+  COMMANDS.push(command);
+}
+
+/** Exit statuses: 2 for usage errors, 69 (EX_UNAVAILABLE) when locked, 130/143 when interrupted, 1 otherwise. */
+const EXIT_CODES: Partial<Record<BackyErrorCode, number>> = { USAGE: 2, LOCKED: 69, ABORTED: 130 };
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+function globalHelp(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return [
+    'usage: backy [-v] [-l LOGFILE] [-b DIR] COMMAND [ARGS]',
+    '',
+    'Block-based backup and restore of VM disk images.',
+    '',
+    'options:',
+    '  -b, --backupdir DIR  the archive directory (default: the current directory)',
+    '  -l, --logfile FILE   log file (default: DIR/backy.log)',
+    '  -v, --verbose        more output',
+    '  -h, --help           this help; `backy COMMAND --help` for a command',
+    '  -V, --version        print the version',
+    '',
+    'commands:',
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+  ].join('\n');
+}
+
+function commandHelp(c: Command): string {
+  const opts = Object.entries(c.options ?? {}).map(
+    ([name, o]) =>
+      `  ${o.short ? `-${o.short}, ` : '    '}--${name}${o.type === 'string' ? ' VALUE' : ''}${o.default != null ? ` (default: ${o.default})` : ''}`,
+  );
+  return [`usage: backy ${c.usage}`, '', c.summary, ...(opts.length ? ['', 'options:', ...opts] : [])].join(
+    '\n',
+  );
+}
+
+/** Runs the CLI; returns the exit status. Every error becomes one line on stderr. */
+export async function main(
+  argv: string[],
+  io: { stdout?: NodeJS.WriteStream; stderr?: NodeJS.WriteStream } = {},
+): Promise<number> {
+  const stdout = io.stdout ?? process.stdout;
+  const stderr = io.stderr ?? process.stderr;
+  let logging: ReturnType<typeof createLogger> | null = null;
+  try {
+    let globals: ReturnType<typeof parseArgs>;
+    try {
+      globals = parseArgs({
+        args: argv,
+        options: {
+          verbose: { type: 'boolean', short: 'v' },
+          logfile: { type: 'string', short: 'l' },
+          backupdir: { type: 'string', short: 'b' },
+          help: { type: 'boolean', short: 'h' },
+          version: { type: 'boolean', short: 'V' },
+        },
+        allowPositionals: true,
+        strict: true,
+        tokens: true,
+      } as const);
+    } catch (error) {
+      // Options after the command belong to the command: parse globals only up to the command name.
+      globals = parseGlobalsBeforeCommand(argv, error);
+    }
+    const firstPositional = globals.tokens!.find((t) => t.kind === 'positional');
+    const rest = firstPositional ? argv.slice(firstPositional.index + 1) : [];
+    const values = globals.values as {
+      verbose?: boolean;
+      logfile?: string;
+      backupdir?: string;
+      help?: boolean;
+      version?: boolean;
+    };
+    if (values.version) {
+      stdout.write(`backy ${version()}\n`);
+      return 0;
+    }
+    if (!firstPositional) {
+      (values.help ? stdout : stderr).write(`${globalHelp()}\n`);
+      return values.help ? 0 : 2;
+    }
+    const name = (firstPositional as { value: string }).value;
+    const command = COMMANDS.find((c) => c.name === name);
+    if (!command)
+      throw new BackyError('USAGE', `unknown command ${JSON.stringify(name)}; see \`backy --help\``);
+    if (values.help) {
+      stdout.write(`${commandHelp(command)}\n`);
+      return 0;
+    }
+    let parsed: ReturnType<typeof parseArgs>;
+    try {
+      parsed = parseArgs({
+        args: rest,
+        options: { ...(command.options ?? {}), help: { type: 'boolean', short: 'h' } },
+        allowPositionals: true,
+        strict: true,
+      });
+    } catch (error) {
+      throw new BackyError(
+        'USAGE',
+        `${command.name}: ${(error as Error).message.split('\n')[0]}; usage: backy ${command.usage}`,
+      );
+    }
+    if (parsed.values.help) {
+      stdout.write(`${commandHelp(command)}\n`);
+      return 0;
+    }
+    const [min, max] = command.positionals ?? [0, Number.POSITIVE_INFINITY];
+    if (parsed.positionals.length < min || parsed.positionals.length > max) {
+      throw new BackyError(
+        'USAGE',
+        `${command.name}: wrong number of arguments; usage: backy ${command.usage}`,
+      );
+    }
+    const global: GlobalOptions = {
+      verbose: values.verbose === true,
+      logfile: values.logfile ?? null,
+      baseDir: resolve(values.backupdir ?? '.'),
+    };
+    const controller = new AbortController();
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (controller.signal.aborted) return;
+      controller.abort(new BackyError('ABORTED', `interrupted by ${signal}`));
+    };
+    if (command.abortable) {
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+    }
+    let archive: Archive | null = null;
+    const ensureLogger = (file: string | null): Logger => {
+      logging ??= createLogger({
+        file: global.logfile ?? file,
+        verbose: global.verbose,
+        tty: stderr.isTTY === true,
+      });
+      return logging.logger;
+    };
+    const ctx: CommandContext = {
+      global,
+      values: parsed.values as CommandContext['values'],
+      positionals: parsed.positionals,
+      async openArchive() {
+        archive ??= await ArchiveClass.open(global.baseDir);
+        ensureLogger(archive.logPath);
+        return archive;
+      },
+      logger: () => ensureLogger(archive?.logPath ?? null),
+      progress: createProgressBar(stderr),
+      signal: controller.signal,
+      stdout,
+      print: (line) => stdout.write(`${line}\n`),
+    };
+    try {
+      const status = (await command.run(ctx)) ?? 0;
+      if (controller.signal.aborted) return 130;
+      return status;
+    } finally {
+      ctx.progress.finish();
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+  } catch (error) {
+    return reportError(error, stderr, logging);
+  } finally {
+    (logging as ReturnType<typeof createLogger> | null)?.flush();
+  }
+}
+
+function parseGlobalsBeforeCommand(argv: string[], original: unknown): ReturnType<typeof parseArgs> {
+  // Find the command name: the first argument that is neither a global option nor its value.
+  const withValue = new Set(['-l', '--logfile', '-b', '--backupdir']);
+  let i = 0;
+  while (i < argv.length && argv[i]!.startsWith('-') && argv[i] !== '-') {
+    i += withValue.has(argv[i]!) ? 2 : 1;
+  }
+  try {
+    const parsed = parseArgs({
+      args: argv.slice(0, i + 1),
+      options: {
+        verbose: { type: 'boolean', short: 'v' },
+        logfile: { type: 'string', short: 'l' },
+        backupdir: { type: 'string', short: 'b' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'V' },
+      },
+      allowPositionals: true,
+      strict: true,
+      tokens: true,
+    });
+    return parsed;
+  } catch {
+    throw new BackyError('USAGE', `${(original as Error).message.split('\n')[0]}; see \`backy --help\``);
+  }
+}
+
+function reportError(
+  error: unknown,
+  stderr: NodeJS.WriteStream,
+  logging: ReturnType<typeof createLogger> | null,
+): number {
+  if (error instanceof BackyError) {
+    stderr.write(`backy: error: ${error.message}\n`);
+    logging?.logger.error({ err: error, code: error.code }, error.message);
+    return EXIT_CODES[error.code] ?? 1;
+  }
+  // Not ours: a bug. Say so in one line and keep the details in the log (and on stderr with -v).
+  const message = error instanceof Error ? error.message : String(error);
+  stderr.write(`backy: internal error: ${message}\n`);
+  logging?.logger.error({ err: error }, 'internal error');
+  if (process.env.BACKY_DEBUG) stderr.write(`${(error as Error)?.stack ?? ''}\n`);
+  return 1;
+}

@@ -1,0 +1,51 @@
+import pino, { type DestinationStream, type Logger, type StreamEntry } from 'pino';
+import pretty from 'pino-pretty';
+
+export interface LoggerOptions {
+  /** Log file (JSON lines); none when null. */
+  file: string | null;
+  verbose: boolean;
+  /** Is stderr a terminal? Then readable lines go there. */
+  tty: boolean;
+}
+
+/**
+ * JSON lines into the log file (debug and up) and, on a terminal, readable lines on stderr (info, or
+ * debug with -v). Off a terminal stderr stays quiet except with -v: errors reach the user as the CLI's
+ * one-line message and the exit status.
+ */
+export function createLogger(options: LoggerOptions): {
+  logger: Logger;
+  flush(): void;
+  destinations: DestinationStream[];
+} {
+  const streams: StreamEntry[] = [];
+  const destinations: DestinationStream[] = [];
+  if (options.file != null) {
+    const dest = pino.destination({ dest: options.file, sync: true, mkdir: false });
+    destinations.push(dest);
+    streams.push({ level: 'debug', stream: dest });
+  }
+  if (options.tty) {
+    streams.push({
+      level: options.verbose ? 'debug' : 'info',
+      stream: pretty({
+        destination: 2,
+        sync: true,
+        colorize: true,
+        translateTime: 'SYS:HH:MM:ss',
+        ignore: 'pid,hostname',
+      }),
+    });
+  } else if (options.verbose) {
+    streams.push({ level: 'debug', stream: pino.destination({ dest: 2, sync: true }) });
+  }
+  const logger = pino({ level: 'debug', base: { pid: process.pid } }, pino.multistream(streams));
+  return {
+    logger,
+    destinations,
+    flush() {
+      for (const d of destinations) (d as { flushSync?: () => void }).flushSync?.();
+    },
+  };
+}

@@ -1,0 +1,34 @@
+import { formatBytes } from '@backy/core';
+
+export interface ProgressBar {
+  update(phase: string, done: number, total: number): void;
+  finish(): void;
+}
+
+const NOOP: ProgressBar = { update() {}, finish() {} };
+
+/** A one-line progress bar on a terminal's stderr; nothing when stderr is not a terminal. */
+export function createProgressBar(stream: NodeJS.WriteStream = process.stderr): ProgressBar {
+  if (!stream.isTTY) return NOOP;
+  const started = Date.now();
+  let last = 0;
+  let shown = false;
+  return {
+    update(phase, done, total) {
+      const now = Date.now();
+      if (now - last < 100 && done < total) return;
+      last = now;
+      const width = 30;
+      const fraction = total > 0 ? Math.min(1, done / total) : 0;
+      const filled = Math.round(fraction * width);
+      const rate = done / Math.max(0.001, (now - started) / 1000);
+      const line = `${phase.padEnd(8)} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}% ${formatBytes(done)} / ${formatBytes(total)}  ${formatBytes(rate)}/s`;
+      stream.write(`\r${line.slice(0, (stream.columns ?? 100) - 1)}\x1b[K`);
+      shown = true;
+    },
+    finish() {
+      if (shown) stream.write('\r\x1b[K');
+      shown = false;
+    },
+  };
+}
