@@ -1,11 +1,20 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { consulHttp, consulMissing, createToken, skipReason, startConsul, type TestConsul } from '../test/consul-agent.js';
+import {
+  consulHttp,
+  consulMissing,
+  createToken,
+  skipReason,
+  startConsul,
+  type TestConsul,
+} from '../test/consul-agent.js';
 import { ConsulError, ConsulKv, normalizeConsulAddress } from './consul.js';
 
 /** A loopback HTTP server answering every request with `handler`; for garbage and stalls. */
-async function fakeServer(handler: Parameters<typeof createServer>[1]): Promise<{ address: string; server: Server }> {
+async function fakeServer(
+  handler: Parameters<typeof createServer>[1],
+): Promise<{ address: string; server: Server }> {
   const server = createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { address: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
@@ -51,7 +60,9 @@ describe('ConsulKv against broken endpoints', () => {
     const { address, server } = await fakeServer(() => {}); // accepts, never answers
     try {
       const started = Date.now();
-      const error = await consulError(new ConsulKv({ address, timeoutMs: 300 }).put('snapshot/x', { vm: 'a' }));
+      const error = await consulError(
+        new ConsulKv({ address, timeoutMs: 300 }).put('snapshot/x', { vm: 'a' }),
+      );
       expect(error.kind).toBe('timeout');
       expect(error.message).toMatch(/did not answer PUT .* within 0.3 s/);
       expect(Date.now() - started).toBeLessThan(3000);
@@ -207,7 +218,10 @@ describe.skipIf(skip != null)('ConsulKv against a Consul agent with ACLs', () =>
 
   it('reports 403 for an unknown token and for a token without the permission', async () => {
     const unknown = await consulError(
-      new ConsulKv({ address: consul.address, token: '00000000-0000-4000-8000-000000000000' }).put('snapshot/t', 'x'),
+      new ConsulKv({ address: consul.address, token: '00000000-0000-4000-8000-000000000000' }).put(
+        'snapshot/t',
+        'x',
+      ),
     );
     expect(unknown.kind).toBe('forbidden');
     expect(unknown.status).toBe(403);
@@ -215,7 +229,9 @@ describe.skipIf(skip != null)('ConsulKv against a Consul agent with ACLs', () =>
     expect(unknown.message).toContain('consul_acl_token');
 
     const readOnly = await createToken(consul, 'reader', 'key_prefix "snapshot/" { policy = "read" }');
-    const denied = await consulError(new ConsulKv({ address: consul.address, token: readOnly }).put('snapshot/t', 'x'));
+    const denied = await consulError(
+      new ConsulKv({ address: consul.address, token: readOnly }).put('snapshot/t', 'x'),
+    );
     expect(denied.kind).toBe('forbidden');
     expect(denied.message).toContain('Permission denied');
 

@@ -87,10 +87,16 @@ export function normalizeConsulAddress(address: string): string {
   try {
     url = new URL(withScheme);
   } catch {
-    throw new ConsulError('http', `invalid Consul address ${JSON.stringify(address)} (expected e.g. http://127.0.0.1:8500)`);
+    throw new ConsulError(
+      'http',
+      `invalid Consul address ${JSON.stringify(address)} (expected e.g. http://127.0.0.1:8500)`,
+    );
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new ConsulError('http', `invalid Consul address ${JSON.stringify(address)}: only http and https are supported`);
+    throw new ConsulError(
+      'http',
+      `invalid Consul address ${JSON.stringify(address)}: only http and https are supported`,
+    );
   }
   return url.href.replace(/\/+$/, '');
 }
@@ -117,7 +123,11 @@ export class ConsulKv {
   }
 
   /** Writes `value` (objects as JSON) to `key`. With `cas`, only if the key's ModifyIndex still matches. */
-  async put(key: string, value: string | Uint8Array | object, options: RequestOptions & { cas?: number } = {}): Promise<boolean> {
+  async put(
+    key: string,
+    value: string | Uint8Array | object,
+    options: RequestOptions & { cas?: number } = {},
+  ): Promise<boolean> {
     const body = typeof value === 'string' || value instanceof Uint8Array ? value : JSON.stringify(value);
     const query = options.cas == null ? '' : `?cas=${options.cas}`;
     const response = await this.request('PUT', `/v1/kv/${keyPath(key)}${query}`, options, body);
@@ -146,7 +156,13 @@ export class ConsulKv {
       // Consul adds up to wait/16 of jitter; allow that plus the normal time limit for the answer itself.
       timeoutMs ??= waitMs + Math.ceil(waitMs / 16) + this.timeoutMs;
     }
-    const response = await this.request('GET', `/v1/kv/${keyPath(prefix)}?${params}`, { ...options, timeoutMs }, undefined, [404]);
+    const response = await this.request(
+      'GET',
+      `/v1/kv/${keyPath(prefix)}?${params}`,
+      { ...options, timeoutMs },
+      undefined,
+      [404],
+    );
     const index = parseIndex(response.headers.get('x-consul-index'));
     if (response.status === 404) return { entries: [], index };
     const entries = await this.parseJson(response, kvEntriesSchema, `GET ${prefix}?recurse`);
@@ -193,20 +209,32 @@ export class ConsulKv {
     const text = (await response.text().catch(() => '')).trim().slice(0, 200);
     const detail = `${response.status}${text ? ` ${text}` : ''}`;
     if (response.status === 401 || response.status === 403) {
-      const hint = this.token == null ? 'no ACL token was given' : 'check the ACL token (consul_acl_token) and its policy';
-      throw new ConsulError('forbidden', `Consul refused ${what}: ${detail} (${hint})`, { status: response.status });
+      const hint =
+        this.token == null
+          ? 'no ACL token was given'
+          : 'check the ACL token (consul_acl_token) and its policy';
+      throw new ConsulError('forbidden', `Consul refused ${what}: ${detail} (${hint})`, {
+        status: response.status,
+      });
     }
     throw new ConsulError('http', `Consul answered ${what} with ${detail}`, { status: response.status });
   }
 
   private fetchError(error: unknown, what: string, timeoutMs: number, callerSignal?: AbortSignal): Error {
-    if (callerSignal?.aborted) return callerSignal.reason instanceof Error ? callerSignal.reason : (error as Error);
+    if (callerSignal?.aborted)
+      return callerSignal.reason instanceof Error ? callerSignal.reason : (error as Error);
     const err = error as Error & { cause?: { code?: string; message?: string } };
     if (err?.name === 'TimeoutError' || err?.name === 'AbortError') {
-      return new ConsulError('timeout', `Consul did not answer ${what} within ${seconds(timeoutMs)}`, { cause: error });
+      return new ConsulError('timeout', `Consul did not answer ${what} within ${seconds(timeoutMs)}`, {
+        cause: error,
+      });
     }
     const reason = err?.cause?.code ?? err?.cause?.message ?? err?.message ?? String(error);
-    return new ConsulError('unreachable', `Consul at ${this.address} is unreachable (${reason}) for ${what}`, { cause: error });
+    return new ConsulError(
+      'unreachable',
+      `Consul at ${this.address} is unreachable (${reason}) for ${what}`,
+      { cause: error },
+    );
   }
 
   private async readText(response: Response, what: string): Promise<string> {
@@ -215,7 +243,11 @@ export class ConsulKv {
     } catch (error) {
       const name = (error as Error)?.name;
       const kind = name === 'TimeoutError' || name === 'AbortError' ? 'timeout' : 'invalid-response';
-      throw new ConsulError(kind, `reading Consul's answer to ${what} failed (${(error as Error)?.message ?? error})`, { cause: error });
+      throw new ConsulError(
+        kind,
+        `reading Consul's answer to ${what} failed (${(error as Error)?.message ?? error})`,
+        { cause: error },
+      );
     }
   }
 
@@ -225,11 +257,18 @@ export class ConsulKv {
     try {
       data = JSON.parse(text);
     } catch (error) {
-      throw new ConsulError('invalid-response', `${this.address} answered ${what} with something that is not JSON: ${snippet(text)}`, { cause: error });
+      throw new ConsulError(
+        'invalid-response',
+        `${this.address} answered ${what} with something that is not JSON: ${snippet(text)}`,
+        { cause: error },
+      );
     }
     const result = schema.safeParse(data);
     if (!result.success) {
-      throw new ConsulError('invalid-response', `${this.address} answered ${what} with JSON that is not a Consul KV answer: ${snippet(text)}`);
+      throw new ConsulError(
+        'invalid-response',
+        `${this.address} answered ${what} with JSON that is not a Consul KV answer: ${snippet(text)}`,
+      );
     }
     return result.data;
   }
@@ -238,7 +277,10 @@ export class ConsulKv {
     const text = (await this.readText(response, what)).trim();
     if (text === 'true') return true;
     if (text === 'false') return false;
-    throw new ConsulError('invalid-response', `${this.address} answered ${what} with ${snippet(text)} instead of true/false`);
+    throw new ConsulError(
+      'invalid-response',
+      `${this.address} answered ${what} with ${snippet(text)} instead of true/false`,
+    );
   }
 }
 

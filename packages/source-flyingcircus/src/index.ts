@@ -1,14 +1,27 @@
-import { type BackupContext, type BackupSource, BackyError, defineSource, durationSchema, type SourceEnvironment } from '@backy/core';
+import {
+  type BackupContext,
+  type BackupSource,
+  BackyError,
+  defineSource,
+  durationSchema,
+  type SourceEnvironment,
+} from '@backy/core';
 import cephRbdSource, { createRbdSource, rbdSourceOptions } from '@backy/source-ceph-rbd';
 import { z } from 'zod';
 import { ConsulError, ConsulKv, DEFAULT_CONSUL_ADDRESS, normalizeConsulAddress } from './consul.js';
 import { requestConsistentSnapshot, SNAPSHOT_PREFIX, type SnapshotOutcome } from './snapshot-request.js';
 
-export { ConsulError, ConsulKv, DEFAULT_CONSUL_ADDRESS, type ConsulErrorKind, type KvEntry } from './consul.js';
 export {
-  SNAPSHOT_PREFIX,
+  ConsulError,
+  type ConsulErrorKind,
+  ConsulKv,
+  DEFAULT_CONSUL_ADDRESS,
+  type KvEntry,
+} from './consul.js';
+export {
   parseSnapshotRequest,
   requestConsistentSnapshot,
+  SNAPSHOT_PREFIX,
   type SnapshotMethod,
   type SnapshotOutcome,
   type SnapshotRequestOptions,
@@ -98,7 +111,10 @@ export function createFlyingcircusSource(
 export function parseFlyingcircusInitArgument(argument: string): Record<string, unknown> {
   const parts = argument.split(',').map((part) => part.trim());
   if (parts.length < 2 || parts.length > 3 || parts.some((part) => part === '')) {
-    throw new BackyError('USAGE', `flyingcircus source: expected POOL/IMAGE,VM[,CONSUL_ACL_TOKEN], got ${JSON.stringify(argument)}`);
+    throw new BackyError(
+      'USAGE',
+      `flyingcircus source: expected POOL/IMAGE,VM[,CONSUL_ACL_TOKEN], got ${JSON.stringify(argument)}`,
+    );
   }
   const [volume, vm, token] = parts as [string, string, string | undefined];
   const rbd = cephRbdSource.parseInitArgument?.(volume) ?? {};
@@ -115,7 +131,9 @@ export default defineSource({
     const { vm: _vm, consul_acl_token, consul_address, snapshot_timeout: _t, ...rbdOptions } = options;
     const warnings = (await cephRbdSource.checkInit?.(rbdSourceOptions.parse(rbdOptions))) ?? [];
     try {
-      await new ConsulKv({ address: consul_address, token: consul_acl_token ?? null, timeoutMs: 5000 }).keys(SNAPSHOT_PREFIX);
+      await new ConsulKv({ address: consul_address, token: consul_acl_token ?? null, timeoutMs: 5000 }).keys(
+        SNAPSHOT_PREFIX,
+      );
     } catch (error) {
       if (!(error instanceof ConsulError)) throw error;
       warnings.push(`${error.message}; backups will fall back to snapshots without freezing the guest`);

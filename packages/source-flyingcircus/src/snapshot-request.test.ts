@@ -9,7 +9,14 @@ import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { cephMissing, snapshotNames, startCeph, type TestCeph } from '../test/ceph-cluster.js';
-import { consulHttp, consulMissing, createToken, skipReason, startConsul, type TestConsul } from '../test/consul-agent.js';
+import {
+  consulHttp,
+  consulMissing,
+  createToken,
+  skipReason,
+  startConsul,
+  type TestConsul,
+} from '../test/consul-agent.js';
 import { HostAgent } from '../test/host-agent.js';
 import { captureLogger } from '../test/log-capture.js';
 import { ConsulKv } from './consul.js';
@@ -49,7 +56,13 @@ describe.skipIf(skip != null)('snapshot handshake (real Consul, real Ceph, host-
   }
 
   function startAgent(c: TestConsul, vms: Record<string, string>, freezeMs = 0): HostAgent {
-    const agent = new HostAgent({ consulAddress: c.address, token: c.token, vms, cephConf: ceph.conf, freezeMs }).start();
+    const agent = new HostAgent({
+      consulAddress: c.address,
+      token: c.token,
+      vms,
+      cephConf: ceph.conf,
+      freezeMs,
+    }).start();
     agents.push(agent);
     return agent;
   }
@@ -96,7 +109,9 @@ describe.skipIf(skip != null)('snapshot handshake (real Consul, real Ceph, host-
     expect(created).toHaveLength(1);
     const event = created[0]!;
     expect(event.key).toBe(outcome.requestKey);
-    expect(event.key).toMatch(/^snapshot\/[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(event.key).toMatch(
+      /^snapshot\/[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+    );
     expect(JSON.parse((event as { raw: string }).raw)).toEqual({ vm: target.vm, snapshot: 'backy-AAAA' });
     expect(await snapshotNames(ceph, target.pool, target.image)).toEqual(['backy-AAAA']);
     expect(await requestKeys(consul)).toEqual([]);
@@ -121,7 +136,7 @@ describe.skipIf(skip != null)('snapshot handshake (real Consul, real Ceph, host-
   it('falls back to a direct snapshot with a warning when no agent answers (VM offline / on another host)', async () => {
     const target = await newVm();
     // An agent is running, but on a host where this VM is not.
-    const other = startAgent(consul, { 'elsewhere00': 'rbd/nonexistent' });
+    const other = startAgent(consul, { elsewhere00: 'rbd/nonexistent' });
     await other.ready;
     const h = handshake(target, { snapshot: 'backy-NOAGENT', timeoutMs: 1500 });
     const outcome = await h.promise;
@@ -134,8 +149,12 @@ describe.skipIf(skip != null)('snapshot handshake (real Consul, real Ceph, host-
     expect(await requestKeys(consul)).toEqual([]);
     expect(other.events.some((e) => e.type === 'ignored' && e.reason === 'VM not on this host')).toBe(true);
     const messages = h.log.warnings().map((l) => l.msg);
-    expect(messages).toContain('the host agent did not create the snapshot in time (VM offline or on no host, agent down?)');
-    expect(messages).toContain('created the snapshot directly: it is crash consistent only (guest file systems were not frozen)');
+    expect(messages).toContain(
+      'the host agent did not create the snapshot in time (VM offline or on no host, agent down?)',
+    );
+    expect(messages).toContain(
+      'created the snapshot directly: it is crash consistent only (guest file systems were not frozen)',
+    );
   });
 
   it('copes with an agent that finishes just as backy gives up', async () => {
@@ -148,7 +167,11 @@ describe.skipIf(skip != null)('snapshot handshake (real Consul, real Ceph, host-
       timeoutMs: 1000,
       createDirect: async (signal) => {
         await new Promise((resolve) => setTimeout(resolve, 1000)); // the agent wins the race
-        await run('rbd', ['--conf', ceph.conf, 'snap', 'create', `${target.pool}/${target.image}@backy-RACE`], { signal });
+        await run(
+          'rbd',
+          ['--conf', ceph.conf, 'snap', 'create', `${target.pool}/${target.image}@backy-RACE`],
+          { signal },
+        );
       },
     });
     const outcome = await h.promise;
@@ -167,13 +190,19 @@ describe.skipIf(skip != null)('snapshot handshake (real Consul, real Ceph, host-
     const address = `http://127.0.0.1:${(down.address() as AddressInfo).port}`;
     await new Promise((resolve) => down.close(resolve));
 
-    const h = handshake(target, { snapshot: 'backy-DOWN', consul: new ConsulKv({ address }), timeoutMs: 30_000 });
+    const h = handshake(target, {
+      snapshot: 'backy-DOWN',
+      consul: new ConsulKv({ address }),
+      timeoutMs: 30_000,
+    });
     const started = Date.now();
     const outcome = await h.promise;
     expect(outcome).toMatchObject({ method: 'direct', reason: 'consul-unreachable' });
     expect(Date.now() - started).toBeLessThan(5000);
     expect(await snapshotNames(ceph, target.pool, target.image)).toEqual(['backy-DOWN']);
-    const warning = h.log.warnings().find((l) => String(l.msg).startsWith('cannot request a consistent snapshot'));
+    const warning = h.log
+      .warnings()
+      .find((l) => String(l.msg).startsWith('cannot request a consistent snapshot'));
     expect(warning?.err).toMatch(/Consul at http:\/\/127\.0\.0\.1:\d+ is unreachable \(ECONNREFUSED\)/);
   });
 
@@ -183,7 +212,11 @@ describe.skipIf(skip != null)('snapshot handshake (real Consul, real Ceph, host-
     await new Promise<void>((resolve) => stuck.listen(0, '127.0.0.1', resolve));
     try {
       const address = `http://127.0.0.1:${(stuck.address() as AddressInfo).port}`;
-      const h = handshake(target, { snapshot: 'backy-STUCK', consul: new ConsulKv({ address }), timeoutMs: 2000 });
+      const h = handshake(target, {
+        snapshot: 'backy-STUCK',
+        consul: new ConsulKv({ address }),
+        timeoutMs: 2000,
+      });
       const outcome = await h.promise;
       expect(outcome).toMatchObject({ method: 'direct', reason: 'consul-timeout' });
       expect(outcome.elapsedMs).toBeLessThan(5000);
@@ -206,23 +239,43 @@ describe.skipIf(skip != null)('snapshot handshake (real Consul, real Ceph, host-
     const started = Date.now();
     expect(await wrong.promise).toMatchObject({ method: 'direct', reason: 'consul-forbidden' });
     expect(Date.now() - started).toBeLessThan(5000);
-    const warning = wrong.log.warnings().find((l) => String(l.msg).startsWith('cannot request a consistent snapshot'));
+    const warning = wrong.log
+      .warnings()
+      .find((l) => String(l.msg).startsWith('cannot request a consistent snapshot'));
     expect(warning?.err).toMatch(/403 ACL not found .*consul_acl_token/);
 
     const token = await createToken(aclConsul, 'backy', 'key_prefix "snapshot/" { policy = "write" }');
-    const right = handshake(target, { snapshot: 'backy-RIGHTTOKEN', consul: new ConsulKv({ address: aclConsul.address, token }) });
+    const right = handshake(target, {
+      snapshot: 'backy-RIGHTTOKEN',
+      consul: new ConsulKv({ address: aclConsul.address, token }),
+    });
     expect(await right.promise).toMatchObject({ method: 'agent' });
-    expect((await snapshotNames(ceph, target.pool, target.image)).sort()).toEqual(['backy-RIGHTTOKEN', 'backy-WRONGTOKEN']);
+    expect((await snapshotNames(ceph, target.pool, target.image)).sort()).toEqual([
+      'backy-RIGHTTOKEN',
+      'backy-WRONGTOKEN',
+    ]);
     expect(await requestKeys(aclConsul)).toEqual([]);
   });
 
   it("removes this VM's stale backy requests, keeps everyone else's, and logs garbage without touching it", async () => {
     const target = await newVm();
     const put = (key: string, body: string) => consulHttp(consul, 'PUT', `/v1/kv/${key}`, { body });
-    await put('snapshot/11111111-dead-4bad-8bad-000000000001', JSON.stringify({ vm: target.vm, snapshot: 'backy-CRASHED1' }));
-    await put('snapshot/11111111-dead-4bad-8bad-000000000002', JSON.stringify({ vm: target.vm, snapshot: 'backy-CRASHED2' }));
-    await put('snapshot/22222222-0000-4000-8000-000000000003', JSON.stringify({ vm: target.vm, snapshot: 'manual-keep' }));
-    await put('snapshot/33333333-0000-4000-8000-000000000004', JSON.stringify({ vm: 'othervm', snapshot: 'backy-OTHER' }));
+    await put(
+      'snapshot/11111111-dead-4bad-8bad-000000000001',
+      JSON.stringify({ vm: target.vm, snapshot: 'backy-CRASHED1' }),
+    );
+    await put(
+      'snapshot/11111111-dead-4bad-8bad-000000000002',
+      JSON.stringify({ vm: target.vm, snapshot: 'backy-CRASHED2' }),
+    );
+    await put(
+      'snapshot/22222222-0000-4000-8000-000000000003',
+      JSON.stringify({ vm: target.vm, snapshot: 'manual-keep' }),
+    );
+    await put(
+      'snapshot/33333333-0000-4000-8000-000000000004',
+      JSON.stringify({ vm: 'othervm', snapshot: 'backy-OTHER' }),
+    );
     await put('snapshot/44444444-0000-4000-8000-000000000005', 'this is not json {');
     await put('snapshot/44444444-0000-4000-8000-000000000006', JSON.stringify({ vm: 42 }));
 
@@ -237,15 +290,21 @@ describe.skipIf(skip != null)('snapshot handshake (real Consul, real Ceph, host-
       'snapshot/44444444-0000-4000-8000-000000000005',
       'snapshot/44444444-0000-4000-8000-000000000006',
     ]);
-    const removed = h.log.lines.filter((l) => l.msg === 'removed a stale snapshot request of this VM').map((l) => l.stale_snapshot);
+    const removed = h.log.lines
+      .filter((l) => l.msg === 'removed a stale snapshot request of this VM')
+      .map((l) => l.stale_snapshot);
     expect(removed.sort()).toEqual(['backy-CRASHED1', 'backy-CRASHED2']);
-    const garbage = h.log.warnings().filter((l) => l.msg === 'ignoring a value under snapshot/ that is not a snapshot request');
+    const garbage = h.log
+      .warnings()
+      .filter((l) => l.msg === 'ignoring a value under snapshot/ that is not a snapshot request');
     expect(garbage.map((l) => l.key).sort()).toEqual([
       'snapshot/44444444-0000-4000-8000-000000000005',
       'snapshot/44444444-0000-4000-8000-000000000006',
     ]);
     // The stand-in, like the real agent, ignored the garbage and acted on the stale requests it saw.
-    expect(agent.events.filter((e) => e.type === 'ignored' && e.reason === 'not a request')).not.toHaveLength(0);
+    expect(agent.events.filter((e) => e.type === 'ignored' && e.reason === 'not a request')).not.toHaveLength(
+      0,
+    );
     // Leave snapshot/ empty for the next test.
     await consulHttp(consul, 'DELETE', '/v1/kv/snapshot/?recurse');
   });

@@ -66,7 +66,8 @@ export function parseSnapshotRequest(value: Buffer | null): SnapshotRequestValue
     return null;
   }
   const v = data as Partial<SnapshotRequestValue> | null;
-  if (v == null || typeof v !== 'object' || typeof v.vm !== 'string' || typeof v.snapshot !== 'string') return null;
+  if (v == null || typeof v !== 'object' || typeof v.vm !== 'string' || typeof v.snapshot !== 'string')
+    return null;
   return { vm: v.vm, snapshot: v.snapshot };
 }
 
@@ -116,13 +117,19 @@ export async function requestConsistentSnapshot(options: SnapshotRequestOptions)
       }
       throw error;
     }
-    log.warn({ reason }, 'created the snapshot directly: it is crash consistent only (guest file systems were not frozen)');
+    log.warn(
+      { reason },
+      'created the snapshot directly: it is crash consistent only (guest file systems were not frozen)',
+    );
     return { method: 'direct', reason, elapsedMs: Date.now() - started };
   };
   const consulFailed = (error: unknown, what: string): NonNullable<SnapshotOutcome['reason']> => {
     if (!(error instanceof ConsulError)) throw error;
     consulHealthy = false;
-    log.warn({ err: error.message, consul: consul.address }, `cannot request a consistent snapshot from the host agent: ${what} failed`);
+    log.warn(
+      { err: error.message, consul: consul.address },
+      `cannot request a consistent snapshot from the host agent: ${what} failed`,
+    );
     return consulReason(error);
   };
 
@@ -141,7 +148,10 @@ export async function requestConsistentSnapshot(options: SnapshotRequestOptions)
       if (error instanceof ConsulError && error.kind === 'timeout') written = true;
       return await direct(consulFailed(error, 'writing the snapshot request to Consul'));
     }
-    log.info({ key, timeout_s: options.timeoutMs / 1000 }, 'requested a consistent snapshot from the host agent');
+    log.info(
+      { key, timeout_s: options.timeoutMs / 1000 },
+      'requested a consistent snapshot from the host agent',
+    );
 
     let pause = poll.first;
     for (;;) {
@@ -178,14 +188,22 @@ export async function requestConsistentSnapshot(options: SnapshotRequestOptions)
   }
 }
 
-async function deleteRequest(consul: ConsulKv, key: string, log: Logger, options: RequestOptions): Promise<boolean> {
+async function deleteRequest(
+  consul: ConsulKv,
+  key: string,
+  log: Logger,
+  options: RequestOptions,
+): Promise<boolean> {
   try {
     await consul.delete(key, options);
     log.debug({ key }, 'deleted the snapshot request');
     return true;
   } catch (error) {
     if (!(error instanceof ConsulError)) throw error;
-    log.warn({ err: error.message, key }, 'could not delete the snapshot request; the next backup of this VM removes it');
+    log.warn(
+      { err: error.message, key },
+      'could not delete the snapshot request; the next backup of this VM removes it',
+    );
     return false;
   }
 }
@@ -218,7 +236,10 @@ async function removeStaleRequests(
     try {
       // cas: leave the key alone if someone rewrote it since we listed it.
       await consul.delete(entry.key, { signal: options.signal, cas: entry.modifyIndex });
-      log.info({ key: entry.key, stale_snapshot: request.snapshot }, 'removed a stale snapshot request of this VM');
+      log.info(
+        { key: entry.key, stale_snapshot: request.snapshot },
+        'removed a stale snapshot request of this VM',
+      );
     } catch (error) {
       if (!(error instanceof ConsulError)) throw error;
       log.warn({ err: error.message, key: entry.key }, 'could not delete a stale snapshot request');

@@ -26,7 +26,9 @@ function onPath(tool: string): boolean {
 
 /** Why Ceph tests cannot run here, or null. */
 export function cephMissing(): string | null {
-  const missing = ['ceph', 'ceph-mon', 'ceph-osd', 'monmaptool', 'ceph-authtool', 'rbd'].filter((tool) => !onPath(tool));
+  const missing = ['ceph', 'ceph-mon', 'ceph-osd', 'monmaptool', 'ceph-authtool', 'rbd'].filter(
+    (tool) => !onPath(tool),
+  );
   if (missing.length > 0) return `Ceph binaries missing (${missing.join(', ')}); run scripts/ci-install-ceph`;
   try {
     accessSync(SCRIPT, constants.X_OK);
@@ -52,7 +54,8 @@ export async function startCeph(): Promise<TestCeph> {
     return {
       conf,
       dir,
-      rbd: async (...args) => (await run('rbd', ['--conf', conf, ...args], { timeout: 120_000, maxBuffer: 64 << 20 })).stdout,
+      rbd: async (...args) =>
+        (await run('rbd', ['--conf', conf, ...args], { timeout: 120_000, maxBuffer: 64 << 20 })).stdout,
       async stop() {
         await run(SCRIPT, ['stop', dir], { timeout: 60_000 }).catch(() => {});
         await rm(dir, { recursive: true, force: true });

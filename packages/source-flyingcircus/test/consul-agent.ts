@@ -87,7 +87,12 @@ export async function consulHttp(
 ): Promise<{ status: number; text: string; json: () => unknown }> {
   const headers: Record<string, string> = {};
   if (options.token) headers['X-Consul-Token'] = options.token;
-  const response = await fetch(`${consul.address}${path}`, { method, headers, body: options.body, signal: AbortSignal.timeout(10_000) });
+  const response = await fetch(`${consul.address}${path}`, {
+    method,
+    headers,
+    body: options.body,
+    signal: AbortSignal.timeout(10_000),
+  });
   const text = await response.text();
   return { status: response.status, text, json: () => JSON.parse(text) };
 }

@@ -30,7 +30,13 @@ export interface HostAgentOptions {
 
 export type HostAgentEvent =
   | { type: 'created' | 'exists'; key: string; vm: string; snapshot: string; raw: string; at: number }
-  | { type: 'ignored'; key: string; reason: 'empty' | 'not a request' | 'VM not on this host'; raw: string; at: number }
+  | {
+      type: 'ignored';
+      key: string;
+      reason: 'empty' | 'not a request' | 'VM not on this host';
+      raw: string;
+      at: number;
+    }
   | { type: 'failed'; key: string; vm: string; snapshot: string; error: string; at: number };
 
 interface KvItem {
@@ -135,18 +141,31 @@ export class HostAgent {
         return;
       }
       if (this.options.freezeMs) await sleep(this.options.freezeMs); // fsfreeze of the guest
-      await run('rbd', ['--conf', this.options.cephConf, 'snap', 'create', `${volume}@${snapshot}`], { timeout: 60_000 });
+      await run('rbd', ['--conf', this.options.cephConf, 'snap', 'create', `${volume}@${snapshot}`], {
+        timeout: 60_000,
+      });
       this.events.push({ type: 'created', key: item.Key, vm, snapshot, raw, at: Date.now() });
       // thaw
     } catch (error) {
-      this.events.push({ type: 'failed', key: item.Key, vm, snapshot, error: String((error as Error).message ?? error), at: Date.now() });
+      this.events.push({
+        type: 'failed',
+        key: item.Key,
+        vm,
+        snapshot,
+        error: String((error as Error).message ?? error),
+        at: Date.now(),
+      });
     } finally {
       this.inFlight.delete(job);
     }
   }
 
   private async snapshotExists(volume: string, snapshot: string): Promise<boolean> {
-    const { stdout } = await run('rbd', ['--conf', this.options.cephConf, 'snap', 'ls', '--format', 'json', volume], { timeout: 60_000 });
+    const { stdout } = await run(
+      'rbd',
+      ['--conf', this.options.cephConf, 'snap', 'ls', '--format', 'json', volume],
+      { timeout: 60_000 },
+    );
     return (JSON.parse(stdout) as { name: string }[]).some((s) => s.name === snapshot);
   }
 }
