@@ -2,12 +2,13 @@
  * A throw-away Ceph cluster for the tests through `scripts/ceph-test-cluster`, plus a few `rbd` calls the
  * tests use to set up and inspect images (the code under test goes through @backy/source-ceph-rbd).
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
+import { encodeRbdDiff } from '@backy/source-ceph-rbd';
 import { REPO } from './consul-agent.js';
 
 const run = promisify(execFile);
@@ -71,4 +72,73 @@ export async function startCeph(): Promise<TestCeph> {
 export async function snapshotNames(ceph: TestCeph, pool: string, image: string): Promise<string[]> {
   const out = await ceph.rbd('snap', 'ls', '--format', 'json', `${pool}/${image}`);
   return (JSON.parse(out) as { name: string }[]).map((s) => s.name);
+}
+
+/** Runs `rbd` with `input` on stdin; returns stdout. */
+function rbdWithInput(ceph: TestCeph, args: string[], input: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('rbd', ['--conf', ceph.conf, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => {
+      err += b.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (code) =>
+      code === 0
+        ? resolve(Buffer.concat(out))
+        : reject(new Error(`rbd ${args.join(' ')}: exit ${code}: ${err}`)),
+    );
+    child.stdin.on('error', () => {});
+    child.stdin.end(input);
+  });
+}
+
+export async function imageSize(ceph: TestCeph, pool: string, image: string): Promise<number> {
+  return (JSON.parse(await ceph.rbd('info', '--format', 'json', `${pool}/${image}`)) as { size: number })
+    .size;
+}
+
+/** Writes `data` at `offset` into the image without a kernel mapping (`rbd import-diff` of a one-extent diff). */
+export async function writeImage(
+  ceph: TestCeph,
+  pool: string,
+  image: string,
+  offset: number,
+  data: Buffer,
+): Promise<void> {
+  const size = await imageSize(ceph, pool, image);
+  const diff = encodeRbdDiff([{ type: 'size', size }, { type: 'data', offset, data }, { type: 'end' }]);
+  await rbdWithInput(ceph, ['import-diff', '--no-progress', '-', `${pool}/${image}`], diff);
+}
+
+/** Creates an image holding `data` (a multiple of 1 MiB). */
+export async function createImage(ceph: TestCeph, pool: string, image: string, data: Buffer): Promise<void> {
+  await rbdWithInput(ceph, ['import', '--no-progress', '-', `${pool}/${image}`], data);
+}
+
+export async function resizeImage(ceph: TestCeph, pool: string, image: string, size: number): Promise<void> {
+  await ceph.rbd(
+    'resize',
+    '--no-progress',
+    '--allow-shrink',
+    '--size',
+    `${size / (1024 * 1024)}M`,
+    `${pool}/${image}`,
+  );
+}
+
+/** The image (or a snapshot of it) as `rbd export` reads it. */
+export async function exportImage(
+  ceph: TestCeph,
+  pool: string,
+  image: string,
+  snapshot?: string,
+): Promise<Buffer> {
+  return rbdWithInput(
+    ceph,
+    ['export', '--no-progress', `${pool}/${image}${snapshot ? `@${snapshot}` : ''}`, '-'],
+    Buffer.alloc(0),
+  );
 }
