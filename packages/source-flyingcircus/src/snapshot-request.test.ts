@@ -183,6 +183,22 @@ describe.skipIf(skip != null)('snapshot handshake (real Consul, real Ceph, host-
     );
   });
 
+  it('withdraws the request when the backup is aborted while waiting', async () => {
+    const target = await newVm();
+    const controller = new AbortController();
+    const h = handshake(target, { snapshot: 'backy-ABORTED', timeoutMs: 30_000, signal: controller.signal });
+    // Wait until the request is in Consul, then abort.
+    for (let i = 0; i < 100 && (await requestKeys(consul)).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await requestKeys(consul)).toHaveLength(1);
+    const started = Date.now();
+    controller.abort(new Error('backup aborted by the operator'));
+    await expect(h.promise).rejects.toThrow(/aborted/);
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect(await requestKeys(consul)).toEqual([]);
+    expect(h.directCalls()).toBe(0);
+    expect(await snapshotNames(ceph, target.pool, target.image)).toEqual([]);
+  });
+
   it('snapshots directly at once when Consul is down', async () => {
     const target = await newVm();
     const down = createServer();

@@ -144,8 +144,8 @@ export async function requestConsistentSnapshot(options: SnapshotRequestOptions)
       await consul.put(key, { vm, snapshot }, { signal, timeoutMs: timeLeft() });
       written = true;
     } catch (error) {
-      // A timed-out PUT may still have been applied: try to delete it (briefly) afterwards.
-      if (error instanceof ConsulError && error.kind === 'timeout') written = true;
+      // A timed-out or aborted PUT may still have been applied: try to delete it (briefly) afterwards.
+      if (!(error instanceof ConsulError) || error.kind === 'timeout') written = true;
       return await direct(consulFailed(error, 'writing the snapshot request to Consul'));
     }
     log.info(
@@ -175,14 +175,15 @@ export async function requestConsistentSnapshot(options: SnapshotRequestOptions)
     if (await deleteRequest(consul, key, log, { signal })) written = false;
     return await direct('timeout');
   } finally {
+    // Not under the caller's signal: an aborted backup must still withdraw its request, or the agent
+    // would freeze the guest for it on every later watch event. Each request is time-limited.
     if (written) {
-      await deleteRequest(consul, key, log, { signal, timeoutMs: consulHealthy ? undefined : 2000 });
+      await deleteRequest(consul, key, log, { timeoutMs: consulHealthy ? undefined : 2000 });
     }
     if (consulHealthy) {
       // Requests that appeared meanwhile (e.g. a PUT of a crashed run that was still in flight).
-      await removeStaleRequests(consul, vm, log, null, { signal, quiet: true }).catch((error) => {
-        if (!(error instanceof ConsulError)) throw error;
-        log.warn({ err: error.message }, 'could not list snapshot requests to remove stale ones');
+      await removeStaleRequests(consul, vm, log, null, { quiet: true }).catch((error) => {
+        log.warn({ err: (error as Error).message }, 'could not list snapshot requests to remove stale ones');
       });
     }
   }
@@ -199,9 +200,8 @@ async function deleteRequest(
     log.debug({ key }, 'deleted the snapshot request');
     return true;
   } catch (error) {
-    if (!(error instanceof ConsulError)) throw error;
     log.warn(
-      { err: error.message, key },
+      { err: (error as Error).message, key },
       'could not delete the snapshot request; the next backup of this VM removes it',
     );
     return false;
