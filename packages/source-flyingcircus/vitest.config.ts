@@ -6,9 +6,11 @@ export default defineProject({
   test: {
     name: 'source-flyingcircus',
     include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+    // One Ceph cluster and two Consul agents (one enforcing ACLs) for all files, or the reason to skip.
+    globalSetup: ['test/global-setup.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
-    // Tests share one Ceph cluster and Consul agents; run the files one after the other on 2 cores.
+    // The files share the agents' snapshot/ prefix; run them one after the other.
     fileParallelism: false,
   },
 });

@@ -1,14 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  consulHttp,
-  consulMissing,
-  createToken,
-  skipReason,
-  startConsul,
-  type TestConsul,
-} from '../test/consul-agent.js';
+import { describe, expect, it } from 'vitest';
+import { consulHttp, createToken } from '../test/consul-agent.js';
+import { aclConsul, consulSkip, consul as plainConsul } from '../test/env.js';
 import { ConsulError, ConsulKv, normalizeConsulAddress } from './consul.js';
 
 /** A loopback HTTP server answering every request with `handler`; for garbage and stalls. */
@@ -124,19 +118,9 @@ describe('ConsulKv against broken endpoints', () => {
   });
 });
 
-const skip = skipReason(consulMissing());
-if (skip) console.warn(`[source-flyingcircus] Consul tests skipped: ${skip}`);
-
-describe.skipIf(skip != null)('ConsulKv against a real Consul agent', () => {
-  let consul: TestConsul;
-  let kv: ConsulKv;
-  beforeAll(async () => {
-    consul = await startConsul();
-    kv = new ConsulKv({ address: consul.address });
-  });
-  afterAll(async () => {
-    await consul?.stop();
-  });
+describe.skipIf(consulSkip != null)('ConsulKv against a real Consul agent', () => {
+  const consul = plainConsul!;
+  const kv = new ConsulKv({ address: consul?.address ?? 'http://127.0.0.1:1' });
 
   it('puts, gets, lists and deletes (JSON, strings, odd key characters)', async () => {
     expect(await kv.put('t1/a', { vm: 'test00', snapshot: 'backy-1' })).toBe(true);
@@ -199,14 +183,8 @@ describe.skipIf(skip != null)('ConsulKv against a real Consul agent', () => {
   });
 });
 
-describe.skipIf(skip != null)('ConsulKv against a Consul agent with ACLs', () => {
-  let consul: TestConsul;
-  beforeAll(async () => {
-    consul = await startConsul({ acl: true });
-  });
-  afterAll(async () => {
-    await consul?.stop();
-  });
+describe.skipIf(consulSkip != null)('ConsulKv against a Consul agent with ACLs', () => {
+  const consul = aclConsul!;
 
   it('works with a token that may write snapshot/', async () => {
     const token = await createToken(consul, 'backy', 'key_prefix "snapshot/" { policy = "write" }');

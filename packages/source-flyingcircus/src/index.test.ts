@@ -7,23 +7,15 @@ import { join } from 'node:path';
 import { Archive, type Revision, restoreToPath, runBackup } from '@backy/core';
 import { vmLikeData } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createImage, exportImage, snapshotNames, writeImage } from '../test/ceph-cluster.js';
+import { consulHttp, createToken } from '../test/consul-agent.js';
 import {
-  cephMissing,
-  createImage,
-  exportImage,
-  snapshotNames,
-  startCeph,
-  type TestCeph,
-  writeImage,
-} from '../test/ceph-cluster.js';
-import {
-  consulHttp,
-  consulMissing,
-  createToken,
-  skipReason,
-  startConsul,
-  type TestConsul,
-} from '../test/consul-agent.js';
+  aclConsul as aclAgent,
+  backendSkip,
+  ceph as cephCluster,
+  consul as plainAgent,
+} from '../test/env.js';
+import type { ProvidedConsul } from '../test/global-setup.js';
 import { HostAgent } from '../test/host-agent.js';
 import { captureLogger } from '../test/log-capture.js';
 import flyingcircus, {
@@ -93,205 +85,205 @@ describe('configuration', () => {
   });
 });
 
-const skip = skipReason(consulMissing(), cephMissing());
-if (skip) console.warn(`[source-flyingcircus] source tests against Ceph and Consul skipped: ${skip}`);
+describe.skipIf(backendSkip != null)(
+  'flyingcircus source (real Ceph, real Consul, host-agent stand-in)',
+  () => {
+    const ceph = cephCluster!;
+    const consul = plainAgent!;
+    const aclConsul = aclAgent!;
+    let agent: HostAgent;
+    let dir: string;
+    let archive: Archive;
+    let deadConsul: string;
+    const vm = 'src-test01';
+    const pool = 'rbd';
+    const image = 'src-test01.root';
+    const history: { rev: Revision; content: Buffer }[] = [];
 
-describe.skipIf(skip != null)('flyingcircus source (real Ceph, real Consul, host-agent stand-in)', () => {
-  let ceph: TestCeph;
-  let consul: TestConsul;
-  let aclConsul: TestConsul;
-  let agent: HostAgent;
-  let dir: string;
-  let archive: Archive;
-  let deadConsul: string;
-  const vm = 'test01';
-  const pool = 'rbd';
-  const image = 'test01.root';
-  const history: { rev: Revision; content: Buffer }[] = [];
-
-  beforeAll(async () => {
-    [ceph, consul, aclConsul] = await Promise.all([startCeph(), startConsul(), startConsul({ acl: true })]);
-    dir = await mkdtemp(join(tmpdir(), 'backy-fc-'));
-    await createImage(ceph, pool, image, vmLikeData(32 * MiB, 7));
-    agent = new HostAgent({
-      consulAddress: consul.address,
-      vms: { [vm]: `${pool}/${image}` },
-      cephConf: ceph.conf,
-    }).start();
-    await agent.ready;
-    archive = await Archive.init(join(dir, 'archive'), {
-      source: { type: 'flyingcircus', pool, image, vm, conf: ceph.conf, consul_address: consul.address },
+    beforeAll(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'backy-fc-'));
+      await createImage(ceph, pool, image, vmLikeData(32 * MiB, 7));
+      agent = new HostAgent({
+        consulAddress: consul.address,
+        vms: { [vm]: `${pool}/${image}` },
+        cephConf: ceph.conf,
+      }).start();
+      await agent.ready;
+      archive = await Archive.init(join(dir, 'archive'), {
+        source: { type: 'flyingcircus', pool, image, vm, conf: ceph.conf, consul_address: consul.address },
+      });
+      const closed = createServer();
+      await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+      deadConsul = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
+      await new Promise((resolve) => closed.close(resolve));
     });
-    const closed = createServer();
-    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
-    deadConsul = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
-    await new Promise((resolve) => closed.close(resolve));
-  });
-  afterAll(async () => {
-    await agent?.stop();
-    await Promise.all([ceph?.stop(), consul?.stop(), aclConsul?.stop()]);
-    if (dir) await rm(dir, { recursive: true, force: true });
-  });
-
-  async function backup(overrides: Record<string, unknown> = {}) {
-    const log = captureLogger();
-    const options = flyingcircusSourceOptions.parse({
-      pool,
-      image,
-      vm,
-      conf: ceph.conf,
-      consul_address: consul.address,
-      snapshot_timeout: 20,
-      ...overrides,
+    afterAll(async () => {
+      await agent?.stop();
+      if (dir) await rm(dir, { recursive: true, force: true });
     });
-    const source = createFlyingcircusSource(
-      options,
-      { logger: log.logger },
-      { pollMs: { first: 100, max: 500 } },
-    );
-    const rev = await runBackup(archive, source, { tags: ['daily'], force: true, logger: log.logger });
-    // Warnings of the handshake (its log lines carry `vm`); the RBD source's own are its tests' business.
-    const handshakeWarnings = () => log.warnings().filter((l) => l.vm === vm);
-    return { rev, log, handshakeWarnings };
-  }
 
-  async function restore(rev: Revision): Promise<Buffer> {
-    const target = join(dir, `restore-${rev.uuid}`);
-    await restoreToPath(await archive.openReader(rev), target, { force: true });
-    const data = await readFile(target);
-    await rm(target);
-    return data;
-  }
+    async function backup(overrides: Record<string, unknown> = {}) {
+      const log = captureLogger();
+      const options = flyingcircusSourceOptions.parse({
+        pool,
+        image,
+        vm,
+        conf: ceph.conf,
+        consul_address: consul.address,
+        snapshot_timeout: 20,
+        ...overrides,
+      });
+      const source = createFlyingcircusSource(
+        options,
+        { logger: log.logger },
+        { pollMs: { first: 100, max: 500 } },
+      );
+      const rev = await runBackup(archive, source, { tags: ['daily'], force: true, logger: log.logger });
+      // Warnings of the handshake (its log lines carry `vm`); the RBD source's own are its tests' business.
+      const handshakeWarnings = () => log.warnings().filter((l) => l.vm === vm);
+      return { rev, log, handshakeWarnings };
+    }
 
-  async function requestKeys(c: TestConsul): Promise<string[]> {
-    const r = await consulHttp(c, 'GET', '/v1/kv/snapshot/?keys', { token: c.token });
-    return r.status === 404 ? [] : (r.json() as string[]);
-  }
+    async function restore(rev: Revision): Promise<Buffer> {
+      const target = join(dir, `restore-${rev.uuid}`);
+      await restoreToPath(await archive.openReader(rev), target, { force: true });
+      const data = await readFile(target);
+      await rm(target);
+      return data;
+    }
 
-  it('full backup: the host agent makes the snapshot; the revision restores byte for byte', async () => {
-    // A request left by a crashed earlier run of this VM; the agent acts on it, backy removes it.
-    await consulHttp(consul, 'PUT', '/v1/kv/snapshot/0badc0de-0000-4000-8000-000000000000', {
-      body: JSON.stringify({ vm, snapshot: 'backy-CRASHEDRUN' }),
+    async function requestKeys(c: ProvidedConsul): Promise<string[]> {
+      const r = await consulHttp(c, 'GET', '/v1/kv/snapshot/?keys', { token: c.token });
+      return r.status === 404 ? [] : (r.json() as string[]);
+    }
+
+    it('full backup: the host agent makes the snapshot; the revision restores byte for byte', async () => {
+      // A request left by a crashed earlier run of this VM; the agent acts on it, backy removes it.
+      await consulHttp(consul, 'PUT', '/v1/kv/snapshot/0badc0de-0000-4000-8000-000000000000', {
+        body: JSON.stringify({ vm, snapshot: 'backy-CRASHEDRUN' }),
+      });
+      const { rev, handshakeWarnings } = await backup();
+      const snapshot = `backy-${rev.uuid}`;
+      expect(rev.parent).toBeNull();
+      expect(rev.trust).toBe('trusted');
+      expect(rev.verification?.ok).toBe(true);
+      expect(rev.source_info).toMatchObject({ snapshot, snapshot_method: 'agent' });
+      expect(agent.events.some((e) => e.type === 'created' && e.snapshot === snapshot)).toBe(true);
+      expect(handshakeWarnings()).toEqual([]);
+      expect(await requestKeys(consul)).toEqual([]);
+
+      const content = await exportImage(ceph, pool, image, snapshot);
+      expect(content.length).toBe(32 * MiB);
+      expect((await restore(rev)).equals(content)).toBe(true);
+      // Only the newest revision's snapshot is kept (the stale request's snapshot is cleaned up too).
+      expect(await snapshotNames(ceph, pool, image)).toEqual([snapshot]);
+      history.push({ rev, content });
     });
-    const { rev, handshakeWarnings } = await backup();
-    const snapshot = `backy-${rev.uuid}`;
-    expect(rev.parent).toBeNull();
-    expect(rev.trust).toBe('trusted');
-    expect(rev.verification?.ok).toBe(true);
-    expect(rev.source_info).toMatchObject({ snapshot, snapshot_method: 'agent' });
-    expect(agent.events.some((e) => e.type === 'created' && e.snapshot === snapshot)).toBe(true);
-    expect(handshakeWarnings()).toEqual([]);
-    expect(await requestKeys(consul)).toEqual([]);
 
-    const content = await exportImage(ceph, pool, image, snapshot);
-    expect(content.length).toBe(32 * MiB);
-    expect((await restore(rev)).equals(content)).toBe(true);
-    // Only the newest revision's snapshot is kept (the stale request's snapshot is cleaned up too).
-    expect(await snapshotNames(ceph, pool, image)).toEqual([snapshot]);
-    history.push({ rev, content });
-  });
+    it('incremental backup after writes: only changed chunks, both revisions restore byte for byte', async () => {
+      await writeImage(ceph, pool, image, 5 * MiB + 123, Buffer.from('written between the backups'));
+      await writeImage(ceph, pool, image, 21 * MiB, randomBytes(64 * 1024));
+      const { rev } = await backup();
+      const snapshot = `backy-${rev.uuid}`;
+      expect(rev.parent).toBe(history[0]!.rev.uuid);
+      expect(rev.source_info).toMatchObject({ snapshot, snapshot_method: 'agent' });
+      expect(rev.stats.chunks_written).toBeGreaterThan(0);
+      expect(rev.stats.chunks_written).toBeLessThanOrEqual(2);
+      expect(rev.stats.bytes_read).toBeLessThan(16 * MiB);
 
-  it('incremental backup after writes: only changed chunks, both revisions restore byte for byte', async () => {
-    await writeImage(ceph, pool, image, 5 * MiB + 123, Buffer.from('written between the backups'));
-    await writeImage(ceph, pool, image, 21 * MiB, randomBytes(64 * 1024));
-    const { rev } = await backup();
-    const snapshot = `backy-${rev.uuid}`;
-    expect(rev.parent).toBe(history[0]!.rev.uuid);
-    expect(rev.source_info).toMatchObject({ snapshot, snapshot_method: 'agent' });
-    expect(rev.stats.chunks_written).toBeGreaterThan(0);
-    expect(rev.stats.chunks_written).toBeLessThanOrEqual(2);
-    expect(rev.stats.bytes_read).toBeLessThan(16 * MiB);
-
-    const content = await exportImage(ceph, pool, image, snapshot);
-    expect(content.equals(history[0]!.content)).toBe(false);
-    expect((await restore(rev)).equals(content)).toBe(true);
-    expect((await restore(history[0]!.rev)).equals(history[0]!.content)).toBe(true);
-    expect(await snapshotNames(ceph, pool, image)).toEqual([snapshot]);
-    expect(await requestKeys(consul)).toEqual([]);
-    history.push({ rev, content });
-  });
-
-  it('without an agent for the VM: waits the timeout, snapshots directly, warns, and stays incremental', async () => {
-    await agent.stop();
-    await writeImage(ceph, pool, image, 30 * MiB, randomBytes(4096));
-    const started = Date.now();
-    const { rev, handshakeWarnings } = await backup({ snapshot_timeout: 1.5 });
-    expect(Date.now() - started).toBeGreaterThanOrEqual(1500);
-    expect(rev.source_info).toMatchObject({ snapshot_method: 'direct', snapshot_direct_reason: 'timeout' });
-    expect(rev.parent).toBe(history[1]!.rev.uuid);
-    expect(rev.stats.chunks_written).toBeLessThanOrEqual(1);
-    expect(handshakeWarnings().map((l) => l.msg)).toEqual([
-      'the host agent did not create the snapshot in time (VM offline or on no host, agent down?)',
-      'created the snapshot directly: it is crash consistent only (guest file systems were not frozen)',
-    ]);
-    expect(await requestKeys(consul)).toEqual([]);
-    const content = await exportImage(ceph, pool, image, `backy-${rev.uuid}`);
-    expect((await restore(rev)).equals(content)).toBe(true);
-    history.push({ rev, content });
-  });
-
-  it('with Consul down: snapshots directly at once', async () => {
-    const started = Date.now();
-    const { rev, handshakeWarnings } = await backup({ consul_address: deadConsul });
-    expect(Date.now() - started).toBeLessThan(20_000);
-    expect(rev.source_info).toMatchObject({
-      snapshot_method: 'direct',
-      snapshot_direct_reason: 'consul-unreachable',
+      const content = await exportImage(ceph, pool, image, snapshot);
+      expect(content.equals(history[0]!.content)).toBe(false);
+      expect((await restore(rev)).equals(content)).toBe(true);
+      expect((await restore(history[0]!.rev)).equals(history[0]!.content)).toBe(true);
+      expect(await snapshotNames(ceph, pool, image)).toEqual([snapshot]);
+      expect(await requestKeys(consul)).toEqual([]);
+      history.push({ rev, content });
     });
-    expect(handshakeWarnings()[0]?.err).toMatch(/unreachable \(ECONNREFUSED\)/);
-    expect((await restore(rev)).equals(await exportImage(ceph, pool, image, `backy-${rev.uuid}`))).toBe(true);
-  });
 
-  it('with ACLs: a wrong token means a direct snapshot and a clear warning; the right one a frozen snapshot', async () => {
-    agent = new HostAgent({
-      consulAddress: aclConsul.address,
-      token: aclConsul.token,
-      vms: { [vm]: `${pool}/${image}` },
-      cephConf: ceph.conf,
-    }).start();
-    await agent.ready;
-    const wrong = await backup({
-      consul_address: aclConsul.address,
-      consul_acl_token: 'c0ffee00-0000-4000-8000-000000000000',
+    it('without an agent for the VM: waits the timeout, snapshots directly, warns, and stays incremental', async () => {
+      await agent.stop();
+      await writeImage(ceph, pool, image, 30 * MiB, randomBytes(4096));
+      const started = Date.now();
+      const { rev, handshakeWarnings } = await backup({ snapshot_timeout: 1.5 });
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1500);
+      expect(rev.source_info).toMatchObject({ snapshot_method: 'direct', snapshot_direct_reason: 'timeout' });
+      expect(rev.parent).toBe(history[1]!.rev.uuid);
+      expect(rev.stats.chunks_written).toBeLessThanOrEqual(1);
+      expect(handshakeWarnings().map((l) => l.msg)).toEqual([
+        'the host agent did not create the snapshot in time (VM offline or on no host, agent down?)',
+        'created the snapshot directly: it is crash consistent only (guest file systems were not frozen)',
+      ]);
+      expect(await requestKeys(consul)).toEqual([]);
+      const content = await exportImage(ceph, pool, image, `backy-${rev.uuid}`);
+      expect((await restore(rev)).equals(content)).toBe(true);
+      history.push({ rev, content });
     });
-    expect(wrong.rev.source_info).toMatchObject({
-      snapshot_method: 'direct',
-      snapshot_direct_reason: 'consul-forbidden',
-    });
-    expect(wrong.handshakeWarnings()[0]?.err).toMatch(/403 ACL not found/);
 
-    const token = await createToken(aclConsul, 'backy', 'key_prefix "snapshot/" { policy = "write" }');
-    await writeImage(ceph, pool, image, 0, randomBytes(4096));
-    const right = await backup({ consul_address: aclConsul.address, consul_acl_token: token });
-    expect(right.rev.source_info).toMatchObject({ snapshot_method: 'agent' });
-    expect(right.rev.parent).toBe(wrong.rev.uuid);
-    expect(right.handshakeWarnings()).toEqual([]);
-    expect(await requestKeys(aclConsul)).toEqual([]);
-    expect(
-      (await restore(right.rev)).equals(await exportImage(ceph, pool, image, `backy-${right.rev.uuid}`)),
-    ).toBe(true);
-    // All revisions made so far still restore to what their snapshots held.
-    for (const { rev, content } of history) expect((await restore(rev)).equals(content)).toBe(true);
-  });
+    it('with Consul down: snapshots directly at once', async () => {
+      const started = Date.now();
+      const { rev, handshakeWarnings } = await backup({ consul_address: deadConsul });
+      expect(Date.now() - started).toBeLessThan(20_000);
+      expect(rev.source_info).toMatchObject({
+        snapshot_method: 'direct',
+        snapshot_direct_reason: 'consul-unreachable',
+      });
+      expect(handshakeWarnings()[0]?.err).toMatch(/unreachable \(ECONNREFUSED\)/);
+      expect((await restore(rev)).equals(await exportImage(ceph, pool, image, `backy-${rev.uuid}`))).toBe(
+        true,
+      );
+    });
 
-  it('checkInit warns about an unreachable Consul', async () => {
-    const options = flyingcircusSourceOptions.parse({
-      pool,
-      image,
-      vm,
-      conf: ceph.conf,
-      consul_address: deadConsul,
+    it('with ACLs: a wrong token means a direct snapshot and a clear warning; the right one a frozen snapshot', async () => {
+      agent = new HostAgent({
+        consulAddress: aclConsul.address,
+        token: aclConsul.token,
+        vms: { [vm]: `${pool}/${image}` },
+        cephConf: ceph.conf,
+      }).start();
+      await agent.ready;
+      const wrong = await backup({
+        consul_address: aclConsul.address,
+        consul_acl_token: 'c0ffee00-0000-4000-8000-000000000000',
+      });
+      expect(wrong.rev.source_info).toMatchObject({
+        snapshot_method: 'direct',
+        snapshot_direct_reason: 'consul-forbidden',
+      });
+      expect(wrong.handshakeWarnings()[0]?.err).toMatch(/403 ACL not found/);
+
+      const token = await createToken(aclConsul, 'backy', 'key_prefix "snapshot/" { policy = "write" }');
+      await writeImage(ceph, pool, image, 0, randomBytes(4096));
+      const right = await backup({ consul_address: aclConsul.address, consul_acl_token: token });
+      expect(right.rev.source_info).toMatchObject({ snapshot_method: 'agent' });
+      expect(right.rev.parent).toBe(wrong.rev.uuid);
+      expect(right.handshakeWarnings()).toEqual([]);
+      expect(await requestKeys(aclConsul)).toEqual([]);
+      expect(
+        (await restore(right.rev)).equals(await exportImage(ceph, pool, image, `backy-${right.rev.uuid}`)),
+      ).toBe(true);
+      // All revisions made so far still restore to what their snapshots held.
+      for (const { rev, content } of history) expect((await restore(rev)).equals(content)).toBe(true);
     });
-    const warnings = await flyingcircus.checkInit!(options);
-    expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/unreachable.*fall back to snapshots without freezing/);
-    const fine = flyingcircusSourceOptions.parse({
-      pool,
-      image,
-      vm,
-      conf: ceph.conf,
-      consul_address: consul.address,
+
+    it('checkInit warns about an unreachable Consul', async () => {
+      const options = flyingcircusSourceOptions.parse({
+        pool,
+        image,
+        vm,
+        conf: ceph.conf,
+        consul_address: deadConsul,
+      });
+      const warnings = await flyingcircus.checkInit!(options);
+      expect(warnings).toHaveLength(1);
+      expect(warnings[0]).toMatch(/unreachable.*fall back to snapshots without freezing/);
+      const fine = flyingcircusSourceOptions.parse({
+        pool,
+        image,
+        vm,
+        conf: ceph.conf,
+        consul_address: consul.address,
+      });
+      expect(await flyingcircus.checkInit!(fine)).toEqual([]);
     });
-    expect(await flyingcircus.checkInit!(fine)).toEqual([]);
-  });
-});
+  },
+);

@@ -8,7 +8,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
-import { encodeRbdDiff } from '@backy/source-ceph-rbd';
 import { REPO } from './consul-agent.js';
 
 const run = promisify(execFile);
@@ -39,11 +38,23 @@ export function cephMissing(): string | null {
   return null;
 }
 
-export interface TestCeph {
+export interface CephClient {
   conf: string;
-  dir: string;
   rbd(...args: string[]): Promise<string>;
+}
+
+export interface TestCeph extends CephClient {
+  dir: string;
   stop(): Promise<void>;
+}
+
+/** `rbd` against the cluster of `conf`. */
+export function cephClient(conf: string): CephClient {
+  return {
+    conf,
+    rbd: async (...args) =>
+      (await run('rbd', ['--conf', conf, ...args], { timeout: 120_000, maxBuffer: 64 << 20 })).stdout,
+  };
 }
 
 export async function startCeph(): Promise<TestCeph> {
@@ -69,13 +80,36 @@ export async function startCeph(): Promise<TestCeph> {
   }
 }
 
-export async function snapshotNames(ceph: TestCeph, pool: string, image: string): Promise<string[]> {
+export async function snapshotNames(ceph: CephClient, pool: string, image: string): Promise<string[]> {
   const out = await ceph.rbd('snap', 'ls', '--format', 'json', `${pool}/${image}`);
   return (JSON.parse(out) as { name: string }[]).map((s) => s.name);
 }
 
+/**
+ * A one-extent "rbd diff v1" stream (Ceph's doc/dev/rbd-diff.rst): header, `s` image size, `w` offset
+ * length data, `e`; integers little-endian. Written here rather than taken from the RBD package so the test
+ * data does not depend on the code under test.
+ */
+function oneExtentDiff(size: number, offset: number, data: Buffer): Buffer {
+  const u64 = (n: number) => {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(BigInt(n));
+    return b;
+  };
+  return Buffer.concat([
+    Buffer.from('rbd diff v1\n', 'latin1'),
+    Buffer.from('s'),
+    u64(size),
+    Buffer.from('w'),
+    u64(offset),
+    u64(data.length),
+    data,
+    Buffer.from('e'),
+  ]);
+}
+
 /** Runs `rbd` with `input` on stdin; returns stdout. */
-function rbdWithInput(ceph: TestCeph, args: string[], input: Buffer): Promise<Buffer> {
+function rbdWithInput(ceph: CephClient, args: string[], input: Buffer): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const child = spawn('rbd', ['--conf', ceph.conf, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
@@ -95,30 +129,40 @@ function rbdWithInput(ceph: TestCeph, args: string[], input: Buffer): Promise<Bu
   });
 }
 
-export async function imageSize(ceph: TestCeph, pool: string, image: string): Promise<number> {
+export async function imageSize(ceph: CephClient, pool: string, image: string): Promise<number> {
   return (JSON.parse(await ceph.rbd('info', '--format', 'json', `${pool}/${image}`)) as { size: number })
     .size;
 }
 
 /** Writes `data` at `offset` into the image without a kernel mapping (`rbd import-diff` of a one-extent diff). */
 export async function writeImage(
-  ceph: TestCeph,
+  ceph: CephClient,
   pool: string,
   image: string,
   offset: number,
   data: Buffer,
 ): Promise<void> {
   const size = await imageSize(ceph, pool, image);
-  const diff = encodeRbdDiff([{ type: 'size', size }, { type: 'data', offset, data }, { type: 'end' }]);
+  const diff = oneExtentDiff(size, offset, data);
   await rbdWithInput(ceph, ['import-diff', '--no-progress', '-', `${pool}/${image}`], diff);
 }
 
 /** Creates an image holding `data` (a multiple of 1 MiB). */
-export async function createImage(ceph: TestCeph, pool: string, image: string, data: Buffer): Promise<void> {
+export async function createImage(
+  ceph: CephClient,
+  pool: string,
+  image: string,
+  data: Buffer,
+): Promise<void> {
   await rbdWithInput(ceph, ['import', '--no-progress', '-', `${pool}/${image}`], data);
 }
 
-export async function resizeImage(ceph: TestCeph, pool: string, image: string, size: number): Promise<void> {
+export async function resizeImage(
+  ceph: CephClient,
+  pool: string,
+  image: string,
+  size: number,
+): Promise<void> {
   await ceph.rbd(
     'resize',
     '--no-progress',
@@ -131,7 +175,7 @@ export async function resizeImage(ceph: TestCeph, pool: string, image: string, s
 
 /** The image (or a snapshot of it) as `rbd export` reads it. */
 export async function exportImage(
-  ceph: TestCeph,
+  ceph: CephClient,
   pool: string,
   image: string,
   snapshot?: string,

@@ -98,7 +98,11 @@ export async function consulHttp(
 }
 
 /** Creates an ACL token whose policy allows `rules` (HCL); returns its SecretID. */
-export async function createToken(consul: TestConsul, name: string, rules: string): Promise<string> {
+export async function createToken(
+  consul: { address: string; token: string | null },
+  name: string,
+  rules: string,
+): Promise<string> {
   const policy = await consulHttp(consul, 'PUT', '/v1/acl/policy', {
     token: consul.token,
     body: JSON.stringify({ Name: `${name}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`, Rules: rules }),
