@@ -69,7 +69,7 @@ export async function readYamlFile(path: string): Promise<unknown> {
       cause: error,
     });
   }
-  const doc = parseDocument(text, { prettyErrors: false });
+  const doc = parseDocument(text, { prettyErrors: true });
   if (doc.errors.length > 0) {
     const err = doc.errors[0]!;
     const line = err.linePos?.[0]?.line;

@@ -1,0 +1,68 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const BIN = fileURLToPath(new URL('../bin/backy.js', import.meta.url));
+const DIST = fileURLToPath(new URL('../dist/index.js', import.meta.url));
+
+if (!existsSync(DIST)) {
+  throw new Error(
+    `the backy binary is not built (${DIST} missing): run \`pnpm build\` first (the root \`pnpm test\` does)`,
+  );
+}
+
+export interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built `backy` binary like a user would, without a terminal. */
+export function backy(
+  args: string[],
+  options: { cwd?: string; input?: Buffer | string; env?: NodeJS.ProcessEnv } = {},
+): Result {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    cwd: options.cwd,
+    input: options.input,
+    env: { ...process.env, ...options.env },
+    maxBuffer: 1024 * 1024 * 1024,
+  });
+  return { code: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+/** Like `backy`, with stdout as raw bytes (for `restore -`). */
+export function backyRaw(
+  args: string[],
+  cwd?: string,
+): { code: number | null; stdout: Buffer; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { cwd, maxBuffer: 1024 * 1024 * 1024 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
+}
+
+export function backyAsync(args: string[], cwd?: string): ChildProcess {
+  return spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+export async function tempDir(): Promise<{ path: string; cleanup: () => Promise<void> }> {
+  const path = await mkdtemp(join(tmpdir(), 'backy-e2e-'));
+  return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
+}
+
+/** Asserts the shape of a user-facing error: one line, prefixed, no stack trace. */
+export function oneLineError(result: Result): string {
+  const lines = result.stderr.trim().split('\n');
+  if (lines.length !== 1 || !lines[0]!.startsWith('backy: error: ') || /\n\s+at /.test(result.stderr)) {
+    throw new Error(`expected a one-line error, got:\n${result.stderr}`);
+  }
+  return lines[0]!;
+}
+
+export function haveCommand(name: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${name}`]).status === 0;
+}
+
+export const isRoot = process.getuid?.() === 0;

@@ -1,0 +1,270 @@
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Archive } from './archive.js';
+import { runBackup } from './backup.js';
+import { isBackyError } from './errors.js';
+import { expireArchive } from './expire.js';
+import { purgeStore } from './purge.js';
+import { restoreToPath, restoreToStream } from './restore.js';
+import { bufferSource, MiB, makeArchive, silent, tempDir } from './test-helpers.js';
+import { verifyRevisions } from './verify.js';
+
+let dir: { path: string; cleanup: () => Promise<void> };
+beforeEach(async () => {
+  dir = await tempDir();
+});
+afterEach(() => dir.cleanup());
+
+const image = () => {
+  const data = Buffer.alloc(10 * MiB + 4321);
+  randomBytes(3 * MiB).copy(data, 0);
+  Buffer.from('text '.repeat(200_000)).copy(data, 5 * MiB);
+  return data;
+};
+
+async function restoreBytes(archive: Archive, spec: string): Promise<Buffer> {
+  const out = new PassThrough();
+  const parts: Buffer[] = [];
+  out.on('data', (d) => parts.push(d));
+  await restoreToStream(await archive.openReader(await archive.resolveOne(spec)), out);
+  return Buffer.concat(parts);
+}
+
+describe('backup', () => {
+  it('writes only changed chunks, stores no zero chunks, and keeps every revision restorable', async () => {
+    const archive = await makeArchive(dir.path);
+    let data = image();
+    const first = await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    );
+    expect(first.stats.chunks_zero).toBe(1); // 8–12 MiB is all zero
+    expect(first.stats.chunks_written).toBe(2);
+    const v1 = Buffer.from(data);
+    data = Buffer.from(data);
+    data[9 * MiB] = 7;
+    const second = await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    );
+    expect(second.parent).toBe(first.uuid);
+    expect(second.stats.chunks_written).toBe(1); // chunk 2 was zero, now has data
+    expect(second.stats.chunks_reused).toBe(2);
+    expect((await restoreBytes(archive, first.uuid)).equals(v1)).toBe(true);
+    expect((await restoreBytes(archive, 'last')).equals(data)).toBe(true);
+    const files = await readdir(archive.path);
+    expect(files.filter((f) => f.endsWith('.rev'))).toHaveLength(2);
+  });
+
+  it('ignores and then removes what a crashed backup left behind', async () => {
+    const archive = await makeArchive(dir.path);
+    const data = image();
+    const good = await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    );
+    // A crash after the map but before the .rev, a .rev without stats, and a stray temp file.
+    await copyFile(archive.mapPath(good.uuid), archive.mapPath('CrashedRevision0000001'));
+    await writeFile(
+      archive.revPath('CrashedRevision0000002'),
+      'uuid: CrashedRevision0000002\ntimestamp: 2026-01-01T00:00:00Z\n',
+    );
+    await writeFile(join(archive.path, '.x.rev.abcd.tmp'), 'partial');
+    expect((await archive.revisions()).map((r) => r.uuid)).toEqual([good.uuid]);
+    expect((await archive.scan()).incomplete).toEqual(['CrashedRevision0000001', 'CrashedRevision0000002']);
+    await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    );
+    const files = await readdir(archive.path);
+    expect(files.some((f) => f.startsWith('Crashed') || f.endsWith('.tmp'))).toBe(false);
+    expect(await archive.revisions()).toHaveLength(2);
+  });
+
+  it('leaves nothing visible when the source fails mid-way', async () => {
+    const archive = await makeArchive(dir.path);
+    const data = image();
+    await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    );
+    const failing = bufferSource(() => data, {
+      beforeChunk: async (index) => {
+        if (index === 2) throw new Error('device vanished');
+      },
+    });
+    const error = await runBackup(archive, failing, { tags: ['daily'], logger: silent }).catch((e) => e);
+    expect(error.message).toContain('device vanished');
+    const scan = await archive.scan();
+    expect(scan.complete).toHaveLength(1);
+    expect(scan.incomplete).toEqual([]);
+    expect((await readdir(archive.path)).filter((f) => f.endsWith('.map'))).toHaveLength(1);
+  });
+
+  it('rejects a second concurrent backup at once', async () => {
+    const archive = await makeArchive(dir.path);
+    const data = image();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const slow = bufferSource(() => data, { beforeChunk: () => gate });
+    const running = runBackup(archive, slow, { tags: ['daily'], logger: silent });
+    await new Promise((r) => setTimeout(r, 200));
+    const second = await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    ).catch((e) => e);
+    expect(isBackyError(second, 'LOCKED')).toBe(true);
+    expect(second.message).toMatch(/already running/);
+    release();
+    await running;
+  });
+
+  it('validates tags against the schedule unless forced', async () => {
+    const archive = await makeArchive(dir.path, { schedule: { daily: { interval: '1d', keep: 3 } } });
+    const data = image();
+    const err = await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['hourly'], logger: silent },
+    ).catch((e) => e);
+    expect(isBackyError(err, 'USAGE')).toBe(true);
+    await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['hourly'], force: true, logger: silent },
+    );
+    await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['manual:x'], logger: silent },
+    );
+    expect(await archive.revisions()).toHaveLength(2);
+  });
+});
+
+describe('trust, verify and distrust', () => {
+  it('finds a damaged chunk, names revision and offset, and the next backup heals it', async () => {
+    const archive = await makeArchive(dir.path);
+    const data = image();
+    const rev = await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    );
+    const map = await archive.loadMap(rev.uuid);
+    const hash = map.get(1)!;
+    const path = archive.store.pathOf(hash);
+    const bytes = await readFile(path);
+    bytes[bytes.length - 1]! ^= 0xff;
+    await writeFile(path, bytes);
+
+    const [result] = await verifyRevisions(archive, [rev], { logger: silent });
+    expect(result!.ok).toBe(false);
+    expect(result!.damaged).toEqual([expect.objectContaining({ index: 1, offset: 4 * MiB, hash })]);
+    expect((await archive.resolveOne(rev.uuid)).trust).toBe('distrusted');
+    const restoreError = await restoreBytes(archive, rev.uuid).catch((e) => e);
+    expect(isBackyError(restoreError, 'CHUNK_CORRUPT')).toBe(true);
+
+    const next = await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    );
+    expect(next.stats.chunks_written).toBe(2); // rewritten, not trusted
+    const [again] = await verifyRevisions(archive, [rev, next], { logger: silent });
+    expect(again!.ok).toBe(true);
+    expect((await archive.resolveOne(rev.uuid)).trust).toBe('verified');
+    expect((await restoreBytes(archive, rev.uuid)).equals(data)).toBe(true);
+  });
+});
+
+describe('expire and purge', () => {
+  it('purges only chunks no archive of a shared store references', async () => {
+    const shared = join(dir.path, 'shared-chunks');
+    const a = await Archive.init(join(dir.path, 'a'), { source: { type: 'test' }, store: { path: shared } });
+    const b = await Archive.init(join(dir.path, 'b'), { source: { type: 'test' }, store: { path: shared } });
+    const common = image();
+    const onlyA = Buffer.from(common);
+    randomBytes(MiB).copy(onlyA, 9 * MiB);
+    const revA = await runBackup(
+      a,
+      bufferSource(() => onlyA),
+      { tags: ['x'], force: true, logger: silent },
+    );
+    const revB = await runBackup(
+      b,
+      bufferSource(() => common),
+      { tags: ['x'], force: true, logger: silent },
+    );
+    expect(revB.stats.chunks_written).toBe(0); // chunks 0 and 1 are a's, chunk 2 is zero
+    expect(revB.stats.chunks_reused).toBe(2);
+    let result = await purgeStore(a.store, { logger: silent });
+    expect(result.chunksDeleted).toBe(0);
+    await a.deleteRevisionFiles(revA.uuid);
+    result = await purgeStore(a.store, { logger: silent });
+    expect(result.chunksDeleted).toBe(1); // a's own chunk 2; chunk 0 stays for b
+    expect(result.archives).toBe(2);
+    expect((await restoreBytes(b, 'last')).equals(common)).toBe(true);
+  });
+
+  it('does not purge while a backup holds the store', async () => {
+    const archive = await makeArchive(dir.path);
+    const lock = await archive.store.lock('shared');
+    const err = await purgeStore(archive.store, { logger: silent }).catch((e) => e);
+    expect(isBackyError(err, 'LOCKED')).toBe(true);
+    await lock.release();
+  });
+
+  it('expires by the schedule and deletes untagged revisions', async () => {
+    const archive = await makeArchive(dir.path, { schedule: { daily: { interval: '1d', keep: 1 } } });
+    const data = image();
+    let day = 0;
+    const now = () => new Date(Date.UTC(2026, 0, 1 + day));
+    for (; day < 4; day++)
+      await runBackup(
+        archive,
+        bufferSource(() => data),
+        { tags: ['daily'], logger: silent, now },
+      );
+    const actions = await expireArchive(archive, { logger: silent, now: new Date(Date.UTC(2026, 0, 4)) });
+    expect(actions.filter((a) => a.remove)).toHaveLength(2);
+    expect(await archive.revisions()).toHaveLength(2);
+  });
+});
+
+describe('restore', () => {
+  it('writes sparse files, refuses to overwrite, and cleans up on failure', async () => {
+    const archive = await makeArchive(dir.path);
+    const data = image();
+    const rev = await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    );
+    const target = join(dir.path, 'out.img');
+    const reader = await archive.openReader(rev);
+    expect(await restoreToPath(reader, target)).toBe('file');
+    expect((await readFile(target)).equals(data)).toBe(true);
+    const blocks = Number(execFileSync('stat', ['-c', '%b', target]).toString()) * 512;
+    expect(blocks).toBeLessThanOrEqual(8 * MiB); // the zero chunk (8 MiB to the end) is a hole
+    const exists = await restoreToPath(reader, target).catch((e) => e);
+    expect(isBackyError(exists, 'TARGET_EXISTS')).toBe(true);
+    await mkdir(join(dir.path, 'adir'));
+    expect(
+      isBackyError(await restoreToPath(reader, join(dir.path, 'adir')).catch((e) => e), 'TARGET_INVALID'),
+    ).toBe(true);
+    expect((await readdir(dir.path)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+});

@@ -1,0 +1,114 @@
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isBackyError } from '../errors.js';
+import { tempDir } from '../test-helpers.js';
+import { ChunkMap, isAllZero, sha256Hex } from './chunk-map.js';
+import { ChunkStore } from './chunk-store.js';
+
+let dir: { path: string; cleanup: () => Promise<void> };
+beforeEach(async () => {
+  dir = await tempDir();
+});
+afterEach(() => dir.cleanup());
+
+const text = Buffer.from('a compressible line of a log file\n'.repeat(130_000));
+
+describe('chunk store', () => {
+  it.each(['lz4', 'deflate', 'none'] as const)(
+    'stores, dedupes and verifies chunks with %s',
+    async (codec) => {
+      const store = new ChunkStore(join(dir.path, 'chunks'), { codec });
+      await store.init();
+      const hash = sha256Hex(text);
+      const first = await store.put(hash, text);
+      expect(first.written).toBeGreaterThan(0);
+      if (codec !== 'none') expect(first.written).toBeLessThan(text.length / 4);
+      expect((await store.put(hash, text)).written).toBe(0);
+      expect((await store.get(hash)).equals(text)).toBe(true);
+      expect((await stat(store.pathOf(hash))).isFile()).toBe(true);
+      expect(store.pathOf(hash)).toContain(`/chunks/${hash.slice(0, 2)}/${hash}`);
+    },
+  );
+
+  it('stores incompressible chunks raw', async () => {
+    const store = new ChunkStore(join(dir.path, 'chunks'));
+    await store.init();
+    const random = randomBytes(4 * 1024 * 1024);
+    const { written } = await store.put(sha256Hex(random), random);
+    expect(written).toBe(random.length + 12);
+  });
+
+  it('detects damaged and missing chunks on read', async () => {
+    const store = new ChunkStore(join(dir.path, 'chunks'));
+    await store.init();
+    const hash = sha256Hex(text);
+    await store.put(hash, text);
+    const file = await readFile(store.pathOf(hash));
+    file[file.length - 10]! ^= 0xff;
+    await writeFile(store.pathOf(hash), file);
+    const damaged = await store.get(hash).catch((e) => e);
+    expect(isBackyError(damaged, 'CHUNK_CORRUPT')).toBe(true);
+    expect(damaged.message).toContain(hash);
+    const missing = await store.get('0'.repeat(63) + '1').catch((e) => e);
+    expect(isBackyError(missing, 'CHUNK_MISSING')).toBe(true);
+  });
+
+  it('rewrites an existing chunk when asked (healing after distrust)', async () => {
+    const store = new ChunkStore(join(dir.path, 'chunks'));
+    await store.init();
+    const hash = sha256Hex(text);
+    await store.put(hash, text);
+    await writeFile(store.pathOf(hash), 'garbage');
+    expect((await store.put(hash, text)).written).toBe(0);
+    expect((await store.put(hash, text, { rewrite: true })).written).toBeGreaterThan(0);
+    expect((await store.get(hash)).equals(text)).toBe(true);
+  });
+
+  it('keeps a registry of archives and leaves no temp files', async () => {
+    const store = new ChunkStore(join(dir.path, 'chunks'));
+    await store.init();
+    await store.register(join(dir.path, 'a'));
+    await store.register(join(dir.path, 'b'));
+    await store.register(join(dir.path, 'a'));
+    expect(await store.registeredArchives()).toEqual([join(dir.path, 'a'), join(dir.path, 'b')]);
+    await store.put(sha256Hex(text), text);
+    const fan = await readdir(join(dir.path, 'chunks', sha256Hex(text).slice(0, 2)));
+    expect(fan).toEqual([sha256Hex(text)]);
+  });
+});
+
+describe('chunk map', () => {
+  it('round-trips and detects damage', () => {
+    const map = new ChunkMap(10 * 1024 * 1024 + 5);
+    expect(map.chunkCount).toBe(3);
+    expect(map.chunkLength(2)).toBe(2 * 1024 * 1024 + 5);
+    map.set(1, sha256Hex(text));
+    const copy = ChunkMap.deserialize(map.serialize());
+    expect(copy.get(0)).toBeNull();
+    expect(copy.get(1)).toBe(sha256Hex(text));
+    expect(copy.size).toBe(map.size);
+    const bytes = map.serialize();
+    bytes[40]! ^= 1;
+    expect(() => ChunkMap.deserialize(bytes)).toThrowError(/damaged/);
+    expect(() => ChunkMap.deserialize(Buffer.from('nope'))).toThrowError(/not a backy chunk map/);
+  });
+
+  it('resizes keeping existing entries', () => {
+    const map = new ChunkMap(8 * 1024 * 1024);
+    map.set(1, sha256Hex(text));
+    map.resize(20 * 1024 * 1024);
+    expect(map.chunkCount).toBe(5);
+    expect(map.get(1)).toBe(sha256Hex(text));
+    map.resize(1);
+    expect(map.chunkCount).toBe(1);
+  });
+
+  it('recognises zero data', () => {
+    expect(isAllZero(Buffer.alloc(9 * 1024 * 1024))).toBe(true);
+    const b = Buffer.alloc(9 * 1024 * 1024);
+    b[b.length - 1] = 1;
+    expect(isAllZero(b)).toBe(false);
+  });
+});
