@@ -2,7 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ChunkedRevisionReader, ChunkedRevisionWriter, ChunkMap, ChunkStore, type RevisionReader } from '@backy/core';
+import {
+  ChunkedRevisionReader,
+  ChunkedRevisionWriter,
+  type ChunkMap,
+  ChunkStore,
+  type RevisionReader,
+} from '@backy/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyRawImage, applyRbdDiff } from './apply-diff.js';
 import { encodeRbdDiff, parseRbdDiff, type RbdDiffRecord } from './diff-stream.js';
@@ -60,13 +66,28 @@ function applyToBuffer(base: Buffer, records: RbdDiffRecord[]): Buffer {
 }
 
 async function apply(base: ChunkedRevisionReader, records: RbdDiffRecord[], pieceSize = 7) {
-  const writer = new ChunkedRevisionWriter(store, join(dir, `rev-${seq++}.map`), { parentMap: base.map, chunkSize: CHUNK });
+  const writer = new ChunkedRevisionWriter(store, join(dir, `rev-${seq++}.map`), {
+    parentMap: base.map,
+    chunkSize: CHUNK,
+  });
   const { reader, reads } = counting(base);
   const stream = encodeRbdDiff(records);
-  const pieces = Array.from({ length: Math.ceil(stream.length / pieceSize) }, (_, i) => stream.subarray(i * pieceSize, (i + 1) * pieceSize));
-  const result = await applyRbdDiff(parseRbdDiff(pieces), { writer, base: reader, expectFrom: 'a', expectTo: 'b' });
+  const pieces = Array.from({ length: Math.ceil(stream.length / pieceSize) }, (_, i) =>
+    stream.subarray(i * pieceSize, (i + 1) * pieceSize),
+  );
+  const result = await applyRbdDiff(parseRbdDiff(pieces), {
+    writer,
+    base: reader,
+    expectFrom: 'a',
+    expectTo: 'b',
+  });
   const map: ChunkMap = await writer.seal();
-  return { result, reads, stats: writer.stats, content: await contentOf(new ChunkedRevisionReader(store, map)) };
+  return {
+    result,
+    reads,
+    stats: writer.stats,
+    content: await contentOf(new ChunkedRevisionReader(store, map)),
+  };
 }
 
 const diff = (size: number, ...records: RbdDiffRecord[]): RbdDiffRecord[] => [
@@ -123,7 +144,11 @@ describe('applyRbdDiff', () => {
   it('grows the revision with a size record; new space reads as zeros', async () => {
     const initial = randomBytes(CHUNK * 2 + 10);
     const base = await revisionOf(initial);
-    const records = diff(CHUNK * 5, { type: 'data', offset: CHUNK * 2 + 20, data: Buffer.from('grown') }, { type: 'data', offset: CHUNK * 4 + 1, data: Buffer.from('far') });
+    const records = diff(
+      CHUNK * 5,
+      { type: 'data', offset: CHUNK * 2 + 20, data: Buffer.from('grown') },
+      { type: 'data', offset: CHUNK * 4 + 1, data: Buffer.from('far') },
+    );
     const { content, result } = await apply(base, records);
     expect(result.size).toBe(CHUNK * 5);
     expect(content.equals(applyToBuffer(initial, records))).toBe(true);
@@ -132,7 +157,10 @@ describe('applyRbdDiff', () => {
   it('shrinks the revision with a size record, also when the diff does not touch the new last chunk', async () => {
     const initial = randomBytes(CHUNK * 4);
     const base = await revisionOf(initial);
-    for (const records of [diff(CHUNK * 2 + 5), diff(CHUNK * 2 + 5, { type: 'data', offset: CHUNK * 2 + 1, data: Buffer.from('x') })]) {
+    for (const records of [
+      diff(CHUNK * 2 + 5),
+      diff(CHUNK * 2 + 5, { type: 'data', offset: CHUNK * 2 + 1, data: Buffer.from('x') }),
+    ]) {
       const { content } = await apply(base, records);
       expect(content.length).toBe(CHUNK * 2 + 5);
       expect(content.equals(applyToBuffer(initial, records))).toBe(true);
@@ -152,7 +180,11 @@ describe('applyRbdDiff', () => {
         at += Math.floor(Math.random() * CHUNK);
         const length = 1 + Math.floor(Math.random() * CHUNK * 1.5);
         if (at + length > size) break;
-        records.push(Math.random() < 0.6 ? { type: 'data', offset: at, data: randomBytes(length) } : { type: 'zero', offset: at, length });
+        records.push(
+          Math.random() < 0.6
+            ? { type: 'data', offset: at, data: randomBytes(length) }
+            : { type: 'zero', offset: at, length },
+        );
         at += length;
       }
       const all = diff(size, ...records);
@@ -164,15 +196,27 @@ describe('applyRbdDiff', () => {
 
   it('refuses a diff between other snapshots than expected', async () => {
     const base = await revisionOf(randomBytes(CHUNK));
-    const records: RbdDiffRecord[] = [{ type: 'from-snap', name: 'x' }, { type: 'to-snap', name: 'b' }, { type: 'size', size: CHUNK }, { type: 'end' }];
-    await expect(apply(base, records)).rejects.toThrow('rbd diff stream starts from snapshot "x", expected "a"');
+    const records: RbdDiffRecord[] = [
+      { type: 'from-snap', name: 'x' },
+      { type: 'to-snap', name: 'b' },
+      { type: 'size', size: CHUNK },
+      { type: 'end' },
+    ];
+    await expect(apply(base, records)).rejects.toThrow(
+      'rbd diff stream starts from snapshot "x", expected "a"',
+    );
   });
 });
 
 describe('applyRawImage', () => {
   it('rejects a short or long raw stream', async () => {
-    const writer = () => new ChunkedRevisionWriter(store, join(dir, `raw-${seq++}.map`), { chunkSize: CHUNK });
-    await expect(applyRawImage([randomBytes(100)], { writer: writer(), size: 130 })).rejects.toThrow('truncated rbd export stream: got 100 of 130 bytes');
-    await expect(applyRawImage([randomBytes(140)], { writer: writer(), size: 130 })).rejects.toThrow('more than the image size of 130 bytes');
+    const writer = () =>
+      new ChunkedRevisionWriter(store, join(dir, `raw-${seq++}.map`), { chunkSize: CHUNK });
+    await expect(applyRawImage([randomBytes(100)], { writer: writer(), size: 130 })).rejects.toThrow(
+      'truncated rbd export stream: got 100 of 130 bytes',
+    );
+    await expect(applyRawImage([randomBytes(140)], { writer: writer(), size: 130 })).rejects.toThrow(
+      'more than the image size of 130 bytes',
+    );
   });
 });

@@ -43,10 +43,20 @@ interface OpenChunk {
  * overwritten), patched once and written once; zero records make zero chunks; the size record resizes
  * the revision; untouched chunks are kept from the parent.
  */
-export async function applyRbdDiff(records: AsyncIterable<RbdDiffRecord>, options: ApplyDiffOptions): Promise<ApplyDiffResult> {
+export async function applyRbdDiff(
+  records: AsyncIterable<RbdDiffRecord>,
+  options: ApplyDiffOptions,
+): Promise<ApplyDiffResult> {
   const { writer, base } = options;
   const chunkSize = writer.chunkSize;
-  const result: ApplyDiffResult = { size: 0, chunksChanged: 0, chunksPatched: 0, chunksKept: 0, bytesData: 0, bytesZeroed: 0 };
+  const result: ApplyDiffResult = {
+    size: 0,
+    chunksChanged: 0,
+    chunksPatched: 0,
+    chunksKept: 0,
+    bytesData: 0,
+    bytesZeroed: 0,
+  };
   let size: number | null = null;
   let ended = false;
   let current: OpenChunk | null = null;
@@ -75,11 +85,15 @@ export async function applyRbdDiff(records: AsyncIterable<RbdDiffRecord>, option
         if (start > at) gaps.push([at, start]);
         at = end;
       }
-      const baseLength = base != null && chunk.index < base.chunkCount && !base.isZero(chunk.index) ? base.chunkLength(chunk.index) : 0;
+      const baseLength =
+        base != null && chunk.index < base.chunkCount && !base.isZero(chunk.index)
+          ? base.chunkLength(chunk.index)
+          : 0;
       if (gaps.some(([start]) => start < baseLength)) {
         const old = await base!.read(chunk.index);
         result.chunksPatched++;
-        for (const [start, end] of gaps) if (start < old.length) old.copy(buffer, start, start, Math.min(end, old.length));
+        for (const [start, end] of gaps)
+          if (start < old.length) old.copy(buffer, start, start, Math.min(end, old.length));
       }
       await writer.write(chunk.index, buffer);
     }
@@ -90,7 +104,11 @@ export async function applyRbdDiff(records: AsyncIterable<RbdDiffRecord>, option
   const open = async (index: number): Promise<OpenChunk> => {
     if (current?.index === index) return current;
     if (current != null) {
-      if (index < current.index) throw new BackyError('SOURCE_FAILED', `rbd diff stream is not ordered (chunk ${index} after chunk ${current.index})`);
+      if (index < current.index)
+        throw new BackyError(
+          'SOURCE_FAILED',
+          `rbd diff stream is not ordered (chunk ${index} after chunk ${current.index})`,
+        );
       await close(current);
       current = null;
     }
@@ -111,12 +129,18 @@ export async function applyRbdDiff(records: AsyncIterable<RbdDiffRecord>, option
     switch (record.type) {
       case 'from-snap':
         if (options.expectFrom !== undefined && record.name !== (options.expectFrom ?? '')) {
-          throw new BackyError('SOURCE_FAILED', `rbd diff stream starts from snapshot ${JSON.stringify(record.name)}, expected ${JSON.stringify(options.expectFrom)}`);
+          throw new BackyError(
+            'SOURCE_FAILED',
+            `rbd diff stream starts from snapshot ${JSON.stringify(record.name)}, expected ${JSON.stringify(options.expectFrom)}`,
+          );
         }
         break;
       case 'to-snap':
         if (options.expectTo != null && record.name !== options.expectTo) {
-          throw new BackyError('SOURCE_FAILED', `rbd diff stream ends at snapshot ${JSON.stringify(record.name)}, expected ${JSON.stringify(options.expectTo)}`);
+          throw new BackyError(
+            'SOURCE_FAILED',
+            `rbd diff stream ends at snapshot ${JSON.stringify(record.name)}, expected ${JSON.stringify(options.expectTo)}`,
+          );
         }
         break;
       case 'size':
@@ -163,7 +187,8 @@ export async function applyRbdDiff(records: AsyncIterable<RbdDiffRecord>, option
         break;
     }
   }
-  if (!ended || size == null) throw new BackyError('SOURCE_FAILED', 'rbd diff stream ended without its end record');
+  if (!ended || size == null)
+    throw new BackyError('SOURCE_FAILED', 'rbd diff stream ended without its end record');
   if (current != null) await close(current);
   keepUpTo(writer.chunkCount);
   result.size = size;
@@ -176,8 +201,14 @@ export async function applyRbdDiff(records: AsyncIterable<RbdDiffRecord>, option
  * the stream is shorter or longer than `size`.
  */
 export async function applyRawImage(
-  input: AsyncIterable<Buffer>,
-  options: { writer: RevisionWriter; size: number; signal?: AbortSignal; onData?(bytes: number): void; onProgress?(done: number, size: number): void },
+  input: AsyncIterable<Buffer> | Iterable<Buffer>,
+  options: {
+    writer: RevisionWriter;
+    size: number;
+    signal?: AbortSignal;
+    onData?(bytes: number): void;
+    onProgress?(done: number, size: number): void;
+  },
 ): Promise<void> {
   const { writer, size } = options;
   await writer.resize(size);
@@ -190,7 +221,10 @@ export async function applyRawImage(
     let at = 0;
     while (at < piece.length) {
       if (index >= writer.chunkCount) {
-        throw new BackyError('SOURCE_FAILED', `rbd export produced more than the image size of ${size} bytes`);
+        throw new BackyError(
+          'SOURCE_FAILED',
+          `rbd export produced more than the image size of ${size} bytes`,
+        );
       }
       buffer ??= Buffer.allocUnsafe(writer.chunkLength(index));
       const n = Math.min(buffer.length - filled, piece.length - at);
@@ -208,5 +242,6 @@ export async function applyRawImage(
     options.onData?.(piece.length);
     options.onProgress?.(total, size);
   }
-  if (total !== size) throw new BackyError('SOURCE_FAILED', `truncated rbd export stream: got ${total} of ${size} bytes`);
+  if (total !== size)
+    throw new BackyError('SOURCE_FAILED', `truncated rbd export stream: got ${total} of ${size} bytes`);
 }

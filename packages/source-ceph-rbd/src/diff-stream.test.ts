@@ -12,7 +12,8 @@ const u32 = (value: number) => {
   return b;
 };
 const header = Buffer.from('rbd diff v1\n');
-const bytes = (...parts: (string | Buffer)[]) => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : p)));
+const bytes = (...parts: (string | Buffer)[]) =>
+  Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : p)));
 
 /** Feeds `input` to a parser in pieces of `step` bytes; joins consecutive data pieces of one record. */
 function parseInSteps(input: Buffer, step: number): { records: RbdDiffRecord[]; maxPiece: number } {
@@ -89,14 +90,20 @@ describe('RbdDiffParser', () => {
   });
 
   it('accepts a diff without a from-snap (a full export-diff) and empty snapshot names', () => {
-    const records: RbdDiffRecord[] = [{ type: 'to-snap', name: '' }, { type: 'size', size: 0 }, { type: 'end' }];
+    const records: RbdDiffRecord[] = [
+      { type: 'to-snap', name: '' },
+      { type: 'size', size: 0 },
+      { type: 'end' },
+    ];
     expect(parseInSteps(encodeRbdDiff(records), 5).records).toEqual(records);
   });
 
   it('reports a stream cut anywhere before its end record as truncated', () => {
     const input = encodeRbdDiff(sample);
     for (let cut = 0; cut < input.length; cut++) {
-      expect(() => parseInSteps(input.subarray(0, cut), 17), `cut at ${cut}`).toThrow(/^truncated rbd diff stream: input ended at byte \d+/);
+      expect(() => parseInSteps(input.subarray(0, cut), 17), `cut at ${cut}`).toThrow(
+        /^truncated rbd diff stream: input ended at byte \d+/,
+      );
     }
   });
 
@@ -104,14 +111,38 @@ describe('RbdDiffParser', () => {
     ['a foreign header', bytes('rbd image v2\n', 'e'), /not an rbd diff v1 stream/],
     ['the v2 format', bytes('rbd diff v2\n', 'e'), /unsupported rbd diff stream version "rbd diff v2"/],
     ['an unknown tag', bytes(header, 's', u64(10), 'x'), /at byte 21: unknown record tag 0x78/],
-    ['data before the size', bytes(header, 'w', u64(0), u64(1), 'a', 'e'), /data record 'w' before the size record/],
-    ['a record beyond the image', bytes(header, 's', u64(10), 'w', u64(8), u64(4), 'abcd', 'e'), /extends beyond the image size 10/],
-    ['overlapping records', bytes(header, 's', u64(10), 'z', u64(0), u64(5), 'z', u64(4), u64(2), 'e'), /overlaps or precedes/],
-    ['out-of-order records', bytes(header, 's', u64(10), 'z', u64(5), u64(1), 'z', u64(0), u64(1), 'e'), /overlaps or precedes/],
-    ['metadata after data', bytes(header, 's', u64(10), 'z', u64(0), u64(1), 't', u32(1), 'x', 'e'), /metadata record 't' after data records/],
+    [
+      'data before the size',
+      bytes(header, 'w', u64(0), u64(1), 'a', 'e'),
+      /data record 'w' before the size record/,
+    ],
+    [
+      'a record beyond the image',
+      bytes(header, 's', u64(10), 'w', u64(8), u64(4), 'abcd', 'e'),
+      /extends beyond the image size 10/,
+    ],
+    [
+      'overlapping records',
+      bytes(header, 's', u64(10), 'z', u64(0), u64(5), 'z', u64(4), u64(2), 'e'),
+      /overlaps or precedes/,
+    ],
+    [
+      'out-of-order records',
+      bytes(header, 's', u64(10), 'z', u64(5), u64(1), 'z', u64(0), u64(1), 'e'),
+      /overlaps or precedes/,
+    ],
+    [
+      'metadata after data',
+      bytes(header, 's', u64(10), 'z', u64(0), u64(1), 't', u32(1), 'x', 'e'),
+      /metadata record 't' after data records/,
+    ],
     ['a second size record', bytes(header, 's', u64(10), 's', u64(20), 'e'), /second size record/],
     ['an absurd name length', bytes(header, 'f', u32(1 << 30)), /snapshot name of 1073741824 bytes/],
-    ['an offset beyond 2^53', bytes(header, 's', u64(2n ** 60n)), /image size 1152921504606846976 is out of range/],
+    [
+      'an offset beyond 2^53',
+      bytes(header, 's', u64(2n ** 60n)),
+      /image size 1152921504606846976 is out of range/,
+    ],
     ['bytes after the end record', bytes(header, 's', u64(0), 'e', 'junk'), /data after the end record/],
   ])('rejects %s', (_what, input, message) => {
     expect(() => parseInSteps(input, 3)).toThrow(message);

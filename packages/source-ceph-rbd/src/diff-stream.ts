@@ -86,8 +86,16 @@ export class RbdDiffParser {
   /** Call at the end of the input: throws unless the stream ended with its end record. */
   finish(): void {
     if (this.state === 'done') return;
-    const where = this.state === 'header' ? 'in the header' : this.state === 'payload' ? 'inside a data record' : 'before the end record';
-    throw new BackyError('SOURCE_FAILED', `truncated rbd diff stream: input ended at byte ${this.position} ${where}`);
+    const where =
+      this.state === 'header'
+        ? 'in the header'
+        : this.state === 'payload'
+          ? 'inside a data record'
+          : 'before the end record';
+    throw new BackyError(
+      'SOURCE_FAILED',
+      `truncated rbd diff stream: input ended at byte ${this.position} ${where}`,
+    );
   }
 
   private expect(state: State, need: number): void {
@@ -103,7 +111,8 @@ export class RbdDiffParser {
 
   private readU64(offset: number, what: string): number {
     const value = this.field.readBigUInt64LE(offset);
-    if (value > BigInt(Number.MAX_SAFE_INTEGER)) throw malformed(this.fieldStart + offset, `${what} ${value} is out of range`);
+    if (value > BigInt(Number.MAX_SAFE_INTEGER))
+      throw malformed(this.fieldStart + offset, `${what} ${value} is out of range`);
     return Number(value);
   }
 
@@ -113,7 +122,10 @@ export class RbdDiffParser {
         if (!this.field.subarray(0, HEADER.length).equals(HEADER)) {
           const seen = this.field.subarray(0, HEADER.length).toString('latin1');
           if (seen.startsWith('rbd diff v')) {
-            throw new BackyError('SOURCE_FAILED', `unsupported rbd diff stream version ${JSON.stringify(seen.trim())}; expected "rbd diff v1"`);
+            throw new BackyError(
+              'SOURCE_FAILED',
+              `unsupported rbd diff stream version ${JSON.stringify(seen.trim())}; expected "rbd diff v1"`,
+            );
           }
           throw malformed(0, `not an rbd diff v1 stream (starts with ${JSON.stringify(seen)})`);
         }
@@ -129,13 +141,15 @@ export class RbdDiffParser {
         if (tag === 'f' || tag === 't') this.expect('name-length', 4);
         else if (tag === 's') this.expect('size', 8);
         else if (tag === 'w' || tag === 'z') {
-          if (this.size == null) throw malformed(this.fieldStart, `data record '${tag}' before the size record`);
+          if (this.size == null)
+            throw malformed(this.fieldStart, `data record '${tag}' before the size record`);
           this.sawData = true;
           this.expect('extent', 16);
         } else if (tag === 'e') {
           records.push({ type: 'end' });
           this.expect('done', 0);
-        } else throw malformed(this.fieldStart, `unknown record tag 0x${this.tag.toString(16).padStart(2, '0')}`);
+        } else
+          throw malformed(this.fieldStart, `unknown record tag 0x${this.tag.toString(16).padStart(2, '0')}`);
         return;
       }
       case 'name-length': {
@@ -168,7 +182,10 @@ export class RbdDiffParser {
           throw malformed(start, `record [${offset}, +${length}) extends beyond the image size ${this.size}`);
         }
         if (offset < this.previousEnd) {
-          throw malformed(start, `record at offset ${offset} overlaps or precedes the previous one (ending at ${this.previousEnd})`);
+          throw malformed(
+            start,
+            `record at offset ${offset} overlaps or precedes the previous one (ending at ${this.previousEnd})`,
+          );
         }
         this.previousEnd = offset + length;
         if (this.tag === 0x7a) {
@@ -191,10 +208,17 @@ export class RbdDiffParser {
 }
 
 /** Parses an rbd diff v1 stream from an async byte source, yielding records as they complete. */
-export async function* parseRbdDiff(input: AsyncIterable<Buffer | Uint8Array | string>): AsyncGenerator<RbdDiffRecord> {
+export async function* parseRbdDiff(
+  input: AsyncIterable<Buffer | Uint8Array | string> | Iterable<Buffer | Uint8Array | string>,
+): AsyncGenerator<RbdDiffRecord> {
   const parser = new RbdDiffParser();
   for await (const chunk of input) {
-    const buffer = typeof chunk === 'string' ? Buffer.from(chunk, 'latin1') : Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    const buffer =
+      typeof chunk === 'string'
+        ? Buffer.from(chunk, 'latin1')
+        : Buffer.isBuffer(chunk)
+          ? chunk
+          : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     yield* parser.push(buffer);
   }
   parser.finish();

@@ -2,8 +2,14 @@ import { BackyError, defineSource } from '@backy/core';
 import { Rbd } from './rbd.js';
 import { createRbdSource, type RbdSourceOptions, rbdSourceOptions } from './source.js';
 
-export { applyRawImage, applyRbdDiff, type ApplyDiffOptions, type ApplyDiffResult } from './apply-diff.js';
-export { encodeRbdDiff, parseRbdDiff, RBD_DIFF_V1_HEADER, RbdDiffParser, type RbdDiffRecord } from './diff-stream.js';
+export { type ApplyDiffOptions, type ApplyDiffResult, applyRawImage, applyRbdDiff } from './apply-diff.js';
+export {
+  encodeRbdDiff,
+  parseRbdDiff,
+  RBD_DIFF_V1_HEADER,
+  RbdDiffParser,
+  type RbdDiffRecord,
+} from './diff-stream.js';
 export {
   type CephClientOptions,
   imageSpec,
@@ -29,7 +35,10 @@ export {
 export function parseImageArgument(argument: string): { pool: string; image: string } {
   const match = /^([^/@\s]+)\/([^/@\s]+)$/.exec(argument.trim());
   if (match == null) {
-    throw new BackyError('USAGE', `expected POOL/IMAGE for a ceph-rbd source (e.g. rbd/vm01.root), got ${JSON.stringify(argument)}`);
+    throw new BackyError(
+      'USAGE',
+      `expected POOL/IMAGE for a ceph-rbd source (e.g. rbd/vm01.root), got ${JSON.stringify(argument)}`,
+    );
   }
   return { pool: match[1]!, image: match[2]! };
 }
@@ -43,7 +52,9 @@ export default defineSource<RbdSourceOptions>({
   async checkInit(options) {
     const rbd = new Rbd({ conf: options.conf, id: options.id, keyring: options.keyring });
     try {
-      return (await rbd.imageExists(options.pool, options.image)) ? [] : [`RBD image ${options.pool}/${options.image} does not exist (yet)`];
+      return (await rbd.imageExists(options.pool, options.image))
+        ? []
+        : [`RBD image ${options.pool}/${options.image} does not exist (yet)`];
     } catch (error) {
       return [`cannot check RBD image ${options.pool}/${options.image}: ${(error as Error).message}`];
     }

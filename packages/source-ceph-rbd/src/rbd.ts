@@ -64,6 +64,7 @@ export class RbdError extends BackyError {
 }
 
 const STDERR_LIMIT = 16 * 1024;
+const wholeObjectSupport = new Map<string, Promise<boolean>>();
 const LOG_LINE = /^\d{4}-\d\d-\d\d[T ][\d:.]+[+-]\d{4} [0-9a-f]+ +-?\d+ /;
 
 /** The most telling line of rbd's error output, on one line: rbd's own `rbd: …` message if there is one. */
@@ -79,7 +80,8 @@ export function summarizeStderr(stderr: string): string {
 
 /** Errors that mean the cluster or the image cannot be reached, as opposed to a failure while working. */
 function classify(stderr: string): BackyErrorCode {
-  if (/\((2|108|110|111|113)\) |timed out|monclient|error connecting to the cluster/i.test(stderr)) return 'SOURCE_UNAVAILABLE';
+  if (/\((2|108|110|111|113)\) |timed out|monclient|error connecting to the cluster/i.test(stderr))
+    return 'SOURCE_UNAVAILABLE';
   return 'SOURCE_FAILED';
 }
 
@@ -99,7 +101,6 @@ export class Rbd {
   readonly binary: string;
   private readonly timeoutMs: number;
   private readonly idleTimeoutMs: number;
-  private wholeObject: Promise<boolean> | null = null;
 
   constructor(private readonly options: RbdOptions = {}) {
     this.binary = options.binary ?? 'rbd';
@@ -168,21 +169,42 @@ export class Rbd {
   }
 
   /** Turns a finished run into an error, or null if it succeeded. */
-  private failure(running: Running, status: { code: number | null; signal: NodeJS.Signals | null }, what: string, cause?: unknown): RbdError | null {
+  private failure(
+    running: Running,
+    status: { code: number | null; signal: NodeJS.Signals | null },
+    what: string,
+    cause?: unknown,
+  ): RbdError | null {
     const { spawnError } = running;
     if (spawnError != null) {
-      const why = spawnError.code === 'ENOENT' ? `${this.binary} not found (is ceph-common installed?)` : `cannot run ${this.binary}: ${spawnError.message}`;
+      const why =
+        spawnError.code === 'ENOENT'
+          ? `${this.binary} not found (is ceph-common installed?)`
+          : `cannot run ${this.binary}: ${spawnError.message}`;
       return new RbdError('SOURCE_UNAVAILABLE', `${what}: ${why}`, null, '', { cause: spawnError });
     }
-    if (running.killedBecause === 'aborted') return new RbdError('ABORTED', `${what}: aborted`, status.code, running.stderr(), { cause });
+    if (running.killedBecause === 'aborted')
+      return new RbdError('ABORTED', `${what}: aborted`, status.code, running.stderr(), { cause });
     if (running.killedBecause != null && running.killedBecause !== 'consumer') {
-      return new RbdError('SOURCE_UNAVAILABLE', `${what}: ${running.killedBecause}`, status.code, running.stderr(), { cause });
+      return new RbdError(
+        'SOURCE_UNAVAILABLE',
+        `${what}: ${running.killedBecause}`,
+        status.code,
+        running.stderr(),
+        { cause },
+      );
     }
     if (status.code === 0) return null;
     const stderr = running.stderr();
     const how = status.code != null ? `exit status ${status.code}` : `killed by ${status.signal}`;
     const detail = summarizeStderr(stderr);
-    return new RbdError(classify(stderr), `${what} failed (${how})${detail ? `: ${detail}` : ''}`, status.code, stderr, { cause });
+    return new RbdError(
+      classify(stderr),
+      `${what} failed (${how})${detail ? `: ${detail}` : ''}`,
+      status.code,
+      stderr,
+      { cause },
+    );
   }
 
   /** Runs an rbd command to completion and returns its standard output. */
@@ -196,7 +218,7 @@ export class Rbd {
       stdout += text;
     });
     const timeoutMs = options.timeoutMs ?? this.timeoutMs;
-    const timer = setTimeout(() => running.kill(`timed out after ${Math.round(timeoutMs / 1000)} s`), timeoutMs);
+    const timer = setTimeout(() => running.kill(`timed out after ${seconds(timeoutMs)}`), timeoutMs);
     const status = await running.exit;
     clearTimeout(timer);
     const error = this.failure(running, status, what);
@@ -219,7 +241,7 @@ export class Rbd {
     options.signal?.throwIfAborted();
     const running = this.start(args, options.signal);
     const idle = this.idleTimeoutMs;
-    let timer = setTimeout(() => running.kill(`no data for ${Math.round(idle / 1000)} s`), idle);
+    let timer = setTimeout(() => running.kill(`no data for ${seconds(idle)}`), idle);
     const stdout = running.child.stdout!;
     async function* watched(): AsyncGenerator<Buffer> {
       for await (const chunk of stdout) {
@@ -232,7 +254,10 @@ export class Rbd {
       result = await consume(watched());
     } catch (error) {
       // Did rbd fail (and so cut the stream short)? Give it a moment to exit before blaming the stream.
-      const status = await Promise.race([running.exit, new Promise<null>((resolve) => setTimeout(resolve, 3000, null))]);
+      const status = await Promise.race([
+        running.exit,
+        new Promise<null>((resolve) => setTimeout(resolve, 3000, null)),
+      ]);
       clearTimeout(timer);
       if (status != null) {
         const failure = this.failure(running, status, what, error);
@@ -251,7 +276,10 @@ export class Rbd {
       await running.exit;
       return result;
     }
-    timer = setTimeout(() => running.kill(`did not exit ${Math.round(this.timeoutMs / 1000)} s after its output ended`), this.timeoutMs);
+    timer = setTimeout(
+      () => running.kill(`did not exit ${seconds(this.timeoutMs)} after its output ended`),
+      this.timeoutMs,
+    );
     const status = await running.exit;
     clearTimeout(timer);
     const failure = this.failure(running, status, what);
@@ -259,10 +287,23 @@ export class Rbd {
     return result;
   }
 
-  async info(pool: string, image: string, snapshot?: string | null, signal?: AbortSignal): Promise<RbdImageInfo> {
+  async info(
+    pool: string,
+    image: string,
+    snapshot?: string | null,
+    signal?: AbortSignal,
+  ): Promise<RbdImageInfo> {
     const out = await this.run(['info', '--format', 'json', imageSpec(pool, image, snapshot)], { signal });
-    const parsed = parseJson(out, 'rbd info') as { size?: unknown; object_size?: unknown; features?: unknown };
-    if (typeof parsed.size !== 'number') throw new BackyError('SOURCE_FAILED', `rbd info ${imageSpec(pool, image, snapshot)}: no size in its output`);
+    const parsed = parseJson(out, 'rbd info') as {
+      size?: unknown;
+      object_size?: unknown;
+      features?: unknown;
+    };
+    if (typeof parsed.size !== 'number')
+      throw new BackyError(
+        'SOURCE_FAILED',
+        `rbd info ${imageSpec(pool, image, snapshot)}: no size in its output`,
+      );
     return {
       size: parsed.size,
       objectSize: typeof parsed.object_size === 'number' ? parsed.object_size : 0,
@@ -288,7 +329,8 @@ export class Rbd {
   async snapList(pool: string, image: string, signal?: AbortSignal): Promise<RbdSnapshot[]> {
     const out = await this.run(['snap', 'ls', '--format', 'json', imageSpec(pool, image)], { signal });
     const parsed = parseJson(out, 'rbd snap ls');
-    if (!Array.isArray(parsed)) throw new BackyError('SOURCE_FAILED', `rbd snap ls ${imageSpec(pool, image)}: unexpected output`);
+    if (!Array.isArray(parsed))
+      throw new BackyError('SOURCE_FAILED', `rbd snap ls ${imageSpec(pool, image)}: unexpected output`);
     return parsed.map((s: Record<string, unknown>) => ({
       id: Number(s.id),
       name: String(s.name),
@@ -308,18 +350,29 @@ export class Rbd {
     await this.run(['snap', 'rm', '--no-progress', imageSpec(pool, image, snapshot)], { signal });
   }
 
-  /** Whether this rbd's export-diff knows `--whole-object` (asked once). */
+  /** Whether this rbd's export-diff knows `--whole-object` (asked once per executable). */
   supportsWholeObject(): Promise<boolean> {
-    this.wholeObject ??= this.run(['help', 'export-diff'], { timeoutMs: 30_000 }).then(
-      (help) => help.includes('--whole-object'),
-      () => false,
-    );
-    return this.wholeObject;
+    let known = wholeObjectSupport.get(this.binary);
+    if (known == null) {
+      known = this.run(['help', 'export-diff'], { timeoutMs: 30_000 }).then(
+        (help) => help.includes('--whole-object'),
+        () => false,
+      );
+      wholeObjectSupport.set(this.binary, known);
+    }
+    return known;
   }
 
   /** Streams `rbd export-diff [--from-snap FROM] [--whole-object] POOL/IMAGE@SNAP -` into `consume`. */
   async exportDiff<T>(
-    args: { pool: string; image: string; snapshot: string; fromSnapshot?: string | null; wholeObject?: boolean; signal?: AbortSignal },
+    args: {
+      pool: string;
+      image: string;
+      snapshot: string;
+      fromSnapshot?: string | null;
+      wholeObject?: boolean;
+      signal?: AbortSignal;
+    },
     consume: (stdout: AsyncIterable<Buffer>) => Promise<T>,
   ): Promise<T> {
     const argv = ['export-diff', '--no-progress'];
@@ -334,7 +387,11 @@ export class Rbd {
     args: { pool: string; image: string; snapshot: string; signal?: AbortSignal },
     consume: (stdout: AsyncIterable<Buffer>) => Promise<T>,
   ): Promise<T> {
-    return this.stream(['export', '--no-progress', imageSpec(args.pool, args.image, args.snapshot), '-'], consume, { signal: args.signal });
+    return this.stream(
+      ['export', '--no-progress', imageSpec(args.pool, args.image, args.snapshot), '-'],
+      consume,
+      { signal: args.signal },
+    );
   }
 }
 
@@ -342,6 +399,14 @@ function parseJson(text: string, what: string): unknown {
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw new BackyError('SOURCE_FAILED', `${what}: output is not JSON (${text.slice(0, 80).replace(/\s+/g, ' ')})`, { cause: error });
+    throw new BackyError(
+      'SOURCE_FAILED',
+      `${what}: output is not JSON (${text.slice(0, 80).replace(/\s+/g, ' ')})`,
+      { cause: error },
+    );
   }
+}
+
+function seconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(1))} s`;
 }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { BackyError } from '@backy/core';
-import { summarizeStderr, type CephClientOptions } from './rbd.js';
+import { type CephClientOptions, summarizeStderr } from './rbd.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -14,7 +14,12 @@ function escapeQemu(value: string): string {
 }
 
 /** qemu's legacy `rbd:pool/image@snap:conf=…:id=…:keyring=…` file name. */
-export function qemuRbdFilename(pool: string, image: string, snapshot: string, client: CephClientOptions): string {
+export function qemuRbdFilename(
+  pool: string,
+  image: string,
+  snapshot: string,
+  client: CephClientOptions,
+): string {
   let name = `rbd:${escapeQemu(pool)}/${escapeQemu(image)}@${escapeQemu(snapshot)}`;
   if (client.conf != null) name += `:conf=${escapeQemu(client.conf)}`;
   if (client.id != null) name += `:id=${escapeQemu(client.id)}`;
@@ -57,19 +62,35 @@ export class QemuImgChunkReader {
     try {
       await execFileAsync(
         this.binary,
-        ['dd', '-f', 'raw', '-O', 'raw', `bs=${this.chunkSize}`, `skip=${index}`, 'count=1', `if=${this.filename}`, `of=${out}`],
+        [
+          'dd',
+          '-f',
+          'raw',
+          '-O',
+          'raw',
+          `bs=${this.chunkSize}`,
+          `skip=${index}`,
+          'count=1',
+          `if=${this.filename}`,
+          `of=${out}`,
+        ],
         { timeout: this.timeoutMs, signal, maxBuffer: 1024 * 1024 },
       );
       const data = await readFile(out);
       if (data.length !== length) {
-        throw new BackyError('SOURCE_FAILED', `qemu-img dd read ${data.length} bytes of chunk ${index}, expected ${length}`);
+        throw new BackyError(
+          'SOURCE_FAILED',
+          `qemu-img dd read ${data.length} bytes of chunk ${index}, expected ${length}`,
+        );
       }
       return data;
     } catch (error) {
       if (error instanceof BackyError) throw error;
       const err = error as NodeJS.ErrnoException & { stderr?: string };
       const detail = summarizeStderr(err.stderr ?? '') || err.message;
-      throw new BackyError('SOURCE_FAILED', `qemu-img dd of chunk ${index} failed: ${detail}`, { cause: error });
+      throw new BackyError('SOURCE_FAILED', `qemu-img dd of chunk ${index} failed: ${detail}`, {
+        cause: error,
+      });
     } finally {
       await rm(out, { force: true });
     }

@@ -96,7 +96,11 @@ export function sampleIndexes(total: number, count: number, random: () => number
  * parent's chunks (or reads the whole snapshot with `rbd export`), verifies a sample of chunks through
  * qemu-img or `rbd export`, and removes older `backy-*` snapshots afterwards.
  */
-export function createRbdSource(options: RbdSourceOptions, env: SourceEnvironment, hooks: RbdSourceHooks = {}): BackupSource & { rbd: Rbd } {
+export function createRbdSource(
+  options: RbdSourceOptions,
+  env: SourceEnvironment,
+  hooks: RbdSourceHooks = {},
+): BackupSource & { rbd: Rbd } {
   const { pool, image } = options;
   const spec = imageSpec(pool, image);
   const rbd = new Rbd({
@@ -111,19 +115,28 @@ export function createRbdSource(options: RbdSourceOptions, env: SourceEnvironmen
   const runs = new Map<string, RunState>();
 
   /** Decides whether the backup can be a diff against the parent's snapshot, and says why not. */
-  async function diffBase(ctx: BackupContext, snapshots: RbdSnapshot[]): Promise<{ from: string } | { from: null; reason: string }> {
+  async function diffBase(
+    ctx: BackupContext,
+    snapshots: RbdSnapshot[],
+  ): Promise<{ from: string } | { from: null; reason: string }> {
     if (options['full-always']) return { from: null, reason: 'full-always is set' };
     if (ctx.parent == null) return { from: null, reason: 'no trusted parent revision' };
     const parent = ctx.parent.revision;
     const info = parent.source_info ?? {};
     if ((info.pool != null && info.pool !== pool) || (info.image != null && info.image !== image)) {
-      return { from: null, reason: `the parent revision was made from ${String(info.pool)}/${String(info.image)}` };
+      return {
+        from: null,
+        reason: `the parent revision was made from ${String(info.pool)}/${String(info.image)}`,
+      };
     }
     const from = typeof info.snapshot === 'string' ? info.snapshot : `${SNAPSHOT_PREFIX}${parent.uuid}`;
     const snap = snapshots.find((s) => s.name === from);
     if (snap == null) return { from: null, reason: `the parent's snapshot ${from} no longer exists` };
     if (snap.size !== ctx.parent.reader.size) {
-      return { from: null, reason: `the parent's snapshot ${from} has ${snap.size} bytes, the parent revision ${ctx.parent.reader.size}` };
+      return {
+        from: null,
+        reason: `the parent's snapshot ${from} has ${snap.size} bytes, the parent revision ${ctx.parent.reader.size}`,
+      };
     }
     return { from };
   }
@@ -138,28 +151,43 @@ export function createRbdSource(options: RbdSourceOptions, env: SourceEnvironmen
     ctx.remember({ pool, image, snapshot });
     const snapshots = await rbd.snapList(pool, image, signal);
     const snap = snapshots.find((s) => s.name === snapshot);
-    if (snap == null) throw new BackyError('SOURCE_FAILED', `snapshot ${imageSpec(pool, image, snapshot)} does not exist after it was made`);
+    if (snap == null)
+      throw new BackyError(
+        'SOURCE_FAILED',
+        `snapshot ${imageSpec(pool, image, snapshot)} does not exist after it was made`,
+      );
     const base = await diffBase(ctx, snapshots);
 
     if (base.from != null) {
       const wholeObject = await rbd.supportsWholeObject();
       log.info({ from: base.from, wholeObject }, 'incremental backup with rbd export-diff');
-      const result = await rbd.exportDiff({ pool, image, snapshot, fromSnapshot: base.from, wholeObject, signal }, (stdout) =>
-        applyRbdDiff(parseRbdDiff(stdout), {
-          writer,
-          base: ctx.parent!.reader,
-          expectFrom: base.from,
-          expectTo: snapshot,
-          signal,
-          onData: (bytes) => ctx.reportRead(bytes),
-          onProgress: (done, total) => ctx.progress(done, total),
-        }),
+      const result = await rbd.exportDiff(
+        { pool, image, snapshot, fromSnapshot: base.from, wholeObject, signal },
+        (stdout) =>
+          applyRbdDiff(parseRbdDiff(stdout), {
+            writer,
+            base: ctx.parent!.reader,
+            expectFrom: base.from,
+            expectTo: snapshot,
+            signal,
+            onData: (bytes) => ctx.reportRead(bytes),
+            onProgress: (done, total) => ctx.progress(done, total),
+          }),
       );
       if (result.size !== snap.size) {
-        throw new BackyError('SOURCE_FAILED', `rbd export-diff reported an image size of ${result.size}, the snapshot has ${snap.size}`);
+        throw new BackyError(
+          'SOURCE_FAILED',
+          `rbd export-diff reported an image size of ${result.size}, the snapshot has ${snap.size}`,
+        );
       }
       log.info(
-        { changed: result.chunksChanged, patched: result.chunksPatched, kept: result.chunksKept, data: result.bytesData, zeroed: result.bytesZeroed },
+        {
+          changed: result.chunksChanged,
+          patched: result.chunksPatched,
+          kept: result.chunksKept,
+          data: result.bytesData,
+          zeroed: result.bytesZeroed,
+        },
         'export-diff applied',
       );
       ctx.remember({ mode: 'diff', from_snapshot: base.from });
@@ -219,7 +247,11 @@ export function createRbdSource(options: RbdSourceOptions, env: SourceEnvironmen
       method = small && (await qemuImgSupportsRbd(hooks.qemuImgBinary)) ? 'qemu-img' : 'export';
     }
     if (method === 'qemu-img') {
-      const chunks = new QemuImgChunkReader(qemuRbdFilename(pool, image, snapshot, rbd.client), reader.chunkSize, hooks.qemuImgBinary);
+      const chunks = new QemuImgChunkReader(
+        qemuRbdFilename(pool, image, snapshot, rbd.client),
+        reader.chunkSize,
+        hooks.qemuImgBinary,
+      );
       try {
         while (pending.length > 0 && !overBudget()) {
           signal.throwIfAborted();
@@ -245,7 +277,15 @@ export function createRbdSource(options: RbdSourceOptions, env: SourceEnvironmen
       ok: mismatches.length === 0,
       mismatches,
     };
-    log.info({ ...result, mismatches: mismatches.slice(0, 20), sampled: sample.length, seconds: (Date.now() - started) / 1000 }, 'verified against the snapshot');
+    log.info(
+      {
+        ...result,
+        mismatches: mismatches.slice(0, 20),
+        sampled: sample.length,
+        seconds: (Date.now() - started) / 1000,
+      },
+      'verified against the snapshot',
+    );
     return result;
   }
 
@@ -290,12 +330,24 @@ export function createRbdSource(options: RbdSourceOptions, env: SourceEnvironmen
         offset += piece.length;
         if (next >= indexes.length) return;
       }
-      if (next < indexes.length) throw new BackyError('SOURCE_FAILED', `rbd export ended at byte ${offset}, before chunk ${indexes[next]}`);
+      if (next < indexes.length)
+        throw new BackyError(
+          'SOURCE_FAILED',
+          `rbd export ended at byte ${offset}, before chunk ${indexes[next]}`,
+        );
     });
     return indexes.slice(next);
   }
 
-  async function finish({ revision, success, logger }: { revision: { uuid: string }; success: boolean; logger: Logger }): Promise<void> {
+  async function finish({
+    revision,
+    success,
+    logger,
+  }: {
+    revision: { uuid: string };
+    success: boolean;
+    logger: Logger;
+  }): Promise<void> {
     const run = runs.get(revision.uuid);
     runs.delete(revision.uuid);
     if (run == null) return;
@@ -307,18 +359,26 @@ export function createRbdSource(options: RbdSourceOptions, env: SourceEnvironmen
         log.info({ snapshot }, why);
       } catch (error) {
         if (error instanceof RbdError && error.protectedSnapshot) {
-          log.warn({ snapshot }, `snapshot ${snapshot} is protected and was left in place; unprotect and remove it by hand`);
+          log.warn(
+            { snapshot },
+            `snapshot ${snapshot} is protected and was left in place; unprotect and remove it by hand`,
+          );
         } else {
-          log.warn({ snapshot, err: error }, `could not remove snapshot ${snapshot}: ${(error as Error).message}`);
+          log.warn(
+            { snapshot, err: error },
+            `could not remove snapshot ${snapshot}: ${(error as Error).message}`,
+          );
         }
       }
     };
     if (!success) {
-      if (snapshots.some((s) => s.name === run.snapshot)) await remove(run.snapshot, 'removed the snapshot of the failed backup');
+      if (snapshots.some((s) => s.name === run.snapshot))
+        await remove(run.snapshot, 'removed the snapshot of the failed backup');
       return;
     }
     for (const s of snapshots) {
-      if (s.name.startsWith(SNAPSHOT_PREFIX) && s.name !== run.snapshot) await remove(s.name, 'removed an older backy snapshot');
+      if (s.name.startsWith(SNAPSHOT_PREFIX) && s.name !== run.snapshot)
+        await remove(s.name, 'removed an older backy snapshot');
     }
   }
 

@@ -1,6 +1,18 @@
 import { testSource } from '@backy/core/testing';
 import { createRbdSource } from '../src/index.js';
-import { conf, createImage, exportImage, importDiffRaw, logger, POOL, rbd, removeImage, skipReason, uniqueImage, writeImage } from './helpers.js';
+import {
+  conf,
+  createImage,
+  exportImage,
+  importDiffRaw,
+  logger,
+  POOL,
+  rbd,
+  removeImage,
+  skipReason,
+  uniqueImage,
+  writeImage,
+} from './helpers.js';
 
 testSource({
   name: 'ceph-rbd',
@@ -8,7 +20,10 @@ testSource({
   async makeFixture(initial) {
     const image = uniqueImage('conformance');
     await createImage(image, initial.length);
-    await importDiffRaw(image, [{ type: 'size', size: initial.length }, { type: 'data', offset: 0, data: initial }]);
+    await importDiffRaw(image, [
+      { type: 'size', size: initial.length },
+      { type: 'data', offset: 0, data: initial },
+    ]);
     return {
       source: createRbdSource({ pool: POOL, image, conf, 'full-always': false }, { logger }),
       write: (offset, data) => writeImage(image, offset, data),

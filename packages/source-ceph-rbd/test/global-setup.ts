@@ -40,7 +40,8 @@ export default async function setup(project: TestProject) {
   const missing: string[] = [];
   for (const tool of TOOLS) if (!(await onPath(tool))) missing.push(tool);
   let skip: string | null = null;
-  if (missing.length > 0) skip = `Ceph tools not installed (${missing.join(', ')}); run scripts/ci-install-ceph`;
+  if (missing.length > 0)
+    skip = `Ceph tools not installed (${missing.join(', ')}); run scripts/ci-install-ceph`;
   else if (process.env.BACKY_SKIP_CEPH === '1') skip = 'BACKY_SKIP_CEPH=1 is set';
   if (skip != null) {
     if (process.env.CI === 'true') throw new Error(`Ceph tests must not be skipped under CI=true: ${skip}`);
@@ -62,7 +63,9 @@ export default async function setup(project: TestProject) {
   }
   project.provide('ceph', { conf, skip: null });
   return async () => {
-    await run(script, ['stop', dir], { timeout: 60_000 }).catch((error) => console.warn(`stopping the Ceph test cluster: ${error}`));
+    await run(script, ['stop', dir], { timeout: 60_000 }).catch((error) =>
+      console.warn(`stopping the Ceph test cluster: ${error}`),
+    );
     await rm(dir, { recursive: true, force: true });
   };
 }

@@ -55,12 +55,19 @@ export async function imageSize(image: string): Promise<number> {
 
 /** Writes `data` at `offset` of the image's head. */
 export async function writeImage(image: string, offset: number, data: Buffer): Promise<void> {
-  await importDiffRaw(image, [{ type: 'size', size: await imageSize(image) }, { type: 'data', offset, data }]);
+  await importDiffRaw(image, [
+    { type: 'size', size: await imageSize(image) },
+    { type: 'data', offset, data },
+  ]);
 }
 
 /** Applies diff records (without the end record) to the image's head with `rbd import-diff`; a size record resizes it. */
 export async function importDiffRaw(image: string, records: RbdDiffRecord[]): Promise<void> {
-  await runTool('rbd', ['--conf', conf, 'import-diff', '--no-progress', '-', `${POOL}/${image}`], encodeRbdDiff([...records, { type: 'end' }]));
+  await runTool(
+    'rbd',
+    ['--conf', conf, 'import-diff', '--no-progress', '-', `${POOL}/${image}`],
+    encodeRbdDiff([...records, { type: 'end' }]),
+  );
 }
 
 /** Runs qemu-io commands (e.g. `write -z 0 4M`, `discard 4M 8M`) on the image's head through librbd. */
@@ -86,9 +93,14 @@ export async function removeImage(image: string): Promise<void> {
   await rbd('rm', '--no-progress', `${POOL}/${image}`).catch(() => {});
 }
 
-export async function newArchive(type = 'ceph-rbd', extra: Record<string, unknown> = {}): Promise<{ dir: string; archive: Archive }> {
+export async function newArchive(
+  type = 'ceph-rbd',
+  extra: Record<string, unknown> = {},
+): Promise<{ dir: string; archive: Archive }> {
   const dir = await mkdtemp(join(tmpdir(), 'backy-rbd-archive-'));
-  const archive = await Archive.init(join(dir, 'archive'), { source: { type, pool: POOL, image: 'x', ...extra } });
+  const archive = await Archive.init(join(dir, 'archive'), {
+    source: { type, pool: POOL, image: 'x', ...extra },
+  });
   return { dir, archive };
 }
 

@@ -30,8 +30,10 @@ suite('ceph-rbd source against a real cluster', () => {
   let dir: string;
   let archive: Archive;
 
-  const source = (hooks?: RbdSourceHooks, extra: { id?: string; keyring?: string; 'full-always'?: boolean } = {}) =>
-    createRbdSource({ pool: POOL, image, conf, 'full-always': false, ...extra }, { logger }, hooks);
+  const source = (
+    hooks?: RbdSourceHooks,
+    extra: { id?: string; keyring?: string; 'full-always'?: boolean } = {},
+  ) => createRbdSource({ pool: POOL, image, conf, 'full-always': false, ...extra }, { logger }, hooks);
   const backup = (src = source()) => runBackup(archive, src, { tags: ['test'], force: true, logger });
   const snapshotNames = async () => (await snapshots(image)).map((s) => s.name).sort();
 
@@ -69,7 +71,12 @@ suite('ceph-rbd source against a real cluster', () => {
     expect(rev.source_info).toMatchObject({ mode: 'full', pool: POOL, image, snapshot: `backy-${rev.uuid}` });
     expect(rev.size).toBe(40 * MiB);
     expect(rev.trust).toBe('trusted');
-    expect(rev.verification).toMatchObject({ ok: true, method: 'partial', chunks_checked: 1, chunks_total: 10 });
+    expect(rev.verification).toMatchObject({
+      ok: true,
+      method: 'partial',
+      chunks_checked: 1,
+      chunks_total: 10,
+    });
     expect(rev.stats.bytes_read).toBe(40 * MiB);
     expect(await snapshotNames()).toEqual([`backy-${rev.uuid}`]);
     await expectRestoreMatchesSnapshot(rev);
@@ -93,7 +100,12 @@ suite('ceph-rbd source against a real cluster', () => {
   });
 
   it('stores zeroed and discarded ranges as zero chunks', async () => {
-    await qemuIo(image, `write -z 0 ${CHUNK}`, `discard ${2 * CHUNK} ${CHUNK}`, `write -z ${6 * CHUNK + MiB} ${MiB}`);
+    await qemuIo(
+      image,
+      `write -z 0 ${CHUNK}`,
+      `discard ${2 * CHUNK} ${CHUNK}`,
+      `write -z ${6 * CHUNK + MiB} ${MiB}`,
+    );
     const rev = await backup();
     expect(rev.source_info?.mode).toBe('diff');
     const reader = await archive.openReader(rev);
@@ -113,7 +125,14 @@ suite('ceph-rbd source against a real cluster', () => {
     expect(grown.size).toBe(50 * MiB + 4096);
     await expectRestoreMatchesSnapshot(grown);
 
-    await rbd('resize', '--no-progress', '--allow-shrink', '--size', `${22 * MiB + 512}B`, `${POOL}/${image}`);
+    await rbd(
+      'resize',
+      '--no-progress',
+      '--allow-shrink',
+      '--size',
+      `${22 * MiB + 512}B`,
+      `${POOL}/${image}`,
+    );
     const shrunk = await backup();
     expect(shrunk.source_info?.mode).toBe('diff');
     expect(shrunk.size).toBe(22 * MiB + 512);
@@ -168,10 +187,20 @@ suite('ceph-rbd source against a real cluster', () => {
   it('verifies every chunk through qemu-img and through rbd export when asked to', async () => {
     for (const verifyReader of ['qemu-img', 'export'] as const) {
       const rev = await backup(source({ verifyFraction: 1, verifyReader }));
-      expect(rev.verification).toMatchObject({ ok: true, method: 'full', chunks_checked: 6, chunks_total: 6 });
+      expect(rev.verification).toMatchObject({
+        ok: true,
+        method: 'full',
+        chunks_checked: 6,
+        chunks_total: 6,
+      });
     }
     const partial = await backup(source({ verifyFraction: 0.5, verifyReader: 'export' }));
-    expect(partial.verification).toMatchObject({ ok: true, method: 'partial', chunks_checked: 3, chunks_total: 6 });
+    expect(partial.verification).toMatchObject({
+      ok: true,
+      method: 'partial',
+      chunks_checked: 3,
+      chunks_total: 6,
+    });
   });
 
   it('distrusts a revision whose chunks differ from the snapshot; the next backup is full', async () => {
@@ -197,25 +226,37 @@ suite('ceph-rbd source against a real cluster', () => {
 
   it('passes the client id and keyring to rbd and qemu-img', async () => {
     const keyring = join(dirname(conf), 'keyring');
-    const rev = await backup(source({ verifyFraction: 1, verifyReader: 'qemu-img' }, { id: 'admin', keyring }));
+    const rev = await backup(
+      source({ verifyFraction: 1, verifyReader: 'qemu-img' }, { id: 'admin', keyring }),
+    );
     expect(rev.verification).toMatchObject({ ok: true, method: 'full' });
     await expectRestoreMatchesSnapshot(rev);
   });
 
   it('fails with one clear line and leaves no revision when the image does not exist', async () => {
     const before = (await archive.revisions()).length;
-    const missing = createRbdSource({ pool: POOL, image: 'no-such-image', conf, 'full-always': false }, { logger });
+    const missing = createRbdSource(
+      { pool: POOL, image: 'no-such-image', conf, 'full-always': false },
+      { logger },
+    );
     const error = await runBackup(archive, missing, { tags: ['test'], force: true, logger }).catch((e) => e);
     expect(isBackyError(error, 'SOURCE_UNAVAILABLE')).toBe(true);
-    expect(error.message).toMatch(/^rbd snap create rbd\/no-such-image@backy-\S+ failed \(exit status 2\): rbd: .*No such file or directory$/);
+    expect(error.message).toMatch(
+      /^rbd snap create rbd\/no-such-image@backy-\S+ failed \(exit status 2\): rbd: .*No such file or directory$/,
+    );
     expect(error.message).not.toContain('\n');
     expect((await archive.revisions()).length).toBe(before);
     expect((await archive.scan()).incomplete).toEqual([]);
   });
 
   it('reports an unreachable cluster as unavailable', async () => {
-    const unreachable = createRbdSource({ pool: POOL, image, conf: join(dirname(conf), 'missing.conf'), 'full-always': false }, { logger });
-    const error = await runBackup(archive, unreachable, { tags: ['test'], force: true, logger }).catch((e) => e);
+    const unreachable = createRbdSource(
+      { pool: POOL, image, conf: join(dirname(conf), 'missing.conf'), 'full-always': false },
+      { logger },
+    );
+    const error = await runBackup(archive, unreachable, { tags: ['test'], force: true, logger }).catch(
+      (e) => e,
+    );
     expect(isBackyError(error)).toBe(true);
     expect(error.message).not.toContain('\n');
     expect(error.message).toMatch(/^rbd .* failed/);
