@@ -9,7 +9,7 @@ import {
 import cephRbdSource, { createRbdSource, rbdSourceOptions } from '@backy/source-ceph-rbd';
 import { z } from 'zod';
 import { ConsulError, ConsulKv, DEFAULT_CONSUL_ADDRESS, normalizeConsulAddress } from './consul.js';
-import { requestConsistentSnapshot, SNAPSHOT_PREFIX, type SnapshotOutcome } from './snapshot-request.js';
+import { REQUEST_PREFIX, requestConsistentSnapshot, type SnapshotOutcome } from './snapshot-request.js';
 
 export {
   ConsulError,
@@ -20,8 +20,8 @@ export {
 } from './consul.js';
 export {
   parseSnapshotRequest,
+  REQUEST_PREFIX,
   requestConsistentSnapshot,
-  SNAPSHOT_PREFIX,
   type SnapshotMethod,
   type SnapshotOutcome,
   type SnapshotRequestOptions,
@@ -132,7 +132,7 @@ export default defineSource({
     const warnings = (await cephRbdSource.checkInit?.(rbdSourceOptions.parse(rbdOptions))) ?? [];
     try {
       await new ConsulKv({ address: consul_address, token: consul_acl_token ?? null, timeoutMs: 5000 }).keys(
-        SNAPSHOT_PREFIX,
+        REQUEST_PREFIX,
       );
     } catch (error) {
       if (!(error instanceof ConsulError)) throw error;

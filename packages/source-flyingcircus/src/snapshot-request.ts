@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { SNAPSHOT_PREFIX as BACKY_SNAPSHOT_PREFIX } from '@backy/source-ceph-rbd';
 import type { Logger } from 'pino';
 import { ConsulError, type ConsulKv, type RequestOptions } from './consul.js';
 
@@ -14,9 +15,8 @@ import { ConsulError, type ConsulKv, type RequestOptions } from './consul.js';
  * be acted upon again by every later watch event).
  */
 
-export const SNAPSHOT_PREFIX = 'snapshot/';
-/** Only requests whose snapshot name has this prefix are backy's to clean up. */
-const BACKY_SNAPSHOT_PREFIX = 'backy-';
+/** The Consul KV prefix the host agents watch for snapshot requests. */
+export const REQUEST_PREFIX = 'snapshot/';
 
 export type SnapshotMethod =
   /** The host agent made it with the guest frozen: file-system consistent. */
@@ -101,7 +101,7 @@ export async function requestConsistentSnapshot(options: SnapshotRequestOptions)
   const started = Date.now();
   const deadline = started + options.timeoutMs;
   const timeLeft = () => Math.max(500, Math.min(consul.timeoutMs, deadline - Date.now()));
-  const key = `${SNAPSHOT_PREFIX}${randomUUID()}`;
+  const key = `${REQUEST_PREFIX}${randomUUID()}`;
   /** Whether our request may be in Consul (and must be deleted). */
   let written = false;
   let consulHealthy = true;
@@ -220,7 +220,7 @@ async function removeStaleRequests(
   keep: string | null,
   options: RequestOptions & { quiet?: boolean },
 ): Promise<void> {
-  const { entries } = await consul.list(SNAPSHOT_PREFIX, options);
+  const { entries } = await consul.list(REQUEST_PREFIX, options);
   for (const entry of entries) {
     if (entry.key === keep) continue;
     const request = parseSnapshotRequest(entry.value);
