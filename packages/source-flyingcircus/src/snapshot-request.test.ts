@@ -98,6 +98,9 @@ describe.skipIf(backendSkip != null)(
       expect(outcome.method).toBe('agent');
       expect(outcome.reason).toBeUndefined();
       expect(h.directCalls()).toBe(0);
+      // The agent's blocking query woke up on the PUT (its wait is 5 s): the snapshot came well before that.
+      expect(agent.watchRounds).toBeGreaterThanOrEqual(2);
+      expect(outcome.elapsedMs).toBeLessThan(2500);
       const created = agent.events.filter((e) => e.type === 'created');
       expect(created).toHaveLength(1);
       const event = created[0]!;
