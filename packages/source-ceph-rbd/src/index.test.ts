@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import rbdSource, {
   parseImageArgument,
   qemuRbdFilename,
+  qemuRbdImageOpts,
   Rbd,
   rbdSourceOptions,
   sampleIndexes,
@@ -101,6 +102,17 @@ describe('helpers', () => {
     expect(
       qemuRbdFilename('rbd', 'a:b', 'backy-x', { conf: '/etc/ceph/my:conf', id: 'backy', keyring: '/k' }),
     ).toBe('rbd:rbd/a\\:b@backy-x:conf=\\/etc\\/ceph\\/my\\:conf:id=backy:keyring=\\/k');
+  });
+
+  it('builds qemu image options for a window of a snapshot', () => {
+    const client = { conf: '/etc/ceph/c.conf', id: 'backy' };
+    const target = { pool: 'rbd', image: 'vm,1', snapshot: 'backy-x', client };
+    expect(qemuRbdImageOpts(target, 8 * 4194304, 4194304)).toBe(
+      'driver=raw,offset=33554432,size=4194304,file.driver=rbd,file.pool=rbd,file.image=vm,,1,file.snapshot=backy-x,file.conf=/etc/ceph/c.conf,file.user=backy',
+    );
+    expect(qemuRbdImageOpts({ ...target, image: 'vm', client: { keyring: '/k' } }, 0, 512)).toBe(
+      'driver=raw,offset=0,size=512,file.driver=rbd,file.filename=rbd:rbd/vm@backy-x:keyring=\\/k',
+    );
   });
 
   it('samples distinct chunk indexes, ascending', () => {

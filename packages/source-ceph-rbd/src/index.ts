@@ -20,7 +20,12 @@ export {
   type RbdSnapshot,
   summarizeStderr,
 } from './rbd.js';
-export { QemuImgChunkReader, qemuImgSupportsRbd, qemuRbdFilename } from './snapshot-reader.js';
+export {
+  QemuImgChunkReader,
+  qemuImgSupportsRbd,
+  qemuRbdFilename,
+  qemuRbdImageOpts,
+} from './snapshot-reader.js';
 export {
   createRbdSource,
   type MakeSnapshotArgs,

@@ -42,15 +42,41 @@ export function qemuImgSupportsRbd(binary = 'qemu-img'): Promise<boolean> {
   return known;
 }
 
+/** Escapes a value for qemu's `key=value,key=value` option syntax. */
+function escapeOption(value: string): string {
+  return value.replace(/,/g, ',,');
+}
+
+/**
+ * qemu `--image-opts` for `length` bytes at `offset` of an RBD snapshot: the raw format driver's
+ * offset/size window over the rbd protocol driver. A keyring can only be given in the legacy file name.
+ */
+export function qemuRbdImageOpts(
+  target: { pool: string; image: string; snapshot: string; client: CephClientOptions },
+  offset: number,
+  length: number,
+): string {
+  const opts = ['driver=raw', `offset=${offset}`, `size=${length}`, 'file.driver=rbd'];
+  const { pool, image, snapshot, client } = target;
+  if (client.keyring != null) opts.push(`file.filename=${qemuRbdFilename(pool, image, snapshot, client)}`);
+  else {
+    opts.push(`file.pool=${pool}`, `file.image=${image}`, `file.snapshot=${snapshot}`);
+    if (client.conf != null) opts.push(`file.conf=${client.conf}`);
+    if (client.id != null) opts.push(`file.user=${client.id}`);
+  }
+  return opts.map(escapeOption).join(',');
+}
+
 /**
  * Reads single chunks of an RBD snapshot by offset with `qemu-img dd` (librbd in userspace: no kernel
- * mapping, and independent of `rbd export-diff`).
+ * mapping, and independent of `rbd export-diff`). The window is set with the raw driver's offset and
+ * size rather than dd's skip/count, which do not combine in qemu-img 7.
  */
 export class QemuImgChunkReader {
   private dir: string | null = null;
 
   constructor(
-    private readonly filename: string,
+    private readonly target: { pool: string; image: string; snapshot: string; client: CephClientOptions },
     private readonly chunkSize: number,
     private readonly binary = 'qemu-img',
     private readonly timeoutMs = 120_000,
@@ -59,22 +85,16 @@ export class QemuImgChunkReader {
   async read(index: number, length: number, signal?: AbortSignal): Promise<Buffer> {
     this.dir ??= await mkdtemp(join(tmpdir(), 'backy-rbd-verify-'));
     const out = join(this.dir, `chunk-${index}`);
+    const opts = qemuRbdImageOpts(this.target, index * this.chunkSize, length);
     try {
       await execFileAsync(
         this.binary,
-        [
-          'dd',
-          '-f',
-          'raw',
-          '-O',
-          'raw',
-          `bs=${this.chunkSize}`,
-          `skip=${index}`,
-          'count=1',
-          `if=${this.filename}`,
-          `of=${out}`,
-        ],
-        { timeout: this.timeoutMs, signal, maxBuffer: 1024 * 1024 },
+        ['dd', '--image-opts', '-O', 'raw', `bs=${length}`, `if=${opts}`, `of=${out}`],
+        {
+          timeout: this.timeoutMs,
+          signal,
+          maxBuffer: 1024 * 1024,
+        },
       );
       const data = await readFile(out);
       if (data.length !== length) {

@@ -15,7 +15,7 @@ import { z } from 'zod';
 import { applyRawImage, applyRbdDiff } from './apply-diff.js';
 import { parseRbdDiff } from './diff-stream.js';
 import { imageSpec, Rbd, RbdError, type RbdSnapshot } from './rbd.js';
-import { QemuImgChunkReader, qemuImgSupportsRbd, qemuRbdFilename } from './snapshot-reader.js';
+import { QemuImgChunkReader, qemuImgSupportsRbd } from './snapshot-reader.js';
 
 /** Snapshots backy makes are named `backy-<revision id>`; other snapshots are never touched. */
 export const SNAPSHOT_PREFIX = 'backy-';
@@ -248,7 +248,7 @@ export function createRbdSource(
     }
     if (method === 'qemu-img') {
       const chunks = new QemuImgChunkReader(
-        qemuRbdFilename(pool, image, snapshot, rbd.client),
+        { pool, image, snapshot, client: rbd.client },
         reader.chunkSize,
         hooks.qemuImgBinary,
       );

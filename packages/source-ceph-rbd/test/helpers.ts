@@ -109,3 +109,10 @@ export async function revisionContent(reader: RevisionReader): Promise<Buffer> {
   for (let i = 0; i < reader.chunkCount; i++) parts.push(await reader.read(i));
   return Buffer.concat(parts);
 }
+
+/** A logger that keeps its records, to check what a backup logged. */
+export function capturingLogger(): { logger: pino.Logger; records: { level: number; msg: string }[] } {
+  const records: { level: number; msg: string }[] = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => records.push(JSON.parse(line)) });
+  return { logger, records };
+}

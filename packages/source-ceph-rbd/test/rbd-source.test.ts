@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import rbdSource, { createRbdSource, type RbdSourceHooks } from '../src/index.js';
 import {
   CHUNK,
+  capturingLogger,
   conf,
   createImage,
   exportImage,
@@ -33,8 +34,12 @@ suite('ceph-rbd source against a real cluster', () => {
   const source = (
     hooks?: RbdSourceHooks,
     extra: { id?: string; keyring?: string; 'full-always'?: boolean } = {},
-  ) => createRbdSource({ pool: POOL, image, conf, 'full-always': false, ...extra }, { logger }, hooks);
-  const backup = (src = source()) => runBackup(archive, src, { tags: ['test'], force: true, logger });
+    log = logger,
+  ) => createRbdSource({ pool: POOL, image, conf, 'full-always': false, ...extra }, { logger: log }, hooks);
+  const backup = (src = source(), log = logger) =>
+    runBackup(archive, src, { tags: ['test'], force: true, logger: log });
+  const warnings = (records: { level: number; msg: string }[]) =>
+    records.filter((r) => r.level >= 40).map((r) => r.msg);
   const snapshotNames = async () => (await snapshots(image)).map((s) => s.name).sort();
 
   /** Restores the revision to a file and compares it byte for byte with `rbd export` of its snapshot. */
@@ -186,13 +191,16 @@ suite('ceph-rbd source against a real cluster', () => {
 
   it('verifies every chunk through qemu-img and through rbd export when asked to', async () => {
     for (const verifyReader of ['qemu-img', 'export'] as const) {
-      const rev = await backup(source({ verifyFraction: 1, verifyReader }));
+      const { logger: log, records } = capturingLogger();
+      const rev = await backup(source({ verifyFraction: 1, verifyReader }, {}, log), log);
       expect(rev.verification).toMatchObject({
         ok: true,
         method: 'full',
         chunks_checked: 6,
         chunks_total: 6,
       });
+      // No fallback from qemu-img to rbd export.
+      expect(warnings(records)).toEqual([]);
     }
     const partial = await backup(source({ verifyFraction: 0.5, verifyReader: 'export' }));
     expect(partial.verification).toMatchObject({
@@ -216,6 +224,16 @@ suite('ceph-rbd source against a real cluster', () => {
     expect(bad.source_info?.mode).toBe('diff');
     expect(bad.trust).toBe('distrusted');
     expect(bad.verification).toMatchObject({ ok: false, method: 'full', mismatches: [3] });
+    // The qemu-img path sees the same mismatch.
+    const again = await source({ verifyFraction: 1, verifyReader: 'qemu-img' }).verify({
+      revision: bad,
+      reader: await archive.openReader(bad),
+      logger,
+      signal: new AbortController().signal,
+      budgetMs: 60_000,
+      progress: () => {},
+    });
+    expect(again).toMatchObject({ ok: false, method: 'full', mismatches: [3] });
 
     const good = await backup(source({ verifyFraction: 1 }));
     expect(good.source_info?.mode).toBe('full');
@@ -226,10 +244,15 @@ suite('ceph-rbd source against a real cluster', () => {
 
   it('passes the client id and keyring to rbd and qemu-img', async () => {
     const keyring = join(dirname(conf), 'keyring');
+    const { logger: log, records } = capturingLogger();
     const rev = await backup(
-      source({ verifyFraction: 1, verifyReader: 'qemu-img' }, { id: 'admin', keyring }),
+      source({ verifyFraction: 1, verifyReader: 'qemu-img' }, { id: 'admin', keyring }, log),
+      log,
     );
     expect(rev.verification).toMatchObject({ ok: true, method: 'full' });
+    expect(warnings(records)).toEqual([]);
+    const run = records.find((r) => r.msg === 'running rbd') as unknown as { argv: string[] };
+    expect(run.argv.slice(1, 7)).toEqual(['--conf', conf, '--id', 'admin', '--keyring', keyring]);
     await expectRestoreMatchesSnapshot(rev);
   });
 
