@@ -1,8 +1,9 @@
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { backy, backyRaw, tempDir } from './helpers.js';
+import { BIN, backy, backyRaw, tempDir } from './helpers.js';
 
 const MiB = 1024 * 1024;
 let dir: { path: string; cleanup: () => Promise<void> };
@@ -118,4 +119,35 @@ describe('backy end to end', () => {
     expect(purge.code).toBe(0);
     expect(purge.stdout).toMatch(/purged \d+ chunks .*; \d+ chunks in use by 1 archive/);
   });
+});
+
+describe('on a terminal', () => {
+  it.runIf(spawnSync('sh', ['-c', 'command -v script']).status === 0)(
+    'shows progress and readable log lines',
+    async () => {
+      const term = await tempDir();
+      try {
+        const img = join(term.path, 'disk.img');
+        await writeFile(img, randomBytes(40 * MiB));
+        const a = join(term.path, 'a');
+        expect(backy(['-b', a, 'init', 'file', img]).code).toBe(0);
+        const r = spawnSync(
+          'script',
+          ['-qec', `${process.execPath} ${BIN} -b ${a} backup daily`, '/dev/null'],
+          { encoding: 'utf8' },
+        );
+        expect(r.status).toBe(0);
+        expect(r.stdout).toMatch(/backup\s+\[[#-]+\]\s+\d+%/); // the progress bar
+        expect(r.stdout).toMatch(/INFO.*backup completed/); // pino-pretty line
+        const log = await readFile(join(a, 'backy.log'), 'utf8');
+        expect(JSON.parse(log.trim().split('\n').at(-1)!).msg).toBe('backup completed');
+        // Off a terminal, the same command prints only its result line.
+        const quiet = backy(['-b', a, 'backup', 'daily']);
+        expect(quiet.stderr).toBe('');
+        expect(quiet.stdout.trim().split('\n')).toHaveLength(1);
+      } finally {
+        await term.cleanup();
+      }
+    },
+  );
 });

@@ -207,9 +207,4 @@ export class Archive {
     await rm(this.mapPath(id), { force: true });
     await fsyncDir(this.path);
   }
-
-  /** Resolves the store path for display. */
-  get storeIsShared(): boolean {
-    return this.config.store.path != null;
-  }
 }

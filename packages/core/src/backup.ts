@@ -102,6 +102,7 @@ export async function runBackup(
       const verification = await source.verify({
         revision,
         reader: new ChunkedRevisionReader(archive.store, map),
+        freshChunks: writer.freshChunks,
         logger: log,
         signal,
         budgetMs: options.verifyBudgetMs ?? 5 * 60_000,

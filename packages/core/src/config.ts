@@ -15,8 +15,8 @@ export type SourceConfig = z.infer<typeof sourceConfigSchema>;
 export const storeConfigSchema = z.strictObject({
   /** Chunk store directory; relative paths are relative to the archive. Default: `chunks` inside the archive. */
   path: z.string().min(1).optional(),
-  /** Codec for new chunks (default lz4). */
-  codec: z.enum(CODECS).default('lz4'),
+  /** Codec for new chunks (default zstd). */
+  codec: z.enum(CODECS).default('zstd'),
 });
 
 /** The configuration of one job's archive, `<archive>/config`. */
@@ -24,7 +24,7 @@ export const archiveConfigSchema = z.looseObject({
   source: sourceConfigSchema,
   /** Tag → {interval, keep}. Used by `expire` and the scheduler. */
   schedule: scheduleSchema.default({}),
-  store: storeConfigSchema.default({ codec: 'lz4' }),
+  store: storeConfigSchema.default({ codec: 'zstd' }),
   /** `chunked` (default): deduplicated chunk store; `images`: plain image files (see the README). */
   layout: z.enum(['chunked', 'images']).default('chunked'),
 });

@@ -55,7 +55,7 @@ export {
   type VerificationResult,
   type VerifyContext,
 } from './source.js';
-export { ChunkMap, DEFAULT_CHUNK_SIZE, isAllZero, sha256Hex } from './store/chunk-map.js';
+export { ChunkMap, DEFAULT_CHUNK_SIZE, hashChunk, isAllZero, sha256Hex } from './store/chunk-map.js';
 export { ChunkStore } from './store/chunk-store.js';
 export { CODECS, type CodecName } from './store/codec.js';
 export { formatBytes, formatDuration, parseBytes, parseDuration } from './units.js';

@@ -12,7 +12,7 @@ export interface RestoreOptions {
   force?: boolean;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
-  /** Chunks in flight (default 8). */
+  /** Chunks in flight (default 4). */
   concurrency?: number;
 }
 
@@ -93,7 +93,7 @@ async function writeChunks(
   const zeros = options.writeZeros ? Buffer.alloc(reader.chunkSize) : null;
   await forEachChunk(
     reader.chunkCount,
-    options.concurrency ?? 8,
+    options.concurrency ?? 4,
     async (index) => {
       const length = reader.chunkLength(index);
       const offset = index * reader.chunkSize;

@@ -1,7 +1,7 @@
 import type { RevisionReader } from './revision-io.js';
 
 export interface ChunkStreamOptions {
-  /** Chunks read (and decompressed, verified) ahead of the consumer (default 8). */
+  /** Chunks read (and decompressed, verified) ahead of the consumer (default 4). */
   concurrency?: number;
   signal?: AbortSignal;
   /** Skip zero chunks instead of yielding zero-filled buffers. */
@@ -15,7 +15,7 @@ export async function* readChunksInOrder(
   reader: RevisionReader,
   options: ChunkStreamOptions = {},
 ): AsyncGenerator<{ index: number; data: Buffer | null }> {
-  const concurrency = Math.max(1, options.concurrency ?? 8);
+  const concurrency = Math.max(1, options.concurrency ?? 4);
   const end = Math.min(options.end ?? reader.chunkCount, reader.chunkCount);
   const window: { index: number; promise: Promise<Buffer | null> }[] = [];
   let next = options.start ?? 0;

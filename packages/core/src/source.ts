@@ -29,6 +29,11 @@ export interface VerifyContext {
   readonly reader: RevisionReader;
   readonly logger: Logger;
   readonly signal: AbortSignal;
+  /**
+   * Hashes of the chunks this backup stored anew. Reading these back checks what was just written;
+   * chunks that were already in the store are checked by `backy verify`.
+   */
+  readonly freshChunks: ReadonlySet<string>;
   /** Milliseconds the verification may take; a source samples to stay within it. */
   readonly budgetMs: number;
   progress(done: number, total: number): void;

@@ -46,7 +46,7 @@ export async function verifyRevisions(
       const damaged: DamagedChunk[] = [];
       await forEachChunk(
         reader.chunkCount,
-        options.concurrency ?? 8,
+        options.concurrency ?? 4,
         async (index) => {
           const hash = reader.chunkHash(index);
           if (hash != null) {

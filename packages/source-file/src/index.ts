@@ -6,8 +6,8 @@ import {
   blockDeviceSize,
   defineSource,
   forEachChunk,
+  hashChunk,
   isAllZero,
-  sha256Hex,
   type VerificationResult,
   type VerifyContext,
 } from '@backy/core';
@@ -22,7 +22,7 @@ export const fileSourceOptions = z.strictObject({
 export type FileSourceOptions = z.infer<typeof fileSourceOptions>;
 
 /** Parallel reads in flight; the writer bounds hashing/compression separately. */
-const READ_CONCURRENCY = 4;
+const READ_CONCURRENCY = 2;
 
 async function openSource(filename: string): Promise<{ handle: FileHandle; size: number }> {
   let handle: FileHandle;
@@ -114,12 +114,15 @@ export function createFileSource(options: FileSourceOptions) {
       }
     },
 
-    /** Full verification: every chunk of the source is compared with the revision's, and every stored chunk is re-read and checked. */
+    /**
+     * Full verification: every chunk of the source is read again and compared (by SHA-256) with the
+     * revision, and every chunk this backup stored is read back from the store and checked.
+     */
     async verify(ctx: VerifyContext): Promise<VerificationResult> {
       const { reader } = ctx;
       const { handle, size } = await openSource(filename);
       const mismatches: number[] = [];
-      const checkedStored = new Set<string>();
+      const readBack = new Set(ctx.freshChunks);
       let done = 0;
       try {
         if (size !== reader.size) {
@@ -139,9 +142,8 @@ export function createFileSource(options: FileSourceOptions) {
             const length = reader.chunkLength(index);
             const data = await readFully(handle, filename, index * reader.chunkSize, length);
             const expected = reader.chunkHash(index);
-            const matches = expected == null ? isAllZero(data) : sha256Hex(data) === expected;
-            if (matches && expected != null && !checkedStored.has(expected)) {
-              checkedStored.add(expected);
+            const matches = expected == null ? isAllZero(data) : (await hashChunk(data)) === expected;
+            if (matches && expected != null && readBack.delete(expected)) {
               await reader.read(index); // verifies the stored chunk against its hash
             }
             if (!matches) mismatches.push(index);

@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { BackyError } from '../errors.js';
 import type { RevisionReader, RevisionWriter, WriterStats } from '../revision-io.js';
-import { ChunkMap, isAllZero, sha256Hex } from '../store/chunk-map.js';
+import { ChunkMap, hashChunk, isAllZero } from '../store/chunk-map.js';
 import type { ChunkStore } from '../store/chunk-store.js';
 
 export interface ChunkedWriterOptions {
@@ -9,7 +9,7 @@ export interface ChunkedWriterOptions {
   parentMap?: ChunkMap | null;
   /** Replace chunks even when the store already has them (after a distrusted revision). */
   rewrite?: boolean;
-  /** Chunks being hashed/compressed/written at once (default 8): bounds memory. */
+  /** Chunks being hashed/compressed/written at once (default 4): bounds memory. */
   concurrency?: number;
   chunkSize?: number;
 }
@@ -24,6 +24,9 @@ export class ChunkedRevisionWriter implements RevisionWriter {
   /** Chunks whose length changed with a resize and that the source did not rewrite. */
   private readonly reshaped = new Set<number>();
   private failure: unknown = null;
+  private generation = 0;
+  private readonly generations = new Map<number, number>();
+  private readonly fresh = new Set<string>();
   private sealed = false;
   readonly stats: WriterStats = { bytesWritten: 0, chunksWritten: 0, chunksReused: 0, chunksZero: 0 };
 
@@ -35,7 +38,7 @@ export class ChunkedRevisionWriter implements RevisionWriter {
     this.parentMap = options.parentMap ?? null;
     this.map = this.parentMap?.clone() ?? new ChunkMap(0, options.chunkSize);
     this.rewrite = options.rewrite ?? false;
-    this.concurrency = options.concurrency ?? 8;
+    this.concurrency = options.concurrency ?? 4;
   }
 
   get chunkSize(): number {
@@ -76,17 +79,20 @@ export class ChunkedRevisionWriter implements RevisionWriter {
   keep(index: number): void {
     this.assertOpen();
     this.map.get(index);
+    this.bump(index);
     if (this.parentMap == null || index >= this.parentMap.chunkCount) {
       throw new BackyError(
         'SOURCE_FAILED',
         `chunk ${index} was kept, but the parent revision has no such chunk`,
       );
     }
+    this.map.set(index, this.parentMap.get(index));
     if (!this.reshaped.has(index)) this.stats.chunksReused++;
   }
 
   zero(index: number): void {
     this.assertOpen();
+    this.bump(index);
     this.map.set(index, null);
     this.reshaped.delete(index);
     this.stats.chunksZero++;
@@ -99,12 +105,26 @@ export class ChunkedRevisionWriter implements RevisionWriter {
       throw new RangeError(`chunk ${index} must be ${expected} bytes, got ${data.length}`);
     }
     this.reshaped.delete(index);
+    const generation = this.bump(index);
     if (isAllZero(data)) {
       this.map.set(index, null);
       this.stats.chunksZero++;
       return;
     }
-    const hash = sha256Hex(data);
+    const task = this.store$(index, generation, data).catch((error) => {
+      this.failure ??= error;
+    });
+    this.pending.add(task);
+    void task.finally(() => this.pending.delete(task));
+    while (this.pending.size >= this.concurrency) await Promise.race(this.pending);
+    if (this.failure) throw this.failure;
+  }
+
+  /** Hashes (on the thread pool), dedupes against the parent and the store, and writes one chunk. */
+  private async store$(index: number, generation: number, data: Buffer): Promise<void> {
+    const hash = await hashChunk(data);
+    // A later write/zero/keep of the same index wins over this one.
+    if (this.generations.get(index) !== generation) return;
     this.map.set(index, hash);
     if (
       !this.rewrite &&
@@ -115,21 +135,23 @@ export class ChunkedRevisionWriter implements RevisionWriter {
       this.stats.chunksReused++;
       return;
     }
-    const task = this.store.put(hash, data, { rewrite: this.rewrite }).then(
-      ({ written }) => {
-        if (written > 0) {
-          this.stats.chunksWritten++;
-          this.stats.bytesWritten += written;
-        } else this.stats.chunksReused++;
-      },
-      (error) => {
-        this.failure ??= error;
-      },
-    );
-    this.pending.add(task);
-    void task.finally(() => this.pending.delete(task));
-    while (this.pending.size >= this.concurrency) await Promise.race(this.pending);
-    if (this.failure) throw this.failure;
+    const { written } = await this.store.put(hash, data, { rewrite: this.rewrite });
+    if (written > 0) {
+      this.stats.chunksWritten++;
+      this.stats.bytesWritten += written;
+      this.fresh.add(hash);
+    } else this.stats.chunksReused++;
+  }
+
+  private bump(index: number): number {
+    const generation = ++this.generation;
+    this.generations.set(index, generation);
+    return generation;
+  }
+
+  /** Hashes of the chunks this writer stored anew (for read-back verification). */
+  get freshChunks(): ReadonlySet<string> {
+    return this.fresh;
   }
 
   /** Waits for all chunks, makes them durable, then writes the map atomically. Returns the map. */

@@ -16,7 +16,7 @@ afterEach(() => dir.cleanup());
 const text = Buffer.from('a compressible line of a log file\n'.repeat(130_000));
 
 describe('chunk store', () => {
-  it.each(['lz4', 'deflate', 'none'] as const)(
+  it.each(['zstd', 'deflate', 'none'] as const)(
     'stores, dedupes and verifies chunks with %s',
     async (codec) => {
       const store = new ChunkStore(join(dir.path, 'chunks'), { codec });

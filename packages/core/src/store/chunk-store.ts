@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { BackyError, ioError } from '../errors.js';
 import { fsyncDir, isTempName, tempPathFor, writeFileAtomic } from '../fs-util.js';
 import { acquireLock, type Lock, type LockMode } from '../lock.js';
-import { sha256Hex } from './chunk-map.js';
+import { hashChunk } from './chunk-map.js';
 import { type Codec, type CodecName, codecById, codecByName } from './codec.js';
 
 const MAGIC = Buffer.from('BKC1');
@@ -16,7 +16,7 @@ const PROBE_RATIO = 0.9;
 const KEEP_RAW_RATIO = 0.97;
 
 export interface ChunkStoreOptions {
-  /** Codec for new chunks (default lz4). Existing chunks record their own codec. */
+  /** Codec for new chunks (default zstd). Existing chunks record their own codec. */
   codec?: CodecName;
 }
 
@@ -40,7 +40,7 @@ export class ChunkStore {
 
   constructor(root: string, options: ChunkStoreOptions = {}) {
     this.root = resolve(root);
-    this.codec = codecByName(options.codec ?? 'lz4');
+    this.codec = codecByName(options.codec ?? 'zstd');
   }
 
   get chunksDir(): string {
@@ -184,7 +184,7 @@ export class ChunkStore {
     } catch (error) {
       throw corrupt('cannot decompress', error);
     }
-    if (data.length !== rawLength || sha256Hex(data) !== hash)
+    if (data.length !== rawLength || (await hashChunk(data)) !== hash)
       throw corrupt('content does not match its hash');
     return data;
   }
@@ -193,11 +193,6 @@ export class ChunkStore {
     await unlink(this.pathOf(hash)).catch((error) => {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw ioError(error, `deleting chunk ${hash}`);
     });
-  }
-
-  /** Moves a damaged chunk aside so the next backup writes it anew. */
-  async quarantine(hash: string): Promise<void> {
-    await rename(this.pathOf(hash), `${this.pathOf(hash)}.damaged`).catch(() => {});
   }
 
   /** All stored hashes, with their file sizes; also yields stale temp files (hash null) for clean-up. */
