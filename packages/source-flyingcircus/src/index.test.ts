@@ -162,13 +162,15 @@ describe.skipIf(backendSkip != null)(
       await consulHttp(consul, 'PUT', '/v1/kv/snapshot/0badc0de-0000-4000-8000-000000000000', {
         body: JSON.stringify({ vm, snapshot: 'backy-CRASHEDRUN' }),
       });
+      // As the real agent would, the stand-in acts on it.
+      await agent.waitFor((e) => e.type === 'created' && e.snapshot === 'backy-CRASHEDRUN');
       const { rev, handshakeWarnings } = await backup();
       const snapshot = `backy-${rev.uuid}`;
       expect(rev.parent).toBeNull();
       expect(rev.trust).toBe('trusted');
       expect(rev.verification?.ok).toBe(true);
       expect(rev.source_info).toMatchObject({ snapshot, snapshot_method: 'agent' });
-      expect(agent.events.some((e) => e.type === 'created' && e.snapshot === snapshot)).toBe(true);
+      await agent.waitFor((e) => e.type === 'created' && e.snapshot === snapshot);
       expect(handshakeWarnings()).toEqual([]);
       expect(await requestKeys(consul)).toEqual([]);
 

@@ -101,9 +101,8 @@ describe.skipIf(backendSkip != null)(
       // The agent's blocking query woke up on the PUT (its wait is 5 s): the snapshot came well before that.
       expect(agent.watchRounds).toBeGreaterThanOrEqual(2);
       expect(outcome.elapsedMs).toBeLessThan(2500);
-      const created = agent.events.filter((e) => e.type === 'created');
-      expect(created).toHaveLength(1);
-      const event = created[0]!;
+      const event = await agent.waitFor((e) => e.type === 'created');
+      expect(agent.events.filter((e) => e.type === 'created')).toHaveLength(1);
       expect(event.key).toBe(outcome.requestKey);
       expect(event.key).toMatch(
         /^snapshot\/[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
@@ -125,6 +124,7 @@ describe.skipIf(backendSkip != null)(
       expect(outcome.elapsedMs).toBeGreaterThanOrEqual(2500);
       expect(outcome.elapsedMs).toBeLessThan(8000);
       expect(h.directCalls()).toBe(0);
+      await agent.waitFor((e) => e.type === 'created' && e.snapshot === 'backy-SLOW');
       expect(agent.events.filter((e) => e.type === 'created')).toHaveLength(1);
       expect(await requestKeys(consul)).toEqual([]);
     });
@@ -143,7 +143,7 @@ describe.skipIf(backendSkip != null)(
       expect(h.directCalls()).toBe(1);
       expect(await snapshotNames(ceph, target.pool, target.image)).toEqual(['backy-NOAGENT']);
       expect(await requestKeys(consul)).toEqual([]);
-      expect(other.events.some((e) => e.type === 'ignored' && e.reason === 'VM not on this host')).toBe(true);
+      await other.waitFor((e) => e.type === 'ignored' && e.reason === 'VM not on this host');
       const messages = h.log.warnings().map((l) => l.msg);
       expect(messages).toContain(
         'the host agent did not create the snapshot in time (VM offline or on no host, agent down?)',
@@ -162,7 +162,8 @@ describe.skipIf(backendSkip != null)(
         snapshot: 'backy-RACE',
         timeoutMs: 1000,
         createDirect: async (signal) => {
-          await new Promise((resolve) => setTimeout(resolve, 1000)); // the agent wins the race
+          // The agent wins the race: its snapshot lands between backy giving up and the direct attempt.
+          await agent.waitFor((e) => e.type === 'created' && e.snapshot === 'backy-RACE');
           await run(
             'rbd',
             ['--conf', ceph.conf, 'snap', 'create', `${target.pool}/${target.image}@backy-RACE`],
@@ -319,9 +320,7 @@ describe.skipIf(backendSkip != null)(
         'snapshot/44444444-0000-4000-8000-000000000006',
       ]);
       // The stand-in, like the real agent, ignored the garbage and acted on the stale requests it saw.
-      expect(
-        agent.events.filter((e) => e.type === 'ignored' && e.reason === 'not a request'),
-      ).not.toHaveLength(0);
+      await agent.waitFor((e) => e.type === 'ignored' && e.reason === 'not a request');
       // Leave snapshot/ empty for the next test.
       await consulHttp(consul, 'DELETE', '/v1/kv/snapshot/?recurse');
     });

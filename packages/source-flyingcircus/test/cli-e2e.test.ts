@@ -77,11 +77,9 @@ describe.skipIf(skip != null)('backy CLI with a flyingcircus archive', () => {
     await backy('backup', '-f', 'first');
     await writeImage(ceph!, pool, image, 7 * MiB + 99, randomBytes(10_000));
     await backy('backup', '-f', 'second');
-    const created = agent.events.filter((e) => e.type === 'created');
-    expect(created).toHaveLength(2);
-
     const id = (await backy('find', '-r', 'last')).stdout.trim();
-    expect(created[1]).toMatchObject({ snapshot: `backy-${id}` });
+    await agent.waitFor((e) => e.type === 'created' && e.snapshot === `backy-${id}`);
+    expect(agent.events.filter((e) => e.type === 'created')).toHaveLength(2);
     const target = join(dir, 'restored.img');
     await backy('restore', '-r', id, target);
     const expected = await exportImage(ceph!, pool, image, `backy-${id}`);

@@ -65,6 +65,21 @@ export class HostAgent {
     return this;
   }
 
+  /**
+   * Waits for an event (up to `timeoutMs`). Backy sees a snapshot as soon as Ceph has it, which can be
+   * before the agent's `rbd snap create` process has exited and the agent has recorded it.
+   */
+  async waitFor(predicate: (event: HostAgentEvent) => boolean, timeoutMs = 30_000): Promise<HostAgentEvent> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.events.find(predicate);
+      if (found != null) return found;
+      if (Date.now() > deadline)
+        throw new Error(`the host-agent stand-in recorded no such event within ${timeoutMs} ms`);
+      await sleep(50);
+    }
+  }
+
   async stop(): Promise<void> {
     this.controller.abort();
     await this.loop;
