@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { snapshotNames } from '../test/ceph-cluster.js';
-import { consulHttp, createToken } from '../test/consul-agent.js';
+import { consulHttp, createToken, startConsul } from '../test/consul-agent.js';
 import {
   aclConsul as aclAgent,
   backendSkip,
@@ -222,6 +222,59 @@ describe.skipIf(backendSkip != null)(
         .warnings()
         .find((l) => String(l.msg).startsWith('cannot request a consistent snapshot'));
       expect(warning?.err).toMatch(/Consul at http:\/\/127\.0\.0\.1:\d+ is unreachable \(ECONNREFUSED\)/);
+    });
+
+    it('treats a non-Consul answer on the port as Consul trouble: a clear warning and a direct snapshot', async () => {
+      const target = await newVm();
+      const impostor = createServer((_req, res) => {
+        res.setHeader('content-type', 'text/html');
+        res.end('<html><body><h1>502 Bad Gateway</h1></body></html>');
+      });
+      await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve));
+      try {
+        const address = `http://127.0.0.1:${(impostor.address() as AddressInfo).port}`;
+        const h = handshake(target, { snapshot: 'backy-IMPOSTOR', consul: new ConsulKv({ address }) });
+        expect(await h.promise).toMatchObject({ method: 'direct', reason: 'consul-error' });
+        const warning = h.log
+          .warnings()
+          .find((l) => String(l.msg).startsWith('cannot request a consistent snapshot'));
+        expect(warning?.err).toMatch(/not JSON: ".*502 Bad Gateway/);
+        expect(await snapshotNames(ceph, target.pool, target.image)).toEqual(['backy-IMPOSTOR']);
+      } finally {
+        impostor.close();
+      }
+    });
+
+    it('survives Consul going away while it waits: direct snapshot after the timeout, no hang', async () => {
+      const target = await newVm();
+      const own = await startConsul();
+      let stopped = false;
+      try {
+        const h = handshake(target, {
+          snapshot: 'backy-GONE',
+          consul: new ConsulKv({ address: own.address }),
+          timeoutMs: 2000,
+          exists: async () => {
+            // Consul stops after the request was written, while backy polls Ceph.
+            if (!stopped) {
+              stopped = true;
+              await own.stop();
+            }
+            return (await snapshotNames(ceph, target.pool, target.image)).includes('backy-GONE');
+          },
+        });
+        const started = Date.now();
+        const outcome = await h.promise;
+        expect(outcome).toMatchObject({ method: 'direct', reason: 'timeout' });
+        expect(Date.now() - started).toBeLessThan(8000);
+        expect(await snapshotNames(ceph, target.pool, target.image)).toEqual(['backy-GONE']);
+        const messages = h.log.warnings().map((l) => l.msg);
+        expect(messages).toContain(
+          'could not delete the snapshot request; the next backup of this VM removes it',
+        );
+      } finally {
+        if (!stopped) await own.stop();
+      }
     });
 
     it('does not hang beyond the timeout on a Consul that accepts connections and never answers', async () => {
