@@ -7,6 +7,7 @@ import type { Command, CommandContext, GlobalOptions } from './command.js';
 import { backupCommand } from './commands/backup.js';
 import { findCommand } from './commands/find.js';
 import { initCommand } from './commands/init.js';
+import { nbdServerCommand } from './commands/nbd-server.js';
 import { purgeCommand } from './commands/purge.js';
 import { restoreCommand } from './commands/restore.js';
 import { distrustCommand, expireCommand, forgetCommand, tagsCommand } from './commands/revisions.js';
@@ -17,6 +18,14 @@ import { createProgressBar } from './progress.js';
 
 export type { Command, CommandContext } from './command.js';
 export { loadSource, loadSourceDefinition, registerBuiltinSource } from './sources.js';
+
+const GLOBAL_OPTIONS = {
+  verbose: { type: 'boolean', short: 'v' },
+  logfile: { type: 'string', short: 'l' },
+  backupdir: { type: 'string', short: 'b' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+} as const;
 
 const COMMANDS: Command[] = [
   initCommand,
@@ -30,6 +39,7 @@ const COMMANDS: Command[] = [
   tagsCommand,
   expireCommand,
   purgeCommand,
+  nbdServerCommand,
 ];
 
 /** Adds a command (used to wire in commands from other packages). */
@@ -89,13 +99,7 @@ export async function main(
     try {
       globals = parseArgs({
         args: argv,
-        options: {
-          verbose: { type: 'boolean', short: 'v' },
-          logfile: { type: 'string', short: 'l' },
-          backupdir: { type: 'string', short: 'b' },
-          help: { type: 'boolean', short: 'h' },
-          version: { type: 'boolean', short: 'V' },
-        },
+        options: GLOBAL_OPTIONS,
         allowPositionals: true,
         strict: true,
         tokens: true,
@@ -218,13 +222,7 @@ function parseGlobalsBeforeCommand(argv: string[], original: unknown): ReturnTyp
   try {
     const parsed = parseArgs({
       args: argv.slice(0, i + 1),
-      options: {
-        verbose: { type: 'boolean', short: 'v' },
-        logfile: { type: 'string', short: 'l' },
-        backupdir: { type: 'string', short: 'b' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean', short: 'V' },
-      },
+      options: GLOBAL_OPTIONS,
       allowPositionals: true,
       strict: true,
       tokens: true,

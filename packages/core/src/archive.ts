@@ -1,11 +1,13 @@
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { stringify } from 'yaml';
 import { type ArchiveConfig, archiveConfigSchema, loadArchiveConfig, validateConfig } from './config.js';
 import { BackyError, ioError } from './errors.js';
-import { fsyncDir, isTempName, writeFileAtomic } from './fs-util.js';
-import { ChunkedRevisionReader } from './layout/chunked.js';
+import { fsyncDir, isTempName, tempPathFor, writeFileAtomic } from './fs-util.js';
+import { isRevisionId } from './ids.js';
+import { ChunkedRevisionReader, ChunkedRevisionWriter } from './layout/chunked.js';
+import { ImagesRevisionReader, ImagesRevisionWriter, supportsReflink } from './layout/images.js';
 import { acquireLock, type Lock } from './lock.js';
 import {
   isComplete,
@@ -14,7 +16,7 @@ import {
   readRevisionFile,
   writeRevisionFile,
 } from './revision.js';
-import type { RevisionReader } from './revision-io.js';
+import type { RevisionReader, RevisionWriter } from './revision-io.js';
 import { resolveRevisionSpec, resolveSingleRevision } from './revision-spec.js';
 import { ChunkMap } from './store/chunk-map.js';
 import { ChunkStore } from './store/chunk-store.js';
@@ -23,6 +25,17 @@ export const CONFIG_FILE = 'config';
 export const LOG_FILE = 'backy.log';
 const REV_SUFFIX = '.rev';
 const MAP_SUFFIX = '.map';
+
+/** The symlink to the newest revision's image file in the `images` layout. */
+export const LAST_LINK = 'last';
+
+/** A writer for a new revision, whatever the layout: seal makes it durable, abort leaves nothing. */
+export interface LayoutWriter extends RevisionWriter {
+  /** Hashes of the chunks this backup wrote anew (what a source's quick verification reads back). */
+  readonly freshChunks: ReadonlySet<string>;
+  seal(): Promise<ChunkMap>;
+  abort(): Promise<void>;
+}
 
 export interface ArchiveScan {
   /** Complete revisions, oldest first. */
@@ -103,6 +116,11 @@ export class Archive {
     return join(this.path, `${id}${MAP_SUFFIX}`);
   }
 
+  /** The image file of a revision in the `images` layout. */
+  imagePath(id: string): string {
+    return join(this.path, id);
+  }
+
   /** Creates the store and registers this archive as its user. */
   async prepareStore(): Promise<void> {
     await this.store.init();
@@ -176,9 +194,16 @@ export class Archive {
       logger?.warn({ revision: id }, 'removing incomplete revision left by an interrupted run');
       await this.deleteRevisionFiles(id);
     }
+    const complete = new Set((await this.scan()).complete.map((r) => r.uuid));
     for (const name of await readdir(this.path)) {
       if (isTempName(name)) await rm(join(this.path, name), { force: true });
+      // An image file whose revision never completed (or was deleted half-way).
+      else if (isRevisionId(name) && !complete.has(name)) {
+        logger?.warn({ revision: name }, 'removing image file of an incomplete revision');
+        await rm(join(this.path, name), { force: true });
+      }
     }
+    await this.updateLastLink();
     return incomplete;
   }
 
@@ -190,7 +215,69 @@ export class Archive {
         `revision ${rev.uuid}: map size ${map.size} differs from recorded size ${rev.size}`,
       );
     }
-    return new ChunkedRevisionReader(this.store, map);
+    return this.readerFor(rev, map);
+  }
+
+  /** A reader over a revision's map in the revision's own layout. */
+  readerFor(rev: Pick<RevisionData, 'uuid' | 'backend_type'>, map: ChunkMap): RevisionReader {
+    return rev.backend_type === 'images'
+      ? new ImagesRevisionReader(this.imagePath(rev.uuid), map)
+      : new ChunkedRevisionReader(this.store, map);
+  }
+
+  /**
+   * Opens a writer for revision `id` in the configured layout. `parent` (the newest usable revision) is
+   * only built upon when it has the same layout; otherwise the backup is a full one.
+   */
+  async createWriter(
+    id: string,
+    parent: RevisionData | null,
+    options: { rewrite?: boolean; logger?: Logger } = {},
+  ): Promise<{ writer: LayoutWriter; parentReader: RevisionReader | null }> {
+    const sameLayout = parent != null && parent.backend_type === this.config.layout;
+    const parentMap = sameLayout ? await this.loadMap(parent.uuid) : null;
+    const parentReader = sameLayout ? this.readerFor(parent, parentMap!) : null;
+    if (this.config.layout === 'images') {
+      const writer = await ImagesRevisionWriter.create(this.imagePath(id), this.mapPath(id), {
+        parentMap,
+        parentImage: sameLayout ? this.imagePath(parent.uuid) : null,
+        logger: options.logger,
+      });
+      return { writer, parentReader };
+    }
+    const writer = new ChunkedRevisionWriter(this.store, this.mapPath(id), {
+      parentMap,
+      rewrite: options.rewrite ?? false,
+    });
+    return { writer, parentReader };
+  }
+
+  /**
+   * Points `last` at the newest revision's image file (`images` layout), repairing a missing or wrong
+   * link; removes it when there is no image revision. A no-op for the chunked layout.
+   */
+  async updateLastLink(): Promise<void> {
+    const link = join(this.path, LAST_LINK);
+    const newest = (await this.revisions()).filter((r) => r.backend_type === 'images').at(-1);
+    const current = await readlink(link).catch(() => null);
+    if (newest == null) {
+      if (current != null) await rm(link, { force: true });
+      return;
+    }
+    if (current === newest.uuid) return;
+    const tmp = tempPathFor(link);
+    await symlink(newest.uuid, tmp);
+    await rename(tmp, link);
+    await fsyncDir(this.path);
+  }
+
+  /** Warnings about the configured layout on this file system (e.g. `images` without reflinks). */
+  async layoutWarnings(): Promise<string[]> {
+    if (this.config.layout !== 'images') return [];
+    if (await supportsReflink(this.path)) return [];
+    return [
+      `the file system of ${this.path} cannot reflink (copy-on-write clones): with layout "images" every revision is a full (sparse) copy of the image; use btrfs or XFS with reflink=1 to store only changed blocks`,
+    ];
   }
 
   async loadMap(id: string): Promise<ChunkMap> {
@@ -201,10 +288,12 @@ export class Archive {
     await writeRevisionFile(this.revPath(rev.uuid), rev);
   }
 
-  /** Deletes a revision: the `.rev` first (so it disappears at once), then its map. */
+  /** Deletes a revision: the `.rev` first (so it disappears at once), then its map and image file. */
   async deleteRevisionFiles(id: string): Promise<void> {
     await rm(this.revPath(id), { force: true });
     await rm(this.mapPath(id), { force: true });
+    await rm(this.imagePath(id), { force: true });
     await fsyncDir(this.path);
+    await this.updateLastLink();
   }
 }

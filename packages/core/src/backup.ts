@@ -2,10 +2,8 @@ import type { Logger } from 'pino';
 import type { Archive } from './archive.js';
 import { BackyError, ioError } from './errors.js';
 import { newRevisionId } from './ids.js';
-import { ChunkedRevisionReader, ChunkedRevisionWriter } from './layout/chunked.js';
 import type { Lock } from './lock.js';
 import type { Revision, RevisionData } from './revision.js';
-import type { RevisionReader } from './revision-io.js';
 import { MANUAL_TAG_PREFIX } from './schedule.js';
 import type { BackupSource } from './source.js';
 
@@ -59,7 +57,7 @@ export async function runBackup(
       tags,
       trust: 'trusted',
       size: 0,
-      backend_type: 'chunked',
+      backend_type: archive.config.layout,
       source_type: archive.config.source.type,
     };
     const log = logger.child({ revision: revision.uuid });
@@ -70,14 +68,10 @@ export async function runBackup(
         'newest revision is distrusted: full backup, every chunk is rewritten',
       );
     }
-    const parentMap = parentUsable ? await archive.loadMap(newest.uuid) : null;
-    const writer = new ChunkedRevisionWriter(archive.store, archive.mapPath(revision.uuid), {
-      parentMap,
+    const { writer, parentReader } = await archive.createWriter(revision.uuid, parentUsable ? newest : null, {
       rewrite: newest?.trust === 'distrusted',
+      logger: log,
     });
-    const parentReader: RevisionReader | null = parentMap
-      ? new ChunkedRevisionReader(archive.store, parentMap)
-      : null;
     let bytesRead = 0;
     const sourceInfo: Record<string, unknown> = {};
     log.info({ tags, parent: revision.parent }, 'backup started');
@@ -101,7 +95,7 @@ export async function runBackup(
       revision.size = map.size;
       const verification = await source.verify({
         revision,
-        reader: new ChunkedRevisionReader(archive.store, map),
+        reader: archive.readerFor(revision, map),
         freshChunks: writer.freshChunks,
         logger: log,
         signal,
@@ -128,6 +122,7 @@ export async function runBackup(
       if (Object.keys(sourceInfo).length > 0) revision.source_info = sourceInfo;
       signal.throwIfAborted();
       await archive.writeRevision(revision);
+      await archive.updateLastLink();
       success = true;
       log.info(
         { stats: revision.stats, size: revision.size, verification: revision.verification.method },

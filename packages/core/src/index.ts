@@ -17,6 +17,16 @@ export { fsyncDir, writeFileAtomic } from './fs-util.js';
 export { encodeShortId, ID_ALPHABET, isRevisionId, newRevisionId } from './ids.js';
 export { ChunkedRevisionReader, ChunkedRevisionWriter } from './layout/chunked.js';
 export { acquireLock, type Lock, type LockMode } from './lock.js';
+export {
+  type ArchiveExportOptions,
+  archiveExports,
+  DEFAULT_EXPORT_SPEC,
+  type NbdExportInfo,
+  type NbdExportProvider,
+  NbdServer,
+  type NbdServerOptions,
+  type OpenedExport,
+} from './nbd/index.js';
 export { type PurgeResult, purgeStore, storeUsage } from './purge.js';
 export { blockDeviceSize, type RestoreOptions, restoreToPath, restoreToStream } from './restore.js';
 export {

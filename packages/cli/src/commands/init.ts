@@ -12,7 +12,9 @@ export const DEFAULT_SCHEDULE = {
 export const initCommand: Command = {
   name: 'init',
   summary: 'create an archive for a source in the base directory',
-  usage: 'init TYPE SOURCE   e.g. `backy -b /srv/backy/vm1 init file /srv/vm/disk.img`',
+  usage:
+    'init [--layout chunked|images] TYPE SOURCE   e.g. `backy -b /srv/backy/vm1 init file /srv/vm/disk.img`',
+  options: { layout: { type: 'string' } },
   positionals: [2, 2],
   async run(ctx) {
     const [type, argument] = ctx.positionals as [string, string];
@@ -31,7 +33,21 @@ export const initCommand: Command = {
         'USAGE',
         `init ${type} ${argument}: ${parsed.error.issues[0]?.message ?? 'invalid source'}`,
       );
-    const archive = await Archive.init(ctx.global.baseDir, { source, schedule: DEFAULT_SCHEDULE });
+    const layout = ctx.values.layout;
+    if (layout != null && layout !== 'chunked' && layout !== 'images') {
+      throw new BackyError(
+        'USAGE',
+        `init: --layout must be chunked or images, not ${JSON.stringify(layout)}`,
+      );
+    }
+    const archive = await Archive.init(ctx.global.baseDir, {
+      source,
+      schedule: DEFAULT_SCHEDULE,
+      ...(layout != null ? { layout } : {}),
+    });
+    for (const warning of await archive.layoutWarnings())
+      process.stderr.write(`warning: ${warning}
+`);
     for (const warning of (await definition.checkInit?.(parsed.data)) ?? [])
       process.stderr.write(`warning: ${warning}\n`);
     ctx.print(`Initialized archive ${archive.path} for ${type} source ${argument}`);

@@ -1,11 +1,24 @@
-import { BackyError, expireArchive, tagNameSchema } from '@backy/core';
-import type { Command } from '../command.js';
+import { type Archive, BackyError, expireArchive, type Revision, tagNameSchema } from '@backy/core';
+import type { Command, CommandContext } from '../command.js';
 
-async function withBackupLock<T>(ctx: Parameters<Command['run']>[0], work: () => Promise<T>): Promise<T> {
+/**
+ * Runs `work` on the revisions `spec` names, holding the archive's backup lock so no backup changes the
+ * revision list meanwhile. A spec that matches nothing is an error.
+ */
+async function withRevisions(
+  ctx: CommandContext,
+  spec: unknown,
+  work: (archive: Archive, revisions: Revision[]) => Promise<void>,
+): Promise<number> {
   const archive = await ctx.openArchive();
   const lock = await archive.lockBackup();
   try {
-    return await work();
+    const revisions = await archive.resolve(String(spec));
+    if (revisions.length === 0) {
+      throw new BackyError('REVISION_NOT_FOUND', `revision ${JSON.stringify(spec)}: no revision matches`);
+    }
+    await work(archive, revisions);
+    return 0;
   } finally {
     await lock.release();
   }
@@ -18,15 +31,12 @@ export const distrustCommand: Command = {
   options: { revision: { type: 'string', short: 'r', default: 'all' } },
   positionals: [0, 0],
   async run(ctx) {
-    const archive = await ctx.openArchive();
-    return withBackupLock(ctx, async () => {
-      const revisions = await archive.resolve(String(ctx.values.revision));
+    return withRevisions(ctx, ctx.values.revision, async (archive, revisions) => {
       for (const rev of revisions) {
         await archive.writeRevision({ ...rev, trust: 'distrusted' });
         ctx.logger().info({ revision: rev.uuid }, 'revision distrusted');
         ctx.print(`${rev.uuid}: distrusted`);
       }
-      return 0;
     });
   },
 };
@@ -40,20 +50,12 @@ export const forgetCommand: Command = {
   async run(ctx) {
     if (ctx.values.revision == null)
       throw new BackyError('USAGE', 'forget needs -r SPEC naming the revisions to delete');
-    const archive = await ctx.openArchive();
-    return withBackupLock(ctx, async () => {
-      const revisions = await archive.resolve(String(ctx.values.revision));
-      if (revisions.length === 0)
-        throw new BackyError(
-          'REVISION_NOT_FOUND',
-          `revision ${JSON.stringify(ctx.values.revision)}: no revision matches`,
-        );
+    return withRevisions(ctx, ctx.values.revision, async (archive, revisions) => {
       for (const rev of revisions) {
         await archive.deleteRevisionFiles(rev.uuid);
         ctx.logger().info({ revision: rev.uuid }, 'revision forgotten');
         ctx.print(`${rev.uuid}: forgotten`);
       }
-      return 0;
     });
   },
 };
@@ -81,14 +83,7 @@ export const tagsCommand: Command = {
       if (!ok.success)
         throw new BackyError('USAGE', `invalid tag ${JSON.stringify(tag)}: ${ok.error.issues[0]?.message}`);
     }
-    const archive = await ctx.openArchive();
-    return withBackupLock(ctx, async () => {
-      const revisions = await archive.resolve(String(ctx.values.revision));
-      if (revisions.length === 0)
-        throw new BackyError(
-          'REVISION_NOT_FOUND',
-          `revision ${JSON.stringify(ctx.values.revision)}: no revision matches`,
-        );
+    return withRevisions(ctx, ctx.values.revision, async (archive, revisions) => {
       for (const rev of revisions) {
         const next =
           action === 'set'
@@ -99,7 +94,6 @@ export const tagsCommand: Command = {
         await archive.writeRevision({ ...rev, tags: next });
         ctx.print(`${rev.uuid}: ${next.join(',') || '(no tags; removed at the next expire)'}`);
       }
-      return 0;
     });
   },
 };

@@ -1,0 +1,370 @@
+import { spawn } from 'node:child_process';
+import { constants } from 'node:fs';
+import { chmod, copyFile, type FileHandle, open, rename, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Logger } from 'pino';
+import { BackyError, ioError } from '../errors.js';
+import { fsyncDir, tempPathFor } from '../fs-util.js';
+import type { RevisionReader, RevisionWriter, WriterStats } from '../revision-io.js';
+import { ChunkMap, isAllZero, sha256Hex } from '../store/chunk-map.js';
+
+/**
+ * The `images` layout: every revision is a plain raw image file `<archive>/<id>` (plus its chunk map of
+ * hashes, for verification and block status). A new revision starts as a reflink clone of its parent's
+ * file, so on btrfs or XFS it costs only the changed chunks; elsewhere the clone is a sparse full copy.
+ */
+
+/** Tries a copy-on-write clone (FICLONE); false where the file system cannot (ext4, tmpfs, across mounts). */
+export async function cloneFile(from: string, to: string): Promise<boolean> {
+  try {
+    await copyFile(from, to, constants.COPYFILE_FICLONE_FORCE);
+    return true;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (
+      code === 'ENOTSUP' ||
+      code === 'EOPNOTSUPP' ||
+      code === 'EXDEV' ||
+      code === 'EINVAL' ||
+      code === 'ENOSYS'
+    ) {
+      await rm(to, { force: true });
+      return false;
+    }
+    throw ioError(error, `cloning ${from}`);
+  }
+}
+
+/** Whether files in `dir` can be reflinked: clones a small probe file. */
+export async function supportsReflink(dir: string): Promise<boolean> {
+  const a = tempPathFor(join(dir, 'reflink-probe'));
+  const b = tempPathFor(join(dir, 'reflink-probe'));
+  try {
+    const handle = await open(a, 'wx', 0o600);
+    await handle.write(Buffer.alloc(4096, 1));
+    await handle.close();
+    return await cloneFile(a, b);
+  } finally {
+    await rm(a, { force: true });
+    await rm(b, { force: true });
+  }
+}
+
+/** Makes a byte range of a file read as zeros without writing them (a hole), via util-linux fallocate(1). */
+function punchHole(path: string, offset: number, length: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const child = spawn(
+      'fallocate',
+      ['--punch-hole', '--keep-size', '-o', String(offset), '-l', String(length), path],
+      {
+        stdio: 'ignore',
+      },
+    );
+    child.on('error', () => resolve(false));
+    child.on('close', (code) => resolve(code === 0));
+  });
+}
+
+async function writeFully(handle: FileHandle, data: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.length) {
+    const { bytesWritten } = await handle.write(data, done, data.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+async function readFully(handle: FileHandle, length: number, position: number): Promise<Buffer> {
+  const buffer = Buffer.alloc(length);
+  let got = 0;
+  while (got < length) {
+    const { bytesRead } = await handle.read(buffer, got, length - got, position + got);
+    if (bytesRead === 0) break; // past the end reads as zeros, like a sparse tail
+    got += bytesRead;
+  }
+  return buffer;
+}
+
+export interface ImagesWriterOptions {
+  /** The parent's chunk map: the new revision starts as a copy of its content. */
+  parentMap?: ChunkMap | null;
+  /** The parent's image file to clone (or, where reflinks are not possible, to copy sparsely). */
+  parentImage?: string | null;
+  logger?: Logger;
+  /** Writes in flight (default 8). */
+  concurrency?: number;
+}
+
+/** Writes a revision as an image file: temp file → clone of the parent → changed chunks → fsync → rename. */
+export class ImagesRevisionWriter implements RevisionWriter {
+  private readonly map: ChunkMap;
+  private readonly parentMap: ChunkMap | null;
+  private readonly tmpPath: string;
+  private handle: FileHandle | null = null;
+  private readonly pending = new Set<Promise<void>>();
+  private readonly holes = new Set<number>();
+  private readonly reshaped = new Set<number>();
+  private failure: unknown = null;
+  private sealed = false;
+  /** Hashes of the chunks written by this backup. */
+  readonly freshChunks = new Set<string>();
+  /** Whether the new file shares the parent's blocks (false: a full copy was made). */
+  cloned = false;
+  readonly stats: WriterStats = { bytesWritten: 0, chunksWritten: 0, chunksReused: 0, chunksZero: 0 };
+
+  private constructor(
+    readonly imagePath: string,
+    private readonly mapPath: string,
+    private readonly options: ImagesWriterOptions,
+  ) {
+    this.parentMap = options.parentMap ?? null;
+    if (this.parentMap != null && options.parentImage == null) {
+      throw new Error('ImagesRevisionWriter: a parent map needs the parent image file');
+    }
+    this.map = this.parentMap?.clone() ?? new ChunkMap(0);
+    this.tmpPath = tempPathFor(imagePath);
+  }
+
+  /** Creates the writer and its temporary image, cloned (or copied) from the parent. */
+  static async create(
+    imagePath: string,
+    mapPath: string,
+    options: ImagesWriterOptions = {},
+  ): Promise<ImagesRevisionWriter> {
+    const writer = new ImagesRevisionWriter(imagePath, mapPath, options);
+    try {
+      await writer.start();
+    } catch (error) {
+      await writer.abort();
+      throw ioError(error, `preparing image ${imagePath}`);
+    }
+    return writer;
+  }
+
+  private async start(): Promise<void> {
+    const { parentImage, logger } = this.options;
+    if (this.parentMap != null && parentImage != null) {
+      this.cloned = await cloneFile(parentImage, this.tmpPath);
+      if (!this.cloned) {
+        logger?.warn(
+          { archive: dirname(this.imagePath) },
+          'the file system cannot reflink: this revision is a full (sparse) copy of its parent',
+        );
+      }
+    }
+    this.handle = await open(this.tmpPath, this.cloned ? 'r+' : 'w+', 0o600);
+    if (this.cloned) return;
+    await this.handle.truncate(this.map.size);
+    if (this.parentMap == null || parentImage == null) return;
+    // No clone: copy the parent's non-zero chunks, leaving zero chunks as holes.
+    const source = await open(parentImage, 'r');
+    try {
+      for (let index = 0; index < this.parentMap.chunkCount; index++) {
+        if (this.parentMap.isZero(index)) continue;
+        const position = index * this.map.chunkSize;
+        const data = await readFully(source, this.map.chunkLength(index), position);
+        await writeFully(this.handle, data, position);
+        // Counted as written: without a clone this copy takes real space.
+        this.stats.bytesWritten += data.length;
+      }
+    } finally {
+      await source.close();
+    }
+  }
+
+  get chunkSize(): number {
+    return this.map.chunkSize;
+  }
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  get chunkCount(): number {
+    return this.map.chunkCount;
+  }
+
+  chunkLength(index: number): number {
+    return this.map.chunkLength(index);
+  }
+
+  currentHash(index: number): string | null {
+    return this.map.get(index);
+  }
+
+  async resize(size: number): Promise<void> {
+    this.assertOpen();
+    if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`invalid image size ${size}`);
+    if (size === this.map.size) return;
+    const oldLast = this.map.chunkCount - 1;
+    const oldLastLength = oldLast >= 0 ? this.map.chunkLength(oldLast) : 0;
+    this.map.resize(size);
+    await this.handle!.truncate(size);
+    for (const index of [...this.reshaped]) if (index >= this.map.chunkCount) this.reshaped.delete(index);
+    if (oldLast >= 0 && oldLast < this.map.chunkCount && this.map.chunkLength(oldLast) !== oldLastLength) {
+      if (this.map.get(oldLast) != null) this.reshaped.add(oldLast);
+    }
+  }
+
+  keep(index: number): void {
+    this.assertOpen();
+    this.map.get(index);
+    if (this.parentMap == null || index >= this.parentMap.chunkCount) {
+      throw new BackyError(
+        'SOURCE_FAILED',
+        `chunk ${index} was kept, but the parent revision has no such chunk`,
+      );
+    }
+    if (!this.reshaped.has(index)) this.stats.chunksReused++;
+  }
+
+  zero(index: number): void {
+    this.assertOpen();
+    const wasZero = this.map.get(index) == null && !this.reshaped.has(index);
+    this.map.set(index, null);
+    this.reshaped.delete(index);
+    this.stats.chunksZero++;
+    if (!wasZero) this.holes.add(index);
+  }
+
+  async write(index: number, data: Buffer): Promise<void> {
+    this.assertOpen();
+    const expected = this.map.chunkLength(index);
+    if (data.length !== expected)
+      throw new RangeError(`chunk ${index} must be ${expected} bytes, got ${data.length}`);
+    if (isAllZero(data)) {
+      this.zero(index);
+      return;
+    }
+    const hash = sha256Hex(data);
+    const unchanged = this.map.get(index) === hash && !this.reshaped.has(index);
+    this.reshaped.delete(index);
+    this.map.set(index, hash);
+    if (unchanged) {
+      this.stats.chunksReused++;
+      return;
+    }
+    this.freshChunks.add(hash);
+    const task = writeFully(this.handle!, data, index * this.map.chunkSize).then(
+      () => {
+        this.stats.chunksWritten++;
+        this.stats.bytesWritten += data.length;
+      },
+      (error) => {
+        this.failure ??= error;
+      },
+    );
+    this.pending.add(task);
+    void task.finally(() => this.pending.delete(task));
+    while (this.pending.size >= (this.options.concurrency ?? 8)) await Promise.race(this.pending);
+    if (this.failure) throw this.failure;
+  }
+
+  /** Makes the image durable and read-only under its final name, then writes the map. Returns the map. */
+  async seal(): Promise<ChunkMap> {
+    this.assertOpen();
+    await Promise.all(this.pending);
+    if (this.failure) throw this.failure;
+    const handle = this.handle!;
+    for (const index of this.holes) {
+      // Rewritten since, or cut off by a resize: nothing to clear.
+      if (index >= this.map.chunkCount || this.map.get(index) != null) continue;
+      const offset = index * this.map.chunkSize;
+      const length = this.map.chunkLength(index);
+      // The clone still holds the parent's bytes there: punch a hole, or write zeros where we cannot.
+      if (!(await punchHole(this.tmpPath, offset, length)))
+        await writeFully(handle, Buffer.alloc(length), offset);
+    }
+    for (const index of this.reshaped) {
+      const data = await readFully(handle, this.map.chunkLength(index), index * this.map.chunkSize);
+      this.map.set(index, isAllZero(data) ? null : sha256Hex(data));
+    }
+    await handle.sync();
+    await handle.close();
+    this.handle = null;
+    await chmod(this.tmpPath, 0o444);
+    await rename(this.tmpPath, this.imagePath);
+    await fsyncDir(dirname(this.imagePath));
+    await this.map.save(this.mapPath);
+    this.sealed = true;
+    return this.map;
+  }
+
+  async abort(): Promise<void> {
+    this.sealed = true;
+    await Promise.allSettled(this.pending);
+    await this.handle?.close().catch(() => {});
+    this.handle = null;
+    await rm(this.tmpPath, { force: true });
+    await rm(this.mapPath, { force: true });
+  }
+
+  private assertOpen(): void {
+    if (this.sealed) throw new Error('revision writer is already sealed');
+    if (this.failure) throw this.failure;
+  }
+}
+
+/** Reads a revision's image file; every chunk is checked against the map's hash. */
+export class ImagesRevisionReader implements RevisionReader {
+  constructor(
+    readonly imagePath: string,
+    readonly map: ChunkMap,
+  ) {}
+
+  get size(): number {
+    return this.map.size;
+  }
+
+  get chunkSize(): number {
+    return this.map.chunkSize;
+  }
+
+  get chunkCount(): number {
+    return this.map.chunkCount;
+  }
+
+  chunkLength(index: number): number {
+    return this.map.chunkLength(index);
+  }
+
+  isZero(index: number): boolean {
+    return this.map.isZero(index);
+  }
+
+  chunkHash(index: number): string | null {
+    return this.map.get(index);
+  }
+
+  async read(index: number): Promise<Buffer> {
+    const hash = this.map.get(index);
+    const length = this.map.chunkLength(index);
+    if (hash == null) return Buffer.alloc(length);
+    // Opened per read: readers are not always closed, and a 4 MiB read dwarfs an open().
+    let handle: FileHandle;
+    try {
+      handle = await open(this.imagePath, 'r');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new BackyError('CHUNK_MISSING', `image file ${this.imagePath} is missing`, { cause: error });
+      }
+      throw ioError(error, `opening ${this.imagePath}`);
+    }
+    let data: Buffer;
+    try {
+      data = await readFully(handle, length, index * this.map.chunkSize);
+    } catch (error) {
+      throw ioError(error, `reading ${this.imagePath}`);
+    } finally {
+      await handle.close();
+    }
+    if (sha256Hex(data) !== hash) {
+      throw new BackyError(
+        'CHUNK_CORRUPT',
+        `chunk ${index} of ${this.imagePath} (offset ${index * this.map.chunkSize}) does not match its hash ${hash}`,
+      );
+    }
+    return data;
+  }
+
+  async close(): Promise<void> {}
+}

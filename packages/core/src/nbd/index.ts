@@ -1,0 +1,9 @@
+export {
+  type ArchiveExportOptions,
+  archiveExports,
+  DEFAULT_EXPORT_SPEC,
+  type NbdExportInfo,
+  type NbdExportProvider,
+  type OpenedExport,
+} from './exports.js';
+export { NbdServer, type NbdServerOptions } from './server.js';
