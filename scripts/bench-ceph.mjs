@@ -113,9 +113,11 @@ async function rbdExport(snapshot) {
 async function backup(archive, tag) {
   const source = ceph.createRbdSource({ pool: POOL, image, conf, 'full-always': false }, { logger });
   const started = performance.now();
+  peakRss = process.memoryUsage().rss;
+  const rssBefore = peakRss;
   const rev = await core.runBackup(archive, source, { tags: [tag], force: true, logger });
   const wall = (performance.now() - started) / 1000;
-  return { rev, wall };
+  return { rev, wall, rssBefore, rssPeak: peakRss };
 }
 
 const fmt = (s) => `${s.toFixed(2)} s`;
@@ -141,6 +143,23 @@ try {
   const full = await backup(archive, 'full');
   const fullExport = await rbdExport(`backy-${full.rev.uuid}`);
   rows.push({ name: 'full backup', ...full, export: fullExport });
+
+  // Baseline for the store's own cost: the file source backing up the same snapshot exported to a file.
+  const exported = join(work, 'snapshot.img');
+  rbd('export', '--no-progress', `${POOL}/${image}@backy-${full.rev.uuid}`, exported);
+  const fileSource = await import(pathToFileURL(join(root, 'packages/source-file/dist/index.js')).href);
+  const fileArchive = await core.Archive.init(join(work, 'file-archive'), {
+    source: { type: 'file', filename: exported },
+  });
+  const fileStarted = performance.now();
+  await core.runBackup(fileArchive, fileSource.createFileSource({ filename: exported }), {
+    tags: ['full'],
+    force: true,
+    logger,
+  });
+  const fileBackup = (performance.now() - fileStarted) / 1000;
+  rmSync(exported);
+  rmSync(join(work, 'file-archive'), { recursive: true, force: true });
 
   // 1% changed in three contiguous, unaligned regions (a log file, a database table, a package update).
   const change = Math.round(size / 100);
@@ -174,7 +193,8 @@ try {
   });
 
   console.log('');
-  for (const { name, rev, wall, export: exp } of rows) {
+  for (const r of rows) {
+    const { name, rev, wall, export: exp } = r;
     const s = rev.stats;
     console.log(`${name}:`);
     console.log(
@@ -186,7 +206,22 @@ try {
     console.log(
       `  read from Ceph ${mib(s.bytes_read)}, stored ${mib(s.bytes_written)} in ${s.chunks_written} new chunks, ${s.chunks_reused} reused, ${s.chunks_zero} zero; mode ${rev.source_info.mode}`,
     );
+    console.log(`  process RSS ${mib(r.rssBefore)} before, peak ${mib(r.rssPeak)} during the backup`);
   }
+  // The part of every backup that does not depend on the data: Ceph's snapshot create and remove.
+  const snapStarted = performance.now();
+  rbd('snap', 'create', '--no-progress', `${POOL}/${image}@bench-probe`);
+  const snapCreate = (performance.now() - snapStarted) / 1000;
+  const rmStarted = performance.now();
+  rbd('snap', 'rm', '--no-progress', `${POOL}/${image}@bench-probe`);
+  const snapRemove = (performance.now() - rmStarted) / 1000;
+  console.log('');
+  console.log(
+    `file source backing up the same snapshot exported to a local file (store cost baseline): ${fmt(fileBackup)}`,
+  );
+  console.log(
+    `fixed Ceph cost per backup, measured alone: rbd snap create ${fmt(snapCreate)}, rbd snap rm ${fmt(snapRemove)}`,
+  );
   const [f, c, sc] = rows;
   console.log('');
   console.log('incremental vs full backup:');
@@ -195,7 +230,6 @@ try {
       `  ${r.name}: time ${pct(r.wall, f.wall)}, bytes read ${pct(r.rev.stats.bytes_read, f.rev.stats.bytes_read)}, bytes written ${pct(r.rev.stats.bytes_written, f.rev.stats.bytes_written)}`,
     );
   }
-  console.log(`peak RSS of the benchmark process: ${mib(peakRss)}`);
 } finally {
   clearInterval(rssTimer);
   try {

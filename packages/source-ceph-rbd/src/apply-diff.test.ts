@@ -3,11 +3,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  Archive,
   ChunkedRevisionReader,
   ChunkedRevisionWriter,
   type ChunkMap,
   ChunkStore,
+  isAllZero,
+  newRevisionId,
+  type RevisionData,
   type RevisionReader,
+  sha256Hex,
 } from '@backy/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyRawImage, applyRbdDiff } from './apply-diff.js';
@@ -218,5 +223,57 @@ describe('applyRawImage', () => {
     await expect(applyRawImage([randomBytes(140)], { writer: writer(), size: 130 })).rejects.toThrow(
       'more than the image size of 130 bytes',
     );
+  });
+});
+
+describe.each(['chunked', 'images'] as const)('applyRbdDiff on an archive with the %s layout', (layout) => {
+  it('shrinks and grows to sizes that are not chunk multiples without touching the last chunk', async () => {
+    const MiB = 1 << 20;
+    const archive = await Archive.init(join(dir, `archive-${layout}`), { source: { type: 'x' }, layout });
+    const content = randomBytes(16 * MiB);
+    let parent: RevisionData | null = null;
+    let expected: Buffer = content;
+    for (const size of [16 * MiB, 7 * MiB, 9 * MiB + 512, 5 * MiB - 1]) {
+      const uuid = newRevisionId();
+      const { writer, parentReader } = await archive.createWriter(uuid, parent);
+      if (parent == null) await applyRawImage([content], { writer, size });
+      else
+        await applyRbdDiff(parseRbdDiff([encodeRbdDiff(diff(size))]), {
+          writer,
+          base: parentReader,
+          expectFrom: 'a',
+          expectTo: 'b',
+        });
+      const map = await writer.seal();
+      expected = applyToBuffer(expected, [{ type: 'size', size }]);
+      const rev: RevisionData = {
+        uuid,
+        timestamp: new Date().toISOString(),
+        parent: parent?.uuid ?? null,
+        tags: ['t'],
+        trust: 'trusted',
+        size,
+        backend_type: layout,
+        stats: {
+          bytes_written: 0,
+          bytes_read: 0,
+          duration: 0,
+          chunks_written: 0,
+          chunks_reused: 0,
+          chunks_zero: 0,
+        },
+      };
+      await archive.writeRevision(rev);
+      const reader = archive.readerFor(rev, map);
+      const data = await contentOf(reader);
+      expect(data.equals(expected), `${layout} at ${size}`).toBe(true);
+      for (let i = 0; i < reader.chunkCount; i++) {
+        const chunk = expected.subarray(i * reader.chunkSize, i * reader.chunkSize + reader.chunkLength(i));
+        expect(reader.chunkHash(i), `hash of chunk ${i} at ${size}`).toBe(
+          isAllZero(chunk) ? null : sha256Hex(chunk),
+        );
+      }
+      parent = rev;
+    }
   });
 });

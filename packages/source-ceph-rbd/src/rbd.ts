@@ -126,7 +126,19 @@ export class Rbd {
   private start(args: string[], signal?: AbortSignal): Running {
     const argv = [...this.globalArgs(), ...args];
     this.options.logger?.debug({ argv: [this.binary, ...argv] }, 'running rbd');
-    const child = spawn(this.binary, argv, { stdio: ['ignore', 'pipe', 'pipe'], shell: false });
+    // Its own process group, so that a timeout or an abort also stops whatever rbd runs under (wrappers).
+    const child = spawn(this.binary, argv, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      shell: false,
+      detached: true,
+    });
+    const signalGroup = (sig: NodeJS.Signals) => {
+      try {
+        if (child.pid != null) process.kill(-child.pid, sig);
+      } catch {
+        child.kill(sig);
+      }
+    };
     let stderr = '';
     child.stderr!.setEncoding('utf8');
     child.stderr!.on('data', (text: string) => {
@@ -154,10 +166,12 @@ export class Rbd {
       }),
       kill(reason) {
         if (running.killedBecause == null) running.killedBecause = reason;
+        // A reader blocked on stdout must not wait for the process (or its children) to let go.
+        child.stdout!.destroy();
         if (child.exitCode == null && child.signalCode == null) {
-          child.kill('SIGTERM');
+          signalGroup('SIGTERM');
           setTimeout(() => {
-            if (child.exitCode == null && child.signalCode == null) child.kill('SIGKILL');
+            if (child.exitCode == null && child.signalCode == null) signalGroup('SIGKILL');
           }, 5000).unref();
         }
       },

@@ -180,9 +180,13 @@ suite('ceph-rbd source against a real cluster', () => {
     await rbd('snap', 'create', '--no-progress', `${POOL}/${image}@backy-stale`);
     await rbd('snap', 'create', '--no-progress', `${POOL}/${image}@backy-protected`);
     await rbd('snap', 'protect', `${POOL}/${image}@backy-protected`);
-    const rev = await backup();
+    const { logger: log, records } = capturingLogger();
+    const rev = await backup(source({}, {}, log), log);
     expect(rev.trust).toBe('trusted');
     expect(await snapshotNames()).toEqual([`backy-${rev.uuid}`, 'backy-protected', 'before-upgrade'].sort());
+    expect(warnings(records)).toEqual([
+      'snapshot backy-protected is protected and was left in place; unprotect and remove it by hand',
+    ]);
     await rbd('snap', 'unprotect', `${POOL}/${image}@backy-protected`);
     const next = await backup();
     expect(await snapshotNames()).toEqual([`backy-${next.uuid}`, 'before-upgrade'].sort());
@@ -209,6 +213,22 @@ suite('ceph-rbd source against a real cluster', () => {
       chunks_checked: 3,
       chunks_total: 6,
     });
+
+    // Out of time: still at least one chunk, recorded as partial.
+    for (const verifyReader of ['qemu-img', 'export'] as const) {
+      const result = await source({ verifyFraction: 1, verifyReader }).verify({
+        revision: partial,
+        reader: await archive.openReader(partial),
+        logger,
+        signal: new AbortController().signal,
+        freshChunks: new Set(),
+        budgetMs: 0,
+        progress: () => {},
+      });
+      expect(result).toMatchObject({ ok: true, method: 'partial', chunks_total: 6 });
+      expect(result.chunks_checked).toBeGreaterThanOrEqual(1);
+      expect(result.chunks_checked).toBeLessThanOrEqual(verifyReader === 'export' ? 1 : 3);
+    }
   });
 
   it('distrusts a revision whose chunks differ from the snapshot; the next backup is full', async () => {
@@ -230,6 +250,7 @@ suite('ceph-rbd source against a real cluster', () => {
       reader: await archive.openReader(bad),
       logger,
       signal: new AbortController().signal,
+      freshChunks: new Set(),
       budgetMs: 60_000,
       progress: () => {},
     });

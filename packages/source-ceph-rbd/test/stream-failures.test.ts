@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Archive, isBackyError, runBackup } from '@backy/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRbdSource } from '../src/index.js';
+import { createRbdSource, Rbd } from '../src/index.js';
 import {
   CHUNK,
   conf,
@@ -147,6 +147,53 @@ suite('ceph-rbd source with broken rbd streams', () => {
       ),
       /^rbd export-diff --from-snap backy-\S+ --whole-object rbd\/broken-\S+@backy-\S+ - failed \(exit status 5\): rbd: export-diff error: \(5\) Input\/output error$/,
     );
+  });
+
+  it('stops rbd and everything under it when the backup is aborted mid-stream', async () => {
+    const before = await archive.revisions();
+    const snapsBefore = (await snapshots(image)).map((s) => s.name);
+    const stalling = await wrapper(
+      'diff-stalls',
+      'export-diff',
+      'rbd "$@" | { head -c 3000; sleep 60; }; exit 0',
+    );
+    const controller = new AbortController();
+    const started = Date.now();
+    const source = createRbdSource(
+      { pool: POOL, image, conf, 'full-always': false },
+      { logger },
+      { rbdBinary: stalling },
+    );
+    const pending = runBackup(archive, source, {
+      tags: ['test'],
+      force: true,
+      logger,
+      signal: controller.signal,
+    });
+    setTimeout(() => controller.abort(), 2000);
+    const error = await pending.catch((e) => e);
+    expect(isBackyError(error, 'ABORTED'), String(error)).toBe(true);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect((await archive.revisions()).map((r) => r.uuid)).toEqual(before.map((r) => r.uuid));
+    expect((await snapshots(image)).map((s) => s.name)).toEqual(snapsBefore);
+  });
+
+  it('gives up on a stream that stalls', async () => {
+    const stalling = await wrapper(
+      'export-stalls',
+      'export',
+      'rbd "$@" | { head -c 3000; sleep 60; }; exit 0',
+    );
+    const [snapshot] = (await snapshots(image)).map((s) => s.name);
+    const client = new Rbd({ binary: stalling, conf, idleTimeoutMs: 1500 });
+    const started = Date.now();
+    const error = await client
+      .export({ pool: POOL, image, snapshot: snapshot! }, async (stdout) => {
+        for await (const _ of stdout);
+      })
+      .catch((e) => e);
+    expect(error.message).toMatch(/^rbd export rbd\/broken-\S+@backy-\S+ -: no data for 1\.5 s$/);
+    expect(Date.now() - started).toBeLessThan(10_000);
   });
 
   it('fails when rbd cannot be run at all', async () => {
