@@ -5,12 +5,14 @@ import { type Archive, Archive as ArchiveClass, BackyError, type BackyErrorCode 
 import type { Logger } from 'pino';
 import type { Command, CommandContext, GlobalOptions } from './command.js';
 import { backupCommand } from './commands/backup.js';
+import { checkCommand } from './commands/check.js';
 import { findCommand } from './commands/find.js';
 import { initCommand } from './commands/init.js';
 import { nbdServerCommand } from './commands/nbd-server.js';
 import { purgeCommand } from './commands/purge.js';
 import { restoreCommand } from './commands/restore.js';
 import { distrustCommand, expireCommand, forgetCommand, tagsCommand } from './commands/revisions.js';
+import { schedulerCommand } from './commands/scheduler.js';
 import { statusCommand } from './commands/status.js';
 import { verifyCommand } from './commands/verify.js';
 import { createLogger } from './logger.js';
@@ -40,6 +42,8 @@ const COMMANDS: Command[] = [
   expireCommand,
   purgeCommand,
   nbdServerCommand,
+  schedulerCommand,
+  checkCommand,
 ];
 
 /** Adds a command (used to wire in commands from other packages). */

@@ -1,6 +1,19 @@
 export { Archive, type ArchiveScan, CONFIG_FILE, LOG_FILE } from './archive.js';
 export { type BackupOptions, type Progress, runBackup } from './backup.js';
 export {
+  type CentralConfig,
+  centralConfigSchema,
+  DEFAULT_CENTRAL_CONFIG,
+  type GlobalConfig,
+  globalConfigSchema,
+  type JobConfig,
+  jobConfigSchema,
+  jobNameSchema,
+  type LoadedCentralConfig,
+  loadCentralConfig,
+  parseCentralConfig,
+} from './central-config.js';
+export {
   type ArchiveConfig,
   archiveConfigSchema,
   formatZodIssue,

@@ -31,9 +31,31 @@ export interface PutResult {
  * payload. Every read is checked against the hash. The store keeps a registry of the archives using it
  * (`<root>/.archives/`) for purge, and `<root>/.purge.lock`.
  */
+/**
+ * Reads a file expected to hold at most `max` bytes with one read call (readFile reads in 512 KiB
+ * steps, each a separate trip through the thread pool); larger files fall back to readFile.
+ */
+async function readWhole(path: string, max: number): Promise<Buffer> {
+  const handle = await open(path, 'r');
+  try {
+    const buffer = Buffer.allocUnsafe(max + 1);
+    let length = 0;
+    while (length < buffer.length) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
+      if (bytesRead === 0) break;
+      length += bytesRead;
+    }
+    return length <= max ? buffer.subarray(0, length) : await handle.readFile();
+  } finally {
+    await handle.close();
+  }
+}
+
 export class ChunkStore {
   readonly root: string;
   readonly codec: Codec;
+  /** Largest chunk file: header plus a raw 4 MiB chunk (compressed ones are smaller). */
+  private readonly maxChunkFile = HEADER_BYTES + 4 * 1024 * 1024;
   private readonly dirtyDirs = new Set<string>();
   private readonly inflight = new Map<string, Promise<PutResult>>();
   private readonly knownDirs = new Set<string>();
@@ -163,7 +185,7 @@ export class ChunkStore {
     const path = this.pathOf(hash);
     let file: Buffer;
     try {
-      file = await readFile(path);
+      file = await readWhole(path, this.maxChunkFile);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new BackyError('CHUNK_MISSING', `chunk ${hash} is missing from ${this.chunksDir}`, {

@@ -1,0 +1,153 @@
+import { readFileSync, realpathSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { BackyError, DEFAULT_CENTRAL_CONFIG, type LoadedCentralConfig, validateConfig } from '@backy/core';
+import { ChildProcessRunner, openLogFile, type ReopeningLogFile, Scheduler } from '@backy/scheduler';
+import { TelnetShell } from '@backy/telnet-shell';
+import pino, { type Logger } from 'pino';
+import pretty from 'pino-pretty';
+import type { Command } from '../command.js';
+import { loadSourceDefinition } from '../sources.js';
+
+function cliVersion(): string {
+  try {
+    return (
+      JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+    ).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Checks every job's source options with its source's schema; errors name `jobs.NAME.source.KEY`. */
+export async function validateJobSources(loaded: LoadedCentralConfig): Promise<void> {
+  for (const [name, job] of Object.entries(loaded.config.jobs)) {
+    let definition: Awaited<ReturnType<typeof loadSourceDefinition>>;
+    try {
+      definition = await loadSourceDefinition(job.source.type);
+    } catch (error) {
+      throw new BackyError(
+        'CONFIG_INVALID',
+        `${loaded.path}: jobs.${name}.source.type: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+    const { type: _type, ...options } = job.source;
+    validateConfig(definition.optionsSchema, options, loaded.path, ['jobs', name, 'source']);
+  }
+}
+
+/** The daemon's log: a file that survives rotation, or stderr (readable on a terminal, JSON lines for journald). */
+function daemonLogger(
+  file: string | null,
+  verbose: boolean,
+): { logger: Logger; logFile: ReopeningLogFile | null } {
+  const level = verbose ? 'debug' : 'info';
+  if (file != null) {
+    const logFile = openLogFile(file);
+    return { logger: pino({ level, base: { pid: process.pid } }, logFile.stream), logFile };
+  }
+  if (process.stderr.isTTY) {
+    const stream = pretty({
+      destination: 2,
+      sync: true,
+      colorize: true,
+      translateTime: 'SYS:HH:MM:ss',
+      ignore: 'pid,hostname',
+    });
+    return { logger: pino({ level }, stream), logFile: null };
+  }
+  return {
+    logger: pino({ level, base: { pid: process.pid } }, pino.destination({ dest: 2, sync: true })),
+    logFile: null,
+  };
+}
+
+/** The `backy` command the daemon runs for each job: this very binary. */
+function backyCommand(): string[] {
+  const script = process.argv[1];
+  if (script == null) throw new BackyError('USAGE', 'cannot tell which backy binary is running');
+  return [process.execPath, realpathSync(script)];
+}
+
+export const schedulerCommand: Command = {
+  name: 'scheduler',
+  summary: 'run the backup daemon for the jobs of the central config (foreground)',
+  usage: `scheduler [-c CONFIG] [-l LOGFILE]   (CONFIG default ${DEFAULT_CENTRAL_CONFIG})`,
+  options: {
+    config: { type: 'string', short: 'c' },
+    logfile: { type: 'string', short: 'l' },
+  },
+  positionals: [0, 0],
+  async run(ctx) {
+    const configPath = resolve((ctx.values.config as string | undefined) ?? DEFAULT_CENTRAL_CONFIG);
+    const logPath = (ctx.values.logfile as string | undefined) ?? ctx.global.logfile;
+    const version = cliVersion();
+    // Signals that arrive while starting up are handled once the scheduler exists.
+    const controller = new AbortController();
+    const early = () => controller.abort();
+    process.on('SIGTERM', early);
+    process.on('SIGINT', early);
+    const { logger, logFile } = daemonLogger(logPath == null ? null : resolve(logPath), ctx.global.verbose);
+    let shell: TelnetShell | null = null;
+    const onHup = () => {
+      logger.info('SIGHUP: reopening the log and reloading the config');
+      logFile?.reopen();
+      void scheduler?.reload();
+    };
+    let scheduler: Scheduler | null = null;
+    try {
+      process.on('SIGHUP', onHup);
+      scheduler = await Scheduler.start({
+        configPath,
+        logger,
+        runner: new ChildProcessRunner({ command: backyCommand() }),
+        signal: controller.signal,
+        validate: validateJobSources,
+      });
+      logger.info({ version, pid: process.pid }, 'backy scheduler running');
+      const g = scheduler.config.config.global;
+      const s = scheduler;
+      try {
+        shell = await TelnetShell.listen({
+          backend: {
+            jobs: (filter) => s.jobs(filter),
+            summary: () => s.summary(),
+            runJob: (name) => s.runJob(name),
+            runAll: () => s.runAll(),
+            reload: () => s.reload(),
+          },
+          logger: logger.child({ component: 'telnet' }),
+          version,
+          addresses: g['telnet-addrs'],
+          port: g['telnet-port'],
+        });
+      } catch (error) {
+        // The shell is a convenience: backups go on without it.
+        logger.error({ error: (error as Error).message }, 'telnet shell not available');
+      }
+      const stop = (signal: NodeJS.Signals) => {
+        logger.info({ signal }, 'stopping');
+        void s.stop();
+      };
+      process.off('SIGTERM', early);
+      process.off('SIGINT', early);
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+      if (controller.signal.aborted) void s.stop();
+      await s.done;
+      process.off('SIGTERM', stop);
+      process.off('SIGINT', stop);
+      return 0;
+    } catch (error) {
+      // On stderr the CLI's one-line message says it all; a log file should record why the daemon ended.
+      if (error instanceof BackyError && logFile != null) logger.error({ code: error.code }, error.message);
+      throw error;
+    } finally {
+      process.off('SIGHUP', onHup);
+      process.off('SIGTERM', early);
+      process.off('SIGINT', early);
+      await shell?.close();
+      logFile?.close();
+    }
+  },
+};

@@ -1,0 +1,421 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmod, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { connect, createServer } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { BIN, backy, haveCommand, tempDir } from './helpers.js';
+
+// End-to-end: the real daemon (the built binary) with file-source jobs on intervals of seconds.
+
+const MiB = 1024 * 1024;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function until<T>(
+  what: string,
+  probe: () => Promise<T | null | false | undefined> | T | null | false | undefined,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function revisions(dir: string): Promise<{ uuid: string; tags: string[]; trust: string }[]> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const revs = [];
+  for (const name of names.filter((n) => n.endsWith('.rev'))) {
+    const data = parse(await readFile(join(dir, name), 'utf8').catch(() => 'null'));
+    if (data?.stats != null) revs.push(data);
+  }
+  return revs;
+}
+
+/** Sends telnet lines and collects the answer up to the given number of prompts. */
+async function shell(port: number, lines: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ port, host: '127.0.0.1' });
+    let text = '';
+    let sent = 0;
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`telnet shell did not answer; got:\n${text}`));
+    }, 15_000);
+    socket.on('data', (d) => {
+      text += d.toString('utf8');
+      const prompts = text.split('backy> ').length - 1;
+      if (prompts > sent && sent < lines.length) socket.write(`${lines[sent++]}\r\n`);
+      else if (prompts > lines.length) {
+        clearTimeout(timer);
+        socket.end();
+        resolve(text);
+      }
+    });
+    socket.on('error', reject);
+  });
+}
+
+/** PIDs of processes whose command line contains `text`. */
+async function processesMentioning(text: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.split('\0').includes(text)) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+interface Daemon {
+  child: ChildProcess;
+  stderr: string;
+  exit: Promise<number | null>;
+}
+
+function startDaemon(args: string[]): Daemon {
+  const child = spawn(process.execPath, [BIN, 'scheduler', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const daemon: Daemon = {
+    child,
+    stderr: '',
+    exit: new Promise((r) => child.once('exit', (code) => r(code))),
+  };
+  child.stderr!.on('data', (d) => {
+    daemon.stderr += d;
+  });
+  return daemon;
+}
+
+let dir: { path: string; cleanup: () => Promise<void> };
+let conf: string;
+let base: string;
+let logPath: string;
+let port: number;
+interface Conf {
+  global: Record<string, unknown>;
+  schedules: Record<string, Record<string, { interval: string; keep: number }>>;
+  jobs: Record<string, unknown>;
+}
+let config: Conf;
+const daemons: Daemon[] = [];
+
+const check = () => backy(['check', '-c', conf]);
+const logText = async (path = logPath) => readFile(path, 'utf8').catch(() => '');
+
+beforeAll(async () => {
+  dir = await tempDir();
+  conf = join(dir.path, 'backy.conf');
+  base = join(dir.path, 'base');
+  logPath = join(dir.path, 'log', 'daemon.log');
+  port = await freePort();
+  for (const name of ['a', 'b', 'c', 'w'])
+    await writeFile(join(dir.path, `${name}.img`), randomBytes(2 * MiB));
+  const callback = join(dir.path, 'callback.sh');
+  await writeFile(callback, `#!/bin/sh\ncat > "${dir.path}/callback-$1.yaml"\n`);
+  await chmod(callback, 0o755);
+  const job = (name: string, schedule = 'fast') => ({
+    schedule,
+    source: { type: 'file', filename: join(dir.path, `${name}.img`) },
+  });
+  config = {
+    global: {
+      'base-dir': base,
+      'worker-limit': 2,
+      'status-interval': 1,
+      'telnet-addrs': '127.0.0.1',
+      'telnet-port': port,
+      'backup-completed-callback': callback,
+    },
+    schedules: {
+      fast: { short: { interval: '5s', keep: 3 }, long: { interval: '1h', keep: 2 } },
+      slow: { daily: { interval: '1d', keep: 3 } },
+    },
+    jobs: { a: job('a'), b: job('b'), w: job('w', 'slow') },
+  };
+  await writeFile(conf, stringify(config));
+});
+
+afterAll(async () => {
+  for (const d of daemons) if (d.child.exitCode == null) d.child.kill('SIGKILL');
+  await dir.cleanup();
+});
+
+describe('backy scheduler and backy check', () => {
+  let daemon: Daemon;
+
+  it('check is UNKNOWN before the daemon ever wrote a status file', () => {
+    const r = check();
+    expect(r.stdout).toBe(`UNKNOWN: No status file found at ${join(base, 'status')}\n`);
+    expect(r.code).toBe(3);
+  });
+
+  it('starts, backs up every job at once, then keeps to the schedule', async () => {
+    daemon = startDaemon(['-c', conf, '-l', logPath]);
+    daemons.push(daemon);
+    const first = await until('first revisions of a, b and w', async () => {
+      const all = await Promise.all(['a', 'b', 'w'].map((j) => revisions(join(base, j))));
+      return all.every((r) => r.length >= 1) ? all : null;
+    });
+    // New jobs start at once with all their tags.
+    expect(first[0]!.some((r) => [...r.tags].sort().join() === 'long,short')).toBe(true);
+    expect(first[1]!.some((r) => [...r.tags].sort().join() === 'long,short')).toBe(true);
+    expect(first[2]!.map((r) => r.tags)).toEqual([['daily']]);
+    // The effective archive config is in place, so `backy` by hand does what the daemon does.
+    expect(parse(await readFile(join(base, 'a', 'config'), 'utf8'))).toEqual({
+      source: { type: 'file', filename: join(dir.path, 'a.img') },
+      schedule: config.schedules.fast,
+    });
+    expect(backy(['-b', join(base, 'a'), 'status']).code).toBe(0);
+    // More `short` backups follow every 5 s; the daily job does not run again.
+    await until('a third revision of a', async () => (await revisions(join(base, 'a'))).length >= 3, 40_000);
+    const a = await revisions(join(base, 'a'));
+    expect(a.filter((r) => r.tags.includes('long'))).toHaveLength(1);
+    expect((await revisions(join(base, 'w'))).length).toBe(1);
+    // The per-job log and the completion callback with the revision list on stdin.
+    expect(await logText(join(base, 'a', 'backy.log'))).toContain('backup completed');
+    const cb = parse(
+      await until('callback output', () =>
+        readFile(join(dir.path, 'callback-a.yaml'), 'utf8').catch(() => null),
+      ),
+    );
+    expect(Array.isArray(cb) && cb.length >= 1 && cb[0].uuid != null).toBe(true);
+    expect(await logText()).toContain('"msg":"scheduler started"');
+  });
+
+  it('refuses a second daemon on the same base dir with status 69', () => {
+    const r = backy(['scheduler', '-c', conf]);
+    expect(r.code).toBe(69);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(/^backy: error: another scheduler is already running for /),
+    ]);
+  });
+
+  it('check is OK while every job is within SLA', async () => {
+    await until('status file', () => stat(join(base, 'status')).catch(() => null));
+    // Polled: on a loaded machine a 5 s job may be late for a moment.
+    const r = await until('an OK from check', () => {
+      const res = check();
+      return res.code === 0 ? res : null;
+    });
+    expect(r.stdout).toBe('OK: 3 jobs within SLA\n');
+  });
+
+  it('answers in the telnet shell', async () => {
+    const out = await shell(port, ['jobs', 'jobs ^[ab]$', 'status', 'run w', 'run nope', 'jobs (', 'help']);
+    expect(out.startsWith('backy 0.1.0\r\nReady.\r\nbacky> ')).toBe(true);
+    const [, all, ab, status, run, nope, badRegex] = out.split('backy> ');
+    expect(all).toMatch(
+      /│ Job +│ SLA +│ SLA overdue │ Status +│ Last Backup +│ Last Tags +│ Last Dur │ Next Backup +│ Next Tags +│/,
+    );
+    expect(all).toMatch(/│ w +│ OK +│ +- │ \w+ +│ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d │ daily +│/);
+    expect(all).toContain('3 jobs shown');
+    expect(ab).toContain('2 jobs shown');
+    expect(ab).not.toMatch(/│ w /);
+    expect(status).toMatch(/^jobs: 3\r\n/);
+    expect(status).toMatch(/workers: \d busy, \d idle \(limit 2\)/);
+    expect(run).toMatch(/^w: (started|queued, waiting for a free worker)\r\n$/);
+    expect(nope).toBe('error: unknown job "nope"\r\n');
+    expect(badRegex).toMatch(/^error: invalid regular expression/);
+    await until('the manual run of w', async () => (await revisions(join(base, 'w'))).length === 2);
+  });
+
+  it.runIf(haveCommand('telnet'))('works with the real telnet client', async () => {
+    const client = spawn('telnet', ['127.0.0.1', String(port)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    client.stdout!.on('data', (d) => {
+      out += d;
+    });
+    const exited = new Promise((r) => client.once('exit', r));
+    await until('the banner', () => out.includes('backy> '), 10_000);
+    client.stdin!.write('jobs ^a$\n');
+    await until('the table', () => out.includes('1 jobs shown'), 10_000);
+    client.stdin!.write('quit\n');
+    await exited;
+    expect(out).toContain('Ready.');
+    expect(out).toMatch(/│ a +│ OK +│/);
+    expect(out).toContain('Goodbye.');
+  });
+
+  it.runIf(haveCommand('nc'))('works with nc, reading a script from stdin', () => {
+    const r = spawnSync('nc', ['-N', '127.0.0.1', String(port)], {
+      input: 'status\njobs\nbogus\n',
+      encoding: 'utf8',
+      timeout: 10_000,
+    });
+    expect(r.stdout).toMatch(/jobs: 3\r\n/);
+    expect(r.stdout).toContain('3 jobs shown');
+    expect(r.stdout).toContain('error: unknown command "bogus"');
+  });
+
+  it('check WARNs about a job whose newest revision is distrusted', async () => {
+    // Stop the fast jobs from making new revisions meanwhile is not needed: only w is distrusted.
+    const r0 = backy(['-b', join(base, 'w'), 'distrust']);
+    expect(r0.code, r0.stderr).toBe(0);
+    const r = await until('a WARNING from check', () => {
+      const res = check();
+      return res.code === 1 ? res : null;
+    });
+    expect(r.stdout.split('\n')[0]).toBe('WARNING: 1 jobs with a distrusted or unverified newest revision');
+    expect(r.stdout).toMatch(/\nw: newest revision is distrusted \(/);
+  });
+
+  it('SIGHUP reloads a valid config: jobs added, removed and changed without a restart', async () => {
+    const next = structuredClone(config);
+    delete next.jobs.w;
+    next.jobs.c = { schedule: 'fast', source: { type: 'file', filename: join(dir.path, 'c.img') } };
+    next.schedules.fast.short.keep = 2;
+    await writeFile(conf, stringify(next));
+    daemon.child.kill('SIGHUP');
+    await until('the first revision of c', async () => (await revisions(join(base, 'c'))).length >= 1);
+    expect(await logText()).toMatch(
+      /"added":\["c"\],"removed":\["w"\],"changed":\["a","b"\].*"msg":"config reloaded"/,
+    );
+    const out = await shell(port, ['jobs']);
+    expect(out).toMatch(/│ c +│/);
+    expect(out).not.toMatch(/│ w +│/);
+    expect(daemon.child.exitCode).toBeNull();
+    // The changed keep rule is in a's archive config after its next run.
+    await until(
+      'a config with keep 2',
+      async () => parse(await readFile(join(base, 'a', 'config'), 'utf8')).schedule.short.keep === 2,
+    );
+    config = next;
+  });
+
+  it('SIGHUP with an invalid config keeps the old one in force', async () => {
+    const broken = structuredClone(config);
+    broken.global['worker-limt'] = 3;
+    await writeFile(conf, stringify(broken));
+    daemon.child.kill('SIGHUP');
+    await until('the rejection in the log', async () => (await logText()).includes('reload rejected'));
+    expect(await logText()).toContain('global: unknown key \\"worker-limt\\"');
+    expect(daemon.child.exitCode).toBeNull();
+    const out = await shell(port, ['jobs']);
+    expect(out).toContain('3 jobs shown');
+    const before = (await revisions(join(base, 'b'))).length;
+    await until(
+      'b keeps being backed up',
+      async () => (await revisions(join(base, 'b'))).length > before || null,
+    );
+    await writeFile(conf, stringify(config));
+  });
+
+  it('keeps running when a job fails, and check turns CRITICAL once it is out of SLA', async () => {
+    await rm(join(dir.path, 'c.img'));
+    await until('the failure in the log', async () =>
+      /"job":"c".*backup failed with exit status \d+/.test(await logText()),
+    );
+    const r = await until(
+      'a CRITICAL from check naming c',
+      () => {
+        const res = check();
+        return res.code === 2 && res.stdout.includes('\nc: last backup') ? res : null;
+      },
+      30_000,
+    );
+    const lines = r.stdout.trim().split('\n');
+    // Only c, unless the machine is so loaded that a 5 s job is late as well.
+    expect(lines[0]).toMatch(/^CRITICAL: \d+ jobs not within SLA$/);
+    expect(lines.length).toBe(Number(/(\d+) jobs/.exec(lines[0]!)![1]) + 1);
+    expect(lines.find((l) => l.startsWith('c: '))).toMatch(
+      /^c: last backup \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z, overdue by \d+s$/,
+    );
+    expect(daemon.child.exitCode).toBeNull();
+    const out = await shell(port, ['jobs ^c$']);
+    expect(out).toMatch(/│ c +│ TOO OLD │/);
+    expect(out).toMatch(/│ failed +│/);
+  });
+
+  it('continues its log in a new file after logrotate moved it away', async () => {
+    await rename(logPath, `${logPath}.1`);
+    await until(
+      'a new daemon log',
+      async () => (await logText()).includes('"msg":"backup completed"'),
+      30_000,
+    );
+    expect(await logText(`${logPath}.1`)).toContain('scheduler started');
+    // Per-job logs are opened by each run, so they follow too.
+    await rename(join(base, 'a', 'backy.log'), join(base, 'a', 'backy.log.1'));
+    await until(
+      'a new per-job log',
+      async () => (await logText(join(base, 'a', 'backy.log'))).includes('backup completed'),
+      30_000,
+    );
+  });
+
+  it('SIGTERM when idle or busy: exits 0 and releases the lock', async () => {
+    daemon.child.kill('SIGTERM');
+    const started = Date.now();
+    expect(await daemon.exit).toBe(0);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(await logText()).toContain('"msg":"scheduler stopped"');
+  });
+
+  it('check is CRITICAL when the status file is older than 5 minutes', async () => {
+    const old = new Date(Date.now() - 6 * 60_000);
+    await utimes(join(base, 'status'), old, old);
+    const r = check();
+    expect(r.stdout).toBe('CRITICAL: Status file is older than 5 minutes\n');
+    expect(r.code).toBe(2);
+  });
+});
+
+describe('SIGTERM during a running backup', () => {
+  it('terminates the backup, leaves no partial revision and exits 0', async () => {
+    const big = join(dir.path, 'big.img');
+    // Incompressible, so the backup takes a while.
+    await writeFile(big, randomBytes(256 * MiB));
+    const bigBase = join(dir.path, 'bigbase');
+    const bigConf = join(dir.path, 'big.conf');
+    await writeFile(
+      bigConf,
+      stringify({
+        global: {
+          'base-dir': bigBase,
+          'telnet-addrs': '127.0.0.1',
+          'telnet-port': await freePort(),
+          'status-interval': 1,
+        },
+        schedules: { s: { daily: { interval: '1d', keep: 1 } } },
+        jobs: { big: { schedule: 's', source: { type: 'file', filename: big } } },
+      }),
+    );
+    const d = startDaemon(['-c', bigConf]);
+    daemons.push(d);
+    const archive = join(bigBase, 'big');
+    // Chunks being written means the backup is in full swing.
+    await until('chunks of the running backup', async () => {
+      const top = await readdir(join(archive, 'chunks')).catch(() => [] as string[]);
+      return top.some((n) => /^[0-9a-f]{2}$/.test(n));
+    });
+    expect((await processesMentioning(archive)).length).toBeGreaterThan(0);
+    const started = Date.now();
+    d.child.kill('SIGTERM');
+    expect(await d.exit).toBe(0);
+    expect(Date.now() - started).toBeLessThan(25_000);
+    const leftovers = (await readdir(archive)).filter((f) => f.endsWith('.rev') || f.endsWith('.tmp'));
+    expect(leftovers).toEqual([]);
+    expect(await revisions(archive)).toEqual([]);
+    expect(d.stderr).toContain('backup terminated because the scheduler is stopping');
+    // No backup process of that archive is left behind.
+    expect(await processesMentioning(archive)).toEqual([]);
+    // The plain CLI finds nothing half-done either.
+    const status = backy(['-b', archive, 'status']);
+    expect(status.code, status.stderr).toBe(0);
+    await rm(big);
+  });
+});

@@ -1,0 +1,156 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { loadCentralConfig, parseCentralConfig } from './central-config.js';
+
+// Written the way configs for backy 2.x look: same sections and key names.
+const PYTHON_STYLE = `
+global:
+    base-dir: /srv/backy
+    worker-limit: 3
+    status-interval: 30
+    telnet-port: 6023
+    backup-completed-callback: /usr/local/bin/backy-done
+schedules:
+    default:
+        daily:
+            interval: 1d
+            keep: 9
+        weekly:
+            interval: 7d
+            keep: 5
+jobs:
+    host1:
+        source:
+            type: ceph-rbd
+            pool: rbd
+            image: host1
+        schedule: default
+    host2.example.com:
+        source:
+            type: file
+            filename: /srv/images/host2.img
+        schedule: default
+    vm3:
+        source:
+            type: flyingcircus
+            pool: rbd.hdd
+            image: vm3.root
+            vm: vm3
+            consul_acl_token: secret
+        schedule: default
+`;
+
+function problem(raw: unknown): string {
+  try {
+    parseCentralConfig(raw, 'backy.conf');
+  } catch (error) {
+    return (error as Error).message;
+  }
+  throw new Error('config was accepted');
+}
+
+describe('central config', () => {
+  it('loads a backy 2.x style config unchanged, with defaults filled in', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'backy-conf-'));
+    await writeFile(join(dir, 'backy.conf'), PYTHON_STYLE);
+    const loaded = await loadCentralConfig(join(dir, 'backy.conf'));
+    expect(loaded.config.global).toEqual({
+      'base-dir': '/srv/backy',
+      'worker-limit': 3,
+      'status-interval': 30,
+      'telnet-addrs': ['::1', '127.0.0.1'],
+      'telnet-port': 6023,
+      'backup-completed-callback': '/usr/local/bin/backy-done',
+    });
+    expect(loaded.statusFile).toBe('/srv/backy/status');
+    expect(loaded.config.schedules.default).toEqual({
+      daily: { interval: 86400, keep: 9 },
+      weekly: { interval: 604800, keep: 5 },
+    });
+    expect(Object.keys(loaded.config.jobs)).toEqual(['host1', 'host2.example.com', 'vm3']);
+    expect(loaded.config.jobs.vm3!.source).toEqual({
+      type: 'flyingcircus',
+      pool: 'rbd.hdd',
+      image: 'vm3.root',
+      vm: 'vm3',
+      consul_acl_token: 'secret',
+    });
+    // The raw values keep durations as written, for the archive config the daemon writes.
+    expect(
+      (loaded.raw as { schedules: { default: { daily: { interval: unknown } } } }).schedules.default.daily
+        .interval,
+    ).toBe('1d');
+  });
+
+  it('accepts telnet-addrs as a comma-separated string or a list, and durations for status-interval', () => {
+    const a = parseCentralConfig(
+      { global: { 'telnet-addrs': '127.0.0.1 , ::1', 'status-interval': '2m' } },
+      'x',
+    );
+    expect(a.config.global['telnet-addrs']).toEqual(['127.0.0.1', '::1']);
+    expect(a.config.global['status-interval']).toBe(120);
+    const b = parseCentralConfig(
+      { global: { 'telnet-addrs': ['::1'], 'status-file': '/run/backy.status' } },
+      'x',
+    );
+    expect(b.config.global['telnet-addrs']).toEqual(['::1']);
+    expect(b.statusFile).toBe('/run/backy.status');
+  });
+
+  it('defaults everything for an empty file', () => {
+    const loaded = parseCentralConfig(null, 'x');
+    expect(loaded.config.global['base-dir']).toBe('/srv/backy');
+    expect(loaded.config.global['worker-limit']).toBe(1);
+    expect(loaded.config.jobs).toEqual({});
+  });
+
+  it('reports unknown keys by name, with their path', () => {
+    expect(problem({ global: { 'worker-limt': 2 } })).toBe('backy.conf: global: unknown key "worker-limt"');
+    expect(problem({ jobs2: {} })).toBe('backy.conf: unknown key "jobs2"');
+    const conf = parse(PYTHON_STYLE);
+    conf.jobs.host1.retention = 3;
+    expect(problem(conf)).toBe('backy.conf: jobs.host1: unknown key "retention"');
+    conf.jobs.host1.retention = undefined;
+    delete conf.jobs.host1.retention;
+    conf.schedules.default.daily.keeep = 1;
+    expect(problem(conf)).toBe('backy.conf: schedules.default.daily: unknown key "keeep"');
+  });
+
+  it('names the key path of invalid values', () => {
+    expect(problem({ global: { 'worker-limit': 0 } })).toMatch(/^backy\.conf: global\.worker-limit: /);
+    expect(problem({ schedules: { s: { daily: { interval: 'often', keep: 1 } } } })).toMatch(
+      /^backy\.conf: schedules\.s\.daily\.interval: invalid duration "often"/,
+    );
+    expect(problem({ jobs: { a: { schedule: 'nope', source: { type: 'file' } } } })).toBe(
+      'backy.conf: jobs.a.schedule: unknown schedule "nope" (no schedules defined)',
+    );
+    expect(
+      problem({ jobs: { a: { schedule: 's' } }, schedules: { s: { d: { interval: 1, keep: 1 } } } }),
+    ).toBe('backy.conf: jobs.a.source: required');
+    expect(problem({ schedules: { s: {} } })).toBe(
+      'backy.conf: schedules.s: a schedule needs at least one tag',
+    );
+  });
+
+  it('rejects job names that are not a safe single path component', () => {
+    const schedules = { s: { daily: { interval: '1d', keep: 1 } } };
+    const job = { schedule: 's', source: { type: 'file', filename: '/x' } };
+    for (const bad of ['..', '.', '.hidden', 'a/b', '../etc', '-rf', 'a b', 'a\nb', '', 'x'.repeat(201)]) {
+      expect(
+        problem({ schedules, jobs: { [bad]: job } }).startsWith(
+          `backy.conf: jobs: invalid job name ${JSON.stringify(bad)}: job names `,
+        ),
+        bad,
+      ).toBe(true);
+    }
+    expect(problem({ schedules, jobs: { status: job } })).toBe(
+      'backy.conf: jobs.status: job name clashes with the status file in base-dir',
+    );
+    for (const good of ['web01', 'host2.example.com', 'vm_3', 'db-1', 'user@host', '0day']) {
+      expect(parseCentralConfig({ schedules, jobs: { [good]: job } }, 'x').config.jobs[good]).toBeDefined();
+    }
+  });
+});

@@ -1,0 +1,124 @@
+import { join } from 'node:path';
+import { z } from 'zod';
+import { readYamlFile, sourceConfigSchema, validateConfig } from './config.js';
+import { durationSchema, scheduleSchema } from './schedule.js';
+
+/** Where the daemon and `backy check` look for the central configuration by default. */
+export const DEFAULT_CENTRAL_CONFIG = '/etc/backy.conf';
+
+/**
+ * Job names become directory names under `base-dir`: one safe path component, no dot files, no
+ * separators, nothing a shell or a YAML reader would trip over.
+ */
+export const jobNameSchema = z
+  .string()
+  .max(200, 'job names may be at most 200 characters long')
+  .regex(
+    /^[A-Za-z0-9_][A-Za-z0-9_.@+-]*$/,
+    'job names must be a single path component: letters, digits and . _ @ + -, not starting with . or -',
+  );
+
+const addressListSchema = z
+  .union([z.string(), z.array(z.string())])
+  .transform((value) =>
+    (Array.isArray(value) ? value : value.split(',')).map((a) => a.trim()).filter((a) => a !== ''),
+  );
+
+export const globalConfigSchema = z.strictObject({
+  /** Directory that holds one archive per job (default /srv/backy). */
+  'base-dir': z.string().min(1).default('/srv/backy'),
+  /** Backups running at the same time (default 1). */
+  'worker-limit': z.number().int().positive().default(1),
+  /** Status file for `backy check` (default `{base-dir}/status`). */
+  'status-file': z.string().min(1).optional(),
+  /** How often the status file is written (default 30 s). */
+  'status-interval': durationSchema.default(30),
+  /** Addresses the telnet shell listens on (default `::1, 127.0.0.1`). */
+  'telnet-addrs': addressListSchema.default(['::1', '127.0.0.1']),
+  /** Port of the telnet shell (default 6023; 0 picks a free port). */
+  'telnet-port': z.number().int().min(0).max(65535).default(6023),
+  /** Program run after each successful backup with the job name as argument and its revisions as YAML on stdin. */
+  'backup-completed-callback': z.string().min(1).optional(),
+});
+
+export const jobConfigSchema = z.strictObject({
+  /** Name of an entry in `schedules`. */
+  schedule: z.string().min(1),
+  /** `{type, ...options}` as in an archive's config. */
+  source: sourceConfigSchema,
+});
+
+export const centralConfigSchema = z
+  .strictObject({
+    global: globalConfigSchema.default(globalConfigSchema.parse({})),
+    schedules: z.record(z.string().min(1), scheduleSchema).default({}),
+    // Names are checked below, so that the error quotes the offending name.
+    jobs: z.record(z.string(), jobConfigSchema).default({}),
+  })
+  .superRefine((config, ctx) => {
+    for (const [name, schedule] of Object.entries(config.schedules)) {
+      if (Object.keys(schedule).length === 0) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['schedules', name],
+          message: 'a schedule needs at least one tag',
+        });
+      }
+    }
+    const statusFile = config.global['status-file'];
+    for (const [name, job] of Object.entries(config.jobs)) {
+      const nameCheck = jobNameSchema.safeParse(name);
+      if (!nameCheck.success) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['jobs'],
+          message: `invalid job name ${JSON.stringify(name)}: ${nameCheck.error.issues[0]!.message}`,
+        });
+        continue;
+      }
+      if (!(job.schedule in config.schedules)) {
+        const known = Object.keys(config.schedules);
+        ctx.addIssue({
+          code: 'custom',
+          path: ['jobs', name, 'schedule'],
+          message: `unknown schedule ${JSON.stringify(job.schedule)}${known.length > 0 ? ` (known: ${known.join(', ')})` : ' (no schedules defined)'}`,
+        });
+      }
+      if ((statusFile == null && name === 'status') || statusFile === join(config.global['base-dir'], name)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['jobs', name],
+          message: 'job name clashes with the status file in base-dir',
+        });
+      }
+    }
+  });
+
+export type CentralConfig = z.infer<typeof centralConfigSchema>;
+export type GlobalConfig = CentralConfig['global'];
+export type JobConfig = z.infer<typeof jobConfigSchema>;
+
+/** A validated central config plus the raw values, which keep durations as the user wrote them. */
+export interface LoadedCentralConfig {
+  path: string;
+  config: CentralConfig;
+  raw: Record<string, unknown>;
+  /** `global.status-file` or its default. */
+  statusFile: string;
+}
+
+/** Parses a central config that has been read already; errors name `where` and the key path. */
+export function parseCentralConfig(raw: unknown, where: string): LoadedCentralConfig {
+  const config = validateConfig(centralConfigSchema, raw ?? {}, where);
+  return {
+    path: where,
+    config,
+    raw: (raw ?? {}) as Record<string, unknown>,
+    statusFile: config.global['status-file'] ?? join(config.global['base-dir'], 'status'),
+  };
+}
+
+/** Reads and validates `/etc/backy.conf` (or `path`). */
+export async function loadCentralConfig(path: string): Promise<LoadedCentralConfig> {
+  return parseCentralConfig(await readYamlFile(path), path);
+}

@@ -1,0 +1,106 @@
+import { mkdtemp, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { checkStatusFile, evaluateStatus } from './check.js';
+import type { JobStatus } from './status-file.js';
+
+const job = (name: string, extra: Partial<JobStatus> = {}): JobStatus => ({
+  job: name,
+  sla: 'OK',
+  sla_overdue: 0,
+  status: 'waiting',
+  last_time: '2026-01-05T10:00:00.000Z',
+  last_tags: 'daily',
+  last_duration: 3,
+  next_time: '2026-01-06T10:00:00.000Z',
+  next_tags: 'daily',
+  manual_tags: '',
+  last_trust: 'trusted',
+  last_verification: 'ok',
+  ...extra,
+});
+const NOW = Date.UTC(2026, 0, 5, 12);
+
+describe('backy check', () => {
+  it('is OK when every job is within SLA', () => {
+    expect(evaluateStatus('/s', { jobs: [job('a'), job('b')], mtimeMs: NOW - 1000 }, NOW)).toEqual({
+      exitCode: 0,
+      lines: ['OK: 2 jobs within SLA'],
+    });
+  });
+
+  it('is CRITICAL with one line per late job', () => {
+    const result = evaluateStatus(
+      '/s',
+      {
+        jobs: [
+          job('a'),
+          job('b', { sla: 'TOO OLD', sla_overdue: 3600 }),
+          job('c', { sla: 'TOO OLD', last_time: null }),
+        ],
+        mtimeMs: NOW,
+      },
+      NOW,
+    );
+    expect(result).toEqual({
+      exitCode: 2,
+      lines: [
+        'CRITICAL: 2 jobs not within SLA',
+        'b: last backup 2026-01-05T10:00:00.000Z, overdue by 3600s',
+        'c: never backed up',
+      ],
+    });
+  });
+
+  it('is CRITICAL when the status file is older than 5 minutes', () => {
+    expect(evaluateStatus('/s', { jobs: [job('a')], mtimeMs: NOW - 301_000 }, NOW)).toEqual({
+      exitCode: 2,
+      lines: ['CRITICAL: Status file is older than 5 minutes'],
+    });
+  });
+
+  it('is UNKNOWN without a status file, or with garbage in it', async () => {
+    expect(evaluateStatus('/x/status', null, NOW)).toEqual({
+      exitCode: 3,
+      lines: ['UNKNOWN: No status file found at /x/status'],
+    });
+    const dir = await mkdtemp(join(tmpdir(), 'backy-check-'));
+    expect((await checkStatusFile(join(dir, 'status'))).lines).toEqual([
+      `UNKNOWN: No status file found at ${join(dir, 'status')}`,
+    ]);
+    await writeFile(join(dir, 'status'), 'just: a map\n');
+    const garbage = await checkStatusFile(join(dir, 'status'));
+    expect(garbage.exitCode).toBe(3);
+    expect(garbage.lines[0]).toMatch(/^UNKNOWN: Status file .* is unreadable: not a list of jobs$/);
+  });
+
+  it('WARNs about distrusted or failed-verification newest revisions', () => {
+    const result = evaluateStatus(
+      '/s',
+      {
+        jobs: [job('a', { last_trust: 'distrusted' }), job('b', { last_verification: 'failed' }), job('c')],
+        mtimeMs: NOW,
+      },
+      NOW,
+    );
+    expect(result).toEqual({
+      exitCode: 1,
+      lines: [
+        'WARNING: 2 jobs with a distrusted or unverified newest revision',
+        'a: newest revision is distrusted (2026-01-05T10:00:00.000Z)',
+        'b: newest revision failed verification (2026-01-05T10:00:00.000Z)',
+      ],
+    });
+  });
+
+  it('reads a real file and its age', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'backy-check-'));
+    const path = join(dir, 'status');
+    await writeFile(path, '- job: a\n  sla: OK\n  sla_overdue: 0\n');
+    expect((await checkStatusFile(path)).lines).toEqual(['OK: 1 jobs within SLA']);
+    const old = new Date(Date.now() - 10 * 60_000);
+    await utimes(path, old, old);
+    expect((await checkStatusFile(path)).exitCode).toBe(2);
+  });
+});

@@ -1,0 +1,67 @@
+import { type JobStatus, readStatusFile, type StatusFileContents } from './status-file.js';
+
+/** Nagios plugin exit statuses. */
+export const NAGIOS = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 } as const;
+
+export interface CheckResult {
+  exitCode: 0 | 1 | 2 | 3;
+  /** The first line is the summary Nagios shows; the rest are details. */
+  lines: string[];
+}
+
+/** A status file older than this means the daemon is not running (or stuck). */
+export const STATUS_MAX_AGE_MS = 5 * 60_000;
+
+function describe(job: JobStatus): string {
+  const last = job.last_time == null ? 'never backed up' : `last backup ${job.last_time}`;
+  const overdue = job.sla_overdue > 0 ? `, overdue by ${job.sla_overdue}s` : '';
+  return `${job.job}: ${last}${overdue}`;
+}
+
+/** Judges the status file's contents (null: no file) at `nowMs`. Pure, so the rules are tested directly. */
+export function evaluateStatus(
+  path: string,
+  contents: StatusFileContents | null,
+  nowMs: number,
+): CheckResult {
+  if (contents == null)
+    return { exitCode: NAGIOS.UNKNOWN, lines: [`UNKNOWN: No status file found at ${path}`] };
+  if (nowMs - contents.mtimeMs > STATUS_MAX_AGE_MS) {
+    return { exitCode: NAGIOS.CRITICAL, lines: ['CRITICAL: Status file is older than 5 minutes'] };
+  }
+  const jobs = contents.jobs;
+  const late = jobs.filter((j) => j.sla !== 'OK');
+  const doubtful = jobs.filter((j) => j.last_trust === 'distrusted' || j.last_verification === 'failed');
+  const doubtLines = doubtful.map(
+    (j) =>
+      `${j.job}: newest revision ${j.last_trust === 'distrusted' ? 'is distrusted' : 'failed verification'} (${j.last_time ?? 'unknown time'})`,
+  );
+  if (late.length > 0) {
+    return {
+      exitCode: NAGIOS.CRITICAL,
+      lines: [`CRITICAL: ${late.length} jobs not within SLA`, ...late.map(describe), ...doubtLines],
+    };
+  }
+  if (doubtful.length > 0) {
+    return {
+      exitCode: NAGIOS.WARNING,
+      lines: [
+        `WARNING: ${doubtful.length} jobs with a distrusted or unverified newest revision`,
+        ...doubtLines,
+      ],
+    };
+  }
+  return { exitCode: NAGIOS.OK, lines: [`OK: ${jobs.length} jobs within SLA`] };
+}
+
+/** Reads the status file and judges it; an unreadable file is UNKNOWN. */
+export async function checkStatusFile(path: string, nowMs: number = Date.now()): Promise<CheckResult> {
+  let contents: StatusFileContents | null;
+  try {
+    contents = await readStatusFile(path);
+  } catch (error) {
+    const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    return { exitCode: NAGIOS.UNKNOWN, lines: [`UNKNOWN: Status file ${path} is unreadable: ${why}`] };
+  }
+  return evaluateStatus(path, contents, nowMs);
+}

@@ -1,0 +1,96 @@
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ChildProcessRunner, runProcess } from './runner.js';
+
+const never = new AbortController().signal;
+
+describe('runProcess', () => {
+  it('reports the exit status and the tail of stderr', async () => {
+    const ok = await runProcess(['sh', '-c', 'exit 0'], { signal: never, killGraceMs: 1000 });
+    expect(ok).toMatchObject({ ok: true, exitCode: 0, signal: null });
+    const bad = await runProcess(
+      ['sh', '-c', 'yes x | head -c 100000 >&2; echo "backy: error: it broke" >&2; exit 75'],
+      {
+        signal: never,
+        killGraceMs: 1000,
+      },
+    );
+    expect(bad.ok).toBe(false);
+    expect(bad.exitCode).toBe(75);
+    expect(bad.stderr.endsWith('backy: error: it broke')).toBe(true);
+    expect(bad.stderr.length).toBeLessThanOrEqual(4096);
+  });
+
+  it('feeds stdin and says why a program cannot start', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'backy-run-'));
+    const r = await runProcess(['sh', '-c', `cat > ${dir}/in`], {
+      signal: never,
+      killGraceMs: 1000,
+      input: '- a\n- b\n',
+    });
+    expect(r.ok).toBe(true);
+    expect(await readFile(join(dir, 'in'), 'utf8')).toBe('- a\n- b\n');
+    const missing = await runProcess(['/nonexistent/program'], { signal: never, killGraceMs: 1000 });
+    expect(missing).toMatchObject({
+      ok: false,
+      exitCode: null,
+      stderr: 'cannot run /nonexistent/program: ENOENT',
+    });
+  });
+
+  it('terminates on abort with SIGTERM, and with SIGKILL after the grace period', async () => {
+    const polite = new AbortController();
+    const p1 = runProcess(['sleep', '30'], { signal: polite.signal, killGraceMs: 5000 });
+    setTimeout(() => polite.abort(), 100);
+    expect(await p1).toMatchObject({ ok: false, signal: 'SIGTERM' });
+
+    const stubborn = new AbortController();
+    const started = Date.now();
+    const p2 = runProcess(['sh', '-c', 'trap "" TERM; sleep 30 & wait; sleep 30'], {
+      signal: stubborn.signal,
+      killGraceMs: 300,
+    });
+    setTimeout(() => stubborn.abort(), 100);
+    const r = await p2;
+    expect(r.signal).toBe('SIGKILL');
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
+
+describe('runProcess and stray helpers', () => {
+  it('does not wait for a background process that keeps stderr open', async () => {
+    const started = Date.now();
+    const r = await runProcess(['sh', '-c', 'sleep 30 & echo done >&2; exit 3'], {
+      signal: never,
+      killGraceMs: 1000,
+    });
+    expect(r.exitCode).toBe(3);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+});
+
+describe('ChildProcessRunner', () => {
+  it('runs the backy command with -b DIR -l DIR/backy.log and the subcommand', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'backy-run-'));
+    const argsFile = join(dir, 'args');
+    // A stand-in for the backy binary that records its arguments.
+    const runner = new ChildProcessRunner({
+      command: ['sh', '-c', `printf '%s\\n' "$@" >> ${argsFile}`, 'backy'],
+    });
+    await runner.backup({ job: 'j', dir, tags: ['daily', 'weekly'], signal: never });
+    await runner.expire({ job: 'j', dir, signal: never });
+    await runner.purge({ job: 'j', dir, signal: never });
+    const lines = (await readFile(argsFile, 'utf8')).trim().split('\n');
+    const log = join(dir, 'backy.log');
+    expect(lines).toEqual([
+      ...['-b', dir, '-l', log, 'backup', 'daily,weekly'],
+      ...['-b', dir, '-l', log, 'expire'],
+      ...['-b', dir, '-l', log, 'purge', '--wait', '10'],
+    ]);
+    const cb = await runner.callback({ job: 'j', dir, signal: never, program: 'sh', input: '' });
+    expect(cb.ok).toBe(false); // `sh j` looks for a script named j in the job directory: proof of argv and cwd
+    expect(cb.stderr).toMatch(/j/);
+  });
+});

@@ -1,0 +1,165 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { LOG_FILE } from '@backy/core';
+
+export interface RunResult {
+  ok: boolean;
+  /** Exit status, or null when the process was killed by a signal or never started. */
+  exitCode: number | null;
+  /** The signal that ended the process, if any. */
+  signal: NodeJS.Signals | null;
+  /** The last few KiB of the process's stderr (or why it could not be started). */
+  stderr: string;
+  durationMs: number;
+}
+
+export interface JobRequest {
+  job: string;
+  /** The job's archive directory. */
+  dir: string;
+  /** Aborting terminates the work gracefully (SIGTERM, then SIGKILL after a grace period). */
+  signal: AbortSignal;
+}
+
+/** How the scheduler gets work done; the default runs the `backy` binary, tests may fake it. */
+export interface JobRunner {
+  backup(request: JobRequest & { tags: string[] }): Promise<RunResult>;
+  expire(request: JobRequest): Promise<RunResult>;
+  purge(request: JobRequest): Promise<RunResult>;
+  /** Runs the completion callback `program JOB` with `input` on stdin. */
+  callback(request: JobRequest & { program: string; input: string }): Promise<RunResult>;
+}
+
+export interface ChildProcessRunnerOptions {
+  /** The `backy` command: e.g. `[process.execPath, '/usr/lib/backy/bin/backy.js']`. */
+  command: readonly string[];
+  /** Milliseconds between SIGTERM and SIGKILL when work is aborted (default 20 s). */
+  killGraceMs?: number;
+  /** Environment of the children (default: the daemon's). */
+  env?: NodeJS.ProcessEnv;
+}
+
+const STDERR_TAIL = 4096;
+
+/**
+ * Runs each piece of work as a child process of the `backy` binary, so a crash or leak in a backup never
+ * takes the daemon down and an operator's manual command does exactly what the daemon does.
+ */
+export class ChildProcessRunner implements JobRunner {
+  readonly command: readonly string[];
+  private readonly killGraceMs: number;
+  private readonly env: NodeJS.ProcessEnv | undefined;
+
+  constructor(options: ChildProcessRunnerOptions) {
+    if (options.command.length === 0) throw new TypeError('ChildProcessRunner needs a command');
+    this.command = options.command;
+    this.killGraceMs = options.killGraceMs ?? 20_000;
+    this.env = options.env;
+  }
+
+  backup(request: JobRequest & { tags: string[] }): Promise<RunResult> {
+    return this.backy(request, ['-l', join(request.dir, LOG_FILE), 'backup', request.tags.join(',')]);
+  }
+
+  expire(request: JobRequest): Promise<RunResult> {
+    return this.backy(request, ['-l', join(request.dir, LOG_FILE), 'expire']);
+  }
+
+  purge(request: JobRequest): Promise<RunResult> {
+    // A shared store's purge waits a little for backups of other archives that hold it.
+    return this.backy(request, ['-l', join(request.dir, LOG_FILE), 'purge', '--wait', '10']);
+  }
+
+  callback(request: JobRequest & { program: string; input: string }): Promise<RunResult> {
+    return runProcess([request.program, request.job], {
+      signal: request.signal,
+      input: request.input,
+      killGraceMs: this.killGraceMs,
+      env: this.env,
+      cwd: request.dir,
+    });
+  }
+
+  private backy(request: JobRequest, args: string[]): Promise<RunResult> {
+    return runProcess([...this.command, '-b', request.dir, ...args], {
+      signal: request.signal,
+      killGraceMs: this.killGraceMs,
+      env: this.env,
+      cwd: request.dir,
+    });
+  }
+}
+
+export interface RunProcessOptions {
+  signal: AbortSignal;
+  killGraceMs: number;
+  input?: string;
+  env?: NodeJS.ProcessEnv | undefined;
+  cwd?: string;
+}
+
+/** Runs a process to its end; never rejects. */
+export function runProcess(argv: readonly string[], options: RunProcessOptions): Promise<RunResult> {
+  const started = Date.now();
+  return new Promise((resolve) => {
+    let stderr = '';
+    let settled = false;
+    const finish = (exitCode: number | null, signal: NodeJS.Signals | null, extra = '') => {
+      if (settled) return;
+      settled = true;
+      options.signal.removeEventListener('abort', onAbort);
+      if (killTimer) clearTimeout(killTimer);
+      const text = (stderr + extra).slice(-STDERR_TAIL).trim();
+      resolve({ ok: exitCode === 0, exitCode, signal, stderr: text, durationMs: Date.now() - started });
+    };
+    let killTimer: NodeJS.Timeout | undefined;
+    // A process group of its own: a Ctrl-C at the daemon's terminal must not reach the backups, the
+    // daemon decides how they stop.
+    const child = spawn(argv[0]!, argv.slice(1), {
+      stdio: [options.input == null ? 'ignore' : 'pipe', 'ignore', 'pipe'],
+      detached: true,
+      env: options.env ?? process.env,
+      cwd: options.cwd,
+    });
+    const onAbort = () => {
+      if (child.exitCode != null || child.signalCode != null) return;
+      child.kill('SIGTERM');
+      // The whole process group: a helper the child started would otherwise keep its stderr open.
+      killTimer = setTimeout(() => {
+        try {
+          if (child.pid != null) process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          child.kill('SIGKILL');
+        }
+        // A process stuck in the kernel (a hung device) survives even SIGKILL for a while: give up on
+        // it rather than keep the daemon from exiting.
+        killTimer = setTimeout(() => {
+          child.unref();
+          child.stderr!.destroy();
+          finish(null, 'SIGKILL', '\n(the process did not exit after SIGKILL)');
+        }, 5000);
+      }, options.killGraceMs);
+    };
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (chunk: string) => {
+      stderr = (stderr + chunk).slice(-STDERR_TAIL);
+    });
+    child.on('error', (error) =>
+      finish(null, null, `cannot run ${argv[0]}: ${(error as NodeJS.ErrnoException).code ?? error.message}`),
+    );
+    child.on('close', (code, signal) => finish(code, signal));
+    // A background helper left behind may hold stderr open forever: the exit is what counts.
+    child.on('exit', (code, signal) => {
+      setTimeout(() => {
+        child.stderr!.destroy();
+        finish(code, signal);
+      }, 1000).unref();
+    });
+    if (options.input != null) {
+      child.stdin!.on('error', () => {});
+      child.stdin!.end(options.input);
+    }
+    if (options.signal.aborted) onAbort();
+    else options.signal.addEventListener('abort', onAbort, { once: true });
+  });
+}

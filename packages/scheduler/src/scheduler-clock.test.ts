@@ -1,0 +1,173 @@
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { newRevisionId, writeRevisionFile } from '@backy/core';
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import type { Clock } from './clock.js';
+import type { JobRequest, JobRunner, RunResult } from './runner.js';
+import { spreadOffsetMs } from './schedule-math.js';
+import { Scheduler } from './scheduler.js';
+
+// The daemon itself on a fake clock: simulated weeks in a second, real files on disk.
+
+const logger = pino({ level: 'silent' });
+const H = 3600_000;
+const D = 24 * H;
+const T0 = Date.UTC(2026, 0, 5);
+
+class FakeClock implements Clock {
+  time = T0;
+  private timers = new Map<number, { at: number; fn: () => void }>();
+  private nextId = 1;
+  now() {
+    return this.time;
+  }
+  setTimeout(fn: () => void, ms: number) {
+    const id = this.nextId++;
+    this.timers.set(id, { at: this.time + Math.max(0, ms), fn });
+    return id;
+  }
+  clearTimeout(handle: unknown) {
+    this.timers.delete(handle as number);
+  }
+  /** Jumps to the earliest timer and fires it; returns false when none is left before `limit`. */
+  fireNext(limit: number): boolean {
+    let best: [number, { at: number; fn: () => void }] | null = null;
+    for (const entry of this.timers) if (best == null || entry[1].at < best[1].at) best = entry;
+    if (best == null || best[1].at > limit) return false;
+    this.timers.delete(best[0]);
+    this.time = Math.max(this.time, best[1].at);
+    best[1].fn();
+    return true;
+  }
+}
+
+/** Backs up instantly by writing a revision stamped with the fake time. */
+class ClockedRunner implements JobRunner {
+  runs: { job: string; at: number; tags: string[] }[] = [];
+  constructor(private readonly clock: FakeClock) {}
+  async backup(request: JobRequest & { tags: string[] }): Promise<RunResult> {
+    const at = this.clock.now();
+    this.runs.push({ job: request.job, at, tags: request.tags });
+    const uuid = newRevisionId();
+    await writeRevisionFile(join(request.dir, `${uuid}.rev`), {
+      uuid,
+      timestamp: new Date(at).toISOString(),
+      parent: null,
+      tags: request.tags,
+      trust: 'trusted',
+      size: 0,
+      backend_type: 'chunked',
+      stats: {
+        bytes_written: 0,
+        bytes_read: 0,
+        duration: 60,
+        chunks_written: 0,
+        chunks_reused: 0,
+        chunks_zero: 0,
+      },
+    });
+    return { ok: true, exitCode: 0, signal: null, stderr: '', durationMs: 1 };
+  }
+  async expire() {
+    return { ok: true, exitCode: 0, signal: null, stderr: '', durationMs: 1 };
+  }
+  async purge() {
+    return { ok: true, exitCode: 0, signal: null, stderr: '', durationMs: 1 };
+  }
+  async callback() {
+    return { ok: true, exitCode: 0, signal: null, stderr: '', durationMs: 1 };
+  }
+}
+
+async function idle(s: Scheduler): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    await new Promise((r) => setImmediate(r));
+    if (s.jobs().every((j) => j.status === 'waiting' || j.status === 'failed')) return;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  throw new Error('scheduler did not become idle');
+}
+
+async function runUntil(s: Scheduler, clock: FakeClock, limit: number) {
+  await idle(s);
+  while (clock.fireNext(limit)) await idle(s);
+  clock.time = limit;
+}
+
+async function setup(jobs: string[]) {
+  const root = await mkdtemp(join(tmpdir(), 'backy-clock-'));
+  const configPath = join(root, 'backy.conf');
+  await writeFile(
+    configPath,
+    stringify({
+      global: { 'base-dir': join(root, 'base'), 'status-interval': '6h' },
+      schedules: {
+        s: {
+          hourly: { interval: '1h', keep: 24 },
+          daily: { interval: '1d', keep: 7 },
+          weekly: { interval: '7d', keep: 4 },
+        },
+      },
+      jobs: Object.fromEntries(
+        jobs.map((j) => [j, { schedule: 's', source: { type: 'file', filename: `/img/${j}` } }]),
+      ),
+    }),
+  );
+  await mkdir(join(root, 'base'), { recursive: true });
+  const clock = new FakeClock();
+  const runner = new ClockedRunner(clock);
+  const start = () => Scheduler.start({ configPath, logger, runner, clock, maxSleepMs: 7 * D });
+  return { clock, runner, start };
+}
+
+describe('Scheduler on a fake clock', () => {
+  it('runs two weeks of hourly, daily and weekly backups on the jobs slots', async () => {
+    const t = await setup(['web01', 'db1']);
+    const s = await t.start();
+    await runUntil(s, t.clock, T0 + 14 * D);
+    for (const job of ['web01', 'db1']) {
+      const runs = t.runner.runs.filter((r) => r.job === job);
+      const count = (tag: string) => runs.filter((r) => r.tags.includes(tag)).length;
+      // The first run at start carries every tag; then one per slot.
+      expect(runs[0]).toEqual({ job, at: T0, tags: ['hourly', 'daily', 'weekly'] });
+      expect(count('hourly')).toBeGreaterThanOrEqual(14 * 24);
+      expect(count('hourly')).toBeLessThanOrEqual(14 * 24 + 1);
+      expect(count('daily')).toBeGreaterThanOrEqual(14);
+      expect(count('daily')).toBeLessThanOrEqual(15);
+      expect(count('weekly')).toBeGreaterThanOrEqual(2);
+      expect(count('weekly')).toBeLessThanOrEqual(3);
+      for (const r of runs.slice(1)) expect((r.at - T0) % H).toBe(spreadOffsetMs(job, 3600));
+      // Always within SLA (1.5 h) while running.
+      expect(Math.max(...runs.slice(1).map((r, i) => r.at - runs[i]!.at))).toBeLessThanOrEqual(H);
+    }
+    await s.stop();
+  });
+
+  it('catches up exactly the missed tags after three days down, then returns to its slots', async () => {
+    const t = await setup(['web01']);
+    let s = await t.start();
+    await runUntil(s, t.clock, T0 + 2 * D + 5 * H);
+    await s.stop();
+    const before = t.runner.runs.length;
+    // Down for three days: hourly and daily slots are missed (weekly depends on where its slot lies).
+    t.clock.time = T0 + 5 * D + 5 * H + 123_456;
+    s = await t.start();
+    // The catch-up started at once (a running job does not count as overdue).
+    expect(s.jobs()[0]!.status).toBe('running');
+    await runUntil(s, t.clock, T0 + 6 * D);
+    const after = t.runner.runs.slice(before);
+    const weeklySlot = T0 + ((spreadOffsetMs('web01', 7 * 86400) - (T0 % (7 * D)) + 7 * D) % (7 * D));
+    const weeklyMissed = weeklySlot > T0 && weeklySlot <= T0 + 5 * D + 5 * H + 123_456;
+    expect(after[0]).toEqual({
+      job: 'web01',
+      at: T0 + 5 * D + 5 * H + 123_456,
+      tags: weeklyMissed ? ['hourly', 'daily', 'weekly'] : ['hourly', 'daily'],
+    });
+    for (const r of after.slice(1)) expect((r.at - T0) % H).toBe(spreadOffsetMs('web01', 3600));
+    expect(s.jobs()[0]!.sla).toBe('OK');
+    await s.stop();
+  });
+});

@@ -1,0 +1,87 @@
+import { readFile, stat } from 'node:fs/promises';
+import { writeFileAtomic } from '@backy/core';
+import { parse } from 'yaml';
+
+/** One job in the status file (field names as in backy 2.x, plus trust and verification of the newest revision). */
+export interface JobStatus {
+  job: string;
+  sla: 'OK' | 'TOO OLD';
+  /** Seconds beyond the SLA; 0 within it. */
+  sla_overdue: number;
+  /** `waiting`, `queued`, `running`, `finishing` or `failed`. */
+  status: string;
+  /** ISO time of the newest complete revision. */
+  last_time: string | null;
+  /** Comma-separated tags of the newest complete revision, shortest interval first. */
+  last_tags: string | null;
+  /** Seconds the newest complete revision took. */
+  last_duration: number | null;
+  next_time: string | null;
+  next_tags: string | null;
+  /** Comma-separated `manual:` tags found on the job's revisions. */
+  manual_tags: string;
+  /** Trust of the newest complete revision: `trusted`, `verified` or `distrusted`. */
+  last_trust: string | null;
+  /** Verification of the newest complete revision against its source: `ok`, `failed` or null. */
+  last_verification: 'ok' | 'failed' | null;
+}
+
+const PLAIN = /^[A-Za-z_][A-Za-z0-9_.@+-]*$/;
+const YAML_WORDS = /^(null|true|false|yes|no|on|off|y|n|~)$/i;
+
+function yamlScalar(value: unknown): string {
+  if (value == null) return 'null';
+  if (typeof value === 'number') return Number.isFinite(value) ? String(value) : 'null';
+  if (typeof value === 'boolean') return String(value);
+  const text = String(value);
+  // A JSON string is a valid YAML double-quoted scalar.
+  return PLAIN.test(text) && !YAML_WORDS.test(text) ? text : JSON.stringify(text);
+}
+
+/**
+ * The status file's YAML, written by hand: the entries are flat, and the general YAML writer took
+ * a few hundred milliseconds for a thousand jobs.
+ */
+export function formatStatus(jobs: readonly JobStatus[]): string {
+  if (jobs.length === 0) return '[]\n';
+  const out: string[] = [];
+  for (const job of jobs) {
+    let first = true;
+    for (const [key, value] of Object.entries(job)) {
+      out.push(`${first ? '- ' : '  '}${key}: ${yamlScalar(value)}\n`);
+      first = false;
+    }
+  }
+  return out.join('');
+}
+
+/** Writes the status file so that readers see either the old or the complete new list. */
+export async function writeStatusFile(path: string, jobs: readonly JobStatus[]): Promise<void> {
+  // The directory fsync is skipped: the file is rewritten every few seconds and a lost one is harmless.
+  await writeFileAtomic(path, formatStatus(jobs), { syncDir: false });
+}
+
+export interface StatusFileContents {
+  jobs: JobStatus[];
+  mtimeMs: number;
+}
+
+/** Reads a status file; null if it does not exist. Throws on anything that is not a list of jobs. */
+export async function readStatusFile(path: string): Promise<StatusFileContents | null> {
+  let text: string;
+  let mtimeMs: number;
+  try {
+    [text, { mtimeMs }] = await Promise.all([readFile(path, 'utf8'), stat(path)]);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw error;
+  }
+  const data = parse(text) ?? [];
+  if (
+    !Array.isArray(data) ||
+    data.some((j) => j == null || typeof j !== 'object' || typeof j.job !== 'string')
+  ) {
+    throw new Error('not a list of jobs');
+  }
+  return { jobs: data as JobStatus[], mtimeMs };
+}

@@ -1,0 +1,9 @@
+export {
+  formatSeconds,
+  formatTime,
+  type ShellBackend,
+  type ShellJob,
+  TelnetShell,
+  type TelnetShellOptions,
+} from './shell.js';
+export { TelnetDecoder, type TelnetEvent } from './telnet.js';

@@ -1,0 +1,376 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { renderTable } from './table.js';
+import { TelnetDecoder } from './telnet.js';
+
+/** One job as the shell shows it (the scheduler's status-file entry has these fields). */
+export interface ShellJob {
+  job: string;
+  sla: string;
+  sla_overdue: number;
+  status: string;
+  last_time: string | null;
+  last_tags: string | null;
+  last_duration: number | null;
+  next_time: string | null;
+  next_tags: string | null;
+}
+
+/** What the shell needs from the scheduler: mostly reads, plus starting jobs and reloading. */
+export interface ShellBackend {
+  jobs(filter?: RegExp): ShellJob[];
+  summary(): {
+    jobs: number;
+    states: Record<string, number>;
+    workerLimit: number;
+    busyWorkers: number;
+    idleWorkers: number;
+  };
+  /** `started`, `queued`, `already running`, `unknown job` or `stopping`. */
+  runJob(name: string): string;
+  /** How many jobs were started or queued. */
+  runAll(): number;
+  reload(): Promise<
+    { ok: true; added: string[]; removed: string[]; changed: string[] } | { ok: false; error: string }
+  >;
+}
+
+export interface TelnetShellOptions {
+  backend: ShellBackend;
+  logger: Logger;
+  /** Shown in the banner. */
+  version: string;
+  /** Addresses to listen on (default loopback: `::1`, `127.0.0.1`). */
+  addresses?: readonly string[];
+  /** Port (default 6023; 0 picks a free one, the same for every address where possible). */
+  port?: number;
+  /** Clients served at once; more are turned away (default 64). */
+  maxClients?: number;
+  /** Idle clients are disconnected after this many milliseconds (default 30 minutes). */
+  idleTimeoutMs?: number;
+  /** Longest accepted input line in bytes (default 4096). */
+  maxLineBytes?: number;
+  /** Time zone for the times in `jobs` (default: the daemon's). */
+  timeZone?: string;
+}
+
+const PROMPT = 'backy> ';
+const HELP = [
+  'commands:',
+  '  jobs [REGEX]   list jobs (whose name matches REGEX)',
+  '  status         jobs per state, busy and idle workers',
+  '  run JOB        start a backup of JOB now',
+  '  runall         start a backup of every job now',
+  '  reload         read the config file again',
+  '  help           this text',
+  '  quit           close the connection',
+].join('\n');
+/** A client that stops reading is dropped once this much output waits for it. */
+const MAX_BUFFERED = 8 * 1024 * 1024;
+const MAX_PENDING_LINES = 256;
+
+/** The telnet shell of the scheduler. Works with `telnet` and `nc`; listens on loopback by default. */
+export class TelnetShell {
+  private readonly options: TelnetShellOptions;
+  private readonly servers: Server[] = [];
+  private readonly clients = new Set<Socket>();
+  private readonly log: Logger;
+  /** Where the shell listens. */
+  readonly listening: { address: string; port: number }[] = [];
+
+  private constructor(options: TelnetShellOptions) {
+    this.options = options;
+    this.log = options.logger;
+  }
+
+  /**
+   * Listens on every address. An address the host lacks (e.g. `::1` without IPv6) is skipped with a
+   * warning; it is an error only when no address could be used.
+   */
+  static async listen(options: TelnetShellOptions): Promise<TelnetShell> {
+    const shell = new TelnetShell(options);
+    const addresses = options.addresses ?? ['::1', '127.0.0.1'];
+    let port = options.port ?? 6023;
+    const failures: string[] = [];
+    for (const address of addresses) {
+      const server = createServer((socket) => shell.accept(socket));
+      server.on('error', (error) => shell.log.error({ err: error, address }, 'telnet server error'));
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen({ host: address, port, exclusive: true }, () => {
+            server.off('error', reject);
+            resolve();
+          });
+        });
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code ?? String(error);
+        failures.push(`${address}:${port}: ${code}`);
+        shell.log.warn({ address, port, code }, 'telnet shell cannot listen on this address');
+        continue;
+      }
+      const bound = server.address();
+      if (bound != null && typeof bound === 'object') {
+        // With port 0, later addresses take the port the first one got.
+        port = bound.port;
+        shell.listening.push({ address, port: bound.port });
+      }
+      shell.servers.push(server);
+      shell.log.info({ address, port }, 'telnet shell listening');
+    }
+    if (shell.servers.length === 0) {
+      throw new Error(`telnet shell: cannot listen on any address (${failures.join('; ')})`);
+    }
+    return shell;
+  }
+
+  /** Stops listening and disconnects every client. */
+  async close(): Promise<void> {
+    for (const socket of this.clients) {
+      if (socket.writable) socket.end('\r\nbacky is shutting down. Goodbye.\r\n');
+      socket.destroySoon();
+    }
+    const closing = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    setTimeout(() => {
+      for (const socket of this.clients) socket.destroy();
+    }, 1000).unref();
+    await Promise.all(closing);
+  }
+
+  private accept(socket: Socket): void {
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    socket.on('error', (error) => this.log.debug({ peer, err: error }, 'telnet client error'));
+    if (this.clients.size >= (this.options.maxClients ?? 64)) {
+      this.log.warn({ peer }, 'telnet client turned away: too many clients');
+      socket.end('error: too many clients, try again later\r\n');
+      return;
+    }
+    this.clients.add(socket);
+    socket.on('close', () => {
+      this.clients.delete(socket);
+      this.log.debug({ peer }, 'telnet client disconnected');
+    });
+    socket.setNoDelay(true);
+    socket.setTimeout(this.options.idleTimeoutMs ?? 30 * 60_000, () => {
+      this.send(socket, '\nidle timeout. Goodbye.\n');
+      socket.end();
+    });
+    this.log.debug({ peer }, 'telnet client connected');
+    this.send(socket, `backy ${this.options.version}\nReady.\n${PROMPT}`, false);
+
+    const decoder = new TelnetDecoder({ maxLineBytes: this.options.maxLineBytes ?? 4096 });
+    const pending: string[] = [];
+    let busy = false;
+    let closed = false;
+    const drain = async () => {
+      if (busy) return;
+      busy = true;
+      try {
+        for (let line = pending.shift(); line != null && !closed; line = pending.shift()) {
+          const { output, quit } = await this.execute(line);
+          if (closed) break;
+          this.send(socket, output + (quit ? '' : PROMPT), false);
+          if (quit) {
+            closed = true;
+            socket.end();
+          }
+        }
+      } catch (error) {
+        this.log.error({ peer, err: error }, 'telnet command failed');
+        this.send(socket, `error: ${(error as Error).message}\n${PROMPT}`, false);
+      } finally {
+        busy = false;
+      }
+      if (pending.length > 0 && !closed) void drain();
+    };
+    socket.on('data', (chunk: Buffer) => {
+      if (closed) return;
+      for (const event of decoder.push(chunk)) {
+        if (event.type === 'reply') socket.write(event.data);
+        else if (event.type === 'line') pending.push(event.text);
+        else if (event.type === 'overflow') pending.push('\0overflow');
+        else if (event.type === 'interrupt') pending.push('');
+      }
+      if (pending.length > MAX_PENDING_LINES) {
+        this.log.warn({ peer }, 'telnet client sends faster than it reads; disconnecting');
+        closed = true;
+        socket.destroy();
+        return;
+      }
+      void drain();
+    });
+    socket.on('end', () => {
+      // The client closed its side (nc at end of input): finish what it sent, then close ours.
+      const finish = () => (busy || pending.length > 0 ? setTimeout(finish, 10) : socket.end());
+      finish();
+    });
+    socket.on('close', () => {
+      closed = true;
+    });
+  }
+
+  /** Writes text with telnet line ends (CR LF); drops clients that stop reading. */
+  private send(socket: Socket, text: string, newline = true): void {
+    if (socket.destroyed || !socket.writable) return;
+    const body = (newline && !text.endsWith('\n') ? `${text}\n` : text).replace(/\r?\n/g, '\r\n');
+    socket.write(body);
+    if (socket.writableLength > MAX_BUFFERED) {
+      this.log.warn({ peer: socket.remoteAddress }, 'telnet client does not read its output; disconnecting');
+      socket.destroy();
+    }
+  }
+
+  /** Runs one command line; returns the text to send (with a trailing newline) and whether to close. */
+  async execute(line: string): Promise<{ output: string; quit: boolean }> {
+    const out = (text: string) => ({ output: text === '' ? '' : `${text}\n`, quit: false });
+    if (line === '\0overflow')
+      return out(`error: line too long (more than ${this.options.maxLineBytes ?? 4096} bytes)`);
+    if (line === '') return out('');
+    const [command = '', ...rest] = line.split(/\s+/);
+    const argument = line.slice(command.length).trim();
+    const backend = this.options.backend;
+    switch (command.toLowerCase()) {
+      case 'jobs': {
+        let filter: RegExp | undefined;
+        if (argument !== '') {
+          try {
+            filter = new RegExp(argument);
+          } catch (error) {
+            return out(
+              `error: invalid regular expression: ${(error as Error).message.replace(/^Invalid regular expression: /, '')}`,
+            );
+          }
+        }
+        return out(this.formatJobs(backend.jobs(filter)));
+      }
+      case 'status': {
+        const s = backend.summary();
+        const states = Object.entries(s.states).map(([state, count]) => `  ${state.padEnd(10)} ${count}`);
+        return out(
+          [
+            `jobs: ${s.jobs}`,
+            ...states,
+            `workers: ${s.busyWorkers} busy, ${s.idleWorkers} idle (limit ${s.workerLimit})`,
+          ].join('\n'),
+        );
+      }
+      case 'run': {
+        if (rest.length !== 1) return out('error: usage: run JOB');
+        const name = rest[0]!;
+        const result = backend.runJob(name);
+        this.log.info({ job: name, result }, 'run requested in the telnet shell');
+        switch (result) {
+          case 'started':
+            return out(`${name}: started`);
+          case 'queued':
+            return out(`${name}: queued, waiting for a free worker`);
+          case 'already running':
+            return out(`${name}: already running`);
+          case 'unknown job':
+            return out(`error: unknown job ${JSON.stringify(name)}`);
+          default:
+            return out(`error: ${name}: ${result}`);
+        }
+      }
+      case 'runall': {
+        if (argument !== '') return out('error: usage: runall');
+        const count = backend.runAll();
+        this.log.info({ count }, 'runall requested in the telnet shell');
+        return out(`${count} jobs started or queued`);
+      }
+      case 'reload': {
+        if (argument !== '') return out('error: usage: reload');
+        this.log.info('reload requested in the telnet shell');
+        const result = await backend.reload();
+        if (!result.ok) return out(`error: reload rejected, the old config stays in force: ${result.error}`);
+        return out(
+          `config reloaded: ${result.added.length} added, ${result.removed.length} removed, ${result.changed.length} changed`,
+        );
+      }
+      case 'help':
+      case '?':
+        return out(HELP);
+      case 'quit':
+      case 'exit':
+        return { output: 'Goodbye.\n', quit: true };
+      default: {
+        const shown = command.length > 40 ? `${command.slice(0, 40)}…` : command;
+        return out(`error: unknown command ${JSON.stringify(shown)}; type help for a list`);
+      }
+    }
+  }
+
+  /** The `jobs` table. */
+  formatJobs(jobs: readonly ShellJob[]): string {
+    const zone = this.options.timeZone;
+    const rows = jobs.map((j) => [
+      j.job,
+      j.sla,
+      j.sla_overdue > 0 ? formatSeconds(j.sla_overdue) : '-',
+      j.status,
+      formatTime(j.last_time, zone),
+      j.last_tags ?? '-',
+      j.last_duration == null ? '-' : formatSeconds(j.last_duration),
+      formatTime(j.next_time, zone),
+      j.next_tags ?? '-',
+    ]);
+    const table = renderTable(
+      [
+        'Job',
+        'SLA',
+        'SLA overdue',
+        'Status',
+        'Last Backup',
+        'Last Tags',
+        'Last Dur',
+        'Next Backup',
+        'Next Tags',
+      ],
+      rows,
+      ['left', 'left', 'right', 'left', 'left', 'left', 'right', 'left', 'left'],
+    );
+    return `${table}\n${jobs.length} jobs shown`;
+  }
+}
+
+const formatters = new Map<string | undefined, Intl.DateTimeFormat>();
+
+function formatterFor(timeZone: string | undefined): Intl.DateTimeFormat {
+  let formatter = formatters.get(timeZone);
+  if (formatter == null) {
+    formatter = new Intl.DateTimeFormat('en-CA', {
+      timeZone,
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+      hour: '2-digit',
+      minute: '2-digit',
+      second: '2-digit',
+      hourCycle: 'h23',
+    });
+    formatters.set(timeZone, formatter);
+  }
+  return formatter;
+}
+
+/** `2026-01-05 10:00:00` in the given (or local) time zone; `-` for none. */
+export function formatTime(iso: string | null, timeZone?: string): string {
+  if (iso == null) return '-';
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return '-';
+  const parts = Object.fromEntries(
+    formatterFor(timeZone)
+      .formatToParts(date)
+      .map((p) => [p.type, p.value]),
+  );
+  return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}`;
+}
+
+/** `45s`, `3m12s`, `2h05m`, `3d04h`. */
+export function formatSeconds(seconds: number): string {
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+  return `${Math.floor(s / 86400)}d${String(Math.floor((s % 86400) / 3600)).padStart(2, '0')}h`;
+}

@@ -1,0 +1,199 @@
+// Benchmark (not a test) of `backy scheduler` with 1,000 jobs: daemon start-up time, `jobs` response
+// time in the telnet shell, status-file write time and resident memory. Every archive gets 10 complete
+// revisions (the newest one fresh), as after a while in production, so no job is due during the run.
+// Run `pnpm build` first. Targets from issue 3: start < 2 s, `jobs` < 200 ms, RSS < 200 MB.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { connect, createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const BIN = join(root, 'packages/cli/bin/backy.js');
+// The yaml package as @backy/core has it, to write revision files exactly as backy does.
+const { stringify } = createRequire(join(root, 'packages/core/package.json'))('yaml');
+const dir = process.env.BENCH_DIR ?? join(root, '.bench-scheduler');
+const JOBS = Number(process.env.BENCH_JOBS ?? 1000);
+const REVISIONS = Number(process.env.BENCH_REVISIONS ?? 10);
+const ID = 'abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789';
+
+const newId = () => Array.from(randomBytes(22), (b) => ID[b % ID.length]).join('');
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const ms = (n) => `${n.toFixed(0)} ms`;
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+  });
+}
+
+/** Connects, waits for the prompt; `send(line)` resolves with the time until the next prompt. */
+function telnet(port) {
+  return new Promise((res, rej) => {
+    const socket = connect({ port, host: '127.0.0.1' });
+    let text = '';
+    let waiter = null;
+    socket.on('data', (d) => {
+      text += d.toString();
+      if (text.endsWith('backy> ') && waiter) {
+        const w = waiter;
+        waiter = null;
+        w(text);
+      }
+    });
+    socket.once('error', rej);
+    waiter = () =>
+      res({
+        send(line) {
+          text = '';
+          const start = performance.now();
+          return new Promise((done) => {
+            waiter = (out) => done({ ms: performance.now() - start, out });
+            socket.write(`${line}\r\n`);
+          });
+        },
+        close: () => socket.destroy(),
+      });
+  });
+}
+
+async function rssMiB(pid) {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)[1]) / 1024;
+}
+
+async function main() {
+  await rm(dir, { recursive: true, force: true });
+  const base = join(dir, 'base');
+  await mkdir(base, { recursive: true });
+  const image = join(dir, 'tiny.img');
+  await writeFile(image, randomBytes(64 * 1024));
+  const port = await freePort();
+  const jobs = {};
+  const now = Date.now();
+  process.stdout.write(`preparing ${JOBS} jobs with ${REVISIONS} revisions each… `);
+  for (let i = 0; i < JOBS; i++) {
+    const name = `vm${String(i).padStart(4, '0')}.example.com`;
+    jobs[name] = { schedule: 'default', source: { type: 'file', filename: image } };
+    const archive = join(base, name);
+    await mkdir(archive);
+    const writes = [];
+    for (let r = 0; r < REVISIONS; r++) {
+      const uuid = newId();
+      const rev = {
+        uuid,
+        timestamp: new Date(now - r * 86400_000 - 1000).toISOString(),
+        parent: null,
+        tags: r === 0 ? ['daily', 'weekly'] : ['daily'],
+        trust: 'trusted',
+        size: 65536,
+        backend_type: 'chunked',
+        source_type: 'file',
+        stats: {
+          bytes_written: 65536,
+          bytes_read: 65536,
+          duration: 12.5,
+          chunks_written: 1,
+          chunks_reused: 0,
+          chunks_zero: 0,
+        },
+        verification: {
+          method: 'full',
+          chunks_checked: 1,
+          chunks_total: 1,
+          ok: true,
+          mismatches: [],
+          timestamp: new Date(now).toISOString(),
+        },
+      };
+      writes.push(writeFile(join(archive, `${uuid}.rev`), stringify(rev, { sortMapEntries: false })));
+    }
+    await Promise.all(writes);
+  }
+  const conf = join(dir, 'backy.conf');
+  await writeFile(
+    conf,
+    JSON.stringify({
+      global: {
+        'base-dir': base,
+        'worker-limit': 4,
+        'status-interval': 2,
+        'telnet-addrs': '127.0.0.1',
+        'telnet-port': port,
+      },
+      schedules: { default: { daily: { interval: '1d', keep: 9 }, weekly: { interval: '7d', keep: 5 } } },
+      jobs,
+    }),
+  );
+  console.log('done');
+
+  const log = join(dir, 'daemon.log');
+  const t0 = performance.now();
+  const child = spawn(process.execPath, [BIN, '-v', 'scheduler', '-c', conf, '-l', log], { stdio: 'ignore' });
+  let shell;
+  for (;;) {
+    try {
+      shell = await telnet(port);
+      break;
+    } catch {
+      if (child.exitCode != null) throw new Error(`the daemon exited with ${child.exitCode}; see ${log}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+  const startup = performance.now() - t0;
+  const rssStart = await rssMiB(child.pid);
+
+  const times = [];
+  let out = '';
+  for (let i = 0; i < 7; i++) {
+    const r = await shell.send('jobs');
+    times.push(r.ms);
+    out = r.out;
+  }
+  if (!out.includes(`${JOBS} jobs shown`)) throw new Error(`unexpected jobs output: ${out.slice(-200)}`);
+  const filtered = await shell.send('jobs ^vm00[0-4]');
+  const status = await shell.send('status');
+  await new Promise((r) => setTimeout(r, 7000));
+  const rssLater = await rssMiB(child.pid);
+  shell.close();
+  child.kill('SIGTERM');
+  const stopStart = performance.now();
+  await new Promise((r) => child.once('exit', r));
+  const stop = performance.now() - stopStart;
+
+  const lines = (await readFile(log, 'utf8'))
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+  const started = lines.find((l) => l.msg === 'scheduler started');
+  const writesMs = lines.filter((l) => l.msg === 'status file written').map((l) => l.ms);
+  const backups = lines.filter((l) => l.msg === 'backup started').length;
+
+  console.log(`jobs:                      ${JOBS} (${REVISIONS} revisions each)`);
+  console.log(
+    `start-up (spawn → prompt): ${ms(startup)}   (scheduler init incl. reading all archives: ${started?.ms} ms)`,
+  );
+  console.log(
+    `'jobs' (${JOBS} rows):        median ${ms(median(times))}, max ${ms(Math.max(...times))}, first ${ms(times[0])}`,
+  );
+  console.log(`'jobs ^vm00[0-4]':         ${ms(filtered.ms)}`);
+  console.log(`'status':                  ${ms(status.ms)}`);
+  console.log(
+    `status-file write:         first ${writesMs[0]} ms (cold), then median ${median(writesMs.slice(1))} ms over ${writesMs.length - 1} writes`,
+  );
+  console.log(
+    `RSS:                       ${rssStart.toFixed(0)} MiB after start-up, ${rssLater.toFixed(0)} MiB after ~10 s`,
+  );
+  console.log(`SIGTERM → exit:            ${ms(stop)} (exit code ${child.exitCode})`);
+  console.log(`backups started meanwhile: ${backups}`);
+  if (!process.env.BENCH_KEEP) await rm(dir, { recursive: true, force: true });
+}
+
+await main();
