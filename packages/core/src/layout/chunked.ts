@@ -65,13 +65,14 @@ export class ChunkedRevisionWriter implements RevisionWriter {
     this.assertOpen();
     if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`invalid image size ${size}`);
     if (size === this.map.size) return;
-    const oldLast = this.map.chunkCount - 1;
-    const oldLastLength = oldLast >= 0 ? this.map.chunkLength(oldLast) : 0;
+    // The last chunk that exists before and after (the old last one when growing, the new last one when
+    // shrinking) may change length; then it must be re-cut at seal unless rewritten.
+    const last = Math.min(this.map.chunkCount, Math.ceil(size / this.map.chunkSize)) - 1;
+    const lastLength = last >= 0 ? this.map.chunkLength(last) : 0;
     this.map.resize(size);
     for (const index of [...this.reshaped]) if (index >= this.map.chunkCount) this.reshaped.delete(index);
-    // A chunk that existed before and whose length changes must be re-cut at seal unless rewritten.
-    if (oldLast >= 0 && oldLast < this.map.chunkCount && this.map.chunkLength(oldLast) !== oldLastLength) {
-      if (this.map.get(oldLast) != null) this.reshaped.add(oldLast);
+    if (last >= 0 && this.map.chunkLength(last) !== lastLength) {
+      if (this.map.get(last) != null) this.reshaped.add(last);
     }
   }
 

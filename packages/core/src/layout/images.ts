@@ -195,13 +195,15 @@ export class ImagesRevisionWriter implements RevisionWriter {
     this.assertOpen();
     if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`invalid image size ${size}`);
     if (size === this.map.size) return;
-    const oldLast = this.map.chunkCount - 1;
-    const oldLastLength = oldLast >= 0 ? this.map.chunkLength(oldLast) : 0;
+    // The last chunk that exists before and after (the old last one when growing, the new last one when
+    // shrinking) may change length; then its hash must be recomputed at seal unless rewritten.
+    const last = Math.min(this.map.chunkCount, Math.ceil(size / this.map.chunkSize)) - 1;
+    const lastLength = last >= 0 ? this.map.chunkLength(last) : 0;
     this.map.resize(size);
     await this.handle!.truncate(size);
     for (const index of [...this.reshaped]) if (index >= this.map.chunkCount) this.reshaped.delete(index);
-    if (oldLast >= 0 && oldLast < this.map.chunkCount && this.map.chunkLength(oldLast) !== oldLastLength) {
-      if (this.map.get(oldLast) != null) this.reshaped.add(oldLast);
+    if (last >= 0 && this.map.chunkLength(last) !== lastLength) {
+      if (this.map.get(last) != null) this.reshaped.add(last);
     }
   }
 

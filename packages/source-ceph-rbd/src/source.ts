@@ -1,0 +1,411 @@
+import {
+  type BackupContext,
+  type BackupSource,
+  BackyError,
+  hashChunk,
+  isAllZero,
+  isBackyError,
+  type RevisionReader,
+  type SourceEnvironment,
+  type VerificationResult,
+  type VerifyContext,
+} from '@backy/core';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { applyRawImage, applyRbdDiff } from './apply-diff.js';
+import { parseRbdDiff } from './diff-stream.js';
+import { imageSpec, Rbd, RbdError, type RbdSnapshot } from './rbd.js';
+import { QemuImgChunkReader, qemuImgSupportsRbd } from './snapshot-reader.js';
+
+/** Snapshots backy makes are named `backy-<revision id>`; other snapshots are never touched. */
+export const SNAPSHOT_PREFIX = 'backy-';
+
+const rbdName = (what: string) =>
+  z
+    .string()
+    .min(1)
+    .regex(/^[^/@\s]+$/, `${what} name must not contain '/', '@' or white space`);
+
+export const rbdSourceOptions = z.strictObject({
+  /** Ceph pool that holds the image. */
+  pool: rbdName('pool'),
+  /** RBD image to back up. */
+  image: rbdName('image'),
+  /** Always read the whole image with `rbd export` instead of an incremental export-diff (default false). */
+  'full-always': z.boolean().default(false),
+  /** ceph.conf for the rbd client (default: rbd's own, /etc/ceph/ceph.conf). */
+  conf: z.string().min(1).optional(),
+  /** Ceph client id, without `client.` (default: rbd's own, admin). */
+  id: z.string().min(1).optional(),
+  /** Keyring of the client (default: as configured in ceph.conf). */
+  keyring: z.string().min(1).optional(),
+});
+export type RbdSourceOptions = z.infer<typeof rbdSourceOptions>;
+
+export interface MakeSnapshotArgs {
+  rbd: Rbd;
+  pool: string;
+  image: string;
+  snapshot: string;
+  logger: Logger;
+  signal: AbortSignal;
+}
+
+export interface RbdSourceHooks {
+  /** Makes the snapshot a backup reads (default: `rbd snap create`). */
+  makeSnapshot?(args: MakeSnapshotArgs): Promise<void>;
+  /** The rbd executable (default `rbd`). */
+  rbdBinary?: string;
+  /** The qemu-img executable used to read sampled chunks for verification (default `qemu-img`). */
+  qemuImgBinary?: string;
+  /** Share of the chunks compared with the snapshot after a backup (default 0.01; at least one chunk). */
+  verifyFraction?: number;
+  /**
+   * How verification reads the snapshot: `qemu-img` reads each sampled chunk by offset, `export` reads
+   * `rbd export` up to the last sampled chunk. `auto` (default) prefers qemu-img when it has rbd support
+   * and the sample is small.
+   */
+  verifyReader?: 'auto' | 'qemu-img' | 'export';
+}
+
+interface RunState {
+  snapshot: string;
+}
+
+const defaultMakeSnapshot = async ({ rbd, pool, image, snapshot, signal }: MakeSnapshotArgs) =>
+  rbd.snapCreate(pool, image, snapshot, signal);
+
+/** qemu-img processes reading sampled chunks at once. */
+const QEMU_CONCURRENCY = 3;
+
+/** Picks `count` distinct random indexes below `total`, ascending. */
+export function sampleIndexes(total: number, count: number, random: () => number = Math.random): number[] {
+  const n = Math.min(total, count);
+  if (n * 2 > total) {
+    const all = Array.from({ length: total }, (_, i) => i);
+    for (let i = 0; i < n; i++) {
+      const j = i + Math.floor(random() * (total - i));
+      [all[i], all[j]] = [all[j]!, all[i]!];
+    }
+    return all.slice(0, n).sort((a, b) => a - b);
+  }
+  const picked = new Set<number>();
+  while (picked.size < n) picked.add(Math.floor(random() * total));
+  return [...picked].sort((a, b) => a - b);
+}
+
+/**
+ * The Ceph RBD source: snapshots the image, applies `rbd export-diff` against the parent's snapshot to the
+ * parent's chunks (or reads the whole snapshot with `rbd export`), verifies a sample of chunks through
+ * qemu-img or `rbd export`, and removes older `backy-*` snapshots afterwards.
+ */
+export function createRbdSource(
+  options: RbdSourceOptions,
+  env: SourceEnvironment,
+  hooks: RbdSourceHooks = {},
+): BackupSource & { rbd: Rbd } {
+  const { pool, image } = options;
+  const spec = imageSpec(pool, image);
+  const rbd = new Rbd({
+    conf: options.conf,
+    id: options.id,
+    keyring: options.keyring,
+    binary: hooks.rbdBinary,
+    logger: env.logger,
+  });
+  const makeSnapshot = hooks.makeSnapshot ?? defaultMakeSnapshot;
+  const verifyFraction = hooks.verifyFraction ?? 0.01;
+  const runs = new Map<string, RunState>();
+
+  /** Decides whether the backup can be a diff against the parent's snapshot, and says why not. */
+  async function diffBase(
+    ctx: BackupContext,
+    snapshots: RbdSnapshot[],
+  ): Promise<{ from: string } | { from: null; reason: string }> {
+    if (options['full-always']) return { from: null, reason: 'full-always is set' };
+    if (ctx.parent == null) return { from: null, reason: 'no trusted parent revision' };
+    const parent = ctx.parent.revision;
+    const info = parent.source_info ?? {};
+    if ((info.pool != null && info.pool !== pool) || (info.image != null && info.image !== image)) {
+      return {
+        from: null,
+        reason: `the parent revision was made from ${String(info.pool)}/${String(info.image)}`,
+      };
+    }
+    const from = typeof info.snapshot === 'string' ? info.snapshot : `${SNAPSHOT_PREFIX}${parent.uuid}`;
+    const snap = snapshots.find((s) => s.name === from);
+    if (snap == null) return { from: null, reason: `the parent's snapshot ${from} no longer exists` };
+    if (snap.size !== ctx.parent.reader.size) {
+      return {
+        from: null,
+        reason: `the parent's snapshot ${from} has ${snap.size} bytes, the parent revision ${ctx.parent.reader.size}`,
+      };
+    }
+    return { from };
+  }
+
+  async function backup(ctx: BackupContext): Promise<void> {
+    const { signal, writer } = ctx;
+    const snapshot = `${SNAPSHOT_PREFIX}${ctx.revision.uuid}`;
+    const log = ctx.logger.child({ image: spec, snapshot });
+    signal.throwIfAborted();
+    runs.set(ctx.revision.uuid, { snapshot });
+    await makeSnapshot({ rbd, pool, image, snapshot, logger: log, signal });
+    ctx.remember({ pool, image, snapshot });
+    const snapshots = await rbd.snapList(pool, image, signal);
+    const snap = snapshots.find((s) => s.name === snapshot);
+    if (snap == null)
+      throw new BackyError(
+        'SOURCE_FAILED',
+        `snapshot ${imageSpec(pool, image, snapshot)} does not exist after it was made`,
+      );
+    const base = await diffBase(ctx, snapshots);
+
+    if (base.from != null) {
+      const wholeObject = await rbd.supportsWholeObject();
+      log.info({ from: base.from, wholeObject }, 'incremental backup with rbd export-diff');
+      const result = await rbd.exportDiff(
+        { pool, image, snapshot, fromSnapshot: base.from, wholeObject, signal },
+        (stdout) =>
+          applyRbdDiff(parseRbdDiff(stdout), {
+            writer,
+            base: ctx.parent!.reader,
+            expectFrom: base.from,
+            expectTo: snapshot,
+            signal,
+            onData: (bytes) => ctx.reportRead(bytes),
+            onProgress: (done, total) => ctx.progress(done, total),
+          }),
+      );
+      if (result.size !== snap.size) {
+        throw new BackyError(
+          'SOURCE_FAILED',
+          `rbd export-diff reported an image size of ${result.size}, the snapshot has ${snap.size}`,
+        );
+      }
+      log.info(
+        {
+          changed: result.chunksChanged,
+          patched: result.chunksPatched,
+          kept: result.chunksKept,
+          data: result.bytesData,
+          zeroed: result.bytesZeroed,
+        },
+        'export-diff applied',
+      );
+      ctx.remember({ mode: 'diff', from_snapshot: base.from });
+    } else {
+      log.info({ reason: base.reason, size: snap.size }, 'full backup with rbd export');
+      await rbd.export({ pool, image, snapshot, signal }, (stdout) =>
+        applyRawImage(stdout, {
+          writer,
+          size: snap.size,
+          signal,
+          onData: (bytes) => ctx.reportRead(bytes),
+          onProgress: (done, total) => ctx.progress(done, total),
+        }),
+      );
+      ctx.remember({ mode: 'full' });
+    }
+  }
+
+  async function verify(ctx: VerifyContext): Promise<VerificationResult> {
+    const { reader, signal } = ctx;
+    const started = Date.now();
+    const snapshot = runs.get(ctx.revision.uuid)?.snapshot ?? `${SNAPSHOT_PREFIX}${ctx.revision.uuid}`;
+    const log = ctx.logger.child({ image: spec, snapshot });
+    const total = reader.chunkCount;
+    const info = await rbd.info(pool, image, snapshot, signal);
+    if (info.size !== reader.size) {
+      log.error({ snapshot: info.size, revision: reader.size }, 'snapshot size differs from the revision');
+      return { method: 'partial', chunks_checked: 0, chunks_total: total, ok: false, mismatches: [] };
+    }
+    if (total === 0) return { method: 'full', chunks_checked: 0, chunks_total: 0, ok: true, mismatches: [] };
+
+    const wanted = Math.max(1, Math.ceil(total * Math.min(1, Math.max(0, verifyFraction))));
+    const sample = sampleIndexes(total, wanted);
+    const mismatches: number[] = [];
+    let checked = 0;
+    const overBudget = () => checked > 0 && Date.now() - started > ctx.budgetMs;
+    const check = async (index: number, data: Buffer) => {
+      const expected = reader.chunkHash(index);
+      let ok = expected == null ? isAllZero(data) : (await hashChunk(data)) === expected;
+      if (ok && expected != null && ctx.freshChunks.has(expected)) {
+        // A chunk this backup stored must also read back intact (older ones are `backy verify`'s job).
+        await reader.read(index).catch((error) => {
+          if (!isBackyError(error, 'CHUNK_CORRUPT') && !isBackyError(error, 'CHUNK_MISSING')) throw error;
+          log.error({ err: error, chunk: index }, 'stored chunk is damaged');
+          ok = false;
+        });
+      }
+      if (!ok) mismatches.push(index);
+      checked++;
+      ctx.progress(checked, sample.length);
+    };
+
+    let pending = sample;
+    let method = hooks.verifyReader ?? 'auto';
+    if (method === 'auto') {
+      const small = sample.length * 4 <= total;
+      method = small && (await qemuImgSupportsRbd(hooks.qemuImgBinary)) ? 'qemu-img' : 'export';
+    }
+    if (method === 'qemu-img') {
+      const chunks = new QemuImgChunkReader(
+        { pool, image, snapshot, client: rbd.client },
+        reader.chunkSize,
+        hooks.qemuImgBinary,
+      );
+      // A few qemu-img processes at once: each spends most of its time connecting to the cluster.
+      const done = new Set<number>();
+      let failure: unknown = null;
+      let next = 0;
+      const work = async () => {
+        while (failure == null && next < pending.length && !overBudget()) {
+          const index = pending[next++]!;
+          try {
+            signal.throwIfAborted();
+            await check(index, await chunks.read(index, reader.chunkLength(index), signal));
+            done.add(index);
+          } catch (error) {
+            failure ??= error;
+          }
+        }
+      };
+      try {
+        await Promise.all(Array.from({ length: Math.min(QEMU_CONCURRENCY, pending.length) }, work));
+        pending = pending.filter((index) => !done.has(index));
+        if (failure != null) {
+          if (signal.aborted || isBackyError(failure, 'ABORTED')) throw failure;
+          if (!isBackyError(failure, 'SOURCE_FAILED')) throw failure;
+          log.warn(
+            { err: failure },
+            'reading chunks with qemu-img failed; reading them from rbd export instead',
+          );
+        }
+      } finally {
+        await chunks.close();
+      }
+    }
+    if (pending.length > 0 && !overBudget()) {
+      pending = await verifyFromExport(snapshot, reader, pending, check, overBudget, signal);
+    }
+    mismatches.sort((a, b) => a - b);
+    const result: VerificationResult = {
+      method: checked === total ? 'full' : 'partial',
+      chunks_checked: checked,
+      chunks_total: total,
+      ok: mismatches.length === 0,
+      mismatches,
+    };
+    log.info(
+      {
+        ...result,
+        mismatches: mismatches.slice(0, 20),
+        sampled: sample.length,
+        seconds: (Date.now() - started) / 1000,
+      },
+      'verified against the snapshot',
+    );
+    return result;
+  }
+
+  /** Reads `rbd export` of the snapshot up to the last sampled chunk; returns the chunks left unchecked. */
+  async function verifyFromExport(
+    snapshot: string,
+    reader: RevisionReader,
+    indexes: number[],
+    check: (index: number, data: Buffer) => Promise<void>,
+    overBudget: () => boolean,
+    signal: AbortSignal,
+  ): Promise<number[]> {
+    let next = 0;
+    await rbd.export({ pool, image, snapshot, signal }, async (stdout) => {
+      let offset = 0;
+      let buffer: Buffer | null = null;
+      let filled = 0;
+      for await (const piece of stdout) {
+        let at = 0;
+        while (at < piece.length && next < indexes.length) {
+          const index = indexes[next]!;
+          const start = index * reader.chunkSize;
+          const length = reader.chunkLength(index);
+          const pos = offset + at;
+          if (pos < start) {
+            at += Math.min(start - pos, piece.length - at);
+            continue;
+          }
+          buffer ??= Buffer.allocUnsafe(length);
+          const n = Math.min(length - filled, piece.length - at);
+          piece.copy(buffer, filled, at, at + n);
+          filled += n;
+          at += n;
+          if (filled === length) {
+            await check(index, buffer);
+            buffer = null;
+            filled = 0;
+            next++;
+            if (overBudget()) return;
+          }
+        }
+        offset += piece.length;
+        if (next >= indexes.length) return;
+      }
+      if (next < indexes.length)
+        throw new BackyError(
+          'SOURCE_FAILED',
+          `rbd export ended at byte ${offset}, before chunk ${indexes[next]}`,
+        );
+    });
+    return indexes.slice(next);
+  }
+
+  async function finish({
+    revision,
+    success,
+    logger,
+  }: {
+    revision: { uuid: string };
+    success: boolean;
+    logger: Logger;
+  }): Promise<void> {
+    const run = runs.get(revision.uuid);
+    runs.delete(revision.uuid);
+    if (run == null) return;
+    const log = logger.child({ image: spec });
+    const snapshots = await rbd.snapList(pool, image);
+    const remove = async (snapshot: string, why: string) => {
+      try {
+        await rbd.snapRemove(pool, image, snapshot);
+        log.info({ snapshot }, why);
+      } catch (error) {
+        if (error instanceof RbdError && error.protectedSnapshot) {
+          log.warn(
+            { snapshot },
+            `snapshot ${snapshot} is protected and was left in place; unprotect and remove it by hand`,
+          );
+        } else {
+          log.warn(
+            { snapshot, err: error },
+            `could not remove snapshot ${snapshot}: ${(error as Error).message}`,
+          );
+        }
+      }
+    };
+    if (!success) {
+      if (snapshots.some((s) => s.name === run.snapshot))
+        await remove(run.snapshot, 'removed the snapshot of the failed backup');
+      return;
+    }
+    for (const s of snapshots) {
+      if (s.name.startsWith(SNAPSHOT_PREFIX) && s.name !== run.snapshot)
+        await remove(s.name, 'removed an older backy snapshot');
+    }
+  }
+
+  return {
+    rbd,
+    backup,
+    verify,
+    finish,
+  };
+}

@@ -1,0 +1,315 @@
+import { randomBytes } from 'node:crypto';
+import { readFile, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { type Archive, isBackyError, type Revision, restoreToPath, runBackup } from '@backy/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import rbdSource, { createRbdSource, type RbdSourceHooks } from '../src/index.js';
+import {
+  CHUNK,
+  capturingLogger,
+  conf,
+  createImage,
+  exportImage,
+  importDiffRaw,
+  logger,
+  MiB,
+  newArchive,
+  POOL,
+  qemuIo,
+  rbd,
+  removeImage,
+  skipReason,
+  snapshots,
+  uniqueImage,
+  writeImage,
+} from './helpers.js';
+
+const suite = skipReason ? describe.skip : describe;
+
+suite('ceph-rbd source against a real cluster', () => {
+  const image = uniqueImage('source');
+  let dir: string;
+  let archive: Archive;
+
+  const source = (
+    hooks?: RbdSourceHooks,
+    extra: { id?: string; keyring?: string; 'full-always'?: boolean } = {},
+    log = logger,
+  ) => createRbdSource({ pool: POOL, image, conf, 'full-always': false, ...extra }, { logger: log }, hooks);
+  const backup = (src = source(), log = logger) =>
+    runBackup(archive, src, { tags: ['test'], force: true, logger: log });
+  const warnings = (records: { level: number; msg: string }[]) =>
+    records.filter((r) => r.level >= 40).map((r) => r.msg);
+  const snapshotNames = async () => (await snapshots(image)).map((s) => s.name).sort();
+
+  /** Restores the revision to a file and compares it byte for byte with `rbd export` of its snapshot. */
+  async function expectRestoreMatchesSnapshot(rev: Revision): Promise<void> {
+    expect(rev.source_info?.snapshot).toBe(`backy-${rev.uuid}`);
+    const target = join(dir, `restore-${rev.uuid}.img`);
+    await restoreToPath(await archive.openReader(rev), target);
+    const restored = await readFile(target);
+    await rm(target);
+    const expected = await exportImage(`${image}@backy-${rev.uuid}`);
+    expect(restored.length).toBe(expected.length);
+    expect(restored.equals(expected)).toBe(true);
+  }
+
+  beforeAll(async () => {
+    ({ dir, archive } = await newArchive());
+    // 10 chunks: random data in 0-3 and 6, a partly written 9, zeros in between.
+    await createImage(image, 40 * MiB);
+    await importDiffRaw(image, [
+      { type: 'size', size: 40 * MiB },
+      { type: 'data', offset: 0, data: randomBytes(4 * CHUNK) },
+      { type: 'data', offset: 6 * CHUNK, data: randomBytes(CHUNK) },
+      { type: 'data', offset: 9 * CHUNK + 1000, data: randomBytes(300_000) },
+    ]);
+  });
+
+  afterAll(async () => {
+    await removeImage(image);
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('makes a full backup with rbd export first, verified by a sample, that restores byte for byte', async () => {
+    const rev = await backup();
+    expect(rev.source_info).toMatchObject({ mode: 'full', pool: POOL, image, snapshot: `backy-${rev.uuid}` });
+    expect(rev.size).toBe(40 * MiB);
+    expect(rev.trust).toBe('trusted');
+    expect(rev.verification).toMatchObject({
+      ok: true,
+      method: 'partial',
+      chunks_checked: 1,
+      chunks_total: 10,
+    });
+    expect(rev.stats.bytes_read).toBe(40 * MiB);
+    expect(await snapshotNames()).toEqual([`backy-${rev.uuid}`]);
+    await expectRestoreMatchesSnapshot(rev);
+  });
+
+  it('makes an incremental backup from export-diff that reads and writes only the touched chunks', async () => {
+    const [first] = await archive.revisions();
+    await writeImage(image, CHUNK + 123, Buffer.from('patched in the middle of chunk 1'));
+    await qemuIo(image, `write -P 0x5a ${4 * CHUNK + 4096} 100k`);
+    await writeImage(image, 9 * CHUNK + 2_000_000, randomBytes(5000));
+    const rev = await backup();
+    expect(rev.source_info).toMatchObject({ mode: 'diff', from_snapshot: `backy-${first!.uuid}` });
+    expect(rev.parent).toBe(first!.uuid);
+    expect(rev.stats.bytes_read).toBeGreaterThan(0);
+    expect(rev.stats.bytes_read).toBeLessThanOrEqual(3 * CHUNK);
+    expect(rev.stats.chunks_written).toBe(3);
+    expect(rev.stats.chunks_reused).toBe(7);
+    await expectRestoreMatchesSnapshot(rev);
+    // The parent's snapshot is gone, the new one kept.
+    expect(await snapshotNames()).toEqual([`backy-${rev.uuid}`]);
+  });
+
+  it('stores zeroed and discarded ranges as zero chunks', async () => {
+    await qemuIo(
+      image,
+      `write -z 0 ${CHUNK}`,
+      `discard ${2 * CHUNK} ${CHUNK}`,
+      `write -z ${6 * CHUNK + MiB} ${MiB}`,
+    );
+    const rev = await backup();
+    expect(rev.source_info?.mode).toBe('diff');
+    const reader = await archive.openReader(rev);
+    expect(reader.isZero(0)).toBe(true);
+    expect(reader.isZero(2)).toBe(true);
+    expect(reader.isZero(6)).toBe(false);
+    expect(rev.stats.chunks_zero).toBeGreaterThanOrEqual(2);
+    await expectRestoreMatchesSnapshot(rev);
+  });
+
+  it('follows the image when it grows and shrinks to sizes that are not chunk multiples', async () => {
+    await rbd('resize', '--no-progress', '--size', `${50 * MiB + 4096}B`, `${POOL}/${image}`);
+    await writeImage(image, 50 * MiB, randomBytes(4096));
+    await writeImage(image, 41 * MiB, Buffer.from('in the grown part'));
+    const grown = await backup();
+    expect(grown.source_info?.mode).toBe('diff');
+    expect(grown.size).toBe(50 * MiB + 4096);
+    await expectRestoreMatchesSnapshot(grown);
+
+    await rbd(
+      'resize',
+      '--no-progress',
+      '--allow-shrink',
+      '--size',
+      `${22 * MiB + 512}B`,
+      `${POOL}/${image}`,
+    );
+    const shrunk = await backup();
+    expect(shrunk.source_info?.mode).toBe('diff');
+    expect(shrunk.size).toBe(22 * MiB + 512);
+    await expectRestoreMatchesSnapshot(shrunk);
+  });
+
+  it('falls back to a full export when the parent snapshot was deleted', async () => {
+    const parent = (await archive.revisions()).at(-1)!;
+    await rbd('snap', 'rm', '--no-progress', `${POOL}/${image}@backy-${parent.uuid}`);
+    await writeImage(image, 3 * CHUNK, randomBytes(1000));
+    const rev = await backup();
+    expect(rev.source_info?.mode).toBe('full');
+    expect(rev.stats.bytes_read).toBe(22 * MiB + 512);
+    // Unchanged chunks are deduplicated against the parent even in a full backup.
+    expect(rev.stats.chunks_written).toBe(1);
+    await expectRestoreMatchesSnapshot(rev);
+  });
+
+  it('makes a full backup after a distrusted parent, and diffs again after that', async () => {
+    const parent = (await archive.revisions()).at(-1)!;
+    await archive.writeRevision({ ...parent, trust: 'distrusted' });
+    await writeImage(image, 5 * CHUNK, randomBytes(2000));
+    const full = await backup();
+    expect(full.source_info?.mode).toBe('full');
+    await expectRestoreMatchesSnapshot(full);
+    await writeImage(image, 0, randomBytes(2000));
+    const next = await backup();
+    expect(next.source_info).toMatchObject({ mode: 'diff', from_snapshot: `backy-${full.uuid}` });
+    await expectRestoreMatchesSnapshot(next);
+  });
+
+  it('honours full-always', async () => {
+    const rev = await backup(source({}, { 'full-always': true }));
+    expect(rev.source_info?.mode).toBe('full');
+    await expectRestoreMatchesSnapshot(rev);
+  });
+
+  it('removes older backy snapshots only: foreign snapshots stay, a protected one is left and logged', async () => {
+    await rbd('snap', 'create', '--no-progress', `${POOL}/${image}@before-upgrade`);
+    await rbd('snap', 'create', '--no-progress', `${POOL}/${image}@backy-stale`);
+    await rbd('snap', 'create', '--no-progress', `${POOL}/${image}@backy-protected`);
+    await rbd('snap', 'protect', `${POOL}/${image}@backy-protected`);
+    const { logger: log, records } = capturingLogger();
+    const rev = await backup(source({}, {}, log), log);
+    expect(rev.trust).toBe('trusted');
+    expect(await snapshotNames()).toEqual([`backy-${rev.uuid}`, 'backy-protected', 'before-upgrade'].sort());
+    expect(warnings(records)).toEqual([
+      'snapshot backy-protected is protected and was left in place; unprotect and remove it by hand',
+    ]);
+    await rbd('snap', 'unprotect', `${POOL}/${image}@backy-protected`);
+    const next = await backup();
+    expect(await snapshotNames()).toEqual([`backy-${next.uuid}`, 'before-upgrade'].sort());
+    await expectRestoreMatchesSnapshot(next);
+  });
+
+  it('verifies every chunk through qemu-img and through rbd export when asked to', async () => {
+    for (const verifyReader of ['qemu-img', 'export'] as const) {
+      const { logger: log, records } = capturingLogger();
+      const rev = await backup(source({ verifyFraction: 1, verifyReader }, {}, log), log);
+      expect(rev.verification).toMatchObject({
+        ok: true,
+        method: 'full',
+        chunks_checked: 6,
+        chunks_total: 6,
+      });
+      // No fallback from qemu-img to rbd export.
+      expect(warnings(records)).toEqual([]);
+    }
+    const partial = await backup(source({ verifyFraction: 0.5, verifyReader: 'export' }));
+    expect(partial.verification).toMatchObject({
+      ok: true,
+      method: 'partial',
+      chunks_checked: 3,
+      chunks_total: 6,
+    });
+
+    // Out of time: still at least one chunk, recorded as partial.
+    for (const verifyReader of ['qemu-img', 'export'] as const) {
+      const result = await source({ verifyFraction: 1, verifyReader }).verify({
+        revision: partial,
+        reader: await archive.openReader(partial),
+        logger,
+        signal: new AbortController().signal,
+        freshChunks: new Set(),
+        budgetMs: 0,
+        progress: () => {},
+      });
+      expect(result).toMatchObject({ ok: true, method: 'partial', chunks_total: 6 });
+      expect(result.chunks_checked).toBeGreaterThanOrEqual(1);
+      expect(result.chunks_checked).toBeLessThanOrEqual(verifyReader === 'export' ? 1 : 3);
+    }
+  });
+
+  it('distrusts a revision whose chunks differ from the snapshot; the next backup is full', async () => {
+    // Someone replaced the parent's snapshot with one of other content under the same name: the diff
+    // from it misses the change in chunk 3, which only the verification can notice.
+    const parent = (await archive.revisions()).at(-1)!;
+    const parentSnapshot = `${POOL}/${image}@backy-${parent.uuid}`;
+    await rbd('snap', 'rm', '--no-progress', parentSnapshot);
+    await writeImage(image, 3 * CHUNK + 10, randomBytes(1000));
+    await rbd('snap', 'create', '--no-progress', parentSnapshot);
+    await writeImage(image, 1 * CHUNK, randomBytes(1000));
+    const bad = await backup(source({ verifyFraction: 1 }));
+    expect(bad.source_info?.mode).toBe('diff');
+    expect(bad.trust).toBe('distrusted');
+    expect(bad.verification).toMatchObject({ ok: false, method: 'full', mismatches: [3] });
+    // The qemu-img path sees the same mismatch.
+    const again = await source({ verifyFraction: 1, verifyReader: 'qemu-img' }).verify({
+      revision: bad,
+      reader: await archive.openReader(bad),
+      logger,
+      signal: new AbortController().signal,
+      freshChunks: new Set(),
+      budgetMs: 60_000,
+      progress: () => {},
+    });
+    expect(again).toMatchObject({ ok: false, method: 'full', mismatches: [3] });
+
+    const good = await backup(source({ verifyFraction: 1 }));
+    expect(good.source_info?.mode).toBe('full');
+    expect(good.trust).toBe('trusted');
+    expect(good.verification?.ok).toBe(true);
+    await expectRestoreMatchesSnapshot(good);
+  });
+
+  it('passes the client id and keyring to rbd and qemu-img', async () => {
+    const keyring = join(dirname(conf), 'keyring');
+    const { logger: log, records } = capturingLogger();
+    const rev = await backup(
+      source({ verifyFraction: 1, verifyReader: 'qemu-img' }, { id: 'admin', keyring }, log),
+      log,
+    );
+    expect(rev.verification).toMatchObject({ ok: true, method: 'full' });
+    expect(warnings(records)).toEqual([]);
+    const run = records.find((r) => r.msg === 'running rbd') as unknown as { argv: string[] };
+    expect(run.argv.slice(1, 7)).toEqual(['--conf', conf, '--id', 'admin', '--keyring', keyring]);
+    await expectRestoreMatchesSnapshot(rev);
+  });
+
+  it('fails with one clear line and leaves no revision when the image does not exist', async () => {
+    const before = (await archive.revisions()).length;
+    const missing = createRbdSource(
+      { pool: POOL, image: 'no-such-image', conf, 'full-always': false },
+      { logger },
+    );
+    const error = await runBackup(archive, missing, { tags: ['test'], force: true, logger }).catch((e) => e);
+    expect(isBackyError(error, 'SOURCE_UNAVAILABLE')).toBe(true);
+    expect(error.message).toMatch(
+      /^rbd snap create rbd\/no-such-image@backy-\S+ failed \(exit status 2\): rbd: .*No such file or directory$/,
+    );
+    expect(error.message).not.toContain('\n');
+    expect((await archive.revisions()).length).toBe(before);
+    expect((await archive.scan()).incomplete).toEqual([]);
+  });
+
+  it('reports an unreachable cluster as unavailable', async () => {
+    const unreachable = createRbdSource(
+      { pool: POOL, image, conf: join(dirname(conf), 'missing.conf'), 'full-always': false },
+      { logger },
+    );
+    const error = await runBackup(archive, unreachable, { tags: ['test'], force: true, logger }).catch(
+      (e) => e,
+    );
+    expect(isBackyError(error)).toBe(true);
+    expect(error.message).not.toContain('\n');
+    expect(error.message).toMatch(/^rbd .* failed/);
+  });
+
+  it('checks at init whether the image exists', async () => {
+    expect(await rbdSource.checkInit!({ pool: POOL, image, conf, 'full-always': false })).toEqual([]);
+    expect(await rbdSource.checkInit!({ pool: POOL, image: 'nope', conf, 'full-always': false })).toEqual([
+      'RBD image rbd/nope does not exist (yet)',
+    ]);
+  });
+});
