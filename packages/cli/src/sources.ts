@@ -11,6 +11,7 @@ import fileSource from '@backy/source-file';
 const BUILTIN: Record<string, () => Promise<SourceDefinition<never>>> = {
   file: async () => fileSource as SourceDefinition<never>,
   'ceph-rbd': async () => (await import('@backy/source-ceph-rbd')).default as SourceDefinition<never>,
+  flyingcircus: async () => (await import('@backy/source-flyingcircus')).default as SourceDefinition<never>,
 };
 
 export function registerBuiltinSource(type: string, load: () => Promise<SourceDefinition<never>>): void {

@@ -51,7 +51,7 @@ describe('chunk store', () => {
     const damaged = await store.get(hash).catch((e) => e);
     expect(isBackyError(damaged, 'CHUNK_CORRUPT')).toBe(true);
     expect(damaged.message).toContain(hash);
-    const missing = await store.get('0'.repeat(63) + '1').catch((e) => e);
+    const missing = await store.get(`${'0'.repeat(63)}1`).catch((e) => e);
     expect(isBackyError(missing, 'CHUNK_MISSING')).toBe(true);
   });
 

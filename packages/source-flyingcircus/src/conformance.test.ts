@@ -1,0 +1,62 @@
+/**
+ * The core's source conformance suite against the flyingcircus source, with every snapshot requested
+ * through Consul and made by the host-agent stand-in.
+ */
+import { testSource } from '@backy/core/testing';
+import pino from 'pino';
+import { createImage, exportImage, resizeImage, writeImage } from '../test/ceph-cluster.js';
+import { backendSkip, ceph, consul } from '../test/env.js';
+import { HostAgent } from '../test/host-agent.js';
+import { createFlyingcircusSource, flyingcircusSourceOptions, type SnapshotOutcome } from './index.js';
+
+const pool = 'rbd';
+const image = 'conformance.root';
+const vm = 'conformance';
+
+testSource({
+  name: 'flyingcircus',
+  skip: backendSkip,
+  sizeUnit: 1024 * 1024,
+  async makeFixture(initial) {
+    const cluster = ceph!;
+    await createImage(cluster, pool, image, initial);
+    const agent = new HostAgent({
+      consulAddress: consul!.address,
+      vms: { [vm]: `${pool}/${image}` },
+      cephConf: cluster.conf,
+    }).start();
+    await agent.ready;
+    const outcomes: SnapshotOutcome[] = [];
+    const options = flyingcircusSourceOptions.parse({
+      pool,
+      image,
+      vm,
+      conf: cluster.conf,
+      consul_address: consul!.address,
+    });
+    const source = createFlyingcircusSource(
+      options,
+      { logger: pino({ level: process.env.BACKY_TEST_LOG ? 'debug' : 'silent' }) },
+      {
+        pollMs: { first: 100, max: 500 },
+        onSnapshot: (outcome) => {
+          // Every snapshot of the suite must come from the agent; a fallback would hide a broken handshake.
+          if (outcome.method !== 'agent')
+            throw new Error(`snapshot made ${outcome.method}ly (${outcome.reason})`);
+          outcomes.push(outcome);
+        },
+      },
+    );
+    return {
+      source,
+      write: (offset, data) => writeImage(cluster, pool, image, offset, data),
+      resize: (size) => resizeImage(cluster, pool, image, size),
+      content: () => exportImage(cluster, pool, image),
+      async cleanup() {
+        await agent.stop();
+        if (outcomes.length === 0)
+          throw new Error('the conformance suite made no snapshot through the agent');
+      },
+    };
+  },
+});

@@ -1,0 +1,143 @@
+import {
+  type BackupContext,
+  type BackupSource,
+  BackyError,
+  defineSource,
+  durationSchema,
+  type SourceEnvironment,
+} from '@backy/core';
+import cephRbdSource, { createRbdSource, rbdSourceOptions } from '@backy/source-ceph-rbd';
+import { z } from 'zod';
+import { ConsulError, ConsulKv, DEFAULT_CONSUL_ADDRESS, normalizeConsulAddress } from './consul.js';
+import { REQUEST_PREFIX, requestConsistentSnapshot, type SnapshotOutcome } from './snapshot-request.js';
+
+export {
+  ConsulError,
+  type ConsulErrorKind,
+  ConsulKv,
+  DEFAULT_CONSUL_ADDRESS,
+  type KvEntry,
+} from './consul.js';
+export {
+  parseSnapshotRequest,
+  REQUEST_PREFIX,
+  requestConsistentSnapshot,
+  type SnapshotMethod,
+  type SnapshotOutcome,
+  type SnapshotRequestOptions,
+} from './snapshot-request.js';
+
+const consulAddressSchema = z.string().transform((value, ctx) => {
+  try {
+    return normalizeConsulAddress(value);
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: (error as Error).message });
+    return z.NEVER;
+  }
+});
+
+export const flyingcircusSourceOptions = rbdSourceOptions.extend({
+  /** The VM's name, as the host agent knows it (the `vm` of the snapshot request). */
+  vm: z.string().min(1),
+  /** ACL token for Consul, sent as `X-Consul-Token`. Default: none. */
+  consul_acl_token: z.string().min(1).optional(),
+  /** HTTP address of the Consul agent. Default `http://127.0.0.1:8500`. */
+  consul_address: consulAddressSchema.default(DEFAULT_CONSUL_ADDRESS),
+  /** How long to wait for the host agent's snapshot before making it directly (`90s`, `2m`, seconds). Default 90 s. */
+  snapshot_timeout: durationSchema.default(90),
+});
+export type FlyingcircusSourceOptions = z.infer<typeof flyingcircusSourceOptions>;
+
+/** Test seams; not configuration. */
+export interface FlyingcircusSourceTuning {
+  /** Pauses between checks for the agent's snapshot (default 250 ms doubling up to 2 s). */
+  pollMs?: { first: number; max: number };
+  /** Called with the outcome of each snapshot handshake. */
+  onSnapshot?: (outcome: SnapshotOutcome) => void;
+}
+
+/**
+ * A Ceph RBD source whose snapshots are made by the VM's host agent with the guest's file systems frozen
+ * (see snapshot-request.ts). Everything else — diffs, verification, snapshot clean-up — is the RBD
+ * source's.
+ */
+export function createFlyingcircusSource(
+  options: FlyingcircusSourceOptions,
+  env: SourceEnvironment,
+  tuning: FlyingcircusSourceTuning = {},
+): BackupSource {
+  const { vm, consul_acl_token, consul_address, snapshot_timeout, ...rbdOptions } = options;
+  const consul = new ConsulKv({ address: consul_address, token: consul_acl_token ?? null });
+  // The hook has no BackupContext; the wrapper below hands it the current one to record the outcome.
+  let current: BackupContext | null = null;
+
+  const inner = createRbdSource(rbdOptions, env, {
+    async makeSnapshot({ rbd, pool, image, snapshot, logger, signal }) {
+      const outcome = await requestConsistentSnapshot({
+        consul,
+        vm,
+        snapshot,
+        timeoutMs: snapshot_timeout * 1000,
+        exists: (s) => rbd.snapExists(pool, image, snapshot, s),
+        createDirect: (s) => rbd.snapCreate(pool, image, snapshot, s),
+        logger,
+        signal,
+        pollMs: tuning.pollMs,
+      });
+      current?.remember({
+        snapshot_method: outcome.method,
+        ...(outcome.reason == null ? {} : { snapshot_direct_reason: outcome.reason }),
+      });
+      tuning.onSnapshot?.(outcome);
+    },
+  });
+
+  const source: BackupSource = {
+    async backup(ctx) {
+      current = ctx;
+      try {
+        await inner.backup(ctx);
+      } finally {
+        current = null;
+      }
+    },
+    verify: (ctx) => inner.verify(ctx),
+  };
+  if (inner.finish != null) source.finish = (ctx) => inner.finish!(ctx);
+  return source;
+}
+
+/** `POOL/IMAGE,VM[,CONSUL_ACL_TOKEN]` → options, as backy 2.x's `backy init flyingcircus` took them. */
+export function parseFlyingcircusInitArgument(argument: string): Record<string, unknown> {
+  const parts = argument.split(',').map((part) => part.trim());
+  if (parts.length < 2 || parts.length > 3 || parts.some((part) => part === '')) {
+    throw new BackyError(
+      'USAGE',
+      `flyingcircus source: expected POOL/IMAGE,VM[,CONSUL_ACL_TOKEN], got ${JSON.stringify(argument)}`,
+    );
+  }
+  const [volume, vm, token] = parts as [string, string, string | undefined];
+  const rbd = cephRbdSource.parseInitArgument?.(volume) ?? {};
+  return { ...rbd, vm, ...(token == null ? {} : { consul_acl_token: token }) };
+}
+
+export default defineSource({
+  type: 'flyingcircus',
+  optionsSchema: flyingcircusSourceOptions,
+  create: (options, env) => createFlyingcircusSource(options, env),
+  parseInitArgument: parseFlyingcircusInitArgument,
+  describe: (options) => `${options.pool}/${options.image} (VM ${options.vm})`,
+  async checkInit(options) {
+    const { vm: _vm, consul_acl_token, consul_address, snapshot_timeout: _t, ...rbdOptions } = options;
+    const warnings = (await cephRbdSource.checkInit?.(rbdSourceOptions.parse(rbdOptions))) ?? [];
+    try {
+      await new ConsulKv({ address: consul_address, token: consul_acl_token ?? null, timeoutMs: 5000 }).keys(
+        REQUEST_PREFIX,
+      );
+    } catch (error) {
+      if (!(error instanceof ConsulError)) throw error;
+      warnings.push(`${error.message}; backups will fall back to snapshots without freezing the guest`);
+    }
+    return warnings;
+  },
+});

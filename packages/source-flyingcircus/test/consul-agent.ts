@@ -1,0 +1,126 @@
+/**
+ * Starts throw-away Consul dev agents for the tests through `scripts/consul-test-agent`, on random
+ * loopback ports, with state in a temporary directory.
+ */
+import { execFile } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { delimiter, join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+export const REPO = resolve(import.meta.dirname, '../../..');
+const SCRIPT = join(REPO, 'scripts/consul-test-agent');
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The consul binary the script would use, or null. */
+export function findConsul(): string | null {
+  if (process.env.CONSUL_BIN) return isExecutable(process.env.CONSUL_BIN) ? process.env.CONSUL_BIN : null;
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir && isExecutable(join(dir, 'consul'))) return join(dir, 'consul');
+  }
+  const local = join(process.env.CONSUL_INSTALL_DIR ?? join(REPO, '.tools/consul'), 'root/usr/bin/consul');
+  return isExecutable(local) ? local : null;
+}
+
+/** Why Consul tests cannot run here, or null. */
+export function consulMissing(): string | null {
+  return findConsul() == null ? 'no consul binary (run scripts/ci-install-consul, or set CONSUL_BIN)' : null;
+}
+
+export interface TestConsul {
+  address: string;
+  /** The management token (only with ACLs). */
+  token: string | null;
+  dir: string;
+  stop(): Promise<void>;
+}
+
+export async function startConsul(options: { acl?: boolean } = {}): Promise<TestConsul> {
+  const dir = await mkdtemp(join(tmpdir(), 'backy-consul-'));
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    // HTTP port and the two after it (server, serf LAN) must be free.
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const args = ['start', dir, '--http-port', String(port), ...(options.acl ? ['--acl'] : [])];
+    try {
+      const { stdout } = await run(SCRIPT, args, { timeout: 60_000 });
+      const env = Object.fromEntries(
+        stdout
+          .split('\n')
+          .filter((line) => line.includes('='))
+          .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+      );
+      return {
+        address: env.CONSUL_HTTP_ADDR!,
+        token: env.CONSUL_HTTP_TOKEN ?? null,
+        dir,
+        async stop() {
+          await run(SCRIPT, ['stop', dir], { timeout: 30_000 });
+          await rm(dir, { recursive: true, force: true });
+        },
+      };
+    } catch (error) {
+      lastError = error;
+      await run(SCRIPT, ['stop', dir], { timeout: 30_000 }).catch(() => {});
+    }
+  }
+  await rm(dir, { recursive: true, force: true });
+  throw lastError;
+}
+
+/** Raw HTTP against the agent, independent of the client under test. */
+export async function consulHttp(
+  consul: { address: string },
+  method: string,
+  path: string,
+  options: { token?: string | null; body?: string } = {},
+): Promise<{ status: number; text: string; json: () => unknown }> {
+  const headers: Record<string, string> = {};
+  if (options.token) headers['X-Consul-Token'] = options.token;
+  const response = await fetch(`${consul.address}${path}`, {
+    method,
+    headers,
+    body: options.body,
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await response.text();
+  return { status: response.status, text, json: () => JSON.parse(text) };
+}
+
+/** Creates an ACL token whose policy allows `rules` (HCL); returns its SecretID. */
+export async function createToken(
+  consul: { address: string; token: string | null },
+  name: string,
+  rules: string,
+): Promise<string> {
+  const policy = await consulHttp(consul, 'PUT', '/v1/acl/policy', {
+    token: consul.token,
+    body: JSON.stringify({ Name: `${name}-${Date.now()}-${Math.floor(Math.random() * 1e6)}`, Rules: rules }),
+  });
+  if (policy.status !== 200) throw new Error(`creating ACL policy: ${policy.status} ${policy.text}`);
+  const token = await consulHttp(consul, 'PUT', '/v1/acl/token', {
+    token: consul.token,
+    body: JSON.stringify({ Description: name, Policies: [{ ID: (policy.json() as { ID: string }).ID }] }),
+  });
+  if (token.status !== 200) throw new Error(`creating ACL token: ${token.status} ${token.text}`);
+  return (token.json() as { SecretID: string }).SecretID;
+}
+
+/** Under CI=true a missing requirement fails the run; locally it skips with the reason printed. */
+export function skipReason(...reasons: (string | null)[]): string | null {
+  const missing = reasons.filter((r): r is string => r != null);
+  if (missing.length === 0) return null;
+  const reason = missing.join('; ');
+  if (process.env.CI === 'true') throw new Error(`CI=true, but the tests cannot run: ${reason}`);
+  return reason;
+}
