@@ -78,6 +78,7 @@ export {
   type VerificationResult,
   type VerifyContext,
 } from './source.js';
+export { BufferPool, chunkBuffers } from './store/buffer-pool.js';
 export { ChunkMap, DEFAULT_CHUNK_SIZE, hashChunk, isAllZero, sha256Hex } from './store/chunk-map.js';
 export { ChunkStore } from './store/chunk-store.js';
 export { CODECS, type CodecName } from './store/codec.js';

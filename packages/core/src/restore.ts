@@ -6,6 +6,7 @@ import { BackyError, ioError } from './errors.js';
 import { fsyncDir, tempPathFor } from './fs-util.js';
 import type { RevisionReader } from './revision-io.js';
 import { forEachChunk, readChunksInOrder } from './revision-stream.js';
+import { chunkBuffers } from './store/buffer-pool.js';
 
 export interface RestoreOptions {
   /** Overwrite an existing regular file. */
@@ -100,8 +101,9 @@ async function writeChunks(
       if (reader.isZero(index)) {
         if (zeros) await handle.write(zeros, 0, length, offset);
       } else {
-        const data = await reader.read(index);
+        const data = await (reader.readPooled?.(index) ?? reader.read(index));
         await handle.write(data, 0, length, offset);
+        chunkBuffers.release(data);
       }
       done += length;
       options.onProgress?.(done, reader.size);

@@ -16,6 +16,11 @@ export interface RevisionReader {
   chunkHash(index: number): string | null;
   /** The chunk's bytes, verified. Zero chunks come back as zero-filled buffers. */
   read(index: number): Promise<Buffer>;
+  /**
+   * Optional: like `read`, but the result may be a pooled buffer that the caller must hand back with
+   * `chunkBuffers.release` once nothing reads it any more. Saves a copy on streaming paths.
+   */
+  readPooled?(index: number): Promise<Buffer>;
   close(): Promise<void>;
 }
 
@@ -36,6 +41,11 @@ export interface RevisionWriter {
   readonly size: number;
   readonly chunkCount: number;
   chunkLength(index: number): number;
+  /**
+   * A buffer for one chunk's content (`length` bytes, uninitialised) that the writer recycles after
+   * `write`; sources should read into these rather than allocate their own.
+   */
+  allocate(length: number): Buffer;
   /** Stores new content for chunk `index` (its full length; the writer owns the buffer afterwards). */
   write(index: number, data: Buffer): Promise<void>;
   /** Marks chunk `index` as unchanged from the parent. */

@@ -3,6 +3,7 @@ import type { Archive } from './archive.js';
 import { type BackyError, isBackyError } from './errors.js';
 import type { Revision } from './revision.js';
 import { forEachChunk } from './revision-stream.js';
+import { chunkBuffers } from './store/buffer-pool.js';
 
 export interface DamagedChunk {
   index: number;
@@ -53,7 +54,7 @@ export async function verifyRevisions(
             let reason = checked.get(hash);
             if (reason === undefined) {
               try {
-                await reader.read(index);
+                chunkBuffers.release(await (reader.readPooled?.(index) ?? reader.read(index)));
                 reason = null;
               } catch (error) {
                 if (!isBackyError(error, 'CHUNK_CORRUPT') && !isBackyError(error, 'CHUNK_MISSING'))

@@ -4,6 +4,7 @@ import {
   type BackupContext,
   BackyError,
   blockDeviceSize,
+  chunkBuffers,
   defineSource,
   forEachChunk,
   hashChunk,
@@ -22,7 +23,7 @@ export const fileSourceOptions = z.strictObject({
 export type FileSourceOptions = z.infer<typeof fileSourceOptions>;
 
 /** Parallel reads in flight; the writer bounds hashing/compression separately. */
-const READ_CONCURRENCY = 2;
+const READ_CONCURRENCY = 4;
 
 async function openSource(filename: string): Promise<{ handle: FileHandle; size: number }> {
   let handle: FileHandle;
@@ -54,9 +55,9 @@ async function readFully(
   handle: FileHandle,
   filename: string,
   offset: number,
-  length: number,
+  buffer: Buffer,
 ): Promise<Buffer> {
-  const buffer = Buffer.allocUnsafe(length);
+  const length = buffer.length;
   let got = 0;
   while (got < length) {
     let bytesRead: number;
@@ -94,7 +95,7 @@ export function createFileSource(options: FileSourceOptions) {
           READ_CONCURRENCY,
           async (index) => {
             const length = writer.chunkLength(index);
-            const data = await readFully(handle, filename, index * writer.chunkSize, length);
+            const data = await readFully(handle, filename, index * writer.chunkSize, writer.allocate(length));
             ctx.reportRead(length);
             await writer.write(index, data);
             done += length;
@@ -140,11 +141,18 @@ export function createFileSource(options: FileSourceOptions) {
           READ_CONCURRENCY,
           async (index) => {
             const length = reader.chunkLength(index);
-            const data = await readFully(handle, filename, index * reader.chunkSize, length);
+            const data = await readFully(
+              handle,
+              filename,
+              index * reader.chunkSize,
+              chunkBuffers.acquire(length),
+            );
             const expected = reader.chunkHash(index);
             const matches = expected == null ? isAllZero(data) : (await hashChunk(data)) === expected;
+            chunkBuffers.release(data);
             if (matches && expected != null && readBack.delete(expected)) {
-              await reader.read(index); // verifies the stored chunk against its hash
+              // Verifies the stored chunk against its hash.
+              chunkBuffers.release(await (reader.readPooled?.(index) ?? reader.read(index)));
             }
             if (!matches) mismatches.push(index);
             done += length;

@@ -1,6 +1,7 @@
 import { rm } from 'node:fs/promises';
 import { BackyError } from '../errors.js';
 import type { RevisionReader, RevisionWriter, WriterStats } from '../revision-io.js';
+import { chunkBuffers } from '../store/buffer-pool.js';
 import { ChunkMap, hashChunk, isAllZero } from '../store/chunk-map.js';
 import type { ChunkStore } from '../store/chunk-store.js';
 
@@ -9,7 +10,7 @@ export interface ChunkedWriterOptions {
   parentMap?: ChunkMap | null;
   /** Replace chunks even when the store already has them (after a distrusted revision). */
   rewrite?: boolean;
-  /** Chunks being hashed/compressed/written at once (default 4): bounds memory. */
+  /** Chunks being hashed/compressed/written at once (default 8): bounds memory. */
   concurrency?: number;
   chunkSize?: number;
 }
@@ -38,7 +39,7 @@ export class ChunkedRevisionWriter implements RevisionWriter {
     this.parentMap = options.parentMap ?? null;
     this.map = this.parentMap?.clone() ?? new ChunkMap(0, options.chunkSize);
     this.rewrite = options.rewrite ?? false;
-    this.concurrency = options.concurrency ?? 4;
+    this.concurrency = options.concurrency ?? 8;
   }
 
   get chunkSize(): number {
@@ -98,6 +99,10 @@ export class ChunkedRevisionWriter implements RevisionWriter {
     this.stats.chunksZero++;
   }
 
+  allocate(length: number): Buffer {
+    return chunkBuffers.acquire(length);
+  }
+
   async write(index: number, data: Buffer): Promise<void> {
     this.assertOpen();
     const expected = this.map.chunkLength(index);
@@ -109,11 +114,14 @@ export class ChunkedRevisionWriter implements RevisionWriter {
     if (isAllZero(data)) {
       this.map.set(index, null);
       this.stats.chunksZero++;
+      chunkBuffers.release(data);
       return;
     }
-    const task = this.store$(index, generation, data).catch((error) => {
-      this.failure ??= error;
-    });
+    const task = this.store$(index, generation, data)
+      .catch((error) => {
+        this.failure ??= error;
+      })
+      .finally(() => chunkBuffers.release(data));
     this.pending.add(task);
     void task.finally(() => this.pending.delete(task));
     while (this.pending.size >= this.concurrency) await Promise.race(this.pending);
@@ -216,9 +224,18 @@ export class ChunkedRevisionReader implements RevisionReader {
   }
 
   async read(index: number): Promise<Buffer> {
+    return this.readChunk(index, false);
+  }
+
+  /** `read` without a copy; release the result with `chunkBuffers.release` when done with it. */
+  async readPooled(index: number): Promise<Buffer> {
+    return this.readChunk(index, true);
+  }
+
+  private async readChunk(index: number, pooled: boolean): Promise<Buffer> {
     const hash = this.map.get(index);
     if (hash == null) return Buffer.alloc(this.map.chunkLength(index));
-    const data = await this.store.get(hash);
+    const data = pooled ? await this.store.getPooled(hash) : await this.store.get(hash);
     if (data.length !== this.map.chunkLength(index)) {
       throw new BackyError(
         'CHUNK_CORRUPT',

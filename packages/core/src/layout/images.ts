@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { BackyError, ioError } from '../errors.js';
 import { fsyncDir, tempPathFor } from '../fs-util.js';
 import type { RevisionReader, RevisionWriter, WriterStats } from '../revision-io.js';
+import { chunkBuffers } from '../store/buffer-pool.js';
 import { ChunkMap, isAllZero, sha256Hex } from '../store/chunk-map.js';
 
 /**
@@ -226,6 +227,10 @@ export class ImagesRevisionWriter implements RevisionWriter {
     this.reshaped.delete(index);
     this.stats.chunksZero++;
     if (!wasZero) this.holes.add(index);
+  }
+
+  allocate(length: number): Buffer {
+    return chunkBuffers.acquire(length);
   }
 
   async write(index: number, data: Buffer): Promise<void> {

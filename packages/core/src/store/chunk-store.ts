@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { BackyError, ioError } from '../errors.js';
 import { fsyncDir, isTempName, tempPathFor, writeFileAtomic } from '../fs-util.js';
 import { acquireLock, type Lock, type LockMode } from '../lock.js';
+import { chunkBuffers } from './buffer-pool.js';
 import { hashChunk } from './chunk-map.js';
 import { type Codec, type CodecName, codecById, codecByName } from './codec.js';
 
@@ -38,14 +39,16 @@ export interface PutResult {
 async function readWhole(path: string, max: number): Promise<Buffer> {
   const handle = await open(path, 'r');
   try {
-    const buffer = Buffer.allocUnsafe(max + 1);
+    const buffer = chunkBuffers.acquire(max + 1);
     let length = 0;
     while (length < buffer.length) {
       const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);
       if (bytesRead === 0) break;
       length += bytesRead;
     }
-    return length <= max ? buffer.subarray(0, length) : await handle.readFile();
+    if (length <= max) return buffer.subarray(0, length);
+    chunkBuffers.release(buffer);
+    return await handle.readFile();
   } finally {
     await handle.close();
   }
@@ -182,6 +185,20 @@ export class ChunkStore {
 
   /** Reads, decompresses and verifies a chunk. */
   async get(hash: string): Promise<Buffer> {
+    const data = await this.getPooled(hash);
+    if (!(data.buffer instanceof SharedArrayBuffer)) return data;
+    // Give the caller its own copy so the pooled buffer goes back to the pool (shared memory is
+    // invisible to the garbage collector's accounting and would pile up).
+    const copy = Buffer.from(data);
+    chunkBuffers.release(data);
+    return copy;
+  }
+
+  /**
+   * Like `get`, but the result may be a pooled buffer (no copy) that the caller hands back with
+   * `chunkBuffers.release` once nothing reads it any more. For streaming paths like restore and verify.
+   */
+  async getPooled(hash: string): Promise<Buffer> {
     const path = this.pathOf(hash);
     let file: Buffer;
     try {
@@ -200,14 +217,25 @@ export class ChunkStore {
     const codec = codecById(file.readUInt8(4));
     if (codec == null) throw corrupt(`unknown codec ${file.readUInt8(4)}`);
     const rawLength = file.readUInt32LE(8);
+    const payload = file.subarray(HEADER_BYTES);
     let data: Buffer;
+    let actual: string;
     try {
-      data = await codec.decompress(file.subarray(HEADER_BYTES), rawLength);
+      if (codec.id === 0) {
+        data = payload; // stored raw: hashed in place, handed on without a copy
+        actual = await hashChunk(payload);
+      } else {
+        if (codec.decompressAndHash) ({ data, hash: actual } = await codec.decompressAndHash(payload));
+        else {
+          data = await codec.decompress(payload, rawLength);
+          actual = await hashChunk(data);
+        }
+        chunkBuffers.release(file);
+      }
     } catch (error) {
       throw corrupt('cannot decompress', error);
     }
-    if (data.length !== rawLength || (await hashChunk(data)) !== hash)
-      throw corrupt('content does not match its hash');
+    if (data.length !== rawLength || actual !== hash) throw corrupt('content does not match its hash');
     return data;
   }
 

@@ -1,7 +1,7 @@
 import { promisify } from 'node:util';
 import { deflateRaw, deflateRawSync, inflateRaw } from 'node:zlib';
 import * as zstd from 'zstd-napi';
-import { zstdPool } from './codec-pool.js';
+import { chunkWorkers } from './chunk-workers.js';
 
 const deflateAsync = promisify(deflateRaw);
 const inflateAsync = promisify(inflateRaw);
@@ -24,6 +24,8 @@ export interface Codec {
   readonly id: number;
   compress(data: Buffer): Promise<Buffer>;
   decompress(data: Buffer, rawLength: number): Promise<Buffer>;
+  /** Decompresses and hashes in one step, where the codec can do that off the main thread. */
+  decompressAndHash?(data: Buffer): Promise<{ data: Buffer; hash: string }>;
   /** Synchronous, for the small probe that decides whether a chunk is worth compressing. */
   compressSync(data: Buffer): Buffer;
 }
@@ -41,8 +43,9 @@ const none: Codec = {
 const zstdCodec: Codec = {
   name: 'zstd',
   id: CODEC_IDS.zstd,
-  compress: (data) => zstdPool().compress(data, ZSTD_LEVEL),
-  decompress: (data) => zstdPool().decompress(data),
+  compress: (data) => chunkWorkers().compress(data, ZSTD_LEVEL),
+  decompress: async (data) => (await chunkWorkers().decompress(data)).data,
+  decompressAndHash: (data) => chunkWorkers().decompress(data),
   compressSync: (data) => zstd.compress(data, { compressionLevel: ZSTD_LEVEL }),
 };
 
