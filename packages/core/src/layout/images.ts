@@ -5,9 +5,10 @@ import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { BackyError, ioError } from '../errors.js';
 import { fsyncDir, tempPathFor } from '../fs-util.js';
-import type { RevisionReader, RevisionWriter, WriterStats } from '../revision-io.js';
+import type { RevisionReader } from '../revision-io.js';
 import { chunkBuffers } from '../store/buffer-pool.js';
-import { ChunkMap, isAllZero, sha256Hex } from '../store/chunk-map.js';
+import { type ChunkMap, isAllZero, sha256Hex } from '../store/chunk-map.js';
+import { MapWriter } from './map-writer.js';
 
 /**
  * The `images` layout: every revision is a plain raw image file `<archive>/<id>` (plus its chunk map of
@@ -96,32 +97,24 @@ export interface ImagesWriterOptions {
 }
 
 /** Writes a revision as an image file: temp file → clone of the parent → changed chunks → fsync → rename. */
-export class ImagesRevisionWriter implements RevisionWriter {
-  private readonly map: ChunkMap;
-  private readonly parentMap: ChunkMap | null;
+export class ImagesRevisionWriter extends MapWriter {
   private readonly tmpPath: string;
   private handle: FileHandle | null = null;
-  private readonly pending = new Set<Promise<void>>();
   private readonly holes = new Set<number>();
-  private readonly reshaped = new Set<number>();
-  private failure: unknown = null;
-  private sealed = false;
   /** Hashes of the chunks written by this backup. */
   readonly freshChunks = new Set<string>();
   /** Whether the new file shares the parent's blocks (false: a full copy was made). */
   cloned = false;
-  readonly stats: WriterStats = { bytesWritten: 0, chunksWritten: 0, chunksReused: 0, chunksZero: 0 };
 
   private constructor(
     readonly imagePath: string,
     private readonly mapPath: string,
     private readonly options: ImagesWriterOptions,
   ) {
-    this.parentMap = options.parentMap ?? null;
+    super(options.parentMap ?? null, undefined, options.concurrency ?? 8);
     if (this.parentMap != null && options.parentImage == null) {
       throw new Error('ImagesRevisionWriter: a parent map needs the parent image file');
     }
-    this.map = this.parentMap?.clone() ?? new ChunkMap(0);
     this.tmpPath = tempPathFor(imagePath);
   }
 
@@ -172,74 +165,21 @@ export class ImagesRevisionWriter implements RevisionWriter {
     }
   }
 
-  get chunkSize(): number {
-    return this.map.chunkSize;
-  }
-
-  get size(): number {
-    return this.map.size;
-  }
-
-  get chunkCount(): number {
-    return this.map.chunkCount;
-  }
-
-  chunkLength(index: number): number {
-    return this.map.chunkLength(index);
-  }
-
-  currentHash(index: number): string | null {
-    return this.map.get(index);
-  }
-
-  async resize(size: number): Promise<void> {
-    this.assertOpen();
-    if (!Number.isSafeInteger(size) || size < 0) throw new RangeError(`invalid image size ${size}`);
-    if (size === this.map.size) return;
-    // The last chunk that exists before and after (the old last one when growing, the new last one when
-    // shrinking) may change length; then its hash must be recomputed at seal unless rewritten.
-    const last = Math.min(this.map.chunkCount, Math.ceil(size / this.map.chunkSize)) - 1;
-    const lastLength = last >= 0 ? this.map.chunkLength(last) : 0;
-    this.map.resize(size);
+  protected override async onResize(size: number): Promise<void> {
     await this.handle!.truncate(size);
-    for (const index of [...this.reshaped]) if (index >= this.map.chunkCount) this.reshaped.delete(index);
-    if (last >= 0 && this.map.chunkLength(last) !== lastLength) {
-      if (this.map.get(last) != null) this.reshaped.add(last);
-    }
   }
 
-  keep(index: number): void {
-    this.assertOpen();
-    this.map.get(index);
-    if (this.parentMap == null || index >= this.parentMap.chunkCount) {
-      throw new BackyError(
-        'SOURCE_FAILED',
-        `chunk ${index} was kept, but the parent revision has no such chunk`,
-      );
-    }
-    if (!this.reshaped.has(index)) this.stats.chunksReused++;
-  }
-
-  zero(index: number): void {
-    this.assertOpen();
-    const wasZero = this.map.get(index) == null && !this.reshaped.has(index);
-    this.map.set(index, null);
-    this.reshaped.delete(index);
-    this.stats.chunksZero++;
-    if (!wasZero) this.holes.add(index);
-  }
-
-  allocate(length: number): Buffer {
-    return chunkBuffers.acquire(length);
+  protected override onZero(index: number): void {
+    // The clone still holds the parent's bytes there unless the chunk was zero already.
+    if (this.map.get(index) != null || this.reshaped.has(index)) this.holes.add(index);
   }
 
   async write(index: number, data: Buffer): Promise<void> {
     this.assertOpen();
-    const expected = this.map.chunkLength(index);
-    if (data.length !== expected)
-      throw new RangeError(`chunk ${index} must be ${expected} bytes, got ${data.length}`);
+    this.checkLength(index, data);
     if (isAllZero(data)) {
       this.zero(index);
+      chunkBuffers.release(data);
       return;
     }
     const hash = sha256Hex(data);
@@ -251,26 +191,17 @@ export class ImagesRevisionWriter implements RevisionWriter {
       return;
     }
     this.freshChunks.add(hash);
-    const task = writeFully(this.handle!, data, index * this.map.chunkSize).then(
-      () => {
-        this.stats.chunksWritten++;
-        this.stats.bytesWritten += data.length;
-      },
-      (error) => {
-        this.failure ??= error;
-      },
-    );
-    this.pending.add(task);
-    void task.finally(() => this.pending.delete(task));
-    while (this.pending.size >= (this.options.concurrency ?? 8)) await Promise.race(this.pending);
-    if (this.failure) throw this.failure;
+    const work = writeFully(this.handle!, data, index * this.map.chunkSize).then(() => {
+      this.stats.chunksWritten++;
+      this.stats.bytesWritten += data.length;
+    });
+    await this.enqueue(work, data);
   }
 
   /** Makes the image durable and read-only under its final name, then writes the map. Returns the map. */
   async seal(): Promise<ChunkMap> {
     this.assertOpen();
-    await Promise.all(this.pending);
-    if (this.failure) throw this.failure;
+    await this.drain();
     const handle = this.handle!;
     for (const index of this.holes) {
       // Rewritten since, or cut off by a resize: nothing to clear.
@@ -296,18 +227,11 @@ export class ImagesRevisionWriter implements RevisionWriter {
     return this.map;
   }
 
-  async abort(): Promise<void> {
-    this.sealed = true;
-    await Promise.allSettled(this.pending);
+  protected async discard(): Promise<void> {
     await this.handle?.close().catch(() => {});
     this.handle = null;
     await rm(this.tmpPath, { force: true });
     await rm(this.mapPath, { force: true });
-  }
-
-  private assertOpen(): void {
-    if (this.sealed) throw new Error('revision writer is already sealed');
-    if (this.failure) throw this.failure;
   }
 }
 

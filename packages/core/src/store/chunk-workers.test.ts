@@ -9,7 +9,7 @@ describe('chunk workers', () => {
   const workers = new ChunkWorkers(2);
 
   it('hash plain and shared buffers like the main thread does, many at once', async () => {
-    const inputs = Array.from({ length: 12 }, (_, i) => randomBytes(1024 * 1024 + i));
+    const inputs: Buffer[] = Array.from({ length: 12 }, (_, i) => randomBytes(1024 * 1024 + i));
     const shared = chunkBuffers.acquire(4096);
     shared.fill(7);
     inputs.push(shared);
