@@ -91,12 +91,21 @@ describe('bad input gets one clear line and a non-zero exit', () => {
     expect(oneLineError(unknown)).toBe(
       'backy: error: revision "nosuchrev": no revision has that ID, ID prefix or tag',
     );
-    // a one-letter prefix that several of the 12 IDs share
-    const counts = new Map<string, number>();
-    for (const id of ids) counts.set(id[0]!, (counts.get(id[0]!) ?? 0) + 1);
-    const shared = [...counts].find(([, n]) => n > 1)?.[0];
-    if (shared != null)
-      expect(oneLineError(b('find', '-r', shared))).toMatch(/is ambiguous: it is a prefix of/);
+    // Two revisions whose IDs share a prefix (copies of the newest under crafted IDs).
+    const newest = ids.at(-1)!;
+    const rev = await readFile(join(arch, `${newest}.rev`), 'utf8');
+    for (const id of ['AmbigPrefix2345678abcd', 'AmbigPrefix2345678abce']) {
+      await writeFile(join(arch, `${id}.rev`), rev.replace(newest, id));
+      await writeFile(join(arch, `${id}.map`), await readFile(join(arch, `${newest}.map`)));
+    }
+    expect(oneLineError(b('find', '-r', 'AmbigPrefix'))).toMatch(
+      /revision "AmbigPrefix" is ambiguous: it is a prefix of AmbigPrefix\w+, AmbigPrefix\w+/,
+    );
+    expect(b('find', '-r', 'AmbigPrefix2345678abce').stdout.trim()).toBe('AmbigPrefix2345678abce');
+    for (const id of ['AmbigPrefix2345678abcd', 'AmbigPrefix2345678abce']) {
+      await rm(join(arch, `${id}.rev`));
+      await rm(join(arch, `${id}.map`));
+    }
     expect(oneLineError(b('find', '-r', 'all'))).toContain('matches 12 revisions');
     expect(oneLineError(b('find', '-r', '40'))).toContain('there are only 12 revisions');
   });
