@@ -14,6 +14,8 @@ const wrapper = join(root, 'scripts/rss-wrapper.mjs');
 const rssFile = join(dir, 'rss');
 
 function timed(cmd, args, env = {}) {
+  // Start every measurement with nothing left to write back from the one before.
+  spawnSync('sync');
   const start = process.hrtime.bigint();
   const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
