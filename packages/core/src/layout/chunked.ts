@@ -4,6 +4,7 @@ import type { RevisionReader } from '../revision-io.js';
 import { chunkBuffers } from '../store/buffer-pool.js';
 import { type ChunkMap, hashChunk, isAllZero } from '../store/chunk-map.js';
 import type { ChunkStore } from '../store/chunk-store.js';
+import { MapReader } from './map-reader.js';
 import { MapWriter } from './map-writer.js';
 
 export interface ChunkedWriterOptions {
@@ -109,34 +110,12 @@ export class ChunkedRevisionWriter extends MapWriter {
 }
 
 /** Reads a revision from the chunk store. */
-export class ChunkedRevisionReader implements RevisionReader {
+export class ChunkedRevisionReader extends MapReader {
   constructor(
     private readonly store: ChunkStore,
-    readonly map: ChunkMap,
-  ) {}
-
-  get size(): number {
-    return this.map.size;
-  }
-
-  get chunkSize(): number {
-    return this.map.chunkSize;
-  }
-
-  get chunkCount(): number {
-    return this.map.chunkCount;
-  }
-
-  chunkLength(index: number): number {
-    return this.map.chunkLength(index);
-  }
-
-  isZero(index: number): boolean {
-    return this.map.isZero(index);
-  }
-
-  chunkHash(index: number): string | null {
-    return this.map.get(index);
+    map: ChunkMap,
+  ) {
+    super(map);
   }
 
   async read(index: number): Promise<Buffer> {
@@ -160,6 +139,4 @@ export class ChunkedRevisionReader implements RevisionReader {
     }
     return data;
   }
-
-  async close(): Promise<void> {}
 }

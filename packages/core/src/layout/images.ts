@@ -8,6 +8,7 @@ import { fsyncDir, tempPathFor } from '../fs-util.js';
 import type { RevisionReader } from '../revision-io.js';
 import { chunkBuffers } from '../store/buffer-pool.js';
 import { type ChunkMap, isAllZero, sha256Hex } from '../store/chunk-map.js';
+import { MapReader } from './map-reader.js';
 import { MapWriter } from './map-writer.js';
 
 /**
@@ -236,34 +237,12 @@ export class ImagesRevisionWriter extends MapWriter {
 }
 
 /** Reads a revision's image file; every chunk is checked against the map's hash. */
-export class ImagesRevisionReader implements RevisionReader {
+export class ImagesRevisionReader extends MapReader {
   constructor(
     readonly imagePath: string,
-    readonly map: ChunkMap,
-  ) {}
-
-  get size(): number {
-    return this.map.size;
-  }
-
-  get chunkSize(): number {
-    return this.map.chunkSize;
-  }
-
-  get chunkCount(): number {
-    return this.map.chunkCount;
-  }
-
-  chunkLength(index: number): number {
-    return this.map.chunkLength(index);
-  }
-
-  isZero(index: number): boolean {
-    return this.map.isZero(index);
-  }
-
-  chunkHash(index: number): string | null {
-    return this.map.get(index);
+    map: ChunkMap,
+  ) {
+    super(map);
   }
 
   async read(index: number): Promise<Buffer> {
@@ -296,6 +275,4 @@ export class ImagesRevisionReader implements RevisionReader {
     }
     return data;
   }
-
-  async close(): Promise<void> {}
 }
