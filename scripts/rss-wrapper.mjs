@@ -3,6 +3,7 @@
 import { appendFileSync } from 'node:fs';
 
 process.on('exit', () => {
-  if (process.env.BACKY_RSS_FILE) appendFileSync(process.env.BACKY_RSS_FILE, `${process.resourceUsage().maxRSS * 1024}\n`);
+  if (process.env.BACKY_RSS_FILE)
+    appendFileSync(process.env.BACKY_RSS_FILE, `${process.resourceUsage().maxRSS * 1024}\n`);
 });
 await import('../packages/cli/bin/backy.js');

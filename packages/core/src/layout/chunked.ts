@@ -1,6 +1,5 @@
 import { rm } from 'node:fs/promises';
 import { BackyError } from '../errors.js';
-import type { RevisionReader } from '../revision-io.js';
 import { chunkBuffers } from '../store/buffer-pool.js';
 import { type ChunkMap, hashChunk, isAllZero } from '../store/chunk-map.js';
 import type { ChunkStore } from '../store/chunk-store.js';

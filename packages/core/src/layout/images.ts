@@ -5,7 +5,6 @@ import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { BackyError, ioError } from '../errors.js';
 import { fsyncDir, tempPathFor } from '../fs-util.js';
-import type { RevisionReader } from '../revision-io.js';
 import { chunkBuffers } from '../store/buffer-pool.js';
 import { type ChunkMap, isAllZero, sha256Hex } from '../store/chunk-map.js';
 import { MapReader } from './map-reader.js';
