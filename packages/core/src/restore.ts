@@ -13,7 +13,7 @@ export interface RestoreOptions {
   force?: boolean;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
-  /** Chunks in flight (default 4). */
+  /** Chunks in flight (default 8). */
   concurrency?: number;
 }
 

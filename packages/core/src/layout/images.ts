@@ -188,6 +188,7 @@ export class ImagesRevisionWriter extends MapWriter {
     this.map.set(index, hash);
     if (unchanged) {
       this.stats.chunksReused++;
+      chunkBuffers.release(data);
       return;
     }
     this.freshChunks.add(hash);
