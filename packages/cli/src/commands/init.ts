@@ -50,7 +50,9 @@ export const initCommand: Command = {
 `);
     for (const warning of (await definition.checkInit?.(parsed.data)) ?? [])
       process.stderr.write(`warning: ${warning}\n`);
-    ctx.print(`Initialized archive ${archive.path} for ${type} source ${argument}`);
+    // Described by the source, not echoed: the argument may carry a secret (a Consul token).
+    const what = definition.describe?.(parsed.data) ?? argument;
+    ctx.print(`Initialized archive ${archive.path} for ${type} source ${what}`);
     return 0;
   },
 };
