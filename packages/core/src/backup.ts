@@ -93,15 +93,18 @@ export async function runBackup(
       signal.throwIfAborted();
       const map = await writer.seal();
       revision.size = map.size;
-      const verification = await source.verify({
-        revision,
-        reader: archive.readerFor(revision, map),
-        freshChunks: writer.freshChunks,
-        logger: log,
-        signal,
-        budgetMs: options.verifyBudgetMs ?? 5 * 60_000,
-        progress: (done, total) => options.onProgress?.({ phase: 'verify', done, total }),
-      });
+      const fresh = archive.readerFor(revision, map);
+      const verification = await source
+        .verify({
+          revision,
+          reader: fresh,
+          freshChunks: writer.freshChunks,
+          logger: log,
+          signal,
+          budgetMs: options.verifyBudgetMs ?? 5 * 60_000,
+          progress: (done, total) => options.onProgress?.({ phase: 'verify', done, total }),
+        })
+        .finally(() => fresh.close());
       revision.verification = { ...verification, timestamp: now().toISOString() };
       if (!verification.ok) {
         revision.trust = 'distrusted';
@@ -137,6 +140,7 @@ export async function runBackup(
       log.error({ err }, 'backup failed; no revision was created');
       throw err;
     } finally {
+      await parentReader?.close();
       await source.finish?.({ revision, success, logger: log }).catch((error) => {
         log.warn({ err: error }, 'source clean-up after the backup failed');
       });

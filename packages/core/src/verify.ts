@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Archive } from './archive.js';
 import { type BackyError, isBackyError } from './errors.js';
 import type { Revision } from './revision.js';
+import type { RevisionReader } from './revision-io.js';
 import { forEachChunk } from './revision-stream.js';
 import { chunkBuffers } from './store/buffer-pool.js';
 
@@ -36,9 +37,10 @@ export async function verifyRevisions(
   options: VerifyOptions,
 ): Promise<RevisionVerifyResult[]> {
   const lock = await archive.store.lock('shared');
+  let readers: RevisionReader[] = [];
   try {
     const checked = new Map<string, string | null>(); // hash → null (good) or the reason it is bad
-    const readers = await Promise.all(revisions.map((r) => archive.openReader(r)));
+    readers = await Promise.all(revisions.map((r) => archive.openReader(r)));
     const total = readers.reduce((sum, r) => sum + r.size, 0);
     let done = 0;
     const results: RevisionVerifyResult[] = [];
@@ -51,7 +53,9 @@ export async function verifyRevisions(
         async (index) => {
           const hash = reader.chunkHash(index);
           if (hash != null) {
-            let reason = checked.get(hash);
+            // The chunk store holds a hash once for every revision; image files hold their own copies.
+            const key = rev.backend_type === 'images' ? `${rev.uuid}/${hash}` : hash;
+            let reason = checked.get(key);
             if (reason === undefined) {
               try {
                 chunkBuffers.release(await (reader.readPooled?.(index) ?? reader.read(index)));
@@ -61,7 +65,7 @@ export async function verifyRevisions(
                   throw error;
                 reason = (error as BackyError).message;
               }
-              checked.set(hash, reason);
+              checked.set(key, reason);
             }
             if (reason != null) damaged.push({ index, offset: index * reader.chunkSize, hash, reason });
           }
@@ -84,6 +88,7 @@ export async function verifyRevisions(
     }
     return results;
   } finally {
+    await Promise.all(readers.map((r) => r.close()));
     await lock.release();
   }
 }

@@ -42,7 +42,8 @@ suite('ceph-rbd source with the images layout', () => {
     );
   const expectRestoreMatchesSnapshot = async (rev: Revision) => {
     const target = join(dir, `restore-${rev.uuid}`);
-    await restoreToPath(await archive.openReader(rev), target);
+    const reader = await archive.openReader(rev);
+    await restoreToPath(reader, target).finally(() => reader.close());
     expect((await readFile(target)).equals(await exportImage(`${image}@backy-${rev.uuid}`))).toBe(true);
     await rm(target);
     // Every chunk was compared with the snapshot, so the map's hashes are right too.

@@ -1,4 +1,4 @@
-import { BackyError, formatBytes, restoreToPath, restoreToStream } from '@backy/core';
+import { BackyError, formatBytes, type RevisionReader, restoreToPath, restoreToStream } from '@backy/core';
 import type { Command } from '../command.js';
 
 export const restoreCommand: Command = {
@@ -20,8 +20,9 @@ export const restoreCommand: Command = {
     const logger = ctx.logger();
     const rev = await archive.resolveOne(String(ctx.values.revision));
     const lock = await archive.store.lock('shared');
+    let reader: RevisionReader | null = null;
     try {
-      const reader = await archive.openReader(rev);
+      reader = await archive.openReader(rev);
       const onProgress = (done: number, total: number) => ctx.progress.update('restore', done, total);
       logger.info({ revision: rev.uuid, target }, 'restore started');
       if (target === '-') {
@@ -40,6 +41,7 @@ export const restoreCommand: Command = {
       logger.info({ revision: rev.uuid, target }, 'restore completed');
     } finally {
       ctx.progress.finish();
+      await reader?.close();
       await lock.release();
     }
     return 0;

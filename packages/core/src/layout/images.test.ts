@@ -83,7 +83,9 @@ describe('images layout on the work disk (no reflinks)', () => {
 
     // The same reader interface as the chunked layout: restore and verify work unchanged.
     const out = join(dir.path, 'restored.img');
-    await restoreToPath(await archive.openReader(r1), out);
+    const reader = await archive.openReader(r1);
+    await restoreToPath(reader, out);
+    await reader.close();
     expect(sha(await readFile(out))).toBe(sha(v1));
     const [res1, res2] = await verifyRevisions(archive, [r1, r2], { logger: silent });
     expect(res1!.ok && res2!.ok).toBe(true);
@@ -151,6 +153,19 @@ describe('images layout on the work disk (no reflinks)', () => {
       c.close();
       await server.close();
     }
+  });
+
+  it('keeps a revision readable for an open reader while it is deleted', async () => {
+    const archive = await Archive.init(join(dir.path, 'open-reader'), { source: { type: 'test' }, layout: 'images' });
+    const v1 = baseImage();
+    const r1 = await backup(archive, v1);
+    await backup(archive, nextImage(v1));
+    const reader = await archive.openReader(r1);
+    expect((await reader.read(0)).equals(v1.subarray(0, CHUNK))).toBe(true);
+    await archive.deleteRevisionFiles(r1.uuid); // e.g. `backy forget` while an NBD client reads
+    expect((await reader.read(3)).equals(v1.subarray(3 * CHUNK, 4 * CHUNK))).toBe(true);
+    await reader.close();
+    await expect(archive.openReader(r1)).rejects.toThrow(/cannot be read/); // gone for new readers
   });
 
   it('handles a growing and shrinking image', async () => {

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { BackyError, ioError } from '../errors.js';
 import { fsyncDir, tempPathFor } from '../fs-util.js';
 import { chunkBuffers } from '../store/buffer-pool.js';
-import { type ChunkMap, isAllZero, sha256Hex } from '../store/chunk-map.js';
+import { type ChunkMap, hashChunk, isAllZero, sha256Hex } from '../store/chunk-map.js';
 import { MapReader } from './map-reader.js';
 import { MapWriter } from './map-writer.js';
 
@@ -245,34 +245,43 @@ export class ImagesRevisionReader extends MapReader {
     super(map);
   }
 
-  async read(index: number): Promise<Buffer> {
-    const hash = this.map.get(index);
-    const length = this.map.chunkLength(index);
-    if (hash == null) return Buffer.alloc(length);
-    // Opened per read: readers are not always closed, and a 4 MiB read dwarfs an open().
-    let handle: FileHandle;
-    try {
-      handle = await open(this.imagePath, 'r');
-    } catch (error) {
+  /** Opened on first read and kept until `close`, so a revision deleted meanwhile stays readable. */
+  private handle: Promise<FileHandle> | null = null;
+
+  private open(): Promise<FileHandle> {
+    this.handle ??= open(this.imagePath, 'r').catch((error) => {
+      this.handle = null;
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new BackyError('CHUNK_MISSING', `image file ${this.imagePath} is missing`, { cause: error });
       }
       throw ioError(error, `opening ${this.imagePath}`);
-    }
+    });
+    return this.handle;
+  }
+
+  async read(index: number): Promise<Buffer> {
+    const hash = this.map.get(index);
+    const length = this.map.chunkLength(index);
+    if (hash == null) return Buffer.alloc(length);
+    const handle = await this.open();
     let data: Buffer;
     try {
       data = await readFully(handle, length, index * this.map.chunkSize);
     } catch (error) {
       throw ioError(error, `reading ${this.imagePath}`);
-    } finally {
-      await handle.close();
     }
-    if (sha256Hex(data) !== hash) {
+    if ((await hashChunk(data)) !== hash) {
       throw new BackyError(
         'CHUNK_CORRUPT',
         `chunk ${index} of ${this.imagePath} (offset ${index * this.map.chunkSize}) does not match its hash ${hash}`,
       );
     }
     return data;
+  }
+
+  override async close(): Promise<void> {
+    const handle = this.handle;
+    this.handle = null;
+    await (await handle?.catch(() => null))?.close();
   }
 }

@@ -73,7 +73,8 @@ export function testSource(options: TestSourceOptions): void {
       runBackup(archive, fixture.source, { tags, force: true, logger, signal });
     const restore = async (rev: Revision) => {
       const target = join(dir, `restore-${rev.uuid}`);
-      await restoreToPath(await archive.openReader(rev), target, { force: true });
+      const reader = await archive.openReader(rev);
+      await restoreToPath(reader, target, { force: true }).finally(() => reader.close());
       const data = await readFile(target);
       await rm(target);
       return data;
