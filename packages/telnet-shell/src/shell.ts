@@ -4,6 +4,20 @@ import { renderTable } from './table.js';
 import { TelnetDecoder } from './telnet.js';
 
 /** One job as the shell shows it (the scheduler's status-file entry has these fields). */
+
+/** The columns of the `jobs` table. */
+export const JOB_COLUMNS = [
+  'Job',
+  'SLA',
+  'SLA overdue',
+  'Status',
+  'Last Backup',
+  'Last Tags',
+  'Last Dur',
+  'Next Backup',
+  'Next Tags',
+];
+
 export interface ShellJob {
   job: string;
   sla: string;
@@ -314,21 +328,17 @@ export class TelnetShell {
       formatTime(j.next_time, zone),
       j.next_tags ?? '-',
     ]);
-    const table = renderTable(
-      [
-        'Job',
-        'SLA',
-        'SLA overdue',
-        'Status',
-        'Last Backup',
-        'Last Tags',
-        'Last Dur',
-        'Next Backup',
-        'Next Tags',
-      ],
-      rows,
-      ['left', 'left', 'right', 'left', 'left', 'left', 'right', 'left', 'left'],
-    );
+    const table = renderTable(JOB_COLUMNS, rows, [
+      'left',
+      'left',
+      'right',
+      'left',
+      'left',
+      'left',
+      'right',
+      'left',
+      'left',
+    ]);
     return `${table}\n${jobs.length} jobs shown`;
   }
 }

@@ -1,5 +1,6 @@
 import Table from 'cli-table3';
 import { describe, expect, it } from 'vitest';
+import { JOB_COLUMNS } from './shell.js';
 import { type Align, renderTable } from './table.js';
 
 function cliTable3(head: string[], rows: string[][], aligns: Align[]): string {
@@ -37,22 +38,8 @@ describe('renderTable', () => {
       '-',
       '-',
     ]);
-    const start = performance.now();
-    const text = renderTable(
-      [
-        'Job',
-        'SLA',
-        'SLA overdue',
-        'Status',
-        'Last Backup',
-        'Last Tags',
-        'Last Dur',
-        'Next Backup',
-        'Next Tags',
-      ],
-      rows,
-    );
-    expect(performance.now() - start).toBeLessThan(200);
+    // Speed is measured by scripts/bench-scheduler.mjs, not asserted here.
+    const text = renderTable(JOB_COLUMNS, rows);
     expect(text.split('\n')).toHaveLength(5004);
   });
 });

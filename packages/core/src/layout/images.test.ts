@@ -156,7 +156,10 @@ describe('images layout on the work disk (no reflinks)', () => {
   });
 
   it('keeps a revision readable for an open reader while it is deleted', async () => {
-    const archive = await Archive.init(join(dir.path, 'open-reader'), { source: { type: 'test' }, layout: 'images' });
+    const archive = await Archive.init(join(dir.path, 'open-reader'), {
+      source: { type: 'test' },
+      layout: 'images',
+    });
     const v1 = baseImage();
     const r1 = await backup(archive, v1);
     await backup(archive, nextImage(v1));
