@@ -1,16 +1,16 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Archive } from './archive.js';
-import { runBackup } from './backup.js';
+import { chunkChecker, runBackup } from './backup.js';
 import { isBackyError } from './errors.js';
 import { expireArchive } from './expire.js';
 import { purgeStore } from './purge.js';
 import { restoreToPath, restoreToStream } from './restore.js';
-import { bufferSource, MiB, makeArchive, silent, tempDir } from './test-helpers.js';
+import { bufferSource, MiB, makeArchive, silent, tempDir, writeAt } from './test-helpers.js';
 import { verifyRevisions } from './verify.js';
 
 let dir: { path: string; cleanup: () => Promise<void> };
@@ -267,4 +267,62 @@ describe('restore', () => {
     ).toBe(true);
     expect((await readdir(dir.path)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
+
+  it.each(['chunked', 'images'] as const)(
+    'checks a fresh %s revision against the source: byte for byte where it wrote, by hash elsewhere',
+    async (layout) => {
+      const archive = await makeArchive(dir.path, { layout });
+      const data = image();
+      data.copy(data, 4 * MiB, 0, 4 * MiB); // chunk 1 repeats chunk 0: one file, two indexes
+      const rev = await runBackup(
+        archive,
+        bufferSource(() => data),
+        { tags: ['daily'], logger: silent },
+      );
+      const map = await archive.loadMap(rev.uuid);
+      const chunk = (i: number) => Buffer.from(data.subarray(i * 4 * MiB, (i + 1) * 4 * MiB));
+      const fresh = new Set([map.get(0)!, map.get(1)!]);
+      const changed = (i: number) => {
+        const c = chunk(i);
+        c[c.length - 1] = (c[c.length - 1] ?? 0) ^ 1;
+        return c;
+      };
+      const reader = await archive.openReader(rev);
+      // Unchanged source: every chunk matches, through both paths, and zero chunks need no store.
+      let check = chunkChecker(reader, fresh, silent);
+      for (let i = 0; i < reader.chunkCount; i++) {
+        const got = await check(
+          i,
+          Buffer.from(data.subarray(i * 4 * MiB, i * 4 * MiB + reader.chunkLength(i))),
+        );
+        expect(got, `chunk ${i}`).toBe(true);
+      }
+      // The source changed after it was read: caught on the byte path (first use of a fresh chunk) and
+      // on the hash path (its second index), and a zero chunk that is no longer zero.
+      check = chunkChecker(reader, fresh, silent);
+      expect(await check(0, changed(0))).toBe(false);
+      expect(await check(1, changed(1))).toBe(false);
+      expect(await check(2, Buffer.alloc(4 * MiB, 1))).toBe(false);
+
+      // The stored copy is damaged: the source's bytes no longer equal it.
+      if (layout === 'chunked') {
+        const path = archive.store.pathOf(map.get(0)!);
+        const bytes = await readFile(path);
+        bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 0xff;
+        await writeFile(path, bytes);
+        expect(await chunkChecker(reader, fresh, silent)(0, chunk(0))).toBe(false);
+        // A chunk file gone is a mismatch too, not a crash.
+        await rm(path);
+        expect(await chunkChecker(reader, fresh, silent)(0, chunk(0))).toBe(false);
+      } else {
+        const file = archive.imagePath(rev.uuid);
+        await writeAt(file, 100, Buffer.from('damage'));
+        await reader.close();
+        const again = await archive.openReader(rev);
+        expect(await chunkChecker(again, fresh, silent)(0, chunk(0))).toBe(false);
+        await again.close();
+      }
+      await reader.close();
+    },
+  );
 });

@@ -1,11 +1,14 @@
 import type { Logger } from 'pino';
 import type { Archive } from './archive.js';
-import { BackyError, ioError } from './errors.js';
+import { BackyError, ioError, isBackyError } from './errors.js';
 import { newRevisionId } from './ids.js';
 import type { Lock } from './lock.js';
 import type { Revision, RevisionData } from './revision.js';
+import type { RevisionReader } from './revision-io.js';
 import { MANUAL_TAG_PREFIX } from './schedule.js';
 import type { BackupSource } from './source.js';
+import { chunkBuffers } from './store/buffer-pool.js';
+import { hashChunk, isAllZero } from './store/chunk-map.js';
 
 export interface Progress {
   phase: 'backup' | 'verify' | 'restore' | 'purge';
@@ -99,6 +102,7 @@ export async function runBackup(
           revision,
           reader: fresh,
           freshChunks: writer.freshChunks,
+          checkChunk: chunkChecker(fresh, writer.freshChunks, log),
           logger: log,
           signal,
           budgetMs: options.verifyBudgetMs ?? 5 * 60_000,
@@ -169,4 +173,35 @@ function validateTags(archive: Archive, tags: string[], force: boolean): string[
     }
   }
   return clean;
+}
+
+/**
+ * `VerifyContext.checkChunk` over a fresh revision. Each chunk stored by this backup was hashed from the
+ * very bytes that were compressed and written, so when the source's bytes read again equal the stored
+ * bytes, the source has not changed and the chunk file is intact: one byte comparison replaces hashing
+ * both sides. Chunks the revision reuses are compared by hash (their files are `backy verify`'s job).
+ */
+export function chunkChecker(
+  reader: RevisionReader,
+  freshChunks: ReadonlySet<string>,
+  logger: Logger,
+): (index: number, data: Buffer) => Promise<boolean> {
+  const unread = new Set(freshChunks);
+  return async (index, data) => {
+    const expected = reader.chunkHash(index);
+    if (expected == null) return isAllZero(data);
+    try {
+      if (unread.delete(expected)) {
+        if (reader.equalsStored) return await reader.equalsStored(index, data);
+        if ((await hashChunk(data)) !== expected) return false;
+        chunkBuffers.release(await (reader.readPooled?.(index) ?? reader.read(index)));
+        return true;
+      }
+      return (await hashChunk(data)) === expected;
+    } catch (error) {
+      if (!isBackyError(error, 'CHUNK_CORRUPT') && !isBackyError(error, 'CHUNK_MISSING')) throw error;
+      logger.error({ err: error, chunk: index }, 'stored chunk is damaged');
+      return false;
+    }
+  };
 }

@@ -1,5 +1,5 @@
 export { Archive, type ArchiveScan, CONFIG_FILE, LOG_FILE } from './archive.js';
-export { type BackupOptions, type Progress, runBackup } from './backup.js';
+export { type BackupOptions, chunkChecker, type Progress, runBackup } from './backup.js';
 export {
   type CentralConfig,
   centralConfigSchema,

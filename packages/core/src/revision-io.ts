@@ -21,6 +21,13 @@ export interface RevisionReader {
    * `chunkBuffers.release` once nothing reads it any more. Saves a copy on streaming paths.
    */
   readPooled?(index: number): Promise<Buffer>;
+  /**
+   * Optional: true if the stored bytes of chunk `index` are exactly `data`, compared byte for byte
+   * without hashing. That alone does not prove the stored chunk matches its hash; it is for checking a
+   * chunk a backup just stored from bytes that hashed to it against those bytes read again (see
+   * `VerifyContext.checkChunk`), where equal bytes prove both.
+   */
+  equalsStored?(index: number, data: Buffer): Promise<boolean>;
   close(): Promise<void>;
 }
 

@@ -34,6 +34,13 @@ export interface VerifyContext {
    * chunks that were already in the store are checked by `backy verify`.
    */
   readonly freshChunks: ReadonlySet<string>;
+  /**
+   * True if chunk `index` of the fresh revision holds exactly `data` (the source's bytes for that chunk,
+   * read again). A chunk this backup stored is read back from storage and compared byte for byte the
+   * first time it comes up (which also checks what was written); any other chunk is compared by hash.
+   * A chunk missing from storage counts as a mismatch.
+   */
+  checkChunk(index: number, data: Buffer): Promise<boolean>;
   /** Milliseconds the verification may take; a source samples to stay within it. */
   readonly budgetMs: number;
   progress(done: number, total: number): void;

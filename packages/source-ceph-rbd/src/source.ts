@@ -2,8 +2,6 @@ import {
   type BackupContext,
   type BackupSource,
   BackyError,
-  hashChunk,
-  isAllZero,
   isBackyError,
   type RevisionReader,
   type SourceEnvironment,
@@ -228,16 +226,7 @@ export function createRbdSource(
     let checked = 0;
     const overBudget = () => checked > 0 && Date.now() - started > ctx.budgetMs;
     const check = async (index: number, data: Buffer) => {
-      const expected = reader.chunkHash(index);
-      let ok = expected == null ? isAllZero(data) : (await hashChunk(data)) === expected;
-      if (ok && expected != null && ctx.freshChunks.has(expected)) {
-        // A chunk this backup stored must also read back intact (older ones are `backy verify`'s job).
-        await reader.read(index).catch((error) => {
-          if (!isBackyError(error, 'CHUNK_CORRUPT') && !isBackyError(error, 'CHUNK_MISSING')) throw error;
-          log.error({ err: error, chunk: index }, 'stored chunk is damaged');
-          ok = false;
-        });
-      }
+      const ok = await ctx.checkChunk(index, data);
       if (!ok) mismatches.push(index);
       checked++;
       ctx.progress(checked, sample.length);

@@ -1,7 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { type Archive, isBackyError, type Revision, restoreToPath, runBackup } from '@backy/core';
+import {
+  type Archive,
+  chunkChecker,
+  isBackyError,
+  type Revision,
+  restoreToPath,
+  runBackup,
+} from '@backy/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import rbdSource, { createRbdSource, type RbdSourceHooks } from '../src/index.js';
 import {
@@ -216,12 +223,14 @@ suite('ceph-rbd source against a real cluster', () => {
 
     // Out of time: still at least one chunk, recorded as partial.
     for (const verifyReader of ['qemu-img', 'export'] as const) {
+      const reader = await archive.openReader(partial);
       const result = await source({ verifyFraction: 1, verifyReader }).verify({
         revision: partial,
-        reader: await archive.openReader(partial),
+        reader,
         logger,
         signal: new AbortController().signal,
         freshChunks: new Set(),
+        checkChunk: chunkChecker(reader, new Set(), logger),
         budgetMs: 0,
         progress: () => {},
       });
@@ -245,12 +254,14 @@ suite('ceph-rbd source against a real cluster', () => {
     expect(bad.trust).toBe('distrusted');
     expect(bad.verification).toMatchObject({ ok: false, method: 'full', mismatches: [3] });
     // The qemu-img path sees the same mismatch.
+    const badReader = await archive.openReader(bad);
     const again = await source({ verifyFraction: 1, verifyReader: 'qemu-img' }).verify({
       revision: bad,
-      reader: await archive.openReader(bad),
+      reader: badReader,
       logger,
       signal: new AbortController().signal,
       freshChunks: new Set(),
+      checkChunk: chunkChecker(badReader, new Set(), logger),
       budgetMs: 60_000,
       progress: () => {},
     });

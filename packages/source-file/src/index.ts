@@ -7,8 +7,6 @@ import {
   chunkBuffers,
   defineSource,
   forEachChunk,
-  hashChunk,
-  isAllZero,
   type VerificationResult,
   type VerifyContext,
 } from '@backy/core';
@@ -116,14 +114,13 @@ export function createFileSource(options: FileSourceOptions) {
     },
 
     /**
-     * Full verification: every chunk of the source is read again and compared (by SHA-256) with the
-     * revision, and every chunk this backup stored is read back from the store and checked.
+     * Full verification: every chunk of the source is read again and compared with the revision
+     * (`ctx.checkChunk`: byte for byte against what this backup stored, by SHA-256 otherwise).
      */
     async verify(ctx: VerifyContext): Promise<VerificationResult> {
       const { reader } = ctx;
       const { handle, size } = await openSource(filename);
       const mismatches: number[] = [];
-      const readBack = new Set(ctx.freshChunks);
       let done = 0;
       try {
         if (size !== reader.size) {
@@ -147,14 +144,11 @@ export function createFileSource(options: FileSourceOptions) {
               index * reader.chunkSize,
               chunkBuffers.acquire(length),
             );
-            const expected = reader.chunkHash(index);
-            const matches = expected == null ? isAllZero(data) : (await hashChunk(data)) === expected;
-            chunkBuffers.release(data);
-            if (matches && expected != null && readBack.delete(expected)) {
-              // Verifies the stored chunk against its hash.
-              chunkBuffers.release(await (reader.readPooled?.(index) ?? reader.read(index)));
+            try {
+              if (!(await ctx.checkChunk(index, data))) mismatches.push(index);
+            } finally {
+              chunkBuffers.release(data);
             }
-            if (!matches) mismatches.push(index);
             done += length;
             ctx.progress(done, size);
           },

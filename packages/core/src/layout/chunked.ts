@@ -126,6 +126,12 @@ export class ChunkedRevisionReader extends MapReader {
     return this.readChunk(index, true);
   }
 
+  async equalsStored(index: number, data: Buffer): Promise<boolean> {
+    const hash = this.map.get(index);
+    if (data.length !== this.map.chunkLength(index)) return false;
+    return hash == null ? isAllZero(data) : this.store.equals(hash, data);
+  }
+
   private async readChunk(index: number, pooled: boolean): Promise<Buffer> {
     const hash = this.map.get(index);
     if (hash == null) return Buffer.alloc(this.map.chunkLength(index));

@@ -75,12 +75,19 @@ async function writeFully(handle: FileHandle, data: Buffer, position: number): P
   }
 }
 
-async function readFully(handle: FileHandle, length: number, position: number): Promise<Buffer> {
-  const buffer = Buffer.alloc(length);
+async function readFully(
+  handle: FileHandle,
+  length: number,
+  position: number,
+  buffer: Buffer = Buffer.alloc(length),
+): Promise<Buffer> {
   let got = 0;
   while (got < length) {
     const { bytesRead } = await handle.read(buffer, got, length - got, position + got);
-    if (bytesRead === 0) break; // past the end reads as zeros, like a sparse tail
+    if (bytesRead === 0) {
+      buffer.fill(0, got, length); // past the end reads as zeros, like a sparse tail
+      break;
+    }
     got += bytesRead;
   }
   return buffer;
@@ -277,6 +284,21 @@ export class ImagesRevisionReader extends MapReader {
       );
     }
     return data;
+  }
+
+  async equalsStored(index: number, data: Buffer): Promise<boolean> {
+    const length = this.map.chunkLength(index);
+    if (data.length !== length) return false;
+    const handle = await this.open();
+    const stored = chunkBuffers.acquire(length);
+    try {
+      await readFully(handle, length, index * this.map.chunkSize, stored);
+      return stored.equals(data);
+    } catch (error) {
+      throw ioError(error, `reading ${this.imagePath}`);
+    } finally {
+      chunkBuffers.release(stored);
+    }
   }
 
   override async close(): Promise<void> {

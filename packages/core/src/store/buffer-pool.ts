@@ -15,9 +15,9 @@ export class BufferPool {
     private readonly maxFree: number,
   ) {}
 
-  /** A buffer of `length` bytes (uninitialised); pooled when it fits a slot. */
+  /** A buffer of `length` bytes in shared memory (uninitialised); pooled when it fits a slot. */
   acquire(length: number): Buffer {
-    if (length > this.slotBytes) return Buffer.allocUnsafe(length);
+    if (length > this.slotBytes) return Buffer.from(new SharedArrayBuffer(length));
     const memory = this.free.pop() ?? new SharedArrayBuffer(this.slotBytes);
     this.owned.add(memory);
     return Buffer.from(memory, 0, length);

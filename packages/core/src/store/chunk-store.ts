@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { BackyError, ioError } from '../errors.js';
+import { BackyError, ioError, isBackyError } from '../errors.js';
 import { fsyncDir, isTempName, tempPathFor, writeFileAtomic } from '../fs-util.js';
 import { acquireLock, type Lock, type LockMode } from '../lock.js';
 import { chunkBuffers } from './buffer-pool.js';
 import { hashChunk } from './chunk-map.js';
+import { chunkWorkers } from './chunk-workers.js';
 import { type Codec, type CodecName, codecById, codecByName } from './codec.js';
 
 const MAGIC = Buffer.from('BKC1');
@@ -53,6 +54,17 @@ async function readWhole(path: string, max: number): Promise<Buffer> {
     await handle.close();
   }
 }
+
+interface ChunkFile {
+  /** The whole file (pooled when it fits a pool slot). */
+  file: Buffer;
+  codec: Codec;
+  rawLength: number;
+  payload: Buffer;
+}
+
+const corruptChunk = (hash: string, why: string, cause?: unknown) =>
+  new BackyError('CHUNK_CORRUPT', `chunk ${hash} is damaged: ${why}`, { cause });
 
 export class ChunkStore {
   readonly root: string;
@@ -129,11 +141,6 @@ export class ChunkStore {
   private async putNew(hash: string, data: Buffer, rewrite: boolean): Promise<PutResult> {
     const path = this.pathOf(hash);
     if (!rewrite && (await this.has(hash))) return { written: 0 };
-    const { codecId, payload } = await this.encode(data);
-    const header = Buffer.alloc(HEADER_BYTES);
-    MAGIC.copy(header);
-    header.writeUInt8(codecId, 4);
-    header.writeUInt32LE(data.length, 8);
     const dir = join(this.chunksDir, hash.slice(0, 2));
     if (!this.knownDirs.has(dir)) {
       await mkdir(dir, { recursive: true }).catch((e) => {
@@ -141,11 +148,12 @@ export class ChunkStore {
       });
       this.knownDirs.add(dir);
     }
+    const parts = await this.encode(data);
     const tmp = tempPathFor(path);
     try {
       const handle = await open(tmp, 'wx', 0o444);
       try {
-        await handle.writev([header, payload]);
+        await handle.writev(parts);
         await handle.sync();
       } finally {
         await handle.close();
@@ -154,13 +162,27 @@ export class ChunkStore {
     } catch (error) {
       await rm(tmp, { force: true }).catch(() => {});
       throw ioError(error, `writing chunk ${hash}`);
+    } finally {
+      chunkBuffers.release(parts[0]!);
     }
     this.dirtyDirs.add(dir);
-    return { written: HEADER_BYTES + payload.length };
+    return { written: parts.reduce((sum, part) => sum + part.length, 0) };
   }
 
-  private async encode(data: Buffer): Promise<{ codecId: number; payload: Buffer }> {
-    if (this.codec.name === 'none') return { codecId: 0, payload: data };
+  /**
+   * The chunk file's content: the header, then the payload compressed into the same pooled buffer, or
+   * (for incompressible data) the raw data as a second part. Release the first part when written.
+   */
+  private async encode(data: Buffer): Promise<Buffer[]> {
+    const file = chunkBuffers.acquire(HEADER_BYTES + data.length);
+    MAGIC.copy(file);
+    file.fill(0, 4, 8);
+    file.writeUInt32LE(data.length, 8);
+    const raw = () => {
+      file.writeUInt8(0, 4);
+      return [file.subarray(0, HEADER_BYTES), data];
+    };
+    if (this.codec.name === 'none') return raw();
     if (data.length > 4 * PROBE_SLICE) {
       const mid = Math.floor(data.length / 2);
       const probe = Buffer.concat([
@@ -168,12 +190,14 @@ export class ChunkStore {
         data.subarray(mid, mid + PROBE_SLICE),
         data.subarray(data.length - PROBE_SLICE),
       ]);
-      if (this.codec.compressSync(probe).length > probe.length * PROBE_RATIO)
-        return { codecId: 0, payload: data };
+      if (this.codec.compressSync(probe).length > probe.length * PROBE_RATIO) return raw();
     }
-    const compressed = await this.codec.compress(data);
-    if (compressed.length >= data.length * KEEP_RAW_RATIO) return { codecId: 0, payload: data };
-    return { codecId: this.codec.id, payload: compressed };
+    // Room for what is worth keeping: a chunk that compresses worse than KEEP_RAW_RATIO is stored raw.
+    const room = file.subarray(HEADER_BYTES, HEADER_BYTES + Math.floor(data.length * KEEP_RAW_RATIO));
+    const length = await this.codec.compressInto(data, room);
+    if (length < 0) return raw();
+    file.writeUInt8(this.codec.id, 4);
+    return [file.subarray(0, HEADER_BYTES + length)];
   }
 
   /** Makes every chunk written so far durable in its directory. Call before committing a map. */
@@ -199,6 +223,67 @@ export class ChunkStore {
    * `chunkBuffers.release` once nothing reads it any more. For streaming paths like restore and verify.
    */
   async getPooled(hash: string): Promise<Buffer> {
+    const { file, codec, rawLength, payload } = await this.readFile(hash);
+    if (codec.id === 0) {
+      // Stored raw: hashed in place and handed on without a copy.
+      if (payload.length !== rawLength || (await hashChunk(payload)) !== hash) {
+        chunkBuffers.release(file);
+        throw corruptChunk(hash, 'content does not match its hash');
+      }
+      return payload;
+    }
+    const out = chunkBuffers.acquire(rawLength);
+    let result: { length: number; hash: string };
+    try {
+      result = await codec.decompressInto(payload, out);
+    } catch (error) {
+      chunkBuffers.release(out);
+      throw corruptChunk(hash, 'cannot decompress', error);
+    } finally {
+      chunkBuffers.release(file);
+    }
+    if (result.length !== rawLength || result.hash !== hash) {
+      chunkBuffers.release(out);
+      throw corruptChunk(hash, 'content does not match its hash');
+    }
+    return out;
+  }
+
+  /**
+   * True if the stored chunk `hash` holds exactly `expected`, compared byte for byte after
+   * decompression, without hashing. This does not prove the file matches its name on its own: it is
+   * for checking a chunk just written from bytes that hashed to `hash` against those bytes read
+   * again, where equal bytes prove both. A missing chunk throws CHUNK_MISSING; a damaged one is false.
+   */
+  async equals(hash: string, expected: Buffer): Promise<boolean> {
+    let chunk: ChunkFile;
+    try {
+      chunk = await this.readFile(hash);
+    } catch (error) {
+      if (isBackyError(error, 'CHUNK_CORRUPT')) return false;
+      throw error;
+    }
+    const { file, codec, rawLength, payload } = chunk;
+    try {
+      if (rawLength !== expected.length) return false;
+      if (codec.id === 0 || codec.name === 'zstd')
+        return await chunkWorkers().equals(payload, expected, codec.id === 0);
+      const out = chunkBuffers.acquire(rawLength);
+      try {
+        const { length } = await codec.decompressInto(payload, out);
+        return out.subarray(0, length).equals(expected);
+      } finally {
+        chunkBuffers.release(out);
+      }
+    } catch {
+      return false;
+    } finally {
+      chunkBuffers.release(file);
+    }
+  }
+
+  /** Reads a chunk file and checks its header. */
+  private async readFile(hash: string): Promise<ChunkFile> {
     const path = this.pathOf(hash);
     let file: Buffer;
     try {
@@ -211,32 +296,16 @@ export class ChunkStore {
       }
       throw ioError(error, `reading chunk ${path}`);
     }
-    const corrupt = (why: string, cause?: unknown) =>
-      new BackyError('CHUNK_CORRUPT', `chunk ${hash} is damaged: ${why}`, { cause });
-    if (file.length < HEADER_BYTES || !file.subarray(0, 4).equals(MAGIC)) throw corrupt('bad header');
-    const codec = codecById(file.readUInt8(4));
-    if (codec == null) throw corrupt(`unknown codec ${file.readUInt8(4)}`);
-    const rawLength = file.readUInt32LE(8);
-    const payload = file.subarray(HEADER_BYTES);
-    let data: Buffer;
-    let actual: string;
-    try {
-      if (codec.id === 0) {
-        data = payload; // stored raw: hashed in place, handed on without a copy
-        actual = await hashChunk(payload);
-      } else {
-        if (codec.decompressAndHash) ({ data, hash: actual } = await codec.decompressAndHash(payload));
-        else {
-          data = await codec.decompress(payload, rawLength);
-          actual = await hashChunk(data);
-        }
-        chunkBuffers.release(file);
-      }
-    } catch (error) {
-      throw corrupt('cannot decompress', error);
+    if (file.length < HEADER_BYTES || !file.subarray(0, 4).equals(MAGIC)) {
+      chunkBuffers.release(file);
+      throw corruptChunk(hash, 'bad header');
     }
-    if (data.length !== rawLength || actual !== hash) throw corrupt('content does not match its hash');
-    return data;
+    const codec = codecById(file.readUInt8(4));
+    if (codec == null) {
+      chunkBuffers.release(file);
+      throw corruptChunk(hash, `unknown codec ${file.readUInt8(4)}`);
+    }
+    return { file, codec, rawLength: file.readUInt32LE(8), payload: file.subarray(HEADER_BYTES) };
   }
 
   async delete(hash: string): Promise<void> {

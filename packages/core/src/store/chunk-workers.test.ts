@@ -18,18 +18,49 @@ describe('chunk workers', () => {
     chunkBuffers.release(shared);
   });
 
-  it('compress with zstd and decompress with the hash of the result', async () => {
+  it('compress with zstd into a pooled buffer, and decompress into one with the hash of the result', async () => {
     const text = Buffer.from('a line of a log file\n'.repeat(50_000));
-    const packed = await workers.compress(text, 1);
-    expect(packed.length).toBeLessThan(text.length / 10);
-    expect(zstd.decompress(packed).equals(text)).toBe(true);
-    const { data, hash } = await workers.decompress(packed);
-    expect(data.equals(text)).toBe(true);
-    expect(hash).toBe(sha256Hex(text));
+    const packed = chunkBuffers.acquire(text.length);
+    const length = await workers.compressInto(text, packed, 1);
+    expect(length).toBeGreaterThan(0);
+    expect(length).toBeLessThan(text.length / 10);
+    expect(zstd.decompress(packed.subarray(0, length)).equals(text)).toBe(true);
+    const out = chunkBuffers.acquire(text.length);
+    const result = await workers.decompressInto(packed.subarray(0, length), out);
+    expect(result.length).toBe(text.length);
+    expect(out.subarray(0, result.length).equals(text)).toBe(true);
+    expect(result.hash).toBe(sha256Hex(text));
+    chunkBuffers.release(out);
+    chunkBuffers.release(packed);
+  });
+
+  it('report -1 when the compressed data does not fit, and refuse output outside shared memory', async () => {
+    const noise = randomBytes(256 * 1024);
+    const room = chunkBuffers.acquire(Math.floor(noise.length * 0.97));
+    expect(await workers.compressInto(noise, room, 1)).toBe(-1);
+    chunkBuffers.release(room);
+    await expect(workers.compressInto(noise, Buffer.alloc(noise.length * 2), 1)).rejects.toThrow(
+      /shared memory/,
+    );
+  });
+
+  it('compare compressed and raw payloads with expected bytes without hashing', async () => {
+    const text = Buffer.from('compare me\n'.repeat(10_000));
+    const packed = zstd.compress(text);
+    expect(await workers.equals(packed, text, false)).toBe(true);
+    const changed = Buffer.from(text);
+    changed[5000] = (changed[5000] ?? 0) ^ 1;
+    expect(await workers.equals(packed, changed, false)).toBe(false);
+    expect(await workers.equals(packed, text.subarray(0, text.length - 1), false)).toBe(false);
+    expect(await workers.equals(Buffer.from('not zstd'), text, false)).toBe(false);
+    expect(await workers.equals(text, text, true)).toBe(true);
+    expect(await workers.equals(changed, text, true)).toBe(false);
   });
 
   it('report a corrupt stream as an error, not a crash', async () => {
-    await expect(workers.decompress(Buffer.from('not zstd at all'))).rejects.toThrow();
+    const out = chunkBuffers.acquire(1024);
+    await expect(workers.decompressInto(Buffer.from('not zstd at all'), out)).rejects.toThrow();
+    chunkBuffers.release(out);
     expect(await workers.digest(Buffer.from('still working'))).toBe(sha256Hex(Buffer.from('still working')));
   });
 });
@@ -45,7 +76,8 @@ describe('buffer pool', () => {
     expect(b.buffer).toBe(a.buffer);
     pool.release(Buffer.alloc(10)); // not ours: ignored
     const big = pool.acquire(4096);
-    expect(big.buffer).not.toBeInstanceOf(SharedArrayBuffer);
+    expect(big.buffer).toBeInstanceOf(SharedArrayBuffer); // shared, but too big to pool
+    pool.release(big);
     pool.release(b);
     pool.release(b); // a second release must not put it back twice
     expect(pool.acquire(10).buffer).toBe(a.buffer);

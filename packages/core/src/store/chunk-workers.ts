@@ -11,37 +11,71 @@ import { chunkBuffers } from './buffer-pool.js';
  *
  * Inputs in shared memory (the pooled chunk buffers of buffer-pool.ts) are handed over as they are; other
  * inputs are first copied into a pooled shared buffer (one memcpy, ~0.3 ms for 4 MiB). Structured-clone
- * copies and fresh 4 MiB allocations cost more than the hashing itself when measured. Results come back
- * without a copy. Idle workers are unreferenced and never keep the
- * process alive.
+ * copies and fresh 4 MiB allocations cost more than the hashing itself when measured. Results are written
+ * into the caller's pooled buffers through zstd's buffer-to-buffer calls, so nothing is allocated per
+ * chunk: each fresh 4 MiB allocation costs a thousand page faults, which showed as up to a second of
+ * system time per GiB. Idle workers are unreferenced and never keep the process alive.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
 let zstd = null;
+let cctx = null;
+let dctx = null;
+let scratch = Buffer.alloc(0);
 const sha256 = (data) => createHash('sha256').update(data).digest('hex');
-parentPort.on('message', ({ id, op, data, level }) => {
-  try {
-    const input = Buffer.from(data.buffer, data.byteOffset, data.byteLength); // shared memory: no copy
-    if (op === 'digest') {
-      parentPort.postMessage({ id, hash: sha256(input) });
-      return;
+const view = (data) => Buffer.from(data.buffer, data.byteOffset, data.byteLength); // shared memory: no copy
+const load = () => {
+  zstd ??= require(workerData.zstdPath);
+  cctx ??= new zstd.CCtx();
+  dctx ??= new zstd.DCtx();
+};
+const ops = {
+  digest: ({ data }) => ({ hash: sha256(view(data)) }),
+  // Compresses into the caller's buffer; length -1 when the result does not fit (store it raw then).
+  compress: ({ data, out, level }) => {
+    load();
+    try {
+      return { length: cctx.compress(view(out), view(data), level) };
+    } catch (error) {
+      if (out.byteLength < zstd.compressBound(data.byteLength)) return { length: -1 };
+      throw error;
     }
-    zstd ??= require(workerData.zstdPath);
-    const out = op === 'compress' ? zstd.compress(input, { compressionLevel: level }) : zstd.decompress(input);
-    const hash = op === 'decompress' ? sha256(out) : undefined;
-    const own = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength;
-    parentPort.postMessage({ id, out, hash }, own ? [out.buffer] : []);
+  },
+  decompress: ({ data, out }) => {
+    load();
+    const target = view(out);
+    const length = dctx.decompress(target, view(data));
+    return { length, hash: sha256(target.subarray(0, length)) };
+  },
+  equals: ({ data, expect, raw }) => {
+    const wanted = view(expect);
+    if (raw) return { equal: view(data).equals(wanted) };
+    load();
+    if (scratch.length < wanted.length) scratch = Buffer.allocUnsafe(wanted.length);
+    let length;
+    try {
+      length = dctx.decompress(scratch.subarray(0, wanted.length), view(data));
+    } catch {
+      return { equal: false }; // damaged, or longer than expected
+    }
+    return { equal: length === wanted.length && scratch.subarray(0, length).equals(wanted) };
+  },
+};
+parentPort.on('message', (message) => {
+  try {
+    parentPort.postMessage({ id: message.id, ...ops[message.op](message) });
   } catch (error) {
-    parentPort.postMessage({ id, error: String((error && error.message) || error) });
+    parentPort.postMessage({ id: message.id, error: String((error && error.message) || error) });
   }
 });
 `;
 
 interface Reply {
   id: number;
-  out?: Uint8Array;
+  length?: number;
   hash?: string;
+  equal?: boolean;
   error?: string;
 }
 
@@ -81,10 +115,22 @@ class PoolWorker {
   }
 }
 
-const toBuffer = (out: Uint8Array) => Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+function sharedOut(out: Uint8Array): Uint8Array {
+  if (!(out.buffer instanceof SharedArrayBuffer))
+    throw new TypeError('chunk worker output must be in shared memory (a pooled chunk buffer)');
+  return out;
+}
+
+/** Shared memory goes to a worker as it is; anything else is first copied into a pooled shared buffer. */
+function stage(data: Uint8Array): Buffer | null {
+  if (data.buffer instanceof SharedArrayBuffer) return null;
+  const staged = chunkBuffers.acquire(data.byteLength);
+  staged.set(data);
+  return staged;
+}
 
 export class ChunkWorkers {
-  private readonly zstdPath = createRequire(import.meta.url).resolve('zstd-napi');
+  private readonly zstdPath = createRequire(import.meta.url).resolve('zstd-napi/binding');
   private readonly workers: PoolWorker[] = [];
   private nextId = 0;
 
@@ -95,27 +141,47 @@ export class ChunkWorkers {
     return (await this.submit({ op: 'digest', data })).hash!;
   }
 
-  async compress(data: Uint8Array, level: number): Promise<Buffer> {
-    return toBuffer((await this.submit({ op: 'compress', data, level })).out!);
+  /**
+   * Compresses `data` with zstd into `out` (which must be shared memory, e.g. a pooled chunk buffer) and
+   * returns the compressed length, or -1 if the result does not fit into `out`.
+   */
+  async compressInto(data: Uint8Array, out: Uint8Array, level: number): Promise<number> {
+    return (await this.submit({ op: 'compress', data, out: sharedOut(out), level })).length!;
   }
 
-  /** Decompresses and hashes the result in one trip. */
-  async decompress(data: Uint8Array): Promise<{ data: Buffer; hash: string }> {
-    const reply = await this.submit({ op: 'decompress', data });
-    return { data: toBuffer(reply.out!), hash: reply.hash! };
+  /** Decompresses zstd `data` into `out` (shared memory) and hashes the result, in one trip. */
+  async decompressInto(data: Uint8Array, out: Uint8Array): Promise<{ length: number; hash: string }> {
+    const reply = await this.submit({ op: 'decompress', data, out: sharedOut(out) });
+    return { length: reply.length!, hash: reply.hash! };
   }
 
-  private async submit(message: { op: string; data: Uint8Array; level?: number }): Promise<Reply> {
-    const { data } = message;
-    // Shared memory goes as it is; anything else is copied into a pooled shared buffer first.
-    const staged = data.buffer instanceof SharedArrayBuffer ? null : chunkBuffers.acquire(data.byteLength);
-    staged?.set(data);
-    const shared = staged ?? data;
+  /**
+   * True if `payload` — zstd-compressed, or the bytes themselves with `raw` — holds exactly `expect`.
+   * Compares bytes without hashing (see `ChunkStore.equals`).
+   */
+  async equals(payload: Uint8Array, expect: Uint8Array, raw: boolean): Promise<boolean> {
+    const staged = stage(expect);
+    try {
+      return (await this.submit({ op: 'equals', data: payload, expect: staged ?? expect, raw })).equal!;
+    } finally {
+      if (staged) chunkBuffers.release(staged);
+    }
+  }
+
+  private async submit(message: {
+    op: string;
+    data: Uint8Array;
+    out?: Uint8Array;
+    level?: number;
+    expect?: Uint8Array;
+    raw?: boolean;
+  }): Promise<Reply> {
+    const staged = stage(message.data);
     const worker = this.pick();
     const id = this.nextId++;
     try {
       return await new Promise<Reply>((resolve, reject) =>
-        worker.run({ ...message, data: shared, id }, { resolve, reject }),
+        worker.run({ ...message, data: staged ?? message.data, id }, { resolve, reject }),
       );
     } finally {
       if (staged) chunkBuffers.release(staged);

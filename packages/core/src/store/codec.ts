@@ -1,6 +1,7 @@
 import { promisify } from 'node:util';
 import { deflateRaw, deflateRawSync, inflateRaw } from 'node:zlib';
 import * as zstd from 'zstd-napi';
+import { hashChunk } from './chunk-map.js';
 import { chunkWorkers } from './chunk-workers.js';
 
 const deflateAsync = promisify(deflateRaw);
@@ -22,38 +23,52 @@ export const CODEC_IDS = { none: 0, deflate: 2, zstd: 3 } as const satisfies Rec
 export interface Codec {
   readonly name: CodecName;
   readonly id: number;
-  compress(data: Buffer): Promise<Buffer>;
-  decompress(data: Buffer, rawLength: number): Promise<Buffer>;
-  /** Decompresses and hashes in one step, where the codec can do that off the main thread. */
-  decompressAndHash?(data: Buffer): Promise<{ data: Buffer; hash: string }>;
+  /**
+   * Compresses `data` into `out` (a pooled chunk buffer) and returns the compressed length, or -1 when
+   * the result would not fit (the chunk is then stored raw).
+   */
+  compressInto(data: Buffer, out: Buffer): Promise<number>;
+  /** Decompresses a chunk payload into `out` (a pooled chunk buffer); returns the length and its SHA-256. */
+  decompressInto(data: Buffer, out: Buffer): Promise<{ length: number; hash: string }>;
   /** Synchronous, for the small probe that decides whether a chunk is worth compressing. */
   compressSync(data: Buffer): Buffer;
 }
 
 const ZSTD_LEVEL = 1;
 
+/** Copies a result computed on the main thread into `out`; -1 if it does not fit. */
+function copyInto(result: Buffer, out: Buffer): number {
+  if (result.length > out.length) return -1;
+  result.copy(out);
+  return result.length;
+}
+
 const none: Codec = {
   name: 'none',
   id: CODEC_IDS.none,
-  compress: async (data) => data,
-  decompress: async (data) => data,
+  compressInto: async (data, out) => copyInto(data, out),
+  decompressInto: async (data, out) => ({ length: copyInto(data, out), hash: await hashChunk(data) }),
   compressSync: (data) => data,
 };
 
 const zstdCodec: Codec = {
   name: 'zstd',
   id: CODEC_IDS.zstd,
-  compress: (data) => chunkWorkers().compress(data, ZSTD_LEVEL),
-  decompress: async (data) => (await chunkWorkers().decompress(data)).data,
-  decompressAndHash: (data) => chunkWorkers().decompress(data),
+  compressInto: (data, out) => chunkWorkers().compressInto(data, out, ZSTD_LEVEL),
+  decompressInto: (data, out) => chunkWorkers().decompressInto(data, out),
   compressSync: (data) => zstd.compress(data, { compressionLevel: ZSTD_LEVEL }),
 };
 
 const deflate: Codec = {
   name: 'deflate',
   id: CODEC_IDS.deflate,
-  compress: (data) => deflateAsync(data, { level: 1 }),
-  decompress: (data) => inflateAsync(data),
+  compressInto: async (data, out) => copyInto(await deflateAsync(data, { level: 1 }), out),
+  async decompressInto(data, out) {
+    const raw = await inflateAsync(data);
+    const length = copyInto(raw, out);
+    if (length < 0) throw new RangeError('inflated chunk is longer than expected');
+    return { length, hash: await hashChunk(raw) };
+  },
   compressSync: (data) => deflateRawSync(data, { level: 1 }),
 };
 
