@@ -18,7 +18,7 @@ import {
 } from './revision.js';
 import type { RevisionReader, RevisionWriter } from './revision-io.js';
 import { resolveRevisionSpec, resolveSingleRevision } from './revision-spec.js';
-import { ChunkMap } from './store/chunk-map.js';
+import { CHUNK_HASH, ChunkMap } from './store/chunk-map.js';
 import { ChunkStore } from './store/chunk-store.js';
 
 export const CONFIG_FILE = 'config';
@@ -235,12 +235,14 @@ export class Archive {
     options: { rewrite?: boolean; logger?: Logger } = {},
   ): Promise<{ writer: LayoutWriter; parentReader: RevisionReader | null }> {
     const sameLayout = parent != null && parent.backend_type === this.config.layout;
-    const parentMap = sameLayout ? await this.loadMap(parent.uuid) : null;
-    const parentReader = sameLayout ? this.readerFor(parent, parentMap!) : null;
+    const loaded = sameLayout ? await this.loadMap(parent.uuid) : null;
+    // A revision whose chunks are named by an older hash is not built upon: the next one is full.
+    const parentMap = loaded?.algorithm === CHUNK_HASH ? loaded : null;
+    const parentReader = parentMap != null ? this.readerFor(parent!, parentMap) : null;
     if (this.config.layout === 'images') {
       const writer = await ImagesRevisionWriter.create(this.imagePath(id), this.mapPath(id), {
         parentMap,
-        parentImage: sameLayout ? this.imagePath(parent.uuid) : null,
+        parentImage: parentMap != null ? this.imagePath(parent!.uuid) : null,
         logger: options.logger,
       });
       return { writer, parentReader };

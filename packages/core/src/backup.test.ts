@@ -10,6 +10,7 @@ import { isBackyError } from './errors.js';
 import { expireArchive } from './expire.js';
 import { purgeStore } from './purge.js';
 import { restoreToPath, restoreToStream } from './restore.js';
+import { ChunkMap, sha256Hex } from './store/chunk-map.js';
 import { bufferSource, MiB, makeArchive, silent, tempDir, writeAt } from './test-helpers.js';
 import { verifyRevisions } from './verify.js';
 
@@ -325,4 +326,41 @@ describe('restore', () => {
       await reader.close();
     },
   );
+
+  it('restores and verifies a revision whose chunks are named by SHA-256; the next backup is full', async () => {
+    const archive = await makeArchive(dir.path);
+    const data = image();
+    const rev = await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    );
+    // Rewrite the revision as format 1 made it: a BKYMAP01 map naming chunks by SHA-256.
+    const map = await archive.loadMap(rev.uuid);
+    const old = new ChunkMap(map.size, map.chunkSize, undefined, 'sha256');
+    for (let i = 0; i < map.chunkCount; i++) {
+      const hash = map.get(i);
+      if (hash == null) continue;
+      const chunk = await archive.store.get(hash);
+      old.set(i, sha256Hex(chunk));
+      await archive.store.put(sha256Hex(chunk), chunk);
+      await archive.store.delete(hash);
+    }
+    await rm(archive.mapPath(rev.uuid), { force: true });
+    await old.save(archive.mapPath(rev.uuid));
+
+    expect((await restoreBytes(archive, rev.uuid)).equals(data)).toBe(true);
+    const [result] = await verifyRevisions(archive, [rev], { logger: silent });
+    expect(result!.ok).toBe(true);
+    const next = await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    );
+    expect(next.parent).toBe(rev.uuid);
+    expect(next.stats.chunks_written).toBe(2); // nothing reused across hash algorithms
+    expect((await archive.loadMap(next.uuid)).algorithm).toBe('blake3');
+    expect((await restoreBytes(archive, rev.uuid)).equals(data)).toBe(true);
+    expect((await restoreBytes(archive, next.uuid)).equals(data)).toBe(true);
+  });
 });

@@ -193,11 +193,11 @@ export function chunkChecker(
     try {
       if (unread.delete(expected)) {
         if (reader.equalsStored) return await reader.equalsStored(index, data);
-        if ((await hashChunk(data)) !== expected) return false;
+        if ((await hashChunk(data, reader.hashAlgorithm)) !== expected) return false;
         chunkBuffers.release(await (reader.readPooled?.(index) ?? reader.read(index)));
         return true;
       }
-      return (await hashChunk(data)) === expected;
+      return (await hashChunk(data, reader.hashAlgorithm)) === expected;
     } catch (error) {
       if (!isBackyError(error, 'CHUNK_CORRUPT') && !isBackyError(error, 'CHUNK_MISSING')) throw error;
       logger.error({ err: error, chunk: index }, 'stored chunk is damaged');

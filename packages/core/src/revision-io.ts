@@ -1,3 +1,5 @@
+import type { HashAlgorithm } from './store/chunk-map.js';
+
 /**
  * The seam between sources and storage. Sources only see these two interfaces; how a revision is stored
  * (chunk store, plain image files) is the layout's business.
@@ -12,7 +14,9 @@ export interface RevisionReader {
   chunkLength(index: number): number;
   /** True if the chunk is known to be all zeros without reading it. */
   isZero(index: number): boolean;
-  /** Content hash (hex SHA-256) of the chunk, null for a zero chunk. */
+  /** The hash that names this revision's chunks (`chunkHash`). */
+  readonly hashAlgorithm: HashAlgorithm;
+  /** Content hash (hex, by `hashAlgorithm`) of the chunk, null for a zero chunk. */
   chunkHash(index: number): string | null;
   /** The chunk's bytes, verified. Zero chunks come back as zero-filled buffers. */
   read(index: number): Promise<Buffer>;

@@ -57,7 +57,7 @@ export class ChunkedRevisionWriter extends MapWriter {
 
   /** Hashes (in the chunk workers), dedupes against the parent and the store, and writes one chunk. */
   private async store$(index: number, generation: number, data: Buffer): Promise<void> {
-    const hash = await hashChunk(data);
+    const hash = await hashChunk(data, this.map.algorithm);
     // A later write/zero/keep of the same index wins over this one.
     if (this.generations.get(index) !== generation) return;
     this.map.set(index, hash);
@@ -91,7 +91,7 @@ export class ChunkedRevisionWriter extends MapWriter {
     this.assertOpen();
     for (const index of this.reshaped) {
       const hash = this.map.get(index)!;
-      const old = await this.store.get(hash);
+      const old = await this.store.get(hash, this.map.algorithm);
       const data = Buffer.alloc(this.map.chunkLength(index));
       old.copy(data, 0, 0, Math.min(old.length, data.length));
       await this.write(index, data);
@@ -135,7 +135,8 @@ export class ChunkedRevisionReader extends MapReader {
   private async readChunk(index: number, pooled: boolean): Promise<Buffer> {
     const hash = this.map.get(index);
     if (hash == null) return Buffer.alloc(this.map.chunkLength(index));
-    const data = pooled ? await this.store.getPooled(hash) : await this.store.get(hash);
+    const { algorithm } = this.map;
+    const data = pooled ? await this.store.getPooled(hash, algorithm) : await this.store.get(hash, algorithm);
     if (data.length !== this.map.chunkLength(index)) {
       throw new BackyError(
         'CHUNK_CORRUPT',

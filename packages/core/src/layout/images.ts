@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { BackyError, ioError } from '../errors.js';
 import { fsyncDir, tempPathFor } from '../fs-util.js';
 import { chunkBuffers } from '../store/buffer-pool.js';
-import { type ChunkMap, hashChunk, isAllZero, sha256Hex } from '../store/chunk-map.js';
+import { type ChunkMap, chunkHashHex, hashChunk, isAllZero } from '../store/chunk-map.js';
 import { MapReader } from './map-reader.js';
 import { MapWriter } from './map-writer.js';
 
@@ -189,7 +189,7 @@ export class ImagesRevisionWriter extends MapWriter {
       chunkBuffers.release(data);
       return;
     }
-    const hash = sha256Hex(data);
+    const hash = chunkHashHex(data, this.map.algorithm);
     const unchanged = this.map.get(index) === hash && !this.reshaped.has(index);
     this.reshaped.delete(index);
     this.map.set(index, hash);
@@ -222,7 +222,7 @@ export class ImagesRevisionWriter extends MapWriter {
     }
     for (const index of this.reshaped) {
       const data = await readFully(handle, this.map.chunkLength(index), index * this.map.chunkSize);
-      this.map.set(index, isAllZero(data) ? null : sha256Hex(data));
+      this.map.set(index, isAllZero(data) ? null : chunkHashHex(data, this.map.algorithm));
     }
     await handle.sync();
     await handle.close();
@@ -277,7 +277,7 @@ export class ImagesRevisionReader extends MapReader {
     } catch (error) {
       throw ioError(error, `reading ${this.imagePath}`);
     }
-    if ((await hashChunk(data)) !== hash) {
+    if ((await hashChunk(data, this.map.algorithm)) !== hash) {
       throw new BackyError(
         'CHUNK_CORRUPT',
         `chunk ${index} of ${this.imagePath} (offset ${index * this.map.chunkSize}) does not match its hash ${hash}`,

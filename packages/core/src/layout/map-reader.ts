@@ -1,5 +1,5 @@
 import type { RevisionReader } from '../revision-io.js';
-import type { ChunkMap } from '../store/chunk-map.js';
+import type { ChunkMap, HashAlgorithm } from '../store/chunk-map.js';
 
 /** What both layouts' readers share: everything answered from the revision's chunk map. */
 export abstract class MapReader implements RevisionReader {
@@ -7,6 +7,10 @@ export abstract class MapReader implements RevisionReader {
 
   get size(): number {
     return this.map.size;
+  }
+
+  get hashAlgorithm(): HashAlgorithm {
+    return this.map.algorithm;
   }
 
   get chunkSize(): number {

@@ -12,6 +12,7 @@ function fakeReader(chunks: (Buffer | null)[]): RevisionReader & { reads: number
     size: chunks.length * CS,
     chunkSize: CS,
     chunkCount: chunks.length,
+    hashAlgorithm: 'blake3',
     chunkLength: () => CS,
     isZero: (i) => chunks[i] == null,
     chunkHash: (i) => (chunks[i] == null ? null : `h${i}`),

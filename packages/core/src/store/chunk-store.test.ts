@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isBackyError } from '../errors.js';
 import { tempDir } from '../test-helpers.js';
-import { ChunkMap, isAllZero, sha256Hex } from './chunk-map.js';
+import { ChunkMap, chunkHashHex, isAllZero, sha256Hex } from './chunk-map.js';
 import { ChunkStore } from './chunk-store.js';
 
 let dir: { path: string; cleanup: () => Promise<void> };
@@ -21,7 +21,7 @@ describe('chunk store', () => {
     async (codec) => {
       const store = new ChunkStore(join(dir.path, 'chunks'), { codec });
       await store.init();
-      const hash = sha256Hex(text);
+      const hash = chunkHashHex(text);
       const first = await store.put(hash, text);
       expect(first.written).toBeGreaterThan(0);
       if (codec !== 'none') expect(first.written).toBeLessThan(text.length / 4);
@@ -36,14 +36,14 @@ describe('chunk store', () => {
     const store = new ChunkStore(join(dir.path, 'chunks'));
     await store.init();
     const random = randomBytes(4 * 1024 * 1024);
-    const { written } = await store.put(sha256Hex(random), random);
+    const { written } = await store.put(chunkHashHex(random), random);
     expect(written).toBe(random.length + 12);
   });
 
   it('detects damaged and missing chunks on read', async () => {
     const store = new ChunkStore(join(dir.path, 'chunks'));
     await store.init();
-    const hash = sha256Hex(text);
+    const hash = chunkHashHex(text);
     await store.put(hash, text);
     const file = await readFile(store.pathOf(hash));
     file[file.length - 10]! ^= 0xff;
@@ -58,7 +58,7 @@ describe('chunk store', () => {
   it('rewrites an existing chunk when asked (healing after distrust)', async () => {
     const store = new ChunkStore(join(dir.path, 'chunks'));
     await store.init();
-    const hash = sha256Hex(text);
+    const hash = chunkHashHex(text);
     await store.put(hash, text);
     await writeFile(store.pathOf(hash), 'garbage');
     expect((await store.put(hash, text)).written).toBe(0);
@@ -73,10 +73,19 @@ describe('chunk store', () => {
     await store.register(join(dir.path, 'b'));
     await store.register(join(dir.path, 'a'));
     expect(await store.registeredArchives()).toEqual([join(dir.path, 'a'), join(dir.path, 'b')]);
-    await store.put(sha256Hex(text), text);
-    const fan = await readdir(join(dir.path, 'chunks', sha256Hex(text).slice(0, 2)));
-    expect(fan).toEqual([sha256Hex(text)]);
+    await store.put(chunkHashHex(text), text);
+    const fan = await readdir(join(dir.path, 'chunks', chunkHashHex(text).slice(0, 2)));
+    expect(fan).toEqual([chunkHashHex(text)]);
   });
+});
+
+it('reads chunks named by SHA-256 (older revisions) only when asked for that hash', async () => {
+  const store = new ChunkStore(join(dir.path, 'chunks'));
+  await store.init();
+  const old = sha256Hex(text);
+  await store.put(old, text);
+  expect((await store.get(old, 'sha256')).equals(text)).toBe(true);
+  await expect(store.get(old)).rejects.toThrow(/does not match its hash/);
 });
 
 describe('chunk map', () => {
@@ -84,10 +93,10 @@ describe('chunk map', () => {
     const map = new ChunkMap(10 * 1024 * 1024 + 5);
     expect(map.chunkCount).toBe(3);
     expect(map.chunkLength(2)).toBe(2 * 1024 * 1024 + 5);
-    map.set(1, sha256Hex(text));
+    map.set(1, chunkHashHex(text));
     const copy = ChunkMap.deserialize(map.serialize());
     expect(copy.get(0)).toBeNull();
-    expect(copy.get(1)).toBe(sha256Hex(text));
+    expect(copy.get(1)).toBe(chunkHashHex(text));
     expect(copy.size).toBe(map.size);
     const bytes = map.serialize();
     bytes[40]! ^= 1;
@@ -95,12 +104,26 @@ describe('chunk map', () => {
     expect(() => ChunkMap.deserialize(Buffer.from('nope'))).toThrowError(/not a backy chunk map/);
   });
 
+  it('records which hash names its chunks: BLAKE3 now, SHA-256 for maps of format 1', () => {
+    const map = new ChunkMap(4 * 1024 * 1024);
+    expect(map.algorithm).toBe('blake3');
+    expect(map.serialize().subarray(0, 8).toString()).toBe('BKYMAP02');
+    const old = new ChunkMap(4 * 1024 * 1024, undefined, undefined, 'sha256');
+    old.set(0, sha256Hex(text));
+    const bytes = old.serialize();
+    expect(bytes.subarray(0, 8).toString()).toBe('BKYMAP01');
+    const back = ChunkMap.deserialize(bytes);
+    expect(back.algorithm).toBe('sha256');
+    expect(back.clone().algorithm).toBe('sha256');
+    expect(back.get(0)).toBe(sha256Hex(text));
+  });
+
   it('resizes keeping existing entries', () => {
     const map = new ChunkMap(8 * 1024 * 1024);
-    map.set(1, sha256Hex(text));
+    map.set(1, chunkHashHex(text));
     map.resize(20 * 1024 * 1024);
     expect(map.chunkCount).toBe(5);
-    expect(map.get(1)).toBe(sha256Hex(text));
+    expect(map.get(1)).toBe(chunkHashHex(text));
     map.resize(1);
     expect(map.chunkCount).toBe(1);
   });

@@ -5,7 +5,7 @@ import { BackyError, ioError, isBackyError } from '../errors.js';
 import { fsyncDir, isTempName, tempPathFor, writeFileAtomic } from '../fs-util.js';
 import { acquireLock, type Lock, type LockMode } from '../lock.js';
 import { chunkBuffers } from './buffer-pool.js';
-import { hashChunk } from './chunk-map.js';
+import { CHUNK_HASH, type HashAlgorithm, hashChunk } from './chunk-map.js';
 import { chunkWorkers } from './chunk-workers.js';
 import { type Codec, type CodecName, codecById, codecByName } from './codec.js';
 
@@ -28,7 +28,7 @@ export interface PutResult {
 }
 
 /**
- * A content-addressed store of chunks: `<root>/ab/<sha256>` (root is an archive's `chunks/` or a shared
+ * A content-addressed store of chunks: `<root>/ab/<hash>` (see `HashAlgorithm`) (root is an archive's `chunks/` or a shared
  * directory), each file a 12-byte header (magic, codec, raw length) and the (possibly compressed)
  * payload. Every read is checked against the hash. The store keeps a registry of the archives using it
  * (`<root>/.archives/`) for purge, and `<root>/.purge.lock`.
@@ -207,9 +207,9 @@ export class ChunkStore {
     await Promise.all(dirs.map((d) => fsyncDir(d)));
   }
 
-  /** Reads, decompresses and verifies a chunk. */
-  async get(hash: string): Promise<Buffer> {
-    const data = await this.getPooled(hash);
+  /** Reads, decompresses and verifies a chunk against its name, a hash by `algorithm`. */
+  async get(hash: string, algorithm: HashAlgorithm = CHUNK_HASH): Promise<Buffer> {
+    const data = await this.getPooled(hash, algorithm);
     if (!(data.buffer instanceof SharedArrayBuffer)) return data;
     // Give the caller its own copy so the pooled buffer goes back to the pool (shared memory is
     // invisible to the garbage collector's accounting and would pile up).
@@ -222,11 +222,11 @@ export class ChunkStore {
    * Like `get`, but the result may be a pooled buffer (no copy) that the caller hands back with
    * `chunkBuffers.release` once nothing reads it any more. For streaming paths like restore and verify.
    */
-  async getPooled(hash: string): Promise<Buffer> {
+  async getPooled(hash: string, algorithm: HashAlgorithm = CHUNK_HASH): Promise<Buffer> {
     const { file, codec, rawLength, payload } = await this.readFile(hash);
     if (codec.id === 0) {
       // Stored raw: hashed in place and handed on without a copy.
-      if (payload.length !== rawLength || (await hashChunk(payload)) !== hash) {
+      if (payload.length !== rawLength || (await hashChunk(payload, algorithm)) !== hash) {
         chunkBuffers.release(file);
         throw corruptChunk(hash, 'content does not match its hash');
       }
@@ -235,7 +235,7 @@ export class ChunkStore {
     const out = chunkBuffers.acquire(rawLength);
     let result: { length: number; hash: string };
     try {
-      result = await codec.decompressInto(payload, out);
+      result = await codec.decompressInto(payload, out, algorithm);
     } catch (error) {
       chunkBuffers.release(out);
       throw corruptChunk(hash, 'cannot decompress', error);
@@ -270,7 +270,7 @@ export class ChunkStore {
         return await chunkWorkers().equals(payload, expected, codec.id === 0);
       const out = chunkBuffers.acquire(rawLength);
       try {
-        const { length } = await codec.decompressInto(payload, out);
+        const { length } = await codec.decompressInto(payload, out, CHUNK_HASH);
         return out.subarray(0, length).equals(expected);
       } finally {
         chunkBuffers.release(out);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import * as zstd from 'zstd-napi';
 import { BufferPool, chunkBuffers } from './buffer-pool.js';
-import { sha256Hex } from './chunk-map.js';
+import { chunkHashHex, sha256Hex } from './chunk-map.js';
 import { ChunkWorkers } from './chunk-workers.js';
 
 describe('chunk workers', () => {
@@ -13,8 +13,17 @@ describe('chunk workers', () => {
     const shared = chunkBuffers.acquire(4096);
     shared.fill(7);
     inputs.push(shared);
-    const hashes = await Promise.all(inputs.map((b) => workers.digest(b)));
-    expect(hashes).toEqual(inputs.map((b) => sha256Hex(b)));
+    for (const algorithm of ['blake3', 'sha256'] as const) {
+      const hashes = await Promise.all(inputs.map((b) => workers.digest(b, algorithm)));
+      expect(hashes).toEqual(inputs.map((b) => chunkHashHex(b, algorithm)));
+    }
+    // Known answers: BLAKE3 and SHA-256 of "abc".
+    expect(await workers.digest(Buffer.from('abc'), 'blake3')).toBe(
+      '6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85',
+    );
+    expect(await workers.digest(Buffer.from('abc'), 'sha256')).toBe(
+      'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad',
+    );
     chunkBuffers.release(shared);
   });
 
@@ -26,10 +35,13 @@ describe('chunk workers', () => {
     expect(length).toBeLessThan(text.length / 10);
     expect(zstd.decompress(packed.subarray(0, length)).equals(text)).toBe(true);
     const out = chunkBuffers.acquire(text.length);
-    const result = await workers.decompressInto(packed.subarray(0, length), out);
+    const result = await workers.decompressInto(packed.subarray(0, length), out, 'blake3');
     expect(result.length).toBe(text.length);
     expect(out.subarray(0, result.length).equals(text)).toBe(true);
-    expect(result.hash).toBe(sha256Hex(text));
+    expect(result.hash).toBe(chunkHashHex(text));
+    expect((await workers.decompressInto(packed.subarray(0, length), out, 'sha256')).hash).toBe(
+      sha256Hex(text),
+    );
     chunkBuffers.release(out);
     chunkBuffers.release(packed);
   });
@@ -59,9 +71,11 @@ describe('chunk workers', () => {
 
   it('report a corrupt stream as an error, not a crash', async () => {
     const out = chunkBuffers.acquire(1024);
-    await expect(workers.decompressInto(Buffer.from('not zstd at all'), out)).rejects.toThrow();
+    await expect(workers.decompressInto(Buffer.from('not zstd at all'), out, 'blake3')).rejects.toThrow();
     chunkBuffers.release(out);
-    expect(await workers.digest(Buffer.from('still working'))).toBe(sha256Hex(Buffer.from('still working')));
+    expect(await workers.digest(Buffer.from('still working'), 'blake3')).toBe(
+      chunkHashHex(Buffer.from('still working')),
+    );
   });
 });
 

@@ -1,7 +1,7 @@
 import { promisify } from 'node:util';
 import { deflateRaw, deflateRawSync, inflateRaw } from 'node:zlib';
 import * as zstd from 'zstd-napi';
-import { hashChunk } from './chunk-map.js';
+import { type HashAlgorithm, hashChunk } from './chunk-map.js';
 import { chunkWorkers } from './chunk-workers.js';
 
 const deflateAsync = promisify(deflateRaw);
@@ -28,8 +28,12 @@ export interface Codec {
    * the result would not fit (the chunk is then stored raw).
    */
   compressInto(data: Buffer, out: Buffer): Promise<number>;
-  /** Decompresses a chunk payload into `out` (a pooled chunk buffer); returns the length and its SHA-256. */
-  decompressInto(data: Buffer, out: Buffer): Promise<{ length: number; hash: string }>;
+  /** Decompresses a chunk payload into `out` (a pooled chunk buffer); returns the length and its hash. */
+  decompressInto(
+    data: Buffer,
+    out: Buffer,
+    algorithm: HashAlgorithm,
+  ): Promise<{ length: number; hash: string }>;
   /** Synchronous, for the small probe that decides whether a chunk is worth compressing. */
   compressSync(data: Buffer): Buffer;
 }
@@ -47,7 +51,10 @@ const none: Codec = {
   name: 'none',
   id: CODEC_IDS.none,
   compressInto: async (data, out) => copyInto(data, out),
-  decompressInto: async (data, out) => ({ length: copyInto(data, out), hash: await hashChunk(data) }),
+  decompressInto: async (data, out, algorithm) => ({
+    length: copyInto(data, out),
+    hash: await hashChunk(data, algorithm),
+  }),
   compressSync: (data) => data,
 };
 
@@ -55,7 +62,7 @@ const zstdCodec: Codec = {
   name: 'zstd',
   id: CODEC_IDS.zstd,
   compressInto: (data, out) => chunkWorkers().compressInto(data, out, ZSTD_LEVEL),
-  decompressInto: (data, out) => chunkWorkers().decompressInto(data, out),
+  decompressInto: (data, out, algorithm) => chunkWorkers().decompressInto(data, out, algorithm),
   compressSync: (data) => zstd.compress(data, { compressionLevel: ZSTD_LEVEL }),
 };
 
@@ -63,11 +70,11 @@ const deflate: Codec = {
   name: 'deflate',
   id: CODEC_IDS.deflate,
   compressInto: async (data, out) => copyInto(await deflateAsync(data, { level: 1 }), out),
-  async decompressInto(data, out) {
+  async decompressInto(data, out, algorithm) {
     const raw = await inflateAsync(data);
     const length = copyInto(raw, out);
     if (length < 0) throw new RangeError('inflated chunk is longer than expected');
-    return { length, hash: await hashChunk(raw) };
+    return { length, hash: await hashChunk(raw, algorithm) };
   },
   compressSync: (data) => deflateRawSync(data, { level: 1 }),
 };
