@@ -246,6 +246,30 @@ describe('expire and purge', () => {
 });
 
 describe('restore', () => {
+  it('restores whole chunks with O_DIRECT, so the image does not fill the page cache', async () => {
+    const archive = await makeArchive(dir.path);
+    const data = randomBytes(12 * MiB + 100); // two raw chunks, one zstd chunk, a short tail
+    Buffer.from('text '.repeat(900_000)).copy(data, 4 * MiB);
+    const rev = await runBackup(
+      archive,
+      bufferSource(() => data),
+      { tags: ['daily'], logger: silent },
+    );
+    const resident = (path: string) =>
+      Number(execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', path]).toString());
+    // fincore sees what buffered writes leave behind …
+    const control = join(dir.path, 'control.img');
+    await writeFile(control, data);
+    expect(resident(control)).toBeGreaterThanOrEqual(12 * MiB);
+    // … and a restore leaves at most its short tail, written through the page cache.
+    const target = join(dir.path, 'direct.img');
+    const reader = await archive.openReader(rev);
+    await restoreToPath(reader, target);
+    await reader.close();
+    expect(resident(target)).toBeLessThanOrEqual(64 * 1024);
+    expect((await readFile(target)).equals(data)).toBe(true);
+  });
+
   it('writes sparse files, refuses to overwrite, and cleans up on failure', async () => {
     const archive = await makeArchive(dir.path);
     const data = image();

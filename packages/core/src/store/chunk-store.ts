@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { BackyError, ioError, isBackyError } from '../errors.js';
 import { fsyncDir, isTempName, tempPathFor, writeFileAtomic } from '../fs-util.js';
 import { acquireLock, type Lock, type LockMode } from '../lock.js';
-import { chunkBuffers } from './buffer-pool.js';
+import { chunkBuffers, DIRECT_IO_ALIGN } from './buffer-pool.js';
 import { CHUNK_HASH, type HashAlgorithm, hashChunk } from './chunk-map.js';
 import { chunkWorkers } from './chunk-workers.js';
 import { type Codec, type CodecName, codecById, codecByName } from './codec.js';
@@ -34,13 +34,19 @@ export interface PutResult {
  * (`<root>/.archives/`) for purge, and `<root>/.purge.lock`.
  */
 /**
- * Reads a file expected to hold at most `max` bytes with one read call (readFile reads in 512 KiB
+ * Where a chunk file goes in its pool slot: shifted so that the payload after the header starts on an
+ * aligned address, and a raw chunk can be written from there with O_DIRECT (see restore.ts).
+ */
+const FILE_OFFSET = DIRECT_IO_ALIGN - HEADER_BYTES;
+
+/**
+ * Reads a chunk file expected to hold at most `max` bytes with one read call (readFile reads in 512 KiB
  * steps, each a separate trip through the thread pool); larger files fall back to readFile.
  */
 async function readWhole(path: string, max: number): Promise<Buffer> {
   const handle = await open(path, 'r');
   try {
-    const buffer = chunkBuffers.acquire(max + 1);
+    const buffer = chunkBuffers.acquire(FILE_OFFSET + max + 1).subarray(FILE_OFFSET);
     let length = 0;
     while (length < buffer.length) {
       const { bytesRead } = await handle.read(buffer, length, buffer.length - length, length);

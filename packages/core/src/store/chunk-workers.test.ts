@@ -1,4 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { open, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as zstd from 'zstd-napi';
 import { BufferPool, chunkBuffers } from './buffer-pool.js';
@@ -80,21 +84,48 @@ describe('chunk workers', () => {
 });
 
 describe('buffer pool', () => {
-  it('recycles its own shared buffers and ignores others', () => {
-    const pool = new BufferPool(1024, 2);
+  it('recycles its slots, ignores foreign buffers and double releases, and stays within its bound', () => {
+    const pool = new BufferPool(1000, 2);
+    expect(pool.slotBytes).toBe(64 * 1024); // whole WebAssembly pages
     const a = pool.acquire(100);
     expect(a.length).toBe(100);
     expect(a.buffer).toBeInstanceOf(SharedArrayBuffer);
     pool.release(a);
-    const b = pool.acquire(1024);
-    expect(b.buffer).toBe(a.buffer);
+    const b = pool.acquire(4096);
+    expect(b.byteOffset).toBe(a.byteOffset); // the same slot again
     pool.release(Buffer.alloc(10)); // not ours: ignored
-    const big = pool.acquire(4096);
-    expect(big.buffer).toBeInstanceOf(SharedArrayBuffer); // shared, but too big to pool
-    pool.release(big);
+    const c = pool.acquire(4096);
+    expect(c.byteOffset).not.toBe(b.byteOffset);
+    const beyond = pool.acquire(4096); // both slots taken: a plain shared buffer
+    expect(beyond.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(pool.isDirectIoAligned(beyond)).toBe(false);
+    const big = pool.acquire(128 * 1024); // larger than a slot: plain too
+    expect(pool.isDirectIoAligned(big)).toBe(false);
     pool.release(b);
     pool.release(b); // a second release must not put it back twice
-    expect(pool.acquire(10).buffer).toBe(a.buffer);
-    expect(pool.acquire(10).buffer).not.toBe(a.buffer);
+    const d = pool.acquire(10);
+    expect(d.byteOffset).toBe(b.byteOffset);
+    expect(pool.acquire(10).buffer).not.toBe(d.buffer); // no slot left
+    c.fill(1);
+    expect(d.every((x) => x !== 1 || d.byteOffset === c.byteOffset)).toBe(true);
+  });
+
+  it('hands out slots on aligned addresses for O_DIRECT, and writes them to a file that way', async () => {
+    const pool = new BufferPool(8192, 4);
+    const slot = pool.acquire(8192);
+    expect(pool.isDirectIoAligned(slot)).toBe(true);
+    expect(pool.isDirectIoAligned(slot.subarray(12, 12 + 4096))).toBe(false);
+    expect(pool.isDirectIoAligned(slot.subarray(0, 100))).toBe(false);
+    slot.fill(0xab);
+    const path = join(tmpdir(), `backy-direct-${process.pid}`);
+    const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_DIRECT, 0o600);
+    try {
+      await handle.write(slot, 0, 8192, 4096); // EINVAL unless address, offset and length are aligned
+    } finally {
+      await handle.close();
+    }
+    const back = await readFile(path);
+    await rm(path);
+    expect(back.subarray(4096).equals(slot)).toBe(true);
   });
 });
