@@ -13,9 +13,23 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const wrapper = join(root, 'scripts/rss-wrapper.mjs');
 const rssFile = join(dir, 'rss');
 
+/**
+ * This VM hands freed memory back to its host (free page reporting, a couple of seconds after it is
+ * freed), and touching such memory again costs several µs per 4 KiB page: up to ~2 s per GiB of page
+ * cache or buffers a step allocates. Which step pays depended only on what ran before it, so before
+ * every timed step (baseline included) a helper touches WARM_BYTES and frees them again: the step then
+ * starts with warm free memory. BENCH_WARM=0 turns this off.
+ */
+const WARM_BYTES = Number(process.env.BENCH_WARM ?? 2 * 1024 ** 3);
+function warmMemory() {
+  if (WARM_BYTES > 0)
+    spawnSync(process.execPath, ['-e', `Buffer.allocUnsafeSlow(${WARM_BYTES}).fill(1)`], { stdio: 'ignore' });
+}
+
 function timed(cmd, args, env = {}) {
   // Start every measurement with nothing left to write back from the one before.
   spawnSync('sync');
+  warmMemory();
   const start = process.hrtime.bigint();
   const r = spawnSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
@@ -100,6 +114,8 @@ console.log(
   `${'verify'.padEnd(22)} ${v.toFixed(2).padStart(6)} s   ${(SIZE / v / 1e9).toFixed(2)} GB/s of image (target ≥ 1 GB/s)   peak RSS ${mb(median(rss.verify))}   (${runs('verify')})`,
 );
 console.log(
-  'Runs that grow the page cache (cp, full backup, restore) vary by up to ~2 s on VMs that hand freed memory back to their host (free page reporting): re-faulting it costs several µs per 4 KiB page. Compare medians of many runs, or the fastest runs.',
+  WARM_BYTES > 0
+    ? `(memory warmed before every timed step: ${(WARM_BYTES / 1024 ** 3).toFixed(1)} GiB touched and freed; see warmMemory)`
+    : '(memory not warmed: steps that allocate page cache may pay for memory the VM handed back to its host)',
 );
 await rm(dir, { recursive: true, force: true });

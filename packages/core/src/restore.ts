@@ -154,7 +154,7 @@ async function writeChunks(
         if (reader.isZero(index)) {
           if (zeros) await write(zeros, length, offset);
         } else {
-          const data = await (reader.readPooled?.(index) ?? reader.read(index));
+          const data = await (reader.readPooled?.(index, { bypassCache: true }) ?? reader.read(index));
           try {
             await write(data, length, offset);
           } finally {

@@ -22,9 +22,10 @@ export interface RevisionReader {
   read(index: number): Promise<Buffer>;
   /**
    * Optional: like `read`, but the result may be a pooled buffer that the caller must hand back with
-   * `chunkBuffers.release` once nothing reads it any more. Saves a copy on streaming paths.
+   * `chunkBuffers.release` once nothing reads it any more. Saves a copy on streaming paths, which may
+   * also ask to bypass the page cache (`bypassCache`) when they read every chunk once.
    */
-  readPooled?(index: number): Promise<Buffer>;
+  readPooled?(index: number, options?: { bypassCache?: boolean }): Promise<Buffer>;
   /**
    * Optional: true if the stored bytes of chunk `index` are exactly `data`, compared byte for byte
    * without hashing. That alone does not prove the stored chunk matches its hash; it is for checking a

@@ -58,7 +58,9 @@ export async function verifyRevisions(
             let reason = checked.get(key);
             if (reason === undefined) {
               try {
-                chunkBuffers.release(await (reader.readPooled?.(index) ?? reader.read(index)));
+                chunkBuffers.release(
+                  await (reader.readPooled?.(index, { bypassCache: true }) ?? reader.read(index)),
+                );
                 reason = null;
               } catch (error) {
                 if (!isBackyError(error, 'CHUNK_CORRUPT') && !isBackyError(error, 'CHUNK_MISSING'))

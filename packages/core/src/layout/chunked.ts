@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises';
 import { BackyError } from '../errors.js';
 import { chunkBuffers } from '../store/buffer-pool.js';
 import { type ChunkMap, hashChunk, isAllZero } from '../store/chunk-map.js';
-import type { ChunkStore } from '../store/chunk-store.js';
+import type { ChunkStore, ReadOptions } from '../store/chunk-store.js';
 import { MapReader } from './map-reader.js';
 import { MapWriter } from './map-writer.js';
 
@@ -122,8 +122,8 @@ export class ChunkedRevisionReader extends MapReader {
   }
 
   /** `read` without a copy; release the result with `chunkBuffers.release` when done with it. */
-  async readPooled(index: number): Promise<Buffer> {
-    return this.readChunk(index, true);
+  async readPooled(index: number, options: ReadOptions = {}): Promise<Buffer> {
+    return this.readChunk(index, true, options);
   }
 
   async equalsStored(index: number, data: Buffer): Promise<boolean> {
@@ -132,11 +132,13 @@ export class ChunkedRevisionReader extends MapReader {
     return hash == null ? isAllZero(data) : this.store.equals(hash, data);
   }
 
-  private async readChunk(index: number, pooled: boolean): Promise<Buffer> {
+  private async readChunk(index: number, pooled: boolean, options: ReadOptions = {}): Promise<Buffer> {
     const hash = this.map.get(index);
     if (hash == null) return Buffer.alloc(this.map.chunkLength(index));
     const { algorithm } = this.map;
-    const data = pooled ? await this.store.getPooled(hash, algorithm) : await this.store.get(hash, algorithm);
+    const data = pooled
+      ? await this.store.getPooled(hash, algorithm, options)
+      : await this.store.get(hash, algorithm);
     if (data.length !== this.map.chunkLength(index)) {
       throw new BackyError(
         'CHUNK_CORRUPT',

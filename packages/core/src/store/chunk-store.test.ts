@@ -1,9 +1,11 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isBackyError } from '../errors.js';
 import { tempDir } from '../test-helpers.js';
+import { chunkBuffers } from './buffer-pool.js';
 import { ChunkMap, chunkHashHex, isAllZero, sha256Hex } from './chunk-map.js';
 import { ChunkStore } from './chunk-store.js';
 
@@ -86,6 +88,29 @@ it('reads chunks named by SHA-256 (older revisions) only when asked for that has
   await store.put(old, text);
   expect((await store.get(old, 'sha256')).equals(text)).toBe(true);
   await expect(store.get(old)).rejects.toThrow(/does not match its hash/);
+});
+
+it('writes chunk files past the page cache, and reads them back that way on request', async () => {
+  const store = new ChunkStore(join(dir.path, 'chunks'));
+  await store.init();
+  const resident = (path: string) =>
+    Number(execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', path]).toString());
+  const noise = randomBytes(4 * 1024 * 1024); // stored raw
+  const words = Buffer.from('direct io '.repeat(419_431)).subarray(0, 4 * 1024 * 1024); // zstd
+  for (const data of [noise, words]) {
+    const hash = chunkHashHex(data);
+    await store.put(hash, data);
+    const path = store.pathOf(hash);
+    const size = (await stat(path)).size;
+    expect(size % 4096).not.toBe(0); // cut back to its length after the padded direct write
+    expect(resident(path)).toBe(0);
+    const back = await store.getPooled(hash, undefined, { bypassCache: true });
+    expect(back.equals(data)).toBe(true);
+    expect(chunkBuffers.isDirectIoAligned(back)).toBe(true); // ready for a direct write to a target
+    chunkBuffers.release(back);
+    expect(resident(path)).toBe(0);
+    expect((await store.get(hash)).equals(data)).toBe(true); // and the usual way
+  }
 });
 
 describe('chunk map', () => {
