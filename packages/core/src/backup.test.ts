@@ -27,6 +27,14 @@ const image = () => {
   return data;
 };
 
+/** One backup of `data` tagged daily. */
+const backupOf = (archive: Archive, data: Buffer) =>
+  runBackup(
+    archive,
+    bufferSource(() => data),
+    { tags: ['daily'], logger: silent },
+  );
+
 async function restoreBytes(archive: Archive, spec: string): Promise<Buffer> {
   const out = new PassThrough();
   const parts: Buffer[] = [];
@@ -39,21 +47,13 @@ describe('backup', () => {
   it('writes only changed chunks, stores no zero chunks, and keeps every revision restorable', async () => {
     const archive = await makeArchive(dir.path);
     let data = image();
-    const first = await runBackup(
-      archive,
-      bufferSource(() => data),
-      { tags: ['daily'], logger: silent },
-    );
+    const first = await backupOf(archive, data);
     expect(first.stats.chunks_zero).toBe(1); // 8–12 MiB is all zero
     expect(first.stats.chunks_written).toBe(2);
     const v1 = Buffer.from(data);
     data = Buffer.from(data);
     data[9 * MiB] = 7;
-    const second = await runBackup(
-      archive,
-      bufferSource(() => data),
-      { tags: ['daily'], logger: silent },
-    );
+    const second = await backupOf(archive, data);
     expect(second.parent).toBe(first.uuid);
     expect(second.stats.chunks_written).toBe(1); // chunk 2 was zero, now has data
     expect(second.stats.chunks_reused).toBe(2);
@@ -66,11 +66,7 @@ describe('backup', () => {
   it('ignores and then removes what a crashed backup left behind', async () => {
     const archive = await makeArchive(dir.path);
     const data = image();
-    const good = await runBackup(
-      archive,
-      bufferSource(() => data),
-      { tags: ['daily'], logger: silent },
-    );
+    const good = await backupOf(archive, data);
     // A crash after the map but before the .rev, a .rev without stats, and a stray temp file.
     await copyFile(archive.mapPath(good.uuid), archive.mapPath('CrashedRevision0000001'));
     await writeFile(
@@ -80,11 +76,7 @@ describe('backup', () => {
     await writeFile(join(archive.path, '.x.rev.abcd.tmp'), 'partial');
     expect((await archive.revisions()).map((r) => r.uuid)).toEqual([good.uuid]);
     expect((await archive.scan()).incomplete).toEqual(['CrashedRevision0000001', 'CrashedRevision0000002']);
-    await runBackup(
-      archive,
-      bufferSource(() => data),
-      { tags: ['daily'], logger: silent },
-    );
+    await backupOf(archive, data);
     const files = await readdir(archive.path);
     expect(files.some((f) => f.startsWith('Crashed') || f.endsWith('.tmp'))).toBe(false);
     expect(await archive.revisions()).toHaveLength(2);
@@ -93,11 +85,7 @@ describe('backup', () => {
   it('leaves nothing visible when the source fails mid-way', async () => {
     const archive = await makeArchive(dir.path);
     const data = image();
-    await runBackup(
-      archive,
-      bufferSource(() => data),
-      { tags: ['daily'], logger: silent },
-    );
+    await backupOf(archive, data);
     const failing = bufferSource(() => data, {
       beforeChunk: async (index) => {
         if (index === 2) throw new Error('device vanished');
@@ -121,11 +109,7 @@ describe('backup', () => {
     const slow = bufferSource(() => data, { beforeChunk: () => gate });
     const running = runBackup(archive, slow, { tags: ['daily'], logger: silent });
     await new Promise((r) => setTimeout(r, 200));
-    const second = await runBackup(
-      archive,
-      bufferSource(() => data),
-      { tags: ['daily'], logger: silent },
-    ).catch((e) => e);
+    const second = await backupOf(archive, data).catch((e) => e);
     expect(isBackyError(second, 'LOCKED')).toBe(true);
     expect(second.message).toMatch(/already running/);
     release();
@@ -159,11 +143,7 @@ describe('trust, verify and distrust', () => {
   it('finds a damaged chunk, names revision and offset, and the next backup heals it', async () => {
     const archive = await makeArchive(dir.path);
     const data = image();
-    const rev = await runBackup(
-      archive,
-      bufferSource(() => data),
-      { tags: ['daily'], logger: silent },
-    );
+    const rev = await backupOf(archive, data);
     const map = await archive.loadMap(rev.uuid);
     const hash = map.get(1)!;
     const path = archive.store.pathOf(hash);
@@ -178,11 +158,7 @@ describe('trust, verify and distrust', () => {
     const restoreError = await restoreBytes(archive, rev.uuid).catch((e) => e);
     expect(isBackyError(restoreError, 'CHUNK_CORRUPT')).toBe(true);
 
-    const next = await runBackup(
-      archive,
-      bufferSource(() => data),
-      { tags: ['daily'], logger: silent },
-    );
+    const next = await backupOf(archive, data);
     expect(next.stats.chunks_written).toBe(2); // rewritten, not trusted
     const [again] = await verifyRevisions(archive, [rev, next], { logger: silent });
     expect(again!.ok).toBe(true);
@@ -250,11 +226,7 @@ describe('restore', () => {
     const archive = await makeArchive(dir.path);
     const data = randomBytes(12 * MiB + 100); // two raw chunks, one zstd chunk, a short tail
     Buffer.from('text '.repeat(900_000)).copy(data, 4 * MiB);
-    const rev = await runBackup(
-      archive,
-      bufferSource(() => data),
-      { tags: ['daily'], logger: silent },
-    );
+    const rev = await backupOf(archive, data);
     const resident = (path: string) =>
       Number(execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', path]).toString());
     // fincore sees what buffered writes leave behind …
@@ -273,11 +245,7 @@ describe('restore', () => {
   it('writes sparse files, refuses to overwrite, and cleans up on failure', async () => {
     const archive = await makeArchive(dir.path);
     const data = image();
-    const rev = await runBackup(
-      archive,
-      bufferSource(() => data),
-      { tags: ['daily'], logger: silent },
-    );
+    const rev = await backupOf(archive, data);
     const target = join(dir.path, 'out.img');
     const reader = await archive.openReader(rev);
     expect(await restoreToPath(reader, target)).toBe('file');
@@ -299,11 +267,7 @@ describe('restore', () => {
       const archive = await makeArchive(dir.path, { layout });
       const data = image();
       data.copy(data, 4 * MiB, 0, 4 * MiB); // chunk 1 repeats chunk 0: one file, two indexes
-      const rev = await runBackup(
-        archive,
-        bufferSource(() => data),
-        { tags: ['daily'], logger: silent },
-      );
+      const rev = await backupOf(archive, data);
       const map = await archive.loadMap(rev.uuid);
       const chunk = (i: number) => Buffer.from(data.subarray(i * 4 * MiB, (i + 1) * 4 * MiB));
       const fresh = new Set([map.get(0)!, map.get(1)!]);
@@ -354,11 +318,7 @@ describe('restore', () => {
   it('restores and verifies a revision whose chunks are named by SHA-256; the next backup is full', async () => {
     const archive = await makeArchive(dir.path);
     const data = image();
-    const rev = await runBackup(
-      archive,
-      bufferSource(() => data),
-      { tags: ['daily'], logger: silent },
-    );
+    const rev = await backupOf(archive, data);
     // Rewrite the revision as format 1 made it: a BKYMAP01 map naming chunks by SHA-256.
     const map = await archive.loadMap(rev.uuid);
     const old = new ChunkMap(map.size, map.chunkSize, undefined, 'sha256');
@@ -376,11 +336,7 @@ describe('restore', () => {
     expect((await restoreBytes(archive, rev.uuid)).equals(data)).toBe(true);
     const [result] = await verifyRevisions(archive, [rev], { logger: silent });
     expect(result!.ok).toBe(true);
-    const next = await runBackup(
-      archive,
-      bufferSource(() => data),
-      { tags: ['daily'], logger: silent },
-    );
+    const next = await backupOf(archive, data);
     expect(next.parent).toBe(rev.uuid);
     expect(next.stats.chunks_written).toBe(2); // nothing reused across hash algorithms
     expect((await archive.loadMap(next.uuid)).algorithm).toBe('blake3');
