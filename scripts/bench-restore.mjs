@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { warmMemory } from './warm-memory.mjs';
 
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const BIN = join(root, 'packages/cli/bin/backy.js');
@@ -60,6 +61,7 @@ function sh(command) {
 }
 
 function timed(command) {
+  warmMemory();
   const start = process.hrtime.bigint();
   sh(command);
   return Number(process.hrtime.bigint() - start) / 1e9;

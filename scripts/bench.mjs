@@ -5,6 +5,7 @@ import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { changeBlocks, makeVmImage } from './vm-image.mjs';
+import { WARM_BYTES, warmMemory } from './warm-memory.mjs';
 
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const dir = process.env.BENCH_DIR ?? join(root, '.bench');
@@ -12,19 +13,6 @@ const SIZE = Number(process.env.BENCH_SIZE ?? 1024 ** 3);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const wrapper = join(root, 'scripts/rss-wrapper.mjs');
 const rssFile = join(dir, 'rss');
-
-/**
- * This VM hands freed memory back to its host (free page reporting, a couple of seconds after it is
- * freed), and touching such memory again costs several µs per 4 KiB page: up to ~2 s per GiB of page
- * cache or buffers a step allocates. Which step pays depended only on what ran before it, so before
- * every timed step (baseline included) a helper touches WARM_BYTES and frees them again: the step then
- * starts with warm free memory. BENCH_WARM=0 turns this off.
- */
-const WARM_BYTES = Number(process.env.BENCH_WARM ?? 2 * 1024 ** 3);
-function warmMemory() {
-  if (WARM_BYTES > 0)
-    spawnSync(process.execPath, ['-e', `Buffer.allocUnsafeSlow(${WARM_BYTES}).fill(1)`], { stdio: 'ignore' });
-}
 
 function timed(cmd, args, env = {}) {
   // Start every measurement with nothing left to write back from the one before.
