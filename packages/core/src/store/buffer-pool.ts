@@ -14,7 +14,6 @@ const WASM_PAGE = 64 * 1024;
 /** The part of the WebAssembly API used here (Node's global; its types come with the DOM lib only). */
 interface SharedMemory {
   readonly buffer: SharedArrayBuffer;
-  grow(pages: number): number;
 }
 declare const WebAssembly: {
   Memory: new (descriptor: { initial: number; maximum: number; shared: true }) => SharedMemory;
@@ -27,8 +26,8 @@ export class BufferPool {
   /** Bytes per slot, a whole number of WebAssembly pages. */
   readonly slotBytes: number;
   private memory: SharedMemory | null = null;
-  /** The memory's SharedArrayBuffer objects (a new one appears each time the memory grows). */
-  private readonly views = new WeakSet<ArrayBufferLike>();
+  /** The memory's SharedArrayBuffer. */
+  private shared: SharedArrayBuffer | null = null;
   private readonly free: number[] = [];
   private readonly used = new Set<number>();
   private slots = 0;
@@ -53,12 +52,12 @@ export class BufferPool {
       slot = this.addSlot();
     }
     this.used.add(slot);
-    return Buffer.from(this.buffer(), slot * this.slotBytes, length);
+    return Buffer.from(this.shared!, slot * this.slotBytes, length);
   }
 
   /** Returns a buffer from `acquire` (or a view into one) to the pool; other buffers are ignored. */
   release(buffer: Uint8Array): void {
-    if (!this.views.has(buffer.buffer)) return;
+    if (this.shared == null || buffer.buffer !== this.shared) return;
     const slot = Math.floor(buffer.byteOffset / this.slotBytes);
     if (this.used.delete(slot)) this.free.push(slot);
   }
@@ -66,28 +65,24 @@ export class BufferPool {
   /** True if `buffer` is pool memory at an address, and of a length, that O_DIRECT accepts. */
   isDirectIoAligned(buffer: Uint8Array): boolean {
     return (
-      this.views.has(buffer.buffer) &&
+      this.shared != null &&
+      buffer.buffer === this.shared &&
       buffer.byteOffset % DIRECT_IO_ALIGN === 0 &&
       buffer.byteLength % DIRECT_IO_ALIGN === 0
     );
   }
 
+  /**
+   * The memory is made at once at its full size and never grown: untouched pages cost nothing, and
+   * growing a shared memory that worker threads are using has to interrupt every one of them.
+   */
   private addSlot(): number {
-    const pages = this.slotBytes / WASM_PAGE;
     if (this.memory == null) {
-      this.memory = new WebAssembly.Memory({
-        initial: pages,
-        maximum: pages * this.maxSlots,
-        shared: true,
-      });
-    } else this.memory.grow(pages);
+      const pages = (this.slotBytes / WASM_PAGE) * this.maxSlots;
+      this.memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+      this.shared = this.memory.buffer;
+    }
     return this.slots++;
-  }
-
-  private buffer(): SharedArrayBuffer {
-    const buffer = this.memory!.buffer;
-    this.views.add(buffer);
-    return buffer;
   }
 }
 

@@ -72,6 +72,9 @@ const ops = {
     return { equal: length === wanted.length && scratch.subarray(0, length).equals(wanted) };
   },
 };
+// A message that cannot be read has no id to answer: end the worker, which fails all its tasks rather
+// than leaving one waiting forever.
+parentPort.on('messageerror', () => process.exit(70));
 parentPort.on('message', (message) => {
   try {
     parentPort.postMessage({ id: message.id, ...ops[message.op](message) });
