@@ -1,3 +1,4 @@
+import { closeSync, openSync, writeSync } from 'node:fs';
 import pino, { type DestinationStream, type Logger, type StreamEntry } from 'pino';
 import pretty from 'pino-pretty';
 
@@ -22,7 +23,7 @@ export function createLogger(options: LoggerOptions): {
   const streams: StreamEntry[] = [];
   const destinations: DestinationStream[] = [];
   if (options.file != null) {
-    const dest = pino.destination({ dest: options.file, sync: true, mkdir: false });
+    const dest = logFile(options.file);
     destinations.push(dest);
     streams.push({ level: 'debug', stream: dest });
   }
@@ -47,5 +48,37 @@ export function createLogger(options: LoggerOptions): {
     flush() {
       for (const d of destinations) (d as { flushSync?: () => void }).flushSync?.();
     },
+  };
+}
+
+/**
+ * The archive's log file, appended to line by line. Logging must never stop the work it records: when
+ * the file cannot be opened or written (a full disk, a read-only mount), one warning goes to stderr and
+ * the lines are dropped. pino's own file destination threw from every log call and then kept the
+ * process from exiting, so a restore from an archive on a full disk hung after finishing.
+ */
+function logFile(path: string): DestinationStream & { flushSync(): void } {
+  let fd: number | null = null;
+  let failed = false;
+  const fail = (error: unknown) => {
+    if (failed) return;
+    failed = true;
+    const code = (error as NodeJS.ErrnoException).code ?? String(error);
+    process.stderr.write(`backy: warning: cannot write log file ${path} (${code}); its lines are lost\n`);
+  };
+  return {
+    write(line: string) {
+      if (failed) return;
+      try {
+        fd ??= openSync(path, 'a');
+        const bytes = Buffer.from(line);
+        for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done);
+      } catch (error) {
+        fail(error);
+        if (fd != null) closeSync(fd);
+        fd = null;
+      }
+    },
+    flushSync() {},
   };
 }

@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BIN, backy, backyAsync, haveCommand, isRoot, oneLineError, tempDir } from './helpers.js';
@@ -233,6 +233,21 @@ describe('real file-system and device limits', () => {
         expect(JSON.parse(b('status', '--json').stdout)).toHaveLength(1);
         expect((await readdir(arch)).filter((f) => f.endsWith('.map') || f.endsWith('.tmp'))).toHaveLength(1);
         await expectRestorable(kept);
+        // Fill the last bytes too, the log file's last page included: a log line that cannot be
+        // written must neither fail nor hang a restore.
+        const log = await open(join(arch, 'backy.log'), 'a');
+        try {
+          for (;;) await log.write(Buffer.alloc(512, 0x2e));
+        } catch (error) {
+          expect((error as NodeJS.ErrnoException).code).toBe('ENOSPC');
+        } finally {
+          await log.close();
+        }
+        const out = join(dir.path, 'after-full.img');
+        const restored = b('restore', out);
+        expect(restored.code, restored.stderr).toBe(0);
+        expect(restored.stderr).toMatch(/warning: cannot write log file .*backy\.log \(ENOSPC\)/);
+        expect((await readFile(out)).equals(data)).toBe(true);
       } finally {
         spawnSync('umount', [small]);
       }

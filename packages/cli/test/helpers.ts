@@ -30,6 +30,9 @@ export function backy(
     input: options.input,
     env: { ...process.env, ...options.env },
     maxBuffer: 1024 * 1024 * 1024,
+    // A hung command fails its test (status null) instead of blocking the test worker for good.
+    timeout: 120_000,
+    killSignal: 'SIGKILL',
   });
   return { code: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }
