@@ -1,4 +1,4 @@
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { openAppendLog } from '@backy/core';
 import pino, { type DestinationStream, type Logger, type StreamEntry } from 'pino';
 import pretty from 'pino-pretty';
 
@@ -23,7 +23,12 @@ export function createLogger(options: LoggerOptions): {
   const streams: StreamEntry[] = [];
   const destinations: DestinationStream[] = [];
   if (options.file != null) {
-    const dest = logFile(options.file);
+    const path = options.file;
+    const dest = openAppendLog(path, (error) =>
+      process.stderr.write(
+        `backy: warning: cannot write log file ${path} (${error.code ?? error.message}); its lines are lost\n`,
+      ),
+    );
     destinations.push(dest);
     streams.push({ level: 'debug', stream: dest });
   }
@@ -48,37 +53,5 @@ export function createLogger(options: LoggerOptions): {
     flush() {
       for (const d of destinations) (d as { flushSync?: () => void }).flushSync?.();
     },
-  };
-}
-
-/**
- * The archive's log file, appended to line by line. Logging must never stop the work it records: when
- * the file cannot be opened or written (a full disk, a read-only mount), one warning goes to stderr and
- * the lines are dropped. pino's own file destination threw from every log call and then kept the
- * process from exiting, so a restore from an archive on a full disk hung after finishing.
- */
-function logFile(path: string): DestinationStream & { flushSync(): void } {
-  let fd: number | null = null;
-  let failed = false;
-  const fail = (error: unknown) => {
-    if (failed) return;
-    failed = true;
-    const code = (error as NodeJS.ErrnoException).code ?? String(error);
-    process.stderr.write(`backy: warning: cannot write log file ${path} (${code}); its lines are lost\n`);
-  };
-  return {
-    write(line: string) {
-      if (failed) return;
-      try {
-        fd ??= openSync(path, 'a');
-        const bytes = Buffer.from(line);
-        for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done);
-      } catch (error) {
-        fail(error);
-        if (fd != null) closeSync(fd);
-        fd = null;
-      }
-    },
-    flushSync() {},
   };
 }

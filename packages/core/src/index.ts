@@ -30,6 +30,7 @@ export { fsyncDir, writeFileAtomic } from './fs-util.js';
 export { encodeShortId, ID_ALPHABET, isRevisionId, newRevisionId } from './ids.js';
 export { ChunkedRevisionReader, ChunkedRevisionWriter } from './layout/chunked.js';
 export { acquireLock, type Lock, type LockMode } from './lock.js';
+export { type AppendLog, openAppendLog } from './log-file.js';
 export {
   type ArchiveExportOptions,
   archiveExports,

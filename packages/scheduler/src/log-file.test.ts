@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rename, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -39,5 +39,25 @@ describe('openLogFile', () => {
     expect(await read(`${path}.1`)).toContain('"msg":"before"');
     expect(await read(path)).toContain('"msg":"after"');
     expect(await read(path)).not.toContain('"msg":"before"');
+  });
+
+  it('never throws when the file cannot be written, reports that once, and resumes when it can', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'backy-log-'));
+    const path = join(dir, 'daemon.log');
+    const failures: string[] = [];
+    const file = openLogFile(path, { checkIntervalMs: 60_000, onFailure: (e) => failures.push(e.code!) });
+    const log = pino(file.stream);
+    log.info('before');
+    await rm(dir, { recursive: true }); // the open file is gone; make writes fail by replacing the dir
+    await writeFile(dir, 'not a directory');
+    file.reopen(); // cannot open: writes are dropped
+    expect(() => log.info('lost 1')).not.toThrow();
+    expect(() => log.info('lost 2')).not.toThrow();
+    expect(failures).toHaveLength(1); // EEXIST or ENOTDIR: the directory is a file now
+    await rm(dir);
+    log.info('back'); // the directory is made again and the line written
+    file.close();
+    expect(await read(path)).toContain('"msg":"back"');
+    expect(await read(path)).not.toContain('lost');
   });
 });

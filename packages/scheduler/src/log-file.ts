@@ -1,5 +1,6 @@
-import { fstatSync, statSync } from 'node:fs';
-import pino from 'pino';
+import { statSync } from 'node:fs';
+import { openAppendLog } from '@backy/core';
+import type pino from 'pino';
 
 export interface ReopeningLogFile {
   /** The pino destination to build the logger on. */
@@ -11,21 +12,25 @@ export interface ReopeningLogFile {
 }
 
 /**
- * A log file that survives rotation: `reopen()` (called on SIGHUP) opens the path again, and a watcher
- * does the same by itself when the path no longer names the file being written (moved or deleted), so
- * `logrotate` works with or without a postrotate signal.
+ * The daemon's log file. It survives rotation: `reopen()` (called on SIGHUP) opens the path again, and a
+ * watcher does the same by itself when the path no longer names the file being written (moved or
+ * deleted), so `logrotate` works with or without a postrotate signal. Lines are written synchronously (a
+ * daemon logs little, and nothing is lost when it is killed), and a log that cannot be written (a full
+ * disk) never stops the daemon: one warning goes to stderr, and logging resumes once writes work again.
  */
-export function openLogFile(path: string, options: { checkIntervalMs?: number } = {}): ReopeningLogFile {
-  // Synchronous writes: a daemon logs little, and nothing is lost when it is killed.
-  const destination = pino.destination({ dest: path, sync: true, mkdir: true, append: true });
-  const currentInode = (): number | null => {
-    try {
-      return fstatSync((destination as unknown as { fd: number }).fd).ino;
-    } catch {
-      return null;
-    }
-  };
-  const reopen = () => destination.reopen();
+export function openLogFile(
+  path: string,
+  options: { checkIntervalMs?: number; onFailure?: (error: NodeJS.ErrnoException) => void } = {},
+): ReopeningLogFile {
+  const log = openAppendLog(
+    path,
+    options.onFailure ??
+      ((error) =>
+        process.stderr.write(
+          `backy scheduler: warning: cannot write log file ${path} (${error.code ?? error.message}); lines are lost until it can\n`,
+        )),
+  );
+  log.reopen();
   const timer = setInterval(() => {
     let onDisk: number | null;
     try {
@@ -33,22 +38,15 @@ export function openLogFile(path: string, options: { checkIntervalMs?: number } 
     } catch {
       onDisk = null;
     }
-    if (onDisk == null || onDisk !== currentInode()) {
-      try {
-        reopen();
-      } catch {
-        // The directory may be gone for a moment; the next check tries again.
-      }
-    }
+    if (onDisk == null || onDisk !== log.inode()) log.reopen();
   }, options.checkIntervalMs ?? 2000);
   timer.unref();
   return {
-    stream: destination,
-    reopen,
+    stream: log,
+    reopen: () => log.reopen(),
     close() {
       clearInterval(timer);
-      destination.flushSync?.();
-      destination.end();
+      log.close();
     },
   };
 }

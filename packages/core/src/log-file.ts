@@ -1,0 +1,67 @@
+import { closeSync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+/** A log file that lines are appended to; writing it never throws (see `openAppendLog`). */
+export interface AppendLog {
+  /** Marks this as a stream for `pino(log)`. */
+  readonly writable: true;
+  /** pino destination interface: appends one line. */
+  write(line: string): void;
+  /** Opens the path again (after logrotate moved the file away). */
+  reopen(): void;
+  /** Inode of the file being written, null when none is open. */
+  inode(): number | null;
+  close(): void;
+}
+
+/**
+ * Opens `path` for appending log lines. Logging must never stop the work it records: when the file
+ * cannot be opened or written (a full disk, a read-only mount, a removed directory), `onFailure` is
+ * called once (until a write works again) and the lines are dropped. pino's own file destination threw
+ * from every log call on a full disk and then kept the process from exiting.
+ */
+export function openAppendLog(path: string, onFailure: (error: NodeJS.ErrnoException) => void): AppendLog {
+  let fd: number | null = null;
+  let failing = false;
+  const open = () => {
+    mkdirSync(dirname(path), { recursive: true });
+    return openSync(path, 'a');
+  };
+  const closeFd = () => {
+    if (fd == null) return;
+    try {
+      closeSync(fd);
+    } catch {}
+    fd = null;
+  };
+  return {
+    writable: true,
+    write(line) {
+      try {
+        fd ??= open();
+        const bytes = Buffer.from(line);
+        for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done);
+        failing = false;
+      } catch (error) {
+        if (!failing) onFailure(error as NodeJS.ErrnoException);
+        failing = true;
+      }
+    },
+    reopen() {
+      closeFd();
+      try {
+        fd = open();
+      } catch {
+        // Tried again at the next line.
+      }
+    },
+    inode() {
+      try {
+        return fd == null ? null : fstatSync(fd).ino;
+      } catch {
+        return null;
+      }
+    },
+    close: closeFd,
+  };
+}
