@@ -293,7 +293,6 @@ export class ChunkStore {
   /** Reads, decompresses and verifies a chunk against its name, a hash by `algorithm`. */
   async get(hash: string, algorithm: HashAlgorithm = CHUNK_HASH): Promise<Buffer> {
     const data = await this.getPooled(hash, algorithm);
-    if (!(data.buffer instanceof SharedArrayBuffer)) return data;
     // Give the caller its own copy so the pooled buffer goes back to the pool (shared memory is
     // invisible to the garbage collector's accounting and would pile up).
     const copy = Buffer.from(data);
