@@ -265,13 +265,17 @@ describe.each(['chunked', 'images'] as const)('applyRbdDiff on an archive with t
       };
       await archive.writeRevision(rev);
       const reader = archive.readerFor(rev, map);
-      const data = await contentOf(reader);
-      expect(data.equals(expected), `${layout} at ${size}`).toBe(true);
-      for (let i = 0; i < reader.chunkCount; i++) {
-        const chunk = expected.subarray(i * reader.chunkSize, i * reader.chunkSize + reader.chunkLength(i));
-        expect(reader.chunkHash(i), `hash of chunk ${i} at ${size}`).toBe(
-          isAllZero(chunk) ? null : chunkHashHex(chunk),
-        );
+      try {
+        const data = await contentOf(reader);
+        expect(data.equals(expected), `${layout} at ${size}`).toBe(true);
+        for (let i = 0; i < reader.chunkCount; i++) {
+          const chunk = expected.subarray(i * reader.chunkSize, i * reader.chunkSize + reader.chunkLength(i));
+          expect(reader.chunkHash(i), `hash of chunk ${i} at ${size}`).toBe(
+            isAllZero(chunk) ? null : chunkHashHex(chunk),
+          );
+        }
+      } finally {
+        await reader.close();
       }
       parent = rev;
     }
