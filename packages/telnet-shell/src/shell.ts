@@ -3,8 +3,6 @@ import type { Logger } from 'pino';
 import { renderTable } from './table.js';
 import { TelnetDecoder } from './telnet.js';
 
-/** One job as the shell shows it (the scheduler's status-file entry has these fields). */
-
 /** The columns of the `jobs` table. */
 export const JOB_COLUMNS = [
   'Job',
