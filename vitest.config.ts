@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 // vitest.config.ts resolves workspace packages through their `source` export condition (TypeScript).
 export default defineConfig({
   test: {
-    projects: ['packages/*'],
+    projects: ['packages/*', 'tools/*'],
     reporters: ['default', './scripts/vitest-summary-reporter.ts'],
   },
 });

@@ -3,7 +3,16 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BIN, backy, backyAsync, haveCommand, isRoot, oneLineError, tempDir } from './helpers.js';
+import {
+  BIN,
+  backy,
+  backyAsync,
+  isRoot,
+  missingTools,
+  oneLineError,
+  skipWithout,
+  tempDir,
+} from './helpers.js';
 
 const MiB = 1024 * 1024;
 let dir: { path: string; cleanup: () => Promise<void> };
@@ -191,23 +200,26 @@ describe('bad input gets one clear line and a non-zero exit', () => {
     expect(scan).toEqual([]);
   });
 
-  it.runIf(haveCommand('script'))('refuses to write image data to a terminal', async () => {
-    await setUp();
-    expect(b('backup', 'daily').code).toBe(0);
-    const r = spawnSync('script', ['-qec', `${process.execPath} ${BIN} -b ${arch} restore -`, '/dev/null'], {
-      encoding: 'utf8',
-    });
-    expect(r.status).toBe(2);
-    expect(r.stdout).toContain('refusing to write binary image data to a terminal');
-  });
+  it.skipIf(skipWithout('terminal refusal', 'script') != null)(
+    'refuses to write image data to a terminal',
+    async () => {
+      await setUp();
+      expect(b('backup', 'daily').code).toBe(0);
+      const r = spawnSync(
+        'script',
+        ['-qec', `${process.execPath} ${BIN} -b ${arch} restore -`, '/dev/null'],
+        {
+          encoding: 'utf8',
+        },
+      );
+      expect(r.status).toBe(2);
+      expect(r.stdout).toContain('refusing to write binary image data to a terminal');
+    },
+  );
 });
 
 describe('real file-system and device limits', () => {
-  const tmpfsReason = !isRoot
-    ? 'needs root to mount a tmpfs'
-    : !haveCommand('mount')
-      ? 'no mount command'
-      : null;
+  const tmpfsReason = !isRoot ? 'needs root to mount a tmpfs' : missingTools('mount', 'umount');
   if (tmpfsReason) console.warn(`[e2e] full-disk test skipped: ${tmpfsReason}`);
   it.skipIf(tmpfsReason != null)(
     'a full disk fails the backup and keeps every earlier revision',
@@ -254,7 +266,7 @@ describe('real file-system and device limits', () => {
     },
   );
 
-  const loopReason = !isRoot ? 'needs root for losetup' : !haveCommand('losetup') ? 'no losetup' : null;
+  const loopReason = !isRoot ? 'needs root for losetup' : missingTools('losetup');
   if (loopReason) console.warn(`[e2e] block-device restore test skipped: ${loopReason}`);
   it.skipIf(loopReason != null)('restores to a block device (loop device)', async () => {
     const data = await setUp(9 * MiB);

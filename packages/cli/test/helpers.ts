@@ -64,8 +64,7 @@ export function oneLineError(result: Result): string {
   return lines[0]!;
 }
 
-export function haveCommand(name: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${name}`]).status === 0;
-}
+/** Skip checks against the one list of test tools (tools/test-env/test-tools.txt). */
+export { missingTools, skipWithout } from '@backy/test-env';
 
 export const isRoot = process.getuid?.() === 0;

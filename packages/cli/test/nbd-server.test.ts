@@ -4,7 +4,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, backy, haveCommand, oneLineError, tempDir } from './helpers.js';
+import { BIN, backy, missingTools, oneLineError, tempDir } from './helpers.js';
 
 const MiB = 1024 * 1024;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -12,8 +12,8 @@ let dir: { path: string; cleanup: () => Promise<void> };
 let arch: string;
 let image: string;
 const b = (...args: string[]) => backy(['-b', arch, ...args]);
-const missing = ['qemu-img', 'nbdinfo', 'nbdcopy'].filter((c) => !haveCommand(c));
-if (missing.length > 0) console.warn(`[e2e] nbd-server tests skipped: ${missing.join(', ')} not installed`);
+const missing = missingTools('qemu-img', 'qemu-io', 'nbdinfo', 'nbdcopy');
+if (missing != null) console.warn(`[e2e] nbd-server tests skipped: ${missing}`);
 
 interface Running {
   child: ChildProcess;
@@ -61,7 +61,7 @@ beforeAll(async () => {
 });
 afterAll(() => dir?.cleanup());
 
-describe.skipIf(missing.length > 0)('backy nbd-server', () => {
+describe.skipIf(missing != null)('backy nbd-server', () => {
   it('serves revisions that real clients copy byte-identical to `backy restore`, and stops on SIGTERM', async () => {
     const server = await startServer();
     try {

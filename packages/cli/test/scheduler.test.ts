@@ -5,7 +5,7 @@ import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { BIN, backy, haveCommand, tempDir } from './helpers.js';
+import { BIN, backy, skipWithout, tempDir } from './helpers.js';
 
 // End-to-end: the real daemon (the built binary) with file-source jobs on intervals of seconds.
 
@@ -233,7 +233,7 @@ describe('backy scheduler and backy check', () => {
     await until('the manual run of w', async () => (await revisions(join(base, 'w'))).length === 2);
   });
 
-  it.runIf(haveCommand('telnet'))('works with the real telnet client', async () => {
+  it.skipIf(skipWithout('telnet client', 'telnet') != null)('works with the real telnet client', async () => {
     const client = spawn('telnet', ['127.0.0.1', String(port)], { stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     client.stdout!.on('data', (d) => {
@@ -250,7 +250,7 @@ describe('backy scheduler and backy check', () => {
     expect(out).toContain('Goodbye.');
   });
 
-  it.runIf(haveCommand('nc'))('works with nc, reading a script from stdin', () => {
+  it.skipIf(skipWithout('nc client', 'nc') != null)('works with nc, reading a script from stdin', () => {
     const r = spawnSync('nc', ['-N', '127.0.0.1', String(port)], {
       input: 'status\njobs\nbogus\n',
       encoding: 'utf8',

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, backy, backyRaw, tempDir } from './helpers.js';
+import { BIN, backy, backyRaw, skipWithout, tempDir } from './helpers.js';
 
 const MiB = 1024 * 1024;
 let dir: { path: string; cleanup: () => Promise<void> };
@@ -122,7 +122,7 @@ describe('backy end to end', () => {
 });
 
 describe('on a terminal', () => {
-  it.runIf(spawnSync('sh', ['-c', 'command -v script']).status === 0)(
+  it.skipIf(skipWithout('terminal progress', 'script') != null)(
     'shows progress and readable log lines',
     async () => {
       const term = await tempDir();

@@ -4,31 +4,20 @@
  * fail instead. CEPH_TEST_CONF=path uses an already running cluster.
  */
 import { execFile } from 'node:child_process';
-import { access, constants, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { delimiter, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { missingTools } from '@backy/test-env';
 import type { TestProject } from 'vitest/node';
 
 const run = promisify(execFile);
 const script = resolve(import.meta.dirname, '../../../scripts/ceph-test-cluster');
-const TOOLS = ['ceph', 'ceph-mon', 'ceph-osd', 'monmaptool', 'ceph-authtool', 'rbd', 'qemu-io', 'qemu-img'];
 
 declare module 'vitest' {
   export interface ProvidedContext {
     ceph: { conf: string | null; skip: string | null };
   }
-}
-
-async function onPath(tool: string): Promise<boolean> {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (dir === '') continue;
-    try {
-      await access(join(dir, tool), constants.X_OK);
-      return true;
-    } catch {}
-  }
-  return false;
 }
 
 export default async function setup(project: TestProject) {
@@ -37,11 +26,18 @@ export default async function setup(project: TestProject) {
     project.provide('ceph', { conf: existing, skip: null });
     return;
   }
-  const missing: string[] = [];
-  for (const tool of TOOLS) if (!(await onPath(tool))) missing.push(tool);
+  const missing = missingTools(
+    'ceph',
+    'ceph-mon',
+    'ceph-osd',
+    'monmaptool',
+    'ceph-authtool',
+    'rbd',
+    'qemu-io',
+    'qemu-img',
+  );
   let skip: string | null = null;
-  if (missing.length > 0)
-    skip = `Ceph tools not installed (${missing.join(', ')}); run scripts/ci-install-ceph`;
+  if (missing != null) skip = `${missing}; run scripts/ci-install-ceph`;
   else if (process.env.BACKY_SKIP_CEPH === '1') skip = 'BACKY_SKIP_CEPH=1 is set';
   if (skip != null) {
     if (process.env.CI === 'true') throw new Error(`Ceph tests must not be skipped under CI=true: ${skip}`);

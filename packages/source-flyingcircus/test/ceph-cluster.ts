@@ -6,30 +6,18 @@ import { execFile, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { missingTools } from '@backy/test-env';
 import { REPO } from './consul-agent.js';
 
 const run = promisify(execFile);
 const SCRIPT = join(REPO, 'scripts/ceph-test-cluster');
 
-function onPath(tool: string): boolean {
-  return (process.env.PATH ?? '').split(delimiter).some((dir) => {
-    try {
-      accessSync(join(dir, tool), constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-}
-
 /** Why Ceph tests cannot run here, or null. */
 export function cephMissing(): string | null {
-  const missing = ['ceph', 'ceph-mon', 'ceph-osd', 'monmaptool', 'ceph-authtool', 'rbd'].filter(
-    (tool) => !onPath(tool),
-  );
-  if (missing.length > 0) return `Ceph binaries missing (${missing.join(', ')}); run scripts/ci-install-ceph`;
+  const missing = missingTools('ceph', 'ceph-mon', 'ceph-osd', 'monmaptool', 'ceph-authtool', 'rbd');
+  if (missing != null) return `${missing}; run scripts/ci-install-ceph`;
   try {
     accessSync(SCRIPT, constants.X_OK);
   } catch {

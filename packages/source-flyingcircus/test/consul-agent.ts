@@ -8,6 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { packageOf } from '@backy/test-env';
 
 const run = promisify(execFile);
 export const REPO = resolve(import.meta.dirname, '../../..');
@@ -34,7 +35,9 @@ export function findConsul(): string | null {
 
 /** Why Consul tests cannot run here, or null. */
 export function consulMissing(): string | null {
-  return findConsul() == null ? 'no consul binary (run scripts/ci-install-consul, or set CONSUL_BIN)' : null;
+  return findConsul() == null
+    ? `consul is not installed (Debian package ${packageOf('consul')}: run scripts/ci-install-consul, or set CONSUL_BIN)`
+    : null;
 }
 
 export interface TestConsul {

@@ -13,6 +13,7 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { join } from 'node:path';
+import { missingTools } from '@backy/test-env';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Archive } from '../archive.js';
 import { runBackup } from '../backup.js';
@@ -194,9 +195,8 @@ function mountLoopFs(type: 'btrfs' | 'xfs', base: string): { mnt: string; unmoun
   };
   if (process.getuid?.() !== 0) return why('needs root to mount a loop device');
   const mkfs = type === 'btrfs' ? ['mkfs.btrfs', '-q', '-f'] : ['mkfs.xfs', '-q', '-f', '-m', 'reflink=1'];
-  if (spawnSync('sh', ['-c', `command -v ${mkfs[0]}`]).status !== 0) {
-    return why(`${mkfs[0]} is not installed (${type === 'btrfs' ? 'btrfs-progs' : 'xfsprogs'})`);
-  }
+  const missing = missingTools(mkfs[0]!, 'mount', 'umount', 'truncate');
+  if (missing != null) return why(missing);
   const file = join(base, `${type}.img`);
   const mnt = join(base, `${type}-mnt`);
   spawnSync('truncate', ['-s', '512M', file]);

@@ -2,6 +2,7 @@ import { createHash, randomInt } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { missingTools, SYSTEM_PATH_ENV } from '@backy/test-env';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Archive } from '../archive.js';
 import { restoreToPath } from '../restore.js';
@@ -26,12 +27,10 @@ import {
   backupImage,
   CHUNK,
   captureLogger,
-  haveCommand,
   MiB,
   makeArchive,
   pseudoRandom,
   run,
-  SYSTEM_PYTHON_ENV,
   vmLikeImage,
   writeImage,
 } from './test-helpers.js';
@@ -47,7 +46,6 @@ let image2: Buffer;
 let server: NbdServer;
 let port: number;
 const logs = captureLogger();
-const tools = { qemuImg: false, qemuIo: false, nbdinfo: false, nbdcopy: false, nbdsh: false };
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'backy-nbd-test-'));
@@ -60,12 +58,6 @@ beforeAll(async () => {
   rev2 = await backupImage(archive, join(dir, 'vm2.img'), ['weekly']);
   server = new NbdServer({ exports: archiveExports(archive), logger: logs.logger });
   port = (await server.listen(0, '127.0.0.1')).port;
-  tools.qemuImg = await haveCommand('qemu-img');
-  tools.qemuIo = await haveCommand('qemu-io');
-  tools.nbdinfo = await haveCommand('nbdinfo');
-  tools.nbdcopy = await haveCommand('nbdcopy');
-  tools.nbdsh =
-    (await run('nbdsh', ['-c', 'pass'], { env: SYSTEM_PYTHON_ENV }).catch(() => ({ code: 1 }))).code === 0;
 });
 
 afterAll(async () => {
@@ -75,11 +67,12 @@ afterAll(async () => {
 
 const uri = (name: string, p = port) => `nbd://127.0.0.1:${p}/${name}`;
 
-/** Skips with a printed reason when a client program is missing. */
-function needs(ctx: { skip: (note?: string) => void }, tool: keyof typeof tools, pkg: string): void {
-  if (!tools[tool]) {
-    console.warn(`skipped: ${tool} is not installed (Debian package ${pkg})`);
-    ctx.skip(`${tool} is not installed`);
+/** Skips with a printed reason (the tool and its Debian package) when a client program is missing. */
+function needs(ctx: { skip: (note?: string) => void }, ...programs: string[]): void {
+  const reason = missingTools(...programs);
+  if (reason != null) {
+    console.warn(`skipped: ${reason}`);
+    ctx.skip(reason);
   }
 }
 
@@ -104,7 +97,7 @@ describe('NBD server with real clients', () => {
   });
 
   it('qemu-img convert copies revisions byte-identical to backy restore', async (ctx) => {
-    needs(ctx, 'qemuImg', 'qemu-utils');
+    needs(ctx, 'qemu-img');
     for (const [name, rev] of [
       ['last', rev2],
       [rev1.uuid, rev1],
@@ -124,7 +117,7 @@ describe('NBD server with real clients', () => {
   });
 
   it('nbdcopy copies a revision byte-identical to backy restore, and leaves zero chunks sparse', async (ctx) => {
-    needs(ctx, 'nbdcopy', 'libnbd-bin');
+    needs(ctx, 'nbdcopy');
     const out = join(dir, 'nbdcopy.raw');
     const r = await run('nbdcopy', [uri(rev2.uuid), out]);
     expect(r.stderr).toBe('');
@@ -139,7 +132,7 @@ describe('NBD server with real clients', () => {
   });
 
   it('nbdinfo shows size, read-only flag, the export list with tags, and zero chunks as holes', async (ctx) => {
-    needs(ctx, 'nbdinfo', 'libnbd-bin');
+    needs(ctx, 'nbdinfo');
     const info = await run('nbdinfo', ['--json', uri('last')]);
     expect(info.code).toBe(0);
     const json = JSON.parse(info.stdout) as { exports: Record<string, unknown>[] };
@@ -172,7 +165,7 @@ describe('NBD server with real clients', () => {
   });
 
   it('serves partial reads at random offsets (nbdsh)', async (ctx) => {
-    needs(ctx, 'nbdsh', 'python3-libnbd');
+    needs(ctx, 'nbdsh');
     const ranges: [number, number][] = [
       [0, 1],
       [CHUNK - 7, 20],
@@ -189,14 +182,14 @@ describe('NBD server with real clients', () => {
       `for off, n in ${JSON.stringify(ranges)}:`,
       '    print(hashlib.sha256(h.pread(n, off)).hexdigest())',
     ].join('\n');
-    const r = await run('nbdsh', ['-u', uri('weekly'), '-c', script], { env: SYSTEM_PYTHON_ENV });
+    const r = await run('nbdsh', ['-u', uri('weekly'), '-c', script], { env: SYSTEM_PATH_ENV });
     expect(r.stderr).toBe('');
     expect(r.stdout.trim().split('\n')).toEqual(ranges.map(([off, n]) => sha(image2.subarray(off, off + n))));
   });
 
   it('serves several clients at once', async (ctx) => {
-    needs(ctx, 'qemuImg', 'qemu-utils');
-    needs(ctx, 'nbdcopy', 'libnbd-bin');
+    needs(ctx, 'qemu-img');
+    needs(ctx, 'nbdcopy');
     const jobs = [
       run('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', uri('last'), join(dir, 'c1.raw')]),
       run('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', uri('daily'), join(dir, 'c2.raw')]),
@@ -213,7 +206,7 @@ describe('NBD server with real clients', () => {
   });
 
   it('refuses unknown export names with a message and keeps serving', async (ctx) => {
-    needs(ctx, 'nbdinfo', 'libnbd-bin');
+    needs(ctx, 'nbdinfo');
     const r = await run('nbdinfo', [uri('no-such-revision')]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/no-such-revision/);
@@ -403,7 +396,7 @@ describe('NBD protocol details (raw client)', () => {
   });
 
   it('survives qemu-img being killed mid-transfer', async (ctx) => {
-    needs(ctx, 'qemuImg', 'qemu-utils');
+    needs(ctx, 'qemu-img');
     const { spawn } = await import('node:child_process');
     const child = spawn('qemu-img', [
       'convert',
@@ -483,7 +476,7 @@ describe('copy-on-write overlay', () => {
   });
 
   it('lets qemu-io write and read back within one session', async (ctx) => {
-    needs(ctx, 'qemuIo', 'qemu-utils');
+    needs(ctx, 'qemu-io');
     const r = await run('qemu-io', [
       '-f',
       'raw',

@@ -133,16 +133,3 @@ export function run(
     if (options.input != null) child.stdin?.end(options.input);
   });
 }
-
-/** nbdsh runs `python3 -m nbd`: put the system Python (which has the libnbd module) first. */
-export const SYSTEM_PYTHON_ENV: NodeJS.ProcessEnv = {
-  ...process.env,
-  PATH: `/usr/bin:/bin:${process.env.PATH ?? ''}`,
-};
-
-export async function haveCommand(cmd: string): Promise<boolean> {
-  return run('sh', ['-c', `command -v ${cmd}`]).then(
-    (r) => r.code === 0,
-    () => false,
-  );
-}
