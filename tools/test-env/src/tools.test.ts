@@ -30,8 +30,13 @@ function sources(dir: string, out: string[] = []): string[] {
 function programsRun(text: string): string[] {
   const found = new Set<string>();
   const call =
-    /\b(?:spawn|spawnSync|execFile|execFileSync|execFileAsync|run|haveCommand|haveTool|missingTools)\(\s*['"`]([A-Za-z0-9._+-]+)['"`]/g;
+    /\b(?:spawn|spawnSync|execFile|execFileSync|execFileAsync|run|haveCommand|haveTool)\(\s*['"`]([A-Za-z0-9._+-]+)['"`]/g;
   for (const m of text.matchAll(call)) found.add(m[1]!);
+  // Every name in a list of tools: missingTools('a', 'b'), skipWithout('label', 'a', 'b').
+  for (const m of text.matchAll(/\b(missingTools|skipWithout)\(([^)]*)\)/g)) {
+    const names = [...m[2]!.matchAll(/['"`]([A-Za-z0-9._+-]+)['"`]/g)].map((n) => n[1]!);
+    for (const name of m[1] === 'skipWithout' ? names.slice(1) : names) found.add(name);
+  }
   const commandV = /command -v ([A-Za-z0-9._+-]+)/g;
   for (const m of text.matchAll(commandV)) found.add(m[1]!);
   return [...found];
@@ -73,8 +78,10 @@ describe('the test-tools list', () => {
 
   it('covers every program a source file of the workspace starts by name', () => {
     expect(
-      programsRun(`spawnSync(\n  'qemu-img', []); run('nbdsh', []); sh -c 'command -v fincore'`),
-    ).toEqual(['qemu-img', 'nbdsh', 'fincore']);
+      programsRun(
+        `spawnSync(\n  'qemu-img', []); run('nbdsh', []); sh -c 'command -v fincore'; missingTools('a', 'b'); skipWithout('label', 'c')`,
+      ),
+    ).toEqual(['qemu-img', 'nbdsh', 'a', 'b', 'c', 'fincore']);
     const unlisted: string[] = [];
     const files = [...sources(join(repo, 'packages')), ...sources(join(repo, 'tools'))];
     expect(files.length).toBeGreaterThan(50);
