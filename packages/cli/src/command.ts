@@ -20,6 +20,8 @@ export interface CommandContext {
   signal: AbortSignal;
   stdout: NodeJS.WriteStream;
   print(line: string): void;
+  /** One `backy: warning: …` line on stderr. */
+  warn(line: string): void;
 }
 
 export interface Command {

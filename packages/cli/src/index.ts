@@ -190,13 +190,20 @@ export async function main(
       values: parsed.values as CommandContext['values'],
       positionals: parsed.positionals,
       async openArchive() {
-        archive ??= await ArchiveClass.open(global.baseDir);
+        if (archive == null) {
+          archive = await ArchiveClass.open(global.baseDir);
+          // An archive that moved is registered with its store at its new place on its next use.
+          await archive.refreshRegistration();
+        }
         ensureLogger(archive.logPath);
         return archive;
       },
       logger: () => ensureLogger(archive?.logPath ?? null),
       progress: createProgressBar(stderr),
       signal: controller.signal,
+      warn: (line: string) => {
+        stderr.write(`backy: warning: ${line}\n`);
+      },
       stdout,
       print: (line) => stdout.write(`${line}\n`),
     };

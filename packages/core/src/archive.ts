@@ -1,11 +1,11 @@
-import { mkdir, readdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { stringify } from 'yaml';
 import { type ArchiveConfig, archiveConfigSchema, loadArchiveConfig, validateConfig } from './config.js';
 import { BackyError, ioError } from './errors.js';
-import { fsyncDir, isTempName, tempPathFor, writeFileAtomic } from './fs-util.js';
-import { isRevisionId } from './ids.js';
+import { exists, fsyncDir, isTempName, tempPathFor, writeFileAtomic } from './fs-util.js';
+import { isRevisionId, newRevisionId } from './ids.js';
 import { ChunkedRevisionReader, ChunkedRevisionWriter } from './layout/chunked.js';
 import { ImagesRevisionReader, ImagesRevisionWriter, supportsReflink } from './layout/images.js';
 import { acquireLock, type Lock } from './lock.js';
@@ -25,6 +25,15 @@ export const CONFIG_FILE = 'config';
 export const LOG_FILE = 'backy.log';
 const REV_SUFFIX = '.rev';
 const MAP_SUFFIX = '.map';
+/**
+ * Written (atomically) before a backup writes anything of revision `<id>`, removed after its `.rev`:
+ * the proof that files named `<id>` without a `.rev` are backy's own leftovers and may be removed.
+ */
+const PENDING_SUFFIX = '.pending';
+/** The archive's identity, kept across moves: the store's registry knows archives by it. */
+export const ARCHIVE_ID_FILE = 'archive-id';
+/** Seconds a short change of revision files waits for another one to finish. */
+const REVISIONS_LOCK_WAIT = 120;
 
 /** The symlink to the newest revision's image file in the `images` layout. */
 export const LAST_LINK = 'last';
@@ -37,11 +46,22 @@ export interface LayoutWriter extends RevisionWriter {
   abort(): Promise<void>;
 }
 
+/** A `.rev` that does not parse or validate: shown, kept with its data, never used. */
+export interface DamagedRevision {
+  id: string;
+  file: string;
+  problem: string;
+}
+
 export interface ArchiveScan {
   /** Complete revisions, oldest first. */
   complete: Revision[];
-  /** IDs of revisions that were started but never completed. */
-  incomplete: string[];
+  /** `.rev` files backy cannot read; their maps and image files stay, and purge keeps their chunks. */
+  damaged: DamagedRevision[];
+  /** Revisions a backup started (its `.pending` marker is there) and never committed. */
+  interrupted: string[];
+  /** Maps and image files without a `.rev` and without backy's marker: not provably leftovers, kept. */
+  orphans: string[];
 }
 
 /** One job's directory: its config, revisions, chunk maps, log and (by default) its chunk store. */
@@ -121,10 +141,44 @@ export class Archive {
     return join(this.path, id);
   }
 
-  /** Creates the store and registers this archive as its user. */
+  /** Creates the store and registers this archive (by its ID, at its current path) as its user. */
   async prepareStore(): Promise<void> {
     await this.store.init();
-    await this.store.register(this.path);
+    await this.store.register(await this.id(), this.path);
+  }
+
+  /**
+   * Registers this archive with its store if the store exists, so an archive that moved is found at its
+   * new path. Best effort: a read-only archive or store is no reason to fail a command that only reads.
+   */
+  async refreshRegistration(): Promise<void> {
+    if (!(await this.store.exists())) return;
+    await this.prepareStore().catch(() => {});
+  }
+
+  private cachedId: string | null = null;
+
+  /** The archive's ID (`archive-id`), made on first use; it stays the same when the directory moves. */
+  async id(): Promise<string> {
+    if (this.cachedId != null) return this.cachedId;
+    const file = join(this.path, ARCHIVE_ID_FILE);
+    const existing = await readFile(file, 'utf8').then(
+      (t) => t.trim(),
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return null;
+        throw ioError(error, `reading ${file}`);
+      },
+    );
+    if (existing != null && !isRevisionId(existing)) {
+      throw new BackyError(
+        'CONFIG_INVALID',
+        `${file}: not an archive ID (${JSON.stringify(existing.slice(0, 40))})`,
+      );
+    }
+    const id = existing ?? newRevisionId();
+    if (existing == null) await writeFileAtomic(file, `${id}\n`, { mode: 0o640 });
+    this.cachedId = id;
+    return id;
   }
 
   async scan(): Promise<ArchiveScan> {
@@ -134,34 +188,64 @@ export class Archive {
     } catch (error) {
       throw ioError(error, `reading archive ${this.path}`);
     }
+    const present = new Set(names);
     const complete: Revision[] = [];
-    const incomplete = new Set<string>();
+    const damaged: DamagedRevision[] = [];
     const revIds = new Set<string>();
     for (const name of names) {
-      if (name.endsWith(REV_SUFFIX) && !name.startsWith('.')) {
-        const id = name.slice(0, -REV_SUFFIX.length);
-        revIds.add(id);
-        let data: RevisionData;
-        try {
-          data = await readRevisionFile(join(this.path, name));
-        } catch {
-          incomplete.add(id);
-          continue;
-        }
-        if (isComplete(data) && data.uuid === id) complete.push(data);
-        else incomplete.add(id);
+      if (!name.endsWith(REV_SUFFIX) || name.startsWith('.')) continue;
+      const id = name.slice(0, -REV_SUFFIX.length);
+      revIds.add(id);
+      const file = join(this.path, name);
+      let data: RevisionData;
+      try {
+        data = await readRevisionFile(file);
+      } catch (error) {
+        damaged.push({ id, file, problem: describeProblem(error, file) });
+        continue;
       }
+      if (data.uuid !== id) damaged.push({ id, file, problem: `its uuid is ${JSON.stringify(data.uuid)}` });
+      else if (!isComplete(data))
+        damaged.push({ id, file, problem: 'it has no stats (not a complete revision)' });
+      else complete.push(data);
     }
+    const interrupted = names
+      .filter((n) => n.endsWith(PENDING_SUFFIX) && !n.startsWith('.'))
+      .map((n) => n.slice(0, -PENDING_SUFFIX.length))
+      .filter((id) => !revIds.has(id))
+      .sort();
+    const pending = new Set(interrupted);
+    const orphans: string[] = [];
     for (const name of names) {
-      if (name.endsWith(MAP_SUFFIX) && !name.startsWith('.')) {
-        const id = name.slice(0, -MAP_SUFFIX.length);
-        if (!revIds.has(id)) incomplete.add(id);
-      }
+      if (name.startsWith('.')) continue;
+      const id = name.endsWith(MAP_SUFFIX)
+        ? name.slice(0, -MAP_SUFFIX.length)
+        : isRevisionId(name)
+          ? name
+          : null;
+      if (id == null || revIds.has(id) || pending.has(id)) continue;
+      if (present.has(`${id}${PENDING_SUFFIX}`)) continue;
+      orphans.push(name);
     }
     complete.sort(
       (a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp) || a.uuid.localeCompare(b.uuid),
     );
-    return { complete, incomplete: [...incomplete].sort() };
+    damaged.sort((a, b) => a.id.localeCompare(b.id));
+    return { complete, damaged, interrupted, orphans: orphans.sort() };
+  }
+
+  /** One line for each thing in the archive that needs an operator's eye (damaged `.rev`, orphans). */
+  static describeScan(scan: ArchiveScan): string[] {
+    return [
+      ...scan.damaged.map(
+        (d) =>
+          `damaged revision ${d.id}: ${d.file}: ${d.problem} (kept with its data; fix or remove the file by hand)`,
+      ),
+      ...scan.orphans.map(
+        (name) =>
+          `unknown file ${name}: no ${REV_SUFFIX} belongs to it (kept, and its chunks stay referenced)`,
+      ),
+    ];
   }
 
   /** Complete revisions, oldest first. */
@@ -177,7 +261,7 @@ export class Archive {
     return resolveSingleRevision(await this.revisions(), spec);
   }
 
-  /** The exclusive lock a backup (and any change of revisions) holds. */
+  /** The exclusive lock a backup holds for its whole run, and forget/expire/tags/distrust for theirs. */
   lockBackup(): Promise<Lock> {
     return acquireLock(join(this.path, '.backup.lock'), 'exclusive', {
       busyMessage: `a backup of ${this.path} is already running (or another command is changing its revisions)`,
@@ -185,37 +269,122 @@ export class Archive {
   }
 
   /**
-   * Removes what interrupted runs left: revisions without completed stats, maps without a revision and
-   * temporary files. Call with the backup lock held. Returns the removed revision IDs.
+   * The short exclusive lock around every change of revision files (`.rev`, `.map`, image files,
+   * markers): a backup's commit and clean-up, forget, expire, tags, distrust and verify's trust update.
+   * It is waited for, since every holder keeps it only for a few file operations.
    */
-  async cleanup(logger?: Logger): Promise<string[]> {
-    const { incomplete } = await this.scan();
-    for (const id of incomplete) {
-      logger?.warn({ revision: id }, 'removing incomplete revision left by an interrupted run');
-      await this.deleteRevisionFiles(id);
-    }
-    const complete = new Set((await this.scan()).complete.map((r) => r.uuid));
-    for (const name of await readdir(this.path)) {
-      if (isTempName(name)) await rm(join(this.path, name), { force: true });
-      // An image file whose revision never completed (or was deleted half-way).
-      else if (isRevisionId(name) && !complete.has(name)) {
-        logger?.warn({ revision: name }, 'removing image file of an incomplete revision');
-        await rm(join(this.path, name), { force: true });
-      }
-    }
-    await this.updateLastLink();
-    return incomplete;
+  lockRevisions(): Promise<Lock> {
+    return acquireLock(join(this.path, '.revisions.lock'), 'exclusive', {
+      waitSeconds: REVISIONS_LOCK_WAIT,
+      busyMessage: `the revisions of ${this.path} have been locked by another command for ${REVISIONS_LOCK_WAIT} s`,
+    });
   }
 
-  async openReader(rev: RevisionData): Promise<RevisionReader> {
-    const map = await ChunkMap.load(this.mapPath(rev.uuid));
-    if (map.size !== rev.size) {
-      throw new BackyError(
-        'REVISION_INVALID',
-        `revision ${rev.uuid}: map size ${map.size} differs from recorded size ${rev.size}`,
-      );
+  private async withRevisionsLock<T>(work: () => Promise<T>): Promise<T> {
+    const lock = await this.lockRevisions();
+    try {
+      return await work();
+    } finally {
+      await lock.release();
     }
-    return this.readerFor(rev, map);
+  }
+
+  /**
+   * Changes one revision's `.rev` as it is on disk now (so concurrent changes of other fields are not
+   * lost). Returns the new revision, or null when the revision no longer exists (it is never recreated).
+   */
+  async updateRevision(id: string, change: (rev: Revision) => Revision): Promise<Revision | null> {
+    return this.withRevisionsLock(async () => {
+      let current: RevisionData;
+      try {
+        current = await readRevisionFile(this.revPath(id));
+      } catch (error) {
+        if (((error as Error).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return null;
+        throw error;
+      }
+      if (!isComplete(current)) return null;
+      const next = change(current);
+      await writeRevisionFile(this.revPath(id), next);
+      return next;
+    });
+  }
+
+  /** Marks revision `id` as started: from now on its files are provably this backup's own. */
+  async markPending(id: string): Promise<void> {
+    await writeFileAtomic(join(this.path, `${id}${PENDING_SUFFIX}`), `${process.pid}\n`, { mode: 0o640 });
+  }
+
+  /** Commits a new revision: its `.rev` makes it exist; then its marker goes. */
+  async commitRevision(rev: RevisionData): Promise<void> {
+    await this.withRevisionsLock(async () => {
+      await writeRevisionFile(this.revPath(rev.uuid), rev);
+      await rm(join(this.path, `${rev.uuid}${PENDING_SUFFIX}`), { force: true });
+      await this.updateLastLink();
+    });
+  }
+
+  /** Forgets a revision (forget, expire): `.rev` first, so it disappears at once, then its data. */
+  async deleteRevision(id: string): Promise<void> {
+    await this.withRevisionsLock(() => this.deleteRevisionFiles(id));
+  }
+
+  /**
+   * Removes what interrupted backups left, and only that: the files of revisions whose `.pending`
+   * marker is there without a `.rev`, and backy's own temp files. Anything else it does not understand
+   * stays (see `describeScan`). Call with the backup lock held. Returns the removed revision IDs.
+   */
+  async cleanup(logger?: Logger): Promise<string[]> {
+    return this.withRevisionsLock(async () => {
+      const { interrupted } = await this.scan();
+      for (const id of interrupted) {
+        logger?.warn({ revision: id }, 'removing a revision an interrupted backup left');
+        await rm(this.mapPath(id), { force: true });
+        await rm(this.imagePath(id), { force: true });
+        await rm(join(this.path, `${id}${PENDING_SUFFIX}`), { force: true });
+      }
+      for (const name of await readdir(this.path)) {
+        if (isTempName(name)) await rm(join(this.path, name), { force: true });
+        // A marker left after its .rev was written (a crash between the two).
+        else if (
+          name.endsWith(PENDING_SUFFIX) &&
+          (await exists(this.revPath(name.slice(0, -PENDING_SUFFIX.length))))
+        )
+          await rm(join(this.path, name), { force: true });
+      }
+      if (interrupted.length > 0) await fsyncDir(this.path);
+      await this.updateLastLink();
+      return interrupted;
+    });
+  }
+
+  /**
+   * Opens a revision for reading. The reader holds the chunk store's shared lock until `close()`, so
+   * `purge` cannot delete a chunk it may still read; callers cannot forget to take it.
+   */
+  async openReader(rev: RevisionData): Promise<RevisionReader> {
+    const lock = await this.store.lock('shared');
+    try {
+      const map = await ChunkMap.load(this.mapPath(rev.uuid));
+      if (map.size !== rev.size) {
+        throw new BackyError(
+          'REVISION_INVALID',
+          `revision ${rev.uuid}: map size ${map.size} differs from recorded size ${rev.size}`,
+        );
+      }
+      const reader = this.readerFor(rev, map);
+      const close = reader.close.bind(reader);
+      reader.close = async () => {
+        try {
+          await close();
+        } finally {
+          await lock.release();
+        }
+      };
+      return reader;
+    } catch (error) {
+      await lock.release();
+      throw error;
+    }
   }
 
   /** A reader over a revision's map in the revision's own layout. */
@@ -226,23 +395,66 @@ export class Archive {
   }
 
   /**
-   * Opens a writer for revision `id` in the configured layout. `parent` (the newest usable revision) is
-   * only built upon when it has the same layout; otherwise the backup is a full one.
+   * The revision a new backup builds upon, newest first among `candidates` (complete revisions, oldest
+   * first): one in the configured layout whose map loads, that passed its own verification, and whose
+   * chunks are all in the store. Null means a full backup. Each revision passed over is logged.
+   */
+  async usableParent(
+    candidates: readonly Revision[],
+    logger?: Logger,
+  ): Promise<{ revision: Revision; map: ChunkMap } | null> {
+    for (const rev of [...candidates].reverse()) {
+      if (rev.trust === 'distrusted') return null; // the caller rewrites everything after distrust
+      if (rev.backend_type !== this.config.layout) return null;
+      let map: ChunkMap;
+      try {
+        map = await this.loadMap(rev.uuid);
+      } catch (error) {
+        logger?.warn(
+          { parent: rev.uuid, err: error },
+          'the chunk map of a revision is damaged: not building upon it',
+        );
+        continue;
+      }
+      // A revision whose chunks are named by an older hash is not built upon: the next one is full.
+      if (map.algorithm !== CHUNK_HASH) return null;
+      if (map.size !== rev.size) {
+        logger?.warn(
+          { parent: rev.uuid },
+          'the chunk map of a revision does not match its size: not building upon it',
+        );
+        continue;
+      }
+      if (this.config.layout === 'chunked') {
+        const missing = await this.store.missing(map.uniqueHashes());
+        if (missing.length > 0) {
+          logger?.warn(
+            { parent: rev.uuid, missing: missing.length, first: missing.slice(0, 5) },
+            'chunks of the parent revision are missing (or were found damaged): full backup, so they are written anew',
+          );
+          return null;
+        }
+      }
+      return { revision: rev, map };
+    }
+    return null;
+  }
+
+  /**
+   * Opens a writer for revision `id` in the configured layout, starting as a copy of `parent` (from
+   * `usableParent`) or empty for a full backup.
    */
   async createWriter(
     id: string,
-    parent: RevisionData | null,
+    parent: { revision: RevisionData; map: ChunkMap } | null,
     options: { rewrite?: boolean; logger?: Logger } = {},
   ): Promise<{ writer: LayoutWriter; parentReader: RevisionReader | null }> {
-    const sameLayout = parent != null && parent.backend_type === this.config.layout;
-    const loaded = sameLayout ? await this.loadMap(parent.uuid) : null;
-    // A revision whose chunks are named by an older hash is not built upon: the next one is full.
-    const parentMap = loaded?.algorithm === CHUNK_HASH ? loaded : null;
-    const parentReader = parentMap != null ? this.readerFor(parent!, parentMap) : null;
+    const parentMap = parent?.map ?? null;
+    const parentReader = parent != null ? this.readerFor(parent.revision, parent.map) : null;
     if (this.config.layout === 'images') {
       const writer = await ImagesRevisionWriter.create(this.imagePath(id), this.mapPath(id), {
         parentMap,
-        parentImage: parentMap != null ? this.imagePath(parent!.uuid) : null,
+        parentImage: parent != null ? this.imagePath(parent.revision.uuid) : null,
         logger: options.logger,
       });
       return { writer, parentReader };
@@ -252,6 +464,15 @@ export class Archive {
       rewrite: options.rewrite ?? false,
     });
     return { writer, parentReader };
+  }
+
+  /** After a failed backup whose writer has removed its data: its marker goes too. */
+  async dropPending(id: string): Promise<void> {
+    await this.withRevisionsLock(async () => {
+      if (await exists(this.revPath(id))) return;
+      await rm(this.mapPath(id), { force: true });
+      await rm(join(this.path, `${id}${PENDING_SUFFIX}`), { force: true });
+    });
   }
 
   /**
@@ -286,16 +507,17 @@ export class Archive {
     return ChunkMap.load(this.mapPath(id));
   }
 
-  async writeRevision(rev: RevisionData): Promise<void> {
-    await writeRevisionFile(this.revPath(rev.uuid), rev);
-  }
-
   /** Deletes a revision: the `.rev` first (so it disappears at once), then its map and image file. */
-  async deleteRevisionFiles(id: string): Promise<void> {
+  private async deleteRevisionFiles(id: string): Promise<void> {
     await rm(this.revPath(id), { force: true });
     await rm(this.mapPath(id), { force: true });
     await rm(this.imagePath(id), { force: true });
     await fsyncDir(this.path);
     await this.updateLastLink();
   }
+}
+
+function describeProblem(error: unknown, file: string): string {
+  const message = (error as Error).message ?? String(error);
+  return message.startsWith(`${file}: `) ? message.slice(file.length + 2) : message;
 }

@@ -39,7 +39,12 @@ async function restoreBytes(archive: Archive, spec: string): Promise<Buffer> {
   const out = new PassThrough();
   const parts: Buffer[] = [];
   out.on('data', (d) => parts.push(d));
-  await restoreToStream(await archive.openReader(await archive.resolveOne(spec)), out);
+  const reader = await archive.openReader(await archive.resolveOne(spec));
+  try {
+    await restoreToStream(reader, out);
+  } finally {
+    await reader.close(); // the reader holds the store's shared lock until then
+  }
   return Buffer.concat(parts);
 }
 
@@ -63,22 +68,33 @@ describe('backup', () => {
     expect(files.filter((f) => f.endsWith('.rev'))).toHaveLength(2);
   });
 
-  it('ignores and then removes what a crashed backup left behind', async () => {
+  it('removes what a crashed backup provably left, and keeps what it does not understand', async () => {
     const archive = await makeArchive(dir.path);
     const data = image();
     const good = await backupOf(archive, data);
-    // A crash after the map but before the .rev, a .rev without stats, and a stray temp file.
+    // A crash after the map but before the .rev (the backup's marker is there), a map nobody claims,
+    // a .rev without stats, and a stray temp file.
     await copyFile(archive.mapPath(good.uuid), archive.mapPath('CrashedRevision0000001'));
+    await writeFile(join(archive.path, 'CrashedRevision0000001.pending'), '1\n');
+    await copyFile(archive.mapPath(good.uuid), archive.mapPath('UnknownRevision0000003'));
     await writeFile(
       archive.revPath('CrashedRevision0000002'),
       'uuid: CrashedRevision0000002\ntimestamp: 2026-01-01T00:00:00Z\n',
     );
     await writeFile(join(archive.path, '.x.rev.abcd.tmp'), 'partial');
     expect((await archive.revisions()).map((r) => r.uuid)).toEqual([good.uuid]);
-    expect((await archive.scan()).incomplete).toEqual(['CrashedRevision0000001', 'CrashedRevision0000002']);
+    const scan = await archive.scan();
+    expect(scan.interrupted).toEqual(['CrashedRevision0000001']);
+    expect(scan.orphans).toEqual(['UnknownRevision0000003.map']);
+    expect(scan.damaged.map((d) => [d.id, d.problem])).toEqual([
+      ['CrashedRevision0000002', 'it has no stats (not a complete revision)'],
+    ]);
     await backupOf(archive, data);
     const files = await readdir(archive.path);
-    expect(files.some((f) => f.startsWith('Crashed') || f.endsWith('.tmp'))).toBe(false);
+    expect(files.filter((f) => f.startsWith('CrashedRevision0000001') || f.endsWith('.tmp'))).toEqual([]);
+    expect(files).toContain('UnknownRevision0000003.map');
+    expect(files).toContain('CrashedRevision0000002.rev');
+    expect(files.filter((f) => f.endsWith('.pending'))).toEqual([]);
     expect(await archive.revisions()).toHaveLength(2);
   });
 
@@ -95,7 +111,8 @@ describe('backup', () => {
     expect(error.message).toContain('device vanished');
     const scan = await archive.scan();
     expect(scan.complete).toHaveLength(1);
-    expect(scan.incomplete).toEqual([]);
+    expect(scan.interrupted).toEqual([]);
+    expect(scan.orphans).toEqual([]);
     expect((await readdir(archive.path)).filter((f) => f.endsWith('.map'))).toHaveLength(1);
   });
 
@@ -157,6 +174,9 @@ describe('trust, verify and distrust', () => {
     expect((await archive.resolveOne(rev.uuid)).trust).toBe('distrusted');
     const restoreError = await restoreBytes(archive, rev.uuid).catch((e) => e);
     expect(isBackyError(restoreError, 'CHUNK_CORRUPT')).toBe(true);
+    // verify moved the damaged file aside, so no backup can reuse it
+    expect(restoreError.message).toContain(`moved it aside to ${path}.damaged`);
+    expect(await archive.store.has(hash)).toBe(false);
 
     const next = await backupOf(archive, data);
     expect(next.stats.chunks_written).toBe(2); // rewritten, not trusted
@@ -189,7 +209,7 @@ describe('expire and purge', () => {
     expect(revB.stats.chunks_reused).toBe(2);
     let result = await purgeStore(a.store, { logger: silent });
     expect(result.chunksDeleted).toBe(0);
-    await a.deleteRevisionFiles(revA.uuid);
+    await a.deleteRevision(revA.uuid);
     result = await purgeStore(a.store, { logger: silent });
     expect(result.chunksDeleted).toBe(1); // a's own chunk 2; chunk 0 stays for b
     expect(result.archives).toBe(2);

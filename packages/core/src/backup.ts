@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
-import type { Archive } from './archive.js';
+import { Archive } from './archive.js';
 import { BackyError, ioError, isBackyError } from './errors.js';
 import { newRevisionId } from './ids.js';
 import type { Lock } from './lock.js';
-import type { Revision, RevisionData } from './revision.js';
+import { failedOwnVerification, type Revision, type RevisionData } from './revision.js';
 import type { RevisionReader } from './revision-io.js';
 import { MANUAL_TAG_PREFIX } from './schedule.js';
 import type { BackupSource } from './source.js';
@@ -50,8 +50,12 @@ export async function runBackup(
     locks.push(await archive.store.lock('shared'));
     await archive.cleanup(logger);
 
-    const existing = await archive.revisions();
+    const scan = await archive.scan();
+    for (const line of Archive.describeScan(scan)) logger.warn(line);
+    // A revision that failed its own verification is evidence, not a base to build upon or a parent.
+    const existing = scan.complete.filter((r) => !failedOwnVerification(r));
     const newest = existing.at(-1) ?? null;
+    const newestAny = scan.complete.at(-1) ?? null;
     const started = now();
     const revision: RevisionData = {
       uuid: newRevisionId(),
@@ -64,15 +68,19 @@ export async function runBackup(
       source_type: archive.config.source.type,
     };
     const log = logger.child({ revision: revision.uuid });
-    const parentUsable = newest != null && newest.trust !== 'distrusted';
-    if (newest?.trust === 'distrusted') {
+    // After a distrusted revision (by verify, distrust, or a failed verification of its own backup),
+    // chunks the store holds may be damaged: every chunk this backup touches is written anew.
+    const rewrite = newestAny?.trust === 'distrusted';
+    if (rewrite) {
       log.warn(
-        { parent: newest.uuid },
+        { parent: newestAny.uuid },
         'newest revision is distrusted: full backup, every chunk is rewritten',
       );
     }
-    const { writer, parentReader } = await archive.createWriter(revision.uuid, parentUsable ? newest : null, {
-      rewrite: newest?.trust === 'distrusted',
+    const base = await archive.usableParent(existing, log);
+    await archive.markPending(revision.uuid);
+    const { writer, parentReader } = await archive.createWriter(revision.uuid, base, {
+      rewrite,
       logger: log,
     });
     let bytesRead = 0;
@@ -83,7 +91,7 @@ export async function runBackup(
       signal.throwIfAborted();
       await source.backup({
         revision,
-        parent: parentUsable && parentReader ? { revision: newest, reader: parentReader } : null,
+        parent: base != null && parentReader ? { revision: base.revision, reader: parentReader } : null,
         writer,
         logger: log,
         signal,
@@ -96,6 +104,16 @@ export async function runBackup(
       signal.throwIfAborted();
       const map = await writer.seal();
       revision.size = map.size;
+      if (revision.backend_type === 'chunked') {
+        // Never commit a revision that names a chunk the store does not hold.
+        const missing = await archive.store.missing(map.uniqueHashes());
+        if (missing.length > 0) {
+          throw new BackyError(
+            'CHUNK_MISSING',
+            `${missing.length} chunk${missing.length === 1 ? '' : 's'} the new revision references ${missing.length === 1 ? 'is' : 'are'} missing from ${archive.store.root} (first: ${missing[0]}); nothing was committed`,
+          );
+        }
+      }
       const fresh = archive.readerFor(revision, map);
       const verification = await source
         .verify({
@@ -128,8 +146,7 @@ export async function runBackup(
       };
       if (Object.keys(sourceInfo).length > 0) revision.source_info = sourceInfo;
       signal.throwIfAborted();
-      await archive.writeRevision(revision);
-      await archive.updateLastLink();
+      await archive.commitRevision(revision);
       success = true;
       log.info(
         { stats: revision.stats, size: revision.size, verification: revision.verification.method },
@@ -138,6 +155,7 @@ export async function runBackup(
       return revision as Revision;
     } catch (error) {
       await writer.abort().catch(() => {});
+      await archive.dropPending(revision.uuid).catch(() => {});
       const err = signal.aborted
         ? new BackyError('ABORTED', 'backup aborted', { cause: error })
         : ioError(error, 'backup failed');
@@ -176,28 +194,32 @@ function validateTags(archive: Archive, tags: string[], force: boolean): string[
 }
 
 /**
- * `VerifyContext.checkChunk` over a fresh revision. Each chunk stored by this backup was hashed from the
- * very bytes that were compressed and written, so when the source's bytes read again equal the stored
- * bytes, the source has not changed and the chunk file is intact: one byte comparison replaces hashing
- * both sides. Chunks the revision reuses are compared by hash (their files are `backy verify`'s job).
+ * `VerifyContext.checkChunk` over a fresh revision: the source's bytes, read again, are compared byte
+ * for byte with what the revision stored, for every chunk, the reused ones too. Each chunk stored by
+ * this backup was hashed from the very bytes that were written, so equal bytes prove both that the
+ * source has not changed and that the chunk file is intact. A reused chunk is read back the same way,
+ * so a chunk file damaged since an earlier backup is caught now (and the revision distrusted, which
+ * makes the next backup rewrite it) instead of being trusted until a restore needs it.
  */
 export function chunkChecker(
   reader: RevisionReader,
-  freshChunks: ReadonlySet<string>,
+  _freshChunks: ReadonlySet<string>,
   logger: Logger,
 ): (index: number, data: Buffer) => Promise<boolean> {
-  const unread = new Set(freshChunks);
   return async (index, data) => {
     const expected = reader.chunkHash(index);
     if (expected == null) return isAllZero(data);
     try {
-      if (unread.delete(expected)) {
-        if (reader.equalsStored) return await reader.equalsStored(index, data);
-        if ((await hashChunk(data, reader.hashAlgorithm)) !== expected) return false;
-        chunkBuffers.release(await (reader.readPooled?.(index) ?? reader.read(index)));
-        return true;
+      if (reader.equalsStored) {
+        if (await reader.equalsStored(index, data)) return true;
+        // Which side differs: the source (changed under the backup) or the store (a damaged chunk)?
+        if ((await hashChunk(data, reader.hashAlgorithm)) === expected)
+          logger.error({ chunk: index, hash: expected }, 'stored chunk is damaged');
+        return false;
       }
-      return (await hashChunk(data, reader.hashAlgorithm)) === expected;
+      if ((await hashChunk(data, reader.hashAlgorithm)) !== expected) return false;
+      chunkBuffers.release(await (reader.readPooled?.(index) ?? reader.read(index)));
+      return true;
     } catch (error) {
       if (!isBackyError(error, 'CHUNK_CORRUPT') && !isBackyError(error, 'CHUNK_MISSING')) throw error;
       logger.error({ err: error, chunk: index }, 'stored chunk is damaged');

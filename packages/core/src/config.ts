@@ -20,7 +20,7 @@ export const storeConfigSchema = z.strictObject({
 });
 
 /** The configuration of one job's archive, `<archive>/config`. */
-export const archiveConfigSchema = z.looseObject({
+export const archiveConfigSchema = z.strictObject({
   source: sourceConfigSchema,
   /** Tag → {interval, keep}. Used by `expire` and the scheduler. */
   schedule: scheduleSchema.default({}),

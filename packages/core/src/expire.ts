@@ -16,10 +16,13 @@ export async function expireArchive(
       const rev = byId.get(action.uuid)!;
       if (action.remove) {
         options.logger.info({ revision: rev.uuid, tags: rev.tags }, 'expired: revision removed');
-        await archive.deleteRevisionFiles(rev.uuid);
+        await archive.deleteRevision(rev.uuid);
       } else if (action.removeTags.length > 0) {
         options.logger.info({ revision: rev.uuid, removed: action.removeTags }, 'expired tags');
-        await archive.writeRevision({ ...rev, tags: rev.tags.filter((t) => !action.removeTags.includes(t)) });
+        await archive.updateRevision(rev.uuid, (current) => ({
+          ...current,
+          tags: current.tags.filter((t) => !action.removeTags.includes(t)),
+        }));
       }
     }
     return actions;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ioError } from './errors.js';
 
@@ -53,4 +53,12 @@ export async function writeFileAtomic(
     await rm(tmp, { force: true }).catch(() => {});
     throw ioError(error, `writing ${path}`);
   }
+}
+
+/** Whether `path` exists (any kind of file). */
+export async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }

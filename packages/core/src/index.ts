@@ -1,4 +1,11 @@
-export { Archive, type ArchiveScan, CONFIG_FILE, LOG_FILE } from './archive.js';
+export {
+  ARCHIVE_ID_FILE,
+  Archive,
+  type ArchiveScan,
+  CONFIG_FILE,
+  type DamagedRevision,
+  LOG_FILE,
+} from './archive.js';
 export { type BackupOptions, chunkChecker, type Progress, runBackup } from './backup.js';
 export {
   type CentralConfig,
@@ -32,7 +39,6 @@ export { ChunkedRevisionReader, ChunkedRevisionWriter } from './layout/chunked.j
 export { acquireLock, type Lock, type LockMode } from './lock.js';
 export { type AppendLog, openAppendLog } from './log-file.js';
 export {
-  type ArchiveExportOptions,
   archiveExports,
   DEFAULT_EXPORT_SPEC,
   type NbdExportInfo,
@@ -41,9 +47,10 @@ export {
   type NbdServerOptions,
   type OpenedExport,
 } from './nbd/index.js';
-export { type PurgeResult, purgeStore, storeUsage } from './purge.js';
+export { forgetArchive, type PurgeResult, purgeStore, storeUsage } from './purge.js';
 export { blockDeviceSize, type RestoreOptions, restoreToPath, restoreToStream } from './restore.js';
 export {
+  failedOwnVerification,
   isComplete,
   type Revision,
   type RevisionData,

@@ -1,15 +1,18 @@
-import { readdir, rm } from 'node:fs/promises';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { ARCHIVE_ID_FILE, CONFIG_FILE } from './archive.js';
 import { BackyError, ioError } from './errors.js';
 import { ChunkMap } from './store/chunk-map.js';
-import type { ChunkStore } from './store/chunk-store.js';
+import type { ChunkStore, RegistryEntry } from './store/chunk-store.js';
 
 export interface PurgeResult {
   chunksDeleted: number;
   bytesFreed: number;
   chunksKept: number;
   archives: number;
+  /** Registry entries of archives that moved, dropped because the same archive is live elsewhere. */
+  staleEntries: string[];
 }
 
 export interface PurgeOptions {
@@ -18,31 +21,93 @@ export interface PurgeOptions {
   waitSeconds?: number;
   signal?: AbortSignal;
   onProgress?: (done: number, total: number) => void;
+  /** Only report what would be deleted. */
+  dryRun?: boolean;
+}
+
+/** What an archive directory registered with a store holds now. */
+async function archiveAt(
+  path: string,
+): Promise<{ state: 'live'; id: string | null } | { state: 'gone' | 'other' }> {
+  const config = await stat(join(path, CONFIG_FILE)).then(
+    () => true,
+    (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return false;
+      throw ioError(error, `reading archive ${path}`);
+    },
+  );
+  if (!config) return { state: 'gone' };
+  const id = await readFile(join(path, ARCHIVE_ID_FILE), 'utf8').then(
+    (t) => t.trim(),
+    (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return null;
+      throw ioError(error, `reading ${join(path, ARCHIVE_ID_FILE)}`);
+    },
+  );
+  return { state: 'live', id };
+}
+
+/**
+ * Which registered archives purge must read. An entry whose archive is live at its path counts; an entry
+ * of an archive that moved (its ID is live at another registered path) is stale and dropped. Any other
+ * entry — a path that is gone, or now holds a different archive — stops the purge: its chunks may still
+ * be needed, and only the operator can say they are not (`--forget-archive`).
+ */
+export async function liveArchives(store: ChunkStore): Promise<{ live: string[]; stale: RegistryEntry[] }> {
+  const entries = await store.registeredArchives();
+  const states = await Promise.all(entries.map((e) => archiveAt(e.path)));
+  const liveIds = new Set<string>();
+  entries.forEach((e, i) => {
+    const s = states[i]!;
+    if (s.state === 'live' && s.id != null && (e.id == null || e.id === s.id)) liveIds.add(s.id);
+  });
+  const live: string[] = [];
+  const stale: RegistryEntry[] = [];
+  entries.forEach((e, i) => {
+    const s = states[i]!;
+    if (s.state === 'live' && (e.id == null || s.id === e.id)) {
+      if (!live.includes(e.path)) live.push(e.path);
+      return;
+    }
+    if (e.id != null && liveIds.has(e.id)) {
+      stale.push(e);
+      return;
+    }
+    const what =
+      s.state === 'gone'
+        ? 'is missing'
+        : `now holds a different archive (ID ${(s as { id?: string | null }).id ?? 'none'}, registered ${e.id})`;
+    throw new BackyError(
+      'ARCHIVE_NOT_FOUND',
+      `purge stopped, nothing deleted: archive ${e.path}, a user of chunk store ${store.root}, ${what}; if it moved, run \`backy -b NEWPATH status\` there to register its new place, or if it is gone for good, \`backy purge --forget-archive ${e.path}\``,
+    );
+  });
+  return { live, stale };
 }
 
 /**
  * Deletes chunks that no revision of any archive using the store references. It holds the store's
- * purge lock exclusively, which every backup, restore and verify holds shared, so a chunk a running
- * backup has written (or relies on) is never deleted under it. Maps of interrupted backups count as
- * references too; they go when that archive's next backup cleans up.
+ * purge lock exclusively, which every backup and every open reader (restore, verify, nbd-server) holds
+ * shared, so a chunk a running backup has written (or relies on) is never deleted under it. Every map in
+ * every registered archive counts (damaged revisions', interrupted backups' and unknown ones' too); an
+ * archive or map it cannot read stops the purge before anything is deleted.
  */
 export async function purgeStore(store: ChunkStore, options: PurgeOptions): Promise<PurgeResult> {
   const lock = await store.lock('exclusive', options.waitSeconds ?? 0);
   try {
     const referenced = new Set<string>();
-    const archives = await store.registeredArchives();
-    let live = 0;
-    for (const dir of archives) {
-      const names = await readdir(dir).catch((error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') return null;
-        throw ioError(error, `reading archive ${dir}`);
-      });
-      if (names == null) {
-        options.logger.warn({ archive: dir }, 'registered archive no longer exists; unregistering it');
-        await store.unregister(dir);
-        continue;
+    const { live, stale } = await liveArchives(store);
+    for (const dir of live) {
+      let names: string[];
+      try {
+        names = await readdir(dir);
+      } catch (error) {
+        throw new BackyError(
+          'IO',
+          `purge stopped, nothing deleted: ${ioError(error, `reading archive ${dir}`).message}`,
+          { cause: error },
+        );
       }
-      live++;
       for (const name of names) {
         if (!name.endsWith('.map') || name.startsWith('.')) continue;
         let map: ChunkMap;
@@ -58,22 +123,63 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
         for (const hash of map.uniqueHashes()) referenced.add(hash);
       }
     }
-    const result: PurgeResult = { chunksDeleted: 0, bytesFreed: 0, chunksKept: 0, archives: live };
+    if (!options.dryRun) {
+      for (const entry of stale) {
+        options.logger.info({ archive: entry.path }, 'archive moved: dropping its old registry entry');
+        await store.unregisterEntry(entry.entry);
+      }
+    }
+    const result: PurgeResult = {
+      chunksDeleted: 0,
+      bytesFreed: 0,
+      chunksKept: 0,
+      archives: live.length,
+      staleEntries: stale.map((e) => e.path),
+    };
     for await (const entry of store.entries()) {
       options.signal?.throwIfAborted();
-      if (entry.hash != null && referenced.has(entry.hash)) {
-        result.chunksKept++;
+      const hash = entry.hash ?? entry.damagedOf ?? null;
+      // A quarantined chunk stays as evidence while revisions still reference its hash.
+      if (hash != null && referenced.has(hash)) {
+        if (entry.hash != null) result.chunksKept++;
         continue;
       }
-      await rm(entry.path, { force: true });
+      if (!options.dryRun) await rm(entry.path, { force: true });
       if (entry.hash != null) {
         result.chunksDeleted++;
         result.bytesFreed += entry.bytes;
       }
       options.onProgress?.(result.chunksDeleted + result.chunksKept, referenced.size);
     }
-    options.logger.info({ ...result }, 'purge completed');
+    options.logger.info({ ...result, dryRun: options.dryRun ?? false }, 'purge completed');
     return result;
+  } finally {
+    await lock.release();
+  }
+}
+
+/**
+ * Removes the registry entries of `path` from the store, for an archive that is gone for good. Refuses
+ * while an archive is still there.
+ */
+export async function forgetArchive(store: ChunkStore, path: string): Promise<number> {
+  const lock = await store.lock('exclusive');
+  try {
+    const entries = (await store.registeredArchives()).filter((e) => e.path === path);
+    if (entries.length === 0) {
+      throw new BackyError(
+        'USAGE',
+        `--forget-archive ${path}: no such archive is registered with ${store.root}`,
+      );
+    }
+    if ((await archiveAt(path)).state === 'live') {
+      throw new BackyError(
+        'USAGE',
+        `--forget-archive ${path}: the archive is still there; refusing to forget it`,
+      );
+    }
+    for (const e of entries) await store.unregisterEntry(e.entry);
+    return entries.length;
   } finally {
     await lock.release();
   }

@@ -1,5 +1,5 @@
 import { BackyError } from './errors.js';
-import { type Revision, TRUST_STATES } from './revision.js';
+import { failedOwnVerification, type Revision, TRUST_STATES } from './revision.js';
 
 /**
  * Resolves a revision spec against complete revisions sorted oldest first. Accepted forms:
@@ -7,13 +7,14 @@ import { type Revision, TRUST_STATES } from './revision.js';
  * that tag), `tag:NAME` and `trust:STATE` (all matching), and `all`.
  * Returns the matching revisions oldest first.
  */
-export function resolveRevisionSpec<R extends Pick<Revision, 'uuid' | 'tags' | 'trust'>>(
-  revisions: readonly R[],
-  spec: string,
-): R[] {
+export function resolveRevisionSpec<
+  R extends Pick<Revision, 'uuid' | 'tags' | 'trust'> & Partial<Pick<Revision, 'verification'>>,
+>(revisions: readonly R[], spec: string): R[] {
   const text = spec.trim();
   if (text === '') throw new BackyError('REVISION_NOT_FOUND', 'empty revision spec');
-  const newestFirst = [...revisions].reverse();
+  // Revisions that failed their own verification are only named by their full ID or a set.
+  const usable = revisions.filter((r) => !failedOwnVerification(r));
+  const newestFirst = [...usable].reverse();
   const notFound = (why: string) =>
     new BackyError('REVISION_NOT_FOUND', `revision ${JSON.stringify(spec)}: ${why}`);
 
@@ -45,7 +46,7 @@ export function resolveRevisionSpec<R extends Pick<Revision, 'uuid' | 'tags' | '
   const exact = revisions.find((r) => r.uuid === text);
   if (exact) return [exact];
   const tagged = newestFirst.find((r) => r.tags.includes(text));
-  const prefixed = revisions.filter((r) => r.uuid.startsWith(text));
+  const prefixed = usable.filter((r) => r.uuid.startsWith(text));
   if (tagged && prefixed.length > 0) {
     throw new BackyError(
       'REVISION_AMBIGUOUS',
@@ -64,10 +65,9 @@ export function resolveRevisionSpec<R extends Pick<Revision, 'uuid' | 'tags' | '
 }
 
 /** Resolves a spec that must name exactly one revision. */
-export function resolveSingleRevision<R extends Pick<Revision, 'uuid' | 'tags' | 'trust'>>(
-  revisions: readonly R[],
-  spec: string,
-): R {
+export function resolveSingleRevision<
+  R extends Pick<Revision, 'uuid' | 'tags' | 'trust'> & Partial<Pick<Revision, 'verification'>>,
+>(revisions: readonly R[], spec: string): R {
   const found = resolveRevisionSpec(revisions, spec);
   if (found.length === 0)
     throw new BackyError('REVISION_NOT_FOUND', `revision ${JSON.stringify(spec)}: no revision matches`);

@@ -58,6 +58,15 @@ export function isComplete(data: RevisionData): data is Revision {
   return data.stats != null;
 }
 
+/**
+ * A revision whose own backup found that what it stored does not match the source (the source changed
+ * under the backup, or the store damaged a chunk): kept as evidence, never chosen by `last`, an index, a
+ * tag or an ID prefix, and never used as a parent.
+ */
+export function failedOwnVerification(rev: Pick<RevisionData, 'verification'>): boolean {
+  return rev.verification != null && !rev.verification.ok;
+}
+
 export function revisionDate(rev: RevisionData): Date {
   return new Date(rev.timestamp);
 }

@@ -17,6 +17,10 @@ export interface RevisionVerifyResult {
   uuid: string;
   ok: boolean;
   damaged: DamagedChunk[];
+  /** Why the revision could not be read at all (a damaged or missing map), if so. */
+  problem?: string;
+  /** The revision was forgotten or expired while it was being verified; nothing was written. */
+  gone?: boolean;
 }
 
 export interface VerifyOptions {
@@ -28,25 +32,40 @@ export interface VerifyOptions {
 
 /**
  * Re-reads every chunk of the given revisions and checks it against its hash. Good revisions become
- * `verified`, damaged ones `distrusted`; the result names each damaged chunk with its offset.
- * Chunks shared between revisions are read once.
+ * `verified`, damaged ones `distrusted`; the result names each damaged chunk with its offset. A damaged
+ * chunk file of the store is moved aside by the store itself (see `ChunkStore.getPooled`). A revision
+ * whose map cannot be read is distrusted and verify goes on with the others. Chunks shared between
+ * revisions are read once. Trust is written with `updateRevision`: a revision forgotten meanwhile is not
+ * brought back, and tags changed meanwhile are kept.
  */
 export async function verifyRevisions(
   archive: Archive,
   revisions: Revision[],
   options: VerifyOptions,
 ): Promise<RevisionVerifyResult[]> {
-  const lock = await archive.store.lock('shared');
-  let readers: RevisionReader[] = [];
-  try {
-    const checked = new Map<string, string | null>(); // hash → null (good) or the reason it is bad
-    readers = await Promise.all(revisions.map((r) => archive.openReader(r)));
-    const total = readers.reduce((sum, r) => sum + r.size, 0);
-    let done = 0;
-    const results: RevisionVerifyResult[] = [];
-    for (const [i, rev] of revisions.entries()) {
-      const reader = readers[i]!;
-      const damaged: DamagedChunk[] = [];
+  const checked = new Map<string, string | null>(); // hash → null (good) or the reason it is bad
+  const total = revisions.reduce((sum, r) => sum + r.size, 0);
+  let done = 0;
+  const results: RevisionVerifyResult[] = [];
+  for (const rev of revisions) {
+    options.signal?.throwIfAborted();
+    let reader: RevisionReader;
+    try {
+      reader = await archive.openReader(rev);
+    } catch (error) {
+      if (isBackyError(error, 'LOCKED') || isBackyError(error, 'ABORTED')) throw error;
+      const problem = (error as Error).message;
+      options.logger.error({ revision: rev.uuid, problem }, 'revision cannot be read: distrusted');
+      const updated = await archive.updateRevision(rev.uuid, (current) => ({
+        ...current,
+        trust: 'distrusted',
+      }));
+      results.push({ uuid: rev.uuid, ok: false, damaged: [], problem, gone: updated == null });
+      done += rev.size;
+      continue;
+    }
+    const damaged: DamagedChunk[] = [];
+    try {
       await forEachChunk(
         reader.chunkCount,
         options.concurrency ?? 4,
@@ -76,21 +95,27 @@ export async function verifyRevisions(
         },
         options.signal,
       );
-      damaged.sort((a, b) => a.index - b.index);
-      const ok = damaged.length === 0;
-      const updated: Revision = { ...rev, trust: ok ? 'verified' : 'distrusted' };
-      await archive.writeRevision(updated);
-      if (ok) options.logger.info({ revision: rev.uuid }, 'revision verified');
-      else
-        options.logger.error(
-          { revision: rev.uuid, damaged: damaged.slice(0, 20) },
-          'revision is damaged: distrusted',
-        );
-      results.push({ uuid: rev.uuid, ok, damaged });
+    } finally {
+      await reader.close();
     }
-    return results;
-  } finally {
-    await Promise.all(readers.map((r) => r.close()));
-    await lock.release();
+    damaged.sort((a, b) => a.index - b.index);
+    const ok = damaged.length === 0;
+    const updated = await archive.updateRevision(rev.uuid, (current) => ({
+      ...current,
+      trust: ok ? 'verified' : 'distrusted',
+    }));
+    if (updated == null) {
+      options.logger.info({ revision: rev.uuid }, 'revision was forgotten while it was verified');
+      results.push({ uuid: rev.uuid, ok, damaged, gone: true });
+      continue;
+    }
+    if (ok) options.logger.info({ revision: rev.uuid }, 'revision verified');
+    else
+      options.logger.error(
+        { revision: rev.uuid, damaged: damaged.slice(0, 20) },
+        'revision is damaged: distrusted',
+      );
+    results.push({ uuid: rev.uuid, ok, damaged });
   }
+  return results;
 }

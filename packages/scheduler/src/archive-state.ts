@@ -29,9 +29,17 @@ export interface ArchiveSummary {
   lastRuns: Record<string, number>;
   /** `manual:` tags found on any revision. */
   manualTags: string[];
+  /** `.rev` files that do not parse or validate: kept by backy, reported by `backy check` as WARNING. */
+  damaged: string[];
 }
 
-export const EMPTY_SUMMARY: ArchiveSummary = { count: 0, newest: null, lastRuns: {}, manualTags: [] };
+export const EMPTY_SUMMARY: ArchiveSummary = {
+  count: 0,
+  newest: null,
+  lastRuns: {},
+  manualTags: [],
+  damaged: [],
+};
 
 /** Complete revisions of an archive directory, oldest first; a missing directory has none. */
 export async function readRevisions(dir: string): Promise<Revision[]> {
@@ -203,28 +211,37 @@ export function quickRevisionFacts(text: string): RevisionFacts | null | undefin
 
 /** Facts of the complete revisions in an archive directory, oldest first; a missing directory has none. */
 export async function readRevisionFacts(dir: string): Promise<RevisionFacts[]> {
+  return (await scanRevisionFacts(dir)).facts;
+}
+
+/** `readRevisionFacts`, plus the names of `.rev` files that are not complete, valid revisions. */
+export async function scanRevisionFacts(dir: string): Promise<{ facts: RevisionFacts[]; damaged: string[] }> {
   // Synchronous on purpose: for small files a thread-pool round trip costs more than the read, and an
   // archive's revision files are a few hundred bytes each (10,000 of them: 0.2 s instead of 0.6 s).
   let names: string[];
   try {
     names = readdirSync(dir);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { facts: [], damaged: [] };
     throw error;
   }
   const facts: RevisionFacts[] = [];
+  const damaged: string[] = [];
   for (const name of names) {
     if (!name.endsWith('.rev') || name.startsWith('.')) continue;
     let text: string;
     try {
       text = readFileSync(join(dir, name), 'utf8');
     } catch {
+      damaged.push(name);
       continue;
     }
     const f = parseRevisionFacts(text);
     if (f != null && `${f.uuid}.rev` === name) facts.push(f);
+    else damaged.push(name);
   }
-  return facts.sort((a, b) => a.time - b.time || a.uuid.localeCompare(b.uuid));
+  facts.sort((a, b) => a.time - b.time || a.uuid.localeCompare(b.uuid));
+  return { facts, damaged: damaged.sort() };
 }
 
 export function summarize(revisions: readonly (Revision | RevisionFacts)[]): ArchiveSummary {
@@ -232,7 +249,7 @@ export function summarize(revisions: readonly (Revision | RevisionFacts)[]): Arc
   return summarizeFacts(all);
 }
 
-function summarizeFacts(revisions: readonly RevisionFacts[]): ArchiveSummary {
+function summarizeFacts(revisions: readonly RevisionFacts[], damaged: string[] = []): ArchiveSummary {
   const lastRuns: Record<string, number> = {};
   const manual = new Set<string>();
   for (const rev of revisions) {
@@ -243,7 +260,7 @@ function summarizeFacts(revisions: readonly RevisionFacts[]): ArchiveSummary {
     }
   }
   const last = revisions.at(-1);
-  return { count: revisions.length, newest: last ?? null, lastRuns, manualTags: [...manual].sort() };
+  return { count: revisions.length, newest: last ?? null, lastRuns, manualTags: [...manual].sort(), damaged };
 }
 
 /**
@@ -269,7 +286,8 @@ export class ArchiveWatcher {
     const cached = this.cache.get(dir);
     if (cached != null && cached.mtimeMs === info.mtimeMs && cached.ctimeMs === info.ctimeMs)
       return cached.summary;
-    const summary = summarizeFacts(await readRevisionFacts(dir));
+    const { facts, damaged } = await scanRevisionFacts(dir);
+    const summary = summarizeFacts(facts, damaged);
     this.cache.set(dir, { mtimeMs: info.mtimeMs, ctimeMs: info.ctimeMs, summary });
     return summary;
   }

@@ -31,11 +31,18 @@ export function evaluateStatus(
   }
   const jobs = contents.jobs;
   const late = jobs.filter((j) => j.sla !== 'OK');
-  const doubtful = jobs.filter((j) => j.last_trust === 'distrusted' || j.last_verification === 'failed');
-  const doubtLines = doubtful.map(
-    (j) =>
-      `${j.job}: newest revision ${j.last_trust === 'distrusted' ? 'is distrusted' : 'failed verification'} (${j.last_time ?? 'unknown time'})`,
+  const damaged = (j: JobStatus) => (j.damaged_revisions ?? '').length > 0;
+  const doubtful = jobs.filter(
+    (j) => j.last_trust === 'distrusted' || j.last_verification === 'failed' || damaged(j),
   );
+  const doubtLines = doubtful.flatMap((j) => [
+    ...(j.last_trust === 'distrusted' || j.last_verification === 'failed'
+      ? [
+          `${j.job}: newest revision ${j.last_trust === 'distrusted' ? 'is distrusted' : 'failed verification'} (${j.last_time ?? 'unknown time'})`,
+        ]
+      : []),
+    ...(damaged(j) ? [`${j.job}: damaged revision files kept: ${j.damaged_revisions}`] : []),
+  ]);
   if (late.length > 0) {
     return {
       exitCode: NAGIOS.CRITICAL,
@@ -46,7 +53,7 @@ export function evaluateStatus(
     return {
       exitCode: NAGIOS.WARNING,
       lines: [
-        `WARNING: ${doubtful.length} jobs with a distrusted or unverified newest revision`,
+        `WARNING: ${doubtful.length} jobs with a distrusted or unverified newest revision${jobs.some(damaged) ? ' or damaged revision files' : ''}`,
         ...doubtLines,
       ],
     };

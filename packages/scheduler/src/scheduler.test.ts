@@ -278,6 +278,7 @@ describe('Scheduler', () => {
         'manual_tags',
         'last_trust',
         'last_verification',
+        'damaged_revisions',
       ].sort(),
     );
     await until(async () => (await readStatusFile(join(t.base, 'status')))!.mtimeMs > first.mtimeMs, 5000);

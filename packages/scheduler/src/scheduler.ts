@@ -612,6 +612,7 @@ export class Scheduler {
       manual_tags: job.summary.manualTags.join(', '),
       last_trust: newest?.trust ?? null,
       last_verification: newest?.verification ?? null,
+      damaged_revisions: job.summary.damaged.join(', '),
     };
   }
 

@@ -24,6 +24,8 @@ export interface JobStatus {
   last_trust: string | null;
   /** Verification of the newest complete revision against its source: `ok`, `failed` or null. */
   last_verification: 'ok' | 'failed' | null;
+  /** Comma-separated `.rev` files of the job that backy cannot read (kept; WARNING in `backy check`). */
+  damaged_revisions?: string;
 }
 
 const PLAIN = /^[A-Za-z_][A-Za-z0-9_.@+-]*$/;

@@ -231,7 +231,7 @@ describe.each(['chunked', 'images'] as const)('applyRbdDiff on an archive with t
     const MiB = 1 << 20;
     const archive = await Archive.init(join(dir, `archive-${layout}`), { source: { type: 'x' }, layout });
     const content = randomBytes(16 * MiB);
-    let parent: RevisionData | null = null;
+    let parent: { revision: RevisionData; map: ChunkMap } | null = null;
     let expected: Buffer = content;
     for (const size of [16 * MiB, 7 * MiB, 9 * MiB + 512, 5 * MiB - 1]) {
       const uuid = newRevisionId();
@@ -249,7 +249,7 @@ describe.each(['chunked', 'images'] as const)('applyRbdDiff on an archive with t
       const rev: RevisionData = {
         uuid,
         timestamp: new Date().toISOString(),
-        parent: parent?.uuid ?? null,
+        parent: parent?.revision.uuid ?? null,
         tags: ['t'],
         trust: 'trusted',
         size,
@@ -263,7 +263,7 @@ describe.each(['chunked', 'images'] as const)('applyRbdDiff on an archive with t
           chunks_zero: 0,
         },
       };
-      await archive.writeRevision(rev);
+      await archive.commitRevision(rev);
       const reader = archive.readerFor(rev, map);
       try {
         const data = await contentOf(reader);
@@ -277,7 +277,7 @@ describe.each(['chunked', 'images'] as const)('applyRbdDiff on an archive with t
       } finally {
         await reader.close();
       }
-      parent = rev;
+      parent = { revision: rev, map };
     }
   });
 });

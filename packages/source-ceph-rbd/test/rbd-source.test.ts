@@ -165,7 +165,7 @@ suite('ceph-rbd source against a real cluster', () => {
 
   it('makes a full backup after a distrusted parent, and diffs again after that', async () => {
     const parent = (await archive.revisions()).at(-1)!;
-    await archive.writeRevision({ ...parent, trust: 'distrusted' });
+    await archive.updateRevision(parent.uuid, (r) => ({ ...r, trust: 'distrusted' }));
     await writeImage(image, 5 * CHUNK, randomBytes(2000));
     const full = await backup();
     expect(full.source_info?.mode).toBe('full');
@@ -306,7 +306,7 @@ suite('ceph-rbd source against a real cluster', () => {
     );
     expect(error.message).not.toContain('\n');
     expect((await archive.revisions()).length).toBe(before);
-    expect((await archive.scan()).incomplete).toEqual([]);
+    expect((await archive.scan()).interrupted).toEqual([]);
   });
 
   it('reports an unreachable cluster as unavailable', async () => {

@@ -85,7 +85,7 @@ suite('ceph-rbd source with broken rbd streams', () => {
     expect(error.message).toMatch(message);
     expect(error.message).not.toContain('\n');
     expect((await archive.revisions()).map((r) => r.uuid)).toEqual(before.map((r) => r.uuid));
-    expect((await archive.scan()).incomplete).toEqual([]);
+    expect((await archive.scan()).interrupted).toEqual([]);
     expect((await snapshots(image)).map((s) => s.name)).toEqual(snapsBefore);
   }
 

@@ -1,25 +1,49 @@
-import { formatBytes, purgeStore } from '@backy/core';
+import { resolve } from 'node:path';
+import { BackyError, forgetArchive, formatBytes, purgeStore } from '@backy/core';
 import type { Command } from '../command.js';
 
 export const purgeCommand: Command = {
   name: 'purge',
   summary: 'delete chunks no revision of any archive using the store references',
-  usage: 'purge [--wait SECONDS]',
-  options: { wait: { type: 'string', default: '0' } },
+  usage: 'purge [--wait SECONDS] [--dry-run] [--forget-archive PATH]',
+  options: {
+    wait: { type: 'string', default: '0' },
+    'dry-run': { type: 'boolean' },
+    'forget-archive': { type: 'string' },
+  },
   positionals: [0, 0],
   abortable: true,
   async run(ctx) {
     const archive = await ctx.openArchive();
     const wait = Number(ctx.values.wait);
+    if (!Number.isFinite(wait) || wait < 0)
+      throw new BackyError(
+        'USAGE',
+        `purge --wait ${JSON.stringify(ctx.values.wait)}: not a number of seconds`,
+      );
+    const forget = ctx.values['forget-archive'] as string | undefined;
+    if (forget != null) {
+      const path = resolve(forget);
+      const n = await forgetArchive(archive.store, path);
+      ctx.logger().info({ archive: path, entries: n }, 'archive unregistered from the store');
+      ctx.print(
+        `${path}: no longer counted as a user of ${archive.store.root}; run purge to free its chunks`,
+      );
+      return 0;
+    }
+    const dryRun = ctx.values['dry-run'] === true;
     const result = await purgeStore(archive.store, {
       logger: ctx.logger(),
-      waitSeconds: Number.isFinite(wait) && wait > 0 ? wait : 0,
+      waitSeconds: wait,
       signal: ctx.signal,
+      dryRun,
       onProgress: (done, total) => ctx.progress.update('purge', done, Math.max(done, total)),
     });
     ctx.progress.finish();
+    for (const path of result.staleEntries)
+      ctx.print(`${path}: archive moved; its old registry entry ${dryRun ? 'would be' : 'was'} dropped`);
     ctx.print(
-      `purged ${result.chunksDeleted} chunks (${formatBytes(result.bytesFreed)}); ${result.chunksKept} chunks in use by ${result.archives} archive${result.archives === 1 ? '' : 's'}`,
+      `${dryRun ? 'would purge' : 'purged'} ${result.chunksDeleted} chunks (${formatBytes(result.bytesFreed)}); ${result.chunksKept} chunks in use by ${result.archives} archive${result.archives === 1 ? '' : 's'}`,
     );
     return 0;
   },

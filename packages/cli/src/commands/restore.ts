@@ -1,4 +1,11 @@
-import { BackyError, formatBytes, type RevisionReader, restoreToPath, restoreToStream } from '@backy/core';
+import {
+  BackyError,
+  failedOwnVerification,
+  formatBytes,
+  type RevisionReader,
+  restoreToPath,
+  restoreToStream,
+} from '@backy/core';
 import type { Command } from '../command.js';
 
 export const restoreCommand: Command = {
@@ -19,7 +26,11 @@ export const restoreCommand: Command = {
     const archive = await ctx.openArchive();
     const logger = ctx.logger();
     const rev = await archive.resolveOne(String(ctx.values.revision));
-    const lock = await archive.store.lock('shared');
+    if (failedOwnVerification(rev)) {
+      ctx.warn(
+        `revision ${rev.uuid} failed its own verification when it was made (the source changed under the backup, or the store damaged a chunk): its image may never have existed`,
+      );
+    }
     let reader: RevisionReader | null = null;
     try {
       reader = await archive.openReader(rev);
@@ -42,7 +53,6 @@ export const restoreCommand: Command = {
     } finally {
       ctx.progress.finish();
       await reader?.close();
-      await lock.release();
     }
     return 0;
   },

@@ -33,7 +33,14 @@ export const distrustCommand: Command = {
   async run(ctx) {
     return withRevisions(ctx, ctx.values.revision, async (archive, revisions) => {
       for (const rev of revisions) {
-        await archive.writeRevision({ ...rev, trust: 'distrusted' });
+        const done = await archive.updateRevision(rev.uuid, (current) => ({
+          ...current,
+          trust: 'distrusted',
+        }));
+        if (done == null) {
+          ctx.print(`${rev.uuid}: no longer exists`);
+          continue;
+        }
         ctx.logger().info({ revision: rev.uuid }, 'revision distrusted');
         ctx.print(`${rev.uuid}: distrusted`);
       }
@@ -52,7 +59,7 @@ export const forgetCommand: Command = {
       throw new BackyError('USAGE', 'forget needs -r SPEC naming the revisions to delete');
     return withRevisions(ctx, ctx.values.revision, async (archive, revisions) => {
       for (const rev of revisions) {
-        await archive.deleteRevisionFiles(rev.uuid);
+        await archive.deleteRevision(rev.uuid);
         ctx.logger().info({ revision: rev.uuid }, 'revision forgotten');
         ctx.print(`${rev.uuid}: forgotten`);
       }
@@ -85,14 +92,21 @@ export const tagsCommand: Command = {
     }
     return withRevisions(ctx, ctx.values.revision, async (archive, revisions) => {
       for (const rev of revisions) {
-        const next =
+        const changeTags = (current: string[]) =>
           action === 'set'
             ? tags
             : action === 'add'
-              ? [...new Set([...rev.tags, ...tags])]
-              : rev.tags.filter((t) => !tags.includes(t));
-        await archive.writeRevision({ ...rev, tags: next });
-        ctx.print(`${rev.uuid}: ${next.join(',') || '(no tags; removed at the next expire)'}`);
+              ? [...new Set([...current, ...tags])]
+              : current.filter((t) => !tags.includes(t));
+        const done = await archive.updateRevision(rev.uuid, (current) => ({
+          ...current,
+          tags: changeTags(current.tags),
+        }));
+        if (done == null) {
+          ctx.print(`${rev.uuid}: no longer exists`);
+          continue;
+        }
+        ctx.print(`${rev.uuid}: ${done.tags.join(',') || '(no tags; removed at the next expire)'}`);
       }
     });
   },

@@ -1,4 +1,4 @@
-import { formatBytes, formatDuration, type Revision } from '@backy/core';
+import { Archive, formatBytes, formatDuration, type Revision } from '@backy/core';
 import Table from 'cli-table3';
 import { stringify } from 'yaml';
 import type { Command } from '../command.js';
@@ -18,7 +18,10 @@ export const statusCommand: Command = {
   positionals: [0, 0],
   async run(ctx) {
     const archive = await ctx.openArchive();
-    const revisions = await archive.revisions();
+    const scan = await archive.scan();
+    const revisions = scan.complete;
+    // Damaged `.rev` files and unknown files: one warning line each (stderr), in every output format.
+    for (const line of Archive.describeScan(scan)) ctx.warn(line);
     if (ctx.values.json) {
       ctx.print(JSON.stringify(revisions, null, 2));
       return 0;

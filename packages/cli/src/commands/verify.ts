@@ -19,11 +19,19 @@ export const verifyCommand: Command = {
     ctx.progress.finish();
     let bad = 0;
     for (const result of results) {
+      if (result.gone) {
+        ctx.print(`${result.uuid}: forgotten while it was verified (nothing written)`);
+        continue;
+      }
       if (result.ok) {
         ctx.print(`${result.uuid}: verified`);
         continue;
       }
       bad++;
+      if (result.problem != null) {
+        ctx.print(`${result.uuid}: DAMAGED, cannot be read: ${result.problem} (revision distrusted)`);
+        continue;
+      }
       ctx.print(
         `${result.uuid}: DAMAGED, ${result.damaged.length} chunk${result.damaged.length === 1 ? '' : 's'} (revision distrusted)`,
       );

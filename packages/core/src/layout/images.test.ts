@@ -118,21 +118,27 @@ describe('images layout on the work disk (no reflinks)', () => {
     const r2 = await backup(archive, nextImage(v1));
     const last = join(archive.path, 'last');
     await rm(last);
-    // An image whose revision never completed, and a temp file from a crashed writer.
-    const orphan = '2222222222222222222222';
-    await writeFile(join(archive.path, orphan), 'x');
+    // An image whose backup never completed (its marker is there), an image file nobody claims, and a
+    // temp file from a crashed writer.
+    const crashed = '2222222222222222222222';
+    await writeFile(join(archive.path, crashed), 'x');
+    await writeFile(join(archive.path, `${crashed}.pending`), '1\n');
+    const unknown = '3333333333333333333333';
+    await writeFile(join(archive.path, unknown), 'x');
     await writeFile(join(archive.path, `.${r2.uuid}.abcd.tmp`), 'x');
-    await archive.cleanup(silent);
+    expect(await archive.cleanup(silent)).toEqual([crashed]);
     expect(await readlink(last)).toBe(r2.uuid);
-    await expect(stat(join(archive.path, orphan))).rejects.toThrow();
+    await expect(stat(join(archive.path, crashed))).rejects.toThrow();
+    expect((await stat(join(archive.path, unknown))).size).toBe(1); // not provably ours: kept
+    expect((await archive.scan()).orphans).toEqual([unknown]);
     await rm(last);
     await symlink(r1.uuid, last); // points at the wrong revision
     await archive.updateLastLink();
     expect(await readlink(last)).toBe(r2.uuid);
-    await archive.deleteRevisionFiles(r2.uuid);
+    await archive.deleteRevision(r2.uuid);
     await expect(stat(archive.imagePath(r2.uuid))).rejects.toThrow();
     expect(await readlink(last)).toBe(r1.uuid);
-    await archive.deleteRevisionFiles(r1.uuid);
+    await archive.deleteRevision(r1.uuid);
     await expect(lstat(last)).rejects.toThrow();
   });
 
@@ -166,7 +172,7 @@ describe('images layout on the work disk (no reflinks)', () => {
     await backup(archive, nextImage(v1));
     const reader = await archive.openReader(r1);
     expect((await reader.read(0)).equals(v1.subarray(0, CHUNK))).toBe(true);
-    await archive.deleteRevisionFiles(r1.uuid); // e.g. `backy forget` while an NBD client reads
+    await archive.deleteRevision(r1.uuid); // e.g. `backy forget` while an NBD client reads
     expect((await reader.read(3)).equals(v1.subarray(3 * CHUNK, 4 * CHUNK))).toBe(true);
     await reader.close();
     await expect(archive.openReader(r1)).rejects.toThrow(/cannot be read/); // gone for new readers

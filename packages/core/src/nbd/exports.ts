@@ -1,5 +1,4 @@
 import type { Archive } from '../archive.js';
-import type { Lock } from '../lock.js';
 import type { Revision } from '../revision.js';
 import type { RevisionReader } from '../revision-io.js';
 import { formatBytes } from '../units.js';
@@ -34,17 +33,8 @@ function describeRevision(rev: Revision): string {
   return `tags: ${tags}; ${rev.timestamp}; ${formatBytes(rev.size)}; ${rev.trust}`;
 }
 
-export interface ArchiveExportOptions {
-  /**
-   * Hold the chunk store's shared lock while a client has an export open, so `purge` cannot delete chunks
-   * under it (default true).
-   */
-  lockStore?: boolean;
-}
-
 /** Exports the revisions of an archive; an export name is any revision spec (`last`, `0`, a tag, an ID). */
-export function archiveExports(archive: Archive, options: ArchiveExportOptions = {}): NbdExportProvider {
-  const lockStore = options.lockStore ?? true;
+export function archiveExports(archive: Archive): NbdExportProvider {
   const resolve = async (name: string): Promise<Revision> =>
     archive.resolveOne(name === '' ? DEFAULT_EXPORT_SPEC : name);
   return {
@@ -61,24 +51,15 @@ export function archiveExports(archive: Archive, options: ArchiveExportOptions =
     },
     async open(name) {
       const rev = await resolve(name);
-      let lock: Lock | null = null;
-      if (lockStore) lock = await archive.store.lock('shared');
-      try {
-        const reader = await archive.openReader(rev);
-        return {
-          name: rev.uuid,
-          description: describeRevision(rev),
-          size: reader.size,
-          reader,
-          async release() {
-            await reader.close();
-            await lock?.release();
-          },
-        };
-      } catch (error) {
-        await lock?.release();
-        throw error;
-      }
+      // The reader holds the store's shared lock until it is closed.
+      const reader = await archive.openReader(rev);
+      return {
+        name: rev.uuid,
+        description: describeRevision(rev),
+        size: reader.size,
+        reader,
+        release: () => reader.close(),
+      };
     },
   };
 }

@@ -1,5 +1,4 @@
 export {
-  type ArchiveExportOptions,
   archiveExports,
   DEFAULT_EXPORT_SPEC,
   type NbdExportInfo,

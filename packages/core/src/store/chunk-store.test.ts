@@ -71,10 +71,16 @@ describe('chunk store', () => {
   it('keeps a registry of archives and leaves no temp files', async () => {
     const store = new ChunkStore(join(dir.path, 'chunks'));
     await store.init();
-    await store.register(join(dir.path, 'a'));
-    await store.register(join(dir.path, 'b'));
-    await store.register(join(dir.path, 'a'));
-    expect(await store.registeredArchives()).toEqual([join(dir.path, 'a'), join(dir.path, 'b')]);
+    await store.register('AAAAAAAAAAAAAAAAAAAAAA', join(dir.path, 'a'));
+    await store.register('BBBBBBBBBBBBBBBBBBBBBB', join(dir.path, 'b'));
+    await store.register('AAAAAAAAAAAAAAAAAAAAAA', join(dir.path, 'a'));
+    // The same archive moved: a second entry until purge sees it live at the new path.
+    await store.register('AAAAAAAAAAAAAAAAAAAAAA', join(dir.path, 'a2'));
+    expect((await store.registeredArchives()).map((e) => [e.id, e.path])).toEqual([
+      ['AAAAAAAAAAAAAAAAAAAAAA', join(dir.path, 'a')],
+      ['AAAAAAAAAAAAAAAAAAAAAA', join(dir.path, 'a2')],
+      ['BBBBBBBBBBBBBBBBBBBBBB', join(dir.path, 'b')],
+    ]);
     await store.put(chunkHashHex(text), text);
     const fan = await readdir(join(dir.path, 'chunks', chunkHashHex(text).slice(0, 2)));
     expect(fan).toEqual([chunkHashHex(text)]);

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { BackyError, ioError, isBackyError } from '../errors.js';
 import { fsyncDir, isTempName, tempPathFor, writeFileAtomic } from '../fs-util.js';
 import { acquireLock, type Lock, type LockMode } from '../lock.js';
@@ -13,6 +13,7 @@ import { type Codec, type CodecName, codecById, codecByName } from './codec.js';
 const MAGIC = Buffer.from('BKC1');
 const HEADER_BYTES = 12;
 const HASH_RE = /^[0-9a-f]{64}$/;
+const DAMAGED_SUFFIX = '.damaged';
 /** Sample slices (bytes) probed before compressing a whole chunk; incompressible chunks are stored raw. */
 const PROBE_SLICE = 16 * 1024;
 const PROBE_RATIO = 0.9;
@@ -309,6 +310,17 @@ export class ChunkStore {
     algorithm: HashAlgorithm = CHUNK_HASH,
     options: ReadOptions = {},
   ): Promise<Buffer> {
+    try {
+      return await this.readVerified(hash, algorithm, options);
+    } catch (error) {
+      // A damaged chunk file is moved aside, as backy 2.5 and PBS do: the next backup that meets its
+      // content then writes it anew instead of trusting the damaged copy.
+      if (isBackyError(error, 'CHUNK_CORRUPT')) await this.quarantine(hash).catch(() => {});
+      throw error;
+    }
+  }
+
+  private async readVerified(hash: string, algorithm: HashAlgorithm, options: ReadOptions): Promise<Buffer> {
     const direct = options.bypassCache ?? false;
     const { file, codec, rawLength, payload } = await this.readFile(hash, direct);
     if (codec.id === 0) {
@@ -383,6 +395,18 @@ export class ChunkStore {
       file = await readWhole(path, this.maxChunkFile, direct);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+        if (
+          await stat(`${path}${DAMAGED_SUFFIX}`).then(
+            () => true,
+            () => false,
+          )
+        ) {
+          throw corruptChunk(
+            hash,
+            `an earlier read found it damaged and moved it aside to ${path}${DAMAGED_SUFFIX}`,
+            error,
+          );
+        }
         throw new BackyError('CHUNK_MISSING', `chunk ${hash} is missing from ${this.chunksDir}`, {
           cause: error,
         });
@@ -407,8 +431,11 @@ export class ChunkStore {
     });
   }
 
-  /** All stored hashes, with their file sizes; also yields stale temp files (hash null) for clean-up. */
-  async *entries(): AsyncIterable<{ hash: string | null; path: string; bytes: number }> {
+  /**
+   * All stored hashes, with their file sizes; also yields stale temp files (hash null) and quarantined
+   * chunk files (`damagedOf`) for clean-up.
+   */
+  async *entries(): AsyncIterable<StoreEntry> {
     let fans: string[];
     try {
       fans = await readdir(this.chunksDir);
@@ -427,38 +454,111 @@ export class ChunkStore {
         );
         if (bytes < 0) continue;
         if (HASH_RE.test(name)) yield { hash: name, path, bytes };
-        else if (isTempName(name) || name.endsWith('.damaged')) yield { hash: null, path, bytes };
+        else if (name.endsWith(DAMAGED_SUFFIX) && HASH_RE.test(name.slice(0, -DAMAGED_SUFFIX.length)))
+          yield { hash: null, damagedOf: name.slice(0, -DAMAGED_SUFFIX.length), path, bytes };
+        else if (isTempName(name)) yield { hash: null, path, bytes };
       }
     }
   }
 
-  /** Records that the archive at `archiveDir` uses this store. */
-  async register(archiveDir: string): Promise<void> {
+  /**
+   * Records that archive `id` at `archiveDir` uses this store: `.archives/<id>.<hash of path>` holds the
+   * path. An archive that moved gets a second entry; purge drops the old one once it sees the same ID
+   * live at the new path. Entries of the older form (a hash of the path alone) are replaced.
+   */
+  async register(id: string, archiveDir: string): Promise<void> {
     const abs = resolve(archiveDir);
-    const entry = join(this.registryDir, createHash('sha256').update(abs).digest('hex').slice(0, 32));
+    const entry = join(this.registryDir, `${id}.${pathKey(abs)}`);
     const existing = await readFile(entry, 'utf8').catch(() => null);
-    if (existing?.trim() === abs) return;
-    await writeFileAtomic(entry, `${abs}\n`);
+    if (existing?.trim() !== abs) await writeFileAtomic(entry, `${abs}\n`, { mode: 0o640 });
+    const legacy = join(this.registryDir, pathKey(abs));
+    if ((await readFile(legacy, 'utf8').catch(() => null))?.trim() === abs) await rm(legacy, { force: true });
   }
 
-  async unregister(archiveDir: string): Promise<void> {
-    const entry = join(
-      this.registryDir,
-      createHash('sha256').update(resolve(archiveDir)).digest('hex').slice(0, 32),
-    );
-    await rm(entry, { force: true });
+  /** Removes a registry entry (by its file name, from `registeredArchives`). */
+  async unregisterEntry(entry: string): Promise<void> {
+    await rm(join(this.registryDir, basename(entry)), { force: true });
+    await fsyncDir(this.registryDir).catch(() => {});
   }
 
-  /** Archive directories registered as users of this store. */
-  async registeredArchives(): Promise<string[]> {
+  /** The archives registered as users of this store: entry name, archive ID (null for old entries), path. */
+  async registeredArchives(): Promise<RegistryEntry[]> {
     const dir = this.registryDir;
-    const names = await readdir(dir).catch(() => [] as string[]);
-    const out: string[] = [];
+    const names = await readdir(dir).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return [] as string[];
+      throw ioError(error, `reading the archive registry ${dir}`);
+    });
+    const out: RegistryEntry[] = [];
     for (const name of names) {
       if (isTempName(name)) continue;
-      const text = await readFile(join(dir, name), 'utf8').catch(() => null);
-      if (text?.trim()) out.push(text.trim());
+      const text = await readFile(join(dir, name), 'utf8').catch((error) => {
+        throw ioError(error, `reading registry entry ${join(dir, name)}`);
+      });
+      const path = text.trim();
+      if (path === '') continue;
+      const dot = name.indexOf('.');
+      out.push({ entry: name, id: dot > 0 ? name.slice(0, dot) : null, path });
     }
-    return out.sort();
+    return out.sort((a, b) => a.path.localeCompare(b.path) || a.entry.localeCompare(b.entry));
   }
+
+  /** Whether the store's directory exists. */
+  async exists(): Promise<boolean> {
+    return stat(this.registryDir).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  /**
+   * Moves a damaged chunk file aside (`<hash>.damaged`), so the next backup that meets its content
+   * writes it anew instead of reusing it; purge removes the quarantined file once nothing references
+   * the hash. Returns false if there was no file to move.
+   */
+  async quarantine(hash: string): Promise<boolean> {
+    const path = this.pathOf(hash);
+    try {
+      await rename(path, `${path}${DAMAGED_SUFFIX}`);
+      await fsyncDir(dirname(path)).catch(() => {});
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw ioError(error, `moving damaged chunk ${path} aside`);
+    }
+  }
+
+  /** Of `hashes`, those whose chunk file is not in the store (missing or quarantined). */
+  async missing(hashes: Iterable<string>): Promise<string[]> {
+    const out: string[] = [];
+    const all = [...hashes];
+    for (let i = 0; i < all.length; i += 64) {
+      const batch = all.slice(i, i + 64);
+      const present = await Promise.all(batch.map((h) => this.has(h)));
+      batch.forEach((h, j) => {
+        if (!present[j]) out.push(h);
+      });
+    }
+    return out;
+  }
+}
+
+export interface StoreEntry {
+  /** The chunk's hash; null for a file that is not a chunk (temp or quarantined). */
+  hash: string | null;
+  /** For a quarantined chunk file: the hash it was stored under. */
+  damagedOf?: string;
+  path: string;
+  bytes: number;
+}
+
+export interface RegistryEntry {
+  /** The entry's file name in `.archives/`. */
+  entry: string;
+  /** The archive's ID; null for entries written before archives had IDs. */
+  id: string | null;
+  path: string;
+}
+
+function pathKey(abs: string): string {
+  return createHash('sha256').update(abs).digest('hex').slice(0, 32);
 }

@@ -142,7 +142,7 @@ export function testSource(options: TestSourceOptions): void {
       const error = await backup(['aborted'], controller.signal).catch((e) => e);
       expect(isBackyError(error, 'ABORTED')).toBe(true);
       expect((await archive.revisions()).length).toBe(before);
-      expect((await archive.scan()).incomplete).toEqual([]);
+      expect((await archive.scan()).interrupted).toEqual([]);
       const after = await backup(['after-abort']);
       expect((await restore(after)).equals(await fixture.content())).toBe(true);
     });
