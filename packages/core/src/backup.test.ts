@@ -2,16 +2,15 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Archive } from './archive.js';
 import { chunkChecker, runBackup } from './backup.js';
 import { isBackyError } from './errors.js';
 import { expireArchive } from './expire.js';
 import { purgeStore } from './purge.js';
-import { restoreToPath, restoreToStream } from './restore.js';
+import { restoreToPath } from './restore.js';
 import { ChunkMap, sha256Hex } from './store/chunk-map.js';
-import { bufferSource, MiB, makeArchive, silent, tempDir, writeAt } from './test-helpers.js';
+import { bufferSource, MiB, makeArchive, restoreToBuffer, silent, tempDir, writeAt } from './test-helpers.js';
 import { verifyRevisions } from './verify.js';
 
 let dir: { path: string; cleanup: () => Promise<void> };
@@ -35,18 +34,7 @@ const backupOf = (archive: Archive, data: Buffer) =>
     { tags: ['daily'], logger: silent },
   );
 
-async function restoreBytes(archive: Archive, spec: string): Promise<Buffer> {
-  const out = new PassThrough();
-  const parts: Buffer[] = [];
-  out.on('data', (d) => parts.push(d));
-  const reader = await archive.openReader(await archive.resolveOne(spec));
-  try {
-    await restoreToStream(reader, out);
-  } finally {
-    await reader.close(); // the reader holds the store's shared lock until then
-  }
-  return Buffer.concat(parts);
-}
+const restoreBytes = restoreToBuffer;
 
 describe('backup', () => {
   it('writes only changed chunks, stores no zero chunks, and keeps every revision restorable', async () => {

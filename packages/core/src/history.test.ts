@@ -3,17 +3,15 @@
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Archive } from './archive.js';
 import { runBackup } from './backup.js';
 import { isBackyError } from './errors.js';
 import { expireArchive } from './expire.js';
 import { forgetArchive, purgeStore } from './purge.js';
-import { restoreToStream } from './restore.js';
 import { forEachChunk } from './revision-stream.js';
 import type { BackupSource } from './source.js';
-import { bufferSource, MiB, makeArchive, silent, tempDir } from './test-helpers.js';
+import { bufferSource, MiB, makeArchive, restoreToBuffer, silent, tempDir } from './test-helpers.js';
 import { verifyRevisions } from './verify.js';
 
 let dir: { path: string; cleanup: () => Promise<void> };
@@ -55,18 +53,7 @@ const backup = (archive: Archive, data: Buffer, tags = ['daily']) =>
     { tags, logger: silent },
   );
 
-async function restored(archive: Archive, spec: string): Promise<Buffer> {
-  const out = new PassThrough();
-  const parts: Buffer[] = [];
-  out.on('data', (d) => parts.push(d));
-  const reader = await archive.openReader(await archive.resolveOne(spec));
-  try {
-    await restoreToStream(reader, out);
-  } finally {
-    await reader.close();
-  }
-  return Buffer.concat(parts);
-}
+const restored = restoreToBuffer;
 
 async function chunkFiles(archive: Archive): Promise<string[]> {
   const out: string[] = [];

@@ -2,8 +2,10 @@
 import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import pino from 'pino';
 import { Archive } from './archive.js';
+import { restoreToStream } from './restore.js';
 import { forEachChunk } from './revision-stream.js';
 import type { BackupSource } from './source.js';
 
@@ -62,3 +64,17 @@ export async function writeAt(path: string, offset: number, data: Buffer): Promi
 }
 
 export { writeFile };
+
+/** The image of revision `spec`, restored into memory; the reader (and its store lock) is closed after. */
+export async function restoreToBuffer(archive: Archive, spec: string): Promise<Buffer> {
+  const out = new PassThrough();
+  const parts: Buffer[] = [];
+  out.on('data', (d) => parts.push(d));
+  const reader = await archive.openReader(await archive.resolveOne(spec));
+  try {
+    await restoreToStream(reader, out);
+  } finally {
+    await reader.close();
+  }
+  return Buffer.concat(parts);
+}
