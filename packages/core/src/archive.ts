@@ -1,4 +1,16 @@
-import { mkdir, readdir, readFile, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
+import {
+  type FileHandle,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  readlink,
+  rename,
+  rm,
+  stat,
+  symlink,
+} from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { stringify } from 'yaml';
@@ -18,7 +30,8 @@ import {
 } from './revision.js';
 import type { RevisionReader, RevisionWriter } from './revision-io.js';
 import { resolveRevisionSpec, resolveSingleRevision } from './revision-spec.js';
-import { CHUNK_HASH, ChunkMap } from './store/chunk-map.js';
+import { chunkBuffers } from './store/buffer-pool.js';
+import { CHUNK_HASH, ChunkMap, hashChunk, isAllZero } from './store/chunk-map.js';
 import { ChunkStore } from './store/chunk-store.js';
 
 export const CONFIG_FILE = 'config';
@@ -193,7 +206,9 @@ export class Archive {
     const damaged: DamagedRevision[] = [];
     const revIds = new Set<string>();
     for (const name of names) {
-      if (!name.endsWith(REV_SUFFIX) || name.startsWith('.')) continue;
+      // `last.rev` is backy 2.x's symlink to the newest `.rev`, not a revision of its own.
+      if (!name.endsWith(REV_SUFFIX) || name.startsWith('.') || name === `${LAST_LINK}${REV_SUFFIX}`)
+        continue;
       const id = name.slice(0, -REV_SUFFIX.length);
       revIds.add(id);
       const file = join(this.path, name);
@@ -207,7 +222,17 @@ export class Archive {
       if (data.uuid !== id) damaged.push({ id, file, problem: `its uuid is ${JSON.stringify(data.uuid)}` });
       else if (!isComplete(data))
         damaged.push({ id, file, problem: 'it has no stats (not a complete revision)' });
-      else complete.push(data);
+      else if (data.backend_type === 'cowfile') {
+        // A backy 2.0–2.1 revision: its data is the raw image file `<id>`.
+        const image = await stat(this.imagePath(id)).catch(() => null);
+        if (image == null || !image.isFile())
+          damaged.push({
+            id,
+            file,
+            problem: `a backy 2.x revision without its image file ${this.imagePath(id)}`,
+          });
+        else complete.push({ ...data, size: image.size });
+      } else complete.push(data);
     }
     const interrupted = names
       .filter((n) => n.endsWith(PENDING_SUFFIX) && !n.startsWith('.'))
@@ -362,9 +387,13 @@ export class Archive {
    * `purge` cannot delete a chunk it may still read; callers cannot forget to take it.
    */
   async openReader(rev: RevisionData): Promise<RevisionReader> {
-    const lock = await this.store.lock('shared');
+    // Only chunks in the store can be purged: image files (images layout, backy 2.x) need no store lock.
+    const lock = rev.backend_type === 'chunked' ? await this.store.lock('shared') : null;
     try {
-      const map = await ChunkMap.load(this.mapPath(rev.uuid));
+      const map =
+        rev.backend_type === 'cowfile'
+          ? await legacyImageMap(this.imagePath(rev.uuid))
+          : await ChunkMap.load(this.mapPath(rev.uuid));
       if (map.size !== rev.size) {
         throw new BackyError(
           'REVISION_INVALID',
@@ -377,19 +406,19 @@ export class Archive {
         try {
           await close();
         } finally {
-          await lock.release();
+          await lock?.release();
         }
       };
       return reader;
     } catch (error) {
-      await lock.release();
+      await lock?.release();
       throw error;
     }
   }
 
   /** A reader over a revision's map in the revision's own layout. */
   readerFor(rev: Pick<RevisionData, 'uuid' | 'backend_type'>, map: ChunkMap): RevisionReader {
-    return rev.backend_type === 'images'
+    return hasImageFile(rev)
       ? new ImagesRevisionReader(this.imagePath(rev.uuid), map)
       : new ChunkedRevisionReader(this.store, map);
   }
@@ -476,22 +505,34 @@ export class Archive {
   }
 
   /**
-   * Points `last` at the newest revision's image file (`images` layout), repairing a missing or wrong
-   * link; removes it when there is no image revision. A no-op for the chunked layout.
+   * Points `last` at the newest revision's image file and `last.rev` at its `.rev` (as backy 2.x did),
+   * when the newest revision has an image file (`images` layout, backy 2.x revisions); removes both
+   * links otherwise, so `dd if=last` never reads an older image than the newest revision. Only
+   * symlinks are touched: a regular file of that name is left alone.
    */
   async updateLastLink(): Promise<void> {
-    const link = join(this.path, LAST_LINK);
-    const newest = (await this.revisions()).filter((r) => r.backend_type === 'images').at(-1);
-    const current = await readlink(link).catch(() => null);
-    if (newest == null) {
-      if (current != null) await rm(link, { force: true });
-      return;
+    const newest = (await this.revisions()).at(-1);
+    const target = newest != null && hasImageFile(newest) ? newest.uuid : null;
+    let changed = false;
+    for (const [name, to] of [
+      [LAST_LINK, target],
+      [`${LAST_LINK}${REV_SUFFIX}`, target == null ? null : `${target}${REV_SUFFIX}`],
+    ] as const) {
+      const link = join(this.path, name);
+      const info = await lstat(link).catch(() => null);
+      if (info != null && !info.isSymbolicLink()) continue;
+      const current = info == null ? null : await readlink(link).catch(() => null);
+      if (current === to) continue;
+      if (to == null) {
+        await rm(link, { force: true });
+      } else {
+        const tmp = tempPathFor(link);
+        await symlink(to, tmp);
+        await rename(tmp, link);
+      }
+      changed = true;
     }
-    if (current === newest.uuid) return;
-    const tmp = tempPathFor(link);
-    await symlink(newest.uuid, tmp);
-    await rename(tmp, link);
-    await fsyncDir(this.path);
+    if (changed) await fsyncDir(this.path);
   }
 
   /** Warnings about the configured layout on this file system (e.g. `images` without reflinks). */
@@ -520,4 +561,40 @@ export class Archive {
 function describeProblem(error: unknown, file: string): string {
   const message = (error as Error).message ?? String(error);
   return message.startsWith(`${file}: `) ? message.slice(file.length + 2) : message;
+}
+
+/** Revisions whose data is the image file `<id>` in the archive. */
+function hasImageFile(rev: Pick<RevisionData, 'backend_type'>): boolean {
+  return rev.backend_type === 'images' || rev.backend_type === 'cowfile';
+}
+
+/**
+ * A chunk map for a backy 2.0–2.1 raw image, made by hashing the file: those revisions stored no
+ * checksums, so what is there now is what they hold. Reads then go through the images layout's reader.
+ */
+async function legacyImageMap(path: string): Promise<ChunkMap> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'r');
+  } catch (error) {
+    throw ioError(error, `opening backy 2.x image ${path}`);
+  }
+  try {
+    const size = (await handle.stat()).size;
+    const map = new ChunkMap(size);
+    for (let index = 0; index < map.chunkCount; index++) {
+      const length = map.chunkLength(index);
+      const buffer = chunkBuffers.acquire(length);
+      try {
+        const { bytesRead } = await handle.read(buffer, 0, length, index * map.chunkSize);
+        if (bytesRead !== length) throw new BackyError('IO', `${path}: short read at chunk ${index}`);
+        map.set(index, isAllZero(buffer) ? null : await hashChunk(buffer, map.algorithm));
+      } finally {
+        chunkBuffers.release(buffer);
+      }
+    }
+    return map;
+  } finally {
+    await handle.close();
+  }
 }

@@ -82,7 +82,18 @@ export async function readYamlFile(path: string): Promise<unknown> {
 }
 
 export async function loadArchiveConfig(path: string): Promise<ArchiveConfig> {
-  return validateConfig(archiveConfigSchema, await readYamlFile(path), path);
+  return validateConfig(archiveConfigSchema, fromLegacyArchiveConfig(await readYamlFile(path)), path);
+}
+
+/**
+ * backy 2.x wrote the per-archive `config` as the bare source mapping (`type: file` and `filename:`, or
+ * the Ceph fields); read it as `{source: …}`, the rest at its defaults. The file itself is not changed.
+ */
+export function fromLegacyArchiveConfig(raw: unknown): unknown {
+  if (raw == null || typeof raw !== 'object' || Array.isArray(raw)) return raw;
+  const record = raw as Record<string, unknown>;
+  if ('source' in record || typeof record.type !== 'string') return raw;
+  return { source: record };
 }
 
 export { parse as parseYaml };

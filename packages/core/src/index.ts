@@ -24,6 +24,7 @@ export {
   type ArchiveConfig,
   archiveConfigSchema,
   formatZodIssue,
+  fromLegacyArchiveConfig,
   loadArchiveConfig,
   readYamlFile,
   type SourceConfig,
@@ -51,7 +52,9 @@ export { forgetArchive, type PurgeResult, purgeStore, storeUsage } from './purge
 export { blockDeviceSize, type RestoreOptions, restoreToPath, restoreToStream } from './restore.js';
 export {
   failedOwnVerification,
+  fromLegacyRevision,
   isComplete,
+  legacyRevisionSchema,
   type Revision,
   type RevisionData,
   type RevisionStats,
@@ -63,6 +66,15 @@ export {
   type Verification,
   writeRevisionFile,
 } from './revision.js';
+export {
+  factsOf,
+  parseRevisionFacts,
+  quickRevisionFacts,
+  type RevisionFacts,
+  readRevisionFacts,
+  readRevisions,
+  scanRevisionFacts,
+} from './revision-facts.js';
 export type { RevisionReader, RevisionWriter, WriterStats } from './revision-io.js';
 export { resolveRevisionSpec, resolveSingleRevision } from './revision-spec.js';
 export { forEachChunk, readChunksInOrder } from './revision-stream.js';

@@ -93,6 +93,9 @@ export async function liveArchives(store: ChunkStore): Promise<{ live: string[];
  * archive or map it cannot read stops the purge before anything is deleted.
  */
 export async function purgeStore(store: ChunkStore, options: PurgeOptions): Promise<PurgeResult> {
+  // No store yet (no backup has run): nothing to delete, and no lock file to take.
+  if (!(await store.exists()))
+    return { chunksDeleted: 0, bytesFreed: 0, chunksKept: 0, archives: 0, staleEntries: [] };
   const lock = await store.lock('exclusive', options.waitSeconds ?? 0);
   try {
     const referenced = new Set<string>();

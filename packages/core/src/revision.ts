@@ -40,7 +40,11 @@ export const revisionSchema = z.object({
   trust: z.enum(TRUST_STATES).default('trusted'),
   /** Size of the image in bytes. */
   size: z.number().int().nonnegative().default(0),
-  backend_type: z.enum(['chunked', 'images']).default('chunked'),
+  /**
+   * `chunked`: a `.map` over the chunk store; `images`: a `.map` and the image file `<id>`; `cowfile`: a
+   * revision written by backy 2.0–2.1, the raw image file `<id>` and no map (see `legacyRevisionSchema`).
+   */
+  backend_type: z.enum(['chunked', 'images', 'cowfile']).default('chunked'),
   source_type: z.string().optional(),
   stats: revisionStatsSchema.optional(),
   verification: verificationSchema.optional(),
@@ -71,6 +75,50 @@ export function revisionDate(rev: RevisionData): Date {
   return new Date(rev.timestamp);
 }
 
+/**
+ * A `.rev` as backy 2.0–2.1 wrote it next to the raw image `<id>` ("cowfile"): uuid, a time-zone-aware
+ * timestamp (`2026-12-01 09:56:18.288538+00:00`), parent, stats with `bytes_written` and `duration`
+ * (and `ceph-verification: partial` for Ceph), tags, and from 2.2 on `trust` and `backend_type`.
+ */
+export const legacyRevisionSchema = z.object({
+  uuid: z.string().min(1),
+  timestamp: z.union([z.string(), z.date()]),
+  parent: z.string().nullable().optional(),
+  stats: z.looseObject({ bytes_written: z.number().nonnegative(), duration: z.number().nonnegative() }),
+  tags: z.array(z.string()).default([]),
+  trust: z.enum(TRUST_STATES).optional(),
+  backend_type: z.literal('cowfile').optional(),
+});
+
+/** Our revision for a backy 2.0–2.1 `.rev` (size 0 until the archive reads its image file's size). */
+export function fromLegacyRevision(raw: unknown): RevisionData | null {
+  const legacy = legacyRevisionSchema.safeParse(raw);
+  if (!legacy.success) return null;
+  const l = legacy.data;
+  const time = l.timestamp instanceof Date ? l.timestamp : new Date(l.timestamp.replace(' ', 'T'));
+  if (Number.isNaN(time.getTime())) return null;
+  const extra = Object.entries(l.stats).filter(([k]) => k !== 'bytes_written' && k !== 'duration');
+  return {
+    uuid: l.uuid,
+    timestamp: time.toISOString(),
+    parent: l.parent ?? null,
+    tags: l.tags,
+    trust: l.trust ?? 'trusted',
+    size: 0,
+    backend_type: 'cowfile',
+    source_type: 'backy-2',
+    stats: {
+      bytes_written: Math.round(l.stats.bytes_written),
+      bytes_read: 0,
+      duration: l.stats.duration,
+      chunks_written: 0,
+      chunks_reused: 0,
+      chunks_zero: 0,
+    },
+    ...(extra.length > 0 ? { source_info: Object.fromEntries(extra) } : {}),
+  };
+}
+
 export async function readRevisionFile(path: string): Promise<RevisionData> {
   let text: string;
   try {
@@ -86,6 +134,8 @@ export async function readRevisionFile(path: string): Promise<RevisionData> {
   }
   const result = revisionSchema.safeParse(raw);
   if (!result.success) {
+    const legacy = fromLegacyRevision(raw);
+    if (legacy != null) return legacy;
     const issue = result.error.issues[0]!;
     throw new BackyError(
       'REVISION_INVALID',

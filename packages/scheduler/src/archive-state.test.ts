@@ -1,15 +1,18 @@
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { newRevisionId, type RevisionData, revisionSchema, writeRevisionFile } from '@backy/core';
-import { describe, expect, it } from 'vitest';
-import { parse, stringify } from 'yaml';
 import {
-  ArchiveWatcher,
+  newRevisionId,
   parseRevisionFacts,
   quickRevisionFacts,
+  type RevisionData,
   readRevisionFacts,
-} from './archive-state.js';
+  revisionSchema,
+  writeRevisionFile,
+} from '@backy/core';
+import { describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { ArchiveWatcher } from './archive-state.js';
 
 /** What the facts must be: the YAML parser plus the schema, the slow and sure way. */
 function expected(text: string) {

@@ -1,4 +1,4 @@
-export { type ArchiveSummary, ArchiveWatcher, readRevisions, summarize } from './archive-state.js';
+export { type ArchiveSummary, ArchiveWatcher, summarize } from './archive-state.js';
 export { type CheckResult, checkStatusFile, evaluateStatus, NAGIOS, STATUS_MAX_AGE_MS } from './check.js';
 export { type Clock, systemClock } from './clock.js';
 export { openLogFile, type ReopeningLogFile } from './log-file.js';

@@ -6,16 +6,18 @@ import {
   BackyError,
   type CentralConfig,
   CONFIG_FILE,
+  fromLegacyArchiveConfig,
   type JobConfig,
   type LoadedCentralConfig,
   type Lock,
   loadCentralConfig,
+  readRevisions,
   type Schedule,
   writeFileAtomic,
 } from '@backy/core';
 import type { Logger } from 'pino';
 import { parse, stringify } from 'yaml';
-import { type ArchiveSummary, ArchiveWatcher, EMPTY_SUMMARY, readRevisions } from './archive-state.js';
+import { type ArchiveSummary, ArchiveWatcher, EMPTY_SUMMARY } from './archive-state.js';
 import { type Clock, systemClock } from './clock.js';
 import type { JobRunner, RunResult } from './runner.js';
 import {
@@ -536,7 +538,10 @@ export class Scheduler {
     let existing: Record<string, unknown> = {};
     try {
       const parsed = parse(await readFile(path, 'utf8'));
-      if (parsed != null && typeof parsed === 'object' && !Array.isArray(parsed)) existing = parsed;
+      // backy 2.x wrote the bare source mapping: read as {source: …}, so its keys are not taken as ours.
+      const current = fromLegacyArchiveConfig(parsed);
+      if (current != null && typeof current === 'object' && !Array.isArray(current))
+        existing = current as Record<string, unknown>;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
         this.log.warn({ job: job.name, path }, 'existing archive config is unreadable; replacing it');
