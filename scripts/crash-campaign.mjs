@@ -50,10 +50,9 @@ function backupNow(tags) {
 
 newImage();
 must('init', 'file', image);
-writeFileSync(
-  join(arch, 'config'),
-  `${readFileSync(join(arch, 'config'), 'utf8')}schedule:\n  daily: {interval: 1s, keep: 2}\n`,
-);
+// Replace the default schedule: daily revisions beyond the newest two, older than 2 s, expire.
+const config = readFileSync(join(arch, 'config'), 'utf8').replace(/^schedule:\n(?: .*\n)*/m, '');
+writeFileSync(join(arch, 'config'), `${config}schedule:\n  daily: {interval: 1s, keep: 2}\n`);
 for (let i = 0; i < 3; i++) backupNow(`manual:seed${i}`);
 
 const ops = ['backup', 'verify', 'forget', 'expire', 'tags', 'purge'];

@@ -126,8 +126,9 @@ export async function main(
       return 0;
     }
     if (!firstPositional) {
-      (values.help ? stdout : stderr).write(`${globalHelp()}\n`);
-      return values.help ? 0 : 2;
+      // As backy 2.x: no command prints the usage and succeeds.
+      stdout.write(`${globalHelp()}\n`);
+      return 0;
     }
     const name = (firstPositional as { value: string }).value;
     const command = COMMANDS.find((c) => c.name === name);

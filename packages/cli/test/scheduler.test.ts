@@ -219,7 +219,7 @@ describe('backy scheduler and backy check', () => {
     expect(out.startsWith('backy 0.1.0\r\nReady.\r\nbacky> ')).toBe(true);
     const [, all, ab, status, run, nope, badRegex] = out.split('backy> ');
     expect(all).toMatch(
-      /│ Job +│ SLA +│ SLA overdue │ Status +│ Last Backup +│ Last Tags +│ Last Dur │ Next Backup +│ Next Tags +│/,
+      /│ Job +│ SLA +│ SLA overdue │ Status +│ Last Backup \(UTC\) +│ Last Tags +│ Last Dur │ Next Backup \(UTC\) +│ Next Tags +│/,
     );
     expect(all).toMatch(/│ w +│ OK +│ +- │ \w+ +│ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d │ daily +│/);
     expect(all).toContain('3 jobs shown');
@@ -323,7 +323,7 @@ describe('backy scheduler and backy check', () => {
       'a CRITICAL from check naming c',
       () => {
         const res = check();
-        return res.code === 2 && res.stdout.includes('\nc: last backup') ? res : null;
+        return res.code === 2 && res.stdout.includes('\nc (last time: ') ? res : null;
       },
       30_000,
     );
@@ -332,7 +332,7 @@ describe('backy scheduler and backy check', () => {
     expect(lines[0]).toMatch(/^CRITICAL: \d+ jobs not within SLA$/);
     expect(lines.length).toBe(Number(/(\d+) jobs/.exec(lines[0]!)![1]) + 1);
     expect(lines.find((l) => l.startsWith('c: '))).toMatch(
-      /^c: last backup \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z, overdue by \d+s$/,
+      /^c \(last time: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\), overdue by \d+s$/,
     );
     expect(daemon.child.exitCode).toBeNull();
     const out = await shell(port, ['jobs ^c$']);

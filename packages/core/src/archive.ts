@@ -11,7 +11,7 @@ import {
   stat,
   symlink,
 } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { stringify } from 'yaml';
 import { type ArchiveConfig, archiveConfigSchema, loadArchiveConfig, validateConfig } from './config.js';
@@ -279,11 +279,18 @@ export class Archive {
   }
 
   async resolve(spec: string): Promise<Revision[]> {
-    return resolveRevisionSpec(await this.revisions(), spec);
+    return resolveRevisionSpec(await this.revisions(), this.specOfPath(spec));
   }
 
   async resolveOne(spec: string): Promise<Revision> {
-    return resolveSingleRevision(await this.revisions(), spec);
+    return resolveSingleRevision(await this.revisions(), this.specOfPath(spec));
+  }
+
+  /** A revision's image path (what `backy find` prints) names that revision, as its ID does. */
+  private specOfPath(spec: string): string {
+    if (!spec.includes('/')) return spec;
+    const id = basename(spec);
+    return isRevisionId(id) && resolve(this.path, spec) === this.imagePath(id) ? id : spec;
   }
 
   /** The exclusive lock a backup holds for its whole run, and forget/expire/tags/distrust for theirs. */

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { z } from 'zod';
-import { readYamlFile, sourceConfigSchema, validateConfig } from './config.js';
+import { readYamlFile, sourceConfigSchema, storeConfigSchema, validateConfig } from './config.js';
 import { durationSchema, scheduleSchema } from './schedule.js';
 
 /** Where the daemon and `backy check` look for the central configuration by default. */
@@ -39,6 +39,10 @@ export const globalConfigSchema = z.strictObject({
   'telnet-port': z.number().int().min(0).max(65535).default(6023),
   /** Program run after each successful backup with the job name as argument and its revisions as YAML on stdin. */
   'backup-completed-callback': z.string().min(1).optional(),
+  /** Default layout of the jobs' archives (`chunked` or `images`; see an archive's `layout`). */
+  layout: z.enum(['chunked', 'images']).optional(),
+  /** Default chunk store of the jobs' archives (see an archive's `store`); a relative path is per archive. */
+  store: storeConfigSchema.optional(),
 });
 
 export const jobConfigSchema = z.strictObject({
@@ -46,6 +50,10 @@ export const jobConfigSchema = z.strictObject({
   schedule: z.string().min(1),
   /** `{type, ...options}` as in an archive's config. */
   source: sourceConfigSchema,
+  /** This job's archive layout (default: `global.layout`, else `chunked`). */
+  layout: z.enum(['chunked', 'images']).optional(),
+  /** This job's chunk store (default: `global.store`, else `chunks/` in the archive). */
+  store: storeConfigSchema.optional(),
 });
 
 export const centralConfigSchema = z

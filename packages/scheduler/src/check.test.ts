@@ -47,8 +47,8 @@ describe('backy check', () => {
       exitCode: 2,
       lines: [
         'CRITICAL: 2 jobs not within SLA',
-        'b: last backup 2026-01-05T10:00:00.000Z, overdue by 3600s',
-        'c: never backed up',
+        'b (last time: 2026-01-05 10:00:00 UTC), overdue by 3600s',
+        'c (last time: never)',
       ],
     });
   });

@@ -12,10 +12,21 @@ export interface CheckResult {
 /** A status file older than this means the daemon is not running (or stuck). */
 export const STATUS_MAX_AGE_MS = 5 * 60_000;
 
+/** `2026-01-05 10:00:00 UTC`: the time as backy 2.x's check printed it (UTC everywhere, docs/scheduler.md). */
+export function formatCheckTime(iso: string): string {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return iso;
+  return `${date
+    .toISOString()
+    .replace('T', ' ')
+    .replace(/\.\d+Z$/, '')} UTC`;
+}
+
+/** A CRITICAL detail line as backy 2.x printed it, `web01 (last time: 2026-01-05 10:00:00 UTC)`, plus how late. */
 function describe(job: JobStatus): string {
-  const last = job.last_time == null ? 'never backed up' : `last backup ${job.last_time}`;
+  const last = job.last_time == null ? 'never' : formatCheckTime(job.last_time);
   const overdue = job.sla_overdue > 0 ? `, overdue by ${job.sla_overdue}s` : '';
-  return `${job.job}: ${last}${overdue}`;
+  return `${job.job} (last time: ${last})${overdue}`;
 }
 
 /** Judges the status file's contents (null: no file) at `nowMs`. Pure, so the rules are tested directly. */

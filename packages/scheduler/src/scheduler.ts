@@ -76,7 +76,7 @@ interface JobRuntime {
   config: JobConfig;
   schedule: Schedule;
   /** The archive config written before each run: the job's source and schedule as the user wrote them. */
-  archiveConfig: { source: unknown; schedule: unknown };
+  archiveConfig: { source: unknown; schedule: unknown; layout?: unknown; store?: unknown };
   fingerprint: string;
   state: JobState;
   summary: ArchiveSummary;
@@ -270,9 +270,14 @@ export class Scheduler {
     const rawJobs = (this.loaded.raw.jobs ?? {}) as Record<string, Record<string, unknown>>;
     const rawSchedules = (this.loaded.raw.schedules ?? {}) as Record<string, unknown>;
     for (const [name, jobConfig] of Object.entries(config.jobs)) {
+      const rawGlobal = (this.loaded.raw.global ?? {}) as Record<string, unknown>;
+      const layout = rawJobs[name]?.layout ?? rawGlobal.layout;
+      const store = rawJobs[name]?.store ?? rawGlobal.store;
       const archiveConfig = {
         source: rawJobs[name]?.source ?? jobConfig.source,
         schedule: rawSchedules[jobConfig.schedule],
+        ...(layout == null ? {} : { layout }),
+        ...(store == null ? {} : { store }),
       };
       const schedule = config.schedules[jobConfig.schedule]!;
       const fingerprint = JSON.stringify([archiveConfig, schedule]);
@@ -547,7 +552,8 @@ export class Scheduler {
         this.log.warn({ job: job.name, path }, 'existing archive config is unreadable; replacing it');
       }
     }
-    const config = { ...existing, source: job.archiveConfig.source, schedule: job.archiveConfig.schedule };
+    // The central config's layout and store (per job or global) win; without them the archive's own stay.
+    const config = { ...existing, ...job.archiveConfig };
     const check = archiveConfigSchema.safeParse(config);
     if (!check.success) {
       throw new BackyError(

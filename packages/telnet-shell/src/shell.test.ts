@@ -220,10 +220,10 @@ describe('TelnetShell', () => {
       'SLA',
       'SLA overdue',
       'Status',
-      'Last Backup',
+      'Last Backup (UTC)',
       'Last Tags',
       'Last Dur',
-      'Next Backup',
+      'Next Backup (UTC)',
       'Next Tags',
     ]) {
       expect(header).toContain(col);

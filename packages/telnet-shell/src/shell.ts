@@ -3,18 +3,22 @@ import type { Logger } from 'pino';
 import { renderTable } from './table.js';
 import { TelnetDecoder } from './telnet.js';
 
-/** The columns of the `jobs` table. */
-export const JOB_COLUMNS = [
-  'Job',
-  'SLA',
-  'SLA overdue',
-  'Status',
-  'Last Backup',
-  'Last Tags',
-  'Last Dur',
-  'Next Backup',
-  'Next Tags',
-];
+/** The columns of the `jobs` table; the time columns name their zone (`Last Backup (UTC)`). */
+export function jobColumns(timeZone = 'UTC'): string[] {
+  return [
+    'Job',
+    'SLA',
+    'SLA overdue',
+    'Status',
+    `Last Backup (${timeZone})`,
+    'Last Tags',
+    'Last Dur',
+    `Next Backup (${timeZone})`,
+    'Next Tags',
+  ];
+}
+
+export const JOB_COLUMNS = jobColumns();
 
 export interface ShellJob {
   job: string;
@@ -62,7 +66,7 @@ export interface TelnetShellOptions {
   idleTimeoutMs?: number;
   /** Longest accepted input line in bytes (default 4096). */
   maxLineBytes?: number;
-  /** Time zone for the times in `jobs` (default: the daemon's). */
+  /** Time zone for the times in `jobs` (default UTC, as `backy status`, `check` and the status file). */
   timeZone?: string;
 }
 
@@ -314,7 +318,7 @@ export class TelnetShell {
 
   /** The `jobs` table. */
   formatJobs(jobs: readonly ShellJob[]): string {
-    const zone = this.options.timeZone;
+    const zone = this.options.timeZone ?? 'UTC';
     const rows = jobs.map((j) => [
       j.job,
       j.sla,
@@ -326,7 +330,7 @@ export class TelnetShell {
       formatTime(j.next_time, zone),
       j.next_tags ?? '-',
     ]);
-    const table = renderTable(JOB_COLUMNS, rows, [
+    const table = renderTable(jobColumns(zone), rows, [
       'left',
       'left',
       'right',

@@ -1,14 +1,24 @@
+import { existsSync } from 'node:fs';
 import type { Command } from '../command.js';
 
 export const findCommand: Command = {
   name: 'find',
-  summary: 'print the ID of a revision (for scripts: backy restore -r "$(backy find -r daily)" …)',
-  usage: 'find [-r SPEC]   (default: last)',
-  options: { revision: { type: 'string', short: 'r', default: 'last' } },
+  summary:
+    'print the image path of a revision where it has one (images layout, backy 2.x), else its ID; --id: always the ID',
+  usage: 'find [-r SPEC] [--id]   (default: last)',
+  options: { revision: { type: 'string', short: 'r', default: 'last' }, id: { type: 'boolean' } },
   positionals: [0, 0],
   async run(ctx) {
     const archive = await ctx.openArchive();
     const rev = await archive.resolveOne(String(ctx.values.revision));
+    const image = archive.imagePath(rev.uuid);
+    if (ctx.values.id !== true && rev.backend_type !== 'chunked' && existsSync(image)) {
+      ctx.print(image);
+      return 0;
+    }
+    // Every command that takes -r SPEC also takes this path, so both forms work in scripts.
+    if (ctx.values.id !== true)
+      ctx.warn(`revision ${rev.uuid} has no image file (it lives in the chunk store); printing its ID`);
     ctx.print(rev.uuid);
     return 0;
   },

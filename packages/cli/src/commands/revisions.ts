@@ -27,11 +27,29 @@ async function withRevisions(
 export const distrustCommand: Command = {
   name: 'distrust',
   summary: 'mark revisions as distrusted (the next backup then rewrites every chunk)',
-  usage: 'distrust [-r SPEC]   (default: all)',
-  options: { revision: { type: 'string', short: 'r', default: 'all' } },
+  usage:
+    'distrust [-r SPEC] [--from YYYY-MM-DD] [--until YYYY-MM-DD]   (default: all; dates in UTC, inclusive)',
+  options: {
+    revision: { type: 'string', short: 'r', default: 'all' },
+    from: { type: 'string' },
+    until: { type: 'string' },
+  },
   positionals: [0, 0],
   async run(ctx) {
-    return withRevisions(ctx, ctx.values.revision, async (archive, revisions) => {
+    const from = dayStart(ctx.values.from as string | undefined, '--from');
+    const untilDay = dayStart(ctx.values.until as string | undefined, '--until');
+    const until = untilDay == null ? null : untilDay + 86_400_000;
+    if (from != null && until != null && from >= until)
+      throw new BackyError(
+        'USAGE',
+        `distrust: --from ${ctx.values.from} is after --until ${ctx.values.until}`,
+      );
+    return withRevisions(ctx, ctx.values.revision, async (archive, all) => {
+      const revisions = all.filter((r) => {
+        const t = Date.parse(r.timestamp);
+        return (from == null || t >= from) && (until == null || t < until);
+      });
+      if (revisions.length === 0) ctx.print('no revision in that time range');
       for (const rev of revisions) {
         const done = await archive.updateRevision(rev.uuid, (current) => ({
           ...current,
@@ -127,3 +145,18 @@ export const expireCommand: Command = {
     return 0;
   },
 };
+
+/** `YYYY-MM-DD` as the start of that day in UTC (ms), or null when not given. */
+function dayStart(value: string | undefined, option: string): number | null {
+  if (value == null) return null;
+  const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(value.trim());
+  const time = m == null ? Number.NaN : Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
+  if (
+    m == null ||
+    Number.isNaN(time) ||
+    new Date(time).getUTCMonth() !== Number(m[2]) - 1 ||
+    new Date(time).getUTCDate() !== Number(m[3])
+  )
+    throw new BackyError('USAGE', `distrust ${option} ${JSON.stringify(value)}: expected a date YYYY-MM-DD`);
+  return time;
+}

@@ -1,4 +1,4 @@
-import { Archive, formatBytes, formatDuration, type Revision } from '@backy/core';
+import { Archive, failedOwnVerification, formatBytes, type Revision } from '@backy/core';
 import Table from 'cli-table3';
 import { stringify } from 'yaml';
 import type { Command } from '../command.js';
@@ -35,22 +35,58 @@ export const statusCommand: Command = {
   },
 };
 
+const STATUS_UNITS = ['B', 'kiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+
+/** Sizes as backy 2.x's status printed them: two decimals, binary units (`60.00 GiB`, `511.99 kiB`). */
+export function formatStatusBytes(bytes: number): string {
+  let value = bytes;
+  let unit = 0;
+  while (Math.abs(value) >= 1024 && unit < STATUS_UNITS.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(2)} ${STATUS_UNITS[unit]}`;
+}
+
+/** Durations as backy 2.x printed them: seconds with one decimal (`845.0 s`). */
+export function formatStatusDuration(seconds: number): string {
+  return Number.isFinite(seconds) ? `${seconds.toFixed(1)} s` : '-';
+}
+
+/** What an operator should know about a revision beyond its trust. */
+export function revisionNotes(rev: Revision): string[] {
+  const notes: string[] = [];
+  if (failedOwnVerification(rev)) notes.push('failed its own verification');
+  if (rev.source_info?.snapshot_method === 'direct') notes.push('crash-consistent snapshot (no fs freeze)');
+  if (rev.backend_type === 'cowfile') notes.push('backy 2.x');
+  return notes;
+}
+
+/**
+ * The revision table: one row each, no separator lines between rows, sizes right-aligned (as backy
+ * 2.x's status looked), a Notes column only when some revision has a note.
+ */
 export function renderStatus(revisions: Revision[]): string {
+  const notes = revisions.map(revisionNotes);
+  const withNotes = notes.some((n) => n.length > 0);
   const table = new Table({
-    head: ['Date (UTC)', 'ID', 'Size', 'Duration', 'Tags', 'Trust'],
+    head: ['Date (UTC)', 'ID', 'Size', 'Duration', 'Tags', 'Trust', ...(withNotes ? ['Notes'] : [])],
+    colAligns: ['left', 'left', 'right', 'right', 'left', 'left', 'left'],
     style: { head: [], border: [] },
+    chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
   });
   let total = 0;
-  for (const rev of revisions) {
+  revisions.forEach((rev, i) => {
     total += rev.stats.bytes_written;
     table.push([
       formatDate(rev.timestamp),
       rev.uuid,
-      formatBytes(rev.stats.bytes_written),
-      formatDuration(rev.stats.duration),
+      formatStatusBytes(rev.stats.bytes_written),
+      formatStatusDuration(rev.stats.duration),
       rev.tags.join(','),
       rev.trust,
+      ...(withNotes ? [notes[i]!.join('; ')] : []),
     ]);
-  }
+  });
   return `${table.toString()}\n${revisions.length} revision${revisions.length === 1 ? '' : 's'} containing ${formatBytes(total)} data (estimated)`;
 }
