@@ -1,10 +1,13 @@
 // Archives written by the real backy 2.1.1 (../shared/fixtures/backy-2.1.1): read, restored, verified
 // and continued, never destroyed.
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { mmh3Hex } from '@backy/core';
+import { SYSTEM_PATH_ENV, skipWithout } from '@backy/test-env';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { BIN, backy, tempDir } from './helpers.js';
@@ -211,3 +214,110 @@ describe('the scheduler on a backy 2.x base dir', () => {
     expect(dd.stdout.equals(data)).toBe(true);
   }, 120_000);
 });
+
+describe.skipIf(skipWithout('backy 2.2-2.5 chunked archives', 'python3') != null)(
+  'an archive in the chunked format of backy 2.2–2.5',
+  () => {
+    const MiB = 1024 * 1024;
+    /** Writes the chunk files with python-lzo (what 2.x used) and returns the mapping. */
+    function writeChunks(chunks: string, image: Buffer, layout: 'v1' | 'v2'): Record<string, string> {
+      const mapping: Record<string, string> = {};
+      const script = [
+        'import lzo, os, sys',
+        'root, layout = sys.argv[1], sys.argv[2]',
+        'for line in sys.stdin:',
+        '    index, hash, path = line.split()',
+        '    d = os.path.join(root, hash[0:2]) if layout == "v2" else os.path.join(root, hash[0:2], hash[2:4])',
+        '    os.makedirs(d, exist_ok=True)',
+        '    with open(path, "rb") as f: data = f.read()',
+        '    with open(os.path.join(d, hash + ".chunk.lzo"), "wb") as f: f.write(lzo.compress(data))',
+      ].join('\n');
+      let input = '';
+      for (let i = 0; i * 4 * MiB < image.length; i++) {
+        const chunk = Buffer.alloc(4 * MiB); // 2.x stored whole chunks
+        image.copy(chunk, 0, i * 4 * MiB, Math.min(image.length, (i + 1) * 4 * MiB));
+        if (chunk.every((b) => b === 0)) continue; // not in the mapping: zeros
+        const hash = mmh3Hex(chunk);
+        mapping[String(i)] = hash;
+        const tmp = join(dir.path, `chunk-${hash}`);
+        writeFileSync(tmp, chunk);
+        input += `${i} ${hash} ${tmp}\n`;
+      }
+      const r = spawnSync('python3', ['-c', script, chunks, layout], {
+        input,
+        env: SYSTEM_PATH_ENV,
+        encoding: 'utf8',
+      });
+      if (r.status !== 0) throw new Error(r.stderr);
+      return mapping;
+    }
+
+    it('lists, restores and verifies its revisions (v1 and v2 stores), continues it, and purge keeps its files', async () => {
+      const legacy = join(dir.path, 'chunked2');
+      const chunks = join(legacy, 'chunks');
+      mkdirSync(chunks, { recursive: true });
+      const images = [
+        Buffer.concat([randomBytes(5 * MiB), Buffer.alloc(4 * MiB), randomBytes(1234)]),
+        Buffer.concat([randomBytes(3 * MiB), Buffer.alloc(6 * MiB), randomBytes(1234)]),
+      ];
+      const ids = ['Chunked2Rev00000000001', 'Chunked2Rev00000000002'];
+      const layouts = ['v1', 'v2'] as const;
+      ids.forEach((id, i) => {
+        const mapping = writeChunks(chunks, images[i]!, layouts[i]!);
+        writeFileSync(join(legacy, id), JSON.stringify({ mapping, size: images[i]!.length }));
+        writeFileSync(
+          join(legacy, `${id}.rev`),
+          `backend_type: chunked\nparent: ${i === 0 ? "''" : ids[0]}\nstats:\n  bytes_written: ${images[i]!.length}\n  duration: 12.5\ntags:\n- daily\ntimestamp: 2026-11-0${i + 1} 10:00:00.123456+00:00\ntrust: trusted\nuuid: ${id}\n`,
+        );
+      });
+      writeFileSync(join(chunks, 'store'), 'v2');
+      const source = join(dir.path, 'chunked2.img');
+      writeFileSync(source, images[1]!);
+      writeFileSync(join(legacy, 'config'), `filename: ${source}\ntype: file\n`);
+      const c = (...args: string[]) => backy(['-b', legacy, ...args]);
+      const status = JSON.parse(c('status', '--json').stdout) as {
+        uuid: string;
+        backend_type: string;
+        size: number;
+      }[];
+      expect(status.map((r) => [r.uuid, r.backend_type, r.size])).toEqual(
+        ids.map((id, i) => [id, 'legacy-chunked', images[i]!.length]),
+      );
+      for (const [i, id] of ids.entries()) {
+        const out = join(dir.path, `${id}.img`);
+        const r = c('restore', '-r', id, out);
+        expect(r.code, r.stderr).toBe(0);
+        expect((await readFile(out)).equals(images[i]!)).toBe(true);
+      }
+      expect(c('verify').code).toBe(0);
+      expect(c('backup', 'daily').code).toBe(0);
+      expect(c('purge').code).toBe(0);
+      const lzoFiles = spawnSync('find', [chunks, '-name', '*.chunk.lzo'], { encoding: 'utf8' })
+        .stdout.trim()
+        .split('\n');
+      expect(lzoFiles.length).toBeGreaterThanOrEqual(3);
+      for (const [i, id] of ids.entries()) {
+        const out = join(dir.path, `${id}.again.img`);
+        expect(c('restore', '-r', id, out).code).toBe(0);
+        expect((await readFile(out)).equals(images[i]!)).toBe(true);
+      }
+      // A damaged 2.x chunk is found by verify, named, and distrusts only its revision.
+      const first = (JSON.parse(readFileSync(join(legacy, ids[1]!), 'utf8')) as { mapping: Record<string, string> }).mapping['0']!;
+    const victim = join(chunks, first.slice(0, 2), `${first}.chunk.lzo`); // the v2 store's place
+        (f) =>
+          f.includes(
+            `/${JSON.parse(readFileSync(join(legacy, ids[1]!), 'utf8')).mapping['0'].slice(0, 2)}/`,
+          ) &&
+          !f.includes(
+            `/${JSON.parse(readFileSync(join(legacy, ids[1]!), 'utf8')).mapping['0'].slice(2, 4)}/`,
+          ),
+      )!;
+      const bytes = readFileSync(victim);
+      bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
+      writeFileSync(victim, bytes);
+      const v = c('verify', '-r', ids[1]!);
+      expect(v.code).toBe(1);
+      expect(v.stdout).toContain(`${ids[1]}: DAMAGED, 1 chunk`);
+    });
+  },
+);

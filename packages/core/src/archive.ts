@@ -20,6 +20,7 @@ import { exists, fsyncDir, isTempName, tempPathFor, writeFileAtomic } from './fs
 import { isRevisionId, newRevisionId } from './ids.js';
 import { ChunkedRevisionReader, ChunkedRevisionWriter } from './layout/chunked.js';
 import { ImagesRevisionReader, ImagesRevisionWriter, supportsReflink } from './layout/images.js';
+import { LegacyChunkedReader, readLegacyMapping } from './legacy/chunked.js';
 import { acquireLock, type Lock } from './lock.js';
 import {
   isComplete,
@@ -222,7 +223,17 @@ export class Archive {
       if (data.uuid !== id) damaged.push({ id, file, problem: `its uuid is ${JSON.stringify(data.uuid)}` });
       else if (!isComplete(data))
         damaged.push({ id, file, problem: 'it has no stats (not a complete revision)' });
-      else if (data.backend_type === 'cowfile') {
+      else if (data.backend_type === 'legacy-chunked') {
+        // A backy 2.2–2.5 revision: `<id>` is its chunk mapping.
+        const mapping = await readLegacyMapping(this.imagePath(id)).catch((error: Error) => error);
+        if (mapping instanceof Error)
+          damaged.push({
+            id,
+            file,
+            problem: `a backy 2.x revision whose mapping cannot be read: ${mapping.message}`,
+          });
+        else complete.push({ ...data, size: mapping.size });
+      } else if (data.backend_type === 'cowfile') {
         // A backy 2.0–2.1 revision: its data is the raw image file `<id>`.
         const image = await stat(this.imagePath(id)).catch(() => null);
         if (image == null || !image.isFile())
@@ -394,6 +405,13 @@ export class Archive {
    * `purge` cannot delete a chunk it may still read; callers cannot forget to take it.
    */
   async openReader(rev: RevisionData): Promise<RevisionReader> {
+    if (rev.backend_type === 'legacy-chunked') {
+      // backy 2.x's chunk files: purge never touches them, so no store lock is needed.
+      return new LegacyChunkedReader(
+        join(this.path, 'chunks'),
+        await readLegacyMapping(this.imagePath(rev.uuid)),
+      );
+    }
     // Only chunks in the store can be purged: image files (images layout, backy 2.x) need no store lock.
     const lock = rev.backend_type === 'chunked' ? await this.store.lock('shared') : null;
     try {

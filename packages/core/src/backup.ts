@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { Archive } from './archive.js';
 import { BackyError, ioError, isBackyError } from './errors.js';
 import { newRevisionId } from './ids.js';
+import { mmh3Hex } from './legacy/mmh3.js';
 import type { Lock } from './lock.js';
 import { failedOwnVerification, type Revision, type RevisionData } from './revision.js';
 import type { RevisionReader } from './revision-io.js';
@@ -213,11 +214,11 @@ export function chunkChecker(
       if (reader.equalsStored) {
         if (await reader.equalsStored(index, data)) return true;
         // Which side differs: the source (changed under the backup) or the store (a damaged chunk)?
-        if ((await hashChunk(data, reader.hashAlgorithm)) === expected)
+        if ((await hashOf(data, reader)) === expected)
           logger.error({ chunk: index, hash: expected }, 'stored chunk is damaged');
         return false;
       }
-      if ((await hashChunk(data, reader.hashAlgorithm)) !== expected) return false;
+      if ((await hashOf(data, reader)) !== expected) return false;
       chunkBuffers.release(await (reader.readPooled?.(index) ?? reader.read(index)));
       return true;
     } catch (error) {
@@ -226,4 +227,10 @@ export function chunkChecker(
       return false;
     }
   };
+}
+
+function hashOf(data: Buffer, reader: RevisionReader): Promise<string> {
+  return reader.hashAlgorithm === 'mmh3'
+    ? Promise.resolve(mmh3Hex(data))
+    : hashChunk(data, reader.hashAlgorithm);
 }

@@ -37,6 +37,8 @@ export { expireArchive } from './expire.js';
 export { fsyncDir, writeFileAtomic } from './fs-util.js';
 export { encodeShortId, ID_ALPHABET, isRevisionId, newRevisionId } from './ids.js';
 export { ChunkedRevisionReader, ChunkedRevisionWriter } from './layout/chunked.js';
+export { lzoDecompressWithHeader } from './legacy/lzo.js';
+export { mmh3Hex } from './legacy/mmh3.js';
 export { acquireLock, type Lock, type LockMode } from './lock.js';
 export { type AppendLog, openAppendLog } from './log-file.js';
 export {

@@ -14,8 +14,8 @@ export interface RevisionReader {
   chunkLength(index: number): number;
   /** True if the chunk is known to be all zeros without reading it. */
   isZero(index: number): boolean;
-  /** The hash that names this revision's chunks (`chunkHash`). */
-  readonly hashAlgorithm: HashAlgorithm;
+  /** The hash that names this revision's chunks (`chunkHash`); `mmh3` for backy 2.2–2.5 revisions. */
+  readonly hashAlgorithm: HashAlgorithm | 'mmh3';
   /** Content hash (hex, by `hashAlgorithm`) of the chunk, null for a zero chunk. */
   chunkHash(index: number): string | null;
   /** The chunk's bytes, verified. Zero chunks come back as zero-filled buffers. */

@@ -42,9 +42,10 @@ export const revisionSchema = z.object({
   size: z.number().int().nonnegative().default(0),
   /**
    * `chunked`: a `.map` over the chunk store; `images`: a `.map` and the image file `<id>`; `cowfile`: a
-   * revision written by backy 2.0–2.1, the raw image file `<id>` and no map (see `legacyRevisionSchema`).
+   * revision written by backy 2.0–2.1, the raw image file `<id>` and no map; `legacy-chunked`: one of
+   * backy 2.2–2.5, `<id>` a JSON chunk mapping over `chunks/` (see `legacyRevisionSchema`).
    */
-  backend_type: z.enum(['chunked', 'images', 'cowfile']).default('chunked'),
+  backend_type: z.enum(['chunked', 'images', 'cowfile', 'legacy-chunked']).default('chunked'),
   source_type: z.string().optional(),
   stats: revisionStatsSchema.optional(),
   verification: verificationSchema.optional(),
@@ -87,10 +88,10 @@ export const legacyRevisionSchema = z.object({
   stats: z.looseObject({ bytes_written: z.number().nonnegative(), duration: z.number().nonnegative() }),
   tags: z.array(z.string()).default([]),
   trust: z.enum(TRUST_STATES).optional(),
-  backend_type: z.literal('cowfile').optional(),
+  backend_type: z.enum(['cowfile', 'chunked']).optional(),
 });
 
-/** Our revision for a backy 2.0–2.1 `.rev` (size 0 until the archive reads its image file's size). */
+/** Our revision for a backy 2.x `.rev` (size 0 until the archive reads its image or mapping file). */
 export function fromLegacyRevision(raw: unknown): RevisionData | null {
   const legacy = legacyRevisionSchema.safeParse(raw);
   if (!legacy.success) return null;
@@ -105,7 +106,7 @@ export function fromLegacyRevision(raw: unknown): RevisionData | null {
     tags: l.tags,
     trust: l.trust ?? 'trusted',
     size: 0,
-    backend_type: 'cowfile',
+    backend_type: l.backend_type === 'chunked' ? 'legacy-chunked' : 'cowfile',
     source_type: 'backy-2',
     stats: {
       bytes_written: Math.round(l.stats.bytes_written),

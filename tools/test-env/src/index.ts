@@ -59,6 +59,8 @@ export const SYSTEM_PATH_ENV: NodeJS.ProcessEnv = {
 const probes: Record<string, string[]> = {
   // nbdsh is a python script; it needs the python3 module of python3-libnbd.
   nbdsh: ['nbdsh', '-c', 'pass'],
+  // python3 is only wanted here with the lzo module that backy 2.x compressed its chunks with.
+  python3: ['python3', '-c', 'import lzo'],
 };
 
 export interface ToolChecker {
