@@ -14,6 +14,7 @@ import { restoreCommand } from './commands/restore.js';
 import { distrustCommand, expireCommand, forgetCommand, tagsCommand } from './commands/revisions.js';
 import { schedulerCommand } from './commands/scheduler.js';
 import { statusCommand } from './commands/status.js';
+import { upgradeCommand } from './commands/upgrade.js';
 import { verifyCommand } from './commands/verify.js';
 import { createLogger } from './logger.js';
 import { createProgressBar } from './progress.js';
@@ -41,6 +42,7 @@ const COMMANDS: Command[] = [
   tagsCommand,
   expireCommand,
   purgeCommand,
+  upgradeCommand,
   nbdServerCommand,
   schedulerCommand,
   checkCommand,

@@ -156,6 +156,85 @@ describe('an archive written by backy 2.1.1', () => {
   });
 });
 
+describe('backy upgrade on the 2.1.1 archive', () => {
+  it('shows what it would do, converts newest first, verifies, and every revision still restores', async () => {
+    const up = join(dir.path, 'upgrade-me');
+    await copyFixture(up);
+    const u = (...args: string[]) => backy(['-b', up, ...args]);
+    const dry = u('upgrade', '--dry-run');
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout.trim().split('\n')).toEqual(
+      [...sums].reverse().map(([id]) => `${id}: would be converted (backy 2.0-2.1 image -> chunked)`),
+    );
+    expect((await readdir(up)).filter((f) => !f.startsWith('.')).sort()).toEqual(
+      (await readdir(join(FIXTURE, 'archive'))).sort(),
+    );
+    const r = u('upgrade');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`${sums[2]![0]}: converted and verified`);
+    const revs = JSON.parse(u('status', '--json').stdout) as {
+      uuid: string;
+      backend_type: string;
+      tags: string[];
+    }[];
+    expect(revs.map((x) => [x.uuid, x.backend_type])).toEqual(sums.map(([id]) => [id, 'chunked']));
+    expect(revs[1]!.tags).toEqual(['weekly', 'daily']);
+    const files = await readdir(up);
+    for (const [id, hash] of sums) {
+      expect(files).not.toContain(id); // the 2.x image went, after the conversion was verified
+      const out = join(dir.path, `upgraded-${id}.img`);
+      expect(u('restore', '-r', id, out).code).toBe(0);
+      expect(sha(await readFile(out))).toBe(hash);
+    }
+    expect(u('verify').code).toBe(0);
+    expect(u('upgrade').stdout).toContain('no backy 2.x revisions to upgrade');
+  });
+
+  it('is resumable: killed at any point, the next run finishes and nothing is lost', async () => {
+    for (const delay of [120, 250, 400, 600]) {
+      const up = join(dir.path, `upgrade-killed-${delay}`);
+      await copyFixture(up);
+      const child = spawn(process.execPath, [BIN, '-b', up, 'upgrade'], { stdio: 'ignore' });
+      const timer = setTimeout(() => child.kill('SIGKILL'), delay);
+      await new Promise((r) => child.once('exit', r));
+      clearTimeout(timer);
+      const status = backy(['-b', up, 'status']);
+      expect(status.code, status.stderr).toBe(0);
+      expect(status.stderr).toBe('');
+      const again = backy(['-b', up, 'upgrade']);
+      expect(again.code, again.stderr).toBe(0);
+      for (const [id, hash] of sums) {
+        const out = join(dir.path, `killed-${delay}-${id}.img`);
+        const r = backy(['-b', up, 'restore', '-r', id, out]);
+        expect(r.code, r.stderr).toBe(0);
+        expect(sha(await readFile(out))).toBe(hash);
+      }
+      const revs = JSON.parse(backy(['-b', up, 'status', '--json']).stdout) as { backend_type: string }[];
+      expect(revs.map((x) => x.backend_type)).toEqual(['chunked', 'chunked', 'chunked']);
+    }
+  });
+
+  it('into layout images keeps the 2.x images as the images, so `dd if=last` keeps working', async () => {
+    const up = join(dir.path, 'upgrade-images');
+    await copyFixture(up);
+    await writeFile(
+      join(up, 'config'),
+      `source:\n  type: file\n  filename: /srv/vm/disk.img\nlayout: images\n`,
+    );
+    const u = (...args: string[]) => backy(['-b', up, ...args]);
+    const r = u('upgrade');
+    expect(r.code, r.stderr).toBe(0);
+    const revs = JSON.parse(u('status', '--json').stdout) as { backend_type: string }[];
+    expect(revs.every((x) => x.backend_type === 'images')).toBe(true);
+    for (const [id, hash] of sums) expect(sha(await readFile(join(up, id)))).toBe(hash);
+    const dd = spawnSync('dd', [`if=${join(up, 'last')}`, 'bs=4096k', 'status=none'], {
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    expect(sha(dd.stdout)).toBe(sums[2]![1]);
+    expect(u('verify').code).toBe(0);
+  });
+});
+
 describe('the scheduler on a backy 2.x base dir', () => {
   it('continues the job (layout images from the central config) and loses no 2.x revision', async () => {
     const base = join(dir.path, 'srv-backy');
@@ -312,6 +391,21 @@ describe.skipIf(skipWithout('backy 2.2-2.5 chunked archives', 'python3') != null
       const v = c('verify', '-r', ids[1]!);
       expect(v.code).toBe(1);
       expect(v.stdout).toContain(`${ids[1]}: DAMAGED, 1 chunk`);
+      // upgrade refuses to convert what it cannot read, and changes nothing of that revision.
+      const failed = c('upgrade');
+      expect(failed.code).not.toBe(0);
+      writeFileSync(victim, Buffer.from(bytes.map((x, k) => (k === bytes.length - 1 ? x ^ 0xff : x))));
+      const up = c('upgrade');
+      expect(up.code, up.stderr).toBe(0);
+      expect(up.stdout).toMatch(/removed \d+ backy 2\.x chunk files no revision uses/);
+      expect(spawnSync('find', [chunks, '-name', '*.chunk.lzo'], { encoding: 'utf8' }).stdout.trim()).toBe(
+        '',
+      );
+      for (const [i, id] of ids.entries()) {
+        const out = join(dir.path, `${id}.upgraded.img`);
+        expect(c('restore', '-r', id, out).code).toBe(0);
+        expect((await readFile(out)).equals(images[i]!)).toBe(true);
+      }
     });
   },
 );

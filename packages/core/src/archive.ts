@@ -520,6 +520,44 @@ export class Archive {
     return { writer, parentReader };
   }
 
+  /**
+   * Writes a backy 2.x revision's data in the configured layout (for `upgrade`): into the chunk store
+   * with a new `.map`, or, for a 2.0–2.1 image kept as the `images` layout's image, just a `.map`.
+   * Nothing is committed: the caller compares `newReader` with the 2.x data, then rewrites the `.rev`.
+   */
+  async convertLegacy(
+    rev: RevisionData,
+    legacy: RevisionReader,
+    onBytes: (bytes: number) => void,
+  ): Promise<{ map: ChunkMap; newReader: RevisionReader }> {
+    if (this.config.layout === 'images') {
+      if (rev.backend_type !== 'cowfile') {
+        throw new BackyError(
+          'USAGE',
+          `upgrade: revision ${rev.uuid} is in backy 2.2–2.5's chunked format, which converts into layout "chunked" only; set layout: chunked in ${Archive.configPath(this.path)}`,
+        );
+      }
+      const map = await legacyImageMap(this.imagePath(rev.uuid));
+      await map.save(this.mapPath(rev.uuid));
+      onBytes(map.size);
+      return { map, newReader: new ImagesRevisionReader(this.imagePath(rev.uuid), map) };
+    }
+    const writer = new ChunkedRevisionWriter(this.store, this.mapPath(rev.uuid));
+    try {
+      await writer.resize(legacy.size);
+      for (let i = 0; i < legacy.chunkCount; i++) {
+        if (legacy.isZero(i)) writer.zero(i);
+        else await writer.write(i, await legacy.read(i));
+        onBytes(legacy.chunkLength(i));
+      }
+      const map = await writer.seal();
+      return { map, newReader: new ChunkedRevisionReader(this.store, map) };
+    } catch (error) {
+      await writer.abort().catch(() => {});
+      throw error;
+    }
+  }
+
   /** After a failed backup whose writer has removed its data: its marker goes too. */
   async dropPending(id: string): Promise<void> {
     await this.withRevisionsLock(async () => {

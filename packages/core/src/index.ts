@@ -114,4 +114,5 @@ export {
 export { ChunkStore } from './store/chunk-store.js';
 export { CODECS, type CodecName } from './store/codec.js';
 export { formatBytes, formatDuration, parseBytes, parseDuration } from './units.js';
+export { type UpgradeResult, type UpgradeStep, upgradeArchive } from './upgrade.js';
 export { type DamagedChunk, type RevisionVerifyResult, verifyRevisions } from './verify.js';

@@ -1,0 +1,35 @@
+import { upgradeArchive } from '@backy/core';
+import type { Command } from '../command.js';
+
+export const upgradeCommand: Command = {
+  name: 'upgrade',
+  summary:
+    "convert backy 2.x revisions into the archive's layout, newest first, each verified before its 2.x files go",
+  usage: 'upgrade [--dry-run]',
+  options: { 'dry-run': { type: 'boolean' } },
+  positionals: [0, 0],
+  abortable: true,
+  async run(ctx) {
+    const archive = await ctx.openArchive();
+    const dryRun = ctx.values['dry-run'] === true;
+    const result = await upgradeArchive(archive, {
+      logger: ctx.logger(),
+      dryRun,
+      signal: ctx.signal,
+      onProgress: (done, total) => ctx.progress.update('upgrade', done, total),
+    });
+    ctx.progress.finish();
+    for (const step of result.steps) {
+      const from = step.from === 'cowfile' ? 'backy 2.0-2.1 image' : 'backy 2.2-2.5 chunks';
+      ctx.print(
+        `${step.uuid}: ${dryRun ? 'would be converted' : 'converted and verified'} (${from} -> ${step.to})`,
+      );
+    }
+    if (result.legacyChunksRemoved > 0)
+      ctx.print(
+        `${dryRun ? 'would remove' : 'removed'} ${result.legacyChunksRemoved} backy 2.x chunk files no revision uses`,
+      );
+    if (result.steps.length === 0) ctx.print('no backy 2.x revisions to upgrade');
+    return 0;
+  },
+};
