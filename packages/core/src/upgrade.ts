@@ -6,7 +6,6 @@ import { BackyError } from './errors.js';
 import { readLegacyMapping } from './legacy/chunked.js';
 import type { Lock } from './lock.js';
 import type { Revision } from './revision.js';
-import type { RevisionReader } from './revision-io.js';
 
 export interface UpgradeStep {
   uuid: string;
@@ -52,7 +51,7 @@ export async function upgradeArchive(archive: Archive, options: UpgradeOptions):
     const legacy = all.filter(isLegacy).reverse();
     const steps: UpgradeStep[] = legacy.map((r) => ({ uuid: r.uuid, from: r.backend_type, to }));
     if (options.dryRun) {
-      return { steps, legacyChunksRemoved: (await unusedLegacyChunks(archive, [])).length };
+      return { steps, legacyChunksRemoved: (await unusedLegacyChunks(archive)).length };
     }
     // What a crash after a commit left: the 2.x file of a revision converted into the chunk store.
     for (const rev of all) {
@@ -101,7 +100,7 @@ export async function upgradeArchive(archive: Archive, options: UpgradeOptions):
       log.info({ to }, 'backy 2.x revision upgraded and verified');
     }
     await archive.updateLastLink();
-    const unused = await unusedLegacyChunks(archive, []);
+    const unused = await unusedLegacyChunks(archive);
     for (const path of unused) await rm(path, { force: true });
     await removeEmptyLegacyDirs(join(archive.path, 'chunks'));
     logger.info({ revisions: steps.length, legacyChunksRemoved: unused.length }, 'upgrade completed');
@@ -112,7 +111,7 @@ export async function upgradeArchive(archive: Archive, options: UpgradeOptions):
 }
 
 /** backy 2.x chunk files (`<32 hex>.chunk.lzo`) that no remaining 2.x revision's mapping names. */
-async function unusedLegacyChunks(archive: Archive, _keep: string[]): Promise<string[]> {
+async function unusedLegacyChunks(archive: Archive): Promise<string[]> {
   const used = new Set<string>();
   for (const rev of await archive.revisions()) {
     if (rev.backend_type !== 'legacy-chunked') continue;
