@@ -123,6 +123,38 @@ describe('an archive written by backy 2.1.1', () => {
     expect(sha(dd.stdout)).toBe(sums[2]![1]);
   });
 
+  it.skipIf(skipWithout('nbd-server on backy 2.x', 'nbdcopy') != null)(
+    'serves them over NBD to a real client',
+    async () => {
+      const child = spawn(process.execPath, [BIN, '-b', arch, 'nbd-server', '-p', '0'], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      try {
+        const port = await new Promise<number>((resolve, reject) => {
+          let err = '';
+          const timer = setTimeout(() => reject(new Error(`nbd-server did not start: ${err}`)), 15_000);
+          child.stderr!.on('data', (d) => {
+            err += d;
+            const m = /on nbd:\/\/\S+?:(\d+)\//.exec(err);
+            if (m) {
+              clearTimeout(timer);
+              resolve(Number(m[1]));
+            }
+          });
+        });
+        for (const [id, hash] of sums) {
+          const out = join(dir.path, `nbd-${id}.img`);
+          const r = spawnSync('nbdcopy', [`nbd://127.0.0.1:${port}/${id}`, out], { encoding: 'utf8' });
+          expect(r.status, r.stderr).toBe(0);
+          expect(sha(await readFile(out))).toBe(hash);
+        }
+      } finally {
+        child.kill('SIGTERM');
+        await new Promise((r) => child.once('exit', r));
+      }
+    },
+  );
+
   it('verifies them', () => {
     const r = b('verify');
     expect(r.code, r.stdout).toBe(0);

@@ -46,7 +46,15 @@ export interface RevisionFacts {
   duration: number;
   trust: Revision['trust'];
   verification: 'ok' | 'failed' | null;
+  /**
+   * How a flyingcircus source made the snapshot (`source_info.snapshot_method`): `agent` (file systems
+   * frozen) or `direct` (a plain, crash-consistent snapshot after the agent did not answer); else null.
+   */
+  snapshot: 'agent' | 'direct' | null;
 }
+
+const snapshotOf = (value: unknown): RevisionFacts['snapshot'] =>
+  value === 'agent' || value === 'direct' ? value : null;
 
 export function factsOf(rev: Revision): RevisionFacts {
   return {
@@ -61,6 +69,7 @@ export function factsOf(rev: Revision): RevisionFacts {
         : rev.verification.ok
           ? 'ok'
           : 'failed',
+    snapshot: snapshotOf(rev.source_info?.snapshot_method),
   };
 }
 
@@ -105,6 +114,7 @@ export function quickRevisionFacts(text: string): RevisionFacts | null | undefin
   const top: Record<string, unknown> = {};
   const nested: Record<string, Record<string, unknown>> = {};
   let tags: string[] | null = null;
+  let snapshot: RevisionFacts['snapshot'] = null;
   let section: string | null = null;
   for (const line of text.split('\n')) {
     if (line === '') continue;
@@ -116,6 +126,11 @@ export function quickRevisionFacts(text: string): RevisionFacts | null | undefin
         const tag = scalar(item[1]!);
         if (typeof tag !== 'string') return undefined;
         tags!.push(tag);
+        continue;
+      }
+      if (section === 'source_info') {
+        const method = /^ {2}snapshot_method: (.*)$/.exec(line);
+        if (method != null) snapshot = snapshotOf(scalar(method[1]!));
         continue;
       }
       if (section !== 'stats' && section !== 'verification') continue;
@@ -181,6 +196,7 @@ export function quickRevisionFacts(text: string): RevisionFacts | null | undefin
     duration: stats.duration,
     trust: trust as Revision['trust'],
     verification,
+    snapshot,
   };
 }
 

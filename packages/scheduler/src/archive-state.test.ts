@@ -27,6 +27,9 @@ function expected(text: string) {
     trust: r.trust,
     verification:
       r.verification == null || r.verification.method === 'none' ? null : r.verification.ok ? 'ok' : 'failed',
+    snapshot: ['agent', 'direct'].includes(r.source_info?.snapshot_method as string)
+      ? (r.source_info!.snapshot_method as 'agent' | 'direct')
+      : null,
   };
 }
 
@@ -88,6 +91,7 @@ function randomRevision(): RevisionData {
   if (rand() < 0.3)
     rev.source_info = {
       snapshot: 'backy-abc',
+      ...(rand() < 0.7 ? { snapshot_method: pick(['agent', 'direct', 'other']) } : {}),
       nested: { list: [1, 'two', { three: 3 }], 'odd key': 'x: y' },
     };
   return rev;

@@ -20,6 +20,8 @@ export interface ArchiveSummary {
     trust: Revision['trust'];
     /** `ok`, `failed`, or null when the source did not verify it. */
     verification: 'ok' | 'failed' | null;
+    /** `direct`: a crash-consistent snapshot (flyingcircus without the fs freeze); see RevisionFacts. */
+    snapshot: 'agent' | 'direct' | null;
   } | null;
   /** Start time (ms) of the newest complete revision carrying each tag. */
   lastRuns: Record<string, number>;

@@ -279,6 +279,7 @@ describe('Scheduler', () => {
         'last_trust',
         'last_verification',
         'damaged_revisions',
+        'last_snapshot',
       ].sort(),
     );
     await until(async () => (await readStatusFile(join(t.base, 'status')))!.mtimeMs > first.mtimeMs, 5000);

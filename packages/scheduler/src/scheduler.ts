@@ -624,6 +624,7 @@ export class Scheduler {
       last_trust: newest?.trust ?? null,
       last_verification: newest?.verification ?? null,
       damaged_revisions: job.summary.damaged.join(', '),
+      last_snapshot: newest?.snapshot ?? null,
     };
   }
 

@@ -26,6 +26,8 @@ export interface JobStatus {
   last_verification: 'ok' | 'failed' | null;
   /** Comma-separated `.rev` files of the job that backy cannot read (kept; WARNING in `backy check`). */
   damaged_revisions?: string;
+  /** `direct` when the newest revision's snapshot was crash-consistent (no fs freeze), else null. */
+  last_snapshot?: string | null;
 }
 
 const PLAIN = /^[A-Za-z_][A-Za-z0-9_.@+-]*$/;

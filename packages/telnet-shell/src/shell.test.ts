@@ -26,6 +26,7 @@ class FakeBackend implements ShellBackend {
     job('web01'),
     job('web02', { sla: 'TOO OLD', sla_overdue: 7300, status: 'failed' }),
     job('db1', { last_time: null, last_tags: null, last_duration: null }),
+    job('vm07', { last_snapshot: 'direct' }),
   ];
   runs: string[] = [];
   reloadResult: Awaited<ReturnType<ShellBackend['reload']>> = {
@@ -235,7 +236,10 @@ describe('TelnetShell', () => {
     expect(lines.find((l) => l.includes('db1'))).toMatch(
       /db1\s+│\s+OK\s+│\s+-\s+│\s+waiting\s+│\s+-\s+│\s+-\s+│\s+-\s+│/,
     );
-    expect(out).toContain('3 jobs shown\r\n');
+    // A flyingcircus revision whose snapshot fell back to a plain one says so.
+    expect(lines.find((l) => l.includes('vm07'))).toMatch(/│\s+daily,weekly \(crash-consistent\)\s+│/);
+    expect(lines.find((l) => l.includes('web01'))).not.toContain('crash-consistent');
+    expect(out).toContain('4 jobs shown\r\n');
     // No colour codes for telnet clients.
     expect(out).not.toContain('\x1b[');
   });

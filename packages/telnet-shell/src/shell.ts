@@ -30,6 +30,8 @@ export interface ShellJob {
   last_duration: number | null;
   next_time: string | null;
   next_tags: string | null;
+  /** `direct`: the newest revision's snapshot was crash-consistent (the guest's fs was not frozen). */
+  last_snapshot?: string | null;
 }
 
 /** What the shell needs from the scheduler: mostly reads, plus starting jobs and reloading. */
@@ -325,7 +327,7 @@ export class TelnetShell {
       j.sla_overdue > 0 ? formatSeconds(j.sla_overdue) : '-',
       j.status,
       formatTime(j.last_time, zone),
-      j.last_tags ?? '-',
+      `${j.last_tags ?? '-'}${j.last_snapshot === 'direct' ? ' (crash-consistent)' : ''}`,
       j.last_duration == null ? '-' : formatSeconds(j.last_duration),
       formatTime(j.next_time, zone),
       j.next_tags ?? '-',
