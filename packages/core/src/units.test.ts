@@ -36,3 +36,11 @@ describe('sizes', () => {
     expect(parseBytes('x')).toBeNull();
   });
 });
+
+describe('formatBytes in the style of backy 2.x status', () => {
+  it('prints two decimals and kiB', () => {
+    expect(formatBytes(524277, 'backy2')).toBe('511.99 kiB');
+    expect(formatBytes(60 * 1024 ** 3, 'backy2')).toBe('60.00 GiB');
+    expect(formatBytes(17, 'backy2')).toBe('17 B');
+  });
+});

@@ -31,15 +31,21 @@ export function formatDuration(seconds: number): string {
 
 const SIZE_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
 
-/** Formats a byte count with binary units: `0 B`, `4.0 MiB`, `1.2 GiB`. */
-export function formatBytes(bytes: number): string {
+/**
+ * Formats a byte count with binary units: `0 B`, `4.0 MiB`, `1.2 GiB`. `style: 'backy2'` is how backy
+ * 2.x's status printed sizes: two decimals and `kiB` (`511.99 kiB`, `60.00 GiB`).
+ */
+export function formatBytes(bytes: number, style: 'short' | 'backy2' = 'short'): string {
   let value = bytes;
   let unit = 0;
   while (Math.abs(value) >= 1024 && unit < SIZE_UNITS.length - 1) {
     value /= 1024;
     unit++;
   }
-  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${SIZE_UNITS[unit]}`;
+  if (unit === 0) return `${value} B`;
+  return style === 'backy2'
+    ? `${value.toFixed(2)} ${unit === 1 ? 'kiB' : SIZE_UNITS[unit]}`
+    : `${value.toFixed(1)} ${SIZE_UNITS[unit]}`;
 }
 
 /** Parses `4M`, `4MiB`, `1G`, `512k` or a bare number of bytes. Returns null if malformed. */

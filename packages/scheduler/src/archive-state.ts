@@ -11,18 +11,8 @@ import {
 export interface ArchiveSummary {
   /** Complete revisions. */
   count: number;
-  newest: {
-    uuid: string;
-    time: number;
-    tags: string[];
-    /** Seconds the backup took. */
-    duration: number;
-    trust: Revision['trust'];
-    /** `ok`, `failed`, or null when the source did not verify it. */
-    verification: 'ok' | 'failed' | null;
-    /** `direct`: a crash-consistent snapshot (flyingcircus without the fs freeze); see RevisionFacts. */
-    snapshot: 'agent' | 'direct' | null;
-  } | null;
+  /** The newest complete revision's facts (time, tags, duration, trust, verification, snapshot). */
+  newest: RevisionFacts | null;
   /** Start time (ms) of the newest complete revision carrying each tag. */
   lastRuns: Record<string, number>;
   /** `manual:` tags found on any revision. */

@@ -35,18 +35,8 @@ export const statusCommand: Command = {
   },
 };
 
-const STATUS_UNITS = ['B', 'kiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-
 /** Sizes as backy 2.x's status printed them: two decimals, binary units (`60.00 GiB`, `511.99 kiB`). */
-export function formatStatusBytes(bytes: number): string {
-  let value = bytes;
-  let unit = 0;
-  while (Math.abs(value) >= 1024 && unit < STATUS_UNITS.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${value} B` : `${value.toFixed(2)} ${STATUS_UNITS[unit]}`;
-}
+export const formatStatusBytes = (bytes: number): string => formatBytes(bytes, 'backy2');
 
 /** Durations as backy 2.x printed them: seconds with one decimal (`845.0 s`). */
 export function formatStatusDuration(seconds: number): string {
