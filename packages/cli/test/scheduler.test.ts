@@ -331,7 +331,7 @@ describe('backy scheduler and backy check', () => {
     // Only c, unless the machine is so loaded that a 5 s job is late as well.
     expect(lines[0]).toMatch(/^CRITICAL: \d+ jobs not within SLA$/);
     expect(lines.length).toBe(Number(/(\d+) jobs/.exec(lines[0]!)![1]) + 1);
-    expect(lines.find((l) => l.startsWith('c: '))).toMatch(
+    expect(lines.find((l) => l.startsWith('c ('))).toMatch(
       /^c \(last time: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\), overdue by \d+s$/,
     );
     expect(daemon.child.exitCode).toBeNull();
