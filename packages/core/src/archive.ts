@@ -150,6 +150,11 @@ export class Archive {
     return join(this.path, `${id}${MAP_SUFFIX}`);
   }
 
+  /** The marker a backup writes first (see PENDING_SUFFIX). */
+  private pendingPath(id: string): string {
+    return join(this.path, `${id}${PENDING_SUFFIX}`);
+  }
+
   /** The image file of a revision in the `images` layout. */
   imagePath(id: string): string {
     return join(this.path, id);
@@ -175,22 +180,15 @@ export class Archive {
   /** The archive's ID (`archive-id`), made on first use; it stays the same when the directory moves. */
   async id(): Promise<string> {
     if (this.cachedId != null) return this.cachedId;
-    const file = join(this.path, ARCHIVE_ID_FILE);
-    const existing = await readFile(file, 'utf8').then(
-      (t) => t.trim(),
-      (error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') return null;
-        throw ioError(error, `reading ${file}`);
-      },
-    );
+    const existing = await readArchiveId(this.path);
     if (existing != null && !isRevisionId(existing)) {
       throw new BackyError(
         'CONFIG_INVALID',
-        `${file}: not an archive ID (${JSON.stringify(existing.slice(0, 40))})`,
+        `${join(this.path, ARCHIVE_ID_FILE)}: not an archive ID (${JSON.stringify(existing.slice(0, 40))})`,
       );
     }
     const id = existing ?? newRevisionId();
-    if (existing == null) await writeFileAtomic(file, `${id}\n`, { mode: 0o640 });
+    if (existing == null) await writeFileAtomic(join(this.path, ARCHIVE_ID_FILE), `${id}\n`, { mode: 0o640 });
     this.cachedId = id;
     return id;
   }
@@ -202,7 +200,6 @@ export class Archive {
     } catch (error) {
       throw ioError(error, `reading archive ${this.path}`);
     }
-    const present = new Set(names);
     const complete: Revision[] = [];
     const damaged: DamagedRevision[] = [];
     const revIds = new Set<string>();
@@ -260,7 +257,6 @@ export class Archive {
           ? name
           : null;
       if (id == null || revIds.has(id) || pending.has(id)) continue;
-      if (present.has(`${id}${PENDING_SUFFIX}`)) continue;
       orphans.push(name);
     }
     complete.sort(
@@ -354,14 +350,14 @@ export class Archive {
 
   /** Marks revision `id` as started: from now on its files are provably this backup's own. */
   async markPending(id: string): Promise<void> {
-    await writeFileAtomic(join(this.path, `${id}${PENDING_SUFFIX}`), `${process.pid}\n`, { mode: 0o640 });
+    await writeFileAtomic(this.pendingPath(id), `${process.pid}\n`, { mode: 0o640 });
   }
 
   /** Commits a new revision: its `.rev` makes it exist; then its marker goes. */
   async commitRevision(rev: RevisionData): Promise<void> {
     await this.withRevisionsLock(async () => {
       await writeRevisionFile(this.revPath(rev.uuid), rev);
-      await rm(join(this.path, `${rev.uuid}${PENDING_SUFFIX}`), { force: true });
+      await rm(this.pendingPath(rev.uuid), { force: true });
       await this.updateLastLink();
     });
   }
@@ -383,7 +379,7 @@ export class Archive {
         logger?.warn({ revision: id }, 'removing a revision an interrupted backup left');
         await rm(this.mapPath(id), { force: true });
         await rm(this.imagePath(id), { force: true });
-        await rm(join(this.path, `${id}${PENDING_SUFFIX}`), { force: true });
+        await rm(this.pendingPath(id), { force: true });
       }
       for (const name of await readdir(this.path)) {
         if (isTempName(name)) await rm(join(this.path, name), { force: true });
@@ -537,7 +533,10 @@ export class Archive {
           `upgrade: revision ${rev.uuid} is in backy 2.2–2.5's chunked format, which converts into layout "chunked" only; set layout: chunked in ${Archive.configPath(this.path)}`,
         );
       }
-      const map = await legacyImageMap(this.imagePath(rev.uuid));
+      // The 2.x reader hashed the image when it was opened: its hashes are the map, no second pass.
+      if (legacy.hashAlgorithm !== CHUNK_HASH) throw new Error(`unexpected hash ${legacy.hashAlgorithm}`);
+      const map = new ChunkMap(legacy.size, legacy.chunkSize);
+      for (let i = 0; i < map.chunkCount; i++) map.set(i, legacy.chunkHash(i));
       await map.save(this.mapPath(rev.uuid));
       onBytes(map.size);
       return { map, newReader: new ImagesRevisionReader(this.imagePath(rev.uuid), map) };
@@ -563,7 +562,7 @@ export class Archive {
     await this.withRevisionsLock(async () => {
       if (await exists(this.revPath(id))) return;
       await rm(this.mapPath(id), { force: true });
-      await rm(join(this.path, `${id}${PENDING_SUFFIX}`), { force: true });
+      await rm(this.pendingPath(id), { force: true });
     });
   }
 
@@ -660,4 +659,16 @@ async function legacyImageMap(path: string): Promise<ChunkMap> {
   } finally {
     await handle.close();
   }
+}
+
+/** The `archive-id` of the archive at `dir` as written (trimmed), or null when it has none. */
+export async function readArchiveId(dir: string): Promise<string | null> {
+  const file = join(dir, ARCHIVE_ID_FILE);
+  return readFile(file, 'utf8').then(
+    (t) => t.trim(),
+    (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return null;
+      throw ioError(error, `reading ${file}`);
+    },
+  );
 }

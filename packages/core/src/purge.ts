@@ -1,7 +1,7 @@
-import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { ARCHIVE_ID_FILE, CONFIG_FILE } from './archive.js';
+import { CONFIG_FILE, readArchiveId } from './archive.js';
 import { BackyError, ioError } from './errors.js';
 import { ChunkMap } from './store/chunk-map.js';
 import type { ChunkStore, RegistryEntry } from './store/chunk-store.js';
@@ -37,14 +37,7 @@ async function archiveAt(
     },
   );
   if (!config) return { state: 'gone' };
-  const id = await readFile(join(path, ARCHIVE_ID_FILE), 'utf8').then(
-    (t) => t.trim(),
-    (error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return null;
-      throw ioError(error, `reading ${join(path, ARCHIVE_ID_FILE)}`);
-    },
-  );
-  return { state: 'live', id };
+  return { state: 'live', id: await readArchiveId(path) };
 }
 
 /**

@@ -112,14 +112,15 @@ export async function upgradeArchive(archive: Archive, options: UpgradeOptions):
 
 /** backy 2.x chunk files (`<32 hex>.chunk.lzo`) that no remaining 2.x revision's mapping names. */
 async function unusedLegacyChunks(archive: Archive): Promise<string[]> {
+  const scan = await archive.scan();
+  // A damaged 2.x .rev may still need its chunks: while there is one, nothing 2.x is removed.
+  if (scan.damaged.length > 0) return [];
   const used = new Set<string>();
-  for (const rev of await archive.revisions()) {
+  for (const rev of scan.complete) {
     if (rev.backend_type !== 'legacy-chunked') continue;
     for (const hash of (await readLegacyMapping(archive.imagePath(rev.uuid))).mapping.values())
       used.add(hash);
   }
-  // A damaged 2.x .rev may still need its chunks: while there is one, nothing 2.x is removed.
-  if ((await archive.scan()).damaged.length > 0) return [];
   const out: string[] = [];
   const chunks = join(archive.path, 'chunks');
   const walk = async (dir: string, depth: number) => {

@@ -3,7 +3,7 @@ import { constants } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { BackyError, ioError, isBackyError } from '../errors.js';
-import { fsyncDir, isTempName, tempPathFor, writeFileAtomic } from '../fs-util.js';
+import { exists, fsyncDir, isTempName, tempPathFor, writeFileAtomic } from '../fs-util.js';
 import { acquireLock, type Lock, type LockMode } from '../lock.js';
 import { chunkBuffers, DIRECT_IO_ALIGN } from './buffer-pool.js';
 import { CHUNK_HASH, type HashAlgorithm, hashChunk } from './chunk-map.js';
@@ -395,12 +395,7 @@ export class ChunkStore {
       file = await readWhole(path, this.maxChunkFile, direct);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-        if (
-          await stat(`${path}${DAMAGED_SUFFIX}`).then(
-            () => true,
-            () => false,
-          )
-        ) {
+        if (await exists(`${path}${DAMAGED_SUFFIX}`)) {
           throw corruptChunk(
             hash,
             `an earlier read found it damaged and moved it aside to ${path}${DAMAGED_SUFFIX}`,
@@ -503,11 +498,8 @@ export class ChunkStore {
   }
 
   /** Whether the store's directory exists. */
-  async exists(): Promise<boolean> {
-    return stat(this.registryDir).then(
-      () => true,
-      () => false,
-    );
+  exists(): Promise<boolean> {
+    return exists(this.registryDir);
   }
 
   /**
