@@ -424,6 +424,16 @@ describe.skipIf(skipWithout('backy 2.2-2.5 chunked archives', 'python3') != null
       expect(v.code).toBe(1);
       expect(v.stdout).toContain(`${ids[1]}: DAMAGED, 1 chunk`);
       // upgrade refuses to convert what it cannot read, and changes nothing of that revision.
+      // Into layout images, 2.2–2.5 revisions are refused with one line, and nothing changes.
+      const legacyConfig = readFileSync(join(legacy, 'config'), 'utf8');
+      writeFileSync(join(legacy, 'config'), `source: {type: file, filename: ${source}}\nlayout: images\n`);
+      const refused = c('upgrade');
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toMatch(
+        /^backy: error: upgrade: revision \w+ is in backy 2\.2–2\.5's chunked format, which converts into layout "chunked" only/,
+      );
+      expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+      writeFileSync(join(legacy, 'config'), legacyConfig);
       const failed = c('upgrade');
       expect(failed.code).not.toBe(0);
       writeFileSync(victim, Buffer.from(bytes.map((x, k) => (k === bytes.length - 1 ? x ^ 0xff : x))));

@@ -83,6 +83,23 @@ describe('backy never loses history', () => {
     expect(oneLineError(r)).toMatch(/config: unknown key "shedule"/);
   });
 
+  it('bad purge options are one-line errors that change nothing', async () => {
+    const { arch, b } = await setUp('purge-errors');
+    expect(b(['backup', 'manual:one']).code).toBe(0);
+    const before = await readdir(join(arch, 'chunks'), { recursive: true });
+    const wait = b(['purge', '--wait', 'abc']);
+    expect(wait.code).toBe(2);
+    expect(oneLineError(wait)).toBe('backy: error: purge --wait "abc": not a number of seconds');
+    const live = b(['purge', '--forget-archive', arch]);
+    expect(live.code).toBe(2);
+    expect(oneLineError(live)).toContain('the archive is still there; refusing to forget it');
+    const unknown = b(['purge', '--forget-archive', join(dir.path, 'never-registered')]);
+    expect(unknown.code).toBe(2);
+    expect(oneLineError(unknown)).toContain('no such archive is registered');
+    expect((await readdir(join(arch, 'chunks'), { recursive: true })).sort()).toEqual(before.sort());
+    expect(b(['restore', join(dir.path, 'purge-errors-restored.img')]).code).toBe(0);
+  });
+
   it('a backup whose reused chunk was deleted writes it again and restores', async () => {
     const { arch, image, b } = await setUp('missing-chunk');
     const first = b(['backup', 'manual:one']);
