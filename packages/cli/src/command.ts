@@ -20,6 +20,8 @@ export interface CommandContext {
   signal: AbortSignal;
   stdout: NodeJS.WriteStream;
   print(line: string): void;
+  /** One line on stderr for the operator, beside stdout's data (e.g. what a restore wrote). */
+  note(line: string): void;
   /** One `backy: warning: …` line on stderr. */
   warn(line: string): void;
 }

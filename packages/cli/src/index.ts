@@ -20,7 +20,7 @@ import { createLogger } from './logger.js';
 import { createProgressBar } from './progress.js';
 
 export type { Command, CommandContext } from './command.js';
-export { loadSource, loadSourceDefinition, registerBuiltinSource } from './sources.js';
+export { loadSource, loadSourceDefinition } from './sources.js';
 
 const GLOBAL_OPTIONS = {
   verbose: { type: 'boolean', short: 'v' },
@@ -30,7 +30,7 @@ const GLOBAL_OPTIONS = {
   version: { type: 'boolean', short: 'V' },
 } as const;
 
-const COMMANDS: Command[] = [
+const COMMANDS: readonly Command[] = [
   initCommand,
   backupCommand,
   statusCommand,
@@ -47,11 +47,6 @@ const COMMANDS: Command[] = [
   schedulerCommand,
   checkCommand,
 ];
-
-/** Adds a command (used to wire in commands from other packages). */
-export function registerCommand(command: Command): void {
-  COMMANDS.push(command);
-}
 
 /** Exit statuses: 2 for usage errors, 69 (EX_UNAVAILABLE) when locked, 130/143 when interrupted, 1 otherwise. */
 const EXIT_CODES: Partial<Record<BackyErrorCode, number>> = { USAGE: 2, LOCKED: 69, ABORTED: 130 };
@@ -204,6 +199,9 @@ export async function main(
       logger: () => ensureLogger(archive?.logPath ?? null),
       progress: createProgressBar(stderr),
       signal: controller.signal,
+      note: (line: string) => {
+        stderr.write(`${line}\n`);
+      },
       warn: (line: string) => {
         stderr.write(`backy: warning: ${line}\n`);
       },

@@ -24,7 +24,7 @@ describe('backy with layout: images', () => {
   it('init warns on a file system without reflinks; revisions are plain images that dd restores', async () => {
     const init = b('init', '--layout', 'images', 'file', image);
     expect(init.code).toBe(0);
-    expect(init.stderr).toMatch(/^warning: .*cannot reflink/m);
+    expect(init.stderr).toMatch(/^backy: warning: .*cannot reflink/m);
     expect(await readFile(join(arch, 'config'), 'utf8')).toContain('layout: images');
     expect(b('backup', 'daily').code).toBe(0);
     const first = await readFile(image);

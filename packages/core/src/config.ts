@@ -1,8 +1,10 @@
 import { readFile } from 'node:fs/promises';
+import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { parse, parseDocument } from 'yaml';
 import { type ZodType, z } from 'zod';
 import { BackyError } from './errors.js';
 import { scheduleSchema } from './schedule.js';
+import { formatIssue } from './source/options.js';
 import { CODECS } from './store/codec.js';
 
 /** `{type, ...options}`; the options are validated by the source's own schema. */
@@ -31,14 +33,9 @@ export const archiveConfigSchema = z.strictObject({
 export type ArchiveConfig = z.infer<typeof archiveConfigSchema>;
 
 /** Formats the first problem of a zod error as `file: key.path: message`. */
+/** A zod issue as `key.path: message` (see formatIssue). */
 export function formatZodIssue(issue: z.core.$ZodIssue, prefix: readonly PropertyKey[] = []): string {
-  const path = [...prefix, ...issue.path].map(String).join('.');
-  let message = issue.message;
-  if (issue.code === 'invalid_type' && /received undefined/.test(message)) message = 'required';
-  if (issue.code === 'unrecognized_keys') {
-    message = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
-  }
-  return path ? `${path}: ${message}` : message;
+  return formatIssue(issue as StandardSchemaV1.Issue, prefix);
 }
 
 /** Validates `value` with `schema`; failures become CONFIG_INVALID errors naming `where` and the key path. */

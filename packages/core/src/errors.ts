@@ -11,6 +11,7 @@ export type BackyErrorCode =
   | 'SOURCE_UNAVAILABLE'
   | 'SOURCE_FAILED'
   | 'SOURCE_UNKNOWN'
+  | 'SOURCE_INVALID'
   | 'CHUNK_CORRUPT'
   | 'CHUNK_MISSING'
   | 'TARGET_INVALID'

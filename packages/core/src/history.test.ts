@@ -10,7 +10,7 @@ import { isBackyError } from './errors.js';
 import { expireArchive } from './expire.js';
 import { forgetArchive, purgeStore } from './purge.js';
 import { forEachChunk } from './revision-stream.js';
-import type { BackupSource } from './source.js';
+import type { BackupSource } from './source/contract.js';
 import { bufferSource, MiB, makeArchive, restoreToBuffer, silent, tempDir } from './test-helpers.js';
 import { verifyRevisions } from './verify.js';
 

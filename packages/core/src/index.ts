@@ -1,44 +1,31 @@
-export {
-  ARCHIVE_ID_FILE,
-  Archive,
-  type ArchiveScan,
-  CONFIG_FILE,
-  type DamagedRevision,
-  LOG_FILE,
-} from './archive.js';
-export { type BackupOptions, chunkChecker, type Progress, runBackup } from './backup.js';
+/**
+ * `@backy/core`: the host API (archives, revisions, backup/restore/verify/purge, configuration), for
+ * the CLI, the scheduler and anything else that drives backy. A source plugin needs only
+ * `@backy/core/source`; tests get the conformance suite and helpers from `@backy/core/testing`.
+ */
+export { Archive, type ArchiveScan, CONFIG_FILE, type DamagedRevision, LOG_FILE } from './archive.js';
+export { type BackupOptions, type Progress, runBackup } from './backup.js';
 export {
   type CentralConfig,
   centralConfigSchema,
   DEFAULT_CENTRAL_CONFIG,
   type GlobalConfig,
-  globalConfigSchema,
   type JobConfig,
-  jobConfigSchema,
-  jobNameSchema,
   type LoadedCentralConfig,
   loadCentralConfig,
-  parseCentralConfig,
 } from './central-config.js';
 export {
   type ArchiveConfig,
   archiveConfigSchema,
-  formatZodIssue,
   fromLegacyArchiveConfig,
   loadArchiveConfig,
-  readYamlFile,
   type SourceConfig,
-  sourceConfigSchema,
-  storeConfigSchema,
   validateConfig,
 } from './config.js';
-export { BackyError, type BackyErrorCode, ioError, isBackyError } from './errors.js';
+export { BackyError, type BackyErrorCode, isBackyError } from './errors.js';
 export { expireArchive } from './expire.js';
-export { fsyncDir, writeFileAtomic } from './fs-util.js';
-export { encodeShortId, ID_ALPHABET, isRevisionId, newRevisionId } from './ids.js';
-export { ChunkedRevisionReader, ChunkedRevisionWriter } from './layout/chunked.js';
-export { lzoDecompressWithHeader } from './legacy/lzo.js';
-export { mmh3Hex } from './legacy/mmh3.js';
+export { writeFileAtomic } from './fs-util.js';
+export { isRevisionId, newRevisionId } from './ids.js';
 export { acquireLock, type Lock, type LockMode } from './lock.js';
 export { type AppendLog, openAppendLog } from './log-file.js';
 export {
@@ -50,18 +37,14 @@ export {
   type NbdServerOptions,
   type OpenedExport,
 } from './nbd/index.js';
-export { forgetArchive, type PurgeResult, purgeStore, storeUsage } from './purge.js';
-export { blockDeviceSize, type RestoreOptions, restoreToPath, restoreToStream } from './restore.js';
+export { forgetArchive, type PurgeResult, purgeStore } from './purge.js';
+export { type RestoreOptions, restoreToPath, restoreToStream } from './restore.js';
 export {
   failedOwnVerification,
-  fromLegacyRevision,
-  isComplete,
-  legacyRevisionSchema,
   type Revision,
   type RevisionData,
   type RevisionStats,
   readRevisionFile,
-  revisionDate,
   revisionSchema,
   TRUST_STATES,
   type Trust,
@@ -78,41 +61,15 @@ export {
   scanRevisionFacts,
 } from './revision-facts.js';
 export type { RevisionReader, RevisionWriter, WriterStats } from './revision-io.js';
-export { resolveRevisionSpec, resolveSingleRevision } from './revision-spec.js';
-export { forEachChunk, readChunksInOrder } from './revision-stream.js';
+export { MANUAL_TAG_PREFIX, type Schedule, type TagRule, tagNameSchema } from './schedule.js';
 export {
-  durationSchema,
-  type ExpiryAction,
-  MANUAL_TAG_PREFIX,
-  planExpiry,
-  type Schedule,
-  scheduleSchema,
-  type TagRule,
-  tagNameSchema,
-} from './schedule.js';
-export {
-  type BackupContext,
   type BackupSource,
-  defineSource,
   isSourceDefinition,
   type SourceDefinition,
   type SourceEnvironment,
   type VerificationResult,
-  type VerifyContext,
-} from './source.js';
-export { BufferPool, chunkBuffers } from './store/buffer-pool.js';
-export {
-  CHUNK_HASH,
-  ChunkMap,
-  chunkHashHex,
-  DEFAULT_CHUNK_SIZE,
-  type HashAlgorithm,
-  hashChunk,
-  isAllZero,
-  sha256Hex,
-} from './store/chunk-map.js';
-export { ChunkStore } from './store/chunk-store.js';
-export { CODECS, type CodecName } from './store/codec.js';
-export { formatBytes, formatDuration, parseBytes, parseDuration } from './units.js';
+} from './source/contract.js';
+export { validateSourceOptions } from './source/options.js';
+export { formatBytes, formatDuration } from './units.js';
 export { type UpgradeResult, type UpgradeStep, upgradeArchive } from './upgrade.js';
 export { type DamagedChunk, type RevisionVerifyResult, verifyRevisions } from './verify.js';

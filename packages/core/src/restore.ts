@@ -2,6 +2,7 @@ import { constants } from 'node:fs';
 import { type FileHandle, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Writable } from 'node:stream';
+import { blockDeviceSize } from './block-device.js';
 import { BackyError, ioError } from './errors.js';
 import { fsyncDir, tempPathFor } from './fs-util.js';
 import type { RevisionReader } from './revision-io.js';
@@ -18,14 +19,6 @@ export interface RestoreOptions {
 }
 
 export type RestoreTargetKind = 'file' | 'block-device' | 'stream';
-
-/** Size in bytes of a block device, from sysfs (fstat reports 0 for devices). */
-export async function blockDeviceSize(rdev: number): Promise<number> {
-  const major = Math.floor(rdev / 256) & 0xfff;
-  const minor = (rdev & 0xff) | ((Math.floor(rdev / 2 ** 12) & 0xfff00) >>> 0);
-  const text = await readFile(`/sys/dev/block/${major}:${minor}/size`, 'utf8');
-  return Number(text.trim()) * 512;
-}
 
 /**
  * Restores a revision to `target`: a regular file (written sparse to a temporary file, then renamed into

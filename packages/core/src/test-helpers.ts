@@ -7,7 +7,7 @@ import pino from 'pino';
 import { Archive } from './archive.js';
 import { restoreToStream } from './restore.js';
 import { forEachChunk } from './revision-stream.js';
-import type { BackupSource } from './source.js';
+import type { BackupSource } from './source/contract.js';
 
 export const silent = pino({ level: 'silent' });
 export const MiB = 1024 * 1024;

@@ -2,18 +2,15 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Archive, newRevisionId, type RevisionData, type RevisionReader } from '@backy/core';
 import {
-  Archive,
   ChunkedRevisionReader,
   ChunkedRevisionWriter,
   type ChunkMap,
   ChunkStore,
   chunkHashHex,
   isAllZero,
-  newRevisionId,
-  type RevisionData,
-  type RevisionReader,
-} from '@backy/core';
+} from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyRawImage, applyRbdDiff } from './apply-diff.js';
 import { encodeRbdDiff, parseRbdDiff, type RbdDiffRecord } from './diff-stream.js';

@@ -1,4 +1,4 @@
-import { BackyError, type RevisionReader, type RevisionWriter } from '@backy/core';
+import { BackyError, type RevisionReader, type RevisionWriter } from '@backy/core/source';
 import type { RbdDiffRecord } from './diff-stream.js';
 
 export interface ApplyDiffOptions {

@@ -7,7 +7,7 @@
  * Memory stays bounded: the payload of a `w` record is handed on in pieces as it arrives (slices of the
  * input buffers), never collected.
  */
-import { BackyError } from '@backy/core';
+import { BackyError } from '@backy/core/source';
 
 export type RbdDiffRecord =
   | { type: 'from-snap'; name: string }

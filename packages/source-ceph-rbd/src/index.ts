@@ -1,4 +1,4 @@
-import { BackyError, defineSource } from '@backy/core';
+import { BackyError, defineSource } from '@backy/core/source';
 import { Rbd } from './rbd.js';
 import { createRbdSource, type RbdSourceOptions, rbdSourceOptions } from './source.js';
 

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { BackyError, type BackyErrorCode } from '@backy/core';
+import { BackyError, type BackyErrorCode } from '@backy/core/source';
 import type { Logger } from 'pino';
 
 export interface CephClientOptions {

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { BackyError } from '@backy/core';
+import { BackyError } from '@backy/core/source';
 import { type CephClientOptions, summarizeStderr } from './rbd.js';
 
 const execFileAsync = promisify(execFile);

@@ -7,7 +7,7 @@ import {
   type SourceEnvironment,
   type VerificationResult,
   type VerifyContext,
-} from '@backy/core';
+} from '@backy/core/source';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { applyRawImage, applyRbdDiff } from './apply-diff.js';
@@ -101,7 +101,7 @@ export function createRbdSource(
   options: RbdSourceOptions,
   env: SourceEnvironment,
   hooks: RbdSourceHooks = {},
-): BackupSource & { rbd: Rbd } {
+): BackupSource & Required<Pick<BackupSource, 'verify'>> & { rbd: Rbd } {
   const { pool, image } = options;
   const spec = imageSpec(pool, image);
   const rbd = new Rbd({

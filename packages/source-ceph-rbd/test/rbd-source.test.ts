@@ -1,14 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import {
-  type Archive,
-  chunkChecker,
-  isBackyError,
-  type Revision,
-  restoreToPath,
-  runBackup,
-} from '@backy/core';
+import { type Archive, isBackyError, type Revision, restoreToPath, runBackup } from '@backy/core';
+import { verifyContextFor } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import rbdSource, { createRbdSource, type RbdSourceHooks } from '../src/index.js';
 import {
@@ -224,16 +218,9 @@ suite('ceph-rbd source against a real cluster', () => {
     // Out of time: still at least one chunk, recorded as partial.
     for (const verifyReader of ['qemu-img', 'export'] as const) {
       const reader = await archive.openReader(partial);
-      const result = await source({ verifyFraction: 1, verifyReader }).verify({
-        revision: partial,
-        reader,
-        logger,
-        signal: new AbortController().signal,
-        freshChunks: new Set(),
-        checkChunk: chunkChecker(reader, new Set(), logger),
-        budgetMs: 0,
-        progress: () => {},
-      });
+      const result = await source({ verifyFraction: 1, verifyReader }).verify!(
+        verifyContextFor(partial, reader, logger, { budgetMs: 0 }),
+      );
       expect(result).toMatchObject({ ok: true, method: 'partial', chunks_total: 6 });
       expect(result.chunks_checked).toBeGreaterThanOrEqual(1);
       expect(result.chunks_checked).toBeLessThanOrEqual(verifyReader === 'export' ? 1 : 3);
@@ -255,16 +242,9 @@ suite('ceph-rbd source against a real cluster', () => {
     expect(bad.verification).toMatchObject({ ok: false, method: 'full', mismatches: [3] });
     // The qemu-img path sees the same mismatch.
     const badReader = await archive.openReader(bad);
-    const again = await source({ verifyFraction: 1, verifyReader: 'qemu-img' }).verify({
-      revision: bad,
-      reader: badReader,
-      logger,
-      signal: new AbortController().signal,
-      freshChunks: new Set(),
-      checkChunk: chunkChecker(badReader, new Set(), logger),
-      budgetMs: 60_000,
-      progress: () => {},
-    });
+    const again = await source({ verifyFraction: 1, verifyReader: 'qemu-img' }).verify!(
+      verifyContextFor(bad, badReader, logger),
+    );
     expect(again).toMatchObject({ ok: false, method: 'full', mismatches: [3] });
 
     const good = await backup(source({ verifyFraction: 1 }));

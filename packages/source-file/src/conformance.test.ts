@@ -2,16 +2,16 @@ import { mkdtemp, open, readFile, rm, truncate, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testSource } from '@backy/core/testing';
-import { createFileSource } from './index.js';
+import fileSource from './index.js';
 
 testSource({
-  name: 'file',
+  definition: fileSource,
   async makeFixture(initial) {
     const dir = await mkdtemp(join(tmpdir(), 'backy-file-source-'));
     const filename = join(dir, 'disk.img');
     await writeFile(filename, initial);
     return {
-      source: createFileSource({ filename }),
+      options: { filename },
       async write(offset, data) {
         const handle = await open(filename, 'r+');
         await handle.write(data, 0, data.length, offset);

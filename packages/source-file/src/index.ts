@@ -4,12 +4,11 @@ import {
   type BackupContext,
   BackyError,
   blockDeviceSize,
-  chunkBuffers,
   defineSource,
   forEachChunk,
   type VerificationResult,
   type VerifyContext,
-} from '@backy/core';
+} from '@backy/core/source';
 import { z } from 'zod';
 
 export const fileSourceOptions = z.strictObject({
@@ -138,16 +137,11 @@ export function createFileSource(options: FileSourceOptions) {
           READ_CONCURRENCY,
           async (index) => {
             const length = reader.chunkLength(index);
-            const data = await readFully(
-              handle,
-              filename,
-              index * reader.chunkSize,
-              chunkBuffers.acquire(length),
-            );
+            const data = await readFully(handle, filename, index * reader.chunkSize, ctx.allocate(length));
             try {
               if (!(await ctx.checkChunk(index, data))) mismatches.push(index);
             } finally {
-              chunkBuffers.release(data);
+              ctx.release(data);
             }
             done += length;
             ctx.progress(done, size);

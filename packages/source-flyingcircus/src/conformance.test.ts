@@ -7,16 +7,20 @@ import pino from 'pino';
 import { createImage, exportImage, resizeImage, writeImage } from '../test/ceph-cluster.js';
 import { backendSkip, ceph, consul } from '../test/env.js';
 import { HostAgent } from '../test/host-agent.js';
-import { createFlyingcircusSource, flyingcircusSourceOptions, type SnapshotOutcome } from './index.js';
+import flyingcircusSource, {
+  createFlyingcircusSource,
+  flyingcircusSourceOptions,
+  type SnapshotOutcome,
+} from './index.js';
 
 const pool = 'rbd';
 const image = 'conformance.root';
 const vm = 'conformance';
 
 testSource({
-  name: 'flyingcircus',
+  definition: flyingcircusSource,
   skip: backendSkip,
-  sizeUnit: 1024 * 1024,
+  sizeUnit: 512,
   async makeFixture(initial) {
     const cluster = ceph!;
     await createImage(cluster, pool, image, initial);
@@ -27,13 +31,8 @@ testSource({
     }).start();
     await agent.ready;
     const outcomes: SnapshotOutcome[] = [];
-    const options = flyingcircusSourceOptions.parse({
-      pool,
-      image,
-      vm,
-      conf: cluster.conf,
-      consul_address: consul!.address,
-    });
+    const raw = { pool, image, vm, conf: cluster.conf, consul_address: consul!.address };
+    const options = flyingcircusSourceOptions.parse(raw);
     const source = createFlyingcircusSource(
       options,
       { logger: pino({ level: process.env.BACKY_TEST_LOG ? 'debug' : 'silent' }) },
@@ -48,6 +47,7 @@ testSource({
       },
     );
     return {
+      options: raw,
       source,
       write: (offset, data) => writeImage(cluster, pool, image, offset, data),
       resize: (size) => resizeImage(cluster, pool, image, size),

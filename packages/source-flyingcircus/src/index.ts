@@ -5,7 +5,7 @@ import {
   defineSource,
   durationSchema,
   type SourceEnvironment,
-} from '@backy/core';
+} from '@backy/core/source';
 import cephRbdSource, { createRbdSource, rbdSourceOptions } from '@backy/source-ceph-rbd';
 import { z } from 'zod';
 import { ConsulError, ConsulKv, DEFAULT_CONSUL_ADDRESS, normalizeConsulAddress } from './consul.js';

@@ -1,6 +1,6 @@
-import { Archive, BackyError } from '@backy/core';
+import { Archive, BackyError, validateSourceOptions } from '@backy/core';
 import type { Command } from '../command.js';
-import { loadSourceDefinition } from '../sources.js';
+import { absoluteSourceType, loadSourceDefinition } from '../sources.js';
 
 /** The schedule `init` writes; edit the config to change it. */
 export const DEFAULT_SCHEDULE = {
@@ -9,30 +9,54 @@ export const DEFAULT_SCHEDULE = {
   monthly: { interval: '30d', keep: 4 },
 };
 
+/**
+ * `-o KEY=VALUE` options: KEY may be dotted for nested options (`-o consul.token=…`); VALUE is read as
+ * JSON when it is valid JSON (`true`, `42`, `["a","b"]`), else taken as a string (`rbd`, `007`).
+ */
+export function parseSourceOptions(pairs: readonly string[]): Record<string, unknown> {
+  const options: Record<string, unknown> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    const key = eq > 0 ? pair.slice(0, eq) : '';
+    if (key === '' || key.split('.').some((part) => part === '')) {
+      throw new BackyError('USAGE', `init: -o ${JSON.stringify(pair)}: expected KEY=VALUE, e.g. -o pool=rbd`);
+    }
+    const raw = pair.slice(eq + 1);
+    let value: unknown = raw;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      // not JSON: a plain string
+    }
+    const parts = key.split('.');
+    let node = options;
+    for (const part of parts.slice(0, -1)) {
+      const next = node[part];
+      if (next != null && (typeof next !== 'object' || Array.isArray(next)))
+        throw new BackyError('USAGE', `init: -o ${key}: ${part} is already set to a value`);
+      if (next == null) node[part] = {};
+      node = node[part] as Record<string, unknown>;
+    }
+    node[parts.at(-1)!] = value;
+  }
+  return options;
+}
+
+function withoutType(options: Record<string, unknown>): Record<string, unknown> {
+  const { type: _type, ...rest } = options;
+  return rest;
+}
+
 export const initCommand: Command = {
   name: 'init',
   summary: 'create an archive for a source in the base directory',
   usage:
-    'init [--layout chunked|images] TYPE SOURCE   e.g. `backy -b /srv/backy/vm1 init file /srv/vm/disk.img`',
-  options: { layout: { type: 'string' } },
-  positionals: [2, 2],
+    'init [--layout chunked|images] [-o KEY=VALUE]... TYPE [SOURCE]   e.g. `backy -b /srv/backy/vm1 init file /srv/vm/disk.img`',
+  options: { layout: { type: 'string' }, option: { type: 'string', short: 'o', multiple: true } },
+  positionals: [1, 2],
   async run(ctx) {
-    const [type, argument] = ctx.positionals as [string, string];
-    const definition = await loadSourceDefinition(type);
-    if (definition.parseInitArgument == null) {
-      throw new BackyError(
-        'USAGE',
-        `source type ${type} cannot be set up with init; write ${Archive.configPath(ctx.global.baseDir)} by hand`,
-      );
-    }
-    const source = { type, ...definition.parseInitArgument(argument) };
-    const { type: _t, ...options } = source;
-    const parsed = definition.optionsSchema.safeParse(options);
-    if (!parsed.success)
-      throw new BackyError(
-        'USAGE',
-        `init ${type} ${argument}: ${parsed.error.issues[0]?.message ?? 'invalid source'}`,
-      );
+    const [given, argument] = ctx.positionals as [string, string | undefined];
+    const type = absoluteSourceType(given, process.cwd());
     const layout = ctx.values.layout;
     if (layout != null && layout !== 'chunked' && layout !== 'images') {
       throw new BackyError(
@@ -40,19 +64,32 @@ export const initCommand: Command = {
         `init: --layout must be chunked or images, not ${JSON.stringify(layout)}`,
       );
     }
+    const extra = parseSourceOptions((ctx.values.option as string[] | undefined) ?? []);
+    const definition = await loadSourceDefinition(type);
+    if (argument != null && definition.parseInitArgument == null) {
+      throw new BackyError(
+        'USAGE',
+        `init: source type ${type} takes no SOURCE argument; give its options with -o KEY=VALUE or write ${Archive.configPath(ctx.global.baseDir)} by hand`,
+      );
+    }
+    const options = { ...(argument != null ? definition.parseInitArgument!(argument) : {}), ...extra };
+    const parsed = await validateSourceOptions(
+      definition.optionsSchema,
+      options,
+      `init ${[given, argument].filter((a) => a != null).join(' ')}`,
+    ).catch((error: unknown) => {
+      throw new BackyError('USAGE', (error as Error).message, { cause: error });
+    });
     const archive = await Archive.init(ctx.global.baseDir, {
-      source,
+      source: { type, ...withoutType(options) },
       schedule: DEFAULT_SCHEDULE,
       ...(layout != null ? { layout } : {}),
     });
-    for (const warning of await archive.layoutWarnings())
-      process.stderr.write(`warning: ${warning}
-`);
-    for (const warning of (await definition.checkInit?.(parsed.data)) ?? [])
-      process.stderr.write(`warning: ${warning}\n`);
+    for (const warning of await archive.layoutWarnings()) ctx.warn(warning);
+    for (const warning of (await definition.checkInit?.(parsed)) ?? []) ctx.warn(warning);
     // Described by the source, not echoed: the argument may carry a secret (a Consul token).
-    const what = definition.describe?.(parsed.data) ?? argument;
-    ctx.print(`Initialized archive ${archive.path} for ${type} source ${what}`);
+    const what = definition.describe?.(parsed) ?? argument ?? '';
+    ctx.print(`Initialized archive ${archive.path} for ${type} source ${what}`.trimEnd());
     return 0;
   },
 };

@@ -45,8 +45,8 @@ export const restoreCommand: Command = {
           onProgress,
         });
         ctx.progress.finish();
-        process.stderr.write(
-          `Restored revision ${rev.uuid} (${formatBytes(rev.size)}) to ${kind === 'file' ? 'file' : 'block device'} ${target}\n`,
+        ctx.note(
+          `Restored revision ${rev.uuid} (${formatBytes(rev.size)}) to ${kind === 'file' ? 'file' : 'block device'} ${target}`,
         );
       }
       logger.info({ revision: rev.uuid, target }, 'restore completed');

@@ -1,6 +1,11 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { BackyError, DEFAULT_CENTRAL_CONFIG, type LoadedCentralConfig, validateConfig } from '@backy/core';
+import {
+  BackyError,
+  DEFAULT_CENTRAL_CONFIG,
+  type LoadedCentralConfig,
+  validateSourceOptions,
+} from '@backy/core';
 import { ChildProcessRunner, openLogFile, type ReopeningLogFile, Scheduler } from '@backy/scheduler';
 import { TelnetShell } from '@backy/telnet-shell';
 import pino, { type Logger } from 'pino';
@@ -32,7 +37,7 @@ export async function validateJobSources(loaded: LoadedCentralConfig): Promise<v
       );
     }
     const { type: _type, ...options } = job.source;
-    validateConfig(definition.optionsSchema, options, loaded.path, ['jobs', name, 'source']);
+    await validateSourceOptions(definition.optionsSchema, options, loaded.path, ['jobs', name, 'source']);
   }
 }
 

@@ -5,7 +5,7 @@ import { type Logger, pino } from 'pino';
 import { Archive } from '../archive.js';
 import { runBackup } from '../backup.js';
 import type { Revision } from '../revision.js';
-import type { BackupSource } from '../source.js';
+import type { BackupSource } from '../source/contract.js';
 
 export const MiB = 1024 * 1024;
 export const CHUNK = 4 * MiB;

@@ -1,7 +1,7 @@
+import type { StandardSchemaV1 } from '@standard-schema/spec';
 import type { Logger } from 'pino';
-import type { ZodType } from 'zod';
-import type { RevisionData, Verification } from './revision.js';
-import type { RevisionReader, RevisionWriter } from './revision-io.js';
+import type { RevisionData, Verification } from '../revision.js';
+import type { RevisionReader, RevisionWriter } from '../revision-io.js';
 
 /** What a source gets for one backup. */
 export interface BackupContext {
@@ -17,7 +17,10 @@ export interface BackupContext {
   readonly signal: AbortSignal;
   /** Reports bytes read from the source (summed into the revision's stats). */
   reportRead(bytes: number): void;
-  /** Reports progress of the backup in bytes of the image handled so far. */
+  /**
+   * Reports progress in bytes of the image handled so far. Pass `total` 0 when it is not known yet
+   * (e.g. a diff stream of unknown length): the CLI then shows bytes done without a percentage.
+   */
   progress(done: number, total: number): void;
   /** Facts to remember in the revision (e.g. a snapshot name); merged into `source_info`. */
   remember(info: Record<string, unknown>): void;
@@ -44,6 +47,13 @@ export interface VerifyContext {
   /** Milliseconds the verification may take; a source samples to stay within it. */
   readonly budgetMs: number;
   progress(done: number, total: number): void;
+  /**
+   * A buffer of `length` bytes (uninitialised) to read the source's chunk into; hand it back with
+   * `release` once `checkChunk` has returned. Reused buffers keep a full verification from churning
+   * the garbage collector.
+   */
+  allocate(length: number): Buffer;
+  release(buffer: Buffer): void;
 }
 
 export type VerificationResult = Omit<Verification, 'timestamp'>;
@@ -51,8 +61,11 @@ export type VerificationResult = Omit<Verification, 'timestamp'>;
 export interface BackupSource {
   /** Reads the source and reports its content to `ctx.writer`. */
   backup(ctx: BackupContext): Promise<void>;
-  /** Compares the fresh revision with the source (fully or a sample). */
-  verify(ctx: VerifyContext): Promise<VerificationResult>;
+  /**
+   * Compares the fresh revision with the source (fully or a sample). Optional: without it the revision
+   * records the verification method `none` ("not verified"), and only `backy verify` checks its chunks.
+   */
+  verify?(ctx: VerifyContext): Promise<VerificationResult>;
   /** Releases resources after backup and verify (e.g. removes old snapshots). */
   finish?(ctx: { revision: Readonly<RevisionData>; success: boolean; logger: Logger }): Promise<void>;
 }
@@ -64,8 +77,11 @@ export interface SourceEnvironment {
 export interface SourceDefinition<Options = unknown> {
   /** The `source.type` this module implements. */
   type: string;
-  /** Validates `source` options from the config (without `type`). */
-  optionsSchema: ZodType<Options>;
+  /**
+   * Validates `source` options from the config (without `type`). Any Standard Schema
+   * (https://standardschema.dev) works: zod 3.24 or later (zod 4 included), valibot, ArkType, …
+   */
+  optionsSchema: StandardSchemaV1<unknown, Options>;
   create(options: Options, env: SourceEnvironment): BackupSource;
   /** Turns `backy init TYPE ARG` into options, e.g. `/srv/vm.img` → `{ filename: '/srv/vm.img' }`. */
   parseInitArgument?(argument: string): Record<string, unknown>;
@@ -88,7 +104,14 @@ export function isSourceDefinition(value: unknown): value is SourceDefinition {
     typeof v === 'object' &&
     typeof v.type === 'string' &&
     typeof v.create === 'function' &&
-    v.optionsSchema != null &&
-    typeof (v.optionsSchema as { safeParse?: unknown }).safeParse === 'function'
+    isStandardSchema(v.optionsSchema)
   );
+}
+
+/** True for a Standard Schema (zod ≥ 3.24, valibot, ArkType, …). */
+export function isStandardSchema(value: unknown): value is StandardSchemaV1 {
+  const standard = (value as { '~standard'?: { version?: unknown; validate?: unknown } } | null)?.[
+    '~standard'
+  ];
+  return standard != null && standard.version === 1 && typeof standard.validate === 'function';
 }
