@@ -19,6 +19,8 @@ export interface CommandContext {
   progress: ProgressBar;
   signal: AbortSignal;
   stdout: NodeJS.WriteStream;
+  /** For status lines that are not the command's output (they would spoil a pipe on stdout). */
+  stderr: NodeJS.WriteStream;
   print(line: string): void;
   /** One `backy: warning: …` line on stderr. */
   warn(line: string): void;

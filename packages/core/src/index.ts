@@ -41,15 +41,6 @@ export { lzoDecompressWithHeader } from './legacy/lzo.js';
 export { mmh3Hex } from './legacy/mmh3.js';
 export { acquireLock, type Lock, type LockMode } from './lock.js';
 export { type AppendLog, openAppendLog } from './log-file.js';
-export {
-  archiveExports,
-  DEFAULT_EXPORT_SPEC,
-  type NbdExportInfo,
-  type NbdExportProvider,
-  NbdServer,
-  type NbdServerOptions,
-  type OpenedExport,
-} from './nbd/index.js';
 export { forgetArchive, type PurgeResult, purgeStore, storeUsage } from './purge.js';
 export { blockDeviceSize, type RestoreOptions, restoreToPath, restoreToStream } from './restore.js';
 export {
