@@ -19,6 +19,8 @@ export interface CommandContext {
   progress: ProgressBar;
   signal: AbortSignal;
   stdout: NodeJS.WriteStream;
+  /** For status lines that are not the command's output (they would spoil a pipe on stdout). */
+  stderr: NodeJS.WriteStream;
   print(line: string): void;
   /** One line on stderr for the operator, beside stdout's data (e.g. what a restore wrote). */
   note(line: string): void;

@@ -206,6 +206,7 @@ export async function main(
         stderr.write(`backy: warning: ${line}\n`);
       },
       stdout,
+      stderr,
       print: (line) => stdout.write(`${line}\n`),
     };
     try {

@@ -66,6 +66,7 @@ describe.skipIf(missing != null)('backy nbd-server', () => {
     const server = await startServer();
     try {
       expect(server.stderr()).toMatch(/Serving 2 revisions .* \(read-only\)/);
+      expect(server.stderr()).not.toMatch(/warning/); // loopback needs none
       for (const spec of ['last', 'manual:first']) {
         const restored = join(dir.path, `restored-${spec}.raw`);
         expect(b('restore', '-r', spec, restored).code).toBe(0);
@@ -140,6 +141,18 @@ describe.skipIf(missing != null)('backy nbd-server', () => {
       server.child.kill('SIGTERM');
     }
     await server.exited;
+  });
+
+  it('warns in one line when it listens beyond loopback', async () => {
+    const server = await startServer(['-H', '0.0.0.0']);
+    try {
+      expect(server.stderr()).toMatch(
+        /^backy: warning: NBD has no authentication and no encryption here; anyone who can reach 0\.0\.0\.0:\d+ can read these backups\nServing 2 revisions /,
+      );
+    } finally {
+      server.child.kill('SIGTERM');
+    }
+    expect(await server.exited).toBe(130);
   });
 
   it('reports a bad port or a busy address in one line', async () => {

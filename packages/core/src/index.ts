@@ -28,15 +28,6 @@ export { writeFileAtomic } from './fs-util.js';
 export { isRevisionId, newRevisionId } from './ids.js';
 export { acquireLock, type Lock, type LockMode } from './lock.js';
 export { type AppendLog, openAppendLog } from './log-file.js';
-export {
-  archiveExports,
-  DEFAULT_EXPORT_SPEC,
-  type NbdExportInfo,
-  type NbdExportProvider,
-  NbdServer,
-  type NbdServerOptions,
-  type OpenedExport,
-} from './nbd/index.js';
 export { forgetArchive, type PurgeResult, purgeStore } from './purge.js';
 export { type RestoreOptions, restoreToPath, restoreToStream } from './restore.js';
 export {

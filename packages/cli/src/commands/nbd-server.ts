@@ -1,4 +1,5 @@
-import { archiveExports, BackyError, NbdServer } from '@backy/core';
+import { BackyError } from '@backy/core';
+import { archiveExports, NbdServer } from '@backy/nbd-server';
 import type { Command } from '../command.js';
 
 export const nbdServerCommand: Command = {
@@ -31,12 +32,12 @@ export const nbdServerCommand: Command = {
     });
     const address = await server.listen(port, host);
     if (!/^(127\.|::1$|localhost$)/.test(host)) {
-      process.stderr.write(
-        `warning: NBD has no authentication and no encryption here; anyone who can reach ${host}:${address.port} can read these backups\n`,
+      ctx.warn(
+        `NBD has no authentication and no encryption here; anyone who can reach ${host}:${address.port} can read these backups`,
       );
     }
     const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-    process.stderr.write(
+    ctx.stderr.write(
       `Serving ${revisions.length} revision${revisions.length === 1 ? '' : 's'} of ${archive.path} on nbd://${shown}:${address.port}/SPEC ` +
         `(${cow ? 'writes go to a per-client overlay, discarded at disconnect' : 'read-only'}), e.g. nbd://${shown}:${address.port}/last. ` +
         'Stop with Ctrl-C.\n',

@@ -17,10 +17,6 @@ import { missingTools } from '@backy/test-env';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Archive } from '../archive.js';
 import { runBackup } from '../backup.js';
-import { archiveExports } from '../nbd/exports.js';
-import { CMD } from '../nbd/protocol.js';
-import { NbdServer } from '../nbd/server.js';
-import { TestClient } from '../nbd/test-client.js';
 import { restoreToPath } from '../restore.js';
 import { bufferSource, MiB, silent, tempDir } from '../test-helpers.js';
 import { verifyRevisions } from '../verify.js';
@@ -140,26 +136,6 @@ describe('images layout on the work disk (no reflinks)', () => {
     expect(await readlink(last)).toBe(r1.uuid);
     await archive.deleteRevision(r1.uuid);
     await expect(lstat(last)).rejects.toThrow();
-  });
-
-  it('is served over NBD like any other archive, zero chunks as holes', async () => {
-    const archive = await Archive.init(join(dir.path, 'e'), { source: { type: 'test' }, layout: 'images' });
-    const v1 = baseImage();
-    await backup(archive, v1);
-    const server = new NbdServer({ exports: archiveExports(archive), logger: silent });
-    const { port } = await server.listen(0, '127.0.0.1');
-    const c = await TestClient.connect(port);
-    try {
-      await c.go('last', { structured: true, allocation: true });
-      expect(sha(await c.read(0, 8 * CHUNK))).toBe(sha(v1.subarray(0, 8 * CHUNK)));
-      expect(sha(await c.read(8 * CHUNK, 8 * CHUNK))).toBe(sha(v1.subarray(8 * CHUNK)));
-      c.request(CMD.BLOCK_STATUS, 5 * CHUNK, CHUNK);
-      const [bs] = await c.readStructured();
-      expect(bs!.payload.readUInt32BE(8)).toBe(3); // hole | zero
-    } finally {
-      c.close();
-      await server.close();
-    }
   });
 
   it('keeps a revision readable for an open reader while it is deleted', async () => {

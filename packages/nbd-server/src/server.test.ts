@@ -2,11 +2,9 @@ import { createHash, randomInt } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type Archive, type Revision, restoreToPath } from '@backy/core';
 import { missingTools, SYSTEM_PATH_ENV } from '@backy/test-env';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Archive } from '../archive.js';
-import { restoreToPath } from '../restore.js';
-import type { Revision } from '../revision.js';
 import { archiveExports } from './exports.js';
 import {
   CMD,

@@ -212,6 +212,9 @@ export function encodeExportNameReply(size: number, flags: number, noZeroes: boo
 /** Thrown by the option parsers for syntactically invalid option data (NBD_REP_ERR_INVALID). */
 export class OptionSyntaxError extends Error {}
 
+/** A violation of the protocol that ends the connection (a "hard disconnect"). */
+export class ProtocolViolation extends Error {}
+
 /** A cursor over option data that throws OptionSyntaxError instead of reading past the end. */
 class Cursor {
   private pos = 0;

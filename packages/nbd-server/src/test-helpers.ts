@@ -1,11 +1,8 @@
 /** Fixtures for the NBD tests: archives built through the real backup path from inline image data. */
 import { execFile } from 'node:child_process';
 import { open, writeFile } from 'node:fs/promises';
+import { Archive, type BackupSource, type Revision, runBackup } from '@backy/core';
 import { type Logger, pino } from 'pino';
-import { Archive } from '../archive.js';
-import { runBackup } from '../backup.js';
-import type { Revision } from '../revision.js';
-import type { BackupSource } from '../source/contract.js';
 
 export const MiB = 1024 * 1024;
 export const CHUNK = 4 * MiB;

@@ -1,7 +1,4 @@
-import type { Archive } from '../archive.js';
-import type { Revision } from '../revision.js';
-import type { RevisionReader } from '../revision-io.js';
-import { formatBytes } from '../units.js';
+import { type Archive, formatBytes, type Revision, type RevisionReader } from '@backy/core';
 
 export interface NbdExportInfo {
   /** The name a client can ask for (a revision ID in the list). */

@@ -1,5 +1,5 @@
+import type { RevisionReader } from '@backy/core';
 import { describe, expect, it } from 'vitest';
-import type { RevisionReader } from '../revision-io.js';
 import { ChunkCache, ExportImage } from './image.js';
 
 const CS = 1024;

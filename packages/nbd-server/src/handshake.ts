@@ -1,0 +1,272 @@
+import { isBackyError } from '@backy/core';
+import type { Logger } from 'pino';
+import type { NbdExportInfo, OpenedExport } from './exports.js';
+import { ExportImage } from './image.js';
+import {
+  BASE_ALLOCATION,
+  decodeInfoRequest,
+  decodeMetaContextRequest,
+  decodeOptionHeader,
+  encodeExportNameReply,
+  encodeGreeting,
+  encodeInfoBlockSize,
+  encodeInfoExport,
+  encodeInfoString,
+  encodeMetaContextReply,
+  encodeOptionReply,
+  encodeServerReply,
+  FLAG_C_FIXED_NEWSTYLE,
+  FLAG_C_NO_ZEROES,
+  FLAG_FIXED_NEWSTYLE,
+  FLAG_NO_ZEROES,
+  IHAVEOPT,
+  INFO,
+  MAX_STRING,
+  OPT,
+  OptionSyntaxError,
+  optionName,
+  ProtocolViolation,
+  REP,
+  TF,
+} from './protocol.js';
+import type { ServerSettings } from './server.js';
+import { ConnectionClosed, type SocketReader } from './socket-reader.js';
+import type { SocketWriter } from './socket-writer.js';
+
+/** Option data beyond this is skipped and refused with NBD_REP_ERR_TOO_BIG; far beyond it, dropped. */
+const MAX_OPTION_BYTES = 64 * 1024;
+const MAX_SKIPPED_OPTION_BYTES = 16 * 1024 * 1024;
+/** The ID of base:allocation, the only metadata context; block status replies carry it. */
+export const ALLOCATION_CONTEXT_ID = 1;
+
+/** What a client chose in the handshake: the export it entered transmission with, and how to talk. */
+export interface Negotiated {
+  opened: OpenedExport;
+  image: ExportImage;
+  /** NBD_OPT_STRUCTURED_REPLY was negotiated. */
+  structured: boolean;
+  /** base:allocation was selected for this export, so NBD_CMD_BLOCK_STATUS may be used. */
+  blockStatus: boolean;
+}
+
+/**
+ * The fixed newstyle handshake of one connection: greeting, client flags, then option haggling until the
+ * client enters transmission (NBD_OPT_GO, NBD_OPT_EXPORT_NAME) or leaves.
+ */
+export class Handshake {
+  private structured = false;
+  private noZeroes = false;
+  /** The export name the last NBD_OPT_SET_META_CONTEXT selected base:allocation for, if any. */
+  private allocationFor: string | null = null;
+  /** The export this handshake opened; whoever runs the connection releases it, also after an error. */
+  attached: Negotiated | null = null;
+
+  constructor(
+    private readonly reader: SocketReader,
+    private readonly writer: SocketWriter,
+    private readonly settings: ServerSettings,
+    private readonly log: Logger,
+    /** True once the server is shutting down: options are then refused with NBD_REP_ERR_SHUTDOWN. */
+    private readonly stopping: () => boolean,
+  ) {}
+
+  /** Resolves with the export to serve, or null when the client aborted or asked for an unknown name. */
+  async run(): Promise<Negotiated | null> {
+    this.writer.write(encodeGreeting(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES));
+    const clientFlags = (await this.reader.read(4)).readUInt32BE(0);
+    if ((clientFlags & ~(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES)) !== 0) {
+      throw new ProtocolViolation(`unknown client flags 0x${clientFlags.toString(16)}`);
+    }
+    this.noZeroes = (clientFlags & FLAG_C_NO_ZEROES) !== 0;
+    return this.negotiate();
+  }
+
+  private async negotiate(): Promise<Negotiated | null> {
+    for (;;) {
+      const header = decodeOptionHeader(await this.reader.read(16));
+      if (header.magic !== IHAVEOPT) throw new ProtocolViolation('bad option magic');
+      const { option, length } = header;
+      if (length > MAX_OPTION_BYTES) {
+        if (length > MAX_SKIPPED_OPTION_BYTES) throw new ProtocolViolation(`option of ${length} bytes`);
+        await this.reader.skip(length);
+        this.replyError(option, REP.ERR_TOO_BIG, `option data of ${length} bytes is too large`);
+        continue;
+      }
+      const data = await this.reader.read(length);
+      this.log.debug({ option: optionName(option), length }, 'option');
+      if (this.stopping() && option !== OPT.ABORT) {
+        if (option === OPT.EXPORT_NAME) throw new ConnectionClosed('server shutting down');
+        this.replyError(option, REP.ERR_SHUTDOWN, 'the server is shutting down');
+        continue;
+      }
+      try {
+        switch (option) {
+          case OPT.EXPORT_NAME: {
+            if (length > MAX_STRING) throw new ProtocolViolation('export name too long');
+            const name = data.toString('utf8');
+            // This option cannot report an error: an unknown name ends the session.
+            const attached = await this.openExport(name).catch((error) => {
+              this.log.info(
+                { export: name, reason: (error as Error).message },
+                'unknown export requested; closing',
+              );
+              return null;
+            });
+            if (attached == null) return null;
+            this.writer.write(
+              encodeExportNameReply(attached.opened.size, this.transmissionFlags(), this.noZeroes),
+            );
+            return attached;
+          }
+          case OPT.ABORT:
+            this.reply(option, REP.ACK);
+            this.writer.end();
+            return null;
+          case OPT.LIST: {
+            if (length !== 0) throw new OptionSyntaxError('NBD_OPT_LIST takes no data');
+            let exports: NbdExportInfo[];
+            try {
+              exports = await this.settings.exports.list();
+            } catch (error) {
+              this.log.warn({ err: error }, 'listing exports failed');
+              this.replyError(option, REP.ERR_POLICY, `cannot list revisions: ${(error as Error).message}`);
+              break;
+            }
+            for (const e of exports) this.reply(option, REP.SERVER, encodeServerReply(e.name, e.description));
+            this.reply(option, REP.ACK);
+            break;
+          }
+          case OPT.STRUCTURED_REPLY:
+            if (length !== 0) throw new OptionSyntaxError('NBD_OPT_STRUCTURED_REPLY takes no data');
+            this.structured = true;
+            this.reply(option, REP.ACK);
+            break;
+          case OPT.INFO:
+          case OPT.GO: {
+            const request = decodeInfoRequest(data);
+            const go = option === OPT.GO;
+            let info: NbdExportInfo;
+            let attached: Negotiated | null = null;
+            try {
+              if (go) {
+                attached = await this.openExport(request.name);
+                info = attached.opened;
+              } else {
+                info = await this.settings.exports.describe(request.name);
+              }
+            } catch (error) {
+              this.replyExportError(option, request.name, error);
+              break;
+            }
+            this.reply(option, REP.INFO, encodeInfoExport(info.size, this.transmissionFlags()));
+            if (request.requests.includes(INFO.NAME))
+              this.reply(option, REP.INFO, encodeInfoString(INFO.NAME, info.name));
+            if (request.requests.includes(INFO.DESCRIPTION)) {
+              this.reply(option, REP.INFO, encodeInfoString(INFO.DESCRIPTION, info.description));
+            }
+            if (request.requests.includes(INFO.BLOCK_SIZE)) {
+              this.reply(option, REP.INFO, encodeInfoBlockSize(1, 4096, this.settings.maxRequestBytes));
+            }
+            this.reply(option, REP.ACK);
+            if (go && attached) return attached;
+            break;
+          }
+          case OPT.LIST_META_CONTEXT:
+          case OPT.SET_META_CONTEXT: {
+            if (!this.structured) {
+              this.replyError(option, REP.ERR_INVALID, 'negotiate NBD_OPT_STRUCTURED_REPLY first');
+              break;
+            }
+            const set = option === OPT.SET_META_CONTEXT;
+            const request = decodeMetaContextRequest(data);
+            if (set) this.allocationFor = null;
+            try {
+              await this.settings.exports.describe(request.name);
+            } catch (error) {
+              this.replyExportError(option, request.name, error);
+              break;
+            }
+            const wanted = set
+              ? request.queries.includes(BASE_ALLOCATION)
+              : request.queries.length === 0 ||
+                request.queries.some((q) => q === 'base:' || q === BASE_ALLOCATION);
+            if (wanted) {
+              this.reply(
+                option,
+                REP.META_CONTEXT,
+                encodeMetaContextReply(set ? ALLOCATION_CONTEXT_ID : 0, BASE_ALLOCATION),
+              );
+              if (set) this.allocationFor = request.name;
+            }
+            this.reply(option, REP.ACK);
+            break;
+          }
+          case OPT.STARTTLS:
+            this.replyError(option, REP.ERR_POLICY, 'TLS is not supported by this server');
+            break;
+          default:
+            this.replyError(option, REP.ERR_UNSUP, `${optionName(option)} is not supported`);
+        }
+      } catch (error) {
+        if (error instanceof OptionSyntaxError) {
+          this.replyError(option, REP.ERR_INVALID, `${optionName(option)}: ${error.message}`);
+          continue;
+        }
+        throw error;
+      }
+    }
+  }
+
+  private async openExport(name: string): Promise<Negotiated> {
+    const opened = await this.settings.exports.open(name);
+    let image: ExportImage;
+    try {
+      image = await ExportImage.open(opened.reader, {
+        cacheChunks: this.settings.cacheChunks,
+        cow: this.settings.cow,
+        overlayDir: this.settings.overlayDir,
+      });
+    } catch (error) {
+      await opened.release().catch(() => {});
+      throw error;
+    }
+    this.attached = {
+      opened,
+      image,
+      structured: this.structured,
+      blockStatus: this.structured && this.allocationFor === name,
+    };
+    this.log.info({ export: opened.name, requested: name, cow: this.settings.cow }, 'NBD client attached');
+    return this.attached;
+  }
+
+  private replyExportError(option: number, name: string, error: unknown): void {
+    const message = error instanceof Error ? error.message : String(error);
+    if (isBackyError(error, 'REVISION_NOT_FOUND') || isBackyError(error, 'REVISION_AMBIGUOUS')) {
+      this.log.info({ export: name, reason: message }, 'unknown export requested');
+      this.replyError(option, REP.ERR_UNKNOWN, message);
+    } else if (isBackyError(error, 'LOCKED')) {
+      this.replyError(option, REP.ERR_POLICY, message);
+    } else {
+      this.log.warn({ export: name, err: error }, 'opening export failed');
+      this.replyError(option, REP.ERR_UNKNOWN, `cannot open ${JSON.stringify(name)}: ${message}`);
+    }
+  }
+
+  private transmissionFlags(): number {
+    let flags = TF.HAS_FLAGS;
+    if (this.settings.cow) flags |= TF.SEND_FLUSH | TF.SEND_TRIM | TF.SEND_WRITE_ZEROES;
+    // Read-only exports have no cache to keep coherent, so clients may spread requests over connections.
+    else flags |= TF.READ_ONLY | TF.CAN_MULTI_CONN;
+    if (this.structured) flags |= TF.SEND_DF;
+    return flags;
+  }
+
+  private reply(option: number, type: number, data?: Buffer): void {
+    this.writer.write(encodeOptionReply(option, type, data));
+  }
+
+  private replyError(option: number, type: number, message: string): void {
+    this.writer.write(encodeOptionReply(option, type, Buffer.from(message.slice(0, MAX_STRING), 'utf8')));
+  }
+}

@@ -1,0 +1,229 @@
+import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+import { BackyError } from '@backy/core';
+import type { Logger } from 'pino';
+import type { NbdExportProvider } from './exports.js';
+import { Handshake } from './handshake.js';
+import { ProtocolViolation } from './protocol.js';
+import { ConnectionClosed, SocketReader } from './socket-reader.js';
+import { SocketWriter } from './socket-writer.js';
+import { Transmission } from './transmission.js';
+
+export interface NbdServerOptions {
+  exports: NbdExportProvider;
+  logger: Logger;
+  /** Aborting closes the server like `close()`. */
+  signal?: AbortSignal;
+  /** Accept writes into a per-connection copy-on-write overlay, discarded at disconnect (default false: read-only). */
+  cow?: boolean;
+  /** Directory for the copy-on-write overlay files (default: the OS temp directory). */
+  overlayDir?: string;
+  /** Largest NBD_CMD_READ/NBD_CMD_WRITE accepted, advertised as the maximum block size (default 32 MiB). */
+  maxRequestBytes?: number;
+  /** Chunks each connection keeps in its LRU cache (default 8). */
+  cacheChunks?: number;
+  /** Requests one connection may have in progress at once (default 16). */
+  maxInflight?: number;
+  /** Bytes of reads and writes one connection may have in progress at once (default 64 MiB). */
+  maxInflightBytes?: number;
+  /** Clients served at once; more are refused (default 64). */
+  maxConnections?: number;
+  /** A client that has not entered transmission within this many ms is dropped (default 30000). */
+  handshakeTimeoutMs?: number;
+  /**
+   * On close, how long a client may take to disconnect after its running requests are answered; new
+   * requests meanwhile get ESHUTDOWN, which tells a client to disconnect (default 2000 ms).
+   */
+  shutdownGraceMs?: number;
+}
+
+const DEFAULT_MAX_REQUEST = 32 * 1024 * 1024;
+
+/** The options with their defaults filled in, as the connections see them. */
+export type ServerSettings = Required<Omit<NbdServerOptions, 'signal' | 'overlayDir'>> & {
+  overlayDir?: string;
+};
+
+/**
+ * Serves revisions over the NBD protocol (fixed newstyle handshake). Export names are resolved by the
+ * export provider when a client asks; the server never prints and never exits the process.
+ */
+export class NbdServer {
+  private readonly server: Server;
+  private readonly connections = new Map<Connection, Promise<void>>();
+  private nextId = 1;
+  private closing: Promise<void> | null = null;
+  private readonly onClosed: (() => void)[] = [];
+  readonly options: ServerSettings;
+
+  constructor(options: NbdServerOptions) {
+    this.options = {
+      exports: options.exports,
+      logger: options.logger,
+      cow: options.cow ?? false,
+      overlayDir: options.overlayDir,
+      maxRequestBytes: options.maxRequestBytes ?? DEFAULT_MAX_REQUEST,
+      cacheChunks: options.cacheChunks ?? 8,
+      maxInflight: options.maxInflight ?? 16,
+      maxInflightBytes: options.maxInflightBytes ?? 64 * 1024 * 1024,
+      maxConnections: options.maxConnections ?? 64,
+      shutdownGraceMs: options.shutdownGraceMs ?? 2000,
+      handshakeTimeoutMs: options.handshakeTimeoutMs ?? 30_000,
+    };
+    this.server = createServer((socket) => this.accept(socket));
+    options.signal?.addEventListener('abort', () => void this.close(), { once: true });
+    if (options.signal?.aborted) void this.close();
+  }
+
+  /** Starts listening (default 127.0.0.1:10809); resolves with the bound address. */
+  listen(port = 10809, host = '127.0.0.1'): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      const onError = (error: NodeJS.ErrnoException) => {
+        const why = error.code === 'EADDRINUSE' ? 'address already in use' : (error.code ?? error.message);
+        reject(new BackyError('IO', `NBD server cannot listen on ${host}:${port}: ${why}`, { cause: error }));
+      };
+      this.server.once('error', onError);
+      this.server.listen({ port, host }, () => {
+        this.server.off('error', onError);
+        const address = this.server.address() as AddressInfo;
+        this.options.logger.info(
+          { address: address.address, port: address.port, cow: this.options.cow },
+          'NBD server listening',
+        );
+        resolve(address);
+      });
+    });
+  }
+
+  get address(): AddressInfo | null {
+    return (this.server.address() as AddressInfo | null) ?? null;
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Resolves once the server is closed (by `close()` or the abort signal) and its clients are gone. */
+  closed(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.closing) void this.closing.then(resolve);
+      else this.onClosed.push(resolve);
+    });
+  }
+
+  /**
+   * Stops accepting clients, lets every connection finish the requests it has in progress (answering new
+   * ones with ESHUTDOWN), then closes them.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      await Promise.allSettled([...this.connections.keys()].map((c) => c.shutdown()));
+      await Promise.allSettled([...this.connections.values()]);
+      await stopped;
+      this.options.logger.info('NBD server stopped');
+    })();
+    for (const resolve of this.onClosed.splice(0)) void this.closing.then(resolve);
+    return this.closing;
+  }
+
+  private accept(socket: Socket): void {
+    const log = this.options.logger.child({ client: `${socket.remoteAddress}:${socket.remotePort}` });
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    if (this.connections.size >= this.options.maxConnections) {
+      log.warn({ limit: this.options.maxConnections }, 'too many NBD clients; connection refused');
+      socket.destroy();
+      return;
+    }
+    const connection = new Connection(socket, this.options, log.child({ conn: this.nextId++ }));
+    this.connections.set(
+      connection,
+      connection.run().finally(() => this.connections.delete(connection)),
+    );
+  }
+}
+
+/** One client: the handshake, then transmission, and the clean-up however it ends. */
+class Connection {
+  private readonly reader: SocketReader;
+  private readonly writer: SocketWriter;
+  private readonly handshake: Handshake;
+  private transmission: Transmission | null = null;
+  private stopping = false;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly options: ServerSettings,
+    private readonly log: Logger,
+  ) {
+    socket.setNoDelay(true);
+    this.reader = new SocketReader(socket);
+    this.writer = new SocketWriter(socket);
+    this.handshake = new Handshake(this.reader, this.writer, options, log, () => this.stopping);
+    // Errors surface through the reader and failed writes; this keeps them from being unhandled.
+    socket.on('error', (error) => this.log.debug({ err: error }, 'socket error'));
+  }
+
+  async run(): Promise<void> {
+    this.log.debug('client connected');
+    // A client that never finishes the handshake would hold a connection slot forever.
+    const handshakeTimer = setTimeout(() => {
+      this.log.warn(
+        { timeoutMs: this.options.handshakeTimeoutMs },
+        'NBD handshake timed out; connection dropped',
+      );
+      this.socket.destroy();
+    }, this.options.handshakeTimeoutMs);
+    try {
+      const negotiated = await this.handshake.run();
+      clearTimeout(handshakeTimer);
+      if (negotiated == null) return;
+      this.transmission = new Transmission(
+        this.reader,
+        this.writer,
+        negotiated,
+        this.options,
+        this.log,
+        () => this.stopping,
+      );
+      await this.transmission.run();
+    } catch (error) {
+      if (error instanceof ConnectionClosed) this.log.debug({ reason: error.message }, 'client went away');
+      else if (error instanceof ProtocolViolation)
+        this.log.warn({ reason: error.message }, 'NBD protocol violation; connection dropped');
+      else this.log.error({ err: error }, 'NBD connection failed');
+    } finally {
+      clearTimeout(handshakeTimer);
+      await this.transmission?.settled();
+      this.socket.destroy();
+      const attached = this.handshake.attached;
+      await attached?.image.close();
+      await attached?.opened
+        .release()
+        .catch((error) => this.log.warn({ err: error }, 'releasing the export failed'));
+      if (attached) {
+        this.log.info(
+          { export: attached.opened.name, ...this.transmission?.stats },
+          'NBD client disconnected',
+        );
+      }
+    }
+  }
+
+  /** Called by the server on shutdown. */
+  async shutdown(): Promise<void> {
+    this.stopping = true;
+    await this.transmission?.settled();
+    if (!this.socket.destroyed) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        this.socket.once('close', () => resolve());
+        timer = setTimeout(resolve, this.options.shutdownGraceMs);
+      });
+      clearTimeout(timer);
+    }
+    this.socket.destroy();
+  }
+}
