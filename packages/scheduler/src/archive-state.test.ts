@@ -125,16 +125,8 @@ describe('revision facts', () => {
 
   it('take the fast path for what core writes, and fall back for anything unusual', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'backy-facts-'));
-    const rev = randomRevision();
+    const rev = completeRevision();
     rev.tags = ['daily', 'weekly'];
-    rev.stats ??= {
-      bytes_written: 1,
-      bytes_read: 1,
-      duration: 2,
-      chunks_written: 1,
-      chunks_reused: 0,
-      chunks_zero: 0,
-    };
     await writeRevisionFile(join(dir, `${rev.uuid}.rev`), rev);
     const text = await readFile(join(dir, `${rev.uuid}.rev`), 'utf8');
     expect(quickRevisionFacts(text)).toEqual(expected(text));
