@@ -3,7 +3,7 @@ export { type CheckResult, checkStatusFile, NAGIOS } from './check.js';
 export type { Clock } from './clock.js';
 export type { SchedulerSummary } from './job-status.js';
 export type { JobState } from './job-table.js';
-export { openLogFile, type ReopeningLogFile } from './log-file.js';
+export { type LogFileOptions, openLogFile, type ReopeningLogFile } from './log-file.js';
 export {
   ChildProcessRunner,
   type ChildProcessRunnerOptions,

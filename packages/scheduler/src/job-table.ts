@@ -59,11 +59,11 @@ export function isBusy(job: JobRuntime): boolean {
   return job.state === 'running' || job.state === 'finishing';
 }
 
-/** Reads and validates the central config; `validate` adds the caller's checks (each job's source options). */
-export async function loadJobConfig(
-  path: string,
-  validate?: (loaded: LoadedCentralConfig) => void | Promise<void>,
-): Promise<LoadedCentralConfig> {
+/** The caller's own checks of a loaded config (each job's source options); throws a BackyError to reject it. */
+export type ConfigCheck = (loaded: LoadedCentralConfig) => void | Promise<void>;
+
+/** Reads and validates the central config, with the caller's `validate` on top. */
+export async function loadJobConfig(path: string, validate?: ConfigCheck): Promise<LoadedCentralConfig> {
   const loaded = await loadCentralConfig(path);
   await validate?.(loaded);
   return loaded;
@@ -75,7 +75,7 @@ export async function loadJobConfig(
  */
 export async function loadReloadedConfig(
   path: string,
-  validate: ((loaded: LoadedCentralConfig) => void | Promise<void>) | undefined,
+  validate: ConfigCheck | undefined,
   current: LoadedCentralConfig,
   log: Logger,
 ): Promise<LoadedCentralConfig> {

@@ -7,6 +7,7 @@ import { nextJobToStart, planJob, queueDueJobs } from './job-plan.js';
 import { runJobOnce } from './job-run.js';
 import { listJobs, type SchedulerSummary, StatusFileWriter, summarizeJobs } from './job-status.js';
 import {
+  type ConfigCheck,
   isBusy,
   type JobChanges,
   type JobRuntime,
@@ -28,7 +29,7 @@ export interface SchedulerOptions {
   /** Aborting it stops the scheduler like `stop()`. */
   signal?: AbortSignal;
   /** Extra validation of a loaded config, e.g. each job's source options; throw a BackyError to reject it. */
-  validate?: (loaded: LoadedCentralConfig) => void | Promise<void>;
+  validate?: ConfigCheck;
   /** A job whose last backup took at least this many seconds counts as slow (default 600). */
   slowThresholdSeconds?: number;
   /** Milliseconds `stop()` waits for running work after terminating it (default 30 s). */
