@@ -97,6 +97,20 @@ function randomRevision(): RevisionData {
   return rev;
 }
 
+/** A random revision that is complete (it has stats). */
+function completeRevision(): RevisionData {
+  const rev = randomRevision();
+  rev.stats ??= {
+    bytes_written: 1,
+    bytes_read: 1,
+    duration: 2,
+    chunks_written: 1,
+    chunks_reused: 0,
+    chunks_zero: 0,
+  };
+  return rev;
+}
+
 describe('revision facts', () => {
   it('match the YAML parser and the schema for a thousand random revisions', () => {
     let fast = 0;
@@ -111,16 +125,8 @@ describe('revision facts', () => {
 
   it('take the fast path for what core writes, and fall back for anything unusual', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'backy-facts-'));
-    const rev = randomRevision();
+    const rev = completeRevision();
     rev.tags = ['daily', 'weekly'];
-    rev.stats ??= {
-      bytes_written: 1,
-      bytes_read: 1,
-      duration: 2,
-      chunks_written: 1,
-      chunks_reused: 0,
-      chunks_zero: 0,
-    };
     await writeRevisionFile(join(dir, `${rev.uuid}.rev`), rev);
     const text = await readFile(join(dir, `${rev.uuid}.rev`), 'utf8');
     expect(quickRevisionFacts(text)).toEqual(expected(text));
@@ -140,15 +146,7 @@ describe('revision facts', () => {
 
   it('reads an archive directory, skipping incomplete and misnamed revisions, and caches it', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'backy-facts-'));
-    const complete = randomRevision();
-    complete.stats ??= {
-      bytes_written: 1,
-      bytes_read: 1,
-      duration: 2,
-      chunks_written: 1,
-      chunks_reused: 0,
-      chunks_zero: 0,
-    };
+    const complete = completeRevision();
     complete.timestamp = '2026-01-01T00:00:00.000Z';
     complete.tags = ['daily', 'manual:keep'];
     const incomplete = { ...randomRevision(), stats: undefined };

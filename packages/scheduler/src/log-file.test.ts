@@ -6,12 +6,15 @@ import { describe, expect, it } from 'vitest';
 import { openLogFile } from './log-file.js';
 
 const read = (path: string) => readFile(path, 'utf8').catch(() => '');
+const unexpected = (error: Error) => {
+  throw error;
+};
 
 describe('openLogFile', () => {
   it('continues in a new file at the same path after the old one was moved or deleted', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'backy-log-'));
     const path = join(dir, 'sub', 'daemon.log');
-    const file = openLogFile(path, { checkIntervalMs: 20 });
+    const file = openLogFile(path, { checkIntervalMs: 20, onFailure: unexpected });
     const log = pino(file.stream);
     log.info('one');
     await rename(path, `${path}.1`);
@@ -29,7 +32,7 @@ describe('openLogFile', () => {
   it('reopens on demand (SIGHUP after logrotate)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'backy-log-'));
     const path = join(dir, 'daemon.log');
-    const file = openLogFile(path, { checkIntervalMs: 60_000 });
+    const file = openLogFile(path, { checkIntervalMs: 60_000, onFailure: unexpected });
     const log = pino(file.stream);
     log.info('before');
     await rename(path, `${path}.1`);

@@ -8,7 +8,7 @@ import { stringify } from 'yaml';
 import type { Clock } from './clock.js';
 import type { JobRequest, JobRunner, RunResult } from './runner.js';
 import { spreadOffsetMs } from './schedule-math.js';
-import { Scheduler } from './scheduler.js';
+import { Scheduler, type SchedulerOptions } from './scheduler.js';
 
 // The daemon itself on a fake clock: simulated weeks in a second, real files on disk.
 
@@ -71,25 +71,30 @@ class ClockedRunner implements JobRunner {
     });
     return { ok: true, exitCode: 0, signal: null, stderr: '', durationMs: 1 };
   }
-  async expire() {
+  async expire(): Promise<RunResult> {
     return { ok: true, exitCode: 0, signal: null, stderr: '', durationMs: 1 };
   }
-  async purge() {
+  async purge(): Promise<RunResult> {
     return { ok: true, exitCode: 0, signal: null, stderr: '', durationMs: 1 };
   }
-  async callback() {
+  async callback(_request: JobRequest): Promise<RunResult> {
     return { ok: true, exitCode: 0, signal: null, stderr: '', durationMs: 1 };
   }
 }
 
-async function idle(s: Scheduler): Promise<void> {
+/** Waits in real time, the fake clock standing still. */
+async function until(condition: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 2000; i++) {
     await new Promise((r) => setImmediate(r));
-    if (s.jobs().every((j) => j.status === 'waiting' || j.status === 'failed')) return;
+    if (condition()) return;
     await new Promise((r) => setTimeout(r, 1));
   }
-  throw new Error('scheduler did not become idle');
+  throw new Error(`${what} did not happen`);
 }
+
+const idle = (s: Scheduler) =>
+  until(() => s.jobs().every((j) => j.status === 'waiting' || j.status === 'failed'), 'idle');
+const FAILED: RunResult = { ok: false, exitCode: null, signal: 'SIGTERM', stderr: '', durationMs: 1 };
 
 async function runUntil(s: Scheduler, clock: FakeClock, limit: number) {
   await idle(s);
@@ -97,13 +102,13 @@ async function runUntil(s: Scheduler, clock: FakeClock, limit: number) {
   clock.time = limit;
 }
 
-async function setup(jobs: string[]) {
+async function setup(jobs: string[], global: Record<string, unknown> = {}) {
   const root = await mkdtemp(join(tmpdir(), 'backy-clock-'));
   const configPath = join(root, 'backy.conf');
   await writeFile(
     configPath,
     stringify({
-      global: { 'base-dir': join(root, 'base'), 'status-interval': '6h' },
+      global: { 'base-dir': join(root, 'base'), 'status-interval': '6h', ...global },
       schedules: {
         s: {
           hourly: { interval: '1h', keep: 24 },
@@ -119,7 +124,8 @@ async function setup(jobs: string[]) {
   await mkdir(join(root, 'base'), { recursive: true });
   const clock = new FakeClock();
   const runner = new ClockedRunner(clock);
-  const start = () => Scheduler.start({ configPath, logger, runner, clock, maxSleepMs: 7 * D });
+  const start = (extra: Partial<SchedulerOptions> = {}) =>
+    Scheduler.start({ configPath, logger, runner, clock, maxSleepMs: 7 * D, ...extra });
   return { clock, runner, start };
 }
 
@@ -168,6 +174,56 @@ describe('Scheduler on a fake clock', () => {
     });
     for (const r of after.slice(1)) expect((r.at - T0) % H).toBe(spreadOffsetMs('web01', 3600));
     expect(s.jobs()[0]!.sla).toBe('OK');
+    await s.stop();
+  });
+
+  it('stop() waits stopTimeoutMs on its own clock for work that ignores the termination', async () => {
+    const t = await setup(['web01']);
+    let release!: () => void;
+    const stuck = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let backingUp = false;
+    t.runner.backup = async () => {
+      backingUp = true;
+      await stuck; // deaf to the abort signal, like a child stuck in the kernel
+      return FAILED;
+    };
+    const s = await t.start({ stopTimeoutMs: 30_000 });
+    await until(() => backingUp, 'the backup');
+    let stopped = false;
+    const stopping = s.stop().then(() => {
+      stopped = true;
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(stopped).toBe(false);
+    // The only timer left is the stop timeout, on the fake clock: a real timer would not be here.
+    expect(t.clock.fireNext(T0 + 29_999)).toBe(false);
+    expect(t.clock.fireNext(T0 + 30_000)).toBe(true);
+    await stopping;
+    expect(t.clock.now()).toBe(T0 + 30_000);
+    release();
+  });
+
+  it('terminates a completion callback after callbackTimeoutMs on its own clock', async () => {
+    const t = await setup(['web01'], { 'backup-completed-callback': '/usr/local/bin/notify' });
+    const terminatedAt: number[] = [];
+    let calledBack = false;
+    t.runner.callback = (request: JobRequest): Promise<RunResult> => {
+      calledBack = true;
+      return new Promise((resolve) =>
+        request.signal.addEventListener('abort', () => {
+          terminatedAt.push(t.clock.now());
+          resolve(FAILED);
+        }),
+      );
+    };
+    const s = await t.start({ callbackTimeoutMs: 60_000 });
+    await until(() => calledBack, 'the callback');
+    expect(t.clock.fireNext(T0 + 59_999)).toBe(false);
+    expect(t.clock.fireNext(T0 + 60_000)).toBe(true);
+    await idle(s);
+    expect(terminatedAt).toEqual([T0 + 60_000]);
     await s.stop();
   });
 });

@@ -1,4 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
+import type { JobStatus } from '@backy/scheduler';
 import type { Logger } from 'pino';
 import { renderTable } from './table.js';
 import { TelnetDecoder } from './telnet.js';
@@ -20,19 +21,20 @@ export function jobColumns(timeZone = 'UTC'): string[] {
 
 export const JOB_COLUMNS = jobColumns();
 
-export interface ShellJob {
-  job: string;
-  sla: string;
-  sla_overdue: number;
-  status: string;
-  last_time: string | null;
-  last_tags: string | null;
-  last_duration: number | null;
-  next_time: string | null;
-  next_tags: string | null;
-  /** `direct`: the newest revision's snapshot was crash-consistent (the guest's fs was not frozen). */
-  last_snapshot?: string | null;
-}
+/** The fields of a job's status (as the scheduler reports it) that the `jobs` table shows. */
+export type ShellJob = Pick<
+  JobStatus,
+  | 'job'
+  | 'sla'
+  | 'sla_overdue'
+  | 'status'
+  | 'last_time'
+  | 'last_tags'
+  | 'last_duration'
+  | 'next_time'
+  | 'next_tags'
+  | 'last_snapshot'
+>;
 
 /** What the shell needs from the scheduler: mostly reads, plus starting jobs and reloading. */
 export interface ShellBackend {

@@ -48,7 +48,13 @@ function daemonLogger(
 ): { logger: Logger; logFile: ReopeningLogFile | null } {
   const level = verbose ? 'debug' : 'info';
   if (file != null) {
-    const logFile = openLogFile(file);
+    // A log that cannot be written cannot say so itself: a line on stderr, once per failure.
+    const logFile = openLogFile(file, {
+      onFailure: (error) =>
+        process.stderr.write(
+          `backy scheduler: warning: cannot write log file ${file} (${error.code ?? error.message}); lines are lost until it can\n`,
+        ),
+    });
     return { logger: pino({ level, base: { pid: process.pid } }, logFile.stream), logFile };
   }
   if (process.stderr.isTTY) {
