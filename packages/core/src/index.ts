@@ -103,14 +103,13 @@ export {
 export { BufferPool, chunkBuffers } from './store/buffer-pool.js';
 export {
   CHUNK_HASH,
-  ChunkMap,
   chunkHashHex,
-  DEFAULT_CHUNK_SIZE,
   type HashAlgorithm,
   hashChunk,
   isAllZero,
   sha256Hex,
-} from './store/chunk-map.js';
+} from './store/chunk-hash.js';
+export { ChunkMap, DEFAULT_CHUNK_SIZE } from './store/chunk-map.js';
 export { ChunkStore } from './store/chunk-store.js';
 export { CODECS, type CodecName } from './store/codec.js';
 export { formatBytes, formatDuration, parseBytes, parseDuration } from './units.js';
