@@ -29,7 +29,7 @@ const port = parentPort;
 if (port == null) throw new Error('chunk-worker.js runs as a worker thread (see chunk-workers.ts)');
 
 // Resolved from this file, which sits inside @backy/core both in src/ and in dist/.
-const require = createRequire(import.meta.url);
+const requireNative = createRequire(import.meta.url);
 /** @type {typeof import('zstd-napi/binding.js') | null} */
 let zstd = null;
 /** @type {import('zstd-napi/binding.js').CCtx | null} */
@@ -45,7 +45,7 @@ const hashers = {
   sha256: (data) => createHash('sha256').update(data).digest('hex'),
   /** @param {Buffer} data */
   blake3: (data) => {
-    blake ??= /** @type {typeof import('@napi-rs/blake-hash')} */ (require('@napi-rs/blake-hash'));
+    blake ??= /** @type {typeof import('@napi-rs/blake-hash')} */ (requireNative('@napi-rs/blake-hash'));
     return blake.blake3(data).toString('hex');
   },
 };
@@ -65,7 +65,7 @@ function hash(data, algorithm) {
 const view = (data) => Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 
 function codec() {
-  zstd ??= /** @type {typeof import('zstd-napi/binding.js')} */ (require('zstd-napi/binding.js'));
+  zstd ??= /** @type {typeof import('zstd-napi/binding.js')} */ (requireNative('zstd-napi/binding.js'));
   cctx ??= new zstd.CCtx();
   dctx ??= new zstd.DCtx();
   return { zstd, cctx, dctx };

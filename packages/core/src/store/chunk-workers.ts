@@ -25,6 +25,14 @@ import type { HashAlgorithm, Reply, Request, Results, Task } from './chunk-worke
  * tool rewrites its body (coverage counters, esbuild's `__name` helpers, renamed imports).
  */
 const WORKER_URL = new URL('./chunk-worker.js', import.meta.url);
+/**
+ * The parent's Node options except `--input-type` (of `node --input-type=module -e`), which a worker
+ * started from a file refuses.
+ */
+function workerExecArgv(): string[] {
+  const args = process.execArgv;
+  return args.filter((arg, i) => !arg.startsWith('--input-type') && args[i - 1] !== '--input-type');
+}
 
 type Op = Task['op'];
 
@@ -38,7 +46,7 @@ class PoolWorker {
   readonly tasks = new Map<number, Pending>();
 
   constructor(onExit: (w: PoolWorker) => void) {
-    this.worker = new Worker(WORKER_URL);
+    this.worker = new Worker(WORKER_URL, { execArgv: workerExecArgv() });
     this.worker.unref();
     this.worker.on('message', (reply: Reply) => {
       const task = this.tasks.get(reply.id);
