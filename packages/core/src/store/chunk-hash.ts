@@ -1,13 +1,13 @@
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
-import type { HashAlgorithm as WorkerHashAlgorithm } from './chunk-worker.js';
+import type { HashAlgorithm as WorkerHashAlgorithm } from './chunk-worker-protocol.js';
 import { chunkWorkers } from './chunk-workers.js';
 
 /**
  * The hash that names chunks. New revisions use BLAKE3 (256 bits; measured on the 2-core reference
  * machine at ~7 GB/s per core against SHA-256's ~1.9 GB/s with SHA-NI, and as collision-resistant);
  * revisions made before it (map format 1) name their chunks by SHA-256 and stay readable. The chunk
- * workers compute them, so the set of names is theirs (chunk-worker.js).
+ * workers compute them, so the set is theirs (chunk-worker-protocol.ts).
  */
 export type HashAlgorithm = WorkerHashAlgorithm;
 export const CHUNK_HASH: HashAlgorithm = 'blake3';

@@ -2,28 +2,14 @@
 // (chunk-workers.ts starts the threads and hands them work, and says why the work is done there).
 //
 // Plain JavaScript with JSDoc types, which tsc checks like the TypeScript around it (`checkJs`), so the
-// very same file runs from source and from the build; chunk-workers.ts says why.
+// very same file runs from source and from the build; chunk-workers.ts says why. The messages are typed
+// in chunk-worker-protocol.ts.
 
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { parentPort } from 'node:worker_threads';
 
-/**
- * @typedef {{ op: 'digest', data: Uint8Array, algorithm: HashAlgorithm }} DigestTask
- * @typedef {{ op: 'compress', data: Uint8Array, out: Uint8Array, level: number }} CompressTask
- * @typedef {{ op: 'decompress', data: Uint8Array, out: Uint8Array, algorithm: HashAlgorithm }} DecompressTask
- * @typedef {{ op: 'equals', data: Uint8Array, expect: Uint8Array, raw: boolean }} EqualsTask
- * @typedef {DigestTask | CompressTask | DecompressTask | EqualsTask} Task
- * What each task answers; a compressed `length` of -1 means the result does not fit (store it raw then).
- * @typedef {{
- *   digest: { hash: string },
- *   compress: { length: number },
- *   decompress: { length: number, hash: string },
- *   equals: { equal: boolean },
- * }} Results
- * @typedef {Task & { id: number }} Request
- * @typedef {{ id: number, result: Results[Task['op']] } | { id: number, error: string }} Reply
- */
+/** @import { HashAlgorithm, Reply, Request, Results, Task } from './chunk-worker-protocol.js' */
 
 const port = parentPort;
 if (port == null) throw new Error('chunk-worker.js runs as a worker thread (see chunk-workers.ts)');
@@ -40,17 +26,14 @@ let dctx = null;
 let blake = null;
 let scratch = Buffer.alloc(0);
 
+/** @type {Record<HashAlgorithm, (data: Buffer) => string>} */
 const hashers = {
-  /** @param {Buffer} data */
   sha256: (data) => createHash('sha256').update(data).digest('hex'),
-  /** @param {Buffer} data */
   blake3: (data) => {
     blake ??= /** @type {typeof import('@napi-rs/blake-hash')} */ (requireNative('@napi-rs/blake-hash'));
     return blake.blake3(data).toString('hex');
   },
 };
-
-/** The hashes a worker computes (see `HashAlgorithm` in chunk-hash.ts). @typedef {keyof typeof hashers} HashAlgorithm */
 
 /**
  * @param {Buffer} data

@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { chunkBuffers } from './buffer-pool.js';
-import type { HashAlgorithm, Reply, Request, Results, Task } from './chunk-worker.js';
+import type { HashAlgorithm, Reply, Request, Results, Task } from './chunk-worker-protocol.js';
 
 /**
  * The CPU work on chunks — hashing, zstd compression and decompression — runs in a small pool of worker
