@@ -25,6 +25,7 @@ import type { HashAlgorithm, Reply, Request, Results, Task } from './chunk-worke
  * tool rewrites its body (coverage counters, esbuild's `__name` helpers, renamed imports).
  */
 const WORKER_URL = new URL('./chunk-worker.js', import.meta.url);
+
 /**
  * The parent's Node options except `--input-type` (of `node --input-type=module -e`), which a worker
  * started from a file refuses.
