@@ -1,6 +1,17 @@
 import { packageBuild } from '../../tsup.base.js';
 
+const entries = {
+  index: 'src/index.ts',
+  'source/index': 'src/source/index.ts',
+  'testing/index': 'src/testing/index.ts',
+};
+
 export default packageBuild({
-  entry: { index: 'src/index.ts', 'source/index': 'src/source/index.ts', 'testing/index': 'src/testing/index.ts' },
+  entry: {
+    ...entries,
+    // The chunk worker thread's module, loaded by URL from beside the bundle (see chunk-workers.ts).
+    'chunk-worker': 'src/store/chunk-worker.js',
+  },
+  dts: { entry: entries },
   external: ['vitest'],
 });

@@ -32,7 +32,8 @@ import {
 import type { RevisionReader, RevisionWriter } from './revision-io.js';
 import { resolveRevisionSpec, resolveSingleRevision } from './revision-spec.js';
 import { chunkBuffers } from './store/buffer-pool.js';
-import { CHUNK_HASH, ChunkMap, hashChunk, isAllZero } from './store/chunk-map.js';
+import { CHUNK_HASH, hashChunk, isAllZero } from './store/chunk-hash.js';
+import { ChunkMap } from './store/chunk-map.js';
 import { ChunkStore } from './store/chunk-store.js';
 
 export const CONFIG_FILE = 'config';

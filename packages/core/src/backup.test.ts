@@ -9,7 +9,8 @@ import { isBackyError } from './errors.js';
 import { expireArchive } from './expire.js';
 import { purgeStore } from './purge.js';
 import { restoreToPath } from './restore.js';
-import { ChunkMap, sha256Hex } from './store/chunk-map.js';
+import { sha256Hex } from './store/chunk-hash.js';
+import { ChunkMap } from './store/chunk-map.js';
 import { bufferSource, MiB, makeArchive, restoreToBuffer, silent, tempDir, writeAt } from './test-helpers.js';
 import { verifyRevisions } from './verify.js';
 

@@ -9,7 +9,7 @@ import type { RevisionReader } from './revision-io.js';
 import { MANUAL_TAG_PREFIX } from './schedule.js';
 import type { BackupSource, VerificationResult } from './source/contract.js';
 import { chunkBuffers } from './store/buffer-pool.js';
-import { hashChunk, isAllZero } from './store/chunk-map.js';
+import { hashChunk, isAllZero } from './store/chunk-hash.js';
 
 export interface Progress {
   phase: 'backup' | 'verify' | 'restore' | 'purge';

@@ -13,6 +13,7 @@ export {
   type JobConfig,
   type LoadedCentralConfig,
   loadCentralConfig,
+  parseCentralConfig,
 } from './central-config.js';
 export {
   type ArchiveConfig,

@@ -3,8 +3,9 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { CONFIG_FILE, readArchiveId } from './archive.js';
 import { BackyError, ioError } from './errors.js';
+import type { RegistryEntry } from './store/archive-registry.js';
 import { ChunkMap } from './store/chunk-map.js';
-import type { ChunkStore, RegistryEntry } from './store/chunk-store.js';
+import type { ChunkStore } from './store/chunk-store.js';
 
 export interface PurgeResult {
   chunksDeleted: number;

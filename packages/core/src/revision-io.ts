@@ -1,4 +1,4 @@
-import type { HashAlgorithm } from './store/chunk-map.js';
+import type { HashAlgorithm } from './store/chunk-hash.js';
 
 /**
  * The seam between sources and storage. Sources only see these two interfaces; how a revision is stored

@@ -1,7 +1,8 @@
 import { rm } from 'node:fs/promises';
 import { BackyError } from '../errors.js';
 import { chunkBuffers } from '../store/buffer-pool.js';
-import { type ChunkMap, hashChunk, isAllZero } from '../store/chunk-map.js';
+import { hashChunk, isAllZero } from '../store/chunk-hash.js';
+import type { ChunkMap } from '../store/chunk-map.js';
 import type { ChunkStore, ReadOptions } from '../store/chunk-store.js';
 import { MapReader } from './map-reader.js';
 import { MapWriter } from './map-writer.js';

@@ -6,7 +6,8 @@ import type { Logger } from 'pino';
 import { BackyError, ioError } from '../errors.js';
 import { fsyncDir, tempPathFor } from '../fs-util.js';
 import { chunkBuffers } from '../store/buffer-pool.js';
-import { type ChunkMap, chunkHashHex, hashChunk, isAllZero } from '../store/chunk-map.js';
+import { chunkHashHex, hashChunk, isAllZero } from '../store/chunk-hash.js';
+import type { ChunkMap } from '../store/chunk-map.js';
 import { MapReader } from './map-reader.js';
 import { MapWriter } from './map-writer.js';
 

@@ -1,5 +1,6 @@
 import type { RevisionReader } from '../revision-io.js';
-import type { ChunkMap, HashAlgorithm } from '../store/chunk-map.js';
+import type { HashAlgorithm } from '../store/chunk-hash.js';
+import type { ChunkMap } from '../store/chunk-map.js';
 
 /** What both layouts' readers share: everything answered from the revision's chunk map. */
 export abstract class MapReader implements RevisionReader {

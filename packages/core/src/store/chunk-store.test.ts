@@ -6,7 +6,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isBackyError } from '../errors.js';
 import { tempDir } from '../test-helpers.js';
 import { chunkBuffers } from './buffer-pool.js';
-import { ChunkMap, chunkHashHex, isAllZero, sha256Hex } from './chunk-map.js';
+import { chunkHashHex, isAllZero, sha256Hex } from './chunk-hash.js';
+import { ChunkMap } from './chunk-map.js';
 import { ChunkStore } from './chunk-store.js';
 
 let dir: { path: string; cleanup: () => Promise<void> };

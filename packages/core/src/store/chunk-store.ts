@@ -1,23 +1,24 @@
-import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { mkdir, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { BackyError, ioError, isBackyError } from '../errors.js';
-import { exists, fsyncDir, isTempName, tempPathFor, writeFileAtomic } from '../fs-util.js';
+import { exists, fsyncDir, isTempName, tempPathFor } from '../fs-util.js';
 import { acquireLock, type Lock, type LockMode } from '../lock.js';
-import { chunkBuffers, DIRECT_IO_ALIGN } from './buffer-pool.js';
-import { CHUNK_HASH, type HashAlgorithm, hashChunk } from './chunk-map.js';
+import { ArchiveRegistry, type RegistryEntry } from './archive-registry.js';
+import { chunkBuffers } from './buffer-pool.js';
+import {
+  type ChunkFile,
+  ChunkFileWriter,
+  corruptChunk,
+  encodeChunkFile,
+  parseChunkFile,
+  readChunkFile,
+} from './chunk-file.js';
+import { CHUNK_HASH, type HashAlgorithm, hashChunk } from './chunk-hash.js';
 import { chunkWorkers } from './chunk-workers.js';
-import { type Codec, type CodecName, codecById, codecByName } from './codec.js';
+import { type Codec, type CodecName, codecByName } from './codec.js';
 
-const MAGIC = Buffer.from('BKC1');
-const HEADER_BYTES = 12;
 const HASH_RE = /^[0-9a-f]{64}$/;
 const DAMAGED_SUFFIX = '.damaged';
-/** Sample slices (bytes) probed before compressing a whole chunk; incompressible chunks are stored raw. */
-const PROBE_SLICE = 16 * 1024;
-const PROBE_RATIO = 0.9;
-const KEEP_RAW_RATIO = 0.97;
 
 export interface ChunkStoreOptions {
   /** Codec for new chunks (default zstd). Existing chunks record their own codec. */
@@ -29,68 +30,6 @@ export interface PutResult {
   written: number;
 }
 
-/**
- * A content-addressed store of chunks: `<root>/ab/<hash>` (see `HashAlgorithm`) (root is an archive's `chunks/` or a shared
- * directory), each file a 12-byte header (magic, codec, raw length) and the (possibly compressed)
- * payload. Every read is checked against the hash. The store keeps a registry of the archives using it
- * (`<root>/.archives/`) for purge, and `<root>/.purge.lock`.
- */
-/**
- * Where a chunk file goes in its pool slot: shifted so that the payload after the header starts on an
- * aligned address, and a raw chunk can be written from there with O_DIRECT (see restore.ts).
- */
-const FILE_OFFSET = DIRECT_IO_ALIGN - HEADER_BYTES;
-const DIRECT_CREATE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT;
-
-/**
- * Reads a chunk file expected to hold at most `max` bytes with one read call (readFile reads in 512 KiB
- * steps, each a separate trip through the thread pool); larger files fall back to readFile.
- */
-async function readWhole(path: string, max: number, direct = false): Promise<Buffer> {
-  if (direct) {
-    const handle = await open(path, constants.O_RDONLY | constants.O_DIRECT).catch(() => null);
-    if (handle != null) {
-      try {
-        const file = await readInto(handle, chunkBuffers.acquire(chunkBuffers.slotBytes), max);
-        if (file != null) return file;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
-      } finally {
-        await handle.close();
-      }
-    }
-  }
-  const handle = await open(path, 'r');
-  try {
-    const buffer = chunkBuffers.acquire(FILE_OFFSET + max + 1).subarray(FILE_OFFSET);
-    return (await readInto(handle, buffer, max)) ?? (await handle.readFile());
-  } finally {
-    await handle.close();
-  }
-}
-
-/**
- * Reads the whole file into `buffer`; null (and `buffer` released) if it holds more than `max` bytes.
- * One read normally does it; a short read is the end of the file.
- */
-async function readInto(handle: FileHandle, buffer: Buffer, max: number): Promise<Buffer | null> {
-  let length = 0;
-  try {
-    while (length < buffer.length) {
-      const wanted = buffer.length - length;
-      const { bytesRead } = await handle.read(buffer, length, wanted, length);
-      length += bytesRead;
-      if (bytesRead < wanted) break;
-    }
-  } catch (error) {
-    chunkBuffers.release(buffer);
-    throw error;
-  }
-  if (length <= max) return buffer.subarray(0, length);
-  chunkBuffers.release(buffer);
-  return null;
-}
-
 export interface ReadOptions {
   /**
    * Read the chunk file with O_DIRECT where possible, past the page cache: for streaming every chunk
@@ -99,31 +38,26 @@ export interface ReadOptions {
   bypassCache?: boolean;
 }
 
-interface ChunkFile {
-  /** The whole file (pooled when it fits a pool slot). */
-  file: Buffer;
-  codec: Codec;
-  rawLength: number;
-  payload: Buffer;
-}
-
-const corruptChunk = (hash: string, why: string, cause?: unknown) =>
-  new BackyError('CHUNK_CORRUPT', `chunk ${hash} is damaged: ${why}`, { cause });
-
+/**
+ * A content-addressed store of chunks: `<root>/ab/<hash>` (see `HashAlgorithm`) (root is an archive's
+ * `chunks/` or a shared directory), each a chunk file (see chunk-file.ts). Every read is checked against
+ * the hash. The store keeps a registry of the archives using it (`<root>/.archives/`) for purge, and
+ * `<root>/.purge.lock`.
+ */
 export class ChunkStore {
   readonly root: string;
   readonly codec: Codec;
-  /** Largest chunk file: header plus a raw 4 MiB chunk (compressed ones are smaller). */
-  private readonly maxChunkFile = HEADER_BYTES + 4 * 1024 * 1024;
   private readonly dirtyDirs = new Set<string>();
   private readonly inflight = new Map<string, Promise<PutResult>>();
   private readonly knownDirs = new Set<string>();
-  /** Whether to try O_DIRECT for chunk files; turned off by the first EINVAL. */
-  private directIo = true;
+  private readonly writer = new ChunkFileWriter();
+  /** The archives using this store (`<root>/.archives/`). */
+  private readonly registry: ArchiveRegistry;
 
   constructor(root: string, options: ChunkStoreOptions = {}) {
     this.root = resolve(root);
     this.codec = codecByName(options.codec ?? 'zstd');
+    this.registry = new ArchiveRegistry(join(this.root, '.archives'));
   }
 
   get chunksDir(): string {
@@ -134,17 +68,13 @@ export class ChunkStore {
     return join(this.root, '.purge.lock');
   }
 
-  private get registryDir(): string {
-    return join(this.root, '.archives');
-  }
-
   pathOf(hash: string): string {
     return join(this.chunksDir, hash.slice(0, 2), hash);
   }
 
   async init(): Promise<void> {
     try {
-      await mkdir(this.registryDir, { recursive: true });
+      await mkdir(this.registry.dir, { recursive: true });
     } catch (error) {
       throw ioError(error, `creating chunk store ${this.root}`);
     }
@@ -194,10 +124,10 @@ export class ChunkStore {
       });
       this.knownDirs.add(dir);
     }
-    const file = await this.encode(data);
+    const file = await encodeChunkFile(this.codec, data);
     const tmp = tempPathFor(path);
     try {
-      await this.writeChunkFile(tmp, file);
+      await this.writer.write(tmp, file);
       await rename(tmp, path);
     } catch (error) {
       await rm(tmp, { force: true }).catch(() => {});
@@ -207,81 +137,6 @@ export class ChunkStore {
     }
     this.dirtyDirs.add(dir);
     return { written: file.length };
-  }
-
-  /**
-   * Writes a new chunk file and makes it durable. With O_DIRECT where the file system has it: the
-   * write is padded to the alignment from the (aligned, pooled) buffer and the file cut back to its
-   * length. That keeps chunk files out of the page cache (a backup writes far more than anyone reads
-   * back soon) and spares copying them into it, measured as the largest kernel cost of a full backup.
-   */
-  private async writeChunkFile(path: string, file: Buffer): Promise<void> {
-    const padded = Math.ceil(file.length / DIRECT_IO_ALIGN) * DIRECT_IO_ALIGN;
-    if (
-      this.directIo &&
-      padded <= chunkBuffers.slotBytes &&
-      chunkBuffers.isDirectIoAligned(file.subarray(0, 0))
-    ) {
-      const whole = Buffer.from(file.buffer, file.byteOffset, padded);
-      const handle = await open(path, DIRECT_CREATE, 0o444).catch((error: NodeJS.ErrnoException) => {
-        if (error.code !== 'EINVAL') throw error;
-        this.directIo = false; // no O_DIRECT on this file system
-        return null;
-      });
-      if (handle != null) {
-        try {
-          await handle.write(whole, 0, padded, 0);
-          await handle.truncate(file.length);
-          await handle.sync();
-          return;
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
-          this.directIo = false; // the device wants a larger alignment
-          await rm(path, { force: true });
-        } finally {
-          await handle.close();
-        }
-      }
-    }
-    const handle = await open(path, 'wx', 0o444);
-    try {
-      await handle.write(file, 0, file.length, 0);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  }
-
-  /**
-   * The chunk file's content in one pooled buffer (release it when written): the header, then the
-   * payload, compressed straight into the buffer or, for incompressible data, copied there raw.
-   */
-  private async encode(data: Buffer): Promise<Buffer> {
-    const file = chunkBuffers.acquire(HEADER_BYTES + data.length);
-    MAGIC.copy(file);
-    file.fill(0, 4, 8);
-    file.writeUInt32LE(data.length, 8);
-    const raw = () => {
-      file.writeUInt8(0, 4);
-      data.copy(file, HEADER_BYTES);
-      return file;
-    };
-    if (this.codec.name === 'none') return raw();
-    if (data.length > 4 * PROBE_SLICE) {
-      const mid = Math.floor(data.length / 2);
-      const probe = Buffer.concat([
-        data.subarray(0, PROBE_SLICE),
-        data.subarray(mid, mid + PROBE_SLICE),
-        data.subarray(data.length - PROBE_SLICE),
-      ]);
-      if (this.codec.compressSync(probe).length > probe.length * PROBE_RATIO) return raw();
-    }
-    // Room for what is worth keeping: a chunk that compresses worse than KEEP_RAW_RATIO is stored raw.
-    const room = file.subarray(HEADER_BYTES, HEADER_BYTES + Math.floor(data.length * KEEP_RAW_RATIO));
-    const length = await this.codec.compressInto(data, room);
-    if (length < 0) return raw();
-    file.writeUInt8(this.codec.id, 4);
-    return file.subarray(0, HEADER_BYTES + length);
   }
 
   /** Makes every chunk written so far durable in its directory. Call before committing a map. */
@@ -392,7 +247,7 @@ export class ChunkStore {
     const path = this.pathOf(hash);
     let file: Buffer;
     try {
-      file = await readWhole(path, this.maxChunkFile, direct);
+      file = await readChunkFile(path, direct);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         if (await exists(`${path}${DAMAGED_SUFFIX}`)) {
@@ -408,16 +263,7 @@ export class ChunkStore {
       }
       throw ioError(error, `reading chunk ${path}`);
     }
-    if (file.length < HEADER_BYTES || !file.subarray(0, 4).equals(MAGIC)) {
-      chunkBuffers.release(file);
-      throw corruptChunk(hash, 'bad header');
-    }
-    const codec = codecById(file.readUInt8(4));
-    if (codec == null) {
-      chunkBuffers.release(file);
-      throw corruptChunk(hash, `unknown codec ${file.readUInt8(4)}`);
-    }
-    return { file, codec, rawLength: file.readUInt32LE(8), payload: file.subarray(HEADER_BYTES) };
+    return parseChunkFile(hash, file);
   }
 
   async delete(hash: string): Promise<void> {
@@ -456,50 +302,24 @@ export class ChunkStore {
     }
   }
 
-  /**
-   * Records that archive `id` at `archiveDir` uses this store: `.archives/<id>.<hash of path>` holds the
-   * path. An archive that moved gets a second entry; purge drops the old one once it sees the same ID
-   * live at the new path. Entries of the older form (a hash of the path alone) are replaced.
-   */
-  async register(id: string, archiveDir: string): Promise<void> {
-    const abs = resolve(archiveDir);
-    const entry = join(this.registryDir, `${id}.${pathKey(abs)}`);
-    const existing = await readFile(entry, 'utf8').catch(() => null);
-    if (existing?.trim() !== abs) await writeFileAtomic(entry, `${abs}\n`, { mode: 0o640 });
-    const legacy = join(this.registryDir, pathKey(abs));
-    if ((await readFile(legacy, 'utf8').catch(() => null))?.trim() === abs) await rm(legacy, { force: true });
+  /** Records that archive `id` at `archiveDir` uses this store (see `ArchiveRegistry.register`). */
+  register(id: string, archiveDir: string): Promise<void> {
+    return this.registry.register(id, archiveDir);
   }
 
   /** Removes a registry entry (by its file name, from `registeredArchives`). */
-  async unregisterEntry(entry: string): Promise<void> {
-    await rm(join(this.registryDir, basename(entry)), { force: true });
-    await fsyncDir(this.registryDir).catch(() => {});
+  unregisterEntry(entry: string): Promise<void> {
+    return this.registry.unregister(entry);
   }
 
   /** The archives registered as users of this store: entry name, archive ID (null for old entries), path. */
-  async registeredArchives(): Promise<RegistryEntry[]> {
-    const dir = this.registryDir;
-    const names = await readdir(dir).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return [] as string[];
-      throw ioError(error, `reading the archive registry ${dir}`);
-    });
-    const out: RegistryEntry[] = [];
-    for (const name of names) {
-      if (isTempName(name)) continue;
-      const text = await readFile(join(dir, name), 'utf8').catch((error) => {
-        throw ioError(error, `reading registry entry ${join(dir, name)}`);
-      });
-      const path = text.trim();
-      if (path === '') continue;
-      const dot = name.indexOf('.');
-      out.push({ entry: name, id: dot > 0 ? name.slice(0, dot) : null, path });
-    }
-    return out.sort((a, b) => a.path.localeCompare(b.path) || a.entry.localeCompare(b.entry));
+  registeredArchives(): Promise<RegistryEntry[]> {
+    return this.registry.entries();
   }
 
   /** Whether the store's directory exists. */
   exists(): Promise<boolean> {
-    return exists(this.registryDir);
+    return exists(this.registry.dir);
   }
 
   /**
@@ -541,16 +361,4 @@ export interface StoreEntry {
   damagedOf?: string;
   path: string;
   bytes: number;
-}
-
-export interface RegistryEntry {
-  /** The entry's file name in `.archives/`. */
-  entry: string;
-  /** The archive's ID; null for entries written before archives had IDs. */
-  id: string | null;
-  path: string;
-}
-
-function pathKey(abs: string): string {
-  return createHash('sha256').update(abs).digest('hex').slice(0, 32);
 }

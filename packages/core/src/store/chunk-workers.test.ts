@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as zstd from 'zstd-napi';
 import { BufferPool, chunkBuffers } from './buffer-pool.js';
-import { chunkHashHex, sha256Hex } from './chunk-map.js';
+import { chunkHashHex, sha256Hex } from './chunk-hash.js';
 import { ChunkWorkers } from './chunk-workers.js';
 
 describe('chunk workers', () => {

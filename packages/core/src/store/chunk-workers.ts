@@ -1,8 +1,7 @@
-import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { chunkBuffers } from './buffer-pool.js';
-import type { HashAlgorithm } from './chunk-map.js';
+import type { HashAlgorithm, Reply, Request, Results, Task } from './chunk-worker-protocol.js';
 
 /**
  * The CPU work on chunks — hashing, zstd compression and decompression — runs in a small pool of worker
@@ -16,101 +15,47 @@ import type { HashAlgorithm } from './chunk-map.js';
  * into the caller's pooled buffers through zstd's buffer-to-buffer calls, so nothing is allocated per
  * chunk: each fresh 4 MiB allocation costs a thousand page faults, which showed as up to a second of
  * system time per GiB. Idle workers are unreferenced and never keep the process alive.
+ *
+ * The workers run chunk-worker.js: plain JavaScript that tsc type-checks through its JSDoc (`checkJs`),
+ * so the one file runs as it is from source (vitest resolves @backy/core to src/, and a worker thread is
+ * plain Node, which cannot run TypeScript before Node 22.18) and from dist, where tsup emits it as an
+ * entry of its own next to index.js and the chunks that hold this module. The alternatives were less
+ * robust: a worker in TypeScript needs a transpiler at run time from source (loading TypeScript alone
+ * took ~0.5 s per test process), and a typed function sent as its `toString()` breaks silently when a
+ * tool rewrites its body (coverage counters, esbuild's `__name` helpers, renamed imports).
  */
-const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const { createHash } = require('node:crypto');
-let zstd = null;
-let cctx = null;
-let dctx = null;
-let blake = null;
-let scratch = Buffer.alloc(0);
-const hashers = {
-  sha256: (data) => createHash('sha256').update(data).digest('hex'),
-  blake3: (data) => (blake ??= require(workerData.blakePath)).blake3(data).toString('hex'),
-};
-const hash = (data, algorithm) => {
-  const hasher = hashers[algorithm];
-  if (!hasher) throw new Error('unknown hash algorithm ' + algorithm);
-  return hasher(data);
-};
-const view = (data) => Buffer.from(data.buffer, data.byteOffset, data.byteLength); // shared memory: no copy
-const load = () => {
-  zstd ??= require(workerData.zstdPath);
-  cctx ??= new zstd.CCtx();
-  dctx ??= new zstd.DCtx();
-};
-const ops = {
-  digest: ({ data, algorithm }) => ({ hash: hash(view(data), algorithm) }),
-  // Compresses into the caller's buffer; length -1 when the result does not fit (store it raw then).
-  compress: ({ data, out, level }) => {
-    load();
-    try {
-      return { length: cctx.compress(view(out), view(data), level) };
-    } catch (error) {
-      if (out.byteLength < zstd.compressBound(data.byteLength)) return { length: -1 };
-      throw error;
-    }
-  },
-  decompress: ({ data, out, algorithm }) => {
-    load();
-    const target = view(out);
-    const length = dctx.decompress(target, view(data));
-    return { length, hash: hash(target.subarray(0, length), algorithm) };
-  },
-  equals: ({ data, expect, raw }) => {
-    const wanted = view(expect);
-    if (raw) return { equal: view(data).equals(wanted) };
-    load();
-    if (scratch.length < wanted.length) scratch = Buffer.allocUnsafe(wanted.length);
-    let length;
-    try {
-      length = dctx.decompress(scratch.subarray(0, wanted.length), view(data));
-    } catch {
-      return { equal: false }; // damaged, or longer than expected
-    }
-    return { equal: length === wanted.length && scratch.subarray(0, length).equals(wanted) };
-  },
-};
-// A message that cannot be read has no id to answer: end the worker, which fails all its tasks rather
-// than leaving one waiting forever.
-parentPort.on('messageerror', () => process.exit(70));
-parentPort.on('message', (message) => {
-  try {
-    parentPort.postMessage({ id: message.id, ...ops[message.op](message) });
-  } catch (error) {
-    parentPort.postMessage({ id: message.id, error: String((error && error.message) || error) });
-  }
-});
-`;
+const WORKER_URL = new URL('./chunk-worker.js', import.meta.url);
 
-interface Reply {
-  id: number;
-  length?: number;
-  hash?: string;
-  equal?: boolean;
-  error?: string;
+/**
+ * The parent's Node options except `--input-type` (of `node --input-type=module -e`), which a worker
+ * started from a file refuses.
+ */
+function workerExecArgv(): string[] {
+  const args = process.execArgv;
+  return args.filter((arg, i) => !arg.startsWith('--input-type') && args[i - 1] !== '--input-type');
 }
 
-interface Task {
-  resolve(reply: Reply): void;
+type Op = Task['op'];
+
+interface Pending {
+  resolve(result: Results[Op]): void;
   reject(error: Error): void;
 }
 
 class PoolWorker {
   readonly worker: Worker;
-  readonly tasks = new Map<number, Task>();
+  readonly tasks = new Map<number, Pending>();
 
-  constructor(paths: { zstdPath: string; blakePath: string }, onExit: (w: PoolWorker) => void) {
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: paths });
+  constructor(onExit: (w: PoolWorker) => void) {
+    this.worker = new Worker(WORKER_URL, { execArgv: workerExecArgv() });
     this.worker.unref();
     this.worker.on('message', (reply: Reply) => {
       const task = this.tasks.get(reply.id);
       if (!task) return;
       this.tasks.delete(reply.id);
       if (this.tasks.size === 0) this.worker.unref();
-      if (reply.error != null) task.reject(new Error(reply.error));
-      else task.resolve(reply);
+      if ('error' in reply) task.reject(new Error(reply.error));
+      else task.resolve(reply.result);
     });
     const fail = (error: Error) => {
       for (const task of this.tasks.values()) task.reject(error);
@@ -121,10 +66,10 @@ class PoolWorker {
     this.worker.on('exit', (code) => fail(new Error(`chunk worker exited with code ${code}`)));
   }
 
-  run(message: { id: number; [key: string]: unknown }, task: Task): void {
+  run(request: Request, task: Pending): void {
     if (this.tasks.size === 0) this.worker.ref();
-    this.tasks.set(message.id, task);
-    this.worker.postMessage(message);
+    this.tasks.set(request.id, task);
+    this.worker.postMessage(request);
   }
 }
 
@@ -143,10 +88,6 @@ function stage(data: Uint8Array): Buffer | null {
 }
 
 export class ChunkWorkers {
-  private readonly paths = {
-    zstdPath: createRequire(import.meta.url).resolve('zstd-napi/binding'),
-    blakePath: createRequire(import.meta.url).resolve('@napi-rs/blake-hash'),
-  };
   private readonly workers: PoolWorker[] = [];
   private nextId = 0;
 
@@ -154,7 +95,7 @@ export class ChunkWorkers {
 
   /** Hex hash of `data`. */
   async digest(data: Uint8Array, algorithm: HashAlgorithm): Promise<string> {
-    return (await this.submit({ op: 'digest', data, algorithm })).hash!;
+    return (await this.submit({ op: 'digest', data, algorithm })).hash;
   }
 
   /**
@@ -162,17 +103,16 @@ export class ChunkWorkers {
    * returns the compressed length, or -1 if the result does not fit into `out`.
    */
   async compressInto(data: Uint8Array, out: Uint8Array, level: number): Promise<number> {
-    return (await this.submit({ op: 'compress', data, out: sharedOut(out), level })).length!;
+    return (await this.submit({ op: 'compress', data, out: sharedOut(out), level })).length;
   }
 
   /** Decompresses zstd `data` into `out` (shared memory) and hashes the result, in one trip. */
-  async decompressInto(
+  decompressInto(
     data: Uint8Array,
     out: Uint8Array,
     algorithm: HashAlgorithm,
   ): Promise<{ length: number; hash: string }> {
-    const reply = await this.submit({ op: 'decompress', data, out: sharedOut(out), algorithm });
-    return { length: reply.length!, hash: reply.hash! };
+    return this.submit({ op: 'decompress', data, out: sharedOut(out), algorithm });
   }
 
   /**
@@ -182,28 +122,21 @@ export class ChunkWorkers {
   async equals(payload: Uint8Array, expect: Uint8Array, raw: boolean): Promise<boolean> {
     const staged = stage(expect);
     try {
-      return (await this.submit({ op: 'equals', data: payload, expect: staged ?? expect, raw })).equal!;
+      return (await this.submit({ op: 'equals', data: payload, expect: staged ?? expect, raw })).equal;
     } finally {
       if (staged) chunkBuffers.release(staged);
     }
   }
 
-  private async submit(message: {
-    op: string;
-    data: Uint8Array;
-    out?: Uint8Array;
-    level?: number;
-    expect?: Uint8Array;
-    raw?: boolean;
-    algorithm?: HashAlgorithm;
-  }): Promise<Reply> {
-    const staged = stage(message.data);
+  private async submit<K extends Op>(task: Extract<Task, { op: K }>): Promise<Results[K]> {
+    const staged = stage(task.data);
     const worker = this.pick();
     const id = this.nextId++;
     try {
-      return await new Promise<Reply>((resolve, reject) =>
-        worker.run({ ...message, data: staged ?? message.data, id }, { resolve, reject }),
-      );
+      // The worker answers a task of kind K with Results[K] (see `run` in chunk-worker.js).
+      return (await new Promise<Results[Op]>((resolve, reject) =>
+        worker.run({ ...task, data: staged ?? task.data, id }, { resolve, reject }),
+      )) as Results[K];
     } finally {
       if (staged) chunkBuffers.release(staged);
     }
@@ -214,7 +147,7 @@ export class ChunkWorkers {
     let best = this.workers[0];
     for (const w of this.workers) if (w.tasks.size < best!.tasks.size) best = w;
     if (best == null || (best.tasks.size > 0 && this.workers.length < this.size)) {
-      best = new PoolWorker(this.paths, (dead) => {
+      best = new PoolWorker((dead) => {
         const i = this.workers.indexOf(dead);
         if (i >= 0) this.workers.splice(i, 1);
       });

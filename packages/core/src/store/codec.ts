@@ -1,7 +1,7 @@
 import { promisify } from 'node:util';
 import { deflateRaw, deflateRawSync, inflateRaw } from 'node:zlib';
 import * as zstd from 'zstd-napi';
-import { type HashAlgorithm, hashChunk } from './chunk-map.js';
+import { type HashAlgorithm, hashChunk } from './chunk-hash.js';
 import { chunkWorkers } from './chunk-workers.js';
 
 const deflateAsync = promisify(deflateRaw);

@@ -6,7 +6,8 @@
 export { chunkChecker } from '../backup.js';
 export { ChunkedRevisionReader, ChunkedRevisionWriter } from '../layout/chunked.js';
 export { mmh3Hex } from '../legacy/mmh3.js';
-export { ChunkMap, chunkHashHex, hashChunk, isAllZero } from '../store/chunk-map.js';
+export { chunkHashHex, hashChunk, isAllZero } from '../store/chunk-hash.js';
+export { ChunkMap } from '../store/chunk-map.js';
 export { ChunkStore } from '../store/chunk-store.js';
 
 import type { Logger } from 'pino';
