@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Archive, Archive as ArchiveClass, BackyError, type BackyErrorCode } from '@backy/core';
@@ -18,6 +17,7 @@ import { upgradeCommand } from './commands/upgrade.js';
 import { verifyCommand } from './commands/verify.js';
 import { createLogger } from './logger.js';
 import { createProgressBar } from './progress.js';
+import { cliVersion } from './version.js';
 
 export type { Command, CommandContext } from './command.js';
 export { loadSource, loadSourceDefinition } from './sources.js';
@@ -50,13 +50,6 @@ const COMMANDS: readonly Command[] = [
 
 /** Exit statuses: 2 for usage errors, 69 (EX_UNAVAILABLE) when locked, 130/143 when interrupted, 1 otherwise. */
 const EXIT_CODES: Partial<Record<BackyErrorCode, number>> = { USAGE: 2, LOCKED: 69, ABORTED: 130 };
-
-function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
-}
 
 function globalHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -119,7 +112,7 @@ export async function main(
       version?: boolean;
     };
     if (values.version) {
-      stdout.write(`backy ${version()}\n`);
+      stdout.write(`backy ${cliVersion()}\n`);
       return 0;
     }
     if (!firstPositional) {
@@ -179,7 +172,7 @@ export async function main(
       logging ??= createLogger({
         file: global.logfile ?? file,
         verbose: global.verbose,
-        tty: stderr.isTTY === true,
+        stderr,
       });
       return logging.logger;
     };

@@ -6,8 +6,8 @@ export interface LoggerOptions {
   /** Log file (JSON lines); none when null. */
   file: string | null;
   verbose: boolean;
-  /** Is stderr a terminal? Then readable lines go there. */
-  tty: boolean;
+  /** Where readable lines go when it is a terminal (and JSON lines with -v when it is not). */
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
 }
 
 /**
@@ -25,26 +25,17 @@ export function createLogger(options: LoggerOptions): {
   if (options.file != null) {
     const path = options.file;
     const dest = openAppendLog(path, (error) =>
-      process.stderr.write(
+      options.stderr.write(
         `backy: warning: cannot write log file ${path} (${error.code ?? error.message}); its lines are lost\n`,
       ),
     );
     destinations.push(dest);
     streams.push({ level: 'debug', stream: dest });
   }
-  if (options.tty) {
-    streams.push({
-      level: options.verbose ? 'debug' : 'info',
-      stream: pretty({
-        destination: 2,
-        sync: true,
-        colorize: true,
-        translateTime: 'SYS:HH:MM:ss',
-        ignore: 'pid,hostname',
-      }),
-    });
+  if (options.stderr.isTTY === true) {
+    streams.push({ level: options.verbose ? 'debug' : 'info', stream: terminalStream(options.stderr) });
   } else if (options.verbose) {
-    streams.push({ level: 'debug', stream: pino.destination({ dest: 2, sync: true }) });
+    streams.push({ level: 'debug', stream: options.stderr });
   }
   const logger = pino({ level: 'debug', base: { pid: process.pid } }, pino.multistream(streams));
   return {
@@ -54,4 +45,15 @@ export function createLogger(options: LoggerOptions): {
       for (const d of destinations) (d as { flushSync?: () => void }).flushSync?.();
     },
   };
+}
+
+/** Readable log lines for a terminal (the CLI's and the daemon's alike). */
+export function terminalStream(stderr: NodeJS.WritableStream): DestinationStream {
+  return pretty({
+    destination: stderr,
+    sync: true,
+    colorize: true,
+    translateTime: 'SYS:HH:MM:ss',
+    ignore: 'pid,hostname',
+  });
 }

@@ -9,19 +9,10 @@ import {
 import { ChildProcessRunner, openLogFile, type ReopeningLogFile, Scheduler } from '@backy/scheduler';
 import { TelnetShell } from '@backy/telnet-shell';
 import pino, { type Logger } from 'pino';
-import pretty from 'pino-pretty';
 import type { Command } from '../command.js';
+import { terminalStream } from '../logger.js';
 import { loadSourceDefinition } from '../sources.js';
-
-function cliVersion(): string {
-  try {
-    return (
-      JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
-    ).version;
-  } catch {
-    return 'unknown';
-  }
-}
+import { cliVersion } from '../version.js';
 
 /** Checks every job's source options with its source's schema; errors name `jobs.NAME.source.KEY`. */
 export async function validateJobSources(loaded: LoadedCentralConfig): Promise<void> {
@@ -45,32 +36,21 @@ export async function validateJobSources(loaded: LoadedCentralConfig): Promise<v
 function daemonLogger(
   file: string | null,
   verbose: boolean,
+  stderr: NodeJS.WriteStream,
 ): { logger: Logger; logFile: ReopeningLogFile | null } {
   const level = verbose ? 'debug' : 'info';
   if (file != null) {
     // A log that cannot be written cannot say so itself: a line on stderr, once per failure.
     const logFile = openLogFile(file, {
       onFailure: (error) =>
-        process.stderr.write(
+        stderr.write(
           `backy scheduler: warning: cannot write log file ${file} (${error.code ?? error.message}); lines are lost until it can\n`,
         ),
     });
     return { logger: pino({ level, base: { pid: process.pid } }, logFile.stream), logFile };
   }
-  if (process.stderr.isTTY) {
-    const stream = pretty({
-      destination: 2,
-      sync: true,
-      colorize: true,
-      translateTime: 'SYS:HH:MM:ss',
-      ignore: 'pid,hostname',
-    });
-    return { logger: pino({ level }, stream), logFile: null };
-  }
-  return {
-    logger: pino({ level, base: { pid: process.pid } }, pino.destination({ dest: 2, sync: true })),
-    logFile: null,
-  };
+  if (stderr.isTTY) return { logger: pino({ level }, terminalStream(stderr)), logFile: null };
+  return { logger: pino({ level, base: { pid: process.pid } }, stderr), logFile: null };
 }
 
 /** The `backy` command the daemon runs for each job: this very binary. */
@@ -98,7 +78,11 @@ export const schedulerCommand: Command = {
     const early = () => controller.abort();
     process.on('SIGTERM', early);
     process.on('SIGINT', early);
-    const { logger, logFile } = daemonLogger(logPath == null ? null : resolve(logPath), ctx.global.verbose);
+    const { logger, logFile } = daemonLogger(
+      logPath == null ? null : resolve(logPath),
+      ctx.global.verbose,
+      ctx.stderr,
+    );
     let shell: TelnetShell | null = null;
     const onHup = () => {
       logger.info('SIGHUP: reopening the log and reloading the config');
