@@ -1,6 +1,10 @@
 import { packageBuild } from '../../tsup.base.js';
 
 export default packageBuild({
-  entry: { index: 'src/index.ts', 'testing/index': 'src/testing/index.ts' },
+  entry: {
+    index: 'src/index.ts',
+    'testing/index': 'src/testing/index.ts',
+    'testing/helpers': 'src/testing/helpers.ts',
+  },
   external: ['vitest'],
 });

@@ -10,7 +10,8 @@ import { expireArchive } from './expire.js';
 import { purgeStore } from './purge.js';
 import { restoreToPath } from './restore.js';
 import { ChunkMap, sha256Hex } from './store/chunk-map.js';
-import { bufferSource, MiB, makeArchive, restoreToBuffer, silent, tempDir, writeAt } from './test-helpers.js';
+import { bufferSource, MiB, makeArchive, silent, writeAt } from './test-helpers.js';
+import { restoreToBuffer, tempDir } from './testing/helpers.js';
 import { verifyRevisions } from './verify.js';
 
 let dir: { path: string; cleanup: () => Promise<void> };

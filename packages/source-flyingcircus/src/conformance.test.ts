@@ -3,13 +3,13 @@
  * through Consul and made by the host-agent stand-in.
  */
 import { testSource } from '@backy/core/testing';
+import { TEST_POOL } from '@backy/test-env/ceph';
 import pino from 'pino';
-import { createImage, exportImage, resizeImage, writeImage } from '../test/ceph-cluster.js';
 import { backendSkip, ceph, consul } from '../test/env.js';
 import { HostAgent } from '../test/host-agent.js';
 import { createFlyingcircusSource, flyingcircusSourceOptions, type SnapshotOutcome } from './index.js';
 
-const pool = 'rbd';
+const pool = TEST_POOL;
 const image = 'conformance.root';
 const vm = 'conformance';
 
@@ -19,7 +19,7 @@ testSource({
   sizeUnit: 1024 * 1024,
   async makeFixture(initial) {
     const cluster = ceph!;
-    await createImage(cluster, pool, image, initial);
+    await cluster.importImage(image, initial);
     const agent = new HostAgent({
       consulAddress: consul!.address,
       vms: { [vm]: `${pool}/${image}` },
@@ -49,9 +49,9 @@ testSource({
     );
     return {
       source,
-      write: (offset, data) => writeImage(cluster, pool, image, offset, data),
-      resize: (size) => resizeImage(cluster, pool, image, size),
-      content: () => exportImage(cluster, pool, image),
+      write: (offset, data) => cluster.writeImage(image, offset, data),
+      resize: (size) => cluster.resizeImage(image, size),
+      content: () => cluster.exportImage(image),
       async cleanup() {
         await agent.stop();
         if (outcomes.length === 0)

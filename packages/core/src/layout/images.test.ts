@@ -22,7 +22,8 @@ import { CMD } from '../nbd/protocol.js';
 import { NbdServer } from '../nbd/server.js';
 import { TestClient } from '../nbd/test-client.js';
 import { restoreToPath } from '../restore.js';
-import { bufferSource, MiB, silent, tempDir } from '../test-helpers.js';
+import { bufferSource, MiB, silent } from '../test-helpers.js';
+import { tempDir } from '../testing/helpers.js';
 import { verifyRevisions } from '../verify.js';
 
 const CHUNK = 4 * MiB;

@@ -4,7 +4,7 @@ import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isBackyError } from '../errors.js';
-import { tempDir } from '../test-helpers.js';
+import { tempDir } from '../testing/helpers.js';
 import { chunkBuffers } from './buffer-pool.js';
 import { ChunkMap, chunkHashHex, isAllZero, sha256Hex } from './chunk-map.js';
 import { ChunkStore } from './chunk-store.js';

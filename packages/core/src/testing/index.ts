@@ -17,6 +17,9 @@ import { isBackyError } from '../errors.js';
 import { restoreToPath } from '../restore.js';
 import type { Revision } from '../revision.js';
 import type { BackupSource } from '../source.js';
+import { vmLikeData } from './helpers.js';
+
+export * from './helpers.js';
 
 export interface SourceFixture {
   /** A source that reads the fixture's data. */
@@ -41,21 +44,6 @@ export interface TestSourceOptions {
 }
 
 const MiB = 1024 * 1024;
-
-/** VM-like test data: random, zero and compressible text regions. */
-export function vmLikeData(size: number, seed = 1): Buffer {
-  const data = Buffer.alloc(size);
-  const text = Buffer.from(
-    `line ${seed}: the quick brown fox jumps over the lazy dog; /var/log/syslog entries\n`.repeat(64),
-  );
-  for (let offset = 0, region = 0; offset < size; offset += MiB, region++) {
-    const end = Math.min(size, offset + MiB);
-    if (region % 3 === 0) randomBytes(end - offset).copy(data, offset);
-    else if (region % 3 === 1)
-      for (let o = offset; o < end; o += text.length) text.copy(data, o, 0, Math.min(text.length, end - o));
-  }
-  return data;
-}
 
 export function testSource(options: TestSourceOptions): void {
   const unit = options.sizeUnit ?? MiB;
