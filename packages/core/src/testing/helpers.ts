@@ -137,12 +137,15 @@ export function logLikeText(length: number): Buffer {
  * The regions of a VM-like image of `size` bytes that hold data, `region` bytes each (the last one
  * shorter); zero regions are left out. Made one at a time, so an image larger than memory can be written.
  */
-export function* vmLikeRegions(size: number, region = 4 * MiB): Generator<{ offset: number; data: Buffer }> {
+export function* vmLikeRegions(
+  size: number,
+  region = 4 * MiB,
+): Generator<{ offset: number; kind: 'random' | 'text'; data: Buffer }> {
   for (let offset = 0, index = 0; offset < size; offset += region, index++) {
     const kind = vmRegionKind(index);
     if (kind === 'zero') continue;
     const length = Math.min(region, size - offset);
-    yield { offset, data: kind === 'random' ? randomBytes(length) : logLikeText(length) };
+    yield { offset, kind, data: kind === 'random' ? randomBytes(length) : logLikeText(length) };
   }
 }
 
