@@ -4,6 +4,8 @@ const entries = {
   index: 'src/index.ts',
   'source/index': 'src/source/index.ts',
   'testing/index': 'src/testing/index.ts',
+  // Helpers without vitest, for the benchmarks and the demo.
+  'testing/helpers': 'src/testing/helpers.ts',
 };
 
 export default packageBuild({

@@ -1,12 +1,3 @@
-import { defineProject } from 'vitest/config';
+import { backyProject } from '../../tools/test-env/src/vitest-project.js';
 
-export default defineProject({
-  resolve: { conditions: ['source'] },
-  ssr: { resolve: { conditions: ['source'] } },
-  test: {
-    name: 'scheduler',
-    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
-  },
-});
+export default backyProject('scheduler');

@@ -1,11 +1,7 @@
-import { defineProject } from 'vitest/config';
+import { backyProject } from '../../tools/test-env/src/vitest-project.js';
 
-export default defineProject({
-  resolve: { conditions: ['source'] },
-  ssr: { resolve: { conditions: ['source'] } },
+export default backyProject('source-ceph-rbd', {
   test: {
-    name: 'source-ceph-rbd',
-    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
     // Starts a throw-away Ceph cluster (or records why the cluster tests must skip).
     globalSetup: ['test/global-setup.ts'],
     testTimeout: 120_000,

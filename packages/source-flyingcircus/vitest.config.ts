@@ -1,11 +1,7 @@
-import { defineProject } from 'vitest/config';
+import { backyProject } from '../../tools/test-env/src/vitest-project.js';
 
-export default defineProject({
-  resolve: { conditions: ['source'] },
-  ssr: { resolve: { conditions: ['source'] } },
+export default backyProject('source-flyingcircus', {
   test: {
-    name: 'source-flyingcircus',
-    include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
     // One Ceph cluster and two Consul agents (one enforcing ACLs) for all files, or the reason to skip.
     globalSetup: ['test/global-setup.ts'],
     testTimeout: 120_000,

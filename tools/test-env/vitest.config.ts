@@ -1,8 +1,3 @@
-import { defineProject } from 'vitest/config';
+import { backyProject } from './src/vitest-project.js';
 
-export default defineProject({
-  test: {
-    name: 'test-env',
-    include: ['src/**/*.test.ts'],
-  },
-});
+export default backyProject('test-env');

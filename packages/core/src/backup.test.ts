@@ -11,7 +11,8 @@ import { purgeStore } from './purge.js';
 import { restoreToPath } from './restore.js';
 import { sha256Hex } from './store/chunk-hash.js';
 import { ChunkMap } from './store/chunk-map.js';
-import { bufferSource, MiB, makeArchive, restoreToBuffer, silent, tempDir, writeAt } from './test-helpers.js';
+import { bufferSource, MiB, makeArchive, silent, writeAt } from './test-helpers.js';
+import { restoreToBuffer, tempDir } from './testing/helpers.js';
 import { verifyRevisions } from './verify.js';
 
 let dir: { path: string; cleanup: () => Promise<void> };

@@ -11,7 +11,8 @@ import { expireArchive } from './expire.js';
 import { forgetArchive, purgeStore } from './purge.js';
 import { forEachChunk } from './revision-stream.js';
 import type { BackupSource } from './source/contract.js';
-import { bufferSource, MiB, makeArchive, restoreToBuffer, silent, tempDir } from './test-helpers.js';
+import { bufferSource, MiB, makeArchive, silent } from './test-helpers.js';
+import { restoreToBuffer, tempDir } from './testing/helpers.js';
 import { verifyRevisions } from './verify.js';
 
 let dir: { path: string; cleanup: () => Promise<void> };

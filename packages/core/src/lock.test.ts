@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isBackyError } from './errors.js';
 import { acquireLock } from './lock.js';
-import { tempDir } from './test-helpers.js';
+import { tempDir } from './testing/helpers.js';
 
 let dir: { path: string; cleanup: () => Promise<void> };
 beforeEach(async () => {

@@ -1,23 +1,13 @@
-// Helpers for core's own tests (not exported).
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+// Helpers for core's own tests (not exported); what other packages' tests share is in testing/helpers.ts.
+import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import pino from 'pino';
 import { Archive } from './archive.js';
-import { restoreToStream } from './restore.js';
 import { forEachChunk } from './revision-stream.js';
 import type { BackupSource } from './source/contract.js';
 
 export const silent = pino({ level: 'silent' });
 export const MiB = 1024 * 1024;
-
-export async function tempDir(
-  prefix = 'backy-core-',
-): Promise<{ path: string; cleanup: () => Promise<void> }> {
-  const path = await mkdtemp(join(tmpdir(), prefix));
-  return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
-}
 
 /** A minimal source over an in-memory buffer, for core tests that must not depend on a source package. */
 export function bufferSource(
@@ -64,17 +54,3 @@ export async function writeAt(path: string, offset: number, data: Buffer): Promi
 }
 
 export { writeFile };
-
-/** The image of revision `spec`, restored into memory; the reader (and its store lock) is closed after. */
-export async function restoreToBuffer(archive: Archive, spec: string): Promise<Buffer> {
-  const out = new PassThrough();
-  const parts: Buffer[] = [];
-  out.on('data', (d) => parts.push(d));
-  const reader = await archive.openReader(await archive.resolveOne(spec));
-  try {
-    await restoreToStream(reader, out);
-  } finally {
-    await reader.close();
-  }
-  return Buffer.concat(parts);
-}

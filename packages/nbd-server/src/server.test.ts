@@ -3,6 +3,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Archive, type Revision, restoreToPath } from '@backy/core';
+import { captureLogger } from '@backy/core/testing';
 import { missingTools, SYSTEM_PATH_ENV } from '@backy/test-env';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { archiveExports } from './exports.js';
@@ -24,7 +25,6 @@ import { errorOf, TestClient } from './test-client.js';
 import {
   backupImage,
   CHUNK,
-  captureLogger,
   MiB,
   makeArchive,
   pseudoRandom,

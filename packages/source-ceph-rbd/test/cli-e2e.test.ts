@@ -4,40 +4,19 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { access, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { runTool } from '@backy/test-env/ceph';
+import { BACKY_BIN, skipWithoutCli } from '@backy/test-env/cli';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  conf,
-  createImage,
-  exportImage,
-  importDiffRaw,
-  MiB,
-  POOL,
-  removeImage,
-  runTool,
-  skipReason,
-  uniqueImage,
-  writeImage,
-} from './helpers.js';
+import { ceph, conf, MiB, POOL, skipReason, uniqueImage } from './helpers.js';
 
-const backyBin = resolve(import.meta.dirname, '../../cli/bin/backy.js');
-const built = await access(resolve(import.meta.dirname, '../../cli/dist/index.js')).then(
-  () => true,
-  () => false,
-);
-const cliSkip = skipReason ?? (built ? null : 'the backy CLI is not built (run `pnpm build`)');
-if (cliSkip != null && skipReason == null) {
-  if (process.env.CI === 'true')
-    throw new Error(`CLI end-to-end test must not be skipped under CI=true: ${cliSkip}`);
-  console.warn(`[source-ceph-rbd] CLI end-to-end test skipped: ${cliSkip}`);
-}
-const suite = cliSkip ? describe.skip : describe;
+const suite = skipWithoutCli('source-ceph-rbd', skipReason) != null ? describe.skip : describe;
 const env = { ...process.env, CEPH_CONF: conf };
 
 const backy = (dir: string, ...args: string[]) =>
-  runTool(process.execPath, [backyBin, '-b', dir, ...args]).then((b) => b.toString());
+  runTool(process.execPath, [BACKY_BIN, '-b', dir, ...args]).then((b) => b.toString());
 
 suite('backy CLI with a ceph-rbd archive', () => {
   const image = uniqueImage('cli');
@@ -47,16 +26,12 @@ suite('backy CLI with a ceph-rbd archive', () => {
   beforeAll(async () => {
     process.env.CEPH_CONF = conf; // runTool passes the environment on to backy and rbd
     dir = await mkdtemp(join(tmpdir(), 'backy-rbd-cli-'));
-    await createImage(image, 20 * MiB + 4096);
-    await importDiffRaw(image, [
-      { type: 'size', size: 20 * MiB + 4096 },
-      { type: 'data', offset: MiB, data: randomBytes(9 * MiB) },
-    ]);
+    await ceph.createImage(image, 20 * MiB + 4096, [{ offset: MiB, data: randomBytes(9 * MiB) }]);
   });
 
   afterAll(async () => {
-    await removeImage(image);
-    await removeImage(copy);
+    await ceph.removeImage(image);
+    await ceph.removeImage(copy);
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -65,12 +40,12 @@ suite('backy CLI with a ceph-rbd archive', () => {
       /Initialized archive .* for ceph-rbd source rbd\//,
     );
     await backy(dir, 'backup', '-f', 'first');
-    await writeImage(image, 15 * MiB, randomBytes(100_000));
+    await ceph.writeImage(image, 15 * MiB, randomBytes(100_000));
     await backy(dir, 'backup', '-f', 'second');
     const id = (await backy(dir, 'find', '-r', 'last')).trim();
 
     await new Promise<void>((done, fail) => {
-      const restore = spawn(process.execPath, [backyBin, '-b', dir, 'restore', '-r', id, '-'], {
+      const restore = spawn(process.execPath, [BACKY_BIN, '-b', dir, 'restore', '-r', id, '-'], {
         env,
         stdio: ['ignore', 'pipe', 'inherit'],
       });
@@ -86,8 +61,8 @@ suite('backy CLI with a ceph-rbd archive', () => {
       restore.on('close', exited('backy restore'));
       load.on('close', exited('rbd import'));
     });
-    const restored = await exportImage(copy);
-    const expected = await exportImage(`${image}@backy-${id}`);
+    const restored = await ceph.exportImage(copy);
+    const expected = await ceph.exportImage(`${image}@backy-${id}`);
     expect(restored.length).toBe(20 * MiB + 4096);
     expect(restored.equals(expected)).toBe(true);
   });

@@ -1,17 +1,6 @@
 import { testSource } from '@backy/core/testing';
 import rbdSource from '../src/index.js';
-import {
-  conf,
-  createImage,
-  exportImage,
-  importDiffRaw,
-  POOL,
-  rbd,
-  removeImage,
-  skipReason,
-  uniqueImage,
-  writeImage,
-} from './helpers.js';
+import { ceph, conf, POOL, skipReason, uniqueImage } from './helpers.js';
 
 testSource({
   definition: rbdSource,
@@ -20,19 +9,13 @@ testSource({
   skip: skipReason,
   async makeFixture(initial) {
     const image = uniqueImage('conformance');
-    await createImage(image, initial.length);
-    await importDiffRaw(image, [
-      { type: 'size', size: initial.length },
-      { type: 'data', offset: 0, data: initial },
-    ]);
+    await ceph.createImage(image, initial.length, [{ offset: 0, data: initial }]);
     return {
       options: { pool: POOL, image, conf, 'full-always': false },
-      write: (offset, data) => writeImage(image, offset, data),
-      resize: async (size) => {
-        await rbd('resize', '--no-progress', '--allow-shrink', '--size', `${size}B`, `${POOL}/${image}`);
-      },
-      content: () => exportImage(image),
-      cleanup: () => removeImage(image),
+      write: (offset, data) => ceph.writeImage(image, offset, data),
+      resize: (size) => ceph.resizeImage(image, size),
+      content: () => ceph.exportImage(image),
+      cleanup: () => ceph.removeImage(image),
     };
   },
 });

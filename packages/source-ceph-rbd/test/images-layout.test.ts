@@ -1,27 +1,12 @@
 /** The ceph-rbd source on an archive with the `images` layout (plain image files, reflinked where possible). */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Archive, type Revision, restoreToPath, runBackup } from '@backy/core';
+import { type Archive, type Revision, restoreToPath, runBackup } from '@backy/core';
+import { tempArchive } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRbdSource } from '../src/index.js';
-import {
-  CHUNK,
-  conf,
-  createImage,
-  exportImage,
-  importDiffRaw,
-  logger,
-  MiB,
-  POOL,
-  qemuIo,
-  rbd,
-  removeImage,
-  skipReason,
-  uniqueImage,
-  writeImage,
-} from './helpers.js';
+import { CHUNK, ceph, conf, logger, MiB, POOL, skipReason, uniqueImage } from './helpers.js';
 
 const suite = skipReason ? describe.skip : describe;
 
@@ -44,24 +29,22 @@ suite('ceph-rbd source with the images layout', () => {
     const target = join(dir, `restore-${rev.uuid}`);
     const reader = await archive.openReader(rev);
     await restoreToPath(reader, target).finally(() => reader.close());
-    expect((await readFile(target)).equals(await exportImage(`${image}@backy-${rev.uuid}`))).toBe(true);
+    expect((await readFile(target)).equals(await ceph.exportImage(`${image}@backy-${rev.uuid}`))).toBe(true);
     await rm(target);
     // Every chunk was compared with the snapshot, so the map's hashes are right too.
     expect(rev.verification).toMatchObject({ ok: true, method: 'full' });
   };
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'backy-rbd-images-'));
-    archive = await Archive.init(join(dir, 'archive'), { source: { type: 'ceph-rbd' }, layout: 'images' });
-    await createImage(image, 12 * MiB);
-    await importDiffRaw(image, [
-      { type: 'size', size: 12 * MiB },
-      { type: 'data', offset: 0, data: randomBytes(12 * MiB) },
-    ]);
+    ({ dir, archive } = await tempArchive(
+      { source: { type: 'ceph-rbd' }, layout: 'images' },
+      'backy-rbd-images-',
+    ));
+    await ceph.createImage(image, 12 * MiB, [{ offset: 0, data: randomBytes(12 * MiB) }]);
   });
 
   afterAll(async () => {
-    await removeImage(image);
+    await ceph.removeImage(image);
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -70,20 +53,20 @@ suite('ceph-rbd source with the images layout', () => {
     expect(full.source_info?.mode).toBe('full');
     await expectRestoreMatchesSnapshot(full);
 
-    await writeImage(image, CHUNK + 77, randomBytes(3000));
-    await qemuIo(image, `write -z ${2 * CHUNK} ${CHUNK}`);
+    await ceph.writeImage(image, CHUNK + 77, randomBytes(3000));
+    await ceph.qemuIo(image, `write -z ${2 * CHUNK} ${CHUNK}`);
     const diff = await backup();
     expect(diff.source_info?.mode).toBe('diff');
     expect(diff.verification?.ok).toBe(true);
     await expectRestoreMatchesSnapshot(diff);
 
-    await rbd('resize', '--no-progress', '--size', `${17 * MiB + 512}B`, `${POOL}/${image}`);
-    await writeImage(image, 16 * MiB, randomBytes(MiB));
+    await ceph.resizeImage(image, 17 * MiB + 512);
+    await ceph.writeImage(image, 16 * MiB, randomBytes(MiB));
     const grown = await backup();
     expect(grown.size).toBe(17 * MiB + 512);
     await expectRestoreMatchesSnapshot(grown);
 
-    await rbd('resize', '--no-progress', '--allow-shrink', '--size', `${7 * MiB}B`, `${POOL}/${image}`);
+    await ceph.resizeImage(image, 7 * MiB);
     const shrunk = await backup();
     expect(shrunk.source_info?.mode).toBe('diff');
     expect(shrunk.size).toBe(7 * MiB);

@@ -2,28 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type Archive, isBackyError, type Revision, restoreToPath, runBackup } from '@backy/core';
-import { verifyContextFor } from '@backy/core/testing';
+import { captureLogger, type LogLine, verifyContextFor } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import rbdSource, { createRbdSource, type RbdSourceHooks } from '../src/index.js';
-import {
-  CHUNK,
-  capturingLogger,
-  conf,
-  createImage,
-  exportImage,
-  importDiffRaw,
-  logger,
-  MiB,
-  newArchive,
-  POOL,
-  qemuIo,
-  rbd,
-  removeImage,
-  skipReason,
-  snapshots,
-  uniqueImage,
-  writeImage,
-} from './helpers.js';
+import { CHUNK, ceph, conf, logger, MiB, POOL, rbdArchive, skipReason, uniqueImage } from './helpers.js';
 
 const suite = skipReason ? describe.skip : describe;
 
@@ -39,9 +21,8 @@ suite('ceph-rbd source against a real cluster', () => {
   ) => createRbdSource({ pool: POOL, image, conf, 'full-always': false, ...extra }, { logger: log }, hooks);
   const backup = (src = source(), log = logger) =>
     runBackup(archive, src, { tags: ['test'], force: true, logger: log });
-  const warnings = (records: { level: number; msg: string }[]) =>
-    records.filter((r) => r.level >= 40).map((r) => r.msg);
-  const snapshotNames = async () => (await snapshots(image)).map((s) => s.name).sort();
+  const warnings = (lines: LogLine[]) => lines.filter((l) => l.level >= 40).map((l) => l.msg);
+  const snapshotNames = async () => (await ceph.snapshotNames(image)).sort();
 
   /** Restores the revision to a file and compares it byte for byte with `rbd export` of its snapshot. */
   async function expectRestoreMatchesSnapshot(rev: Revision): Promise<void> {
@@ -50,25 +31,23 @@ suite('ceph-rbd source against a real cluster', () => {
     await restoreToPath(await archive.openReader(rev), target);
     const restored = await readFile(target);
     await rm(target);
-    const expected = await exportImage(`${image}@backy-${rev.uuid}`);
+    const expected = await ceph.exportImage(`${image}@backy-${rev.uuid}`);
     expect(restored.length).toBe(expected.length);
     expect(restored.equals(expected)).toBe(true);
   }
 
   beforeAll(async () => {
-    ({ dir, archive } = await newArchive());
+    ({ dir, archive } = await rbdArchive());
     // 10 chunks: random data in 0-3 and 6, a partly written 9, zeros in between.
-    await createImage(image, 40 * MiB);
-    await importDiffRaw(image, [
-      { type: 'size', size: 40 * MiB },
-      { type: 'data', offset: 0, data: randomBytes(4 * CHUNK) },
-      { type: 'data', offset: 6 * CHUNK, data: randomBytes(CHUNK) },
-      { type: 'data', offset: 9 * CHUNK + 1000, data: randomBytes(300_000) },
+    await ceph.createImage(image, 40 * MiB, [
+      { offset: 0, data: randomBytes(4 * CHUNK) },
+      { offset: 6 * CHUNK, data: randomBytes(CHUNK) },
+      { offset: 9 * CHUNK + 1000, data: randomBytes(300_000) },
     ]);
   });
 
   afterAll(async () => {
-    await removeImage(image);
+    await ceph.removeImage(image);
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -90,9 +69,9 @@ suite('ceph-rbd source against a real cluster', () => {
 
   it('makes an incremental backup from export-diff that reads and writes only the touched chunks', async () => {
     const [first] = await archive.revisions();
-    await writeImage(image, CHUNK + 123, Buffer.from('patched in the middle of chunk 1'));
-    await qemuIo(image, `write -P 0x5a ${4 * CHUNK + 4096} 100k`);
-    await writeImage(image, 9 * CHUNK + 2_000_000, randomBytes(5000));
+    await ceph.writeImage(image, CHUNK + 123, Buffer.from('patched in the middle of chunk 1'));
+    await ceph.qemuIo(image, `write -P 0x5a ${4 * CHUNK + 4096} 100k`);
+    await ceph.writeImage(image, 9 * CHUNK + 2_000_000, randomBytes(5000));
     const rev = await backup();
     expect(rev.source_info).toMatchObject({ mode: 'diff', from_snapshot: `backy-${first!.uuid}` });
     expect(rev.parent).toBe(first!.uuid);
@@ -106,7 +85,7 @@ suite('ceph-rbd source against a real cluster', () => {
   });
 
   it('stores zeroed and discarded ranges as zero chunks', async () => {
-    await qemuIo(
+    await ceph.qemuIo(
       image,
       `write -z 0 ${CHUNK}`,
       `discard ${2 * CHUNK} ${CHUNK}`,
@@ -123,22 +102,15 @@ suite('ceph-rbd source against a real cluster', () => {
   });
 
   it('follows the image when it grows and shrinks to sizes that are not chunk multiples', async () => {
-    await rbd('resize', '--no-progress', '--size', `${50 * MiB + 4096}B`, `${POOL}/${image}`);
-    await writeImage(image, 50 * MiB, randomBytes(4096));
-    await writeImage(image, 41 * MiB, Buffer.from('in the grown part'));
+    await ceph.resizeImage(image, 50 * MiB + 4096);
+    await ceph.writeImage(image, 50 * MiB, randomBytes(4096));
+    await ceph.writeImage(image, 41 * MiB, Buffer.from('in the grown part'));
     const grown = await backup();
     expect(grown.source_info?.mode).toBe('diff');
     expect(grown.size).toBe(50 * MiB + 4096);
     await expectRestoreMatchesSnapshot(grown);
 
-    await rbd(
-      'resize',
-      '--no-progress',
-      '--allow-shrink',
-      '--size',
-      `${22 * MiB + 512}B`,
-      `${POOL}/${image}`,
-    );
+    await ceph.resizeImage(image, 22 * MiB + 512);
     const shrunk = await backup();
     expect(shrunk.source_info?.mode).toBe('diff');
     expect(shrunk.size).toBe(22 * MiB + 512);
@@ -147,8 +119,8 @@ suite('ceph-rbd source against a real cluster', () => {
 
   it('falls back to a full export when the parent snapshot was deleted', async () => {
     const parent = (await archive.revisions()).at(-1)!;
-    await rbd('snap', 'rm', '--no-progress', `${POOL}/${image}@backy-${parent.uuid}`);
-    await writeImage(image, 3 * CHUNK, randomBytes(1000));
+    await ceph.rbd('snap', 'rm', '--no-progress', `${POOL}/${image}@backy-${parent.uuid}`);
+    await ceph.writeImage(image, 3 * CHUNK, randomBytes(1000));
     const rev = await backup();
     expect(rev.source_info?.mode).toBe('full');
     expect(rev.stats.bytes_read).toBe(22 * MiB + 512);
@@ -160,11 +132,11 @@ suite('ceph-rbd source against a real cluster', () => {
   it('makes a full backup after a distrusted parent, and diffs again after that', async () => {
     const parent = (await archive.revisions()).at(-1)!;
     await archive.updateRevision(parent.uuid, (r) => ({ ...r, trust: 'distrusted' }));
-    await writeImage(image, 5 * CHUNK, randomBytes(2000));
+    await ceph.writeImage(image, 5 * CHUNK, randomBytes(2000));
     const full = await backup();
     expect(full.source_info?.mode).toBe('full');
     await expectRestoreMatchesSnapshot(full);
-    await writeImage(image, 0, randomBytes(2000));
+    await ceph.writeImage(image, 0, randomBytes(2000));
     const next = await backup();
     expect(next.source_info).toMatchObject({ mode: 'diff', from_snapshot: `backy-${full.uuid}` });
     await expectRestoreMatchesSnapshot(next);
@@ -177,18 +149,18 @@ suite('ceph-rbd source against a real cluster', () => {
   });
 
   it('removes older backy snapshots only: foreign snapshots stay, a protected one is left and logged', async () => {
-    await rbd('snap', 'create', '--no-progress', `${POOL}/${image}@before-upgrade`);
-    await rbd('snap', 'create', '--no-progress', `${POOL}/${image}@backy-stale`);
-    await rbd('snap', 'create', '--no-progress', `${POOL}/${image}@backy-protected`);
-    await rbd('snap', 'protect', `${POOL}/${image}@backy-protected`);
-    const { logger: log, records } = capturingLogger();
+    await ceph.rbd('snap', 'create', '--no-progress', `${POOL}/${image}@before-upgrade`);
+    await ceph.rbd('snap', 'create', '--no-progress', `${POOL}/${image}@backy-stale`);
+    await ceph.rbd('snap', 'create', '--no-progress', `${POOL}/${image}@backy-protected`);
+    await ceph.rbd('snap', 'protect', `${POOL}/${image}@backy-protected`);
+    const { logger: log, lines } = captureLogger();
     const rev = await backup(source({}, {}, log), log);
     expect(rev.trust).toBe('trusted');
     expect(await snapshotNames()).toEqual([`backy-${rev.uuid}`, 'backy-protected', 'before-upgrade'].sort());
-    expect(warnings(records)).toEqual([
+    expect(warnings(lines)).toEqual([
       'snapshot backy-protected is protected and was left in place; unprotect and remove it by hand',
     ]);
-    await rbd('snap', 'unprotect', `${POOL}/${image}@backy-protected`);
+    await ceph.rbd('snap', 'unprotect', `${POOL}/${image}@backy-protected`);
     const next = await backup();
     expect(await snapshotNames()).toEqual([`backy-${next.uuid}`, 'before-upgrade'].sort());
     await expectRestoreMatchesSnapshot(next);
@@ -196,7 +168,7 @@ suite('ceph-rbd source against a real cluster', () => {
 
   it('verifies every chunk through qemu-img and through rbd export when asked to', async () => {
     for (const verifyReader of ['qemu-img', 'export'] as const) {
-      const { logger: log, records } = capturingLogger();
+      const { logger: log, lines } = captureLogger();
       const rev = await backup(source({ verifyFraction: 1, verifyReader }, {}, log), log);
       expect(rev.verification).toMatchObject({
         ok: true,
@@ -205,7 +177,7 @@ suite('ceph-rbd source against a real cluster', () => {
         chunks_total: 6,
       });
       // No fallback from qemu-img to rbd export.
-      expect(warnings(records)).toEqual([]);
+      expect(warnings(lines)).toEqual([]);
     }
     const partial = await backup(source({ verifyFraction: 0.5, verifyReader: 'export' }));
     expect(partial.verification).toMatchObject({
@@ -232,10 +204,10 @@ suite('ceph-rbd source against a real cluster', () => {
     // from it misses the change in chunk 3, which only the verification can notice.
     const parent = (await archive.revisions()).at(-1)!;
     const parentSnapshot = `${POOL}/${image}@backy-${parent.uuid}`;
-    await rbd('snap', 'rm', '--no-progress', parentSnapshot);
-    await writeImage(image, 3 * CHUNK + 10, randomBytes(1000));
-    await rbd('snap', 'create', '--no-progress', parentSnapshot);
-    await writeImage(image, 1 * CHUNK, randomBytes(1000));
+    await ceph.rbd('snap', 'rm', '--no-progress', parentSnapshot);
+    await ceph.writeImage(image, 3 * CHUNK + 10, randomBytes(1000));
+    await ceph.rbd('snap', 'create', '--no-progress', parentSnapshot);
+    await ceph.writeImage(image, 1 * CHUNK, randomBytes(1000));
     const bad = await backup(source({ verifyFraction: 1 }));
     expect(bad.source_info?.mode).toBe('diff');
     expect(bad.trust).toBe('distrusted');
@@ -256,21 +228,21 @@ suite('ceph-rbd source against a real cluster', () => {
 
   it('passes the client id and keyring to rbd and qemu-img', async () => {
     const keyring = join(dirname(conf), 'keyring');
-    const { logger: log, records } = capturingLogger();
+    const { logger: log, lines } = captureLogger();
     const rev = await backup(
       source({ verifyFraction: 1, verifyReader: 'qemu-img' }, { id: 'admin', keyring }, log),
       log,
     );
     expect(rev.verification).toMatchObject({ ok: true, method: 'full' });
-    expect(warnings(records)).toEqual([]);
-    const run = records.find((r) => r.msg === 'running rbd') as unknown as { argv: string[] };
+    expect(warnings(lines)).toEqual([]);
+    const run = lines.find((l) => l.msg === 'running rbd') as unknown as { argv: string[] };
     expect(run.argv.slice(1, 7)).toEqual(['--conf', conf, '--id', 'admin', '--keyring', keyring]);
     await expectRestoreMatchesSnapshot(rev);
   });
 
   it('fails with one clear line and leaves no revision when the image does not exist', async () => {
     const before = (await archive.revisions()).length;
-    const { logger: log, records } = capturingLogger();
+    const { logger: log, lines } = captureLogger();
     const missing = createRbdSource(
       { pool: POOL, image: 'no-such-image', conf, 'full-always': false },
       { logger: log },
@@ -279,7 +251,7 @@ suite('ceph-rbd source against a real cluster', () => {
       (e) => e,
     );
     // Only the failure itself is reported, no follow-up noise from the snapshot clean-up.
-    expect(records.filter((r) => r.level === 40).map((r) => r.msg)).toEqual([]);
+    expect(lines.filter((l) => l.level === 40).map((l) => l.msg)).toEqual([]);
     expect(isBackyError(error, 'SOURCE_UNAVAILABLE')).toBe(true);
     expect(error.message).toMatch(
       /^rbd snap create rbd\/no-such-image@backy-\S+ failed \(exit status 2\): rbd: .*No such file or directory$/,

@@ -7,25 +7,10 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Archive, isBackyError, runBackup } from '@backy/core';
+import { restoreToBuffer } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRbdSource, Rbd } from '../src/index.js';
-import {
-  CHUNK,
-  conf,
-  createImage,
-  exportImage,
-  importDiffRaw,
-  logger,
-  MiB,
-  newArchive,
-  POOL,
-  removeImage,
-  revisionContent,
-  skipReason,
-  snapshots,
-  uniqueImage,
-  writeImage,
-} from './helpers.js';
+import { CHUNK, ceph, conf, logger, MiB, POOL, rbdArchive, skipReason, uniqueImage } from './helpers.js';
 
 const suite = skipReason ? describe.skip : describe;
 
@@ -79,29 +64,25 @@ suite('ceph-rbd source with broken rbd streams', () => {
   /** The backup fails with one clear line, leaves no revision and removes its snapshot. */
   async function expectCleanFailure(rbdBinary: string, message: RegExp): Promise<void> {
     const before = await archive.revisions();
-    const snapsBefore = (await snapshots(image)).map((s) => s.name);
+    const snapsBefore = await ceph.snapshotNames(image);
     const error = await backupWith(rbdBinary).catch((e) => e);
     expect(isBackyError(error, 'SOURCE_FAILED'), String(error)).toBe(true);
     expect(error.message).toMatch(message);
     expect(error.message).not.toContain('\n');
     expect((await archive.revisions()).map((r) => r.uuid)).toEqual(before.map((r) => r.uuid));
     expect((await archive.scan()).interrupted).toEqual([]);
-    expect((await snapshots(image)).map((s) => s.name)).toEqual(snapsBefore);
+    expect(await ceph.snapshotNames(image)).toEqual(snapsBefore);
   }
 
   beforeAll(async () => {
-    ({ dir, archive } = await newArchive());
+    ({ dir, archive } = await rbdArchive());
     tools = await mkdtemp(join(tmpdir(), 'backy-rbd-wrappers-'));
     await writeFile(join(tools, 'corrupt.cjs'), CORRUPT_FILTER);
-    await createImage(image, 16 * MiB);
-    await importDiffRaw(image, [
-      { type: 'size', size: 16 * MiB },
-      { type: 'data', offset: 0, data: randomBytes(16 * MiB) },
-    ]);
+    await ceph.createImage(image, 16 * MiB, [{ offset: 0, data: randomBytes(16 * MiB) }]);
   });
 
   afterAll(async () => {
-    await removeImage(image);
+    await ceph.removeImage(image);
     if (tools) await rm(tools, { recursive: true, force: true });
     if (dir) await rm(dir, { recursive: true, force: true });
   });
@@ -124,7 +105,7 @@ suite('ceph-rbd source with broken rbd streams', () => {
   });
 
   it('fails on a corrupted diff stream', async () => {
-    await writeImage(image, CHUNK + 100, randomBytes(10_000));
+    await ceph.writeImage(image, CHUNK + 100, randomBytes(10_000));
     await expectCleanFailure(
       await wrapper('diff-corrupt', 'export-diff', `rbd "$@" | node ${join(tools, 'corrupt.cjs')}; exit 0`),
       /^malformed rbd diff stream at byte \d+: unknown record tag 0x58$/,
@@ -151,7 +132,7 @@ suite('ceph-rbd source with broken rbd streams', () => {
 
   it('stops rbd and everything under it when the backup is aborted mid-stream', async () => {
     const before = await archive.revisions();
-    const snapsBefore = (await snapshots(image)).map((s) => s.name);
+    const snapsBefore = await ceph.snapshotNames(image);
     const stalling = await wrapper(
       'diff-stalls',
       'export-diff',
@@ -175,7 +156,7 @@ suite('ceph-rbd source with broken rbd streams', () => {
     expect(isBackyError(error, 'ABORTED'), String(error)).toBe(true);
     expect(Date.now() - started).toBeLessThan(15_000);
     expect((await archive.revisions()).map((r) => r.uuid)).toEqual(before.map((r) => r.uuid));
-    expect((await snapshots(image)).map((s) => s.name)).toEqual(snapsBefore);
+    expect(await ceph.snapshotNames(image)).toEqual(snapsBefore);
   });
 
   it('gives up on a stream that stalls', async () => {
@@ -184,7 +165,7 @@ suite('ceph-rbd source with broken rbd streams', () => {
       'export',
       'rbd "$@" | { head -c 3000; sleep 60; }; exit 0',
     );
-    const [snapshot] = (await snapshots(image)).map((s) => s.name);
+    const [snapshot] = await ceph.snapshotNames(image);
     const client = new Rbd({ binary: stalling, conf, idleTimeoutMs: 1500 });
     const started = Date.now();
     const error = await client
@@ -206,7 +187,7 @@ suite('ceph-rbd source with broken rbd streams', () => {
     const rev = await backupWith();
     expect(rev.source_info?.mode).toBe('diff');
     expect(rev.verification?.ok).toBe(true);
-    const restored = await revisionContent(await archive.openReader(rev));
-    expect(restored.equals(await exportImage(`${image}@backy-${rev.uuid}`))).toBe(true);
+    const restored = await restoreToBuffer(archive, rev.uuid);
+    expect(restored.equals(await ceph.exportImage(`${image}@backy-${rev.uuid}`))).toBe(true);
   });
 });

@@ -3,8 +3,8 @@
  * through Consul and made by the host-agent stand-in.
  */
 import { testSource } from '@backy/core/testing';
+import { TEST_POOL } from '@backy/test-env/ceph';
 import pino from 'pino';
-import { createImage, exportImage, resizeImage, writeImage } from '../test/ceph-cluster.js';
 import { backendSkip, ceph, consul } from '../test/env.js';
 import { HostAgent } from '../test/host-agent.js';
 import flyingcircusSource, {
@@ -13,7 +13,7 @@ import flyingcircusSource, {
   type SnapshotOutcome,
 } from './index.js';
 
-const pool = 'rbd';
+const pool = TEST_POOL;
 const image = 'conformance.root';
 const vm = 'conformance';
 
@@ -23,7 +23,7 @@ testSource({
   sizeUnit: 512,
   async makeFixture(initial) {
     const cluster = ceph!;
-    await createImage(cluster, pool, image, initial);
+    await cluster.importImage(image, initial);
     const agent = new HostAgent({
       consulAddress: consul!.address,
       vms: { [vm]: `${pool}/${image}` },
@@ -49,9 +49,9 @@ testSource({
     return {
       options: raw,
       source,
-      write: (offset, data) => writeImage(cluster, pool, image, offset, data),
-      resize: (size) => resizeImage(cluster, pool, image, size),
-      content: () => exportImage(cluster, pool, image),
+      write: (offset, data) => cluster.writeImage(image, offset, data),
+      resize: (size) => cluster.resizeImage(image, size),
+      content: () => cluster.exportImage(image),
       async cleanup() {
         await agent.stop();
         if (outcomes.length === 0)

@@ -5,9 +5,9 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Archive, type Revision, restoreToPath, runBackup } from '@backy/core';
-import { vmLikeData } from '@backy/core/testing';
+import { captureLogger, vmLikeData } from '@backy/core/testing';
+import { TEST_POOL } from '@backy/test-env/ceph';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createImage, exportImage, snapshotNames, writeImage } from '../test/ceph-cluster.js';
 import { consulHttp, createToken } from '../test/consul-agent.js';
 import {
   aclConsul as aclAgent,
@@ -17,7 +17,6 @@ import {
 } from '../test/env.js';
 import type { ProvidedConsul } from '../test/global-setup.js';
 import { HostAgent } from '../test/host-agent.js';
-import { captureLogger } from '../test/log-capture.js';
 import flyingcircus, {
   createFlyingcircusSource,
   flyingcircusSourceOptions,
@@ -96,13 +95,13 @@ describe.skipIf(backendSkip != null)(
     let archive: Archive;
     let deadConsul: string;
     const vm = 'src-test01';
-    const pool = 'rbd';
+    const pool = TEST_POOL;
     const image = 'src-test01.root';
     const history: { rev: Revision; content: Buffer }[] = [];
 
     beforeAll(async () => {
       dir = await mkdtemp(join(tmpdir(), 'backy-fc-'));
-      await createImage(ceph, pool, image, vmLikeData(32 * MiB, 7));
+      await ceph.importImage(image, vmLikeData(32 * MiB));
       agent = new HostAgent({
         consulAddress: consul.address,
         vms: { [vm]: `${pool}/${image}` },
@@ -174,17 +173,17 @@ describe.skipIf(backendSkip != null)(
       expect(handshakeWarnings()).toEqual([]);
       expect(await requestKeys(consul)).toEqual([]);
 
-      const content = await exportImage(ceph, pool, image, snapshot);
+      const content = await ceph.exportImage(`${image}@${snapshot}`);
       expect(content.length).toBe(32 * MiB);
       expect((await restore(rev)).equals(content)).toBe(true);
       // Only the newest revision's snapshot is kept (the stale request's snapshot is cleaned up too).
-      expect(await snapshotNames(ceph, pool, image)).toEqual([snapshot]);
+      expect(await ceph.snapshotNames(image)).toEqual([snapshot]);
       history.push({ rev, content });
     });
 
     it('incremental backup after writes: only changed chunks, both revisions restore byte for byte', async () => {
-      await writeImage(ceph, pool, image, 5 * MiB + 123, Buffer.from('written between the backups'));
-      await writeImage(ceph, pool, image, 21 * MiB, randomBytes(64 * 1024));
+      await ceph.writeImage(image, 5 * MiB + 123, Buffer.from('written between the backups'));
+      await ceph.writeImage(image, 21 * MiB, randomBytes(64 * 1024));
       const { rev } = await backup();
       const snapshot = `backy-${rev.uuid}`;
       expect(rev.parent).toBe(history[0]!.rev.uuid);
@@ -193,18 +192,18 @@ describe.skipIf(backendSkip != null)(
       expect(rev.stats.chunks_written).toBeLessThanOrEqual(2);
       expect(rev.stats.bytes_read).toBeLessThan(16 * MiB);
 
-      const content = await exportImage(ceph, pool, image, snapshot);
+      const content = await ceph.exportImage(`${image}@${snapshot}`);
       expect(content.equals(history[0]!.content)).toBe(false);
       expect((await restore(rev)).equals(content)).toBe(true);
       expect((await restore(history[0]!.rev)).equals(history[0]!.content)).toBe(true);
-      expect(await snapshotNames(ceph, pool, image)).toEqual([snapshot]);
+      expect(await ceph.snapshotNames(image)).toEqual([snapshot]);
       expect(await requestKeys(consul)).toEqual([]);
       history.push({ rev, content });
     });
 
     it('without an agent for the VM: waits the timeout, snapshots directly, warns, and stays incremental', async () => {
       await agent.stop();
-      await writeImage(ceph, pool, image, 30 * MiB, randomBytes(4096));
+      await ceph.writeImage(image, 30 * MiB, randomBytes(4096));
       const started = Date.now();
       const { rev, handshakeWarnings } = await backup({ snapshot_timeout: 1.5 });
       expect(Date.now() - started).toBeGreaterThanOrEqual(1500);
@@ -216,7 +215,7 @@ describe.skipIf(backendSkip != null)(
         'created the snapshot directly: it is crash consistent only (guest file systems were not frozen)',
       ]);
       expect(await requestKeys(consul)).toEqual([]);
-      const content = await exportImage(ceph, pool, image, `backy-${rev.uuid}`);
+      const content = await ceph.exportImage(`${image}@backy-${rev.uuid}`);
       expect((await restore(rev)).equals(content)).toBe(true);
       history.push({ rev, content });
     });
@@ -230,9 +229,7 @@ describe.skipIf(backendSkip != null)(
         snapshot_direct_reason: 'consul-unreachable',
       });
       expect(handshakeWarnings()[0]?.err).toMatch(/unreachable \(ECONNREFUSED\)/);
-      expect((await restore(rev)).equals(await exportImage(ceph, pool, image, `backy-${rev.uuid}`))).toBe(
-        true,
-      );
+      expect((await restore(rev)).equals(await ceph.exportImage(`${image}@backy-${rev.uuid}`))).toBe(true);
     });
 
     it('with ACLs: a wrong token means a direct snapshot and a clear warning; the right one a frozen snapshot', async () => {
@@ -254,14 +251,14 @@ describe.skipIf(backendSkip != null)(
       expect(wrong.handshakeWarnings()[0]?.err).toMatch(/403 ACL not found/);
 
       const token = await createToken(aclConsul, 'backy', 'key_prefix "snapshot/" { policy = "write" }');
-      await writeImage(ceph, pool, image, 0, randomBytes(4096));
+      await ceph.writeImage(image, 0, randomBytes(4096));
       const right = await backup({ consul_address: aclConsul.address, consul_acl_token: token });
       expect(right.rev.source_info).toMatchObject({ snapshot_method: 'agent' });
       expect(right.rev.parent).toBe(wrong.rev.uuid);
       expect(right.handshakeWarnings()).toEqual([]);
       expect(await requestKeys(aclConsul)).toEqual([]);
       expect(
-        (await restore(right.rev)).equals(await exportImage(ceph, pool, image, `backy-${right.rev.uuid}`)),
+        (await restore(right.rev)).equals(await ceph.exportImage(`${image}@backy-${right.rev.uuid}`)),
       ).toBe(true);
       // All revisions made so far still restore to what their snapshots held.
       for (const { rev, content } of history) expect((await restore(rev)).equals(content)).toBe(true);

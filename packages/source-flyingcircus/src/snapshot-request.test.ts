@@ -7,8 +7,8 @@ import { execFile } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
+import { captureLogger } from '@backy/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { snapshotNames } from '../test/ceph-cluster.js';
 import { consulHttp, createToken, startConsul } from '../test/consul-agent.js';
 import {
   aclConsul as aclAgent,
@@ -18,7 +18,6 @@ import {
 } from '../test/env.js';
 import type { ProvidedConsul } from '../test/global-setup.js';
 import { HostAgent } from '../test/host-agent.js';
-import { captureLogger } from '../test/log-capture.js';
 import { ConsulKv } from './consul.js';
 import { requestConsistentSnapshot, type SnapshotRequestOptions } from './snapshot-request.js';
 
@@ -43,8 +42,8 @@ describe.skipIf(backendSkip != null)(
     async function newVm(): Promise<{ vm: string; pool: string; image: string }> {
       const n = ++imageCounter;
       const image = `hs-vm${n}.root`;
-      await ceph.rbd('create', '--size', '4M', `rbd/${image}`);
-      return { vm: `hs-vm${n}`, pool: 'rbd', image };
+      await ceph.createImage(image, 4 * 1024 * 1024);
+      return { vm: `hs-vm${n}`, pool: ceph.pool, image };
     }
 
     function startAgent(c: ProvidedConsul, vms: Record<string, string>, freezeMs = 0): HostAgent {
@@ -72,8 +71,7 @@ describe.skipIf(backendSkip != null)(
         timeoutMs: 10_000,
         logger: log.logger,
         pollMs: { first: 100, max: 500 },
-        exists: async () =>
-          (await snapshotNames(ceph, target.pool, target.image)).includes(overrides.snapshot),
+        exists: async () => (await ceph.snapshotNames(target.image)).includes(overrides.snapshot),
         createDirect: async () => {
           directCalls++;
           await run('rbd', ['--conf', ceph.conf, 'snap', 'create', spec]);
@@ -108,7 +106,7 @@ describe.skipIf(backendSkip != null)(
         /^snapshot\/[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
       );
       expect(JSON.parse((event as { raw: string }).raw)).toEqual({ vm: target.vm, snapshot: 'backy-AAAA' });
-      expect(await snapshotNames(ceph, target.pool, target.image)).toEqual(['backy-AAAA']);
+      expect(await ceph.snapshotNames(target.image)).toEqual(['backy-AAAA']);
       expect(await requestKeys(consul)).toEqual([]);
       expect(h.log.warnings()).toEqual([]);
     });
@@ -141,7 +139,7 @@ describe.skipIf(backendSkip != null)(
       expect(outcome.elapsedMs).toBeGreaterThanOrEqual(1500);
       expect(outcome.elapsedMs).toBeLessThan(6000);
       expect(h.directCalls()).toBe(1);
-      expect(await snapshotNames(ceph, target.pool, target.image)).toEqual(['backy-NOAGENT']);
+      expect(await ceph.snapshotNames(target.image)).toEqual(['backy-NOAGENT']);
       expect(await requestKeys(consul)).toEqual([]);
       await other.waitFor((e) => e.type === 'ignored' && e.reason === 'VM not on this host');
       const messages = h.log.warnings().map((l) => l.msg);
@@ -173,7 +171,7 @@ describe.skipIf(backendSkip != null)(
       });
       const outcome = await h.promise;
       expect(outcome.method).toBe('agent');
-      expect(await snapshotNames(ceph, target.pool, target.image)).toEqual(['backy-RACE']);
+      expect(await ceph.snapshotNames(target.image)).toEqual(['backy-RACE']);
       expect(await requestKeys(consul)).toEqual([]);
       expect(h.log.lines.map((l) => l.msg)).toContain(
         'the host agent created the snapshot after all, just as backy tried to create it directly',
@@ -198,7 +196,7 @@ describe.skipIf(backendSkip != null)(
       expect(Date.now() - started).toBeLessThan(3000);
       expect(await requestKeys(consul)).toEqual([]);
       expect(h.directCalls()).toBe(0);
-      expect(await snapshotNames(ceph, target.pool, target.image)).toEqual([]);
+      expect(await ceph.snapshotNames(target.image)).toEqual([]);
     });
 
     it('snapshots directly at once when Consul is down', async () => {
@@ -217,7 +215,7 @@ describe.skipIf(backendSkip != null)(
       const outcome = await h.promise;
       expect(outcome).toMatchObject({ method: 'direct', reason: 'consul-unreachable' });
       expect(Date.now() - started).toBeLessThan(5000);
-      expect(await snapshotNames(ceph, target.pool, target.image)).toEqual(['backy-DOWN']);
+      expect(await ceph.snapshotNames(target.image)).toEqual(['backy-DOWN']);
       const warning = h.log
         .warnings()
         .find((l) => String(l.msg).startsWith('cannot request a consistent snapshot'));
@@ -239,7 +237,7 @@ describe.skipIf(backendSkip != null)(
           .warnings()
           .find((l) => String(l.msg).startsWith('cannot request a consistent snapshot'));
         expect(warning?.err).toMatch(/not JSON: ".*502 Bad Gateway/);
-        expect(await snapshotNames(ceph, target.pool, target.image)).toEqual(['backy-IMPOSTOR']);
+        expect(await ceph.snapshotNames(target.image)).toEqual(['backy-IMPOSTOR']);
       } finally {
         impostor.close();
       }
@@ -260,14 +258,14 @@ describe.skipIf(backendSkip != null)(
               stopped = true;
               await own.stop();
             }
-            return (await snapshotNames(ceph, target.pool, target.image)).includes('backy-GONE');
+            return (await ceph.snapshotNames(target.image)).includes('backy-GONE');
           },
         });
         const started = Date.now();
         const outcome = await h.promise;
         expect(outcome).toMatchObject({ method: 'direct', reason: 'timeout' });
         expect(Date.now() - started).toBeLessThan(8000);
-        expect(await snapshotNames(ceph, target.pool, target.image)).toEqual(['backy-GONE']);
+        expect(await ceph.snapshotNames(target.image)).toEqual(['backy-GONE']);
         const messages = h.log.warnings().map((l) => l.msg);
         expect(messages).toContain(
           'could not delete the snapshot request; the next backup of this VM removes it',
@@ -291,7 +289,7 @@ describe.skipIf(backendSkip != null)(
         const outcome = await h.promise;
         expect(outcome).toMatchObject({ method: 'direct', reason: 'consul-timeout' });
         expect(outcome.elapsedMs).toBeLessThan(5000);
-        expect(await snapshotNames(ceph, target.pool, target.image)).toEqual(['backy-STUCK']);
+        expect(await ceph.snapshotNames(target.image)).toEqual(['backy-STUCK']);
       } finally {
         stuck.closeAllConnections();
         stuck.close();
@@ -321,7 +319,7 @@ describe.skipIf(backendSkip != null)(
         consul: new ConsulKv({ address: aclConsul.address, token }),
       });
       expect(await right.promise).toMatchObject({ method: 'agent' });
-      expect((await snapshotNames(ceph, target.pool, target.image)).sort()).toEqual([
+      expect((await ceph.snapshotNames(target.image)).sort()).toEqual([
         'backy-RIGHTTOKEN',
         'backy-WRONGTOKEN',
       ]);

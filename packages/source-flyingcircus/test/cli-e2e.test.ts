@@ -4,38 +4,29 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { access, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { vmLikeData } from '@backy/core/testing';
+import { TEST_POOL } from '@backy/test-env/ceph';
+import { BACKY_BIN, skipWithoutCli } from '@backy/test-env/cli';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createImage, exportImage, writeImage } from './ceph-cluster.js';
 import { backendSkip, ceph, consul } from './env.js';
 import { HostAgent } from './host-agent.js';
 
 const run = promisify(execFile);
 const MiB = 1024 * 1024;
-const backyBin = resolve(import.meta.dirname, '../../cli/bin/backy.js');
-const built = await access(resolve(import.meta.dirname, '../../cli/dist/index.js')).then(
-  () => true,
-  () => false,
-);
-const skip = backendSkip ?? (built ? null : 'the backy CLI is not built (run `pnpm build`)');
-if (skip != null && backendSkip == null) {
-  if (process.env.CI === 'true')
-    throw new Error(`CLI end-to-end test must not be skipped under CI=true: ${skip}`);
-  console.warn(`[source-flyingcircus] CLI end-to-end test skipped: ${skip}`);
-}
+const skip = skipWithoutCli('source-flyingcircus', backendSkip);
 
 describe.skipIf(skip != null)('backy CLI with a flyingcircus archive', () => {
-  const pool = 'rbd';
+  const pool = TEST_POOL;
   const image = 'cli-e2e.root';
   const vm = 'cli-e2e';
   let dir: string;
   let agent: HostAgent;
   const backy = async (...args: string[]) => {
-    const { stdout, stderr } = await run(process.execPath, [backyBin, '-b', join(dir, 'archive'), ...args], {
+    const { stdout, stderr } = await run(process.execPath, [BACKY_BIN, '-b', join(dir, 'archive'), ...args], {
       env: { ...process.env, CEPH_CONF: ceph!.conf },
       timeout: 120_000,
     });
@@ -44,7 +35,7 @@ describe.skipIf(skip != null)('backy CLI with a flyingcircus archive', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'backy-fc-cli-'));
-    await createImage(ceph!, pool, image, vmLikeData(12 * MiB, 3));
+    await ceph!.importImage(image, vmLikeData(12 * MiB));
     agent = new HostAgent({
       consulAddress: consul!.address,
       vms: { [vm]: `${pool}/${image}` },
@@ -76,14 +67,14 @@ describe.skipIf(skip != null)('backy CLI with a flyingcircus archive', () => {
     );
 
     await backy('backup', '-f', 'first');
-    await writeImage(ceph!, pool, image, 7 * MiB + 99, randomBytes(10_000));
+    await ceph!.writeImage(image, 7 * MiB + 99, randomBytes(10_000));
     await backy('backup', '-f', 'second');
     const id = (await backy('find', '-r', 'last')).stdout.trim();
     await agent.waitFor((e) => e.type === 'created' && e.snapshot === `backy-${id}`);
     expect(agent.events.filter((e) => e.type === 'created')).toHaveLength(2);
     const target = join(dir, 'restored.img');
     await backy('restore', '-r', id, target);
-    const expected = await exportImage(ceph!, pool, image, `backy-${id}`);
+    const expected = await ceph!.exportImage(`${image}@backy-${id}`);
     expect((await readFile(target)).equals(expected)).toBe(true);
   });
 });

@@ -1,12 +1,13 @@
 /** What global-setup.ts started for this run, for the test files. */
+import { type RbdPool, rbdPool } from '@backy/test-env/ceph';
 import { inject } from 'vitest';
-import { type CephClient, cephClient } from './ceph-cluster.js';
 
 const fc = inject('fc');
 
 export const consul = fc.consul;
 export const aclConsul = fc.aclConsul;
-export const ceph: CephClient | null = fc.ceph == null ? null : cephClient(fc.ceph.conf);
+/** `rbd` and the image set-up against the cluster's pool `rbd`. */
+export const ceph: RbdPool | null = fc.ceph == null ? null : rbdPool(fc.ceph.conf);
 /** Why tests needing Consul are skipped, or null. */
 export const consulSkip = fc.consulSkip;
 /** Why tests needing Consul and Ceph are skipped, or null. */

@@ -1,11 +1,11 @@
 /**
  * Starts what the tests of this package run against, once for all files: a throw-away Ceph cluster
- * (scripts/ceph-test-cluster), a Consul dev agent and a second one with ACLs enforced
+ * (@backy/test-env/ceph), a Consul dev agent and a second one with ACLs enforced
  * (scripts/consul-test-agent). What cannot run here is skipped with the reason printed; under CI=true it
  * fails instead. CEPH_TEST_CONF=path uses an already running Ceph cluster.
  */
+import { testCeph } from '@backy/test-env/ceph';
 import type { TestProject } from 'vitest/node';
-import { cephMissing, startCeph, type TestCeph } from './ceph-cluster.js';
 import { consulMissing, startConsul, type TestConsul } from './consul-agent.js';
 
 export interface ProvidedConsul {
@@ -27,16 +27,7 @@ declare module 'vitest' {
 }
 
 export default async function setup(project: TestProject) {
-  const existingCeph = process.env.CEPH_TEST_CONF || null;
-  const cephSkip = existingCeph ? null : cephMissing();
   const consulSkip = consulMissing();
-  const missing = [cephSkip, consulSkip].filter((r) => r != null);
-  if (missing.length > 0) {
-    if (process.env.CI === 'true')
-      throw new Error(`CI=true, but the tests of source-flyingcircus cannot run: ${missing.join('; ')}`);
-    console.warn(`[source-flyingcircus] tests needing them are skipped: ${missing.join('; ')}`);
-  }
-
   const started: { stop(): Promise<void> }[] = [];
   const stopAll = async () => {
     await Promise.all(
@@ -44,15 +35,13 @@ export default async function setup(project: TestProject) {
     );
   };
   try {
-    let ceph: TestCeph | null = null;
     let consul: TestConsul | null = null;
     let aclConsul: TestConsul | null = null;
-    await Promise.all([
-      (async () => {
-        if (existingCeph || cephSkip) return;
-        ceph = await startCeph();
-        started.push(ceph);
-      })(),
+    const [ceph] = await Promise.all([
+      testCeph().then((c) => {
+        if (c.skip == null) started.push(c);
+        return c;
+      }),
       (async () => {
         if (consulSkip) return;
         consul = await startConsul();
@@ -61,10 +50,17 @@ export default async function setup(project: TestProject) {
         started.push(aclConsul);
       })(),
     ]);
+    const cephSkip = ceph.skip;
+    const missing = [cephSkip, consulSkip].filter((r) => r != null);
+    if (missing.length > 0) {
+      if (process.env.CI === 'true')
+        throw new Error(`CI=true, but the tests of source-flyingcircus cannot run: ${missing.join('; ')}`);
+      console.warn(`[source-flyingcircus] tests needing them are skipped: ${missing.join('; ')}`);
+    }
     const provided = (c: TestConsul | null): ProvidedConsul | null =>
       c == null ? null : { address: c.address, token: c.token };
     project.provide('fc', {
-      ceph: existingCeph ? { conf: existingCeph } : ceph == null ? null : { conf: (ceph as TestCeph).conf },
+      ceph: ceph.conf == null ? null : { conf: ceph.conf },
       consul: provided(consul),
       aclConsul: provided(aclConsul),
       cephSkip,

@@ -38,7 +38,7 @@ describe('renderTable', () => {
       '-',
       '-',
     ]);
-    // Speed is measured by scripts/bench-scheduler.mjs, not asserted here.
+    // Speed is measured by `pnpm bench:scheduler` (tools/bench), not asserted here.
     const text = renderTable(JOB_COLUMNS, rows);
     expect(text.split('\n')).toHaveLength(5004);
   });

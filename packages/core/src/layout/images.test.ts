@@ -18,7 +18,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Archive } from '../archive.js';
 import { runBackup } from '../backup.js';
 import { restoreToPath } from '../restore.js';
-import { bufferSource, MiB, silent, tempDir } from '../test-helpers.js';
+import { bufferSource, MiB, silent } from '../test-helpers.js';
+import { tempDir } from '../testing/helpers.js';
 import { verifyRevisions } from '../verify.js';
 
 const CHUNK = 4 * MiB;

@@ -4,7 +4,7 @@ import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isBackyError } from '../errors.js';
-import { tempDir } from '../test-helpers.js';
+import { tempDir } from '../testing/helpers.js';
 import { chunkBuffers } from './buffer-pool.js';
 import { chunkHashHex, isAllZero, sha256Hex } from './chunk-hash.js';
 import { ChunkMap } from './chunk-map.js';

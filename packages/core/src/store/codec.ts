@@ -9,8 +9,8 @@ const inflateAsync = promisify(inflateRaw);
 
 /**
  * Compression codecs for chunks. zstd level 1 is the default: measured on the 2-core reference machine
- * (scripts/bench-codecs.mjs) on VM-like log text it compresses about as fast as lz4 (~300 MB/s per
- * core) to a third smaller output (ratio 0.28 against lz4's 0.43) and decompresses at ~1.2 GB/s.
+ * (`pnpm bench:codecs`) on VM-like log text it compresses about as fast as lz4 (~300 MB/s per core) to a
+ * third smaller output (ratio 0.28 against lz4's 0.43) and decompresses at ~1.2 GB/s.
  * lz4-napi was dropped: its buffers are never returned to the OS (RSS grew past 700 MB in 300 calls).
  * deflate (zlib, level 1) needs no native module; `none` stores chunks as they are.
  */

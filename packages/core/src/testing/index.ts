@@ -24,6 +24,9 @@ import type { BackupSource, SourceDefinition } from '../source/contract.js';
 import { isSourceDefinition } from '../source/contract.js';
 import { validateSourceOptions } from '../source/options.js';
 
+import { vmLikeData } from './helpers.js';
+
+export * from './helpers.js';
 export * from './storage.js';
 
 export interface SourceFixture {
@@ -63,21 +66,6 @@ export interface TestSourceOptions<Options = unknown> {
 }
 
 const MiB = 1024 * 1024;
-
-/** VM-like test data: random, zero and compressible text regions. */
-export function vmLikeData(size: number, seed = 1): Buffer {
-  const data = Buffer.alloc(size);
-  const text = Buffer.from(
-    `line ${seed}: the quick brown fox jumps over the lazy dog; /var/log/syslog entries\n`.repeat(64),
-  );
-  for (let offset = 0, region = 0; offset < size; offset += MiB, region++) {
-    const end = Math.min(size, offset + MiB);
-    if (region % 3 === 0) randomBytes(end - offset).copy(data, offset);
-    else if (region % 3 === 1)
-      for (let o = offset; o < end; o += text.length) text.copy(data, o, 0, Math.min(text.length, end - o));
-  }
-  return data;
-}
 
 export function testSource<Options>(options: TestSourceOptions<Options>): void {
   const { definition } = options;

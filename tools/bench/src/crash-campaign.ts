@@ -1,9 +1,8 @@
-#!/usr/bin/env node
 // Crash campaign: SIGKILLs backy at random points of backup, verify, forget, expire, tags and purge,
 // then checks that no revision was lost or corrupted. Not part of the default test run (it takes a few
 // minutes); run it after changes to the archive's write paths:
 //
-//   pnpm build && node scripts/crash-campaign.mjs [ROUNDS (default 60)]
+//   pnpm bench:crash [ROUNDS (default 60)]
 //
 // After every kill the next command must work, every revision that the killed command could not have
 // removed must still be there, and every revision must restore to the image it was made from.
@@ -12,39 +11,38 @@ import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { BACKY_BIN as BIN } from './paths.js';
 
-const BIN = fileURLToPath(new URL('../packages/cli/bin/backy.js', import.meta.url));
 const rounds = Number(process.argv[2] ?? 60);
 const MiB = 1024 * 1024;
 const dir = mkdtempSync(join(tmpdir(), 'backy-crash-'));
 const arch = join(dir, 'archive');
 const image = join(dir, 'disk.img');
-const sha = (b) => createHash('sha256').update(b).digest('hex');
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-function backy(...args) {
+function backy(...args: string[]): { code: number | null; out: string; err: string } {
   const r = spawnSync(process.execPath, [BIN, '-b', arch, ...args], { encoding: 'utf8', maxBuffer: 1 << 30 });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
-const must = (...args) => {
+const must = (...args: string[]) => {
   const r = backy(...args);
   if (r.code !== 0) throw new Error(`backy ${args.join(' ')} failed (${r.code}): ${r.err}`);
   return r;
 };
-const revisions = () => JSON.parse(must('status', '--json').out);
+const revisions = (): { uuid: string }[] => JSON.parse(must('status', '--json').out);
 
-function newImage() {
+function newImage(): string {
   const data = Buffer.alloc(24 * MiB);
   randomBytes(8 * MiB).copy(data, randomInt(0, 8) * MiB);
   writeFileSync(image, data);
   return sha(data);
 }
 
-const content = new Map(); // revision → sha of the image it was made from
-function backupNow(tags) {
+const content = new Map<string, string>(); // revision → sha of the image it was made from
+function backupNow(tags: string): void {
   const s = newImage();
   must('backup', tags);
-  const newest = revisions().at(-1).uuid;
+  const newest = revisions().at(-1)!.uuid;
   content.set(newest, s);
 }
 
@@ -55,15 +53,15 @@ const config = readFileSync(join(arch, 'config'), 'utf8').replace(/^schedule:\n(
 writeFileSync(join(arch, 'config'), `${config}schedule:\n  daily: {interval: 1s, keep: 2}\n`);
 for (let i = 0; i < 3; i++) backupNow(`manual:seed${i}`);
 
-const ops = ['backup', 'verify', 'forget', 'expire', 'tags', 'purge'];
+const ops = ['backup', 'verify', 'forget', 'expire', 'tags', 'purge'] as const;
 let kills = 0;
 let lost = 0;
 let corrupt = 0;
 for (let round = 1; round <= rounds; round++) {
   backupNow('daily');
   const before = revisions().map((r) => r.uuid);
-  const op = ops[randomInt(ops.length)];
-  const target = before[randomInt(before.length)];
+  const op = ops[randomInt(ops.length)]!;
+  const target = before[randomInt(before.length)]!;
   const pending = newImage();
   const args = {
     backup: ['backup', `manual:r${round}`],

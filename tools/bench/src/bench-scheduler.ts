@@ -1,45 +1,47 @@
 // Benchmark (not a test) of `backy scheduler` with 1,000 jobs: daemon start-up time, `jobs` response
 // time in the telnet shell, status-file write time and resident memory. Every archive gets 10 complete
 // revisions (the newest one fresh), as after a while in production, so no job is due during the run.
-// Run `pnpm build` first. Targets from issue 3: start < 2 s, `jobs` < 200 ms, RSS < 200 MB.
+// `pnpm bench:scheduler` builds it first. Targets from issue 3: start < 2 s, `jobs` < 200 ms, RSS < 200 MB.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { connect, createServer } from 'node:net';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { type AddressInfo, connect, createServer } from 'node:net';
+import { join } from 'node:path';
+// The yaml package in the version @backy/core has (the catalog's), to write revision files as backy does.
+import { stringify } from 'yaml';
+import { BACKY_BIN as BIN, REPO } from './paths.js';
 
-const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
-const BIN = join(root, 'packages/cli/bin/backy.js');
-// The yaml package as @backy/core has it, to write revision files exactly as backy does.
-const { stringify } = createRequire(join(root, 'packages/core/package.json'))('yaml');
-const dir = process.env.BENCH_DIR ?? join(root, '.bench-scheduler');
+const dir = process.env.BENCH_DIR ?? join(REPO, '.bench-scheduler');
 const JOBS = Number(process.env.BENCH_JOBS ?? 1000);
 const REVISIONS = Number(process.env.BENCH_REVISIONS ?? 10);
 const ID = 'abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789';
 
-const newId = () => Array.from(randomBytes(22), (b) => ID[b % ID.length]).join('');
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const ms = (n) => `${n.toFixed(0)} ms`;
+const newId = (): string => Array.from(randomBytes(22), (b) => ID[b % ID.length]).join('');
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const ms = (n: number) => `${n.toFixed(0)} ms`;
 
-function freePort() {
+function freePort(): Promise<number> {
   return new Promise((res, rej) => {
     const s = createServer();
     s.once('error', rej);
     s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
+      const { port } = s.address() as AddressInfo;
       s.close(() => res(port));
     });
   });
 }
 
+interface Shell {
+  send(line: string): Promise<{ ms: number; out: string }>;
+  close(): void;
+}
+
 /** Connects, waits for the prompt; `send(line)` resolves with the time until the next prompt. */
-function telnet(port) {
+function telnet(port: number): Promise<Shell> {
   return new Promise((res, rej) => {
     const socket = connect({ port, host: '127.0.0.1' });
     let text = '';
-    let waiter = null;
+    let waiter: ((out: string) => void) | null = null;
     socket.on('data', (d) => {
       text += d.toString();
       if (text.endsWith('backy> ') && waiter) {
@@ -64,9 +66,9 @@ function telnet(port) {
   });
 }
 
-async function rssMiB(pid) {
+async function rssMiB(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Number(/VmRSS:\s+(\d+)/.exec(status)[1]) / 1024;
+  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
 }
 
 async function main() {
@@ -76,7 +78,7 @@ async function main() {
   const image = join(dir, 'tiny.img');
   await writeFile(image, randomBytes(64 * 1024));
   const port = await freePort();
-  const jobs = {};
+  const jobs: Record<string, unknown> = {};
   const now = Date.now();
   process.stdout.write(`preparing ${JOBS} jobs with ${REVISIONS} revisions each… `);
   for (let i = 0; i < JOBS; i++) {
@@ -84,7 +86,7 @@ async function main() {
     jobs[name] = { schedule: 'default', source: { type: 'file', filename: image } };
     const archive = join(base, name);
     await mkdir(archive);
-    const writes = [];
+    const writes: Promise<void>[] = [];
     for (let r = 0; r < REVISIONS; r++) {
       const uuid = newId();
       const rev = {
@@ -137,7 +139,7 @@ async function main() {
   const log = join(dir, 'daemon.log');
   const t0 = performance.now();
   const child = spawn(process.execPath, [BIN, '-v', 'scheduler', '-c', conf, '-l', log], { stdio: 'ignore' });
-  let shell;
+  let shell: Shell;
   for (;;) {
     try {
       shell = await telnet(port);
@@ -148,9 +150,9 @@ async function main() {
     }
   }
   const startup = performance.now() - t0;
-  const rssStart = await rssMiB(child.pid);
+  const rssStart = await rssMiB(child.pid!);
 
-  const times = [];
+  const times: number[] = [];
   let out = '';
   for (let i = 0; i < 7; i++) {
     const r = await shell.send('jobs');
@@ -161,7 +163,7 @@ async function main() {
   const filtered = await shell.send('jobs ^vm00[0-4]');
   const status = await shell.send('status');
   await new Promise((r) => setTimeout(r, 7000));
-  const rssLater = await rssMiB(child.pid);
+  const rssLater = await rssMiB(child.pid!);
   shell.close();
   child.kill('SIGTERM');
   const stopStart = performance.now();
@@ -171,9 +173,9 @@ async function main() {
   const lines = (await readFile(log, 'utf8'))
     .split('\n')
     .filter(Boolean)
-    .map((l) => JSON.parse(l));
+    .map((l) => JSON.parse(l) as { msg: string; ms?: number });
   const started = lines.find((l) => l.msg === 'scheduler started');
-  const writesMs = lines.filter((l) => l.msg === 'status file written').map((l) => l.ms);
+  const writesMs = lines.filter((l) => l.msg === 'status file written').map((l) => l.ms!);
   const backups = lines.filter((l) => l.msg === 'backup started').length;
 
   console.log(`jobs:                      ${JOBS} (${REVISIONS} revisions each)`);
@@ -181,7 +183,7 @@ async function main() {
     `start-up (spawn → prompt): ${ms(startup)}   (scheduler init incl. reading all archives: ${started?.ms} ms)`,
   );
   console.log(
-    `'jobs' (${JOBS} rows):        median ${ms(median(times))}, max ${ms(Math.max(...times))}, first ${ms(times[0])}`,
+    `'jobs' (${JOBS} rows):        median ${ms(median(times))}, max ${ms(Math.max(...times))}, first ${ms(times[0]!)}`,
   );
   console.log(`'jobs ^vm00[0-4]':         ${ms(filtered.ms)}`);
   console.log(`'status':                  ${ms(status.ms)}`);

@@ -4,19 +4,17 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
-import { join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { changeBlocks, makeVmImage } from './vm-image.mjs';
+import { join, relative } from 'node:path';
+import { changeBlocks, writeVmImage } from '@backy/core/testing/helpers';
+import { BACKY_BIN as bin, REPO } from './paths.js';
 
-const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
-const demo = join(root, '.demo');
-const bin = join(root, 'packages/cli/bin/backy.js');
+const demo = join(REPO, '.demo');
 const image = join(demo, 'vm-disk.img');
 const archive = join(demo, 'archive');
 const SIZE = 256 * 1024 * 1024;
 
-const show = (p) => relative(process.cwd(), p) || '.';
-function backy(...args) {
+const show = (p: string) => relative(process.cwd(), p) || '.';
+function backy(...args: string[]): void {
   console.log(`\n$ backy ${args.map((a) => (a.startsWith('/') ? show(a) : a)).join(' ')}`);
   const r = spawnSync(process.execPath, [bin, ...args], { stdio: 'inherit' });
   if (r.status !== 0) {
@@ -24,7 +22,7 @@ function backy(...args) {
     process.exit(1);
   }
 }
-async function sha256(path) {
+async function sha256(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path)) hash.update(chunk);
   return hash.digest('hex');
@@ -33,7 +31,7 @@ async function sha256(path) {
 await rm(demo, { recursive: true, force: true });
 await mkdir(demo, { recursive: true });
 console.log(`Making a 256 MiB VM-like disk image at ${show(image)} (random data, zeros and text)`);
-await makeVmImage(image, SIZE);
+await writeVmImage(image, SIZE);
 const original = await sha256(image);
 
 backy('-b', archive, 'init', 'file', image);
@@ -54,5 +52,5 @@ if (got !== original) {
   process.exit(1);
 }
 console.log(
-  `Identical. Everything is under ${show(demo)}; try \`node packages/cli/bin/backy.js -b ${show(archive)} --help\`.`,
+  `Identical. Everything is under ${show(demo)}; try \`node ${show(bin)} -b ${show(archive)} --help\`.`,
 );

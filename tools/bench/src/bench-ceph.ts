@@ -1,48 +1,42 @@
-#!/usr/bin/env node
 // Benchmark of the ceph-rbd source on the throw-away test cluster (not a test):
 //   1 GiB image with VM-like data → full backup, then incremental backups after changing 1% of the image
 //   (clustered and scattered), each next to `rbd export` of the same snapshot in the same run.
 //
-//   pnpm build && node scripts/bench-ceph.mjs [--size-mib 1024]
+//   pnpm bench:ceph [--size-mib 1024]
 //
 // Uses CEPH_CONF if set, otherwise starts scripts/ceph-test-cluster in a temporary directory and stops it.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const core = await import(pathToFileURL(join(root, 'packages/core/dist/index.js')).href);
-const ceph = await import(pathToFileURL(join(root, 'packages/source-ceph-rbd/dist/index.js')).href);
-const pino = (
-  await import(pathToFileURL(createRequire(join(root, 'packages/core/package.json')).resolve('pino')).href)
-).default;
+import * as core from '@backy/core';
+import { vmLikeRegions } from '@backy/core/testing/helpers';
+import * as ceph from '@backy/source-ceph-rbd';
+import { createFileSource } from '@backy/source-file';
+import pino from 'pino';
+import { REPO } from './paths.js';
 
 const { values } = parseArgs({ options: { 'size-mib': { type: 'string', default: '1024' } } });
 const MiB = 1024 * 1024;
 const CHUNK = 4 * MiB;
 const size = Number(values['size-mib']) * MiB;
-const POOL = 'rbd';
+const POOL = 'rbd'; // the test cluster's pool
 const image = `bench-${process.pid}`;
 const logger = pino({ level: process.env.BENCH_LOG ?? 'warn' });
 
 const work = mkdtempSync(join(tmpdir(), 'backy-bench-ceph-'));
-let clusterDir = null;
+const clusterScript = join(REPO, 'scripts/ceph-test-cluster');
+let clusterDir: string | null = null;
 let conf = process.env.CEPH_CONF;
 if (!conf) {
   clusterDir = join(work, 'cluster');
-  const out = execFileSync(join(root, 'scripts/ceph-test-cluster'), ['start', clusterDir], {
+  const out = execFileSync(clusterScript, ['start', clusterDir], {
     env: { ...process.env, CEPH_TEST_MEMSTORE_BYTES: String(Math.max(4 * 1024 * MiB, size * 4)) },
     encoding: 'utf8',
   });
-  conf = out
-    .split('\n')
-    .find((l) => l.startsWith('CEPH_CONF='))
-    .slice('CEPH_CONF='.length);
+  conf = /^CEPH_CONF=(.*)$/m.exec(out)![1]!;
 }
 
 let peakRss = 0;
@@ -50,21 +44,21 @@ const rssTimer = setInterval(() => {
   peakRss = Math.max(peakRss, process.memoryUsage().rss);
 }, 50);
 
-function rbd(...args) {
-  return execFileSync('rbd', ['--conf', conf, ...args], { encoding: 'utf8', maxBuffer: 64 * MiB });
+function rbd(...args: string[]): string {
+  return execFileSync('rbd', ['--conf', conf!, ...args], { encoding: 'utf8', maxBuffer: 64 * MiB });
 }
 
 /** Streams an rbd diff v1 (records built lazily) into `rbd import-diff - POOL/IMAGE`. */
-async function importDiff(records) {
-  const child = spawn('rbd', ['--conf', conf, 'import-diff', '--no-progress', '-', `${POOL}/${image}`], {
+async function importDiff(records: Iterable<ceph.RbdDiffRecord>): Promise<void> {
+  const child = spawn('rbd', ['--conf', conf!, 'import-diff', '--no-progress', '-', `${POOL}/${image}`], {
     stdio: ['pipe', 'inherit', 'inherit'],
   });
-  const done = new Promise((resolve, reject) =>
+  const done = new Promise<void>((resolve, reject) =>
     child.on('close', (code) =>
       code === 0 ? resolve() : reject(new Error(`rbd import-diff exited ${code}`)),
     ),
   );
-  const write = (buffer) =>
+  const write = (buffer: Buffer) =>
     child.stdin.write(buffer) ? null : new Promise((r) => child.stdin.once('drain', r));
   await write(Buffer.from('rbd diff v1\n'));
   for (const record of records) await write(ceph.encodeRbdDiff([record]).subarray(12));
@@ -73,29 +67,23 @@ async function importDiff(records) {
   await done;
 }
 
-/** VM-like content, per MiB: random (incompressible), text (compressible) or zeros (sparse). */
-function* vmLike() {
-  const text = Buffer.from(
-    'Nov 26 06:20:05 vm01 systemd[1]: Started Session 42 of user root; /var/log/syslog\n'.repeat(13000),
-  ).subarray(0, MiB);
+/** VM-like content (@backy/core/testing's images, in 4 MiB regions), made one region at a time. */
+function* vmLike(): Generator<ceph.RbdDiffRecord> {
   yield { type: 'size', size };
-  for (let offset = 0, region = 0; offset < size; offset += MiB, region++) {
-    if (region % 3 === 0) yield { type: 'data', offset, data: randomBytes(MiB) };
-    else if (region % 3 === 1) yield { type: 'data', offset, data: text };
-  }
+  for (const { offset, data } of vmLikeRegions(size)) yield { type: 'data', offset, data };
 }
 
 /** Time of `rbd export SNAP -` read through a pipe (as the backup reads it) and to a file. */
-async function rbdExport(snapshot) {
+async function rbdExport(snapshot: string): Promise<{ pipe: number; toFile: number; bytes: number }> {
   const started = performance.now();
   let bytes = 0;
-  await new Promise((resolve, reject) => {
+  await new Promise<void>((resolve, reject) => {
     const child = spawn(
       'rbd',
-      ['--conf', conf, 'export', '--no-progress', `${POOL}/${image}@${snapshot}`, '-'],
+      ['--conf', conf!, 'export', '--no-progress', `${POOL}/${image}@${snapshot}`, '-'],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
-    child.stdout.on('data', (b) => {
+    child.stdout.on('data', (b: Buffer) => {
       bytes += b.length;
     });
     child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`rbd export exited ${code}`))));
@@ -110,8 +98,8 @@ async function rbdExport(snapshot) {
   return { pipe, toFile, bytes };
 }
 
-async function backup(archive, tag) {
-  const source = ceph.createRbdSource({ pool: POOL, image, conf, 'full-always': false }, { logger });
+async function backup(archive: core.Archive, tag: string) {
+  const source = ceph.createRbdSource({ pool: POOL, image, conf: conf!, 'full-always': false }, { logger });
   const started = performance.now();
   peakRss = process.memoryUsage().rss;
   const rssBefore = peakRss;
@@ -120,9 +108,9 @@ async function backup(archive, tag) {
   return { rev, wall, rssBefore, rssPeak: peakRss };
 }
 
-const fmt = (s) => `${s.toFixed(2)} s`;
-const mib = (b) => `${(b / MiB).toFixed(1)} MiB`;
-const pct = (a, b) => `${((100 * a) / b).toFixed(1)}%`;
+const fmt = (s: number) => `${s.toFixed(2)} s`;
+const mib = (b: number) => `${(b / MiB).toFixed(1)} MiB`;
+const pct = (a: number, b: number) => `${((100 * a) / b).toFixed(1)}%`;
 
 try {
   console.log(
@@ -132,13 +120,15 @@ try {
   const t = performance.now();
   await importDiff(vmLike());
   console.log(
-    `filled the image with VM-like data (1/3 random, 1/3 text, 1/3 zeros) in ${fmt((performance.now() - t) / 1000)}`,
+    `filled the image with VM-like data (40% random, 30% text, 30% zeros) in ${fmt((performance.now() - t) / 1000)}`,
   );
 
   const archive = await core.Archive.init(join(work, 'archive'), {
     source: { type: 'ceph-rbd', pool: POOL, image, conf },
   });
-  const rows = [];
+  const rows: ({ name: string; export: Awaited<ReturnType<typeof rbdExport>> } & Awaited<
+    ReturnType<typeof backup>
+  >)[] = [];
 
   const full = await backup(archive, 'full');
   const fullExport = await rbdExport(`backy-${full.rev.uuid}`);
@@ -147,12 +137,11 @@ try {
   // Baseline for the store's own cost: the file source backing up the same snapshot exported to a file.
   const exported = join(work, 'snapshot.img');
   rbd('export', '--no-progress', `${POOL}/${image}@backy-${full.rev.uuid}`, exported);
-  const fileSource = await import(pathToFileURL(join(root, 'packages/source-file/dist/index.js')).href);
   const fileArchive = await core.Archive.init(join(work, 'file-archive'), {
     source: { type: 'file', filename: exported },
   });
   const fileStarted = performance.now();
-  await core.runBackup(fileArchive, fileSource.createFileSource({ filename: exported }), {
+  await core.runBackup(fileArchive, createFileSource({ filename: exported }), {
     tags: ['full'],
     force: true,
     logger,
@@ -178,8 +167,8 @@ try {
   });
 
   // 1% changed as 40 scattered 256 KiB writes: every write dirties a whole 4 MiB object and chunk.
-  const writes = [];
-  const slots = new Set();
+  const writes: ceph.RbdDiffRecord[] = [];
+  const slots = new Set<number>();
   while (slots.size < Math.round(change / (256 * 1024)))
     slots.add(Math.floor(Math.random() * (size / CHUNK)));
   for (const slot of [...slots].sort((a, b) => a - b))
@@ -198,13 +187,13 @@ try {
     const s = rev.stats;
     console.log(`${name}:`);
     console.log(
-      `  backup wall time ${fmt(wall)} (revision duration ${fmt(s.duration)}, incl. snapshot, verification ${rev.verification.method} ${rev.verification.chunks_checked}/${rev.verification.chunks_total} chunks, clean-up)`,
+      `  backup wall time ${fmt(wall)} (revision duration ${fmt(s.duration)}, incl. snapshot, verification ${rev.verification?.method} ${rev.verification?.chunks_checked}/${rev.verification?.chunks_total} chunks, clean-up)`,
     );
     console.log(
       `  rbd export of the same snapshot: ${fmt(exp.pipe)} through a pipe, ${fmt(exp.toFile)} to a file → backup/export ratio ${(wall / exp.pipe).toFixed(2)} (pipe), ${(wall / exp.toFile).toFixed(2)} (file)`,
     );
     console.log(
-      `  read from Ceph ${mib(s.bytes_read)}, stored ${mib(s.bytes_written)} in ${s.chunks_written} new chunks, ${s.chunks_reused} reused, ${s.chunks_zero} zero; mode ${rev.source_info.mode}`,
+      `  read from Ceph ${mib(s.bytes_read)}, stored ${mib(s.bytes_written)} in ${s.chunks_written} new chunks, ${s.chunks_reused} reused, ${s.chunks_zero} zero; mode ${rev.source_info?.mode}`,
     );
     console.log(`  process RSS ${mib(r.rssBefore)} before, peak ${mib(r.rssPeak)} during the backup`);
   }
@@ -222,7 +211,7 @@ try {
   console.log(
     `fixed Ceph cost per backup, measured alone: rbd snap create ${fmt(snapCreate)}, rbd snap rm ${fmt(snapRemove)}`,
   );
-  const [f, c, sc] = rows;
+  const [f, c, sc] = rows as [(typeof rows)[0], (typeof rows)[0], (typeof rows)[0]];
   console.log('');
   console.log('incremental vs full backup:');
   for (const r of [c, sc]) {
@@ -236,7 +225,6 @@ try {
     rbd('snap', 'purge', '--no-progress', `${POOL}/${image}`);
     rbd('rm', '--no-progress', `${POOL}/${image}`);
   } catch {}
-  if (clusterDir)
-    execFileSync(join(root, 'scripts/ceph-test-cluster'), ['stop', clusterDir], { stdio: 'inherit' });
+  if (clusterDir) execFileSync(clusterScript, ['stop', clusterDir], { stdio: 'inherit' });
   rmSync(work, { recursive: true, force: true });
 }

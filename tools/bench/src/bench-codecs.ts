@@ -1,23 +1,19 @@
 // Compares the chunk codecs on 4 MiB chunks of a VM-like image: ratio, compress and decompress MB/s on
 // one core. Used to choose zstd level 1 as the default (see packages/core/src/store/codec.ts).
+// `pnpm bench:codecs`; BENCH_SIZE (default 64 MiB) is the size of the image the text chunks come from.
 
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
-import { regionKind } from './vm-image.mjs';
+import { vmLikeRegions } from '@backy/core/testing/helpers';
+// The zstd binding @backy/core compresses chunks with, in the catalog's version.
+import * as zstd from 'zstd-napi';
 
-const require = createRequire(new URL('../packages/core/package.json', import.meta.url));
-const zstd = require('zstd-napi');
-const { makeVmImage } = await import('./vm-image.mjs');
-const path = '/tmp/backy-codec-bench.img';
-await makeVmImage(path, 64 * 1024 * 1024);
-const image = readFileSync(path);
-const chunks = [];
-for (let i = 0; i < 16; i++)
-  if (regionKind(i) === 'text') chunks.push(image.subarray(i * 4194304, (i + 1) * 4194304));
+const SIZE = Number(process.env.BENCH_SIZE ?? 64 * 1024 * 1024);
+const chunks: Buffer[] = [];
+for (const { kind, data } of vmLikeRegions(SIZE)) if (kind === 'text') chunks.push(data);
+const bytes = chunks.reduce((sum, b) => sum + b.length, 0);
 const random = randomBytes(4194304);
-const codecs = {
+const codecs: Record<string, [(b: Buffer) => Buffer, (b: Buffer) => Buffer]> = {
   'zstd 1': [(b) => zstd.compress(b, { compressionLevel: 1 }), (b) => zstd.decompress(b)],
   'zstd 3': [(b) => zstd.compress(b, { compressionLevel: 3 }), (b) => zstd.decompress(b)],
   'zstd -3': [(b) => zstd.compress(b, { compressionLevel: -3 }), (b) => zstd.decompress(b)],
@@ -34,8 +30,8 @@ for (const [name, [c, d]] of Object.entries(codecs)) {
   t = performance.now();
   for (let i = 0; i < 4; i++) c(random);
   const rs = (performance.now() - t) / 1000;
-  const ratio = packed.reduce((s, p) => s + p.length, 0) / (chunks.length * 4194304);
-  const mb = (chunks.length * 4194304) / 1e6;
+  const ratio = packed.reduce((s, p) => s + p.length, 0) / bytes;
+  const mb = bytes / 1e6;
   console.log(
     `${name.padEnd(12)} ${ratio.toFixed(3).padStart(10)} ${(mb / cs).toFixed(0).padStart(14)} ${(mb / ds).toFixed(0).padStart(16)} ${((4 * 4194304) / 1e6 / rs).toFixed(0).padStart(20)}`,
   );

@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
  * starts with warm free memory. BENCH_WARM=0 turns this off.
  */
 export const WARM_BYTES = Number(process.env.BENCH_WARM ?? 2 * 1024 ** 3);
-export function warmMemory() {
+export function warmMemory(): void {
   if (WARM_BYTES > 0)
     spawnSync(process.execPath, ['-e', `Buffer.allocUnsafeSlow(${WARM_BYTES}).fill(1)`], { stdio: 'ignore' });
 }

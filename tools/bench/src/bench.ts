@@ -2,19 +2,21 @@
 // several runs, medians. Prints ratios; asserts nothing (speed is measured, not tested).
 import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { changeBlocks, makeVmImage } from './vm-image.mjs';
-import { WARM_BYTES, warmMemory } from './warm-memory.mjs';
+import { changeBlocks, writeVmImage } from '@backy/core/testing/helpers';
+import { REPO } from './paths.js';
+import { WARM_BYTES, warmMemory } from './warm-memory.js';
 
-const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
-const dir = process.env.BENCH_DIR ?? join(root, '.bench');
+const dir = process.env.BENCH_DIR ?? join(REPO, '.bench');
 const SIZE = Number(process.env.BENCH_SIZE ?? 1024 ** 3);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
-const wrapper = join(root, 'scripts/rss-wrapper.mjs');
+const wrapper = fileURLToPath(new URL('./rss-wrapper.js', import.meta.url));
 const rssFile = join(dir, 'rss');
 
-function timed(cmd, args, env = {}) {
+type Step = 'full' | 'incr' | 'restore' | 'verify';
+
+function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): number {
   // Start every measurement with nothing left to write back from the one before.
   spawnSync('sync');
   warmMemory();
@@ -24,15 +26,15 @@ function timed(cmd, args, env = {}) {
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.status}): ${r.stderr}`);
   return seconds;
 }
-async function backy(...args) {
+async function backy(...args: string[]): Promise<{ seconds: number; rss: number }> {
   await rm(rssFile, { force: true });
   const seconds = timed(process.execPath, [wrapper, ...args], { BACKY_RSS_FILE: rssFile });
   const rss = Number((await readFile(rssFile, 'utf8')).trim());
   return { seconds, rss };
 }
-const copyDurably = (from, to) => timed('sh', ['-c', `cp "${from}" "${to}" && sync "${to}"`]);
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const mb = (bytes) => `${(bytes / 1e6).toFixed(0)} MB`;
+const copyDurably = (from: string, to: string) => timed('sh', ['-c', `cp "${from}" "${to}" && sync "${to}"`]);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const mb = (bytes: number) => `${(bytes / 1e6).toFixed(0)} MB`;
 
 await rm(dir, { recursive: true, force: true });
 await mkdir(dir, { recursive: true });
@@ -40,9 +42,9 @@ const image = join(dir, 'vm.img');
 console.log(
   `backy benchmark: ${(SIZE / 1024 ** 3).toFixed(2)} GiB VM-like image, ${RUNS} runs each, medians`,
 );
-await makeVmImage(image, SIZE);
-const results = { copy: [], full: [], incr: [], restore: [], verify: [] };
-const rss = { full: [], incr: [], restore: [], verify: [] };
+await writeVmImage(image, SIZE);
+const results: Record<Step | 'copy', number[]> = { copy: [], full: [], incr: [], restore: [], verify: [] };
+const rss: Record<Step, number[]> = { full: [], incr: [], restore: [], verify: [] };
 for (let run = 0; run < RUNS; run++) {
   const copy = join(dir, 'copy.img');
   await rm(copy, { force: true });
@@ -86,8 +88,8 @@ for (let run = 0; run < RUNS; run++) {
   await rm(archive, { recursive: true, force: true });
 }
 const base = median(results.copy);
-const runs = (key) => `runs: ${results[key].map((x) => x.toFixed(2)).join(', ')}`;
-const row = (name, key, target) => {
+const runs = (key: Step | 'copy') => `runs: ${results[key].map((x) => x.toFixed(2)).join(', ')}`;
+const row = (name: string, key: Step, target: string) => {
   const m = median(results[key]);
   console.log(
     `${name.padEnd(22)} ${m.toFixed(2).padStart(6)} s   ${(m / base).toFixed(2)}× baseline (target ${target})   peak RSS ${mb(median(rss[key]))}   (${runs(key)})`,

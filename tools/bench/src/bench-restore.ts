@@ -3,82 +3,46 @@
 // alternating order, several runs, medians, ratios. Optionally the same onto a loop device.
 // Measures, asserts nothing (except that every copy is byte-identical to the image).
 //
-//   pnpm build && node scripts/bench-restore.mjs            # 1 GiB, 5 runs
-//   BENCH_SIZE=268435456 BENCH_RUNS=3 node scripts/bench-restore.mjs
-//   BENCH_LOOP=1 node scripts/bench-restore.mjs             # also restore onto a loop device (root)
-import { spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { warmMemory } from './warm-memory.mjs';
+//   pnpm bench:restore                                       # 1 GiB, 5 runs
+//   BENCH_SIZE=268435456 BENCH_RUNS=3 pnpm bench:restore
+//   BENCH_LOOP=1 pnpm bench:restore                          # also restore onto a loop device (root)
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeVmImage } from '@backy/core/testing/helpers';
+import { BACKY_BIN as BIN, REPO } from './paths.js';
+import { warmMemory } from './warm-memory.js';
 
-const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
-const BIN = join(root, 'packages/cli/bin/backy.js');
-const dir = process.env.BENCH_DIR ?? join(root, '.bench-restore');
+const dir = process.env.BENCH_DIR ?? join(REPO, '.bench-restore');
 const SIZE = Number(process.env.BENCH_SIZE ?? 1024 ** 3);
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const LOOP = process.env.BENCH_LOOP === '1';
-const REGION = 4 * 1024 * 1024;
 
-/** A VM-like image, sparse where the guest has nothing: per 4 MiB region 40% random, 30% zero, 30% text. */
-async function makeImage(path, size) {
-  const words =
-    'systemd[1]: Started session kernel: eth0 link up GET /index.html HTTP/1.1 200 postgres checkpoint complete wrote buffers'.split(
-      ' ',
-    );
-  const handle = await open(path, 'w');
-  try {
-    await handle.truncate(size);
-    for (let offset = 0, i = 0; offset < size; offset += REGION, i++) {
-      const kind = (i * 7) % 10;
-      if (kind >= 4 && kind < 7) continue;
-      let data;
-      if (kind < 4) data = randomBytes(REGION);
-      else {
-        const lines = [];
-        let n = 0;
-        let s = i + 1;
-        while (n < REGION) {
-          s = (s * 1103515245 + 12345) >>> 0;
-          const line = `${new Date(1.7e12 + s).toISOString()} host ${words[s % words.length]} ${words[(s >>> 8) % words.length]} ${s}\n`;
-          lines.push(line);
-          n += line.length;
-        }
-        data = Buffer.from(lines.join('')).subarray(0, REGION);
-      }
-      await handle.write(data, 0, Math.min(REGION, size - offset), offset);
-    }
-  } finally {
-    await handle.close();
-  }
-}
-
-function sh(command) {
+function sh(command: string): string {
   const r = spawnSync('sh', ['-c', command], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`${command} failed (${r.status}): ${r.stderr}`);
   return r.stdout;
 }
 
-function timed(command) {
+function timed(command: string): number {
   warmMemory();
   const start = process.hrtime.bigint();
   sh(command);
   return Number(process.hrtime.bigint() - start) / 1e9;
 }
 
-const median = (xs) => {
+const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
-const q = (p) => `'${p.replaceAll("'", "'\\''")}'`;
+const q = (p: string) => `'${p.replaceAll("'", "'\\''")}'`;
 
-async function startServer(archive) {
+async function startServer(archive: string): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn(process.execPath, [BIN, '-b', archive, 'nbd-server', '-p', '0'], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let text = '';
-  const port = await new Promise((resolve, reject) => {
+  const port = await new Promise<number>((resolve, reject) => {
     child.stderr.on('data', (d) => {
       text += d;
       const m = /nbd:\/\/127\.0\.0\.1:(\d+)\//.exec(text);
@@ -97,19 +61,19 @@ const target = join(dir, 'target.img');
 console.log(
   `restore benchmark: ${(SIZE / 1024 ** 3).toFixed(2)} GiB VM-like image (40% random, 30% text, 30% zero, sparse), ${RUNS} runs, alternating order, medians`,
 );
-await makeImage(image, SIZE);
+await writeVmImage(image, SIZE);
 sh(
   `node ${q(BIN)} -b ${q(archive)} init file ${q(image)} && node ${q(BIN)} -b ${q(archive)} backup -f bench`,
 );
 const server = await startServer(archive);
 const uri = `nbd://127.0.0.1:${server.port}/last`;
 
-const tasks = {
+const tasks: Record<string, () => number> = {
   'cp + sync': () => timed(`cp ${q(image)} ${q(target)} && sync ${q(target)}`),
   'backy restore': () => timed(`node ${q(BIN)} -b ${q(archive)} restore -r last ${q(target)}`),
   'nbdcopy via nbd-server': () => timed(`nbdcopy --flush ${q(uri)} ${q(target)}`),
 };
-let loop = null;
+let loop: string | null = null;
 if (LOOP) {
   const backing = join(dir, 'loop-backing.img');
   sh(`truncate -s ${SIZE} ${q(backing)}`);
@@ -119,33 +83,33 @@ if (LOOP) {
   tasks['backy restore to loop'] = () => timed(`node ${q(BIN)} -b ${q(archive)} restore -r last ${loop}`);
 }
 const names = Object.keys(tasks);
-const times = Object.fromEntries(names.map((n) => [n, []]));
+const times: Record<string, number[]> = Object.fromEntries(names.map((n) => [n, []]));
 try {
   // Warm-up (not counted) and a correctness check of every path.
   for (const name of names) {
     await rm(target, { force: true });
-    tasks[name]();
-    const out = name.includes('loop') ? loop : target;
+    tasks[name]!();
+    const out = name.includes('loop') ? loop! : target;
     sh(`cmp -n ${SIZE} ${q(image)} ${q(out)}`);
   }
   for (let run = 0; run < RUNS; run++) {
-    const order = names.map((_, i) => names[(i + run) % names.length]);
+    const order = names.map((_, i) => names[(i + run) % names.length]!);
     for (const name of order) {
       await rm(target, { force: true });
-      times[name].push(tasks[name]());
+      times[name]!.push(tasks[name]!());
     }
-    console.log(`run ${run + 1}: ${order.map((n) => `${n} ${times[n].at(-1).toFixed(2)}s`).join(', ')}`);
+    console.log(`run ${run + 1}: ${order.map((n) => `${n} ${times[n]!.at(-1)!.toFixed(2)}s`).join(', ')}`);
   }
 } finally {
   server.child.kill('SIGTERM');
   if (loop) spawnSync('losetup', ['-d', loop]);
 }
 
-const med = Object.fromEntries(names.map((n) => [n, median(times[n])]));
+const med: Record<string, number> = Object.fromEntries(names.map((n) => [n, median(times[n]!)]));
 console.log('\nmedians:');
 for (const n of names)
-  console.log(`  ${n.padEnd(28)} ${med[n].toFixed(2)} s  (${(SIZE / 1e6 / med[n]).toFixed(0)} MB/s)`);
-const ratio = (a, b) => med[a] / med[b];
+  console.log(`  ${n.padEnd(28)} ${med[n]!.toFixed(2)} s  (${(SIZE / 1e6 / med[n]!).toFixed(0)} MB/s)`);
+const ratio = (a: string, b: string) => med[a]! / med[b]!;
 console.log('\nratios (target in brackets):');
 console.log(
   `  backy restore / (cp + sync)          ${ratio('backy restore', 'cp + sync').toFixed(2)}  (<= 1.10)`,

@@ -1,0 +1,185 @@
+/**
+ * What the tests of every package share, and the VM-like images of the benchmarks and the demo: a
+ * logger that keeps its lines, temporary directories and archives, a revision restored into memory,
+ * VM-like data. Nothing here imports vitest, so `@backy/core/testing/helpers` loads outside a test run
+ * (the benchmarks measure their own memory); `@backy/core/testing` exports all of it too.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import pino, { type Logger } from 'pino';
+import { Archive } from '../archive.js';
+import { restoreToStream } from '../restore.js';
+
+const MiB = 1024 * 1024;
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [key: string]: unknown;
+}
+
+export interface CapturedLog {
+  /** Logs at `debug` and above. */
+  logger: Logger;
+  /** Every line logged so far, parsed. */
+  lines: LogLine[];
+  /** The lines at `warn` level (errors not included). */
+  warnings(): LogLine[];
+}
+
+/** A pino logger that keeps its lines in memory, parsed; `BACKY_TEST_LOG=1` echoes them to stderr. */
+export function captureLogger(): CapturedLog {
+  const lines: LogLine[] = [];
+  const logger = pino(
+    { level: 'debug' },
+    {
+      write(line: string) {
+        lines.push(JSON.parse(line) as LogLine);
+        if (process.env.BACKY_TEST_LOG) process.stderr.write(line);
+      },
+    },
+  );
+  return { logger, lines, warnings: () => lines.filter((l) => l.level === 40) };
+}
+
+export interface TempDir {
+  path: string;
+  /** Removes the directory and everything in it. */
+  cleanup(): Promise<void>;
+}
+
+/** A new, empty directory under the system's temporary directory. */
+export async function tempDir(prefix = 'backy-test-'): Promise<TempDir> {
+  const path = await mkdtemp(join(tmpdir(), prefix));
+  return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
+}
+
+export interface TempArchive {
+  /** The temporary directory; the archive is its `archive` subdirectory. */
+  dir: string;
+  archive: Archive;
+  /** Removes the directory with the archive. */
+  cleanup(): Promise<void>;
+}
+
+/** An archive made with `config` (default: a `test` source) in a new temporary directory. */
+export async function tempArchive(
+  config: Record<string, unknown> = { source: { type: 'test' } },
+  prefix = 'backy-archive-',
+): Promise<TempArchive> {
+  const dir = await tempDir(prefix);
+  try {
+    const archive = await Archive.init(join(dir.path, 'archive'), config);
+    return { dir: dir.path, archive, cleanup: dir.cleanup };
+  } catch (error) {
+    await dir.cleanup();
+    throw error;
+  }
+}
+
+/** The image of revision `spec`, restored into memory; the reader (and its store lock) is closed after. */
+export async function restoreToBuffer(archive: Archive, spec: string): Promise<Buffer> {
+  const out = new PassThrough();
+  const parts: Buffer[] = [];
+  out.on('data', (d) => parts.push(d));
+  const reader = await archive.openReader(await archive.resolveOne(spec));
+  try {
+    await restoreToStream(reader, out);
+  } finally {
+    await reader.close();
+  }
+  return Buffer.concat(parts);
+}
+
+export type VmRegionKind = 'random' | 'zero' | 'text';
+
+/**
+ * What region `index` of a VM-like image holds, in a fixed pattern: 40% incompressible data (like
+ * compressed or encrypted files), 30% zeros (unused space), 30% text (logs, configs).
+ */
+export function vmRegionKind(index: number): VmRegionKind {
+  const k = (index * 7) % 10;
+  return k < 4 ? 'random' : k < 7 ? 'zero' : 'text';
+}
+
+const WORDS = (
+  'the quick brown fox jumps over lazy dogs kernel: eth0 link up systemd[1]: Started Daily apt upgrade and clean ' +
+  'activities. GET /index.html HTTP/1.1 200 nginx /var/lib/postgresql/15/main user=www-data session opened for user ' +
+  'root by (uid=0) CRON[2211]: pam_unix(cron:session): Accepted publickey for deploy from port ssh2 RSA SHA256 ' +
+  'error warning notice info debug upstream timed out while reading response header from client request host'
+).split(' ');
+
+/** `length` bytes of log-like lines from random words: compresses like real text (~3–5×), unlike a repeated string. */
+export function logLikeText(length: number): Buffer {
+  const picks = randomBytes(Math.max(1024, Math.ceil(length / 4)));
+  const pick = (() => {
+    let p = 0;
+    return () => picks[p++ % picks.length]!;
+  })();
+  const two = (n: number) => String(n).padStart(2, '0');
+  const parts: string[] = [];
+  let total = 0;
+  while (total < length) {
+    const words: string[] = [];
+    const n = 6 + (pick() % 8);
+    for (let i = 0; i < n; i++) words.push(WORDS[pick() % WORDS.length]!);
+    const line = `2026-11-${two(1 + (pick() % 28))}T${two(pick() % 24)}:${two(pick() % 60)}:${two(pick() % 60)} pid=${pick() * 256 + pick()} ${words.join(' ')}\n`;
+    parts.push(line);
+    total += line.length;
+  }
+  return Buffer.from(parts.join('')).subarray(0, length);
+}
+
+/**
+ * The regions of a VM-like image of `size` bytes that hold data, `region` bytes each (the last one
+ * shorter); zero regions are left out. Made one at a time, so an image larger than memory can be written.
+ */
+export function* vmLikeRegions(
+  size: number,
+  region = 4 * MiB,
+): Generator<{ offset: number; kind: 'random' | 'text'; data: Buffer }> {
+  for (let offset = 0, index = 0; offset < size; offset += region, index++) {
+    const kind = vmRegionKind(index);
+    if (kind === 'zero') continue;
+    const length = Math.min(region, size - offset);
+    yield { offset, kind, data: kind === 'random' ? randomBytes(length) : logLikeText(length) };
+  }
+}
+
+/** A VM-like image in memory; regions of 1 MiB by default, so that a small image holds every kind. */
+export function vmLikeData(size: number, options: { region?: number } = {}): Buffer {
+  const data = Buffer.alloc(size);
+  for (const { offset, data: bytes } of vmLikeRegions(size, options.region ?? MiB)) bytes.copy(data, offset);
+  return data;
+}
+
+/** Writes a VM-like disk image file of `size` bytes in 4 MiB regions; its zero regions are holes. */
+export async function writeVmImage(path: string, size: number): Promise<void> {
+  const handle = await open(path, 'w');
+  try {
+    await handle.truncate(size);
+    for (const { offset, data } of vmLikeRegions(size)) await handle.write(data, 0, data.length, offset);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Overwrites `count` random 4 KiB blocks in distinct 4 MiB regions of the image with random data. */
+export async function changeBlocks(path: string, size: number, count: number): Promise<void> {
+  const region = 4 * MiB;
+  const handle = await open(path, 'r+');
+  try {
+    const regions = Math.floor(size / region);
+    const chosen = new Set<number>();
+    while (chosen.size < Math.min(count, regions)) chosen.add(Math.floor(Math.random() * regions));
+    for (const index of chosen) {
+      const offset = index * region + Math.floor(Math.random() * (region / 4096)) * 4096;
+      await handle.write(randomBytes(4096), 0, 4096, offset);
+    }
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,18 @@
+import { packageBuild } from '../../tsup.base.js';
+
+// Built, not run through a TypeScript loader: the benchmarks measure time and memory of processes, and
+// a loader would add its own to theirs. The workspace packages stay external: their built dist, as a
+// user runs them.
+export default packageBuild({
+  entry: {
+    bench: 'src/bench.ts',
+    'bench-ceph': 'src/bench-ceph.ts',
+    'bench-codecs': 'src/bench-codecs.ts',
+    'bench-restore': 'src/bench-restore.ts',
+    'bench-scheduler': 'src/bench-scheduler.ts',
+    'crash-campaign': 'src/crash-campaign.ts',
+    demo: 'src/demo.ts',
+    'rss-wrapper': 'src/rss-wrapper.ts',
+  },
+  dts: false,
+});
