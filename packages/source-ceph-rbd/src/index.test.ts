@@ -1,13 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import rbdSource, {
-  parseImageArgument,
-  qemuRbdFilename,
-  qemuRbdImageOpts,
-  Rbd,
-  rbdSourceOptions,
-  sampleIndexes,
-  summarizeStderr,
-} from './index.js';
+import { parseImageArgument } from './image-argument.js';
+import rbdSource, { rbdSourceOptions } from './index.js';
+import { Rbd, summarizeStderr } from './rbd.js';
+import { qemuRbdFilename, qemuRbdImageOpts } from './snapshot-reader.js';
+import { sampleIndexes } from './source.js';
 
 describe('ceph-rbd source definition', () => {
   it('turns `backy init ceph-rbd POOL/IMAGE` into options', () => {

@@ -1,31 +1,11 @@
-import { BackyError, defineSource } from '@backy/core/source';
+import { defineSource } from '@backy/core/source';
+import { parseImageArgument } from './image-argument.js';
 import { Rbd } from './rbd.js';
 import { createRbdSource, type RbdSourceOptions, rbdSourceOptions } from './source.js';
 
-export { type ApplyDiffOptions, type ApplyDiffResult, applyRawImage, applyRbdDiff } from './apply-diff.js';
-export {
-  encodeRbdDiff,
-  parseRbdDiff,
-  RBD_DIFF_V1_HEADER,
-  RbdDiffParser,
-  type RbdDiffRecord,
-} from './diff-stream.js';
-export {
-  type CephClientOptions,
-  imageSpec,
-  Rbd,
-  RbdError,
-  type RbdImageInfo,
-  type RbdOptions,
-  type RbdSnapshot,
-  summarizeStderr,
-} from './rbd.js';
-export {
-  QemuImgChunkReader,
-  qemuImgSupportsRbd,
-  qemuRbdFilename,
-  qemuRbdImageOpts,
-} from './snapshot-reader.js';
+// What other packages use: the definition (default), the source with its hooks for
+// source-flyingcircus, the snapshot prefix, and the diff encoder the Ceph benchmark feeds images with.
+export { encodeRbdDiff, type RbdDiffRecord } from './diff-stream.js';
 export {
   createRbdSource,
   type MakeSnapshotArgs,
@@ -33,20 +13,7 @@ export {
   type RbdSourceOptions,
   rbdSourceOptions,
   SNAPSHOT_PREFIX,
-  sampleIndexes,
 } from './source.js';
-
-/** `backy init ceph-rbd POOL/IMAGE` → `{ pool, image }`. */
-export function parseImageArgument(argument: string): { pool: string; image: string } {
-  const match = /^([^/@\s]+)\/([^/@\s]+)$/.exec(argument.trim());
-  if (match == null) {
-    throw new BackyError(
-      'USAGE',
-      `expected POOL/IMAGE for a ceph-rbd source (e.g. rbd/vm01.root), got ${JSON.stringify(argument)}`,
-    );
-  }
-  return { pool: match[1]!, image: match[2]! };
-}
 
 export default defineSource<RbdSourceOptions>({
   type: 'ceph-rbd',

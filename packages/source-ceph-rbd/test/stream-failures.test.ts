@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { type Archive, isBackyError, runBackup } from '@backy/core';
 import { restoreToBuffer } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRbdSource, Rbd } from '../src/index.js';
+import { createRbdSource } from '../src/index.js';
+import { Rbd } from '../src/rbd.js';
 import { CHUNK, ceph, conf, logger, MiB, POOL, rbdArchive, skipReason, uniqueImage } from './helpers.js';
 
 const suite = skipReason ? describe.skip : describe;

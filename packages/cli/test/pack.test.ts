@@ -1,0 +1,146 @@
+/**
+ * As a plugin author and an operator outside this repository would: the packages are packed
+ * (`pnpm pack`, which turns `workspace:` and `catalog:` into versions), the example source of
+ * docs/writing-a-source.md is type-checked against the packed @backy/core and runs the conformance
+ * suite under the newest vitest, and the packed CLI backs it up by package name and by path.
+ *
+ * npm fetches the third-party dependencies (zod, pino, vitest, …) from its registry or its cache.
+ */
+import { spawnSync } from 'node:child_process';
+import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from './helpers.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const PUBLISHED = [
+  'core',
+  'source-file',
+  'source-ceph-rbd',
+  'source-flyingcircus',
+  'scheduler',
+  'telnet-shell',
+  'nbd-server',
+  'cli',
+];
+const MiB = 1024 * 1024;
+
+function run(command: string, args: string[], cwd: string, timeout = 300_000) {
+  const r = spawnSync(command, args, {
+    cwd,
+    encoding: 'utf8',
+    timeout,
+    env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' },
+  });
+  return { code: r.status, out: `${r.stdout}${r.stderr}`, stdout: r.stdout, stderr: r.stderr };
+}
+
+function ok(result: ReturnType<typeof run>, what: string) {
+  expect(result.code, `${what} failed:\n${result.out.slice(-4000)}`).toBe(0);
+  return result;
+}
+
+describe('packed packages outside the workspace', () => {
+  let dir: { path: string; cleanup: () => Promise<void> };
+  const tarball: Record<string, string> = {};
+  let plugin: string;
+  let app: string;
+
+  beforeAll(async () => {
+    dir = await tempDir('backy-pack-');
+    const tarballs = join(dir.path, 'tarballs');
+    await mkdir(tarballs);
+    for (const name of PUBLISHED) {
+      const before = new Set(await readdir(tarballs));
+      ok(
+        run('npx', ['-y', 'pnpm@9.15.9', 'pack', '--pack-destination', tarballs], join(ROOT, 'packages', name)),
+        `pnpm pack of ${name}`,
+      );
+      const made = (await readdir(tarballs)).find((f) => !before.has(f));
+      tarball[`@backy/${name}`] = join(tarballs, made!);
+    }
+    plugin = join(dir.path, 'backy-source-example');
+    await cp(join(ROOT, 'examples/backy-source-example'), plugin, {
+      recursive: true,
+      filter: (src) => !/node_modules|dist/.test(src),
+    });
+    app = join(dir.path, 'app');
+    await mkdir(app);
+  }, 600_000);
+
+  afterAll(async () => {
+    await dir?.cleanup();
+  });
+
+  it('publish no workspace: or catalog: ranges', async () => {
+    for (const name of PUBLISHED) {
+      const listing = run('tar', ['-xOzf', tarball[`@backy/${name}`]!, 'package/package.json'], dir.path);
+      const manifest = ok(listing, `reading ${name}'s packed package.json`).stdout;
+      expect(manifest, name).not.toMatch(/"(workspace|catalog):/);
+    }
+  });
+
+  it('type-check a source package against the packed @backy/core and pass the conformance suite', async () => {
+    const manifest = JSON.parse(await readFile(join(plugin, 'package.json'), 'utf8'));
+    manifest.devDependencies = {
+      '@backy/core': `file:${tarball['@backy/core']}`,
+      '@types/node': '^20.19.0',
+      typescript: '~5.9.0',
+      // The newest vitest the conformance suite's peer range admits.
+      vitest: '^5.0.0',
+    };
+    await writeFile(join(plugin, 'package.json'), JSON.stringify(manifest, null, 2));
+    ok(run('npm', ['install', '--prefer-offline', '--no-package-lock'], plugin, 600_000), 'npm install (plugin)');
+    // tsc with skipLibCheck off: the packed declarations must hold up, not only the plugin's code.
+    ok(run('npx', ['tsc', '-p', '.'], plugin), 'tsc (build)');
+    ok(run('npx', ['tsc', '-p', 'tsconfig.check.json'], plugin), 'tsc (with the tests)');
+    const test = ok(run('npx', ['vitest', 'run', 'src/conformance.test.ts'], plugin, 600_000), 'vitest');
+    expect(test.out).toMatch(/\d+ passed/);
+    expect(test.out).not.toMatch(/failed|skipped/);
+  }, 900_000);
+
+  it('back the source up with the packed CLI, by package name and by path', async () => {
+    const packed = ok(run('npm', ['pack', '--pack-destination', dir.path], plugin), 'npm pack (plugin)');
+    const pluginTarball = join(dir.path, packed.stdout.trim().split('\n').at(-1)!);
+    await writeFile(
+      join(app, 'package.json'),
+      JSON.stringify({
+        name: 'backup-server',
+        private: true,
+        dependencies: {
+          ...Object.fromEntries(Object.entries(tarball).map(([name, path]) => [name, `file:${path}`])),
+          'backy-source-example': `file:${pluginTarball}`,
+        },
+      }),
+    );
+    ok(run('npm', ['install', '--prefer-offline', '--no-package-lock'], app, 600_000), 'npm install (app)');
+    const image = join(app, 'disk.img');
+    const data = Buffer.alloc(9 * MiB + 12345);
+    for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE(i * 2654435761 >>> 0, i);
+    await writeFile(image, data);
+    const backy = (...args: string[]) => run(join(app, 'node_modules/.bin/backy'), args, app);
+
+    ok(backy('-b', 'by-name', 'init', 'backy-source-example', image), 'init by package name');
+    ok(backy('-b', 'by-name', 'backup', 'manual:test'), 'backup');
+    ok(backy('-b', 'by-name', 'restore', join(app, 'restored.img')), 'restore');
+    expect((await readFile(join(app, 'restored.img'))).equals(data)).toBe(true);
+    const status = ok(backy('-b', 'by-name', 'status'), 'status').stdout;
+    expect(status).toContain('manual:test');
+
+    const byPath = join(app, 'node_modules/backy-source-example/dist/index.js');
+    ok(backy('-b', 'by-path', 'init', '-o', 'parallel=2', byPath, image), 'init by path');
+    expect(await readFile(join(app, 'by-path/config'), 'utf8')).toContain('parallel: 2');
+    ok(backy('-b', 'by-path', 'backup', 'manual:test'), 'backup by path');
+    ok(backy('-b', 'by-path', 'restore', join(app, 'restored-2.img')), 'restore by path');
+    expect((await readFile(join(app, 'restored-2.img'))).equals(data)).toBe(true);
+
+    const missing = backy('-b', 'nothing', 'init', 'backy-source-missing', image);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr.trim()).toMatch(
+      /^backy: error: unknown source type "backy-source-missing": not built in .* no package of that name is installed beside backy \(.*\/app\/node_modules\)/,
+    );
+    expect(missing.stderr.trim().split('\n')).toHaveLength(1);
+    await rm(join(app, 'restored.img'));
+  }, 900_000);
+});
