@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
@@ -119,14 +120,22 @@ function describeLoadFailure(type: string, specifier: string, what: string, erro
     return new BackyError('SOURCE_INVALID', `${what} cannot be imported: ${message}`, { cause: error });
   }
   if (error instanceof SyntaxError) {
-    // V8 puts the file and line of a parse error in the first line of the stack.
-    const at = /^(file:\/\/\S+|\/\S+):(\d+)/.exec(err.stack ?? '');
-    const where = at ? ` (${at[1]!.startsWith('file:') ? fileURLToPath(at[1]!) : at[1]}:${at[2]})` : '';
+    const where = specifier.startsWith('file:') ? syntaxErrorLine(fileURLToPath(specifier)) : '';
     return new BackyError('SOURCE_INVALID', `${what} has a syntax error${where}: ${message}`, {
       cause: error,
     });
   }
   return new BackyError('SOURCE_INVALID', `${what} failed while loading: ${message}`, { cause: error });
+}
+
+/**
+ * ` (FILE:LINE)` of a module's syntax error. Node 20 keeps the place out of the error an import throws;
+ * `node --check` prints it first (only the module's own file, not what it imports).
+ */
+function syntaxErrorLine(file: string): string {
+  const check = spawnSync(process.execPath, ['--check', file], { encoding: 'utf8', timeout: 10_000 });
+  const at = /^(\/\S+):(\d+)$/m.exec(check.stderr ?? '');
+  return at ? ` (${at[1]}:${at[2]})` : '';
 }
 
 /** Where package names are resolved from: the node_modules that holds backy's CLI. */

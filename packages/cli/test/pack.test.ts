@@ -2,7 +2,7 @@
  * As a plugin author and an operator outside this repository would: the packages are packed
  * (`pnpm pack`, which turns `workspace:` and `catalog:` into versions), the example source of
  * docs/writing-a-source.md is type-checked against the packed @backy/core and runs the conformance
- * suite under the newest vitest, and the packed CLI backs it up by package name and by path.
+ * suite under the newest vitest this Node runs, and the packed CLI backs it up by package name and by path.
  *
  * npm fetches the third-party dependencies (zod, pino, vitest, …) from its registry or its cache.
  */
@@ -25,13 +25,21 @@ const PUBLISHED = [
   'cli',
 ];
 const MiB = 1024 * 1024;
+/** The newest vitest the conformance suite's peer range admits that runs on this Node (5 needs 22.12). */
+const [major, minor] = process.versions.node.split('.').map(Number) as [number, number];
+const NEWEST_VITEST = major > 22 || (major === 22 && minor >= 12) ? '^5.0.0' : '^4.0.0';
 
 function run(command: string, args: string[], cwd: string, timeout = 300_000) {
   const r = spawnSync(command, args, {
     cwd,
     encoding: 'utf8',
     timeout,
-    env: { ...process.env, npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' },
+    env: {
+      ...process.env,
+      npm_config_audit: 'false',
+      npm_config_fund: 'false',
+      npm_config_update_notifier: 'false',
+    },
   });
   return { code: r.status, out: `${r.stdout}${r.stderr}`, stdout: r.stdout, stderr: r.stderr };
 }
@@ -54,7 +62,11 @@ describe('packed packages outside the workspace', () => {
     for (const name of PUBLISHED) {
       const before = new Set(await readdir(tarballs));
       ok(
-        run('npx', ['-y', 'pnpm@9.15.9', 'pack', '--pack-destination', tarballs], join(ROOT, 'packages', name)),
+        run(
+          'npx',
+          ['-y', 'pnpm@9.15.9', 'pack', '--pack-destination', tarballs],
+          join(ROOT, 'packages', name),
+        ),
         `pnpm pack of ${name}`,
       );
       const made = (await readdir(tarballs)).find((f) => !before.has(f));
@@ -85,13 +97,15 @@ describe('packed packages outside the workspace', () => {
     const manifest = JSON.parse(await readFile(join(plugin, 'package.json'), 'utf8'));
     manifest.devDependencies = {
       '@backy/core': `file:${tarball['@backy/core']}`,
-      '@types/node': '^20.19.0',
+      '@types/node': NEWEST_VITEST === '^5.0.0' ? '^22.0.0' : '^20.19.0',
       typescript: '~5.9.0',
-      // The newest vitest the conformance suite's peer range admits.
-      vitest: '^5.0.0',
+      vitest: NEWEST_VITEST,
     };
     await writeFile(join(plugin, 'package.json'), JSON.stringify(manifest, null, 2));
-    ok(run('npm', ['install', '--prefer-offline', '--no-package-lock'], plugin, 600_000), 'npm install (plugin)');
+    ok(
+      run('npm', ['install', '--prefer-offline', '--no-package-lock'], plugin, 600_000),
+      'npm install (plugin)',
+    );
     // tsc with skipLibCheck off: the packed declarations must hold up, not only the plugin's code.
     ok(run('npx', ['tsc', '-p', '.'], plugin), 'tsc (build)');
     ok(run('npx', ['tsc', '-p', 'tsconfig.check.json'], plugin), 'tsc (with the tests)');
@@ -117,7 +131,7 @@ describe('packed packages outside the workspace', () => {
     ok(run('npm', ['install', '--prefer-offline', '--no-package-lock'], app, 600_000), 'npm install (app)');
     const image = join(app, 'disk.img');
     const data = Buffer.alloc(9 * MiB + 12345);
-    for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE(i * 2654435761 >>> 0, i);
+    for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE((i * 2654435761) >>> 0, i);
     await writeFile(image, data);
     const backy = (...args: string[]) => run(join(app, 'node_modules/.bin/backy'), args, app);
 
@@ -134,6 +148,31 @@ describe('packed packages outside the workspace', () => {
     ok(backy('-b', 'by-path', 'backup', 'manual:test'), 'backup by path');
     ok(backy('-b', 'by-path', 'restore', join(app, 'restored-2.img')), 'restore by path');
     expect((await readFile(join(app, 'restored-2.img'))).equals(data)).toBe(true);
+
+    // Two broken plugins installed beside the CLI: one names another type, one lacks a dependency.
+    const fake = async (name: string, code: string) => {
+      await mkdir(join(app, 'node_modules', name), { recursive: true });
+      await writeFile(
+        join(app, 'node_modules', name, 'package.json'),
+        JSON.stringify({ name, version: '1.0.0', type: 'module', exports: './index.js' }),
+      );
+      await writeFile(join(app, 'node_modules', name, 'index.js'), code);
+    };
+    await fake(
+      'backy-source-renamed',
+      "import { z } from 'zod';\nexport default { type: 'renamed', optionsSchema: z.object({}), create() {} };\n",
+    );
+    await fake('backy-source-incomplete', "import 'backy-not-installed';\nexport default {};\n");
+    const renamed = backy('-b', 'renamed', 'init', 'backy-source-renamed', image);
+    expect(renamed.code).toBe(1);
+    expect(renamed.stderr.trim()).toMatch(
+      /^backy: error: source package "backy-source-renamed" implements source type "renamed", not "backy-source-renamed"/,
+    );
+    const incomplete = backy('-b', 'incomplete', 'init', 'backy-source-incomplete', image);
+    expect(incomplete.code).toBe(1);
+    expect(incomplete.stderr.trim()).toMatch(
+      /^backy: error: source package "backy-source-incomplete" cannot load its dependency "backy-not-installed" \(imported from .*backy-source-incomplete\/index\.js\)/,
+    );
 
     const missing = backy('-b', 'nothing', 'init', 'backy-source-missing', image);
     expect(missing.code).toBe(1);
