@@ -1,23 +1,31 @@
-import { open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { testSource } from '@backy/core/testing';
 import source from './index.js';
 
+// The suite changes the image through these callbacks; the fixture keeps it in memory and writes
+// the whole file after each change (the test images are a few MiB).
 testSource({
   definition: source,
   async makeFixture(initial) {
     const path = join(tmpdir(), `backy-source-example-${process.pid}.img`);
-    await writeFile(path, initial);
+    let image = Buffer.from(initial);
+    const save = () => writeFile(path, image);
+    await save();
     return {
       options: { path },
-      async write(offset, data) {
-        const handle = await open(path, 'r+');
-        await handle.write(data, 0, data.length, offset);
-        await handle.close();
+      write: async (offset, data) => {
+        data.copy(image, offset);
+        await save();
       },
-      resize: (size) => truncate(path, size),
-      content: () => readFile(path),
+      resize: async (size) => {
+        const next = Buffer.alloc(size);
+        image.copy(next, 0, 0, Math.min(size, image.length));
+        image = next;
+        await save();
+      },
+      content: async () => Buffer.from(image),
       cleanup: () => rm(path, { force: true }),
     };
   },

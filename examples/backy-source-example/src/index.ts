@@ -4,15 +4,8 @@
  */
 import { type FileHandle, open } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import {
-  type BackupContext,
-  type BackupSource,
-  BackyError,
-  defineSource,
-  forEachChunk,
-  type VerificationResult,
-  type VerifyContext,
-} from '@backy/core/source';
+import type { BackupContext, BackupSource, VerificationResult, VerifyContext } from '@backy/core/source';
+import { BackyError, defineSource, forEachChunk } from '@backy/core/source';
 import { z } from 'zod';
 
 /** The `source:` section of an archive's config, without `type`. Strict: a typo is an error. */
@@ -82,7 +75,13 @@ export function createExampleSource(options: ExampleOptions): BackupSource {
       const mismatches: number[] = [];
       try {
         if ((await handle.stat()).size !== reader.size)
-          return { method: 'full', chunks_checked: 0, chunks_total: reader.chunkCount, ok: false, mismatches };
+          return {
+            method: 'full',
+            chunks_checked: 0,
+            chunks_total: reader.chunkCount,
+            ok: false,
+            mismatches,
+          };
         await forEachChunk(
           reader.chunkCount,
           options.parallel,
@@ -101,7 +100,13 @@ export function createExampleSource(options: ExampleOptions): BackupSource {
         await handle.close();
       }
       const total = reader.chunkCount;
-      return { method: 'full', chunks_checked: total, chunks_total: total, ok: mismatches.length === 0, mismatches };
+      return {
+        method: 'full',
+        chunks_checked: total,
+        chunks_total: total,
+        ok: mismatches.length === 0,
+        mismatches,
+      };
     },
   };
 }
