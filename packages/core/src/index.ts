@@ -19,14 +19,12 @@ export {
   type ArchiveConfig,
   archiveConfigSchema,
   fromLegacyArchiveConfig,
-  loadArchiveConfig,
   type SourceConfig,
-  validateConfig,
 } from './config.js';
 export { BackyError, type BackyErrorCode, isBackyError } from './errors.js';
 export { expireArchive } from './expire.js';
 export { writeFileAtomic } from './fs-util.js';
-export { isRevisionId, newRevisionId } from './ids.js';
+export { newRevisionId } from './ids.js';
 export { acquireLock, type Lock, type LockMode } from './lock.js';
 export { type AppendLog, openAppendLog } from './log-file.js';
 export { forgetArchive, type PurgeResult, purgeStore } from './purge.js';
@@ -36,9 +34,7 @@ export {
   type Revision,
   type RevisionData,
   type RevisionStats,
-  readRevisionFile,
   revisionSchema,
-  TRUST_STATES,
   type Trust,
   type Verification,
   writeRevisionFile,
