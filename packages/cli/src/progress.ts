@@ -16,13 +16,20 @@ export function createProgressBar(stream: NodeJS.WriteStream = process.stderr): 
   return {
     update(phase, done, total) {
       const now = Date.now();
-      if (now - last < 100 && done < total) return;
+      const complete = total > 0 && done >= total;
+      if (now - last < 100 && !complete) return;
       last = now;
       const width = 30;
-      const fraction = total > 0 ? Math.min(1, done / total) : 0;
-      const filled = Math.round(fraction * width);
       const rate = done / Math.max(0.001, (now - started) / 1000);
-      const line = `${phase.padEnd(8)} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}% ${formatBytes(done)} / ${formatBytes(total)}  ${formatBytes(rate)}/s`;
+      let line: string;
+      if (total > 0) {
+        const fraction = Math.min(1, done / total);
+        const filled = Math.round(fraction * width);
+        line = `${phase.padEnd(8)} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}% ${formatBytes(done)} / ${formatBytes(total)}  ${formatBytes(rate)}/s`;
+      } else {
+        // The source does not know the total yet (a diff stream): bytes and rate, no bar.
+        line = `${phase.padEnd(8)} ${formatBytes(done)}  ${formatBytes(rate)}/s`;
+      }
       stream.write(`\r${line.slice(0, (stream.columns ?? 100) - 1)}\x1b[K`);
       shown = true;
     },

@@ -91,25 +91,33 @@ function describeExport(mod: { default?: unknown }): string {
 function describeLoadFailure(type: string, specifier: string, what: string, error: unknown): BackyError {
   const err = error as NodeJS.ErrnoException & { url?: string };
   const message = String(err?.message ?? error).split('\n')[0]!;
-  if (err?.code === 'ERR_MODULE_NOT_FOUND' || err?.code === 'ERR_UNSUPPORTED_DIR_IMPORT') {
-    // Node names what it could not find first: the plugin itself, or something the plugin imports.
+  if (err?.code === 'ERR_UNSUPPORTED_DIR_IMPORT') {
+    return new BackyError('SOURCE_INVALID', `${what} is a directory: name the module's entry file`, {
+      cause: error,
+    });
+  }
+  if (err?.code === 'ERR_MODULE_NOT_FOUND') {
+    // Node names what it could not find first: the plugin itself, a file of it, or something it imports.
     const missing = /^Cannot find (?:package|module) '([^']+)'/.exec(message)?.[1] ?? '';
-    const itself =
-      missing === type ||
-      missing === specifier ||
-      (specifier.startsWith('file:') && missing === fileURLToPath(specifier)) ||
-      missing.endsWith(`/node_modules/${type}`) ||
-      missing.endsWith(`/node_modules/${type}/`);
-    if (itself) {
+    const from = / imported from (\S+)/.exec(message)?.[1];
+    const pkg = packageName(type);
+    if (specifier.startsWith('file:') && missing === fileURLToPath(specifier)) {
+      return new BackyError('SOURCE_UNKNOWN', `${what}: no such file`, { cause: error });
+    }
+    if (!specifier.startsWith('file:') && (missing === pkg || missing.endsWith(`/node_modules/${pkg}`))) {
       return new BackyError(
         'SOURCE_UNKNOWN',
-        specifier.startsWith('file:')
-          ? `${what}: no such file`
-          : `unknown source type ${JSON.stringify(type)}: not built in (${BUILTIN_SOURCES.join(', ')}) and no package of that name is installed beside backy (${installRoot()}); install it there (npm install -g for a global backy) or name the module by its absolute path`,
+        `unknown source type ${JSON.stringify(type)}: not built in (${BUILTIN_SOURCES.join(', ')}) and no package of that name is installed beside backy (${installRoot()}); install it there (npm install -g for a global backy) or name the module by its absolute path`,
         { cause: error },
       );
     }
-    const from = / imported from (\S+)/.exec(message)?.[1];
+    if (!specifier.startsWith('file:') && missing.includes(`/node_modules/${pkg}/`)) {
+      return new BackyError(
+        'SOURCE_INVALID',
+        `${what} is installed, but its file ${missing} is missing (is the package built?)`,
+        { cause: error },
+      );
+    }
     return new BackyError(
       'SOURCE_INVALID',
       `${what} cannot load its dependency ${JSON.stringify(missing || message)}${from ? ` (imported from ${from})` : ''}: install the plugin with its dependencies`,
@@ -136,6 +144,12 @@ function syntaxErrorLine(file: string): string {
   const check = spawnSync(process.execPath, ['--check', file], { encoding: 'utf8', timeout: 10_000 });
   const at = /^(\/\S+):(\d+)$/m.exec(check.stderr ?? '');
   return at ? ` (${at[1]}:${at[2]})` : '';
+}
+
+/** The package part of a specifier: `@acme/x/sub` → `@acme/x`, `pkg/sub` → `pkg`. */
+function packageName(specifier: string): string {
+  const parts = specifier.split('/');
+  return specifier.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0]!;
 }
 
 /** Where package names are resolved from: the node_modules that holds backy's CLI. */

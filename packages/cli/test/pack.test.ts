@@ -163,6 +163,20 @@ describe('packed packages outside the workspace', () => {
       "import { z } from 'zod';\nexport default { type: 'renamed', optionsSchema: z.object({}), create() {} };\n",
     );
     await fake('backy-source-incomplete', "import 'backy-not-installed';\nexport default {};\n");
+    await mkdir(join(app, 'node_modules', 'backy-source-unbuilt'), { recursive: true });
+    await writeFile(
+      join(app, 'node_modules', 'backy-source-unbuilt', 'package.json'),
+      JSON.stringify({
+        name: 'backy-source-unbuilt',
+        version: '1.0.0',
+        type: 'module',
+        exports: './dist/index.js',
+      }),
+    );
+    const unbuilt = backy('-b', 'unbuilt', 'init', 'backy-source-unbuilt', image);
+    expect(unbuilt.stderr.trim()).toMatch(
+      /^backy: error: source package "backy-source-unbuilt" is installed, but its file .*backy-source-unbuilt\/dist\/index\.js is missing \(is the package built\?\)$/,
+    );
     const renamed = backy('-b', 'renamed', 'init', 'backy-source-renamed', image);
     expect(renamed.code).toBe(1);
     expect(renamed.stderr.trim()).toMatch(

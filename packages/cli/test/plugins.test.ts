@@ -5,7 +5,7 @@
  * CLI has a node_modules of its own to find them in.)
  */
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backy, oneLineError, tempDir } from './helpers.js';
@@ -47,6 +47,7 @@ const modules: Record<string, string> = {
 beforeAll(async () => {
   dir = await tempDir();
   for (const [name, text] of Object.entries(modules)) await writeFile(join(dir.path, name), text);
+  await mkdir(join(dir.path, 'a-directory'));
 });
 
 afterAll(async () => {
@@ -62,6 +63,7 @@ describe('source plugins by path', () => {
   it('each way a plugin fails to load is its own one-line error, and no archive is made', () => {
     const cases: [string, RegExp][] = [
       ['missing.mjs', /source module .*\/missing\.mjs: no such file$/],
+      ['a-directory', /source module .*\/a-directory is a directory: name the module's entry file$/],
       ['syntax.mjs', /source module .*\/syntax\.mjs has a syntax error \(.*\/syntax\.mjs:\d+\): /],
       ['throws.mjs', /source module .*\/throws\.mjs failed while loading: cannot reach the license server$/],
       ['no-default.mjs', /does not export a source: .*\(it has no default export, only createSource\)$/],
@@ -124,7 +126,22 @@ describe('source plugins by path', () => {
     const bad = init('bad-pair', '-o', 'novalue', good, 'disk.img');
     expect(bad.result.code).toBe(2);
     expect(oneLineError(bad.result)).toMatch(/-o "novalue": expected KEY=VALUE/);
-    for (const name of ['missing-path', 'unknown-key', 'bad-pair'])
+    // Nested options from SOURCE and -o merge key by key; names that would reach Object's prototype are refused.
+    const nestedGood = GOOD.replace(
+      'parseInitArgument: (argument) => ({ path: argument })',
+      "parseInitArgument: (argument) => ({ path: argument, nested: { url: 'u', name: 'n' } })",
+    );
+    await writeFile(join(dir.path, 'nested.mjs'), nestedGood);
+    const merged = init('merged', '-o', 'nested.name=m', join(dir.path, 'nested.mjs'), 'disk.img');
+    expect(merged.result.code, merged.result.stderr).toBe(0);
+    expect(await readFile(join(dir.path, 'merged', 'config'), 'utf8')).toMatch(
+      /nested:\n\s+url: u\n\s+name: m/,
+    );
+    const proto = init('proto', '-o', '__proto__.path=/evil', good, 'disk.img');
+    expect(oneLineError(proto.result)).toMatch(/-o __proto__\.path: not an option name$/);
+    const typed = init('typed', '-o', 'type=file', good, 'disk.img');
+    expect(oneLineError(typed.result)).toMatch(/the source type is the TYPE argument/);
+    for (const name of ['missing-path', 'unknown-key', 'bad-pair', 'proto', 'typed'])
       expect(existsSync(join(dir.path, name, 'config')), name).toBe(false);
   });
 });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Archive } from './archive.js';
 import { chunkChecker, runBackup } from './backup.js';
-import { isBackyError } from './errors.js';
+import { BackyError as BackyErrorClass, isBackyError } from './errors.js';
 import { expireArchive } from './expire.js';
 import { purgeStore } from './purge.js';
 import { restoreToPath } from './restore.js';
@@ -352,5 +352,23 @@ describe('restore', () => {
     expect((await archive.loadMap(next.uuid)).algorithm).toBe('blake3');
     expect((await restoreBytes(archive, rev.uuid)).equals(data)).toBe(true);
     expect((await restoreBytes(archive, next.uuid)).equals(data)).toBe(true);
+  });
+});
+
+describe('BackyError from another copy of @backy/core', () => {
+  it('is still a BackyError with its code (a plugin with its own copy throws those)', () => {
+    // What another copy's class makes: another class object, the same global brand.
+    class OtherCopy extends Error {
+      readonly code = 'SOURCE_UNAVAILABLE';
+      constructor(message: string) {
+        super(message);
+        this.name = 'BackyError';
+        Object.defineProperty(this, Symbol.for('backy.BackyError'), { value: true });
+      }
+    }
+    const foreign = new OtherCopy('image gone');
+    expect(foreign instanceof BackyErrorClass).toBe(true);
+    expect(isBackyError(foreign, 'SOURCE_UNAVAILABLE')).toBe(true);
+    expect(new Error('x') instanceof BackyErrorClass).toBe(false);
   });
 });

@@ -22,6 +22,12 @@ export type BackyErrorCode =
   | 'USAGE'
   | 'VERIFY_FAILED';
 
+/**
+ * Marks every BackyError, whichever copy of @backy/core made it: a plugin loaded by path, or installed
+ * with its own copy, throws errors of another class object, and `instanceof` must still see them.
+ */
+const BRAND = Symbol.for('backy.BackyError');
+
 export class BackyError extends Error {
   readonly code: BackyErrorCode;
 
@@ -29,6 +35,13 @@ export class BackyError extends Error {
     super(message, options);
     this.name = 'BackyError';
     this.code = code;
+    Object.defineProperty(this, BRAND, { value: true });
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    // Subclasses (e.g. RbdError) keep the usual prototype check.
+    if (this !== BackyError) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return typeof value === 'object' && value != null && (value as Record<symbol, unknown>)[BRAND] === true;
   }
 }
 

@@ -11,7 +11,8 @@ export const DEFAULT_SCHEDULE = {
 
 /**
  * `-o KEY=VALUE` options: KEY may be dotted for nested options (`-o consul.token=…`); VALUE is read as
- * JSON when it is valid JSON (`true`, `42`, `["a","b"]`), else taken as a string (`rbd`, `007`).
+ * JSON when it is valid JSON (`true`, `42`, `["a","b"]`), else taken as a string (`rbd`, `007`); a
+ * string that looks like JSON is quoted: `-o 'name="123"'`.
  */
 export function parseSourceOptions(pairs: readonly string[]): Record<string, unknown> {
   const options: Record<string, unknown> = {};
@@ -21,6 +22,10 @@ export function parseSourceOptions(pairs: readonly string[]): Record<string, unk
     if (key === '' || key.split('.').some((part) => part === '')) {
       throw new BackyError('USAGE', `init: -o ${JSON.stringify(pair)}: expected KEY=VALUE, e.g. -o pool=rbd`);
     }
+    if (key.split('.').some((part) => UNSAFE_KEYS.has(part)))
+      throw new BackyError('USAGE', `init: -o ${key}: not an option name`);
+    if (key === 'type')
+      throw new BackyError('USAGE', 'init: -o type: the source type is the TYPE argument, not an option');
     const raw = pair.slice(eq + 1);
     let value: unknown = raw;
     try {
@@ -32,14 +37,33 @@ export function parseSourceOptions(pairs: readonly string[]): Record<string, unk
     let node = options;
     for (const part of parts.slice(0, -1)) {
       const next = node[part];
-      if (next != null && (typeof next !== 'object' || Array.isArray(next)))
+      if (next != null && !isPlainObject(next))
         throw new BackyError('USAGE', `init: -o ${key}: ${part} is already set to a value`);
       if (next == null) node[part] = {};
       node = node[part] as Record<string, unknown>;
     }
-    node[parts.at(-1)!] = value;
+    const last = parts.at(-1)!;
+    if (isPlainObject(node[last]))
+      throw new BackyError('USAGE', `init: -o ${key}: ${key} already has options of its own`);
+    node[last] = value;
   }
   return options;
+}
+
+const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value != null && !Array.isArray(value);
+}
+
+/** `over` merged into `base`, nested objects key by key (`-o consul.token=…` keeps `consul.url`). */
+function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const merged: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    const current = merged[key];
+    merged[key] = isPlainObject(current) && isPlainObject(value) ? deepMerge(current, value) : value;
+  }
+  return merged;
 }
 
 function withoutType(options: Record<string, unknown>): Record<string, unknown> {
@@ -72,7 +96,7 @@ export const initCommand: Command = {
         `init: source type ${type} takes no SOURCE argument; give its options with -o KEY=VALUE or write ${Archive.configPath(ctx.global.baseDir)} by hand`,
       );
     }
-    const options = { ...(argument != null ? definition.parseInitArgument!(argument) : {}), ...extra };
+    const options = deepMerge(argument != null ? definition.parseInitArgument!(argument) : {}, extra);
     const parsed = await validateSourceOptions(
       definition.optionsSchema,
       options,
