@@ -85,11 +85,15 @@ describe('packed packages outside the workspace', () => {
     await dir?.cleanup();
   });
 
-  it('publish no workspace: or catalog: ranges', async () => {
+  it('publish no workspace: or catalog: ranges, and each a LICENSE and a README', async () => {
     for (const name of PUBLISHED) {
       const listing = run('tar', ['-xOzf', tarball[`@backy/${name}`]!, 'package/package.json'], dir.path);
       const manifest = ok(listing, `reading ${name}'s packed package.json`).stdout;
       expect(manifest, name).not.toMatch(/"(workspace|catalog):/);
+      expect(JSON.parse(manifest).os, name).toEqual(['linux']);
+      const files = ok(run('tar', ['-tzf', tarball[`@backy/${name}`]!], dir.path), `listing ${name}`).stdout;
+      expect(files, `${name} ships its LICENSE`).toMatch(/^package\/LICENSE$/m);
+      expect(files, `${name} ships a README`).toMatch(/^package\/README\.md$/m);
     }
   });
 
