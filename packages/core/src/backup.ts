@@ -115,26 +115,33 @@ export async function runBackup(
           );
         }
       }
-      const fresh = archive.readerFor(revision, map);
-      const verification: VerificationResult =
-        source.verify == null
-          ? // Not verified: recorded as such; `backy verify` still checks the stored chunks.
-            { method: 'none', chunks_checked: 0, chunks_total: map.chunkCount, ok: true, mismatches: [] }
-          : await source
-              .verify({
-                revision,
-                reader: fresh,
-                freshChunks: writer.freshChunks,
-                checkChunk: chunkChecker(fresh, writer.freshChunks, log),
-                logger: log,
-                signal,
-                budgetMs: options.verifyBudgetMs ?? 5 * 60_000,
-                progress: (done, total) => options.onProgress?.({ phase: 'verify', done, total }),
-                allocate: (length) => chunkBuffers.acquire(length),
-                release: (buffer) => chunkBuffers.release(buffer),
-              })
-              .finally(() => fresh.close());
-      if (source.verify == null) await fresh.close();
+      let verification: VerificationResult;
+      if (source.verify == null) {
+        // Not verified: recorded as such; `backy verify` still checks the stored chunks.
+        verification = {
+          method: 'none',
+          chunks_checked: 0,
+          chunks_total: map.chunkCount,
+          ok: true,
+          mismatches: [],
+        };
+      } else {
+        const fresh = archive.readerFor(revision, map);
+        verification = await source
+          .verify({
+            revision,
+            reader: fresh,
+            freshChunks: writer.freshChunks,
+            checkChunk: chunkChecker(fresh, writer.freshChunks, log),
+            logger: log,
+            signal,
+            budgetMs: options.verifyBudgetMs ?? 5 * 60_000,
+            progress: (done, total) => options.onProgress?.({ phase: 'verify', done, total }),
+            allocate: (length) => chunkBuffers.acquire(length),
+            release: (buffer) => chunkBuffers.release(buffer),
+          })
+          .finally(() => fresh.close());
+      }
       revision.verification = { ...verification, timestamp: now().toISOString() };
       if (!verification.ok) {
         revision.trust = 'distrusted';

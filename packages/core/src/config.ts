@@ -4,7 +4,7 @@ import { parse, parseDocument } from 'yaml';
 import { type ZodType, z } from 'zod';
 import { BackyError } from './errors.js';
 import { scheduleSchema } from './schedule.js';
-import { formatIssue } from './source/options.js';
+import { configError } from './source/options.js';
 import { CODECS } from './store/codec.js';
 
 /** `{type, ...options}`; the options are validated by the source's own schema. */
@@ -32,12 +32,6 @@ export const archiveConfigSchema = z.strictObject({
 });
 export type ArchiveConfig = z.infer<typeof archiveConfigSchema>;
 
-/** Formats the first problem of a zod error as `file: key.path: message`. */
-/** A zod issue as `key.path: message` (see formatIssue). */
-export function formatZodIssue(issue: z.core.$ZodIssue, prefix: readonly PropertyKey[] = []): string {
-  return formatIssue(issue as StandardSchemaV1.Issue, prefix);
-}
-
 /** Validates `value` with `schema`; failures become CONFIG_INVALID errors naming `where` and the key path. */
 export function validateConfig<T>(
   schema: ZodType<T>,
@@ -47,10 +41,7 @@ export function validateConfig<T>(
 ): T {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  const issues = result.error.issues;
-  const more =
-    issues.length > 1 ? ` (and ${issues.length - 1} more problem${issues.length > 2 ? 's' : ''})` : '';
-  throw new BackyError('CONFIG_INVALID', `${where}: ${formatZodIssue(issues[0]!, prefix)}${more}`);
+  throw configError(where, result.error.issues as StandardSchemaV1.Issue[], prefix);
 }
 
 /** Reads and parses a YAML file; syntax errors name the file and line. */

@@ -39,7 +39,8 @@ export class BackyError extends Error {
   }
 
   static override [Symbol.hasInstance](value: unknown): boolean {
-    // Subclasses (e.g. RbdError) keep the usual prototype check.
+    // Subclasses (e.g. RbdError) keep the usual prototype check; `this` is the class asked about.
+    // biome-ignore lint/complexity/noThisInStatic: which class `instanceof` names is the point
     if (this !== BackyError) return Function.prototype[Symbol.hasInstance].call(this, value);
     return typeof value === 'object' && value != null && (value as Record<symbol, unknown>)[BRAND] === true;
   }

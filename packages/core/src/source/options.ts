@@ -15,10 +15,18 @@ export async function validateSourceOptions<T>(
   let result = schema['~standard'].validate(value);
   if (result instanceof Promise) result = await result;
   if (result.issues == null) return result.value;
-  const issues = result.issues;
+  throw configError(where, result.issues, prefix);
+}
+
+/** CONFIG_INVALID for the first of `issues`: `where: key.path: message (and N more problems)`. */
+export function configError(
+  where: string,
+  issues: readonly StandardSchemaV1.Issue[],
+  prefix: readonly PropertyKey[] = [],
+): BackyError {
   const more =
     issues.length > 1 ? ` (and ${issues.length - 1} more problem${issues.length > 2 ? 's' : ''})` : '';
-  throw new BackyError('CONFIG_INVALID', `${where}: ${formatIssue(issues[0]!, prefix)}${more}`);
+  return new BackyError('CONFIG_INVALID', `${where}: ${formatIssue(issues[0]!, prefix)}${more}`);
 }
 
 /** One issue as `key.path: message`; zod's own issue codes get the wording of backy's config errors. */

@@ -3,15 +3,16 @@
  * revision with a tiny chunk size). Not part of the host or source API: a source never sees them, and
  * they may change with the storage format.
  */
-export { chunkChecker } from '../backup.js';
 export { ChunkedRevisionReader, ChunkedRevisionWriter } from '../layout/chunked.js';
 export { mmh3Hex } from '../legacy/mmh3.js';
 export { chunkHashHex, hashChunk, isAllZero } from '../store/chunk-hash.js';
 export { ChunkMap } from '../store/chunk-map.js';
 export { ChunkStore } from '../store/chunk-store.js';
 
+export { chunkChecker };
+
 import type { Logger } from 'pino';
-import { chunkChecker as checker } from '../backup.js';
+import { chunkChecker } from '../backup.js';
 import type { Revision } from '../revision.js';
 import type { RevisionReader } from '../revision-io.js';
 import type { VerifyContext } from '../source/contract.js';
@@ -32,7 +33,7 @@ export function verifyContextFor(
     logger,
     signal: options.signal ?? new AbortController().signal,
     freshChunks: new Set(),
-    checkChunk: checker(reader, new Set(), logger),
+    checkChunk: chunkChecker(reader, new Set(), logger),
     budgetMs: options.budgetMs ?? 60_000,
     progress: () => {},
     allocate: (length) => Buffer.allocUnsafe(length),
