@@ -6,6 +6,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import type { JobRequest, JobRunner, RunResult } from './runner.js';
+import { nextSlotAfter, spreadOffsetMs } from './schedule-math.js';
 import { Scheduler } from './scheduler.js';
 import { readStatusFile } from './status-file.js';
 
@@ -176,10 +177,13 @@ describe('Scheduler', () => {
 
   it('catches up exactly the missed tags of an existing archive', async () => {
     const t = await setup({ schedules, jobs: { a: fileJob('a'), b: fileJob('b') } });
-    // a: the daily tag is recent, the hourly one is three hours old. b: both recent enough.
-    await writeRevision(join(t.base, 'a'), ['long'], new Date(Date.now() - 600_000));
+    // a: the daily tag is recent, the hourly one is three hours old. b: both recent enough. "Recent" is
+    // just after the tag's last slot (real time: a fixed age could straddle a slot on some runs).
+    const justAfterLastSlot = (job: string, seconds: number) =>
+      new Date(nextSlotAfter(Date.now() - seconds * 1000, seconds, spreadOffsetMs(job, seconds)) + 1);
+    await writeRevision(join(t.base, 'a'), ['long'], justAfterLastSlot('a', 86400));
     await writeRevision(join(t.base, 'a'), ['short'], new Date(Date.now() - 3 * 3600_000));
-    await writeRevision(join(t.base, 'b'), ['short', 'long'], new Date(Date.now() - 1000));
+    await writeRevision(join(t.base, 'b'), ['short', 'long'], justAfterLastSlot('b', 3600));
     const s = await t.start();
     await until(() => t.runner.backups().length >= 1);
     await new Promise((r) => setTimeout(r, 200));
