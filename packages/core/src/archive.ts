@@ -32,9 +32,16 @@ import {
 import type { RevisionReader, RevisionWriter } from './revision-io.js';
 import { resolveRevisionSpec, resolveSingleRevision } from './revision-spec.js';
 import { chunkBuffers } from './store/buffer-pool.js';
+import { CatalogMirror } from './store/catalog-mirror.js';
 import { CHUNK_HASH, hashChunk, isAllZero } from './store/chunk-hash.js';
 import { ChunkMap } from './store/chunk-map.js';
-import { ChunkStore } from './store/chunk-store.js';
+import type { ChunkStore, StoreDrivers } from './store/contract.js';
+import { openStore } from './store/open-store.js';
+
+export interface ArchiveOptions {
+  /** Store drivers besides the local directory, by type (the CLI wires in `s3`). */
+  stores?: StoreDrivers;
+}
 
 export const CONFIG_FILE = 'config';
 export const LOG_FILE = 'backy.log';
@@ -84,12 +91,28 @@ export class Archive {
   readonly path: string;
   readonly config: ArchiveConfig;
   readonly store: ChunkStore;
+  /** For a store that keeps the revisions (a remote one): the directory's copies of them. */
+  private readonly mirror: CatalogMirror | null;
 
-  private constructor(path: string, config: ArchiveConfig) {
+  private constructor(path: string, config: ArchiveConfig, store: ChunkStore) {
     this.path = path;
     this.config = config;
-    const storePath = config.store.path == null ? join(path, 'chunks') : resolve(path, config.store.path);
-    this.store = new ChunkStore(storePath, { codec: config.store.codec });
+    this.store = store;
+    this.mirror =
+      store.catalog == null
+        ? null
+        : new CatalogMirror(path, store.catalog, (id, kind) =>
+            kind === 'rev' ? this.revPath(id) : this.mapPath(id),
+          );
+  }
+
+  private static async create(
+    path: string,
+    config: ArchiveConfig,
+    options: ArchiveOptions,
+  ): Promise<Archive> {
+    const store = await openStore(config, path, options.stores ?? {}, Archive.configPath(path));
+    return new Archive(path, config, store);
   }
 
   static configPath(dir: string): string {
@@ -97,10 +120,16 @@ export class Archive {
   }
 
   /** Creates an archive with `config`; refuses to overwrite an existing config. */
-  static async init(dir: string, rawConfig: Record<string, unknown>): Promise<Archive> {
+  static async init(
+    dir: string,
+    rawConfig: Record<string, unknown>,
+    options: ArchiveOptions = {},
+  ): Promise<Archive> {
     const path = resolve(dir);
     const configPath = Archive.configPath(path);
     const config = validateConfig(archiveConfigSchema, rawConfig, configPath);
+    // The store's options are checked before anything is written.
+    const store = await openStore(config, path, options.stores ?? {}, configPath);
     if (
       await stat(configPath).then(
         () => true,
@@ -115,12 +144,16 @@ export class Archive {
       throw ioError(error, `creating archive ${path}`);
     }
     await writeFileAtomic(configPath, stringify(rawConfig));
-    const archive = new Archive(path, config);
+    const archive = new Archive(path, config, store);
     await archive.prepareStore();
     return archive;
   }
 
-  static async open(dir: string): Promise<Archive> {
+  /**
+   * Opens the archive at `dir`. With a store that keeps the revisions, the directory's copies are
+   * brought up to date first (a new host with only the `config` gets every revision).
+   */
+  static async open(dir: string, options: ArchiveOptions = {}): Promise<Archive> {
     const path = resolve(dir);
     const configPath = Archive.configPath(path);
     let config: ArchiveConfig;
@@ -136,7 +169,18 @@ export class Archive {
       }
       throw error;
     }
-    return new Archive(path, config);
+    const archive = await Archive.create(path, config, options);
+    await archive.pull();
+    return archive;
+  }
+
+  /** Fetches what a remote store's catalog has and the directory lacks (see CatalogMirror). */
+  async pull(logger?: Logger): Promise<void> {
+    const mirror = this.mirror;
+    if (mirror == null) return;
+    await this.withRevisionsLock(async () => {
+      await mirror.pull(logger);
+    });
   }
 
   get logPath(): string {
@@ -181,7 +225,8 @@ export class Archive {
   /** The archive's ID (`archive-id`), made on first use; it stays the same when the directory moves. */
   async id(): Promise<string> {
     if (this.cachedId != null) return this.cachedId;
-    const existing = await readArchiveId(this.path);
+    // On a new host the archive directory has no ID yet: a remote store knows the archive's.
+    const existing = (await readArchiveId(this.path)) ?? (await this.store.catalog?.archiveId()) ?? null;
     if (existing != null && !isRevisionId(existing)) {
       throw new BackyError(
         'CONFIG_INVALID',
@@ -189,7 +234,8 @@ export class Archive {
       );
     }
     const id = existing ?? newRevisionId();
-    if (existing == null) await writeFileAtomic(join(this.path, ARCHIVE_ID_FILE), `${id}\n`, { mode: 0o640 });
+    if ((await readArchiveId(this.path)) == null)
+      await writeFileAtomic(join(this.path, ARCHIVE_ID_FILE), `${id}\n`, { mode: 0o640 });
     this.cachedId = id;
     return id;
   }
@@ -301,11 +347,34 @@ export class Archive {
     return isRevisionId(id) && resolve(this.path, spec) === this.imagePath(id) ? id : spec;
   }
 
-  /** The exclusive lock a backup holds for its whole run, and forget/expire/tags/distrust for theirs. */
-  lockBackup(): Promise<Lock> {
-    return acquireLock(join(this.path, '.backup.lock'), 'exclusive', {
+  /**
+   * The exclusive lock a backup holds for its whole run, and forget/expire/tags/distrust for theirs; with
+   * a remote store also the store's writer lock, so a second host cannot write the archive at once.
+   */
+  async lockBackup(): Promise<Lock> {
+    const local = await acquireLock(join(this.path, '.backup.lock'), 'exclusive', {
       busyMessage: `a backup of ${this.path} is already running (or another command is changing its revisions)`,
     });
+    const catalog = this.store.catalog;
+    if (catalog == null) return local;
+    let remote: Lock;
+    try {
+      remote = await catalog.lockWriter();
+    } catch (error) {
+      await local.release();
+      throw error;
+    }
+    return {
+      path: local.path,
+      mode: 'exclusive',
+      async release() {
+        try {
+          await remote.release();
+        } finally {
+          await local.release();
+        }
+      },
+    };
   }
 
   /**
@@ -344,6 +413,7 @@ export class Archive {
       }
       if (!isComplete(current)) return null;
       const next = change(current);
+      await this.mirror?.push(id, revisionBytes(next), false);
       await writeRevisionFile(this.revPath(id), next);
       return next;
     });
@@ -357,6 +427,8 @@ export class Archive {
   /** Commits a new revision: its `.rev` makes it exist; then its marker goes. */
   async commitRevision(rev: RevisionData): Promise<void> {
     await this.withRevisionsLock(async () => {
+      // A remote store gets the revision first: it exists once the store has its `.rev`.
+      await this.mirror?.push(rev.uuid, revisionBytes(rev), rev.backend_type === 'chunked');
       await writeRevisionFile(this.revPath(rev.uuid), rev);
       await rm(this.pendingPath(rev.uuid), { force: true });
       await this.updateLastLink();
@@ -613,12 +685,18 @@ export class Archive {
 
   /** Deletes a revision: the `.rev` first (so it disappears at once), then its map and image file. */
   private async deleteRevisionFiles(id: string): Promise<void> {
+    await this.mirror?.remove(id);
     await rm(this.revPath(id), { force: true });
     await rm(this.mapPath(id), { force: true });
     await rm(this.imagePath(id), { force: true });
     await fsyncDir(this.path);
     await this.updateLastLink();
   }
+}
+
+/** A revision's `.rev` as written to the archive directory and to a remote store. */
+function revisionBytes(rev: RevisionData): Buffer {
+  return Buffer.from(stringify(rev, { sortMapEntries: false }));
 }
 
 function describeProblem(error: unknown, file: string): string {

@@ -11,6 +11,7 @@ import { purgeStore } from './purge.js';
 import { restoreToPath } from './restore.js';
 import { sha256Hex } from './store/chunk-hash.js';
 import { ChunkMap } from './store/chunk-map.js';
+import type { DirectoryChunkStore } from './store/chunk-store.js';
 import { bufferSource, MiB, makeArchive, silent, writeAt } from './test-helpers.js';
 import { restoreToBuffer, tempDir } from './testing/helpers.js';
 import { verifyRevisions } from './verify.js';
@@ -153,7 +154,7 @@ describe('trust, verify and distrust', () => {
     const rev = await backupOf(archive, data);
     const map = await archive.loadMap(rev.uuid);
     const hash = map.get(1)!;
-    const path = archive.store.pathOf(hash);
+    const path = (archive.store as DirectoryChunkStore).pathOf(hash);
     const bytes = await readFile(path);
     bytes[bytes.length - 1]! ^= 0xff;
     await writeFile(path, bytes);
@@ -305,7 +306,7 @@ describe('restore', () => {
 
       // The stored copy is damaged: the source's bytes no longer equal it.
       if (layout === 'chunked') {
-        const path = archive.store.pathOf(map.get(0)!);
+        const path = (archive.store as DirectoryChunkStore).pathOf(map.get(0)!);
         const bytes = await readFile(path);
         bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 0xff;
         await writeFile(path, bytes);

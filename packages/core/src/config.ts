@@ -14,19 +14,36 @@ export const sourceConfigSchema = z.looseObject({
 });
 export type SourceConfig = z.infer<typeof sourceConfigSchema>;
 
-export const storeConfigSchema = z.strictObject({
-  /** Chunk store directory; relative paths are relative to the archive. Default: `chunks` inside the archive. */
-  path: z.string().min(1).optional(),
-  /** Codec for new chunks (default zstd). */
-  codec: z.enum(CODECS).default('zstd'),
-});
+const DIRECTORY_STORE_KEYS = new Set(['type', 'path', 'codec']);
+
+/**
+ * Where an archive's chunks live: `type: directory` (default; `path`, default `chunks` inside the
+ * archive, relative to it) or a store driver's type (`s3`) with that driver's options, which the driver
+ * validates when the archive is opened.
+ */
+export const storeConfigSchema = z
+  .looseObject({
+    /** `directory` (default) or a store driver's type, e.g. `s3`. */
+    type: z.string().min(1).default('directory'),
+    /** Chunk store directory (type directory); relative paths are relative to the archive. */
+    path: z.string().min(1).optional(),
+    /** Codec for new chunks (default zstd). */
+    codec: z.enum(CODECS).default('zstd'),
+  })
+  .superRefine((store, ctx) => {
+    if (store.type !== 'directory') return;
+    const unknown = Object.keys(store).filter((k) => !DIRECTORY_STORE_KEYS.has(k));
+    if (unknown.length > 0)
+      ctx.addIssue({ code: 'unrecognized_keys', keys: unknown, input: store, path: [] });
+  });
+export type StoreConfig = z.infer<typeof storeConfigSchema>;
 
 /** The configuration of one job's archive, `<archive>/config`. */
 export const archiveConfigSchema = z.strictObject({
   source: sourceConfigSchema,
   /** Tag → {interval, keep}. Used by `expire` and the scheduler. */
   schedule: scheduleSchema.default({}),
-  store: storeConfigSchema.default({ codec: 'zstd' }),
+  store: storeConfigSchema.default({ type: 'directory', codec: 'zstd' }),
   /** `chunked` (default): deduplicated chunk store; `images`: plain image files (see the README). */
   layout: z.enum(['chunked', 'images']).default('chunked'),
 });

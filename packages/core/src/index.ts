@@ -3,7 +3,14 @@
  * the CLI, the scheduler and anything else that drives backy. A source plugin needs only
  * `@backy/core/source`; tests get the conformance suite and helpers from `@backy/core/testing`.
  */
-export { Archive, type ArchiveScan, CONFIG_FILE, type DamagedRevision, LOG_FILE } from './archive.js';
+export {
+  Archive,
+  type ArchiveOptions,
+  type ArchiveScan,
+  CONFIG_FILE,
+  type DamagedRevision,
+  LOG_FILE,
+} from './archive.js';
 export { type BackupOptions, type Progress, runBackup } from './backup.js';
 export {
   type CentralConfig,
@@ -58,6 +65,7 @@ export {
   type VerificationResult,
 } from './source/contract.js';
 export { validateSourceOptions } from './source/options.js';
+export type { ChunkStore, StoreDriver, StoreDrivers } from './store/contract.js';
 export { formatBytes, formatDuration } from './units.js';
 export { type UpgradeResult, type UpgradeStep, upgradeArchive } from './upgrade.js';
 export { type DamagedChunk, type RevisionVerifyResult, verifyRevisions } from './verify.js';

@@ -1,11 +1,11 @@
-import { readdir, rm, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { CONFIG_FILE, readArchiveId } from './archive.js';
 import { BackyError, ioError } from './errors.js';
 import type { RegistryEntry } from './store/archive-registry.js';
 import { ChunkMap } from './store/chunk-map.js';
-import type { ChunkStore } from './store/chunk-store.js';
+import type { ChunkStore, RevisionCatalog } from './store/contract.js';
 
 export interface PurgeResult {
   chunksDeleted: number;
@@ -24,6 +24,11 @@ export interface PurgeOptions {
   onProgress?: (done: number, total: number) => void;
   /** Only report what would be deleted. */
   dryRun?: boolean;
+  /**
+   * The archive purge runs for. With a store that keeps the revisions (remote), its registry lists no
+   * local archives: this directory's maps count besides the store's catalog.
+   */
+  archiveDir?: string;
 }
 
 /** What an archive directory registered with a store holds now. */
@@ -94,6 +99,10 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
   try {
     const referenced = new Set<string>();
     const { live, stale } = await liveArchives(store);
+    if (store.catalog != null) {
+      if (options.archiveDir != null && !live.includes(options.archiveDir)) live.push(options.archiveDir);
+      await addCatalogReferences(store.catalog, referenced);
+    }
     for (const dir of live) {
       let names: string[];
       try {
@@ -141,7 +150,7 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
         if (entry.hash != null) result.chunksKept++;
         continue;
       }
-      if (!options.dryRun) await rm(entry.path, { force: true });
+      if (!options.dryRun) await store.removeEntry(entry);
       if (entry.hash != null) {
         result.chunksDeleted++;
         result.bytesFreed += entry.bytes;
@@ -152,6 +161,27 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
     return result;
   } finally {
     await lock.release();
+  }
+}
+
+/** Every chunk the maps in a remote store's catalog reference; a map it cannot read stops the purge. */
+async function addCatalogReferences(catalog: RevisionCatalog, referenced: Set<string>): Promise<void> {
+  for (const id of (await catalog.list()).keys()) {
+    const bytes = await catalog.read(id, 'map');
+    if (bytes == null) continue; // a revision without map: legacy or forgotten meanwhile
+    let map: ChunkMap;
+    try {
+      map = ChunkMap.deserialize(bytes, `${id}.map in the store`);
+    } catch (error) {
+      throw new BackyError(
+        'REVISION_INVALID',
+        `purge stopped, nothing deleted: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
+    }
+    for (const hash of map.uniqueHashes()) referenced.add(hash);
   }
 }
 

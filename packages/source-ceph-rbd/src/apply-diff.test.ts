@@ -7,8 +7,8 @@ import {
   ChunkedRevisionReader,
   ChunkedRevisionWriter,
   type ChunkMap,
-  ChunkStore,
   chunkHashHex,
+  DirectoryChunkStore,
   isAllZero,
 } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,12 +17,12 @@ import { encodeRbdDiff, parseRbdDiff, type RbdDiffRecord } from './diff-stream.j
 
 const CHUNK = 64;
 let dir: string;
-let store: ChunkStore;
+let store: DirectoryChunkStore;
 let seq = 0;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'backy-rbd-apply-'));
-  store = new ChunkStore(join(dir, 'chunks'));
+  store = new DirectoryChunkStore(join(dir, 'chunks'));
   await store.init();
 });
 afterAll(async () => {

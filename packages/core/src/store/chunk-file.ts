@@ -2,6 +2,8 @@ import { constants } from 'node:fs';
 import { type FileHandle, open, rm } from 'node:fs/promises';
 import { BackyError } from '../errors.js';
 import { chunkBuffers, DIRECT_IO_ALIGN } from './buffer-pool.js';
+import { CHUNK_HASH, type HashAlgorithm, hashChunk } from './chunk-hash.js';
+import { chunkWorkers } from './chunk-workers.js';
 import { type Codec, codecById } from './codec.js';
 
 /**
@@ -177,4 +179,72 @@ async function readInto(handle: FileHandle, buffer: Buffer, max: number): Promis
   if (length <= max) return buffer.subarray(0, length);
   chunkBuffers.release(buffer);
   return null;
+}
+
+/**
+ * A chunk's content from its parsed file, verified against `hash` (by `algorithm`): decompressed into a
+ * pooled buffer, or for a raw chunk handed on without a copy. After a `direct` read the raw payload sits
+ * 12 bytes past an aligned address: it is copied once to an aligned buffer, so that it can be written out
+ * directly again. The file's buffer is released (or handed on); release the result when done.
+ */
+export async function decodeChunkFile(
+  hash: string,
+  { file, codec, rawLength, payload }: ChunkFile,
+  algorithm: HashAlgorithm,
+  direct = false,
+): Promise<Buffer> {
+  if (codec.id === 0) {
+    if (payload.length !== rawLength || (await hashChunk(payload, algorithm)) !== hash) {
+      chunkBuffers.release(file);
+      throw corruptChunk(hash, 'content does not match its hash');
+    }
+    if (!direct) return payload;
+    const out = chunkBuffers.acquire(rawLength);
+    payload.copy(out);
+    chunkBuffers.release(file);
+    return out;
+  }
+  const out = chunkBuffers.acquire(rawLength);
+  let result: { length: number; hash: string };
+  try {
+    result = await codec.decompressInto(payload, out, algorithm);
+  } catch (error) {
+    chunkBuffers.release(out);
+    throw corruptChunk(hash, 'cannot decompress', error);
+  } finally {
+    chunkBuffers.release(file);
+  }
+  if (result.length !== rawLength || result.hash !== hash) {
+    chunkBuffers.release(out);
+    throw corruptChunk(hash, 'content does not match its hash');
+  }
+  return out;
+}
+
+/**
+ * True if the parsed chunk file holds exactly `expected`, compared byte for byte after decompression,
+ * without hashing. This does not prove the file matches its name on its own: it is for checking a chunk
+ * just written from bytes that hashed to its name against those bytes read again, where equal bytes
+ * prove both. The file's buffer is released.
+ */
+export async function chunkFileEquals(
+  { file, codec, rawLength, payload }: ChunkFile,
+  expected: Buffer,
+): Promise<boolean> {
+  try {
+    if (rawLength !== expected.length) return false;
+    if (codec.id === 0 || codec.name === 'zstd')
+      return await chunkWorkers().equals(payload, expected, codec.id === 0);
+    const out = chunkBuffers.acquire(rawLength);
+    try {
+      const { length } = await codec.decompressInto(payload, out, CHUNK_HASH);
+      return out.subarray(0, length).equals(expected);
+    } finally {
+      chunkBuffers.release(out);
+    }
+  } catch {
+    return false;
+  } finally {
+    chunkBuffers.release(file);
+  }
 }

@@ -8,7 +8,7 @@ import { tempDir } from '../testing/helpers.js';
 import { chunkBuffers } from './buffer-pool.js';
 import { chunkHashHex, isAllZero, sha256Hex } from './chunk-hash.js';
 import { ChunkMap } from './chunk-map.js';
-import { ChunkStore } from './chunk-store.js';
+import { DirectoryChunkStore } from './chunk-store.js';
 
 let dir: { path: string; cleanup: () => Promise<void> };
 beforeEach(async () => {
@@ -22,7 +22,7 @@ describe('chunk store', () => {
   it.each(['zstd', 'deflate', 'none'] as const)(
     'stores, dedupes and verifies chunks with %s',
     async (codec) => {
-      const store = new ChunkStore(join(dir.path, 'chunks'), { codec });
+      const store = new DirectoryChunkStore(join(dir.path, 'chunks'), { codec });
       await store.init();
       const hash = chunkHashHex(text);
       const first = await store.put(hash, text);
@@ -36,7 +36,7 @@ describe('chunk store', () => {
   );
 
   it('stores incompressible chunks raw', async () => {
-    const store = new ChunkStore(join(dir.path, 'chunks'));
+    const store = new DirectoryChunkStore(join(dir.path, 'chunks'));
     await store.init();
     const random = randomBytes(4 * 1024 * 1024);
     const { written } = await store.put(chunkHashHex(random), random);
@@ -44,7 +44,7 @@ describe('chunk store', () => {
   });
 
   it('detects damaged and missing chunks on read', async () => {
-    const store = new ChunkStore(join(dir.path, 'chunks'));
+    const store = new DirectoryChunkStore(join(dir.path, 'chunks'));
     await store.init();
     const hash = chunkHashHex(text);
     await store.put(hash, text);
@@ -59,7 +59,7 @@ describe('chunk store', () => {
   });
 
   it('rewrites an existing chunk when asked (healing after distrust)', async () => {
-    const store = new ChunkStore(join(dir.path, 'chunks'));
+    const store = new DirectoryChunkStore(join(dir.path, 'chunks'));
     await store.init();
     const hash = chunkHashHex(text);
     await store.put(hash, text);
@@ -70,7 +70,7 @@ describe('chunk store', () => {
   });
 
   it('keeps a registry of archives and leaves no temp files', async () => {
-    const store = new ChunkStore(join(dir.path, 'chunks'));
+    const store = new DirectoryChunkStore(join(dir.path, 'chunks'));
     await store.init();
     await store.register('AAAAAAAAAAAAAAAAAAAAAA', join(dir.path, 'a'));
     await store.register('BBBBBBBBBBBBBBBBBBBBBB', join(dir.path, 'b'));
@@ -89,7 +89,7 @@ describe('chunk store', () => {
 });
 
 it('reads chunks named by SHA-256 (older revisions) only when asked for that hash', async () => {
-  const store = new ChunkStore(join(dir.path, 'chunks'));
+  const store = new DirectoryChunkStore(join(dir.path, 'chunks'));
   await store.init();
   const old = sha256Hex(text);
   await store.put(old, text);
@@ -98,7 +98,7 @@ it('reads chunks named by SHA-256 (older revisions) only when asked for that has
 });
 
 it('writes chunk files past the page cache, and reads them back that way on request', async () => {
-  const store = new ChunkStore(join(dir.path, 'chunks'));
+  const store = new DirectoryChunkStore(join(dir.path, 'chunks'));
   await store.init();
   const resident = (path: string) =>
     Number(execFileSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', path]).toString());

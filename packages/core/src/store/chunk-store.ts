@@ -8,7 +8,9 @@ import { chunkBuffers } from './buffer-pool.js';
 import {
   type ChunkFile,
   ChunkFileWriter,
+  chunkFileEquals,
   corruptChunk,
+  decodeChunkFile,
   encodeChunkFile,
   parseChunkFile,
   readChunkFile,
@@ -16,6 +18,9 @@ import {
 import { CHUNK_HASH, type HashAlgorithm, hashChunk } from './chunk-hash.js';
 import { chunkWorkers } from './chunk-workers.js';
 import { type Codec, type CodecName, codecByName } from './codec.js';
+import type { ChunkStore, PutResult, ReadOptions, StoreEntry } from './contract.js';
+
+export type { ChunkStore, PutResult, ReadOptions, StoreEntry } from './contract.js';
 
 const HASH_RE = /^[0-9a-f]{64}$/;
 const DAMAGED_SUFFIX = '.damaged';
@@ -25,26 +30,15 @@ export interface ChunkStoreOptions {
   codec?: CodecName;
 }
 
-export interface PutResult {
-  /** Bytes written to disk (0 when the chunk already existed). */
-  written: number;
-}
-
-export interface ReadOptions {
-  /**
-   * Read the chunk file with O_DIRECT where possible, past the page cache: for streaming every chunk
-   * once (restore, verify), which would otherwise evict what the server has cached.
-   */
-  bypassCache?: boolean;
-}
-
 /**
  * A content-addressed store of chunks: `<root>/ab/<hash>` (see `HashAlgorithm`) (root is an archive's
  * `chunks/` or a shared directory), each a chunk file (see chunk-file.ts). Every read is checked against
  * the hash. The store keeps a registry of the archives using it (`<root>/.archives/`) for purge, and
  * `<root>/.purge.lock`.
  */
-export class ChunkStore {
+export class DirectoryChunkStore implements ChunkStore {
+  /** The archive directory holds the revisions. */
+  readonly catalog = null;
   readonly root: string;
   readonly codec: Codec;
   private readonly dirtyDirs = new Set<string>();
@@ -177,44 +171,9 @@ export class ChunkStore {
 
   private async readVerified(hash: string, algorithm: HashAlgorithm, options: ReadOptions): Promise<Buffer> {
     const direct = options.bypassCache ?? false;
-    const { file, codec, rawLength, payload } = await this.readFile(hash, direct);
-    if (codec.id === 0) {
-      // Stored raw: hashed in place and handed on without a copy, except after a direct read, where
-      // the payload sits 12 bytes past an aligned address: copied once to an aligned buffer, so that
-      // it can be written out directly again.
-      if (payload.length !== rawLength || (await hashChunk(payload, algorithm)) !== hash) {
-        chunkBuffers.release(file);
-        throw corruptChunk(hash, 'content does not match its hash');
-      }
-      if (!direct) return payload;
-      const out = chunkBuffers.acquire(rawLength);
-      payload.copy(out);
-      chunkBuffers.release(file);
-      return out;
-    }
-    const out = chunkBuffers.acquire(rawLength);
-    let result: { length: number; hash: string };
-    try {
-      result = await codec.decompressInto(payload, out, algorithm);
-    } catch (error) {
-      chunkBuffers.release(out);
-      throw corruptChunk(hash, 'cannot decompress', error);
-    } finally {
-      chunkBuffers.release(file);
-    }
-    if (result.length !== rawLength || result.hash !== hash) {
-      chunkBuffers.release(out);
-      throw corruptChunk(hash, 'content does not match its hash');
-    }
-    return out;
+    return decodeChunkFile(hash, await this.readFile(hash, direct), algorithm, direct);
   }
 
-  /**
-   * True if the stored chunk `hash` holds exactly `expected`, compared byte for byte after
-   * decompression, without hashing. This does not prove the file matches its name on its own: it is
-   * for checking a chunk just written from bytes that hashed to `hash` against those bytes read
-   * again, where equal bytes prove both. A missing chunk throws CHUNK_MISSING; a damaged one is false.
-   */
   async equals(hash: string, expected: Buffer): Promise<boolean> {
     let chunk: ChunkFile;
     try {
@@ -223,23 +182,7 @@ export class ChunkStore {
       if (isBackyError(error, 'CHUNK_CORRUPT')) return false;
       throw error;
     }
-    const { file, codec, rawLength, payload } = chunk;
-    try {
-      if (rawLength !== expected.length) return false;
-      if (codec.id === 0 || codec.name === 'zstd')
-        return await chunkWorkers().equals(payload, expected, codec.id === 0);
-      const out = chunkBuffers.acquire(rawLength);
-      try {
-        const { length } = await codec.decompressInto(payload, out, CHUNK_HASH);
-        return out.subarray(0, length).equals(expected);
-      } finally {
-        chunkBuffers.release(out);
-      }
-    } catch {
-      return false;
-    } finally {
-      chunkBuffers.release(file);
-    }
+    return chunkFileEquals(chunk, expected);
   }
 
   /** Reads a chunk file and checks its header; `direct` reads it past the page cache where possible. */
@@ -264,6 +207,12 @@ export class ChunkStore {
       throw ioError(error, `reading chunk ${path}`);
     }
     return parseChunkFile(hash, file);
+  }
+
+  async removeEntry(entry: StoreEntry): Promise<void> {
+    await rm(entry.path, { force: true }).catch((error) => {
+      throw ioError(error, `deleting ${entry.path}`);
+    });
   }
 
   async delete(hash: string): Promise<void> {
@@ -352,13 +301,4 @@ export class ChunkStore {
     }
     return out;
   }
-}
-
-export interface StoreEntry {
-  /** The chunk's hash; null for a file that is not a chunk (temp or quarantined). */
-  hash: string | null;
-  /** For a quarantined chunk file: the hash it was stored under. */
-  damagedOf?: string;
-  path: string;
-  bytes: number;
 }

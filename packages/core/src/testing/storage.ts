@@ -7,7 +7,7 @@ export { ChunkedRevisionReader, ChunkedRevisionWriter } from '../layout/chunked.
 export { mmh3Hex } from '../legacy/mmh3.js';
 export { chunkHashHex, hashChunk, isAllZero } from '../store/chunk-hash.js';
 export { ChunkMap } from '../store/chunk-map.js';
-export { ChunkStore } from '../store/chunk-store.js';
+export { DirectoryChunkStore } from '../store/chunk-store.js';
 
 export { chunkChecker };
 

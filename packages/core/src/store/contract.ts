@@ -1,0 +1,137 @@
+import type { StandardSchemaV1 } from '@standard-schema/spec';
+import type { Lock, LockMode } from '../lock.js';
+import type { RegistryEntry } from './archive-registry.js';
+import type { HashAlgorithm } from './chunk-hash.js';
+import type { Codec, CodecName } from './codec.js';
+
+// The store contract: what an archive needs from the place its chunks (and, for a remote store, its
+// revisions) live. Two drivers implement it: the local directory (`DirectoryChunkStore`, the default)
+// and S3-compatible object storage (`@backy/store-s3`). One conformance suite (`testChunkStore` in
+// `@backy/core/testing`) runs against every driver.
+
+export interface PutResult {
+  /** Bytes written to the store (0 when the chunk already existed). */
+  written: number;
+}
+
+export interface ReadOptions {
+  /**
+   * Read past the page cache where the driver can (O_DIRECT): for streaming every chunk once (restore,
+   * verify), which would otherwise evict what the server has cached. Drivers without a cache ignore it.
+   */
+  bypassCache?: boolean;
+}
+
+export interface StoreEntry {
+  /** The chunk's hash; null for an object that is not a chunk (temp or quarantined). */
+  hash: string | null;
+  /** For a quarantined chunk: the hash it was stored under. */
+  damagedOf?: string;
+  /** Where it is: a file path, or an object key. */
+  path: string;
+  /** Stored bytes. */
+  bytes: number;
+}
+
+/** A content-addressed store of chunks; every read is checked against the chunk's hash. */
+export interface ChunkStore {
+  /** Where the store is, for messages: a directory, or `s3://bucket/prefix`. */
+  readonly root: string;
+  /** Codec for new chunks; stored chunks record their own. */
+  readonly codec: Codec;
+  /**
+   * The revisions' metadata when it lives in the store too (remote stores: a new host restores from the
+   * store alone), or null when the archive directory is where revisions live (the local directory).
+   */
+  readonly catalog: RevisionCatalog | null;
+
+  /** Creates the store (directory, or checks the bucket); idempotent. */
+  init(): Promise<void>;
+  /** Whether the store has been created. */
+  exists(): Promise<boolean>;
+  /**
+   * Shared for backup, restore and verify, exclusive for purge: purge never deletes a chunk a running
+   * backup may still reference. Busy: a LOCKED BackyError, after waiting up to `waitSeconds`.
+   */
+  lock(mode: LockMode, waitSeconds?: number): Promise<Lock>;
+
+  has(hash: string): Promise<boolean>;
+  /** Of `hashes`, those not in the store (missing or quarantined). */
+  missing(hashes: Iterable<string>): Promise<string[]>;
+  /**
+   * Stores `data` under `hash` unless it is there already; with `rewrite`, replaces it (while the newest
+   * revision is distrusted, so damaged chunks get healed). Each chunk appears whole or not at all.
+   */
+  put(hash: string, data: Buffer, options?: { rewrite?: boolean }): Promise<PutResult>;
+  /** Makes every chunk put so far durable. Called before a map that references them is committed. */
+  flush(): Promise<void>;
+  /** Reads and verifies a chunk against its name (a hash by `algorithm`): CHUNK_MISSING, CHUNK_CORRUPT. */
+  get(hash: string, algorithm?: HashAlgorithm): Promise<Buffer>;
+  /** Like `get`, but the result may be a pooled buffer to hand back with `chunkBuffers.release`. */
+  getPooled(hash: string, algorithm?: HashAlgorithm, options?: ReadOptions): Promise<Buffer>;
+  /**
+   * Whether the stored chunk holds exactly `expected` (read back after writing it, so equal bytes prove
+   * the stored copy). A missing chunk throws CHUNK_MISSING; a damaged one is false.
+   */
+  equals(hash: string, expected: Buffer): Promise<boolean>;
+  /** Moves a damaged chunk aside, so the next backup that meets its content writes it anew. */
+  quarantine(hash: string): Promise<boolean>;
+  delete(hash: string): Promise<void>;
+  /** Every stored chunk, plus leftovers (temp objects, quarantined chunks) for purge. */
+  entries(): AsyncIterable<StoreEntry>;
+  /** Deletes what `entries` yielded (purge). */
+  removeEntry(entry: StoreEntry): Promise<void>;
+
+  /** Records that archive `id` at `archiveDir` uses this store (purge reads every user's maps). */
+  register(id: string, archiveDir: string): Promise<void>;
+  unregisterEntry(entry: string): Promise<void>;
+  /** The local archives registered as users of this store (none for a remote store: its catalog counts). */
+  registeredArchives(): Promise<RegistryEntry[]>;
+}
+
+/** The two files of a revision, as the archive directory holds them: `<id>.rev` and `<id>.map`. */
+export type RevisionFileKind = 'rev' | 'map';
+
+/**
+ * Revision metadata kept in a remote store: each revision's `.rev` and `.map` as opaque bytes, written
+ * atomically (map first, then `.rev`: a revision exists once its `.rev` does).
+ */
+export interface RevisionCatalog {
+  /** The IDs of the revisions whose `.rev` is in the store, each with a version (e.g. an ETag). */
+  list(): Promise<Map<string, string>>;
+  /** A revision file, or null when it is not there. */
+  read(id: string, kind: RevisionFileKind): Promise<Buffer | null>;
+  /** Writes a revision file atomically; resolves with its new version. */
+  write(id: string, kind: RevisionFileKind, data: Buffer): Promise<string>;
+  /** Deletes a revision: its `.rev` first (it disappears at once), then its map. */
+  delete(id: string): Promise<void>;
+  /**
+   * The one writer of the archive across hosts: a backup (or a command changing revisions) holds it for
+   * its whole run. Busy: a LOCKED BackyError that says who holds it.
+   */
+  lockWriter(): Promise<Lock>;
+  /** The ID of the archive the store belongs to, or null while unclaimed. */
+  archiveId(): Promise<string | null>;
+  /** Claims an unclaimed store for archive `archiveId`; a store of another archive: CONFIG_INVALID. */
+  claim(archiveId: string): Promise<void>;
+}
+
+/** Where a driver's store is configured: `store:` of the archive config without `type` and `codec`. */
+export interface StoreDriverContext {
+  /** The archive directory (relative paths in options are relative to it). */
+  archiveDir: string;
+  /** `archive-config-path: store` for error messages. */
+  where: string;
+  codec: CodecName;
+}
+
+/** A store driver: `store: {type: NAME, ...options}` in an archive config opens it. */
+export interface StoreDriver<Options = Record<string, unknown>> {
+  readonly type: string;
+  /** Validates the options (the `store:` mapping without `type` and `codec`). */
+  readonly optionsSchema: StandardSchemaV1<unknown, Options>;
+  open(options: Options, context: StoreDriverContext): ChunkStore;
+}
+
+/** Store drivers by type, as the host (CLI, scheduler) wires them in. */
+export type StoreDrivers = Readonly<Record<string, StoreDriver<any>>>;

@@ -1,0 +1,39 @@
+import { join, resolve } from 'node:path';
+import type { ArchiveConfig } from '../config.js';
+import { BackyError } from '../errors.js';
+import { validateSourceOptions } from '../source/options.js';
+import { DirectoryChunkStore } from './chunk-store.js';
+import type { ChunkStore, StoreDrivers } from './contract.js';
+
+/**
+ * The chunk store an archive's config names: the local directory, or a driver's store (`type: s3`) with
+ * its options checked by the driver's schema. Errors name the config file and the key path.
+ */
+export async function openStore(
+  config: ArchiveConfig,
+  archiveDir: string,
+  drivers: StoreDrivers,
+  where: string,
+): Promise<ChunkStore> {
+  const { type, codec, ...options } = config.store;
+  if (type === 'directory') {
+    const root = options.path == null ? join(archiveDir, 'chunks') : resolve(archiveDir, options.path);
+    return new DirectoryChunkStore(root, { codec });
+  }
+  const driver = drivers[type];
+  if (driver == null) {
+    const known = ['directory', ...Object.keys(drivers)].join(', ');
+    throw new BackyError(
+      'CONFIG_INVALID',
+      `${where}: store.type: unknown store type ${JSON.stringify(type)} (known: ${known})`,
+    );
+  }
+  if (config.layout !== 'chunked') {
+    throw new BackyError(
+      'CONFIG_INVALID',
+      `${where}: layout: ${config.layout} keeps image files in the archive directory; a store of type ${type} needs layout: chunked`,
+    );
+  }
+  const valid = await validateSourceOptions(driver.optionsSchema, options, where, ['store']);
+  return driver.open(valid, { archiveDir, where, codec });
+}
