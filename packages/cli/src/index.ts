@@ -17,6 +17,7 @@ import { upgradeCommand } from './commands/upgrade.js';
 import { verifyCommand } from './commands/verify.js';
 import { createLogger } from './logger.js';
 import { createProgressBar } from './progress.js';
+import { STORE_DRIVERS } from './stores.js';
 import { cliVersion } from './version.js';
 
 export type { Command, CommandContext } from './command.js';
@@ -182,7 +183,7 @@ export async function main(
       positionals: parsed.positionals,
       async openArchive() {
         if (archive == null) {
-          archive = await ArchiveClass.open(global.baseDir);
+          archive = await ArchiveClass.open(global.baseDir, { stores: STORE_DRIVERS });
           // An archive that moved is registered with its store at its new place on its next use.
           await archive.refreshRegistration();
         }

@@ -161,6 +161,8 @@ export async function runBackup(
       };
       if (Object.keys(sourceInfo).length > 0) revision.source_info = sourceInfo;
       signal.throwIfAborted();
+      // A remote store's lease that lapsed (the process stalled) may have let purge in: no commit then.
+      for (const lock of locks) lock.assertHeld?.();
       await archive.commitRevision(revision);
       success = true;
       log.info(

@@ -9,6 +9,12 @@ export interface Lock {
   readonly path: string;
   readonly mode: LockMode;
   release(): Promise<void>;
+  /**
+   * Throws LOCKED if the lock may no longer be held: a lease on a remote store that could not be
+   * renewed in time. Called before what must not happen without it (a backup's commit, purge's deletes).
+   * A flock(2) lock cannot be lost and has none.
+   */
+  assertHeld?(): void;
 }
 
 export interface LockOptions {

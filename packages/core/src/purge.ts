@@ -150,7 +150,10 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
         if (entry.hash != null) result.chunksKept++;
         continue;
       }
-      if (!options.dryRun) await store.removeEntry(entry);
+      if (!options.dryRun) {
+        lock.assertHeld?.();
+        await store.removeEntry(entry);
+      }
       if (entry.hash != null) {
         result.chunksDeleted++;
         result.bytesFreed += entry.bytes;

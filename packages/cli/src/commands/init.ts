@@ -1,6 +1,7 @@
 import { Archive, BackyError, validateSourceOptions } from '@backy/core';
 import type { Command } from '../command.js';
 import { absoluteSourceType, loadSourceDefinition } from '../sources.js';
+import { STORE_DRIVERS } from '../stores.js';
 
 /** The schedule `init` writes; edit the config to change it. */
 export const DEFAULT_SCHEDULE = {
@@ -14,17 +15,24 @@ export const DEFAULT_SCHEDULE = {
  * JSON when it is valid JSON (`true`, `42`, `["a","b"]`), else taken as a string (`rbd`, `007`); a
  * string that looks like JSON is quoted: `-o 'name="123"'`.
  */
-export function parseSourceOptions(pairs: readonly string[]): Record<string, unknown> {
+export function parseSourceOptions(
+  pairs: readonly string[],
+  flag: '-o' | '--store' = '-o',
+): Record<string, unknown> {
   const options: Record<string, unknown> = {};
+  const example = flag === '-o' ? '-o pool=rbd' : '--store type=s3';
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
     const key = eq > 0 ? pair.slice(0, eq) : '';
     if (key === '' || key.split('.').some((part) => part === '')) {
-      throw new BackyError('USAGE', `init: -o ${JSON.stringify(pair)}: expected KEY=VALUE, e.g. -o pool=rbd`);
+      throw new BackyError(
+        'USAGE',
+        `init: ${flag} ${JSON.stringify(pair)}: expected KEY=VALUE, e.g. ${example}`,
+      );
     }
     if (key.split('.').some((part) => UNSAFE_KEYS.has(part)))
-      throw new BackyError('USAGE', `init: -o ${key}: not an option name`);
-    if (key === 'type')
+      throw new BackyError('USAGE', `init: ${flag} ${key}: not an option name`);
+    if (key === 'type' && flag === '-o')
       throw new BackyError('USAGE', 'init: -o type: the source type is the TYPE argument, not an option');
     const raw = pair.slice(eq + 1);
     let value: unknown = raw;
@@ -38,13 +46,13 @@ export function parseSourceOptions(pairs: readonly string[]): Record<string, unk
     for (const part of parts.slice(0, -1)) {
       const next = node[part];
       if (next != null && !isPlainObject(next))
-        throw new BackyError('USAGE', `init: -o ${key}: ${part} is already set to a value`);
+        throw new BackyError('USAGE', `init: ${flag} ${key}: ${part} is already set to a value`);
       if (next == null) node[part] = {};
       node = node[part] as Record<string, unknown>;
     }
     const last = parts.at(-1)!;
     if (isPlainObject(node[last]))
-      throw new BackyError('USAGE', `init: -o ${key}: ${key} already has options of its own`);
+      throw new BackyError('USAGE', `init: ${flag} ${key}: ${key} already has options of its own`);
     node[last] = value;
   }
   return options;
@@ -75,8 +83,12 @@ export const initCommand: Command = {
   name: 'init',
   summary: 'create an archive for a source in the base directory',
   usage:
-    'init [--layout chunked|images] [-o KEY=VALUE]... TYPE [SOURCE]   e.g. `backy -b /srv/backy/vm1 init file /srv/vm/disk.img`',
-  options: { layout: { type: 'string' }, option: { type: 'string', short: 'o', multiple: true } },
+    'init [--layout chunked|images] [-o KEY=VALUE]... [--store KEY=VALUE]... TYPE [SOURCE]   e.g. `backy -b /srv/backy/vm1 init file /srv/vm/disk.img`; `--store type=s3 --store endpoint=URL --store bucket=NAME --store prefix=vm1/` keeps the archive in object storage',
+  options: {
+    layout: { type: 'string' },
+    option: { type: 'string', short: 'o', multiple: true },
+    store: { type: 'string', multiple: true },
+  },
   positionals: [1, 2],
   async run(ctx) {
     const [given, argument] = ctx.positionals as [string, string | undefined];
@@ -104,11 +116,17 @@ export const initCommand: Command = {
     ).catch((error: unknown) => {
       throw new BackyError('USAGE', (error as Error).message, { cause: error });
     });
-    const archive = await Archive.init(ctx.global.baseDir, {
-      source: { type, ...withoutType(options) },
-      schedule: DEFAULT_SCHEDULE,
-      ...(layout != null ? { layout } : {}),
-    });
+    const store = parseSourceOptions((ctx.values.store as string[] | undefined) ?? [], '--store');
+    const archive = await Archive.init(
+      ctx.global.baseDir,
+      {
+        source: { type, ...withoutType(options) },
+        schedule: DEFAULT_SCHEDULE,
+        ...(layout != null ? { layout } : {}),
+        ...(Object.keys(store).length > 0 ? { store } : {}),
+      },
+      { stores: STORE_DRIVERS },
+    );
     for (const warning of await archive.layoutWarnings()) ctx.warn(warning);
     for (const warning of (await definition.checkInit?.(parsed)) ?? []) ctx.warn(warning);
     // Described by the source, not echoed: the argument may carry a secret (a Consul token).

@@ -37,6 +37,7 @@ export const purgeCommand: Command = {
       waitSeconds: wait,
       signal: ctx.signal,
       dryRun,
+      archiveDir: archive.path,
       onProgress: (done, total) => ctx.progress.update('purge', done, Math.max(done, total)),
     });
     ctx.progress.finish();

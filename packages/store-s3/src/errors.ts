@@ -1,0 +1,98 @@
+import { BackyError } from '@backy/core/store';
+
+/** What an S3 call failed on, as the SDK reports it: an S3 error code, an HTTP status, a socket error. */
+interface SdkError {
+  name?: string;
+  Code?: string;
+  code?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number; attempts?: number };
+  $retryable?: unknown;
+  cause?: { code?: string };
+}
+
+/** The error's S3 code (`NoSuchKey`, `SlowDown`, …) or socket code, if any. */
+export function errorCode(error: unknown): string | undefined {
+  const e = error as SdkError;
+  return e?.Code ?? e?.code ?? e?.cause?.code ?? (e?.name !== 'Error' ? e?.name : undefined);
+}
+
+export function httpStatus(error: unknown): number | undefined {
+  return (error as SdkError)?.$metadata?.httpStatusCode;
+}
+
+export function isNotFound(error: unknown): boolean {
+  const code = errorCode(error);
+  return code === 'NoSuchKey' || code === 'NotFound' || httpStatus(error) === 404;
+}
+
+export function isPreconditionFailed(error: unknown): boolean {
+  const code = errorCode(error);
+  return code === 'PreconditionFailed' || httpStatus(error) === 412 || code === 'ConditionalRequestConflict';
+}
+
+/**
+ * One line for an S3 failure: what backy was doing (`what`, e.g. "writing chunk ab12…"), where
+ * (`where`: s3://bucket/prefix at the endpoint) and why in words. Never the credentials.
+ */
+export function s3Error(error: unknown, what: string, where: { url: string; endpoint: string }): BackyError {
+  if (error instanceof BackyError) return error;
+  const e = error as SdkError;
+  const code = errorCode(error);
+  const status = httpStatus(error);
+  const attempts = e?.$metadata?.attempts;
+  const at = `${where.url} (${where.endpoint})`;
+  const say = (backyCode: ConstructorParameters<typeof BackyError>[0], why: string) =>
+    new BackyError(backyCode, `${what}: ${at}: ${why}`, { cause: error });
+  switch (code) {
+    case 'ECONNREFUSED':
+      return say('IO', 'connection refused: is the S3 endpoint right and the service running?');
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return say('IO', 'the endpoint host name does not resolve');
+    case 'ETIMEDOUT':
+    case 'TimeoutError':
+    case 'RequestTimeout':
+      return say('IO', 'the endpoint did not answer in time');
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return say('IO', 'the endpoint closed the connection');
+    case 'NoSuchBucket':
+      return say(
+        'CONFIG_INVALID',
+        'the bucket does not exist (backy does not create buckets: create it first)',
+      );
+    case 'InvalidAccessKeyId':
+      return say('CONFIG_INVALID', 'the access key is not known to the store: check the credentials');
+    case 'SignatureDoesNotMatch':
+      return say('CONFIG_INVALID', 'the secret key is wrong: check the credentials');
+    case 'AccessDenied':
+    case 'AllAccessDisabled':
+      return say('IO', 'access denied: the credentials may not do this (read-only bucket or policy?)');
+    case 'QuotaExceeded':
+    case 'EntityTooLarge':
+    case 'InsufficientCapacity':
+      return new BackyError('NO_SPACE', `${what}: ${at}: the bucket is full (${code})`, { cause: error });
+    case 'SlowDown':
+    case 'ServiceUnavailable':
+    case 'Throttling':
+    case 'ThrottlingException':
+      return say(
+        'IO',
+        `the store is throttling requests (${code}), still after ${attempts ?? 'several'} attempts with back-off`,
+      );
+    case 'CredentialsProviderError':
+      return say(
+        'CONFIG_INVALID',
+        'no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile in ~/.aws/credentials, or store.credentials-file',
+      );
+  }
+  if (status === 507)
+    return new BackyError('NO_SPACE', `${what}: ${at}: the store is out of space`, { cause: error });
+  if (status === 403) return say('IO', `access denied (${code ?? 'HTTP 403'})`);
+  const detail = code ?? (status != null ? `HTTP ${status}` : (e?.message ?? String(error)).split('\n')[0]);
+  return say(
+    'IO',
+    `${detail}${e?.message && code && !e.message.includes(code) ? ` (${e.message.split('\n')[0]})` : ''}`,
+  );
+}

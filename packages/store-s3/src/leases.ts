@@ -1,0 +1,203 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { BackyError, type Lock, type LockMode } from '@backy/core/store';
+import type { S3Objects } from './objects.js';
+
+/**
+ * Locks on a store that many hosts reach, without a lock server: lease objects under `locks/`.
+ *
+ * - The writer lock is one object, `locks/writer`, created with `If-None-Match: *` (so of two hosts
+ *   exactly one creates it) and renewed with `If-Match` on its ETag.
+ * - Purge against backups, restores and verifications (exclusive against shared): each shared holder
+ *   writes its own `locks/shared/<token>`, then looks for `locks/purge`; purge creates `locks/purge`
+ *   (conditionally, as the writer lock), then lists `locks/shared/`. Each side writes before it reads,
+ *   and S3 is strongly consistent, so of a purge and a backup starting together at least one sees the
+ *   other and backs off: purge never runs while a backup may still reference a chunk it would delete.
+ *
+ * A lease lasts LEASE_MS and is renewed every RENEW_MS; one that expired is its crashed holder's and
+ * may be taken over (conditionally on the ETag seen, so only one taker wins). A holder that could not
+ * renew in time must assume it lost the lease: `assertHeld` throws, and the backup does not commit,
+ * purge does not delete.
+ */
+export const LEASE_MS = 120_000;
+const RENEW_MS = 20_000;
+const POLL_MS = 1000;
+
+interface LeaseBody {
+  host: string;
+  pid: number;
+  mode: LockMode | 'writer';
+  since: number;
+  expires: number;
+  token: string;
+}
+
+function describe(body: LeaseBody): string {
+  return `host ${body.host} (pid ${body.pid}) since ${new Date(body.since).toISOString()}`;
+}
+
+function parseLease(bytes: Buffer | null): LeaseBody | null {
+  if (bytes == null) return null;
+  try {
+    const body = JSON.parse(bytes.toString('utf8')) as LeaseBody;
+    return typeof body.expires === 'number' ? body : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A held lease: renewed in the background until released. */
+class Lease implements Lock {
+  private etag: string;
+  private renewedAt = Date.now();
+  private lost = false;
+  private timer: NodeJS.Timeout;
+  private released = false;
+
+  constructor(
+    private readonly objects: S3Objects,
+    private readonly name: string,
+    readonly mode: LockMode,
+    private body: LeaseBody,
+    etag: string,
+    /** Shared leases are own objects: renewed without a condition. */
+    private readonly conditional: boolean,
+  ) {
+    this.etag = etag;
+    this.timer = setInterval(() => void this.renew(), RENEW_MS);
+    this.timer.unref();
+  }
+
+  get path(): string {
+    return `${this.objects.url}${this.name}`;
+  }
+
+  private async renew(): Promise<void> {
+    if (this.released || this.lost) return;
+    const now = Date.now();
+    const body = { ...this.body, expires: now + LEASE_MS };
+    try {
+      const etag = await this.objects.put(
+        this.name,
+        Buffer.from(JSON.stringify(body)),
+        `renewing the lease ${this.name}`,
+        this.conditional ? { ifMatch: this.etag } : undefined,
+      );
+      if (etag == null) {
+        this.lost = true; // taken over: we were presumed dead
+        return;
+      }
+      this.etag = etag;
+      this.body = body;
+      this.renewedAt = now;
+    } catch {
+      // Retried at the next tick; assertHeld tells when it has been too long.
+    }
+  }
+
+  assertHeld(): void {
+    if (this.lost || Date.now() - this.renewedAt > LEASE_MS - RENEW_MS) {
+      throw new BackyError(
+        'LOCKED',
+        `lost the lease ${this.path}: it could not be renewed in time, so another host may have taken it; nothing was committed or deleted after that`,
+      );
+    }
+  }
+
+  async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
+    clearInterval(this.timer);
+    if (this.lost) return;
+    await this.objects.delete(this.name, `releasing the lease ${this.name}`);
+  }
+}
+
+function newBody(mode: LeaseBody['mode']): LeaseBody {
+  const now = Date.now();
+  return {
+    host: hostname(),
+    pid: process.pid,
+    mode,
+    since: now,
+    expires: now + LEASE_MS,
+    token: randomBytes(8).toString('hex'),
+  };
+}
+
+/**
+ * Creates the single-holder lease `name`, taking over an expired one. Null: someone holds it (their
+ * lease body is returned for the message).
+ */
+async function takeSingle(
+  objects: S3Objects,
+  name: string,
+  mode: LeaseBody['mode'],
+): Promise<{ etag: string; body: LeaseBody } | { holder: LeaseBody | null }> {
+  const body = newBody(mode);
+  const bytes = Buffer.from(JSON.stringify(body));
+  const created = await objects.put(name, bytes, `taking the lock ${name}`, { ifNoneMatch: '*' });
+  if (created != null) return { etag: created, body };
+  const current = await objects.head(name, `reading the lock ${name}`);
+  if (current == null) return takeSingle(objects, name, mode); // released meanwhile
+  const holder = parseLease(await objects.get(name, `reading the lock ${name}`));
+  if (holder != null && holder.expires > Date.now()) return { holder };
+  // Expired (its holder died) or unreadable: take it over, if nobody else did first.
+  const taken = await objects.put(name, bytes, `taking over the lock ${name}`, { ifMatch: current.etag });
+  return taken != null ? { etag: taken, body } : { holder };
+}
+
+async function liveShared(objects: S3Objects): Promise<LeaseBody[]> {
+  const out: LeaseBody[] = [];
+  for await (const item of objects.list('locks/shared/', 'listing the store locks')) {
+    const body = parseLease(await objects.get(item.key, 'reading a store lock'));
+    if (body != null && body.expires > Date.now()) out.push(body);
+  }
+  return out;
+}
+
+async function retrying<T>(waitSeconds: number, attempt: () => Promise<T | string>): Promise<T> {
+  const deadline = Date.now() + waitSeconds * 1000;
+  for (;;) {
+    const result = await attempt();
+    if (typeof result !== 'string') return result;
+    if (Date.now() >= deadline) throw new BackyError('LOCKED', result);
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+/** The archive's one writer (see the comment on top). */
+export async function lockWriter(objects: S3Objects): Promise<Lock> {
+  const got = await takeSingle(objects, 'locks/writer', 'writer');
+  if ('etag' in got) return new Lease(objects, 'locks/writer', 'exclusive', got.body, got.etag, true);
+  throw new BackyError(
+    'LOCKED',
+    `${objects.url} is being written by ${got.holder != null ? describe(got.holder) : 'another host'}; try again when it has finished`,
+  );
+}
+
+/** Shared (backup, restore, verify) or exclusive (purge) use of the store's chunks. */
+export async function lockStore(objects: S3Objects, mode: LockMode, waitSeconds = 0): Promise<Lock> {
+  return retrying(waitSeconds, async () => {
+    if (mode === 'shared') {
+      const body = newBody('shared');
+      const name = `locks/shared/${body.token}`;
+      const etag = await objects.put(name, Buffer.from(JSON.stringify(body)), 'taking a shared store lock');
+      const purge = parseLease(await objects.get('locks/purge', 'reading the purge lock'));
+      if (purge != null && purge.expires > Date.now()) {
+        await objects.delete(name, 'dropping a shared store lock');
+        return `chunk store ${objects.url} is being purged by ${describe(purge)}; try again when purge has finished`;
+      }
+      return new Lease(objects, name, 'shared', body, etag ?? '', false);
+    }
+    const got = await takeSingle(objects, 'locks/purge', 'exclusive');
+    if (!('etag' in got))
+      return `chunk store ${objects.url} is being purged by ${got.holder != null ? describe(got.holder) : 'another host'}`;
+    const users = await liveShared(objects);
+    if (users.length > 0) {
+      await objects.delete('locks/purge', 'dropping the purge lock');
+      return `chunk store ${objects.url} is in use by a backup, restore or verify (${describe(users[0]!)}${users.length > 1 ? ` and ${users.length - 1} more` : ''}); purge later`;
+    }
+    return new Lease(objects, 'locks/purge', 'exclusive', got.body, got.etag, true);
+  });
+}
