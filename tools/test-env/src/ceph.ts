@@ -38,12 +38,17 @@ export function cephMissing(...more: string[]): string | null {
 
 export interface TestCephCluster {
   conf: string;
-  /** Stops the cluster and removes its files; never rejects. */
+  /** The KEY=VALUE lines `ceph-test-cluster start` printed: CEPH_CONF, with the gateway RGW_TEST_*. */
+  printed: Record<string, string>;
+  /** Stops the cluster (the gateway too) and removes its files; never rejects. */
   stop(): Promise<void>;
 }
 
-/** Starts a cluster in a new temporary directory; on failure nothing is left running. */
-export async function startCephCluster(): Promise<TestCephCluster> {
+/**
+ * Starts a cluster in a new temporary directory, with `rgw` also the S3 gateway (@backy/test-env/rgw);
+ * on failure nothing is left running.
+ */
+export async function startCephCluster(options: { rgw?: boolean } = {}): Promise<TestCephCluster> {
   const dir = await mkdtemp(join(tmpdir(), 'backy-ceph-test-'));
   const stop = async () => {
     await execFileAsync(CEPH_TEST_CLUSTER, ['stop', dir], { timeout: 60_000 }).catch((error) =>
@@ -52,10 +57,18 @@ export async function startCephCluster(): Promise<TestCephCluster> {
     await rm(dir, { recursive: true, force: true });
   };
   try {
-    const { stdout } = await execFileAsync(CEPH_TEST_CLUSTER, ['start', dir], { timeout: 180_000 });
-    const conf = /^CEPH_CONF=(.*)$/m.exec(stdout)?.[1]?.trim();
+    const { stdout } = await execFileAsync(
+      CEPH_TEST_CLUSTER,
+      ['start', dir, ...(options.rgw ? ['--rgw'] : [])],
+      // The gateway takes another 10-20 s to create its pools and listen.
+      { timeout: options.rgw ? 240_000 : 180_000 },
+    );
+    const printed = Object.fromEntries(
+      [...stdout.matchAll(/^([A-Z_]+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!.trim()]),
+    );
+    const conf = printed.CEPH_CONF;
     if (conf == null) throw new Error(`ceph-test-cluster printed no CEPH_CONF: ${stdout}`);
-    return { conf, stop };
+    return { conf, printed, stop };
   } catch (error) {
     await stop();
     const stderr = ((error as { stderr?: string }).stderr ?? '').trim();
