@@ -28,6 +28,7 @@ import { vmLikeData } from './helpers.js';
 
 export * from './helpers.js';
 export * from './storage.js';
+export { type ChunkStoreFixture, type TestChunkStoreOptions, testChunkStore } from './store-suite.js';
 
 export interface SourceFixture {
   /**
