@@ -24,7 +24,7 @@ export interface ObjectInfo {
 export type PutCondition = { ifNoneMatch: '*' } | { ifMatch: string };
 
 /** Retries of a throttled or failed request (the SDK's standard mode: exponential back-off with jitter). */
-const MAX_ATTEMPTS = 8;
+const MAX_ATTEMPTS = 6;
 
 /**
  * The bucket and prefix of one store, as keys relative to the prefix; every failure a one-line
