@@ -9,6 +9,7 @@ export default packageBuild({
     'bench-ceph': 'src/bench-ceph.ts',
     'bench-codecs': 'src/bench-codecs.ts',
     'bench-restore': 'src/bench-restore.ts',
+    'bench-s3': 'src/bench-s3.ts',
     'bench-scheduler': 'src/bench-scheduler.ts',
     'crash-campaign': 'src/crash-campaign.ts',
     demo: 'src/demo.ts',
