@@ -87,6 +87,12 @@ export function s3Error(error: unknown, what: string, where: { url: string; endp
         'no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile in ~/.aws/credentials, or store.credentials-file',
       );
   }
+  // HEAD answers carry no error document: only the status says what happened.
+  if (status === 503)
+    return say(
+      'IO',
+      `the store is throttling requests (HTTP 503), still after ${attempts ?? 'several'} attempts with back-off`,
+    );
   if (status === 507)
     return new BackyError('NO_SPACE', `${what}: ${at}: the store is out of space`, { cause: error });
   if (status === 403) return say('IO', `access denied (${code ?? 'HTTP 403'})`);
