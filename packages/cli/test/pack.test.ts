@@ -22,6 +22,7 @@ const PUBLISHED = [
   'scheduler',
   'telnet-shell',
   'nbd-server',
+  'store-s3',
   'cli',
 ];
 const MiB = 1024 * 1024;
