@@ -10,6 +10,7 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { createCredentialChain, fromEnv, fromIni } from '@aws-sdk/credential-providers';
+import { chunkBuffers } from '@backy/core/store';
 import { isNotFound, isPreconditionFailed, s3Error } from './errors.js';
 import type { S3Options } from './options.js';
 
@@ -85,13 +86,32 @@ export class S3Objects {
     }
   }
 
-  /** The object's bytes, or null when there is none. */
-  async get(name: string, what: string, signal?: AbortSignal): Promise<Buffer | null> {
+  /**
+   * The object's bytes, or null when there is none. `pooled`: in a buffer of the chunk pool when it fits
+   * (hand it back with `chunkBuffers.release`).
+   */
+  async get(name: string, what: string, pooled = false): Promise<Buffer | null> {
     try {
       const out = await this.client.send(
         new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(name) }),
-        { abortSignal: signal },
       );
+      const length = out.ContentLength;
+      if (pooled && length != null && length <= chunkBuffers.slotBytes) {
+        // Straight into a pooled buffer: no concatenation copy, and memory the pool reuses.
+        const buffer = chunkBuffers.acquire(length);
+        let at = 0;
+        try {
+          for await (const part of out.Body as AsyncIterable<Uint8Array>) {
+            if (at + part.length > length) throw new Error('more bytes than Content-Length');
+            buffer.set(part, at);
+            at += part.length;
+          }
+        } catch (error) {
+          chunkBuffers.release(buffer);
+          throw error;
+        }
+        return buffer.subarray(0, at);
+      }
       const bytes = await out.Body!.transformToByteArray();
       return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     } catch (error) {

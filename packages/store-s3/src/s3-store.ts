@@ -146,7 +146,7 @@ export class S3ChunkStore implements ChunkStore {
 
   private async readFile(hash: string): Promise<ChunkFile> {
     const key = this.chunkKey(hash);
-    const file = await this.objects.get(key, `reading chunk ${hash}`);
+    const file = await this.objects.get(key, `reading chunk ${hash}`, true);
     if (file == null) {
       if ((await this.objects.head(`${key}${DAMAGED_SUFFIX}`, `reading chunk ${hash}`)) != null) {
         throw new BackyError(
