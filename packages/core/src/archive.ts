@@ -178,6 +178,15 @@ export class Archive {
   async pull(logger?: Logger): Promise<void> {
     const mirror = this.mirror;
     if (mirror == null) return;
+    // Never mix two archives' revisions: a store claimed by another archive is named, nothing fetched.
+    const local = await readArchiveId(this.path);
+    const remote = await mirror.catalog.archiveId();
+    if (local != null && remote != null && local !== remote) {
+      throw new BackyError(
+        'CONFIG_INVALID',
+        `${Archive.configPath(this.path)}: store: ${this.store.root} belongs to another archive (ID ${remote}, this one is ${local}); give each archive its own store.prefix`,
+      );
+    }
     await this.withRevisionsLock(async () => {
       await mirror.pull(logger);
     });
