@@ -5,7 +5,7 @@ import { CONFIG_FILE, readArchiveId } from './archive.js';
 import { BackyError, ioError } from './errors.js';
 import type { RegistryEntry } from './store/archive-registry.js';
 import { ChunkMap } from './store/chunk-map.js';
-import type { ChunkStore } from './store/chunk-store.js';
+import type { ChunkStore, StoreEntry } from './store/chunk-store.js';
 
 export interface PurgeResult {
   chunksDeleted: number;
@@ -24,6 +24,8 @@ export interface PurgeOptions {
   onProgress?: (done: number, total: number) => void;
   /** Only report what would be deleted. */
   dryRun?: boolean;
+  /** Called for each file it deletes (or, with `dryRun`, would delete). */
+  onDelete?: (entry: StoreEntry) => void;
 }
 
 /** What an archive directory registered with a store holds now. */
@@ -142,6 +144,7 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
         continue;
       }
       if (!options.dryRun) await rm(entry.path, { force: true });
+      options.onDelete?.(entry);
       if (entry.hash != null) {
         result.chunksDeleted++;
         result.bytesFreed += entry.bytes;

@@ -78,7 +78,9 @@ export async function checkStatusFile(path: string, nowMs: number = Date.now()):
   try {
     contents = await readStatusFile(path);
   } catch (error) {
-    const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    // A system error by its code (EACCES, EISDIR), anything else by its message.
+    const errno = error as NodeJS.ErrnoException;
+    const why = errno.syscall != null && errno.code != null ? errno.code : errno.message;
     return { exitCode: NAGIOS.UNKNOWN, lines: [`UNKNOWN: Status file ${path} is unreadable: ${why}`] };
   }
   return evaluateStatus(path, contents, nowMs);

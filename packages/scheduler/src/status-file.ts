@@ -80,7 +80,13 @@ export async function readStatusFile(path: string): Promise<StatusFileContents |
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw error;
   }
-  const data = parse(text) ?? [];
+  let data: unknown;
+  try {
+    data = parse(text) ?? [];
+  } catch (error) {
+    // The yaml package's messages say what and where; its `code` (BAD_INDENT, …) is no help to a reader.
+    throw new Error(`not valid YAML: ${(error as Error).message.split('\n')[0]}`, { cause: error });
+  }
   if (
     !Array.isArray(data) ||
     data.some((j) => j == null || typeof j !== 'object' || typeof j.job !== 'string')
