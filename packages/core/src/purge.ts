@@ -24,6 +24,8 @@ export interface PurgeOptions {
   onProgress?: (done: number, total: number) => void;
   /** Only report what would be deleted. */
   dryRun?: boolean;
+  /** The files to consider (default: every file of the store), e.g. the chunks a failed backup wrote. */
+  candidates?: AsyncIterable<StoreEntry>;
   /** Called for each file it deletes (or, with `dryRun`, would delete). */
   onDelete?: (entry: StoreEntry) => void;
 }
@@ -135,7 +137,7 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
       archives: live.length,
       staleEntries: stale.map((e) => e.path),
     };
-    for await (const entry of store.entries()) {
+    for await (const entry of options.candidates ?? store.entries()) {
       options.signal?.throwIfAborted();
       const hash = entry.hash ?? entry.damagedOf ?? null;
       // A quarantined chunk stays as evidence while revisions still reference its hash.

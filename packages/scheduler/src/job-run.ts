@@ -134,7 +134,7 @@ async function finish(job: JobRuntime, signal: AbortSignal, context: JobRunConte
  * what the daemon does. Keys the central config does not set (store, layout) are kept.
  */
 async function writeArchiveConfig(job: JobRuntime, log: Logger): Promise<void> {
-  await mkdir(job.dir, { recursive: true });
+  await mkdir(job.dir, { recursive: true, mode: 0o750 });
   const path = join(job.dir, CONFIG_FILE);
   let existing: Record<string, unknown> = {};
   try {
