@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { Archive } from './archive.js';
 import { BackyError, ioError, isBackyError } from './errors.js';
+import { recordHistoryStarted } from './history-record.js';
 import { newRevisionId } from './ids.js';
 import { removeLeftoverChunks } from './leftover-chunks.js';
 import { mmh3Hex } from './legacy/mmh3.js';
@@ -169,6 +170,7 @@ export async function runBackup(
       signal.throwIfAborted();
       await archive.commitRevision(revision);
       success = true;
+      await recordHistoryStarted(archive.path, revision);
       log.info(
         { stats: revision.stats, size: revision.size, verification: revision.verification.method },
         'backup completed',

@@ -1,10 +1,11 @@
 // Issue 12: private files, leftovers of failed backups and killed restores.
 import { randomBytes } from 'node:crypto';
-import { chmod, lstat, readdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, lstat, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Archive } from './archive.js';
 import { runBackup } from './backup.js';
+import { HISTORY_FILE } from './history-record.js';
 import { purgeStore } from './purge.js';
 import { restoreTempPath, restoreToPath } from './restore.js';
 import type { RevisionReader } from './revision-io.js';
@@ -155,5 +156,15 @@ describe('restore to a file', () => {
     await done;
     expect((await readdir(dir.path)).sort()).toEqual(['vm.img']);
     expect((await stat(target)).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe('the archive records that it has had revisions', () => {
+  it('at its first commit, and keeps the record when every revision is forgotten', async () => {
+    const archive = await makeArchive(dir.path);
+    expect(await stat(join(archive.path, HISTORY_FILE)).catch(() => null)).toBeNull();
+    const rev = await backup(archive, randomBytes(MiB));
+    await archive.deleteRevision(rev.uuid);
+    expect(await readFile(join(archive.path, HISTORY_FILE), 'utf8')).toContain(rev.uuid);
   });
 });

@@ -34,6 +34,7 @@ export function jobStatus(job: JobRuntime, now: number): JobStatus {
     last_verification: newest?.verification ?? null,
     damaged_revisions: job.summary.damaged.join(', '),
     last_snapshot: newest?.snapshot ?? null,
+    history_lost: job.summary.count === 0 && job.summary.historyStarted,
   };
 }
 

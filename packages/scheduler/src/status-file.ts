@@ -28,6 +28,8 @@ export interface JobStatus {
   damaged_revisions?: string;
   /** `direct` when the newest revision's snapshot was crash-consistent (no fs freeze), else null. */
   last_snapshot?: string | null;
+  /** True when the job has no revisions although its archive had some: its history is gone (CRITICAL). */
+  history_lost?: boolean;
 }
 
 const PLAIN = /^[A-Za-z_][A-Za-z0-9_.@+-]*$/;
