@@ -32,11 +32,15 @@ describe('runJobOnce', () => {
     const job = table.get('a')!;
     const busy: RunResult = { ok: false, exitCode: 69, signal: null, stderr: 'locked', durationMs: 1 };
     const calls: string[] = [];
+    const step = (op: string) => async () => {
+      calls.push(op);
+      return busy;
+    };
     const runner: JobRunner = {
-      backup: async () => (calls.push('backup'), busy),
-      expire: async () => (calls.push('expire'), busy),
-      purge: async () => (calls.push('purge'), busy),
-      callback: async () => (calls.push('callback'), busy),
+      backup: step('backup'),
+      expire: step('expire'),
+      purge: step('purge'),
+      callback: step('callback'),
     };
     const lines: { level: number; msg: string }[] = [];
     const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
