@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Archive, Archive as ArchiveClass, BackyError, type BackyErrorCode } from '@backy/core';
 import type { Logger } from 'pino';
+import { describeParseError, joinNegativeValues } from './args.js';
 import type { Command, CommandContext, GlobalOptions } from './command.js';
 import { backupCommand } from './commands/backup.js';
 import { checkCommand } from './commands/check.js';
@@ -51,6 +52,11 @@ const COMMANDS: readonly Command[] = [
 
 /** Exit statuses: 2 for usage errors, 69 (EX_UNAVAILABLE) when locked, 130/143 when interrupted, 1 otherwise. */
 const EXIT_CODES: Partial<Record<BackyErrorCode, number>> = { USAGE: 2, LOCKED: 69, ABORTED: 130 };
+/**
+ * When stdout's reader went away (`backy status | head -1`): no message, and the status of a Unix tool
+ * killed by SIGPIPE (128 + 13). Node ignores SIGPIPE, so the write fails with EPIPE instead.
+ */
+const EXIT_PIPE_CLOSED = 141;
 
 function globalHelp(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -89,6 +95,12 @@ export async function main(
   const stdout = io.stdout ?? process.stdout;
   const stderr = io.stderr ?? process.stderr;
   let logging: ReturnType<typeof createLogger> | null = null;
+  let pipeClosed = false;
+  const onStdoutError = (error: NodeJS.ErrnoException) => {
+    // Later writes to the destroyed stream fail too; the first EPIPE is what counts.
+    if (error.code === 'EPIPE') pipeClosed = true;
+  };
+  stdout.on('error', onStdoutError);
   try {
     let globals: ReturnType<typeof parseArgs>;
     try {
@@ -130,17 +142,18 @@ export async function main(
       return 0;
     }
     let parsed: ReturnType<typeof parseArgs>;
+    const options = { ...(command.options ?? {}), help: { type: 'boolean', short: 'h' } } as const;
     try {
       parsed = parseArgs({
-        args: rest,
-        options: { ...(command.options ?? {}), help: { type: 'boolean', short: 'h' } },
+        args: joinNegativeValues(rest, options),
+        options,
         allowPositionals: true,
         strict: true,
       });
     } catch (error) {
       throw new BackyError(
         'USAGE',
-        `${command.name}: ${(error as Error).message.split('\n')[0]}; usage: backy ${command.usage}`,
+        `${command.name}: ${describeParseError(error)}; usage: backy ${command.usage}`,
       );
     }
     if (parsed.values.help) {
@@ -206,16 +219,23 @@ export async function main(
     try {
       const status = (await command.run(ctx)) ?? 0;
       if (controller.signal.aborted) return 130;
-      return status;
+      // Learn whether the output reached its reader: a failed write reports on a later tick.
+      await new Promise<void>((done) => stdout.write('', () => done()));
+      return pipeClosed ? EXIT_PIPE_CLOSED : status;
     } finally {
       ctx.progress.finish();
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
     }
   } catch (error) {
+    // A command that stopped only because nobody reads its output any more (restore turns that into
+    // its own error: an image cut short is a failure).
+    if (pipeClosed && (error as NodeJS.ErrnoException)?.code === 'EPIPE') return EXIT_PIPE_CLOSED;
     return reportError(error, stderr, logging);
   } finally {
     (logging as ReturnType<typeof createLogger> | null)?.flush();
+    // Errors of writes still queued arrive on a later tick; they must not become uncaught.
+    setImmediate(() => stdout.off('error', onStdoutError));
   }
 }
 
@@ -236,7 +256,7 @@ function parseGlobalsBeforeCommand(argv: string[], original: unknown): ReturnTyp
     });
     return parsed;
   } catch {
-    throw new BackyError('USAGE', `${(original as Error).message.split('\n')[0]}; see \`backy --help\``);
+    throw new BackyError('USAGE', `${describeParseError(original)}; see \`backy --help\``);
   }
 }
 

@@ -22,6 +22,7 @@ import { ChunkedRevisionReader, ChunkedRevisionWriter } from './layout/chunked.j
 import { ImagesRevisionReader, ImagesRevisionWriter, supportsReflink } from './layout/images.js';
 import { LegacyChunkedReader, readLegacyMapping } from './legacy/chunked.js';
 import { acquireLock, type Lock } from './lock.js';
+import { PRIVATE_DIR_MODE } from './private-modes.js';
 import {
   isComplete,
   type Revision,
@@ -139,7 +140,7 @@ export class Archive {
       throw new BackyError('CONFIG_EXISTS', `${configPath} already exists; refusing to overwrite it`);
     }
     try {
-      await mkdir(path, { recursive: true });
+      await mkdir(path, { recursive: true, mode: PRIVATE_DIR_MODE });
     } catch (error) {
       throw ioError(error, `creating archive ${path}`);
     }

@@ -1,9 +1,12 @@
 import type { Logger } from 'pino';
 import { Archive } from './archive.js';
 import { BackyError, ioError, isBackyError } from './errors.js';
+import { recordHistoryStarted } from './history-record.js';
 import { newRevisionId } from './ids.js';
+import { removeLeftoverChunks } from './leftover-chunks.js';
 import { mmh3Hex } from './legacy/mmh3.js';
 import type { Lock } from './lock.js';
+import { restrictModes } from './private-modes.js';
 import { failedOwnVerification, type Revision, type RevisionData } from './revision.js';
 import type { RevisionReader } from './revision-io.js';
 import { MANUAL_TAG_PREFIX } from './schedule.js';
@@ -45,9 +48,13 @@ export async function runBackup(
   const tags = validateTags(archive, options.tags, options.force ?? false);
 
   const locks: Lock[] = [];
+  // The chunks a failed backup wrote anew: removed once its locks are released (see leftover-chunks.ts).
+  let leftover: ReadonlySet<string> | null = null;
   try {
     locks.push(await archive.lockBackup());
     await archive.prepareStore();
+    // Archives written before backy made them private are fixed here, once.
+    await restrictModes(archive.path, archive.store.catalog == null ? archive.store.root : null, logger);
     locks.push(await archive.store.lock('shared'));
     await archive.cleanup(logger);
 
@@ -165,12 +172,14 @@ export async function runBackup(
       for (const lock of locks) lock.assertHeld?.();
       await archive.commitRevision(revision);
       success = true;
+      await recordHistoryStarted(archive.path, revision);
       log.info(
         { stats: revision.stats, size: revision.size, verification: revision.verification.method },
         'backup completed',
       );
       return revision as Revision;
     } catch (error) {
+      if (revision.backend_type === 'chunked') leftover = writer.freshChunks;
       await writer.abort().catch(() => {});
       await archive.dropPending(revision.uuid).catch(() => {});
       const err = signal.aborted
@@ -186,6 +195,7 @@ export async function runBackup(
     }
   } finally {
     for (const lock of locks.reverse()) await lock.release();
+    if (leftover != null) await removeLeftoverChunks(archive.store, leftover, logger, archive.path);
   }
 }
 

@@ -154,3 +154,68 @@ describe('central config', () => {
     }
   });
 });
+
+describe('hostile central configs', () => {
+  const write = async (text: string) => {
+    const dir = await mkdtemp(join(tmpdir(), 'backy-conf-'));
+    const path = join(dir, 'backy.conf');
+    await writeFile(path, text);
+    return path;
+  };
+  const jobsYaml = (n: number) => {
+    const lines = ['schedules:', '  default:', '    daily: {interval: 1d, keep: 9}', 'jobs:'];
+    for (let i = 0; i < n; i++)
+      lines.push(`  vm${i}.example.com:`, '    schedule: default', '    source: {type: file, filename: /x}');
+    return `${lines.join('\n')}\n`;
+  };
+
+  it('an alias bomb is a config error naming the file', async () => {
+    const path = await write(
+      [
+        'a: &a [x, x, x, x, x, x, x, x, x]',
+        'b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]',
+        'c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]',
+        'd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]',
+      ].join('\n'),
+    );
+    await expect(loadCentralConfig(path)).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+      message: expect.stringMatching(new RegExp(`^${path}: invalid YAML: Excessive alias count`)),
+    });
+  });
+
+  it('still refuses duplicate keys, naming the key and its line', async () => {
+    const path = await write(`${jobsYaml(3)}  vm1.example.com:\n    schedule: default\n`);
+    await expect(loadCentralConfig(path)).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+      message: `${path}:14: invalid YAML: Map keys must be unique ("vm1.example.com" repeats)`,
+    });
+  });
+
+  it('an oversized file is refused with a message, not parsed', async () => {
+    const path = await write('');
+    const { truncate } = await import('node:fs/promises');
+    await truncate(path, 65 * 1024 * 1024);
+    await expect(loadCentralConfig(path)).rejects.toThrow(
+      `${path}: 65 MiB is larger than a config may be (64 MiB)`,
+    );
+  });
+
+  it('load time grows linearly with the number of jobs', async () => {
+    // yaml's own duplicate-key check compared every key with every other: 5k jobs 0.8 s, 40k 13.4 s.
+    const time = async (n: number) => {
+      const path = await write(jobsYaml(n));
+      let best = Number.POSITIVE_INFINITY;
+      for (let i = 0; i < 2; i++) {
+        const started = performance.now();
+        expect(Object.keys((await loadCentralConfig(path)).config.jobs)).toHaveLength(n);
+        best = Math.min(best, performance.now() - started);
+      }
+      return best;
+    };
+    const small = await time(2000);
+    const large = await time(16_000);
+    // 8× the jobs: about 8× the time when linear, some 20× when quadratic.
+    expect(large / small).toBeLessThan(14);
+  }, 120_000);
+});

@@ -2,11 +2,17 @@ import type { Logger } from 'pino';
 import type { Archive } from './archive.js';
 import { type ExpiryAction, planExpiry } from './schedule.js';
 
-/** Applies the schedule's keep rules to the archive now. Holds the archive's backup lock. */
+/**
+ * Applies the schedule's keep rules to the archive now. Holds the archive's backup lock. With `dryRun`
+ * it only returns what it would do (and takes no lock, so it works while a backup runs).
+ */
 export async function expireArchive(
   archive: Archive,
-  options: { logger: Logger; now?: Date },
+  options: { logger: Logger; now?: Date; dryRun?: boolean },
 ): Promise<ExpiryAction[]> {
+  if (options.dryRun) {
+    return planExpiry(await archive.revisions(), archive.config.schedule, options.now ?? new Date());
+  }
   const lock = await archive.lockBackup();
   try {
     const revisions = await archive.revisions();

@@ -28,7 +28,7 @@ export async function fsyncDir(dir: string): Promise<void> {
 export interface AtomicWriteOptions {
   /** fsync the parent directory after the rename (default true). */
   syncDir?: boolean;
-  /** File mode (default 0o644). */
+  /** File mode (default 0o640: nothing in an archive is for "other", see private-modes.ts). */
   mode?: number;
 }
 
@@ -40,7 +40,7 @@ export async function writeFileAtomic(
 ): Promise<void> {
   const tmp = tempPathFor(path);
   try {
-    const handle = await open(tmp, 'wx', options.mode ?? 0o644);
+    const handle = await open(tmp, 'wx', options.mode ?? 0o640);
     try {
       await handle.writeFile(data);
       await handle.sync();

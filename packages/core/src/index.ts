@@ -31,6 +31,7 @@ export {
 export { BackyError, type BackyErrorCode, isBackyError } from './errors.js';
 export { expireArchive } from './expire.js';
 export { writeFileAtomic } from './fs-util.js';
+export { heldBytes } from './held-data.js';
 export { newRevisionId } from './ids.js';
 export { acquireLock, type Lock, type LockMode } from './lock.js';
 export { type AppendLog, openAppendLog } from './log-file.js';

@@ -31,7 +31,7 @@ export interface LockOptions {
 export async function acquireLock(path: string, mode: LockMode, options: LockOptions = {}): Promise<Lock> {
   let handle: FileHandle;
   try {
-    handle = await open(path, 'a', 0o644);
+    handle = await open(path, 'a', 0o640);
   } catch (error) {
     throw ioError(error, `opening lock file ${path}`);
   }

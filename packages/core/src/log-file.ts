@@ -1,5 +1,6 @@
 import { closeSync, fstatSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from './private-modes.js';
 
 /** A log file that lines are appended to; writing it never throws (see `openAppendLog`). */
 export interface AppendLog {
@@ -24,8 +25,8 @@ export function openAppendLog(path: string, onFailure: (error: NodeJS.ErrnoExcep
   let fd: number | null = null;
   let failing = false;
   const open = () => {
-    mkdirSync(dirname(path), { recursive: true });
-    return openSync(path, 'a');
+    mkdirSync(dirname(path), { recursive: true, mode: PRIVATE_DIR_MODE });
+    return openSync(path, 'a', PRIVATE_FILE_MODE);
   };
   const closeFd = () => {
     if (fd == null) return;

@@ -5,7 +5,7 @@ import { CONFIG_FILE, readArchiveId } from './archive.js';
 import { BackyError, ioError } from './errors.js';
 import type { RegistryEntry } from './store/archive-registry.js';
 import { ChunkMap } from './store/chunk-map.js';
-import type { ChunkStore, RevisionCatalog } from './store/contract.js';
+import type { ChunkStore, RevisionCatalog, StoreEntry } from './store/contract.js';
 
 export interface PurgeResult {
   chunksDeleted: number;
@@ -29,6 +29,10 @@ export interface PurgeOptions {
    * local archives: this directory's maps count besides the store's catalog.
    */
   archiveDir?: string;
+  /** The files to consider (default: every file of the store), e.g. the chunks a failed backup wrote. */
+  candidates?: AsyncIterable<StoreEntry>;
+  /** Called for each file it deletes (or, with `dryRun`, would delete). */
+  onDelete?: (entry: StoreEntry) => void;
 }
 
 /** What an archive directory registered with a store holds now. */
@@ -142,7 +146,7 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
       archives: live.length,
       staleEntries: stale.map((e) => e.path),
     };
-    for await (const entry of store.entries()) {
+    for await (const entry of options.candidates ?? store.entries()) {
       options.signal?.throwIfAborted();
       const hash = entry.hash ?? entry.damagedOf ?? null;
       // A quarantined chunk stays as evidence while revisions still reference its hash.
@@ -154,6 +158,7 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
         lock.assertHeld?.();
         await store.removeEntry(entry);
       }
+      options.onDelete?.(entry);
       if (entry.hash != null) {
         result.chunksDeleted++;
         result.bytesFreed += entry.bytes;

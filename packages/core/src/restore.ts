@@ -1,10 +1,10 @@
 import { constants } from 'node:fs';
-import { type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { type FileHandle, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { blockDeviceSize } from './block-device.js';
 import { BackyError, ioError } from './errors.js';
-import { fsyncDir, tempPathFor } from './fs-util.js';
+import { fsyncDir } from './fs-util.js';
 import type { RevisionReader } from './revision-io.js';
 import { forEachChunk, readChunksInOrder } from './revision-stream.js';
 import { chunkBuffers, DIRECT_IO_ALIGN } from './store/buffer-pool.js';
@@ -61,7 +61,8 @@ export async function restoreToPath(
   if (info != null && !options.force) {
     throw new BackyError('TARGET_EXISTS', `${target} already exists; use --force to overwrite it`);
   }
-  const tmp = tempPathFor(target);
+  await removeKilledRestores(target);
+  const tmp = restoreTempPath(target);
   let handle: FileHandle | null = null;
   let direct: FileHandle | null = null;
   try {
@@ -83,6 +84,38 @@ export async function restoreToPath(
     throw ioError(error, `restoring to ${target}`);
   }
   return 'file';
+}
+
+/**
+ * Where a restore to a file writes until it renames the file into place (mode 0600 meanwhile): the name
+ * says what it is and which process writes it, `.<name>.backy-restore-<pid>.tmp`.
+ */
+export function restoreTempPath(target: string, pid = process.pid): string {
+  return join(dirname(target), `.${basename(target)}.backy-restore-${pid}.tmp`);
+}
+
+/**
+ * Removes what killed restores to `target` left (a file the size of the image): temp files of
+ * `restoreTempPath`'s name whose process is gone. One whose process still runs is another restore's.
+ */
+async function removeKilledRestores(target: string): Promise<void> {
+  const prefix = `.${basename(target)}.backy-restore-`;
+  const names = await readdir(dirname(target)).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
+    const pid = Number(name.slice(prefix.length, -'.tmp'.length));
+    if (!Number.isInteger(pid) || pid <= 0 || isRunning(pid)) continue;
+    await rm(join(dirname(target), name), { force: true });
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /**

@@ -5,6 +5,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'yaml';
+import { HISTORY_FILE } from './history-record.js';
 import {
   fromLegacyRevision,
   isComplete,
@@ -206,14 +207,17 @@ export async function readRevisionFacts(dir: string): Promise<RevisionFacts[]> {
 }
 
 /** `readRevisionFacts`, plus the names of `.rev` files that are not complete, valid revisions. */
-export async function scanRevisionFacts(dir: string): Promise<{ facts: RevisionFacts[]; damaged: string[] }> {
+export async function scanRevisionFacts(
+  dir: string,
+): Promise<{ facts: RevisionFacts[]; damaged: string[]; historyStarted: boolean }> {
   // Synchronous on purpose: for small files a thread-pool round trip costs more than the read, and an
   // archive's revision files are a few hundred bytes each (10,000 of them: 0.2 s instead of 0.6 s).
   let names: string[];
   try {
     names = readdirSync(dir);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { facts: [], damaged: [] };
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      return { facts: [], damaged: [], historyStarted: false };
     throw error;
   }
   const facts: RevisionFacts[] = [];
@@ -232,5 +236,5 @@ export async function scanRevisionFacts(dir: string): Promise<{ facts: RevisionF
     else damaged.push(name);
   }
   facts.sort((a, b) => a.time - b.time || a.uuid.localeCompare(b.uuid));
-  return { facts, damaged: damaged.sort() };
+  return { facts, damaged: damaged.sort(), historyStarted: names.includes(HISTORY_FILE) };
 }

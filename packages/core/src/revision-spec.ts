@@ -23,6 +23,7 @@ export function resolveRevisionSpec<
     if (newestFirst.length === 0) throw notFound('the archive has no revisions');
     return [newestFirst[0]!];
   }
+  if (/^-\d+$/.test(text)) throw notFound('revision numbers count from 0 (the newest) upwards');
   if (/^\d+$/.test(text)) {
     const index = Number(text);
     const rev = newestFirst[index];

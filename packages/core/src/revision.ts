@@ -147,5 +147,5 @@ export async function readRevisionFile(path: string): Promise<RevisionData> {
 }
 
 export async function writeRevisionFile(path: string, rev: RevisionData): Promise<void> {
-  await writeFileAtomic(path, stringify(rev, { sortMapEntries: false }), { mode: 0o644 });
+  await writeFileAtomic(path, stringify(rev, { sortMapEntries: false }), { mode: 0o640 });
 }

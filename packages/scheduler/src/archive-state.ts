@@ -19,6 +19,8 @@ export interface ArchiveSummary {
   manualTags: string[];
   /** `.rev` files that do not parse or validate: kept by backy, reported by `backy check` as WARNING. */
   damaged: string[];
+  /** The archive records that it has had revisions (core's HISTORY_FILE). */
+  historyStarted: boolean;
 }
 
 export const EMPTY_SUMMARY: ArchiveSummary = {
@@ -27,6 +29,7 @@ export const EMPTY_SUMMARY: ArchiveSummary = {
   lastRuns: {},
   manualTags: [],
   damaged: [],
+  historyStarted: false,
 };
 
 export function summarize(revisions: readonly (Revision | RevisionFacts)[]): ArchiveSummary {
@@ -34,7 +37,11 @@ export function summarize(revisions: readonly (Revision | RevisionFacts)[]): Arc
   return summarizeFacts(all);
 }
 
-function summarizeFacts(revisions: readonly RevisionFacts[], damaged: string[] = []): ArchiveSummary {
+function summarizeFacts(
+  revisions: readonly RevisionFacts[],
+  damaged: string[] = [],
+  historyStarted = false,
+): ArchiveSummary {
   const lastRuns: Record<string, number> = {};
   const manual = new Set<string>();
   for (const rev of revisions) {
@@ -45,7 +52,14 @@ function summarizeFacts(revisions: readonly RevisionFacts[], damaged: string[] =
     }
   }
   const last = revisions.at(-1);
-  return { count: revisions.length, newest: last ?? null, lastRuns, manualTags: [...manual].sort(), damaged };
+  return {
+    count: revisions.length,
+    newest: last ?? null,
+    lastRuns,
+    manualTags: [...manual].sort(),
+    damaged,
+    historyStarted,
+  };
 }
 
 /**
@@ -71,8 +85,8 @@ export class ArchiveWatcher {
     const cached = this.cache.get(dir);
     if (cached != null && cached.mtimeMs === info.mtimeMs && cached.ctimeMs === info.ctimeMs)
       return cached.summary;
-    const { facts, damaged } = await scanRevisionFacts(dir);
-    const summary = summarizeFacts(facts, damaged);
+    const { facts, damaged, historyStarted } = await scanRevisionFacts(dir);
+    const summary = summarizeFacts(facts, damaged, historyStarted);
     this.cache.set(dir, { mtimeMs: info.mtimeMs, ctimeMs: info.ctimeMs, summary });
     return summary;
   }

@@ -104,3 +104,39 @@ describe('backy check', () => {
     expect((await checkStatusFile(path)).exitCode).toBe(2);
   });
 });
+
+describe('a job whose history is gone', () => {
+  const NOW = Date.parse('2026-01-05T12:00:00Z');
+  it('is CRITICAL once it has had revisions, OK before its first backup', () => {
+    const never = job('new', { last_time: null, last_tags: null, history_lost: false });
+    const lost = job('web01', { last_time: null, last_tags: null, history_lost: true });
+    expect(evaluateStatus('/s', { jobs: [never], mtimeMs: NOW - 1000 }, NOW).exitCode).toBe(0);
+    expect(evaluateStatus('/s', { jobs: [never, lost], mtimeMs: NOW - 1000 }, NOW)).toEqual({
+      exitCode: 2,
+      lines: ['CRITICAL: 1 jobs lost their history', 'web01: no revisions left, although it has had some'],
+    });
+  });
+
+  it('the status file says so: the archive records its first revision, and forgetting all leaves that', async () => {
+    const { ArchiveWatcher } = await import('./archive-state.js');
+    const dir = await mkdtemp(join(tmpdir(), 'backy-history-'));
+    const watcher = new ArchiveWatcher();
+    expect((await watcher.summary(dir)).historyStarted).toBe(false);
+    await writeFile(join(dir, 'history-started'), 'first revision x\n');
+    expect(await watcher.summary(dir)).toMatchObject({ count: 0, historyStarted: true });
+  });
+});
+
+describe('an unreadable status file', () => {
+  it('says what is wrong with its YAML in words', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'backy-status-'));
+    const path = join(dir, 'status');
+    await writeFile(path, '- job: a\n   sla: OK\n  bad: [\n');
+    const result = await checkStatusFile(path);
+    expect(result.exitCode).toBe(3);
+    expect(result.lines[0]).toMatch(
+      new RegExp(`^UNKNOWN: Status file ${path} is unreadable: not valid YAML: \\w+`),
+    );
+    expect(result.lines[0]).not.toMatch(/BAD_INDENT|[A-Z]+_[A-Z]+/);
+  });
+});

@@ -41,6 +41,18 @@ export function evaluateStatus(
     return { exitCode: NAGIOS.CRITICAL, lines: ['CRITICAL: Status file is older than 5 minutes'] };
   }
   const jobs = contents.jobs;
+  // No revisions is fine before the first backup only; after it, the history is gone.
+  const lost = jobs.filter((j) => j.history_lost === true);
+  if (lost.length > 0) {
+    return {
+      exitCode: NAGIOS.CRITICAL,
+      lines: [
+        `CRITICAL: ${lost.length} jobs lost their history`,
+        ...lost.map((j) => `${j.job}: no revisions left, although it has had some`),
+        ...jobs.filter((j) => j.sla !== 'OK' && !lost.includes(j)).map(describe),
+      ],
+    };
+  }
   const late = jobs.filter((j) => j.sla !== 'OK');
   const damaged = (j: JobStatus) => (j.damaged_revisions ?? '').length > 0;
   const doubtful = jobs.filter(
@@ -78,7 +90,9 @@ export async function checkStatusFile(path: string, nowMs: number = Date.now()):
   try {
     contents = await readStatusFile(path);
   } catch (error) {
-    const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    // A system error by its code (EACCES, EISDIR), anything else by its message.
+    const errno = error as NodeJS.ErrnoException;
+    const why = errno.syscall != null && errno.code != null ? errno.code : errno.message;
     return { exitCode: NAGIOS.UNKNOWN, lines: [`UNKNOWN: Status file ${path} is unreadable: ${why}`] };
   }
   return evaluateStatus(path, contents, nowMs);

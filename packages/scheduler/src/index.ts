@@ -1,7 +1,7 @@
 // What other packages use; the scheduler's own tests import its modules directly.
 export { type CheckResult, checkStatusFile, NAGIOS } from './check.js';
 export type { Clock } from './clock.js';
-export type { SchedulerSummary } from './job-status.js';
+export type { NameFilter, SchedulerSummary } from './job-status.js';
 export type { JobState } from './job-table.js';
 export { type LogFileOptions, openLogFile, type ReopeningLogFile } from './log-file.js';
 export {

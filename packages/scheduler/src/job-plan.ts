@@ -13,12 +13,15 @@ export function lastRuns(job: JobRuntime): Record<string, number> {
 
 /** The job's next run as seen at `now`, failures and their backoff included. */
 export function planJob(job: JobRuntime, now: number): PlannedRun | null {
-  return planNextRun(
+  const plan = planNextRun(
     job.name,
     job.schedule,
     { lastRuns: lastRuns(job), failures: job.failures, lastFailure: job.lastFailure },
     now,
   );
+  // A job whose archive was busy looks again shortly, without a back-off (see BUSY_RETRY_MS).
+  if (plan == null || job.busyRetryAt == null) return plan;
+  return { ...plan, time: Math.max(plan.time, job.busyRetryAt) };
 }
 
 /** The tags of a backup starting at `now`: the planned ones after `run JOB`, else those due by now. */

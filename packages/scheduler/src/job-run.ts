@@ -29,6 +29,11 @@ export interface JobRunContext {
   callbackTimeoutMs: number;
 }
 
+/** `backy backup`'s exit status when the archive is locked by another backup (EX_UNAVAILABLE). */
+export const EXIT_LOCKED = 69;
+/** How soon a job whose archive was busy looks again. */
+export const BUSY_RETRY_MS = 30_000;
+
 /**
  * Runs one backup of the job and, when it succeeds, expire, purge and the completion callback. Sets the
  * job's state, failures and last result on the way; 'stopped' when the scheduler stopped it midway.
@@ -67,7 +72,17 @@ export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promi
     job.abort = null;
     return 'stopped';
   }
-  if (result.ok) {
+  job.busyRetryAt = null;
+  if (result.exitCode === EXIT_LOCKED) {
+    // Another backup holds the archive (one by hand, or the child of a daemon killed with -9 that
+    // still runs): not a failure. As backy 2.5 did, log it, do not back off, and look again shortly,
+    // so the job runs soon after the other backup ends.
+    job.busyRetryAt = clock.now() + BUSY_RETRY_MS;
+    log.info(
+      { tags, retryInSeconds: BUSY_RETRY_MS / 1000 },
+      'the archive is busy with another backup; trying again when it has ended',
+    );
+  } else if (result.ok) {
     job.failures = 0;
     job.lastFailure = null;
     for (const tag of tags) job.ranAt[tag] = started;
@@ -134,7 +149,7 @@ async function finish(job: JobRuntime, signal: AbortSignal, context: JobRunConte
  * what the daemon does. Keys the central config does not set (store, layout) are kept.
  */
 async function writeArchiveConfig(job: JobRuntime, log: Logger): Promise<void> {
-  await mkdir(job.dir, { recursive: true });
+  await mkdir(job.dir, { recursive: true, mode: 0o750 });
   const path = join(job.dir, CONFIG_FILE);
   let existing: Record<string, unknown> = {};
   try {

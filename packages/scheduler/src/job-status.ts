@@ -34,11 +34,17 @@ export function jobStatus(job: JobRuntime, now: number): JobStatus {
     last_verification: newest?.verification ?? null,
     damaged_revisions: job.summary.damaged.join(', '),
     last_snapshot: newest?.snapshot ?? null,
+    history_lost: job.summary.count === 0 && job.summary.historyStarted,
   };
 }
 
 /** The status of the jobs still in the config (optionally those whose name matches `filter`), by name. */
-export function listJobs(jobs: Iterable<JobRuntime>, now: number, filter?: RegExp): JobStatus[] {
+/** Which job names to list (a RegExp, or the telnet shell's linear-time RE2 pattern). */
+export interface NameFilter {
+  test(name: string): boolean;
+}
+
+export function listJobs(jobs: Iterable<JobRuntime>, now: number, filter?: NameFilter): JobStatus[] {
   const result: JobStatus[] = [];
   for (const job of jobs) {
     if (job.removed) continue;

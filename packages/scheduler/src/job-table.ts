@@ -36,6 +36,8 @@ export interface JobRuntime {
   ranAt: Record<string, number>;
   failures: number;
   lastFailure: number | null;
+  /** After the archive was found busy (another backup holds it): when to look again, or null. */
+  busyRetryAt: number | null;
   lastResult: RunResult | null;
   plan: PlannedRun | null;
   /** Set by `run JOB`: start now with the next tags. */
@@ -126,6 +128,7 @@ function newJob(
     ranAt: {},
     failures: 0,
     lastFailure: null,
+    busyRetryAt: null,
     lastResult: null,
     plan: null,
     runNow: false,

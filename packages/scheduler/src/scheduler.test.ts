@@ -284,6 +284,7 @@ describe('Scheduler', () => {
         'last_verification',
         'damaged_revisions',
         'last_snapshot',
+        'history_lost',
       ].sort(),
     );
     await until(async () => (await readStatusFile(join(t.base, 'status')))!.mtimeMs > first.mtimeMs, 5000);

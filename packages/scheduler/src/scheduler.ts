@@ -5,7 +5,13 @@ import type { Logger } from 'pino';
 import { type Clock, systemClock, timeoutSignal } from './clock.js';
 import { nextJobToStart, planJob, queueDueJobs } from './job-plan.js';
 import { runJobOnce } from './job-run.js';
-import { listJobs, type SchedulerSummary, StatusFileWriter, summarizeJobs } from './job-status.js';
+import {
+  listJobs,
+  type NameFilter,
+  type SchedulerSummary,
+  StatusFileWriter,
+  summarizeJobs,
+} from './job-status.js';
 import {
   type ConfigCheck,
   isBusy,
@@ -305,7 +311,7 @@ export class Scheduler {
   }
 
   /** Status of the jobs (optionally those whose name matches `filter`), sorted by name. From memory: cheap. */
-  jobs(filter?: RegExp): JobStatus[] {
+  jobs(filter?: NameFilter): JobStatus[] {
     return listJobs(this.jobTable.values(), this.clock.now(), filter);
   }
 

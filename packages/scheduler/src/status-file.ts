@@ -28,6 +28,8 @@ export interface JobStatus {
   damaged_revisions?: string;
   /** `direct` when the newest revision's snapshot was crash-consistent (no fs freeze), else null. */
   last_snapshot?: string | null;
+  /** True when the job has no revisions although its archive had some: its history is gone (CRITICAL). */
+  history_lost?: boolean;
 }
 
 const PLAIN = /^[A-Za-z_][A-Za-z0-9_.@+-]*$/;
@@ -80,7 +82,13 @@ export async function readStatusFile(path: string): Promise<StatusFileContents |
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw error;
   }
-  const data = parse(text) ?? [];
+  let data: unknown;
+  try {
+    data = parse(text) ?? [];
+  } catch (error) {
+    // The yaml package's messages say what and where; its `code` (BAD_INDENT, …) is no help to a reader.
+    throw new Error(`not valid YAML: ${(error as Error).message.split('\n')[0]}`, { cause: error });
+  }
   if (
     !Array.isArray(data) ||
     data.some((j) => j == null || typeof j !== 'object' || typeof j.job !== 'string')

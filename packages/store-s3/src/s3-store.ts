@@ -186,6 +186,12 @@ export class S3ChunkStore implements ChunkStore {
     }
   }
 
+  async entryOf(hash: string): Promise<StoreEntry | null> {
+    const key = this.chunkKey(hash);
+    const info = await this.objects.head(key, `looking for chunk ${hash}`);
+    return info == null ? null : { hash, path: key, bytes: info.bytes };
+  }
+
   async removeEntry(entry: StoreEntry): Promise<void> {
     await this.objects.delete(entry.path, `deleting ${entry.path}`);
   }

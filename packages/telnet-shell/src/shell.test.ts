@@ -256,6 +256,20 @@ describe('TelnetShell', () => {
     expect(await c.command('jobs nomatch')).toContain('0 jobs shown');
   });
 
+  it('matches a pattern that backtracks catastrophically in linear time (a client cannot stall the daemon)', async () => {
+    const { open, backend } = await start();
+    // With JavaScript's RegExp, `(a+)+$` against this name takes far longer than the test's timeout.
+    backend.list.push(job(`${'a'.repeat(40)}b`));
+    const c = await open();
+    const started = performance.now();
+    const out = await c.command('jobs (a+)+$');
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(out).toContain('0 jobs shown');
+    expect(await c.command('jobs ^a+b$')).toContain('1 jobs shown');
+    // Syntax RE2 does not have (lookahead) is an invalid pattern, not a crash.
+    expect(await c.command('jobs (?=web)')).toMatch(/^error: invalid regular expression: .*\r\n$/);
+  });
+
   it('answers status, run, runall, reload, help and quit', async () => {
     const { open, backend } = await start();
     const c = await open();

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { DEFAULT_CENTRAL_CONFIG, loadCentralConfig } from '@backy/core';
 import { checkStatusFile, NAGIOS } from '@backy/scheduler';
 import type { Command } from '../command.js';
+import { validateJobSources } from './scheduler.js';
 
 export const checkCommand: Command = {
   name: 'check',
@@ -13,7 +14,10 @@ export const checkCommand: Command = {
     const configPath = resolve((ctx.values.config as string | undefined) ?? DEFAULT_CENTRAL_CONFIG);
     let statusFile: string;
     try {
-      statusFile = (await loadCentralConfig(configPath)).statusFile;
+      const loaded = await loadCentralConfig(configPath);
+      // As the daemon would reject it: a config the daemon cannot run says so, not "no status file".
+      await validateJobSources(loaded);
+      statusFile = loaded.statusFile;
     } catch (error) {
       // Nagios expects its one line on stdout and UNKNOWN for a check that cannot judge.
       ctx.print(`UNKNOWN: ${(error as Error).message}`);

@@ -15,12 +15,7 @@ export const purgeCommand: Command = {
   abortable: true,
   async run(ctx) {
     const archive = await ctx.openArchive();
-    const wait = Number(ctx.values.wait);
-    if (!Number.isFinite(wait) || wait < 0)
-      throw new BackyError(
-        'USAGE',
-        `purge --wait ${JSON.stringify(ctx.values.wait)}: not a number of seconds`,
-      );
+    const wait = parseSeconds(String(ctx.values.wait), 'purge --wait');
     const forget = ctx.values['forget-archive'] as string | undefined;
     if (forget != null) {
       const path = resolve(forget);
@@ -38,6 +33,13 @@ export const purgeCommand: Command = {
       signal: ctx.signal,
       dryRun,
       archiveDir: archive.path,
+      // A dry run lists every file that would go; a real purge only sums them up.
+      onDelete: dryRun
+        ? (entry) =>
+            ctx.print(
+              `would delete ${entry.hash != null ? `chunk ${entry.hash}` : entry.damagedOf != null ? `damaged chunk ${entry.damagedOf}` : 'temporary file'} ${entry.path} (${formatBytes(entry.bytes)})`,
+            )
+        : undefined,
       onProgress: (done, total) => ctx.progress.update('purge', done, Math.max(done, total)),
     });
     ctx.progress.finish();
@@ -49,3 +51,13 @@ export const purgeCommand: Command = {
     return 0;
   },
 };
+
+/** A number of seconds as the user typed it: digits with an optional fraction, nothing else (not `''`, `abc`, `-5`). */
+export function parseSeconds(text: string, option: string): number {
+  if (!/^\d+(\.\d+)?$/.test(text.trim()))
+    throw new BackyError(
+      'USAGE',
+      `${option} ${JSON.stringify(text)}: expected a number of seconds (0 or more, e.g. 30)`,
+    );
+  return Number(text);
+}

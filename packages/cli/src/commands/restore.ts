@@ -37,7 +37,21 @@ export const restoreCommand: Command = {
       const onProgress = (done: number, total: number) => ctx.progress.update('restore', done, total);
       logger.info({ revision: rev.uuid, target }, 'restore started');
       if (target === '-') {
-        await restoreToStream(reader, ctx.stdout, { signal: ctx.signal, onProgress });
+        let written = 0;
+        await restoreToStream(reader, ctx.stdout, {
+          signal: ctx.signal,
+          onProgress: (done, total) => {
+            written = done;
+            onProgress(done, total);
+          },
+        }).catch((error: NodeJS.ErrnoException) => {
+          if (error?.code !== 'EPIPE') throw error;
+          throw new BackyError(
+            'IO',
+            `restore to stdout: the reader closed the pipe after ${formatBytes(written)} of ${formatBytes(rev.size)}; the image is incomplete`,
+            { cause: error },
+          );
+        });
       } else {
         const kind = await restoreToPath(reader, target, {
           force: ctx.values.force === true,

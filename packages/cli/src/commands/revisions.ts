@@ -1,5 +1,6 @@
 import { type Archive, BackyError, expireArchive, type Revision, tagNameSchema } from '@backy/core';
 import type { Command, CommandContext } from '../command.js';
+import { confirm, selectsSet } from '../confirm.js';
 
 /**
  * Runs `work` on the revisions `spec` names, holding the archive's backup lock so no backup changes the
@@ -69,13 +70,35 @@ export const distrustCommand: Command = {
 export const forgetCommand: Command = {
   name: 'forget',
   summary: 'delete revisions (their data goes at the next purge)',
-  usage: 'forget -r SPEC',
-  options: { revision: { type: 'string', short: 'r' } },
+  usage: 'forget -r SPEC [--dry-run] [--force]   (a SPEC naming a set, e.g. all or tag:daily, needs --force)',
+  options: {
+    revision: { type: 'string', short: 'r' },
+    'dry-run': { type: 'boolean', short: 'n' },
+    force: { type: 'boolean', short: 'f' },
+  },
   positionals: [0, 0],
   async run(ctx) {
     if (ctx.values.revision == null)
       throw new BackyError('USAGE', 'forget needs -r SPEC naming the revisions to delete');
-    return withRevisions(ctx, ctx.values.revision, async (archive, revisions) => {
+    const spec = String(ctx.values.revision);
+    if (ctx.values['dry-run']) {
+      // Nothing changes: no lock, so it works while a backup runs.
+      const archive = await ctx.openArchive();
+      const revisions = await archive.resolve(spec);
+      if (revisions.length === 0)
+        throw new BackyError('REVISION_NOT_FOUND', `revision ${JSON.stringify(spec)}: no revision matches`);
+      for (const rev of revisions) ctx.print(`${rev.uuid}: would be forgotten (${describe(rev)})`);
+      return 0;
+    }
+    return withRevisions(ctx, spec, async (archive, revisions) => {
+      if (selectsSet(spec, revisions.length) && ctx.values.force !== true) {
+        const what = `forget -r ${spec} selects ${revisions.length} revision${revisions.length === 1 ? '' : 's'}`;
+        await confirm(
+          ctx.stderr,
+          `${what} of ${archive.path}; delete ${revisions.length === 1 ? 'it' : 'them'}?`,
+          `${what}; add --force to delete them (--dry-run lists them)`,
+        );
+      }
       for (const rev of revisions) {
         await archive.deleteRevision(rev.uuid);
         ctx.logger().info({ revision: rev.uuid }, 'revision forgotten');
@@ -84,6 +107,11 @@ export const forgetCommand: Command = {
     });
   },
 };
+
+/** A revision in a few words: when, and its tags. */
+function describe(rev: Revision): string {
+  return `${rev.timestamp}${rev.tags.length > 0 ? `, tags ${rev.tags.join(',')}` : ', no tags'}`;
+}
 
 export const tagsCommand: Command = {
   name: 'tags',
@@ -133,13 +161,18 @@ export const tagsCommand: Command = {
 export const expireCommand: Command = {
   name: 'expire',
   summary: "apply the schedule's keep rules now",
-  usage: 'expire',
+  usage: 'expire [--dry-run]',
+  options: { 'dry-run': { type: 'boolean', short: 'n' } },
   positionals: [0, 0],
   async run(ctx) {
     const archive = await ctx.openArchive();
-    const actions = await expireArchive(archive, { logger: ctx.logger() });
+    const dryRun = ctx.values['dry-run'] === true;
+    const actions = await expireArchive(archive, { logger: ctx.logger(), dryRun });
     for (const a of actions) {
-      ctx.print(a.remove ? `${a.uuid}: removed` : `${a.uuid}: tags ${a.removeTags.join(',')} expired`);
+      const tags = a.removeTags.join(',');
+      if (dryRun)
+        ctx.print(a.remove ? `${a.uuid}: would be removed` : `${a.uuid}: tags ${tags} would expire`);
+      else ctx.print(a.remove ? `${a.uuid}: removed` : `${a.uuid}: tags ${tags} expired`);
     }
     if (actions.length === 0) ctx.print('nothing to expire');
     return 0;

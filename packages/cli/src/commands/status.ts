@@ -1,4 +1,11 @@
-import { Archive, failedOwnVerification, formatBytes, type Revision } from '@backy/core';
+import {
+  Archive,
+  BackyError,
+  failedOwnVerification,
+  formatBytes,
+  heldBytes,
+  type Revision,
+} from '@backy/core';
 import Table from 'cli-table3';
 import { stringify } from 'yaml';
 import type { Command } from '../command.js';
@@ -13,13 +20,16 @@ export function formatDate(iso: string): string {
 export const statusCommand: Command = {
   name: 'status',
   summary: 'list the revisions of the archive',
-  usage: 'status [--json|--yaml]',
-  options: { json: { type: 'boolean' }, yaml: { type: 'boolean' } },
+  usage: 'status [-r SPEC] [--json|--yaml]',
+  options: { revision: { type: 'string', short: 'r' }, json: { type: 'boolean' }, yaml: { type: 'boolean' } },
   positionals: [0, 0],
   async run(ctx) {
+    if (ctx.values.json && ctx.values.yaml)
+      throw new BackyError('USAGE', 'status: --json and --yaml exclude each other; give one of them');
     const archive = await ctx.openArchive();
     const scan = await archive.scan();
-    const revisions = scan.complete;
+    const spec = ctx.values.revision as string | undefined;
+    const revisions = spec == null ? scan.complete : await archive.resolve(spec);
     // Damaged `.rev` files and unknown files: one warning line each (stderr), in every output format.
     for (const line of Archive.describeScan(scan)) ctx.warn(line);
     if (ctx.values.json) {
@@ -30,7 +40,7 @@ export const statusCommand: Command = {
       ctx.stdout.write(stringify(revisions));
       return 0;
     }
-    ctx.print(renderStatus(revisions));
+    ctx.print(renderStatus(revisions, await heldBytes(archive, revisions)));
     return 0;
   },
 };
@@ -56,7 +66,7 @@ export function revisionNotes(rev: Revision): string[] {
  * The revision table: one row each, no separator lines between rows, sizes right-aligned (as backy
  * 2.x's status looked), a Notes column only when some revision has a note.
  */
-export function renderStatus(revisions: Revision[]): string {
+export function renderStatus(revisions: Revision[], held: number): string {
   const notes = revisions.map(revisionNotes);
   const withNotes = notes.some((n) => n.length > 0);
   const table = new Table({
@@ -65,9 +75,7 @@ export function renderStatus(revisions: Revision[]): string {
     style: { head: [], border: [] },
     chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
   });
-  let total = 0;
   revisions.forEach((rev, i) => {
-    total += rev.stats.bytes_written;
     table.push([
       formatDate(rev.timestamp),
       rev.uuid,
@@ -78,5 +86,5 @@ export function renderStatus(revisions: Revision[]): string {
       ...(withNotes ? [notes[i]!.join('; ')] : []),
     ]);
   });
-  return `${table.toString()}\n${revisions.length} revision${revisions.length === 1 ? '' : 's'} containing ${formatBytes(total)} data (estimated)`;
+  return `${table.toString()}\n${revisions.length} revision${revisions.length === 1 ? '' : 's'} containing ${formatBytes(held)} data (estimated)`;
 }

@@ -75,7 +75,7 @@ describe('images layout on the work disk (no reflinks)', () => {
     expect(sha(await readFile(archive.imagePath(r2.uuid)))).toBe(sha(v2));
     expect(await readlink(join(archive.path, 'last'))).toBe(r2.uuid);
     expect(sha(await readFile(join(archive.path, 'last')))).toBe(sha(v2)); // what `dd if=last` reads
-    for (const r of [r1, r2]) expect((await stat(archive.imagePath(r.uuid))).mode & 0o777).toBe(0o444);
+    for (const r of [r1, r2]) expect((await stat(archive.imagePath(r.uuid))).mode & 0o777).toBe(0o440);
     // Zero chunks are holes: v2 has two zero chunks (5 and 7) of 16.
     expect((await stat(archive.imagePath(r2.uuid))).blocks * 512).toBeLessThanOrEqual(14 * CHUNK + MiB);
 

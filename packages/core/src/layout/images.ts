@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { BackyError, ioError } from '../errors.js';
 import { fsyncDir, tempPathFor } from '../fs-util.js';
+import { SEALED_FILE_MODE } from '../private-modes.js';
 import { chunkBuffers } from '../store/buffer-pool.js';
 import { chunkHashHex, hashChunk, isAllZero } from '../store/chunk-hash.js';
 import type { ChunkMap } from '../store/chunk-map.js';
@@ -228,7 +229,7 @@ export class ImagesRevisionWriter extends MapWriter {
     await handle.sync();
     await handle.close();
     this.handle = null;
-    await chmod(this.tmpPath, 0o444);
+    await chmod(this.tmpPath, SEALED_FILE_MODE);
     await rename(this.tmpPath, this.imagePath);
     await fsyncDir(dirname(this.imagePath));
     await this.map.save(this.mapPath);

@@ -1,6 +1,7 @@
 import { constants } from 'node:fs';
 import { type FileHandle, open, rm } from 'node:fs/promises';
 import { BackyError } from '../errors.js';
+import { SEALED_FILE_MODE } from '../private-modes.js';
 import { chunkBuffers, DIRECT_IO_ALIGN } from './buffer-pool.js';
 import { CHUNK_HASH, type HashAlgorithm, hashChunk } from './chunk-hash.js';
 import { chunkWorkers } from './chunk-workers.js';
@@ -101,11 +102,13 @@ export class ChunkFileWriter {
       chunkBuffers.isDirectIoAligned(file.subarray(0, 0))
     ) {
       const whole = Buffer.from(file.buffer, file.byteOffset, padded);
-      const handle = await open(path, DIRECT_CREATE, 0o444).catch((error: NodeJS.ErrnoException) => {
-        if (error.code !== 'EINVAL') throw error;
-        this.directIo = false; // no O_DIRECT on this file system
-        return null;
-      });
+      const handle = await open(path, DIRECT_CREATE, SEALED_FILE_MODE).catch(
+        (error: NodeJS.ErrnoException) => {
+          if (error.code !== 'EINVAL') throw error;
+          this.directIo = false; // no O_DIRECT on this file system
+          return null;
+        },
+      );
       if (handle != null) {
         try {
           await handle.write(whole, 0, padded, 0);
@@ -121,7 +124,7 @@ export class ChunkFileWriter {
         }
       }
     }
-    const handle = await open(path, 'wx', 0o444);
+    const handle = await open(path, 'wx', SEALED_FILE_MODE);
     try {
       await handle.write(file, 0, file.length, 0);
       await handle.sync();

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { BackyError } from '../errors.js';
 import { writeFileAtomic } from '../fs-util.js';
+import { SEALED_FILE_MODE } from '../private-modes.js';
 import { CHUNK_HASH, type HashAlgorithm } from './chunk-hash.js';
 
 export const HASH_BYTES = 32;
@@ -143,7 +144,7 @@ export class ChunkMap {
   }
 
   async save(path: string): Promise<void> {
-    await writeFileAtomic(path, this.serialize(), { mode: 0o444 });
+    await writeFileAtomic(path, this.serialize(), { mode: SEALED_FILE_MODE });
   }
 
   private check(index: number): void {

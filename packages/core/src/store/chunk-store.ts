@@ -3,6 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { BackyError, ioError, isBackyError } from '../errors.js';
 import { exists, fsyncDir, isTempName, tempPathFor } from '../fs-util.js';
 import { acquireLock, type Lock, type LockMode } from '../lock.js';
+import { PRIVATE_DIR_MODE } from '../private-modes.js';
 import { ArchiveRegistry, type RegistryEntry } from './archive-registry.js';
 import { chunkBuffers } from './buffer-pool.js';
 import {
@@ -68,7 +69,7 @@ export class DirectoryChunkStore implements ChunkStore {
 
   async init(): Promise<void> {
     try {
-      await mkdir(this.registry.dir, { recursive: true });
+      await mkdir(this.registry.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     } catch (error) {
       throw ioError(error, `creating chunk store ${this.root}`);
     }
@@ -113,7 +114,7 @@ export class DirectoryChunkStore implements ChunkStore {
     if (!rewrite && (await this.has(hash))) return { written: 0 };
     const dir = join(this.chunksDir, hash.slice(0, 2));
     if (!this.knownDirs.has(dir)) {
-      await mkdir(dir, { recursive: true }).catch((e) => {
+      await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE }).catch((e) => {
         throw ioError(e, `creating ${dir}`);
       });
       this.knownDirs.add(dir);
@@ -207,6 +208,12 @@ export class DirectoryChunkStore implements ChunkStore {
       throw ioError(error, `reading chunk ${path}`);
     }
     return parseChunkFile(hash, file);
+  }
+
+  async entryOf(hash: string): Promise<StoreEntry | null> {
+    const path = this.pathOf(hash);
+    const info = await stat(path).catch(() => null);
+    return info == null ? null : { hash, path, bytes: info.size };
   }
 
   async removeEntry(entry: StoreEntry): Promise<void> {

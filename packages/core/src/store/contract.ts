@@ -79,6 +79,8 @@ export interface ChunkStore {
   delete(hash: string): Promise<void>;
   /** Every stored chunk, plus leftovers (temp objects, quarantined chunks) for purge. */
   entries(): AsyncIterable<StoreEntry>;
+  /** The entry of one stored chunk (as `entries` yields it), or null when it is not stored. */
+  entryOf(hash: string): Promise<StoreEntry | null>;
   /** Deletes what `entries` yielded (purge). */
   removeEntry(entry: StoreEntry): Promise<void>;
 
