@@ -95,7 +95,13 @@ export function s3Error(error: unknown, what: string, where: { url: string; endp
     );
   if (status === 507)
     return new BackyError('NO_SPACE', `${what}: ${at}: the store is out of space`, { cause: error });
-  if (status === 403) return say('IO', `access denied (${code ?? 'HTTP 403'})`);
+  if (status === 403)
+    return say(
+      'IO',
+      code == null || code === 'Unknown'
+        ? 'access denied (HTTP 403): check the credentials and what they may do in this bucket'
+        : `access denied (${code})`,
+    );
   const detail = code ?? (status != null ? `HTTP ${status}` : (e?.message ?? String(error)).split('\n')[0]);
   return say(
     'IO',

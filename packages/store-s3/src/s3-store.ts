@@ -276,7 +276,17 @@ class S3Catalog implements RevisionCatalog {
   }
 
   async archiveId(): Promise<string | null> {
-    return (await this.marker())?.marker.archive ?? null;
+    // A GET, not a HEAD: its failure carries S3's error code (a wrong key is said as such).
+    const bytes = await this.objects.get(MARKER, 'reading the store marker');
+    if (bytes == null) return null;
+    try {
+      return (JSON.parse(bytes.toString('utf8')) as Marker).archive ?? null;
+    } catch {
+      throw new BackyError(
+        'CONFIG_INVALID',
+        `${this.objects.url}${MARKER}: not a backy store marker (not JSON)`,
+      );
+    }
   }
 
   async claim(archiveId: string): Promise<void> {
