@@ -28,6 +28,7 @@ export {
   fromLegacyArchiveConfig,
   type SourceConfig,
 } from './config.js';
+export { type CopyOptions, type CopyResult, copyRevisions } from './copy.js';
 export { BackyError, type BackyErrorCode, isBackyError } from './errors.js';
 export { expireArchive } from './expire.js';
 export { writeFileAtomic } from './fs-util.js';
