@@ -15,6 +15,7 @@ export { type BackupOptions, type Progress, runBackup } from './backup.js';
 export {
   type CentralConfig,
   centralConfigSchema,
+  copyTargetOf,
   DEFAULT_CENTRAL_CONFIG,
   type GlobalConfig,
   type JobConfig,
