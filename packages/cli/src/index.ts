@@ -6,6 +6,7 @@ import { describeParseError, joinNegativeValues } from './args.js';
 import type { Command, CommandContext, GlobalOptions } from './command.js';
 import { backupCommand } from './commands/backup.js';
 import { checkCommand } from './commands/check.js';
+import { copyCommand } from './commands/copy.js';
 import { findCommand } from './commands/find.js';
 import { initCommand } from './commands/init.js';
 import { nbdServerCommand } from './commands/nbd-server.js';
@@ -39,6 +40,7 @@ const COMMANDS: readonly Command[] = [
   findCommand,
   restoreCommand,
   verifyCommand,
+  copyCommand,
   distrustCommand,
   forgetCommand,
   tagsCommand,

@@ -15,7 +15,7 @@ import { chunkBuffers } from './store/buffer-pool.js';
 import { hashChunk, isAllZero } from './store/chunk-hash.js';
 
 export interface Progress {
-  phase: 'backup' | 'verify' | 'restore' | 'purge';
+  phase: 'backup' | 'verify' | 'restore' | 'purge' | 'copy';
   done: number;
   total: number;
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { loadCentralConfig, parseCentralConfig } from './central-config.js';
+import { copyTargetOf, loadCentralConfig, parseCentralConfig } from './central-config.js';
 
 // Written the way configs for backy 2.x look: same sections and key names.
 const PYTHON_STYLE = `
@@ -152,6 +152,32 @@ describe('central config', () => {
     for (const good of ['web01', 'host2.example.com', 'vm_3', 'db-1', 'user@host', '0day']) {
       expect(parseCentralConfig({ schedules, jobs: { [good]: job } }, 'x').config.jobs[good]).toBeDefined();
     }
+  });
+
+  it("names each job's copy target: its own copy-to, else {global.copy-to}/{job}, false for none", () => {
+    const schedules = { s: { daily: { interval: '1d', keep: 1 } } };
+    const job = { schedule: 's', source: { type: 'file', filename: '/x' } };
+    const jobs = {
+      plain: job,
+      own: { ...job, 'copy-to': '/mnt/elsewhere/own' },
+      none: { ...job, 'copy-to': false },
+    };
+    const withGlobal = parseCentralConfig({ global: { 'copy-to': '/mnt/offsite' }, schedules, jobs }, 'x');
+    expect(['plain', 'own', 'none', 'unknown'].map((n) => copyTargetOf(withGlobal.config, n))).toEqual([
+      '/mnt/offsite/plain',
+      '/mnt/elsewhere/own',
+      null,
+      '/mnt/offsite/unknown',
+    ]);
+    const withoutGlobal = parseCentralConfig({ schedules, jobs }, 'x');
+    expect(['plain', 'own', 'none'].map((n) => copyTargetOf(withoutGlobal.config, n))).toEqual([
+      null,
+      '/mnt/elsewhere/own',
+      null,
+    ]);
+    expect(problem({ schedules, jobs: { a: { ...job, 'copy-to': 'relative/dir' } } })).toBe(
+      'backy.conf: jobs.a.copy-to: must be an absolute path',
+    );
   });
 });
 

@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 import { readYamlFile, sourceConfigSchema, storeConfigSchema, validateConfig } from './config.js';
 import { durationSchema, scheduleSchema } from './schedule.js';
@@ -24,6 +24,8 @@ const addressListSchema = z
     (Array.isArray(value) ? value : value.split(',')).map((a) => a.trim()).filter((a) => a !== ''),
   );
 
+const absolutePathSchema = z.string().refine(isAbsolute, 'must be an absolute path');
+
 export const globalConfigSchema = z.strictObject({
   /** Directory that holds one archive per job (default /srv/backy). */
   'base-dir': z.string().min(1).default('/srv/backy'),
@@ -43,6 +45,11 @@ export const globalConfigSchema = z.strictObject({
   layout: z.enum(['chunked', 'images']).optional(),
   /** Default chunk store of the jobs' archives (see an archive's `store`); a relative path is per archive. */
   store: storeConfigSchema.optional(),
+  /**
+   * After each successful backup (and expire, purge), copy the job's revisions to the archive
+   * `{copy-to}/{job}` (`backy copy`); that archive must exist. Default: no copies.
+   */
+  'copy-to': absolutePathSchema.optional(),
 });
 
 export const jobConfigSchema = z.strictObject({
@@ -54,6 +61,11 @@ export const jobConfigSchema = z.strictObject({
   layout: z.enum(['chunked', 'images']).optional(),
   /** This job's chunk store (default: `global.store`, else `chunks/` in the archive). */
   store: storeConfigSchema.optional(),
+  /**
+   * The archive directory this job's revisions are copied to after each successful backup (it must
+   * exist: `backy -b DIR init …`); `false`: no copies even with `global.copy-to`.
+   */
+  'copy-to': z.union([absolutePathSchema, z.literal(false)]).optional(),
 });
 
 export const centralConfigSchema = z
@@ -105,6 +117,15 @@ export const centralConfigSchema = z
 export type CentralConfig = z.infer<typeof centralConfigSchema>;
 export type GlobalConfig = CentralConfig['global'];
 export type JobConfig = z.infer<typeof jobConfigSchema>;
+
+/** The archive job `name`'s revisions are copied to after a backup (`copy-to`), or null for none. */
+export function copyTargetOf(config: CentralConfig, name: string): string | null {
+  const own = config.jobs[name]?.['copy-to'];
+  if (own === false) return null;
+  if (own != null) return own;
+  const base = config.global['copy-to'];
+  return base == null ? null : join(base, name);
+}
 
 /** A validated central config plus the raw values, which keep durations as the user wrote them. */
 export interface LoadedCentralConfig {

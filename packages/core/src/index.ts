@@ -15,6 +15,7 @@ export { type BackupOptions, type Progress, runBackup } from './backup.js';
 export {
   type CentralConfig,
   centralConfigSchema,
+  copyTargetOf,
   DEFAULT_CENTRAL_CONFIG,
   type GlobalConfig,
   type JobConfig,
@@ -28,6 +29,7 @@ export {
   fromLegacyArchiveConfig,
   type SourceConfig,
 } from './config.js';
+export { type CopyOptions, type CopyResult, copyRevisions } from './copy.js';
 export { BackyError, type BackyErrorCode, isBackyError } from './errors.js';
 export { expireArchive } from './expire.js';
 export { writeFileAtomic } from './fs-util.js';

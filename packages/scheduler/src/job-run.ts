@@ -25,6 +25,8 @@ export interface JobRunContext {
   stopSignal: AbortSignal;
   /** `global.backup-completed-callback` of the config in force when the backup ends. */
   callbackProgram: () => string | undefined;
+  /** The job's `copy-to` archive in the config in force when the backup ends, or null. */
+  copyTarget: () => string | null;
   /** The completion callback is terminated after this many milliseconds. */
   callbackTimeoutMs: number;
 }
@@ -109,7 +111,10 @@ export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promi
   return 'done';
 }
 
-/** After a successful backup: expire, purge, then the completion callback. Failures are logged only. */
+/**
+ * After a successful backup: expire, purge, the copy to `copy-to`, then the completion callback.
+ * Failures are logged only: a backup that was made stays a success.
+ */
 async function finish(job: JobRuntime, signal: AbortSignal, context: JobRunContext): Promise<void> {
   const { runner, log } = context;
   const report = (what: string, result: RunResult) => {
@@ -120,6 +125,12 @@ async function finish(job: JobRuntime, signal: AbortSignal, context: JobRunConte
   report('expire', await runner.expire({ job: job.name, dir: job.dir, signal }));
   if (signal.aborted) return;
   report('purge', await runner.purge({ job: job.name, dir: job.dir, signal }));
+  const target = context.copyTarget();
+  if (target != null && !signal.aborted) {
+    const copied = await runner.copy({ job: job.name, dir: job.dir, target, signal });
+    report(`copy to ${target}`, copied);
+    if (copied.ok) log.info({ target }, 'revisions copied');
+  }
   const program = context.callbackProgram();
   if (program == null || signal.aborted) return;
   let input: string;

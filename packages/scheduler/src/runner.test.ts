@@ -82,12 +82,14 @@ describe('ChildProcessRunner', () => {
     await runner.backup({ job: 'j', dir, tags: ['daily', 'weekly'], signal: never });
     await runner.expire({ job: 'j', dir, signal: never });
     await runner.purge({ job: 'j', dir, signal: never });
+    await runner.copy({ job: 'j', dir, target: '/mnt/offsite/j', signal: never });
     const lines = (await readFile(argsFile, 'utf8')).trim().split('\n');
     const log = join(dir, 'backy.log');
     expect(lines).toEqual([
       ...['-b', dir, '-l', log, 'backup', 'daily,weekly'],
       ...['-b', dir, '-l', log, 'expire'],
       ...['-b', dir, '-l', log, 'purge', '--wait', '10'],
+      ...['-b', dir, '-l', log, 'copy', '/mnt/offsite/j'],
     ]);
     const cb = await runner.callback({ job: 'j', dir, signal: never, program: 'sh', input: '' });
     expect(cb.ok).toBe(false); // `sh j` looks for a script named j in the job directory: proof of argv and cwd

@@ -26,6 +26,8 @@ export interface JobRunner {
   backup(request: JobRequest & { tags: string[] }): Promise<RunResult>;
   expire(request: JobRequest): Promise<RunResult>;
   purge(request: JobRequest): Promise<RunResult>;
+  /** Copies the archive's revisions to the archive directory `target` (`copy-to`). */
+  copy(request: JobRequest & { target: string }): Promise<RunResult>;
   /** Runs the completion callback `program JOB` with `input` on stdin. */
   callback(request: JobRequest & { program: string; input: string }): Promise<RunResult>;
 }
@@ -68,6 +70,10 @@ export class ChildProcessRunner implements JobRunner {
   purge(request: JobRequest): Promise<RunResult> {
     // A shared store's purge waits a little for backups of other archives that hold it.
     return this.backy(request, ['-l', join(request.dir, LOG_FILE), 'purge', '--wait', '10']);
+  }
+
+  copy(request: JobRequest & { target: string }): Promise<RunResult> {
+    return this.backy(request, ['-l', join(request.dir, LOG_FILE), 'copy', request.target]);
   }
 
   callback(request: JobRequest & { program: string; input: string }): Promise<RunResult> {

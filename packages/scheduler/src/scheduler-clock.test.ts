@@ -77,6 +77,9 @@ class ClockedRunner implements JobRunner {
   async purge(): Promise<RunResult> {
     return { ok: true, exitCode: 0, signal: null, stderr: '', durationMs: 1 };
   }
+  async copy(): Promise<RunResult> {
+    return { ok: true, exitCode: 0, signal: null, stderr: '', durationMs: 1 };
+  }
   async callback(_request: JobRequest): Promise<RunResult> {
     return { ok: true, exitCode: 0, signal: null, stderr: '', durationMs: 1 };
   }

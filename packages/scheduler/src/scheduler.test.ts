@@ -31,12 +31,13 @@ async function writeRevision(dir: string, tags: string[], at = new Date(), durat
 
 /** A runner that "backs up" by writing a revision file, after an optional delay, and records what it did. */
 class FakeRunner implements JobRunner {
-  calls: { op: string; job: string; tags?: string[]; at: number }[] = [];
+  calls: { op: string; job: string; tags?: string[]; target?: string; at: number }[] = [];
   active = 0;
   maxActive = 0;
   delayMs: (job: string) => number = () => 0;
   fail: (job: string) => boolean = () => false;
   callbackInputs: { job: string; program: string; input: string }[] = [];
+  copyFails = false;
 
   async backup(request: JobRequest & { tags: string[] }): Promise<RunResult> {
     this.calls.push({ op: 'backup', job: request.job, tags: request.tags, at: Date.now() });
@@ -68,7 +69,14 @@ class FakeRunner implements JobRunner {
     this.calls.push({ op: 'purge', job: request.job, at: Date.now() });
     return OK;
   }
+  async copy(request: JobRequest & { target: string }): Promise<RunResult> {
+    this.calls.push({ op: 'copy', job: request.job, target: request.target, at: Date.now() });
+    if (this.copyFails)
+      return { ok: false, exitCode: 1, signal: null, stderr: 'target unreachable', durationMs: 1 };
+    return OK;
+  }
   async callback(request: JobRequest & { program: string; input: string }) {
+    this.calls.push({ op: 'callback', job: request.job, at: Date.now() });
     this.callbackInputs.push({ job: request.job, program: request.program, input: request.input });
     return OK;
   }
@@ -131,6 +139,7 @@ describe('Scheduler', () => {
       'backup',
       'expire',
       'purge',
+      'callback',
     ]);
     const archiveConfig = parse(await readFile(join(t.base, 'a', 'config'), 'utf8'));
     expect(archiveConfig).toEqual({
@@ -205,6 +214,40 @@ describe('Scheduler', () => {
     const firstSlowEnd = t.runner.backups('s1')[0]!.at + 400;
     for (const f of ['f1', 'f2', 'f3']) expect(t.runner.backups(f)[0]!.at).toBeLessThan(firstSlowEnd);
     expect(s.summary().workerLimit).toBe(2);
+  });
+
+  it('copies to copy-to after expire and purge, before the callback; a failed copy is only a warning', async () => {
+    const t = await setup({
+      global: { 'copy-to': '/mnt/offsite', 'backup-completed-callback': '/bin/true' },
+      schedules,
+      jobs: {
+        a: fileJob('a'),
+        b: { ...fileJob('b'), 'copy-to': '/mnt/other/b-copy' },
+        c: { ...fileJob('c'), 'copy-to': false },
+      },
+    });
+    const lines: { level: number; msg: string; job?: string; stderr?: string }[] = [];
+    const capture = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    t.runner.copyFails = true;
+    const s = await t.start({ logger: capture });
+    await until(() => t.runner.callbackInputs.length === 3);
+    const ops = (job: string) => t.runner.calls.filter((c) => c.job === job).map((c) => c.op);
+    expect(ops('a')).toEqual(['backup', 'expire', 'purge', 'copy', 'callback']);
+    expect(ops('b')).toEqual(['backup', 'expire', 'purge', 'copy', 'callback']);
+    expect(ops('c')).toEqual(['backup', 'expire', 'purge', 'callback']);
+    expect(t.runner.calls.filter((c) => c.op === 'copy').map((c) => [c.job, c.target])).toEqual([
+      ['a', '/mnt/offsite/a'],
+      ['b', '/mnt/other/b-copy'],
+    ]);
+    await until(() => s.jobs().every((j) => j.status === 'waiting'));
+    // The backups stay successes: no failure counted, no retry.
+    for (const job of s.jobs()) expect(job.sla).toBe('OK');
+    expect(s.summary().states.failed).toBe(0);
+    const warnings = lines.filter((l) => l.level === 40 && l.msg.startsWith('copy to '));
+    expect(warnings.map((l) => [l.job, l.msg, l.stderr])).toEqual([
+      ['a', 'copy to /mnt/offsite/a failed', 'target unreachable'],
+      ['b', 'copy to /mnt/other/b-copy failed', 'target unreachable'],
+    ]);
   });
 
   it('retries a failed backup with backoff and reports the failure', async () => {

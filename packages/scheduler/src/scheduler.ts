@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { acquireLock, BackyError, type LoadedCentralConfig, type Lock } from '@backy/core';
+import { acquireLock, BackyError, copyTargetOf, type LoadedCentralConfig, type Lock } from '@backy/core';
 import type { Logger } from 'pino';
 import { type Clock, systemClock, timeoutSignal } from './clock.js';
 import { nextJobToStart, planJob, queueDueJobs } from './job-plan.js';
@@ -271,6 +271,7 @@ export class Scheduler {
       log,
       stopSignal: this.stopController.signal,
       callbackProgram: () => this.loaded.config.global['backup-completed-callback'],
+      copyTarget: () => copyTargetOf(this.loaded.config, job.name),
       callbackTimeoutMs: this.options.callbackTimeoutMs ?? 5 * 60_000,
     });
     if (outcome === 'stopped') return;

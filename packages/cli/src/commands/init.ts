@@ -18,6 +18,8 @@ export const DEFAULT_SCHEDULE = {
 export function parseSourceOptions(
   pairs: readonly string[],
   flag: '-o' | '--store' = '-o',
+  /** The command the messages name. */
+  command = 'init',
 ): Record<string, unknown> {
   const options: Record<string, unknown> = {};
   const example = flag === '-o' ? '-o pool=rbd' : '--store type=s3';
@@ -27,11 +29,11 @@ export function parseSourceOptions(
     if (key === '' || key.split('.').some((part) => part === '')) {
       throw new BackyError(
         'USAGE',
-        `init: ${flag} ${JSON.stringify(pair)}: expected KEY=VALUE, e.g. ${example}`,
+        `${command}: ${flag} ${JSON.stringify(pair)}: expected KEY=VALUE, e.g. ${example}`,
       );
     }
     if (key.split('.').some((part) => UNSAFE_KEYS.has(part)))
-      throw new BackyError('USAGE', `init: ${flag} ${key}: not an option name`);
+      throw new BackyError('USAGE', `${command}: ${flag} ${key}: not an option name`);
     if (key === 'type' && flag === '-o')
       throw new BackyError('USAGE', 'init: -o type: the source type is the TYPE argument, not an option');
     const raw = pair.slice(eq + 1);
@@ -46,13 +48,13 @@ export function parseSourceOptions(
     for (const part of parts.slice(0, -1)) {
       const next = node[part];
       if (next != null && !isPlainObject(next))
-        throw new BackyError('USAGE', `init: ${flag} ${key}: ${part} is already set to a value`);
+        throw new BackyError('USAGE', `${command}: ${flag} ${key}: ${part} is already set to a value`);
       if (next == null) node[part] = {};
       node = node[part] as Record<string, unknown>;
     }
     const last = parts.at(-1)!;
     if (isPlainObject(node[last]))
-      throw new BackyError('USAGE', `init: ${flag} ${key}: ${key} already has options of its own`);
+      throw new BackyError('USAGE', `${command}: ${flag} ${key}: ${key} already has options of its own`);
     node[last] = value;
   }
   return options;
