@@ -1,4 +1,4 @@
-import { BackyError } from '@backy/core/store';
+import { BackyError, type BackyErrorCode } from '@backy/core/store';
 
 /** What an S3 call failed on, as the SDK reports it: an S3 error code, an HTTP status, a socket error. */
 interface SdkError {
@@ -31,6 +31,46 @@ export function isPreconditionFailed(error: unknown): boolean {
   return code === 'PreconditionFailed' || httpStatus(error) === 412 || code === 'ConditionalRequestConflict';
 }
 
+type Reason = [BackyErrorCode, string | ((code: string, attempts: number | undefined) => string)];
+
+const throttled: Reason = [
+  'IO',
+  (code, attempts) =>
+    `the store is throttling requests (${code}), still after ${attempts ?? 'several'} attempts with back-off`,
+];
+const credentials = 'check the credentials';
+
+/** What each S3 error code (or socket error) means, in words. */
+const REASONS: Record<string, Reason> = {
+  ECONNREFUSED: ['IO', 'connection refused: is the S3 endpoint right and the service running?'],
+  ENOTFOUND: ['IO', 'the endpoint host name does not resolve'],
+  EAI_AGAIN: ['IO', 'the endpoint host name does not resolve'],
+  ETIMEDOUT: ['IO', 'the endpoint did not answer in time'],
+  TimeoutError: ['IO', 'the endpoint did not answer in time'],
+  RequestTimeout: ['IO', 'the endpoint did not answer in time'],
+  ECONNRESET: ['IO', 'the endpoint closed the connection'],
+  EPIPE: ['IO', 'the endpoint closed the connection'],
+  NoSuchBucket: [
+    'CONFIG_INVALID',
+    'the bucket does not exist (backy does not create buckets: create it first)',
+  ],
+  InvalidAccessKeyId: ['CONFIG_INVALID', `the access key is not known to the store: ${credentials}`],
+  SignatureDoesNotMatch: ['CONFIG_INVALID', `the secret key is wrong: ${credentials}`],
+  AccessDenied: ['IO', 'access denied: the credentials may not do this (read-only bucket or policy?)'],
+  AllAccessDisabled: ['IO', 'access denied: the credentials may not do this (read-only bucket or policy?)'],
+  QuotaExceeded: ['NO_SPACE', (code) => `the bucket is full (${code})`],
+  EntityTooLarge: ['NO_SPACE', (code) => `the bucket is full (${code})`],
+  InsufficientCapacity: ['NO_SPACE', (code) => `the bucket is full (${code})`],
+  SlowDown: throttled,
+  ServiceUnavailable: throttled,
+  Throttling: throttled,
+  ThrottlingException: throttled,
+  CredentialsProviderError: [
+    'CONFIG_INVALID',
+    'no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile in ~/.aws/credentials, or store.credentials-file',
+  ],
+};
+
 /**
  * One line for an S3 failure: what backy was doing (`what`, e.g. "writing chunk ab12…"), where
  * (`where`: s3://bucket/prefix at the endpoint) and why in words. Never the credentials.
@@ -42,50 +82,12 @@ export function s3Error(error: unknown, what: string, where: { url: string; endp
   const status = httpStatus(error);
   const attempts = e?.$metadata?.attempts;
   const at = `${where.url} (${where.endpoint})`;
-  const say = (backyCode: ConstructorParameters<typeof BackyError>[0], why: string) =>
+  const say = (backyCode: BackyErrorCode, why: string) =>
     new BackyError(backyCode, `${what}: ${at}: ${why}`, { cause: error });
-  switch (code) {
-    case 'ECONNREFUSED':
-      return say('IO', 'connection refused: is the S3 endpoint right and the service running?');
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-      return say('IO', 'the endpoint host name does not resolve');
-    case 'ETIMEDOUT':
-    case 'TimeoutError':
-    case 'RequestTimeout':
-      return say('IO', 'the endpoint did not answer in time');
-    case 'ECONNRESET':
-    case 'EPIPE':
-      return say('IO', 'the endpoint closed the connection');
-    case 'NoSuchBucket':
-      return say(
-        'CONFIG_INVALID',
-        'the bucket does not exist (backy does not create buckets: create it first)',
-      );
-    case 'InvalidAccessKeyId':
-      return say('CONFIG_INVALID', 'the access key is not known to the store: check the credentials');
-    case 'SignatureDoesNotMatch':
-      return say('CONFIG_INVALID', 'the secret key is wrong: check the credentials');
-    case 'AccessDenied':
-    case 'AllAccessDisabled':
-      return say('IO', 'access denied: the credentials may not do this (read-only bucket or policy?)');
-    case 'QuotaExceeded':
-    case 'EntityTooLarge':
-    case 'InsufficientCapacity':
-      return new BackyError('NO_SPACE', `${what}: ${at}: the bucket is full (${code})`, { cause: error });
-    case 'SlowDown':
-    case 'ServiceUnavailable':
-    case 'Throttling':
-    case 'ThrottlingException':
-      return say(
-        'IO',
-        `the store is throttling requests (${code}), still after ${attempts ?? 'several'} attempts with back-off`,
-      );
-    case 'CredentialsProviderError':
-      return say(
-        'CONFIG_INVALID',
-        'no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile in ~/.aws/credentials, or store.credentials-file',
-      );
+  const known = code != null && Object.hasOwn(REASONS, code) ? REASONS[code] : undefined;
+  if (known != null) {
+    const [backyCode, why] = known;
+    return say(backyCode, typeof why === 'function' ? why(code!, attempts) : why);
   }
   // HEAD answers carry no error document: only the status says what happened.
   if (status === 503)

@@ -14,6 +14,7 @@ import {
   isBackyError,
   type Lock,
   type LockMode,
+  PutOnce,
   type PutResult,
   parseChunkFile,
   type ReadOptions,
@@ -21,6 +22,7 @@ import {
   type RevisionCatalog,
   type RevisionFileKind,
   type StoreEntry,
+  unpooled,
 } from '@backy/core/store';
 import { lockStore, lockWriter } from './leases.js';
 import type { S3Objects } from './objects.js';
@@ -44,7 +46,7 @@ interface Marker {
 export class S3ChunkStore implements ChunkStore {
   readonly codec: Codec;
   readonly catalog: RevisionCatalog;
-  private readonly inflight = new Map<string, Promise<PutResult>>();
+  private readonly puts = new PutOnce();
 
   constructor(
     private readonly objects: S3Objects,
@@ -89,13 +91,7 @@ export class S3ChunkStore implements ChunkStore {
   }
 
   put(hash: string, data: Buffer, options: { rewrite?: boolean } = {}): Promise<PutResult> {
-    const running = this.inflight.get(hash);
-    if (running) return running.then(() => ({ written: 0 }));
-    const promise = this.putNew(hash, data, options.rewrite ?? false).finally(() =>
-      this.inflight.delete(hash),
-    );
-    this.inflight.set(hash, promise);
-    return promise;
+    return this.puts.put(hash, () => this.putNew(hash, data, options.rewrite ?? false));
   }
 
   private async putNew(hash: string, data: Buffer, rewrite: boolean): Promise<PutResult> {
@@ -113,10 +109,7 @@ export class S3ChunkStore implements ChunkStore {
   async flush(): Promise<void> {}
 
   async get(hash: string, algorithm: HashAlgorithm = CHUNK_HASH): Promise<Buffer> {
-    const data = await this.getPooled(hash, algorithm);
-    const copy = Buffer.from(data);
-    chunkBuffers.release(data);
-    return copy;
+    return unpooled(await this.getPooled(hash, algorithm));
   }
 
   async getPooled(

@@ -20,6 +20,7 @@ import { CHUNK_HASH, type HashAlgorithm, hashChunk } from './chunk-hash.js';
 import { chunkWorkers } from './chunk-workers.js';
 import { type Codec, type CodecName, codecByName } from './codec.js';
 import type { ChunkStore, PutResult, ReadOptions, StoreEntry } from './contract.js';
+import { PutOnce, unpooled } from './put-once.js';
 
 export type { ChunkStore, PutResult, ReadOptions, StoreEntry } from './contract.js';
 
@@ -43,7 +44,7 @@ export class DirectoryChunkStore implements ChunkStore {
   readonly root: string;
   readonly codec: Codec;
   private readonly dirtyDirs = new Set<string>();
-  private readonly inflight = new Map<string, Promise<PutResult>>();
+  private readonly puts = new PutOnce();
   private readonly knownDirs = new Set<string>();
   private readonly writer = new ChunkFileWriter();
   /** The archives using this store (`<root>/.archives/`). */
@@ -100,13 +101,7 @@ export class DirectoryChunkStore implements ChunkStore {
    * (used while the newest revision is distrusted, so damaged chunks get healed).
    */
   put(hash: string, data: Buffer, options: { rewrite?: boolean } = {}): Promise<PutResult> {
-    const running = this.inflight.get(hash);
-    if (running) return running.then(() => ({ written: 0 }));
-    const promise = this.putNew(hash, data, options.rewrite ?? false).finally(() =>
-      this.inflight.delete(hash),
-    );
-    this.inflight.set(hash, promise);
-    return promise;
+    return this.puts.put(hash, () => this.putNew(hash, data, options.rewrite ?? false));
   }
 
   private async putNew(hash: string, data: Buffer, rewrite: boolean): Promise<PutResult> {
@@ -143,12 +138,7 @@ export class DirectoryChunkStore implements ChunkStore {
 
   /** Reads, decompresses and verifies a chunk against its name, a hash by `algorithm`. */
   async get(hash: string, algorithm: HashAlgorithm = CHUNK_HASH): Promise<Buffer> {
-    const data = await this.getPooled(hash, algorithm);
-    // Give the caller its own copy so the pooled buffer goes back to the pool (shared memory is
-    // invisible to the garbage collector's accounting and would pile up).
-    const copy = Buffer.from(data);
-    chunkBuffers.release(data);
-    return copy;
+    return unpooled(await this.getPooled(hash, algorithm));
   }
 
   /**

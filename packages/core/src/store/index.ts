@@ -28,3 +28,4 @@ export type {
   StoreDrivers,
   StoreEntry,
 } from './contract.js';
+export { PutOnce, unpooled } from './put-once.js';
