@@ -89,7 +89,9 @@ describe('backy never loses history', () => {
     const before = await readdir(join(arch, 'chunks'), { recursive: true });
     const wait = b(['purge', '--wait', 'abc']);
     expect(wait.code).toBe(2);
-    expect(oneLineError(wait)).toBe('backy: error: purge --wait "abc": not a number of seconds');
+    expect(oneLineError(wait)).toBe(
+      'backy: error: purge --wait "abc": expected a number of seconds (0 or more, e.g. 30)',
+    );
     const live = b(['purge', '--forget-archive', arch]);
     expect(live.code).toBe(2);
     expect(oneLineError(live)).toContain('the archive is still there; refusing to forget it');
