@@ -15,7 +15,7 @@ import {
   parseChunkFile,
   readChunkFile,
 } from './chunk-file.js';
-import { CHUNK_HASH, type HashAlgorithm, hashChunk } from './chunk-hash.js';
+import { CHUNK_HASH, type ChunkCheck, hashChunk } from './chunk-hash.js';
 import { chunkWorkers } from './chunk-workers.js';
 import { type Codec, type CodecName, codecByName } from './codec.js';
 import type { ChunkStore, PutResult, ReadOptions, StoreEntry } from './contract.js';
@@ -141,7 +141,7 @@ export class DirectoryChunkStore implements ChunkStore {
   }
 
   /** Reads, decompresses and verifies a chunk against its name, a hash by `algorithm`. */
-  async get(hash: string, algorithm: HashAlgorithm = CHUNK_HASH): Promise<Buffer> {
+  async get(hash: string, algorithm: ChunkCheck = CHUNK_HASH): Promise<Buffer> {
     const data = await this.getPooled(hash, algorithm);
     // Give the caller its own copy so the pooled buffer goes back to the pool (shared memory is
     // invisible to the garbage collector's accounting and would pile up).
@@ -156,7 +156,7 @@ export class DirectoryChunkStore implements ChunkStore {
    */
   async getPooled(
     hash: string,
-    algorithm: HashAlgorithm = CHUNK_HASH,
+    algorithm: ChunkCheck = CHUNK_HASH,
     options: ReadOptions = {},
   ): Promise<Buffer> {
     try {
@@ -169,7 +169,7 @@ export class DirectoryChunkStore implements ChunkStore {
     }
   }
 
-  private async readVerified(hash: string, algorithm: HashAlgorithm, options: ReadOptions): Promise<Buffer> {
+  private async readVerified(hash: string, algorithm: ChunkCheck, options: ReadOptions): Promise<Buffer> {
     const direct = options.bypassCache ?? false;
     return decodeChunkFile(hash, await this.readFile(hash, direct), algorithm, direct);
   }

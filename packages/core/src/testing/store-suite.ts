@@ -266,6 +266,23 @@ export function testChunkStore(options: TestChunkStoreOptions): void {
       chunkBuffers.release(pooled);
     });
 
+    it('names chunks by its own naming when it has one, and checks reads against it', async (context: TestContext) => {
+      const { store } = await ready();
+      const naming = store.naming;
+      if (naming == null) return context.skip('the store names chunks by the plain hash');
+      const data = logLikeText(100_000);
+      const name = await naming.name(data);
+      expect(name).toMatch(/^[0-9a-f]{64}$/);
+      expect(name).not.toBe(chunkHashHex(data));
+      expect(await naming.name(Buffer.from(data))).toBe(name);
+      await store.put(name, data);
+      expect((await store.get(name, naming.algorithm)).equals(data)).toBe(true);
+      const other = logLikeText(1000);
+      const wrong = await naming.name(other);
+      await store.put(wrong, data);
+      await expectBackyError(store.get(wrong, naming.algorithm), 'CHUNK_CORRUPT', wrong);
+    });
+
     it('tells which of many chunks are missing, in batches', async () => {
       const { store } = await ready();
       const all = Array.from({ length: 150 }, () => chunk(200));
