@@ -39,7 +39,9 @@ export class ChunkedRevisionWriter extends MapWriter {
     this.naming = naming;
     // A parent named otherwise would carry names of another hash into this store (see `usableParent`).
     if (this.map.algorithm !== algorithm)
-      throw new Error(`a parent map by ${this.map.algorithm} cannot be built upon in a store naming by ${algorithm}`);
+      throw new Error(
+        `a parent map by ${this.map.algorithm} cannot be built upon in a store naming by ${algorithm}`,
+      );
   }
 
   protected override onKeep(index: number, parent: ChunkMap): void {
@@ -67,7 +69,8 @@ export class ChunkedRevisionWriter extends MapWriter {
 
   /** Hashes (in the chunk workers), dedupes against the parent and the store, and writes one chunk. */
   private async store$(index: number, generation: number, data: Buffer): Promise<void> {
-    const hash = this.naming != null ? await this.naming.name(data) : await hashChunk(data, this.map.algorithm);
+    const hash =
+      this.naming != null ? await this.naming.name(data) : await hashChunk(data, this.map.algorithm);
     // A later write/zero/keep of the same index wins over this one.
     if (this.generations.get(index) !== generation) return;
     this.map.set(index, hash);

@@ -15,8 +15,7 @@ import {
   parseChunkFile,
   readChunkFile,
 } from './chunk-file.js';
-import { CHUNK_HASH, type ChunkCheck, hashChunk } from './chunk-hash.js';
-import { chunkWorkers } from './chunk-workers.js';
+import { CHUNK_HASH, type ChunkCheck } from './chunk-hash.js';
 import { type Codec, type CodecName, codecByName } from './codec.js';
 import type { ChunkStore, PutResult, ReadOptions, StoreEntry } from './contract.js';
 

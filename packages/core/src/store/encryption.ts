@@ -3,7 +3,13 @@ import { BackyError, isBackyError } from '../errors.js';
 import type { Lock, LockMode } from '../lock.js';
 import type { RegistryEntry } from './archive-registry.js';
 import { chunkBuffers } from './buffer-pool.js';
-import { chunkFileEquals, corruptChunk, decodeChunkFile, encodeChunkFile, parseChunkFile } from './chunk-file.js';
+import {
+  chunkFileEquals,
+  corruptChunk,
+  decodeChunkFile,
+  encodeChunkFile,
+  parseChunkFile,
+} from './chunk-file.js';
 import { CHUNK_HASH, type ChunkCheck, hashChunk } from './chunk-hash.js';
 import type { Codec } from './codec.js';
 import type {
@@ -79,7 +85,8 @@ export function unseal(key: StoreKey, data: Buffer, context: string, alloc = pla
   const out = alloc(body.length);
   let at = 0;
   try {
-    for (let i = 0; i < body.length; i += SLICE) at += decipher.update(body.subarray(i, i + SLICE)).copy(out, at);
+    for (let i = 0; i < body.length; i += SLICE)
+      at += decipher.update(body.subarray(i, i + SLICE)).copy(out, at);
     decipher.final();
   } catch {
     chunkBuffers.release(out);
@@ -180,7 +187,11 @@ export class EncryptedChunkStore implements ChunkStore {
     return copy;
   }
 
-  async getPooled(hash: string, algorithm: ChunkCheck = CHUNK_HASH, options: ReadOptions = {}): Promise<Buffer> {
+  async getPooled(
+    hash: string,
+    algorithm: ChunkCheck = CHUNK_HASH,
+    options: ReadOptions = {},
+  ): Promise<Buffer> {
     await this.check();
     const direct = options.bypassCache ?? false;
     const sealed = await this.inner.getPooled(hash, 'sealed', options);

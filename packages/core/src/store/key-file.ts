@@ -300,7 +300,9 @@ export function exportKeyFile(text: string, file: string): string {
   for (let i = 0, n = 1; i < body.length; i += perLine, n++) {
     const part = body.slice(i, i + perLine);
     const groups = part.match(new RegExp(`.{1,${GROUP}}`, 'g'))!.join(' ');
-    lines.push(`${String(n).padStart(2)}: ${groups.padEnd(perLine + GROUPS_PER_LINE - 1)}  ${checkDigits(`${n}:${part}`)}`);
+    lines.push(
+      `${String(n).padStart(2)}: ${groups.padEnd(perLine + GROUPS_PER_LINE - 1)}  ${checkDigits(`${n}:${part}`)}`,
+    );
   }
   lines.push(`end: ${checkDigits(body, 8)}`);
   return `${lines.join('\n')}\n`;
