@@ -134,7 +134,12 @@ export class ChunkedRevisionReader extends MapReader {
         `the revision's chunks are in an encrypted store, but ${store.root} is opened without its key: set store.encryption.key-file in the archive config`,
       );
     }
+    const naming = store.naming;
+    if (naming != null && map.algorithm === naming.algorithm) this.hashData = (data) => naming.name(data);
   }
+
+  /** Set when the chunks are named by the store's keyed hash. */
+  readonly hashData?: (data: Buffer) => Promise<string>;
 
   async read(index: number): Promise<Buffer> {
     return this.readChunk(index, false);

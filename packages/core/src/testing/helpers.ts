@@ -183,3 +183,33 @@ export async function changeBlocks(path: string, size: number, count: number): P
     await handle.close();
   }
 }
+
+/**
+ * How many places of `stored` hold a run of `run` bytes (64 by default, at least 16) of the plaintext
+ * `image` (its all-zero runs left out): 0 for a store that keeps only ciphertext. Any run of `run`
+ * bytes of the image holds a whole aligned block of `run / 2` bytes, so those blocks are looked up
+ * (by their first 8 bytes) at every offset of `stored`.
+ */
+export function plaintextRuns(image: Buffer, stored: Buffer, run = 64): number {
+  const block = Math.max(8, Math.floor(run / 2));
+  const blocks = new Map<bigint, number[]>();
+  for (let at = 0; at + block <= image.length; at += block) {
+    const part = image.subarray(at, at + block);
+    if (part.every((b) => b === 0)) continue;
+    const key = part.readBigUInt64LE(0);
+    const list = blocks.get(key);
+    if (list == null) blocks.set(key, [at]);
+    else list.push(at);
+  }
+  let found = 0;
+  for (let i = 0; i + block <= stored.length; i++) {
+    const candidates = blocks.get(stored.readBigUInt64LE(i));
+    if (candidates == null) continue;
+    const part = stored.subarray(i, i + block);
+    if (candidates.some((at) => image.subarray(at, at + block).equals(part))) {
+      found++;
+      i += block - 1;
+    }
+  }
+  return found;
+}
