@@ -7,6 +7,7 @@ import { backupCommand } from './commands/backup.js';
 import { checkCommand } from './commands/check.js';
 import { findCommand } from './commands/find.js';
 import { initCommand } from './commands/init.js';
+import { keyCommand } from './commands/key.js';
 import { nbdServerCommand } from './commands/nbd-server.js';
 import { purgeCommand } from './commands/purge.js';
 import { restoreCommand } from './commands/restore.js';
@@ -47,6 +48,7 @@ const COMMANDS: readonly Command[] = [
   nbdServerCommand,
   schedulerCommand,
   checkCommand,
+  keyCommand,
 ];
 
 /** Exit statuses: 2 for usage errors, 69 (EX_UNAVAILABLE) when locked, 130/143 when interrupted, 1 otherwise. */

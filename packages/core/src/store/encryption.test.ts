@@ -126,14 +126,19 @@ describe('an encrypted directory store', () => {
     await writeKeyFile(keyFile, await newKeyFile(null));
     const wrong = await Archive.open(archive.path);
     const error = await rejection(restoreToBuffer(wrong, rev.uuid), 'CONFIG_INVALID');
-    expect(error.message).toMatch(/^wrong key: .* is encrypted with key [0-9a-f]{16}, the key file .*backup\.key holds key [0-9a-f]{16}$/);
+    expect(error.message).toMatch(
+      /^wrong key: .* is encrypted with key [0-9a-f]{16}, the key file .*backup\.key holds key [0-9a-f]{16}$/,
+    );
     await rejection(backupOf(wrong, v1), 'CONFIG_INVALID');
     expect((await filesUnder(join(archive.path, 'chunks'))).sort()).toEqual(before);
   });
 
   it('names the config key and the file when the key file is missing', async () => {
     await rm(keyFile);
-    const error = await rejection(Archive.init(join(dir.path, 'archive'), encryptedConfig()), 'CONFIG_INVALID');
+    const error = await rejection(
+      Archive.init(join(dir.path, 'archive'), encryptedConfig()),
+      'CONFIG_INVALID',
+    );
     expect(error.message).toBe(
       `${join(dir.path, 'archive', 'config')}: store.encryption.key-file: key file ${keyFile} does not exist`,
     );
@@ -159,7 +164,9 @@ describe('an encrypted directory store', () => {
     await rm(path, { force: true });
     await writeFile(path, file);
     const error = await rejection(restoreToBuffer(archive, rev.uuid), 'CHUNK_CORRUPT');
-    expect(error.message).toBe(`chunk ${hash} is damaged: it does not decrypt: the stored object was altered`);
+    expect(error.message).toBe(
+      `chunk ${hash} is damaged: it does not decrypt: the stored object was altered`,
+    );
     // Moved aside, as any damaged chunk: the next backup writes it anew and the image restores again.
     await backupOf(archive, v1);
     expect((await restoreToBuffer(archive, 'last')).equals(v1)).toBe(true);
@@ -229,7 +236,9 @@ const catalogDriver: StoreDriver<{ root: string }> = {
   optionsSchema: z.object({ root: z.string() }),
   open({ root }, { codec }): ChunkStore {
     const store = new DirectoryChunkStore(join(root, 'chunks'), { codec });
-    return Object.assign(Object.create(store) as DirectoryChunkStore, { catalog: new DirectoryCatalog(root) });
+    return Object.assign(Object.create(store) as DirectoryChunkStore, {
+      catalog: new DirectoryCatalog(root),
+    });
   },
 };
 

@@ -318,7 +318,7 @@ export function importKeyFile(paper: string, where = 'the key'): string {
   let next = 1;
   let end: string | null = null;
   for (const raw of paper.split(/\r?\n/)) {
-    const line = raw.trim().toUpperCase();
+    const line = raw.trim().replace(/\s+/g, ' ').toUpperCase();
     if (line === '' || line.startsWith(PAPER_HEADER.toUpperCase())) continue;
     const match = /^(\d+|END)\s*:\s*(.*)$/.exec(line);
     if (match == null) throw fail(`cannot read the line ${JSON.stringify(raw.trim())}`);
