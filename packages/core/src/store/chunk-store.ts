@@ -22,6 +22,32 @@ import type { ChunkStore, PutResult, ReadOptions, StoreEntry } from './contract.
 export type { ChunkStore, PutResult, ReadOptions, StoreEntry } from './contract.js';
 
 const HASH_RE = /^[0-9a-f]{64}$/;
+
+/**
+ * `put` through `inflight`: a put of a hash already being put waits for that one and writes nothing
+ * (a store's concurrent puts of one chunk write it once).
+ */
+export function putOnce(
+  inflight: Map<string, Promise<PutResult>>,
+  hash: string,
+  put: () => Promise<PutResult>,
+): Promise<PutResult> {
+  const running = inflight.get(hash);
+  if (running) return running.then(() => ({ written: 0 }));
+  const promise = put().finally(() => inflight.delete(hash));
+  inflight.set(hash, promise);
+  return promise;
+}
+
+/**
+ * The caller's own copy of a pooled buffer, which goes back to the pool (shared memory is invisible to
+ * the garbage collector's accounting and would pile up).
+ */
+export function unpooled(data: Buffer): Buffer {
+  const copy = Buffer.from(data);
+  chunkBuffers.release(data);
+  return copy;
+}
 const DAMAGED_SUFFIX = '.damaged';
 
 export interface ChunkStoreOptions {
@@ -98,13 +124,7 @@ export class DirectoryChunkStore implements ChunkStore {
    * (used while the newest revision is distrusted, so damaged chunks get healed).
    */
   put(hash: string, data: Buffer, options: { rewrite?: boolean } = {}): Promise<PutResult> {
-    const running = this.inflight.get(hash);
-    if (running) return running.then(() => ({ written: 0 }));
-    const promise = this.putNew(hash, data, options.rewrite ?? false).finally(() =>
-      this.inflight.delete(hash),
-    );
-    this.inflight.set(hash, promise);
-    return promise;
+    return putOnce(this.inflight, hash, () => this.putNew(hash, data, options.rewrite ?? false));
   }
 
   private async putNew(hash: string, data: Buffer, rewrite: boolean): Promise<PutResult> {
@@ -141,12 +161,7 @@ export class DirectoryChunkStore implements ChunkStore {
 
   /** Reads, decompresses and verifies a chunk against its name, a hash by `algorithm`. */
   async get(hash: string, algorithm: ChunkCheck = CHUNK_HASH): Promise<Buffer> {
-    const data = await this.getPooled(hash, algorithm);
-    // Give the caller its own copy so the pooled buffer goes back to the pool (shared memory is
-    // invisible to the garbage collector's accounting and would pile up).
-    const copy = Buffer.from(data);
-    chunkBuffers.release(data);
-    return copy;
+    return unpooled(await this.getPooled(hash, algorithm));
   }
 
   /**

@@ -11,6 +11,7 @@ import {
   parseChunkFile,
 } from './chunk-file.js';
 import { CHUNK_HASH, type ChunkCheck, hashChunk } from './chunk-hash.js';
+import { putOnce, unpooled } from './chunk-store.js';
 import type { Codec } from './codec.js';
 import type {
   ChunkNaming,
@@ -149,13 +150,7 @@ export class EncryptedChunkStore implements ChunkStore {
   }
 
   put(hash: string, data: Buffer, options: { rewrite?: boolean } = {}): Promise<PutResult> {
-    const running = this.inflight.get(hash);
-    if (running) return running.then(() => ({ written: 0 }));
-    const promise = this.putNew(hash, data, options.rewrite ?? false).finally(() =>
-      this.inflight.delete(hash),
-    );
-    this.inflight.set(hash, promise);
-    return promise;
+    return putOnce(this.inflight, hash, () => this.putNew(hash, data, options.rewrite ?? false));
   }
 
   private async putNew(hash: string, data: Buffer, rewrite: boolean): Promise<PutResult> {
@@ -181,10 +176,7 @@ export class EncryptedChunkStore implements ChunkStore {
   }
 
   async get(hash: string, algorithm: ChunkCheck = CHUNK_HASH): Promise<Buffer> {
-    const data = await this.getPooled(hash, algorithm);
-    const copy = Buffer.from(data);
-    chunkBuffers.release(data);
-    return copy;
+    return unpooled(await this.getPooled(hash, algorithm));
   }
 
   async getPooled(
