@@ -9,6 +9,7 @@ import { checkCommand } from './commands/check.js';
 import { copyCommand } from './commands/copy.js';
 import { findCommand } from './commands/find.js';
 import { initCommand } from './commands/init.js';
+import { keyCommand } from './commands/key.js';
 import { nbdServerCommand } from './commands/nbd-server.js';
 import { purgeCommand } from './commands/purge.js';
 import { restoreCommand } from './commands/restore.js';
@@ -50,6 +51,7 @@ const COMMANDS: readonly Command[] = [
   nbdServerCommand,
   schedulerCommand,
   checkCommand,
+  keyCommand,
 ];
 
 /** Exit statuses: 2 for usage errors, 69 (EX_UNAVAILABLE) when locked, 130/143 when interrupted, 1 otherwise. */

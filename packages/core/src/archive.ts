@@ -549,8 +549,9 @@ export class Archive {
         );
         continue;
       }
-      // A revision whose chunks are named by an older hash is not built upon: the next one is full.
-      if (map.algorithm !== CHUNK_HASH) return null;
+      // A revision whose chunks are named by an older hash (or not by the store's keyed hash) is not
+      // built upon: the next one is full.
+      if (map.algorithm !== (this.store.naming?.algorithm ?? CHUNK_HASH)) return null;
       if (map.size !== rev.size) {
         logger?.warn(
           { parent: rev.uuid },

@@ -256,6 +256,7 @@ export function chunkChecker(
 }
 
 function hashOf(data: Buffer, reader: RevisionReader): Promise<string> {
+  if (reader.hashData != null) return reader.hashData(data);
   return reader.hashAlgorithm === 'mmh3'
     ? Promise.resolve(mmh3Hex(data))
     : hashChunk(data, reader.hashAlgorithm);

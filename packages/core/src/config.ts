@@ -14,7 +14,15 @@ export const sourceConfigSchema = z.looseObject({
 });
 export type SourceConfig = z.infer<typeof sourceConfigSchema>;
 
-const DIRECTORY_STORE_KEYS = new Set(['type', 'path', 'codec']);
+const DIRECTORY_STORE_KEYS = new Set(['type', 'path', 'codec', 'encryption']);
+
+/** `store.encryption`: client-side encryption of the store's objects (docs/storage.md, "Encryption"). */
+export const encryptionConfigSchema = z.strictObject({
+  /** The key file (`backy key create`); relative paths are relative to the archive. */
+  'key-file': z.string().min(1),
+  /** For a passphrase-protected key file: a file whose first line is the passphrase (default: the `BACKY_KEY_PASSPHRASE` environment variable). */
+  'passphrase-file': z.string().min(1).optional(),
+});
 
 /**
  * Where an archive's chunks live: `type: directory` (default; `path`, default `chunks` inside the
@@ -29,6 +37,8 @@ export const storeConfigSchema = z
     path: z.string().min(1).optional(),
     /** Codec for new chunks (default zstd). */
     codec: z.enum(CODECS).default('zstd'),
+    /** Encrypts every object in the store (default: off). */
+    encryption: encryptionConfigSchema.optional(),
   })
   .superRefine((store, ctx) => {
     if (store.type !== 'directory') return;

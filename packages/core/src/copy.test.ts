@@ -7,6 +7,7 @@ import { runBackup } from './backup.js';
 import { copyRevisions } from './copy.js';
 import { BackyError, isBackyError } from './errors.js';
 import type { Revision } from './revision.js';
+import { newKeyFile, writeKeyFile } from './store/key-file.js';
 import { bufferSource, MiB, silent } from './test-helpers.js';
 import { restoreToBuffer, tempDir } from './testing/helpers.js';
 
@@ -194,5 +195,28 @@ describe('copyRevisions', () => {
     const error = await copyAll(source, target).catch((e: unknown) => e);
     expect(isBackyError(error, 'CHUNK_CORRUPT')).toBe(true);
     expect(await target.revisions()).toEqual([]);
+  });
+
+  it('copies between encrypted stores with the same key, and refuses a target that names chunks differently', async () => {
+    for (const name of ['a.key', 'b.key']) await writeKeyFile(join(dir.path, name), await newKeyFile(null));
+    const encrypted = (name: string, key: string) =>
+      archiveAt(name, { store: { encryption: { 'key-file': `../${key}` } } });
+    const source = await encrypted('source', 'a.key');
+    const v1 = image();
+    await backupOf(source, v1);
+    const sameKey = await encrypted('same-key', 'a.key');
+    const [copied] = await copyAll(source, sameKey);
+    expect(copied).toMatchObject({ status: 'copied', chunksSent: 6 });
+    expect((await restoreToBuffer(sameKey, copied!.uuid)).equals(v1)).toBe(true);
+    for (const target of [await encrypted('other-key', 'b.key'), await archiveAt('plain')]) {
+      const error = await copyAll(source, target).catch((e: unknown) => e);
+      expect(isBackyError(error, 'USAGE')).toBe(true);
+      expect((error as Error).message).toMatch(/names chunks differently from the source/);
+      expect(await target.revisions()).toEqual([]);
+    }
+    // And the other way round: a plain source into an encrypted target.
+    const plain = await archiveAt('plain-source');
+    await backupOf(plain, v1);
+    expect(isBackyError(await copyAll(plain, sameKey).catch((e: unknown) => e), 'USAGE')).toBe(true);
   });
 });

@@ -5,6 +5,7 @@ import { BackyError, ioError } from './errors.js';
 import type { Lock } from './lock.js';
 import type { Revision } from './revision.js';
 import { forEachChunk } from './revision-stream.js';
+import { CHUNK_HASH, hashChunk } from './store/chunk-hash.js';
 import type { ChunkMap } from './store/chunk-map.js';
 
 export interface CopyOptions {
@@ -58,6 +59,16 @@ export async function copyRevisions(
     throw new BackyError(
       'CONFIG_INVALID',
       `copy: the target archive ${target.path} has layout ${target.config.layout}; copies go into layout chunked`,
+    );
+  }
+  // Chunks keep their names in a copy: both stores must name content alike (the same encryption key,
+  // or none on both sides). Re-keying a copy would mean rewriting every map; it is not done.
+  const probe = Buffer.from('backy copy: do both stores name this content alike?');
+  const nameIn = (archive: Archive) => archive.store.naming?.name(probe) ?? hashChunk(probe, CHUNK_HASH);
+  if ((await nameIn(source)) !== (await nameIn(target))) {
+    throw new BackyError(
+      'USAGE',
+      `copy: the target ${target.path} names chunks differently from the source (another store.encryption key, or encrypted on one side only); a copy needs the same key on both sides`,
     );
   }
   const ordered = [...revisions].sort(

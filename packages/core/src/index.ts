@@ -69,6 +69,18 @@ export {
 } from './source/contract.js';
 export { validateSourceOptions } from './source/options.js';
 export type { ChunkStore, StoreDriver, StoreDrivers } from './store/contract.js';
+export { EncryptedChunkStore } from './store/encryption.js';
+export {
+  exportKeyFile,
+  importKeyFile,
+  loadStoreKey,
+  newKeyFile,
+  PASSPHRASE_ENV,
+  parseKeyFile,
+  passphraseFrom,
+  type StoreKey,
+  writeKeyFile,
+} from './store/key-file.js';
 export { formatBytes, formatDuration } from './units.js';
 export { type UpgradeResult, type UpgradeStep, upgradeArchive } from './upgrade.js';
 export { type DamagedChunk, type RevisionVerifyResult, verifyRevisions } from './verify.js';

@@ -18,6 +18,8 @@ export interface RevisionReader {
   readonly hashAlgorithm: HashAlgorithm | 'mmh3';
   /** Content hash (hex, by `hashAlgorithm`) of the chunk, null for a zero chunk. */
   chunkHash(index: number): string | null;
+  /** The hash of `data` as `chunkHash` names chunks, where that needs a key (an encrypted store's). */
+  hashData?(data: Buffer): Promise<string>;
   /** The chunk's bytes, verified. Zero chunks come back as zero-filled buffers. */
   read(index: number): Promise<Buffer>;
   /**

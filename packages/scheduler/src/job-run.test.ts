@@ -40,6 +40,7 @@ describe('runJobOnce', () => {
       backup: step('backup'),
       expire: step('expire'),
       purge: step('purge'),
+      copy: step('copy'),
       callback: step('callback'),
     };
     const lines: { level: number; msg: string }[] = [];
@@ -51,6 +52,7 @@ describe('runJobOnce', () => {
       log,
       stopSignal: new AbortController().signal,
       callbackProgram: () => undefined,
+      copyTarget: () => null,
       callbackTimeoutMs: 1000,
     });
     expect(calls).toEqual(['backup']);

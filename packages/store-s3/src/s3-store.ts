@@ -1,6 +1,7 @@
 import {
   BackyError,
   CHUNK_HASH,
+  type ChunkCheck,
   type ChunkFile,
   type ChunkStore,
   type Codec,
@@ -10,7 +11,6 @@ import {
   codecByName,
   decodeChunkFile,
   encodeChunkFile,
-  type HashAlgorithm,
   isBackyError,
   type Lock,
   type LockMode,
@@ -108,15 +108,11 @@ export class S3ChunkStore implements ChunkStore {
   /** A PUT is durable once S3 has answered it. */
   async flush(): Promise<void> {}
 
-  async get(hash: string, algorithm: HashAlgorithm = CHUNK_HASH): Promise<Buffer> {
+  async get(hash: string, algorithm: ChunkCheck = CHUNK_HASH): Promise<Buffer> {
     return unpooled(await this.getPooled(hash, algorithm));
   }
 
-  async getPooled(
-    hash: string,
-    algorithm: HashAlgorithm = CHUNK_HASH,
-    _options?: ReadOptions,
-  ): Promise<Buffer> {
+  async getPooled(hash: string, algorithm: ChunkCheck = CHUNK_HASH, _options?: ReadOptions): Promise<Buffer> {
     try {
       return await decodeChunkFile(hash, await this.readFile(hash), algorithm);
     } catch (error) {

@@ -1,9 +1,10 @@
 import { rm } from 'node:fs/promises';
 import { BackyError } from '../errors.js';
 import { chunkBuffers } from '../store/buffer-pool.js';
-import { hashChunk, isAllZero } from '../store/chunk-hash.js';
+import { CHUNK_HASH, hashChunk, isAllZero } from '../store/chunk-hash.js';
 import type { ChunkMap } from '../store/chunk-map.js';
 import type { ChunkStore, ReadOptions } from '../store/chunk-store.js';
+import type { ChunkNaming } from '../store/contract.js';
 import { MapReader } from './map-reader.js';
 import { MapWriter } from './map-writer.js';
 
@@ -23,14 +24,24 @@ export class ChunkedRevisionWriter extends MapWriter {
   private generation = 0;
   private readonly generations = new Map<number, number>();
   private readonly fresh = new Set<string>();
+  /** The store's own naming of chunks (an encrypted store's keyed hash), or null for `CHUNK_HASH`. */
+  private readonly naming: ChunkNaming | null;
 
   constructor(
     private readonly store: ChunkStore,
     private readonly mapPath: string,
     options: ChunkedWriterOptions = {},
   ) {
-    super(options.parentMap ?? null, options.chunkSize, options.concurrency ?? 8);
+    const naming = store.naming ?? null;
+    const algorithm = naming?.algorithm ?? CHUNK_HASH;
+    super(options.parentMap ?? null, options.chunkSize, options.concurrency ?? 8, algorithm);
     this.rewrite = options.rewrite ?? false;
+    this.naming = naming;
+    // A parent named otherwise would carry names of another hash into this store (see `usableParent`).
+    if (this.map.algorithm !== algorithm)
+      throw new Error(
+        `a parent map by ${this.map.algorithm} cannot be built upon in a store naming by ${algorithm}`,
+      );
   }
 
   protected override onKeep(index: number, parent: ChunkMap): void {
@@ -58,7 +69,8 @@ export class ChunkedRevisionWriter extends MapWriter {
 
   /** Hashes (in the chunk workers), dedupes against the parent and the store, and writes one chunk. */
   private async store$(index: number, generation: number, data: Buffer): Promise<void> {
-    const hash = await hashChunk(data, this.map.algorithm);
+    const hash =
+      this.naming != null ? await this.naming.name(data) : await hashChunk(data, this.map.algorithm);
     // A later write/zero/keep of the same index wins over this one.
     if (this.generations.get(index) !== generation) return;
     this.map.set(index, hash);
@@ -116,7 +128,18 @@ export class ChunkedRevisionReader extends MapReader {
     map: ChunkMap,
   ) {
     super(map);
+    if (map.algorithm === 'keyed-blake3' && store.naming?.algorithm !== map.algorithm) {
+      throw new BackyError(
+        'CONFIG_INVALID',
+        `the revision's chunks are in an encrypted store, but ${store.root} is opened without its key: set store.encryption.key-file in the archive config`,
+      );
+    }
+    const naming = store.naming;
+    if (naming != null && map.algorithm === naming.algorithm) this.hashData = (data) => naming.name(data);
   }
+
+  /** Set when the chunks are named by the store's keyed hash. */
+  readonly hashData?: (data: Buffer) => Promise<string>;
 
   async read(index: number): Promise<Buffer> {
     return this.readChunk(index, false);

@@ -1,6 +1,7 @@
 import { BackyError } from '../errors.js';
 import type { RevisionWriter, WriterStats } from '../revision-io.js';
 import { chunkBuffers } from '../store/buffer-pool.js';
+import type { HashAlgorithm } from '../store/chunk-hash.js';
 import { ChunkMap } from '../store/chunk-map.js';
 
 /**
@@ -23,9 +24,11 @@ export abstract class MapWriter implements RevisionWriter {
     chunkSize: number | undefined,
     /** Chunks in flight at once: bounds memory. */
     private readonly concurrency: number,
+    /** The hash a new map's chunks are named by (default `CHUNK_HASH`); a parent's map keeps its own. */
+    algorithm?: HashAlgorithm,
   ) {
     this.parentMap = parentMap;
-    this.map = parentMap?.clone() ?? new ChunkMap(0, chunkSize);
+    this.map = parentMap?.clone() ?? new ChunkMap(0, chunkSize, undefined, algorithm);
   }
 
   get chunkSize(): number {

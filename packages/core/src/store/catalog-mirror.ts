@@ -5,6 +5,7 @@ import { BackyError, ioError } from '../errors.js';
 import { fsyncDir, writeFileAtomic } from '../fs-util.js';
 import { isRevisionId } from '../ids.js';
 import type { RevisionCatalog, RevisionFileKind } from './contract.js';
+import { isSealed } from './encryption.js';
 
 /**
  * Which revision files of the archive directory are copies of a remote store's catalog, and at which
@@ -46,6 +47,12 @@ export class CatalogMirror {
       const map = await this.catalog.read(id, 'map');
       const rev = await this.catalog.read(id, 'rev');
       if (rev == null) continue; // forgotten between list and read
+      if (isSealed(rev) || (map != null && isSealed(map))) {
+        throw new BackyError(
+          'REVISION_INVALID',
+          `revision ${id} in the store is encrypted: set store.encryption.key-file in the archive config`,
+        );
+      }
       if (map != null) await writeFileAtomic(this.fileOf(id, 'map'), map, { mode: 0o640, syncDir: false });
       await writeFileAtomic(this.fileOf(id, 'rev'), rev, { mode: 0o640, syncDir: false });
       index[id] = version;

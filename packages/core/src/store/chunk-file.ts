@@ -3,7 +3,7 @@ import { type FileHandle, open, rm } from 'node:fs/promises';
 import { BackyError } from '../errors.js';
 import { SEALED_FILE_MODE } from '../private-modes.js';
 import { chunkBuffers, DIRECT_IO_ALIGN } from './buffer-pool.js';
-import { CHUNK_HASH, type HashAlgorithm, hashChunk } from './chunk-hash.js';
+import { CHUNK_HASH, type ChunkCheck, hashChunk } from './chunk-hash.js';
 import { chunkWorkers } from './chunk-workers.js';
 import { type Codec, codecById } from './codec.js';
 
@@ -185,19 +185,24 @@ async function readInto(handle: FileHandle, buffer: Buffer, max: number): Promis
 }
 
 /**
- * A chunk's content from its parsed file, verified against `hash` (by `algorithm`): decompressed into a
- * pooled buffer, or for a raw chunk handed on without a copy. After a `direct` read the raw payload sits
- * 12 bytes past an aligned address: it is copied once to an aligned buffer, so that it can be written out
- * directly again. The file's buffer is released (or handed on); release the result when done.
+ * A chunk's content from its parsed file, verified against `hash` (by `check`, with `key` for a keyed
+ * hash; `sealed`: not verified, for a layer above that verifies it, see `ChunkCheck`): decompressed into
+ * a pooled buffer, or for a raw chunk handed on without a copy. After a `direct` read the raw payload
+ * sits 12 bytes past an aligned address: it is copied once to an aligned buffer, so that it can be
+ * written out directly again. The file's buffer is released (or handed on); release the result when done.
  */
 export async function decodeChunkFile(
   hash: string,
   { file, codec, rawLength, payload }: ChunkFile,
-  algorithm: HashAlgorithm,
+  check: ChunkCheck,
   direct = false,
+  key?: Uint8Array,
 ): Promise<Buffer> {
   if (codec.id === 0) {
-    if (payload.length !== rawLength || (await hashChunk(payload, algorithm)) !== hash) {
+    if (
+      payload.length !== rawLength ||
+      (check !== 'sealed' && (await hashChunk(payload, check, key)) !== hash)
+    ) {
       chunkBuffers.release(file);
       throw corruptChunk(hash, 'content does not match its hash');
     }
@@ -207,10 +212,15 @@ export async function decodeChunkFile(
     chunkBuffers.release(file);
     return out;
   }
+  if (check === 'sealed') {
+    // A sealed object is stored as it is (codec none): a compressed one is not one.
+    chunkBuffers.release(file);
+    throw corruptChunk(hash, 'not an encrypted chunk');
+  }
   const out = chunkBuffers.acquire(rawLength);
   let result: { length: number; hash: string };
   try {
-    result = await codec.decompressInto(payload, out, algorithm);
+    result = await codec.decompressInto(payload, out, check, key);
   } catch (error) {
     chunkBuffers.release(out);
     throw corruptChunk(hash, 'cannot decompress', error);

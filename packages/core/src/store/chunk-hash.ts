@@ -12,9 +12,23 @@ import { chunkWorkers } from './chunk-workers.js';
 export type HashAlgorithm = WorkerHashAlgorithm;
 export const CHUNK_HASH: HashAlgorithm = 'blake3';
 
-/** Hash of a chunk (BLAKE3 unless told), computed in the chunk worker pool (see chunk-workers.ts). */
-export function hashChunk(data: Uint8Array, algorithm: HashAlgorithm = CHUNK_HASH): Promise<string> {
-  return chunkWorkers().digest(data, algorithm);
+/**
+ * What a store checks a chunk it reads against: the hash its name is by, or `sealed`: nothing, the
+ * bytes as stored, for a layer above the store that checks them itself (an encrypted store checks the
+ * authentication tag and the keyed hash of the content; see store/encryption.ts).
+ */
+export type ChunkCheck = HashAlgorithm | 'sealed';
+
+/**
+ * Hash of a chunk (BLAKE3 unless told), computed in the chunk worker pool (see chunk-workers.ts); `key`
+ * is the key of a keyed hash (`keyed-blake3`).
+ */
+export function hashChunk(
+  data: Uint8Array,
+  algorithm: HashAlgorithm = CHUNK_HASH,
+  key?: Uint8Array,
+): Promise<string> {
+  return chunkWorkers().digest(data, algorithm, key);
 }
 
 export function sha256Hex(data: Uint8Array): string {
@@ -26,6 +40,7 @@ let blake3: ((data: Uint8Array) => Buffer) | null = null;
 /** Hex hash of `data` on the calling thread (for small or occasional inputs; chunks use `hashChunk`). */
 export function chunkHashHex(data: Uint8Array, algorithm: HashAlgorithm = CHUNK_HASH): string {
   if (algorithm === 'sha256') return sha256Hex(data);
+  if (algorithm !== 'blake3') throw new Error(`chunkHashHex: ${algorithm} is computed by hashChunk`);
   blake3 ??= (createRequire(import.meta.url)('@napi-rs/blake-hash') as { blake3: typeof blake3 }).blake3;
   return blake3!(data).toString('hex');
 }

@@ -13,6 +13,8 @@ export const DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024;
 const MAGICS: Record<HashAlgorithm, Buffer> = {
   sha256: Buffer.from('BKYMAP01'),
   blake3: Buffer.from('BKYMAP02'),
+  /** An encrypted store's (store/encryption.ts): the names need the store's key. */
+  'keyed-blake3': Buffer.from('BKYMAP03'),
 };
 const HEADER_BYTES = 32;
 const ZERO_HASH = Buffer.alloc(HASH_BYTES);

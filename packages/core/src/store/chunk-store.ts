@@ -16,8 +16,7 @@ import {
   parseChunkFile,
   readChunkFile,
 } from './chunk-file.js';
-import { CHUNK_HASH, type HashAlgorithm, hashChunk } from './chunk-hash.js';
-import { chunkWorkers } from './chunk-workers.js';
+import { CHUNK_HASH, type ChunkCheck } from './chunk-hash.js';
 import { type Codec, type CodecName, codecByName } from './codec.js';
 import type { ChunkStore, PutResult, ReadOptions, StoreEntry } from './contract.js';
 import { PutOnce, unpooled } from './put-once.js';
@@ -25,6 +24,7 @@ import { PutOnce, unpooled } from './put-once.js';
 export type { ChunkStore, PutResult, ReadOptions, StoreEntry } from './contract.js';
 
 const HASH_RE = /^[0-9a-f]{64}$/;
+
 const DAMAGED_SUFFIX = '.damaged';
 
 export interface ChunkStoreOptions {
@@ -137,7 +137,7 @@ export class DirectoryChunkStore implements ChunkStore {
   }
 
   /** Reads, decompresses and verifies a chunk against its name, a hash by `algorithm`. */
-  async get(hash: string, algorithm: HashAlgorithm = CHUNK_HASH): Promise<Buffer> {
+  async get(hash: string, algorithm: ChunkCheck = CHUNK_HASH): Promise<Buffer> {
     return unpooled(await this.getPooled(hash, algorithm));
   }
 
@@ -147,7 +147,7 @@ export class DirectoryChunkStore implements ChunkStore {
    */
   async getPooled(
     hash: string,
-    algorithm: HashAlgorithm = CHUNK_HASH,
+    algorithm: ChunkCheck = CHUNK_HASH,
     options: ReadOptions = {},
   ): Promise<Buffer> {
     try {
@@ -160,7 +160,7 @@ export class DirectoryChunkStore implements ChunkStore {
     }
   }
 
-  private async readVerified(hash: string, algorithm: HashAlgorithm, options: ReadOptions): Promise<Buffer> {
+  private async readVerified(hash: string, algorithm: ChunkCheck, options: ReadOptions): Promise<Buffer> {
     const direct = options.bypassCache ?? false;
     return decodeChunkFile(hash, await this.readFile(hash, direct), algorithm, direct);
   }

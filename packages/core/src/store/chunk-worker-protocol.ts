@@ -4,13 +4,19 @@
  * package's type check ever has to read the worker's JavaScript.
  */
 
-/** The hashes the workers compute (see `HashAlgorithm` in chunk-hash.ts for which names chunks). */
-export type HashAlgorithm = 'sha256' | 'blake3';
+/**
+ * The hashes the workers compute (see `HashAlgorithm` in chunk-hash.ts for which names chunks);
+ * `keyed-blake3` is BLAKE3 in keyed mode, with the 32-byte key handed over with each task (an encrypted
+ * store's chunk names, see store/encryption.ts).
+ */
+export type HashAlgorithm = 'sha256' | 'blake3' | 'keyed-blake3';
 
 export interface DigestTask {
   op: 'digest';
   data: Uint8Array;
   algorithm: HashAlgorithm;
+  /** The key of a keyed hash. */
+  key?: Uint8Array;
 }
 
 export interface CompressTask {
@@ -27,6 +33,8 @@ export interface DecompressTask {
   /** Shared memory the decompressed bytes go into. */
   out: Uint8Array;
   algorithm: HashAlgorithm;
+  /** The key of a keyed hash. */
+  key?: Uint8Array;
 }
 
 export interface EqualsTask {

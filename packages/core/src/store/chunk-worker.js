@@ -26,22 +26,29 @@ let dctx = null;
 let blake = null;
 let scratch = Buffer.alloc(0);
 
-/** @type {Record<HashAlgorithm, (data: Buffer) => string>} */
+function blakeHash() {
+  blake ??= /** @type {typeof import('@napi-rs/blake-hash')} */ (requireNative('@napi-rs/blake-hash'));
+  return blake;
+}
+
+/** @type {Record<HashAlgorithm, (data: Buffer, key: Uint8Array | undefined) => string>} */
 const hashers = {
   sha256: (data) => createHash('sha256').update(data).digest('hex'),
-  blake3: (data) => {
-    blake ??= /** @type {typeof import('@napi-rs/blake-hash')} */ (requireNative('@napi-rs/blake-hash'));
-    return blake.blake3(data).toString('hex');
+  blake3: (data) => blakeHash().blake3(data).toString('hex'),
+  'keyed-blake3': (data, key) => {
+    if (key?.byteLength !== 32) throw new Error('keyed-blake3 needs a 32-byte key');
+    return blakeHash().Blake3Hasher.newKeyed(Buffer.from(key)).update(data).digest('hex');
   },
 };
 
 /**
  * @param {Buffer} data
  * @param {HashAlgorithm} algorithm
+ * @param {Uint8Array} [key]
  */
-function hash(data, algorithm) {
+function hash(data, algorithm, key) {
   if (!Object.hasOwn(hashers, algorithm)) throw new Error(`unknown hash algorithm ${algorithm}`);
-  return hashers[algorithm](data);
+  return hashers[algorithm](data, key);
 }
 
 /** A Buffer over the same (shared) memory: no copy. @param {Uint8Array} data */
@@ -61,7 +68,7 @@ function codec() {
 function run(task) {
   switch (task.op) {
     case 'digest':
-      return { hash: hash(view(task.data), task.algorithm) };
+      return { hash: hash(view(task.data), task.algorithm, task.key) };
     case 'compress': {
       // Compresses into the caller's buffer.
       const { zstd, cctx } = codec();
@@ -75,7 +82,7 @@ function run(task) {
     case 'decompress': {
       const target = view(task.out);
       const length = codec().dctx.decompress(target, view(task.data));
-      return { length, hash: hash(target.subarray(0, length), task.algorithm) };
+      return { length, hash: hash(target.subarray(0, length), task.algorithm, task.key) };
     }
     case 'equals': {
       const wanted = view(task.expect);

@@ -93,9 +93,9 @@ export class ChunkWorkers {
 
   constructor(private readonly size = Math.max(1, Math.min(4, availableParallelism()))) {}
 
-  /** Hex hash of `data`. */
-  async digest(data: Uint8Array, algorithm: HashAlgorithm): Promise<string> {
-    return (await this.submit({ op: 'digest', data, algorithm })).hash;
+  /** Hex hash of `data` (`key`: the key of a keyed hash). */
+  async digest(data: Uint8Array, algorithm: HashAlgorithm, key?: Uint8Array): Promise<string> {
+    return (await this.submit({ op: 'digest', data, algorithm, key })).hash;
   }
 
   /**
@@ -111,8 +111,9 @@ export class ChunkWorkers {
     data: Uint8Array,
     out: Uint8Array,
     algorithm: HashAlgorithm,
+    key?: Uint8Array,
   ): Promise<{ length: number; hash: string }> {
-    return this.submit({ op: 'decompress', data, out: sharedOut(out), algorithm });
+    return this.submit({ op: 'decompress', data, out: sharedOut(out), algorithm, key });
   }
 
   /**

@@ -28,11 +28,15 @@ export interface Codec {
    * the result would not fit (the chunk is then stored raw).
    */
   compressInto(data: Buffer, out: Buffer): Promise<number>;
-  /** Decompresses a chunk payload into `out` (a pooled chunk buffer); returns the length and its hash. */
+  /**
+   * Decompresses a chunk payload into `out` (a pooled chunk buffer); returns the length and its hash
+   * (`key`: the key of a keyed hash).
+   */
   decompressInto(
     data: Buffer,
     out: Buffer,
     algorithm: HashAlgorithm,
+    key?: Uint8Array,
   ): Promise<{ length: number; hash: string }>;
   /** Synchronous, for the small probe that decides whether a chunk is worth compressing. */
   compressSync(data: Buffer): Buffer;
@@ -51,9 +55,9 @@ const none: Codec = {
   name: 'none',
   id: CODEC_IDS.none,
   compressInto: async (data, out) => copyInto(data, out),
-  decompressInto: async (data, out, algorithm) => ({
+  decompressInto: async (data, out, algorithm, key) => ({
     length: copyInto(data, out),
-    hash: await hashChunk(data, algorithm),
+    hash: await hashChunk(data, algorithm, key),
   }),
   compressSync: (data) => data,
 };
@@ -62,7 +66,7 @@ const zstdCodec: Codec = {
   name: 'zstd',
   id: CODEC_IDS.zstd,
   compressInto: (data, out) => chunkWorkers().compressInto(data, out, ZSTD_LEVEL),
-  decompressInto: (data, out, algorithm) => chunkWorkers().decompressInto(data, out, algorithm),
+  decompressInto: (data, out, algorithm, key) => chunkWorkers().decompressInto(data, out, algorithm, key),
   compressSync: (data) => zstd.compress(data, { compressionLevel: ZSTD_LEVEL }),
 };
 
@@ -70,11 +74,11 @@ const deflate: Codec = {
   name: 'deflate',
   id: CODEC_IDS.deflate,
   compressInto: async (data, out) => copyInto(await deflateAsync(data, { level: 1 }), out),
-  async decompressInto(data, out, algorithm) {
+  async decompressInto(data, out, algorithm, key) {
     const raw = await inflateAsync(data);
     const length = copyInto(raw, out);
     if (length < 0) throw new RangeError('inflated chunk is longer than expected');
-    return { length, hash: await hashChunk(raw, algorithm) };
+    return { length, hash: await hashChunk(raw, algorithm, key) };
   },
   compressSync: (data) => deflateRawSync(data, { level: 1 }),
 };

@@ -1,7 +1,7 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import type { Lock, LockMode } from '../lock.js';
 import type { RegistryEntry } from './archive-registry.js';
-import type { HashAlgorithm } from './chunk-hash.js';
+import type { ChunkCheck, HashAlgorithm } from './chunk-hash.js';
 import type { Codec, CodecName } from './codec.js';
 
 // The store contract: what an archive needs from the place its chunks (and, for a remote store, its
@@ -33,12 +33,29 @@ export interface StoreEntry {
   bytes: number;
 }
 
-/** A content-addressed store of chunks; every read is checked against the chunk's hash. */
+/**
+ * How a store names the chunks of new revisions when not by the plain hash `CHUNK_HASH`: an encrypted
+ * store names them by a keyed hash, which only the key's holder can compute.
+ */
+export interface ChunkNaming {
+  /** The hash new maps record (`keyed-blake3`). */
+  readonly algorithm: HashAlgorithm;
+  /** The name of a chunk with content `data`. */
+  name(data: Uint8Array): Promise<string>;
+}
+
+/**
+ * A content-addressed store of chunks; every read is checked against the chunk's hash. Chunks are named
+ * by hashes (64 hex digits); a layer above a store (encryption) may keep objects of its own under other
+ * names, which are put and read like chunks but never listed by `entries`, so never purged.
+ */
 export interface ChunkStore {
   /** Where the store is, for messages: a directory, or `s3://bucket/prefix`. */
   readonly root: string;
   /** Codec for new chunks; stored chunks record their own. */
   readonly codec: Codec;
+  /** How new chunks are named, when not by `CHUNK_HASH` (see `ChunkNaming`). */
+  readonly naming?: ChunkNaming;
   /**
    * The revisions' metadata when it lives in the store too (remote stores: a new host restores from the
    * store alone), or null when the archive directory is where revisions live (the local directory).
@@ -65,10 +82,13 @@ export interface ChunkStore {
   put(hash: string, data: Buffer, options?: { rewrite?: boolean }): Promise<PutResult>;
   /** Makes every chunk put so far durable. Called before a map that references them is committed. */
   flush(): Promise<void>;
-  /** Reads and verifies a chunk against its name (a hash by `algorithm`): CHUNK_MISSING, CHUNK_CORRUPT. */
-  get(hash: string, algorithm?: HashAlgorithm): Promise<Buffer>;
+  /**
+   * Reads and verifies a chunk against its name (a hash by `algorithm`; `sealed`: the bytes as stored,
+   * unverified, for a layer above that verifies them, see `ChunkCheck`): CHUNK_MISSING, CHUNK_CORRUPT.
+   */
+  get(hash: string, algorithm?: ChunkCheck): Promise<Buffer>;
   /** Like `get`, but the result may be a pooled buffer to hand back with `chunkBuffers.release`. */
-  getPooled(hash: string, algorithm?: HashAlgorithm, options?: ReadOptions): Promise<Buffer>;
+  getPooled(hash: string, algorithm?: ChunkCheck, options?: ReadOptions): Promise<Buffer>;
   /**
    * Whether the stored chunk holds exactly `expected` (read back after writing it, so equal bytes prove
    * the stored copy). A missing chunk throws CHUNK_MISSING; a damaged one is false.

@@ -15,9 +15,10 @@ export {
   encodeChunkFile,
   parseChunkFile,
 } from './chunk-file.js';
-export { CHUNK_HASH, type HashAlgorithm, hashChunk } from './chunk-hash.js';
+export { CHUNK_HASH, type ChunkCheck, type HashAlgorithm, hashChunk } from './chunk-hash.js';
 export { type Codec, type CodecName, codecByName } from './codec.js';
 export type {
+  ChunkNaming,
   ChunkStore,
   PutResult,
   ReadOptions,

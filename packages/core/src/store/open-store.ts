@@ -3,7 +3,10 @@ import type { ArchiveConfig } from '../config.js';
 import { BackyError } from '../errors.js';
 import { validateSourceOptions } from '../source/options.js';
 import { DirectoryChunkStore } from './chunk-store.js';
+import { type CodecName, codecByName } from './codec.js';
 import type { ChunkStore, StoreDrivers } from './contract.js';
+import { EncryptedChunkStore } from './encryption.js';
+import { loadStoreKey, type StoreKey } from './key-file.js';
 
 /**
  * The chunk store an archive's config names: the local directory, or a driver's store (`type: s3`) with
@@ -15,7 +18,36 @@ export async function openStore(
   drivers: StoreDrivers,
   where: string,
 ): Promise<ChunkStore> {
-  const { type, codec, ...options } = config.store;
+  const { codec, encryption } = config.store;
+  const key = encryption == null ? null : await openKey(config, archiveDir, where);
+  // An encrypted store's objects are compressed before they are sealed, and kept as they are below.
+  const inner = await openDriver(config, archiveDir, drivers, where, key == null ? codec : 'none');
+  return key == null ? inner : new EncryptedChunkStore(inner, key, codecByName(codec));
+}
+
+async function openKey(config: ArchiveConfig, archiveDir: string, where: string): Promise<StoreKey> {
+  const encryption = config.store.encryption!;
+  if (config.layout !== 'chunked') {
+    throw new BackyError(
+      'CONFIG_INVALID',
+      `${where}: store.encryption: layout ${config.layout} keeps image files in the archive directory, unencrypted; encryption needs layout: chunked`,
+    );
+  }
+  const passphraseFile = encryption['passphrase-file'];
+  return loadStoreKey(resolve(archiveDir, encryption['key-file']), {
+    where: `${where}: store.encryption.key-file`,
+    passphraseFile: passphraseFile == null ? null : resolve(archiveDir, passphraseFile),
+  });
+}
+
+async function openDriver(
+  config: ArchiveConfig,
+  archiveDir: string,
+  drivers: StoreDrivers,
+  where: string,
+  codec: CodecName,
+): Promise<ChunkStore> {
+  const { type, codec: _codec, encryption: _encryption, ...options } = config.store;
   if (type === 'directory') {
     const root = options.path == null ? join(archiveDir, 'chunks') : resolve(archiveDir, options.path);
     return new DirectoryChunkStore(root, { codec });

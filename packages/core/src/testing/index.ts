@@ -26,6 +26,7 @@ import { validateSourceOptions } from '../source/options.js';
 
 import { vmLikeData } from './helpers.js';
 
+export { encryptedStoreFixture, tempStoreKey } from './fixtures/encrypted-store.js';
 export * from './helpers.js';
 export * from './storage.js';
 export { type ChunkStoreFixture, type TestChunkStoreOptions, testChunkStore } from './store-suite.js';

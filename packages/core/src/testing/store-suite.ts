@@ -17,7 +17,7 @@ import { type BackyErrorCode, isBackyError } from '../errors.js';
 import { newRevisionId } from '../ids.js';
 import type { Lock, LockMode } from '../lock.js';
 import { chunkBuffers } from '../store/buffer-pool.js';
-import { chunkHashHex, sha256Hex } from '../store/chunk-hash.js';
+import { CHUNK_HASH, chunkHashHex, sha256Hex } from '../store/chunk-hash.js';
 import { CODECS, type CodecName } from '../store/codec.js';
 import type { ChunkStore } from '../store/contract.js';
 import { logLikeText } from './helpers.js';
@@ -264,6 +264,24 @@ export function testChunkStore(options: TestChunkStoreOptions): void {
       const pooled = await store.getPooled(hash, 'sha256', { bypassCache: true });
       expect(pooled.equals(data)).toBe(true);
       chunkBuffers.release(pooled);
+    });
+
+    it('names new chunks by its naming (its own keyed hash, or the plain one) and checks reads against it', async () => {
+      const { store } = await ready();
+      const { naming } = store;
+      const name = (data: Buffer) => naming?.name(data) ?? Promise.resolve(chunkHashHex(data));
+      const algorithm = naming?.algorithm ?? CHUNK_HASH;
+      const data = logLikeText(100_000);
+      const hash = await name(data);
+      expect(hash).toMatch(/^[0-9a-f]{64}$/);
+      // A store's own naming is not the plain hash: it cannot be computed from known content alone.
+      if (naming != null) expect(hash).not.toBe(chunkHashHex(data));
+      expect(await name(Buffer.from(data))).toBe(hash);
+      await store.put(hash, data);
+      expect((await store.get(hash, algorithm)).equals(data)).toBe(true);
+      const wrong = await name(logLikeText(1000));
+      await store.put(wrong, data);
+      await expectBackyError(store.get(wrong, algorithm), 'CHUNK_CORRUPT', wrong);
     });
 
     it('tells which of many chunks are missing, in batches', async () => {
