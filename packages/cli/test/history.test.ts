@@ -198,6 +198,11 @@ describe('a concurrency matrix on one archive', () => {
               expect(r.err).toMatch(/already running|in use by|being purged/);
               continue;
             }
+            // Two forgets of one revision: the one that comes second finds it gone, which is right.
+            if (x === 'forget' && y === 'forget' && results[1 - k]!.code === 0) {
+              expect(r.err).toMatch(new RegExp(`revision "${forgetId}": no revision has that ID`));
+              continue;
+            }
             expect(r.code, `${x}+${y}: ${op}: ${r.err}`).toBe(0);
             if (op === 'backup') {
               const added = ids(b).filter((id) => !before.includes(id) && !content.has(id));

@@ -18,6 +18,7 @@ beforeAll(async () => {
 
 testChunkStore({
   name: 's3 (Ceph RGW)',
+  catalog: true,
   skip,
   async makeStore({ codec }) {
     if (rgw.skip != null) throw new Error(rgw.skip);

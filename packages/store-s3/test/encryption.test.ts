@@ -99,6 +99,7 @@ const storeOptions = (prefix: string) => ({
 
 testChunkStore({
   name: 'encrypted s3',
+  catalog: true,
   skip,
   makeStore: (options) =>
     encryptedStoreFixture(options, async ({ codec }, wrap) => {

@@ -2,7 +2,7 @@
  * The conformance suite every store driver runs against its real backend (unstorage's one contract, one
  * suite): the local directory (`DirectoryChunkStore`) and S3 (`@backy/store-s3`) both pass it.
  *
- *   testChunkStore({ name, makeStore: async ({ codec }) => ({ store, cleanup, tamper, remove, reopen }) });
+ *   testChunkStore({ name, catalog: false, makeStore: async ({ codec }) => ({ store, cleanup, tamper, remove, reopen }) });
  *
  * It holds the driver to the `ChunkStore` contract (contract.ts): chunks round-trip for every codec and
  * size, are written once, are verified on every read (a damaged one is moved aside and healed by the next
@@ -49,6 +49,11 @@ export interface TestChunkStoreOptions {
   name: string;
   /** Makes a new, empty store whose new chunks are written with `codec`. */
   makeStore(options: { codec: CodecName }): Promise<ChunkStoreFixture>;
+  /**
+   * Whether the store keeps the revisions (`store.catalog`, remote stores): then the catalog checks run
+   * (and fail if it has none); without, the suite checks that it has none.
+   */
+  catalog: boolean;
   /** When set, the suite is skipped and this reason is printed. */
   skip?: string | null;
 }
@@ -506,82 +511,93 @@ export function testChunkStore(options: TestChunkStoreOptions): void {
       }
     });
 
-    describe('revision catalog (stores that keep the revisions)', () => {
-      /** An initialised store with a catalog; skips the test for a store without one. */
-      const withCatalog = async (context: TestContext) => {
-        const fixture = await ready();
-        const catalog = fixture.store.catalog;
-        if (catalog == null) context.skip('the store keeps no revisions (catalog null)');
-        return { fixture, catalog: catalog! };
-      };
-
-      it('writes, reads, lists and deletes revision files', async (context: TestContext) => {
-        const { catalog } = await withCatalog(context);
-        const id = newRevisionId();
-        expect(await catalog.read(id, 'rev')).toBeNull();
-        expect(await catalog.read(id, 'map')).toBeNull();
-        const map = randomBytes(70_000);
-        const rev = Buffer.from(`uuid: ${id}\ntags: [daily]\n`);
-        expect(typeof (await catalog.write(id, 'map', map))).toBe('string');
-        // A revision exists once its .rev does.
-        expect((await catalog.list()).has(id)).toBe(false);
-        const version = await catalog.write(id, 'rev', rev);
-        expect((await catalog.read(id, 'map'))?.equals(map)).toBe(true);
-        expect((await catalog.read(id, 'rev'))?.equals(rev)).toBe(true);
-        expect([...(await catalog.list())]).toEqual([[id, version]]);
-
-        const changed = Buffer.from(`uuid: ${id}\ntags: [daily, weekly]\n`);
-        const newer = await catalog.write(id, 'rev', changed);
-        expect(newer).not.toBe(version);
-        expect((await catalog.list()).get(id)).toBe(newer);
-        expect((await catalog.read(id, 'rev'))?.equals(changed)).toBe(true);
-
-        const second = newRevisionId();
-        await catalog.write(second, 'map', Buffer.from('m'));
-        await catalog.write(second, 'rev', Buffer.from('r'));
-        expect([...(await catalog.list()).keys()].sort()).toEqual([id, second].sort());
-
-        await catalog.delete(id);
-        expect(await catalog.read(id, 'rev')).toBeNull();
-        expect(await catalog.read(id, 'map')).toBeNull();
-        expect([...(await catalog.list()).keys()]).toEqual([second]);
-        await catalog.delete(newRevisionId()); // not there: nothing to do
-        expect((await catalog.read(second, 'map'))?.toString()).toBe('m');
+    if (!options.catalog) {
+      it('keeps no revisions of its own: the archive directory does (catalog null)', async () => {
+        expect((await ready()).store.catalog).toBeNull();
       });
+    }
 
-      it('belongs to the archive that claimed it', async (context: TestContext) => {
-        const { fixture, catalog } = await withCatalog(context);
-        expect(await catalog.archiveId()).toBeNull();
-        const id = newRevisionId();
-        await catalog.claim(id);
-        expect(await catalog.archiveId()).toBe(id);
-        await catalog.claim(id);
-        await expectBackyError(catalog.claim(newRevisionId()), 'CONFIG_INVALID');
-        expect(await catalog.archiveId()).toBe(id);
-        const other = (await fixture.reopen?.())?.catalog;
-        if (other != null) {
-          expect(await other.archiveId()).toBe(id);
-          await expectBackyError(other.claim(newRevisionId()), 'CONFIG_INVALID');
-        }
-      });
+    // Defined only for stores that keep the revisions, so no check is skipped for the others.
+    if (options.catalog)
+      describe('revision catalog (stores that keep the revisions)', () => {
+        /** An initialised store with its catalog. */
+        const withCatalog = async (_context: TestContext) => {
+          const fixture = await ready();
+          const catalog = fixture.store.catalog;
+          expect(
+            catalog,
+            'the store has no catalog, but the suite was told it keeps the revisions',
+          ).not.toBeNull();
+          return { fixture, catalog: catalog! };
+        };
 
-      it('has one writer at a time', async (context: TestContext) => {
-        const { fixture, catalog } = await withCatalog(context);
-        const others = [catalog];
-        const reopened = (await fixture.reopen?.())?.catalog;
-        if (reopened != null) others.push(reopened);
-        for (const other of others) {
-          const held = releasedLater(await catalog.lockWriter());
-          const started = Date.now();
-          const error = await expectBackyError(other.lockWriter(), 'LOCKED');
-          expect(Date.now() - started).toBeLessThan(PROMPT_MS);
-          expect(error.message.length).toBeGreaterThan(0);
-          await held.release();
-          const next = releasedLater(await other.lockWriter());
-          await expectBackyError(catalog.lockWriter(), 'LOCKED');
-          await next.release();
-        }
+        it('writes, reads, lists and deletes revision files', async (context: TestContext) => {
+          const { catalog } = await withCatalog(context);
+          const id = newRevisionId();
+          expect(await catalog.read(id, 'rev')).toBeNull();
+          expect(await catalog.read(id, 'map')).toBeNull();
+          const map = randomBytes(70_000);
+          const rev = Buffer.from(`uuid: ${id}\ntags: [daily]\n`);
+          expect(typeof (await catalog.write(id, 'map', map))).toBe('string');
+          // A revision exists once its .rev does.
+          expect((await catalog.list()).has(id)).toBe(false);
+          const version = await catalog.write(id, 'rev', rev);
+          expect((await catalog.read(id, 'map'))?.equals(map)).toBe(true);
+          expect((await catalog.read(id, 'rev'))?.equals(rev)).toBe(true);
+          expect([...(await catalog.list())]).toEqual([[id, version]]);
+
+          const changed = Buffer.from(`uuid: ${id}\ntags: [daily, weekly]\n`);
+          const newer = await catalog.write(id, 'rev', changed);
+          expect(newer).not.toBe(version);
+          expect((await catalog.list()).get(id)).toBe(newer);
+          expect((await catalog.read(id, 'rev'))?.equals(changed)).toBe(true);
+
+          const second = newRevisionId();
+          await catalog.write(second, 'map', Buffer.from('m'));
+          await catalog.write(second, 'rev', Buffer.from('r'));
+          expect([...(await catalog.list()).keys()].sort()).toEqual([id, second].sort());
+
+          await catalog.delete(id);
+          expect(await catalog.read(id, 'rev')).toBeNull();
+          expect(await catalog.read(id, 'map')).toBeNull();
+          expect([...(await catalog.list()).keys()]).toEqual([second]);
+          await catalog.delete(newRevisionId()); // not there: nothing to do
+          expect((await catalog.read(second, 'map'))?.toString()).toBe('m');
+        });
+
+        it('belongs to the archive that claimed it', async (context: TestContext) => {
+          const { fixture, catalog } = await withCatalog(context);
+          expect(await catalog.archiveId()).toBeNull();
+          const id = newRevisionId();
+          await catalog.claim(id);
+          expect(await catalog.archiveId()).toBe(id);
+          await catalog.claim(id);
+          await expectBackyError(catalog.claim(newRevisionId()), 'CONFIG_INVALID');
+          expect(await catalog.archiveId()).toBe(id);
+          const other = (await fixture.reopen?.())?.catalog;
+          if (other != null) {
+            expect(await other.archiveId()).toBe(id);
+            await expectBackyError(other.claim(newRevisionId()), 'CONFIG_INVALID');
+          }
+        });
+
+        it('has one writer at a time', async (context: TestContext) => {
+          const { fixture, catalog } = await withCatalog(context);
+          const others = [catalog];
+          const reopened = (await fixture.reopen?.())?.catalog;
+          if (reopened != null) others.push(reopened);
+          for (const other of others) {
+            const held = releasedLater(await catalog.lockWriter());
+            const started = Date.now();
+            const error = await expectBackyError(other.lockWriter(), 'LOCKED');
+            expect(Date.now() - started).toBeLessThan(PROMPT_MS);
+            expect(error.message.length).toBeGreaterThan(0);
+            await held.release();
+            const next = releasedLater(await other.lockWriter());
+            await expectBackyError(catalog.lockWriter(), 'LOCKED');
+            await next.release();
+          }
+        });
       });
-    });
   });
 }
