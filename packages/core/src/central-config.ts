@@ -43,7 +43,10 @@ export const globalConfigSchema = z.strictObject({
   'backup-completed-callback': z.string().min(1).optional(),
   /** Default layout of the jobs' archives (`chunked` or `images`; see an archive's `layout`). */
   layout: z.enum(['chunked', 'images']).optional(),
-  /** Default chunk store of the jobs' archives (see an archive's `store`); a relative path is per archive. */
+  /**
+   * Default chunk store of the jobs' archives (see an archive's `store`); a relative path is per archive,
+   * and an object store (`type: s3`) puts each job under `<prefix><job>/`.
+   */
   store: storeConfigSchema.optional(),
   /**
    * After each successful backup (and expire, purge), copy the job's revisions to the archive

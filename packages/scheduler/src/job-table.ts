@@ -105,13 +105,25 @@ function archiveConfigOf(loaded: LoadedCentralConfig, name: string, job: JobConf
   const rawGlobal = (loaded.raw.global ?? {}) as Record<string, unknown>;
   const rawSchedules = (loaded.raw.schedules ?? {}) as Record<string, unknown>;
   const layout = rawJob?.layout ?? rawGlobal.layout;
-  const store = rawJob?.store ?? rawGlobal.store;
+  const store = rawJob?.store ?? perJobStore(rawGlobal.store, name);
   return {
     source: rawJob?.source ?? job.source,
     schedule: rawSchedules[job.schedule],
     ...(layout == null ? {} : { layout }),
     ...(store == null ? {} : { store }),
   };
+}
+
+/**
+ * `global.store` for one job: as written for the local directory (a relative path is per archive
+ * anyway), and for an object store under a prefix of the job's own (`<prefix><job>/`), since a prefix
+ * holds one archive.
+ */
+function perJobStore(store: unknown, job: string): unknown {
+  if (store == null || typeof store !== 'object') return store;
+  const { type, prefix } = store as { type?: unknown; prefix?: unknown };
+  if (type == null || type === 'directory') return store;
+  return { ...store, prefix: `${typeof prefix === 'string' ? prefix : ''}${job}/` };
 }
 
 function newJob(

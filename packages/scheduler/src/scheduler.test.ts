@@ -184,6 +184,21 @@ describe('Scheduler', () => {
     });
   });
 
+  it("writes the central config's object store into every job's archive config", async () => {
+    const store = { type: 's3', endpoint: 'http://127.0.0.1:7480', bucket: 'backy', prefix: 'fleet/' };
+    const t = await setup({
+      global: { store },
+      schedules,
+      jobs: { a: fileJob('a'), b: { ...fileJob('b'), store: { ...store, prefix: 'b-own/' } } },
+    });
+    await t.start();
+    await until(() => t.runner.backups().length === 2);
+    const configOf = async (job: string) => parse(await readFile(join(t.base, job, 'config'), 'utf8'));
+    // One archive per prefix: the global store gives each job a prefix of its own; a job's own is as written.
+    expect((await configOf('a')).store).toEqual({ ...store, prefix: 'fleet/a/' });
+    expect((await configOf('b')).store).toEqual({ ...store, prefix: 'b-own/' });
+  });
+
   it('catches up exactly the missed tags of an existing archive', async () => {
     const t = await setup({ schedules, jobs: { a: fileJob('a'), b: fileJob('b') } });
     // a: the daily tag is recent, the hourly one is three hours old. b: both recent enough. "Recent" is
