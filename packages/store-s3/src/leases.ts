@@ -14,8 +14,8 @@ import type { S3Objects } from './objects.js';
  *   and S3 is strongly consistent, so of a purge and a backup starting together at least one sees the
  *   other and backs off: purge never runs while a backup may still reference a chunk it would delete.
  *
- * A lease lasts LEASE_MS and is renewed every RENEW_MS; one that expired is its crashed holder's and
- * may be taken over (conditionally on the ETag seen, so only one taker wins). A holder that could not
+ * A lease lasts LEASE_MS and is renewed every RENEW_MS; one that expired, or whose holder was a process
+ * of this host that is gone, is its crashed holder's and may be taken over (conditionally on the ETag seen, so only one taker wins). A holder that could not
  * renew in time must assume it lost the lease: `assertHeld` throws, and the backup does not commit,
  * purge does not delete.
  */
@@ -34,6 +34,22 @@ interface LeaseBody {
 
 function describe(body: LeaseBody): string {
   return `host ${body.host} (pid ${body.pid}) since ${new Date(body.since).toISOString()}`;
+}
+
+/**
+ * Whether a lease still binds: not lapsed, and not held by a process of this host that is gone (a
+ * backup killed with -9 leaves its lease; on its own host that is known at once, elsewhere after the
+ * lease lapses).
+ */
+function live(body: LeaseBody | null): body is LeaseBody {
+  if (body == null || body.expires <= Date.now()) return false;
+  if (body.host !== hostname() || body.pid === process.pid) return true;
+  try {
+    process.kill(body.pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function parseLease(bytes: Buffer | null): LeaseBody | null {
@@ -141,8 +157,8 @@ async function takeSingle(
   const current = await objects.head(name, `reading the lock ${name}`);
   if (current == null) return takeSingle(objects, name, mode); // released meanwhile
   const holder = parseLease(await objects.get(name, `reading the lock ${name}`));
-  if (holder != null && holder.expires > Date.now()) return { holder };
-  // Expired (its holder died) or unreadable: take it over, if nobody else did first.
+  if (live(holder)) return { holder };
+  // Lapsed, its holder gone, or unreadable: take it over, if nobody else did first.
   const taken = await objects.put(name, bytes, `taking over the lock ${name}`, { ifMatch: current.etag });
   return taken != null ? { etag: taken, body } : { holder };
 }
@@ -151,7 +167,7 @@ async function liveShared(objects: S3Objects): Promise<LeaseBody[]> {
   const out: LeaseBody[] = [];
   for await (const item of objects.list('locks/shared/', 'listing the store locks')) {
     const body = parseLease(await objects.get(item.key, 'reading a store lock'));
-    if (body != null && body.expires > Date.now()) out.push(body);
+    if (live(body)) out.push(body);
   }
   return out;
 }
@@ -184,7 +200,7 @@ export async function lockStore(objects: S3Objects, mode: LockMode, waitSeconds 
       const name = `locks/shared/${body.token}`;
       const etag = await objects.put(name, Buffer.from(JSON.stringify(body)), 'taking a shared store lock');
       const purge = parseLease(await objects.get('locks/purge', 'reading the purge lock'));
-      if (purge != null && purge.expires > Date.now()) {
+      if (live(purge)) {
         await objects.delete(name, 'dropping a shared store lock');
         return `chunk store ${objects.url} is being purged by ${describe(purge)}; try again when purge has finished`;
       }

@@ -234,6 +234,32 @@ describe.skipIf(skip != null)('backy with an archive on S3 (Ceph RGW)', () => {
     expect(backy(['-b', archive, 'verify', '-r', 'all']).code).toBe(0);
   });
 
+  it('a backup killed with -9 leaves no revision in the bucket, and the next one runs at once', async () => {
+    const img = join(dir, 'vm6.img');
+    await writeFile(img, image(8 * MiB));
+    const archive = await initArchive('vm6', img, 'vm6/');
+    expect(backy(['-b', archive, 'backup', 'daily']).code).toBe(0);
+    const before = revisions(archive).map((r) => r.uuid);
+    // A bigger image of new data, killed once its first chunks are in the bucket.
+    const data = randomBytes(160 * MiB);
+    await writeFile(img, data);
+    const chunksBefore = await countObjects('vm6/chunks/');
+    const killed = backyChild(['-b', archive, 'backup', 'daily']);
+    const deadline = Date.now() + 60_000;
+    while ((await countObjects('vm6/chunks/')) === chunksBefore && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    killed.child.kill('SIGKILL');
+    expect((await killed.done).code).toBeNull();
+    expect(await countObjects('vm6/chunks/')).toBeGreaterThan(chunksBefore);
+    expect(await countObjects('vm6/revisions/')).toBe(2 * before.length);
+    expect(revisions(archive).map((r) => r.uuid)).toEqual(before);
+    // Its leases are a dead process's of this host: the next backup does not wait for them to lapse.
+    const next = backy(['-b', archive, 'backup', 'daily']);
+    expect(next.code, next.stderr).toBe(0);
+    const newest = revisions(archive).at(-1)!.uuid;
+    expect(await restoreSha(archive, newest)).toBe(sha(data));
+  });
+
   it('says in one line what is wrong with the endpoint, the credentials and the bucket, and keeps what is stored', async () => {
     const img = join(dir, 'vm4.img');
     await writeFile(img, image(4 * MiB));
