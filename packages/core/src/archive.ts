@@ -377,6 +377,7 @@ export class Archive {
     return {
       path: local.path,
       mode: 'exclusive',
+      assertHeld: () => remote.assertHeld?.(),
       async release() {
         try {
           await remote.release();
@@ -413,20 +414,40 @@ export class Archive {
    * lost). Returns the new revision, or null when the revision no longer exists (it is never recreated).
    */
   async updateRevision(id: string, change: (rev: Revision) => Revision): Promise<Revision | null> {
-    return this.withRevisionsLock(async () => {
-      let current: RevisionData;
-      try {
-        current = await readRevisionFile(this.revPath(id));
-      } catch (error) {
-        if (((error as Error).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return null;
-        throw error;
-      }
-      if (!isComplete(current)) return null;
-      const next = change(current);
-      await this.mirror?.push(id, revisionBytes(next), false);
-      await writeRevisionFile(this.revPath(id), next);
-      return next;
-    });
+    return this.withRevisionsLock(() => this.updateStored(id, change, true));
+  }
+
+  /** `updateRevision` with the revisions lock held; `refetch`: once, when the store's copy moved on. */
+  private async updateStored(
+    id: string,
+    change: (rev: Revision) => Revision,
+    refetch: boolean,
+  ): Promise<Revision | null> {
+    let current: RevisionData;
+    try {
+      current = await readRevisionFile(this.revPath(id));
+    } catch (error) {
+      if (((error as Error).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return null;
+      throw error;
+    }
+    if (!isComplete(current)) return null;
+    const mirror = this.mirror;
+    if (mirror != null && !(await mirror.current(id))) {
+      // The store's copy changed or went (another host forgot or retagged it) since this directory
+      // fetched it: never write a stale copy over it. Fetch again and change what is there now.
+      if (!refetch)
+        throw new BackyError(
+          'LOCKED',
+          `revision ${id} is being changed in ${this.store.root} by another host; try again`,
+        );
+      await mirror.pull();
+      return this.updateStored(id, change, false);
+    }
+    const next = change(current);
+    const version = await mirror?.push(id, revisionBytes(next), false);
+    await writeRevisionFile(this.revPath(id), next);
+    if (version != null) await mirror!.recorded(id, version);
+    return next;
   }
 
   /** Marks revision `id` as started: from now on its files are provably this backup's own. */
@@ -438,8 +459,9 @@ export class Archive {
   async commitRevision(rev: RevisionData): Promise<void> {
     await this.withRevisionsLock(async () => {
       // A remote store gets the revision first: it exists once the store has its `.rev`.
-      await this.mirror?.push(rev.uuid, revisionBytes(rev), rev.backend_type === 'chunked');
+      const version = await this.mirror?.push(rev.uuid, revisionBytes(rev), rev.backend_type === 'chunked');
       await writeRevisionFile(this.revPath(rev.uuid), rev);
+      if (version != null) await this.mirror!.recorded(rev.uuid, version);
       await rm(this.pendingPath(rev.uuid), { force: true });
       await this.updateLastLink();
     });
@@ -701,6 +723,7 @@ export class Archive {
     await rm(this.mapPath(id), { force: true });
     await rm(this.imagePath(id), { force: true });
     await fsyncDir(this.path);
+    await this.mirror?.forget(id);
     await this.updateLastLink();
   }
 }

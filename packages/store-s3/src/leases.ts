@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { BackyError, type Lock, type LockMode } from '@backy/core/store';
 import type { S3Objects } from './objects.js';
@@ -25,6 +26,8 @@ const POLL_MS = 1000;
 
 interface LeaseBody {
   host: string;
+  /** This machine's boot and PID namespace (see HOST_ID); host names are not unique (cloned VMs). */
+  hostId?: string;
   pid: number;
   mode: LockMode | 'writer';
   since: number;
@@ -43,7 +46,7 @@ function describe(body: LeaseBody): string {
  */
 function live(body: LeaseBody | null): body is LeaseBody {
   if (body == null || body.expires <= Date.now()) return false;
-  if (body.host !== hostname() || body.pid === process.pid) return true;
+  if (body.hostId == null || body.hostId !== HOST_ID || body.pid === process.pid) return true;
   try {
     process.kill(body.pid, 0);
     return true;
@@ -51,6 +54,20 @@ function live(body: LeaseBody | null): body is LeaseBody {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/**
+ * Who "this host" is for the rule that a gone process's lease binds no more: the kernel's boot ID and
+ * this PID namespace (two containers, or two clones of a VM with one host name, differ in them). Null
+ * when they cannot be read: then the rule is off and only lapsed leases are taken over.
+ */
+const HOST_ID: string | null = (() => {
+  try {
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    return `${boot}/${statSync('/proc/self/ns/pid').ino}`;
+  } catch {
+    return null;
+  }
+})();
 
 function parseLease(bytes: Buffer | null): LeaseBody | null {
   if (bytes == null) return null;
@@ -69,6 +86,7 @@ class Lease implements Lock {
   private lost = false;
   private timer: NodeJS.Timeout;
   private released = false;
+  private renewing = false;
 
   constructor(
     private readonly objects: S3Objects,
@@ -89,9 +107,15 @@ class Lease implements Lock {
   }
 
   private async renew(): Promise<void> {
-    if (this.released || this.lost) return;
+    if (this.released || this.lost || this.renewing) return;
     const now = Date.now();
+    // Once lapsed, others may have acted on it (a purge): a late renewal must not make it valid again.
+    if (now >= this.body.expires) {
+      this.lost = true;
+      return;
+    }
     const body = { ...this.body, expires: now + LEASE_MS };
+    this.renewing = true;
     try {
       const etag = await this.objects.put(
         this.name,
@@ -108,6 +132,8 @@ class Lease implements Lock {
       this.renewedAt = now;
     } catch {
       // Retried at the next tick; assertHeld tells when it has been too long.
+    } finally {
+      this.renewing = false;
     }
   }
 
@@ -133,6 +159,7 @@ function newBody(mode: LeaseBody['mode']): LeaseBody {
   const now = Date.now();
   return {
     host: hostname(),
+    ...(HOST_ID != null ? { hostId: HOST_ID } : {}),
     pid: process.pid,
     mode,
     since: now,

@@ -18,6 +18,8 @@ async function withRevisions(
     if (revisions.length === 0) {
       throw new BackyError('REVISION_NOT_FOUND', `revision ${JSON.stringify(spec)}: no revision matches`);
     }
+    // A remote store's writer lease that lapsed meanwhile (a stalled process) lets no change through.
+    lock.assertHeld?.();
     await work(archive, revisions);
     return 0;
   } finally {

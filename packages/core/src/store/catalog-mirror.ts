@@ -75,31 +75,54 @@ export class CatalogMirror {
     return { fetched, dropped };
   }
 
-  /** Puts a new revision into the store: its map, then its `.rev` (the caller writes the local `.rev` after). */
-  async push(id: string, rev: Buffer, withMap: boolean): Promise<void> {
+  /**
+   * Puts a new revision into the store: its map, then its `.rev`. Resolves with the `.rev`'s version,
+   * which the caller records (`recorded`) once it has written the local `.rev`: a crash in between leaves
+   * the old version in the index, and the next pull fetches the new `.rev` again.
+   */
+  async push(id: string, rev: Buffer, withMap: boolean): Promise<string> {
     if (withMap) {
       const map = await readFile(this.fileOf(id, 'map')).catch((error) => {
         throw ioError(error, `reading ${this.fileOf(id, 'map')}`);
       });
       await this.catalog.write(id, 'map', map);
     }
-    await this.record(id, await this.catalog.write(id, 'rev', rev));
+    return this.catalog.write(id, 'rev', rev);
   }
 
-  /** Removes a revision from the store (its `.rev` first); the caller removes the local files after. */
+  /**
+   * Whether the store still holds revision `id` at the version this directory last saw: an update made
+   * from a stale copy (another host forgot the revision, or changed it, meanwhile) must not be written
+   * over it. False: pull first, then decide again on the fresh copy.
+   */
+  async current(id: string): Promise<boolean> {
+    const index = await this.readIndex();
+    const version = (await this.catalog.list()).get(id);
+    return version != null && index[id] === version;
+  }
+
+  /** Records that the local `.rev` of `id` is the store's at `version` (after writing it). */
+  async recorded(id: string, version: string): Promise<void> {
+    const index = await this.readIndex();
+    index[id] = version;
+    await this.writeIndex(index);
+  }
+
+  /** Removes a revision from the store (its `.rev` first); the caller removes the local files, then `forget`s it. */
   async remove(id: string): Promise<void> {
     await this.catalog.delete(id);
+  }
+
+  /**
+   * Drops `id` from the index, after its local files are gone: a crash before leaves the entry, and the
+   * next pull removes the local copies the store no longer has.
+   */
+  async forget(id: string): Promise<void> {
     const index = await this.readIndex();
     if (id in index) {
       delete index[id];
       await this.writeIndex(index);
     }
-  }
-
-  private async record(id: string, version: string): Promise<void> {
-    const index = await this.readIndex();
-    index[id] = version;
-    await this.writeIndex(index);
   }
 
   private async hasLocal(id: string): Promise<boolean> {
