@@ -5,10 +5,12 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeleteObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { Archive, type Revision } from '@backy/core';
 import { BACKY_BIN, skipWithoutCli } from '@backy/test-env/cli';
 import { rgwSkip } from '@backy/test-env/rgw';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { stringify } from 'yaml';
+import { s3StoreDriver } from '../src/index.js';
 import { lockWriter } from '../src/leases.js';
 import { S3Objects } from '../src/objects.js';
 import { credentialsEnv, s3Options, testBucket } from './fixture.js';
@@ -258,6 +260,34 @@ describe.skipIf(skip != null)('backy with an archive on S3 (Ceph RGW)', () => {
     expect(next.code, next.stderr).toBe(0);
     const newest = revisions(archive).at(-1)!.uuid;
     expect(await restoreSha(archive, newest)).toBe(sha(data));
+  });
+
+  it('an update from a stale copy (verify on one host) never brings back what another host forgot, nor undoes its tags', async () => {
+    const img = join(dir, 'vm7.img');
+    await writeFile(img, image(4 * MiB));
+    const archive = await initArchive('vm7', img, 'vm7/');
+    for (let i = 0; i < 2; i++) expect(backy(['-b', archive, 'backup', 'daily']).code).toBe(0);
+    const [gone, kept] = revisions(archive).map((r) => r.uuid) as [string, string];
+    // Host A has the archive open (as a long verify does) while host B forgets one revision and tags the other.
+    const hostB = join(dir, 'vm7-host-b');
+    await mkdir(hostB);
+    await writeFile(join(hostB, 'config'), await readFile(join(archive, 'config')));
+    const a = await Archive.open(archive, { stores: { s3: s3StoreDriver } });
+    expect(backy(['-b', hostB, 'forget', '-r', gone]).code).toBe(0);
+    expect(backy(['-b', hostB, 'tags', 'add', '-r', kept, 'manual:keep']).code).toBe(0);
+    const verified = (rev: Revision): Revision => ({ ...rev, trust: 'verified' });
+    expect(await a.updateRevision(gone, verified)).toBeNull();
+    const updated = await a.updateRevision(kept, verified);
+    expect(updated?.trust).toBe('verified');
+    expect(updated?.tags).toContain('manual:keep');
+    // What every host sees: the forgotten revision stays gone, the other has both changes.
+    const seen = revisions(hostB);
+    expect(seen.map((r) => r.uuid)).toEqual([kept]);
+    expect(await countObjects(`vm7/revisions/${gone}`)).toBe(0);
+    expect(seen[0]).toMatchObject({
+      trust: 'verified',
+      tags: expect.arrayContaining(['daily', 'manual:keep']),
+    });
   });
 
   it('says in one line what is wrong with the endpoint, the credentials and the bucket, and keeps what is stored', async () => {
