@@ -29,6 +29,8 @@ import type { S3Objects } from './objects.js';
 
 const HASH_RE = /^[0-9a-f]{64}$/;
 const DAMAGED_SUFFIX = '.damaged';
+/** `missing` of more hashes than this lists the store instead of asking for each. */
+const LIST_ABOVE = 32;
 /** Written at init: marks the prefix as a backy store and names the archive it belongs to. */
 const MARKER = 'backy-store.json';
 const REVISION_ID_RE = /^[0-9A-Za-z]{22}$/;
@@ -84,8 +86,18 @@ export class S3ChunkStore implements ChunkStore {
     return (await this.objects.head(this.chunkKey(hash), `looking for chunk ${hash}`)) != null;
   }
 
+  /**
+   * A few hashes: a HEAD each. Many (a parent's whole map): one listing of `chunks/`, a thousand keys a
+   * request, since a prefix holds one archive and its store is a few maps' worth of chunks; a HEAD per
+   * chunk would be the bulk of an incremental backup's time (measured: 2 × 256 for a 1 GiB image).
+   */
   async missing(hashes: Iterable<string>): Promise<string[]> {
     const all = [...hashes];
+    if (all.length > LIST_ABOVE) {
+      const stored = new Set<string>();
+      for await (const entry of this.entries()) if (entry.hash != null) stored.add(entry.hash);
+      return all.filter((h) => !stored.has(h));
+    }
     const present = await this.mapLimit(all, (h) => this.has(h));
     return all.filter((_, i) => !present[i]);
   }
