@@ -9,7 +9,6 @@ import { Archive, type Revision } from '@backy/core';
 import { BACKY_BIN, skipWithoutCli } from '@backy/test-env/cli';
 import { rgwSkip } from '@backy/test-env/rgw';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { stringify } from 'yaml';
 import { s3StoreDriver } from '../src/index.js';
 import { lockWriter } from '../src/leases.js';
 import { S3Objects } from '../src/objects.js';
@@ -206,7 +205,6 @@ describe.skipIf(skip != null)('backy with an archive on S3 (Ceph RGW)', () => {
     const archive = await initArchive('vm3', img, 'vm3/');
     expect(backy(['-b', archive, 'backup', 'daily']).code).toBe(0);
     const sums = new Map<string, string>([[revisions(archive)[0]!.uuid, sha(await readFile(img))]]);
-    let refused = 0;
     for (let round = 0; round < 4; round++) {
       await writeAt(img, (round % 3) * 4 * MiB + 999, randomBytes(2 * MiB));
       const current = sha(await readFile(img));
@@ -224,14 +222,12 @@ describe.skipIf(skip != null)('backy with an archive on S3 (Ceph RGW)', () => {
       // Purge and a backup never run at once: one of them waits (purge) or is refused (the backup).
       if (rb.code === 69) {
         expect(rb.stderr).toMatch(/is being purged by host/);
-        refused++;
         expect(backy(['-b', archive, 'backup', 'daily']).code).toBe(0);
       } else expect(rb.code, rb.stderr).toBe(0);
       const added = revisions(archive).filter((r) => !before.has(r.uuid));
       expect(added).toHaveLength(1);
       sums.set(added[0]!.uuid, current);
     }
-    expect(refused).toBeLessThan(4);
     for (const [id, hash] of sums) expect(await restoreSha(archive, id)).toBe(hash);
     expect(backy(['-b', archive, 'verify', '-r', 'all']).code).toBe(0);
   });
