@@ -186,11 +186,13 @@ export async function main(
       process.on('SIGTERM', onSignal);
     }
     let archive: Archive | null = null;
+    const progress = createProgressBar(stderr);
     const ensureLogger = (file: string | null): Logger => {
       logging ??= createLogger({
         file: global.logfile ?? file,
         verbose: global.verbose,
         stderr,
+        progress,
       });
       return logging.logger;
     };
@@ -208,13 +210,13 @@ export async function main(
         return archive;
       },
       logger: () => ensureLogger(archive?.logPath ?? null),
-      progress: createProgressBar(stderr),
+      progress,
       signal: controller.signal,
       note: (line: string) => {
-        stderr.write(`${line}\n`);
+        progress.around(() => stderr.write(`${line}\n`));
       },
       warn: (line: string) => {
-        stderr.write(`backy: warning: ${line}\n`);
+        progress.around(() => stderr.write(`backy: warning: ${line}\n`));
       },
       stdout,
       stderr,
@@ -271,13 +273,13 @@ function reportError(
 ): number {
   if (error instanceof BackyError) {
     stderr.write(`backy: error: ${error.message}\n`);
-    logging?.logger.error({ err: error, code: error.code }, error.message);
+    logging?.recordFailure(error, { code: error.code }, error.message);
     return EXIT_CODES[error.code] ?? 1;
   }
   // Not ours: a bug. Say so in one line and keep the details in the log (and on stderr with -v).
   const message = error instanceof Error ? error.message : String(error);
   stderr.write(`backy: internal error: ${message}\n`);
-  logging?.logger.error({ err: error }, 'internal error');
+  logging?.recordFailure(error, {}, 'internal error');
   if (process.env.BACKY_DEBUG) stderr.write(`${(error as Error)?.stack ?? ''}\n`);
   return 1;
 }

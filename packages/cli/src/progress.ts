@@ -3,39 +3,111 @@ import { formatBytes } from '@backy/core';
 export interface ProgressBar {
   update(phase: string, done: number, total: number): void;
   finish(): void;
+  /**
+   * Runs `write`, which writes whole lines to the bar's terminal, with the bar taken off its line, and
+   * draws the bar again below them: a log line never lands on the bar's line.
+   */
+  around(write: () => void): void;
 }
 
-const NOOP: ProgressBar = { update() {}, finish() {} };
+export interface ProgressBarOptions {
+  /** No bar at all (`--quiet`). Default false. */
+  quiet?: boolean;
+}
 
-/** A one-line progress bar on a terminal's stderr; nothing when stderr is not a terminal. */
-export function createProgressBar(stream: NodeJS.WriteStream = process.stderr): ProgressBar {
-  if (!stream.isTTY) return NOOP;
+/** What the bar draws on: a terminal's stderr (tests hand in a stand-in). */
+export interface ProgressStream {
+  isTTY?: boolean;
+  /** The terminal's width; 0 or missing when it cannot tell (then 80 is assumed). */
+  columns?: number;
+  write(text: string): unknown;
+}
+
+/** The width assumed when the terminal does not report one. */
+const FALLBACK_COLUMNS = 80;
+/** The bar's widest and narrowest `[###---]` part; narrower than the minimum, it is left out. */
+const BAR_WIDTH = 30;
+const MIN_BAR_WIDTH = 10;
+
+const NOOP: ProgressBar = {
+  update() {},
+  finish() {},
+  around(write) {
+    write();
+  },
+};
+
+/**
+ * A one-line progress bar on a terminal's stderr; nothing when stderr is not a terminal or with `quiet`.
+ * It uses no colours (so NO_COLOR has nothing to turn off), only `\r` and erase-line to redraw.
+ */
+export function createProgressBar(
+  stream: ProgressStream = process.stderr,
+  options: ProgressBarOptions = {},
+): ProgressBar {
+  if (!stream.isTTY || options.quiet === true) return NOOP;
   const started = Date.now();
   let last = 0;
-  let shown = false;
+  /** The bar as last drawn, or null when it is not on the screen. */
+  let drawn: string | null = null;
   return {
     update(phase, done, total) {
       const now = Date.now();
       const complete = total > 0 && done >= total;
       if (now - last < 100 && !complete) return;
       last = now;
-      const width = 30;
       const rate = done / Math.max(0.001, (now - started) / 1000);
-      let line: string;
-      if (total > 0) {
-        const fraction = Math.min(1, done / total);
-        const filled = Math.round(fraction * width);
-        line = `${phase.padEnd(8)} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}% ${formatBytes(done)} / ${formatBytes(total)}  ${formatBytes(rate)}/s`;
-      } else {
-        // The source does not know the total yet (a diff stream): bytes and rate, no bar.
-        line = `${phase.padEnd(8)} ${formatBytes(done)}  ${formatBytes(rate)}/s`;
-      }
-      stream.write(`\r${line.slice(0, (stream.columns ?? 100) - 1)}\x1b[K`);
-      shown = true;
+      drawn = `\r${progressLine(phase, done, total, rate, stream.columns)}\x1b[K`;
+      stream.write(drawn);
     },
     finish() {
-      if (shown) stream.write('\r\x1b[K');
-      shown = false;
+      if (drawn != null) stream.write('\r\x1b[K');
+      drawn = null;
+    },
+    around(write) {
+      if (drawn == null) {
+        write();
+        return;
+      }
+      const bar = drawn;
+      stream.write('\r\x1b[K');
+      try {
+        write();
+      } finally {
+        stream.write(bar);
+      }
     },
   };
+}
+
+/**
+ * The bar's text for a terminal `columns` wide (80 when unknown), one column short of it so that it
+ * never wraps: `backup   [#####-----]  50% 8.0 MiB / 16.0 MiB  4.0 MiB/s`. Without a total (a diff
+ * stream of unknown length) only bytes and the rate.
+ */
+export function progressLine(
+  phase: string,
+  done: number,
+  total: number,
+  rate: number,
+  columns: number | undefined,
+): string {
+  const room = Math.max(1, (columns != null && columns > 0 ? columns : FALLBACK_COLUMNS) - 1);
+  const head = phase.padEnd(8);
+  const speed = `${formatBytes(Math.round(rate))}/s`;
+  let line: string;
+  if (total > 0) {
+    const fraction = Math.min(1, done / total);
+    const tail = `${(fraction * 100).toFixed(0).padStart(3)}% ${formatBytes(done)} / ${formatBytes(total)}  ${speed}`;
+    const width = Math.min(BAR_WIDTH, room - head.length - tail.length - 4);
+    if (width >= MIN_BAR_WIDTH) {
+      const filled = Math.round(fraction * width);
+      line = `${head} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${tail}`;
+    } else {
+      line = `${head} ${tail}`;
+    }
+  } else {
+    line = `${head} ${formatBytes(done)}  ${speed}`;
+  }
+  return line.slice(0, room);
 }

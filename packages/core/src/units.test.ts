@@ -30,6 +30,9 @@ describe('sizes', () => {
   it('formats and parses binary units', () => {
     expect(formatBytes(0)).toBe('0 B');
     expect(formatBytes(4 * 1024 * 1024)).toBe('4.0 MiB');
+    // A rate below a byte a second, as a verification of a few chunks shows at first: whole bytes.
+    expect(formatBytes(0.5773672055427251)).toBe('1 B');
+    expect(formatBytes(1023.4)).toBe('1023 B');
     expect(parseBytes('4M')).toBe(4 * 1024 * 1024);
     expect(parseBytes('1GiB')).toBe(1024 ** 3);
     expect(parseBytes('12')).toBe(12);

@@ -33,7 +33,8 @@ const SIZE_UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
 
 /**
  * Formats a byte count with binary units: `0 B`, `4.0 MiB`, `1.2 GiB`. `style: 'backy2'` is how backy
- * 2.x's status printed sizes: two decimals and `kiB` (`511.99 kiB`, `60.00 GiB`).
+ * 2.x's status printed sizes: two decimals and `kiB` (`511.99 kiB`, `60.00 GiB`). Bytes are whole:
+ * a rate of 0.57 bytes a second is `1 B`.
  */
 export function formatBytes(bytes: number, style: 'short' | 'backy2' = 'short'): string {
   let value = bytes;
@@ -42,7 +43,7 @@ export function formatBytes(bytes: number, style: 'short' | 'backy2' = 'short'):
     value /= 1024;
     unit++;
   }
-  if (unit === 0) return `${value} B`;
+  if (unit === 0) return `${Math.round(value)} B`;
   return style === 'backy2'
     ? `${value.toFixed(2)} ${unit === 1 ? 'kiB' : SIZE_UNITS[unit]}`
     : `${value.toFixed(1)} ${SIZE_UNITS[unit]}`;

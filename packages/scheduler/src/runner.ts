@@ -39,6 +39,11 @@ export interface ChildProcessRunnerOptions {
   killGraceMs?: number;
   /** Environment of the children (default: the daemon's). */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Runs `backy -v`: the jobs' `backy.log` get debug lines, as the daemon's own log does with -v
+   * (default false: info and up, as a `backy` by hand writes).
+   */
+  verbose?: boolean;
 }
 
 const STDERR_TAIL = 4096;
@@ -51,12 +56,14 @@ export class ChildProcessRunner implements JobRunner {
   readonly command: readonly string[];
   private readonly killGraceMs: number;
   private readonly env: NodeJS.ProcessEnv | undefined;
+  private readonly verbose: boolean;
 
   constructor(options: ChildProcessRunnerOptions) {
     if (options.command.length === 0) throw new TypeError('ChildProcessRunner needs a command');
     this.command = options.command;
     this.killGraceMs = options.killGraceMs ?? 20_000;
     this.env = options.env;
+    this.verbose = options.verbose ?? false;
   }
 
   backup(request: JobRequest & { tags: string[] }): Promise<RunResult> {
@@ -87,7 +94,8 @@ export class ChildProcessRunner implements JobRunner {
   }
 
   private backy(request: JobRequest, args: string[]): Promise<RunResult> {
-    return runProcess([...this.command, '-b', request.dir, ...args], {
+    const verbose = this.verbose ? ['-v'] : [];
+    return runProcess([...this.command, ...verbose, '-b', request.dir, ...args], {
       signal: request.signal,
       killGraceMs: this.killGraceMs,
       env: this.env,

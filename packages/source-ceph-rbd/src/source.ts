@@ -45,6 +45,7 @@ export interface MakeSnapshotArgs {
   pool: string;
   image: string;
   snapshot: string;
+  /** The backup's logger, bound to `image` and `snapshot` already (binding them again repeats the keys). */
   logger: Logger;
   signal: AbortSignal;
 }
@@ -215,7 +216,10 @@ export function createRbdSource(
     const total = reader.chunkCount;
     const info = await rbd.info(pool, image, snapshot, signal);
     if (info.size !== reader.size) {
-      log.error({ snapshot: info.size, revision: reader.size }, 'snapshot size differs from the revision');
+      log.error(
+        { snapshot_size: info.size, revision_size: reader.size },
+        'snapshot size differs from the revision',
+      );
       return { method: 'partial', chunks_checked: 0, chunks_total: total, ok: false, mismatches: [] };
     }
     if (total === 0) return { method: 'full', chunks_checked: 0, chunks_total: 0, ok: true, mismatches: [] };
@@ -224,12 +228,16 @@ export function createRbdSource(
     const sample = sampleIndexes(total, wanted);
     const mismatches: number[] = [];
     let checked = 0;
+    // Progress in bytes, as the contract says (not chunks: the bar would show `1 B / 1 B`).
+    const sampleBytes = sample.reduce((sum, index) => sum + reader.chunkLength(index), 0);
+    let checkedBytes = 0;
     const overBudget = () => checked > 0 && Date.now() - started > ctx.budgetMs;
     const check = async (index: number, data: Buffer) => {
       const ok = await ctx.checkChunk(index, data);
       if (!ok) mismatches.push(index);
       checked++;
-      ctx.progress(checked, sample.length);
+      checkedBytes += reader.chunkLength(index);
+      ctx.progress(checkedBytes, sampleBytes);
     };
 
     let pending = sample;

@@ -45,6 +45,7 @@ export interface SnapshotRequestOptions {
   exists(signal: AbortSignal): Promise<boolean>;
   /** Creates the snapshot directly (no freeze). */
   createDirect(signal: AbortSignal): Promise<void>;
+  /** Bound to the snapshot's name already (as the RBD source's backup logger is): lines add only `vm`. */
   logger: Logger;
   signal?: AbortSignal;
   /** First and longest pause between checks for the snapshot (defaults 250 ms and 2 s). */
@@ -97,7 +98,7 @@ export async function requestConsistentSnapshot(options: SnapshotRequestOptions)
   const { consul, vm, snapshot, logger } = options;
   const signal = options.signal ?? new AbortController().signal;
   const poll = options.pollMs ?? { first: 250, max: 2000 };
-  const log = logger.child({ vm, snapshot });
+  const log = logger.child({ vm });
   const started = Date.now();
   const deadline = started + options.timeoutMs;
   const timeLeft = () => Math.max(500, Math.min(consul.timeoutMs, deadline - Date.now()));

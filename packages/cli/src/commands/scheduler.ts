@@ -49,7 +49,7 @@ function daemonLogger(
     });
     return { logger: pino({ level, base: { pid: process.pid } }, logFile.stream), logFile };
   }
-  if (stderr.isTTY) return { logger: pino({ level }, terminalStream(stderr)), logFile: null };
+  if (stderr.isTTY) return { logger: pino({ level }, terminalStream(stderr, { verbose })), logFile: null };
   return { logger: pino({ level, base: { pid: process.pid } }, stderr), logFile: null };
 }
 
@@ -95,11 +95,12 @@ export const schedulerCommand: Command = {
       scheduler = await Scheduler.start({
         configPath,
         logger,
-        runner: new ChildProcessRunner({ command: backyCommand() }),
+        runner: new ChildProcessRunner({ command: backyCommand(), verbose: ctx.global.verbose }),
         signal: controller.signal,
         validate: validateJobSources,
       });
-      logger.info({ version, pid: process.pid }, 'backy scheduler running');
+      // The base already names the pid (a second `pid` key would be a duplicate in the record).
+      logger.info({ version }, 'backy scheduler running');
       const g = scheduler.config.config.global;
       const s = scheduler;
       try {

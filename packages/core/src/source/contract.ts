@@ -46,6 +46,7 @@ export interface VerifyContext {
   checkChunk(index: number, data: Buffer): Promise<boolean>;
   /** Milliseconds the verification may take; a source samples to stay within it. */
   readonly budgetMs: number;
+  /** Reports progress in bytes of the image checked so far, of `total` bytes to check (e.g. a sample). */
   progress(done: number, total: number): void;
   /**
    * A buffer of `length` bytes (uninitialised) to read the source's chunk into; hand it back with

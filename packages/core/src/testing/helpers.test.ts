@@ -2,7 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { captureLogger, tempArchive, tempDir, vmLikeData, vmRegionKind, writeVmImage } from './helpers.js';
+import { captureLogger, duplicateKeys, tempArchive, tempDir, vmLikeData, vmRegionKind, writeVmImage } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -18,6 +18,18 @@ describe('test helpers', () => {
       [50, 'broken'],
     ]);
     expect(log.warnings()).toMatchObject([{ msg: 'careful', job: 'a', n: 1 }]);
+  });
+
+  it('duplicateKeys finds a key repeated in one object, at any depth, and nothing else', () => {
+    expect(duplicateKeys('{"pid":1,"snapshot":"a","pid":2}')).toEqual(['pid']);
+    expect(
+      duplicateKeys('{"a":{"x":1,"y":[{"k":"\\"},\\\\","k":2}],"x":3},"b":[],"c":{},"d":"a\\"b","x":null}'),
+    ).toEqual(['a.y[0].k', 'a.x']);
+    expect(duplicateKeys('{"level":30,"msg":"x","a":{"msg":"y"},"list":[1,true,null,-2.5e3]}')).toEqual([]);
+    const log = captureLogger();
+    log.logger.child({ snapshot: 's' }).info({ snapshot: 't' }, 'repeated');
+    expect(log.raw.flatMap(duplicateKeys)).toEqual(['snapshot']);
+    expect(() => duplicateKeys('{"a":')).toThrow();
   });
 
   it('tempArchive makes an archive in a directory of its own and removes it all', async () => {

@@ -26,6 +26,8 @@ export interface CapturedLog {
   logger: Logger;
   /** Every line logged so far, parsed. */
   lines: LogLine[];
+  /** The same lines as written (`JSON.parse` hides a key that a record repeats: see `duplicateKeys`). */
+  raw: string[];
   /** The lines at `warn` level (errors not included). */
   warnings(): LogLine[];
 }
@@ -33,16 +35,72 @@ export interface CapturedLog {
 /** A pino logger that keeps its lines in memory, parsed; `BACKY_TEST_LOG=1` echoes them to stderr. */
 export function captureLogger(): CapturedLog {
   const lines: LogLine[] = [];
+  const raw: string[] = [];
   const logger = pino(
     { level: 'debug' },
     {
       write(line: string) {
+        raw.push(line);
         lines.push(JSON.parse(line) as LogLine);
         if (process.env.BACKY_TEST_LOG) process.stderr.write(line);
       },
     },
   );
-  return { logger, lines, warnings: () => lines.filter((l) => l.level === 40) };
+  return { logger, lines, raw, warnings: () => lines.filter((l) => l.level === 40) };
+}
+
+/**
+ * The keys that occur more than once in one object of a JSON text, as paths (`snapshot`, `err.code`,
+ * `list[2].name`). `JSON.parse` keeps the last of them silently; a log record with a key twice (a child
+ * logger binding what its parent already bound) reads differently in every tool. Throws on malformed
+ * JSON.
+ */
+export function duplicateKeys(json: string): string[] {
+  JSON.parse(json);
+  const found: string[] = [];
+  let i = 0;
+  const space = () => {
+    while (i < json.length && ' \t\r\n'.includes(json[i]!)) i++;
+  };
+  const string = (): string => {
+    const start = i++;
+    while (json[i] !== '"') i += json[i] === '\\' ? 2 : 1;
+    i++;
+    return JSON.parse(json.slice(start, i)) as string;
+  };
+  const value = (path: string): void => {
+    space();
+    const c = json[i];
+    if (c === '{' || c === '[') {
+      const close = c === '{' ? '}' : ']';
+      const keys = new Set<string>();
+      i++;
+      space();
+      if (json[i] === close) {
+        i++;
+        return;
+      }
+      for (let n = 0; ; n++) {
+        let at = `${path}[${n}]`;
+        if (c === '{') {
+          space();
+          const key = string();
+          at = path === '' ? key : `${path}.${key}`;
+          if (keys.has(key)) found.push(at);
+          keys.add(key);
+          space();
+          i++; // the colon
+        }
+        value(at);
+        space();
+        if (json[i++] === close) return;
+      }
+    }
+    if (c === '"') string();
+    else while (i < json.length && !',]} \t\r\n'.includes(json[i]!)) i++;
+  };
+  value('');
+  return found;
 }
 
 export interface TempDir {
