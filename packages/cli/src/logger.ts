@@ -121,6 +121,8 @@ export function terminalStream(
     translateTime: 'SYS:HH:MM:ss',
     ignore: 'pid,hostname',
     singleLine: true,
+    // Else pino-pretty gives `err` lines of its own, even as a string (with -v: the stack).
+    ...(options.verbose ? {} : { errorLikeObjectKeys: [] }),
   });
   const write = (text: string) => {
     if (options.progress == null) stderr.write(text);
@@ -136,7 +138,7 @@ export function terminalStream(
         return;
       }
       if (!options.verbose) {
-        // pino-pretty prints an error's stack over many lines whatever singleLine says.
+        // An error is its message on the record's line: its stack is the log file's.
         for (const key of ['err', 'error']) {
           const value = record[key] as { message?: unknown } | null | undefined;
           if (typeof value === 'object' && typeof value?.message === 'string') record[key] = value.message;

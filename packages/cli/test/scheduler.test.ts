@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmod, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
+import { duplicateKeys } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { BIN, backy, skipWithout, tempDir } from './helpers.js';
@@ -223,6 +224,14 @@ describe('backy scheduler and backy check', () => {
     );
     expect(Array.isArray(cb) && cb.length >= 1 && cb[0].uuid != null).toBe(true);
     expect(await logText()).toContain('"msg":"scheduler started"');
+    // No record names a key twice (`pid` was: the base and the start line both bound it).
+    for (const log of [logPath, join(base, 'a', 'backy.log')]) {
+      const lines = (await logText(log)).split('\n').filter((l) => l !== '');
+      expect(lines.length).toBeGreaterThan(0);
+      expect(lines.flatMap(duplicateKeys)).toEqual([]);
+    }
+    // The jobs' logs at info, as the daemon's own without -v.
+    expect(await logText(join(base, 'a', 'backy.log'))).not.toContain('"level":20');
   });
 
   it('refuses a second daemon on the same base dir with status 69', () => {

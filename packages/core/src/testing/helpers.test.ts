@@ -2,7 +2,15 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { captureLogger, duplicateKeys, tempArchive, tempDir, vmLikeData, vmRegionKind, writeVmImage } from './helpers.js';
+import {
+  captureLogger,
+  duplicateKeys,
+  tempArchive,
+  tempDir,
+  vmLikeData,
+  vmRegionKind,
+  writeVmImage,
+} from './helpers.js';
 
 const MiB = 1024 * 1024;
 
