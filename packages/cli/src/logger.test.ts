@@ -101,7 +101,7 @@ describe('createLogger', () => {
     logging.logger.child({ revision: 'r' }).error({ err: logged }, 'backup failed; no revision was created');
     // The CLI's record of it: the error itself, or one that wraps it.
     logging.recordFailure(logged, { code: logged.code }, logged.message);
-    const wrapper = new BackyError('IO_ERROR', 'gave up', { cause: logged });
+    const wrapper = new BackyError('IO', 'gave up', { cause: logged });
     logging.recordFailure(wrapper, { code: wrapper.code }, wrapper.message);
     // An error nobody logged yet keeps its stack.
     const fresh = new BackyError('LOCKED', 'archive is locked');
@@ -118,7 +118,7 @@ describe('createLogger', () => {
     expect(lines.map((l) => JSON.parse(l).code)).toEqual([
       undefined,
       'SOURCE_UNAVAILABLE',
-      'IO_ERROR',
+      'IO',
       'LOCKED',
     ]);
     expect(lines.flatMap(duplicateKeys)).toEqual([]);

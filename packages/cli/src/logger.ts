@@ -3,6 +3,12 @@ import pino, { type DestinationStream, type Logger, type StreamEntry } from 'pin
 import { prettyFactory } from 'pino-pretty';
 import type { ProgressBar } from './progress.js';
 
+/** Where the CLI's readable lines go: its stderr (tests hand in a stand-in). */
+export interface LogStream {
+  isTTY?: boolean;
+  write(text: string): unknown;
+}
+
 export interface LoggerOptions {
   /** Log file (JSON lines); none when null. */
   file: string | null;
@@ -10,7 +16,7 @@ export interface LoggerOptions {
   /** Only warnings and errors on the terminal (`--quiet`); the log file keeps its level. Default false. */
   quiet?: boolean;
   /** Where readable lines go when it is a terminal (and JSON lines with -v when it is not). */
-  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  stderr: LogStream;
   /** The progress bar on the same terminal: log lines are written around it. Default none. */
   progress?: ProgressBar;
   /** Where NO_COLOR is read (default `process.env`). */
@@ -113,7 +119,7 @@ export interface TerminalStreamOptions {
  * file), in colour unless NO_COLOR is set.
  */
 export function terminalStream(
-  stderr: NodeJS.WritableStream,
+  stderr: LogStream,
   options: TerminalStreamOptions = {},
 ): DestinationStream {
   const format = prettyFactory({
