@@ -115,12 +115,7 @@ describe('createLogger', () => {
       'archive is locked',
     ]);
     expect(lines.map((l) => l.includes('"stack"'))).toEqual([true, false, false, true]);
-    expect(lines.map((l) => JSON.parse(l).code)).toEqual([
-      undefined,
-      'SOURCE_UNAVAILABLE',
-      'IO',
-      'LOCKED',
-    ]);
+    expect(lines.map((l) => JSON.parse(l).code)).toEqual([undefined, 'SOURCE_UNAVAILABLE', 'IO', 'LOCKED']);
     expect(lines.flatMap(duplicateKeys)).toEqual([]);
     // The terminal had the first record only: the CLI prints its own line for the failure.
     expect(tty.text().trim().split('\n')).toHaveLength(1);

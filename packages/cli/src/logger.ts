@@ -118,10 +118,7 @@ export interface TerminalStreamOptions {
  * INFO: backup completed {"revision":"…","size":…}`, an error as its message (its stack is in the log
  * file), in colour unless NO_COLOR is set.
  */
-export function terminalStream(
-  stderr: LogStream,
-  options: TerminalStreamOptions = {},
-): DestinationStream {
+export function terminalStream(stderr: LogStream, options: TerminalStreamOptions = {}): DestinationStream {
   const format = prettyFactory({
     colorize: colorsWanted(options.env),
     translateTime: 'SYS:HH:MM:ss',
