@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type Archive, isBackyError, type Revision, restoreToPath, runBackup } from '@backy/core';
-import { captureLogger, type LogLine, verifyContextFor } from '@backy/core/testing';
+import { captureLogger, duplicateKeys, type LogLine, verifyContextFor } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import rbdSource, { createRbdSource, type RbdSourceHooks } from '../src/index.js';
 import { CHUNK, ceph, conf, logger, MiB, POOL, rbdArchive, skipReason, uniqueImage } from './helpers.js';
@@ -197,6 +197,27 @@ suite('ceph-rbd source against a real cluster', () => {
       expect(result.chunks_checked).toBeGreaterThanOrEqual(1);
       expect(result.chunks_checked).toBeLessThanOrEqual(verifyReader === 'export' ? 1 : 3);
     }
+  });
+
+  it('reports verification progress in bytes of the sampled chunks; log records name no key twice', async () => {
+    const { logger: log, raw } = captureLogger();
+    const seen: { phase: string; done: number; total: number }[] = [];
+    const rev = await runBackup(archive, source({ verifyFraction: 0.5, verifyReader: 'export' }, {}, log), {
+      tags: ['test'],
+      force: true,
+      logger: log,
+      onProgress: (p) => seen.push(p),
+    });
+    const checked = rev.verification!.chunks_checked;
+    const verify = seen.filter((p) => p.phase === 'verify');
+    expect(verify).toHaveLength(checked);
+    const last = verify.at(-1)!;
+    expect(last.done).toBe(last.total);
+    // Bytes, not chunks: more than all but one whole chunk, at most every chunk whole.
+    expect(last.total).toBeGreaterThan((checked - 1) * CHUNK);
+    expect(last.total).toBeLessThanOrEqual(checked * CHUNK);
+    expect(raw.length).toBeGreaterThan(0);
+    expect(raw.flatMap(duplicateKeys)).toEqual([]);
   });
 
   it('distrusts a revision whose chunks differ from the snapshot; the next backup is full', async () => {

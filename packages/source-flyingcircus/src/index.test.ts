@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Archive, type Revision, restoreToPath, runBackup } from '@backy/core';
-import { captureLogger, vmLikeData } from '@backy/core/testing';
+import { captureLogger, duplicateKeys, vmLikeData } from '@backy/core/testing';
 import { TEST_POOL } from '@backy/test-env/ceph';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { consulHttp, createToken } from '../test/consul-agent.js';
@@ -163,8 +163,11 @@ describe.skipIf(backendSkip != null)(
       });
       // As the real agent would, the stand-in acts on it.
       await agent.waitFor((e) => e.type === 'created' && e.snapshot === 'backy-CRASHEDRUN');
-      const { rev, handshakeWarnings } = await backup();
+      const { rev, handshakeWarnings, log } = await backup();
       const snapshot = `backy-${rev.uuid}`;
+      // The handshake's lines add `vm` to the backup's bindings; `snapshot` they have once.
+      expect(log.raw.flatMap(duplicateKeys)).toEqual([]);
+      expect(log.lines.some((l) => l.vm === vm && l.snapshot === snapshot)).toBe(true);
       expect(rev.parent).toBeNull();
       expect(rev.trust).toBe('trusted');
       expect(rev.verification?.ok).toBe(true);
