@@ -1,5 +1,5 @@
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { terminalStream } from './logger.js';
 import { createProgressBar, progressLine } from './progress.js';
 
@@ -88,6 +88,25 @@ describe('progress bar', () => {
     const line = progressLine('verify', 8 * MiB, 12 * MiB, 0.5773672055427251, 100);
     expect(line).toBe(`verify   [${'#'.repeat(20)}${'-'.repeat(10)}]  67% 8.0 MiB / 12.0 MiB  1 B/s`);
     expect(progressLine('backup', 1536, 0, 1536.4, 100)).toBe('backup   1.5 KiB  1.5 KiB/s');
+  });
+
+  it('shows the rate of the current phase', () => {
+    vi.useFakeTimers({ now: 1_000_000, toFake: ['Date'] });
+    try {
+      const term = fakeTerminal(100);
+      const bar = createProgressBar(term);
+      vi.advanceTimersByTime(8000);
+      bar.update('backup', 16 * MiB, 16 * MiB);
+      expect(term.screen()[0]).toMatch(/ 2\.0 MiB\/s$/);
+      // A verification that starts 10 s later and checks 3 MiB in 2 s: 1.5 MiB/s, not 3 MiB in 20 s.
+      vi.advanceTimersByTime(10_000);
+      bar.update('verify', 0, 4 * MiB);
+      vi.advanceTimersByTime(2000);
+      bar.update('verify', 3 * MiB, 4 * MiB);
+      expect(term.screen()[0]).toMatch(/^verify .* 3\.0 MiB \/ 4\.0 MiB {2}1\.5 MiB\/s$/);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('draws nothing with quiet or off a terminal, and never in colour', () => {

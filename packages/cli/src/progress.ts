@@ -46,13 +46,20 @@ export function createProgressBar(
   options: ProgressBarOptions = {},
 ): ProgressBar {
   if (!stream.isTTY || options.quiet === true) return NOOP;
-  const started = Date.now();
+  // The rate is of the current phase: a verification after a backup starts its own clock.
+  let started = Date.now();
+  let current: string | null = null;
   let last = 0;
   /** The bar as last drawn, or null when it is not on the screen. */
   let drawn: string | null = null;
   return {
     update(phase, done, total) {
       const now = Date.now();
+      if (phase !== current) {
+        if (current != null) started = now;
+        current = phase;
+        last = 0;
+      }
       const complete = total > 0 && done >= total;
       if (now - last < 100 && !complete) return;
       last = now;
