@@ -94,5 +94,14 @@ describe('ChildProcessRunner', () => {
     const cb = await runner.callback({ job: 'j', dir, signal: never, program: 'sh', input: '' });
     expect(cb.ok).toBe(false); // `sh j` looks for a script named j in the job directory: proof of argv and cwd
     expect(cb.stderr).toMatch(/j/);
+    // A daemon run with -v runs its jobs with -v: their backy.log gets debug lines as its own log does.
+    const verbose = new ChildProcessRunner({
+      command: ['sh', '-c', `printf '%s\\n' "$@" > ${argsFile}`, 'backy'],
+      verbose: true,
+    });
+    await verbose.backup({ job: 'j', dir, tags: ['daily'], signal: never });
+    expect((await readFile(argsFile, 'utf8')).trim().split('\n')).toEqual([
+      ...['-v', '-b', dir, '-l', log, 'backup', 'daily'],
+    ]);
   });
 });
