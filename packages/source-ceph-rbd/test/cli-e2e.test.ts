@@ -4,9 +4,10 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { duplicateKeys } from '@backy/core/testing';
 import { runTool } from '@backy/test-env/ceph';
 import { BACKY_BIN, skipWithoutCli } from '@backy/test-env/cli';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -65,5 +66,21 @@ suite('backy CLI with a ceph-rbd archive', () => {
     const expected = await ceph.exportImage(`${image}@backy-${id}`);
     expect(restored.length).toBe(20 * MiB + 4096);
     expect(restored.equals(expected)).toBe(true);
+  });
+
+  it('logs info to backy.log by default and each rbd command at debug with -v, no key twice', async () => {
+    const records = async () => {
+      const lines = (await readFile(join(dir, 'backy.log'), 'utf8')).split('\n').filter((l) => l !== '');
+      expect(lines.flatMap(duplicateKeys)).toEqual([]);
+      return lines.map((l) => JSON.parse(l) as { level: number; msg: string; argv?: string[] });
+    };
+    // The backups of the test above, without -v.
+    const before = await records();
+    expect(before.filter((r) => r.msg === 'backup completed')).toHaveLength(2);
+    expect(before.filter((r) => r.level < 30)).toEqual([]);
+    await runTool(process.execPath, [BACKY_BIN, '-v', '-b', dir, 'backup', '-f', 'third']);
+    const rbd = (await records()).slice(before.length).filter((r) => r.msg === 'running rbd');
+    expect(rbd.length).toBeGreaterThan(0);
+    expect(rbd.every((r) => r.level === 20 && r.argv?.[0] === 'rbd')).toBe(true);
   });
 });
