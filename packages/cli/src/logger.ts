@@ -29,8 +29,8 @@ export interface CliLogging {
   destinations: DestinationStream[];
   /**
    * Records the error that ends the command, in the log file only (the terminal has the CLI's one line
-   * for it; with -v stderr gets the record too). With its stack unless a record already carried this error (or one it was caused by):
-   * one stack trace per failure.
+   * for it; with -v stderr gets the record too). With its stack, unless a record already carried this
+   * error or one it was caused by: one stack trace per failure.
    */
   recordFailure(error: unknown, fields: Record<string, unknown>, message: string): void;
 }
