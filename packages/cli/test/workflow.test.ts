@@ -145,6 +145,16 @@ describe('on a terminal', () => {
         const quiet = backy(['-b', a, 'backup', 'daily']);
         expect(quiet.stderr).toBe('');
         expect(quiet.stdout.trim().split('\n')).toHaveLength(1);
+        // NO_COLOR (no-color.org): the same lines without colour codes, each record on one line.
+        const plain = spawnSync(
+          'script',
+          ['-qec', `${process.execPath} ${BIN} -b ${a} backup daily`, '/dev/null'],
+          { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } },
+        );
+        expect(plain.status).toBe(0);
+        expect(plain.stdout).toMatch(/\] INFO: backup completed \{"revision":"[^"]+","stats":\{.*\}\r?\n/);
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: finding colour codes is the point
+        expect(plain.stdout).not.toMatch(/\x1b\[[0-9;]*m/);
       } finally {
         await term.cleanup();
       }
