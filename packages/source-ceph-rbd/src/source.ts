@@ -2,9 +2,11 @@ import {
   type BackupContext,
   type BackupSource,
   BackyError,
+  DEFAULT_SAMPLE_SHARE,
   isBackyError,
   type RevisionReader,
   type SourceEnvironment,
+  sampleIndexes,
   type VerificationResult,
   type VerifyContext,
 } from '@backy/core/source';
@@ -76,21 +78,8 @@ const defaultMakeSnapshot = async ({ rbd, pool, image, snapshot, signal }: MakeS
 /** qemu-img processes reading sampled chunks at once. */
 const QEMU_CONCURRENCY = 3;
 
-/** Picks `count` distinct random indexes below `total`, ascending. */
-export function sampleIndexes(total: number, count: number, random: () => number = Math.random): number[] {
-  const n = Math.min(total, count);
-  if (n * 2 > total) {
-    const all = Array.from({ length: total }, (_, i) => i);
-    for (let i = 0; i < n; i++) {
-      const j = i + Math.floor(random() * (total - i));
-      [all[i], all[j]] = [all[j]!, all[i]!];
-    }
-    return all.slice(0, n).sort((a, b) => a - b);
-  }
-  const picked = new Set<number>();
-  while (picked.size < n) picked.add(Math.floor(random() * total));
-  return [...picked].sort((a, b) => a - b);
-}
+// Re-exported: the Ceph tests pin down the sample's properties here.
+export { sampleIndexes };
 
 /**
  * The Ceph RBD source: snapshots the image, applies `rbd export-diff` against the parent's snapshot to the
@@ -112,7 +101,7 @@ export function createRbdSource(
     logger: env.logger,
   });
   const makeSnapshot = hooks.makeSnapshot ?? defaultMakeSnapshot;
-  const verifyFraction = hooks.verifyFraction ?? 0.01;
+  const verifyFraction = hooks.verifyFraction ?? DEFAULT_SAMPLE_SHARE;
   const runs = new Map<string, RunState>();
 
   /** Decides whether the backup can be a diff against the parent's snapshot, and says why not. */
