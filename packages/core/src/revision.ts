@@ -23,6 +23,8 @@ export type RevisionStats = z.infer<typeof revisionStatsSchema>;
 export const verificationSchema = z.object({
   /** `full`: every chunk compared with the source; `partial`: a random sample; `none`: not checked. */
   method: z.enum(['full', 'partial', 'none']),
+  /** What the source was asked to check, e.g. `full`, `changed`, `30s 5%` (absent: the source's only way). */
+  mode: z.string().optional(),
   chunks_checked: z.number().int().nonnegative(),
   chunks_total: z.number().int().nonnegative(),
   ok: z.boolean(),

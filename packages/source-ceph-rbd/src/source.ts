@@ -2,9 +2,11 @@ import {
   type BackupContext,
   type BackupSource,
   BackyError,
+  DEFAULT_SAMPLE_SHARE,
   isBackyError,
   type RevisionReader,
   type SourceEnvironment,
+  sampleIndexes,
   type VerificationResult,
   type VerifyContext,
 } from '@backy/core/source';
@@ -69,6 +71,8 @@ export interface RbdSourceHooks {
 
 interface RunState {
   snapshot: string;
+  /** Older snapshots whose removal started while the backup read the image (not tried again in finish). */
+  tried: Set<string>;
 }
 
 const defaultMakeSnapshot = async ({ rbd, pool, image, snapshot, signal }: MakeSnapshotArgs) =>
@@ -77,21 +81,8 @@ const defaultMakeSnapshot = async ({ rbd, pool, image, snapshot, signal }: MakeS
 /** qemu-img processes reading sampled chunks at once. */
 const QEMU_CONCURRENCY = 3;
 
-/** Picks `count` distinct random indexes below `total`, ascending. */
-export function sampleIndexes(total: number, count: number, random: () => number = Math.random): number[] {
-  const n = Math.min(total, count);
-  if (n * 2 > total) {
-    const all = Array.from({ length: total }, (_, i) => i);
-    for (let i = 0; i < n; i++) {
-      const j = i + Math.floor(random() * (total - i));
-      [all[i], all[j]] = [all[j]!, all[i]!];
-    }
-    return all.slice(0, n).sort((a, b) => a - b);
-  }
-  const picked = new Set<number>();
-  while (picked.size < n) picked.add(Math.floor(random() * total));
-  return [...picked].sort((a, b) => a - b);
-}
+// Re-exported: the Ceph tests pin down the sample's properties here.
+export { sampleIndexes };
 
 /**
  * The Ceph RBD source: snapshots the image, applies `rbd export-diff` against the parent's snapshot to the
@@ -102,7 +93,12 @@ export function createRbdSource(
   options: RbdSourceOptions,
   env: SourceEnvironment,
   hooks: RbdSourceHooks = {},
-): BackupSource & Required<Pick<BackupSource, 'verify'>> & { rbd: Rbd } {
+): BackupSource &
+  Required<Pick<BackupSource, 'verify' | 'finish'>> & {
+    rbd: Rbd;
+    /** Resolves once the snapshot removals still running in the background have ended. */
+    settled(): Promise<void>;
+  } {
   const { pool, image } = options;
   const spec = imageSpec(pool, image);
   const rbd = new Rbd({
@@ -113,8 +109,41 @@ export function createRbdSource(
     logger: env.logger,
   });
   const makeSnapshot = hooks.makeSnapshot ?? defaultMakeSnapshot;
-  const verifyFraction = hooks.verifyFraction ?? 0.01;
+  const verifyFraction = hooks.verifyFraction ?? DEFAULT_SAMPLE_SHARE;
   const runs = new Map<string, RunState>();
+  // Removing an older snapshot is not on a backup's critical path: it runs beside the export and after
+  // the commit, and one that fails is logged and tried again by the next backup.
+  const background = new Set<Promise<void>>();
+  const inBackground = (work: () => Promise<void>) => {
+    const running: Promise<void> = work()
+      .catch((error) => env.logger.warn({ err: error, image: spec }, 'removing older snapshots failed'))
+      .finally(() => background.delete(running));
+    background.add(running);
+  };
+
+  /** Removes snapshots one after the other; a failure is logged (the next backup tries again). */
+  async function removeSnapshots(names: string[], why: string, log: Logger): Promise<void> {
+    for (const snapshot of names) {
+      try {
+        await rbd.snapRemove(pool, image, snapshot);
+        log.info({ snapshot }, why);
+      } catch (error) {
+        if (error instanceof RbdError && error.notFound) {
+          log.debug({ snapshot }, `snapshot ${snapshot} was already gone`);
+        } else if (error instanceof RbdError && error.protectedSnapshot) {
+          log.warn(
+            { snapshot },
+            `snapshot ${snapshot} is protected and was left in place; unprotect and remove it by hand`,
+          );
+        } else {
+          log.warn(
+            { snapshot, err: error },
+            `could not remove snapshot ${snapshot}: ${(error as Error).message}`,
+          );
+        }
+      }
+    }
+  }
 
   /** Decides whether the backup can be a diff against the parent's snapshot, and says why not. */
   async function diffBase(
@@ -148,7 +177,8 @@ export function createRbdSource(
     const snapshot = `${SNAPSHOT_PREFIX}${ctx.revision.uuid}`;
     const log = ctx.logger.child({ image: spec, snapshot });
     signal.throwIfAborted();
-    runs.set(ctx.revision.uuid, { snapshot });
+    const run: RunState = { snapshot, tried: new Set() };
+    runs.set(ctx.revision.uuid, run);
     await makeSnapshot({ rbd, pool, image, snapshot, logger: log, signal });
     ctx.remember({ pool, image, snapshot });
     const snapshots = await rbd.snapList(pool, image, signal);
@@ -159,6 +189,12 @@ export function createRbdSource(
         `snapshot ${imageSpec(pool, image, snapshot)} does not exist after it was made`,
       );
     const base = await diffBase(ctx, snapshots);
+    // Snapshots older than the diff's base are of no use to this backup or, should it fail, the next.
+    const stale = snapshots
+      .map((s) => s.name)
+      .filter((name) => name.startsWith(SNAPSHOT_PREFIX) && name !== snapshot && name !== base.from);
+    for (const name of stale) run.tried.add(name);
+    if (stale.length > 0) inBackground(() => removeSnapshots(stale, 'removed an older backy snapshot', log));
 
     if (base.from != null) {
       const wholeObject = await rbd.supportsWholeObject();
@@ -369,45 +405,37 @@ export function createRbdSource(
     runs.delete(revision.uuid);
     if (run == null) return;
     const log = logger.child({ image: spec });
-    let snapshots: RbdSnapshot[];
-    try {
-      snapshots = await rbd.snapList(pool, image);
-    } catch (error) {
-      // A backup that failed because the image is missing has no snapshot to clean up.
-      if (!success && error instanceof RbdError && error.notFound) return;
-      throw error;
-    }
-    const remove = async (snapshot: string, why: string) => {
-      try {
-        await rbd.snapRemove(pool, image, snapshot);
-        log.info({ snapshot }, why);
-      } catch (error) {
-        if (error instanceof RbdError && error.protectedSnapshot) {
-          log.warn(
-            { snapshot },
-            `snapshot ${snapshot} is protected and was left in place; unprotect and remove it by hand`,
-          );
-        } else {
-          log.warn(
-            { snapshot, err: error },
-            `could not remove snapshot ${snapshot}: ${(error as Error).message}`,
-          );
-        }
-      }
-    };
     if (!success) {
+      let snapshots: RbdSnapshot[];
+      try {
+        snapshots = await rbd.snapList(pool, image);
+      } catch (error) {
+        // A backup that failed because the image is missing has no snapshot to clean up.
+        if (error instanceof RbdError && error.notFound) return;
+        throw error;
+      }
       if (snapshots.some((s) => s.name === run.snapshot))
-        await remove(run.snapshot, 'removed the snapshot of the failed backup');
+        await removeSnapshots([run.snapshot], 'removed the snapshot of the failed backup', log);
       return;
     }
-    for (const s of snapshots) {
-      if (s.name.startsWith(SNAPSHOT_PREFIX) && s.name !== run.snapshot)
-        await remove(s.name, 'removed an older backy snapshot');
-    }
+    // The parent's snapshot (the diff's base) and any made since the backup began: after the commit,
+    // without holding the backup up.
+    inBackground(async () => {
+      const snapshots = await rbd.snapList(pool, image);
+      const older = snapshots
+        .map((s) => s.name)
+        .filter((name) => name.startsWith(SNAPSHOT_PREFIX) && name !== run.snapshot && !run.tried.has(name));
+      await removeSnapshots(older, 'removed an older backy snapshot', log);
+    });
+  }
+
+  async function settled(): Promise<void> {
+    while (background.size > 0) await Promise.all(background);
   }
 
   return {
     rbd,
+    settled,
     backup,
     verify,
     finish,

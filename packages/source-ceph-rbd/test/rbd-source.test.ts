@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFile, rm } from 'node:fs/promises';
+import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type Archive, isBackyError, type Revision, restoreToPath, runBackup } from '@backy/core';
 import { captureLogger, duplicateKeys, type LogLine, verifyContextFor } from '@backy/core/testing';
@@ -154,15 +154,85 @@ suite('ceph-rbd source against a real cluster', () => {
     await ceph.rbd('snap', 'create', '--no-progress', `${POOL}/${image}@backy-protected`);
     await ceph.rbd('snap', 'protect', `${POOL}/${image}@backy-protected`);
     const { logger: log, lines } = captureLogger();
-    const rev = await backup(source({}, {}, log), log);
+    const src = source({}, {}, log);
+    const rev = await backup(src, log);
+    await src.settled();
     expect(rev.trust).toBe('trusted');
     expect(await snapshotNames()).toEqual([`backy-${rev.uuid}`, 'backy-protected', 'before-upgrade'].sort());
     expect(warnings(lines)).toEqual([
       'snapshot backy-protected is protected and was left in place; unprotect and remove it by hand',
     ]);
     await ceph.rbd('snap', 'unprotect', `${POOL}/${image}@backy-protected`);
-    const next = await backup();
+    const again = source();
+    const next = await backup(again);
+    await again.settled();
     expect(await snapshotNames()).toEqual([`backy-${next.uuid}`, 'before-upgrade'].sort());
+    await expectRestoreMatchesSnapshot(next);
+  });
+
+  /** An rbd whose `snap rm` runs `action` first (the rest of rbd as is). */
+  async function rbdWithSnapRemove(name: string, action: string): Promise<string> {
+    const path = join(dir, name);
+    await writeFile(
+      path,
+      [
+        '#!/bin/bash',
+        `for a in "$@"; do if [ "$a" = rm ]; then ${action}; fi; done`,
+        'exec rbd "$@"',
+        '',
+      ].join('\n'),
+    );
+    await chmod(path, 0o755);
+    return path;
+  }
+
+  it('returns from a backup without waiting for the removal of older snapshots', async () => {
+    await ceph.rbd('snap', 'create', '--no-progress', `${POOL}/${image}@backy-stale`);
+    const parent = (await archive.revisions()).at(-1)!;
+    const gate = join(dir, 'snap-rm-gate');
+    // Every `snap rm` waits until the gate opens: a backup that waited for one would never return.
+    const gated = source({
+      rbdBinary: await rbdWithSnapRemove('gated-rbd', `while [ ! -e ${gate} ]; do sleep 0.05; done`),
+    });
+    await ceph.writeImage(image, 2 * CHUNK, randomBytes(1000));
+    const rev = await backup(gated);
+    expect(rev.source_info).toMatchObject({ mode: 'diff', from_snapshot: `backy-${parent.uuid}` });
+    expect(rev.trust).toBe('trusted');
+    const backyOnly = async () => (await snapshotNames()).filter((n) => n.startsWith('backy-'));
+    expect(await backyOnly()).toEqual([`backy-${parent.uuid}`, `backy-${rev.uuid}`, 'backy-stale'].sort());
+    await writeFile(gate, '');
+    await gated.settled();
+    expect(await backyOnly()).toEqual([`backy-${rev.uuid}`]);
+    await expectRestoreMatchesSnapshot(rev);
+  });
+
+  it('does not fail a backup whose snapshot removals fail, and removes them in the next backup', async () => {
+    const parent = (await archive.revisions()).at(-1)!;
+    await ceph.rbd('snap', 'create', '--no-progress', `${POOL}/${image}@backy-stale`);
+    const { logger: log, lines } = captureLogger();
+    const failingLogged = source(
+      { rbdBinary: await rbdWithSnapRemove('failing-rbd', 'echo "rbd: injected failure" >&2; exit 1') },
+      {},
+      log,
+    );
+    await ceph.writeImage(image, 4 * CHUNK, randomBytes(1000));
+    const rev = await backup(failingLogged, log);
+    await failingLogged.settled();
+    expect(rev.trust).toBe('trusted');
+    expect(warnings(lines).sort()).toEqual(
+      [`could not remove snapshot backy-${parent.uuid}`, 'could not remove snapshot backy-stale'].map((m) =>
+        expect.stringContaining(m),
+      ),
+    );
+    const backyOnly = async () => (await snapshotNames()).filter((n) => n.startsWith('backy-'));
+    expect(await backyOnly()).toEqual([`backy-${parent.uuid}`, `backy-${rev.uuid}`, 'backy-stale'].sort());
+    // The next backup diffs from the last one and takes the leftovers away.
+    await ceph.writeImage(image, 4 * CHUNK, randomBytes(1000));
+    const real = source();
+    const next = await backup(real);
+    await real.settled();
+    expect(next.source_info).toMatchObject({ mode: 'diff', from_snapshot: `backy-${rev.uuid}` });
+    expect(await backyOnly()).toEqual([`backy-${next.uuid}`]);
     await expectRestoreMatchesSnapshot(next);
   });
 

@@ -4,18 +4,49 @@ import {
   type BackupContext,
   BackyError,
   blockDeviceSize,
+  DEFAULT_SAMPLE_SHARE,
   defineSource,
   forEachChunk,
+  parseVerifyBudget,
+  type RevisionReader,
+  sampleIndexes,
   type VerificationResult,
+  type VerifyBudget,
   type VerifyContext,
 } from '@backy/core/source';
 import { z } from 'zod';
+
+/** How much of a fresh revision the file source reads back and compares with the file. */
+export type VerifyMode =
+  | { kind: 'full' }
+  | { kind: 'changed' }
+  | { kind: 'budget'; budget: VerifyBudget; text: string };
+
+const verifyMode = z.union([z.string(), z.number()]).transform((value, ctx): VerifyMode => {
+  const text = String(value).trim();
+  if (text === 'full' || text === 'changed') return { kind: text };
+  const budget = parseVerifyBudget(typeof value === 'number' ? `${value}s` : text);
+  if (typeof budget === 'string') {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected full, changed, or a budget such as 30s, 5% or "30s 5%": ${budget}`,
+    });
+    return z.NEVER;
+  }
+  return { kind: 'budget', budget, text };
+});
 
 export const fileSourceOptions = z.strictObject({
   /** Path of the image file or block device to back up. */
   filename: z.string().min(1),
   /** Accepted for configs written for backy 2.x; copy-on-write is a matter of the archive's layout here. */
   cow: z.boolean().optional(),
+  /**
+   * What a backup reads back to verify (default `full`): `full` every chunk; `changed` the chunks this
+   * backup stored plus a random 1% of the rest; a budget (`30s`, `5%`, `30s 5%`) the stored chunks first,
+   * then random others, until the time or the share of all chunks is reached.
+   */
+  verify: verifyMode.optional(),
 });
 export type FileSourceOptions = z.infer<typeof fileSourceOptions>;
 
@@ -77,8 +108,48 @@ async function readFully(
   return buffer;
 }
 
+const modeName = (mode: VerifyMode): string => (mode.kind === 'budget' ? mode.text : mode.kind);
+
+/**
+ * Which chunks a verification reads, in which order, and for how long (ms). The chunks this backup
+ * stored come first (they check what was just written); reading in ascending order keeps it sequential
+ * wherever the set is fixed in advance.
+ */
+export function verifyPlan(
+  mode: VerifyMode,
+  reader: Pick<RevisionReader, 'chunkCount' | 'chunkHash'>,
+  freshChunks: ReadonlySet<string>,
+  random: () => number = Math.random,
+): { order: number[]; deadline: number } {
+  const all = reader.chunkCount;
+  if (mode.kind === 'full') return { order: Array.from({ length: all }, (_, i) => i), deadline: Infinity };
+  const fresh: number[] = [];
+  const rest: number[] = [];
+  for (let index = 0; index < all; index++) {
+    const hash = reader.chunkHash(index);
+    (hash != null && freshChunks.has(hash) ? fresh : rest).push(index);
+  }
+  if (mode.kind === 'changed') {
+    const sample = sampleIndexes(rest.length, Math.ceil(rest.length * DEFAULT_SAMPLE_SHARE), random);
+    const order = [...fresh, ...sample.map((i) => rest[i]!)].sort((a, b) => a - b);
+    return { order, deadline: Infinity };
+  }
+  const { seconds, share } = mode.budget;
+  const count = share == null ? all : Math.max(1, Math.ceil(all * share));
+  const others = sampleIndexes(rest.length, Math.max(0, count - fresh.length), random).map((i) => rest[i]!);
+  if (seconds == null)
+    return { order: [...fresh, ...others].slice(0, count).sort((a, b) => a - b), deadline: Infinity };
+  // A time limit may stop anywhere: the others in random order, so that what is checked is a fair sample.
+  for (let i = others.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [others[i], others[j]] = [others[j]!, others[i]!];
+  }
+  return { order: [...fresh, ...others].slice(0, count), deadline: seconds * 1000 };
+}
+
 export function createFileSource(options: FileSourceOptions) {
   const filename = resolve(options.filename);
+  const mode: VerifyMode = options.verify ?? { kind: 'full' };
   return {
     async backup(ctx: BackupContext): Promise<void> {
       const { handle, size } = await openSource(filename);
@@ -113,29 +184,37 @@ export function createFileSource(options: FileSourceOptions) {
     },
 
     /**
-     * Full verification: every chunk of the source is read again and compared with the revision
-     * (`ctx.checkChunk`: byte for byte against what this backup stored, by SHA-256 otherwise).
+     * Reads chunks of the source again and compares them with the revision (`ctx.checkChunk`: byte for
+     * byte against what this backup stored, by SHA-256 otherwise): all of them, or as `verify` says.
      */
     async verify(ctx: VerifyContext): Promise<VerificationResult> {
       const { reader } = ctx;
+      const started = Date.now();
       const { handle, size } = await openSource(filename);
       const mismatches: number[] = [];
+      const plan = verifyPlan(mode, reader, ctx.freshChunks);
+      let checked = 0;
       let done = 0;
       try {
         if (size !== reader.size) {
           ctx.logger.error({ source: size, revision: reader.size }, 'source size differs from the revision');
           return {
             method: 'full',
+            mode: modeName(mode),
             chunks_checked: 0,
             chunks_total: reader.chunkCount,
             ok: false,
             mismatches: [],
           };
         }
+        const { order, deadline } = plan;
+        const total = plan.order.reduce((sum, index) => sum + reader.chunkLength(index), 0);
         await forEachChunk(
-          reader.chunkCount,
+          order.length,
           READ_CONCURRENCY,
-          async (index) => {
+          async (at) => {
+            if (checked > 0 && Date.now() - started > deadline) return;
+            const index = order[at]!;
             const length = reader.chunkLength(index);
             const data = await readFully(handle, filename, index * reader.chunkSize, ctx.allocate(length));
             try {
@@ -143,8 +222,9 @@ export function createFileSource(options: FileSourceOptions) {
             } finally {
               ctx.release(data);
             }
+            checked++;
             done += length;
-            ctx.progress(done, size);
+            ctx.progress(done, total);
           },
           ctx.signal,
         );
@@ -152,13 +232,20 @@ export function createFileSource(options: FileSourceOptions) {
         await handle.close();
       }
       mismatches.sort((a, b) => a - b);
-      return {
-        method: 'full',
-        chunks_checked: reader.chunkCount,
+      const result: VerificationResult = {
+        method: checked === reader.chunkCount ? 'full' : 'partial',
+        mode: modeName(mode),
+        chunks_checked: checked,
         chunks_total: reader.chunkCount,
         ok: mismatches.length === 0,
         mismatches,
       };
+      if (mode.kind !== 'full')
+        ctx.logger.info(
+          { ...result, mismatches: mismatches.slice(0, 20), seconds: (Date.now() - started) / 1000 },
+          'verified against the source file',
+        );
+      return result;
     },
   };
 }

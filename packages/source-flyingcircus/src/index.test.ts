@@ -138,6 +138,8 @@ describe.skipIf(backendSkip != null)(
         { pollMs: { first: 100, max: 500 } },
       );
       const rev = await runBackup(archive, source, { tags: ['daily'], force: true, logger: log.logger });
+      // Older snapshots are removed after the backup has returned.
+      await source.settled();
       // Warnings of the handshake (its log lines carry `vm`); the RBD source's own are its tests' business.
       const handshakeWarnings = () => log.warnings().filter((l) => l.vm === vm);
       return { rev, log, handshakeWarnings };

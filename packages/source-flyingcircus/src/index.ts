@@ -65,7 +65,7 @@ export function createFlyingcircusSource(
   options: FlyingcircusSourceOptions,
   env: SourceEnvironment,
   tuning: FlyingcircusSourceTuning = {},
-): BackupSource {
+): BackupSource & { settled(): Promise<void> } {
   const { vm, consul_acl_token, consul_address, snapshot_timeout, ...rbdOptions } = options;
   const consul = new ConsulKv({ address: consul_address, token: consul_acl_token ?? null });
   // The hook has no BackupContext; the wrapper below hands it the current one to record the outcome.
@@ -92,7 +92,8 @@ export function createFlyingcircusSource(
     },
   });
 
-  const source: BackupSource = {
+  const source: BackupSource & { settled(): Promise<void> } = {
+    settled: () => inner.settled(),
     async backup(ctx) {
       current = ctx;
       try {
@@ -102,8 +103,8 @@ export function createFlyingcircusSource(
       }
     },
     verify: (ctx) => inner.verify(ctx),
+    finish: (ctx) => inner.finish(ctx),
   };
-  if (inner.finish != null) source.finish = (ctx) => inner.finish!(ctx);
   return source;
 }
 

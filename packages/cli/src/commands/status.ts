@@ -57,6 +57,9 @@ export function formatStatusDuration(seconds: number): string {
 export function revisionNotes(rev: Revision): string[] {
   const notes: string[] = [];
   if (failedOwnVerification(rev)) notes.push('failed its own verification');
+  const v = rev.verification;
+  if (v?.mode != null && v.mode !== 'full')
+    notes.push(`verified ${v.mode}: ${v.chunks_checked} of ${v.chunks_total} chunks`);
   if (rev.source_info?.snapshot_method === 'direct') notes.push('crash-consistent snapshot (no fs freeze)');
   if (rev.backend_type === 'cowfile') notes.push('backy 2.x');
   return notes;

@@ -23,3 +23,9 @@ export {
   type VerificationResult,
   type VerifyContext,
 } from './contract.js';
+export {
+  DEFAULT_SAMPLE_SHARE,
+  parseVerifyBudget,
+  sampleIndexes,
+  type VerifyBudget,
+} from './verify-plan.js';
