@@ -300,9 +300,18 @@ export class NbdClient {
         const data = length > 0 ? Buffer.from(await rx.read(length)) : Buffer.alloc(0);
         return { type, data };
       };
-      const optionError = (opt: number, type: number, data: Buffer) => {
-        const text = data.toString('utf8').trim();
-        return `${optionName(opt)} failed (${replyErrorName(type)}${text === '' ? '' : `: ${text}`})`;
+      /** The error for a reply to `opt` that is neither its data nor ACK. */
+      const optionFailure = (opt: number, reply: { type: number; data: Buffer }) => {
+        if (reply.type === REP.ERR_UNKNOWN)
+          return new BackyError(
+            'SOURCE_UNAVAILABLE',
+            `NBD server ${where} has no export ${JSON.stringify(address.exportName)}`,
+          );
+        const text = reply.data.toString('utf8').trim();
+        return new BackyError(
+          'SOURCE_FAILED',
+          `NBD server ${where}: ${optionName(opt)} failed (${replyErrorName(reply.type)}${text === '' ? '' : `: ${text}`})`,
+        );
       };
 
       await option(OPT.STRUCTURED_REPLY, Buffer.alloc(0));
@@ -333,18 +342,10 @@ export class NbdClient {
             contexts.set(reply.data.toString('utf8', 4), reply.data.readUInt32BE(0));
           } else if (reply.type === REP.ACK) {
             break;
-          } else if (reply.type === REP.ERR_UNKNOWN) {
-            throw new BackyError(
-              'SOURCE_UNAVAILABLE',
-              `NBD server ${where} has no export ${JSON.stringify(address.exportName)}`,
-            );
           } else if (reply.type === REP.ERR_UNSUP) {
             break; // no meta contexts at all: the caller sees none negotiated
           } else {
-            throw new BackyError(
-              'SOURCE_FAILED',
-              `NBD server ${where}: ${optionError(OPT.SET_META_CONTEXT, reply.type, reply.data)}`,
-            );
+            throw optionFailure(OPT.SET_META_CONTEXT, reply);
           }
         }
       }
@@ -370,16 +371,8 @@ export class NbdClient {
           }
         } else if (reply.type === REP.ACK) {
           break;
-        } else if (reply.type === REP.ERR_UNKNOWN) {
-          throw new BackyError(
-            'SOURCE_UNAVAILABLE',
-            `NBD server ${where} has no export ${JSON.stringify(address.exportName)}`,
-          );
         } else {
-          throw new BackyError(
-            'SOURCE_FAILED',
-            `NBD server ${where}: ${optionError(OPT.GO, reply.type, reply.data)}`,
-          );
+          throw optionFailure(OPT.GO, reply);
         }
       }
       if (size == null)

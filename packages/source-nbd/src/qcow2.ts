@@ -211,6 +211,8 @@ export async function startQemuNbd(
   return { socket, stop };
 }
 
+type FinishContext = Parameters<NonNullable<BackupSource['finish']>>[0];
+
 interface Qcow2Run {
   /** The bitmap this backup added: the next backup's `from`. */
   bitmap: string;
@@ -304,15 +306,7 @@ export function createQcow2Source(options: Qcow2SourceOptions, hooks: Qcow2Sourc
     }
   }
 
-  async function finish({
-    revision,
-    success,
-    logger,
-  }: {
-    revision: { uuid: string };
-    success: boolean;
-    logger: Logger;
-  }): Promise<void> {
+  async function finish({ revision, success, logger }: FinishContext): Promise<void> {
     const state = runs.get(revision.uuid);
     runs.delete(revision.uuid);
     if (state == null) return;
