@@ -102,10 +102,10 @@ export async function imageInfo(filename: string, qemuImg = 'qemu-img'): Promise
 async function bitmapCommand(filename: string, op: '--add' | '--remove', name: string, qemuImg: string) {
   await run(qemuImg, ['bitmap', op, filename, name], `qemu-img bitmap ${op} ${name} on ${filename}`).catch(
     (error: BackyError) => {
-      if (/lock/i.test(error.message))
+      if (/lock|another process/i.test(error.message))
         throw new BackyError(
           'SOURCE_UNAVAILABLE',
-          `qcow2 image ${filename} is in use (is the VM running?): ${error.message}`,
+          `qcow2 image ${filename} is in use by another process (is the VM running?): backy cannot ${op === '--add' ? 'add' : 'remove'} bitmap ${name}`,
           { cause: error },
         );
       throw error;

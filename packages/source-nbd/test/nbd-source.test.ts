@@ -5,12 +5,13 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runBackup } from '@backy/core';
+import { isBackyError } from '@backy/core/source';
 import { restoreToBuffer, tempArchive } from '@backy/core/testing';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pickSample, sampleSize } from '../src/export-backup.js';
 import { createNbdSource } from '../src/nbd-source.js';
-import { bitmapProblem } from '../src/qcow2.js';
+import { bitmapProblem, createQcow2Source, imageInfo } from '../src/qcow2.js';
 import { MiB, qemuImg, qemuIo, qemuNbd, type Server, skipReason, tempDir } from './servers.js';
 
 const suite = skipReason != null ? describe.skip : describe;
@@ -116,6 +117,35 @@ suite('nbd source with a dirty bitmap (qemu-nbd)', () => {
       expect((await restoreToBuffer(archive, rev.uuid)).equals(await content())).toBe(true);
     } finally {
       await cleanup();
+    }
+  });
+});
+
+suite('qcow2 source and a running VM', () => {
+  it('refuses an image another process holds, in one line, and leaves no bitmap', async () => {
+    const dir = await tempDir();
+    const image = join(dir.path, 'vm.qcow2');
+    await qemuImg('create', '-q', '-f', 'qcow2', image, '8M');
+    // A writable qemu-nbd holds the image's write lock, as a running QEMU would.
+    const vm = await qemuNbd(image, 'qcow2');
+    const { archive, cleanup } = await tempArchive({ source: { type: 'qcow2' } });
+    try {
+      const error = await runBackup(archive, createQcow2Source({ filename: image }), {
+        tags: ['a'],
+        force: true,
+        logger,
+      }).catch((e) => e);
+      expect(isBackyError(error, 'SOURCE_UNAVAILABLE')).toBe(true);
+      expect(error.message).toMatch(
+        /^qcow2 image \S+vm\.qcow2 is in use by another process \(is the VM running\?\)/,
+      );
+      expect(error.message).not.toMatch(/\n/);
+      expect((await imageInfo(image)).bitmaps).toEqual([]);
+      expect(await archive.revisions()).toEqual([]);
+    } finally {
+      await vm.stop();
+      await cleanup();
+      await dir.cleanup();
     }
   });
 });
