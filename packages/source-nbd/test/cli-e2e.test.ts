@@ -27,7 +27,11 @@ function backy(dir: string, ...args: string[]): Promise<Result> {
       [BACKY_BIN, '-b', dir, ...args],
       { maxBuffer: 16 * MiB },
       (error, stdout, stderr) =>
-        done({ code: error == null ? 0 : ((error as { code?: number }).code ?? 1), stdout, stderr }),
+        done({
+          code: error == null ? 0 : typeof error.code === 'number' ? error.code : 1,
+          stdout,
+          stderr: error != null && error.signal != null ? `${stderr}(killed by ${error.signal})` : stderr,
+        }),
     ),
   );
 }
