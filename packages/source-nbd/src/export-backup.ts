@@ -50,6 +50,8 @@ export interface BackupRun {
   read: number[];
   /** Chunks kept from the parent. */
   kept: number[];
+  /** Kept chunks that hold data now or in the parent: those worth sampling. */
+  suspect: number[];
 }
 
 export interface ExportBackupPlan {
@@ -127,7 +129,7 @@ export async function backupExport(
   await writer.resize(size);
   const { chunkSize, chunkCount: count } = writer;
   const data = await dataChunks(client, chunkSize, count);
-  const run: BackupRun = { read: [], kept: [] };
+  const run: BackupRun = { read: [], kept: [], suspect: [] };
   let done = 0;
   const handled = (index: number) => {
     done += writer.chunkLength(index);
@@ -145,10 +147,20 @@ export async function backupExport(
     const parent = ctx.parent!.reader;
     const extents = await client.extents(dirtyBitmapContext(bitmap), 0, size);
     dirty = chunksTouched(extents, chunkSize, count, (flags) => (flags & DIRTY) !== 0);
-    const clean: number[] = [];
-    for (let i = 0; i < count; i++) if (dirty[i] === 0) clean.push(i);
-    const sample = pickSample(clean, sampleSize(clean.length, hooks), hooks.random);
+    // Clean chunks that are zero in the parent and unallocated now agree without a read; one the
+    // parent holds data for that now reads as zero differs without a read. The sample is drawn from
+    // the others, so that it is not spent on empty space.
     const mismatches: number[] = [];
+    for (let i = 0; i < count; i++) {
+      if (dirty[i] !== 0) continue;
+      if (data[i] !== 0 || !parent.isZero(i)) run.suspect.push(i);
+      if (data[i] === 0 && !parent.isZero(i)) mismatches.push(i);
+    }
+    const sample = pickSample(
+      run.suspect.filter((i) => data[i] !== 0),
+      sampleSize(run.suspect.length, hooks),
+      hooks.random,
+    );
     await forEachChunk(
       sample.length,
       READ_CONCURRENCY,
@@ -164,10 +176,11 @@ export async function backupExport(
       mismatches.sort((a, b) => a - b);
       log.error(
         { bitmap, mismatches: mismatches.slice(0, 20), sampled: sample.length },
-        `dirty bitmap ${bitmap} missed changes: ${mismatches.length} of ${sample.length} sampled clean chunks differ from the parent; making a full backup instead`,
+        `dirty bitmap ${bitmap} missed changes: ${mismatches.length} clean chunks differ from the parent (${sample.length} sampled); making a full backup instead`,
       );
       ctx.remember({ sample_mismatches: mismatches.length });
       dirty = null;
+      run.suspect.length = 0;
       fullReason = `dirty bitmap ${bitmap} missed changes`;
     }
   }
@@ -229,7 +242,7 @@ export async function verifyExport(
     );
   }
   const all = Array.from({ length: total }, (_, i) => i);
-  const kept = run?.kept ?? [];
+  const kept = run == null ? [] : run.suspect.length > 0 ? run.suspect : run.kept;
   const indexes =
     run == null
       ? all
