@@ -8,6 +8,7 @@ export default packageBuild({
     bench: 'src/bench.ts',
     'bench-ceph': 'src/bench-ceph.ts',
     'bench-codecs': 'src/bench-codecs.ts',
+    'bench-nbd': 'src/bench-nbd.ts',
     'bench-peers': 'src/bench-peers.ts',
     'bench-restore': 'src/bench-restore.ts',
     'bench-s3': 'src/bench-s3.ts',

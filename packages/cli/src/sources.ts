@@ -15,6 +15,8 @@ const BUILTIN: Readonly<Record<string, () => Promise<SourceDefinition<never>>>> 
   file: async () => fileSource as SourceDefinition<never>,
   'ceph-rbd': async () => (await import('@backy/source-ceph-rbd')).default as SourceDefinition<never>,
   flyingcircus: async () => (await import('@backy/source-flyingcircus')).default as SourceDefinition<never>,
+  nbd: async () => (await import('@backy/source-nbd')).default as SourceDefinition<never>,
+  qcow2: async () => (await import('@backy/source-nbd/qcow2')).default as SourceDefinition<never>,
 };
 
 export const BUILTIN_SOURCES = Object.keys(BUILTIN);

@@ -19,6 +19,7 @@ const PUBLISHED = [
   'source-file',
   'source-ceph-rbd',
   'source-flyingcircus',
+  'source-nbd',
   'scheduler',
   'telnet-shell',
   'nbd-server',

@@ -1,0 +1,642 @@
+/**
+ * A small NBD client: fixed newstyle handshake, NBD_OPT_GO, structured replies, meta contexts and
+ * block status, pipelined reads. After the NBD project's doc/proto.md; the constants and request
+ * encoder are the ones backy's own server uses (`@backy/nbd-server/protocol`).
+ */
+import { connect, type Socket } from 'node:net';
+import { BackyError } from '@backy/core/source';
+import {
+  CMD,
+  encodeRequest,
+  FLAG_C_FIXED_NEWSTYLE,
+  FLAG_C_NO_ZEROES,
+  FLAG_FIXED_NEWSTYLE,
+  FLAG_NO_ZEROES,
+  IHAVEOPT,
+  INFO,
+  NBDMAGIC,
+  OPT,
+  OPTION_REPLY_MAGIC,
+  optionName,
+  REP,
+  REPLY_FLAG_DONE,
+  REPLY_TYPE,
+  SIMPLE_REPLY_MAGIC,
+  STRUCTURED_REPLY_MAGIC,
+} from '@backy/nbd-server/protocol';
+
+/** Where an NBD export is: `nbd://host[:port]/export` or `nbd+unix:///export?socket=PATH`. */
+export type NbdAddress =
+  | { transport: 'tcp'; host: string; port: number; exportName: string }
+  | { transport: 'unix'; socket: string; exportName: string };
+
+export const DEFAULT_NBD_PORT = 10809;
+
+/** Parses an NBD URI (https://github.com/NetworkBlockDevice/nbd/blob/master/doc/uri.md); TLS is not supported. */
+export function parseNbdUrl(url: string): NbdAddress {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new BackyError('USAGE', `NBD URL ${JSON.stringify(url)} is not a URL (nbd://host:port/export)`);
+  }
+  const exportName = decodeURIComponent(u.pathname.replace(/^\//, ''));
+  if (u.protocol === 'nbd:') {
+    if (u.hostname === '')
+      throw new BackyError('USAGE', `NBD URL ${JSON.stringify(url)} names no host (nbd://host:port/export)`);
+    const port = u.port === '' ? DEFAULT_NBD_PORT : Number(u.port);
+    return { transport: 'tcp', host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port, exportName };
+  }
+  if (u.protocol === 'nbd+unix:') {
+    const socket = u.searchParams.get('socket');
+    if (socket == null || socket === '')
+      throw new BackyError(
+        'USAGE',
+        `NBD URL ${JSON.stringify(url)} names no socket (nbd+unix:///export?socket=PATH)`,
+      );
+    return { transport: 'unix', socket, exportName };
+  }
+  if (u.protocol === 'nbds:' || u.protocol === 'nbds+unix:')
+    throw new BackyError('USAGE', `NBD URL ${JSON.stringify(url)}: TLS (${u.protocol}) is not supported`);
+  throw new BackyError(
+    'USAGE',
+    `NBD URL ${JSON.stringify(url)}: scheme must be nbd: or nbd+unix:, not ${u.protocol}`,
+  );
+}
+
+export function describeAddress(address: NbdAddress): string {
+  const name = encodeURIComponent(address.exportName);
+  return address.transport === 'tcp'
+    ? `nbd://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}/${name}`
+    : `nbd+unix:///${name}?socket=${address.socket}`;
+}
+
+/** One extent of a block status reply. */
+export interface Extent {
+  offset: number;
+  length: number;
+  flags: number;
+}
+
+/** The result of a read: the bytes (holes zero-filled) and how many came over the wire as data. */
+export interface ReadResult {
+  data: Buffer;
+  dataBytes: number;
+}
+
+export interface NbdConnectOptions {
+  /** Meta contexts to negotiate, e.g. `base:allocation`, `qemu:dirty-bitmap:b0`. */
+  metaContexts?: string[];
+  signal?: AbortSignal;
+  /** Milliseconds to wait for the connection and the handshake (default 30 s). */
+  timeoutMs?: number;
+}
+
+/** Buffers a socket's bytes for a parser that asks for exact lengths. */
+class ByteQueue {
+  private chunks: Buffer[] = [];
+  private available = 0;
+  private waiting: { need: number; wake: () => void; fail: (e: Error) => void } | null = null;
+  private failure: Error | null = null;
+
+  push(piece: Buffer): void {
+    this.chunks.push(piece);
+    this.available += piece.length;
+    if (this.waiting != null && this.available >= this.waiting.need) {
+      const { wake } = this.waiting;
+      this.waiting = null;
+      wake();
+    }
+  }
+
+  fail(error: Error): void {
+    this.failure ??= error;
+    const w = this.waiting;
+    this.waiting = null;
+    w?.fail(this.failure);
+  }
+
+  private async need(n: number): Promise<void> {
+    if (this.available >= n) return;
+    if (this.failure != null) throw this.failure;
+    await new Promise<void>((wake, fail) => {
+      this.waiting = { need: n, wake, fail };
+    });
+  }
+
+  /** The next `n` bytes as one buffer. */
+  async read(n: number): Promise<Buffer> {
+    await this.need(n);
+    const first = this.chunks[0];
+    if (first != null && first.length >= n) {
+      const out = first.subarray(0, n);
+      this.consume(n);
+      return out;
+    }
+    const out = Buffer.allocUnsafe(n);
+    this.copyOut(out, 0, n);
+    return out;
+  }
+
+  /** The next `n` bytes into `target` at `at`, as they arrive (no intermediate buffer of `n` bytes). */
+  async readInto(target: Buffer, at: number, n: number): Promise<void> {
+    let done = 0;
+    while (done < n) {
+      await this.need(1);
+      const step = Math.min(this.available, n - done);
+      this.copyOut(target, at + done, step);
+      done += step;
+    }
+  }
+
+  private copyOut(target: Buffer, at: number, n: number): void {
+    let copied = 0;
+    while (copied < n) {
+      const head = this.chunks[0]!;
+      const step = Math.min(head.length, n - copied);
+      head.copy(target, at + copied, 0, step);
+      copied += step;
+      this.consume(step);
+    }
+  }
+
+  private consume(n: number): void {
+    this.available -= n;
+    while (n > 0) {
+      const head = this.chunks[0]!;
+      if (head.length <= n) {
+        this.chunks.shift();
+        n -= head.length;
+      } else {
+        this.chunks[0] = head.subarray(n);
+        n = 0;
+      }
+    }
+  }
+}
+
+interface Pending {
+  type: number;
+  offset: number;
+  length: number;
+  /** For reads: the destination, and which of its bytes replies have covered. */
+  target?: Buffer;
+  covered: number;
+  dataBytes: number;
+  extents: Map<number, Extent[]>;
+  error: { code: number; message: string } | null;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+/** An NBD error code and the message the server sent with it. */
+export class NbdCommandError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const NO_ERROR_TEXT: Record<number, string> = {
+  1: 'EPERM',
+  5: 'EIO',
+  12: 'ENOMEM',
+  22: 'EINVAL',
+  28: 'ENOSPC',
+  75: 'EOVERFLOW',
+  95: 'ENOTSUP',
+  108: 'ESHUTDOWN',
+};
+
+/** A connected NBD client in the transmission phase. */
+export class NbdClient {
+  private readonly pending = new Map<bigint, Pending>();
+  private nextHandle = 1n;
+  private closed = false;
+  private failure: Error | null = null;
+
+  private constructor(
+    private readonly socket: Socket,
+    private readonly rx: ByteQueue,
+    readonly address: NbdAddress,
+    /** Export size in bytes. */
+    readonly size: number,
+    readonly transmissionFlags: number,
+    /** Negotiated meta contexts by name → id. */
+    readonly contexts: ReadonlyMap<string, number>,
+    /** Largest request payload the server accepts (NBD_INFO_BLOCK_SIZE, default 32 MiB). */
+    readonly maxRequest: number,
+  ) {
+    void this.receive();
+  }
+
+  /** Connects, negotiates structured replies, the meta contexts, and the export (NBD_OPT_GO). */
+  static async connect(address: NbdAddress, options: NbdConnectOptions = {}): Promise<NbdClient> {
+    const where = describeAddress(address);
+    const rx = new ByteQueue();
+    const socket =
+      address.transport === 'tcp'
+        ? connect({ host: address.host, port: address.port })
+        : connect({ path: address.socket });
+    socket.setNoDelay?.(true);
+    socket.on('data', (piece: Buffer) => rx.push(piece));
+    socket.on('error', (error: NodeJS.ErrnoException) =>
+      rx.fail(
+        new BackyError(
+          'SOURCE_UNAVAILABLE',
+          `NBD server ${where}: ${error.code === 'ECONNREFUSED' ? 'connection refused' : error.code === 'ENOENT' ? 'no such socket' : (error.code ?? error.message)}`,
+          { cause: error },
+        ),
+      ),
+    );
+    socket.on('close', () =>
+      rx.fail(new BackyError('SOURCE_FAILED', `NBD server ${where} closed the connection`)),
+    );
+    const timeout = setTimeout(
+      () =>
+        rx.fail(
+          new BackyError(
+            'SOURCE_UNAVAILABLE',
+            `NBD server ${where}: no handshake within ${(options.timeoutMs ?? 30_000) / 1000} s`,
+          ),
+        ),
+      options.timeoutMs ?? 30_000,
+    );
+    const onAbort = () => rx.fail(new BackyError('ABORTED', 'aborted'));
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const hello = await rx.read(18);
+      if (hello.readBigUInt64BE(0) !== NBDMAGIC || hello.readBigUInt64BE(8) !== IHAVEOPT)
+        throw new BackyError('SOURCE_FAILED', `${where} is not a newstyle NBD server`);
+      const serverFlags = hello.readUInt16BE(16);
+      if ((serverFlags & FLAG_FIXED_NEWSTYLE) === 0)
+        throw new BackyError(
+          'SOURCE_FAILED',
+          `NBD server ${where} does not speak the fixed newstyle handshake`,
+        );
+      const clientFlags = FLAG_C_FIXED_NEWSTYLE | (serverFlags & FLAG_NO_ZEROES ? FLAG_C_NO_ZEROES : 0);
+      const flagBuffer = Buffer.alloc(4);
+      flagBuffer.writeUInt32BE(clientFlags);
+      socket.write(flagBuffer);
+
+      const option = async (opt: number, data: Buffer) => {
+        const header = Buffer.alloc(16);
+        header.writeBigUInt64BE(IHAVEOPT, 0);
+        header.writeUInt32BE(opt, 8);
+        header.writeUInt32BE(data.length, 12);
+        socket.write(Buffer.concat([header, data]));
+      };
+      const optionReply = async (opt: number) => {
+        const head = await rx.read(20);
+        if (head.readBigUInt64BE(0) !== OPTION_REPLY_MAGIC || head.readUInt32BE(8) !== opt)
+          throw new BackyError(
+            'SOURCE_FAILED',
+            `NBD server ${where} sent a malformed reply to ${optionName(opt)}`,
+          );
+        const type = head.readUInt32BE(12);
+        const length = head.readUInt32BE(16);
+        const data = length > 0 ? Buffer.from(await rx.read(length)) : Buffer.alloc(0);
+        return { type, data };
+      };
+      /** The error for a reply to `opt` that is neither its data nor ACK. */
+      const optionFailure = (opt: number, reply: { type: number; data: Buffer }) => {
+        if (reply.type === REP.ERR_UNKNOWN)
+          return new BackyError(
+            'SOURCE_UNAVAILABLE',
+            `NBD server ${where} has no export ${JSON.stringify(address.exportName)}`,
+          );
+        const text = reply.data.toString('utf8').trim();
+        return new BackyError(
+          'SOURCE_FAILED',
+          `NBD server ${where}: ${optionName(opt)} failed (${replyErrorName(reply.type)}${text === '' ? '' : `: ${text}`})`,
+        );
+      };
+
+      await option(OPT.STRUCTURED_REPLY, Buffer.alloc(0));
+      const structured = await optionReply(OPT.STRUCTURED_REPLY);
+      if (structured.type !== REP.ACK)
+        throw new BackyError(
+          'SOURCE_FAILED',
+          `NBD server ${where} does not support structured replies, which backy needs to skip holes and ask for block status`,
+        );
+
+      const contexts = new Map<string, number>();
+      const wanted = options.metaContexts ?? [];
+      const exportName = Buffer.from(address.exportName, 'utf8');
+      if (wanted.length > 0) {
+        const queries = wanted.map((q) => Buffer.from(q, 'utf8'));
+        const data = Buffer.alloc(8 + exportName.length + queries.reduce((n, q) => n + 4 + q.length, 0));
+        let at = data.writeUInt32BE(exportName.length, 0);
+        at += exportName.copy(data, at);
+        at = data.writeUInt32BE(queries.length, at);
+        for (const q of queries) {
+          at = data.writeUInt32BE(q.length, at);
+          at += q.copy(data, at);
+        }
+        await option(OPT.SET_META_CONTEXT, data);
+        for (;;) {
+          const reply = await optionReply(OPT.SET_META_CONTEXT);
+          if (reply.type === REP.META_CONTEXT) {
+            contexts.set(reply.data.toString('utf8', 4), reply.data.readUInt32BE(0));
+          } else if (reply.type === REP.ACK) {
+            break;
+          } else if (reply.type === REP.ERR_UNSUP) {
+            break; // no meta contexts at all: the caller sees none negotiated
+          } else {
+            throw optionFailure(OPT.SET_META_CONTEXT, reply);
+          }
+        }
+      }
+
+      const go = Buffer.alloc(4 + exportName.length + 2 + 2);
+      let at = go.writeUInt32BE(exportName.length, 0);
+      at += exportName.copy(go, at);
+      at = go.writeUInt16BE(1, at);
+      go.writeUInt16BE(INFO.BLOCK_SIZE, at);
+      await option(OPT.GO, go);
+      let size: number | null = null;
+      let flags = 0;
+      let maxRequest = 32 * 1024 * 1024;
+      for (;;) {
+        const reply = await optionReply(OPT.GO);
+        if (reply.type === REP.INFO) {
+          const info = reply.data.readUInt16BE(0);
+          if (info === INFO.EXPORT) {
+            size = Number(reply.data.readBigUInt64BE(2));
+            flags = reply.data.readUInt16BE(10);
+          } else if (info === INFO.BLOCK_SIZE) {
+            maxRequest = Math.min(maxRequest, reply.data.readUInt32BE(10));
+          }
+        } else if (reply.type === REP.ACK) {
+          break;
+        } else {
+          throw optionFailure(OPT.GO, reply);
+        }
+      }
+      if (size == null)
+        throw new BackyError('SOURCE_FAILED', `NBD server ${where} did not send the export's size`);
+      return new NbdClient(socket, rx, address, size, flags, contexts, maxRequest);
+    } catch (error) {
+      socket.destroy();
+      throw error;
+    } finally {
+      clearTimeout(timeout);
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** The id of a negotiated meta context, or null when the server did not agree to it. */
+  contextId(name: string): number | null {
+    return this.contexts.get(name) ?? null;
+  }
+
+  /**
+   * Reads `length` bytes at `offset` into `target` (allocated if not given). Holes the server reports
+   * come back as zeros without crossing the wire. A reply that leaves bytes uncovered, or an EIO, is
+   * retried (twice) before it fails.
+   */
+  async read(
+    offset: number,
+    length: number,
+    target: Buffer = Buffer.allocUnsafe(length),
+  ): Promise<ReadResult> {
+    let dataBytes = 0;
+    for (let start = 0; start < length; start += this.maxRequest) {
+      const n = Math.min(this.maxRequest, length - start);
+      const view = target.subarray(start, start + n);
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const p = await this.request(CMD.READ, offset + start, n, view);
+          if (p.covered !== n) throw new NbdCommandError(5, `the reply covered ${p.covered} of ${n} bytes`);
+          dataBytes += p.dataBytes;
+          break;
+        } catch (error) {
+          if (!(error instanceof NbdCommandError) || error.code !== 5 || attempt >= 2)
+            throw this.describe(error, `read of ${n} bytes at offset ${offset + start}`);
+        }
+      }
+    }
+    return { data: target, dataBytes };
+  }
+
+  /**
+   * The extents of meta context `name` over [offset, offset+length), asking as often as the server's
+   * replies need (a reply may cover less than asked for).
+   */
+  async extents(name: string, offset: number, length: number): Promise<Extent[]> {
+    const id = this.contextId(name);
+    if (id == null) throw new BackyError('SOURCE_FAILED', `meta context ${name} was not negotiated`);
+    const out: Extent[] = [];
+    const end = offset + length;
+    let at = offset;
+    while (at < end) {
+      // A request length is 32 bits; stay well below and on a 1 MiB boundary.
+      const n = Math.min(end - at, 0x40000000);
+      let p: Pending;
+      try {
+        p = await this.request(CMD.BLOCK_STATUS, at, n);
+      } catch (error) {
+        throw this.describe(error, `block status of ${name} at offset ${at}`);
+      }
+      const list = p.extents.get(id) ?? [];
+      if (list.length === 0)
+        throw new BackyError(
+          'SOURCE_FAILED',
+          `NBD server ${describeAddress(this.address)} sent no extents for ${name} at offset ${at}`,
+        );
+      for (const e of list) {
+        if (at >= end) break;
+        const len = Math.min(e.length, end - at);
+        if (len === 0)
+          throw new BackyError(
+            'SOURCE_FAILED',
+            `NBD server sent an empty extent for ${name} at offset ${at}`,
+          );
+        const last = out.at(-1);
+        if (last != null && last.flags === e.flags && last.offset + last.length === at) last.length += len;
+        else out.push({ offset: at, length: len, flags: e.flags });
+        at += len;
+      }
+    }
+    return out;
+  }
+
+  /** Sends NBD_CMD_DISC and closes the connection. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.failure == null && !this.socket.destroyed) {
+      await new Promise<void>((done) => {
+        this.socket.end(
+          encodeRequest({ flags: 0, type: CMD.DISC, handle: Buffer.alloc(8), offset: 0, length: 0 }),
+          () => done(),
+        );
+        setTimeout(done, 1000).unref();
+      });
+    }
+    this.socket.destroy();
+    this.fail(new BackyError('SOURCE_FAILED', 'NBD connection closed'));
+  }
+
+  private describe(error: unknown, what: string): Error {
+    if (error instanceof BackyError) return error;
+    const code = error instanceof NbdCommandError ? ` (${NO_ERROR_TEXT[error.code] ?? error.code})` : '';
+    return new BackyError(
+      'SOURCE_FAILED',
+      `NBD server ${describeAddress(this.address)}: ${what} failed${code}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+
+  private request(type: number, offset: number, length: number, target?: Buffer): Promise<Pending> {
+    if (this.failure != null) return Promise.reject(this.failure);
+    if (this.closed) return Promise.reject(new BackyError('SOURCE_FAILED', 'NBD connection is closed'));
+    const handle = this.nextHandle++;
+    const handleBuffer = Buffer.alloc(8);
+    handleBuffer.writeBigUInt64BE(handle);
+    return new Promise<Pending>((resolve, reject) => {
+      const p: Pending = {
+        type,
+        offset,
+        length,
+        target,
+        covered: 0,
+        dataBytes: 0,
+        extents: new Map(),
+        error: null,
+        resolve: () =>
+          p.error != null ? reject(new NbdCommandError(p.error.code, p.error.message)) : resolve(p),
+        reject,
+      };
+      this.pending.set(handle, p);
+      this.socket.write(encodeRequest({ flags: 0, type, handle: handleBuffer, offset, length }));
+    });
+  }
+
+  private fail(error: Error): void {
+    this.failure ??= error;
+    this.rx.fail(error);
+    for (const p of this.pending.values()) p.reject(this.failure);
+    this.pending.clear();
+  }
+
+  /** Reads replies for as long as the connection lives and hands each to its request. */
+  private async receive(): Promise<void> {
+    try {
+      for (;;) {
+        const head = await this.rx.read(4);
+        const magic = head.readUInt32BE(0);
+        if (magic === SIMPLE_REPLY_MAGIC) {
+          const rest = await this.rx.read(12);
+          const error = rest.readUInt32BE(0);
+          const p = this.take(rest.readBigUInt64BE(4));
+          if (error !== 0) p.error = { code: error, message: `error ${error}` };
+          else if (p.type === CMD.READ && p.target != null) {
+            await this.rx.readInto(p.target, 0, p.length);
+            p.covered = p.length;
+            p.dataBytes = p.length;
+          }
+          p.resolve();
+        } else if (magic === STRUCTURED_REPLY_MAGIC) {
+          const h = Buffer.from(await this.rx.read(16));
+          const flags = h.readUInt16BE(0);
+          const type = h.readUInt16BE(2);
+          const handle = h.readBigUInt64BE(4);
+          const length = h.readUInt32BE(12);
+          const p = this.pending.get(handle);
+          if (p == null) throw new BackyError('SOURCE_FAILED', `NBD server replied to an unknown request`);
+          await this.structuredChunk(p, type, length);
+          if (flags & REPLY_FLAG_DONE) {
+            this.pending.delete(handle);
+            p.resolve();
+          }
+        } else {
+          throw new BackyError(
+            'SOURCE_FAILED',
+            `NBD server sent a reply with bad magic 0x${magic.toString(16)}`,
+          );
+        }
+      }
+    } catch (error) {
+      this.fail(
+        error instanceof BackyError
+          ? error
+          : new BackyError('SOURCE_FAILED', `NBD connection failed: ${(error as Error).message}`, {
+              cause: error,
+            }),
+      );
+    }
+  }
+
+  private take(handle: bigint): Pending {
+    const p = this.pending.get(handle);
+    if (p == null) throw new BackyError('SOURCE_FAILED', 'NBD server replied to an unknown request');
+    this.pending.delete(handle);
+    return p;
+  }
+
+  private async structuredChunk(p: Pending, type: number, length: number): Promise<void> {
+    const inRange = (offset: number, n: number) => offset >= p.offset && offset + n <= p.offset + p.length;
+    switch (type) {
+      case REPLY_TYPE.NONE:
+        if (length !== 0) await this.rx.read(length);
+        return;
+      case REPLY_TYPE.OFFSET_DATA: {
+        const offset = Number((await this.rx.read(8)).readBigUInt64BE(0));
+        const n = length - 8;
+        if (p.target == null || !inRange(offset, n))
+          throw new BackyError(
+            'SOURCE_FAILED',
+            `NBD server sent data outside the request (offset ${offset})`,
+          );
+        await this.rx.readInto(p.target, offset - p.offset, n);
+        p.covered += n;
+        p.dataBytes += n;
+        return;
+      }
+      case REPLY_TYPE.OFFSET_HOLE: {
+        const b = await this.rx.read(12);
+        const offset = Number(b.readBigUInt64BE(0));
+        const n = b.readUInt32BE(8);
+        if (p.target == null || !inRange(offset, n))
+          throw new BackyError(
+            'SOURCE_FAILED',
+            `NBD server sent a hole outside the request (offset ${offset})`,
+          );
+        p.target.fill(0, offset - p.offset, offset - p.offset + n);
+        p.covered += n;
+        return;
+      }
+      case REPLY_TYPE.BLOCK_STATUS: {
+        const b = Buffer.from(await this.rx.read(length));
+        const id = b.readUInt32BE(0);
+        const list = p.extents.get(id) ?? [];
+        let at = p.offset + list.reduce((n, e) => n + e.length, 0);
+        for (let i = 4; i + 8 <= b.length; i += 8) {
+          const n = b.readUInt32BE(i);
+          list.push({ offset: at, length: n, flags: b.readUInt32BE(i + 4) });
+          at += n;
+        }
+        p.extents.set(id, list);
+        return;
+      }
+      default: {
+        const b = Buffer.from(await this.rx.read(length));
+        if (type & 0x8000) {
+          const code = b.readUInt32BE(0);
+          const n = b.readUInt16BE(4);
+          const message = b.toString('utf8', 6, 6 + n);
+          p.error ??= { code, message: message === '' ? (NO_ERROR_TEXT[code] ?? `error ${code}`) : message };
+        }
+        // Other non-error chunk types are informational and may be ignored (proto.md).
+      }
+    }
+  }
+}
+
+function replyErrorName(type: number): string {
+  const entry = Object.entries(REP).find(([, v]) => v === type);
+  return entry ? `NBD_REP_${entry[0]}` : `reply ${type}`;
+}

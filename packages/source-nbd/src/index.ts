@@ -1,0 +1,10 @@
+/**
+ * `@backy/source-nbd`: the `nbd` source (any NBD export) as the default export; the `qcow2` source
+ * (an image file served by a private qemu-nbd, with backy-managed dirty bitmaps) is
+ * `@backy/source-nbd/qcow2`.
+ */
+import { nbdSource } from './nbd-source.js';
+
+export { describeAddress, type Extent, type NbdAddress, NbdClient, parseNbdUrl } from './client.js';
+export { createNbdSource, type NbdSourceOptions, nbdSourceOptions } from './nbd-source.js';
+export default nbdSource;
