@@ -1,8 +1,8 @@
 import { promisify } from 'node:util';
 import { deflateRaw, deflateRawSync, inflateRaw } from 'node:zlib';
-import * as zstd from 'zstd-napi';
 import { type HashAlgorithm, hashChunk } from './chunk-hash.js';
 import { chunkWorkers } from './chunk-workers.js';
+import { zstd } from './native.js';
 
 const deflateAsync = promisify(deflateRaw);
 const inflateAsync = promisify(inflateRaw);
@@ -67,7 +67,7 @@ const zstdCodec: Codec = {
   id: CODEC_IDS.zstd,
   compressInto: (data, out) => chunkWorkers().compressInto(data, out, ZSTD_LEVEL),
   decompressInto: (data, out, algorithm, key) => chunkWorkers().decompressInto(data, out, algorithm, key),
-  compressSync: (data) => zstd.compress(data, { compressionLevel: ZSTD_LEVEL }),
+  compressSync: (data) => zstd().compress(data, ZSTD_LEVEL),
 };
 
 const deflate: Codec = {
