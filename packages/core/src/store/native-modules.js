@@ -21,19 +21,7 @@ const require = createRequire(import.meta.url);
 export const ZSTD_PACKAGE = '@toondepauw/node-zstd';
 const BLAKE_PACKAGE = '@napi-rs/blake-hash';
 
-/**
- * @typedef {object} Zstd
- * @property {string} name where the implementation comes from: `node:zlib` or the addon's package
- * @property {(data: Uint8Array, level: number) => Buffer} compress one zstd frame of `data`
- * @property {(data: Uint8Array, maxLength: number) => Buffer} decompress throws if the content is
- *   longer than `maxLength`, or is no zstd
- */
-
-/**
- * @typedef {object} Blake
- * @property {(data: Uint8Array) => Buffer} blake3
- * @property {{ newKeyed(key: Buffer): { update(data: Uint8Array): { digest(encoding: 'hex'): string } } }} Blake3Hasher
- */
+/** @import { Blake, Zstd } from './native-modules.js' */
 
 /** A binary that cannot be loaded; the message is the one line to show. */
 export class NativeModuleError extends Error {
