@@ -4,10 +4,12 @@
  * docs/writing-a-source.md is type-checked against the packed @backy/core and runs the conformance
  * suite under the newest vitest this Node runs, and the packed CLI backs it up by package name and by path.
  *
- * npm fetches the third-party dependencies (zod, pino, vitest, …) from its registry or its cache.
+ * npm fetches the third-party dependencies (zod, pino, vitest, …) from its registry or its cache, with
+ * `--ignore-scripts` for the CLI: nothing backy needs may depend on an install script (a compiler, a
+ * download from outside the registry), and a binary that is missing all the same is one line of error.
  */
 import { spawnSync } from 'node:child_process';
-import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -91,7 +93,23 @@ describe('packed packages outside the workspace', () => {
       const listing = run('tar', ['-xOzf', tarball[`@backy/${name}`]!, 'package/package.json'], dir.path);
       const manifest = ok(listing, `reading ${name}'s packed package.json`).stdout;
       expect(manifest, name).not.toMatch(/"(workspace|catalog):/);
-      expect(JSON.parse(manifest).os, name).toEqual(['linux']);
+      const parsed = JSON.parse(manifest);
+      expect(parsed.os, name).toEqual(['linux']);
+      expect(parsed.type, `${name} is ESM only`).toBe('module');
+      // src/ is not shipped: no export may point there.
+      expect(JSON.stringify(parsed.exports), name).not.toMatch(/"source"|\/src\//);
+      expect(parsed.publishConfig?.exports, name).toBeUndefined();
+      expect(parsed.repository, name).toEqual({
+        type: 'git',
+        url: 'git+https://github.com/backy-ts/backy.git',
+        directory: `packages/${name}`,
+      });
+      expect(parsed.homepage, name).toMatch(/^https:\/\/github\.com\/backy-ts\/backy\//);
+      expect(parsed.bugs?.url, name).toBe('https://github.com/backy-ts/backy/issues');
+      expect(parsed.keywords?.length, name).toBeGreaterThan(0);
+      // No install scripts: an install with --ignore-scripts (or pnpm 10's default) loses nothing.
+      for (const hook of ['preinstall', 'install', 'postinstall', 'prepare'])
+        expect(parsed.scripts?.[hook], `${name}: ${hook} script`).toBeUndefined();
       const files = ok(run('tar', ['-tzf', tarball[`@backy/${name}`]!], dir.path), `listing ${name}`).stdout;
       expect(files, `${name} ships its LICENSE`).toMatch(/^package\/LICENSE$/m);
       expect(files, `${name} ships a README`).toMatch(/^package\/README\.md$/m);
@@ -133,12 +151,16 @@ describe('packed packages outside the workspace', () => {
         },
       }),
     );
-    ok(run('npm', ['install', '--prefer-offline', '--no-package-lock'], app, 600_000), 'npm install (app)');
+    ok(
+      run('npm', ['install', '--prefer-offline', '--no-package-lock', '--ignore-scripts'], app, 600_000),
+      'npm install --ignore-scripts (app)',
+    );
     const image = join(app, 'disk.img');
     const data = Buffer.alloc(9 * MiB + 12345);
     for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE((i * 2654435761) >>> 0, i);
     await writeFile(image, data);
     const backy = (...args: string[]) => run(join(app, 'node_modules/.bin/backy'), args, app);
+    expect(ok(backy('--version'), 'backy --version').stdout).toMatch(/^backy \d+\.\d+\.\d+/);
 
     ok(backy('-b', 'by-name', 'init', 'backy-source-example', image), 'init by package name');
     ok(backy('-b', 'by-name', 'backup', 'manual:test'), 'backup');
@@ -201,4 +223,62 @@ describe('packed packages outside the workspace', () => {
     expect(missing.stderr.trim().split('\n')).toHaveLength(1);
     await rm(join(app, 'restored.img'));
   }, 900_000);
+
+  it('say in one line which binary is missing, and still answer what needs none', async () => {
+    // As an install without optional dependencies leaves it: the platform packages of the addons gone.
+    const binaries = async (scope: string, prefix: string) =>
+      (await readdir(join(app, 'node_modules', scope)))
+        .filter((n) => n.startsWith(prefix))
+        .map((n) => join(app, 'node_modules', scope, n));
+    const backy = (...args: string[]) => run(join(app, 'node_modules/.bin/backy'), args, app);
+    const oneLine = (r: ReturnType<typeof run>, pattern: RegExp) => {
+      expect(r.code, r.out).toBe(1);
+      expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
+      expect(r.stderr.trim()).toMatch(pattern);
+    };
+    const hide = async (paths: string[]) => {
+      for (const path of paths) await rename(path, `${path}.hidden`);
+      return async () => {
+        for (const path of paths) await rename(`${path}.hidden`, path);
+      };
+    };
+
+    const zstdBinaries = await binaries('@toondepauw', 'node-zstd-');
+    expect(zstdBinaries.length, 'the zstd addon came with its binary').toBeGreaterThan(0);
+    let restore = await hide(zstdBinaries);
+    try {
+      expect(ok(backy('--version'), '--version without zstd').stdout).toMatch(/^backy /);
+      expect(ok(backy('--help'), '--help without zstd').stdout).toContain('usage: backy');
+      expect(ok(backy('-b', 'by-name', 'status'), 'status without zstd').stdout).toContain('manual:test');
+      const backup = backy('-b', 'by-name', 'backup', 'manual:again');
+      const restored = backy('-b', 'by-name', 'restore', join(app, 'restored-3.img'));
+      if (/^v(2[3-9]|22\.(1[5-9]|[2-9]\d))\./.test(process.version)) {
+        // Node's own zstd: the addon is not needed at all.
+        ok(backup, 'backup with node:zlib');
+        ok(restored, 'restore with node:zlib');
+      } else {
+        const missing =
+          /^backy: error: zstd compression is not available: Node\.js v[\d.]+ has none built in \(22\.15 and later have\): @toondepauw\/node-zstd: its binary for this platform, the package @toondepauw\/node-zstd-linux-[\w-]+, is not installed; reinstall backy with its optional dependencies \(not with --omit=optional\)$/;
+        oneLine(backup, missing);
+        oneLine(restored, missing);
+        // Not taken for damage: verify stops with the same line and distrusts nothing.
+        oneLine(backy('-b', 'by-name', 'verify'), missing);
+        expect(ok(backy('-b', 'by-name', 'status'), 'status').stdout).not.toMatch(/distrusted/);
+      }
+    } finally {
+      await restore();
+    }
+
+    restore = await hide(await binaries('@napi-rs', 'blake-hash-'));
+    try {
+      expect(ok(backy('--version'), '--version without BLAKE3').stdout).toMatch(/^backy /);
+      oneLine(
+        backy('-b', 'by-name', 'backup', 'manual:again'),
+        /^backy: error: BLAKE3 hashing is not available: @napi-rs\/blake-hash: its binary for this platform, the package @napi-rs\/blake-hash-linux-[\w-]+, is not installed; reinstall backy/,
+      );
+    } finally {
+      await restore();
+    }
+    ok(backy('-b', 'by-name', 'backup', 'manual:again'), 'backup with the binaries back');
+  }, 300_000);
 });
