@@ -281,5 +281,4 @@ describe('packed packages outside the workspace', () => {
     }
     ok(backy('-b', 'by-name', 'backup', 'manual:again'), 'backup with the binaries back');
   }, 300_000);
-
 });

@@ -12,6 +12,11 @@ const inflateAsync = promisify(inflateRaw);
  * (`pnpm bench:codecs`) on VM-like log text it compresses about as fast as lz4 (~300 MB/s per core) to a
  * third smaller output (ratio 0.28 against lz4's 0.43) and decompresses at ~1.2 GB/s.
  * lz4-napi was dropped: its buffers are never returned to the OS (RSS grew past 700 MB in 300 calls).
+ * zstd comes from native-modules.js: Node's own where it has one, else @toondepauw/node-zstd. Against
+ * zstd-napi, used before (`pnpm bench:codecs`, the machine shared, so ratios matter more than MB/s):
+ * Node 24's zstd compresses at 1.06× and decompresses at 1.01× its speed; the addon compresses at
+ * 0.90-1.04× and decompresses at 0.36-0.51× (it grows its output as it goes), which a restore or verify,
+ * bound by the disk and hashing, shows less (see the changeset of issue 15 for `pnpm bench`).
  * deflate (zlib, level 1) needs no native module; `none` stores chunks as they are.
  */
 export const CODECS = ['zstd', 'deflate', 'none'] as const;
