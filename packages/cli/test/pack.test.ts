@@ -272,8 +272,13 @@ describe('packed packages outside the workspace', () => {
     restore = await hide(await binaries('@napi-rs', 'blake-hash-'));
     try {
       expect(ok(backy('--version'), '--version without BLAKE3').stdout).toMatch(/^backy /);
+      // A new archive: nothing to reuse, every chunk is hashed.
+      ok(
+        backy('-b', 'no-blake', 'init', 'backy-source-example', join(app, 'disk.img')),
+        'init without BLAKE3',
+      );
       oneLine(
-        backy('-b', 'by-name', 'backup', 'manual:again'),
+        backy('-b', 'no-blake', 'backup', 'manual:test'),
         /^backy: error: BLAKE3 hashing is not available: @napi-rs\/blake-hash: its binary for this platform, the package @napi-rs\/blake-hash-linux-[\w-]+, is not installed; reinstall backy/,
       );
     } finally {
