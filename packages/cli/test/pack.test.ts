@@ -251,7 +251,9 @@ describe('packed packages outside the workspace', () => {
       expect(ok(backy('--version'), '--version without zstd').stdout).toMatch(/^backy /);
       expect(ok(backy('--help'), '--help without zstd').stdout).toContain('usage: backy');
       expect(ok(backy('-b', 'by-name', 'status'), 'status without zstd').stdout).toContain('manual:test');
-      const backup = backy('-b', 'by-name', 'backup', 'manual:again');
+      // A new archive, so that every chunk is new and compressed (an unchanged image needs no zstd).
+      ok(backy('-b', 'no-zstd', 'init', 'backy-source-example', join(app, 'disk.img')), 'init without zstd');
+      const backup = backy('-b', 'no-zstd', 'backup', 'manual:test');
       const restored = backy('-b', 'by-name', 'restore', join(app, 'restored-3.img'));
       if (typeof (zlib as unknown as Record<string, unknown>).zstdCompressSync === 'function') {
         // Node's own zstd: the addon is not needed at all.
