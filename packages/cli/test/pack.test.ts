@@ -9,10 +9,9 @@
  * download from outside the registry), and a binary that is missing all the same is one line of error.
  */
 import { spawnSync } from 'node:child_process';
-import { cp, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from './helpers.js';
 
@@ -224,69 +223,4 @@ describe('packed packages outside the workspace', () => {
     expect(missing.stderr.trim().split('\n')).toHaveLength(1);
     await rm(join(app, 'restored.img'));
   }, 900_000);
-
-  it('say in one line which binary is missing, and still answer what needs none', async () => {
-    // As an install without optional dependencies leaves it: the platform packages of the addons gone.
-    const binaries = async (scope: string, prefix: string) =>
-      (await readdir(join(app, 'node_modules', scope)))
-        .filter((n) => n.startsWith(prefix))
-        .map((n) => join(app, 'node_modules', scope, n));
-    const backy = (...args: string[]) => run(join(app, 'node_modules/.bin/backy'), args, app);
-    const oneLine = (r: ReturnType<typeof run>, pattern: RegExp) => {
-      expect(r.code, r.out).toBe(1);
-      expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
-      expect(r.stderr.trim()).toMatch(pattern);
-    };
-    const hide = async (paths: string[]) => {
-      for (const path of paths) await rename(path, `${path}.hidden`);
-      return async () => {
-        for (const path of paths) await rename(`${path}.hidden`, path);
-      };
-    };
-
-    const zstdBinaries = await binaries('@toondepauw', 'node-zstd-');
-    expect(zstdBinaries.length, 'the zstd addon came with its binary').toBeGreaterThan(0);
-    let restore = await hide(zstdBinaries);
-    try {
-      expect(ok(backy('--version'), '--version without zstd').stdout).toMatch(/^backy /);
-      expect(ok(backy('--help'), '--help without zstd').stdout).toContain('usage: backy');
-      expect(ok(backy('-b', 'by-name', 'status'), 'status without zstd').stdout).toContain('manual:test');
-      // A new archive, so that every chunk is new and compressed (an unchanged image needs no zstd).
-      ok(backy('-b', 'no-zstd', 'init', 'backy-source-example', join(app, 'disk.img')), 'init without zstd');
-      const backup = backy('-b', 'no-zstd', 'backup', 'manual:test');
-      const restored = backy('-b', 'by-name', 'restore', join(app, 'restored-3.img'));
-      if (typeof (zlib as unknown as Record<string, unknown>).zstdCompressSync === 'function') {
-        // Node's own zstd: the addon is not needed at all.
-        ok(backup, 'backup with node:zlib');
-        ok(restored, 'restore with node:zlib');
-      } else {
-        const missing =
-          /^backy: error: zstd compression is not available: Node\.js v[\d.]+ has none built in \(22\.15 and later have\): @toondepauw\/node-zstd: its binary for this platform, the package @toondepauw\/node-zstd-linux-[\w-]+, is not installed; reinstall backy with its optional dependencies \(not with --omit=optional\)$/;
-        oneLine(backup, missing);
-        oneLine(restored, missing);
-        // Not taken for damage: verify stops with the same line and distrusts nothing.
-        oneLine(backy('-b', 'by-name', 'verify'), missing);
-        expect(ok(backy('-b', 'by-name', 'status'), 'status').stdout).not.toMatch(/distrusted/);
-      }
-    } finally {
-      await restore();
-    }
-
-    restore = await hide(await binaries('@napi-rs', 'blake-hash-'));
-    try {
-      expect(ok(backy('--version'), '--version without BLAKE3').stdout).toMatch(/^backy /);
-      // A new archive: nothing to reuse, every chunk is hashed.
-      ok(
-        backy('-b', 'no-blake', 'init', 'backy-source-example', join(app, 'disk.img')),
-        'init without BLAKE3',
-      );
-      oneLine(
-        backy('-b', 'no-blake', 'backup', 'manual:test'),
-        /^backy: error: BLAKE3 hashing is not available: @napi-rs\/blake-hash: its binary for this platform, the package @napi-rs\/blake-hash-linux-[\w-]+, is not installed; reinstall backy/,
-      );
-    } finally {
-      await restore();
-    }
-    ok(backy('-b', 'by-name', 'backup', 'manual:again'), 'backup with the binaries back');
-  }, 300_000);
 });
