@@ -4,7 +4,9 @@
  * docs/writing-a-source.md is type-checked against the packed @backy/core and runs the conformance
  * suite under the newest vitest this Node runs, and the packed CLI backs it up by package name and by path.
  *
- * npm fetches the third-party dependencies (zod, pino, vitest, …) from its registry or its cache.
+ * npm fetches the third-party dependencies (zod, pino, vitest, …) from its registry or its cache, with
+ * `--ignore-scripts` for the CLI: nothing backy needs may depend on an install script (a compiler, a
+ * download from outside the registry), and a binary that is missing all the same is one line of error.
  */
 import { spawnSync } from 'node:child_process';
 import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -92,7 +94,23 @@ describe('packed packages outside the workspace', () => {
       const listing = run('tar', ['-xOzf', tarball[`@backy/${name}`]!, 'package/package.json'], dir.path);
       const manifest = ok(listing, `reading ${name}'s packed package.json`).stdout;
       expect(manifest, name).not.toMatch(/"(workspace|catalog):/);
-      expect(JSON.parse(manifest).os, name).toEqual(['linux']);
+      const parsed = JSON.parse(manifest);
+      expect(parsed.os, name).toEqual(['linux']);
+      expect(parsed.type, `${name} is ESM only`).toBe('module');
+      // src/ is not shipped: no export may point there.
+      expect(JSON.stringify(parsed.exports), name).not.toMatch(/"source"|\/src\//);
+      expect(parsed.publishConfig?.exports, name).toBeUndefined();
+      expect(parsed.repository, name).toEqual({
+        type: 'git',
+        url: 'git+https://github.com/backy-ts/backy.git',
+        directory: `packages/${name}`,
+      });
+      expect(parsed.homepage, name).toMatch(/^https:\/\/github\.com\/backy-ts\/backy\//);
+      expect(parsed.bugs?.url, name).toBe('https://github.com/backy-ts/backy/issues');
+      expect(parsed.keywords?.length, name).toBeGreaterThan(0);
+      // No install scripts: an install with --ignore-scripts (or pnpm 10's default) loses nothing.
+      for (const hook of ['preinstall', 'install', 'postinstall', 'prepare'])
+        expect(parsed.scripts?.[hook], `${name}: ${hook} script`).toBeUndefined();
       const files = ok(run('tar', ['-tzf', tarball[`@backy/${name}`]!], dir.path), `listing ${name}`).stdout;
       expect(files, `${name} ships its LICENSE`).toMatch(/^package\/LICENSE$/m);
       expect(files, `${name} ships a README`).toMatch(/^package\/README\.md$/m);
@@ -134,12 +152,16 @@ describe('packed packages outside the workspace', () => {
         },
       }),
     );
-    ok(run('npm', ['install', '--prefer-offline', '--no-package-lock'], app, 600_000), 'npm install (app)');
+    ok(
+      run('npm', ['install', '--prefer-offline', '--no-package-lock', '--ignore-scripts'], app, 600_000),
+      'npm install --ignore-scripts (app)',
+    );
     const image = join(app, 'disk.img');
     const data = Buffer.alloc(9 * MiB + 12345);
     for (let i = 0; i < data.length; i += 4096) data.writeUInt32LE((i * 2654435761) >>> 0, i);
     await writeFile(image, data);
     const backy = (...args: string[]) => run(join(app, 'node_modules/.bin/backy'), args, app);
+    expect(ok(backy('--version'), 'backy --version').stdout).toMatch(/^backy \d+\.\d+\.\d+/);
 
     ok(backy('-b', 'by-name', 'init', 'backy-source-example', image), 'init by package name');
     ok(backy('-b', 'by-name', 'backup', 'manual:test'), 'backup');

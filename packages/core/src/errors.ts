@@ -20,7 +20,9 @@ export type BackyErrorCode =
   | 'IO'
   | 'ABORTED'
   | 'USAGE'
-  | 'VERIFY_FAILED';
+  | 'VERIFY_FAILED'
+  /** A compiled dependency (zstd, BLAKE3) cannot be loaded; the message says which and what to do. */
+  | 'NATIVE_MODULE_UNAVAILABLE';
 
 /**
  * Marks every BackyError, whichever copy of @backy/core made it: a plugin loaded by path, or installed

@@ -1,6 +1,6 @@
 import { constants } from 'node:fs';
 import { type FileHandle, open, rm } from 'node:fs/promises';
-import { BackyError } from '../errors.js';
+import { BackyError, isBackyError } from '../errors.js';
 import { SEALED_FILE_MODE } from '../private-modes.js';
 import { chunkBuffers, DIRECT_IO_ALIGN } from './buffer-pool.js';
 import { CHUNK_HASH, type ChunkCheck, hashChunk } from './chunk-hash.js';
@@ -223,6 +223,8 @@ export async function decodeChunkFile(
     result = await codec.decompressInto(payload, out, check, key);
   } catch (error) {
     chunkBuffers.release(out);
+    // No zstd in this process says nothing about the chunk.
+    if (isBackyError(error, 'NATIVE_MODULE_UNAVAILABLE')) throw error;
     throw corruptChunk(hash, 'cannot decompress', error);
   } finally {
     chunkBuffers.release(file);
@@ -255,7 +257,8 @@ export async function chunkFileEquals(
     } finally {
       chunkBuffers.release(out);
     }
-  } catch {
+  } catch (error) {
+    if (isBackyError(error, 'NATIVE_MODULE_UNAVAILABLE')) throw error;
     return false;
   } finally {
     chunkBuffers.release(file);

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { createRequire } from 'node:module';
 import type { HashAlgorithm as WorkerHashAlgorithm } from './chunk-worker-protocol.js';
 import { chunkWorkers } from './chunk-workers.js';
+import { blake } from './native.js';
 
 /**
  * The hash that names chunks. New revisions use BLAKE3 (256 bits; measured on the 2-core reference
@@ -35,14 +35,11 @@ export function sha256Hex(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
-let blake3: ((data: Uint8Array) => Buffer) | null = null;
-
 /** Hex hash of `data` on the calling thread (for small or occasional inputs; chunks use `hashChunk`). */
 export function chunkHashHex(data: Uint8Array, algorithm: HashAlgorithm = CHUNK_HASH): string {
   if (algorithm === 'sha256') return sha256Hex(data);
   if (algorithm !== 'blake3') throw new Error(`chunkHashHex: ${algorithm} is computed by hashChunk`);
-  blake3 ??= (createRequire(import.meta.url)('@napi-rs/blake-hash') as { blake3: typeof blake3 }).blake3;
-  return blake3!(data).toString('hex');
+  return blake().blake3(data).toString('hex');
 }
 
 /** Compared against in slices of this size (a chunk, usually); any size would do. */

@@ -6,38 +6,21 @@
 // in chunk-worker-protocol.ts.
 
 import { createHash } from 'node:crypto';
-import { createRequire } from 'node:module';
 import { parentPort } from 'node:worker_threads';
+import { loadBlake, loadZstd } from './native-modules.js';
 
 /** @import { HashAlgorithm, Reply, Request, Results, Task } from './chunk-worker-protocol.js' */
 
 const port = parentPort;
 if (port == null) throw new Error('chunk-worker.js runs as a worker thread (see chunk-workers.ts)');
 
-// Resolved from this file, which sits inside @backy/core both in src/ and in dist/.
-const requireNative = createRequire(import.meta.url);
-/** @type {typeof import('zstd-napi/binding.js') | null} */
-let zstd = null;
-/** @type {import('zstd-napi/binding.js').CCtx | null} */
-let cctx = null;
-/** @type {import('zstd-napi/binding.js').DCtx | null} */
-let dctx = null;
-/** @type {typeof import('@napi-rs/blake-hash') | null} */
-let blake = null;
-let scratch = Buffer.alloc(0);
-
-function blakeHash() {
-  blake ??= /** @type {typeof import('@napi-rs/blake-hash')} */ (requireNative('@napi-rs/blake-hash'));
-  return blake;
-}
-
 /** @type {Record<HashAlgorithm, (data: Buffer, key: Uint8Array | undefined) => string>} */
 const hashers = {
   sha256: (data) => createHash('sha256').update(data).digest('hex'),
-  blake3: (data) => blakeHash().blake3(data).toString('hex'),
+  blake3: (data) => loadBlake().blake3(data).toString('hex'),
   'keyed-blake3': (data, key) => {
     if (key?.byteLength !== 32) throw new Error('keyed-blake3 needs a 32-byte key');
-    return blakeHash().Blake3Hasher.newKeyed(Buffer.from(key)).update(data).digest('hex');
+    return loadBlake().Blake3Hasher.newKeyed(Buffer.from(key)).update(data).digest('hex');
   },
 };
 
@@ -54,13 +37,6 @@ function hash(data, algorithm, key) {
 /** A Buffer over the same (shared) memory: no copy. @param {Uint8Array} data */
 const view = (data) => Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 
-function codec() {
-  zstd ??= /** @type {typeof import('zstd-napi/binding.js')} */ (requireNative('zstd-napi/binding.js'));
-  cctx ??= new zstd.CCtx();
-  dctx ??= new zstd.DCtx();
-  return { zstd, cctx, dctx };
-}
-
 /**
  * @param {Task} task
  * @returns {Results[Task['op']]}
@@ -70,32 +46,29 @@ function run(task) {
     case 'digest':
       return { hash: hash(view(task.data), task.algorithm, task.key) };
     case 'compress': {
-      // Compresses into the caller's buffer.
-      const { zstd, cctx } = codec();
-      try {
-        return { length: cctx.compress(view(task.out), view(task.data), task.level) };
-      } catch (error) {
-        if (task.out.byteLength < zstd.compressBound(task.data.byteLength)) return { length: -1 };
-        throw error;
-      }
+      // Into the caller's buffer: zstd returns a frame of its own (neither node:zlib nor the addon writes
+      // into a given buffer), copied once; chunk-workers.ts has the measurements.
+      const packed = loadZstd().compress(view(task.data), task.level);
+      if (packed.length > task.out.byteLength) return { length: -1 };
+      view(task.out).set(packed);
+      return { length: packed.length };
     }
     case 'decompress': {
-      const target = view(task.out);
-      const length = codec().dctx.decompress(target, view(task.data));
-      return { length, hash: hash(target.subarray(0, length), task.algorithm, task.key) };
+      const raw = loadZstd().decompress(view(task.data), task.out.byteLength);
+      view(task.out).set(raw);
+      return { length: raw.length, hash: hash(raw, task.algorithm, task.key) };
     }
     case 'equals': {
       const wanted = view(task.expect);
       if (task.raw) return { equal: view(task.data).equals(wanted) };
-      const { dctx } = codec();
-      if (scratch.length < wanted.length) scratch = Buffer.allocUnsafe(wanted.length);
-      let length;
+      const zstd = loadZstd();
+      let raw;
       try {
-        length = dctx.decompress(scratch.subarray(0, wanted.length), view(task.data));
+        raw = zstd.decompress(view(task.data), wanted.length);
       } catch {
         return { equal: false }; // damaged, or longer than expected
       }
-      return { equal: length === wanted.length && scratch.subarray(0, length).equals(wanted) };
+      return { equal: raw.equals(wanted) };
     }
     default:
       throw new Error(`unknown chunk worker task ${/** @type {{ op: unknown }} */ (task).op}`);

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { chunkBuffers } from './buffer-pool.js';
 import type { HashAlgorithm, Reply, Request, Results, Task } from './chunk-worker-protocol.js';
+import { blake, zstd } from './native.js';
 
 /**
  * The CPU work on chunks — hashing, zstd compression and decompression — runs in a small pool of worker
@@ -12,9 +13,14 @@ import type { HashAlgorithm, Reply, Request, Results, Task } from './chunk-worke
  * Inputs in shared memory (the pooled chunk buffers of buffer-pool.ts) are handed over as they are; other
  * inputs are first copied into a pooled shared buffer (one memcpy, ~0.3 ms for 4 MiB). Structured-clone
  * copies and fresh 4 MiB allocations cost more than the hashing itself when measured. Results are written
- * into the caller's pooled buffers through zstd's buffer-to-buffer calls, so nothing is allocated per
- * chunk: each fresh 4 MiB allocation costs a thousand page faults, which showed as up to a second of
- * system time per GiB. Idle workers are unreferenced and never keep the process alive.
+ * into the caller's pooled buffers. zstd (native-modules.js) returns a buffer of its own, copied once into
+ * the caller's: neither Node's zstd nor the addon writes into a given buffer. zstd-napi, used before, did,
+ * and was measured against them with `pnpm bench:codecs` and `pnpm bench` (see codec.ts). Idle workers
+ * are unreferenced and never keep the process alive.
+ *
+ * The binaries a task needs are loaded on the calling thread first (`checkBinaries`): one that is
+ * missing is then the one-line error of native.ts, not a failed task that a reader would take for a
+ * damaged chunk.
  *
  * The workers run chunk-worker.js: plain JavaScript that tsc type-checks through its JSDoc (`checkJs`),
  * so the one file runs as it is from source (vitest resolves @backy/core to src/, and a worker thread is
@@ -130,6 +136,7 @@ export class ChunkWorkers {
   }
 
   private async submit<K extends Op>(task: Extract<Task, { op: K }>): Promise<Results[K]> {
+    checkBinaries(task);
     const staged = stage(task.data);
     const worker = this.pick();
     const id = this.nextId++;
@@ -156,6 +163,12 @@ export class ChunkWorkers {
     }
     return best;
   }
+}
+
+/** Loads what `task` needs on this thread (once; cached), so that a missing binary throws here. */
+function checkBinaries(task: Task): void {
+  if (task.op !== 'digest' && !(task.op === 'equals' && task.raw)) zstd();
+  if ('algorithm' in task && task.algorithm !== 'sha256') blake();
 }
 
 let shared: ChunkWorkers | null = null;

@@ -1,8 +1,8 @@
 import { promisify } from 'node:util';
 import { deflateRaw, deflateRawSync, inflateRaw } from 'node:zlib';
-import * as zstd from 'zstd-napi';
 import { type HashAlgorithm, hashChunk } from './chunk-hash.js';
 import { chunkWorkers } from './chunk-workers.js';
+import { zstd } from './native.js';
 
 const deflateAsync = promisify(deflateRaw);
 const inflateAsync = promisify(inflateRaw);
@@ -12,6 +12,12 @@ const inflateAsync = promisify(inflateRaw);
  * (`pnpm bench:codecs`) on VM-like log text it compresses about as fast as lz4 (~300 MB/s per core) to a
  * third smaller output (ratio 0.28 against lz4's 0.43) and decompresses at ~1.2 GB/s.
  * lz4-napi was dropped: its buffers are never returned to the OS (RSS grew past 700 MB in 300 calls).
+ * zstd comes from native-modules.js: Node's own where it has one, else @toondepauw/node-zstd. Against
+ * zstd-napi, used before (`pnpm bench:codecs`, the machine shared, so ratios matter more than MB/s):
+ * Node 24's zstd compresses at 1.06× and decompresses at 1.01× its speed; the addon compresses at
+ * 0.90-1.04× and decompresses at 0.36-0.51× (it grows its output as it goes). `pnpm bench` at 1 GiB on
+ * Node 20 (the addon) timed backup, restore and verify no slower than with zstd-napi, but peaked at
+ * about twice the RSS (full backup 458 MB against 227 MB): the addon's fresh buffer per chunk.
  * deflate (zlib, level 1) needs no native module; `none` stores chunks as they are.
  */
 export const CODECS = ['zstd', 'deflate', 'none'] as const;
@@ -67,7 +73,7 @@ const zstdCodec: Codec = {
   id: CODEC_IDS.zstd,
   compressInto: (data, out) => chunkWorkers().compressInto(data, out, ZSTD_LEVEL),
   decompressInto: (data, out, algorithm, key) => chunkWorkers().decompressInto(data, out, algorithm, key),
-  compressSync: (data) => zstd.compress(data, { compressionLevel: ZSTD_LEVEL }),
+  compressSync: (data) => zstd().compress(data, ZSTD_LEVEL),
 };
 
 const deflate: Codec = {
