@@ -6,6 +6,8 @@ export interface LoggerOptions {
   /** Log file (JSON lines); none when null. */
   file: string | null;
   verbose: boolean;
+  /** No readable lines on a terminal (--quiet): errors reach the user as the CLI's one-line message. */
+  quiet?: boolean;
   /** Where readable lines go when it is a terminal (and JSON lines with -v when it is not). */
   stderr: NodeJS.WritableStream & { isTTY?: boolean };
 }
@@ -32,7 +34,9 @@ export function createLogger(options: LoggerOptions): {
     destinations.push(dest);
     streams.push({ level: 'debug', stream: dest });
   }
-  if (options.stderr.isTTY === true) {
+  if (options.quiet === true) {
+    // --quiet: the log file only.
+  } else if (options.stderr.isTTY === true) {
     streams.push({ level: options.verbose ? 'debug' : 'info', stream: terminalStream(options.stderr) });
   } else if (options.verbose) {
     streams.push({ level: 'debug', stream: options.stderr });
@@ -52,7 +56,8 @@ export function terminalStream(stderr: NodeJS.WritableStream): DestinationStream
   return pretty({
     destination: stderr,
     sync: true,
-    colorize: true,
+    // https://no-color.org: set and not empty means no ANSI colors.
+    colorize: !process.env.NO_COLOR,
     translateTime: 'SYS:HH:MM:ss',
     ignore: 'pid,hostname',
   });

@@ -7,9 +7,12 @@ export interface ProgressBar {
 
 const NOOP: ProgressBar = { update() {}, finish() {} };
 
-/** A one-line progress bar on a terminal's stderr; nothing when stderr is not a terminal. */
-export function createProgressBar(stream: NodeJS.WriteStream = process.stderr): ProgressBar {
-  if (!stream.isTTY) return NOOP;
+/** A one-line progress bar on a terminal's stderr; nothing when stderr is not a terminal or with `quiet`. */
+export function createProgressBar(
+  stream: NodeJS.WriteStream = process.stderr,
+  options: { quiet?: boolean } = {},
+): ProgressBar {
+  if (!stream.isTTY || options.quiet === true) return NOOP;
   const started = Date.now();
   let last = 0;
   let shown = false;

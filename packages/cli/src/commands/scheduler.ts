@@ -65,12 +65,26 @@ export const schedulerCommand: Command = {
   summary: 'run the backup daemon for the jobs of the central config (foreground)',
   usage: `scheduler [-c CONFIG] [-l LOGFILE]   (CONFIG default ${DEFAULT_CENTRAL_CONFIG})`,
   options: {
-    config: { type: 'string', short: 'c' },
-    logfile: { type: 'string', short: 'l' },
+    config: {
+      type: 'string',
+      short: 'c',
+      valueName: 'CONFIG',
+      default: DEFAULT_CENTRAL_CONFIG,
+      description: 'the central config: the jobs, their schedules and archive directories',
+      complete: 'file',
+    },
+    logfile: {
+      type: 'string',
+      short: 'l',
+      valueName: 'FILE',
+      description: "the daemon's log (reopened on SIGHUP)",
+      defaultText: 'stderr',
+      complete: 'file',
+    },
   },
   positionals: [0, 0],
   async run(ctx) {
-    const configPath = resolve((ctx.values.config as string | undefined) ?? DEFAULT_CENTRAL_CONFIG);
+    const configPath = resolve(String(ctx.values.config));
     const logPath = (ctx.values.logfile as string | undefined) ?? ctx.global.logfile;
     const version = cliVersion();
     // Signals that arrive while starting up are handled once the scheduler exists.
