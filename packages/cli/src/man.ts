@@ -17,6 +17,8 @@ export function roff(text: string): string {
     .replace(/\\/g, '\\e')
     .replace(/-/g, '\\-')
     .replace(/`([^`]+)`/g, '\\fB$1\\fR')
+    // groff reads Latin-1 unless told otherwise: anything beyond ASCII as a named Unicode escape.
+    .replace(/[^\x00-\x7f]/gu, (c) => `\\[u${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}]`)
     .split('\n')
     .map((line) => (/^[.']/.test(line) ? `\\&${line}` : line))
     .join('\n');
