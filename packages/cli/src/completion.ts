@@ -9,7 +9,8 @@ const GENERATED = "Generated from backy's command definitions (`backy completion
 
 /** A word the scripts carry unquoted: option names, command names, choices. */
 function word(text: string): string {
-  if (!/^[A-Za-z0-9_.:=+-]+$/.test(text)) throw new Error(`completion: ${JSON.stringify(text)} is not a plain word`);
+  if (!/^[A-Za-z0-9_.:=+-]+$/.test(text))
+    throw new Error(`completion: ${JSON.stringify(text)} is not a plain word`);
   return text;
 }
 
@@ -115,9 +116,11 @@ function zshScript(commands: readonly Command[]): string {
       c.completeArguments != null && (c.positionals?.[1] ?? 1) > 0
         ? [`'*:argument:${zshAction(c.completeArguments)}'`]
         : [];
-    return [`    ${word(c.name)})`, `      _arguments -s ${[...zshOptionSpecs(commandOptions(c)), ...args].join(' \\\n        ')}`, '      ;;'].join(
-      '\n',
-    );
+    return [
+      `    ${word(c.name)})`,
+      `      _arguments -s ${[...zshOptionSpecs(commandOptions(c)), ...args].join(' \\\n        ')}`,
+      '      ;;',
+    ].join('\n');
   });
   return `#compdef backy
 # zsh completion for backy. ${GENERATED}

@@ -4,9 +4,9 @@ import {
   ENVIRONMENT,
   EXIT_STATUSES,
   GLOBAL_OPTIONS,
-  type ReferenceEntry,
   REVISION_SPEC_NOTES,
   REVISION_SPECS,
+  type ReferenceEntry,
 } from './reference.js';
 
 /** `-r, --revision SPEC`: how an option is written, with its value's name. */
@@ -34,7 +34,11 @@ export function commandOptions(c: Command): OptionSpecs {
 
 function table(rows: readonly [string, string][], indent = '  '): string[] {
   const width = Math.min(28, Math.max(...rows.map(([a]) => a.length)));
-  return rows.map(([a, b]) => (a.length > width ? `${indent}${a}\n${indent}${' '.repeat(width)}  ${b}` : `${indent}${a.padEnd(width)}  ${b}`));
+  return rows.map(([a, b]) =>
+    a.length > width
+      ? `${indent}${a}\n${indent}${' '.repeat(width)}  ${b}`
+      : `${indent}${a.padEnd(width)}  ${b}`,
+  );
 }
 
 function optionRows(options: OptionSpecs): [string, string][] {

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type Archive, Archive as ArchiveClass, BackyError, type BackyErrorCode } from '@backy/core';
+import { type Archive, Archive as ArchiveClass, BackyError } from '@backy/core';
 import type { Logger } from 'pino';
 import { describeParseError, joinNegativeValues, parseArgsOptions } from './args.js';
 import type { Command, CommandContext, GlobalOptions } from './command.js';

@@ -5,23 +5,28 @@ import {
   ENVIRONMENT,
   EXIT_STATUSES,
   GLOBAL_OPTIONS,
-  type ReferenceEntry,
   REVISION_SPEC_NOTES,
   REVISION_SPECS,
+  type ReferenceEntry,
 } from './reference.js';
 import { cliVersion } from './version.js';
 
 /** Text for roff: backslashes and hyphens escaped, no line that a control character would start. */
 export function roff(text: string): string {
-  return text
-    .replace(/\\/g, '\\e')
-    .replace(/-/g, '\\-')
-    .replace(/`([^`]+)`/g, '\\fB$1\\fR')
-    // groff reads Latin-1 unless told otherwise: anything beyond ASCII as a named Unicode escape.
-    .replace(/[^\x00-\x7f]/gu, (c) => `\\[u${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}]`)
-    .split('\n')
-    .map((line) => (/^[.']/.test(line) ? `\\&${line}` : line))
-    .join('\n');
+  return (
+    text
+      .replace(/\\/g, '\\e')
+      .replace(/-/g, '\\-')
+      .replace(/`([^`]+)`/g, '\\fB$1\\fR')
+      // groff reads Latin-1 unless told otherwise: anything beyond ASCII as a named Unicode escape.
+      .replace(
+        /[^\p{ASCII}]/gu,
+        (c) => `\\[u${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}]`,
+      )
+      .split('\n')
+      .map((line) => (/^[.']/.test(line) ? `\\&${line}` : line))
+      .join('\n')
+  );
 }
 
 function optionItem(name: string, o: OptionSpec): string[] {
@@ -39,7 +44,7 @@ const entryItems = (list: readonly ReferenceEntry[]): string[] =>
 /** The backy(1) man page (roff), from the same definitions as `--help`. */
 export function manPage(commands: readonly Command[]): string {
   const lines = [
-    ".\\\" Generated from backy's command definitions (`backy completion man`); do not edit.",
+    '.\\" Generated from backy\'s command definitions (`backy completion man`); do not edit.',
     `.TH BACKY 1 "" "backy ${roff(cliVersion())}" "User Commands"`,
     '.SH NAME',
     'backy \\- block\\-based backup and restore of VM disk images',
@@ -77,7 +82,9 @@ export function manPage(commands: readonly Command[]): string {
       { term: '/etc/backy.conf', meaning: 'the central config of the scheduler daemon and backy check' },
     ]),
     '.SH SEE ALSO',
-    roff('backy help specs; the docs folder of the backy repository: scheduler.md, restore.md, storage.md, json.md.'),
+    roff(
+      'backy help specs; the docs folder of the backy repository: scheduler.md, restore.md, storage.md, json.md.',
+    ),
   );
   return `${lines.join('\n')}\n`;
 }

@@ -53,29 +53,45 @@ export const EXIT_STATUSES: readonly ReferenceEntry[] = [
     meaning:
       'failure, said in one line on stderr; also a backup whose new revision failed its verification and a verify that found damage',
   },
-  { term: String(EXIT_CODES.USAGE), meaning: 'usage error: unknown command or option, wrong arguments or values' },
+  {
+    term: String(EXIT_CODES.USAGE),
+    meaning: 'usage error: unknown command or option, wrong arguments or values',
+  },
   {
     term: String(EXIT_CODES.LOCKED),
     meaning: 'the archive is locked by another backy process (EX_UNAVAILABLE); try again later',
   },
-  { term: String(EXIT_CODES.ABORTED), meaning: 'interrupted by SIGINT (Ctrl-C) or SIGTERM; nothing half-written stays' },
+  {
+    term: String(EXIT_CODES.ABORTED),
+    meaning: 'interrupted by SIGINT (Ctrl-C) or SIGTERM; nothing half-written stays',
+  },
   {
     term: String(EXIT_PIPE_CLOSED),
     meaning: "stdout's reader closed the pipe (`backy status | head -1`), as a tool killed by SIGPIPE",
   },
-  { term: '0-3 (check)', meaning: '`backy check` answers as a Nagios plugin: OK, WARNING, CRITICAL, UNKNOWN' },
+  {
+    term: '0-3 (check)',
+    meaning: '`backy check` answers as a Nagios plugin: OK, WARNING, CRITICAL, UNKNOWN',
+  },
 ];
 
 export const ENVIRONMENT: readonly ReferenceEntry[] = [
-  { term: BACKY_DIR_ENV, meaning: 'the archive directory when -b is not given (-b wins; without either: the current directory)' },
-  { term: 'NO_COLOR', meaning: 'when set and not empty: no ANSI colors in any output (https://no-color.org)' },
+  {
+    term: BACKY_DIR_ENV,
+    meaning: 'the archive directory when -b is not given (-b wins; without either: the current directory)',
+  },
+  {
+    term: 'NO_COLOR',
+    meaning: 'when set and not empty: no ANSI colors in any output (https://no-color.org)',
+  },
   {
     term: PASSPHRASE_ENV,
     meaning: 'the passphrase of an encryption key file, when no passphrase file is given',
   },
   {
     term: 'AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY',
-    meaning: 'credentials of an S3 store without a credentials file of its own (the environment, then ~/.aws/credentials)',
+    meaning:
+      'credentials of an S3 store without a credentials file of its own (the environment, then ~/.aws/credentials)',
   },
   { term: 'BACKY_DEBUG', meaning: 'when set: the stack trace of an internal error on stderr' },
   { term: 'UV_THREADPOOL_SIZE', meaning: "Node's I/O and hashing threads (default here: 8)" },

@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, backy, oneLineError, skipWithout, tempDir } from './helpers.js';
 
+/** An ANSI color (SGR) sequence; built from a string, as a control character in a regex literal is easy to miss. */
+const ANSI_COLOR = new RegExp(`${String.fromCharCode(27)}\\[[\\d;]*m`);
 const DIST = fileURLToPath(new URL('../dist/', import.meta.url));
 const MiB = 1024 * 1024;
 let dir: { path: string; cleanup: () => Promise<void> };
@@ -67,18 +69,33 @@ describe('--help and backy help', () => {
           `${name} --help lists ${flag}`,
         ).toBe(true);
       }
-      for (const o of options) expect(o.line, `${name} --${o.long}`).toMatch(/--[\w-]+(?: \S+)?\s{2,}\S.{8,}/);
+      for (const o of options)
+        expect(o.line, `${name} --${o.long}`).toMatch(/--[\w-]+(?: \S+)?\s{2,}\S.{8,}/);
       expect(options.map((o) => o.long)).toContain('help');
     }
-    const line = (command: string, option: string) => index.get(command)!.find((o) => o.long === option)!.line;
+    const line = (command: string, option: string) =>
+      index.get(command)!.find((o) => o.long === option)!.line;
     expect(line('restore', 'revision')).toMatch(/-r, --revision SPEC .*\(default: last\)/);
     expect(line('verify', 'revision')).toContain('(default: all)');
     expect(line('purge', 'wait')).toMatch(/--wait SECONDS .*\(default: 0\)/);
     expect(line('check', 'config')).toContain('(default: /etc/backy.conf)');
     expect(line('nbd-server', 'port')).toContain('(default: 10809)');
     expect(line('init', 'option')).toContain('repeatable');
-    for (const command of ['backup', 'restore', 'verify', 'purge', 'forget', 'expire', 'check', 'status', 'copy'])
-      expect(index.get(command)!.map((o) => o.long), command).toContain('json');
+    for (const command of [
+      'backup',
+      'restore',
+      'verify',
+      'purge',
+      'forget',
+      'expire',
+      'check',
+      'status',
+      'copy',
+    ])
+      expect(
+        index.get(command)!.map((o) => o.long),
+        command,
+      ).toContain('json');
     const top = backy(['--help']).stdout;
     for (const global of ['--backupdir DIR', '--logfile FILE', '--verbose', '--quiet', '--version'])
       expect(top).toContain(global);
@@ -91,9 +108,11 @@ describe('--help and backy help', () => {
     for (const form of ['last, latest', '0, 1, 2', 'tag:TAG', 'trust:STATE', 'all', 'ID'])
       expect(specs.stdout).toContain(form);
     const codes = backy(['help', 'exit-codes']).stdout;
-    for (const code of ['0', '1', '2', '69', '130', '141']) expect(codes).toMatch(new RegExp(`^ {2}${code} `, 'm'));
+    for (const code of ['0', '1', '2', '69', '130', '141'])
+      expect(codes).toMatch(new RegExp(`^ {2}${code} `, 'm'));
     const env = backy(['help', 'environment']).stdout;
-    for (const name of ['BACKY_DIR', 'NO_COLOR', 'BACKY_KEY_PASSPHRASE', 'AWS_PROFILE']) expect(env).toContain(name);
+    for (const name of ['BACKY_DIR', 'NO_COLOR', 'BACKY_KEY_PASSPHRASE', 'AWS_PROFILE'])
+      expect(env).toContain(name);
     // The global help carries the same sections.
     const top = backy(['--help']).stdout;
     expect(top).toContain(specs.stdout.trim());
@@ -115,59 +134,68 @@ describe('BACKY_DIR', () => {
     expect(existsSync(join(arch, 'config'))).toBe(true);
     const backup = backy(['backup', 'daily'], { cwd: dir.path, env: { BACKY_DIR: arch } });
     expect(backup.code, backup.stderr).toBe(0);
-    expect(JSON.parse(backy(['status', '--json'], { cwd: dir.path, env: { BACKY_DIR: arch } }).stdout)).toHaveLength(1);
+    expect(
+      JSON.parse(backy(['status', '--json'], { cwd: dir.path, env: { BACKY_DIR: arch } }).stdout),
+    ).toHaveLength(1);
     const wins = backy(['-b', elsewhere, 'status'], { env: { BACKY_DIR: arch } });
     expect(wins.code).not.toBe(0);
     expect(oneLineError(wins)).toContain(elsewhere);
     // Unset or empty: the current directory.
-    expect(JSON.parse(backy(['status', '--json'], { cwd: arch, env: { BACKY_DIR: '' } }).stdout)).toHaveLength(1);
+    expect(
+      JSON.parse(backy(['status', '--json'], { cwd: arch, env: { BACKY_DIR: '' } }).stdout),
+    ).toHaveLength(1);
   });
 });
 
-describe.skipIf(skipWithout('terminal output', 'script') != null)('on a terminal: --quiet and NO_COLOR', () => {
-  let arch: string;
-  const onTerminal = (args: string, env: NodeJS.ProcessEnv = {}) =>
-    spawnSync('script', ['-qec', `${process.execPath} ${BIN} -b ${arch} ${args}`, '/dev/null'], {
-      encoding: 'utf8',
-      env: { ...process.env, ...env },
+describe.skipIf(skipWithout('terminal output', 'script') != null)(
+  'on a terminal: --quiet and NO_COLOR',
+  () => {
+    let arch: string;
+    const onTerminal = (args: string, env: NodeJS.ProcessEnv = {}) =>
+      spawnSync('script', ['-qec', `${process.execPath} ${BIN} -b ${arch} ${args}`, '/dev/null'], {
+        encoding: 'utf8',
+        env: { ...process.env, ...env },
+      });
+    beforeAll(async () => {
+      const image = join(dir.path, 'tty.img');
+      await writeFile(image, randomBytes(24 * MiB));
+      arch = join(dir.path, 'tty-archive');
+      expect(backy(['-b', arch, 'init', 'file', image]).code).toBe(0);
     });
-  beforeAll(async () => {
-    const image = join(dir.path, 'tty.img');
-    await writeFile(image, randomBytes(24 * MiB));
-    arch = join(dir.path, 'tty-archive');
-    expect(backy(['-b', arch, 'init', 'file', image]).code).toBe(0);
-  });
 
-  it('colors and info lines by default; NO_COLOR keeps the lines without any color', () => {
-    const plain = onTerminal('backup daily', { NO_COLOR: '' });
-    expect(plain.status).toBe(0);
-    expect(plain.stdout).toMatch(/INFO/);
-    expect(plain.stdout).toMatch(/\x1b\[\d+m/);
-    const noColor = onTerminal('backup daily', { NO_COLOR: '1' });
-    expect(noColor.status).toBe(0);
-    expect(noColor.stdout).toMatch(/INFO.*backup completed/);
-    expect(noColor.stdout).not.toMatch(/\x1b\[[\d;]*m/);
-  });
+    it('colors and info lines by default; NO_COLOR keeps the lines without any color', () => {
+      const plain = onTerminal('backup daily', { NO_COLOR: '' });
+      expect(plain.status).toBe(0);
+      expect(plain.stdout).toMatch(/INFO/);
+      expect(plain.stdout).toMatch(ANSI_COLOR);
+      const noColor = onTerminal('backup daily', { NO_COLOR: '1' });
+      expect(noColor.status).toBe(0);
+      expect(noColor.stdout).toMatch(/INFO.*backup completed/);
+      expect(noColor.stdout).not.toMatch(ANSI_COLOR);
+    });
 
-  it('--quiet: no progress and no info lines, the result and errors still', async () => {
-    const r = onTerminal('-q backup daily');
-    expect(r.status).toBe(0);
-    expect(r.stdout).not.toMatch(/INFO/);
-    expect(r.stdout).not.toMatch(/backup\s+\[[#-]*\]/);
-    expect(r.stdout.trim().split('\n')).toHaveLength(1);
-    expect(r.stdout).toMatch(/daily: .* written/);
-    // The log file still has everything.
-    const log = await readFile(join(arch, 'backy.log'), 'utf8');
-    expect(JSON.parse(log.trim().split('\n').at(-1)!).msg).toBe('backup completed');
-    const restored = join(dir.path, 'tty-restored.img');
-    const restore = onTerminal(`-q restore ${restored}`);
-    expect(restore.status).toBe(0);
-    expect(restore.stdout).toBe('');
-    const error = onTerminal('-q restore -r nope /dev/null');
-    expect(error.status).toBe(1);
-    expect(error.stdout.trim().split('\n')).toEqual([expect.stringMatching(/^backy: error: revision "nope"/)]);
-  });
-});
+    it('--quiet: no progress and no info lines, the result and errors still', async () => {
+      const r = onTerminal('-q backup daily');
+      expect(r.status).toBe(0);
+      expect(r.stdout).not.toMatch(/INFO/);
+      expect(r.stdout).not.toMatch(/backup\s+\[[#-]*\]/);
+      expect(r.stdout.trim().split('\n')).toHaveLength(1);
+      expect(r.stdout).toMatch(/daily: .* written/);
+      // The log file still has everything.
+      const log = await readFile(join(arch, 'backy.log'), 'utf8');
+      expect(JSON.parse(log.trim().split('\n').at(-1)!).msg).toBe('backup completed');
+      const restored = join(dir.path, 'tty-restored.img');
+      const restore = onTerminal(`-q restore ${restored}`);
+      expect(restore.status).toBe(0);
+      expect(restore.stdout).toBe('');
+      const error = onTerminal('-q restore -r nope /dev/null');
+      expect(error.status).toBe(1);
+      expect(error.stdout.trim().split('\n')).toEqual([
+        expect.stringMatching(/^backy: error: revision "nope"/),
+      ]);
+    });
+  },
+);
 
 describe('shell completion and man page', () => {
   const bashComplete = (...words: string[]): string[] => {
@@ -175,7 +203,10 @@ describe('shell completion and man page', () => {
     const quoted = words.map((w) => `'${w}'`).join(' ');
     const r = spawnSync(
       'bash',
-      ['-c', `source '${script}'; COMP_WORDS=(${quoted}); COMP_CWORD=${words.length - 1}; _backy; printf '%s\\n' "\${COMPREPLY[@]}"`],
+      [
+        '-c',
+        `source '${script}'; COMP_WORDS=(${quoted}); COMP_CWORD=${words.length - 1}; _backy; printf '%s\\n' "\${COMPREPLY[@]}"`,
+      ],
       { encoding: 'utf8', cwd: dir.path },
     );
     expect(r.status, r.stderr).toBe(0);
@@ -194,7 +225,9 @@ describe('shell completion and man page', () => {
       expect(printed.stdout).toContain('do not edit');
     }
     expect(backy(['completion', 'man']).stdout).toBe(await readFile(join(DIST, 'man', 'backy.1'), 'utf8'));
-    const pkg = JSON.parse(await readFile(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8'));
+    const pkg = JSON.parse(
+      await readFile(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8'),
+    );
     expect(pkg.man).toEqual(['./dist/man/backy.1']);
     expect(pkg.files).toContain('dist');
     expect(backy(['completion', 'tcsh']).code).toBe(2);
@@ -235,7 +268,10 @@ describe('shell completion and man page', () => {
         { encoding: 'utf8' },
       );
       expect(r.stderr).toBe('');
-      return r.stdout.split('\n').filter(Boolean).map((l) => l.split('\t')[0]);
+      return r.stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split('\t')[0]);
     };
     expect(complete('backy re')).toEqual(['restore']);
     expect(complete('backy verify --')).toEqual(expect.arrayContaining(['--revision', '--json', '--help']));
@@ -246,28 +282,41 @@ describe('shell completion and man page', () => {
     const page = await readFile(join(DIST, 'man', 'backy.1'), 'utf8');
     expect(page).toMatch(/^\.\\" .*do not edit/);
     expect(page).toMatch(/^\.TH BACKY 1 /m);
-    for (const section of ['NAME', 'SYNOPSIS', 'DESCRIPTION', 'OPTIONS', 'COMMANDS', 'REVISION SPECS', 'EXIT STATUS', 'ENVIRONMENT'])
+    for (const section of [
+      'NAME',
+      'SYNOPSIS',
+      'DESCRIPTION',
+      'OPTIONS',
+      'COMMANDS',
+      'REVISION SPECS',
+      'EXIT STATUS',
+      'ENVIRONMENT',
+    ])
       expect(page).toContain(`\n.SH ${section}\n`);
     for (const [command, options] of helpIndex()) {
       const body = page.split(`\n.SS ${command.replace(/-/g, '\\-')}\n`)[1]?.split('\n.SS ')[0];
       expect(body, `man page section of ${command}`).toBeDefined();
-      for (const o of options) expect(body, `${command} --${o.long}`).toContain(`\\-\\-${o.long.replace(/-/g, '\\-')}`);
+      for (const o of options)
+        expect(body, `${command} --${o.long}`).toContain(`\\-\\-${o.long.replace(/-/g, '\\-')}`);
     }
     // No line a roff request would swallow: text lines never start with . or ' unless they are requests.
     for (const line of page.split('\n'))
       if (/^[.']/.test(line)) expect(line, line).toMatch(/^\.(\\"|TH|SH|SS|TP|PP|B) ?/);
   });
 
-  it.skipIf(skipWithout('man page rendering', 'groff') != null)('groff renders the man page without a warning', () => {
-    const r = spawnSync('groff', ['-man', '-Tutf8', '-ww', '-z', join(DIST, 'man', 'backy.1')], {
-      encoding: 'utf8',
-    });
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
-    const text = spawnSync('groff', ['-man', '-Tascii', '-P-cbou', join(DIST, 'man', 'backy.1')], {
-      encoding: 'utf8',
-    }).stdout;
-    expect(text).toMatch(/--revision SPEC/);
-    expect(text).toContain('BACKY_DIR');
-  });
+  it.skipIf(skipWithout('man page rendering', 'groff') != null)(
+    'groff renders the man page without a warning',
+    () => {
+      const r = spawnSync('groff', ['-man', '-Tutf8', '-ww', '-z', join(DIST, 'man', 'backy.1')], {
+        encoding: 'utf8',
+      });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      const text = spawnSync('groff', ['-man', '-Tascii', '-P-cbou', join(DIST, 'man', 'backy.1')], {
+        encoding: 'utf8',
+      }).stdout;
+      expect(text).toMatch(/--revision SPEC/);
+      expect(text).toContain('BACKY_DIR');
+    },
+  );
 });

@@ -14,7 +14,8 @@ let data: Buffer;
 const b = (...args: string[]) => backy(['-b', arch, ...args]);
 
 /** stdout is exactly one JSON document (JSON.parse refuses anything before or after it). */
-function json(r: Result, code = 0): Record<string, unknown> & Record<string, any> {
+// biome-ignore lint/suspicious/noExplicitAny: the tests read fields of parsed JSON
+function json(r: Result, code = 0): Record<string, any> {
   expect(r.code, r.stderr).toBe(code);
   return JSON.parse(r.stdout);
 }
@@ -111,14 +112,20 @@ describe('--json: one documented JSON document on stdout per command', () => {
     expect(dry.chunksDeleted).toBe(2);
     expect(dry.wouldDelete.filter((e: { kind: string }) => e.kind === 'damaged')).toHaveLength(1);
     expect(dry.wouldDelete.length).toBeGreaterThanOrEqual(dry.chunksDeleted);
-    expect(dry.wouldDelete.filter((e: { kind: string }) => e.kind === 'chunk')).toHaveLength(dry.chunksDeleted);
+    expect(dry.wouldDelete.filter((e: { kind: string }) => e.kind === 'chunk')).toHaveLength(
+      dry.chunksDeleted,
+    );
     for (const entry of dry.wouldDelete) {
       expect(['chunk', 'damaged', 'temporary']).toContain(entry.kind);
       expect(typeof entry.path).toBe('string');
       expect(typeof entry.bytes).toBe('number');
     }
     const done = json(b('purge', '--json'));
-    expect(done).toMatchObject({ dryRun: false, chunksDeleted: dry.chunksDeleted, bytesFreed: dry.bytesFreed });
+    expect(done).toMatchObject({
+      dryRun: false,
+      chunksDeleted: dry.chunksDeleted,
+      bytesFreed: dry.bytesFreed,
+    });
     expect(done).not.toHaveProperty('wouldDelete');
   });
 

@@ -14,7 +14,13 @@ export const nbdServerCommand: Command = {
       valueName: 'ADDR',
       description: 'the address to listen on (NBD has no authentication: keep it local)',
     },
-    port: { type: 'string', short: 'p', default: '10809', valueName: 'PORT', description: 'the TCP port (0: any free one)' },
+    port: {
+      type: 'string',
+      short: 'p',
+      default: '10809',
+      valueName: 'PORT',
+      description: 'the TCP port (0: any free one)',
+    },
     cow: { type: 'boolean', description: 'accept writes into a per-client overlay, discarded at disconnect' },
     tmpdir: {
       type: 'string',

@@ -18,7 +18,8 @@ export const purgeCommand: Command = {
     'forget-archive': {
       type: 'string',
       valueName: 'PATH',
-      description: 'stop counting the archive at PATH as a user of the store (its chunks go at the next purge)',
+      description:
+        'stop counting the archive at PATH as a user of the store (its chunks go at the next purge)',
       complete: 'dir',
     },
     json: JSON_OPTION,

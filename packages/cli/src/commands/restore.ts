@@ -70,8 +70,8 @@ export const restoreCommand: Command = {
           ctx.printJson({ revision: rev.uuid, size: rev.size, target, kind });
         } else
           ctx.note(
-          `Restored revision ${rev.uuid} (${formatBytes(rev.size)}) to ${kind === 'file' ? 'file' : 'block device'} ${target}`,
-        );
+            `Restored revision ${rev.uuid} (${formatBytes(rev.size)}) to ${kind === 'file' ? 'file' : 'block device'} ${target}`,
+          );
       }
       logger.info({ revision: rev.uuid, target }, 'restore completed');
     } finally {

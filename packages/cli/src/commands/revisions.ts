@@ -146,7 +146,11 @@ export const tagsCommand: Command = {
   usage: 'tags {set,add,remove} -r SPEC TAGS   (comma-separated)',
   options: {
     revision: { ...revisionOption('the revisions to change'), defaultText: 'none: -r is required' },
-    force: { type: 'boolean', short: 'f', description: "accepted as in backy 2.x's tags -f; tags are not checked against the schedule" },
+    force: {
+      type: 'boolean',
+      short: 'f',
+      description: "accepted as in backy 2.x's tags -f; tags are not checked against the schedule",
+    },
   },
   positionals: [2, 2],
   completeArguments: ['set', 'add', 'remove'],
