@@ -1,12 +1,9 @@
 import type { Command, OptionSpec, OptionSpecs } from './command.js';
 import {
   CENTRAL_CONFIG_NOTE,
-  ENVIRONMENT,
-  EXIT_STATUSES,
   GLOBAL_OPTIONS,
-  REVISION_SPEC_NOTES,
-  REVISION_SPECS,
-  type ReferenceEntry,
+  REFERENCE_SECTIONS,
+  type ReferenceSection,
 } from './reference.js';
 
 /** `-r, --revision SPEC`: how an option is written, with its value's name. */
@@ -45,24 +42,16 @@ function optionRows(options: OptionSpecs): [string, string][] {
   return Object.entries(options).map(([name, o]) => [optionSynopsis(name, o), optionDescription(o)]);
 }
 
-const entries = (list: readonly ReferenceEntry[]): [string, string][] => list.map((e) => [e.term, e.meaning]);
+function sectionText(section: ReferenceSection): string {
+  const rows = section.entries.map((e): [string, string] => [e.term, e.meaning]);
+  const notes = section.notes ?? [];
+  return [`${section.title}:`, ...table(rows), ...(notes.length > 0 ? ['', ...notes] : [])].join('\n');
+}
 
-/** Extra pages of `backy help TOPIC`. */
-export const HELP_TOPICS: Record<string, { summary: string; text: () => string }> = {
-  specs: {
-    summary: 'revision specs (-r SPEC)',
-    text: () =>
-      ['revision specs (-r SPEC):', ...table(entries(REVISION_SPECS)), '', ...REVISION_SPEC_NOTES].join('\n'),
-  },
-  'exit-codes': {
-    summary: 'exit statuses',
-    text: () => ['exit statuses:', ...table(entries(EXIT_STATUSES))].join('\n'),
-  },
-  environment: {
-    summary: 'environment variables',
-    text: () => ['environment variables:', ...table(entries(ENVIRONMENT))].join('\n'),
-  },
-};
+/** Extra pages of `backy help TOPIC`: revision specs, exit statuses, environment variables. */
+export const HELP_TOPICS: Record<string, { text: () => string }> = Object.fromEntries(
+  REFERENCE_SECTIONS.map((section) => [section.topic, { text: () => sectionText(section) }]),
+);
 
 export function globalHelp(commands: readonly Command[]): string {
   const width = Math.max(...commands.map((c) => c.name.length));
@@ -77,12 +66,7 @@ export function globalHelp(commands: readonly Command[]): string {
     'commands:',
     ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
     '',
-    HELP_TOPICS.specs!.text(),
-    '',
-    HELP_TOPICS['exit-codes']!.text(),
-    '',
-    HELP_TOPICS.environment!.text(),
-    '',
+    ...REFERENCE_SECTIONS.flatMap((section) => [sectionText(section), '']),
     CENTRAL_CONFIG_NOTE,
     `More: \`backy help COMMAND\`, \`backy help ${Object.keys(HELP_TOPICS).join('|')}\`, man backy.`,
   ].join('\n');

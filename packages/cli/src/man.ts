@@ -1,14 +1,6 @@
 import type { Command, OptionSpec, OptionSpecs } from './command.js';
 import { commandOptions, optionDescription } from './help.js';
-import {
-  CENTRAL_CONFIG_NOTE,
-  ENVIRONMENT,
-  EXIT_STATUSES,
-  GLOBAL_OPTIONS,
-  REVISION_SPEC_NOTES,
-  REVISION_SPECS,
-  type ReferenceEntry,
-} from './reference.js';
+import { CENTRAL_CONFIG_NOTE, GLOBAL_OPTIONS, REFERENCE_SECTIONS, type ReferenceEntry } from './reference.js';
 import { cliVersion } from './version.js';
 
 /** Text for roff: backslashes and hyphens escaped, no line that a control character would start. */
@@ -67,14 +59,11 @@ export function manPage(commands: readonly Command[]): string {
     lines.push(...optionItems(commandOptions(c)));
   }
   lines.push(
-    '.SH REVISION SPECS',
-    roff('Commands that take -r SPEC name revisions in these forms:'),
-    ...entryItems(REVISION_SPECS),
-    ...REVISION_SPEC_NOTES.flatMap((note) => ['.PP', roff(note)]),
-    '.SH EXIT STATUS',
-    ...entryItems(EXIT_STATUSES),
-    '.SH ENVIRONMENT',
-    ...entryItems(ENVIRONMENT),
+    ...REFERENCE_SECTIONS.flatMap((section) => [
+      `.SH ${section.heading}`,
+      ...entryItems(section.entries),
+      ...(section.notes ?? []).flatMap((note) => ['.PP', roff(note)]),
+    ]),
     '.SH FILES',
     ...entryItems([
       { term: 'DIR/config', meaning: 'the archive: its source, schedule and store (YAML)' },

@@ -115,4 +115,27 @@ export const REVISION_SPEC_NOTES: readonly string[] = [
   'Commands that delete by a set (forget -r all, tag:, trust:, or a spec matching several) ask first, or need --force.',
 ];
 
+/** A reference page: `backy help TOPIC`, a section of `backy --help` and of the man page. */
+export interface ReferenceSection {
+  topic: string;
+  /** The man page's section heading. */
+  heading: string;
+  /** The heading in help texts. */
+  title: string;
+  entries: readonly ReferenceEntry[];
+  notes?: readonly string[];
+}
+
+export const REFERENCE_SECTIONS: readonly ReferenceSection[] = [
+  {
+    topic: 'specs',
+    heading: 'REVISION SPECS',
+    title: 'revision specs (-r SPEC)',
+    entries: REVISION_SPECS,
+    notes: REVISION_SPEC_NOTES,
+  },
+  { topic: 'exit-codes', heading: 'EXIT STATUS', title: 'exit statuses', entries: EXIT_STATUSES },
+  { topic: 'environment', heading: 'ENVIRONMENT', title: 'environment variables', entries: ENVIRONMENT },
+];
+
 export const CENTRAL_CONFIG_NOTE = `The scheduler daemon (\`backy scheduler\`) and \`backy check\` read the central config, ${DEFAULT_CENTRAL_CONFIG} by default; see docs/scheduler.md.`;

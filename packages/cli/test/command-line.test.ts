@@ -118,6 +118,7 @@ describe('--help and backy help', () => {
     expect(top).toContain(specs.stdout.trim());
     expect(top).toContain(codes.trim());
     expect(backy(['help', 'restore']).stdout).toBe(backy(['restore', '--help']).stdout);
+    expect(backy(['help', 'constructor']).code).toBe(2);
     const unknown = backy(['help', 'nonsense']);
     expect(unknown.code).toBe(2);
     expect(oneLineError(unknown)).toContain('no command or topic "nonsense"');

@@ -2,21 +2,14 @@ import { resolve } from 'node:path';
 import { DEFAULT_CENTRAL_CONFIG, loadCentralConfig } from '@backy/core';
 import { type CheckResult, checkStatusFile, NAGIOS } from '@backy/scheduler';
 import { type Command, JSON_OPTION } from '../command.js';
-import { validateJobSources } from './scheduler.js';
+import { centralConfigOption, validateJobSources } from './scheduler.js';
 
 export const checkCommand: Command = {
   name: 'check',
   summary: 'Nagios check of the scheduler status file (SLA of every job)',
   usage: `check [-c CONFIG] [--json]   (CONFIG default ${DEFAULT_CENTRAL_CONFIG})`,
   options: {
-    config: {
-      type: 'string',
-      short: 'c',
-      valueName: 'CONFIG',
-      default: DEFAULT_CENTRAL_CONFIG,
-      description: 'the central config (it names the status file)',
-      complete: 'file',
-    },
+    config: centralConfigOption('the central config (it names the status file)'),
     json: JSON_OPTION,
   },
   positionals: [0, 0],

@@ -18,7 +18,7 @@ export function helpCommand(commands: () => readonly Command[]): Command {
         ctx.print(globalHelp(commands()));
         return 0;
       }
-      const topic = HELP_TOPICS[name];
+      const topic = Object.hasOwn(HELP_TOPICS, name) ? HELP_TOPICS[name] : undefined;
       if (topic != null) {
         ctx.print(topic.text());
         return 0;
