@@ -90,8 +90,10 @@ complete -F _backy backy
 `;
 }
 
-/** Text inside a single-quoted zsh word, within `[...]` of an _arguments spec. */
-const zshText = (text: string): string => text.replace(/'/g, "'\\''").replace(/([[\]:\\])/g, '\\$1');
+/** Text inside a single-quoted zsh word. */
+const zshQuoted = (text: string): string => text.replace(/'/g, "'\\''");
+/** Text of an _arguments spec's description or message: `[`, `]` and `\` mean something there. */
+const zshSpecText = (text: string): string => zshQuoted(text.replace(/([[\]\\])/g, '\\$1'));
 
 function zshAction(complete: OptionSpec['complete'] | Command['completeArguments']): string {
   if (complete === 'file') return '_files';
@@ -103,8 +105,9 @@ function zshAction(complete: OptionSpec['complete'] | Command['completeArguments
 function zshOptionSpecs(options: OptionSpecs): string[] {
   return Object.entries(options).map(([name, o]) => {
     const names = flags(name, o);
-    const value = o.type === 'string' ? `:${zshText(o.valueName ?? 'VALUE')}:${zshAction(o.complete)}` : '';
-    const text = `'[${zshText(o.description)}]${value}'`;
+    const value =
+      o.type === 'string' ? `:${zshSpecText(o.valueName ?? 'VALUE')}:${zshAction(o.complete)}` : '';
+    const text = `'[${zshSpecText(o.description)}]${value}'`;
     const exclusive = o.multiple === true ? "'*'" : names.length > 1 ? `'(${names.join(' ')})'` : '';
     return names.length > 1 ? `${exclusive}{${names.join(',')}}${text}` : `${exclusive}'${names[0]}'${text}`;
   });
@@ -136,7 +139,7 @@ _backy() {
     command)
       local -a commands
       commands=(
-${commands.map((c) => `        '${word(c.name)}:${zshText(c.summary)}'`).join('\n')}
+${commands.map((c) => `        '${word(c.name)}:${zshQuoted(c.summary)}'`).join('\n')}
       )
       _describe -t commands 'backy command' commands && ret=0
       ;;

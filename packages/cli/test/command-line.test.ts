@@ -255,11 +255,46 @@ describe('shell completion and man page', () => {
     expect(bashComplete('backy', '-b', 'status', 'verify', '--j')).toEqual(['--json']);
   });
 
-  it.skipIf(skipWithout('zsh completion', 'zsh') != null)('the zsh script parses', () => {
-    const r = spawnSync('zsh', ['-n', join(DIST, 'completions', '_backy')], { encoding: 'utf8' });
-    expect(r.stderr).toBe('');
-    expect(r.status).toBe(0);
-  });
+  it.skipIf(skipWithout('zsh completion', 'zsh') != null)(
+    'the zsh script parses and hands zsh every command with its summary and every option',
+    () => {
+      const script = join(DIST, 'completions', '_backy');
+      const syntax = spawnSync('zsh', ['-n', script], { encoding: 'utf8' });
+      expect(syntax.stderr).toBe('');
+      expect(syntax.status).toBe(0);
+      // zsh's completion functions stubbed to print what the script hands them, one word a line.
+      const run = (state: string, command = '') =>
+        spawnSync(
+          'zsh',
+          [
+            '-fc',
+            `_arguments() { print -rl -- "$@" ---; state=${state}; line=(${command}); }
+             _describe() { print -rl -- "\${(@P)4}" ---; }
+             compdef() { :; }
+             source '${script}'; _backy`,
+          ],
+          { encoding: 'utf8' },
+        );
+      const top = run('command');
+      expect(top.stderr).toBe('');
+      const summaries = top.stdout.split('---\n')[1]!.trim().split('\n');
+      const listed = backy(['--help']).stdout.split('\ncommands:\n')[1]!.split('\n\n')[0]!.split('\n');
+      expect(summaries).toEqual(listed.map((l) => l.trim().replace(/^(\S+)\s+/, '$1:')));
+      expect(top.stdout).toContain('\n(-b --backupdir)-b[the archive directory]:DIR:_files -/\n');
+      for (const [command, options] of helpIndex()) {
+        const r = run('argument', command);
+        expect(r.stderr, command).toBe('');
+        const specs = r.stdout.split('---\n')[1]!.split('\n');
+        for (const o of options)
+          expect(
+            specs.some((spec) => new RegExp(`^(\\(.*\\)|\\*)?--${o.long}\\[[^\\]]`).test(spec)),
+            `${command} --${o.long}`,
+          ).toBe(true);
+      }
+      expect(run('argument', 'restore').stdout).toContain('\n--force[overwrite an existing TARGET file]\n');
+      expect(run('argument', 'key').stdout).toContain('\n*:argument:(create export import)\n');
+    },
+  );
 
   it.skipIf(skipWithout('fish completion', 'fish') != null)('fish completes commands and options', () => {
     const complete = (line: string) => {
