@@ -263,7 +263,7 @@ describe('shell completion and man page', () => {
       expect(syntax.stderr).toBe('');
       expect(syntax.status).toBe(0);
       // zsh's completion functions stubbed to print what the script hands them, one word a line.
-      const run = (state: string, command = '') =>
+      const stubbed = (state: string, command = '') =>
         spawnSync(
           'zsh',
           [
@@ -275,14 +275,14 @@ describe('shell completion and man page', () => {
           ],
           { encoding: 'utf8' },
         );
-      const top = run('command');
+      const top = stubbed('command');
       expect(top.stderr).toBe('');
       const summaries = top.stdout.split('---\n')[1]!.trim().split('\n');
       const listed = backy(['--help']).stdout.split('\ncommands:\n')[1]!.split('\n\n')[0]!.split('\n');
       expect(summaries).toEqual(listed.map((l) => l.trim().replace(/^(\S+)\s+/, '$1:')));
       expect(top.stdout).toContain('\n(-b --backupdir)-b[the archive directory]:DIR:_files -/\n');
       for (const [command, options] of helpIndex()) {
-        const r = run('argument', command);
+        const r = stubbed('argument', command);
         expect(r.stderr, command).toBe('');
         const specs = r.stdout.split('---\n')[1]!.split('\n');
         for (const o of options)
@@ -291,8 +291,10 @@ describe('shell completion and man page', () => {
             `${command} --${o.long}`,
           ).toBe(true);
       }
-      expect(run('argument', 'restore').stdout).toContain('\n--force[overwrite an existing TARGET file]\n');
-      expect(run('argument', 'key').stdout).toContain('\n*:argument:(create export import)\n');
+      expect(stubbed('argument', 'restore').stdout).toContain(
+        '\n--force[overwrite an existing TARGET file]\n',
+      );
+      expect(stubbed('argument', 'key').stdout).toContain('\n*:argument:(create export import)\n');
     },
   );
 
