@@ -1,3 +1,17 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { packageBuild } from '../../tsup.base.js';
 
-export default packageBuild();
+export default packageBuild({
+  // The man page and the shell completions, generated from the built CLI's command definitions.
+  async onSuccess() {
+    const dist = join(import.meta.dirname ?? process.cwd(), 'dist');
+    const { shippedFiles } = (await import(`${join(dist, 'index.js')}?t=${Date.now()}`)) as {
+      shippedFiles: () => Record<string, string>;
+    };
+    for (const [path, text] of Object.entries(shippedFiles())) {
+      await mkdir(dirname(join(dist, path)), { recursive: true });
+      await writeFile(join(dist, path), text);
+    }
+  },
+});

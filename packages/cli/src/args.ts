@@ -1,4 +1,19 @@
 import type { ParseArgsConfig } from 'node:util';
+import type { OptionSpecs } from './command.js';
+
+/** The part of option definitions that node's parseArgs reads. */
+export function parseArgsOptions(specs: OptionSpecs): NonNullable<ParseArgsConfig['options']> {
+  const options: NonNullable<ParseArgsConfig['options']> = {};
+  for (const [name, spec] of Object.entries(specs)) {
+    options[name] = {
+      type: spec.type,
+      ...(spec.short != null ? { short: spec.short } : {}),
+      ...(spec.multiple === true ? { multiple: true } : {}),
+      ...(spec.default != null ? { default: spec.default } : {}),
+    };
+  }
+  return options;
+}
 
 /**
  * Node's parseArgs takes `-r -1` and `--wait -5` for an option followed by another option and fails

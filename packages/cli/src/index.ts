@@ -1,13 +1,15 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type Archive, Archive as ArchiveClass, BackyError, type BackyErrorCode } from '@backy/core';
+import { type Archive, Archive as ArchiveClass, BackyError } from '@backy/core';
 import type { Logger } from 'pino';
-import { describeParseError, joinNegativeValues } from './args.js';
+import { describeParseError, joinNegativeValues, parseArgsOptions } from './args.js';
 import type { Command, CommandContext, GlobalOptions } from './command.js';
 import { backupCommand } from './commands/backup.js';
 import { checkCommand } from './commands/check.js';
+import { completionCommand } from './commands/completion.js';
 import { copyCommand } from './commands/copy.js';
 import { findCommand } from './commands/find.js';
+import { helpCommand } from './commands/help.js';
 import { initCommand } from './commands/init.js';
 import { keyCommand } from './commands/key.js';
 import { nbdServerCommand } from './commands/nbd-server.js';
@@ -18,21 +20,17 @@ import { schedulerCommand } from './commands/scheduler.js';
 import { statusCommand } from './commands/status.js';
 import { upgradeCommand } from './commands/upgrade.js';
 import { verifyCommand } from './commands/verify.js';
+import { completionScript } from './completion.js';
+import { commandHelp, commandOptions, globalHelp } from './help.js';
 import { createLogger } from './logger.js';
+import { manPage } from './man.js';
 import { createProgressBar } from './progress.js';
+import { BACKY_DIR_ENV, EXIT_CODES, EXIT_PIPE_CLOSED, GLOBAL_OPTIONS } from './reference.js';
 import { STORE_DRIVERS } from './stores.js';
 import { cliVersion } from './version.js';
 
-export type { Command, CommandContext } from './command.js';
+export type { Command, CommandContext, OptionSpec } from './command.js';
 export { loadSource, loadSourceDefinition } from './sources.js';
-
-const GLOBAL_OPTIONS = {
-  verbose: { type: 'boolean', short: 'v' },
-  logfile: { type: 'string', short: 'l' },
-  backupdir: { type: 'string', short: 'b' },
-  help: { type: 'boolean', short: 'h' },
-  version: { type: 'boolean', short: 'V' },
-} as const;
 
 const COMMANDS: readonly Command[] = [
   initCommand,
@@ -52,43 +50,23 @@ const COMMANDS: readonly Command[] = [
   schedulerCommand,
   checkCommand,
   keyCommand,
+  helpCommand(() => COMMANDS),
+  completionCommand(() => COMMANDS),
 ];
 
-/** Exit statuses: 2 for usage errors, 69 (EX_UNAVAILABLE) when locked, 130/143 when interrupted, 1 otherwise. */
-const EXIT_CODES: Partial<Record<BackyErrorCode, number>> = { USAGE: 2, LOCKED: 69, ABORTED: 130 };
+const GLOBAL_PARSE_OPTIONS = parseArgsOptions(GLOBAL_OPTIONS);
+
 /**
- * When stdout's reader went away (`backy status | head -1`): no message, and the status of a Unix tool
- * killed by SIGPIPE (128 + 13). Node ignores SIGPIPE, so the write fails with EPIPE instead.
+ * The files the package ships beside the code, by their path under dist/: the man page and the shell
+ * completions, written by the build from the same definitions as `--help`.
  */
-const EXIT_PIPE_CLOSED = 141;
-
-function globalHelp(): string {
-  const width = Math.max(...COMMANDS.map((c) => c.name.length));
-  return [
-    'usage: backy [-v] [-l LOGFILE] [-b DIR] COMMAND [ARGS]',
-    '',
-    'Block-based backup and restore of VM disk images.',
-    '',
-    'options:',
-    '  -b, --backupdir DIR  the archive directory (default: the current directory)',
-    '  -l, --logfile FILE   log file (default: DIR/backy.log)',
-    '  -v, --verbose        more output',
-    '  -h, --help           this help; `backy COMMAND --help` for a command',
-    '  -V, --version        print the version',
-    '',
-    'commands:',
-    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
-  ].join('\n');
-}
-
-function commandHelp(c: Command): string {
-  const opts = Object.entries(c.options ?? {}).map(
-    ([name, o]) =>
-      `  ${o.short ? `-${o.short}, ` : '    '}--${name}${o.type === 'string' ? ' VALUE' : ''}${o.default != null ? ` (default: ${o.default})` : ''}`,
-  );
-  return [`usage: backy ${c.usage}`, '', c.summary, ...(opts.length ? ['', 'options:', ...opts] : [])].join(
-    '\n',
-  );
+export function shippedFiles(): Record<string, string> {
+  return {
+    'man/backy.1': manPage(COMMANDS),
+    'completions/backy.bash': completionScript('bash', COMMANDS),
+    'completions/_backy': completionScript('zsh', COMMANDS),
+    'completions/backy.fish': completionScript('fish', COMMANDS),
+  };
 }
 
 /** Runs the CLI; returns the exit status. Every error becomes one line on stderr. */
@@ -110,7 +88,7 @@ export async function main(
     try {
       globals = parseArgs({
         args: argv,
-        options: GLOBAL_OPTIONS,
+        options: GLOBAL_PARSE_OPTIONS,
         allowPositionals: true,
         strict: true,
         tokens: true,
@@ -123,6 +101,7 @@ export async function main(
     const rest = firstPositional ? argv.slice(firstPositional.index + 1) : [];
     const values = globals.values as {
       verbose?: boolean;
+      quiet?: boolean;
       logfile?: string;
       backupdir?: string;
       help?: boolean;
@@ -134,7 +113,7 @@ export async function main(
     }
     if (!firstPositional) {
       // As backy 2.x: no command prints the usage and succeeds.
-      stdout.write(`${globalHelp()}\n`);
+      stdout.write(`${globalHelp(COMMANDS)}\n`);
       return 0;
     }
     const name = (firstPositional as { value: string }).value;
@@ -146,7 +125,7 @@ export async function main(
       return 0;
     }
     let parsed: ReturnType<typeof parseArgs>;
-    const options = { ...(command.options ?? {}), help: { type: 'boolean', short: 'h' } } as const;
+    const options = parseArgsOptions(commandOptions(command));
     try {
       parsed = parseArgs({
         args: joinNegativeValues(rest, options),
@@ -173,9 +152,13 @@ export async function main(
     }
     const global: GlobalOptions = {
       verbose: values.verbose === true,
+      quiet: values.quiet === true,
       logfile: values.logfile ?? null,
-      baseDir: resolve(values.backupdir ?? '.'),
+      // -b wins over $BACKY_DIR (empty counts as unset), which wins over the current directory.
+      baseDir: resolve(values.backupdir ?? (process.env[BACKY_DIR_ENV] || '.')),
     };
+    if (global.verbose && global.quiet)
+      throw new BackyError('USAGE', '-v and -q exclude each other; give one of them');
     const controller = new AbortController();
     const onSignal = (signal: NodeJS.Signals) => {
       if (controller.signal.aborted) return;
@@ -186,11 +169,12 @@ export async function main(
       process.on('SIGTERM', onSignal);
     }
     let archive: Archive | null = null;
-    const progress = createProgressBar(stderr);
+    const progress = createProgressBar(stderr, { quiet: global.quiet });
     const ensureLogger = (file: string | null): Logger => {
       logging ??= createLogger({
         file: global.logfile ?? file,
         verbose: global.verbose,
+        quiet: global.quiet,
         stderr,
         progress,
       });
@@ -213,7 +197,8 @@ export async function main(
       progress,
       signal: controller.signal,
       note: (line: string) => {
-        progress.around(() => stderr.write(`${line}\n`));
+        if (!global.quiet) progress.around(() => stderr.write(`${line}
+`));
       },
       warn: (line: string) => {
         progress.around(() => stderr.write(`backy: warning: ${line}\n`));
@@ -221,6 +206,7 @@ export async function main(
       stdout,
       stderr,
       print: (line) => stdout.write(`${line}\n`),
+      printJson: (value) => stdout.write(`${JSON.stringify(value, null, 2)}\n`),
     };
     try {
       const status = (await command.run(ctx)) ?? 0;
@@ -247,7 +233,11 @@ export async function main(
 
 function parseGlobalsBeforeCommand(argv: string[], original: unknown): ReturnType<typeof parseArgs> {
   // Find the command name: the first argument that is neither a global option nor its value.
-  const withValue = new Set(['-l', '--logfile', '-b', '--backupdir']);
+  const withValue = new Set(
+    Object.entries(GLOBAL_OPTIONS).flatMap(([name, o]) =>
+      o.type === 'string' ? [`--${name}`, ...('short' in o ? [`-${o.short}`] : [])] : [],
+    ),
+  );
   let i = 0;
   while (i < argv.length && argv[i]!.startsWith('-') && argv[i] !== '-') {
     i += withValue.has(argv[i]!) ? 2 : 1;
@@ -255,7 +245,7 @@ function parseGlobalsBeforeCommand(argv: string[], original: unknown): ReturnTyp
   try {
     const parsed = parseArgs({
       args: argv.slice(0, i + 1),
-      options: GLOBAL_OPTIONS,
+      options: GLOBAL_PARSE_OPTIONS,
       allowPositionals: true,
       strict: true,
       tokens: true,

@@ -1,12 +1,13 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   BIN,
   backy,
   backyAsync,
+  damageChunkOf,
   isRoot,
   missingTools,
   oneLineError,
@@ -299,17 +300,6 @@ async function chunkFiles(archive: string): Promise<string[]> {
 }
 
 /** Flips a byte in the stored chunk at `index` of revision `id`; returns its hash. */
-async function damageChunkOf(archive: string, id: string, index: number): Promise<string> {
-  const map = await readFile(join(archive, `${id}.map`));
-  const hash = map.subarray(32 + index * 32, 64 + index * 32).toString('hex');
-  const path = join(archive, 'chunks', hash.slice(0, 2), hash);
-  const bytes = await readFile(path);
-  bytes[bytes.length - 1]! ^= 0xff;
-  await chmod(path, 0o644);
-  await writeFile(path, bytes);
-  return hash;
-}
-
 async function waitForChunks(archive: string, atLeast: number): Promise<void> {
   const deadline = Date.now() + 20_000;
   const initial = (await chunkFiles(archive)).length;

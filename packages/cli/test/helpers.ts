@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -68,3 +68,15 @@ export function oneLineError(result: Result): string {
 export { missingTools, skipWithout } from '@backy/test-env';
 
 export const isRoot = process.getuid?.() === 0;
+
+/** Flips a byte of the stored chunk `index` of revision `id` (chunked layout); returns the chunk's hash. */
+export async function damageChunkOf(archive: string, id: string, index: number): Promise<string> {
+  const map = await readFile(join(archive, `${id}.map`));
+  const hash = map.subarray(32 + index * 32, 64 + index * 32).toString('hex');
+  const path = join(archive, 'chunks', hash.slice(0, 2), hash);
+  const bytes = await readFile(path);
+  bytes[bytes.length - 1]! ^= 0xff;
+  await chmod(path, 0o644);
+  await writeFile(path, bytes);
+  return hash;
+}

@@ -1,12 +1,15 @@
 import { Archive, formatBytes, formatDuration, runBackup } from '@backy/core';
-import type { Command } from '../command.js';
+import { type Command, JSON_OPTION } from '../command.js';
 import { loadSource } from '../sources.js';
 
 export const backupCommand: Command = {
   name: 'backup',
   summary: 'make a new revision with the given tags',
-  usage: 'backup [-f] TAGS   (comma-separated, e.g. daily,weekly)',
-  options: { force: { type: 'boolean', short: 'f' } },
+  usage: 'backup [-f] [--json] TAGS   (comma-separated, e.g. daily,weekly)',
+  options: {
+    force: { type: 'boolean', short: 'f', description: 'accept tags that are not in the schedule' },
+    json: JSON_OPTION,
+  },
   positionals: [1, 1],
   abortable: true,
   async run(ctx) {
@@ -22,6 +25,10 @@ export const backupCommand: Command = {
       onProgress: (p) => ctx.progress.update(p.phase, p.done, p.total),
     });
     ctx.progress.finish();
+    if (ctx.values.json) {
+      ctx.printJson({ revision });
+      return revision.trust === 'distrusted' ? 1 : 0;
+    }
     const s = revision.stats;
     const note = revision.trust === 'distrusted' ? ' — VERIFICATION FAILED, revision distrusted' : '';
     ctx.print(

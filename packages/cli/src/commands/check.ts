@@ -1,17 +1,25 @@
 import { resolve } from 'node:path';
 import { DEFAULT_CENTRAL_CONFIG, loadCentralConfig } from '@backy/core';
-import { checkStatusFile, NAGIOS } from '@backy/scheduler';
-import type { Command } from '../command.js';
-import { validateJobSources } from './scheduler.js';
+import { type CheckResult, checkStatusFile, NAGIOS } from '@backy/scheduler';
+import { type Command, JSON_OPTION } from '../command.js';
+import { centralConfigOption, validateJobSources } from './scheduler.js';
 
 export const checkCommand: Command = {
   name: 'check',
   summary: 'Nagios check of the scheduler status file (SLA of every job)',
-  usage: `check [-c CONFIG]   (CONFIG default ${DEFAULT_CENTRAL_CONFIG})`,
-  options: { config: { type: 'string', short: 'c' } },
+  usage: `check [-c CONFIG] [--json]   (CONFIG default ${DEFAULT_CENTRAL_CONFIG})`,
+  options: {
+    config: centralConfigOption('the central config (it names the status file)'),
+    json: JSON_OPTION,
+  },
   positionals: [0, 0],
   async run(ctx) {
-    const configPath = resolve((ctx.values.config as string | undefined) ?? DEFAULT_CENTRAL_CONFIG);
+    const configPath = resolve(String(ctx.values.config));
+    const report = (result: CheckResult, statusFile: string | null) => {
+      if (ctx.values.json) ctx.printJson(checkJson(result, statusFile));
+      else for (const line of result.lines) ctx.print(line);
+      return result.exitCode;
+    };
     let statusFile: string;
     try {
       const loaded = await loadCentralConfig(configPath);
@@ -20,11 +28,20 @@ export const checkCommand: Command = {
       statusFile = loaded.statusFile;
     } catch (error) {
       // Nagios expects its one line on stdout and UNKNOWN for a check that cannot judge.
-      ctx.print(`UNKNOWN: ${(error as Error).message}`);
-      return NAGIOS.UNKNOWN;
+      return report({ exitCode: NAGIOS.UNKNOWN, lines: [`UNKNOWN: ${(error as Error).message}`] }, null);
     }
-    const result = await checkStatusFile(statusFile);
-    for (const line of result.lines) ctx.print(line);
-    return result.exitCode;
+    return report(await checkStatusFile(statusFile), statusFile);
   },
 };
+
+/** The check's result as `--json` prints it (docs/json.md): the Nagios state, its summary line and details. */
+function checkJson(result: CheckResult, statusFile: string | null) {
+  const state = (Object.keys(NAGIOS) as (keyof typeof NAGIOS)[]).find((k) => NAGIOS[k] === result.exitCode);
+  return {
+    status: state ?? 'UNKNOWN',
+    exitCode: result.exitCode,
+    summary: result.lines[0] ?? '',
+    details: result.lines.slice(1),
+    statusFile,
+  };
+}

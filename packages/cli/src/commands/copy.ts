@@ -10,7 +10,7 @@ import {
   isBackyError,
 } from '@backy/core';
 import { parse } from 'yaml';
-import type { Command } from '../command.js';
+import { type Command, JSON_OPTION, revisionOption } from '../command.js';
 import { STORE_DRIVERS } from '../stores.js';
 import { parseSourceOptions } from './init.js';
 
@@ -20,12 +20,21 @@ export const copyCommand: Command = {
   usage:
     "copy [-r SPEC] [--init-from-source [--store KEY=VALUE]...] [--json] TARGET   (SPEC default: all; TARGET: an archive directory, made with `backy -b TARGET init …` or by --init-from-source with the source's config and the given store)",
   options: {
-    revision: { type: 'string', short: 'r', default: 'all' },
-    'init-from-source': { type: 'boolean' },
-    store: { type: 'string', multiple: true },
-    json: { type: 'boolean' },
+    revision: revisionOption('the revisions to copy', 'all'),
+    'init-from-source': {
+      type: 'boolean',
+      description: "make TARGET first when it is no archive yet, with the source's config",
+    },
+    store: {
+      type: 'string',
+      multiple: true,
+      valueName: 'KEY=VALUE',
+      description: "with --init-from-source: the new archive's store (default: its own chunks/ folder)",
+    },
+    json: JSON_OPTION,
   },
   positionals: [1, 1],
+  completeArguments: 'dir',
   abortable: true,
   async run(ctx) {
     const source = await ctx.openArchive();

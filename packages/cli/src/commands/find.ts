@@ -1,12 +1,15 @@
 import { existsSync } from 'node:fs';
-import type { Command } from '../command.js';
+import { type Command, revisionOption } from '../command.js';
 
 export const findCommand: Command = {
   name: 'find',
   summary:
     'print the image path of a revision where it has one (images layout, backy 2.x), else its ID; --id: always the ID',
   usage: 'find [-r SPEC] [--id]   (default: last)',
-  options: { revision: { type: 'string', short: 'r', default: 'last' }, id: { type: 'boolean' } },
+  options: {
+    revision: revisionOption('the revision to find', 'last'),
+    id: { type: 'boolean', description: 'print the revision ID even where it has an image file' },
+  },
   positionals: [0, 0],
   async run(ctx) {
     const archive = await ctx.openArchive();

@@ -87,9 +87,26 @@ export const initCommand: Command = {
   usage:
     'init [--layout chunked|images] [-o KEY=VALUE]... [--store KEY=VALUE]... TYPE [SOURCE]   e.g. `backy -b /srv/backy/vm1 init file /srv/vm/disk.img`; `--store type=s3 --store endpoint=URL --store bucket=NAME --store prefix=vm1/` keeps the archive in object storage',
   options: {
-    layout: { type: 'string' },
-    option: { type: 'string', short: 'o', multiple: true },
-    store: { type: 'string', multiple: true },
+    layout: {
+      type: 'string',
+      valueName: 'LAYOUT',
+      description: 'chunked (a chunk store) or images (an image file per revision, as backy 2.x)',
+      defaultText: 'chunked',
+      complete: ['chunked', 'images'],
+    },
+    option: {
+      type: 'string',
+      short: 'o',
+      multiple: true,
+      valueName: 'KEY=VALUE',
+      description: 'a source option (KEY may be dotted; VALUE is read as JSON when it is JSON)',
+    },
+    store: {
+      type: 'string',
+      multiple: true,
+      valueName: 'KEY=VALUE',
+      description: 'a store option, e.g. type=s3 (default: the chunks/ folder of the archive)',
+    },
   },
   positionals: [1, 2],
   async run(ctx) {

@@ -38,8 +38,24 @@ export const keyCommand: Command = {
   name: 'key',
   summary: 'create an encryption key file, or export/import it for safekeeping',
   usage: 'key create|export|import FILE [--passphrase-file FILE] [--from FILE]',
-  options: { 'passphrase-file': { type: 'string' }, from: { type: 'string' } },
+  options: {
+    'passphrase-file': {
+      type: 'string',
+      valueName: 'FILE',
+      description: `create: protect the key with the passphrase in FILE`,
+      defaultText: `$${PASSPHRASE_ENV}, else no passphrase`,
+      complete: 'file',
+    },
+    from: {
+      type: 'string',
+      valueName: 'FILE',
+      description: 'import: read the exported key from FILE',
+      defaultText: 'stdin',
+      complete: 'file',
+    },
+  },
   positionals: [2, 2],
+  completeArguments: ACTIONS,
   async run(ctx) {
     const [action, file] = ctx.positionals as [string, string];
     if (!(ACTIONS as readonly string[]).includes(action))

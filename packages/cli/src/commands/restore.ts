@@ -6,14 +6,19 @@ import {
   restoreToPath,
   restoreToStream,
 } from '@backy/core';
-import type { Command } from '../command.js';
+import { type Command, JSON_OPTION, revisionOption } from '../command.js';
 
 export const restoreCommand: Command = {
   name: 'restore',
   summary: 'write a revision to a file, a block device or stdout (-)',
-  usage: 'restore [-r SPEC] [--force] TARGET|-',
-  options: { revision: { type: 'string', short: 'r', default: 'last' }, force: { type: 'boolean' } },
+  usage: 'restore [-r SPEC] [--force] [--json] TARGET|-',
+  options: {
+    revision: revisionOption('the revision to restore', 'last'),
+    force: { type: 'boolean', description: 'overwrite an existing TARGET file' },
+    json: { ...JSON_OPTION, description: `${JSON_OPTION.description}; not with TARGET -` },
+  },
   positionals: [1, 1],
+  completeArguments: 'file',
   abortable: true,
   async run(ctx) {
     const target = ctx.positionals[0]!;
@@ -23,6 +28,8 @@ export const restoreCommand: Command = {
         'refusing to write binary image data to a terminal; redirect stdout or give a TARGET file',
       );
     }
+    if (target === '-' && ctx.values.json)
+      throw new BackyError('USAGE', 'restore: --json needs a TARGET file: with -, stdout carries the image');
     const archive = await ctx.openArchive();
     const logger = ctx.logger();
     const rev = await archive.resolveOne(String(ctx.values.revision));
@@ -59,9 +66,12 @@ export const restoreCommand: Command = {
           onProgress,
         });
         ctx.progress.finish();
-        ctx.note(
-          `Restored revision ${rev.uuid} (${formatBytes(rev.size)}) to ${kind === 'file' ? 'file' : 'block device'} ${target}`,
-        );
+        if (ctx.values.json) {
+          ctx.printJson({ revision: rev.uuid, size: rev.size, target, kind });
+        } else
+          ctx.note(
+            `Restored revision ${rev.uuid} (${formatBytes(rev.size)}) to ${kind === 'file' ? 'file' : 'block device'} ${target}`,
+          );
       }
       logger.info({ revision: rev.uuid, target }, 'restore completed');
     } finally {

@@ -1,5 +1,5 @@
 import { type Archive, BackyError, expireArchive, type Revision, tagNameSchema } from '@backy/core';
-import type { Command, CommandContext } from '../command.js';
+import { type Command, type CommandContext, JSON_OPTION, revisionOption } from '../command.js';
 import { confirm, selectsSet } from '../confirm.js';
 
 /**
@@ -33,9 +33,17 @@ export const distrustCommand: Command = {
   usage:
     'distrust [-r SPEC] [--from YYYY-MM-DD] [--until YYYY-MM-DD]   (default: all; dates in UTC, inclusive)',
   options: {
-    revision: { type: 'string', short: 'r', default: 'all' },
-    from: { type: 'string' },
-    until: { type: 'string' },
+    revision: revisionOption('the revisions to distrust', 'all'),
+    from: {
+      type: 'string',
+      valueName: 'YYYY-MM-DD',
+      description: 'only revisions made on this day (UTC) or later',
+    },
+    until: {
+      type: 'string',
+      valueName: 'YYYY-MM-DD',
+      description: 'only revisions made on this day (UTC) or earlier',
+    },
   },
   positionals: [0, 0],
   async run(ctx) {
@@ -72,11 +80,17 @@ export const distrustCommand: Command = {
 export const forgetCommand: Command = {
   name: 'forget',
   summary: 'delete revisions (their data goes at the next purge)',
-  usage: 'forget -r SPEC [--dry-run] [--force]   (a SPEC naming a set, e.g. all or tag:daily, needs --force)',
+  usage:
+    'forget -r SPEC [--dry-run] [--force] [--json]   (a SPEC naming a set, e.g. all or tag:daily, needs --force)',
   options: {
-    revision: { type: 'string', short: 'r' },
-    'dry-run': { type: 'boolean', short: 'n' },
-    force: { type: 'boolean', short: 'f' },
+    revision: { ...revisionOption('the revisions to delete'), defaultText: 'none: -r is required' },
+    'dry-run': { type: 'boolean', short: 'n', description: 'list what would be forgotten, change nothing' },
+    force: {
+      type: 'boolean',
+      short: 'f',
+      description: 'delete a set of revisions (all, tag:, trust:, or several) without asking',
+    },
+    json: JSON_OPTION,
   },
   positionals: [0, 0],
   async run(ctx) {
@@ -89,6 +103,10 @@ export const forgetCommand: Command = {
       const revisions = await archive.resolve(spec);
       if (revisions.length === 0)
         throw new BackyError('REVISION_NOT_FOUND', `revision ${JSON.stringify(spec)}: no revision matches`);
+      if (ctx.values.json) {
+        ctx.printJson({ dryRun: true, revisions: revisions.map((r) => forgetJson(r, 'would be forgotten')) });
+        return 0;
+      }
       for (const rev of revisions) ctx.print(`${rev.uuid}: would be forgotten (${describe(rev)})`);
       return 0;
     }
@@ -104,11 +122,18 @@ export const forgetCommand: Command = {
       for (const rev of revisions) {
         await archive.deleteRevision(rev.uuid);
         ctx.logger().info({ revision: rev.uuid }, 'revision forgotten');
-        ctx.print(`${rev.uuid}: forgotten`);
+        if (!ctx.values.json) ctx.print(`${rev.uuid}: forgotten`);
       }
+      if (ctx.values.json)
+        ctx.printJson({ dryRun: false, revisions: revisions.map((r) => forgetJson(r, 'forgotten')) });
     });
   },
 };
+
+/** A revision as `forget --json` lists it (docs/json.md). */
+function forgetJson(rev: Revision, result: 'forgotten' | 'would be forgotten') {
+  return { uuid: rev.uuid, timestamp: rev.timestamp, tags: rev.tags, result };
+}
 
 /** A revision in a few words: when, and its tags. */
 function describe(rev: Revision): string {
@@ -119,8 +144,16 @@ export const tagsCommand: Command = {
   name: 'tags',
   summary: 'set, add or remove tags of revisions',
   usage: 'tags {set,add,remove} -r SPEC TAGS   (comma-separated)',
-  options: { revision: { type: 'string', short: 'r' }, force: { type: 'boolean', short: 'f' } },
+  options: {
+    revision: { ...revisionOption('the revisions to change'), defaultText: 'none: -r is required' },
+    force: {
+      type: 'boolean',
+      short: 'f',
+      description: "accepted as in backy 2.x's tags -f; tags are not checked against the schedule",
+    },
+  },
   positionals: [2, 2],
+  completeArguments: ['set', 'add', 'remove'],
   async run(ctx) {
     const [action, list] = ctx.positionals as [string, string];
     if (!['set', 'add', 'remove'].includes(action))
@@ -163,13 +196,23 @@ export const tagsCommand: Command = {
 export const expireCommand: Command = {
   name: 'expire',
   summary: "apply the schedule's keep rules now",
-  usage: 'expire [--dry-run]',
-  options: { 'dry-run': { type: 'boolean', short: 'n' } },
+  usage: 'expire [--dry-run] [--json]',
+  options: {
+    'dry-run': { type: 'boolean', short: 'n', description: 'list what would expire, change nothing' },
+    json: JSON_OPTION,
+  },
   positionals: [0, 0],
   async run(ctx) {
     const archive = await ctx.openArchive();
     const dryRun = ctx.values['dry-run'] === true;
     const actions = await expireArchive(archive, { logger: ctx.logger(), dryRun });
+    if (ctx.values.json) {
+      ctx.printJson({
+        dryRun,
+        revisions: actions.map((a) => ({ uuid: a.uuid, removed: a.remove, expiredTags: a.removeTags })),
+      });
+      return 0;
+    }
     for (const a of actions) {
       const tags = a.removeTags.join(',');
       if (dryRun)

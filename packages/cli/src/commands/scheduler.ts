@@ -9,7 +9,7 @@ import {
 import { ChildProcessRunner, openLogFile, type ReopeningLogFile, Scheduler } from '@backy/scheduler';
 import { TelnetShell } from '@backy/telnet-shell';
 import pino, { type Logger } from 'pino';
-import type { Command } from '../command.js';
+import type { Command, OptionSpec } from '../command.js';
 import { terminalStream } from '../logger.js';
 import { loadSourceDefinition } from '../sources.js';
 import { cliVersion } from '../version.js';
@@ -30,6 +30,18 @@ export async function validateJobSources(loaded: LoadedCentralConfig): Promise<v
     const { type: _type, ...options } = job.source;
     await validateSourceOptions(definition.optionsSchema, options, loaded.path, ['jobs', name, 'source']);
   }
+}
+
+/** `-c CONFIG`, the central config, of the scheduler and of check. */
+export function centralConfigOption(description: string): OptionSpec {
+  return {
+    type: 'string',
+    short: 'c',
+    valueName: 'CONFIG',
+    default: DEFAULT_CENTRAL_CONFIG,
+    description,
+    complete: 'file',
+  };
 }
 
 /** The daemon's log: a file that survives rotation, or stderr (readable on a terminal, JSON lines for journald). */
@@ -65,12 +77,19 @@ export const schedulerCommand: Command = {
   summary: 'run the backup daemon for the jobs of the central config (foreground)',
   usage: `scheduler [-c CONFIG] [-l LOGFILE]   (CONFIG default ${DEFAULT_CENTRAL_CONFIG})`,
   options: {
-    config: { type: 'string', short: 'c' },
-    logfile: { type: 'string', short: 'l' },
+    config: centralConfigOption('the central config: the jobs, their schedules and archive directories'),
+    logfile: {
+      type: 'string',
+      short: 'l',
+      valueName: 'FILE',
+      description: "the daemon's log (reopened on SIGHUP)",
+      defaultText: 'stderr',
+      complete: 'file',
+    },
   },
   positionals: [0, 0],
   async run(ctx) {
-    const configPath = resolve((ctx.values.config as string | undefined) ?? DEFAULT_CENTRAL_CONFIG);
+    const configPath = resolve(String(ctx.values.config));
     const logPath = (ctx.values.logfile as string | undefined) ?? ctx.global.logfile;
     const version = cliVersion();
     // Signals that arrive while starting up are handled once the scheduler exists.

@@ -8,7 +8,7 @@ import {
 } from '@backy/core';
 import Table from 'cli-table3';
 import { stringify } from 'yaml';
-import type { Command } from '../command.js';
+import { type Command, JSON_OPTION, revisionOption } from '../command.js';
 
 export function formatDate(iso: string): string {
   return new Date(iso)
@@ -21,7 +21,11 @@ export const statusCommand: Command = {
   name: 'status',
   summary: 'list the revisions of the archive',
   usage: 'status [-r SPEC] [--json|--yaml]',
-  options: { revision: { type: 'string', short: 'r' }, json: { type: 'boolean' }, yaml: { type: 'boolean' } },
+  options: {
+    revision: { ...revisionOption('the revisions to list'), defaultText: 'all complete revisions' },
+    json: JSON_OPTION,
+    yaml: { type: 'boolean', description: 'print the revisions as YAML' },
+  },
   positionals: [0, 0],
   async run(ctx) {
     if (ctx.values.json && ctx.values.yaml)

@@ -6,7 +6,7 @@ export const upgradeCommand: Command = {
   summary:
     "convert backy 2.x revisions into the archive's layout, newest first, each verified before its 2.x files go",
   usage: 'upgrade [--dry-run]',
-  options: { 'dry-run': { type: 'boolean' } },
+  options: { 'dry-run': { type: 'boolean', description: 'list what would be converted, change nothing' } },
   positionals: [0, 0],
   abortable: true,
   async run(ctx) {

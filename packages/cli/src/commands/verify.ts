@@ -1,11 +1,11 @@
-import { formatBytes, verifyRevisions } from '@backy/core';
-import type { Command } from '../command.js';
+import { formatBytes, type RevisionVerifyResult, verifyRevisions } from '@backy/core';
+import { type Command, JSON_OPTION, revisionOption } from '../command.js';
 
 export const verifyCommand: Command = {
   name: 'verify',
   summary: 're-read and check every chunk of revisions; good ones become verified, damaged ones distrusted',
-  usage: 'verify [-r SPEC]   (default: all)',
-  options: { revision: { type: 'string', short: 'r', default: 'all' } },
+  usage: 'verify [-r SPEC] [--json]   (default: all)',
+  options: { revision: revisionOption('the revisions to verify', 'all'), json: JSON_OPTION },
   positionals: [0, 0],
   abortable: true,
   async run(ctx) {
@@ -17,6 +17,11 @@ export const verifyCommand: Command = {
       onProgress: (done, total) => ctx.progress.update('verify', done, total),
     });
     ctx.progress.finish();
+    if (ctx.values.json) {
+      const revisions = results.map(verifyJson);
+      ctx.printJson({ revisions });
+      return revisions.some((r) => r.result === 'damaged' || r.result === 'unreadable') ? 1 : 0;
+    }
     let bad = 0;
     for (const result of results) {
       if (result.gone) {
@@ -42,3 +47,14 @@ export const verifyCommand: Command = {
     return bad > 0 ? 1 : 0;
   },
 };
+
+/** One revision's verify result as `--json` prints it (docs/json.md). */
+function verifyJson(r: RevisionVerifyResult) {
+  const result = r.gone ? 'gone' : r.ok ? 'verified' : r.problem != null ? 'unreadable' : 'damaged';
+  return {
+    uuid: r.uuid,
+    result,
+    damaged: r.damaged.map((d) => ({ offset: d.offset, index: d.index, hash: d.hash, reason: d.reason })),
+    problem: r.problem ?? null,
+  };
+}

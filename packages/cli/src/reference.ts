@@ -1,0 +1,141 @@
+import { type BackyErrorCode, DEFAULT_CENTRAL_CONFIG, PASSPHRASE_ENV } from '@backy/core';
+import type { OptionSpecs } from './command.js';
+
+/** The environment variable that names the archive directory when `-b` is not given. */
+export const BACKY_DIR_ENV = 'BACKY_DIR';
+
+/** Options before the command name; the same for every command. */
+export const GLOBAL_OPTIONS = {
+  backupdir: {
+    type: 'string',
+    short: 'b',
+    valueName: 'DIR',
+    description: 'the archive directory',
+    defaultText: `$${BACKY_DIR_ENV}, else the current directory`,
+    complete: 'dir',
+  },
+  logfile: {
+    type: 'string',
+    short: 'l',
+    valueName: 'FILE',
+    description: 'log file (JSON lines)',
+    defaultText: 'DIR/backy.log',
+    complete: 'file',
+  },
+  verbose: { type: 'boolean', short: 'v', description: 'debug lines on the terminal and in the log' },
+  quiet: {
+    type: 'boolean',
+    short: 'q',
+    description: 'no progress bar and no info lines on the terminal; warnings and errors still show',
+  },
+  help: { type: 'boolean', short: 'h', description: 'this help; `backy COMMAND --help` for a command' },
+  version: { type: 'boolean', short: 'V', description: 'print the version' },
+} as const satisfies OptionSpecs;
+
+/** Exit statuses of BackyError codes that are not the general failure 1. */
+export const EXIT_CODES: Partial<Record<BackyErrorCode, number>> = { USAGE: 2, LOCKED: 69, ABORTED: 130 };
+/**
+ * When stdout's reader went away (`backy status | head -1`): no message, and the status of a Unix tool
+ * killed by SIGPIPE (128 + 13). Node ignores SIGPIPE, so the write fails with EPIPE instead.
+ */
+export const EXIT_PIPE_CLOSED = 141;
+
+export interface ReferenceEntry {
+  /** What is looked up: a status, a variable, a spec form. */
+  term: string;
+  meaning: string;
+}
+
+export const EXIT_STATUSES: readonly ReferenceEntry[] = [
+  { term: '0', meaning: 'success' },
+  {
+    term: '1',
+    meaning:
+      'failure, said in one line on stderr; also a backup whose new revision failed its verification and a verify that found damage',
+  },
+  {
+    term: String(EXIT_CODES.USAGE),
+    meaning: 'usage error: unknown command or option, wrong arguments or values',
+  },
+  {
+    term: String(EXIT_CODES.LOCKED),
+    meaning: 'the archive is locked by another backy process (EX_UNAVAILABLE); try again later',
+  },
+  {
+    term: String(EXIT_CODES.ABORTED),
+    meaning: 'interrupted by SIGINT (Ctrl-C) or SIGTERM; nothing half-written stays',
+  },
+  {
+    term: String(EXIT_PIPE_CLOSED),
+    meaning: "stdout's reader closed the pipe (`backy status | head -1`), as a tool killed by SIGPIPE",
+  },
+  {
+    term: '0-3 (check)',
+    meaning: '`backy check` answers as a Nagios plugin: OK, WARNING, CRITICAL, UNKNOWN',
+  },
+];
+
+export const ENVIRONMENT: readonly ReferenceEntry[] = [
+  {
+    term: BACKY_DIR_ENV,
+    meaning: 'the archive directory when -b is not given (-b wins; without either: the current directory)',
+  },
+  {
+    term: 'NO_COLOR',
+    meaning: 'when set and not empty: no ANSI colors in any output (https://no-color.org)',
+  },
+  {
+    term: PASSPHRASE_ENV,
+    meaning: 'the passphrase of an encryption key file, when no passphrase file is given',
+  },
+  {
+    term: 'AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY',
+    meaning:
+      'credentials of an S3 store without a credentials file of its own (the environment, then ~/.aws/credentials)',
+  },
+  { term: 'BACKY_DEBUG', meaning: 'when set: the stack trace of an internal error on stderr' },
+  { term: 'UV_THREADPOOL_SIZE', meaning: "Node's I/O and hashing threads (default here: 8)" },
+];
+
+/** The forms of a revision spec (`-r SPEC`), as packages/core/src/revision-spec.ts resolves them. */
+export const REVISION_SPECS: readonly ReferenceEntry[] = [
+  { term: 'last, latest', meaning: 'the newest revision' },
+  { term: '0, 1, 2, ...', meaning: 'by age: 0 is the newest, 1 the one before it' },
+  { term: 'ID', meaning: 'a revision ID in full, or a unique prefix of one' },
+  { term: 'PATH', meaning: 'the image path `backy find` prints for the revision' },
+  { term: 'TAG', meaning: 'the newest revision with that tag (e.g. daily)' },
+  { term: 'tag:TAG', meaning: 'every revision with that tag' },
+  { term: 'trust:STATE', meaning: 'every revision whose trust is STATE: trusted, verified or distrusted' },
+  { term: 'all', meaning: 'every revision' },
+];
+
+export const REVISION_SPEC_NOTES: readonly string[] = [
+  'A name that is both a tag and an ID prefix is refused as ambiguous: write tag:NAME or a longer ID.',
+  'A revision that failed its own verification when it was made is named only by its full ID or a set (all, tag:, trust:).',
+  'Commands that delete by a set (forget -r all, tag:, trust:, or a spec matching several) ask first, or need --force.',
+];
+
+/** A reference page: `backy help TOPIC`, a section of `backy --help` and of the man page. */
+export interface ReferenceSection {
+  topic: string;
+  /** The man page's section heading. */
+  heading: string;
+  /** The heading in help texts. */
+  title: string;
+  entries: readonly ReferenceEntry[];
+  notes?: readonly string[];
+}
+
+export const REFERENCE_SECTIONS: readonly ReferenceSection[] = [
+  {
+    topic: 'specs',
+    heading: 'REVISION SPECS',
+    title: 'revision specs (-r SPEC)',
+    entries: REVISION_SPECS,
+    notes: REVISION_SPEC_NOTES,
+  },
+  { topic: 'exit-codes', heading: 'EXIT STATUS', title: 'exit statuses', entries: EXIT_STATUSES },
+  { topic: 'environment', heading: 'ENVIRONMENT', title: 'environment variables', entries: ENVIRONMENT },
+];
+
+export const CENTRAL_CONFIG_NOTE = `The scheduler daemon (\`backy scheduler\`) and \`backy check\` read the central config, ${DEFAULT_CENTRAL_CONFIG} by default; see docs/scheduler.md.`;

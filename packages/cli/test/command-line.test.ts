@@ -1,0 +1,360 @@
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BIN, backy, oneLineError, skipWithout, tempDir } from './helpers.js';
+
+/** An ANSI color (SGR) sequence; built from a string, as a control character in a regex literal is easy to miss. */
+const ANSI_COLOR = new RegExp(`${String.fromCharCode(27)}\\[[\\d;]*m`);
+const DIST = fileURLToPath(new URL('../dist/', import.meta.url));
+const MiB = 1024 * 1024;
+let dir: { path: string; cleanup: () => Promise<void> };
+
+beforeAll(async () => {
+  dir = await tempDir();
+  helpIndex();
+}, 180_000);
+afterAll(() => dir.cleanup());
+
+interface HelpOption {
+  line: string;
+  long: string;
+  short: string | null;
+}
+let cachedIndex: Map<string, HelpOption[]> | null = null;
+const usages = new Map<string, string>();
+
+/** The commands `backy --help` lists, each with the options its own `--help` lists (run once). */
+function helpIndex(): Map<string, HelpOption[]> {
+  if (cachedIndex != null) return cachedIndex;
+  const top = backy(['--help']).stdout;
+  const names = top
+    .split('\ncommands:\n')[1]!
+    .split('\n\n')[0]!
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/)[0]!);
+  expect(names.length).toBeGreaterThan(15);
+  const index = new Map<string, HelpOption[]>();
+  for (const name of names) {
+    const help = backy([name, '--help']);
+    expect(help.code, name).toBe(0);
+    usages.set(name, help.stdout.split('\n')[0]!);
+    const options = help.stdout
+      .split('\noptions:\n')[1]!
+      .split('\n\n')[0]!
+      .split('\n')
+      .filter((l) => /^ {2}-/.test(l))
+      .map((line) => {
+        const m = /^ {2}(?:-(\w), )?--([\w-]+)/.exec(line)!;
+        return { line, long: m[2]!, short: m[1] ?? null };
+      });
+    index.set(name, options);
+  }
+  cachedIndex = index;
+  return index;
+}
+
+describe('--help and backy help', () => {
+  it('every command lists every option of its usage line, each with a description; defaults are shown', () => {
+    const index = helpIndex();
+    for (const [name, options] of index) {
+      const usage = usages.get(name)!;
+      for (const m of usage.matchAll(/\[(-{1,2}[\w-]+)/g)) {
+        const flag = m[1]!;
+        expect(
+          options.some((o) => `--${o.long}` === flag || `-${o.short}` === flag),
+          `${name} --help lists ${flag}`,
+        ).toBe(true);
+      }
+      for (const o of options)
+        expect(o.line, `${name} --${o.long}`).toMatch(/--[\w-]+(?: \S+)?\s{2,}\S.{8,}/);
+      expect(options.map((o) => o.long)).toContain('help');
+    }
+    const line = (command: string, option: string) =>
+      index.get(command)!.find((o) => o.long === option)!.line;
+    expect(line('restore', 'revision')).toMatch(/-r, --revision SPEC .*\(default: last\)/);
+    expect(line('verify', 'revision')).toContain('(default: all)');
+    expect(line('purge', 'wait')).toMatch(/--wait SECONDS .*\(default: 0\)/);
+    expect(line('check', 'config')).toContain('(default: /etc/backy.conf)');
+    expect(line('nbd-server', 'port')).toContain('(default: 10809)');
+    expect(line('init', 'option')).toContain('repeatable');
+    for (const command of [
+      'backup',
+      'restore',
+      'verify',
+      'purge',
+      'forget',
+      'expire',
+      'check',
+      'status',
+      'copy',
+    ])
+      expect(
+        index.get(command)!.map((o) => o.long),
+        command,
+      ).toContain('json');
+    const top = backy(['--help']).stdout;
+    for (const global of ['--backupdir DIR', '--logfile FILE', '--verbose', '--quiet', '--version'])
+      expect(top).toContain(global);
+    expect(top).toMatch(/-b, --backupdir DIR .*default: \$BACKY_DIR, else the current directory/);
+  });
+
+  it('backy help specs, exit-codes and environment; backy help COMMAND is its --help', () => {
+    const specs = backy(['help', 'specs']);
+    expect(specs.code).toBe(0);
+    for (const form of ['last, latest', '0, 1, 2', 'tag:TAG', 'trust:STATE', 'all', 'ID'])
+      expect(specs.stdout).toContain(form);
+    const codes = backy(['help', 'exit-codes']).stdout;
+    for (const code of ['0', '1', '2', '69', '130', '141'])
+      expect(codes).toMatch(new RegExp(`^ {2}${code} `, 'm'));
+    const env = backy(['help', 'environment']).stdout;
+    for (const name of ['BACKY_DIR', 'NO_COLOR', 'BACKY_KEY_PASSPHRASE', 'AWS_PROFILE'])
+      expect(env).toContain(name);
+    // The global help carries the same sections.
+    const top = backy(['--help']).stdout;
+    expect(top).toContain(specs.stdout.trim());
+    expect(top).toContain(codes.trim());
+    expect(backy(['help', 'restore']).stdout).toBe(backy(['restore', '--help']).stdout);
+    expect(backy(['help', 'constructor']).code).toBe(2);
+    const unknown = backy(['help', 'nonsense']);
+    expect(unknown.code).toBe(2);
+    expect(oneLineError(unknown)).toContain('no command or topic "nonsense"');
+  });
+});
+
+describe('BACKY_DIR', () => {
+  it('names the archive when -b is not given; -b wins over it; without either the current directory', async () => {
+    const image = join(dir.path, 'env.img');
+    await writeFile(image, randomBytes(MiB));
+    const arch = join(dir.path, 'env-archive');
+    const elsewhere = join(dir.path, 'elsewhere');
+    expect(backy(['init', 'file', image], { env: { BACKY_DIR: arch } }).code).toBe(0);
+    expect(existsSync(join(arch, 'config'))).toBe(true);
+    const backup = backy(['backup', 'daily'], { cwd: dir.path, env: { BACKY_DIR: arch } });
+    expect(backup.code, backup.stderr).toBe(0);
+    expect(
+      JSON.parse(backy(['status', '--json'], { cwd: dir.path, env: { BACKY_DIR: arch } }).stdout),
+    ).toHaveLength(1);
+    const wins = backy(['-b', elsewhere, 'status'], { env: { BACKY_DIR: arch } });
+    expect(wins.code).not.toBe(0);
+    expect(oneLineError(wins)).toContain(elsewhere);
+    // Unset or empty: the current directory.
+    expect(
+      JSON.parse(backy(['status', '--json'], { cwd: arch, env: { BACKY_DIR: '' } }).stdout),
+    ).toHaveLength(1);
+  });
+});
+
+describe.skipIf(skipWithout('terminal output', 'script') != null)(
+  'on a terminal: --quiet and NO_COLOR',
+  () => {
+    let arch: string;
+    const onTerminal = (args: string, env: NodeJS.ProcessEnv = {}) =>
+      spawnSync('script', ['-qec', `${process.execPath} ${BIN} -b ${arch} ${args}`, '/dev/null'], {
+        encoding: 'utf8',
+        env: { ...process.env, ...env },
+      });
+    beforeAll(async () => {
+      const image = join(dir.path, 'tty.img');
+      await writeFile(image, randomBytes(24 * MiB));
+      arch = join(dir.path, 'tty-archive');
+      expect(backy(['-b', arch, 'init', 'file', image]).code).toBe(0);
+    });
+
+    it('colors and info lines by default; NO_COLOR keeps the lines without any color', () => {
+      const plain = onTerminal('backup daily', { NO_COLOR: '' });
+      expect(plain.status).toBe(0);
+      expect(plain.stdout).toMatch(/INFO/);
+      expect(plain.stdout).toMatch(ANSI_COLOR);
+      const noColor = onTerminal('backup daily', { NO_COLOR: '1' });
+      expect(noColor.status).toBe(0);
+      expect(noColor.stdout).toMatch(/INFO.*backup completed/);
+      expect(noColor.stdout).not.toMatch(ANSI_COLOR);
+    });
+
+    it('--quiet: no progress and no info lines, the result and errors still', async () => {
+      const r = onTerminal('-q backup daily');
+      expect(r.status).toBe(0);
+      expect(r.stdout).not.toMatch(/INFO/);
+      expect(r.stdout).not.toMatch(/backup\s+\[[#-]*\]/);
+      expect(r.stdout.trim().split('\n')).toHaveLength(1);
+      expect(r.stdout).toMatch(/daily: .* written/);
+      // The log file still has everything.
+      const log = await readFile(join(arch, 'backy.log'), 'utf8');
+      expect(JSON.parse(log.trim().split('\n').at(-1)!).msg).toBe('backup completed');
+      const restored = join(dir.path, 'tty-restored.img');
+      const restore = onTerminal(`-q restore ${restored}`);
+      expect(restore.status).toBe(0);
+      expect(restore.stdout).toBe('');
+      const error = onTerminal('-q restore -r nope /dev/null');
+      expect(error.status).toBe(1);
+      expect(error.stdout.trim().split('\n')).toEqual([
+        expect.stringMatching(/^backy: error: revision "nope"/),
+      ]);
+    });
+  },
+);
+
+describe('shell completion and man page', () => {
+  const bashComplete = (...words: string[]): string[] => {
+    const script = join(DIST, 'completions', 'backy.bash');
+    const quoted = words.map((w) => `'${w}'`).join(' ');
+    const r = spawnSync(
+      'bash',
+      [
+        '-c',
+        `source '${script}'; COMP_WORDS=(${quoted}); COMP_CWORD=${words.length - 1}; _backy; printf '%s\\n' "\${COMPREPLY[@]}"`,
+      ],
+      { encoding: 'utf8', cwd: dir.path },
+    );
+    expect(r.status, r.stderr).toBe(0);
+    return r.stdout.split('\n').filter(Boolean);
+  };
+
+  it('ships what `backy completion` prints, in dist/', async () => {
+    for (const [shell, file] of [
+      ['bash', 'backy.bash'],
+      ['zsh', '_backy'],
+      ['fish', 'backy.fish'],
+    ] as const) {
+      const printed = backy(['completion', shell]);
+      expect(printed.code).toBe(0);
+      expect(printed.stdout).toBe(await readFile(join(DIST, 'completions', file), 'utf8'));
+      expect(printed.stdout).toContain('do not edit');
+    }
+    expect(backy(['completion', 'man']).stdout).toBe(await readFile(join(DIST, 'man', 'backy.1'), 'utf8'));
+    const pkg = JSON.parse(
+      await readFile(fileURLToPath(new URL('../package.json', import.meta.url)), 'utf8'),
+    );
+    expect(pkg.man).toEqual(['./dist/man/backy.1']);
+    expect(pkg.files).toContain('dist');
+    expect(backy(['completion', 'tcsh']).code).toBe(2);
+  });
+
+  it('bash completes commands, every option of every command, and option values', () => {
+    expect(bashComplete('backy', 're')).toEqual(['restore']);
+    expect(bashComplete('backy', 'c')).toEqual(['copy', 'check', 'completion']);
+    expect(bashComplete('backy', '--b')).toEqual(['--backupdir']);
+    for (const [command, options] of helpIndex()) {
+      const offered = bashComplete('backy', '-b', '/srv/x', command, '-');
+      for (const o of options) {
+        expect(offered, `${command} --${o.long}`).toContain(`--${o.long}`);
+        if (o.short != null) expect(offered, `${command} -${o.short}`).toContain(`-${o.short}`);
+      }
+      expect(offered.length).toBe(options.length + options.filter((o) => o.short != null).length);
+    }
+    expect(bashComplete('backy', 'init', '--layout', '')).toEqual(['chunked', 'images']);
+    expect(bashComplete('backy', 'key', '')).toEqual(['create', 'export', 'import']);
+    expect(bashComplete('backy', 'tags', 'a')).toEqual(['add']);
+    expect(bashComplete('backy', 'completion', '')).toEqual(['bash', 'zsh', 'fish', 'man']);
+    expect(bashComplete('backy', 'help', 'sp')).toEqual(['specs']);
+    // A value is not taken for the command: -b's directory, then the command.
+    expect(bashComplete('backy', '-b', 'status', 'verify', '--j')).toEqual(['--json']);
+  });
+
+  it.skipIf(skipWithout('zsh completion', 'zsh') != null)(
+    'the zsh script parses and hands zsh every command with its summary and every option',
+    () => {
+      const script = join(DIST, 'completions', '_backy');
+      const syntax = spawnSync('zsh', ['-n', script], { encoding: 'utf8' });
+      expect(syntax.stderr).toBe('');
+      expect(syntax.status).toBe(0);
+      // zsh's completion functions stubbed to print what the script hands them, one word a line.
+      const stubbed = (state: string, command = '') =>
+        spawnSync(
+          'zsh',
+          [
+            '-fc',
+            `_arguments() { print -rl -- "$@" ---; state=${state}; line=(${command}); }
+             _describe() { print -rl -- "\${(@P)4}" ---; }
+             compdef() { :; }
+             source '${script}'; _backy`,
+          ],
+          { encoding: 'utf8' },
+        );
+      const top = stubbed('command');
+      expect(top.stderr).toBe('');
+      const summaries = top.stdout.split('---\n')[1]!.trim().split('\n');
+      const listed = backy(['--help']).stdout.split('\ncommands:\n')[1]!.split('\n\n')[0]!.split('\n');
+      expect(summaries).toEqual(listed.map((l) => l.trim().replace(/^(\S+)\s+/, '$1:')));
+      expect(top.stdout).toContain('\n(-b --backupdir)-b[the archive directory]:DIR:_files -/\n');
+      for (const [command, options] of helpIndex()) {
+        const r = stubbed('argument', command);
+        expect(r.stderr, command).toBe('');
+        const specs = r.stdout.split('---\n')[1]!.split('\n');
+        for (const o of options)
+          expect(
+            specs.some((spec) => new RegExp(`^(\\(.*\\)|\\*)?--${o.long}\\[[^\\]]`).test(spec)),
+            `${command} --${o.long}`,
+          ).toBe(true);
+      }
+      expect(stubbed('argument', 'restore').stdout).toContain(
+        '\n--force[overwrite an existing TARGET file]\n',
+      );
+      expect(stubbed('argument', 'key').stdout).toContain('\n*:argument:(create export import)\n');
+    },
+  );
+
+  it.skipIf(skipWithout('fish completion', 'fish') != null)('fish completes commands and options', () => {
+    const complete = (line: string) => {
+      const r = spawnSync(
+        'fish',
+        ['--no-config', '-c', `source '${join(DIST, 'completions', 'backy.fish')}'; complete -C '${line}'`],
+        { encoding: 'utf8' },
+      );
+      expect(r.stderr).toBe('');
+      return r.stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split('\t')[0]);
+    };
+    expect(complete('backy re')).toEqual(['restore']);
+    expect(complete('backy verify --')).toEqual(expect.arrayContaining(['--revision', '--json', '--help']));
+    expect(complete('backy init --layout ')).toEqual(['chunked', 'images']);
+  });
+
+  it('the man page names every command and option', async () => {
+    const page = await readFile(join(DIST, 'man', 'backy.1'), 'utf8');
+    expect(page).toMatch(/^\.\\" .*do not edit/);
+    expect(page).toMatch(/^\.TH BACKY 1 /m);
+    for (const section of [
+      'NAME',
+      'SYNOPSIS',
+      'DESCRIPTION',
+      'OPTIONS',
+      'COMMANDS',
+      'REVISION SPECS',
+      'EXIT STATUS',
+      'ENVIRONMENT',
+    ])
+      expect(page).toContain(`\n.SH ${section}\n`);
+    for (const [command, options] of helpIndex()) {
+      const body = page.split(`\n.SS ${command.replace(/-/g, '\\-')}\n`)[1]?.split('\n.SS ')[0];
+      expect(body, `man page section of ${command}`).toBeDefined();
+      for (const o of options)
+        expect(body, `${command} --${o.long}`).toContain(`\\-\\-${o.long.replace(/-/g, '\\-')}`);
+    }
+    // No line a roff request would swallow: text lines never start with . or ' unless they are requests.
+    for (const line of page.split('\n'))
+      if (/^[.']/.test(line)) expect(line, line).toMatch(/^\.(\\"|TH|SH|SS|TP|PP|B) ?/);
+  });
+
+  it.skipIf(skipWithout('man page rendering', 'groff') != null)(
+    'groff renders the man page without a warning',
+    () => {
+      const r = spawnSync('groff', ['-man', '-Tutf8', '-ww', '-z', join(DIST, 'man', 'backy.1')], {
+        encoding: 'utf8',
+      });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      const text = spawnSync('groff', ['-man', '-Tascii', '-P-cbou', join(DIST, 'man', 'backy.1')], {
+        encoding: 'utf8',
+      }).stdout;
+      expect(text).toMatch(/--revision SPEC/);
+      expect(text).toContain('BACKY_DIR');
+    },
+  );
+});
