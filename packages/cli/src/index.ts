@@ -197,8 +197,11 @@ export async function main(
       progress,
       signal: controller.signal,
       note: (line: string) => {
-        if (!global.quiet) progress.around(() => stderr.write(`${line}
-`));
+        if (!global.quiet)
+          progress.around(() =>
+            stderr.write(`${line}
+`),
+          );
       },
       warn: (line: string) => {
         progress.around(() => stderr.write(`backy: warning: ${line}\n`));
