@@ -197,11 +197,7 @@ export async function main(
       progress,
       signal: controller.signal,
       note: (line: string) => {
-        if (!global.quiet)
-          progress.around(() =>
-            stderr.write(`${line}
-`),
-          );
+        if (!global.quiet) progress.around(() => stderr.write(`${line}\n`));
       },
       warn: (line: string) => {
         progress.around(() => stderr.write(`backy: warning: ${line}\n`));
