@@ -17,4 +17,7 @@ export default packageBuild({
   },
   dts: { entry: entries },
   external: ['vitest'],
+  // The config's JSON Schemas, from the zod schemas of the built code (a step of the package's build, not
+  // a script in its published manifest).
+  onSuccess: 'node scripts/gen-schema.mjs',
 });
