@@ -9,9 +9,10 @@
  * download from outside the registry), and a binary that is missing all the same is one line of error.
  */
 import { spawnSync } from 'node:child_process';
-import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import * as zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from './helpers.js';
 
@@ -100,6 +101,12 @@ describe('packed packages outside the workspace', () => {
       // src/ is not shipped: no export may point there.
       expect(JSON.stringify(parsed.exports), name).not.toMatch(/"source"|\/src\//);
       expect(parsed.publishConfig?.exports, name).toBeUndefined();
+      // Every entry the workspace has is published (an entry only in the workspace's exports would be a
+      // package that works here and breaks once installed, e.g. @backy/nbd-server/protocol).
+      const workspace = JSON.parse(await readFile(join(ROOT, 'packages', name, 'package.json'), 'utf8'));
+      expect(Object.keys(parsed.exports), `${name}: published entries`).toEqual(
+        Object.keys(workspace.exports),
+      );
       expect(parsed.repository, name).toEqual({
         type: 'git',
         url: 'git+https://github.com/backy-ts/backy.git',
@@ -162,6 +169,21 @@ describe('packed packages outside the workspace', () => {
     await writeFile(image, data);
     const backy = (...args: string[]) => run(join(app, 'node_modules/.bin/backy'), args, app);
     expect(ok(backy('--version'), 'backy --version').stdout).toMatch(/^backy \d+\.\d+\.\d+/);
+    // The sources the CLI loads only when a config names them load from the install too.
+    const entries = [
+      '@backy/source-ceph-rbd',
+      '@backy/source-flyingcircus',
+      '@backy/source-nbd',
+      '@backy/source-nbd/qcow2',
+    ];
+    ok(
+      run(
+        process.execPath,
+        ['--input-type=module', '-e', entries.map((e) => `await import('${e}');`).join(' ')],
+        app,
+      ),
+      'importing the lazily loaded sources',
+    );
 
     ok(backy('-b', 'by-name', 'init', 'backy-source-example', image), 'init by package name');
     ok(backy('-b', 'by-name', 'backup', 'manual:test'), 'backup');
@@ -224,4 +246,55 @@ describe('packed packages outside the workspace', () => {
     expect(missing.stderr.trim().split('\n')).toHaveLength(1);
     await rm(join(app, 'restored.img'));
   }, 900_000);
+
+  it('a missing zstd binary is one line; --version, --help and status still work', async () => {
+    // Every copy of the addon's platform binary in the installed app, wherever npm put it.
+    const binaries: string[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      for (const entry of await readdir(dir, { withFileTypes: true })) {
+        if (!entry.isDirectory()) continue;
+        const path = join(dir, entry.name);
+        if (/^node-zstd-linux-/.test(entry.name)) binaries.push(path);
+        else await walk(path);
+      }
+    };
+    await walk(join(app, 'node_modules'));
+    expect(binaries.length, "the zstd addon's platform package is installed").toBeGreaterThan(0);
+    for (const path of binaries) await rename(path, `${path}.hidden`);
+    try {
+      const backy = (...args: string[]) => run(join(app, 'node_modules/.bin/backy'), args, app);
+      expect(ok(backy('--version'), 'backy --version').stdout).toMatch(/^backy \d+\.\d+\.\d+/);
+      expect(ok(backy('--help'), 'backy --help').stdout).toContain('usage: backy');
+      expect(ok(backy('-b', 'by-name', 'status'), 'status').stdout).toContain('manual:test');
+      const image = join(app, 'disk.img');
+      ok(backy('-b', 'no-zstd', 'init', 'backy-source-example', image), 'init');
+      const backup = backy('-b', 'no-zstd', 'backup', 'manual:test');
+      const restore = backy('-b', 'by-name', 'restore', join(app, 'restored-3.img'));
+      if (typeof (zlib as { zstdCompressSync?: unknown }).zstdCompressSync === 'function') {
+        // Node's own zstd (22.15 and later): no addon needed at all.
+        ok(backup, "backup with Node's zstd");
+        ok(restore, "restore with Node's zstd");
+      } else {
+        for (const [what, result] of [
+          ['backup', backup],
+          ['restore', restore],
+        ] as const) {
+          expect(result.code, `${what}: ${result.out}`).toBe(1);
+          expect(result.stderr.trim().split('\n'), `${what}: one line`).toHaveLength(1);
+          expect(result.stderr).toMatch(
+            /^backy: error: zstd compression is not available: .*@toondepauw\/node-zstd-linux-[a-z0-9-]+, is not installed; reinstall backy/,
+          );
+        }
+        // Nothing was written for the failed backup, nothing counted damaged: the old revision verifies
+        // once the binary is back.
+        expect(ok(backy('-b', 'no-zstd', 'status', '--json'), 'status --json').stdout).not.toContain(
+          'manual:test',
+        );
+      }
+    } finally {
+      for (const path of binaries) await rename(`${path}.hidden`, path);
+    }
+    const backy = (...args: string[]) => run(join(app, 'node_modules/.bin/backy'), args, app);
+    ok(backy('-b', 'by-name', 'verify'), 'verify once the binary is back');
+  }, 300_000);
 });

@@ -4,6 +4,7 @@
 // same rounds and to each other, peak RSS, store size. A peer that is not installed is skipped with a
 // message (Debian: apt-get install borgbackup restic). Measures, asserts nothing.
 import { spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeVmImage } from '@backy/core/testing/helpers';
@@ -126,7 +127,7 @@ const run = async (peer: Peer, phase: Phase, c: Command) => {
 const baseline = (phase: Phase) => {
   const copy = join(dir, 'copy.img');
   copies[phase].push(copyDurably(image, copy));
-  spawnSync('rm', ['-f', copy]);
+  rmSync(copy, { force: true });
 };
 
 for (let round = 0; round < RUNS; round++) {
