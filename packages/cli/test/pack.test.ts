@@ -34,13 +34,20 @@ const MiB = 1024 * 1024;
 const [major, minor] = process.versions.node.split('.').map(Number) as [number, number];
 const NEWEST_VITEST = major > 22 || (major === 22 && minor >= 12) ? '^5.0.0' : '^4.0.0';
 
+/**
+ * The environment of a user outside the workspace: without NODE_PATH, which pnpm's bin shims (vitest's
+ * included) point at the workspace's hoisted packages, so that a package missing from the install would
+ * still be found there.
+ */
+const { NODE_PATH: _workspaceModules, ...userEnv } = process.env;
+
 function run(command: string, args: string[], cwd: string, timeout = 300_000) {
   const r = spawnSync(command, args, {
     cwd,
     encoding: 'utf8',
     timeout,
     env: {
-      ...process.env,
+      ...userEnv,
       npm_config_audit: 'false',
       npm_config_fund: 'false',
       npm_config_update_notifier: 'false',
