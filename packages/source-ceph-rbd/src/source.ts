@@ -194,7 +194,10 @@ export function createRbdSource(
       .map((s) => s.name)
       .filter((name) => name.startsWith(SNAPSHOT_PREFIX) && name !== snapshot && name !== base.from);
     for (const name of stale) run.tried.add(name);
-    if (stale.length > 0) inBackground(() => removeSnapshots(stale, 'removed an older backy snapshot', log));
+    // Their lines name the snapshot they remove, not this backup's (which `log` is bound to).
+    const removalLog = ctx.logger.child({ image: spec });
+    if (stale.length > 0)
+      inBackground(() => removeSnapshots(stale, 'removed an older backy snapshot', removalLog));
 
     if (base.from != null) {
       const wholeObject = await rbd.supportsWholeObject();

@@ -209,7 +209,7 @@ suite('ceph-rbd source against a real cluster', () => {
   it('does not fail a backup whose snapshot removals fail, and removes them in the next backup', async () => {
     const parent = (await archive.revisions()).at(-1)!;
     await ceph.rbd('snap', 'create', '--no-progress', `${POOL}/${image}@backy-stale`);
-    const { logger: log, lines } = captureLogger();
+    const { logger: log, lines, raw } = captureLogger();
     const failingLogged = source(
       { rbdBinary: await rbdWithSnapRemove('failing-rbd', 'echo "rbd: injected failure" >&2; exit 1') },
       {},
@@ -224,6 +224,8 @@ suite('ceph-rbd source against a real cluster', () => {
         expect.stringContaining(m),
       ),
     );
+    // A removal's line names the snapshot it removes, beside the backup's own `snapshot` only once.
+    expect(raw.flatMap(duplicateKeys)).toEqual([]);
     const backyOnly = async () => (await snapshotNames()).filter((n) => n.startsWith('backy-'));
     expect(await backyOnly()).toEqual([`backy-${parent.uuid}`, `backy-${rev.uuid}`, 'backy-stale'].sort());
     // The next backup diffs from the last one and takes the leftovers away.
