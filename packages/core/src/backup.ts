@@ -112,6 +112,8 @@ export async function runBackup(
       signal.throwIfAborted();
       const map = await writer.seal();
       revision.size = map.size;
+      const readSeconds = (now().getTime() - started.getTime()) / 1000;
+      log.info({ seconds: readSeconds, bytes_read: bytesRead }, 'source read and chunks stored');
       if (revision.backend_type === 'chunked') {
         // Never commit a revision that names a chunk the store does not hold.
         const missing = await archive.store.missing(map.uniqueHashes());
@@ -148,6 +150,15 @@ export async function runBackup(
             release: (buffer) => chunkBuffers.release(buffer),
           })
           .finally(() => fresh.close());
+        const seconds = (now().getTime() - started.getTime()) / 1000 - readSeconds;
+        log.info(
+          {
+            seconds: Math.round(seconds * 1000) / 1000,
+            method: verification.method,
+            chunks_checked: verification.chunks_checked,
+          },
+          'verification against the source finished',
+        );
       }
       revision.verification = { ...verification, timestamp: now().toISOString() };
       if (!verification.ok) {

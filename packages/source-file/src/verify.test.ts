@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Archive, runBackup, validateSourceOptions } from '@backy/core';
 import type { BackupSource, VerifyContext } from '@backy/core/source';
-import { vmLikeData } from '@backy/core/testing';
+import { captureLogger, vmLikeData } from '@backy/core/testing';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fileSource, { createFileSource, type FileSourceOptions, verifyPlan } from './index.js';
@@ -121,7 +121,8 @@ describe('verification modes against a real archive', () => {
 
     await patch(9 * MiB + 100, 'another changed chunk');
     const full = counted(undefined);
-    const again = await runBackup(archive, full.source, { tags: ['c'], force: true, logger });
+    const log = captureLogger();
+    const again = await runBackup(archive, full.source, { tags: ['c'], force: true, logger: log.logger });
     expect(full.seen.chunks).toBe(total);
     expect(full.seen.bytes).toBe(size);
     expect(again.verification).toMatchObject({
@@ -130,6 +131,15 @@ describe('verification modes against a real archive', () => {
       chunks_checked: total,
       ok: true,
     });
+    // How long each half took is in the log, for whoever wonders where a backup's time went.
+    const phase = (msg: string) => log.lines.find((line) => line.msg === msg);
+    expect(phase('source read and chunks stored')).toMatchObject({ bytes_read: size });
+    expect(phase('verification against the source finished')).toMatchObject({
+      method: 'full',
+      chunks_checked: total,
+    });
+    for (const msg of ['source read and chunks stored', 'verification against the source finished'])
+      expect(phase(msg)?.seconds, msg).toBeGreaterThanOrEqual(0);
   });
 
   it('`changed` catches a stored chunk that differs from the source', async () => {
