@@ -65,6 +65,7 @@ export async function runBackup(
     const newest = existing.at(-1) ?? null;
     const newestAny = scan.complete.at(-1) ?? null;
     const started = now();
+    const secondsSince = (from: Date) => (now().getTime() - from.getTime()) / 1000;
     const revision: RevisionData = {
       uuid: newRevisionId(),
       timestamp: started.toISOString(),
@@ -112,8 +113,7 @@ export async function runBackup(
       signal.throwIfAborted();
       const map = await writer.seal();
       revision.size = map.size;
-      const readSeconds = (now().getTime() - started.getTime()) / 1000;
-      log.info({ seconds: readSeconds, bytes_read: bytesRead }, 'source read and chunks stored');
+      log.info({ seconds: secondsSince(started), bytes_read: bytesRead }, 'source read and chunks stored');
       if (revision.backend_type === 'chunked') {
         // Never commit a revision that names a chunk the store does not hold.
         const missing = await archive.store.missing(map.uniqueHashes());
@@ -136,6 +136,7 @@ export async function runBackup(
         };
       } else {
         const fresh = archive.readerFor(revision, map);
+        const verifyStarted = now();
         verification = await source
           .verify({
             revision,
@@ -150,10 +151,9 @@ export async function runBackup(
             release: (buffer) => chunkBuffers.release(buffer),
           })
           .finally(() => fresh.close());
-        const seconds = (now().getTime() - started.getTime()) / 1000 - readSeconds;
         log.info(
           {
-            seconds: Math.round(seconds * 1000) / 1000,
+            seconds: secondsSince(verifyStarted),
             method: verification.method,
             chunks_checked: verification.chunks_checked,
           },
@@ -172,7 +172,7 @@ export async function runBackup(
       revision.stats = {
         bytes_written: stats.bytesWritten,
         bytes_read: bytesRead,
-        duration: (now().getTime() - started.getTime()) / 1000,
+        duration: secondsSince(started),
         chunks_written: stats.chunksWritten,
         chunks_reused: stats.chunksReused,
         chunks_zero: stats.chunksZero,
