@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Archive } from './archive.js';
 import { runBackup } from './backup.js';
 import { isBackyError } from './errors.js';
@@ -11,6 +11,7 @@ import { expireArchive } from './expire.js';
 import { forgetArchive, purgeStore } from './purge.js';
 import { forEachChunk } from './revision-stream.js';
 import type { BackupSource } from './source/contract.js';
+import { ChunkMap } from './store/chunk-map.js';
 import { bufferSource, MiB, makeArchive, silent } from './test-helpers.js';
 import { restoreToBuffer, tempDir } from './testing/helpers.js';
 import { verifyRevisions } from './verify.js';
@@ -191,6 +192,41 @@ describe('revision files under the revisions lock', () => {
     expect(r3.trust).toBe('trusted');
     expect((await restored(archive, 'last')).equals(v3)).toBe(true);
     expect((await restored(archive, r1.uuid)).equals(v1)).toBe(true);
+  });
+});
+
+describe('purge beside forget', () => {
+  it('passes over a map forgotten while it reads the archive; a damaged map still stops it', async () => {
+    const archive = await makeArchive(dir.path);
+    const v1 = image(1);
+    const r1 = await backup(archive, v1);
+    const r2 = await backup(archive, image(2));
+    const ofR1 = new Set((await archive.loadMap(r1.uuid)).uniqueHashes());
+    const onlyR2 = [...(await archive.loadMap(r2.uuid)).uniqueHashes()].filter((h) => !ofR1.has(h));
+    expect(onlyR2.length).toBeGreaterThan(0);
+    const load = ChunkMap.load.bind(ChunkMap);
+    const spy = vi.spyOn(ChunkMap, 'load').mockImplementation(async (path) => {
+      // What `backy forget` in another process does between purge's listing and its reading of r2's map.
+      if (path === archive.mapPath(r2.uuid)) await archive.deleteRevision(r2.uuid);
+      return load(path);
+    });
+    try {
+      const result = await purgeStore(archive.store, { logger: silent });
+      // r2's own chunks went; everything r1 needs stayed.
+      expect(result.chunksDeleted).toBe(onlyR2.length);
+    } finally {
+      spy.mockRestore();
+    }
+    expect((await archive.revisions()).map((r) => r.uuid)).toEqual([r1.uuid]);
+    expect((await restored(archive, r1.uuid)).equals(v1)).toBe(true);
+    // A map that is there but cannot be read is no proof of anything: nothing is deleted.
+    await backup(archive, image(3));
+    const chunks = (await chunkFiles(archive)).length;
+    await writeFile(archive.mapPath(r1.uuid), 'not a map');
+    await expect(purgeStore(archive.store, { logger: silent })).rejects.toThrow(
+      /^purge stopped, nothing deleted: /,
+    );
+    expect((await chunkFiles(archive)).length).toBe(chunks);
   });
 });
 

@@ -124,6 +124,13 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
         try {
           map = await ChunkMap.load(join(dir, name));
         } catch (error) {
+          // Listed a moment ago and gone now: its revision was forgotten or expired meanwhile (those take
+          // the archive's revisions lock, not the store's). Maps are only ever replaced by rename onto
+          // the same name, so a map that vanished protects nothing any more.
+          if ((error as { cause?: NodeJS.ErrnoException }).cause?.code === 'ENOENT') {
+            options.logger.debug({ archive: dir, map: name }, 'map removed while purge read the archive');
+            continue;
+          }
           throw new BackyError(
             'REVISION_INVALID',
             `purge stopped, nothing deleted: ${(error as Error).message}`,
