@@ -270,6 +270,7 @@ describe('restore', () => {
       isBackyError(await restoreToPath(reader, join(dir.path, 'adir')).catch((e) => e), 'TARGET_INVALID'),
     ).toBe(true);
     expect((await readdir(dir.path)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    await reader.close();
   });
 
   it.each(['chunked', 'images'] as const)(

@@ -89,7 +89,8 @@ describe('NBD server with real clients', () => {
       [rev2, image2],
     ] as const) {
       const out = join(dir, `restored-${rev.uuid}.raw`);
-      await restoreToPath(await archive.openReader(rev), out);
+      const reader = await archive.openReader(rev);
+      await restoreToPath(reader, out).finally(() => reader.close());
       expect(sha(await readFile(out))).toBe(sha(img));
     }
   });

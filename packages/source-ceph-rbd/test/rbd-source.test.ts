@@ -1,8 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { type Archive, isBackyError, type Revision, restoreToPath, runBackup } from '@backy/core';
-import { captureLogger, duplicateKeys, type LogLine, verifyContextFor } from '@backy/core/testing';
+import { type Archive, isBackyError, type Revision, runBackup } from '@backy/core';
+import {
+  captureLogger,
+  duplicateKeys,
+  type LogLine,
+  restoreToBuffer,
+  verifyContextFor,
+} from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import rbdSource, { createRbdSource, type RbdSourceHooks } from '../src/index.js';
 import { CHUNK, ceph, conf, logger, MiB, POOL, rbdArchive, skipReason, uniqueImage } from './helpers.js';
@@ -27,10 +33,7 @@ suite('ceph-rbd source against a real cluster', () => {
   /** Restores the revision to a file and compares it byte for byte with `rbd export` of its snapshot. */
   async function expectRestoreMatchesSnapshot(rev: Revision): Promise<void> {
     expect(rev.source_info?.snapshot).toBe(`backy-${rev.uuid}`);
-    const target = join(dir, `restore-${rev.uuid}.img`);
-    await restoreToPath(await archive.openReader(rev), target);
-    const restored = await readFile(target);
-    await rm(target);
+    const restored = await restoreToBuffer(archive, rev.uuid);
     const expected = await ceph.exportImage(`${image}@backy-${rev.uuid}`);
     expect(restored.length).toBe(expected.length);
     expect(restored.equals(expected)).toBe(true);
@@ -97,6 +100,7 @@ suite('ceph-rbd source against a real cluster', () => {
     expect(reader.isZero(0)).toBe(true);
     expect(reader.isZero(2)).toBe(true);
     expect(reader.isZero(6)).toBe(false);
+    await reader.close();
     expect(rev.stats.chunks_zero).toBeGreaterThanOrEqual(2);
     await expectRestoreMatchesSnapshot(rev);
   });
@@ -264,7 +268,7 @@ suite('ceph-rbd source against a real cluster', () => {
       const reader = await archive.openReader(partial);
       const result = await source({ verifyFraction: 1, verifyReader }).verify!(
         verifyContextFor(partial, reader, logger, { budgetMs: 0 }),
-      );
+      ).finally(() => reader.close());
       expect(result).toMatchObject({ ok: true, method: 'partial', chunks_total: 6 });
       expect(result.chunks_checked).toBeGreaterThanOrEqual(1);
       expect(result.chunks_checked).toBeLessThanOrEqual(verifyReader === 'export' ? 1 : 3);
@@ -309,7 +313,7 @@ suite('ceph-rbd source against a real cluster', () => {
     const badReader = await archive.openReader(bad);
     const again = await source({ verifyFraction: 1, verifyReader: 'qemu-img' }).verify!(
       verifyContextFor(bad, badReader, logger),
-    );
+    ).finally(() => badReader.close());
     expect(again).toMatchObject({ ok: false, method: 'full', mismatches: [3] });
 
     const good = await backup(source({ verifyFraction: 1 }));

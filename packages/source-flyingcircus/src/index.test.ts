@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Archive, type Revision, restoreToPath, runBackup } from '@backy/core';
-import { captureLogger, duplicateKeys, vmLikeData } from '@backy/core/testing';
+import { Archive, type Revision, runBackup } from '@backy/core';
+import { captureLogger, duplicateKeys, restoreToBuffer, vmLikeData } from '@backy/core/testing';
 import { TEST_POOL } from '@backy/test-env/ceph';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { consulHttp, createToken } from '../test/consul-agent.js';
@@ -145,13 +145,8 @@ describe.skipIf(backendSkip != null)(
       return { rev, log, handshakeWarnings };
     }
 
-    async function restore(rev: Revision): Promise<Buffer> {
-      const target = join(dir, `restore-${rev.uuid}`);
-      await restoreToPath(await archive.openReader(rev), target, { force: true });
-      const data = await readFile(target);
-      await rm(target);
-      return data;
-    }
+    // The reader (and the store's shared lock it holds) is closed after.
+    const restore = (rev: Revision): Promise<Buffer> => restoreToBuffer(archive, rev.uuid);
 
     async function requestKeys(c: ProvidedConsul): Promise<string[]> {
       const r = await consulHttp(c, 'GET', '/v1/kv/snapshot/?keys', { token: c.token });
