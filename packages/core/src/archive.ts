@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import { stringify } from 'yaml';
 import { type ArchiveConfig, archiveConfigSchema, loadArchiveConfig, validateConfig } from './config.js';
 import { BackyError, ioError } from './errors.js';
-import { exists, fsyncDir, isTempName, tempPathFor, writeFileAtomic } from './fs-util.js';
+import { exists, fsyncDir, isTempName, mayExist, tempPathFor, writeFileAtomic } from './fs-util.js';
 import { isRevisionId, newRevisionId } from './ids.js';
 import { ChunkedRevisionReader, ChunkedRevisionWriter } from './layout/chunked.js';
 import { ImagesRevisionReader, ImagesRevisionWriter, supportsReflink } from './layout/images.js';
@@ -271,6 +271,10 @@ export class Archive {
       try {
         data = await readRevisionFile(file);
       } catch (error) {
+        // Listed and gone (a dangling symlink is still there): forgotten or expired meanwhile by another
+        // command, not damaged. Its ID stays
+        // in `revIds`, so its other files (going too) are neither orphans nor an interrupted backup's.
+        if (!(await mayExist(file))) continue;
         damaged.push({ id, file, problem: describeProblem(error, file) });
         continue;
       }
@@ -280,7 +284,9 @@ export class Archive {
       else if (data.backend_type === 'legacy-chunked') {
         // A backy 2.2–2.5 revision: `<id>` is its chunk mapping.
         const mapping = await readLegacyMapping(this.imagePath(id)).catch((error: Error) => error);
-        if (mapping instanceof Error)
+        if (mapping instanceof Error && !(await mayExist(file)))
+          continue; // forgotten meanwhile
+        else if (mapping instanceof Error)
           damaged.push({
             id,
             file,
@@ -290,7 +296,9 @@ export class Archive {
       } else if (data.backend_type === 'cowfile') {
         // A backy 2.0–2.1 revision: its data is the raw image file `<id>`.
         const image = await stat(this.imagePath(id)).catch(() => null);
-        if (image == null || !image.isFile())
+        if (image == null && !(await mayExist(file)))
+          continue; // forgotten meanwhile
+        else if (image == null || !image.isFile())
           damaged.push({
             id,
             file,

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { Archive } from './archive.js';
 import { BackyError, ioError, isBackyError } from './errors.js';
+import { mayExist } from './fs-util.js';
 import { recordHistoryStarted } from './history-record.js';
 import { newRevisionId } from './ids.js';
 import { removeLeftoverChunks } from './leftover-chunks.js';
@@ -181,15 +182,27 @@ export async function runBackup(
       signal.throwIfAborted();
       // A remote store's lease that lapsed (the process stalled) may have let purge in: no commit then.
       for (const lock of locks) lock.assertHeld?.();
-      await archive.commitRevision(revision);
+      await archive.commitRevision(revision).catch(async (error) => {
+        // Once the `.rev` is written the revision exists, complete and verified: what failed after it
+        // (the marker's removal, the `last` links) the next run repairs. Throwing would have the clean-up
+        // below remove the map and the fresh chunks of a revision that exists.
+        if (!(await mayExist(archive.revPath(revision.uuid)))) throw error;
+        log.warn(
+          { err: error },
+          'revision committed; a step after the commit failed, the next run repairs it',
+        );
+      });
       success = true;
-      await recordHistoryStarted(archive.path, revision);
+      await recordHistoryStarted(archive.path, revision).catch((error) => {
+        log.warn({ err: error }, 'could not record the archive history start; the next backup records it');
+      });
       log.info(
         { stats: revision.stats, size: revision.size, verification: revision.verification.method },
         'backup completed',
       );
       return revision as Revision;
     } catch (error) {
+      // Never reached once committed (`success`): the revision's chunks and map are its own from then on.
       if (revision.backend_type === 'chunked') leftover = writer.freshChunks;
       await writer.abort().catch(() => {});
       await archive.dropPending(revision.uuid).catch(() => {});

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, rename, rm, stat } from 'node:fs/promises';
+import { lstat, open, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { ioError } from './errors.js';
 
@@ -56,6 +56,17 @@ export async function writeFileAtomic(
 }
 
 /** Whether `path` exists (any kind of file). */
+/**
+ * False only when `path` is certainly absent (ENOENT); any other error of `lstat` counts as there. For
+ * decisions that delete data when a file is absent.
+ */
+export async function mayExist(path: string): Promise<boolean> {
+  return lstat(path).then(
+    () => true,
+    (error: NodeJS.ErrnoException) => error.code !== 'ENOENT',
+  );
+}
+
 export async function exists(path: string): Promise<boolean> {
   return stat(path).then(
     () => true,

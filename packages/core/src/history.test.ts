@@ -1,7 +1,7 @@
 // Never lose history: the four data-loss paths found by an adversarial operator, each reproduced and
 // held (see docs/storage.md for the files, the write order and the lock table).
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { Archive } from './archive.js';
@@ -9,6 +9,7 @@ import { runBackup } from './backup.js';
 import { isBackyError } from './errors.js';
 import { expireArchive } from './expire.js';
 import { forgetArchive, purgeStore } from './purge.js';
+import { scanRevisionFacts } from './revision-facts.js';
 import { forEachChunk } from './revision-stream.js';
 import type { BackupSource } from './source/contract.js';
 import { ChunkMap } from './store/chunk-map.js';
@@ -119,6 +120,7 @@ describe('a .rev backy cannot read', () => {
     ['empty', ''],
     ['truncated', 'uuid: X\ntimesta'],
     ['hand-edited trust', null],
+    ['a dangling symlink', 'symlink'],
   ] as const) {
     it(`(${what}) is shown as damaged and never deleted, and its chunks stay referenced`, async () => {
       const archive = await makeArchive(dir.path);
@@ -126,10 +128,20 @@ describe('a .rev backy cannot read', () => {
       const r1 = await backup(archive, v1);
       const r2 = await backup(archive, image(2));
       const revText = await readFile(archive.revPath(r1.uuid), 'utf8');
-      await writeFile(archive.revPath(r1.uuid), text ?? revText.replace('trust: trusted', 'trust: Trusted'));
+      if (text === 'symlink') {
+        // Unreadable (ENOENT) like a revision forgotten meanwhile, but there: damaged, not passed over.
+        await rm(archive.revPath(r1.uuid));
+        await symlink('nowhere', archive.revPath(r1.uuid));
+      } else
+        await writeFile(
+          archive.revPath(r1.uuid),
+          text ?? revText.replace('trust: trusted', 'trust: Trusted'),
+        );
       const scan = await archive.scan();
       expect(scan.complete.map((r) => r.uuid)).toEqual([r2.uuid]);
       expect(scan.damaged.map((d) => d.id)).toEqual([r1.uuid]);
+      // What the scheduler and `backy check` read (revision-facts.ts).
+      expect((await scanRevisionFacts(archive.path)).damaged).toEqual([`${r1.uuid}.rev`]);
       expect(Archive.describeScan(scan)[0]).toMatch(
         new RegExp(`damaged revision ${r1.uuid}: .*${r1.uuid}\\.rev: `),
       );
@@ -140,6 +152,7 @@ describe('a .rev backy cannot read', () => {
       await purgeStore(archive.store, { logger: silent });
       expect((await readFile(archive.mapPath(r1.uuid))).equals(map)).toBe(true);
       // Repaired by hand, it restores: nothing it needs was deleted.
+      await rm(archive.revPath(r1.uuid));
       await writeFile(archive.revPath(r1.uuid), revText);
       expect((await restored(archive, r1.uuid)).equals(v1)).toBe(true);
     });
@@ -195,6 +208,38 @@ describe('revision files under the revisions lock', () => {
   });
 });
 
+describe('a failure after the commit', () => {
+  it('keeps the committed revision: its map and chunks stay, it restores, purge keeps them', async () => {
+    const archive = await makeArchive(dir.path);
+    const v1 = image(1);
+    const link = archive.updateLastLink.bind(archive);
+    // The `last` links fail once the new `.rev` is there (e.g. the disk filled up just then).
+    const spy = vi.spyOn(archive, 'updateLastLink').mockImplementation(async () => {
+      if ((await archive.revisions()).length > 0)
+        throw Object.assign(new Error('ENOSPC: no space left on device, symlink'), { code: 'ENOSPC' });
+      return link();
+    });
+    let r1: Awaited<ReturnType<typeof backup>>;
+    try {
+      r1 = await backup(archive, v1);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(r1.trust).toBe('trusted');
+    expect((await archive.revisions()).map((r) => r.uuid)).toEqual([r1.uuid]);
+    expect((await archive.loadMap(r1.uuid)).size).toBe(v1.length);
+    expect((await chunkFiles(archive)).length).toBeGreaterThan(0);
+    expect((await purgeStore(archive.store, { logger: silent })).chunksDeleted).toBe(0);
+    expect((await restored(archive, r1.uuid)).equals(v1)).toBe(true);
+    // The next backup builds on it and leaves no marker behind.
+    const v2 = image(2);
+    const r2 = await backup(archive, v2);
+    expect(r2.parent).toBe(r1.uuid);
+    expect((await readdir(archive.path)).filter((n) => n.endsWith('.pending'))).toEqual([]);
+    expect((await restored(archive, r2.uuid)).equals(v2)).toBe(true);
+  });
+});
+
 describe('purge beside forget', () => {
   it('passes over a map forgotten while it reads the archive; a damaged map still stops it', async () => {
     const archive = await makeArchive(dir.path);
@@ -219,7 +264,22 @@ describe('purge beside forget', () => {
     }
     expect((await archive.revisions()).map((r) => r.uuid)).toEqual([r1.uuid]);
     expect((await restored(archive, r1.uuid)).equals(v1)).toBe(true);
-    // A map that is there but cannot be read is no proof of anything: nothing is deleted.
+    // A map that is there but cannot be read, or gone while its `.rev` is still there, is no proof of
+    // anything: nothing is deleted.
+    const r3 = await backup(archive, image(3));
+    const lost = vi.spyOn(ChunkMap, 'load').mockImplementation(async (path) => {
+      if (path === archive.mapPath(r3.uuid)) await rm(path);
+      return load(path);
+    });
+    const before = (await chunkFiles(archive)).length;
+    try {
+      await expect(purgeStore(archive.store, { logger: silent })).rejects.toThrow(
+        /^purge stopped, nothing deleted: chunk map .* cannot be read: ENOENT/,
+      );
+    } finally {
+      lost.mockRestore();
+    }
+    expect((await chunkFiles(archive)).length).toBe(before);
     await backup(archive, image(3));
     const chunks = (await chunkFiles(archive)).length;
     await writeFile(archive.mapPath(r1.uuid), 'not a map');

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { CONFIG_FILE, readArchiveId } from './archive.js';
 import { BackyError, ioError } from './errors.js';
+import { mayExist } from './fs-util.js';
 import type { RegistryEntry } from './store/archive-registry.js';
 import { ChunkMap } from './store/chunk-map.js';
 import type { ChunkStore, RevisionCatalog, StoreEntry } from './store/contract.js';
@@ -124,11 +125,18 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
         try {
           map = await ChunkMap.load(join(dir, name));
         } catch (error) {
-          // Listed a moment ago and gone now: its revision was forgotten or expired meanwhile (those take
-          // the archive's revisions lock, not the store's). Maps are only ever replaced by rename onto
-          // the same name, so a map that vanished protects nothing any more.
-          if ((error as { cause?: NodeJS.ErrnoException }).cause?.code === 'ENOENT') {
-            options.logger.debug({ archive: dir, map: name }, 'map removed while purge read the archive');
+          // Listed a moment ago and gone now, with its `.rev`: the revision was forgotten or expired
+          // meanwhile (those take the archive's revisions lock, not the store's, and remove the `.rev`
+          // first). Maps are only ever replaced by rename onto the same name, so that map protects
+          // nothing any more. A `.rev` still there without its map stops purge like any unreadable map.
+          if (
+            (error as { cause?: NodeJS.ErrnoException }).cause?.code === 'ENOENT' &&
+            !(await mayExist(join(dir, `${name.slice(0, -'.map'.length)}.rev`)))
+          ) {
+            options.logger.debug(
+              { archive: dir, map: name },
+              'revision removed while purge read the archive',
+            );
             continue;
           }
           throw new BackyError(

@@ -1,7 +1,7 @@
 // The facts of an archive's revisions, read fast: for the scheduler, which looks at thousands of
 // archives every few seconds. Part of core because core owns the archive format (docs/storage.md);
 // it only reads.
-import { readdirSync, readFileSync } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse } from 'yaml';
@@ -207,6 +207,15 @@ export async function readRevisionFacts(dir: string): Promise<RevisionFacts[]> {
 }
 
 /** `readRevisionFacts`, plus the names of `.rev` files that are not complete, valid revisions. */
+/** True only when `path` is certainly absent. */
+function goneSync(path: string): boolean {
+  try {
+    return lstatSync(path, { throwIfNoEntry: false }) === undefined;
+  } catch {
+    return false;
+  }
+}
+
 export async function scanRevisionFacts(
   dir: string,
 ): Promise<{ facts: RevisionFacts[]; damaged: string[]; historyStarted: boolean }> {
@@ -228,7 +237,8 @@ export async function scanRevisionFacts(
     try {
       text = readFileSync(join(dir, name), 'utf8');
     } catch {
-      damaged.push(name);
+      // Listed and gone (a dangling symlink is still there): forgotten or expired meanwhile, not damaged.
+      if (!goneSync(join(dir, name))) damaged.push(name);
       continue;
     }
     const f = parseRevisionFacts(text);
