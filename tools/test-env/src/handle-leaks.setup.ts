@@ -1,21 +1,18 @@
 // Every project's setup file (vitest-project.ts): a test file fails when a FileHandle it (or an earlier
-// file in the same worker) opened was closed by the garbage collector instead of by backy.
+// file in the same worker) opened was left to the garbage collector instead of being closed.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll } from 'vitest';
-import { describeLeaks, trackHandleLeaks } from './handle-leaks.js';
+import { collectGarbage, describeLeaks, trackHandleLeaks } from './handle-leaks.js';
 
 const leaks = trackHandleLeaks();
-// A collection at the end of each file finds its forgotten handles every run, not when the heap happens
-// to fill up (and then in whichever file runs at the time).
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 
 afterAll(async () => {
-  gc();
-  // Node warns on the next turns of the loop after the collection closed the descriptors.
-  await new Promise((r) => setTimeout(r, 50));
+  // Collections at the end of each file find its forgotten handles on every run, not only when the heap
+  // happens to fill up (and then in whichever file runs at the time).
+  await collectGarbage(gc);
   if (leaks.length === 0) return;
-  const found = leaks.splice(0);
-  throw new Error(describeLeaks(found));
+  throw new Error(describeLeaks(leaks.splice(0)));
 });

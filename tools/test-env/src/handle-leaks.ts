@@ -4,41 +4,48 @@
  * in backy a forgotten handle is usually a forgotten lock (a reader holds the store's shared lock), so
  * every test file fails on one, naming where it was opened.
  *
- * `fs/promises.open` is wrapped to remember each open handle's stack until it is closed; the warning's
- * descriptor number finds the stack. Handles opened before the wrap (none of backy's) are reported
- * without one.
+ * `fs/promises.open` is wrapped: each handle it returns is registered, with the stack of its opening, in
+ * a FinalizationRegistry, and its `close` marks it closed. A handle collected unclosed is a leak. Keyed
+ * on the handle itself, not on its descriptor number, which the kernel hands out again at once.
  */
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 
 export interface HandleLeak {
-  fd: number;
-  /** Where the handle was opened, or null when it was opened before tracking began. */
-  openedAt: string | null;
+  /** The path or descriptor it was opened with. */
+  opened: string;
+  /** Where it was opened. */
+  stack: string;
 }
 
 type Open = typeof import('node:fs/promises').open;
 
-const GC_CLOSE = /^Closing file descriptor (\d+) on garbage collection$/;
+interface Opening extends HandleLeak {
+  closed: boolean;
+}
 
-let installed: { leaks: HandleLeak[] } | null = null;
+let installed: HandleLeak[] | null = null;
 
 /** Starts tracking (once per process); returns the leaks found so far, which the caller may clear. */
 export function trackHandleLeaks(): HandleLeak[] {
-  if (installed) return installed.leaks;
+  if (installed) return installed;
+  const leaks: HandleLeak[] = [];
+  const registry = new FinalizationRegistry<Opening>((opening) => {
+    if (!opening.closed) leaks.push({ opened: opening.opened, stack: opening.stack });
+  });
   const require = createRequire(import.meta.url);
   const fsp = require('node:fs/promises') as { open: Open };
   const open = fsp.open;
-  const openedAt = new Map<number, string>();
-  const leaks: HandleLeak[] = [];
   const tracked: Open = async (...args) => {
-    const stack = new Error(`FileHandle of ${String(args[0])}`).stack ?? String(args[0]);
+    const opened = String(args[0]);
+    const stack = (new Error(`FileHandle of ${opened}`).stack ?? '').split('\n').slice(2).join('\n');
     const handle = await open(...args);
-    const fd = handle.fd;
-    openedAt.set(fd, stack);
+    // The record must not reference the handle, or it is never collected.
+    const opening: Opening = { opened, stack, closed: false };
+    registry.register(handle, opening);
     const close = handle.close.bind(handle);
+    // Streams, `readLines` and `await using` close through this too.
     handle.close = () => {
-      // The number may be reused once closed: forget it first.
-      if (openedAt.get(fd) === stack) openedAt.delete(fd);
+      opening.closed = true;
       return close();
     };
     return handle;
@@ -46,24 +53,24 @@ export function trackHandleLeaks(): HandleLeak[] {
   fsp.open = tracked;
   // Named imports of node:fs/promises (`import { open }`) see the wrapper too.
   syncBuiltinESMExports();
-  process.on('warning', (warning) => {
-    const match = GC_CLOSE.exec(warning.message);
-    if (!match) return;
-    const fd = Number(match[1]);
-    leaks.push({ fd, openedAt: openedAt.get(fd) ?? null });
-    openedAt.delete(fd);
-  });
-  installed = { leaks };
+  installed = leaks;
   return leaks;
+}
+
+/**
+ * Collects until finalizers have had their turn. One collection is not enough: a handle's promise
+ * machinery keeps it reachable for a round, and finalizers run in a later task.
+ */
+export async function collectGarbage(gc: () => void, rounds = 4): Promise<void> {
+  for (let i = 0; i < rounds; i++) {
+    gc();
+    await new Promise((r) => setImmediate(r));
+  }
+  await new Promise((r) => setTimeout(r, 10));
 }
 
 /** The leaks as one message for a failing test. */
 export function describeLeaks(leaks: readonly HandleLeak[]): string {
-  const parts = leaks.map(
-    (l) =>
-      `file descriptor ${l.fd}, closed by the garbage collector, opened ${
-        l.openedAt ? `at:\n${l.openedAt.split('\n').slice(1).join('\n')}` : 'before tracking began'
-      }`,
-  );
-  return `${leaks.length} FileHandle(s) never closed (a forgotten reader, lock or file):\n${parts.join('\n')}`;
+  const parts = leaks.map((l) => `${l.opened}, opened at:\n${l.stack}`);
+  return `${leaks.length} FileHandle(s) never closed, left to the garbage collector (a forgotten reader, lock or file):\n${parts.join('\n')}`;
 }
