@@ -2,9 +2,10 @@ import type { Reporter, TestModule } from 'vitest/node';
 
 /** Prints one plain closing line, `tests: N passed, N failed, N skipped`, that CI tooling can read. */
 export default class SummaryReporter implements Reporter {
-  onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
+  onTestRunEnd(testModules: ReadonlyArray<TestModule>, unhandledErrors: ReadonlyArray<unknown> = []): void {
     let passed = 0;
-    let failed = 0;
+    // Errors outside any test (an unhandled rejection) fail the run: each counts.
+    let failed = unhandledErrors.length;
     let skipped = 0;
     for (const module of testModules) {
       let failedHere = 0;

@@ -463,16 +463,55 @@ export class Archive {
     await writeFileAtomic(this.pendingPath(id), `${process.pid}\n`, { mode: 0o640 });
   }
 
-  /** Commits a new revision: its `.rev` makes it exist; then its marker goes. */
-  async commitRevision(rev: RevisionData): Promise<void> {
-    await this.withRevisionsLock(async () => {
-      // A remote store gets the revision first: it exists once the store has its `.rev`.
-      const version = await this.mirror?.push(rev.uuid, revisionBytes(rev), rev.backend_type === 'chunked');
-      await writeRevisionFile(this.revPath(rev.uuid), rev);
-      if (version != null) await this.mirror!.recorded(rev.uuid, version);
-      await rm(this.pendingPath(rev.uuid), { force: true });
-      await this.updateLastLink();
-    });
+  /**
+   * Commits a new revision: its `.rev` makes it exist; then its marker goes. The commit point is the
+   * store's `.rev` for a remote store, the local `.rev` otherwise. Steps after it that fail (the local
+   * copy of a remote `.rev`, the marker's removal, the `last` links, the lock's release) do not undo the
+   * revision: they are returned, for warnings, and the next run repairs them. Throws only when the
+   * revision was not committed, or with `commitUncertain` set when that cannot be told: its files must
+   * then stay as they are.
+   */
+  async commitRevision(rev: RevisionData): Promise<unknown[]> {
+    const late: unknown[] = [];
+    const afterCommit = (step: () => Promise<unknown>) =>
+      step().then(
+        () => true,
+        (error: unknown) => {
+          late.push(error);
+          return false;
+        },
+      );
+    let committed = false;
+    const revPath = this.revPath(rev.uuid);
+    try {
+      await this.withRevisionsLock(async () => {
+        // A remote store gets the revision first: it exists once the store has its `.rev`.
+        const version = await this.mirror?.push(rev.uuid, revisionBytes(rev), rev.backend_type === 'chunked');
+        if (version != null) {
+          committed = true;
+          // Recorded only with the local copy there, or a pull would never fetch it.
+          if (await afterCommit(() => writeRevisionFile(revPath, rev)))
+            await afterCommit(() => this.mirror!.recorded(rev.uuid, version));
+        } else {
+          try {
+            await writeRevisionFile(revPath, rev);
+          } catch (error) {
+            // Renamed into place but not made durable (the directory's fsync failed): it exists.
+            const info = await lstat(revPath).catch((e: NodeJS.ErrnoException) => e);
+            if (info instanceof Error && info.code === 'ENOENT') throw error;
+            if (info instanceof Error || !info.isFile()) throw uncertainCommit(rev.uuid, error);
+            late.push(error);
+          }
+          committed = true;
+        }
+        await afterCommit(() => rm(this.pendingPath(rev.uuid), { force: true }));
+        await afterCommit(() => this.updateLastLink());
+      });
+    } catch (error) {
+      if (!committed) throw error;
+      late.push(error);
+    }
+    return late;
   }
 
   /** Forgets a revision (forget, expire): `.rev` first, so it disappears at once, then its data. */
@@ -674,7 +713,8 @@ export class Archive {
   /** After a failed backup whose writer has removed its data: its marker goes too. */
   async dropPending(id: string): Promise<void> {
     await this.withRevisionsLock(async () => {
-      if (await exists(this.revPath(id))) return;
+      // Only when the `.rev` is certainly absent: a revision that may exist keeps its map.
+      if (await mayExist(this.revPath(id))) return;
       await rm(this.mapPath(id), { force: true });
       await rm(this.pendingPath(id), { force: true });
     });
@@ -734,6 +774,22 @@ export class Archive {
     await this.mirror?.forget(id);
     await this.updateLastLink();
   }
+}
+
+/** The error of a commit whose outcome cannot be told; `isCommitUncertain` recognises it. */
+function uncertainCommit(id: string, cause: unknown): BackyError {
+  const error = new BackyError(
+    'IO',
+    `revision ${id} may or may not have been committed (${(cause as Error).message ?? cause}); its files are kept as they are, the next backup sorts them out`,
+    { cause },
+  );
+  Object.defineProperty(error, 'commitUncertain', { value: true });
+  return error;
+}
+
+/** True for `commitRevision`'s error when it cannot tell whether the revision exists. */
+export function isCommitUncertain(error: unknown): boolean {
+  return (error as { commitUncertain?: boolean } | null)?.commitUncertain === true;
 }
 
 /** A revision's `.rev` as written to the archive directory and to a remote store. */

@@ -1,7 +1,6 @@
 import type { Logger } from 'pino';
-import { Archive } from './archive.js';
+import { Archive, isCommitUncertain } from './archive.js';
 import { BackyError, ioError, isBackyError } from './errors.js';
-import { mayExist } from './fs-util.js';
 import { recordHistoryStarted } from './history-record.js';
 import { newRevisionId } from './ids.js';
 import { removeLeftoverChunks } from './leftover-chunks.js';
@@ -97,6 +96,7 @@ export async function runBackup(
     const sourceInfo: Record<string, unknown> = {};
     log.info({ tags, parent: revision.parent }, 'backup started');
     let success = false;
+    let commitStarted = false;
     try {
       signal.throwIfAborted();
       await source.backup({
@@ -182,17 +182,16 @@ export async function runBackup(
       signal.throwIfAborted();
       // A remote store's lease that lapsed (the process stalled) may have let purge in: no commit then.
       for (const lock of locks) lock.assertHeld?.();
-      await archive.commitRevision(revision).catch(async (error) => {
-        // Once the `.rev` is written the revision exists, complete and verified: what failed after it
-        // (the marker's removal, the `last` links) the next run repairs. Throwing would have the clean-up
-        // below remove the map and the fresh chunks of a revision that exists.
-        if (!(await mayExist(archive.revPath(revision.uuid)))) throw error;
+      // Once committed the revision exists, complete and verified: the clean-up below must never run
+      // for it (it would remove its map and its fresh chunks), nor for one that may exist.
+      commitStarted = true;
+      const late = await archive.commitRevision(revision);
+      success = true;
+      for (const error of late)
         log.warn(
           { err: error },
           'revision committed; a step after the commit failed, the next run repairs it',
         );
-      });
-      success = true;
       await recordHistoryStarted(archive.path, revision).catch((error) => {
         log.warn({ err: error }, 'could not record the archive history start; the next backup records it');
       });
@@ -202,7 +201,12 @@ export async function runBackup(
       );
       return revision as Revision;
     } catch (error) {
-      // Never reached once committed (`success`): the revision's chunks and map are its own from then on.
+      // Never reached once committed (`success`). A commit that cannot tell whether it happened keeps
+      // every file: the next backup's clean-up decides by the `.rev` it finds.
+      if (commitStarted && isCommitUncertain(error)) {
+        log.error({ err: error }, 'backup may not have been committed; nothing was removed');
+        throw error;
+      }
       if (revision.backend_type === 'chunked') leftover = writer.freshChunks;
       await writer.abort().catch(() => {});
       await archive.dropPending(revision.uuid).catch(() => {});
@@ -212,7 +216,9 @@ export async function runBackup(
       log.error({ err }, 'backup failed; no revision was created');
       throw err;
     } finally {
-      await parentReader?.close();
+      await parentReader?.close().catch((error) => {
+        log.warn({ err: error }, 'closing the parent revision after the backup failed');
+      });
       await source.finish?.({ revision, success, logger: log }).catch((error) => {
         log.warn({ err: error }, 'source clean-up after the backup failed');
       });

@@ -177,7 +177,8 @@ async function copyOne(
     });
     // A remote store's lease that lapsed may have let a purge in: no commit then.
     for (const lock of options.locks) lock.assertHeld?.();
-    await target.commitRevision(rev);
+    for (const error of await target.commitRevision(rev))
+      log.warn({ err: error }, 'revision committed; a step after the commit failed, the next run repairs it');
   } catch (error) {
     await target.dropPending(rev.uuid).catch(() => {});
     const err = signal.aborted ? new BackyError('ABORTED', 'copy aborted', { cause: error }) : error;

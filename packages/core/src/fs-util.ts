@@ -55,7 +55,6 @@ export async function writeFileAtomic(
   }
 }
 
-/** Whether `path` exists (any kind of file). */
 /**
  * False only when `path` is certainly absent (ENOENT); any other error of `lstat` counts as there. For
  * decisions that delete data when a file is absent.
@@ -67,6 +66,7 @@ export async function mayExist(path: string): Promise<boolean> {
   );
 }
 
+/** Whether `path` exists (any kind of file). */
 export async function exists(path: string): Promise<boolean> {
   return stat(path).then(
     () => true,

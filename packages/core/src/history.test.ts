@@ -240,6 +240,44 @@ describe('a failure after the commit', () => {
   });
 });
 
+describe('a commit that cannot tell whether it happened', () => {
+  it('fails the backup but removes nothing; the next backup decides by the .rev it finds', async () => {
+    const archive = await makeArchive(dir.path);
+    const v1 = image(1);
+    const r1 = await backup(archive, v1);
+    const before = (await chunkFiles(archive)).length;
+    // What commitRevision throws when the `.rev` write failed and its `lstat` fails too (e.g. EIO).
+    const spy = vi
+      .spyOn(archive, 'commitRevision')
+      .mockRejectedValue(
+        Object.assign(new Error('revision X may or may not have been committed (EIO)'), {
+          commitUncertain: true,
+        }),
+      );
+    let error: unknown;
+    try {
+      error = await backup(archive, image(2)).catch((e) => e);
+    } finally {
+      spy.mockRestore();
+    }
+    expect((error as Error).message).toMatch(/may or may not have been committed/);
+    const names = await readdir(archive.path);
+    const pending = names.filter((n) => n.endsWith('.pending'));
+    expect(pending).toHaveLength(1);
+    const id = pending[0]!.slice(0, -'.pending'.length);
+    // Its map and its fresh chunks are all still there.
+    expect(names).toContain(`${id}.map`);
+    expect((await chunkFiles(archive)).length).toBeGreaterThan(before);
+    // No `.rev` after all: the next backup's clean-up removes the interrupted backup's files.
+    const v3 = image(3);
+    const r3 = await backup(archive, v3);
+    expect((await readdir(archive.path)).filter((n) => n.startsWith(id))).toEqual([]);
+    expect((await archive.revisions()).map((r) => r.uuid)).toEqual([r1.uuid, r3.uuid]);
+    expect((await restored(archive, r1.uuid)).equals(v1)).toBe(true);
+    expect((await restored(archive, r3.uuid)).equals(v3)).toBe(true);
+  });
+});
+
 describe('purge beside forget', () => {
   it('passes over a map forgotten while it reads the archive; a damaged map still stops it', async () => {
     const archive = await makeArchive(dir.path);

@@ -206,7 +206,6 @@ export async function readRevisionFacts(dir: string): Promise<RevisionFacts[]> {
   return (await scanRevisionFacts(dir)).facts;
 }
 
-/** `readRevisionFacts`, plus the names of `.rev` files that are not complete, valid revisions. */
 /** True only when `path` is certainly absent. */
 function goneSync(path: string): boolean {
   try {
@@ -216,6 +215,7 @@ function goneSync(path: string): boolean {
   }
 }
 
+/** `readRevisionFacts`, plus the names of `.rev` files that are not complete, valid revisions. */
 export async function scanRevisionFacts(
   dir: string,
 ): Promise<{ facts: RevisionFacts[]; damaged: string[]; historyStarted: boolean }> {

@@ -23,10 +23,14 @@ interface Opening extends HandleLeak {
   closed: boolean;
 }
 
-let installed: HandleLeak[] | null = null;
+/** Per process, not per module instance: `fs/promises` is wrapped once even if this file loads again. */
+const INSTALLED = Symbol.for('backy.test-env.handle-leaks');
+type Global = { [INSTALLED]?: HandleLeak[] };
 
 /** Starts tracking (once per process); returns the leaks found so far, which the caller may clear. */
 export function trackHandleLeaks(): HandleLeak[] {
+  const global = globalThis as Global;
+  const installed = global[INSTALLED];
   if (installed) return installed;
   const leaks: HandleLeak[] = [];
   const registry = new FinalizationRegistry<Opening>((opening) => {
@@ -41,11 +45,12 @@ export function trackHandleLeaks(): HandleLeak[] {
     const handle = await open(...args);
     // The record must not reference the handle, or it is never collected.
     const opening: Opening = { opened, stack, closed: false };
-    registry.register(handle, opening);
+    registry.register(handle, opening, opening);
     const close = handle.close.bind(handle);
     // Streams, `readLines` and `await using` close through this too.
     handle.close = () => {
       opening.closed = true;
+      registry.unregister(opening);
       return close();
     };
     return handle;
@@ -53,7 +58,7 @@ export function trackHandleLeaks(): HandleLeak[] {
   fsp.open = tracked;
   // Named imports of node:fs/promises (`import { open }`) see the wrapper too.
   syncBuiltinESMExports();
-  installed = leaks;
+  global[INSTALLED] = leaks;
   return leaks;
 }
 
