@@ -272,8 +272,8 @@ export class Archive {
         data = await readRevisionFile(file);
       } catch (error) {
         // Listed and gone (a dangling symlink is still there): forgotten or expired meanwhile by another
-        // command, not damaged. Its ID stays
-        // in `revIds`, so its other files (going too) are neither orphans nor an interrupted backup's.
+        // command, not damaged. Its ID stays in `revIds`, so its other files (going too) are neither
+        // orphans nor an interrupted backup's.
         if (!(await mayExist(file))) continue;
         damaged.push({ id, file, problem: describeProblem(error, file) });
         continue;
