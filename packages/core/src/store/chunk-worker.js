@@ -117,7 +117,21 @@ function run(task) {
 // A message that cannot be read has no id to answer: end the worker, which fails all its tasks rather
 // than leaving one waiting forever.
 port.on('messageerror', () => process.exit(70));
-port.on('message', (/** @type {Request} */ message) => {
+/**
+ * One task per turn of the event loop. The zstd addon's buffers are freed by finalizers that Node runs
+ * from the loop's check phase (setImmediate), after a collection has found them dead; a MessagePort
+ * hands over every queued message in one go and the pipeline keeps the queue full, so answering them
+ * all in one turn let those finalizers wait for as long as the backup ran: RSS grew by ~6 MB per
+ * decompressed chunk (1 GiB of text: 1.8 GB). Taking one task per turn lets them run in between.
+ * @type {Request[]}
+ */
+const queue = [];
+let scheduled = false;
+function next() {
+  scheduled = false;
+  const message = queue.shift();
+  if (message == null) return;
+  if (queue.length > 0) schedule();
   /** @type {Reply} */
   let reply;
   try {
@@ -125,5 +139,14 @@ port.on('message', (/** @type {Request} */ message) => {
   } catch (error) {
     reply = { id: message.id, error: String((error instanceof Error && error.message) || error) };
   }
-  port.postMessage(reply);
+  port?.postMessage(reply);
+}
+function schedule() {
+  if (scheduled) return;
+  scheduled = true;
+  setImmediate(next);
+}
+port.on('message', (/** @type {Request} */ message) => {
+  queue.push(message);
+  schedule();
 });
