@@ -21,6 +21,7 @@ describe('verify option of the file source', () => {
   it('accepts full, changed and budgets, and rejects anything else with one line naming the key', async () => {
     expect(await validate('full')).toEqual({ kind: 'full' });
     expect(await validate('changed')).toEqual({ kind: 'changed' });
+    expect(await validate('written')).toEqual({ kind: 'written' });
     expect(await validate('30s')).toEqual({ kind: 'budget', budget: { seconds: 30 }, text: '30s' });
     expect(await validate('5%')).toEqual({ kind: 'budget', budget: { share: 0.05 }, text: '5%' });
     expect(await validate('2m, 10%')).toEqual({
@@ -57,6 +58,7 @@ describe('verify option of the file source', () => {
     expect(new Set(timed.order).size).toBe(200);
     expect(timed.deadline).toBe(30_000);
     expect(verifyPlan({ kind: 'full' }, reader, fresh).order).toHaveLength(200);
+    expect(verifyPlan({ kind: 'written' }, reader, fresh).order).toEqual([3, 7, 120]);
   });
 });
 
@@ -120,7 +122,7 @@ describe('verification modes against a real archive', () => {
     });
 
     await patch(9 * MiB + 100, 'another changed chunk');
-    const full = counted(undefined);
+    const full = counted({ kind: 'full' });
     const log = captureLogger();
     const again = await runBackup(archive, full.source, { tags: ['c'], force: true, logger: log.logger });
     expect(full.seen.chunks).toBe(total);
@@ -140,6 +142,17 @@ describe('verification modes against a real archive', () => {
     });
     for (const msg of ['source read and chunks stored', 'verification against the source finished'])
       expect(phase(msg)?.seconds, msg).toBeGreaterThanOrEqual(0);
+  });
+
+  it('by default reads back exactly the chunks the backup stored, and the reused ones not at all', async () => {
+    await patch(17 * MiB + 5, 'the default');
+    const { source, seen } = counted(undefined);
+    const rev = await runBackup(archive, source, { tags: ['f'], force: true, logger });
+    expect(rev.stats.chunks_written).toBe(1);
+    expect(seen).toEqual({ chunks: 1, bytes: 4 * MiB });
+    expect(rev.verification).toMatchObject({ method: 'partial', mode: 'written', chunks_checked: 1, ok: true });
+    // What it did not read back is still in the store: the backup's missing-chunk check looked.
+    expect(rev.trust).toBe('trusted');
   });
 
   it('`changed` catches a stored chunk that differs from the source', async () => {
