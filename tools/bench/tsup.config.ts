@@ -8,6 +8,7 @@ export default packageBuild({
     bench: 'src/bench.ts',
     'bench-ceph': 'src/bench-ceph.ts',
     'bench-codecs': 'src/bench-codecs.ts',
+    'bench-memory': 'src/bench-memory.ts',
     'bench-nbd': 'src/bench-nbd.ts',
     'bench-peers': 'src/bench-peers.ts',
     'bench-restore': 'src/bench-restore.ts',

@@ -5,6 +5,7 @@ import { BackyError, ioError } from './errors.js';
 import type { Lock } from './lock.js';
 import type { Revision } from './revision.js';
 import { forEachChunk } from './revision-stream.js';
+import { chunkBuffers } from './store/buffer-pool.js';
 import { CHUNK_HASH, hashChunk } from './store/chunk-hash.js';
 import type { ChunkMap } from './store/chunk-map.js';
 
@@ -160,10 +161,16 @@ async function copyOne(
       options.concurrency ?? 8,
       async (i) => {
         const hash = missing[i]!;
-        const data = await source.store.get(hash, map.algorithm);
-        result.bytesStored += await putVerified(target, hash, data, log);
-        result.bytesSent += data.length;
-        options.progress(data.length);
+        // A pooled buffer, handed back at once: a fresh 4 MiB buffer per chunk was garbage that the main
+        // thread's heap let pile up (peak RSS of a 1 GiB copy 320 MB).
+        const data = await source.store.getPooled(hash, map.algorithm);
+        try {
+          result.bytesStored += await putVerified(target, hash, data, log);
+          result.bytesSent += data.length;
+          options.progress(data.length);
+        } finally {
+          chunkBuffers.release(data);
+        }
       },
       signal,
     );

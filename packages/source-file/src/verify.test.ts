@@ -150,7 +150,12 @@ describe('verification modes against a real archive', () => {
     const rev = await runBackup(archive, source, { tags: ['f'], force: true, logger });
     expect(rev.stats.chunks_written).toBe(1);
     expect(seen).toEqual({ chunks: 1, bytes: 4 * MiB });
-    expect(rev.verification).toMatchObject({ method: 'partial', mode: 'written', chunks_checked: 1, ok: true });
+    expect(rev.verification).toMatchObject({
+      method: 'partial',
+      mode: 'written',
+      chunks_checked: 1,
+      ok: true,
+    });
     // What it did not read back is still in the store: the backup's missing-chunk check looked.
     expect(rev.trust).toBe('trusted');
   });

@@ -8,8 +8,13 @@ export interface Zstd {
   readonly name: string;
   /** One zstd frame of `data`. */
   compress(data: Uint8Array, level: number): Buffer;
-  /** The content of a frame; throws if it is longer than `maxLength`, or is no zstd. */
+  /**
+   * The content of a frame; throws if it is longer than `maxLength`, or is no zstd. Valid until the next
+   * call: it may be a view of memory that the next call reuses.
+   */
   decompress(data: Uint8Array, maxLength: number): Buffer;
+  /** True when `decompress` returns memory it reuses (nothing for the garbage collector). */
+  readonly decompressReuses: boolean;
 }
 
 /** The part of @napi-rs/blake-hash used. */

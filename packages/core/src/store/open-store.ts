@@ -52,7 +52,8 @@ async function openDriver(
     const root = options.path == null ? join(archiveDir, 'chunks') : resolve(archiveDir, options.path);
     return new DirectoryChunkStore(root, { codec });
   }
-  const driver = drivers[type];
+  const entry = Object.hasOwn(drivers, type) ? drivers[type] : undefined;
+  const driver = typeof entry === 'function' ? await entry() : entry;
   if (driver == null) {
     const known = ['directory', ...Object.keys(drivers)].join(', ');
     throw new BackyError(

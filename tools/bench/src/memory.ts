@@ -1,0 +1,82 @@
+// Peak RSS of each long backy operation on one image: what `pnpm bench:memory` tabulates over image
+// sizes and `pnpm bench:peers` prints as its 16 GiB line. Memory, unlike time, is stable run to run.
+import { open, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { changeBlocks, logLikeText, vmLikeRegions } from '@backy/core/testing/helpers';
+import { timedWithRss } from './measure.js';
+
+const MiB = 1024 ** 2;
+
+export const OPERATIONS = ['backup', 'incremental', 'restore', 'verify', 'copy'] as const;
+export type Operation = (typeof OPERATIONS)[number];
+
+/**
+ * A large image that can be written and backed up in reasonable time: one 4 MiB chunk in eight holds
+ * unique log-like text, one in sixteen random bytes, one in eight a text chunk repeated across the image
+ * (deduplicated), the rest zeros (a hole). The `vm` kind is the benchmarks' VM-like image (40% random,
+ * 30% text, 30% zeros) written the same way.
+ */
+export async function writeImage(path: string, size: number, kind: 'vm' | 'sparse'): Promise<void> {
+  const handle = await open(path, 'w');
+  try {
+    await handle.truncate(size);
+    if (kind === 'vm') {
+      for (const { offset, data } of vmLikeRegions(size)) await handle.write(data, 0, data.length, offset);
+      return;
+    }
+    const repeated = logLikeText(4 * MiB);
+    for (let offset = 0, index = 0; offset < size; offset += 4 * MiB, index++) {
+      const length = Math.min(4 * MiB, size - offset);
+      const k = index % 16;
+      const data =
+        k === 0 || k === 8
+          ? logLikeText(length)
+          : k === 4
+            ? (await import('node:crypto')).randomBytes(length)
+            : k === 2 || k === 10
+              ? repeated.subarray(0, length)
+              : null;
+      if (data != null) await handle.write(data, 0, data.length, offset);
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Runs backup, an incremental after 1% changed, restore, verify and copy to a second archive with the
+ * `backy` binary `bin` in `dir`; returns each one's peak RSS in bytes (0 where GNU time is missing).
+ */
+export async function peakRss(
+  bin: string,
+  dir: string,
+  image: string,
+  size: number,
+  operations: readonly Operation[] = OPERATIONS,
+): Promise<Record<Operation, number>> {
+  const archive = join(dir, 'archive');
+  const target = join(dir, 'copy');
+  const restored = join(dir, 'restored.img');
+  const rssFile = join(dir, 'rss');
+  const out = {} as Record<Operation, number>;
+  await rm(archive, { recursive: true, force: true });
+  await rm(target, { recursive: true, force: true });
+  const backy = (...args: string[]) => timedWithRss(process.execPath, [bin, '-q', ...args], rssFile);
+  await backy('-b', archive, 'init', 'file', image);
+  const run = async (op: Operation, ...args: string[]) => {
+    if (!operations.includes(op)) return;
+    out[op] = (await backy(...args)).rss;
+  };
+  out.backup = (await backy('-b', archive, 'backup', 'daily')).rss;
+  if (operations.includes('incremental')) {
+    await changeBlocks(image, size, Math.max(1, Math.round(size / (4 * MiB) / 100)));
+    await run('incremental', '-b', archive, 'backup', 'daily');
+  }
+  await run('restore', '-b', archive, 'restore', '-r', 'last', restored);
+  await rm(restored, { force: true });
+  await run('verify', '-b', archive, 'verify', '-r', 'all');
+  await run('copy', '-b', archive, 'copy', '--init-from-source', '-r', 'all', target);
+  await rm(archive, { recursive: true, force: true });
+  await rm(target, { recursive: true, force: true });
+  return out;
+}
