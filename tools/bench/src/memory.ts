@@ -2,7 +2,7 @@
 // sizes and `pnpm bench:peers` prints as its 16 GiB line. Memory, unlike time, is stable run to run.
 import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { changeBlocks, logLikeText, vmLikeRegions } from '@backy/core/testing/helpers';
+import { changeBlocks, vmLikeRegions, writeSparseImage } from '@backy/core/testing/helpers';
 import { timedWithRss } from './measure.js';
 
 const MiB = 1024 ** 2;
@@ -10,34 +10,13 @@ const MiB = 1024 ** 2;
 export const OPERATIONS = ['backup', 'incremental', 'restore', 'verify', 'copy'] as const;
 export type Operation = (typeof OPERATIONS)[number];
 
-/**
- * A large image that can be written and backed up in reasonable time: one 4 MiB chunk in eight holds
- * unique log-like text, one in sixteen random bytes, one in eight a text chunk repeated across the image
- * (deduplicated), the rest zeros (a hole). The `vm` kind is the benchmarks' VM-like image (40% random,
- * 30% text, 30% zeros) written the same way.
- */
+/** The benchmarks' VM-like image (40% random, 30% text, 30% zeros), or `writeSparseImage`'s. */
 export async function writeImage(path: string, size: number, kind: 'vm' | 'sparse'): Promise<void> {
+  if (kind === 'sparse') return writeSparseImage(path, size);
   const handle = await open(path, 'w');
   try {
     await handle.truncate(size);
-    if (kind === 'vm') {
-      for (const { offset, data } of vmLikeRegions(size)) await handle.write(data, 0, data.length, offset);
-      return;
-    }
-    const repeated = logLikeText(4 * MiB);
-    for (let offset = 0, index = 0; offset < size; offset += 4 * MiB, index++) {
-      const length = Math.min(4 * MiB, size - offset);
-      const k = index % 16;
-      const data =
-        k === 0 || k === 8
-          ? logLikeText(length)
-          : k === 4
-            ? (await import('node:crypto')).randomBytes(length)
-            : k === 2 || k === 10
-              ? repeated.subarray(0, length)
-              : null;
-      if (data != null) await handle.write(data, 0, data.length, offset);
-    }
+    for (const { offset, data } of vmLikeRegions(size)) await handle.write(data, 0, data.length, offset);
   } finally {
     await handle.close();
   }
