@@ -122,12 +122,8 @@ export function evaluateStatus(
         `${name}: configured in ${config} but not in the status file: the scheduler has not loaded it (reload or start it)`,
     );
   }
-  add(
-    'CRITICAL',
-    jobs.filter((j) => j.sla !== 'OK' && !lost.includes(j)),
-    'jobs not within SLA',
-    describe,
-  );
+  const late = jobs.filter((j) => j.sla !== 'OK' && !lost.includes(j));
+  add('CRITICAL', late, 'jobs not within SLA', describe);
   const failing = jobs.filter((j) => isFailure(j.last_outcome ?? null) || (j.consecutive_failures ?? 0) > 0);
   const often = failing.filter((j) => (j.consecutive_failures ?? 0) >= limit);
   add('CRITICAL', often, `jobs failed ${limit} or more times in a row`, describeFailure);
@@ -139,7 +135,10 @@ export function evaluateStatus(
   );
   // A job that never made a backup has nothing to restore: never OK, even while its first one runs.
   const never = jobs.filter(
-    (j) => j.last_time == null && j.last_success == null && !lost.includes(j) && !failing.includes(j),
+    (j) =>
+      j.last_time == null &&
+      j.last_success == null &&
+      ![lost, late, failing].some((listed) => listed.includes(j)),
   );
   add(
     'WARNING',

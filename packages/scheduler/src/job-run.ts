@@ -174,7 +174,7 @@ async function finish(job: JobRuntime, signal: AbortSignal, context: JobRunConte
   report(`copy to ${target}`, copied);
   if (copied.ok) log.info({ target }, 'revisions copied');
   // A copy cut short because the scheduler stops has not failed.
-  return copied.ok || signal.aborted ? null : `copy to ${target} failed: ${reasonOf(copied)}`;
+  return copied.ok || signal.aborted ? null : `${target}: ${reasonOf(copied)}`;
 }
 
 /**
