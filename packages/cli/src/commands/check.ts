@@ -12,8 +12,7 @@ import { centralConfigOption, validateJobSources } from './scheduler.js';
 
 export const checkCommand: Command = {
   name: 'check',
-  summary:
-    'Nagios check of the scheduler status file: SLA, failed runs, and every configured job present',
+  summary: 'Nagios check of the scheduler status file: SLA, failed runs, jobs missing',
   usage: `check [-c CONFIG] [--json]   (CONFIG default ${DEFAULT_CENTRAL_CONFIG})`,
   options: {
     config: centralConfigOption('the central config (it names the status file)'),
