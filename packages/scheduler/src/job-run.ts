@@ -121,6 +121,8 @@ export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promi
       },
       `backup failed with ${result.exitCode != null ? `exit status ${result.exitCode}` : result.signal != null ? `signal ${result.signal}` : 'an error'}; retrying in ${retryIn} s`,
     );
+    // The callback holds the worker, as after a success.
+    job.state = 'finishing';
     await completionCallback(job, tags, signal, context);
   }
   job.abort = null;
