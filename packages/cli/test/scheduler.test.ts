@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { duplicateKeys } from '@backy/core/testing';
@@ -378,8 +378,16 @@ describe('backy scheduler and backy check', () => {
     );
     const lines = r.stdout.trim().split('\n');
     // Only c, unless the machine is so loaded that a 5 s job is late as well.
-    expect(lines[0]).toMatch(/^CRITICAL: \d+ jobs not within SLA$/);
-    expect(lines.length).toBe(Number(/(\d+) jobs/.exec(lines[0]!)![1]) + 1);
+    expect(lines[0]).toMatch(/^CRITICAL: \d+ jobs not within SLA(; |$)/);
+    expect(lines.filter((l) => l.includes(' (last time: ')).length).toBe(
+      Number(/(\d+) jobs not within SLA/.exec(lines[0]!)![1]),
+    );
+    // And why: the failed backup's own error line.
+    expect(lines).toContainEqual(
+      expect.stringMatching(
+        /^c: backup failed( \(\d+ times in a row\))?: source file .*c\.img: no such file$/,
+      ),
+    );
     expect(lines.find((l) => l.startsWith('c ('))).toMatch(
       /^c \(last time: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\), overdue by \d+s$/,
     );
@@ -421,6 +429,110 @@ describe('backy scheduler and backy check', () => {
     expect(r.stdout).toBe('CRITICAL: Status file is older than 5 minutes\n');
     expect(r.code).toBe(2);
   });
+});
+
+describe('failed runs in the status file, the shell, check and the callback', () => {
+  it('WARNING naming the job and why, CRITICAL after critical-failures, OK once fixed; a configured job the daemon lacks is CRITICAL', async () => {
+    const root = join(dir.path, 'failing');
+    const image = join(root, 'f.img');
+    const failConf = join(root, 'backy.conf');
+    const failPort = await freePort();
+    await mkdir(root, { recursive: true });
+    await writeFile(image, randomBytes(MiB));
+    const callback = join(root, 'callback.sh');
+    // Appends what each call hears: the job, then the outcome variables.
+    await writeFile(
+      callback,
+      `#!/bin/sh\ncat > /dev/null\necho "$1|$BACKY_OUTCOME|$BACKY_CONSECUTIVE_FAILURES|$BACKY_REASON" >> "${root}/calls"\n`,
+    );
+    await chmod(callback, 0o755);
+    const failConfig = {
+      global: {
+        'base-dir': join(root, 'base'),
+        'status-interval': 1,
+        'telnet-addrs': '127.0.0.1',
+        'telnet-port': failPort,
+        'critical-failures': 2,
+        'backup-completed-callback': callback,
+      },
+      schedules: { s: { daily: { interval: '1d', keep: 3 } } },
+      jobs: { f: { schedule: 's', source: { type: 'file', filename: image } } },
+    };
+    await writeFile(failConf, stringify(failConfig));
+    const checkF = (path = failConf) => backy(['check', '-c', path]);
+    const calls = async () =>
+      (await readFile(join(root, 'calls'), 'utf8').catch(() => '')).trim().split('\n');
+    const d = startDaemon(['-c', failConf]);
+    daemons.push(d);
+    try {
+      await until('an OK after the first backup', () => checkF().code === 0 || null);
+      await rm(image);
+      expect(await shell(failPort, ['run f'])).toContain('f: started');
+      const warning = await until('a WARNING naming f', () => {
+        const r = checkF();
+        return r.code === 1 ? r : null;
+      });
+      expect(warning.stdout.split('\n')).toEqual([
+        'WARNING: 1 jobs whose last run failed',
+        `f: backup failed: source file ${image}: no such file`,
+        '',
+      ]);
+      await until('the callback of the failed run', async () => (await calls()).length === 2 || null);
+      expect(await calls()).toEqual(['f|ok|0|', `f|failed|1|source file ${image}: no such file`]);
+      // The second failure in a row (critical-failures: 2) is CRITICAL.
+      await until(
+        'f idle again',
+        async () => /│ f +│[^\n]*│ failed +│/.test(await shell(failPort, ['jobs'])) || null,
+      );
+      await shell(failPort, ['run f']);
+      const critical = await until('a CRITICAL naming f', () => {
+        const r = checkF();
+        return r.code === 2 ? r : null;
+      });
+      expect(critical.stdout.split('\n').slice(0, 2)).toEqual([
+        'CRITICAL: 1 jobs failed 2 or more times in a row',
+        `f: backup failed (2 times in a row): source file ${image}: no such file`,
+      ]);
+      const table = await shell(failPort, ['jobs']);
+      expect(table).toMatch(/│ f +│.*│ failed ×2 +│ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d +│\r\n/);
+      expect(table).toContain(`f: failed: source file ${image}: no such file\r\n`);
+      const status = parse(await readFile(join(root, 'base', 'status'), 'utf8'))[0];
+      expect(status).toMatchObject({
+        job: 'f',
+        last_outcome: 'failed',
+        last_reason: `source file ${image}: no such file`,
+        consecutive_failures: 2,
+      });
+      expect(Date.parse(status.last_success)).toBeLessThan(Date.parse(status.last_run));
+      // Fixed: the next run succeeds and check is OK again.
+      await writeFile(image, randomBytes(MiB));
+      await until(
+        'f idle again',
+        async () => /│ f +│[^\n]*│ failed +│/.test(await shell(failPort, ['jobs'])) || null,
+      );
+      await shell(failPort, ['run f']);
+      const ok = await until('an OK once fixed', () => {
+        const r = checkF();
+        return r.code === 0 ? r : null;
+      });
+      expect(ok.stdout).toBe('OK: 1 jobs within SLA\n');
+      // A job added to the config without a reload: the daemon does not know it, check does.
+      const added = join(root, 'added.conf');
+      await writeFile(
+        added,
+        stringify({ ...failConfig, jobs: { ...failConfig.jobs, g: failConfig.jobs.f } }),
+      );
+      const missing = checkF(added);
+      expect(missing.code).toBe(2);
+      expect(missing.stdout.split('\n').slice(0, 2)).toEqual([
+        'CRITICAL: 1 jobs missing from the status file',
+        `g: configured in ${added} but not in the status file: the scheduler has not loaded it (reload or start it)`,
+      ]);
+    } finally {
+      d.child.kill('SIGTERM');
+      await d.exit;
+    }
+  }, 120_000);
 });
 
 describe('SIGTERM during a running backup', () => {

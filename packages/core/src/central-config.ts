@@ -39,7 +39,15 @@ export const globalConfigSchema = z.strictObject({
   'telnet-addrs': addressListSchema.default(['::1', '127.0.0.1']),
   /** Port of the telnet shell (default 6023; 0 picks a free port). */
   'telnet-port': z.number().int().min(0).max(65535).default(6023),
-  /** Program run after each successful backup with the job name as argument and its revisions as YAML on stdin. */
+  /**
+   * `backy check` is CRITICAL for a job whose runs failed this many times in a row (default 3; a
+   * single failure is a WARNING).
+   */
+  'critical-failures': z.number().int().positive().optional(),
+  /**
+   * Program run after each backup (successful or not) with the job name as argument, its revisions as
+   * YAML on stdin and the outcome in BACKY_OUTCOME, BACKY_REASON, … (docs/scheduler.md).
+   */
   'backup-completed-callback': z.string().min(1).optional(),
   /** Default layout of the jobs' archives (`chunked` or `images`; see an archive's `layout`). */
   layout: z.enum(['chunked', 'images']).optional(),

@@ -97,7 +97,7 @@ describe('backy check', () => {
   it('reads a real file and its age', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'backy-check-'));
     const path = join(dir, 'status');
-    await writeFile(path, '- job: a\n  sla: OK\n  sla_overdue: 0\n');
+    await writeFile(path, '- job: a\n  sla: OK\n  sla_overdue: 0\n  last_time: "2026-01-05T10:00:00.000Z"\n');
     expect((await checkStatusFile(path)).lines).toEqual(['OK: 1 jobs within SLA']);
     const old = new Date(Date.now() - 10 * 60_000);
     await utimes(path, old, old);
@@ -107,13 +107,23 @@ describe('backy check', () => {
 
 describe('a job whose history is gone', () => {
   const NOW = Date.parse('2026-01-05T12:00:00Z');
-  it('is CRITICAL once it has had revisions, OK before its first backup', () => {
-    const never = job('new', { last_time: null, last_tags: null, history_lost: false });
+  it('is CRITICAL once it has had revisions, a WARNING before its first backup', () => {
+    const never = job('new', { last_time: null, last_tags: null, history_lost: false, status: 'running' });
     const lost = job('web01', { last_time: null, last_tags: null, history_lost: true });
-    expect(evaluateStatus('/s', { jobs: [never], mtimeMs: NOW - 1000 }, NOW).exitCode).toBe(0);
+    expect(evaluateStatus('/s', { jobs: [never], mtimeMs: NOW - 1000 }, NOW)).toEqual({
+      exitCode: 1,
+      lines: [
+        'WARNING: 1 jobs without a successful backup yet',
+        'new: no successful backup yet (status: running)',
+      ],
+    });
     expect(evaluateStatus('/s', { jobs: [never, lost], mtimeMs: NOW - 1000 }, NOW)).toEqual({
       exitCode: 2,
-      lines: ['CRITICAL: 1 jobs lost their history', 'web01: no revisions left, although it has had some'],
+      lines: [
+        'CRITICAL: 1 jobs lost their history',
+        'web01: no revisions left, although it has had some',
+        'new: no successful backup yet (status: running)',
+      ],
     });
   });
 
@@ -138,5 +148,92 @@ describe('an unreadable status file', () => {
       new RegExp(`^UNKNOWN: Status file ${path} is unreadable: not valid YAML: \\w+`),
     );
     expect(result.lines[0]).not.toMatch(/BAD_INDENT|[A-Z]+_[A-Z]+/);
+  });
+});
+
+describe('failed runs and the config', () => {
+  const failed = (name: string, count: number, extra: Partial<JobStatus> = {}) =>
+    job(name, {
+      status: 'failed',
+      last_outcome: 'failed',
+      last_reason: `source /img/${name}: not found`,
+      consecutive_failures: count,
+      last_success: '2026-01-05T10:00:03.000Z',
+      ...extra,
+    });
+
+  it('WARNs about a job whose last run failed, naming it and the reason, though within SLA', () => {
+    const result = evaluateStatus('/s', { jobs: [job('a'), failed('b', 1)], mtimeMs: NOW }, NOW);
+    expect(result).toEqual({
+      exitCode: 1,
+      lines: ['WARNING: 1 jobs whose last run failed', 'b: backup failed: source /img/b: not found'],
+    });
+  });
+
+  it('is CRITICAL after critical-failures failed runs in a row (default 3)', () => {
+    const jobs = [failed('a', 2), failed('b', 3, { last_outcome: 'verification-failed', last_reason: 'x' })];
+    expect(evaluateStatus('/s', { jobs, mtimeMs: NOW }, NOW)).toEqual({
+      exitCode: 2,
+      lines: [
+        'CRITICAL: 1 jobs failed 3 or more times in a row',
+        'b: backup failed verification (3 times in a row): x',
+        'a: backup failed (2 times in a row): source /img/a: not found',
+      ],
+    });
+    const two = evaluateStatus('/s', { jobs, mtimeMs: NOW }, NOW, { criticalFailures: 2 });
+    expect(two.exitCode).toBe(2);
+    expect(two.lines[0]).toBe('CRITICAL: 2 jobs failed 2 or more times in a row');
+    // Once fixed (an ok run), the job is OK again.
+    const fixed = job('a', { last_outcome: 'ok', last_reason: null, consecutive_failures: 0 });
+    expect(evaluateStatus('/s', { jobs: [fixed], mtimeMs: NOW }, NOW, { criticalFailures: 2 }).exitCode).toBe(
+      0,
+    );
+  });
+
+  it('WARNs about a failed copy-to and about failures hidden behind a busy archive', () => {
+    const copy = failed('a', 1, { last_outcome: 'copy-failed', last_reason: '/mnt/offsite/a: unreachable' });
+    const busy = failed('b', 2, {
+      last_outcome: 'skipped-busy',
+      last_reason: 'another backup holds the archive',
+    });
+    expect(evaluateStatus('/s', { jobs: [copy, busy], mtimeMs: NOW }, NOW)).toEqual({
+      exitCode: 1,
+      lines: [
+        'WARNING: 2 jobs whose last run failed',
+        'a: copy failed: /mnt/offsite/a: unreachable',
+        'b: last run skipped after 2 failed runs: another backup holds the archive',
+      ],
+    });
+    // A busy archive alone is no failure.
+    const onlyBusy = job('c', { last_outcome: 'skipped-busy', consecutive_failures: 0 });
+    expect(evaluateStatus('/s', { jobs: [onlyBusy], mtimeMs: NOW }, NOW).exitCode).toBe(0);
+  });
+
+  it('is CRITICAL for a configured job missing from the status file, and for an empty one', () => {
+    const options = { configuredJobs: ['a', 'b'], configPath: '/etc/backy.conf' };
+    expect(evaluateStatus('/s', { jobs: [job('a')], mtimeMs: NOW }, NOW, options)).toEqual({
+      exitCode: 2,
+      lines: [
+        'CRITICAL: 1 jobs missing from the status file',
+        'b: configured in /etc/backy.conf but not in the status file: the scheduler has not loaded it (reload or start it)',
+      ],
+    });
+    const empty = evaluateStatus('/s', { jobs: [], mtimeMs: NOW }, NOW, options);
+    expect(empty.exitCode).toBe(2);
+    expect(empty.lines[0]).toBe('CRITICAL: 2 jobs missing from the status file');
+    expect(evaluateStatus('/s', { jobs: [], mtimeMs: NOW }, NOW, { configuredJobs: [] })).toEqual({
+      exitCode: 0,
+      lines: ['OK: 0 jobs within SLA'],
+    });
+    // One the config no longer has: the daemon has not reloaded.
+    expect(
+      evaluateStatus('/s', { jobs: [job('a'), job('b'), job('old')], mtimeMs: NOW }, NOW, options),
+    ).toEqual({
+      exitCode: 1,
+      lines: [
+        'WARNING: 1 jobs not in the config',
+        'old: in the status file but not in /etc/backy.conf: the scheduler has not reloaded it',
+      ],
+    });
   });
 });

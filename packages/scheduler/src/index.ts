@@ -1,6 +1,20 @@
 // What other packages use; the scheduler's own tests import its modules directly.
-export { type CheckResult, checkStatusFile, NAGIOS } from './check.js';
+export {
+  type CheckOptions,
+  type CheckResult,
+  checkStatusFile,
+  DEFAULT_CRITICAL_FAILURES,
+  NAGIOS,
+} from './check.js';
 export type { Clock } from './clock.js';
+export {
+  isFailure,
+  type JobOutcome,
+  NO_OUTCOME,
+  type OutcomeStatusFields,
+  RUN_OUTCOMES,
+  type RunOutcome,
+} from './job-outcome.js';
 export type { NameFilter, SchedulerSummary } from './job-status.js';
 export type { JobState } from './job-table.js';
 export { type LogFileOptions, openLogFile, type ReopeningLogFile } from './log-file.js';

@@ -6,11 +6,13 @@ import {
   CONFIG_FILE,
   fromLegacyArchiveConfig,
   readRevisions,
+  scanRevisionFacts,
   writeFileAtomic,
 } from '@backy/core';
 import type { Logger } from 'pino';
 import { parse, stringify } from 'yaml';
 import { type Clock, timeoutSignal } from './clock.js';
+import { type RunOutcome, reasonOf, recordOutcome } from './job-outcome.js';
 import { tagsToRun } from './job-plan.js';
 import type { JobRuntime } from './job-table.js';
 import type { JobRunner, RunResult } from './runner.js';
@@ -37,8 +39,9 @@ export const EXIT_LOCKED = 69;
 export const BUSY_RETRY_MS = 30_000;
 
 /**
- * Runs one backup of the job and, when it succeeds, expire, purge and the completion callback. Sets the
- * job's state, failures and last result on the way; 'stopped' when the scheduler stopped it midway.
+ * Runs one backup of the job and, when it succeeds, expire, purge and the copy; then (success or
+ * failure) the completion callback. Sets the job's state, failures, outcome and last result on the way;
+ * 'stopped' when the scheduler stopped it midway.
  * Rereading the archive and planning the next run are the caller's.
  */
 export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promise<'done' | 'stopped'> {
@@ -80,6 +83,7 @@ export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promi
     // still runs): not a failure. As backy 2.5 did, log it, do not back off, and look again shortly,
     // so the job runs soon after the other backup ends.
     job.busyRetryAt = clock.now() + BUSY_RETRY_MS;
+    job.outcome = recordOutcome(job.outcome, 'skipped-busy', BUSY_REASON, clock.now());
     log.info(
       { tags, retryInSeconds: BUSY_RETRY_MS / 1000 },
       'the archive is busy with another backup; trying again when it has ended',
@@ -90,10 +94,19 @@ export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promi
     for (const tag of tags) job.ranAt[tag] = started;
     log.info({ tags, seconds: Math.round(result.durationMs / 100) / 10 }, 'backup completed');
     job.state = 'finishing';
-    await finish(job, signal, context);
+    const copyFailure = await finish(job, signal, context);
+    job.outcome = recordOutcome(
+      job.outcome,
+      copyFailure == null ? 'ok' : 'copy-failed',
+      copyFailure,
+      clock.now(),
+    );
+    await completionCallback(job, tags, signal, context);
   } else {
+    const { outcome, reason } = await classifyFailure(job, result);
     job.failures++;
     job.lastFailure = clock.now();
+    job.outcome = recordOutcome(job.outcome, outcome, reason, clock.now());
     const retryIn = backoffSeconds(job.failures);
     log.error(
       {
@@ -101,21 +114,53 @@ export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promi
         exitCode: result.exitCode,
         signal: result.signal,
         stderr: result.stderr,
+        outcome,
+        reason,
         failures: job.failures,
         retryInSeconds: retryIn,
       },
       `backup failed with ${result.exitCode != null ? `exit status ${result.exitCode}` : result.signal != null ? `signal ${result.signal}` : 'an error'}; retrying in ${retryIn} s`,
     );
+    // The callback holds the worker, as after a success.
+    job.state = 'finishing';
+    await completionCallback(job, tags, signal, context);
   }
   job.abort = null;
   return 'done';
 }
 
+const BUSY_REASON = 'another backup holds the archive';
+
 /**
- * After a successful backup: expire, purge, the copy to `copy-to`, then the completion callback.
- * Failures are logged only: a backup that was made stays a success.
+ * A failed backup that left a new revision whose verification against the source failed (the CLI
+ * exits 1 and keeps it, distrusted) is `verification-failed`; anything else is `failed`. The archive
+ * itself tells, so no output format of the child is relied on.
  */
-async function finish(job: JobRuntime, signal: AbortSignal, context: JobRunContext): Promise<void> {
+async function classifyFailure(
+  job: JobRuntime,
+  result: RunResult,
+): Promise<{ outcome: RunOutcome; reason: string }> {
+  if (result.exitCode === 1) {
+    try {
+      const newest = (await scanRevisionFacts(job.dir)).facts.at(-1);
+      if (newest != null && newest.uuid !== job.summary.newest?.uuid && newest.verification === 'failed') {
+        return {
+          outcome: 'verification-failed',
+          reason: `revision ${newest.uuid} does not match its source and is distrusted`,
+        };
+      }
+    } catch {
+      // Unreadable revisions: the child's own words below say what went wrong.
+    }
+  }
+  return { outcome: 'failed', reason: reasonOf(result) };
+}
+
+/**
+ * After a successful backup: expire, purge and the copy to `copy-to`. Failures are logged only: a
+ * backup that was made stays a success. Returns why the copy failed, or null.
+ */
+async function finish(job: JobRuntime, signal: AbortSignal, context: JobRunContext): Promise<string | null> {
   const { runner, log } = context;
   const report = (what: string, result: RunResult) => {
     if (!result.ok && !signal.aborted) {
@@ -123,22 +168,37 @@ async function finish(job: JobRuntime, signal: AbortSignal, context: JobRunConte
     }
   };
   report('expire', await runner.expire({ job: job.name, dir: job.dir, signal }));
-  if (signal.aborted) return;
+  if (signal.aborted) return null;
   report('purge', await runner.purge({ job: job.name, dir: job.dir, signal }));
   const target = context.copyTarget();
-  if (target != null && !signal.aborted) {
-    const copied = await runner.copy({ job: job.name, dir: job.dir, target, signal });
-    report(`copy to ${target}`, copied);
-    if (copied.ok) log.info({ target }, 'revisions copied');
-  }
+  if (target == null || signal.aborted) return null;
+  const copied = await runner.copy({ job: job.name, dir: job.dir, target, signal });
+  report(`copy to ${target}`, copied);
+  if (copied.ok) log.info({ target }, 'revisions copied');
+  // A copy cut short because the scheduler stops has not failed.
+  return copied.ok || signal.aborted ? null : `${target}: ${reasonOf(copied)}`;
+}
+
+/**
+ * The completion callback, after every backup that was tried (not after a busy archive): `program JOB`
+ * with the job's revisions as YAML on stdin, and the outcome in its environment.
+ */
+async function completionCallback(
+  job: JobRuntime,
+  tags: readonly string[],
+  signal: AbortSignal,
+  context: JobRunContext,
+): Promise<void> {
+  const { runner, log } = context;
   const program = context.callbackProgram();
   if (program == null || signal.aborted) return;
   let input: string;
   try {
     input = stringify(await readRevisions(job.dir));
   } catch (error) {
-    log.warn({ err: error }, 'cannot read the revisions for the completion callback');
-    return;
+    // A failed run may leave no readable archive; the callback still hears of the failure.
+    log.warn({ err: error }, 'cannot read the revisions for the completion callback; it gets an empty list');
+    input = '[]\n';
   }
   const limit = timeoutSignal(context.clock, context.callbackTimeoutMs);
   const result = await runner.callback({
@@ -147,12 +207,30 @@ async function finish(job: JobRuntime, signal: AbortSignal, context: JobRunConte
     signal: AbortSignal.any([signal, limit.signal]),
     program,
     input,
+    env: callbackEnvironment(job, tags),
   });
   limit.cancel();
   if (limit.signal.aborted)
     log.warn({ program }, 'backup-completed-callback took too long and was terminated');
-  report('backup-completed-callback', result);
+  if (!result.ok && !signal.aborted)
+    log.warn(
+      { exitCode: result.exitCode, signal: result.signal, stderr: result.stderr },
+      'backup-completed-callback failed',
+    );
   if (result.ok) log.info({ program }, 'completion callback done');
+}
+
+/** The completion callback's environment: the outcome of the run (docs/scheduler.md). */
+export function callbackEnvironment(job: JobRuntime, tags: readonly string[]): Record<string, string> {
+  const { outcome } = job;
+  return {
+    BACKY_JOB: job.name,
+    BACKY_TAGS: tags.join(','),
+    BACKY_OUTCOME: outcome.lastOutcome ?? '',
+    BACKY_REASON: outcome.reason ?? '',
+    BACKY_CONSECUTIVE_FAILURES: String(outcome.consecutiveFailures),
+    BACKY_LAST_SUCCESS: outcome.lastSuccessAt == null ? '' : new Date(outcome.lastSuccessAt).toISOString(),
+  };
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
+import { outcomeStatusFields } from './job-outcome.js';
 import { isBusy, JOB_STATES, type JobRuntime, type JobState } from './job-table.js';
 import { slaState, sortTags } from './schedule-math.js';
 import { type JobStatus, writeStatusFile } from './status-file.js';
@@ -35,6 +36,7 @@ export function jobStatus(job: JobRuntime, now: number): JobStatus {
     damaged_revisions: job.summary.damaged.join(', '),
     last_snapshot: newest?.snapshot ?? null,
     history_lost: job.summary.count === 0 && job.summary.historyStarted,
+    ...outcomeStatusFields(job.outcome),
   };
 }
 

@@ -8,6 +8,7 @@ import {
 } from '@backy/core';
 import type { Logger } from 'pino';
 import { type ArchiveSummary, ArchiveWatcher, EMPTY_SUMMARY } from './archive-state.js';
+import { type JobOutcome, NO_OUTCOME } from './job-outcome.js';
 import type { RunResult } from './runner.js';
 import type { PlannedRun } from './schedule-math.js';
 
@@ -39,6 +40,8 @@ export interface JobRuntime {
   /** After the archive was found busy (another backup holds it): when to look again, or null. */
   busyRetryAt: number | null;
   lastResult: RunResult | null;
+  /** What its runs came to: last outcome and reason, failures in a row, last success. */
+  outcome: JobOutcome;
   plan: PlannedRun | null;
   /** Set by `run JOB`: start now with the next tags. */
   runNow: boolean;
@@ -142,6 +145,7 @@ function newJob(
     lastFailure: null,
     busyRetryAt: null,
     lastResult: null,
+    outcome: NO_OUTCOME,
     plan: null,
     runNow: false,
     queuedAt: 0,

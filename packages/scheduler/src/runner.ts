@@ -28,8 +28,10 @@ export interface JobRunner {
   purge(request: JobRequest): Promise<RunResult>;
   /** Copies the archive's revisions to the archive directory `target` (`copy-to`). */
   copy(request: JobRequest & { target: string }): Promise<RunResult>;
-  /** Runs the completion callback `program JOB` with `input` on stdin. */
-  callback(request: JobRequest & { program: string; input: string }): Promise<RunResult>;
+  /** Runs the completion callback `program JOB` with `input` on stdin and `env` added to its environment. */
+  callback(
+    request: JobRequest & { program: string; input: string; env?: Record<string, string> },
+  ): Promise<RunResult>;
 }
 
 export interface ChildProcessRunnerOptions {
@@ -83,12 +85,14 @@ export class ChildProcessRunner implements JobRunner {
     return this.backy(request, ['-l', join(request.dir, LOG_FILE), 'copy', request.target]);
   }
 
-  callback(request: JobRequest & { program: string; input: string }): Promise<RunResult> {
+  callback(
+    request: JobRequest & { program: string; input: string; env?: Record<string, string> },
+  ): Promise<RunResult> {
     return runProcess([request.program, request.job], {
       signal: request.signal,
       input: request.input,
       killGraceMs: this.killGraceMs,
-      env: this.env,
+      env: { ...(this.env ?? process.env), ...request.env },
       cwd: request.dir,
     });
   }

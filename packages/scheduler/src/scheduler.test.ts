@@ -345,6 +345,11 @@ describe('Scheduler', () => {
         'damaged_revisions',
         'last_snapshot',
         'history_lost',
+        'last_outcome',
+        'last_reason',
+        'last_run',
+        'consecutive_failures',
+        'last_success',
       ].sort(),
     );
     await until(async () => (await readStatusFile(join(t.base, 'status')))!.mtimeMs > first.mtimeMs, 5000);

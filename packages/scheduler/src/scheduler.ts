@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { acquireLock, BackyError, copyTargetOf, type LoadedCentralConfig, type Lock } from '@backy/core';
 import type { Logger } from 'pino';
 import { type Clock, systemClock, timeoutSignal } from './clock.js';
+import { outcomeFromStatus } from './job-outcome.js';
 import { nextJobToStart, planJob, queueDueJobs } from './job-plan.js';
 import { runJobOnce } from './job-run.js';
 import {
@@ -22,7 +23,7 @@ import {
   loadReloadedConfig,
 } from './job-table.js';
 import type { JobRunner } from './runner.js';
-import type { JobStatus } from './status-file.js';
+import { type JobStatus, readStatusFile } from './status-file.js';
 
 export interface SchedulerOptions {
   /** Path of the central config (`/etc/backy.conf`). */
@@ -122,6 +123,7 @@ export class Scheduler {
     });
     try {
       this.jobTable.apply(this.loaded);
+      await this.restoreOutcomes();
       await this.jobTable.refresh([...this.jobTable.values()]);
       for (const job of this.jobTable.values()) this.replan(job);
     } catch (error) {
@@ -145,6 +147,27 @@ export class Scheduler {
     // The first status file is written in the background, like every later one.
     this.statusFile.start();
     this.tick();
+  }
+
+  /**
+   * Takes the jobs' outcome records from the last status file, so a restart does not turn a failing
+   * job into one that merely has not run yet. A file that cannot be read is no reason not to start.
+   */
+  private async restoreOutcomes(): Promise<void> {
+    let previous: Awaited<ReturnType<typeof readStatusFile>>;
+    try {
+      previous = await readStatusFile(this.loaded.statusFile);
+    } catch (error) {
+      this.log.warn(
+        { path: this.loaded.statusFile, error: (error as Error).message },
+        'cannot read the previous status file; the outcomes of earlier runs are not known',
+      );
+      return;
+    }
+    for (const entry of previous?.jobs ?? []) {
+      const job = this.jobTable.get(entry.job);
+      if (job != null) job.outcome = outcomeFromStatus(entry);
+    }
   }
 
   get baseDir(): string {

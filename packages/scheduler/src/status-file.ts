@@ -1,9 +1,14 @@
 import { readFile, stat } from 'node:fs/promises';
 import { writeFileAtomic } from '@backy/core';
 import { parse } from 'yaml';
+import type { OutcomeStatusFields } from './job-outcome.js';
 
-/** One job in the status file (field names as in backy 2.x, plus trust and verification of the newest revision). */
-export interface JobStatus {
+/**
+ * One job in the status file (field names as in backy 2.x, plus trust and verification of the newest
+ * revision and what the last run came to). The outcome fields are optional for files an older daemon
+ * wrote; this daemon always writes them.
+ */
+export interface JobStatus extends Partial<OutcomeStatusFields> {
   job: string;
   sla: 'OK' | 'TOO OLD';
   /** Seconds beyond the SLA; 0 within it. */

@@ -24,7 +24,15 @@ function job(name: string, extra: Partial<ShellJob> = {}): ShellJob {
 class FakeBackend implements ShellBackend {
   list = [
     job('web01'),
-    job('web02', { sla: 'TOO OLD', sla_overdue: 7300, status: 'failed' }),
+    job('web02', {
+      sla: 'TOO OLD',
+      sla_overdue: 7300,
+      status: 'failed',
+      last_outcome: 'failed',
+      last_reason: 'source /srv/images/web02.img: not found',
+      consecutive_failures: 3,
+      last_success: '2026-01-04T10:00:12.000Z',
+    }),
     job('db1', { last_time: null, last_tags: null, last_duration: null }),
     job('vm07', { last_snapshot: 'direct' }),
   ];
@@ -242,6 +250,23 @@ describe('TelnetShell', () => {
     expect(out).toContain('4 jobs shown\r\n');
     // No colour codes for telnet clients.
     expect(out).not.toContain('\x1b[');
+  });
+
+  it("shows each job's last outcome, failures in a row, last success, and why the last run failed", async () => {
+    const { open } = await start();
+    const c = await open();
+    const lines = (await c.command('jobs')).split('\r\n');
+    const header = lines.find((l) => l.includes('Job'))!;
+    expect(header).toMatch(/│ Last Run +│ Last Success \(UTC\) +│$/);
+    expect(lines.find((l) => l.includes('web02'))).toMatch(
+      /│\s+daily\s+│\s+failed ×3\s+│\s+2026-01-04 10:00:12\s+│$/,
+    );
+    // A job that has not run under this daemon yet shows no outcome rather than a made-up one.
+    expect(lines.find((l) => l.includes('web01'))).toMatch(/│\s+-\s+│\s+-\s+│$/);
+    expect(lines).toContain('web02: failed: source /srv/images/web02.img: not found');
+    expect(
+      lines.filter((l) => /^\w+: (failed|verification-failed|copy-failed|skipped-busy): /.test(l)),
+    ).toHaveLength(1);
   });
 
   it('filters jobs by regex and reports invalid regexes', async () => {

@@ -17,6 +17,8 @@ export function jobColumns(timeZone = 'UTC'): string[] {
     'Last Dur',
     `Next Backup (${timeZone})`,
     'Next Tags',
+    'Last Run',
+    `Last Success (${timeZone})`,
   ];
 }
 
@@ -35,6 +37,10 @@ export type ShellJob = Pick<
   | 'next_time'
   | 'next_tags'
   | 'last_snapshot'
+  | 'last_outcome'
+  | 'last_reason'
+  | 'consecutive_failures'
+  | 'last_success'
 >;
 
 /** What the shell needs from the scheduler: mostly reads, plus starting jobs and reloading. */
@@ -336,6 +342,8 @@ export class TelnetShell {
       j.last_duration == null ? '-' : formatSeconds(j.last_duration),
       formatTime(j.next_time, zone),
       j.next_tags ?? '-',
+      formatOutcome(j),
+      formatTime(j.last_success ?? null, zone),
     ]);
     const table = renderTable(jobColumns(zone), rows, [
       'left',
@@ -347,9 +355,22 @@ export class TelnetShell {
       'right',
       'left',
       'left',
+      'left',
+      'left',
     ]);
-    return `${table}\n${jobs.length} jobs shown`;
+    // The reasons are too long for a column: one line each below the table, for the runs that failed.
+    const reasons = jobs
+      .filter((j) => j.last_reason != null && j.last_outcome !== 'ok')
+      .map((j) => `${j.job}: ${j.last_outcome}: ${j.last_reason}`);
+    return [table, ...reasons, `${jobs.length} jobs shown`].join('\n');
   }
+}
+
+/** `ok`, `failed ×3`, `-` before the first run. */
+export function formatOutcome(job: Pick<ShellJob, 'last_outcome' | 'consecutive_failures'>): string {
+  if (job.last_outcome == null) return '-';
+  const count = job.consecutive_failures ?? 0;
+  return count > 1 ? `${job.last_outcome} ×${count}` : job.last_outcome;
 }
 
 const formatters = new Map<string | undefined, Intl.DateTimeFormat>();

@@ -1,12 +1,18 @@
 import { resolve } from 'node:path';
 import { DEFAULT_CENTRAL_CONFIG, loadCentralConfig } from '@backy/core';
-import { type CheckResult, checkStatusFile, NAGIOS } from '@backy/scheduler';
+import {
+  type CheckOptions,
+  type CheckResult,
+  checkStatusFile,
+  DEFAULT_CRITICAL_FAILURES,
+  NAGIOS,
+} from '@backy/scheduler';
 import { type Command, JSON_OPTION } from '../command.js';
 import { centralConfigOption, validateJobSources } from './scheduler.js';
 
 export const checkCommand: Command = {
   name: 'check',
-  summary: 'Nagios check of the scheduler status file (SLA of every job)',
+  summary: 'Nagios check of the scheduler status file: SLA, failed runs, jobs missing',
   usage: `check [-c CONFIG] [--json]   (CONFIG default ${DEFAULT_CENTRAL_CONFIG})`,
   options: {
     config: centralConfigOption('the central config (it names the status file)'),
@@ -21,16 +27,23 @@ export const checkCommand: Command = {
       return result.exitCode;
     };
     let statusFile: string;
+    let options: CheckOptions;
     try {
       const loaded = await loadCentralConfig(configPath);
       // As the daemon would reject it: a config the daemon cannot run says so, not "no status file".
       await validateJobSources(loaded);
       statusFile = loaded.statusFile;
+      // The daemon's jobs are compared with the config's: a job added without a reload never runs.
+      options = {
+        configuredJobs: Object.keys(loaded.config.jobs),
+        configPath: loaded.path,
+        criticalFailures: loaded.config.global['critical-failures'] ?? DEFAULT_CRITICAL_FAILURES,
+      };
     } catch (error) {
       // Nagios expects its one line on stdout and UNKNOWN for a check that cannot judge.
       return report({ exitCode: NAGIOS.UNKNOWN, lines: [`UNKNOWN: ${(error as Error).message}`] }, null);
     }
-    return report(await checkStatusFile(statusFile), statusFile);
+    return report(await checkStatusFile(statusFile, Date.now(), options), statusFile);
   },
 };
 
