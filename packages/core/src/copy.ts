@@ -130,7 +130,7 @@ async function copyOne(
 ): Promise<CopyResult> {
   const { signal } = options;
   const log = options.logger.child({ revision: rev.uuid });
-  const map = await source.loadMap(rev.uuid);
+  const map = await source.loadMap(rev);
   if (map.size !== rev.size) {
     throw new BackyError(
       'REVISION_INVALID',
@@ -161,7 +161,9 @@ async function copyOne(
       async (i) => {
         const hash = missing[i]!;
         const data = await source.store.get(hash, map.algorithm);
-        result.bytesStored += await putVerified(target, hash, data, log);
+        // Not `+= await`: that reads the sum before the await, and concurrent chunks' bytes were lost.
+        const stored = await putVerified(target, hash, data, log);
+        result.bytesStored += stored;
         result.bytesSent += data.length;
         options.progress(data.length);
       },
@@ -177,7 +179,9 @@ async function copyOne(
     });
     // A remote store's lease that lapsed may have let a purge in: no commit then.
     for (const lock of options.locks) lock.assertHeld?.();
-    for (const error of await target.commitRevision(rev))
+    // The same revision, bound to the map just written (a revision from before maps were bound gets it).
+    const committed = { ...rev, map_checksum: map.checksum ?? rev.map_checksum };
+    for (const error of await target.commitRevision(committed))
       log.warn({ err: error }, 'revision committed; a step after the commit failed, the next run repairs it');
   } catch (error) {
     await target.dropPending(rev.uuid).catch(() => {});
