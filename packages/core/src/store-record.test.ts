@@ -1,0 +1,129 @@
+import { randomBytes } from 'node:crypto';
+import { chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { Archive } from './archive.js';
+import { runBackup } from './backup.js';
+import { type BackyErrorCode, isBackyError } from './errors.js';
+import { newKeyFile, writeKeyFile } from './store/key-file.js';
+import { bufferSource, MiB, silent } from './test-helpers.js';
+import { restoreToBuffer, type TempDir, tempDir } from './testing/helpers.js';
+
+// Issue 24: nothing ties the wrong data to an archive silently. The store's own record decides.
+let dir: TempDir;
+let keyFile: string;
+beforeEach(async () => {
+  dir = await tempDir('backy-record-');
+  keyFile = join(dir.path, 'backup.key');
+  await writeKeyFile(keyFile, await newKeyFile(null));
+});
+afterEach(() => dir.cleanup());
+
+async function rejection(promise: Promise<unknown>, code: BackyErrorCode): Promise<Error> {
+  const error = await promise.then(
+    () => null,
+    (e: unknown) => e as Error,
+  );
+  expect(error, 'expected a rejection').not.toBeNull();
+  expect(isBackyError(error, code), `${code} expected, got ${(error as Error).message}`).toBe(true);
+  expect((error as Error).message).not.toContain('\n');
+  return error!;
+}
+
+/** Every file under `root` with its size and mtime: what "nothing written" compares. */
+async function snapshot(root: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const entry of await readdir(root, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile() || entry.name.endsWith('.lock') || entry.name === 'backy.log') continue;
+    const path = join(entry.parentPath, entry.name);
+    const info = await stat(path);
+    out[path] = `${info.size} ${info.mtimeMs} ${(await readFile(path)).toString('base64').slice(0, 64)}`;
+  }
+  return out;
+}
+
+const backupOf = (archive: Archive, data: Buffer) =>
+  runBackup(
+    archive,
+    bufferSource(() => data),
+    { tags: ['daily'], logger: silent },
+  );
+
+describe('an encrypted store is recognised by its own record, not by the config', () => {
+  it('refuses an archive whose config lost store.encryption: no backup, nothing written, revisions intact', async () => {
+    const path = join(dir.path, 'archive');
+    const config = { source: { type: 'test' }, store: { encryption: { 'key-file': keyFile } } };
+    const archive = await Archive.init(path, config);
+    const data = randomBytes(3 * MiB);
+    const rev = await backupOf(archive, data);
+    const before = await snapshot(path);
+
+    const { encryption: _, ...plainStore } = parse(await readFile(Archive.configPath(path), 'utf8')).store;
+    await writeFile(Archive.configPath(path), stringify({ ...config, store: plainStore }));
+    const error = await rejection(
+      (async () => backupOf(await Archive.open(path), randomBytes(3 * MiB)))(),
+      'CONFIG_INVALID',
+    );
+    expect(error.message).toContain('store.encryption.key-file');
+    expect(error.message).toContain(join(path, 'chunks'));
+    const after = await snapshot(path);
+    delete after[Archive.configPath(path)];
+    delete before[Archive.configPath(path)];
+    expect(after).toEqual(before);
+
+    // With the key back, the revision restores as it was.
+    await writeFile(Archive.configPath(path), stringify(config));
+    expect((await restoreToBuffer(await Archive.open(path), rev.uuid)).equals(data)).toBe(true);
+  });
+
+  it('refuses a new archive without encryption on a shared store that is encrypted, writing nothing', async () => {
+    const store = join(dir.path, 'shared');
+    const a = await Archive.init(join(dir.path, 'a'), {
+      source: { type: 'test' },
+      store: { path: store, encryption: { 'key-file': keyFile } },
+    });
+    await backupOf(a, randomBytes(MiB));
+    const before = await snapshot(store);
+    const error = await rejection(
+      Archive.init(join(dir.path, 'b'), { source: { type: 'test' }, store: { path: store } }),
+      'CONFIG_INVALID',
+    );
+    expect(error.message).toContain('store.encryption.key-file');
+    expect(await readdir(dir.path)).not.toContain('b');
+    expect(await snapshot(store)).toEqual(before);
+  });
+
+  it('still shares a plain directory store among archives (chunks shared, revisions per archive)', async () => {
+    const store = join(dir.path, 'shared');
+    const a = await Archive.init(join(dir.path, 'a'), { source: { type: 'test' }, store: { path: store } });
+    const b = await Archive.init(join(dir.path, 'b'), { source: { type: 'test' }, store: { path: store } });
+    const data = randomBytes(2 * MiB);
+    const ra = await backupOf(a, data);
+    const rb = await backupOf(b, data);
+    expect((await a.revisions()).map((r) => r.uuid)).toEqual([ra.uuid]);
+    expect((await b.revisions()).map((r) => r.uuid)).toEqual([rb.uuid]);
+    expect(rb.stats.chunks_written).toBe(0);
+    expect(await b.id()).not.toBe(await a.id());
+  });
+});
+
+describe('a key file others can read', () => {
+  it('is refused in one line naming the file, its mode and the fix; 0600 and 0400 are used', async () => {
+    const path = join(dir.path, 'archive');
+    const config = { source: { type: 'test' }, store: { encryption: { 'key-file': keyFile } } };
+    await Archive.init(path, config);
+    for (const mode of [0o644, 0o640, 0o604]) {
+      await chmod(keyFile, mode);
+      const error = await rejection(Archive.open(path), 'CONFIG_INVALID');
+      expect(error.message).toContain('store.encryption.key-file');
+      expect(error.message).toContain(keyFile);
+      expect(error.message).toContain(`0${mode.toString(8)}`);
+      expect(error.message).toContain(`chmod 600 ${keyFile}`);
+    }
+    for (const mode of [0o600, 0o400]) {
+      await chmod(keyFile, mode);
+      await Archive.open(path);
+    }
+  });
+});
