@@ -61,16 +61,7 @@ export async function copyRevisions(
       `copy: the target archive ${target.path} has layout ${target.config.layout}; copies go into layout chunked`,
     );
   }
-  // Chunks keep their names in a copy: both stores must name content alike (the same encryption key,
-  // or none on both sides). Re-keying a copy would mean rewriting every map; it is not done.
-  const probe = Buffer.from('backy copy: do both stores name this content alike?');
-  const nameIn = (archive: Archive) => archive.store.naming?.name(probe) ?? hashChunk(probe, CHUNK_HASH);
-  if ((await nameIn(source)) !== (await nameIn(target))) {
-    throw new BackyError(
-      'USAGE',
-      `copy: the target ${target.path} names chunks differently from the source (another store.encryption key, or encrypted on one side only); a copy needs the same key on both sides`,
-    );
-  }
+  await assertSameChunkNames(source, target);
   const ordered = [...revisions].sort(
     (a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp) || a.uuid.localeCompare(b.uuid),
   );
@@ -119,6 +110,22 @@ export async function copyRevisions(
     return results;
   } finally {
     for (const lock of locks.reverse()) await lock.release();
+  }
+}
+
+/**
+ * Chunks keep their names in a copy: both stores must name content alike (the same encryption key, or
+ * none on both sides). Re-keying a copy would mean rewriting every map; it is not done. Reads nothing
+ * from either store, so `copy --init-from-source` checks it before it writes the target.
+ */
+export async function assertSameChunkNames(source: Archive, target: Archive): Promise<void> {
+  const probe = Buffer.from('backy copy: do both stores name this content alike?');
+  const nameIn = (archive: Archive) => archive.store.naming?.name(probe) ?? hashChunk(probe, CHUNK_HASH);
+  if ((await nameIn(source)) !== (await nameIn(target))) {
+    throw new BackyError(
+      'USAGE',
+      `copy: the target ${target.path} names chunks differently from the source (another store.encryption key, or encrypted on one side only); a copy needs the same key on both sides`,
+    );
   }
 }
 
