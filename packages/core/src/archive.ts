@@ -188,10 +188,16 @@ export class Archive {
     const path = resolve(dir);
     const archive = await Archive.create(path, await Archive.loadConfig(path), options);
     const owner = await archive.checkNewStore(true);
-    if ((await readArchiveId(path)) == null)
-      await writeFileAtomic(join(path, ARCHIVE_ID_FILE), `${owner}\n`, { mode: 0o640 });
-    await archive.prepareStore();
-    await archive.pull();
+    const hadId = (await readArchiveId(path)) != null;
+    try {
+      if (!hadId) await writeFileAtomic(join(path, ARCHIVE_ID_FILE), `${owner}\n`, { mode: 0o640 });
+      await archive.prepareStore();
+      await archive.pull();
+    } catch (error) {
+      // As a failed init: the directory is left as it was, to try again.
+      if (!hadId) await rm(join(path, ARCHIVE_ID_FILE), { force: true }).catch(() => {});
+      throw error;
+    }
     return archive;
   }
 
