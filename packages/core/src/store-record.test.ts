@@ -1,13 +1,17 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
+import { z } from 'zod';
 import { Archive } from './archive.js';
 import { runBackup } from './backup.js';
 import { type BackyErrorCode, isBackyError } from './errors.js';
+import { DirectoryChunkStore } from './store/chunk-store.js';
+import type { ChunkStore, RevisionCatalog, StoreDriver } from './store/contract.js';
 import { newKeyFile, writeKeyFile } from './store/key-file.js';
 import { bufferSource, MiB, silent } from './test-helpers.js';
+import { memoryCatalog } from './testing/fixtures/memory-catalog.js';
 import { restoreToBuffer, type TempDir, tempDir } from './testing/helpers.js';
 
 // Issue 24: nothing ties the wrong data to an archive silently. The store's own record decides.
@@ -125,5 +129,68 @@ describe('a key file others can read', () => {
       await chmod(keyFile, mode);
       await Archive.open(path);
     }
+  });
+});
+
+// A remote store as the S3 driver is one (its catalog keeps the revisions, registering claims it), with
+// chunks in a directory and the catalog in memory, one per root: two configs naming one root share it.
+const catalogs = new Map<string, RevisionCatalog>();
+const remote: StoreDriver<{ root: string }> = {
+  type: 'remote',
+  optionsSchema: z.object({ root: z.string() }),
+  open({ root }, { codec }): ChunkStore {
+    const store = new DirectoryChunkStore(join(root, 'chunks'), { codec });
+    if (!catalogs.has(root)) catalogs.set(root, memoryCatalog());
+    const catalog = catalogs.get(root)!;
+    return Object.assign(Object.create(store) as DirectoryChunkStore, {
+      catalog,
+      register: (id: string) => catalog.claim(id),
+    });
+  },
+};
+const stores = { remote };
+
+describe("a remote store holds one archive's history", () => {
+  it('init refuses it for a second archive, leaving nothing; every command refuses a directory that is not attached', async () => {
+    const config = { source: { type: 'test' }, store: { type: 'remote', root: join(dir.path, 'bucket') } };
+    const a = await Archive.init(join(dir.path, 'a'), config, { stores });
+    const data = randomBytes(2 * MiB);
+    const rev = await backupOf(a, data);
+    const id = await a.id();
+
+    const error = await rejection(Archive.init(join(dir.path, 'b'), config, { stores }), 'CONFIG_INVALID');
+    expect(error.message).toContain(`already holds the history of archive ${id}`);
+    expect(error.message).toContain('--attach');
+    expect(await readdir(dir.path)).not.toContain('b');
+
+    // A config copied (or written by the daemon) into a directory without an ID: refused, not adopted.
+    const copied = join(dir.path, 'copied');
+    await mkdir(copied);
+    await writeFile(Archive.configPath(copied), stringify(config));
+    const open = await rejection(Archive.open(copied, { stores }), 'CONFIG_INVALID');
+    expect(open.message).toContain(`holds the revisions of archive ${id}, and ${copied} has no archive ID`);
+    expect(await readdir(copied)).toEqual(['config']);
+    // Attached, it is that archive.
+    const attached = await Archive.attach(copied, { stores });
+    expect(await attached.id()).toBe(id);
+    expect((await restoreToBuffer(attached, rev.uuid)).equals(data)).toBe(true);
+    // init --attach with a config: the same.
+    const c = await Archive.init(join(dir.path, 'c'), config, { stores, attach: true });
+    expect((await c.revisions()).map((r) => r.uuid)).toEqual([rev.uuid]);
+
+    // A directory with an ID of its own: refused naming both.
+    await writeFile(join(copied, 'archive-id'), 'AAAAAAAAAAAAAAAAAAAAAA\n');
+    const other = await rejection(Archive.open(copied, { stores }), 'CONFIG_INVALID');
+    expect(other.message).toContain(`(ID ${id}, this one is AAAAAAAAAAAAAAAAAAAAAA)`);
+
+    // --attach to a store that holds no archive: refused, nothing left.
+    const empty = { ...config, store: { type: 'remote', root: join(dir.path, 'typo') } };
+    const nothing = await rejection(
+      Archive.init(join(dir.path, 'd'), empty, { stores, attach: true }),
+      'USAGE',
+    );
+    expect(nothing.message).toContain('holds no archive to attach to');
+    expect(await readdir(dir.path)).not.toContain('d');
+    expect((await a.revisions()).map((r) => r.uuid)).toEqual([rev.uuid]);
   });
 });
