@@ -245,8 +245,9 @@ export class Archive {
    * directory has no ID of its own (it is attached explicitly: `init --attach`).
    */
   private async checkStore(): Promise<void> {
-    await this.checkEncryption();
+    // The marker first: a GET, whose failure carries S3's error code (a wrong key is said as such).
     const owner = (await this.store.catalog?.archiveId()) ?? null;
+    await this.checkEncryption();
     if (owner == null) return;
     const local = await readArchiveId(this.path);
     if (local === owner) return;
@@ -279,9 +280,9 @@ export class Archive {
    * `attach` to a store holding none. Nothing is written.
    */
   private async checkNewStore(attach: boolean): Promise<string | null> {
-    await this.checkEncryption();
     const catalog = this.store.catalog;
     const owner = (await catalog?.archiveId()) ?? null;
+    await this.checkEncryption();
     const local = await readArchiveId(this.path);
     if (owner == null) {
       if (attach) {

@@ -192,18 +192,18 @@ describe.skipIf(skip != null)('backy with an archive on S3 (Ceph RGW)', () => {
   });
 
   it('refuses a second archive on the same bucket and prefix (init and open), unless it is attached', async () => {
-    const img = join(dir, 'vm7.img');
+    const img = join(dir, 'vm20.img');
     const data = image(8 * MiB);
     await writeFile(img, data);
-    const first = await initArchive('vm7', img, 'vm7/');
+    const first = await initArchive('vm20', img, 'vm20/');
     expect(backy(['-b', first, 'backup', 'daily']).code).toBe(0);
     const id = (await readFile(join(first, 'archive-id'), 'utf8')).trim();
     const [rev] = revisions(first);
 
     // Another VM's archive given the same prefix: refused, and nothing of it is left.
-    const other = join(dir, 'vm8.img');
+    const other = join(dir, 'vm21.img');
     await writeFile(other, image(4 * MiB));
-    const second = join(dir, 'vm8');
+    const second = join(dir, 'vm21');
     const store = ['--store', 'type=s3', '--store', `endpoint=${rgw.skip == null ? rgw.endpoint : ''}`];
     const init = backy([
       '-b',
@@ -213,7 +213,7 @@ describe.skipIf(skip != null)('backy with an archive on S3 (Ceph RGW)', () => {
       '--store',
       `bucket=${bucket}`,
       '--store',
-      'prefix=vm7/',
+      'prefix=vm20/',
       'file',
       other,
     ]);
@@ -223,7 +223,7 @@ describe.skipIf(skip != null)('backy with an archive on S3 (Ceph RGW)', () => {
     expect(lines[0]).toMatch(/^backy: error: /);
     expect(lines[0]).toContain(`already holds the history of archive ${id}`);
     expect(lines[0]).toContain('--attach');
-    expect(await readdir(dir)).not.toContain('vm8');
+    expect(await readdir(dir)).not.toContain('vm21');
 
     // Made anyway (a config written by hand, or by the daemon) or with its own ID: every command refuses.
     await mkdir(second);
@@ -245,7 +245,7 @@ describe.skipIf(skip != null)('backy with an archive on S3 (Ceph RGW)', () => {
     expect(await restoreSha(first, rev!.uuid)).toBe(sha(data));
 
     // --attach to a prefix no archive holds is refused: a typo in the prefix must not start a new history.
-    const nobody = join(dir, 'vm9');
+    const nobody = join(dir, 'vm22');
     const attachNothing = backy([
       '-b',
       nobody,
@@ -255,13 +255,13 @@ describe.skipIf(skip != null)('backy with an archive on S3 (Ceph RGW)', () => {
       '--store',
       `bucket=${bucket}`,
       '--store',
-      'prefix=vm9-typo/',
+      'prefix=vm22-typo/',
       'file',
       other,
     ]);
     expect(attachNothing.code).not.toBe(0);
     expect(attachNothing.stderr).toMatch(/holds no archive to attach to/);
-    expect(await readdir(dir)).not.toContain('vm9');
+    expect(await readdir(dir)).not.toContain('vm22');
   });
 
   it('refuses a second writer from another host with one line while the archive is being written', async () => {
