@@ -6,7 +6,7 @@ import { parse, stringify } from 'yaml';
 import { z } from 'zod';
 import { Archive } from './archive.js';
 import { runBackup } from './backup.js';
-import { type BackyErrorCode, isBackyError } from './errors.js';
+import { BackyError, type BackyErrorCode, isBackyError } from './errors.js';
 import { DirectoryChunkStore } from './store/chunk-store.js';
 import type { ChunkStore, RevisionCatalog, StoreDriver } from './store/contract.js';
 import { newKeyFile, writeKeyFile } from './store/key-file.js';
@@ -192,5 +192,35 @@ describe("a remote store holds one archive's history", () => {
     expect(nothing.message).toContain('holds no archive to attach to');
     expect(await readdir(dir.path)).not.toContain('d');
     expect((await a.revisions()).map((r) => r.uuid)).toEqual([rev.uuid]);
+  });
+});
+
+describe('a failed init', () => {
+  it('leaves nothing behind (no config, no archive-id, no directory), so that it can run again', async () => {
+    const blocker = join(dir.path, 'not-a-directory');
+    await writeFile(blocker, 'x');
+    const path = join(dir.path, 'archive');
+    const config = { source: { type: 'test' }, store: { path: join(blocker, 'store') } };
+    await rejection(Archive.init(path, config), 'IO');
+    expect(await readdir(dir.path)).not.toContain('archive');
+    // Into a directory that was there: it stays, empty as it was.
+    await mkdir(path);
+    await rejection(Archive.init(path, config), 'IO');
+    expect(await readdir(path)).toEqual([]);
+    // A check that refuses runs before anything is written.
+    const refused = Archive.init(
+      join(dir.path, 'checked'),
+      { source: { type: 'test' } },
+      {
+        check: async () => {
+          throw new BackyError('USAGE', 'refused by the check');
+        },
+      },
+    );
+    await rejection(refused, 'USAGE');
+    expect(await readdir(dir.path)).not.toContain('checked');
+    // With the options fixed, the same directory is made.
+    await Archive.init(path, { source: { type: 'test' } });
+    expect((await readdir(path)).sort()).toEqual(['archive-id', 'chunks', 'config']);
   });
 });
