@@ -36,8 +36,11 @@ export interface CommandContext {
   global: GlobalOptions;
   values: Record<string, string | boolean | string[] | undefined>;
   positionals: string[];
-  /** Opens the archive at -b and sets up logging into its backy.log. */
-  openArchive(): Promise<Archive>;
+  /**
+   * Opens the archive at -b and sets up logging into its backy.log. `offline`: a remote store that
+   * cannot be reached is a warning, and the archive has the directory's copies of its revisions.
+   */
+  openArchive(options?: { offline?: boolean }): Promise<Archive>;
   logger(): Logger;
   progress: ProgressBar;
   signal: AbortSignal;

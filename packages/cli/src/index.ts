@@ -184,9 +184,17 @@ export async function main(
       global,
       values: parsed.values as CommandContext['values'],
       positionals: parsed.positionals,
-      async openArchive() {
+      async openArchive(options = {}) {
         if (archive == null) {
-          archive = await ArchiveClass.open(global.baseDir, { stores: STORE_DRIVERS });
+          archive = await ArchiveClass.open(global.baseDir, {
+            stores: STORE_DRIVERS,
+            onStoreUnreachable: options.offline
+              ? (error) =>
+                  ctx.warn(
+                    `${error.message}; showing the revisions as last copied into ${global.baseDir} (they may be out of date)`,
+                  )
+              : undefined,
+          });
           // An archive that moved is registered with its store at its new place on its next use.
           await archive.refreshRegistration();
         }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { s3ClientConfig } from '@backy/test-env/rgw';
@@ -96,9 +96,45 @@ describe('backy copy between local archives', () => {
     expect(parsed.revisions).toEqual([
       expect.objectContaining({ status: 'copied', chunksSent: 4, chunksPresent: 0, bytesSent: 16 * MiB }),
     ]);
+    // bytesStored: what the target's store holds of the chunks sent (all of them were sent).
+    let stored = 0;
+    for (const entry of await readdir(join(target, 'chunks'), { recursive: true, withFileTypes: true }))
+      if (entry.isFile() && /^[0-9a-f]{64}$/.test(entry.name))
+        stored += (await stat(join(entry.parentPath, entry.name))).size;
+    expect(parsed.revisions[0].bytesStored).toBe(stored);
     // The target got the source's config, and a store of its own.
     expect(await readdir(join(target, 'chunks'))).not.toEqual([]);
     expect(await readFile(join(target, 'config'), 'utf8')).toContain(`filename: ${image}`);
+  });
+
+  it('leaves nothing at the target when --init-from-source fails, so the retry with the right options works', async () => {
+    const key = join(dir.path, 'copy.key');
+    expect(backy(['key', 'create', key]).code).toBe(0);
+    const encrypted = join(dir.path, 'encrypted-source');
+    expect(
+      backy(['-b', encrypted, 'init', '--store', `encryption.key-file=${key}`, 'file', image]).code,
+    ).toBe(0);
+    expect(backy(['-b', encrypted, 'backup', '-f', 'manual:copy']).code).toBe(0);
+    const target = join(dir.path, 'encrypted-target');
+    // No key for the target: its store would name chunks differently.
+    const wrong = backy(['-b', encrypted, 'copy', '--init-from-source', target]);
+    expect(wrong.code).not.toBe(0);
+    expect(oneLineError(wrong)).toMatch(/names chunks differently from the source/);
+    expect(await readdir(dir.path)).not.toContain('encrypted-target');
+    const right = backy([
+      '-b',
+      encrypted,
+      'copy',
+      '--init-from-source',
+      '--store',
+      `encryption.key-file=${key}`,
+      target,
+    ]);
+    expect(right.stderr).toBe('');
+    expect(right.code).toBe(0);
+    const out = join(dir.path, 'encrypted-restored');
+    expect(backy(['-b', target, 'restore', '-r', 'last', out]).code).toBe(0);
+    expect((await readFile(out)).equals(await readFile(image))).toBe(true);
   });
 
   it('names the target when its store cannot be reached', async () => {
@@ -166,6 +202,13 @@ describe.skipIf(rgw.skip != null)('backy copy to and from an S3 store (RGW)', ()
 
     // Back from the bucket, on a "new host": the offsite archive's directory has nothing but its config.
     for (const name of await readdir(offsite)) if (name !== 'config') await rm(join(offsite, name));
+    // It is the archive the bucket holds only when told so.
+    const unattached = backy(['-b', offsite, 'status'], { env });
+    expect(unattached.code).not.toBe(0);
+    expect(oneLineError(unattached)).toMatch(/has no archive ID: .*init --attach/);
+    const attach = backy(['-b', offsite, 'init', '--attach'], { env });
+    expect(attach.stderr).toBe('');
+    expect(attach.stdout).toMatch(/^Attached .* \(2 revisions\)$/m);
     const back = join(dir.path, 'back');
     const down = backy(['-b', offsite, 'copy', '--init-from-source', back], { env });
     expect(down.stderr).toBe('');

@@ -15,7 +15,7 @@ import { basename, join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { stringify } from 'yaml';
 import { type ArchiveConfig, archiveConfigSchema, loadArchiveConfig, validateConfig } from './config.js';
-import { BackyError, ioError } from './errors.js';
+import { BackyError, ioError, isBackyError } from './errors.js';
 import { exists, fsyncDir, isTempName, mayExist, tempPathFor, writeFileAtomic } from './fs-util.js';
 import { isRevisionId, newRevisionId } from './ids.js';
 import { ChunkedRevisionReader, ChunkedRevisionWriter } from './layout/chunked.js';
@@ -37,11 +37,28 @@ import { CatalogMirror } from './store/catalog-mirror.js';
 import { CHUNK_HASH, hashChunk, isAllZero } from './store/chunk-hash.js';
 import { ChunkMap } from './store/chunk-map.js';
 import type { ChunkStore, StoreDrivers } from './store/contract.js';
+import { isEncryptedStore } from './store/encryption.js';
 import { openStore } from './store/open-store.js';
 
 export interface ArchiveOptions {
   /** Store drivers besides the local directory, by type (the CLI wires in `s3`). */
   stores?: StoreDrivers;
+  /**
+   * Called, instead of failing, when a remote store cannot be reached (an IO error) while the archive
+   * is opened: the archive then has the directory's copies of its revisions only, possibly out of date
+   * (for `status`). Unset: opening fails.
+   */
+  onStoreUnreachable?: (error: BackyError) => void;
+}
+
+export interface InitOptions extends ArchiveOptions {
+  /**
+   * Make this directory the archive whose revisions the store holds already (a new host, or a directory
+   * rebuilt from its config); without it `init` refuses a store that holds another archive's history.
+   */
+  attach?: boolean;
+  /** Runs with the archive and its opened store before anything is written; throwing stops `init`. */
+  check?: (archive: Archive) => Promise<void>;
 }
 
 export const CONFIG_FILE = 'config';
@@ -120,46 +137,73 @@ export class Archive {
     return join(resolve(dir), CONFIG_FILE);
   }
 
-  /** Creates an archive with `config`; refuses to overwrite an existing config. */
+  /**
+   * Creates an archive with `config`; refuses to overwrite an existing config, and a store that holds
+   * another archive's history (unless `attach`). A failed init leaves nothing of its own behind (no
+   * config, no `archive-id`), so that it can be run again with other options.
+   */
   static async init(
     dir: string,
     rawConfig: Record<string, unknown>,
-    options: ArchiveOptions = {},
+    options: InitOptions = {},
   ): Promise<Archive> {
     const path = resolve(dir);
     const configPath = Archive.configPath(path);
     const config = validateConfig(archiveConfigSchema, rawConfig, configPath);
     // The store's options are checked before anything is written.
     const store = await openStore(config, path, options.stores ?? {}, configPath);
-    if (
-      await stat(configPath).then(
-        () => true,
-        () => false,
-      )
-    ) {
+    if (await exists(configPath)) {
       throw new BackyError('CONFIG_EXISTS', `${configPath} already exists; refusing to overwrite it`);
     }
+    const archive = new Archive(path, config, store);
+    const owner = await archive.checkNewStore(options.attach ?? false);
+    await options.check?.(archive);
+    const made = !(await exists(path));
     try {
       await mkdir(path, { recursive: true, mode: PRIVATE_DIR_MODE });
     } catch (error) {
       throw ioError(error, `creating archive ${path}`);
     }
-    await writeFileAtomic(configPath, stringify(rawConfig));
-    const archive = new Archive(path, config, store);
-    await archive.prepareStore();
+    const hadId = (await readArchiveId(path)) != null;
+    try {
+      await writeFileAtomic(configPath, stringify(rawConfig));
+      if (owner != null && !hadId)
+        await writeFileAtomic(join(path, ARCHIVE_ID_FILE), `${owner}\n`, { mode: 0o640 });
+      await archive.prepareStore();
+      if (owner != null) await archive.pull();
+    } catch (error) {
+      await rm(configPath, { force: true }).catch(() => {});
+      if (!hadId) await rm(join(path, ARCHIVE_ID_FILE), { force: true }).catch(() => {});
+      if (made) await rm(path, { recursive: true, force: true }).catch(() => {});
+      throw error;
+    }
     return archive;
   }
 
   /**
-   * Opens the archive at `dir`. With a store that keeps the revisions, the directory's copies are
-   * brought up to date first (a new host with only the `config` gets every revision).
+   * Makes the directory `dir`, which has a config but no `archive-id` (a new host given only the
+   * config), the archive whose revisions its remote store holds (`init --attach` of an existing config).
    */
-  static async open(dir: string, options: ArchiveOptions = {}): Promise<Archive> {
+  static async attach(dir: string, options: ArchiveOptions = {}): Promise<Archive> {
     const path = resolve(dir);
-    const configPath = Archive.configPath(path);
-    let config: ArchiveConfig;
+    const archive = await Archive.create(path, await Archive.loadConfig(path), options);
+    const owner = await archive.checkNewStore(true);
+    const hadId = (await readArchiveId(path)) != null;
     try {
-      config = await loadArchiveConfig(configPath);
+      if (!hadId) await writeFileAtomic(join(path, ARCHIVE_ID_FILE), `${owner}\n`, { mode: 0o640 });
+      await archive.prepareStore();
+      await archive.pull();
+    } catch (error) {
+      // As a failed init: the directory is left as it was, to try again.
+      if (!hadId) await rm(join(path, ARCHIVE_ID_FILE), { force: true }).catch(() => {});
+      throw error;
+    }
+    return archive;
+  }
+
+  private static async loadConfig(path: string): Promise<ArchiveConfig> {
+    try {
+      return await loadArchiveConfig(Archive.configPath(path));
     } catch (error) {
       if (error instanceof BackyError && error.code === 'CONFIG_NOT_FOUND') {
         throw new BackyError(
@@ -170,24 +214,108 @@ export class Archive {
       }
       throw error;
     }
-    const archive = await Archive.create(path, config, options);
-    await archive.pull();
+  }
+
+  /**
+   * Opens the archive at `dir`. The store must be this archive's (see `checkStore`); with a store that
+   * keeps the revisions, the directory's copies are brought up to date first.
+   */
+  static async open(dir: string, options: ArchiveOptions = {}): Promise<Archive> {
+    const path = resolve(dir);
+    const archive = await Archive.create(path, await Archive.loadConfig(path), options);
+    try {
+      await archive.checkStore();
+      await archive.pull();
+    } catch (error) {
+      if (options.onStoreUnreachable == null || archive.mirror == null || !isBackyError(error, 'IO'))
+        throw error;
+      archive.unreachable = true;
+      options.onStoreUnreachable(error);
+    }
     return archive;
   }
 
-  /** Fetches what a remote store's catalog has and the directory lacks (see CatalogMirror). */
+  /** True when opened with `onStoreUnreachable` and the remote store could not be reached. */
+  unreachable = false;
+
+  /**
+   * Refuses a store that is not this archive's as configured, in one line naming both sides: an
+   * encrypted store while the config has no `store.encryption` (the next backup would write plaintext
+   * into it), and a remote store that holds another archive's revisions, or any archive's while this
+   * directory has no ID of its own (it is attached explicitly: `init --attach`).
+   */
+  private async checkStore(): Promise<void> {
+    // The marker first: a GET, whose failure carries S3's error code (a wrong key is said as such).
+    const owner = (await this.store.catalog?.archiveId()) ?? null;
+    await this.checkEncryption();
+    if (owner == null) return;
+    const local = await readArchiveId(this.path);
+    if (local === owner) return;
+    const where = Archive.configPath(this.path);
+    if (local == null) {
+      throw new BackyError(
+        'CONFIG_INVALID',
+        `${where}: store: ${this.store.root} holds the revisions of archive ${owner}, and ${this.path} has no archive ID: if this directory is that archive (a new host), attach it with \`backy -b ${this.path} init --attach\`; otherwise give it its own store.prefix`,
+      );
+    }
+    throw new BackyError(
+      'CONFIG_INVALID',
+      `${where}: store: ${this.store.root} belongs to another archive (ID ${owner}, this one is ${local}); give each archive its own store.prefix`,
+    );
+  }
+
+  private async checkEncryption(): Promise<void> {
+    if (this.config.store.encryption != null) return; // the encrypted store checks its key itself
+    if (await isEncryptedStore(this.store)) {
+      throw new BackyError(
+        'CONFIG_INVALID',
+        `${Archive.configPath(this.path)}: store.encryption.key-file is not set, but ${this.store.root} is encrypted: put store.encryption back (backy never writes unencrypted data into an encrypted store)`,
+      );
+    }
+  }
+
+  /**
+   * For `init`: the ID of the archive whose history the store holds when this directory is to become it
+   * (`attach`), else null; refuses a store holding another archive's history without `attach`, and
+   * `attach` to a store holding none. Nothing is written.
+   */
+  private async checkNewStore(attach: boolean): Promise<string | null> {
+    const catalog = this.store.catalog;
+    const owner = (await catalog?.archiveId()) ?? null;
+    await this.checkEncryption();
+    const local = await readArchiveId(this.path);
+    if (owner == null) {
+      if (attach) {
+        throw new BackyError(
+          'USAGE',
+          `init --attach: ${this.store.root} holds no archive to attach to (${catalog == null ? 'a directory store keeps no revisions: --attach is for a remote store' : 'no archive has claimed it'})`,
+        );
+      }
+      return null;
+    }
+    if (local === owner) return owner;
+    if (local != null) {
+      throw new BackyError(
+        'CONFIG_INVALID',
+        `${Archive.configPath(this.path)}: store: ${this.store.root} belongs to another archive (ID ${owner}, this directory is ${local}); give each archive its own store.prefix`,
+      );
+    }
+    if (!attach) {
+      throw new BackyError(
+        'CONFIG_INVALID',
+        `${Archive.configPath(this.path)}: store: ${this.store.root} already holds the history of archive ${owner}: refusing to mix another archive into it; give this archive its own store.prefix, or pass --attach if this directory is to be that archive (e.g. on a new host)`,
+      );
+    }
+    return owner;
+  }
+
+  /**
+   * Fetches what a remote store's catalog has and the directory lacks (see CatalogMirror). Only after
+   * the store was found to be this archive's (`open`, `init`): never mix two archives' revisions.
+   */
   async pull(logger?: Logger): Promise<void> {
     const mirror = this.mirror;
     if (mirror == null) return;
-    // Never mix two archives' revisions: a store claimed by another archive is named, nothing fetched.
-    const local = await readArchiveId(this.path);
-    const remote = await mirror.catalog.archiveId();
-    if (local != null && remote != null && local !== remote) {
-      throw new BackyError(
-        'CONFIG_INVALID',
-        `${Archive.configPath(this.path)}: store: ${this.store.root} belongs to another archive (ID ${remote}, this one is ${local}); give each archive its own store.prefix`,
-      );
-    }
     await this.withRevisionsLock(async () => {
       await mirror.pull(logger);
     });
@@ -226,7 +354,7 @@ export class Archive {
    * new path. Best effort: a read-only archive or store is no reason to fail a command that only reads.
    */
   async refreshRegistration(): Promise<void> {
-    if (!(await this.store.exists())) return;
+    if (this.unreachable || !(await this.store.exists())) return;
     await this.prepareStore().catch(() => {});
   }
 
@@ -235,8 +363,9 @@ export class Archive {
   /** The archive's ID (`archive-id`), made on first use; it stays the same when the directory moves. */
   async id(): Promise<string> {
     if (this.cachedId != null) return this.cachedId;
-    // On a new host the archive directory has no ID yet: a remote store knows the archive's.
-    const existing = (await readArchiveId(this.path)) ?? (await this.store.catalog?.archiveId()) ?? null;
+    // Never taken from a remote store: a directory becomes the archive a store holds only by
+    // `init --attach`, which writes the store's ID here (see checkNewStore).
+    const existing = await readArchiveId(this.path);
     if (existing != null && !isRevisionId(existing)) {
       throw new BackyError(
         'CONFIG_INVALID',
@@ -566,7 +695,7 @@ export class Archive {
       const map =
         rev.backend_type === 'cowfile'
           ? await legacyImageMap(this.imagePath(rev.uuid))
-          : await ChunkMap.load(this.mapPath(rev.uuid));
+          : await this.loadMap(rev);
       if (map.size !== rev.size) {
         throw new BackyError(
           'REVISION_INVALID',
@@ -610,7 +739,7 @@ export class Archive {
       if (rev.backend_type !== this.config.layout) return null;
       let map: ChunkMap;
       try {
-        map = await this.loadMap(rev.uuid);
+        map = await this.loadMap(rev);
       } catch (error) {
         logger?.warn(
           { parent: rev.uuid, err: error },
@@ -760,8 +889,20 @@ export class Archive {
     ];
   }
 
-  async loadMap(id: string): Promise<ChunkMap> {
-    return ChunkMap.load(this.mapPath(id));
+  /**
+   * A revision's map, checked to be the one the revision was written with (the checksum its `.rev`
+   * records): another revision's map copied over it would hand out another image, in every reader.
+   */
+  async loadMap(rev: Pick<RevisionData, 'uuid' | 'map_checksum'>): Promise<ChunkMap> {
+    const path = this.mapPath(rev.uuid);
+    const map = await ChunkMap.load(path);
+    if (rev.map_checksum != null && map.checksum !== rev.map_checksum) {
+      throw new BackyError(
+        'REVISION_INVALID',
+        `revision ${rev.uuid}: its map ${path} is not the one it was written with (the .rev records checksum ${rev.map_checksum.slice(0, 16)}…, the map has ${map.checksum?.slice(0, 16)}…): another revision's map copied over it, or altered`,
+      );
+    }
+    return map;
   }
 
   /** Deletes a revision: the `.rev` first (so it disappears at once), then its map and image file. */

@@ -152,7 +152,7 @@ describe('trust, verify and distrust', () => {
     const archive = await makeArchive(dir.path);
     const data = image();
     const rev = await backupOf(archive, data);
-    const map = await archive.loadMap(rev.uuid);
+    const map = await archive.loadMap(rev);
     const hash = map.get(1)!;
     const path = (archive.store as DirectoryChunkStore).pathOf(hash);
     const bytes = await readFile(path);
@@ -280,7 +280,7 @@ describe('restore', () => {
       const data = image();
       data.copy(data, 4 * MiB, 0, 4 * MiB); // chunk 1 repeats chunk 0: one file, two indexes
       const rev = await backupOf(archive, data);
-      const map = await archive.loadMap(rev.uuid);
+      const map = await archive.loadMap(rev);
       const chunk = (i: number) => Buffer.from(data.subarray(i * 4 * MiB, (i + 1) * 4 * MiB));
       const fresh = new Set([map.get(0)!, map.get(1)!]);
       const changed = (i: number) => {
@@ -332,7 +332,7 @@ describe('restore', () => {
     const data = image();
     const rev = await backupOf(archive, data);
     // Rewrite the revision as format 1 made it: a BKYMAP01 map naming chunks by SHA-256.
-    const map = await archive.loadMap(rev.uuid);
+    const map = await archive.loadMap(rev);
     const old = new ChunkMap(map.size, map.chunkSize, undefined, 'sha256');
     for (let i = 0; i < map.chunkCount; i++) {
       const hash = map.get(i);
@@ -351,7 +351,7 @@ describe('restore', () => {
     const next = await backupOf(archive, data);
     expect(next.parent).toBe(rev.uuid);
     expect(next.stats.chunks_written).toBe(2); // nothing reused across hash algorithms
-    expect((await archive.loadMap(next.uuid)).algorithm).toBe('blake3');
+    expect((await archive.loadMap(next)).algorithm).toBe('blake3');
     expect((await restoreBytes(archive, rev.uuid)).equals(data)).toBe(true);
     expect((await restoreBytes(archive, next.uuid)).equals(data)).toBe(true);
   });

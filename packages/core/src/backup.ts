@@ -114,6 +114,8 @@ export async function runBackup(
       signal.throwIfAborted();
       const map = await writer.seal();
       revision.size = map.size;
+      // Binds the map to this revision: every later read checks it.
+      if (map.checksum != null) revision.map_checksum = map.checksum;
       log.info({ seconds: secondsSince(started), bytes_read: bytesRead }, 'source read and chunks stored');
       if (revision.backend_type === 'chunked') {
         // Never commit a revision that names a chunk the store does not hold.

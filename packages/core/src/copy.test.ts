@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readdir, writeFile } from 'node:fs/promises';
+import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Archive } from './archive.js';
@@ -79,6 +79,22 @@ describe('copyRevisions', () => {
     expect((await restoreToBuffer(target, second.uuid)).equals(v2)).toBe(true);
     expect((await restoreToBuffer(target, first.uuid)).equals(v1)).toBe(true);
     expect((await target.revisions()).map((r) => r.uuid)).toEqual([first.uuid, second.uuid]);
+  });
+
+  it('reports as bytesStored what the target store holds of the chunks it was sent', async () => {
+    const source = await archiveAt('source');
+    const target = await archiveAt('target');
+    const first = await backupOf(source, image());
+    const [copied] = await copyAll(source, target, [first]);
+    // Chunk files (named by 64 hex digits) in the target's store: every one of them was sent.
+    let stored = 0;
+    for (const entry of await readdir(join(target.path, 'chunks'), { recursive: true, withFileTypes: true }))
+      if (entry.isFile() && /^[0-9a-f]{64}$/.test(entry.name))
+        stored += (await stat(join(entry.parentPath, entry.name))).size;
+    expect(copied!.chunksSent).toBe(6);
+    // Random data does not compress: the store holds at least what was sent.
+    expect(stored).toBeGreaterThan(copied!.bytesSent);
+    expect(copied!.bytesStored).toBe(stored);
   });
 
   it('copies the oldest first and counts chunks shared between the copied revisions once', async () => {

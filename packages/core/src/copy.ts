@@ -62,16 +62,7 @@ export async function copyRevisions(
       `copy: the target archive ${target.path} has layout ${target.config.layout}; copies go into layout chunked`,
     );
   }
-  // Chunks keep their names in a copy: both stores must name content alike (the same encryption key,
-  // or none on both sides). Re-keying a copy would mean rewriting every map; it is not done.
-  const probe = Buffer.from('backy copy: do both stores name this content alike?');
-  const nameIn = (archive: Archive) => archive.store.naming?.name(probe) ?? hashChunk(probe, CHUNK_HASH);
-  if ((await nameIn(source)) !== (await nameIn(target))) {
-    throw new BackyError(
-      'USAGE',
-      `copy: the target ${target.path} names chunks differently from the source (another store.encryption key, or encrypted on one side only); a copy needs the same key on both sides`,
-    );
-  }
+  await assertSameChunkNames(source, target);
   const ordered = [...revisions].sort(
     (a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp) || a.uuid.localeCompare(b.uuid),
   );
@@ -123,6 +114,22 @@ export async function copyRevisions(
   }
 }
 
+/**
+ * Chunks keep their names in a copy: both stores must name content alike (the same encryption key, or
+ * none on both sides). Re-keying a copy would mean rewriting every map; it is not done. Reads nothing
+ * from either store, so `copy --init-from-source` checks it before it writes the target.
+ */
+export async function assertSameChunkNames(source: Archive, target: Archive): Promise<void> {
+  const probe = Buffer.from('backy copy: do both stores name this content alike?');
+  const nameIn = (archive: Archive) => archive.store.naming?.name(probe) ?? hashChunk(probe, CHUNK_HASH);
+  if ((await nameIn(source)) !== (await nameIn(target))) {
+    throw new BackyError(
+      'USAGE',
+      `copy: the target ${target.path} names chunks differently from the source (another store.encryption key, or encrypted on one side only); a copy needs the same key on both sides`,
+    );
+  }
+}
+
 async function copyOne(
   source: Archive,
   target: Archive,
@@ -131,7 +138,7 @@ async function copyOne(
 ): Promise<CopyResult> {
   const { signal } = options;
   const log = options.logger.child({ revision: rev.uuid });
-  const map = await source.loadMap(rev.uuid);
+  const map = await source.loadMap(rev);
   if (map.size !== rev.size) {
     throw new BackyError(
       'REVISION_INVALID',
@@ -165,7 +172,9 @@ async function copyOne(
         // thread's heap let pile up (peak RSS of a 1 GiB copy 320 MB).
         const data = await source.store.getPooled(hash, map.algorithm);
         try {
-          result.bytesStored += await putVerified(target, hash, data, log);
+          // Not `+= await`: that reads the sum before the await, and concurrent chunks' bytes were lost.
+          const stored = await putVerified(target, hash, data, log);
+          result.bytesStored += stored;
           result.bytesSent += data.length;
           options.progress(data.length);
         } finally {
@@ -184,7 +193,9 @@ async function copyOne(
     });
     // A remote store's lease that lapsed may have let a purge in: no commit then.
     for (const lock of options.locks) lock.assertHeld?.();
-    for (const error of await target.commitRevision(rev))
+    // The same revision, bound to the map just written (a revision from before maps were bound gets it).
+    const committed = { ...rev, map_checksum: map.checksum ?? rev.map_checksum };
+    for (const error of await target.commitRevision(committed))
       log.warn({ err: error }, 'revision committed; a step after the commit failed, the next run repairs it');
   } catch (error) {
     await target.dropPending(rev.uuid).catch(() => {});

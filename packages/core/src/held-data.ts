@@ -14,7 +14,7 @@ export async function heldBytes(archive: Archive, revisions: readonly Revision[]
   for (const rev of revisions) {
     const map =
       rev.backend_type === 'chunked' || rev.backend_type === 'images'
-        ? await archive.loadMap(rev.uuid).catch(() => null)
+        ? await archive.loadMap(rev).catch(() => null)
         : null;
     if (map == null) {
       total += rev.size;

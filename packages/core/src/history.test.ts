@@ -227,7 +227,7 @@ describe('a failure after the commit', () => {
     }
     expect(r1.trust).toBe('trusted');
     expect((await archive.revisions()).map((r) => r.uuid)).toEqual([r1.uuid]);
-    expect((await archive.loadMap(r1.uuid)).size).toBe(v1.length);
+    expect((await archive.loadMap(r1)).size).toBe(v1.length);
     expect((await chunkFiles(archive)).length).toBeGreaterThan(0);
     expect((await purgeStore(archive.store, { logger: silent })).chunksDeleted).toBe(0);
     expect((await restored(archive, r1.uuid)).equals(v1)).toBe(true);
@@ -284,8 +284,8 @@ describe('purge beside forget', () => {
     const v1 = image(1);
     const r1 = await backup(archive, v1);
     const r2 = await backup(archive, image(2));
-    const ofR1 = new Set((await archive.loadMap(r1.uuid)).uniqueHashes());
-    const onlyR2 = [...(await archive.loadMap(r2.uuid)).uniqueHashes()].filter((h) => !ofR1.has(h));
+    const ofR1 = new Set((await archive.loadMap(r1)).uniqueHashes());
+    const onlyR2 = [...(await archive.loadMap(r2)).uniqueHashes()].filter((h) => !ofR1.has(h));
     expect(onlyR2.length).toBeGreaterThan(0);
     const load = ChunkMap.load.bind(ChunkMap);
     const spy = vi.spyOn(ChunkMap, 'load').mockImplementation(async (path) => {

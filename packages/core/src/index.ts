@@ -9,6 +9,7 @@ export {
   type ArchiveScan,
   CONFIG_FILE,
   type DamagedRevision,
+  type InitOptions,
   LOG_FILE,
 } from './archive.js';
 export { type BackupOptions, type Progress, runBackup } from './backup.js';
@@ -29,7 +30,7 @@ export {
   fromLegacyArchiveConfig,
   type SourceConfig,
 } from './config.js';
-export { type CopyOptions, type CopyResult, copyRevisions } from './copy.js';
+export { assertSameChunkNames, type CopyOptions, type CopyResult, copyRevisions } from './copy.js';
 export { BackyError, type BackyErrorCode, isBackyError } from './errors.js';
 export { expireArchive } from './expire.js';
 export { writeFileAtomic } from './fs-util.js';

@@ -43,6 +43,15 @@ export const revisionSchema = z.object({
   /** Size of the image in bytes. */
   size: z.number().int().nonnegative().default(0),
   /**
+   * The checksum its `.map` ends with (SHA-256 of the map's content, hex): binds the map to this
+   * revision, so another revision's map copied over it is refused. Absent for revisions written before
+   * (and backy 2.x's), which are read as they are.
+   */
+  map_checksum: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
+  /**
    * `chunked`: a `.map` over the chunk store; `images`: a `.map` and the image file `<id>`; `cowfile`: a
    * revision written by backy 2.0–2.1, the raw image file `<id>` and no map; `legacy-chunked`: one of
    * backy 2.2–2.5, `<id>` a JSON chunk mapping over `chunks/` (see `legacyRevisionSchema`).

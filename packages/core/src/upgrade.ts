@@ -90,6 +90,7 @@ export async function upgradeArchive(archive: Archive, options: UpgradeOptions):
           ...current,
           backend_type: to,
           size: map.size,
+          map_checksum: map.checksum ?? undefined,
           source_info: { ...current.source_info, upgraded_from: rev.backend_type },
         }));
       } finally {

@@ -159,6 +159,18 @@ describe.skipIf(skip != null)('backy with an archive on S3 (Ceph RGW)', () => {
     const fresh = join(dir, 'vm1-new-host');
     await mkdir(fresh);
     await writeFile(join(fresh, 'config'), await readFile(join(archive, 'config')));
+    // It becomes the archive the prefix holds only when told so (else a second archive's config given
+    // the same prefix by mistake would take over the first one's history).
+    const unattached = backy(['-b', fresh, 'status']);
+    expect(unattached.code).not.toBe(0);
+    expect(unattached.stderr.trim().split('\n')).toHaveLength(1);
+    expect(unattached.stderr).toMatch(/has no archive ID: .*`backy -b .* init --attach`/);
+    const attach = backy(['-b', fresh, 'init', '--attach']);
+    expect(attach.code, attach.stderr).toBe(0);
+    expect(attach.stdout).toMatch(/\(2 revisions\)/);
+    expect(await readFile(join(fresh, 'archive-id'), 'utf8')).toBe(
+      await readFile(join(archive, 'archive-id'), 'utf8'),
+    );
     expect(revisions(fresh).map((r) => r.uuid)).toEqual(revs.map((r) => r.uuid));
     for (const [i, rev] of revs.entries()) expect(await restoreSha(fresh, rev.uuid)).toBe(sums[i]);
     const verify = backy(['-b', fresh, 'verify', '-r', 'all']);
@@ -177,6 +189,79 @@ describe.skipIf(skip != null)('backy with an archive on S3 (Ceph RGW)', () => {
     expect(purge.code, purge.stderr).toBe(0);
     expect(purge.stdout).toMatch(/^purged [1-9]\d* chunks/);
     expect(await restoreSha(archive, revs[1]!.uuid)).toBe(sums[1]);
+  });
+
+  it('refuses a second archive on the same bucket and prefix (init and open), unless it is attached', async () => {
+    const img = join(dir, 'vm20.img');
+    const data = image(8 * MiB);
+    await writeFile(img, data);
+    const first = await initArchive('vm20', img, 'vm20/');
+    expect(backy(['-b', first, 'backup', 'daily']).code).toBe(0);
+    const id = (await readFile(join(first, 'archive-id'), 'utf8')).trim();
+    const [rev] = revisions(first);
+
+    // Another VM's archive given the same prefix: refused, and nothing of it is left.
+    const other = join(dir, 'vm21.img');
+    await writeFile(other, image(4 * MiB));
+    const second = join(dir, 'vm21');
+    const store = ['--store', 'type=s3', '--store', `endpoint=${rgw.skip == null ? rgw.endpoint : ''}`];
+    const init = backy([
+      '-b',
+      second,
+      'init',
+      ...store,
+      '--store',
+      `bucket=${bucket}`,
+      '--store',
+      'prefix=vm20/',
+      'file',
+      other,
+    ]);
+    expect(init.code).not.toBe(0);
+    const lines = init.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^backy: error: /);
+    expect(lines[0]).toContain(`already holds the history of archive ${id}`);
+    expect(lines[0]).toContain('--attach');
+    expect(await readdir(dir)).not.toContain('vm21');
+
+    // Made anyway (a config written by hand, or by the daemon) or with its own ID: every command refuses.
+    await mkdir(second);
+    await writeFile(join(second, 'config'), await readFile(join(first, 'config')));
+    for (const command of [['status'], ['backup', 'daily'], ['restore', '-r', 'last', join(dir, 'x.img')]]) {
+      const r = backy(['-b', second, ...command]);
+      expect(r.code, command.join(' ')).not.toBe(0);
+      expect(r.stderr).toContain(`holds the revisions of archive ${id}`);
+    }
+    await writeFile(join(second, 'archive-id'), 'AAAAAAAAAAAAAAAAAAAAAA\n');
+    const mismatch = backy(['-b', second, 'backup', 'daily']);
+    expect(mismatch.code).not.toBe(0);
+    expect(mismatch.stderr).toContain(
+      `belongs to another archive (ID ${id}, this one is AAAAAAAAAAAAAAAAAAAAAA)`,
+    );
+
+    // The first archive's history is untouched.
+    expect(revisions(first).map((r) => r.uuid)).toEqual([rev!.uuid]);
+    expect(await restoreSha(first, rev!.uuid)).toBe(sha(data));
+
+    // --attach to a prefix no archive holds is refused: a typo in the prefix must not start a new history.
+    const nobody = join(dir, 'vm22');
+    const attachNothing = backy([
+      '-b',
+      nobody,
+      'init',
+      '--attach',
+      ...store,
+      '--store',
+      `bucket=${bucket}`,
+      '--store',
+      'prefix=vm22-typo/',
+      'file',
+      other,
+    ]);
+    expect(attachNothing.code).not.toBe(0);
+    expect(attachNothing.stderr).toMatch(/holds no archive to attach to/);
+    expect(await readdir(dir)).not.toContain('vm22');
   });
 
   it('refuses a second writer from another host with one line while the archive is being written', async () => {
@@ -320,7 +405,19 @@ describe.skipIf(skip != null)('backy with an archive on S3 (Ceph RGW)', () => {
     ];
     for (const [text, extra, message] of cases) {
       await writeFile(join(archive, 'config'), text);
-      for (const command of [['status'], ['backup', 'daily']]) {
+      // With the endpoint down, status shows the revisions mirrored in the directory, with one warning.
+      const down = message.source.startsWith('connection refused');
+      if (down) {
+        const r = backy(['-b', archive, 'status', '--json'], extra);
+        expect(r.code, r.stderr).toBe(0);
+        expect(JSON.parse(r.stdout)).toHaveLength(1);
+        const lines = r.stderr.trim().split('\n');
+        expect(lines).toHaveLength(1);
+        expect(lines[0]).toMatch(
+          /^backy: warning: .*connection refused: is the S3 endpoint right and the service running\?; showing the revisions as last copied into /,
+        );
+      }
+      for (const command of down ? [['backup', 'daily']] : [['status'], ['backup', 'daily']]) {
         const r = backy(['-b', archive, ...command], extra);
         expect(r.code, `${command}: ${r.stderr}`).not.toBe(0);
         const lines = r.stderr.trim().split('\n');

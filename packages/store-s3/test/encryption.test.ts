@@ -162,7 +162,7 @@ describe.skipIf(skip != null)('an encrypted archive on S3', () => {
     return { prefix, key, config, archive };
   }
 
-  /** A new host: a new archive directory holding only the config. */
+  /** A new host: a new archive directory holding only the config (`Archive.attach` makes it the archive). */
   async function newHost(config: unknown): Promise<string> {
     const dir = join(work.path, `host-${randomBytes(4).toString('hex')}`);
     await mkdir(dir);
@@ -190,7 +190,7 @@ describe.skipIf(skip != null)('an encrypted archive on S3', () => {
       expect(body.toString('latin1'), key).not.toContain('timestamp');
     }
 
-    const restored = await Archive.open(await newHost(config), { stores });
+    const restored = await Archive.attach(await newHost(config), { stores });
     expect((await restored.revisions()).map((r) => r.uuid)).toEqual([first.uuid, second.uuid]);
     expect((await restoreToBuffer(restored, first.uuid)).equals(v1)).toBe(true);
     expect((await restoreToBuffer(restored, second.uuid)).equals(v2)).toBe(true);
@@ -201,7 +201,7 @@ describe.skipIf(skip != null)('an encrypted archive on S3', () => {
     await backupOf(archive, vmLikeData(3 * MiB));
     await rm(key);
     await writeKeyFile(key, await newKeyFile(null));
-    const wrong = await Archive.open(await newHost(config), { stores }).catch((e: Error) => e);
+    const wrong = await Archive.attach(await newHost(config), { stores }).catch((e: Error) => e);
     expect(isBackyError(wrong, 'CONFIG_INVALID')).toBe(true);
     expect((wrong as Error).message).toMatch(
       /^wrong key: s3:\/\/.* is encrypted with key [0-9a-f]{16}, the key file .* holds key [0-9a-f]{16}$/,
@@ -215,7 +215,7 @@ describe.skipIf(skip != null)('an encrypted archive on S3', () => {
     const body = Buffer.from(await got.Body!.transformToByteArray());
     body[body.length >> 1]! ^= 1;
     await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: mapKey, Body: body }));
-    const tampered = await Archive.open(await newHost(second.config), { stores }).catch((e: Error) => e);
+    const tampered = await Archive.attach(await newHost(second.config), { stores }).catch((e: Error) => e);
     expect(isBackyError(tampered, 'REVISION_INVALID')).toBe(true);
     expect((tampered as Error).message).toMatch(
       new RegExp(`^${rev2.uuid}\\.map in s3://.* does not decrypt: the stored object was altered$`),

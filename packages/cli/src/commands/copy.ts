@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import {
   Archive,
+  assertSameChunkNames,
   BackyError,
   type CopyResult,
   copyRevisions,
@@ -107,10 +108,12 @@ async function openTarget(
   const raw = fromLegacyArchiveConfig(parse(await readFile(configPath, 'utf8'))) as Record<string, unknown>;
   const { store: _sourceStore, ...config } = raw;
   try {
+    // Checked before the target is written: a failed init leaves nothing, so a retry with other
+    // --store options makes the target anew instead of meeting a half-made one.
     return await Archive.init(
       path,
       { ...config, ...(Object.keys(options.store).length > 0 ? { store: options.store } : {}) },
-      { stores: STORE_DRIVERS },
+      { stores: STORE_DRIVERS, check: (target) => assertSameChunkNames(source, target) },
     );
   } catch (error) {
     throw named(error);

@@ -85,7 +85,7 @@ export const initCommand: Command = {
   name: 'init',
   summary: 'create an archive for a source in the base directory',
   usage:
-    'init [--layout chunked|images] [-o KEY=VALUE]... [--store KEY=VALUE]... TYPE [SOURCE]   e.g. `backy -b /srv/backy/vm1 init file /srv/vm/disk.img`; `--store type=s3 --store endpoint=URL --store bucket=NAME --store prefix=vm1/` keeps the archive in object storage',
+    'init [--layout chunked|images] [-o KEY=VALUE]... [--store KEY=VALUE]... [--attach] TYPE [SOURCE]   e.g. `backy -b /srv/backy/vm1 init file /srv/vm/disk.img`; `--store type=s3 --store endpoint=URL --store bucket=NAME --store prefix=vm1/` keeps the archive in object storage; `init --attach` alone makes a directory holding only a copied config the archive its store holds',
   options: {
     layout: {
       type: 'string',
@@ -107,9 +107,26 @@ export const initCommand: Command = {
       valueName: 'KEY=VALUE',
       description: 'a store option, e.g. type=s3 (default: the chunks/ folder of the archive)',
     },
+    attach: {
+      type: 'boolean',
+      description:
+        'make this directory the archive whose history the store holds already (a new host); without it, init refuses such a store',
+    },
   },
-  positionals: [1, 2],
+  positionals: [0, 2],
   async run(ctx) {
+    const attach = ctx.values.attach === true;
+    if (ctx.positionals.length === 0) {
+      if (!attach)
+        throw new BackyError('USAGE', `init: wrong number of arguments; usage: backy ${initCommand.usage}`);
+      // A directory with a config copied from another host: it takes the store's archive ID.
+      const archive = await Archive.attach(ctx.global.baseDir, { stores: STORE_DRIVERS });
+      const count = (await archive.revisions()).length;
+      ctx.print(
+        `Attached ${archive.path} to the archive in ${archive.store.root} (${count} revision${count === 1 ? '' : 's'})`,
+      );
+      return 0;
+    }
     const [given, argument] = ctx.positionals as [string, string | undefined];
     const type = absoluteSourceType(given, process.cwd());
     const layout = ctx.values.layout;
@@ -144,7 +161,7 @@ export const initCommand: Command = {
         ...(layout != null ? { layout } : {}),
         ...(Object.keys(store).length > 0 ? { store } : {}),
       },
-      { stores: STORE_DRIVERS },
+      { stores: STORE_DRIVERS, attach },
     );
     for (const warning of await archive.layoutWarnings()) ctx.warn(warning);
     for (const warning of (await definition.checkInit?.(parsed)) ?? []) ctx.warn(warning);

@@ -30,7 +30,8 @@ export const statusCommand: Command = {
   async run(ctx) {
     if (ctx.values.json && ctx.values.yaml)
       throw new BackyError('USAGE', 'status: --json and --yaml exclude each other; give one of them');
-    const archive = await ctx.openArchive();
+    // The revisions are mirrored in the archive directory: with the store down, they are still shown.
+    const archive = await ctx.openArchive({ offline: true });
     const scan = await archive.scan();
     const spec = ctx.values.revision as string | undefined;
     const revisions = spec == null ? scan.complete : await archive.resolve(spec);

@@ -29,6 +29,11 @@ export class ChunkMap {
   size: number;
   readonly chunkSize: number;
   private hashes: Buffer;
+  /**
+   * The checksum (hex) the map file ends with, as loaded or last saved: what a revision's `.rev`
+   * records to bind its map (`map_checksum`). Null for a map never saved or loaded.
+   */
+  checksum: string | null = null;
 
   constructor(
     size: number,
@@ -128,7 +133,9 @@ export class ChunkMap {
     ) {
       throw fail('inconsistent header');
     }
-    return new ChunkMap(size, chunkSize, body.subarray(HEADER_BYTES), algorithm);
+    const map = new ChunkMap(size, chunkSize, body.subarray(HEADER_BYTES), algorithm);
+    map.checksum = data.subarray(data.length - HASH_BYTES).toString('hex');
+    return map;
   }
 
   static async load(path: string): Promise<ChunkMap> {
@@ -146,7 +153,9 @@ export class ChunkMap {
   }
 
   async save(path: string): Promise<void> {
-    await writeFileAtomic(path, this.serialize(), { mode: SEALED_FILE_MODE });
+    const data = this.serialize();
+    await writeFileAtomic(path, data, { mode: SEALED_FILE_MODE });
+    this.checksum = data.subarray(data.length - HASH_BYTES).toString('hex');
   }
 
   private check(index: number): void {

@@ -156,7 +156,7 @@ describe('an encrypted directory store', () => {
     const archive = await Archive.init(join(dir.path, 'archive'), encryptedConfig());
     const [v1] = images();
     const rev = await backupOf(archive, v1);
-    const map = await archive.loadMap(rev.uuid);
+    const map = await archive.loadMap(rev);
     const hash = map.get(0)!;
     const path = (archive.store as unknown as { inner: DirectoryChunkStore }).inner.pathOf(hash);
     const file = await readFile(path);
@@ -186,9 +186,10 @@ describe('an encrypted directory store', () => {
     const archive = await Archive.init(join(dir.path, 'archive'), encryptedConfig());
     const rev = await backupOf(archive, images()[0]);
     await writeFile(Archive.configPath(archive.path), 'source: {type: test}\n');
-    const plain = await Archive.open(archive.path);
-    const error = await rejection(restoreToBuffer(plain, rev.uuid), 'CONFIG_INVALID');
-    expect(error.message).toContain('set store.encryption.key-file');
+    // The store's record refuses the config at once, before any chunk is read (or written).
+    const error = await rejection(Archive.open(archive.path), 'CONFIG_INVALID');
+    expect(error.message).toContain('store.encryption.key-file is not set');
+    expect(rev.uuid).toBeTruthy();
   });
 
   it('refuses a key for a store written without encryption', async () => {
@@ -301,8 +302,8 @@ describe('an encrypted store with a catalog (as a remote store)', () => {
     await mkdir(fresh);
     const { encryption: _, ...store } = remoteConfig().store;
     await writeFile(Archive.configPath(fresh), JSON.stringify({ ...remoteConfig(), store }));
-    const error = await rejection(Archive.open(fresh, { stores }), 'REVISION_INVALID');
-    expect(error.message).toContain('is encrypted: set store.encryption.key-file');
+    const error = await rejection(Archive.open(fresh, { stores }), 'CONFIG_INVALID');
+    expect(error.message).toContain('store.encryption.key-file is not set');
     expect(await stat(join(fresh, 'chunks')).catch(() => null)).toBeNull();
   });
 });

@@ -50,6 +50,16 @@ const KEY_CHECK_MAGIC = Buffer.from('BKK1');
 const KEY_CHECK_TEXT = Buffer.from('backy key check');
 export const KEYED_HASH = 'keyed-blake3';
 
+/**
+ * Whether a store records that it is encrypted (it holds the key check object). The store's record
+ * decides, not an archive's config: a config whose `store.encryption` was removed must not write
+ * plaintext into an encrypted store. Only looked up, never read: a read that found the object damaged
+ * would move it aside, and the record with it.
+ */
+export function isEncryptedStore(store: ChunkStore): Promise<boolean> {
+  return store.has(KEY_CHECK);
+}
+
 /** True if `data` is an object this layer sealed (a remote store's revision file read without the key). */
 export function isSealed(data: Buffer): boolean {
   return data.length >= SEAL_OVERHEAD && data.subarray(0, SEALED_MAGIC.length).equals(SEALED_MAGIC);

@@ -175,12 +175,29 @@ export interface LoadKeyOptions {
   passphraseFile?: string | null;
 }
 
-/** Loads a store's key file: a missing file is one line naming the config key and the file. */
+/**
+ * Loads a store's key file: a missing file is one line naming the config key and the file, and so is a
+ * file that others than its owner may read or change (mode & 0o077), as ssh refuses such a private key:
+ * a warning would go to a log nobody reads while the key that opens every backup lies open.
+ */
 export async function loadStoreKey(file: string, options: LoadKeyOptions): Promise<StoreKey> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    const handle = await open(file, 'r');
+    try {
+      const mode = (await handle.stat()).mode & 0o777;
+      if ((mode & 0o077) !== 0) {
+        throw new BackyError(
+          'CONFIG_INVALID',
+          `${options.where}: key file ${file} has mode 0${mode.toString(8)}: others than its owner may read or change it; chmod 600 ${file} (backy refuses such a key, as ssh does)`,
+        );
+      }
+      text = await handle.readFile('utf8');
+    } finally {
+      await handle.close();
+    }
   } catch (error) {
+    if (error instanceof BackyError) throw error;
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new BackyError('CONFIG_INVALID', `${options.where}: key file ${file} does not exist`, {
         cause: error,
