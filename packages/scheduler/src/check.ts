@@ -1,4 +1,5 @@
 import { type JobStatus, readStatusFile, type StatusFileContents } from './status-file.js';
+import { addVerifyFindings } from './verify-check.js';
 
 /** Nagios plugin exit statuses. */
 export const NAGIOS = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 } as const;
@@ -95,5 +96,5 @@ export async function checkStatusFile(path: string, nowMs: number = Date.now()):
     const why = errno.syscall != null && errno.code != null ? errno.code : errno.message;
     return { exitCode: NAGIOS.UNKNOWN, lines: [`UNKNOWN: Status file ${path} is unreadable: ${why}`] };
   }
-  return evaluateStatus(path, contents, nowMs);
+  return addVerifyFindings(evaluateStatus(path, contents, nowMs), contents, nowMs);
 }

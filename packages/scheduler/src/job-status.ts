@@ -3,6 +3,7 @@ import type { Clock } from './clock.js';
 import { isBusy, JOB_STATES, type JobRuntime, type JobState } from './job-table.js';
 import { slaState, sortTags } from './schedule-math.js';
 import { type JobStatus, writeStatusFile } from './status-file.js';
+import { verifyStatusFields } from './verify-job.js';
 
 export interface SchedulerSummary {
   jobs: number;
@@ -35,6 +36,7 @@ export function jobStatus(job: JobRuntime, now: number): JobStatus {
     damaged_revisions: job.summary.damaged.join(', '),
     last_snapshot: newest?.snapshot ?? null,
     history_lost: job.summary.count === 0 && job.summary.historyStarted,
+    ...verifyStatusFields(job, now),
   };
 }
 

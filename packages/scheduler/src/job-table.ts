@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { type ArchiveSummary, ArchiveWatcher, EMPTY_SUMMARY } from './archive-state.js';
 import type { RunResult } from './runner.js';
 import type { PlannedRun } from './schedule-math.js';
+import { newVerifyRuntime, type VerifyRuntime } from './verify-summary.js';
 
 export type JobState = 'waiting' | 'queued' | 'running' | 'finishing' | 'failed';
 export const JOB_STATES: readonly JobState[] = ['waiting', 'queued', 'running', 'finishing', 'failed'];
@@ -47,6 +48,8 @@ export interface JobRuntime {
   removed: boolean;
   slow: boolean;
   abort: AbortController | null;
+  /** The job's scheduled verify job (verify-job.ts). */
+  verify: VerifyRuntime;
 }
 
 /** The job names a reload added, removed and changed (source, schedule, layout or store). */
@@ -148,6 +151,7 @@ function newJob(
     removed: false,
     slow: false,
     abort: null,
+    verify: newVerifyRuntime(),
   };
 }
 

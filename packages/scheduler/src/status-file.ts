@@ -3,7 +3,7 @@ import { writeFileAtomic } from '@backy/core';
 import { parse } from 'yaml';
 
 /** One job in the status file (field names as in backy 2.x, plus trust and verification of the newest revision). */
-export interface JobStatus {
+export interface JobStatus extends VerifyStatusFields {
   job: string;
   sla: 'OK' | 'TOO OLD';
   /** Seconds beyond the SLA; 0 within it. */
@@ -30,6 +30,23 @@ export interface JobStatus {
   last_snapshot?: string | null;
   /** True when the job has no revisions although its archive had some: its history is gone (CRITICAL). */
   history_lost?: boolean;
+}
+
+/** A job's scheduled verify job in the status file (verify-job.ts; `backy check` judges it in verify-check.ts). */
+export interface VerifyStatusFields {
+  /** `off` (no verify job), `waiting`, `queued` or `running`. */
+  verify_status?: string;
+  /** ISO time of the last verify run (this daemon's, or the newest `verified_at` of the revisions). */
+  verify_last_time?: string | null;
+  /** Outcome of this daemon's last verify run: `ok`, `damaged`, `failed`, or null. */
+  verify_last_result?: 'ok' | 'damaged' | 'failed' | null;
+  verify_next_time?: string | null;
+  /** Comma-separated revisions a verify found damaged (distrusted): CRITICAL in `backy check`. */
+  verify_damaged?: string;
+  /** Revisions not verified within `outdated-after` + `interval` (never verified: since made): WARNING. */
+  verify_overdue?: number;
+  /** ISO time of the oldest verification among the revisions (or the revision's own time: never verified). */
+  verify_oldest_time?: string | null;
 }
 
 const PLAIN = /^[A-Za-z_][A-Za-z0-9_.@+-]*$/;
