@@ -26,16 +26,24 @@ const addressListSchema = z
 
 const absolutePathSchema = z.string().refine(isAbsolute, 'must be an absolute path');
 
+const verifyJobObjectSchema = z.strictObject({
+  /** How often the verify job runs (default 7d). */
+  interval: durationSchema.optional(),
+  /** It re-reads the revisions not verified within this long (default 30d). */
+  'outdated-after': durationSchema.optional(),
+});
+
 /** `verify` of a job, or of `global` for every job: the scheduled verify job (docs/scheduler.md). */
-export const verifyJobSchema = z.union([
-  z.literal(false),
-  z.strictObject({
-    /** How often the verify job runs (default 7d). */
-    interval: durationSchema.optional(),
-    /** It re-reads the revisions not verified within this long (default 30d). */
-    'outdated-after': durationSchema.optional(),
-  }),
-]);
+export const verifyJobSchema = z.union([z.literal(false), verifyJobObjectSchema], {
+  // A union's own message says only "Invalid input": for a mapping, say what is wrong inside it.
+  error: (issue) => {
+    const input = (issue as { input?: unknown }).input;
+    const inner = (issue as { errors?: { path: PropertyKey[]; message: string }[][] }).errors?.[1]?.[0];
+    if (input == null || typeof input !== 'object' || inner == null)
+      return 'expected false or a mapping {interval, outdated-after}';
+    return `${inner.path.map(String).join('.')}${inner.path.length > 0 ? ': ' : ''}${inner.message}`;
+  },
+});
 
 /** The defaults of a verify job: each revision re-read about monthly, the work spread over weekly runs. */
 export const DEFAULT_VERIFY_JOB = { interval: 7 * 86400, 'outdated-after': 30 * 86400 } as const;
@@ -165,7 +173,8 @@ export function verifyJobOf(config: CentralConfig, name: string): VerifyJobSetti
   const global = base === false || base == null ? {} : base;
   return {
     interval: own?.interval ?? global.interval ?? DEFAULT_VERIFY_JOB.interval,
-    outdatedAfter: own?.['outdated-after'] ?? global['outdated-after'] ?? DEFAULT_VERIFY_JOB['outdated-after'],
+    outdatedAfter:
+      own?.['outdated-after'] ?? global['outdated-after'] ?? DEFAULT_VERIFY_JOB['outdated-after'],
   };
 }
 

@@ -33,6 +33,6 @@ export function addVerifyFindings(
       ? `CRITICAL: ${damaged.length} jobs with revisions found damaged by verify`
       : `WARNING: ${overdue.length} jobs with revisions not verified in time`;
   // The backups' own findings stay as details; their summary line gives way to the graver one.
-  const earlier = result.exitCode === NAGIOS.OK ? [] : result.lines;
+  const earlier = result.lines.slice(1);
   return { exitCode: level, lines: [summary, ...details, ...earlier] };
 }

@@ -26,7 +26,11 @@ export function verifyOffsetMs(jobName: string, intervalSeconds: number): number
  * a job never verified starts at its first slot after the daemon first saw it, so that a fleet upgraded
  * to verify jobs is not verified all at once. Failures back off as backups do.
  */
-export function verifyDueTime(job: JobRuntime, settings: VerifyJobSettings | null, now: number): number | null {
+export function verifyDueTime(
+  job: JobRuntime,
+  settings: VerifyJobSettings | null,
+  now: number,
+): number | null {
   if (settings == null || job.summary.count === 0) return null;
   const summary = job.summary.verify;
   const v = verifyOf(job);

@@ -78,4 +78,3 @@ export function newVerifyRuntime(): VerifyRuntime {
     queuedAt: 0,
   };
 }
-
