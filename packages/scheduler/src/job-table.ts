@@ -212,7 +212,8 @@ export class JobTable {
     for (const [name, job] of this.byName) {
       if (name in config.jobs) continue;
       changes.removed.push(name);
-      if (isBusy(job)) job.removed = true;
+      // A running verify holds a worker too: the job stays until it ends (the scheduler drops it then).
+      if (isBusy(job) || job.verify.state === 'running') job.removed = true;
       else this.byName.delete(name);
     }
     return changes;

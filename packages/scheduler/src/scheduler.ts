@@ -318,6 +318,10 @@ export class Scheduler {
       stopSignal: this.stopController.signal,
       reread: () => this.jobTable.refresh([job], { reread: true }),
     });
+    if (job.removed && !isBusy(job)) {
+      this.jobTable.delete(job.name);
+      this.log.info({ job: job.name }, 'job removed from the config; it is no longer scheduled');
+    }
   }
 
   // ---------------------------------------------------------------- commands

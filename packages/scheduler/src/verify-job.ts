@@ -108,10 +108,24 @@ export function nextVerifyToStart(jobs: Iterable<JobRuntime>, workerLimit: numbe
   return best;
 }
 
+/**
+ * Since when each revision has gone unverified (ms): its `verified_at`; for one never verified its own
+ * time, but not before `since` (when the daemon began its verify job), so that after an upgrade the old
+ * revisions are not all overdue before the first verify could run.
+ */
+function uncheckedSince(summary: VerifySummary, since: number | null): number[] {
+  return summary.checks.map((c) => c.verifiedAt ?? Math.max(c.time, since ?? c.time));
+}
+
 /** How many revisions have gone unverified longer than `outdated-after` + `interval` at `now`. */
-export function overdueRevisions(summary: VerifySummary, settings: VerifyJobSettings, now: number): number {
+export function overdueRevisions(
+  summary: VerifySummary,
+  settings: VerifyJobSettings,
+  now: number,
+  since: number | null = null,
+): number {
   const limit = now - (settings.outdatedAfter + settings.interval) * 1000;
-  return summary.checkedSince.filter((t) => t < limit).length;
+  return uncheckedSince(summary, since).filter((t) => t < limit).length;
 }
 
 /** The job's verify fields of the status file (status-file.ts) at `now`. */
@@ -122,14 +136,15 @@ export function verifyStatusFields(job: JobRuntime, now: number): VerifyStatusFi
   const iso = (ms: number | null) => (ms == null ? null : new Date(ms).toISOString());
   const last = [v.lastRun, summary.newestVerifiedAt].filter((t): t is number => t != null);
   const next = v.state === 'idle' ? verifyDueTime(job, settings, now) : null;
-  const oldest = summary.checkedSince.length > 0 ? Math.min(...summary.checkedSince) : null;
+  const unchecked = uncheckedSince(summary, v.since);
+  const oldest = unchecked.length > 0 ? Math.min(...unchecked) : null;
   return {
     verify_status: settings == null ? 'off' : v.state === 'idle' ? 'waiting' : v.state,
     verify_last_time: iso(last.length > 0 ? Math.max(...last) : null),
     verify_last_result: v.lastResult,
     verify_next_time: iso(next == null ? null : Math.max(next, now)),
     verify_damaged: summary.damaged.map((d) => d.uuid).join(', '),
-    verify_overdue: settings == null ? 0 : overdueRevisions(summary, settings, now),
+    verify_overdue: settings == null ? 0 : overdueRevisions(summary, settings, now, v.since),
     verify_oldest_time: iso(oldest),
   };
 }

@@ -12,8 +12,8 @@ export interface VerifySummary {
   oldestVerifiedAt: number | null;
   /** The newest `verified_at` (ms): when a verify last ran here, as far as the revisions tell. */
   newestVerifiedAt: number | null;
-  /** Per revision: its `verified_at`, else its own time (ms), to tell how long it has gone unverified. */
-  checkedSince: number[];
+  /** Per revision: its `verified_at` (ms), or null: never; with its own time, to tell how long it has gone unverified. */
+  checks: { time: number; verifiedAt: number | null }[];
   /** Revisions that a verify found damaged (distrusted, with a `verified_at`), oldest first. */
   damaged: { uuid: string; time: number; verifiedAt: number }[];
 }
@@ -22,7 +22,7 @@ export const EMPTY_VERIFY_SUMMARY: VerifySummary = {
   neverVerified: 0,
   oldestVerifiedAt: null,
   newestVerifiedAt: null,
-  checkedSince: [],
+  checks: [],
   damaged: [],
 };
 
@@ -30,11 +30,11 @@ export function summarizeVerification(revisions: readonly RevisionFacts[]): Veri
   let neverVerified = 0;
   let oldest: number | null = null;
   let newest: number | null = null;
-  const checkedSince: number[] = [];
+  const checks: VerifySummary['checks'] = [];
   const damaged: VerifySummary['damaged'] = [];
   for (const rev of revisions) {
     const at = rev.verifiedAt;
-    checkedSince.push(at ?? rev.time);
+    checks.push({ time: rev.time, verifiedAt: at });
     if (at == null) {
       neverVerified++;
       continue;
@@ -43,7 +43,7 @@ export function summarizeVerification(revisions: readonly RevisionFacts[]): Veri
     if (newest == null || at > newest) newest = at;
     if (rev.trust === 'distrusted') damaged.push({ uuid: rev.uuid, time: rev.time, verifiedAt: at });
   }
-  return { neverVerified, oldestVerifiedAt: oldest, newestVerifiedAt: newest, checkedSince, damaged };
+  return { neverVerified, oldestVerifiedAt: oldest, newestVerifiedAt: newest, checks, damaged };
 }
 
 /** What the daemon keeps of a job's verify job between runs. */
