@@ -115,7 +115,7 @@ describe('scheduled verify jobs', () => {
     expect(log).toContain('revision verified');
     const status = parse(await readFile(join(dir.path, 'base', 'status'), 'utf8'))[0];
     expect(status).toMatchObject({ job: 'v', verify_last_result: 'ok', verify_damaged: '' });
-  });
+  }, 120_000);
 
   it('a damaged chunk found by the verify job makes check CRITICAL, naming the job and revision', async () => {
     const [rev] = await revisions(archive);
@@ -129,7 +129,7 @@ describe('scheduled verify jobs', () => {
     expect((await revisions(archive))[0]!.trust).toBe('distrusted');
     const json = JSON.parse(backy(['check', '-c', conf, '--json']).stdout);
     expect(json).toMatchObject({ status: 'CRITICAL', exitCode: 2 });
-  });
+  }, 120_000);
 
   it('verify --outdated-after picks the revisions not verified within that time', async () => {
     daemon!.kill('SIGTERM');
@@ -147,5 +147,5 @@ describe('scheduled verify jobs', () => {
     expect(oneLineError(backy(['-b', archive, 'verify', '--outdated-after', 'soon']))).toBe(
       'backy: error: --outdated-after: invalid duration "soon" (use e.g. 30m, 1h, 1d, 7w or seconds)',
     );
-  });
+  }, 60_000);
 });

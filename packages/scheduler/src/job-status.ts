@@ -62,7 +62,7 @@ export function summarizeJobs(jobs: Iterable<JobRuntime>, workerLimit: number): 
   let count = 0;
   let busy = 0;
   for (const job of jobs) {
-    if (isBusy(job)) busy++;
+    if (isBusy(job) || job.verify.state === 'running') busy++;
     if (job.removed) continue;
     count++;
     states[job.state]++;
