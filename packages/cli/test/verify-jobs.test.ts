@@ -148,4 +148,31 @@ describe('scheduled verify jobs', () => {
       'backy: error: --outdated-after: invalid duration "soon" (use e.g. 30m, 1h, 1d, 7w or seconds)',
     );
   }, 60_000);
+
+  it('verify --outdated-after reads all revisions once it finds damage, so each one sharing the chunk is distrusted', async () => {
+    const other = join(dir.path, 'other');
+    const image = join(dir.path, 'other.img');
+    await writeFile(image, randomBytes(2 * MiB));
+    const b = (...args: string[]) => backy(['-b', other, ...args]);
+    expect(b('init', 'file', image).code).toBe(0);
+    expect(b('backup', 'daily').code).toBe(0);
+    const [old] = await revisions(other);
+    expect(b('verify').code).toBe(0);
+    // The older revision's verification lies a day back; the newer one (same chunk) is verified now.
+    const oldPath = join(other, `${old!.uuid}.rev`);
+    const oldRev = parse(await readFile(oldPath, 'utf8'));
+    await writeFile(
+      oldPath,
+      stringify({ ...oldRev, verified_at: new Date(Date.now() - 86_400_000).toISOString() }),
+    );
+    expect(b('backup', 'daily').code).toBe(0);
+    const fresh = (await revisions(other)).find((r) => r.uuid !== old!.uuid)!;
+    expect(b('verify', '-r', fresh.uuid).code).toBe(0);
+    await damageChunkOf(other, old!.uuid, 0);
+    const r = b('verify', '--outdated-after', '1h');
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(`${old!.uuid}: DAMAGED`);
+    expect(r.stdout).toContain(`${fresh.uuid}: DAMAGED`);
+    expect((await revisions(other)).map((x) => x.trust)).toEqual(['distrusted', 'distrusted']);
+  }, 60_000);
 });
