@@ -26,6 +26,28 @@ const addressListSchema = z
 
 const absolutePathSchema = z.string().refine(isAbsolute, 'must be an absolute path');
 
+const verifyJobObjectSchema = z.strictObject({
+  /** How often the verify job runs (default 7d). */
+  interval: durationSchema.optional(),
+  /** It re-reads the revisions not verified within this long (default 30d). */
+  'outdated-after': durationSchema.optional(),
+});
+
+/** `verify` of a job, or of `global` for every job: the scheduled verify job (docs/scheduler.md). */
+export const verifyJobSchema = z.union([z.literal(false), verifyJobObjectSchema], {
+  // A union's own message says only "Invalid input": for a mapping, say what is wrong inside it.
+  error: (issue) => {
+    const input = (issue as { input?: unknown }).input;
+    const inner = (issue as { errors?: { path: PropertyKey[]; message: string }[][] }).errors?.[1]?.[0];
+    if (input == null || typeof input !== 'object' || inner == null)
+      return 'expected false or a mapping {interval, outdated-after}';
+    return `${inner.path.map(String).join('.')}${inner.path.length > 0 ? ': ' : ''}${inner.message}`;
+  },
+});
+
+/** The defaults of a verify job: each revision re-read about monthly, the work spread over weekly runs. */
+export const DEFAULT_VERIFY_JOB = { interval: 7 * 86400, 'outdated-after': 30 * 86400 } as const;
+
 export const globalConfigSchema = z.strictObject({
   /** Directory that holds one archive per job (default /srv/backy). */
   'base-dir': z.string().min(1).default('/srv/backy'),
@@ -61,6 +83,11 @@ export const globalConfigSchema = z.strictObject({
    * `{copy-to}/{job}` (`backy copy`); that archive must exist. Default: no copies.
    */
   'copy-to': absolutePathSchema.optional(),
+  /**
+   * Default verify job of every job: `{interval, outdated-after}` (default `{interval: 7d,
+   * outdated-after: 30d}`), or `false` for none.
+   */
+  verify: verifyJobSchema.optional(),
 });
 
 export const jobConfigSchema = z.strictObject({
@@ -77,6 +104,8 @@ export const jobConfigSchema = z.strictObject({
    * exist: `backy -b DIR init …`); `false`: no copies even with `global.copy-to`.
    */
   'copy-to': z.union([absolutePathSchema, z.literal(false)]).optional(),
+  /** This job's verify job; keys it leaves out come from `global.verify`; `false`: none. */
+  verify: verifyJobSchema.optional(),
 });
 
 export const centralConfigSchema = z
@@ -136,6 +165,25 @@ export function copyTargetOf(config: CentralConfig, name: string): string | null
   if (own != null) return own;
   const base = config.global['copy-to'];
   return base == null ? null : join(base, name);
+}
+
+/** A job's verify job in seconds, or null for none. */
+export interface VerifyJobSettings {
+  interval: number;
+  outdatedAfter: number;
+}
+
+/** Job `name`'s verify job: its own `verify` over `global.verify` over the defaults; null when switched off. */
+export function verifyJobOf(config: CentralConfig, name: string): VerifyJobSettings | null {
+  const own = config.jobs[name]?.verify;
+  const base = config.global.verify;
+  if (own === false || (own == null && base === false)) return null;
+  const global = base === false || base == null ? {} : base;
+  return {
+    interval: own?.interval ?? global.interval ?? DEFAULT_VERIFY_JOB.interval,
+    outdatedAfter:
+      own?.['outdated-after'] ?? global['outdated-after'] ?? DEFAULT_VERIFY_JOB['outdated-after'],
+  };
 }
 
 /** A validated central config plus the raw values, which keep durations as the user wrote them. */

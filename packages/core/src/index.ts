@@ -23,6 +23,8 @@ export {
   type LoadedCentralConfig,
   loadCentralConfig,
   parseCentralConfig,
+  type VerifyJobSettings,
+  verifyJobOf,
 } from './central-config.js';
 export {
   type ArchiveConfig,
@@ -82,6 +84,6 @@ export {
   type StoreKey,
   writeKeyFile,
 } from './store/key-file.js';
-export { formatBytes, formatDuration } from './units.js';
+export { formatBytes, formatDuration, parseDuration } from './units.js';
 export { type UpgradeResult, type UpgradeStep, upgradeArchive } from './upgrade.js';
 export { type DamagedChunk, type RevisionVerifyResult, verifyRevisions } from './verify.js';

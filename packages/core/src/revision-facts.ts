@@ -52,6 +52,15 @@ export interface RevisionFacts {
    * frozen) or `direct` (a plain, crash-consistent snapshot after the agent did not answer); else null.
    */
   snapshot: 'agent' | 'direct' | null;
+  /** When `backy verify` last re-read the revision (ms; `verified_at`), or null: never. */
+  verifiedAt: number | null;
+}
+
+/** `verified_at` as ms; null when absent or not a time (the revision stays readable either way). */
+function verifiedAtOf(value: unknown): number | null {
+  if (typeof value !== 'string') return null;
+  const ms = Date.parse(value);
+  return Number.isFinite(ms) ? ms : null;
 }
 
 const snapshotOf = (value: unknown): RevisionFacts['snapshot'] =>
@@ -71,6 +80,7 @@ export function factsOf(rev: Revision): RevisionFacts {
           ? 'ok'
           : 'failed',
     snapshot: snapshotOf(rev.source_info?.snapshot_method),
+    verifiedAt: verifiedAtOf(rev.verified_at),
   };
 }
 
@@ -198,6 +208,7 @@ export function quickRevisionFacts(text: string): RevisionFacts | null | undefin
     trust: trust as Revision['trust'],
     verification,
     snapshot,
+    verifiedAt: verifiedAtOf(top.verified_at),
   };
 }
 

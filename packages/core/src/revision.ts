@@ -40,6 +40,12 @@ export const revisionSchema = z.object({
   parent: z.string().nullable().default(null),
   tags: z.array(z.string()).default([]),
   trust: z.enum(TRUST_STATES).default('trusted'),
+  /**
+   * When `backy verify` last re-read every chunk of the revision (ISO time; its finding is `trust`).
+   * Absent: never, as in every revision written before verify recorded it. The scheduler's verify jobs
+   * select revisions by it (`verify --outdated-after`).
+   */
+  verified_at: z.string().optional(),
   /** Size of the image in bytes. */
   size: z.number().int().nonnegative().default(0),
   /**

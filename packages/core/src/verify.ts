@@ -59,6 +59,7 @@ export async function verifyRevisions(
       const updated = await archive.updateRevision(rev.uuid, (current) => ({
         ...current,
         trust: 'distrusted',
+        verified_at: new Date().toISOString(),
       }));
       results.push({ uuid: rev.uuid, ok: false, damaged: [], problem, gone: updated == null });
       done += rev.size;
@@ -103,6 +104,7 @@ export async function verifyRevisions(
     const updated = await archive.updateRevision(rev.uuid, (current) => ({
       ...current,
       trust: ok ? 'verified' : 'distrusted',
+      verified_at: new Date().toISOString(),
     }));
     if (updated == null) {
       options.logger.info({ revision: rev.uuid }, 'revision was forgotten while it was verified');

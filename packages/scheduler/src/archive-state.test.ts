@@ -30,6 +30,8 @@ function expected(text: string) {
     snapshot: ['agent', 'direct'].includes(r.source_info?.snapshot_method as string)
       ? (r.source_info!.snapshot_method as 'agent' | 'direct')
       : null,
+    verifiedAt:
+      r.verified_at != null && Number.isFinite(Date.parse(r.verified_at)) ? Date.parse(r.verified_at) : null,
   };
 }
 
@@ -67,6 +69,8 @@ function randomRevision(): RevisionData {
     size: Math.floor(rand() * 1e12),
     backend_type: 'chunked',
   };
+  if (rand() < 0.4)
+    rev.verified_at = pick([new Date(1_700_000_000_000 + Math.floor(rand() * 1e11)).toISOString(), 'never']);
   if (rand() < 0.5) rev.source_type = pick(['file', 'ceph-rbd', 'flyingcircus']);
   if (rand() < 0.85) {
     rev.stats = {

@@ -6,6 +6,7 @@ import {
   type RevisionFacts,
   scanRevisionFacts,
 } from '@backy/core';
+import { EMPTY_VERIFY_SUMMARY, summarizeVerification, type VerifySummary } from './verify-summary.js';
 
 /** What the scheduler needs to know about a job's revisions. */
 export interface ArchiveSummary {
@@ -21,6 +22,8 @@ export interface ArchiveSummary {
   damaged: string[];
   /** The archive records that it has had revisions (core's HISTORY_FILE). */
   historyStarted: boolean;
+  /** Which revisions `backy verify` re-read when, and which it found damaged (verify-job.ts). */
+  verify: VerifySummary;
 }
 
 export const EMPTY_SUMMARY: ArchiveSummary = {
@@ -30,6 +33,7 @@ export const EMPTY_SUMMARY: ArchiveSummary = {
   manualTags: [],
   damaged: [],
   historyStarted: false,
+  verify: EMPTY_VERIFY_SUMMARY,
 };
 
 export function summarize(revisions: readonly (Revision | RevisionFacts)[]): ArchiveSummary {
@@ -59,6 +63,7 @@ function summarizeFacts(
     manualTags: [...manual].sort(),
     damaged,
     historyStarted,
+    verify: summarizeVerification(revisions),
   };
 }
 

@@ -1,5 +1,6 @@
 import { isFailure } from './job-outcome.js';
 import { type JobStatus, readStatusFile, type StatusFileContents } from './status-file.js';
+import { addVerifyFindings } from './verify-check.js';
 
 /** Nagios plugin exit statuses. */
 export const NAGIOS = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 } as const;
@@ -212,5 +213,5 @@ export async function checkStatusFile(
     const why = errno.syscall != null && errno.code != null ? errno.code : errno.message;
     return { exitCode: NAGIOS.UNKNOWN, lines: [`UNKNOWN: Status file ${path} is unreadable: ${why}`] };
   }
-  return evaluateStatus(path, contents, nowMs, options);
+  return addVerifyFindings(evaluateStatus(path, contents, nowMs, options), contents, nowMs);
 }

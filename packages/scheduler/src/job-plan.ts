@@ -1,5 +1,6 @@
 import { isBusy, type JobRuntime } from './job-table.js';
 import { type PlannedRun, pickNextJob, planNextRun, type QueueEntry } from './schedule-math.js';
+import { isVerifying } from './verify-job.js';
 
 // The planning the daemon does over its jobs: pure functions of the jobs and `now`, so they are tested
 // without files or timers; the scheduler feeds them and acts on the result.
@@ -57,7 +58,11 @@ export function nextJobToStart(jobs: Iterable<JobRuntime>, workerLimit: number):
   let total = 0;
   let slow = 0;
   for (const job of jobs) {
-    if (job.state === 'queued') queue.push({ name: job.name, due: job.queuedAt, slow: job.slow });
+    // A verify holds a worker like a slow backup, and the job's backup waits for it (verify-job.ts).
+    if (isVerifying(job)) {
+      total++;
+      slow++;
+    } else if (job.state === 'queued') queue.push({ name: job.name, due: job.queuedAt, slow: job.slow });
     else if (isBusy(job)) {
       total++;
       if (job.slow) slow++;

@@ -4,6 +4,7 @@ import { outcomeStatusFields } from './job-outcome.js';
 import { isBusy, JOB_STATES, type JobRuntime, type JobState } from './job-table.js';
 import { slaState, sortTags } from './schedule-math.js';
 import { type JobStatus, writeStatusFile } from './status-file.js';
+import { verifyStatusFields } from './verify-job.js';
 
 export interface SchedulerSummary {
   jobs: number;
@@ -37,6 +38,7 @@ export function jobStatus(job: JobRuntime, now: number): JobStatus {
     last_snapshot: newest?.snapshot ?? null,
     history_lost: job.summary.count === 0 && job.summary.historyStarted,
     ...outcomeStatusFields(job.outcome),
+    ...verifyStatusFields(job, now),
   };
 }
 
@@ -62,7 +64,7 @@ export function summarizeJobs(jobs: Iterable<JobRuntime>, workerLimit: number): 
   let count = 0;
   let busy = 0;
   for (const job of jobs) {
-    if (isBusy(job)) busy++;
+    if (isBusy(job) || job.verify.state === 'running') busy++;
     if (job.removed) continue;
     count++;
     states[job.state]++;

@@ -11,6 +11,7 @@ import { type ArchiveSummary, ArchiveWatcher, EMPTY_SUMMARY } from './archive-st
 import { type JobOutcome, NO_OUTCOME } from './job-outcome.js';
 import type { RunResult } from './runner.js';
 import type { PlannedRun } from './schedule-math.js';
+import { newVerifyRuntime, type VerifyRuntime } from './verify-summary.js';
 
 export type JobState = 'waiting' | 'queued' | 'running' | 'finishing' | 'failed';
 export const JOB_STATES: readonly JobState[] = ['waiting', 'queued', 'running', 'finishing', 'failed'];
@@ -50,6 +51,8 @@ export interface JobRuntime {
   removed: boolean;
   slow: boolean;
   abort: AbortController | null;
+  /** The job's scheduled verify job (verify-job.ts). */
+  verify: VerifyRuntime;
 }
 
 /** The job names a reload added, removed and changed (source, schedule, layout or store). */
@@ -152,6 +155,7 @@ function newJob(
     removed: false,
     slow: false,
     abort: null,
+    verify: newVerifyRuntime(),
   };
 }
 
@@ -212,7 +216,8 @@ export class JobTable {
     for (const [name, job] of this.byName) {
       if (name in config.jobs) continue;
       changes.removed.push(name);
-      if (isBusy(job)) job.removed = true;
+      // A running verify holds a worker too: the job stays until it ends (the scheduler drops it then).
+      if (isBusy(job) || job.verify.state === 'running') job.removed = true;
       else this.byName.delete(name);
     }
     return changes;

@@ -28,6 +28,11 @@ export interface JobRunner {
   purge(request: JobRequest): Promise<RunResult>;
   /** Copies the archive's revisions to the archive directory `target` (`copy-to`). */
   copy(request: JobRequest & { target: string }): Promise<RunResult>;
+  /**
+   * Verifies the revisions not verified within `outdatedAfter` seconds (`backy verify
+   * --outdated-after`). Optional: a runner without it runs no verify jobs.
+   */
+  verify?(request: JobRequest & { outdatedAfter: number }): Promise<RunResult>;
   /** Runs the completion callback `program JOB` with `input` on stdin and `env` added to its environment. */
   callback(
     request: JobRequest & { program: string; input: string; env?: Record<string, string> },
@@ -83,6 +88,16 @@ export class ChildProcessRunner implements JobRunner {
 
   copy(request: JobRequest & { target: string }): Promise<RunResult> {
     return this.backy(request, ['-l', join(request.dir, LOG_FILE), 'copy', request.target]);
+  }
+
+  verify(request: JobRequest & { outdatedAfter: number }): Promise<RunResult> {
+    return this.backy(request, [
+      '-l',
+      join(request.dir, LOG_FILE),
+      'verify',
+      '--outdated-after',
+      String(request.outdatedAfter),
+    ]);
   }
 
   callback(

@@ -350,6 +350,14 @@ describe('Scheduler', () => {
         'last_run',
         'consecutive_failures',
         'last_success',
+        // The verify job (verify-job.ts).
+        'verify_status',
+        'verify_last_time',
+        'verify_last_result',
+        'verify_next_time',
+        'verify_damaged',
+        'verify_overdue',
+        'verify_oldest_time',
       ].sort(),
     );
     await until(async () => (await readStatusFile(join(t.base, 'status')))!.mtimeMs > first.mtimeMs, 5000);

@@ -1,6 +1,13 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { acquireLock, BackyError, copyTargetOf, type LoadedCentralConfig, type Lock } from '@backy/core';
+import {
+  acquireLock,
+  BackyError,
+  copyTargetOf,
+  type LoadedCentralConfig,
+  type Lock,
+  verifyJobOf,
+} from '@backy/core';
 import type { Logger } from 'pino';
 import { type Clock, systemClock, timeoutSignal } from './clock.js';
 import { outcomeFromStatus } from './job-outcome.js';
@@ -24,6 +31,8 @@ import {
 } from './job-table.js';
 import type { JobRunner } from './runner.js';
 import { type JobStatus, readStatusFile } from './status-file.js';
+import { nextVerifyToStart, queueDueVerifies } from './verify-job.js';
+import { runVerifyOnce } from './verify-run.js';
 
 export interface SchedulerOptions {
   /** Path of the central config (`/etc/backy.conf`). */
@@ -247,7 +256,13 @@ export class Scheduler {
   /** Queues due jobs, starts what the workers allow and sleeps until the next due time. */
   private tick(): void {
     if (this.stopping != null) return;
-    const next = queueDueJobs(this.jobTable.values(), this.clock.now());
+    const now = this.clock.now();
+    let next = queueDueJobs(this.jobTable.values(), now);
+    if (this.options.runner.verify != null)
+      next = Math.min(
+        next,
+        queueDueVerifies(this.jobTable.values(), now, (job) => verifyJobOf(this.loaded.config, job.name)),
+      );
     this.dispatch();
     this.sleepUntil(next);
   }
@@ -255,11 +270,15 @@ export class Scheduler {
   private dispatch(): void {
     for (;;) {
       const name = nextJobToStart(this.jobTable.values(), this.workerLimit);
-      if (name == null) return;
-      const job = this.jobTable.get(name)!;
-      const promise = this.execute(job).catch((error) => {
+      // Backups first; a free worker left over may verify an archive (verify-job.ts).
+      const verify = name == null ? nextVerifyToStart(this.jobTable.values(), this.workerLimit) : null;
+      if (name == null && verify == null) return;
+      const job = verify ?? this.jobTable.get(name!)!;
+      const run = verify != null ? this.executeVerify(job) : this.execute(job);
+      const promise = run.catch((error) => {
         this.log.error({ job: job.name, err: error }, 'unexpected error while running the job');
-        job.state = 'failed';
+        if (verify != null) job.verify.state = 'idle';
+        else job.state = 'failed';
       });
       this.work.add(promise);
       void promise.finally(() => {
@@ -306,6 +325,26 @@ export class Scheduler {
     }
     job.state = job.failures > 0 ? 'failed' : 'waiting';
     this.replan(job);
+  }
+
+  /** One scheduled verify of the job's archive; its worker is free again when it returns. */
+  private async executeVerify(job: JobRuntime): Promise<void> {
+    const settings = job.verify.settings;
+    if (settings == null) {
+      job.verify.state = 'idle';
+      return;
+    }
+    await runVerifyOnce(job, settings, {
+      runner: this.options.runner,
+      clock: this.clock,
+      log: this.log.child({ job: job.name }),
+      stopSignal: this.stopController.signal,
+      reread: () => this.jobTable.refresh([job], { reread: true }),
+    });
+    if (job.removed && !isBusy(job)) {
+      this.jobTable.delete(job.name);
+      this.log.info({ job: job.name }, 'job removed from the config; it is no longer scheduled');
+    }
   }
 
   // ---------------------------------------------------------------- commands
@@ -369,7 +408,10 @@ export class Scheduler {
       if (this.wakeTimer != null) this.clock.clearTimeout(this.wakeTimer);
       this.wakeTimer = null;
       this.statusFile.stop();
-      for (const job of this.jobTable.values()) if (job.state === 'queued') job.state = 'waiting';
+      for (const job of this.jobTable.values()) {
+        if (job.state === 'queued') job.state = 'waiting';
+        if (job.verify.state === 'queued') job.verify.state = 'idle';
+      }
       this.stopController.abort();
       const timeout = this.options.stopTimeoutMs ?? 30_000;
       const limit = timeoutSignal(this.clock, timeout);

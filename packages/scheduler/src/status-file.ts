@@ -8,7 +8,7 @@ import type { OutcomeStatusFields } from './job-outcome.js';
  * revision and what the last run came to). The outcome fields are optional for files an older daemon
  * wrote; this daemon always writes them.
  */
-export interface JobStatus extends Partial<OutcomeStatusFields> {
+export interface JobStatus extends Partial<OutcomeStatusFields>, VerifyStatusFields {
   job: string;
   sla: 'OK' | 'TOO OLD';
   /** Seconds beyond the SLA; 0 within it. */
@@ -35,6 +35,23 @@ export interface JobStatus extends Partial<OutcomeStatusFields> {
   last_snapshot?: string | null;
   /** True when the job has no revisions although its archive had some: its history is gone (CRITICAL). */
   history_lost?: boolean;
+}
+
+/** A job's scheduled verify job in the status file (verify-job.ts; `backy check` judges it in verify-check.ts). */
+export interface VerifyStatusFields {
+  /** `off` (no verify job), `waiting`, `queued` or `running`. */
+  verify_status?: string;
+  /** ISO time of the last verify run (this daemon's, or the newest `verified_at` of the revisions). */
+  verify_last_time?: string | null;
+  /** Outcome of this daemon's last verify run: `ok`, `damaged`, `failed`, or null. */
+  verify_last_result?: 'ok' | 'damaged' | 'failed' | null;
+  verify_next_time?: string | null;
+  /** Comma-separated revisions a verify found damaged (distrusted): CRITICAL in `backy check`. */
+  verify_damaged?: string;
+  /** Revisions not verified within `outdated-after` + `interval` (never verified: since made): WARNING. */
+  verify_overdue?: number;
+  /** ISO time of the oldest verification among the revisions (or the revision's own time: never verified). */
+  verify_oldest_time?: string | null;
 }
 
 const PLAIN = /^[A-Za-z_][A-Za-z0-9_.@+-]*$/;

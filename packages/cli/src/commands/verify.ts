@@ -1,21 +1,50 @@
-import { formatBytes, type RevisionVerifyResult, verifyRevisions } from '@backy/core';
+import {
+  BackyError,
+  formatBytes,
+  parseDuration,
+  type Revision,
+  type RevisionVerifyResult,
+  verifyRevisions,
+} from '@backy/core';
 import { type Command, JSON_OPTION, revisionOption } from '../command.js';
 
 export const verifyCommand: Command = {
   name: 'verify',
   summary: 're-read and check every chunk of revisions; good ones become verified, damaged ones distrusted',
-  usage: 'verify [-r SPEC] [--json]   (default: all)',
-  options: { revision: revisionOption('the revisions to verify', 'all'), json: JSON_OPTION },
+  usage: 'verify [-r SPEC] [--outdated-after DURATION] [--json]   (default: all)',
+  options: {
+    revision: revisionOption('the revisions to verify', 'all'),
+    'outdated-after': {
+      type: 'string',
+      valueName: 'DURATION',
+      description:
+        'only those not verified within DURATION (30m, 1d, 4w …) or never; if one is damaged, all of SPEC',
+    },
+    json: JSON_OPTION,
+  },
   positionals: [0, 0],
   abortable: true,
   async run(ctx) {
     const archive = await ctx.openArchive();
-    const revisions = await archive.resolve(String(ctx.values.revision));
-    const results = await verifyRevisions(archive, revisions, {
-      logger: ctx.logger(),
-      signal: ctx.signal,
-      onProgress: (done, total) => ctx.progress.update('verify', done, total),
-    });
+    const chosen = await archive.resolve(String(ctx.values.revision));
+    const outdatedAfter = outdatedAfterOption(ctx.values['outdated-after']);
+    const revisions = outdatedAfter == null ? chosen : outdated(chosen, outdatedAfter, Date.now());
+    const verify = (list: Revision[]) =>
+      verifyRevisions(archive, list, {
+        logger: ctx.logger(),
+        signal: ctx.signal,
+        onProgress: (done, total) => ctx.progress.update('verify', done, total),
+      });
+    const results = await verify(revisions);
+    if (outdatedAfter != null && results.some((r) => !r.ok && !r.gone)) {
+      // A damaged chunk may be shared by revisions verified recently, which still say `verified`:
+      // read them too, so that every revision holding it is distrusted (and the next backup heals it).
+      const rest = chosen.filter((r) => !revisions.includes(r));
+      if (rest.length > 0) {
+        ctx.logger().warn({ revisions: rest.length }, 'damage found: verifying the other revisions too');
+        results.push(...(await verify(rest)));
+      }
+    }
     ctx.progress.finish();
     if (ctx.values.json) {
       const revisions = results.map(verifyJson);
@@ -47,6 +76,26 @@ export const verifyCommand: Command = {
     return bad > 0 ? 1 : 0;
   },
 };
+
+/** `--outdated-after`'s seconds, or null without it. */
+function outdatedAfterOption(value: unknown): number | null {
+  if (value == null) return null;
+  const seconds = parseDuration(String(value));
+  if (seconds == null)
+    throw new BackyError(
+      'USAGE',
+      `--outdated-after: invalid duration ${JSON.stringify(value)} (use e.g. 30m, 1h, 1d, 7w or seconds)`,
+    );
+  return seconds;
+}
+
+/** The revisions `backy verify` has not re-read within `seconds` before `now` (ms), or never. */
+export function outdated(revisions: readonly Revision[], seconds: number, now: number): Revision[] {
+  return revisions.filter((r) => {
+    const at = r.verified_at == null ? Number.NaN : Date.parse(r.verified_at);
+    return !Number.isFinite(at) || now - at >= seconds * 1000;
+  });
+}
 
 /** One revision's verify result as `--json` prints it (docs/json.md). */
 function verifyJson(r: RevisionVerifyResult) {

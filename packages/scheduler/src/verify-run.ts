@@ -1,0 +1,88 @@
+import type { VerifyJobSettings } from '@backy/core';
+import type { Logger } from 'pino';
+import type { Clock } from './clock.js';
+import { BUSY_RETRY_MS, EXIT_LOCKED } from './job-run.js';
+import type { JobRuntime } from './job-table.js';
+import type { JobRunner, RunResult } from './runner.js';
+import { backoffSeconds } from './schedule-math.js';
+
+export interface VerifyRunContext {
+  runner: JobRunner;
+  clock: Clock;
+  /** The job's logger (`logger.child({ job })`). */
+  log: Logger;
+  /** Aborted when the scheduler stops: the verify is terminated and counts neither way. */
+  stopSignal: AbortSignal;
+  /** Reads the job's revisions again (after the run, to see what it found). */
+  reread: () => Promise<void>;
+}
+
+/**
+ * Runs one verify of the job's archive (`backy verify --outdated-after`) and records its outcome in
+ * `job.verify`. Damage is read from the revisions afterwards (a revision distrusted by this run), not
+ * from the exit status, which is 1 for damage and for other errors alike.
+ */
+export async function runVerifyOnce(
+  job: JobRuntime,
+  settings: VerifyJobSettings,
+  context: VerifyRunContext,
+): Promise<void> {
+  const { clock, log, runner } = context;
+  const v = job.verify;
+  const started = clock.now();
+  v.state = 'running';
+  let result: RunResult;
+  try {
+    log.info({ outdatedAfterSeconds: settings.outdatedAfter }, 'verify started');
+    result = await runner.verify!({
+      job: job.name,
+      dir: job.dir,
+      outdatedAfter: settings.outdatedAfter,
+      signal: context.stopSignal,
+    });
+  } catch (error) {
+    result = {
+      ok: false,
+      exitCode: null,
+      signal: null,
+      stderr: (error as Error).message,
+      durationMs: clock.now() - started,
+    };
+  }
+  v.state = 'idle';
+  v.busyRetryAt = null;
+  if (context.stopSignal.aborted) {
+    log.warn('verify terminated because the scheduler is stopping');
+    return;
+  }
+  if (result.exitCode === EXIT_LOCKED) {
+    v.busyRetryAt = clock.now() + BUSY_RETRY_MS;
+    log.info({ retryInSeconds: BUSY_RETRY_MS / 1000 }, 'the archive is busy; verifying when it is free');
+    return;
+  }
+  await context.reread();
+  // A revision verified by this run (its verified_at is the child's clock: allow for a step back).
+  const found = job.summary.verify.damaged.filter((d) => d.verifiedAt >= started - 1000);
+  const seconds = Math.round(result.durationMs / 100) / 10;
+  if (result.ok || found.length > 0) {
+    v.lastRun = started;
+    v.failures = 0;
+    v.lastFailure = null;
+    v.lastResult = found.length > 0 ? 'damaged' : 'ok';
+    if (found.length > 0)
+      log.error(
+        { revisions: found.map((d) => d.uuid), seconds },
+        'verify found damaged revisions: distrusted',
+      );
+    else log.info({ seconds }, 'verify completed');
+    return;
+  }
+  v.failures++;
+  v.lastFailure = clock.now();
+  v.lastResult = 'failed';
+  const retryIn = backoffSeconds(v.failures);
+  log.error(
+    { exitCode: result.exitCode, signal: result.signal, stderr: result.stderr, retryInSeconds: retryIn },
+    `verify failed${result.exitCode != null ? ` with exit status ${result.exitCode}` : ''}; retrying in ${retryIn} s`,
+  );
+}
