@@ -3,8 +3,8 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { cp, lstat, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mmh3Hex } from '@backy/core/testing';
 import { SYSTEM_PATH_ENV, skipWithout } from '@backy/test-env';
@@ -21,16 +21,22 @@ let arch: string;
 let sums: [string, string][];
 const b = (...args: string[]) => backy(['-b', arch, ...args]);
 
-/** A copy of the fixture's archive at `to`, with `last` and `last.rev` as the symlinks 2.x made. */
-async function copyFixture(to: string): Promise<void> {
-  await cp(join(FIXTURE, 'archive'), to, { recursive: true });
+/**
+ * A copy of the fixture's archive (`from`, default the shared fixture) at `to`, with `last` and
+ * `last.rev` as the symlinks 2.x made. The fixture may hold them as small files naming their targets
+ * (shared/ keeps no symlinks) or as real symlinks (a plain `cp -r` of it); 2.x's own links were absolute,
+ * so only the target's name is kept.
+ */
+async function copyFixture(to: string, from = join(FIXTURE, 'archive')): Promise<void> {
+  await cp(from, to, { recursive: true, verbatimSymlinks: true });
   spawnSync('chmod', ['-R', 'u+w', to]);
-  // shared/ keeps no symlinks: the fixture holds `last` and `last.rev` as files naming their targets.
-  // A real backy 2.x archive has them as symlinks; make them so.
   for (const name of ['last', 'last.rev']) {
-    const target = (await readFile(join(to, name), 'utf8')).trim();
-    await rm(join(to, name));
-    await symlink(target, join(to, name));
+    const path = join(to, name);
+    const target = basename(
+      (await lstat(path)).isSymbolicLink() ? await readlink(path) : (await readFile(path, 'utf8')).trim(),
+    );
+    await rm(path);
+    await symlink(target, path);
   }
 }
 
@@ -264,6 +270,148 @@ describe('backy upgrade on the 2.1.1 archive', () => {
     });
     expect(sha(dd.stdout)).toBe(sums[2]![1]);
     expect(u('verify').code).toBe(0);
+  });
+});
+
+describe('the fixture, however shared/ holds `last` and `last.rev`', () => {
+  it('is copied as 2.x left it both from small files naming the targets and from real symlinks', async () => {
+    const newest = sums[2]![0];
+    for (const form of ['files', 'symlinks'] as const) {
+      // A copy of shared/'s fixture in each form: as stored (files), and as a plain `cp -r` of a
+      // checkout that holds symlinks (2.x's links were absolute).
+      const source = join(dir.path, `fixture-${form}`);
+      await cp(join(FIXTURE, 'archive'), source, { recursive: true });
+      spawnSync('chmod', ['-R', 'u+w', source]);
+      for (const name of ['last', 'last.rev']) {
+        const target = name === 'last' ? newest : `${newest}.rev`;
+        await rm(join(source, name));
+        if (form === 'files') await writeFile(join(source, name), `${target}\n`);
+        else await symlink(join('/srv/backy/web01', target), join(source, name));
+      }
+      const to = join(dir.path, `copied-from-${form}`);
+      await copyFixture(to, source);
+      expect(await readlink(join(to, 'last'))).toBe(newest);
+      expect(await readlink(join(to, 'last.rev'))).toBe(`${newest}.rev`);
+      const dd = spawnSync('dd', [`if=${join(to, 'last')}`, 'bs=4096k', 'status=none'], {
+        maxBuffer: 64 * 1024 * 1024,
+      });
+      expect(sha(dd.stdout)).toBe(sums[2]![1]);
+    }
+  });
+});
+
+/** The top-level entries of a `.rev` as PyYAML wrote them: each `key:` line with its indented lines. */
+const revEntries = (text: string): string[] => text.split(/^(?=\w)/m).filter((e) => e.trim() !== '');
+
+/**
+ * Loads `.rev` files as backy 2.x's `Revision.load` does: PyYAML's `safe_load`, a UTC timestamp (2.x
+ * asserts it), `parent` present, `trust` one of 2.x's three, no `backend_type` but 2.0–2.1's.
+ */
+const LOAD_AS_BACKY2 = `
+import datetime, json, sys, yaml
+out = {}
+for path in sys.argv[1:]:
+    with open(path, encoding="utf-8") as f:
+        m = yaml.safe_load(f)
+    assert m["timestamp"].tzinfo == datetime.timezone.utc, path
+    parent = m["parent"]
+    assert isinstance(m.get("stats", {}), dict), path
+    tags = set(m.get("tags", []))
+    assert all(isinstance(t, str) for t in tags), path
+    trust = m.get("trust", "trusted")
+    assert trust in ("trusted", "distrusted", "verified"), path
+    assert m.get("backend_type", "cowfile") == "cowfile", path
+    out[m["uuid"]] = {"timestamp": m["timestamp"].isoformat(), "parent": parent, "tags": sorted(tags),
+                      "trust": trust, "stats": m["stats"]}
+print(json.dumps(out))
+`;
+const PYYAML =
+  spawnSync('python3', ['-c', 'import yaml'], { env: SYSTEM_PATH_ENV, stdio: 'ignore' }).status === 0;
+if (!PYYAML) console.warn('[backy 2.x reading the .rev files] skipped: python3 with PyYAML is not installed');
+
+describe('a 2.x archive stays readable by backy 2.x until `backy upgrade`', () => {
+  const keep = () => join(dir.path, 'keep-2x');
+  const before = new Map<string, string>();
+  const SIZE = 6 * 1024 * 1024 + 517;
+
+  it('verify, distrust and tags record trust and tags in 2.x .rev files, keeping every field and digit', async () => {
+    await copyFixture(keep());
+    const k = (...args: string[]) => backy(['-b', keep(), ...args]);
+    for (const [id] of sums) before.set(id, await readFile(join(keep(), `${id}.rev`), 'utf8'));
+    const v = k('verify');
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+    const d = k('distrust', '-r', sums[0]![0]);
+    expect(d.code, d.stderr).toBe(0);
+    // `yes` is a boolean to YAML 1.1 (PyYAML): it must stay a string tag for 2.x.
+    const t = k('tags', 'add', '-r', sums[1]![0], 'monthly,yes');
+    expect(t.code, t.stderr).toBe(0);
+    const revs = JSON.parse(k('status', '--json').stdout) as {
+      uuid: string;
+      trust: string;
+      tags: string[];
+      size: number;
+      backend_type: string;
+      timestamp: string;
+    }[];
+    expect(revs.map((r) => [r.uuid, r.trust, r.tags, r.size, r.backend_type])).toEqual([
+      [sums[0]![0], 'distrusted', ['daily'], SIZE, 'cowfile'],
+      [sums[1]![0], 'verified', ['weekly', 'daily', 'monthly', 'yes'], SIZE, 'cowfile'],
+      [sums[2]![0], 'verified', ['daily'], SIZE, 'cowfile'],
+    ]);
+    for (const [id] of sums) {
+      const text = await readFile(join(keep(), `${id}.rev`), 'utf8');
+      // What 2.x wrote is there byte for byte (the timestamp with its microseconds, the float
+      // durations), but the tags where they changed; nothing of backy's own format was added.
+      for (const entry of revEntries(before.get(id)!)) {
+        if (id === sums[1]![0] && entry.startsWith('tags:')) continue;
+        expect(text).toContain(entry);
+      }
+      expect(text).toMatch(/^timestamp: 2026-12-01 09:56:\d\d\.\d{6}\+00:00$/m);
+      expect(revEntries(text).map((e) => e.split(':')[0])).toEqual([
+        'parent',
+        'stats',
+        'tags',
+        'timestamp',
+        'trust',
+        'uuid',
+      ]);
+    }
+    // The whole archive still restores, and verify of 2.x revisions again changes nothing more.
+    const again = k('verify', '-r', sums[2]![0]);
+    expect(again.code).toBe(0);
+    expect(await readFile(join(keep(), `${sums[2]![0]}.rev`), 'utf8')).toBe(
+      `${before.get(sums[2]![0])!.replace(/^uuid:/m, 'trust: verified\nuuid:')}`,
+    );
+  });
+
+  it.skipIf(!PYYAML)("and backy 2.x's loader (PyYAML) reads them, with the new trust and tags", () => {
+    const files = sums.map(([id]) => join(keep(), `${id}.rev`));
+    const r = spawnSync('python3', ['-c', LOAD_AS_BACKY2, ...files], {
+      env: SYSTEM_PATH_ENV,
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const loaded = JSON.parse(r.stdout) as Record<
+      string,
+      { timestamp: string; parent: string | null; tags: string[]; trust: string; stats: unknown }
+    >;
+    const original = JSON.parse(
+      spawnSync('python3', ['-c', LOAD_AS_BACKY2, ...sums.map(([id]) => join(FIXTURE, 'archive', `${id}.rev`))], {
+        env: SYSTEM_PATH_ENV,
+        encoding: 'utf8',
+      }).stdout,
+    ) as typeof loaded;
+    for (const [id] of sums) {
+      expect(loaded[id]!.timestamp).toBe(original[id]!.timestamp);
+      expect(loaded[id]!.timestamp).toMatch(/\.\d{6}\+00:00$/);
+      expect(loaded[id]!.parent).toBe(original[id]!.parent);
+      expect(loaded[id]!.stats).toEqual(original[id]!.stats);
+    }
+    expect(Object.values(loaded).map((x) => [x.trust, x.tags])).toEqual([
+      ['distrusted', ['daily']],
+      ['verified', ['daily', 'monthly', 'weekly', 'yes']],
+      ['verified', ['daily']],
+    ]);
   });
 });
 

@@ -21,6 +21,7 @@ import { isRevisionId, newRevisionId } from './ids.js';
 import { ChunkedRevisionReader, ChunkedRevisionWriter } from './layout/chunked.js';
 import { ImagesRevisionReader, ImagesRevisionWriter, supportsReflink } from './layout/images.js';
 import { LegacyChunkedReader, readLegacyMapping } from './legacy/chunked.js';
+import { isLegacyRevision, legacyRevisionText } from './legacy/rev-file.js';
 import { acquireLock, type Lock } from './lock.js';
 import { PRIVATE_DIR_MODE } from './private-modes.js';
 import {
@@ -452,8 +453,13 @@ export class Archive {
       return this.updateStored(id, change, false);
     }
     const next = change(current);
-    const version = await mirror?.push(id, revisionBytes(next), false);
-    await writeRevisionFile(this.revPath(id), next);
+    // A backy 2.x revision stays readable by 2.x until `upgrade` converts it (which changes its type).
+    const bytes =
+      isLegacyRevision(current) && next.backend_type === current.backend_type
+        ? Buffer.from(await legacyRevisionText(this.revPath(id), current, next))
+        : revisionBytes(next);
+    const version = await mirror?.push(id, bytes, false);
+    await writeFileAtomic(this.revPath(id), bytes, { mode: 0o640 });
     if (version != null) await mirror!.recorded(id, version);
     return next;
   }
