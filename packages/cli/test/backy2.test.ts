@@ -228,6 +228,33 @@ describe('backy upgrade on the 2.1.1 archive', () => {
     expect(u('upgrade').stdout).toContain('no backy 2.x revisions to upgrade');
   });
 
+  it('keeps a distrusted revision as backy 2.x left it, with its image, and says so', async () => {
+    const up = join(dir.path, 'upgrade-distrusted');
+    await copyFixture(up);
+    const u = (...args: string[]) => backy(['-b', up, ...args]);
+    const [doubtful, doubtfulHash] = sums[0]!;
+    expect(u('distrust', '-r', doubtful).code).toBe(0);
+    const line = `${doubtful}: distrusted, not converted: its backy 2.x files are kept`;
+    const dry = u('upgrade', '--dry-run');
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain(`${doubtful}: distrusted, would not be converted`);
+    const r = u('upgrade');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(line);
+    expect(r.stdout).toContain(`${sums[1]![0]}: converted and verified`);
+    const revs = JSON.parse(u('status', '--json').stdout) as { uuid: string; backend_type: string; trust: string }[];
+    expect(revs.map((x) => [x.uuid, x.backend_type])).toEqual([
+      [doubtful, 'cowfile'],
+      [sums[1]![0], 'chunked'],
+      [sums[2]![0], 'chunked'],
+    ]);
+    expect(revs[0]!.trust).toBe('distrusted');
+    expect(sha(await readFile(join(up, doubtful)))).toBe(doubtfulHash);
+    expect(await readFile(join(up, `${doubtful}.rev`), 'utf8')).toMatch(/^trust: distrusted$/m);
+    // Each run says it again until the operator decides.
+    expect(u('upgrade').stdout).toContain(line);
+  });
+
   it('is resumable: killed at any point, the next run finishes and nothing is lost', async () => {
     for (const delay of [120, 250, 400, 600]) {
       const up = join(dir.path, `upgrade-killed-${delay}`);
