@@ -40,6 +40,12 @@ async function copyFixture(to: string, from = join(FIXTURE, 'archive')): Promise
   }
 }
 
+/** Names the layout in the 2.x archive config at `archive` (which 2.x wrote as the bare source mapping). */
+async function setLayout(archive: string, layout: 'chunked' | 'images'): Promise<void> {
+  const source = (await readFile(join(archive, 'config'), 'utf8')).replace(/^/gm, '  ').trimEnd();
+  await writeFile(join(archive, 'config'), `source:\n${source}\nlayout: ${layout}\n`);
+}
+
 beforeAll(async () => {
   dir = await tempDir();
   arch = join(dir.path, 'web01');
@@ -192,12 +198,45 @@ describe('an archive written by backy 2.1.1', () => {
     expect(b('restore', out).code).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
   });
+
+  it('goes on in layout images when its config names no layout, so `dd if=last` gives the newest backup', async () => {
+    const cont = join(dir.path, 'continue-images');
+    await copyFixture(cont);
+    const image = join(dir.path, 'continue-images.img');
+    const data = Buffer.alloc(6 * 1024 * 1024 + 517, 5);
+    await writeFile(image, data);
+    // The config as backy 2.x wrote it: the bare source mapping, no layout.
+    await writeFile(join(cont, 'config'), `filename: ${image}\ntype: file\n`);
+    const c = (...args: string[]) => backy(['-b', cont, ...args]);
+    const r = c('backup', 'daily');
+    expect(r.code, r.stderr).toBe(0);
+    const revs = JSON.parse(c('status', '--json').stdout) as { uuid: string; backend_type: string }[];
+    expect(revs.map((x) => x.backend_type)).toEqual(['cowfile', 'cowfile', 'cowfile', 'images']);
+    expect(await readlink(join(cont, 'last'))).toBe(revs[3]!.uuid);
+    expect(await readlink(join(cont, 'last.rev'))).toBe(`${revs[3]!.uuid}.rev`);
+    const dd = spawnSync('dd', [`if=${join(cont, 'last')}`, 'bs=4096k', 'status=none'], {
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    expect(dd.stdout.equals(data)).toBe(true);
+    // Chosen explicitly, layout chunked stores the next backup in the chunk store, and `last` goes
+    // rather than name an older image.
+    await writeFile(
+      join(cont, 'config'),
+      `source:\n  type: file\n  filename: ${image}\nlayout: chunked\n`,
+    );
+    expect(c('backup', 'daily').code).toBe(0);
+    const after = JSON.parse(c('status', '--json').stdout) as { backend_type: string }[];
+    expect(after.at(-1)!.backend_type).toBe('chunked');
+    expect(await lstat(join(cont, 'last')).catch(() => null)).toBeNull();
+  });
 });
 
 describe('backy upgrade on the 2.1.1 archive', () => {
   it('shows what it would do, converts newest first, verifies, and every revision still restores', async () => {
     const up = join(dir.path, 'upgrade-me');
     await copyFixture(up);
+    // Without a layout, an archive whose newest revision is a 2.0–2.1 image stays in layout images.
+    await setLayout(up, 'chunked');
     const u = (...args: string[]) => backy(['-b', up, ...args]);
     const dry = u('upgrade', '--dry-run');
     expect(dry.code, dry.stderr).toBe(0);
@@ -231,6 +270,7 @@ describe('backy upgrade on the 2.1.1 archive', () => {
   it('keeps a distrusted revision as backy 2.x left it, with its image, and says so', async () => {
     const up = join(dir.path, 'upgrade-distrusted');
     await copyFixture(up);
+    await setLayout(up, 'chunked');
     const u = (...args: string[]) => backy(['-b', up, ...args]);
     const [doubtful, doubtfulHash] = sums[0]!;
     expect(u('distrust', '-r', doubtful).code).toBe(0);
@@ -259,6 +299,7 @@ describe('backy upgrade on the 2.1.1 archive', () => {
     for (const delay of [120, 250, 400, 600]) {
       const up = join(dir.path, `upgrade-killed-${delay}`);
       await copyFixture(up);
+      await setLayout(up, 'chunked');
       const child = spawn(process.execPath, [BIN, '-b', up, 'upgrade'], { stdio: 'ignore' });
       const timer = setTimeout(() => child.kill('SIGKILL'), delay);
       await new Promise((r) => child.once('exit', r));

@@ -21,6 +21,7 @@ import { isRevisionId, newRevisionId } from './ids.js';
 import { ChunkedRevisionReader, ChunkedRevisionWriter } from './layout/chunked.js';
 import { ImagesRevisionReader, ImagesRevisionWriter, supportsReflink } from './layout/images.js';
 import { LegacyChunkedReader, readLegacyMapping } from './legacy/chunked.js';
+import { impliedImagesLayout } from './legacy/layout.js';
 import { isLegacyRevision, legacyRevisionText } from './legacy/rev-file.js';
 import { acquireLock, type Lock } from './lock.js';
 import { PRIVATE_DIR_MODE } from './private-modes.js';
@@ -171,6 +172,7 @@ export class Archive {
       }
       throw error;
     }
+    if (await impliedImagesLayout(path, configPath)) config = { ...config, layout: 'images' };
     const archive = await Archive.create(path, config, options);
     await archive.pull();
     return archive;
