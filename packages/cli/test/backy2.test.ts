@@ -46,6 +46,9 @@ async function setLayout(archive: string, layout: 'chunked' | 'images'): Promise
   await writeFile(join(archive, 'config'), `source:\n${source}\nlayout: ${layout}\n`);
 }
 
+/** The warning for a 2.x archive whose config has no schedule. */
+const UNSCHEDULED = /has no schedule \(backy 2\.x kept it in the central config\): backup accepts any tag and expire removes nothing/;
+
 beforeAll(async () => {
   dir = await tempDir();
   arch = join(dir.path, 'web01');
@@ -64,7 +67,10 @@ describe('an archive written by backy 2.1.1', () => {
   it('status lists its three revisions with their tags, sizes and trust', () => {
     const r = b('status', '--json');
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toBe('');
+    // Its 2.x config has no schedule: said once, and nothing else.
+    expect(r.stderr.trim().split('\n')).toEqual([
+      `backy: warning: ${join(arch, 'config')} has no schedule (backy 2.x kept it in the central config): backup accepts any tag and expire removes nothing; add \`schedule: {TAG: {interval, keep}}\` to it, or run the job from the scheduler`,
+    ]);
     const revs = JSON.parse(r.stdout) as {
       uuid: string;
       tags: string[];
@@ -229,6 +235,27 @@ describe('an archive written by backy 2.1.1', () => {
     expect(after.at(-1)!.backend_type).toBe('chunked');
     expect(await lstat(join(cont, 'last')).catch(() => null)).toBeNull();
   });
+
+  it('says that its config has no schedule in status, backup and expire, until it has one', async () => {
+    const plain = join(dir.path, 'no-schedule');
+    await copyFixture(plain);
+    const image = join(dir.path, 'no-schedule.img');
+    await writeFile(image, Buffer.alloc(6 * 1024 * 1024 + 517, 3));
+    await writeFile(join(plain, 'config'), `filename: ${image}\ntype: file\n`);
+    const p = (...args: string[]) => backy(['-b', plain, ...args]);
+    for (const args of [['status'], ['backup', 'anything'], ['expire']]) {
+      const r = p(...args);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr.split('\n').filter((l) => UNSCHEDULED.test(l)), args.join(' ')).toHaveLength(1);
+    }
+    await writeFile(
+      join(plain, 'config'),
+      `source: {type: file, filename: ${image}}\nschedule: {daily: {interval: 1d, keep: 9}}\n`,
+    );
+    const r = p('status');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+  });
 });
 
 describe('backy upgrade on the 2.1.1 archive', () => {
@@ -306,7 +333,7 @@ describe('backy upgrade on the 2.1.1 archive', () => {
       clearTimeout(timer);
       const status = backy(['-b', up, 'status']);
       expect(status.code, status.stderr).toBe(0);
-      expect(status.stderr).toBe('');
+      expect(status.stderr.split('\n').filter((l) => l !== '' && !UNSCHEDULED.test(l))).toEqual([]);
       const again = backy(['-b', up, 'upgrade']);
       expect(again.code, again.stderr).toBe(0);
       for (const [id, hash] of sums) {
