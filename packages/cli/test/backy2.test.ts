@@ -47,7 +47,8 @@ async function setLayout(archive: string, layout: 'chunked' | 'images'): Promise
 }
 
 /** The warning for a 2.x archive whose config has no schedule. */
-const UNSCHEDULED = /has no schedule \(backy 2\.x kept it in the central config\): backup accepts any tag and expire removes nothing/;
+const UNSCHEDULED =
+  /has no schedule \(backy 2\.x kept it in the central config\): backup accepts any tag and expire removes nothing/;
 
 beforeAll(async () => {
   dir = await tempDir();
@@ -226,10 +227,7 @@ describe('an archive written by backy 2.1.1', () => {
     expect(dd.stdout.equals(data)).toBe(true);
     // Chosen explicitly, layout chunked stores the next backup in the chunk store, and `last` goes
     // rather than name an older image.
-    await writeFile(
-      join(cont, 'config'),
-      `source:\n  type: file\n  filename: ${image}\nlayout: chunked\n`,
-    );
+    await writeFile(join(cont, 'config'), `source:\n  type: file\n  filename: ${image}\nlayout: chunked\n`);
     expect(c('backup', 'daily').code).toBe(0);
     const after = JSON.parse(c('status', '--json').stdout) as { backend_type: string }[];
     expect(after.at(-1)!.backend_type).toBe('chunked');
@@ -246,7 +244,10 @@ describe('an archive written by backy 2.1.1', () => {
     for (const args of [['status'], ['backup', 'anything'], ['expire']]) {
       const r = p(...args);
       expect(r.code, r.stderr).toBe(0);
-      expect(r.stderr.split('\n').filter((l) => UNSCHEDULED.test(l)), args.join(' ')).toHaveLength(1);
+      expect(
+        r.stderr.split('\n').filter((l) => UNSCHEDULED.test(l)),
+        args.join(' '),
+      ).toHaveLength(1);
     }
     await writeFile(
       join(plain, 'config'),
@@ -309,7 +310,11 @@ describe('backy upgrade on the 2.1.1 archive', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(line);
     expect(r.stdout).toContain(`${sums[1]![0]}: converted and verified`);
-    const revs = JSON.parse(u('status', '--json').stdout) as { uuid: string; backend_type: string; trust: string }[];
+    const revs = JSON.parse(u('status', '--json').stdout) as {
+      uuid: string;
+      backend_type: string;
+      trust: string;
+    }[];
     expect(revs.map((x) => [x.uuid, x.backend_type])).toEqual([
       [doubtful, 'cowfile'],
       [sums[1]![0], 'chunked'],
@@ -491,10 +496,14 @@ describe('a 2.x archive stays readable by backy 2.x until `backy upgrade`', () =
       { timestamp: string; parent: string | null; tags: string[]; trust: string; stats: unknown }
     >;
     const original = JSON.parse(
-      spawnSync('python3', ['-c', LOAD_AS_BACKY2, ...sums.map(([id]) => join(FIXTURE, 'archive', `${id}.rev`))], {
-        env: SYSTEM_PATH_ENV,
-        encoding: 'utf8',
-      }).stdout,
+      spawnSync(
+        'python3',
+        ['-c', LOAD_AS_BACKY2, ...sums.map(([id]) => join(FIXTURE, 'archive', `${id}.rev`))],
+        {
+          env: SYSTEM_PATH_ENV,
+          encoding: 'utf8',
+        },
+      ).stdout,
     ) as typeof loaded;
     for (const [id] of sums) {
       expect(loaded[id]!.timestamp).toBe(original[id]!.timestamp);

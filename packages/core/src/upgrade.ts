@@ -71,7 +71,10 @@ export async function upgradeArchive(archive: Archive, options: UpgradeOptions):
     }
     const convert = legacy.filter((r) => r.trust !== 'distrusted');
     for (const rev of legacy.filter((r) => r.trust === 'distrusted'))
-      logger.warn({ revision: rev.uuid }, 'distrusted backy 2.x revision not upgraded: its 2.x files are kept');
+      logger.warn(
+        { revision: rev.uuid },
+        'distrusted backy 2.x revision not upgraded: its 2.x files are kept',
+      );
     const total = convert.reduce((sum, r) => sum + r.size, 0);
     let done = 0;
     for (const rev of convert) {
