@@ -672,10 +672,12 @@ describe.skipIf(skipWithout('backy 2.2-2.5 chunked archives', 'python3') != null
       const bytes = readFileSync(victim);
       bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
       writeFileSync(victim, bytes);
+      // upgrade refuses to convert what it cannot read, and changes nothing of that revision.
+      const failed = c('upgrade');
+      expect(failed.code).not.toBe(0);
       const v = c('verify', '-r', ids[1]!);
       expect(v.code).toBe(1);
       expect(v.stdout).toContain(`${ids[1]}: DAMAGED, 1 chunk`);
-      // upgrade refuses to convert what it cannot read, and changes nothing of that revision.
       // Into layout images, 2.2–2.5 revisions are refused with one line, and nothing changes.
       const legacyConfig = readFileSync(join(legacy, 'config'), 'utf8');
       writeFileSync(join(legacy, 'config'), `source: {type: file, filename: ${source}}\nlayout: images\n`);
@@ -686,9 +688,14 @@ describe.skipIf(skipWithout('backy 2.2-2.5 chunked archives', 'python3') != null
       );
       expect(refused.stderr.trim().split('\n')).toHaveLength(1);
       writeFileSync(join(legacy, 'config'), legacyConfig);
-      const failed = c('upgrade');
-      expect(failed.code).not.toBe(0);
+      // Distrusted now, it is not converted: a line says so, and its mapping and chunks stay.
+      const skipped = c('upgrade');
+      expect(skipped.code, skipped.stderr).toBe(0);
+      expect(skipped.stdout).toContain(`${ids[1]}: distrusted, not converted`);
+      expect(readFileSync(join(legacy, ids[1]!), 'utf8')).toContain('"mapping"');
+      expect(readFileSync(victim).equals(bytes)).toBe(true);
       writeFileSync(victim, Buffer.from(bytes.map((x, k) => (k === bytes.length - 1 ? x ^ 0xff : x))));
+      expect(c('verify', '-r', ids[1]!).code).toBe(0);
       const up = c('upgrade');
       expect(up.code, up.stderr).toBe(0);
       expect(up.stdout).toMatch(/removed \d+ backy 2\.x chunk files no revision uses/);
