@@ -3,8 +3,8 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { cp, lstat, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mmh3Hex } from '@backy/core/testing';
 import { SYSTEM_PATH_ENV, skipWithout } from '@backy/test-env';
@@ -21,18 +21,34 @@ let arch: string;
 let sums: [string, string][];
 const b = (...args: string[]) => backy(['-b', arch, ...args]);
 
-/** A copy of the fixture's archive at `to`, with `last` and `last.rev` as the symlinks 2.x made. */
-async function copyFixture(to: string): Promise<void> {
-  await cp(join(FIXTURE, 'archive'), to, { recursive: true });
+/**
+ * A copy of the fixture's archive (`from`, default the shared fixture) at `to`, with `last` and
+ * `last.rev` as the symlinks 2.x made. The fixture may hold them as small files naming their targets
+ * (shared/ keeps no symlinks) or as real symlinks (a plain `cp -r` of it); 2.x's own links were absolute,
+ * so only the target's name is kept.
+ */
+async function copyFixture(to: string, from = join(FIXTURE, 'archive')): Promise<void> {
+  await cp(from, to, { recursive: true, verbatimSymlinks: true });
   spawnSync('chmod', ['-R', 'u+w', to]);
-  // shared/ keeps no symlinks: the fixture holds `last` and `last.rev` as files naming their targets.
-  // A real backy 2.x archive has them as symlinks; make them so.
   for (const name of ['last', 'last.rev']) {
-    const target = (await readFile(join(to, name), 'utf8')).trim();
-    await rm(join(to, name));
-    await symlink(target, join(to, name));
+    const path = join(to, name);
+    const target = basename(
+      (await lstat(path)).isSymbolicLink() ? await readlink(path) : (await readFile(path, 'utf8')).trim(),
+    );
+    await rm(path);
+    await symlink(target, path);
   }
 }
+
+/** Names the layout in the 2.x archive config at `archive` (which 2.x wrote as the bare source mapping). */
+async function setLayout(archive: string, layout: 'chunked' | 'images'): Promise<void> {
+  const source = (await readFile(join(archive, 'config'), 'utf8')).replace(/^/gm, '  ').trimEnd();
+  await writeFile(join(archive, 'config'), `source:\n${source}\nlayout: ${layout}\n`);
+}
+
+/** The warning for a 2.x archive whose config has no schedule. */
+const UNSCHEDULED =
+  /has no schedule \(backy 2\.x kept it in the central config\): backup accepts any tag and expire removes nothing/;
 
 beforeAll(async () => {
   dir = await tempDir();
@@ -52,7 +68,10 @@ describe('an archive written by backy 2.1.1', () => {
   it('status lists its three revisions with their tags, sizes and trust', () => {
     const r = b('status', '--json');
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toBe('');
+    // Its 2.x config has no schedule: said once, and nothing else.
+    expect(r.stderr.trim().split('\n')).toEqual([
+      `backy: warning: ${join(arch, 'config')} has no schedule (backy 2.x kept it in the central config): backup accepts any tag and expire removes nothing; add \`schedule: {TAG: {interval, keep}}\` to it, or run the job from the scheduler`,
+    ]);
     const revs = JSON.parse(r.stdout) as {
       uuid: string;
       tags: string[];
@@ -186,12 +205,66 @@ describe('an archive written by backy 2.1.1', () => {
     expect(b('restore', out).code).toBe(0);
     expect((await readFile(out)).equals(data)).toBe(true);
   });
+
+  it('goes on in layout images when its config names no layout, so `dd if=last` gives the newest backup', async () => {
+    const cont = join(dir.path, 'continue-images');
+    await copyFixture(cont);
+    const image = join(dir.path, 'continue-images.img');
+    const data = Buffer.alloc(6 * 1024 * 1024 + 517, 5);
+    await writeFile(image, data);
+    // The config as backy 2.x wrote it: the bare source mapping, no layout.
+    await writeFile(join(cont, 'config'), `filename: ${image}\ntype: file\n`);
+    const c = (...args: string[]) => backy(['-b', cont, ...args]);
+    const r = c('backup', 'daily');
+    expect(r.code, r.stderr).toBe(0);
+    const revs = JSON.parse(c('status', '--json').stdout) as { uuid: string; backend_type: string }[];
+    expect(revs.map((x) => x.backend_type)).toEqual(['cowfile', 'cowfile', 'cowfile', 'images']);
+    expect(await readlink(join(cont, 'last'))).toBe(revs[3]!.uuid);
+    expect(await readlink(join(cont, 'last.rev'))).toBe(`${revs[3]!.uuid}.rev`);
+    const dd = spawnSync('dd', [`if=${join(cont, 'last')}`, 'bs=4096k', 'status=none'], {
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    expect(dd.stdout.equals(data)).toBe(true);
+    // Chosen explicitly, layout chunked stores the next backup in the chunk store, and `last` goes
+    // rather than name an older image.
+    await writeFile(join(cont, 'config'), `source:\n  type: file\n  filename: ${image}\nlayout: chunked\n`);
+    expect(c('backup', 'daily').code).toBe(0);
+    const after = JSON.parse(c('status', '--json').stdout) as { backend_type: string }[];
+    expect(after.at(-1)!.backend_type).toBe('chunked');
+    expect(await lstat(join(cont, 'last')).catch(() => null)).toBeNull();
+  });
+
+  it('says that its config has no schedule in status, backup and expire, until it has one', async () => {
+    const plain = join(dir.path, 'no-schedule');
+    await copyFixture(plain);
+    const image = join(dir.path, 'no-schedule.img');
+    await writeFile(image, Buffer.alloc(6 * 1024 * 1024 + 517, 3));
+    await writeFile(join(plain, 'config'), `filename: ${image}\ntype: file\n`);
+    const p = (...args: string[]) => backy(['-b', plain, ...args]);
+    for (const args of [['status'], ['backup', 'anything'], ['expire']]) {
+      const r = p(...args);
+      expect(r.code, r.stderr).toBe(0);
+      expect(
+        r.stderr.split('\n').filter((l) => UNSCHEDULED.test(l)),
+        args.join(' '),
+      ).toHaveLength(1);
+    }
+    await writeFile(
+      join(plain, 'config'),
+      `source: {type: file, filename: ${image}}\nschedule: {daily: {interval: 1d, keep: 9}}\n`,
+    );
+    const r = p('status');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+  });
 });
 
 describe('backy upgrade on the 2.1.1 archive', () => {
   it('shows what it would do, converts newest first, verifies, and every revision still restores', async () => {
     const up = join(dir.path, 'upgrade-me');
     await copyFixture(up);
+    // Without a layout, an archive whose newest revision is a 2.0–2.1 image stays in layout images.
+    await setLayout(up, 'chunked');
     const u = (...args: string[]) => backy(['-b', up, ...args]);
     const dry = u('upgrade', '--dry-run');
     expect(dry.code, dry.stderr).toBe(0);
@@ -222,17 +295,50 @@ describe('backy upgrade on the 2.1.1 archive', () => {
     expect(u('upgrade').stdout).toContain('no backy 2.x revisions to upgrade');
   });
 
+  it('keeps a distrusted revision as backy 2.x left it, with its image, and says so', async () => {
+    const up = join(dir.path, 'upgrade-distrusted');
+    await copyFixture(up);
+    await setLayout(up, 'chunked');
+    const u = (...args: string[]) => backy(['-b', up, ...args]);
+    const [doubtful, doubtfulHash] = sums[0]!;
+    expect(u('distrust', '-r', doubtful).code).toBe(0);
+    const line = `${doubtful}: distrusted, not converted: its backy 2.x files are kept`;
+    const dry = u('upgrade', '--dry-run');
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).toContain(`${doubtful}: distrusted, would not be converted`);
+    const r = u('upgrade');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(line);
+    expect(r.stdout).toContain(`${sums[1]![0]}: converted and verified`);
+    const revs = JSON.parse(u('status', '--json').stdout) as {
+      uuid: string;
+      backend_type: string;
+      trust: string;
+    }[];
+    expect(revs.map((x) => [x.uuid, x.backend_type])).toEqual([
+      [doubtful, 'cowfile'],
+      [sums[1]![0], 'chunked'],
+      [sums[2]![0], 'chunked'],
+    ]);
+    expect(revs[0]!.trust).toBe('distrusted');
+    expect(sha(await readFile(join(up, doubtful)))).toBe(doubtfulHash);
+    expect(await readFile(join(up, `${doubtful}.rev`), 'utf8')).toMatch(/^trust: distrusted$/m);
+    // Each run says it again until the operator decides.
+    expect(u('upgrade').stdout).toContain(line);
+  });
+
   it('is resumable: killed at any point, the next run finishes and nothing is lost', async () => {
     for (const delay of [120, 250, 400, 600]) {
       const up = join(dir.path, `upgrade-killed-${delay}`);
       await copyFixture(up);
+      await setLayout(up, 'chunked');
       const child = spawn(process.execPath, [BIN, '-b', up, 'upgrade'], { stdio: 'ignore' });
       const timer = setTimeout(() => child.kill('SIGKILL'), delay);
       await new Promise((r) => child.once('exit', r));
       clearTimeout(timer);
       const status = backy(['-b', up, 'status']);
       expect(status.code, status.stderr).toBe(0);
-      expect(status.stderr).toBe('');
+      expect(status.stderr.split('\n').filter((l) => l !== '' && !UNSCHEDULED.test(l))).toEqual([]);
       const again = backy(['-b', up, 'upgrade']);
       expect(again.code, again.stderr).toBe(0);
       for (const [id, hash] of sums) {
@@ -264,6 +370,152 @@ describe('backy upgrade on the 2.1.1 archive', () => {
     });
     expect(sha(dd.stdout)).toBe(sums[2]![1]);
     expect(u('verify').code).toBe(0);
+  });
+});
+
+describe('the fixture, however shared/ holds `last` and `last.rev`', () => {
+  it('is copied as 2.x left it both from small files naming the targets and from real symlinks', async () => {
+    const newest = sums[2]![0];
+    for (const form of ['files', 'symlinks'] as const) {
+      // A copy of shared/'s fixture in each form: as stored (files), and as a plain `cp -r` of a
+      // checkout that holds symlinks (2.x's links were absolute).
+      const source = join(dir.path, `fixture-${form}`);
+      await cp(join(FIXTURE, 'archive'), source, { recursive: true });
+      spawnSync('chmod', ['-R', 'u+w', source]);
+      for (const name of ['last', 'last.rev']) {
+        const target = name === 'last' ? newest : `${newest}.rev`;
+        await rm(join(source, name));
+        if (form === 'files') await writeFile(join(source, name), `${target}\n`);
+        else await symlink(join('/srv/backy/web01', target), join(source, name));
+      }
+      const to = join(dir.path, `copied-from-${form}`);
+      await copyFixture(to, source);
+      expect(await readlink(join(to, 'last'))).toBe(newest);
+      expect(await readlink(join(to, 'last.rev'))).toBe(`${newest}.rev`);
+      const dd = spawnSync('dd', [`if=${join(to, 'last')}`, 'bs=4096k', 'status=none'], {
+        maxBuffer: 64 * 1024 * 1024,
+      });
+      expect(sha(dd.stdout)).toBe(sums[2]![1]);
+    }
+  });
+});
+
+/** The top-level entries of a `.rev` as PyYAML wrote them: each `key:` line with its indented lines. */
+const revEntries = (text: string): string[] => text.split(/^(?=\w)/m).filter((e) => e.trim() !== '');
+
+/**
+ * Loads `.rev` files as backy 2.x's `Revision.load` does: PyYAML's `safe_load`, a UTC timestamp (2.x
+ * asserts it), `parent` present, `trust` one of 2.x's three, no `backend_type` but 2.0–2.1's.
+ */
+const LOAD_AS_BACKY2 = `
+import datetime, json, sys, yaml
+out = {}
+for path in sys.argv[1:]:
+    with open(path, encoding="utf-8") as f:
+        m = yaml.safe_load(f)
+    assert m["timestamp"].tzinfo == datetime.timezone.utc, path
+    parent = m["parent"]
+    assert isinstance(m.get("stats", {}), dict), path
+    tags = set(m.get("tags", []))
+    assert all(isinstance(t, str) for t in tags), path
+    trust = m.get("trust", "trusted")
+    assert trust in ("trusted", "distrusted", "verified"), path
+    assert m.get("backend_type", "cowfile") == "cowfile", path
+    out[m["uuid"]] = {"timestamp": m["timestamp"].isoformat(), "parent": parent, "tags": sorted(tags),
+                      "trust": trust, "stats": m["stats"]}
+print(json.dumps(out))
+`;
+const PYYAML =
+  spawnSync('python3', ['-c', 'import yaml'], { env: SYSTEM_PATH_ENV, stdio: 'ignore' }).status === 0;
+if (!PYYAML) console.warn('[backy 2.x reading the .rev files] skipped: python3 with PyYAML is not installed');
+
+describe('a 2.x archive stays readable by backy 2.x until `backy upgrade`', () => {
+  const keep = () => join(dir.path, 'keep-2x');
+  const before = new Map<string, string>();
+  const SIZE = 6 * 1024 * 1024 + 517;
+
+  it('verify, distrust and tags record trust and tags in 2.x .rev files, keeping every field and digit', async () => {
+    await copyFixture(keep());
+    const k = (...args: string[]) => backy(['-b', keep(), ...args]);
+    for (const [id] of sums) before.set(id, await readFile(join(keep(), `${id}.rev`), 'utf8'));
+    const v = k('verify');
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+    const d = k('distrust', '-r', sums[0]![0]);
+    expect(d.code, d.stderr).toBe(0);
+    // `yes` is a boolean to YAML 1.1 (PyYAML): it must stay a string tag for 2.x.
+    const t = k('tags', 'add', '-r', sums[1]![0], 'monthly,yes');
+    expect(t.code, t.stderr).toBe(0);
+    const revs = JSON.parse(k('status', '--json').stdout) as {
+      uuid: string;
+      trust: string;
+      tags: string[];
+      size: number;
+      backend_type: string;
+      timestamp: string;
+    }[];
+    expect(revs.map((r) => [r.uuid, r.trust, r.tags, r.size, r.backend_type])).toEqual([
+      [sums[0]![0], 'distrusted', ['daily'], SIZE, 'cowfile'],
+      [sums[1]![0], 'verified', ['weekly', 'daily', 'monthly', 'yes'], SIZE, 'cowfile'],
+      [sums[2]![0], 'verified', ['daily'], SIZE, 'cowfile'],
+    ]);
+    for (const [id] of sums) {
+      const text = await readFile(join(keep(), `${id}.rev`), 'utf8');
+      // What 2.x wrote is there byte for byte (the timestamp with its microseconds, the float
+      // durations), but the tags where they changed; nothing of backy's own format was added.
+      for (const entry of revEntries(before.get(id)!)) {
+        if (id === sums[1]![0] && entry.startsWith('tags:')) continue;
+        expect(text).toContain(entry);
+      }
+      expect(text).toMatch(/^timestamp: 2026-12-01 09:56:\d\d\.\d{6}\+00:00$/m);
+      expect(revEntries(text).map((e) => e.split(':')[0])).toEqual([
+        'parent',
+        'stats',
+        'tags',
+        'timestamp',
+        'trust',
+        'uuid',
+      ]);
+    }
+    // The whole archive still restores, and verify of 2.x revisions again changes nothing more.
+    const again = k('verify', '-r', sums[2]![0]);
+    expect(again.code).toBe(0);
+    expect(await readFile(join(keep(), `${sums[2]![0]}.rev`), 'utf8')).toBe(
+      `${before.get(sums[2]![0])!.replace(/^uuid:/m, 'trust: verified\nuuid:')}`,
+    );
+  });
+
+  it.skipIf(!PYYAML)("and backy 2.x's loader (PyYAML) reads them, with the new trust and tags", () => {
+    const files = sums.map(([id]) => join(keep(), `${id}.rev`));
+    const r = spawnSync('python3', ['-c', LOAD_AS_BACKY2, ...files], {
+      env: SYSTEM_PATH_ENV,
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    const loaded = JSON.parse(r.stdout) as Record<
+      string,
+      { timestamp: string; parent: string | null; tags: string[]; trust: string; stats: unknown }
+    >;
+    const original = JSON.parse(
+      spawnSync(
+        'python3',
+        ['-c', LOAD_AS_BACKY2, ...sums.map(([id]) => join(FIXTURE, 'archive', `${id}.rev`))],
+        {
+          env: SYSTEM_PATH_ENV,
+          encoding: 'utf8',
+        },
+      ).stdout,
+    ) as typeof loaded;
+    for (const [id] of sums) {
+      expect(loaded[id]!.timestamp).toBe(original[id]!.timestamp);
+      expect(loaded[id]!.timestamp).toMatch(/\.\d{6}\+00:00$/);
+      expect(loaded[id]!.parent).toBe(original[id]!.parent);
+      expect(loaded[id]!.stats).toEqual(original[id]!.stats);
+    }
+    expect(Object.values(loaded).map((x) => [x.trust, x.tags])).toEqual([
+      ['distrusted', ['daily']],
+      ['verified', ['daily', 'monthly', 'weekly', 'yes']],
+      ['verified', ['daily']],
+    ]);
   });
 });
 
@@ -420,10 +672,12 @@ describe.skipIf(skipWithout('backy 2.2-2.5 chunked archives', 'python3') != null
       const bytes = readFileSync(victim);
       bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
       writeFileSync(victim, bytes);
+      // upgrade refuses to convert what it cannot read, and changes nothing of that revision.
+      const failed = c('upgrade');
+      expect(failed.code).not.toBe(0);
       const v = c('verify', '-r', ids[1]!);
       expect(v.code).toBe(1);
       expect(v.stdout).toContain(`${ids[1]}: DAMAGED, 1 chunk`);
-      // upgrade refuses to convert what it cannot read, and changes nothing of that revision.
       // Into layout images, 2.2–2.5 revisions are refused with one line, and nothing changes.
       const legacyConfig = readFileSync(join(legacy, 'config'), 'utf8');
       writeFileSync(join(legacy, 'config'), `source: {type: file, filename: ${source}}\nlayout: images\n`);
@@ -434,9 +688,14 @@ describe.skipIf(skipWithout('backy 2.2-2.5 chunked archives', 'python3') != null
       );
       expect(refused.stderr.trim().split('\n')).toHaveLength(1);
       writeFileSync(join(legacy, 'config'), legacyConfig);
-      const failed = c('upgrade');
-      expect(failed.code).not.toBe(0);
+      // Distrusted now, it is not converted: a line says so, and its mapping and chunks stay.
+      const skipped = c('upgrade');
+      expect(skipped.code, skipped.stderr).toBe(0);
+      expect(skipped.stdout).toContain(`${ids[1]}: distrusted, not converted`);
+      expect(readFileSync(join(legacy, ids[1]!), 'utf8')).toContain('"mapping"');
+      expect(readFileSync(victim).equals(bytes)).toBe(true);
       writeFileSync(victim, Buffer.from(bytes.map((x, k) => (k === bytes.length - 1 ? x ^ 0xff : x))));
+      expect(c('verify', '-r', ids[1]!).code).toBe(0);
       const up = c('upgrade');
       expect(up.code, up.stderr).toBe(0);
       expect(up.stdout).toMatch(/removed \d+ backy 2\.x chunk files no revision uses/);

@@ -21,6 +21,8 @@ import { isRevisionId, newRevisionId } from './ids.js';
 import { ChunkedRevisionReader, ChunkedRevisionWriter } from './layout/chunked.js';
 import { ImagesRevisionReader, ImagesRevisionWriter, supportsReflink } from './layout/images.js';
 import { LegacyChunkedReader, readLegacyMapping } from './legacy/chunked.js';
+import { impliedImagesLayout } from './legacy/layout.js';
+import { isLegacyRevision, legacyRevisionText } from './legacy/rev-file.js';
 import { acquireLock, type Lock } from './lock.js';
 import { PRIVATE_DIR_MODE } from './private-modes.js';
 import {
@@ -222,7 +224,10 @@ export class Archive {
    */
   static async open(dir: string, options: ArchiveOptions = {}): Promise<Archive> {
     const path = resolve(dir);
-    const archive = await Archive.create(path, await Archive.loadConfig(path), options);
+    let config = await Archive.loadConfig(path);
+    // A backy 2.x archive whose config names no layout goes on in images (legacy/layout.ts says why).
+    if (await impliedImagesLayout(path, Archive.configPath(path))) config = { ...config, layout: 'images' };
+    const archive = await Archive.create(path, config, options);
     try {
       await archive.checkStore();
       await archive.pull();
@@ -581,8 +586,13 @@ export class Archive {
       return this.updateStored(id, change, false);
     }
     const next = change(current);
-    const version = await mirror?.push(id, revisionBytes(next), false);
-    await writeRevisionFile(this.revPath(id), next);
+    // A backy 2.x revision stays readable by 2.x until `upgrade` converts it (which changes its type).
+    const bytes =
+      isLegacyRevision(current) && next.backend_type === current.backend_type
+        ? Buffer.from(await legacyRevisionText(this.revPath(id), current, next))
+        : revisionBytes(next);
+    const version = await mirror?.push(id, bytes, false);
+    await writeFileAtomic(this.revPath(id), bytes, { mode: 0o640 });
     if (version != null) await mirror!.recorded(id, version);
     return next;
   }

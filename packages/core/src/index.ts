@@ -38,6 +38,7 @@ export { expireArchive } from './expire.js';
 export { writeFileAtomic } from './fs-util.js';
 export { heldBytes } from './held-data.js';
 export { newRevisionId } from './ids.js';
+export { unscheduledLegacyWarning } from './legacy/schedule.js';
 export { acquireLock, type Lock, type LockMode } from './lock.js';
 export { type AppendLog, openAppendLog } from './log-file.js';
 export { forgetArchive, type PurgeResult, purgeStore } from './purge.js';

@@ -11,6 +11,12 @@ export interface UpgradeStep {
   uuid: string;
   from: 'cowfile' | 'legacy-chunked';
   to: 'chunked' | 'images';
+  /**
+   * `distrusted`: not converted, its 2.x files kept. Its data is in doubt: converting it would carry the
+   * doubt into the new layout and delete the 2.x files that are the only evidence (`verify` trusts it
+   * again if it reads completely; `forget` removes it).
+   */
+  skipped?: 'distrusted';
 }
 
 export interface UpgradeResult {
@@ -49,7 +55,12 @@ export async function upgradeArchive(archive: Archive, options: UpgradeOptions):
     const to = archive.config.layout;
     const all = await archive.revisions();
     const legacy = all.filter(isLegacy).reverse();
-    const steps: UpgradeStep[] = legacy.map((r) => ({ uuid: r.uuid, from: r.backend_type, to }));
+    const steps: UpgradeStep[] = legacy.map((r) => ({
+      uuid: r.uuid,
+      from: r.backend_type,
+      to,
+      ...(r.trust === 'distrusted' ? { skipped: 'distrusted' as const } : {}),
+    }));
     if (options.dryRun) {
       return { steps, legacyChunksRemoved: (await unusedLegacyChunks(archive)).length };
     }
@@ -58,9 +69,15 @@ export async function upgradeArchive(archive: Archive, options: UpgradeOptions):
       if (rev.backend_type === 'chunked' && rev.source_info?.upgraded_from != null)
         await rm(archive.imagePath(rev.uuid), { force: true });
     }
-    const total = legacy.reduce((sum, r) => sum + r.size, 0);
+    const convert = legacy.filter((r) => r.trust !== 'distrusted');
+    for (const rev of legacy.filter((r) => r.trust === 'distrusted'))
+      logger.warn(
+        { revision: rev.uuid },
+        'distrusted backy 2.x revision not upgraded: its 2.x files are kept',
+      );
+    const total = convert.reduce((sum, r) => sum + r.size, 0);
     let done = 0;
-    for (const rev of legacy) {
+    for (const rev of convert) {
       options.signal?.throwIfAborted();
       const log = logger.child({ revision: rev.uuid });
       log.info({ from: rev.backend_type, to }, 'upgrading a backy 2.x revision');

@@ -1,4 +1,4 @@
-import { Archive, formatBytes, formatDuration, runBackup } from '@backy/core';
+import { Archive, formatBytes, formatDuration, runBackup, unscheduledLegacyWarning } from '@backy/core';
 import { type Command, JSON_OPTION } from '../command.js';
 import { loadSource } from '../sources.js';
 
@@ -15,6 +15,8 @@ export const backupCommand: Command = {
   async run(ctx) {
     const archive = await ctx.openArchive();
     const logger = ctx.logger();
+    const unscheduled = await unscheduledLegacyWarning(archive);
+    if (unscheduled != null) ctx.warn(unscheduled);
     const { definition, options } = await loadSource(archive.config.source, Archive.configPath(archive.path));
     const source = definition.create(options, { logger });
     const revision = await runBackup(archive, source, {

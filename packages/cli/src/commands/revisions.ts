@@ -1,4 +1,11 @@
-import { type Archive, BackyError, expireArchive, type Revision, tagNameSchema } from '@backy/core';
+import {
+  type Archive,
+  BackyError,
+  expireArchive,
+  type Revision,
+  tagNameSchema,
+  unscheduledLegacyWarning,
+} from '@backy/core';
 import { type Command, type CommandContext, JSON_OPTION, revisionOption } from '../command.js';
 import { confirm, selectsSet } from '../confirm.js';
 
@@ -205,6 +212,8 @@ export const expireCommand: Command = {
   async run(ctx) {
     const archive = await ctx.openArchive();
     const dryRun = ctx.values['dry-run'] === true;
+    const unscheduled = await unscheduledLegacyWarning(archive);
+    if (unscheduled != null) ctx.warn(unscheduled);
     const actions = await expireArchive(archive, { logger: ctx.logger(), dryRun });
     if (ctx.values.json) {
       ctx.printJson({

@@ -5,6 +5,7 @@ import {
   formatBytes,
   heldBytes,
   type Revision,
+  unscheduledLegacyWarning,
 } from '@backy/core';
 import Table from 'cli-table3';
 import { stringify } from 'yaml';
@@ -37,6 +38,8 @@ export const statusCommand: Command = {
     const revisions = spec == null ? scan.complete : await archive.resolve(spec);
     // Damaged `.rev` files and unknown files: one warning line each (stderr), in every output format.
     for (const line of Archive.describeScan(scan)) ctx.warn(line);
+    const unscheduled = await unscheduledLegacyWarning(archive, scan.complete);
+    if (unscheduled != null) ctx.warn(unscheduled);
     if (ctx.values.json) {
       ctx.print(JSON.stringify(revisions, null, 2));
       return 0;

@@ -21,6 +21,12 @@ export const upgradeCommand: Command = {
     ctx.progress.finish();
     for (const step of result.steps) {
       const from = step.from === 'cowfile' ? 'backy 2.0-2.1 image' : 'backy 2.2-2.5 chunks';
+      if (step.skipped === 'distrusted') {
+        ctx.print(
+          `${step.uuid}: distrusted, ${dryRun ? 'would not be converted' : 'not converted'}: its backy 2.x files are kept (\`backy verify -r ${step.uuid}\` trusts it again if it reads completely, then upgrade again; or forget it)`,
+        );
+        continue;
+      }
       ctx.print(
         `${step.uuid}: ${dryRun ? 'would be converted' : 'converted and verified'} (${from} -> ${step.to})`,
       );
