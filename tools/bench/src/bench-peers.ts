@@ -2,12 +2,16 @@
 // for 1 GiB), in rounds that alternate the order of the tools: a full backup, an incremental one after
 // 1% of the chunks changed, a restore. Medians, ratios to the durable copy (cp + sync) measured in the
 // same rounds and to each other, peak RSS, store size. A peer that is not installed is skipped with a
-// message (Debian: apt-get install borgbackup restic). Measures, asserts nothing.
+// message (Debian: apt-get install borgbackup restic). `--baseline REV` adds backy as of that git
+// revision, built in a temporary worktree, as one more peer, and prints the A/B ratios. Last, a memory
+// line: peak RSS of a backup and a restore of a 16 GiB image, mostly zeros and text (`--no-16g` leaves
+// it out). Measures, asserts nothing.
 import { spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeVmImage } from '@backy/core/testing/helpers';
+import { baselineArg, buildBaseline } from './baseline.js';
 import {
   benchSize,
   changeOnePercent,
@@ -19,6 +23,7 @@ import {
   timed,
   timedWithRss,
 } from './measure.js';
+import { peakRss, writeImage } from './memory.js';
 import { BACKY_BIN, REPO } from './paths.js';
 import { WARM_BYTES } from './warm-memory.js';
 
@@ -63,17 +68,21 @@ const borgEnv = {
 };
 const resticEnv = { RESTIC_PASSWORD: 'bench', RESTIC_CACHE_DIR: join(dir, 'restic-cache') };
 
+const backyPeer = (name: string, bin: string): Peer => ({
+  name,
+  missing: null,
+  init: (repo) => ({ cmd: process.execPath, args: [bin, '-b', repo, 'init', 'file', image] }),
+  backup: (repo) => ({ cmd: process.execPath, args: [bin, '-b', repo, 'backup', 'daily'] }),
+  restore: (repo, _round, target) => ({ cmd: process.execPath, args: [bin, '-b', repo, 'restore', target] }),
+});
+const argv = process.argv.slice(2);
+const baselineRev = baselineArg(argv);
+const built = baselineRev == null ? null : await buildBaseline(baselineRev);
+const BASELINE_NAME = `backy@${baselineRev}`;
+
 const peers: Peer[] = [
-  {
-    name: 'backy',
-    missing: null,
-    init: (repo) => ({ cmd: process.execPath, args: [BACKY_BIN, '-b', repo, 'init', 'file', image] }),
-    backup: (repo) => ({ cmd: process.execPath, args: [BACKY_BIN, '-b', repo, 'backup', 'daily'] }),
-    restore: (repo, _round, target) => ({
-      cmd: process.execPath,
-      args: [BACKY_BIN, '-b', repo, 'restore', target],
-    }),
-  },
+  backyPeer('backy', BACKY_BIN),
+  ...(built == null ? [] : [backyPeer(BASELINE_NAME, built.bin)]),
   {
     // borg 1.2 defaults: lz4, no encryption asked for (backy's default store is not encrypted either).
     name: 'borg',
@@ -172,7 +181,7 @@ if (names.includes('backy')) {
   for (const phase of PHASES) {
     const mine = median(seconds.get('backy')![phase]);
     const against = names
-      .filter((n) => n !== 'backy')
+      .filter((n) => n !== 'backy' && n !== BASELINE_NAME)
       .map((n) => `${n} ${(median(seconds.get(n)![phase]) / mine).toFixed(2)}×`);
     if (against.length > 0) console.log(`${phase}: ${against.join(', ')} backy's time (target ≥ 2×)`);
   }
@@ -187,5 +196,31 @@ for (const n of names) {
 console.log(
   `cp + sync runs: ${PHASES.map((ph) => `${ph} ${copies[ph].map((x) => x.toFixed(2)).join('/')}`).join(', ')}`,
 );
+if (built != null) {
+  const ab = PHASES.map((phase) => {
+    const ratio = median(seconds.get('backy')![phase]) / median(seconds.get(BASELINE_NAME)![phase]);
+    return `${phase} ${ratio.toFixed(2)}×`;
+  });
+  console.log(`A/B: backy's time ÷ ${BASELINE_NAME}'s: ${ab.join(', ')} (below 1: faster than the baseline)`);
+}
 if (WARM_BYTES === 0) console.log('(memory not warmed before timed steps: BENCH_WARM=0)');
 await rm(dir, { recursive: true, force: true });
+
+if (!argv.includes('--no-16g')) {
+  // Memory must not grow with the image: a 16 GiB image (mostly zeros and text, so that it runs in
+  // minutes) against the peak RSS of the rounds above.
+  const size = 16 * GiB;
+  await mkdir(dir, { recursive: true });
+  const big = join(dir, 'vm16.img');
+  const bins: [string, string][] = [['backy', BACKY_BIN]];
+  if (built != null) bins.push([BASELINE_NAME, built.bin]);
+  for (const [name, bin] of bins) {
+    await writeImage(big, size, 'sparse');
+    const r = await peakRss(bin, dir, big, size, ['backup', 'restore']);
+    console.log(
+      `${name}, 16 GiB image: peak RSS backup ${mb(r.backup)}, restore ${mb(r.restore)} (rounds above: ${mb(Math.max(...rss.get(name)!))})`,
+    );
+  }
+  await rm(dir, { recursive: true, force: true });
+}
+await built?.remove();
