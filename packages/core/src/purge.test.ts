@@ -8,6 +8,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Archive } from './archive.js';
 import { runBackup } from './backup.js';
 import { purgeStore } from './purge.js';
+import { DirectoryChunkStore } from './store/chunk-store.js';
+import type { ChunkStore } from './store/contract.js';
 import { bufferSource, MiB, silent } from './test-helpers.js';
 import { restoreToBuffer, tempDir } from './testing/helpers.js';
 
@@ -159,5 +161,33 @@ describe('purge and the registry of a shared store', () => {
     expect(result.chunksDeleted).toBeGreaterThan(0);
     expect(await chunkCount(store)).toBeGreaterThan(0);
     await expectRestores(a, b);
+  });
+
+  it("stops on a chunked revision in a remote store's catalog whose map is missing", async () => {
+    // A store that keeps the revisions (as S3 does): a directory store with a catalog of plain files.
+    const root = join(dir.path, 'remote');
+    const inner = new DirectoryChunkStore(join(root, 'chunks'));
+    await inner.init();
+    const hash = '00'.repeat(32);
+    await mkdir(join(root, 'chunks', '00'), { recursive: true });
+    await writeFile(join(root, 'chunks', '00', hash), 'an unreferenced chunk');
+    const files = join(root, 'revisions');
+    await mkdir(files);
+    const catalog = {
+      list: async () =>
+        new Map(
+          (await readdir(files)).filter((n) => n.endsWith('.rev')).map((n) => [n.slice(0, -4), 'v'] as const),
+        ),
+      read: (id: string, kind: string) => readFile(join(files, `${id}.${kind}`)).catch(() => null),
+    };
+    const store = Object.assign(Object.create(inner) as ChunkStore, { catalog });
+    await writeFile(join(files, 'R1.rev'), 'uuid: R1\nbackend_type: chunked\n');
+    await expect(purgeStore(store, { logger: silent })).rejects.toThrow(
+      /^purge stopped, nothing deleted: revision R1 in the store has no map/,
+    );
+    expect(await readdir(join(root, 'chunks', '00'))).toEqual([hash]);
+    // A revision of another layout has no map in the store: nothing to count, purge goes on.
+    await writeFile(join(files, 'R1.rev'), 'uuid: R1\nbackend_type: cowfile\n');
+    expect((await purgeStore(store, { logger: silent })).chunksDeleted).toBe(1);
   });
 });

@@ -1,6 +1,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
+import { parse as parseYaml } from 'yaml';
 import { CONFIG_FILE, readArchiveId } from './archive.js';
 import { BackyError, ioError, isBackyError } from './errors.js';
 import { mayExist } from './fs-util.js';
@@ -213,7 +214,16 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
 async function addCatalogReferences(catalog: RevisionCatalog, referenced: Set<string>): Promise<void> {
   for (const id of (await catalog.list()).keys()) {
     const bytes = await catalog.read(id, 'map');
-    if (bytes == null) continue; // a revision without map: legacy or forgotten meanwhile
+    if (bytes == null) {
+      // Forgotten meanwhile (the `.rev` goes first), or a revision that has no map of this store. A
+      // chunked revision whose `.rev` is still there without its map is no proof of anything: stop.
+      const rev = await catalog.read(id, 'rev');
+      if (rev == null || !isChunked(rev)) continue;
+      throw new BackyError(
+        'REVISION_INVALID',
+        `purge stopped, nothing deleted: revision ${id} in the store has no map (${id}.map is missing)`,
+      );
+    }
     let map: ChunkMap;
     try {
       map = ChunkMap.deserialize(bytes, `${id}.map in the store`);
@@ -227,6 +237,16 @@ async function addCatalogReferences(catalog: RevisionCatalog, referenced: Set<st
       );
     }
     for (const hash of map.uniqueHashes()) referenced.add(hash);
+  }
+}
+
+/** Whether a `.rev`'s bytes describe a revision of the chunked layout (the one with a map in the store). */
+function isChunked(rev: Buffer): boolean {
+  try {
+    const data = parseYaml(rev.toString('utf8')) as { backend_type?: unknown } | null;
+    return data?.backend_type == null || data.backend_type === 'chunked';
+  } catch {
+    return true; // unreadable: assume the worst
   }
 }
 
