@@ -166,6 +166,26 @@ describe('a source that became empty', () => {
   });
 });
 
+describe('allow-empty in the central config', () => {
+  it('is accepted in a job source (backy itself reads it, not the source schema)', async () => {
+    const conf = join(dir.path, 'central.conf');
+    const base = join(dir.path, 'central-base');
+    const job = (extra: Record<string, unknown>) =>
+      stringify({
+        global: { 'base-dir': base },
+        schedules: { s: { daily: { interval: '1d', keep: 1 } } },
+        jobs: { vm: { schedule: 's', source: { type: 'file', filename: '/srv/vm.img', ...extra } } },
+      });
+    await writeFile(conf, job({ 'allow-empty': true }));
+    // No status file yet: the config itself passed (a config the daemon rejects is named instead).
+    expect(backy(['check', '-c', conf]).stdout).toBe(
+      `UNKNOWN: No status file found at ${join(base, 'status')}\n`,
+    );
+    await writeFile(conf, job({ 'allow-empty': 'yes' }));
+    expect(backy(['check', '-c', conf]).stdout).toContain('jobs.vm.source.allow-empty');
+  });
+});
+
 describe('values a config or argument must not get away with', () => {
   it('refuses an interval too long for the schedule, naming the key path', async () => {
     const image = join(dir.path, 'interval.img');
