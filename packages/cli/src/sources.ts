@@ -4,8 +4,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
   BackyError,
   isSourceDefinition,
+  resolveSourcePaths,
   type SourceConfig,
   type SourceDefinition,
+  sourceOptionsOf,
   validateSourceOptions,
 } from '@backy/core';
 import fileSource from '@backy/source-file';
@@ -161,10 +163,13 @@ function installRoot(): string {
   return at >= 0 ? here.slice(0, at + '/node_modules'.length) : resolve(here, '../../..');
 }
 
-/** Loads the source module and validates its options; errors name `source.<key>` in `where`. */
-export async function loadSource(config: SourceConfig, where: string) {
+/**
+ * Loads the source module and validates its options; errors name `source.<key>` in `where`. Relative
+ * paths among them are relative to `archiveDir`, like every path in an archive config.
+ */
+export async function loadSource(config: SourceConfig, where: string, archiveDir: string) {
   const definition = await loadSourceDefinition(config.type);
-  const { type: _type, ...raw } = config;
+  const raw = sourceOptionsOf(config);
   const options = await validateSourceOptions(definition.optionsSchema, raw, where, ['source']);
-  return { definition, options };
+  return { definition, options: resolveSourcePaths(definition, options, archiveDir) };
 }

@@ -9,7 +9,7 @@ import type { Lock } from './lock.js';
 import { restrictModes } from './private-modes.js';
 import { failedOwnVerification, type Revision, type RevisionData } from './revision.js';
 import type { RevisionReader } from './revision-io.js';
-import { MANUAL_TAG_PREFIX } from './schedule.js';
+import { MANUAL_TAG_PREFIX, tagNameSchema } from './schedule.js';
 import type { BackupSource, VerificationResult } from './source/contract.js';
 import { chunkBuffers } from './store/buffer-pool.js';
 import { hashChunk, isAllZero } from './store/chunk-hash.js';
@@ -30,6 +30,8 @@ export interface BackupOptions {
   onProgress?: (progress: Progress) => void;
   /** Time budget for the source's verification (default 5 minutes). */
   verifyBudgetMs?: number;
+  /** How messages name the source, e.g. its filename (default: `<type> source`). */
+  sourceName?: string;
 }
 
 /**
@@ -117,6 +119,24 @@ export async function runBackup(
       // Binds the map to this revision: every later read checks it.
       if (map.checksum != null) revision.map_checksum = map.checksum;
       log.info({ seconds: secondsSince(started), bytes_read: bytesRead }, 'source read and chunks stored');
+      const sourceName = options.sourceName ?? `${archive.config.source.type} source`;
+      // An empty image is never a disk worth a revision unless the config says so: recorded, it would
+      // become `last` and push real revisions out of the keep counts while every run reports success.
+      if (map.size === 0 && archive.config.source['allow-empty'] !== true) {
+        throw new BackyError(
+          'SOURCE_FAILED',
+          `${sourceName} is empty (0 bytes${newestAny != null ? `; revision ${newestAny.uuid} had ${newestAny.size}` : ''}): refusing to record an empty disk; set source.allow-empty: true in ${Archive.configPath(archive.path)} if it may be empty`,
+        );
+      }
+      // A source that suddenly has another size is often another disk (a relative path resolved
+      // elsewhere, a device renamed): back it up, but say so loudly, in the log and in the revision.
+      if (newestAny != null && newestAny.size !== map.size) {
+        sourceInfo.size_changed = { from: newestAny.size, to: map.size, previous: newestAny.uuid };
+        log.warn(
+          { source: sourceName, from: newestAny.size, to: map.size, previous: newestAny.uuid },
+          `source size changed from ${newestAny.size} to ${map.size} bytes since revision ${newestAny.uuid}: check that ${sourceName} is still the right disk`,
+        );
+      }
       if (revision.backend_type === 'chunked') {
         // Never commit a revision that names a chunk the store does not hold.
         const missing = await archive.store.missing(map.uniqueHashes());
@@ -236,8 +256,9 @@ function validateTags(archive: Archive, tags: string[], force: boolean): string[
   if (clean.length === 0)
     throw new BackyError('USAGE', 'no tags given; name at least one tag, e.g. `backy backup daily`');
   for (const tag of clean) {
-    if (!/^[A-Za-z0-9_.:-]+$/.test(tag))
-      throw new BackyError('USAGE', `invalid tag ${JSON.stringify(tag)}: use letters, digits and . _ : -`);
+    const ok = tagNameSchema.safeParse(tag);
+    if (!ok.success)
+      throw new BackyError('USAGE', `invalid tag ${JSON.stringify(tag)}: ${ok.error.issues[0]?.message}`);
   }
   const scheduled = Object.keys(archive.config.schedule);
   if (!force && scheduled.length > 0) {

@@ -11,8 +11,16 @@ import { CODECS } from './store/codec.js';
 export const sourceConfigSchema = z.looseObject({
   /** A built-in source type (`file`, `ceph-rbd`, `flyingcircus`) or the name of a package that exports a source. */
   type: z.string().min(1),
+  /** Whether a backup may record a source of 0 bytes (default false: such a backup fails). */
+  'allow-empty': z.boolean().optional(),
 });
 export type SourceConfig = z.infer<typeof sourceConfigSchema>;
+
+/** The options a source's own schema checks: `source` without the keys backy itself reads. */
+export function sourceOptionsOf(config: SourceConfig): Record<string, unknown> {
+  const { type: _type, 'allow-empty': _allowEmpty, ...options } = config;
+  return options;
+}
 
 const DIRECTORY_STORE_KEYS = new Set(['type', 'path', 'codec', 'encryption']);
 

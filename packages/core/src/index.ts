@@ -31,6 +31,7 @@ export {
   archiveConfigSchema,
   fromLegacyArchiveConfig,
   type SourceConfig,
+  sourceOptionsOf,
 } from './config.js';
 export { assertSameChunkNames, type CopyOptions, type CopyResult, copyRevisions } from './copy.js';
 export { BackyError, type BackyErrorCode, isBackyError } from './errors.js';
@@ -71,7 +72,7 @@ export {
   type SourceEnvironment,
   type VerificationResult,
 } from './source/contract.js';
-export { validateSourceOptions } from './source/options.js';
+export { resolveSourcePaths, validateSourceOptions } from './source/options.js';
 export type { ChunkStore, StoreDriver, StoreDrivers } from './store/contract.js';
 export { EncryptedChunkStore } from './store/encryption.js';
 export {

@@ -24,6 +24,9 @@ export interface AppendLog {
 export function openAppendLog(path: string, onFailure: (error: NodeJS.ErrnoException) => void): AppendLog {
   let fd: number | null = null;
   let failing = false;
+  // Part of a record reached the file before a write failed (a full disk): the next record starts on a
+  // line of its own, so that only the torn record is lost and the next one still parses.
+  let torn = false;
   const open = () => {
     mkdirSync(dirname(path), { recursive: true, mode: PRIVATE_DIR_MODE });
     return openSync(path, 'a', PRIVATE_FILE_MODE);
@@ -38,12 +41,17 @@ export function openAppendLog(path: string, onFailure: (error: NodeJS.ErrnoExcep
   return {
     writable: true,
     write(line) {
+      // One record, one write (with its leading newline after a torn one): appenders to the same file
+      // never interleave within a record.
+      const bytes = Buffer.from(torn ? `\n${line}` : line);
+      let done = 0;
       try {
         fd ??= open();
-        const bytes = Buffer.from(line);
-        for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done);
+        while (done < bytes.length) done += writeSync(fd, bytes, done);
         failing = false;
+        torn = false;
       } catch (error) {
+        if (done > 0) torn = true;
         if (!failing) onFailure(error as NodeJS.ErrnoException);
         failing = true;
       }

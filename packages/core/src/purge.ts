@@ -1,8 +1,9 @@
 import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
+import { parse as parseYaml } from 'yaml';
 import { CONFIG_FILE, readArchiveId } from './archive.js';
-import { BackyError, ioError } from './errors.js';
+import { BackyError, ioError, isBackyError } from './errors.js';
 import { mayExist } from './fs-util.js';
 import type { RegistryEntry } from './store/archive-registry.js';
 import { ChunkMap } from './store/chunk-map.js';
@@ -89,6 +90,17 @@ export async function liveArchives(store: ChunkStore): Promise<{ live: string[];
   return { live, stale };
 }
 
+/** `error` as purge's one-line reason to stop, saying that nothing was deleted. */
+function stopped(error: unknown): BackyError {
+  const message = (error as Error).message ?? String(error);
+  if (message.startsWith('purge stopped')) return error as BackyError;
+  return new BackyError(
+    isBackyError(error) ? error.code : 'IO',
+    `purge stopped, nothing deleted: ${message}`,
+    { cause: error },
+  );
+}
+
 /**
  * Deletes chunks that no revision of any archive using the store references. It holds the store's
  * purge lock exclusively, which every backup and every open reader (restore, verify, nbd-server) holds
@@ -97,17 +109,28 @@ export async function liveArchives(store: ChunkStore): Promise<{ live: string[];
  * archive or map it cannot read stops the purge before anything is deleted.
  */
 export async function purgeStore(store: ChunkStore, options: PurgeOptions): Promise<PurgeResult> {
-  // No store yet (no backup has run): nothing to delete, and no lock file to take.
-  if (!(await store.exists()))
+  if (!(await store.exists())) {
+    // No store yet (no backup has run): nothing to delete, and no lock file to take. But chunks without
+    // the registry mean it was lost: which archives use them is unknown, so none may go.
+    for await (const entry of store.entries()) {
+      if (entry.hash == null && entry.damagedOf == null) continue;
+      throw new BackyError(
+        'ARCHIVE_NOT_FOUND',
+        `purge stopped, nothing deleted: chunk store ${store.root} holds chunks but its registry of archives (.archives/) is missing, so it cannot tell which archives use them; create the directory and run \`backy -b ARCHIVE status\` in each archive using the store to register it again`,
+      );
+    }
     return { chunksDeleted: 0, bytesFreed: 0, chunksKept: 0, archives: 0, staleEntries: [] };
+  }
   const lock = await store.lock('exclusive', options.waitSeconds ?? 0);
   try {
     const referenced = new Set<string>();
-    const { live, stale } = await liveArchives(store);
-    if (store.catalog != null) {
-      if (options.archiveDir != null && !live.includes(options.archiveDir)) live.push(options.archiveDir);
-      await addCatalogReferences(store.catalog, referenced);
-    }
+    const { live, stale } = await liveArchives(store).catch((error: unknown) => {
+      throw stopped(error);
+    });
+    // The archive purge runs for counts even when its own registry entry went missing.
+    if (options.archiveDir != null && !live.includes(resolve(options.archiveDir)))
+      live.push(resolve(options.archiveDir));
+    if (store.catalog != null) await addCatalogReferences(store.catalog, referenced);
     for (const dir of live) {
       let names: string[];
       try {
@@ -191,7 +214,16 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
 async function addCatalogReferences(catalog: RevisionCatalog, referenced: Set<string>): Promise<void> {
   for (const id of (await catalog.list()).keys()) {
     const bytes = await catalog.read(id, 'map');
-    if (bytes == null) continue; // a revision without map: legacy or forgotten meanwhile
+    if (bytes == null) {
+      // Forgotten meanwhile (the `.rev` goes first), or a revision that has no map of this store. A
+      // chunked revision whose `.rev` is still there without its map is no proof of anything: stop.
+      const rev = await catalog.read(id, 'rev');
+      if (rev == null || !isChunked(rev)) continue;
+      throw new BackyError(
+        'REVISION_INVALID',
+        `purge stopped, nothing deleted: revision ${id} in the store has no map (${id}.map is missing)`,
+      );
+    }
     let map: ChunkMap;
     try {
       map = ChunkMap.deserialize(bytes, `${id}.map in the store`);
@@ -205,6 +237,16 @@ async function addCatalogReferences(catalog: RevisionCatalog, referenced: Set<st
       );
     }
     for (const hash of map.uniqueHashes()) referenced.add(hash);
+  }
+}
+
+/** Whether a `.rev`'s bytes describe a revision of the chunked layout (the one with a map in the store). */
+function isChunked(rev: Buffer): boolean {
+  try {
+    const data = parseYaml(rev.toString('utf8')) as { backend_type?: unknown } | null;
+    return data?.backend_type == null || data.backend_type === 'chunked';
+  } catch {
+    return true; // unreadable: assume the worst
   }
 }
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { planExpiry, scheduleSchema } from './schedule.js';
+import { archiveConfigSchema } from './config.js';
+import { planExpiry, scheduleSchema, tagNameSchema } from './schedule.js';
 
 const DAY = 86400_000;
 
@@ -61,5 +62,48 @@ describe('schedule', () => {
     expect(plan.c).toEqual({ uuid: 'c', removeTags: ['daily'], remove: true });
     expect(plan.d).toEqual({ uuid: 'd', removeTags: [], remove: true });
     expect(plan.e).toBeUndefined();
+  });
+
+  it('keep: 0 never expires the tag, as in backy 2.x (its expire removes revisions[:-0], none)', () => {
+    const now = new Date(Date.UTC(2026, 5, 1));
+    const schedule = scheduleSchema.parse({
+      daily: { interval: '1d', keep: 0 },
+      weekly: { interval: '7d', keep: 1 },
+    });
+    const revs = [
+      { uuid: 'old', tags: ['daily'], timestamp: new Date(now.getTime() - 400 * DAY).toISOString() },
+      {
+        uuid: 'both',
+        tags: ['daily', 'weekly'],
+        timestamp: new Date(now.getTime() - 300 * DAY).toISOString(),
+      },
+      { uuid: 'new', tags: ['daily'], timestamp: now.toISOString() },
+      { uuid: 'w', tags: ['weekly'], timestamp: now.toISOString() },
+    ];
+    // `both` loses weekly (keep 1, far older than 7 days) but keeps daily, so it stays.
+    expect(planExpiry(revs, schedule, now)).toEqual([
+      { uuid: 'both', removeTags: ['weekly'], remove: false },
+    ]);
+  });
+
+  it('refuses intervals that are too long or not positive, naming the key path', () => {
+    for (const interval of ['99999999999999999999d', '101y', 0, -1, '0s', Number.POSITIVE_INFINITY, 1e300]) {
+      const result = archiveConfigSchema.safeParse({
+        source: { type: 'file', filename: '/x' },
+        schedule: { daily: { interval, keep: 1 } },
+      });
+      expect(result.success, String(interval)).toBe(false);
+      expect(result.error!.issues[0]!.path).toEqual(['schedule', 'daily', 'interval']);
+    }
+    const longest = scheduleSchema.parse({ y: { interval: '5200w', keep: 1 } });
+    expect(longest.y!.interval).toBe(5200 * 7 * 86400);
+  });
+
+  it('refuses an empty manual: tag and other invalid tag names', () => {
+    for (const tag of ['manual:', '', 'a b', 'dä'])
+      expect(tagNameSchema.safeParse(tag).success, tag).toBe(false);
+    for (const tag of ['manual:x', 'daily', 'a.b-c_d:e'])
+      expect(tagNameSchema.safeParse(tag).success, tag).toBe(true);
+    expect(scheduleSchema.safeParse({ 'manual:': { interval: '1d', keep: 1 } }).success).toBe(false);
   });
 });

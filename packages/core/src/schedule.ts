@@ -2,6 +2,11 @@ import { z } from 'zod';
 import type { Revision } from './revision.js';
 import { parseDuration } from './units.js';
 
+export const MANUAL_TAG_PREFIX = 'manual:';
+
+/** The longest duration a config may give: 100 years. */
+export const MAX_DURATION_SECONDS = 100 * 365 * 86400;
+
 /** A duration: `30m`, `1h`, `1d`, `7w`, `1h30m` or bare seconds. Parsed to seconds. */
 export const durationSchema = z.union([z.string(), z.number()]).transform((value, ctx) => {
   const seconds = parseDuration(value);
@@ -12,27 +17,38 @@ export const durationSchema = z.union([z.string(), z.number()]).transform((value
     });
     return z.NEVER;
   }
+  // Beyond this, slot and expiry arithmetic leaves the range of a Date (or of a double) and every
+  // comparison with it is false: a schedule that silently never runs or never expires.
+  if (seconds > MAX_DURATION_SECONDS) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `duration ${JSON.stringify(value)} is too long (at most 100 years, ${MAX_DURATION_SECONDS} seconds)`,
+    });
+    return z.NEVER;
+  }
   return seconds;
 });
 
 export const tagRuleSchema = z.strictObject({
   /** How often a revision with this tag is made. */
   interval: durationSchema,
-  /** How many revisions with this tag to keep at least. */
+  /** How many revisions with this tag to keep at least; 0: revisions never lose this tag (as in backy 2.x). */
   keep: z.number().int().nonnegative(),
 });
 
 export const tagNameSchema = z
   .string()
-  .regex(/^[A-Za-z0-9_.:-]+$/, 'tag names may contain only letters, digits and . _ : -');
+  .regex(/^[A-Za-z0-9_.:-]+$/, 'tag names may contain only letters, digits and . _ : -')
+  .refine(
+    (tag) => tag !== MANUAL_TAG_PREFIX,
+    'a manual: tag needs a name after the colon, e.g. manual:before-upgrade',
+  );
 
 export const scheduleSchema = z.record(tagNameSchema, tagRuleSchema);
 
 /** Tag → rule; intervals in seconds. */
 export type Schedule = z.infer<typeof scheduleSchema>;
 export type TagRule = z.infer<typeof tagRuleSchema>;
-
-export const MANUAL_TAG_PREFIX = 'manual:';
 
 export interface ExpiryAction {
   uuid: string;
@@ -45,7 +61,9 @@ export interface ExpiryAction {
 /**
  * Applies the keep rules: for each scheduled tag, revisions beyond the newest `keep` that are also older
  * than `keep × interval` lose the tag. Revisions left without tags are removed. `manual:` tags never
- * expire, and tags the schedule does not name are left alone.
+ * expire, and tags the schedule does not name are left alone. `keep: 0` means what it meant in backy
+ * 2.x, whose central configs load unchanged: its expire removed `revisions[:-keep]`, which is empty for
+ * 0, so the tag never expires. Read literally ("keep none") it would delete the revision just made.
  */
 export function planExpiry(
   revisions: readonly Pick<Revision, 'uuid' | 'tags' | 'timestamp'>[],
@@ -56,7 +74,7 @@ export function planExpiry(
   const remaining = new Map(newestFirst.map((r) => [r.uuid, new Set(r.tags)]));
   const removed = new Map<string, string[]>();
   for (const [tag, rule] of Object.entries(schedule)) {
-    if (tag.startsWith(MANUAL_TAG_PREFIX)) continue;
+    if (tag.startsWith(MANUAL_TAG_PREFIX) || rule.keep === 0) continue;
     const maxAgeMs = rule.keep * rule.interval * 1000;
     const withTag = newestFirst.filter((r) => r.tags.includes(tag));
     withTag.forEach((rev, position) => {

@@ -55,12 +55,15 @@ export async function verifyRevisions(
     } catch (error) {
       if (isBackyError(error, 'LOCKED') || isBackyError(error, 'ABORTED')) throw error;
       const problem = (error as Error).message;
-      options.logger.error({ revision: rev.uuid, problem }, 'revision cannot be read: distrusted');
       const updated = await archive.updateRevision(rev.uuid, (current) => ({
         ...current,
         trust: 'distrusted',
         verified_at: new Date().toISOString(),
       }));
+      // Its map went with its `.rev`: forgotten or expired meanwhile, not damaged.
+      if (updated == null)
+        options.logger.info({ revision: rev.uuid }, 'revision was forgotten while it was verified');
+      else options.logger.error({ revision: rev.uuid, problem }, 'revision cannot be read: distrusted');
       results.push({ uuid: rev.uuid, ok: false, damaged: [], problem, gone: updated == null });
       done += rev.size;
       continue;

@@ -21,6 +21,7 @@ export default defineSource<RbdSourceOptions>({
   create: (options, env) => createRbdSource(options, env),
   parseInitArgument: (argument) => parseImageArgument(argument),
   describe: (options) => `${options.pool}/${options.image}`,
+  paths: ['conf', 'keyring'],
   async checkInit(options) {
     const rbd = new Rbd({ conf: options.conf, id: options.id, keyring: options.keyring });
     try {

@@ -267,6 +267,7 @@ export default defineSource({
   create: (options) => createFileSource(options),
   parseInitArgument: (argument) => ({ filename: resolve(argument) }),
   describe: (options) => options.filename,
+  paths: ['filename'],
   async checkInit(options) {
     try {
       const { handle } = await openSource(options.filename);

@@ -128,6 +128,7 @@ export default defineSource({
   create: (options, env) => createFlyingcircusSource(options, env),
   parseInitArgument: parseFlyingcircusInitArgument,
   describe: (options) => `${options.pool}/${options.image} (VM ${options.vm})`,
+  paths: ['conf', 'keyring'],
   async checkInit(options) {
     const { vm: _vm, consul_acl_token, consul_address, snapshot_timeout: _t, ...rbdOptions } = options;
     const warnings = (await cephRbdSource.checkInit?.(rbdSourceOptions.parse(rbdOptions))) ?? [];

@@ -344,6 +344,7 @@ export const qcow2Source = defineSource({
   create: (options) => createQcow2Source(options),
   parseInitArgument: (argument) => ({ filename: resolve(argument) }),
   describe: (options) => options.filename,
+  paths: ['filename'],
   async checkInit(options) {
     try {
       const info = await imageInfo(resolve(options.filename));

@@ -17,9 +17,14 @@ export const backupCommand: Command = {
     const logger = ctx.logger();
     const unscheduled = await unscheduledLegacyWarning(archive);
     if (unscheduled != null) ctx.warn(unscheduled);
-    const { definition, options } = await loadSource(archive.config.source, Archive.configPath(archive.path));
+    const { definition, options } = await loadSource(
+      archive.config.source,
+      Archive.configPath(archive.path),
+      archive.path,
+    );
     const source = definition.create(options, { logger });
     const revision = await runBackup(archive, source, {
+      sourceName: `source ${definition.describe?.(options) ?? archive.config.source.type}`,
       tags: ctx.positionals[0]!.split(','),
       force: ctx.values.force === true,
       logger,

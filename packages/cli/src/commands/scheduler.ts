@@ -4,6 +4,7 @@ import {
   BackyError,
   DEFAULT_CENTRAL_CONFIG,
   type LoadedCentralConfig,
+  sourceOptionsOf,
   validateSourceOptions,
 } from '@backy/core';
 import { ChildProcessRunner, openLogFile, type ReopeningLogFile, Scheduler } from '@backy/scheduler';
@@ -27,8 +28,11 @@ export async function validateJobSources(loaded: LoadedCentralConfig): Promise<v
         { cause: error },
       );
     }
-    const { type: _type, ...options } = job.source;
-    await validateSourceOptions(definition.optionsSchema, options, loaded.path, ['jobs', name, 'source']);
+    await validateSourceOptions(definition.optionsSchema, sourceOptionsOf(job.source), loaded.path, [
+      'jobs',
+      name,
+      'source',
+    ]);
   }
 }
 

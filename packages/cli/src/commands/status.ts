@@ -69,6 +69,11 @@ export function revisionNotes(rev: Revision): string[] {
   if (v?.mode != null && v.mode !== 'full')
     notes.push(`verified ${v.mode}: ${v.chunks_checked} of ${v.chunks_total} chunks`);
   if (rev.source_info?.snapshot_method === 'direct') notes.push('crash-consistent snapshot (no fs freeze)');
+  const change = rev.source_info?.size_changed as { from?: unknown } | undefined;
+  if (typeof change?.from === 'number')
+    notes.push(
+      `SOURCE SIZE CHANGED: ${formatStatusBytes(change.from)} before, ${formatStatusBytes(rev.size)} now`,
+    );
   if (rev.backend_type === 'cowfile') notes.push('backy 2.x');
   return notes;
 }

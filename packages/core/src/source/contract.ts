@@ -90,6 +90,12 @@ export interface SourceDefinition<Options = unknown> {
   checkInit?(options: Options): Promise<string[]>;
   /** A short description of the source for status output, e.g. the filename. */
   describe?(options: Options): string;
+  /**
+   * The option keys that are file-system paths (e.g. `['filename']`). A relative one is resolved by the
+   * host against the archive directory before `create`, the rule for every path in an archive config
+   * (`store.path`, `store.encryption.key-file` alike), so no path depends on where backy was started.
+   */
+  paths?: readonly string[];
 }
 
 /** Declares a source plugin; the module's default export. */

@@ -23,6 +23,7 @@ export {
   type VerificationResult,
   type VerifyContext,
 } from './contract.js';
+export { resolveSourcePaths } from './options.js';
 export {
   DEFAULT_SAMPLE_SHARE,
   parseVerifyBudget,

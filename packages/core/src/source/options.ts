@@ -1,3 +1,4 @@
+import { isAbsolute, resolve } from 'node:path';
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { BackyError } from '../errors.js';
 
@@ -40,4 +41,23 @@ export function formatIssue(issue: StandardSchemaV1.Issue, prefix: readonly Prop
     message = `unknown key${zod.keys.length > 1 ? 's' : ''} ${zod.keys.map((k) => JSON.stringify(k)).join(', ')}`;
   }
   return path ? `${path}: ${message}` : message;
+}
+
+/**
+ * `options` with each of the source's `paths` that is a relative string resolved against `archiveDir`:
+ * one rule for every path in an archive config, whatever directory backy runs in.
+ */
+export function resolveSourcePaths<T>(
+  definition: { paths?: readonly string[] },
+  options: T,
+  archiveDir: string,
+): T {
+  if (definition.paths == null || options == null || typeof options !== 'object') return options;
+  const out = { ...(options as Record<string, unknown>) };
+  for (const key of definition.paths) {
+    const value = out[key];
+    if (typeof value === 'string' && value !== '' && !isAbsolute(value))
+      out[key] = resolve(archiveDir, value);
+  }
+  return out as T;
 }

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile, rm } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
-import { ioError } from '../errors.js';
+import { basename, isAbsolute, join, resolve } from 'node:path';
+import { BackyError, ioError } from '../errors.js';
 import { fsyncDir, isTempName, writeFileAtomic } from '../fs-util.js';
 
 export interface RegistryEntry {
@@ -39,7 +39,12 @@ export class ArchiveRegistry {
     await fsyncDir(this.dir).catch(() => {});
   }
 
-  /** The registered archives: entry name, archive ID (null for old entries), path. */
+  /**
+   * The registered archives: entry name, archive ID (null for old entries), path. An entry that cannot
+   * be read or does not name its archive (empty, not one absolute path, or a path other than the one its
+   * name was made from) is an error naming it: purge must not take "unknown" for "no archive", since
+   * that archive's chunks would then count for nothing. A missing registry directory is an empty list.
+   */
   async entries(): Promise<RegistryEntry[]> {
     const dir = this.dir;
     const names = await readdir(dir).catch((error: NodeJS.ErrnoException) => {
@@ -49,12 +54,26 @@ export class ArchiveRegistry {
     const out: RegistryEntry[] = [];
     for (const name of names) {
       if (isTempName(name)) continue;
-      const text = await readFile(join(dir, name), 'utf8').catch((error) => {
-        throw ioError(error, `reading registry entry ${join(dir, name)}`);
+      const file = join(dir, name);
+      const text = await readFile(file, 'utf8').catch((error) => {
+        throw ioError(error, `reading registry entry ${file}`);
       });
       const path = text.trim();
-      if (path === '') continue;
       const dot = name.indexOf('.');
+      const key = dot > 0 ? name.slice(dot + 1) : name;
+      const problem =
+        path === ''
+          ? 'is empty'
+          : path.includes('\n') || !isAbsolute(path)
+            ? 'does not hold one absolute archive path'
+            : key !== pathKey(path)
+              ? `names ${path}, which is not the path it was registered with`
+              : null;
+      if (problem != null)
+        throw new BackyError(
+          'REVISION_INVALID',
+          `registry entry ${file} ${problem}: the store cannot tell which archive uses it; run \`backy -b ARCHIVE status\` in each archive using the store to register it again, then remove this entry`,
+        );
       out.push({ entry: name, id: dot > 0 ? name.slice(0, dot) : null, path });
     }
     return out.sort((a, b) => a.path.localeCompare(b.path) || a.entry.localeCompare(b.entry));
