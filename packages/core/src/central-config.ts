@@ -39,6 +39,20 @@ export const globalConfigSchema = z.strictObject({
   'telnet-addrs': addressListSchema.default(['::1', '127.0.0.1']),
   /** Port of the telnet shell (default 6023; 0 picks a free port). */
   'telnet-port': z.number().int().min(0).max(65535).default(6023),
+  /**
+   * The telnet shell's Unix socket, where every command works for whoever may connect (mode 0600, or
+   * 0660 with `telnet-socket-group`); `false`: none (default `{base-dir}/.shell.sock`).
+   */
+  'telnet-socket': z.union([absolutePathSchema, z.literal(false)]).optional(),
+  /** A group (name or ID) whose members may connect to `telnet-socket` too (default: none). */
+  'telnet-socket-group': z.union([z.string().min(1), z.number().int().nonnegative()]).optional(),
+  /**
+   * A file whose first line is a token: TCP clients that send `auth TOKEN` may then `run`, `runall` and
+   * `reload` (default: none, and those commands work only on the Unix socket).
+   */
+  'telnet-token-file': absolutePathSchema.optional(),
+  /** `run`, `runall` and `reload` on TCP without a token, as in backy 2.x (default false). */
+  'telnet-insecure-tcp': z.boolean().default(false),
   /** Program run after each successful backup with the job name as argument and its revisions as YAML on stdin. */
   'backup-completed-callback': z.string().min(1).optional(),
   /** Default layout of the jobs' archives (`chunked` or `images`; see an archive's `layout`). */
