@@ -52,7 +52,7 @@ export const globalConfigSchema = z.strictObject({
    */
   'telnet-token-file': absolutePathSchema.optional(),
   /** `run`, `runall` and `reload` on TCP without a token, as in backy 2.x (default false). */
-  'telnet-insecure-tcp': z.boolean().default(false),
+  'telnet-insecure-tcp': z.boolean().optional(),
   /** Program run after each successful backup with the job name as argument and its revisions as YAML on stdin. */
   'backup-completed-callback': z.string().min(1).optional(),
   /** Default layout of the jobs' archives (`chunked` or `images`; see an archive's `layout`). */

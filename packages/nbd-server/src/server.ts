@@ -96,7 +96,7 @@ export class NbdServer {
         this.server.off('error', onError);
         const address = this.server.address() as AddressInfo;
         this.options.logger.info(
-          { address: address.address, port: address.port, cow: this.options.cow },
+          { address: address.address, port: address.port, cow: this.options.cow, tls: this.tls != null },
           'NBD server listening',
         );
         resolve(address);

@@ -142,7 +142,7 @@ export const schedulerCommand: Command = {
           socketPath: socket === false ? undefined : socket,
           socketGid: group == null ? undefined : await resolveGroup(String(group)),
           token: tokenFile == null ? undefined : await readTokenFile(tokenFile),
-          insecureTcp: g['telnet-insecure-tcp'],
+          insecureTcp: g['telnet-insecure-tcp'] === true,
         });
       } catch (error) {
         // The shell is a convenience: backups go on without it.
