@@ -145,7 +145,7 @@ describe('an archive written by backy 2.1.1', () => {
   it.skipIf(skipWithout('nbd-server on backy 2.x', 'nbdcopy') != null)(
     'serves them over NBD to a real client',
     async () => {
-      const child = spawn(process.execPath, [BIN, '-b', arch, 'nbd-server', '-p', '0'], {
+      const child = spawn(process.execPath, [BIN, '-b', arch, 'nbd-server', '-p', '0', '--insecure-tcp'], {
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       try {

@@ -78,9 +78,9 @@ async function revisions(
 }
 
 /** Sends telnet lines and collects the answer up to the given number of prompts. */
-async function shell(port: number, lines: string[]): Promise<string> {
+async function shell(where: number | string, lines: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ port, host: '127.0.0.1' });
+    const socket = connect(typeof where === 'string' ? { path: where } : { port: where, host: '127.0.0.1' });
     let text = '';
     let sent = 0;
     const timer = setTimeout(() => {
@@ -265,9 +265,17 @@ describe('backy scheduler and backy check', () => {
     expect(ab).not.toMatch(/│ w /);
     expect(status).toMatch(/^jobs: 3\r\n/);
     expect(status).toMatch(/workers: \d busy, \d idle \(limit 2\)/);
-    expect(run).toMatch(/^w: (started|queued, waiting for a free worker)\r\n$/);
-    expect(nope).toBe('error: unknown job "nope"\r\n');
+    // On TCP nobody is trusted (no token configured): run goes through the shell's Unix socket.
+    const socket = join(base, '.shell.sock');
+    expect(run).toBe(
+      `error: run is not allowed here without authentication: use the Unix socket ${socket}\r\n`,
+    );
+    expect(nope).toBe(run);
     expect(badRegex).toMatch(/^error: invalid regular expression/);
+    expect((await stat(socket)).mode & 0o777).toBe(0o600);
+    const [, ran, unknown] = (await shell(socket, ['run w', 'run nope'])).split('backy> ');
+    expect(ran).toMatch(/^w: (started|queued, waiting for a free worker)\r\n$/);
+    expect(unknown).toBe('error: unknown job "nope"\r\n');
     await until('the manual run of w', async () => (await revisions(join(base, 'w'))).length === 2);
   });
 

@@ -3,7 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { copyTargetOf, loadCentralConfig, parseCentralConfig } from './central-config.js';
+import {
+  centralConfigSchema,
+  copyTargetOf,
+  loadCentralConfig,
+  parseCentralConfig,
+} from './central-config.js';
 
 // Written the way configs for backy 2.x look: same sections and key names.
 const PYTHON_STYLE = `
@@ -83,6 +88,22 @@ describe('central config', () => {
       (loaded.raw as { schedules: { default: { daily: { interval: unknown } } } }).schedules.default.daily
         .interval,
     ).toBe('1d');
+  });
+
+  it('takes the telnet shell socket, group, token file and 2.x switch, and refuses a relative socket path', () => {
+    const ok = centralConfigSchema.safeParse({
+      global: {
+        'telnet-socket': '/run/backy/shell.sock',
+        'telnet-socket-group': 'backup',
+        'telnet-token-file': '/etc/backy/shell.token',
+        'telnet-insecure-tcp': true,
+      },
+    });
+    expect(ok.success).toBe(true);
+    expect(centralConfigSchema.safeParse({ global: { 'telnet-socket': false } }).success).toBe(true);
+    const relative = centralConfigSchema.safeParse({ global: { 'telnet-socket': 'shell.sock' } });
+    expect(relative.success).toBe(false);
+    expect(relative.error!.issues[0]!.path).toEqual(['global', 'telnet-socket']);
   });
 
   it('accepts telnet-addrs as a comma-separated string or a list, and durations for status-interval', () => {

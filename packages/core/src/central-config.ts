@@ -62,6 +62,20 @@ export const globalConfigSchema = z.strictObject({
   /** Port of the telnet shell (default 6023; 0 picks a free port). */
   'telnet-port': z.number().int().min(0).max(65535).default(6023),
   /**
+   * The telnet shell's Unix socket, where every command works for whoever may connect (mode 0600, or
+   * 0660 with `telnet-socket-group`); `false`: none (default `{base-dir}/.shell.sock`).
+   */
+  'telnet-socket': z.union([absolutePathSchema, z.literal(false)]).optional(),
+  /** A group (name or ID) whose members may connect to `telnet-socket` too (default: none). */
+  'telnet-socket-group': z.union([z.string().min(1), z.number().int().nonnegative()]).optional(),
+  /**
+   * A file whose first line is a token: TCP clients that send `auth TOKEN` may then `run`, `runall` and
+   * `reload` (default: none, and those commands work only on the Unix socket).
+   */
+  'telnet-token-file': absolutePathSchema.optional(),
+  /** `run`, `runall` and `reload` on TCP without a token, as in backy 2.x (default false). */
+  'telnet-insecure-tcp': z.boolean().optional(),
+  /**
    * `backy check` is CRITICAL for a job whose runs failed this many times in a row (default 3; a
    * single failure is a WARNING).
    */

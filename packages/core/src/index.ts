@@ -87,5 +87,11 @@ export {
   writeKeyFile,
 } from './store/key-file.js';
 export { formatBytes, formatDuration, parseDuration } from './units.js';
+export {
+  listenUnixSocket,
+  resolveGroup,
+  type UnixSocketListener,
+  type UnixSocketOptions,
+} from './unix-socket.js';
 export { type UpgradeResult, type UpgradeStep, upgradeArchive } from './upgrade.js';
 export { type DamagedChunk, type RevisionVerifyResult, verifyRevisions } from './verify.js';

@@ -61,19 +61,27 @@ export class Handshake {
   /** The export this handshake opened; whoever runs the connection releases it, also after an error. */
   attached: Negotiated | null = null;
 
+  /** TLS is in place (after NBD_OPT_STARTTLS). */
+  private tlsActive = false;
+
   constructor(
-    private readonly reader: SocketReader,
-    private readonly writer: SocketWriter,
+    /** The connection's reader and writer; NBD_OPT_STARTTLS replaces them by ones over TLS. */
+    private readonly io: { reader: SocketReader; writer: SocketWriter },
     private readonly settings: ServerSettings,
     private readonly log: Logger,
     /** True once the server is shutting down: options are then refused with NBD_REP_ERR_SHUTDOWN. */
     private readonly stopping: () => boolean,
+    /**
+     * Runs the TLS handshake over the connection (after the ACK of NBD_OPT_STARTTLS was sent) and
+     * swaps `io`; null when the server has no TLS configured.
+     */
+    private readonly startTls: (() => Promise<void>) | null = null,
   ) {}
 
   /** Resolves with the export to serve, or null when the client aborted or asked for an unknown name. */
   async run(): Promise<Negotiated | null> {
-    this.writer.write(encodeGreeting(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES));
-    const clientFlags = (await this.reader.read(4)).readUInt32BE(0);
+    this.io.writer.write(encodeGreeting(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES));
+    const clientFlags = (await this.io.reader.read(4)).readUInt32BE(0);
     if ((clientFlags & ~(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES)) !== 0) {
       throw new ProtocolViolation(`unknown client flags 0x${clientFlags.toString(16)}`);
     }
@@ -83,20 +91,30 @@ export class Handshake {
 
   private async negotiate(): Promise<Negotiated | null> {
     for (;;) {
-      const header = decodeOptionHeader(await this.reader.read(16));
+      const header = decodeOptionHeader(await this.io.reader.read(16));
       if (header.magic !== IHAVEOPT) throw new ProtocolViolation('bad option magic');
       const { option, length } = header;
       if (length > MAX_OPTION_BYTES) {
         if (length > MAX_SKIPPED_OPTION_BYTES) throw new ProtocolViolation(`option of ${length} bytes`);
-        await this.reader.skip(length);
+        await this.io.reader.skip(length);
         this.replyError(option, REP.ERR_TOO_BIG, `option data of ${length} bytes is too large`);
         continue;
       }
-      const data = await this.reader.read(length);
+      const data = await this.io.reader.read(length);
       this.log.debug({ option: optionName(option), length }, 'option');
       if (this.stopping() && option !== OPT.ABORT) {
         if (option === OPT.EXPORT_NAME) throw new ConnectionClosed('server shutting down');
         this.replyError(option, REP.ERR_SHUTDOWN, 'the server is shutting down');
+        continue;
+      }
+      // With TLS configured nothing but STARTTLS is answered in the clear (proto.md, "FORCEDTLS"): no
+      // export list, no sizes, no data.
+      if (this.startTls != null && !this.tlsActive && option !== OPT.STARTTLS && option !== OPT.ABORT) {
+        if (option === OPT.EXPORT_NAME) {
+          this.log.warn('client asked for an export without TLS, which is required; closing');
+          return null;
+        }
+        this.replyError(option, REP.ERR_TLS_REQD, 'TLS is required: negotiate NBD_OPT_STARTTLS first');
         continue;
       }
       try {
@@ -113,14 +131,14 @@ export class Handshake {
               return null;
             });
             if (attached == null) return null;
-            this.writer.write(
+            this.io.writer.write(
               encodeExportNameReply(attached.opened.size, this.transmissionFlags(), this.noZeroes),
             );
             return attached;
           }
           case OPT.ABORT:
             this.reply(option, REP.ACK);
-            this.writer.end();
+            this.io.writer.end();
             return null;
           case OPT.LIST: {
             if (length !== 0) throw new OptionSyntaxError('NBD_OPT_LIST takes no data');
@@ -202,7 +220,16 @@ export class Handshake {
             break;
           }
           case OPT.STARTTLS:
-            this.replyError(option, REP.ERR_POLICY, 'TLS is not supported by this server');
+            if (length !== 0) throw new OptionSyntaxError('NBD_OPT_STARTTLS takes no data');
+            if (this.startTls == null) {
+              this.replyError(option, REP.ERR_POLICY, 'TLS is not configured on this server');
+            } else if (this.tlsActive) {
+              this.replyError(option, REP.ERR_INVALID, 'TLS is already active');
+            } else {
+              this.reply(option, REP.ACK);
+              await this.startTls();
+              this.tlsActive = true;
+            }
             break;
           default:
             this.replyError(option, REP.ERR_UNSUP, `${optionName(option)} is not supported`);
@@ -263,10 +290,10 @@ export class Handshake {
   }
 
   private reply(option: number, type: number, data?: Buffer): void {
-    this.writer.write(encodeOptionReply(option, type, data));
+    this.io.writer.write(encodeOptionReply(option, type, data));
   }
 
   private replyError(option: number, type: number, message: string): void {
-    this.writer.write(encodeOptionReply(option, type, Buffer.from(message.slice(0, MAX_STRING), 'utf8')));
+    this.io.writer.write(encodeOptionReply(option, type, Buffer.from(message.slice(0, MAX_STRING), 'utf8')));
   }
 }

@@ -6,3 +6,4 @@ export {
   type OpenedExport,
 } from './exports.js';
 export { NbdServer, type NbdServerOptions } from './server.js';
+export { type NbdTlsOptions, parsePskKeys } from './tls.js';

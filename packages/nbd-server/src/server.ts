@@ -1,11 +1,13 @@
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
-import { BackyError } from '@backy/core';
+import type { TLSSocket } from 'node:tls';
+import { BackyError, listenUnixSocket, type UnixSocketListener } from '@backy/core';
 import type { Logger } from 'pino';
 import type { NbdExportProvider } from './exports.js';
 import { Handshake } from './handshake.js';
 import { ProtocolViolation } from './protocol.js';
 import { ConnectionClosed, SocketReader } from './socket-reader.js';
 import { SocketWriter } from './socket-writer.js';
+import { type NbdTlsOptions, TlsFailed, TlsUpgrader } from './tls.js';
 import { Transmission } from './transmission.js';
 
 export interface NbdServerOptions {
@@ -34,12 +36,17 @@ export interface NbdServerOptions {
    * requests meanwhile get ESHUTDOWN, which tells a client to disconnect (default 2000 ms).
    */
   shutdownGraceMs?: number;
+  /**
+   * Require TLS (NBD_OPT_STARTTLS) with these credentials before anything else is negotiated (default:
+   * no TLS; STARTTLS is refused).
+   */
+  tls?: NbdTlsOptions;
 }
 
 const DEFAULT_MAX_REQUEST = 32 * 1024 * 1024;
 
 /** The options with their defaults filled in, as the connections see them. */
-export type ServerSettings = Required<Omit<NbdServerOptions, 'signal' | 'overlayDir'>> & {
+export type ServerSettings = Required<Omit<NbdServerOptions, 'signal' | 'overlayDir' | 'tls'>> & {
   overlayDir?: string;
 };
 
@@ -53,6 +60,8 @@ export class NbdServer {
   private nextId = 1;
   private closing: Promise<void> | null = null;
   private readonly onClosed: (() => void)[] = [];
+  private readonly tls: TlsUpgrader | null;
+  private unixSocket: UnixSocketListener | null = null;
   readonly options: ServerSettings;
 
   constructor(options: NbdServerOptions) {
@@ -69,6 +78,7 @@ export class NbdServer {
       shutdownGraceMs: options.shutdownGraceMs ?? 2000,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? 30_000,
     };
+    this.tls = options.tls == null ? null : new TlsUpgrader(options.tls);
     this.server = createServer((socket) => this.accept(socket));
     options.signal?.addEventListener('abort', () => void this.close(), { once: true });
     if (options.signal?.aborted) void this.close();
@@ -86,7 +96,7 @@ export class NbdServer {
         this.server.off('error', onError);
         const address = this.server.address() as AddressInfo;
         this.options.logger.info(
-          { address: address.address, port: address.port, cow: this.options.cow },
+          { address: address.address, port: address.port, cow: this.options.cow, tls: this.tls != null },
           'NBD server listening',
         );
         resolve(address);
@@ -94,8 +104,22 @@ export class NbdServer {
     });
   }
 
+  /**
+   * Starts listening on a Unix socket at `path` that only this user (mode 0600), or also the group `gid`
+   * (0660), can connect to; a stale socket left by a dead server is replaced.
+   */
+  async listenUnix(path: string, options: { gid?: number } = {}): Promise<{ path: string; mode: number }> {
+    this.unixSocket = await listenUnixSocket(this.server, path, options);
+    this.options.logger.info(
+      { socket: path, mode: this.unixSocket.mode.toString(8), cow: this.options.cow, tls: this.tls != null },
+      'NBD server listening',
+    );
+    return { path, mode: this.unixSocket.mode };
+  }
+
   get address(): AddressInfo | null {
-    return (this.server.address() as AddressInfo | null) ?? null;
+    const address = this.server.address();
+    return address != null && typeof address === 'object' ? address : null;
   }
 
   get connectionCount(): number {
@@ -116,7 +140,10 @@ export class NbdServer {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      const stopped =
+        this.unixSocket != null
+          ? this.unixSocket.close()
+          : new Promise<void>((resolve) => this.server.close(() => resolve()));
       await Promise.allSettled([...this.connections.keys()].map((c) => c.shutdown()));
       await Promise.allSettled([...this.connections.values()]);
       await stopped;
@@ -127,7 +154,9 @@ export class NbdServer {
   }
 
   private accept(socket: Socket): void {
-    const log = this.options.logger.child({ client: `${socket.remoteAddress}:${socket.remotePort}` });
+    const log = this.options.logger.child({
+      client: socket.remoteAddress == null ? 'unix socket' : `${socket.remoteAddress}:${socket.remotePort}`,
+    });
     if (this.closing) {
       socket.destroy();
       return;
@@ -137,7 +166,7 @@ export class NbdServer {
       socket.destroy();
       return;
     }
-    const connection = new Connection(socket, this.options, log.child({ conn: this.nextId++ }));
+    const connection = new Connection(socket, this.options, log.child({ conn: this.nextId++ }), this.tls);
     this.connections.set(
       connection,
       connection.run().finally(() => this.connections.delete(connection)),
@@ -147,23 +176,50 @@ export class NbdServer {
 
 /** One client: the handshake, then transmission, and the clean-up however it ends. */
 class Connection {
-  private readonly reader: SocketReader;
-  private readonly writer: SocketWriter;
+  /** The reader and writer of the plain socket, or of the TLS session once it is up. */
+  private readonly io: { reader: SocketReader; writer: SocketWriter };
   private readonly handshake: Handshake;
   private transmission: Transmission | null = null;
   private stopping = false;
+  private tlsSocket: TLSSocket | null = null;
 
   constructor(
     private readonly socket: Socket,
     private readonly options: ServerSettings,
     private readonly log: Logger,
+    tls: TlsUpgrader | null,
   ) {
     socket.setNoDelay(true);
-    this.reader = new SocketReader(socket);
-    this.writer = new SocketWriter(socket);
-    this.handshake = new Handshake(this.reader, this.writer, options, log, () => this.stopping);
+    this.io = { reader: new SocketReader(socket), writer: new SocketWriter(socket) };
+    this.handshake = new Handshake(
+      this.io,
+      options,
+      log,
+      () => this.stopping,
+      tls == null ? null : () => this.startTls(tls),
+    );
     // Errors surface through the reader and failed writes; this keeps them from being unhandled.
     socket.on('error', (error) => this.log.debug({ err: error }, 'socket error'));
+  }
+
+  private async startTls(tls: TlsUpgrader): Promise<void> {
+    // The client waits for our ACK before its TLS hello; anything sent before that is not NBD.
+    if (this.io.reader.detach().length > 0) throw new ProtocolViolation('data after NBD_OPT_STARTTLS');
+    const { socket, peer } = await tls.upgrade(this.socket);
+    this.tlsSocket = socket;
+    socket.on('error', (error) => this.log.debug({ err: error }, 'TLS socket error'));
+    this.io.reader = new SocketReader(socket);
+    this.io.writer = new SocketWriter(socket);
+    this.log.info(peer, 'TLS established');
+  }
+
+  private destroy(): void {
+    this.tlsSocket?.destroy();
+    this.socket.destroy();
+  }
+
+  private get destroyed(): boolean {
+    return this.socket.destroyed || this.tlsSocket?.destroyed === true;
   }
 
   async run(): Promise<void> {
@@ -174,15 +230,15 @@ class Connection {
         { timeoutMs: this.options.handshakeTimeoutMs },
         'NBD handshake timed out; connection dropped',
       );
-      this.socket.destroy();
+      this.destroy();
     }, this.options.handshakeTimeoutMs);
     try {
       const negotiated = await this.handshake.run();
       clearTimeout(handshakeTimer);
       if (negotiated == null) return;
       this.transmission = new Transmission(
-        this.reader,
-        this.writer,
+        this.io.reader,
+        this.io.writer,
         negotiated,
         this.options,
         this.log,
@@ -191,13 +247,15 @@ class Connection {
       await this.transmission.run();
     } catch (error) {
       if (error instanceof ConnectionClosed) this.log.debug({ reason: error.message }, 'client went away');
+      else if (error instanceof TlsFailed)
+        this.log.warn({ reason: error.message }, 'TLS handshake failed; connection dropped');
       else if (error instanceof ProtocolViolation)
         this.log.warn({ reason: error.message }, 'NBD protocol violation; connection dropped');
       else this.log.error({ err: error }, 'NBD connection failed');
     } finally {
       clearTimeout(handshakeTimer);
       await this.transmission?.settled();
-      this.socket.destroy();
+      this.destroy();
       const attached = this.handshake.attached;
       await attached?.image.close();
       await attached?.opened
@@ -216,14 +274,15 @@ class Connection {
   async shutdown(): Promise<void> {
     this.stopping = true;
     await this.transmission?.settled();
-    if (!this.socket.destroyed) {
+    if (!this.destroyed) {
       let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
         this.socket.once('close', () => resolve());
+        this.tlsSocket?.once('close', () => resolve());
         timer = setTimeout(resolve, this.options.shutdownGraceMs);
       });
       clearTimeout(timer);
     }
-    this.socket.destroy();
+    this.destroy();
   }
 }

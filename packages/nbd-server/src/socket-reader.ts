@@ -23,15 +23,36 @@ export class SocketReader {
     private readonly socket: Socket,
     private readonly highWater = 1024 * 1024,
   ) {
-    socket.on('data', (data: Buffer) => {
-      this.chunks.push(data);
-      this.buffered += data.length;
-      this.settle();
-      if (this.buffered >= Math.max(this.highWater, this.waiter?.length ?? 0)) socket.pause();
-    });
-    socket.on('end', () => this.fail(new ConnectionClosed()));
-    socket.on('close', () => this.fail(new ConnectionClosed()));
-    socket.on('error', (error) => this.fail(new ConnectionClosed(`connection failed: ${error.message}`)));
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('close', this.onEnd);
+    socket.on('error', this.onError);
+  }
+
+  private readonly onData = (data: Buffer) => {
+    this.chunks.push(data);
+    this.buffered += data.length;
+    this.settle();
+    if (this.buffered >= Math.max(this.highWater, this.waiter?.length ?? 0)) this.socket.pause();
+  };
+  private readonly onEnd = () => this.fail(new ConnectionClosed());
+  private readonly onError = (error: Error) =>
+    this.fail(new ConnectionClosed(`connection failed: ${error.message}`));
+
+  /**
+   * Stops reading the socket, so that another layer (TLS) can take it over; returns the bytes received
+   * but not yet read.
+   */
+  detach(): Buffer {
+    this.socket.off('data', this.onData);
+    this.socket.off('end', this.onEnd);
+    this.socket.off('close', this.onEnd);
+    this.socket.off('error', this.onError);
+    const rest = Buffer.concat(this.chunks);
+    this.chunks.length = 0;
+    this.buffered = 0;
+    this.closed = new ConnectionClosed('reader detached');
+    return rest;
   }
 
   /** Resolves with exactly `length` bytes; rejects with ConnectionClosed if the stream ends first. */

@@ -96,11 +96,17 @@ export async function loadReloadedConfig(
       `${loaded.path}: global.base-dir cannot change while the scheduler runs; restart it`,
     );
   }
-  if (
-    before['telnet-port'] !== after['telnet-port'] ||
-    before['telnet-addrs'].join() !== after['telnet-addrs'].join()
-  ) {
-    log.warn('telnet-addrs and telnet-port changes take effect when the scheduler restarts');
+  const telnetKeys = [
+    'telnet-addrs',
+    'telnet-port',
+    'telnet-socket',
+    'telnet-socket-group',
+    'telnet-token-file',
+    'telnet-insecure-tcp',
+  ] as const;
+  const changed = telnetKeys.filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]));
+  if (changed.length > 0) {
+    log.warn({ keys: changed }, `${changed.join(', ')}: changes take effect when the scheduler restarts`);
   }
   return loaded;
 }

@@ -1,3 +1,4 @@
+export { readTokenFile, type ShellSession } from './auth.js';
 export {
   formatSeconds,
   formatTime,

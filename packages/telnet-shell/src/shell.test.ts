@@ -296,7 +296,8 @@ describe('TelnetShell', () => {
   });
 
   it('answers status, run, runall, reload, help and quit', async () => {
-    const { open, backend } = await start();
+    // backy 2.x's open TCP shell, configured explicitly (auth.test.ts covers the default).
+    const { open, backend } = await start(undefined, { insecureTcp: true });
     const c = await open();
     expect(await c.command('status')).toBe(
       'jobs: 3\r\n  waiting    2\r\n  running    1\r\n  failed     0\r\nworkers: 1 busy, 1 idle (limit 2)\r\n',

@@ -1,7 +1,9 @@
 import { createServer, type Server, type Socket } from 'node:net';
+import { listenUnixSocket, type UnixSocketListener } from '@backy/core';
 import type { JobStatus, NameFilter } from '@backy/scheduler';
 import type { Logger } from 'pino';
 import { RE2JS } from 're2js';
+import { type ShellSession, STATE_CHANGING_COMMANDS, tokenMatches } from './auth.js';
 import { renderTable } from './table.js';
 import { TelnetDecoder } from './telnet.js';
 
@@ -67,8 +69,22 @@ export interface TelnetShellOptions {
   logger: Logger;
   /** Shown in the banner. */
   version: string;
-  /** Addresses to listen on (default loopback: `::1`, `127.0.0.1`). */
+  /** Addresses to listen on (default loopback: `::1`, `127.0.0.1`; none: no TCP). */
   addresses?: readonly string[];
+  /**
+   * A Unix socket to listen on as well, mode 0600 (0660 with `socketGid`): its permissions decide who
+   * connects, and clients there may run every command (default: none).
+   */
+  socketPath?: string;
+  /** The group that may connect to `socketPath` too. */
+  socketGid?: number;
+  /**
+   * On TCP, `run`, `runall` and `reload` need `auth TOKEN` with this token first (default: none, and those
+   * commands are refused on TCP).
+   */
+  token?: string;
+  /** Allow `run`, `runall` and `reload` on TCP without a token, as backy 2.x did (default false). */
+  insecureTcp?: boolean;
   /** Port (default 6023; 0 picks a free one, the same for every address where possible). */
   port?: number;
   /** Clients served at once; more are turned away (default 64). */
@@ -89,6 +105,7 @@ const HELP = [
   '  run JOB        start a backup of JOB now',
   '  runall         start a backup of every job now',
   '  reload         read the config file again',
+  '  auth TOKEN     allow run, runall and reload on TCP (global.telnet-token-file)',
   '  help           this text',
   '  quit           close the connection',
 ].join('\n');
@@ -101,6 +118,7 @@ export class TelnetShell {
   private readonly options: TelnetShellOptions;
   private readonly servers: Server[] = [];
   private readonly clients = new Set<Socket>();
+  private unixSocket: UnixSocketListener | null = null;
   private readonly log: Logger;
   /** Where the shell listens. */
   readonly listening: { address: string; port: number }[] = [];
@@ -119,8 +137,33 @@ export class TelnetShell {
     const addresses = options.addresses ?? ['::1', '127.0.0.1'];
     let port = options.port ?? 6023;
     const failures: string[] = [];
+    if (options.socketPath != null) {
+      const server = createServer((socket) =>
+        shell.accept(socket, { trusted: true, peer: 'unix socket', failures: 0 }),
+      );
+      server.on('error', (error) => shell.log.error({ err: error }, 'telnet server error'));
+      try {
+        shell.unixSocket = await listenUnixSocket(server, options.socketPath, { gid: options.socketGid });
+        shell.log.info(
+          { socket: options.socketPath, mode: shell.unixSocket.mode.toString(8) },
+          'telnet shell listening',
+        );
+      } catch (error) {
+        failures.push((error as Error).message);
+        shell.log.warn({ err: error }, 'telnet shell cannot listen on its socket');
+      }
+    }
+    if (addresses.length > 0 && options.insecureTcp === true) {
+      shell.log.warn('telnet-insecure-tcp: anyone who can connect may run, runall and reload');
+    }
     for (const address of addresses) {
-      const server = createServer((socket) => shell.accept(socket));
+      const server = createServer((socket) =>
+        shell.accept(socket, {
+          trusted: options.insecureTcp === true,
+          peer: `${socket.remoteAddress}:${socket.remotePort}`,
+          failures: 0,
+        }),
+      );
       server.on('error', (error) => shell.log.error({ err: error, address }, 'telnet server error'));
       try {
         await new Promise<void>((resolve, reject) => {
@@ -145,7 +188,7 @@ export class TelnetShell {
       shell.servers.push(server);
       shell.log.info({ address, port }, 'telnet shell listening');
     }
-    if (shell.servers.length === 0) {
+    if (shell.servers.length === 0 && shell.unixSocket == null) {
       throw new Error(`telnet shell: cannot listen on any address (${failures.join('; ')})`);
     }
     return shell;
@@ -158,14 +201,15 @@ export class TelnetShell {
       socket.destroySoon();
     }
     const closing = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    if (this.unixSocket != null) closing.push(this.unixSocket.close());
     setTimeout(() => {
       for (const socket of this.clients) socket.destroy();
     }, 1000).unref();
     await Promise.all(closing);
   }
 
-  private accept(socket: Socket): void {
-    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+  private accept(socket: Socket, session: ShellSession): void {
+    const peer = session.peer;
     socket.on('error', (error) => this.log.debug({ peer, err: error }, 'telnet client error'));
     if (this.clients.size >= (this.options.maxClients ?? 64)) {
       this.log.warn({ peer }, 'telnet client turned away: too many clients');
@@ -194,7 +238,7 @@ export class TelnetShell {
       busy = true;
       try {
         for (let line = pending.shift(); line != null && !closed; line = pending.shift()) {
-          const { output, quit } = await this.execute(line);
+          const { output, quit } = await this.execute(line, session);
           if (closed) break;
           this.send(socket, output + (quit ? '' : PROMPT), false);
           if (quit) {
@@ -247,8 +291,14 @@ export class TelnetShell {
     }
   }
 
-  /** Runs one command line; returns the text to send (with a trailing newline) and whether to close. */
-  async execute(line: string): Promise<{ output: string; quit: boolean }> {
+  /**
+   * Runs one command line; returns the text to send (with a trailing newline) and whether to close. A
+   * direct call (no session) is trusted: it comes from inside the process.
+   */
+  async execute(
+    line: string,
+    session: ShellSession = { trusted: true, peer: 'local', failures: 0 },
+  ): Promise<{ output: string; quit: boolean }> {
     const out = (text: string) => ({ output: text === '' ? '' : `${text}\n`, quit: false });
     if (line === '\0overflow')
       return out(`error: line too long (more than ${this.options.maxLineBytes ?? 4096} bytes)`);
@@ -256,6 +306,8 @@ export class TelnetShell {
     const [command = '', ...rest] = line.split(/\s+/);
     const argument = line.slice(command.length).trim();
     const backend = this.options.backend;
+    const refused = await this.gate(command.toLowerCase(), argument, session);
+    if (refused != null) return refused;
     switch (command.toLowerCase()) {
       case 'jobs': {
         let filter: NameFilter | undefined;
@@ -327,6 +379,47 @@ export class TelnetShell {
         return out(`error: unknown command ${JSON.stringify(shown)}; type help for a list`);
       }
     }
+  }
+
+  /**
+   * The authentication of TCP clients: answers `auth TOKEN`, and refuses the state-changing commands to
+   * a client that has not proved itself; null lets the command run.
+   */
+  private async gate(
+    command: string,
+    argument: string,
+    session: ShellSession,
+  ): Promise<{ output: string; quit: boolean } | null> {
+    const out = (text: string, quit = false) => ({ output: `${text}\n`, quit });
+    const token = this.options.token;
+    const socket = this.options.socketPath;
+    if (command === 'auth') {
+      if (session.trusted) return out('already allowed to run every command');
+      if (token == null) {
+        return out(
+          `error: no token is configured (global.telnet-token-file)${socket == null ? '' : `; use the Unix socket ${socket}`}`,
+        );
+      }
+      if (tokenMatches(token, argument)) {
+        session.trusted = true;
+        this.log.info({ peer: session.peer }, 'telnet client authenticated');
+        return out('ok: run, runall and reload allowed');
+      }
+      session.failures++;
+      this.log.warn({ peer: session.peer, failures: session.failures }, 'telnet client sent a wrong token');
+      // Slows down guessing; only this client's own lines wait.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      if (session.failures >= 3) return out('error: wrong token. Goodbye.', true);
+      return out('error: wrong token');
+    }
+    if (!STATE_CHANGING_COMMANDS.has(command) || session.trusted) return null;
+    const how = [
+      token == null ? null : 'send "auth TOKEN" first',
+      socket == null ? null : `use the Unix socket ${socket}`,
+    ].filter((h) => h != null);
+    return out(
+      `error: ${command} is not allowed here without authentication: ${how.length > 0 ? how.join(', or ') : "set global.telnet-token-file or use the shell's Unix socket (global.telnet-socket)"}`,
+    );
   }
 
   /** The `jobs` table. */

@@ -1,14 +1,15 @@
 import { realpathSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import {
   BackyError,
   DEFAULT_CENTRAL_CONFIG,
   type LoadedCentralConfig,
+  resolveGroup,
   sourceOptionsOf,
   validateSourceOptions,
 } from '@backy/core';
 import { ChildProcessRunner, openLogFile, type ReopeningLogFile, Scheduler } from '@backy/scheduler';
-import { TelnetShell } from '@backy/telnet-shell';
+import { readTokenFile, TelnetShell } from '@backy/telnet-shell';
 import pino, { type Logger } from 'pino';
 import type { Command, OptionSpec } from '../command.js';
 import { terminalStream } from '../logger.js';
@@ -127,6 +128,9 @@ export const schedulerCommand: Command = {
       const g = scheduler.config.config.global;
       const s = scheduler;
       try {
+        const socket = g['telnet-socket'] ?? join(g['base-dir'], '.shell.sock');
+        const group = g['telnet-socket-group'];
+        const tokenFile = g['telnet-token-file'];
         shell = await TelnetShell.listen({
           backend: {
             jobs: (filter) => s.jobs(filter),
@@ -139,6 +143,10 @@ export const schedulerCommand: Command = {
           version,
           addresses: g['telnet-addrs'],
           port: g['telnet-port'],
+          socketPath: socket === false ? undefined : socket,
+          socketGid: group == null ? undefined : await resolveGroup(String(group)),
+          token: tokenFile == null ? undefined : await readTokenFile(tokenFile),
+          insecureTcp: g['telnet-insecure-tcp'] === true,
         });
       } catch (error) {
         // The shell is a convenience: backups go on without it.
