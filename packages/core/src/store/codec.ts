@@ -12,12 +12,15 @@ const inflateAsync = promisify(inflateRaw);
  * (`pnpm bench:codecs`) on VM-like log text it compresses about as fast as lz4 (~300 MB/s per core) to a
  * third smaller output (ratio 0.28 against lz4's 0.43) and decompresses at ~1.2 GB/s.
  * lz4-napi was dropped: its buffers are never returned to the OS (RSS grew past 700 MB in 300 calls).
- * zstd comes from native-modules.js: Node's own where it has one, else @toondepauw/node-zstd. Against
- * zstd-napi, used before (`pnpm bench:codecs`, the machine shared, so ratios matter more than MB/s):
- * Node 24's zstd compresses at 1.06× and decompresses at 1.01× its speed; the addon compresses at
- * 0.90-1.04× and decompresses at 0.36-0.51× (it grows its output as it goes). `pnpm bench` at 1 GiB on
- * Node 20 (the addon) timed backup, restore and verify no slower than with zstd-napi, but peaked at
- * about twice the RSS (full backup 458 MB against 227 MB): the addon's fresh buffer per chunk.
+ * zstd comes from native-modules.js: Node's own where it has one (22.15+), else @toondepauw/node-zstd
+ * for compression and zstd compiled to WebAssembly (zstd-wasm.js) for decompression. Against zstd-napi,
+ * used before (`pnpm bench:codecs`, the machine shared, so ratios matter more than MB/s): Node 24's zstd
+ * compresses at 1.06× and decompresses at 1.01× its speed; the addon compresses at 0.90-1.04× and
+ * decompresses at 0.36-0.51× (it grows its output as it goes), which is why it only compresses: the
+ * WebAssembly decoder, one context into reused memory, ran at 3× the addon's speed on 4 MiB text chunks
+ * (437 against 148 MB/s), and compresses at only 0.67× (114 against 171 MB/s), so it only decompresses.
+ * Peak RSS is constant in the image size (`pnpm bench:memory`): the addon's buffers are freed by
+ * finalizers that the chunk workers give a turn of the event loop after every task (chunk-worker.js).
  * deflate (zlib, level 1) needs no native module; `none` stores chunks as they are.
  */
 export const CODECS = ['zstd', 'deflate', 'none'] as const;
