@@ -1,5 +1,5 @@
 import { Archive, BackyError, validateSourceOptions } from '@backy/core';
-import type { Command } from '../command.js';
+import { type Command, JSON_OPTION } from '../command.js';
 import { absoluteSourceType, loadSourceDefinition } from '../sources.js';
 import { STORE_DRIVERS } from '../stores.js';
 
@@ -85,7 +85,7 @@ export const initCommand: Command = {
   name: 'init',
   summary: 'create an archive for a source in the base directory',
   usage:
-    'init [--layout chunked|images] [-o KEY=VALUE]... [--store KEY=VALUE]... TYPE [SOURCE]   e.g. `backy -b /srv/backy/vm1 init file /srv/vm/disk.img`; `--store type=s3 --store endpoint=URL --store bucket=NAME --store prefix=vm1/` keeps the archive in object storage',
+    'init [--layout chunked|images] [-o KEY=VALUE]... [--store KEY=VALUE]... [--json] TYPE [SOURCE]   e.g. `backy -b /srv/backy/vm1 init file /srv/vm/disk.img`; `--store type=s3 --store endpoint=URL --store bucket=NAME --store prefix=vm1/` keeps the archive in object storage',
   options: {
     layout: {
       type: 'string',
@@ -107,6 +107,7 @@ export const initCommand: Command = {
       valueName: 'KEY=VALUE',
       description: 'a store option, e.g. type=s3 (default: the chunks/ folder of the archive)',
     },
+    json: JSON_OPTION,
   },
   positionals: [1, 2],
   async run(ctx) {
@@ -150,6 +151,15 @@ export const initCommand: Command = {
     for (const warning of (await definition.checkInit?.(parsed)) ?? []) ctx.warn(warning);
     // Described by the source, not echoed: the argument may carry a secret (a Consul token).
     const what = definition.describe?.(parsed) ?? argument ?? '';
+    if (ctx.values.json) {
+      ctx.printJson({
+        archive: archive.path,
+        sourceType: type,
+        source: what || null,
+        layout: archive.config.layout,
+      });
+      return 0;
+    }
     ctx.print(`Initialized archive ${archive.path} for ${type} source ${what}`.trimEnd());
     return 0;
   },

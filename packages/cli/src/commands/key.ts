@@ -9,7 +9,7 @@ import {
   passphraseFrom,
   writeKeyFile,
 } from '@backy/core';
-import type { Command } from '../command.js';
+import { type Command, JSON_OPTION } from '../command.js';
 
 const ACTIONS = ['create', 'export', 'import'] as const;
 
@@ -37,7 +37,7 @@ async function readStdin(): Promise<string> {
 export const keyCommand: Command = {
   name: 'key',
   summary: 'create an encryption key file, or export/import it for safekeeping',
-  usage: 'key create|export|import FILE [--passphrase-file FILE] [--from FILE]',
+  usage: 'key create|export|import FILE [--passphrase-file FILE] [--from FILE] [--json]',
   options: {
     'passphrase-file': {
       type: 'string',
@@ -53,6 +53,7 @@ export const keyCommand: Command = {
       defaultText: 'stdin',
       complete: 'file',
     },
+    json: JSON_OPTION,
   },
   positionals: [2, 2],
   completeArguments: ACTIONS,
@@ -66,22 +67,29 @@ export const keyCommand: Command = {
       const text = await newKeyFile(passphrase);
       await writeKeyFile(file, text);
       const { id } = parseKeyFile(text, file);
-      ctx.print(
-        `${file}: new key ${id}${passphrase != null ? ', protected by the passphrase' : ''}. Keep a copy away from the backups (backy key export): without the key they cannot be read.`,
-      );
+      if (ctx.values.json) ctx.printJson({ action, file, id, passphrase: passphrase != null });
+      else
+        ctx.print(
+          `${file}: new key ${id}${passphrase != null ? ', protected by the passphrase' : ''}. Keep a copy away from the backups (backy key export): without the key they cannot be read.`,
+        );
       if (passphrase != null && passphraseFile == null)
         ctx.note(`the passphrase came from ${PASSPHRASE_ENV}; backy needs it whenever it opens the key`);
       return 0;
     }
     if (action === 'export') {
-      ctx.stdout.write(exportKeyFile(await readText(file, 'export'), file));
+      const text = await readText(file, 'export');
+      const exported = exportKeyFile(text, file);
+      if (ctx.values.json) ctx.printJson({ action, file, id: parseKeyFile(text, file).id, exported });
+      else ctx.stdout.write(exported);
       return 0;
     }
     const from = ctx.values.from as string | undefined;
     const paper = from != null ? await readText(from, 'import') : await readStdin();
     const text = importKeyFile(paper, from ?? 'the key read from stdin');
     await writeKeyFile(file, text);
-    ctx.print(`${file}: key ${parseKeyFile(text, file).id} imported`);
+    const { id } = parseKeyFile(text, file);
+    if (ctx.values.json) ctx.printJson({ action, file, id });
+    else ctx.print(`${file}: key ${id} imported`);
     return 0;
   },
 };

@@ -9,6 +9,7 @@ import {
 import Table from 'cli-table3';
 import { stringify } from 'yaml';
 import { type Command, JSON_OPTION, revisionOption } from '../command.js';
+import { revisionJson } from '../json-output.js';
 
 export function formatDate(iso: string): string {
   return new Date(iso)
@@ -37,7 +38,7 @@ export const statusCommand: Command = {
     // Damaged `.rev` files and unknown files: one warning line each (stderr), in every output format.
     for (const line of Archive.describeScan(scan)) ctx.warn(line);
     if (ctx.values.json) {
-      ctx.print(JSON.stringify(revisions, null, 2));
+      ctx.printJson({ revisions: revisions.map(revisionJson) });
       return 0;
     }
     if (ctx.values.yaml) {
