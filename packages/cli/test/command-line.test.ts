@@ -136,14 +136,14 @@ describe('BACKY_DIR', () => {
     const backup = backy(['backup', 'daily'], { cwd: dir.path, env: { BACKY_DIR: arch } });
     expect(backup.code, backup.stderr).toBe(0);
     expect(
-      JSON.parse(backy(['status', '--json'], { cwd: dir.path, env: { BACKY_DIR: arch } }).stdout),
+      JSON.parse(backy(['status', '--json'], { cwd: dir.path, env: { BACKY_DIR: arch } }).stdout).revisions,
     ).toHaveLength(1);
     const wins = backy(['-b', elsewhere, 'status'], { env: { BACKY_DIR: arch } });
     expect(wins.code).not.toBe(0);
     expect(oneLineError(wins)).toContain(elsewhere);
     // Unset or empty: the current directory.
     expect(
-      JSON.parse(backy(['status', '--json'], { cwd: arch, env: { BACKY_DIR: '' } }).stdout),
+      JSON.parse(backy(['status', '--json'], { cwd: arch, env: { BACKY_DIR: '' } }).stdout).revisions,
     ).toHaveLength(1);
   });
 });

@@ -43,12 +43,12 @@ describe('--json: one documented JSON document on stdout per command', () => {
     expect(rev.size).toBe(data.length);
     expect(rev.trust).toBe('trusted');
     expect(typeof rev.timestamp).toBe('string');
-    expect(rev.stats).toMatchObject({ chunks_written: 2, chunks_zero: 1, chunks_reused: 0 });
-    expect(rev.stats.bytes_written).toBeGreaterThan(0);
+    expect(rev.stats).toMatchObject({ chunksWritten: 2, chunksZero: 1, chunksReused: 0 });
+    expect(rev.stats.bytesWritten).toBeGreaterThan(0);
     expect(typeof rev.stats.duration).toBe('number');
     first = rev.uuid;
     // What status --json lists is the same object.
-    const listed = json(b('status', '--json')) as unknown as { uuid: string }[];
+    const listed = json(b('status', '--json')).revisions as { uuid: string }[];
     expect(listed.map((r) => r.uuid)).toEqual([first]);
     randomBytes(1000).copy(data, 5 * MiB);
     await writeFile(image, data);
@@ -102,7 +102,7 @@ describe('--json: one documented JSON document on stdout per command', () => {
     ]);
     const done = json(b('forget', '--json', '-r', second));
     expect(done).toMatchObject({ dryRun: false, revisions: [{ uuid: second, result: 'forgotten' }] });
-    expect(json(b('status', '--json'))).toEqual([]);
+    expect(json(b('status', '--json'))).toEqual({ version: 1, revisions: [] });
   });
 
   it('purge: what it deleted, and with --dry-run what it would', () => {
