@@ -112,12 +112,21 @@ describe('backy key', () => {
     const key = join(dir.path, 'protected.key');
     const created = backy(['key', 'create', '--json', key], { env: { BACKY_PASSPHRASE_FILE: passFile } });
     expect(created.code, created.stderr).toBe(0);
-    expect(JSON.parse(created.stdout)).toMatchObject({ version: 1, action: 'create', file: key, passphrase: true });
+    expect(JSON.parse(created.stdout)).toMatchObject({
+      version: 1,
+      action: 'create',
+      file: key,
+      passphrase: true,
+    });
     const image = join(dir.path, 'disk.img');
     await writeFile(image, vmLikeData(2 * 1024 * 1024));
     const arch = join(dir.path, 'archive');
-    const b = (args: string[], env: NodeJS.ProcessEnv) => backy(['-b', arch, ...args], { env: { ...NO_PASSPHRASE, ...env } });
-    expect(b(['init', 'file', image, '--store', `encryption.key-file=${key}`], { BACKY_PASSPHRASE_FILE: passFile }).code).toBe(0);
+    const b = (args: string[], env: NodeJS.ProcessEnv) =>
+      backy(['-b', arch, ...args], { env: { ...NO_PASSPHRASE, ...env } });
+    expect(
+      b(['init', 'file', image, '--store', `encryption.key-file=${key}`], { BACKY_PASSPHRASE_FILE: passFile })
+        .code,
+    ).toBe(0);
     const byFile = b(['backup', 'daily'], { BACKY_PASSPHRASE_FILE: passFile });
     expect(byFile.code, byFile.stderr).toBe(0);
     const byCommand = b(['status'], { BACKY_PASSPHRASE_COMMAND: `printf 'from a file\\nignored\\n'` });
@@ -135,7 +144,7 @@ describe('backy key', () => {
     const both = b(['status'], { BACKY_PASSPHRASE_FILE: passFile, BACKY_KEY_PASSPHRASE: 'from a file' });
     expect(both.code).toBe(2);
     expect(oneLineError(both)).toBe(
-      'backy: error: BACKY_PASSPHRASE_FILE and BACKY_KEY_PASSPHRASE are all set; set only one of them for the key\'s passphrase',
+      "backy: error: BACKY_PASSPHRASE_FILE and BACKY_KEY_PASSPHRASE are all set; set only one of them for the key's passphrase",
     );
   }, 120_000);
 });
