@@ -89,7 +89,9 @@ describe('an archive written by backy 2.1.1', () => {
     expect(bad.stderr).toContain('distrust --from "2026-13-01": expected a date YYYY-MM-DD');
     expect(b('distrust', '--from', '2030-01-01').stdout).toContain('no revision in that time range');
     expect(
-      JSON.parse(b('status', '--json').stdout).revisions.every((r: { trust: string }) => r.trust === 'trusted'),
+      JSON.parse(b('status', '--json').stdout).revisions.every(
+        (r: { trust: string }) => r.trust === 'trusted',
+      ),
     ).toBe(true);
   });
 
@@ -169,7 +171,10 @@ describe('an archive written by backy 2.1.1', () => {
     await writeFile(join(arch, 'config'), `filename: ${image}\ntype: file\n`);
     const r = b('backup', 'daily');
     expect(r.code, r.stderr).toBe(0);
-    const revs = JSON.parse(b('status', '--json').stdout).revisions as { uuid: string; parent: string | null }[];
+    const revs = JSON.parse(b('status', '--json').stdout).revisions as {
+      uuid: string;
+      parent: string | null;
+    }[];
     expect(revs).toHaveLength(4);
     expect(revs[3]!.parent).toBe(sums[2]![0]);
     expect(b('expire').code).toBe(0);
@@ -241,7 +246,9 @@ describe('backy upgrade on the 2.1.1 archive', () => {
         expect(r.code, r.stderr).toBe(0);
         expect(sha(await readFile(out))).toBe(hash);
       }
-      const revs = JSON.parse(backy(['-b', up, 'status', '--json']).stdout).revisions as { backendType: string }[];
+      const revs = JSON.parse(backy(['-b', up, 'status', '--json']).stdout).revisions as {
+        backendType: string;
+      }[];
       expect(revs.map((x) => x.backendType)).toEqual(['chunked', 'chunked', 'chunked']);
     }
   });

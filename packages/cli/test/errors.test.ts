@@ -96,7 +96,9 @@ describe('bad input gets one clear line and a non-zero exit', () => {
   it('unknown and ambiguous revisions', async () => {
     await setUp();
     for (let i = 0; i < 12; i++) expect(b('backup', 'daily').code).toBe(0);
-    const ids: string[] = JSON.parse(b('status', '--json').stdout).revisions.map((r: { uuid: string }) => r.uuid);
+    const ids: string[] = JSON.parse(b('status', '--json').stdout).revisions.map(
+      (r: { uuid: string }) => r.uuid,
+    );
     const unknown = b('restore', '-r', 'nosuchrev', join(dir.path, 'x'));
     expect(oneLineError(unknown)).toBe(
       'backy: error: revision "nosuchrev": no revision has that ID, ID prefix or tag',

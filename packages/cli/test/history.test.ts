@@ -215,7 +215,10 @@ describe('a concurrency matrix on one archive', () => {
               expect(sha(restored), `${x}+${y}: restore`).toBe(content.get(lastBefore));
             }
             if (op === 'tags') {
-              const tagged = JSON.parse(b(['status', '--json']).stdout).revisions as { uuid: string; tags: string[] }[];
+              const tagged = JSON.parse(b(['status', '--json']).stdout).revisions as {
+                uuid: string;
+                tags: string[];
+              }[];
               for (const rev of tagged.filter((t) => before.includes(t.uuid)))
                 expect(rev.tags, `${x}+${y}: tags of ${rev.uuid}`).toContain(`manual:t${n}`);
             }

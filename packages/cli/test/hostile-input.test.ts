@@ -10,7 +10,8 @@ const MiB = 1024 * 1024;
 let dir: { path: string; cleanup: () => Promise<void> };
 let arch: string;
 const b = (...args: string[]) => backy(['-b', arch, ...args]);
-const ids = () => (JSON.parse(b('status', '--json').stdout).revisions as { uuid: string }[]).map((r) => r.uuid);
+const ids = () =>
+  (JSON.parse(b('status', '--json').stdout).revisions as { uuid: string }[]).map((r) => r.uuid);
 
 beforeEach(async () => {
   dir = await tempDir();
