@@ -60,7 +60,7 @@ export function globalHelp(commands: readonly Command[]): string {
     '',
     'Block-based backup and restore of VM disk images.',
     '',
-    'options:',
+    'options (before or after the command):',
     ...table(optionRows(GLOBAL_OPTIONS)),
     '',
     'commands:',

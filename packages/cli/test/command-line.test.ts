@@ -79,7 +79,7 @@ describe('--help and backy help', () => {
     expect(line('restore', 'revision')).toMatch(/-r, --revision SPEC .*\(default: last\)/);
     expect(line('verify', 'revision')).toContain('(default: all)');
     expect(line('purge', 'wait')).toMatch(/--wait SECONDS .*\(default: 0\)/);
-    expect(line('check', 'config')).toContain('(default: /etc/backy.conf)');
+    expect(line('check', 'config')).toContain('(default: $BACKY_CONFIG, else /etc/backy.conf)');
     expect(line('nbd-server', 'port')).toContain('(default: 10809)');
     expect(line('init', 'option')).toContain('repeatable');
     for (const command of [
@@ -92,6 +92,12 @@ describe('--help and backy help', () => {
       'check',
       'status',
       'copy',
+      'init',
+      'find',
+      'tags',
+      'distrust',
+      'upgrade',
+      'key',
     ])
       expect(
         index.get(command)!.map((o) => o.long),
@@ -112,7 +118,15 @@ describe('--help and backy help', () => {
     for (const code of ['0', '1', '2', '69', '130', '141'])
       expect(codes).toMatch(new RegExp(`^ {2}${code} `, 'm'));
     const env = backy(['help', 'environment']).stdout;
-    for (const name of ['BACKY_DIR', 'NO_COLOR', 'BACKY_KEY_PASSPHRASE', 'AWS_PROFILE'])
+    for (const name of [
+      'BACKY_DIR',
+      'BACKY_CONFIG',
+      'NO_COLOR',
+      'BACKY_PASSPHRASE_FILE',
+      'BACKY_PASSPHRASE_COMMAND',
+      'BACKY_KEY_PASSPHRASE',
+      'AWS_PROFILE',
+    ])
       expect(env).toContain(name);
     // The global help carries the same sections.
     const top = backy(['--help']).stdout;

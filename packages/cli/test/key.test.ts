@@ -144,7 +144,7 @@ describe('backy key', () => {
     const both = b(['status'], { BACKY_PASSPHRASE_FILE: passFile, BACKY_KEY_PASSPHRASE: 'from a file' });
     expect(both.code).toBe(2);
     expect(oneLineError(both)).toBe(
-      "backy: error: BACKY_PASSPHRASE_FILE and BACKY_KEY_PASSPHRASE are all set; set only one of them for the key's passphrase",
+      "backy: error: BACKY_PASSPHRASE_FILE and BACKY_KEY_PASSPHRASE are set; set only one of them for the key's passphrase",
     );
   }, 120_000);
 });

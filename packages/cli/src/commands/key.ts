@@ -4,7 +4,9 @@ import {
   exportKeyFile,
   importKeyFile,
   newKeyFile,
+  PASSPHRASE_COMMAND_ENV,
   PASSPHRASE_ENV,
+  PASSPHRASE_FILE_ENV,
   parseKeyFile,
   passphraseFrom,
   writeKeyFile,
@@ -30,7 +32,7 @@ async function readStdin(): Promise<string> {
 
 /**
  * `backy key create FILE`: a new key file for `store.encryption.key-file` (mode 0600, never over an
- * existing file), protected by a passphrase from `--passphrase-file` or `BACKY_KEY_PASSPHRASE` when
+ * existing file), protected by a passphrase from `--passphrase-file` or the environment when
  * given. `backy key export FILE` prints it in a form to keep on paper, `backy key import FILE` reads that
  * form (from stdin or `--from`) back into a key file.
  */
@@ -43,7 +45,7 @@ export const keyCommand: Command = {
       type: 'string',
       valueName: 'FILE',
       description: `create: protect the key with the passphrase in FILE`,
-      defaultText: `$${PASSPHRASE_ENV}, else no passphrase`,
+      defaultText: `$${PASSPHRASE_FILE_ENV}, $${PASSPHRASE_COMMAND_ENV} or $${PASSPHRASE_ENV}, else no passphrase`,
       complete: 'file',
     },
     from: {
@@ -72,8 +74,12 @@ export const keyCommand: Command = {
         ctx.print(
           `${file}: new key ${id}${passphrase != null ? ', protected by the passphrase' : ''}. Keep a copy away from the backups (backy key export): without the key they cannot be read.`,
         );
-      if (passphrase != null && passphraseFile == null)
-        ctx.note(`the passphrase came from ${PASSPHRASE_ENV}; backy needs it whenever it opens the key`);
+      if (passphrase != null && passphraseFile == null) {
+        const from = [PASSPHRASE_FILE_ENV, PASSPHRASE_COMMAND_ENV, PASSPHRASE_ENV].find(
+          (n) => process.env[n],
+        );
+        ctx.note(`the passphrase came from ${from}; backy needs it whenever it opens the key`);
+      }
       return 0;
     }
     if (action === 'export') {

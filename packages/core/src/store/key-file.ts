@@ -177,7 +177,7 @@ export async function passphraseFrom(
   if (set.length > 1)
     throw new BackyError(
       'USAGE',
-      `${set.join(' and ')} are all set; set only one of them for the key's passphrase`,
+      `${set.join(' and ')} are set; set only one of them for the key's passphrase`,
     );
   const file = env[PASSPHRASE_FILE_ENV];
   if (file != null && file !== '') return readPassphraseFile(file);
