@@ -67,3 +67,28 @@ export function describeParseError(error: unknown): string {
     .replace(/\. To specify .*$/, '')
     .replace(/\.$/, '');
 }
+
+/**
+ * The options parsed after the command name: the command's own, and the global ones, since flags go
+ * anywhere (as restic's and proxmox-backup-client's do: `backy backup -q daily`). Where a command
+ * defines a name or a letter a global option also has, the command's meaning wins after the command
+ * name (`backy scheduler -l FILE` is the daemon's log) and the global one keeps what is left of it:
+ * its long name when only the letter is taken, nothing when its long name is taken (then it is given
+ * before the command). `globals` lists the keys of the parsed values that are global options.
+ */
+export function commandParseOptions(
+  globalSpecs: OptionSpecs,
+  commandSpecs: OptionSpecs,
+): { options: NonNullable<ParseArgsConfig['options']>; globals: Set<string> } {
+  const own = parseArgsOptions(commandSpecs);
+  const letters = new Set(Object.values(commandSpecs).flatMap((o) => (o.short != null ? [o.short] : [])));
+  const options: NonNullable<ParseArgsConfig['options']> = {};
+  const globals = new Set<string>();
+  for (const [name, option] of Object.entries(parseArgsOptions(globalSpecs))) {
+    if (Object.hasOwn(commandSpecs, name)) continue;
+    const { short, default: _default, ...rest } = option;
+    options[name] = short != null && !letters.has(short) ? { ...rest, short } : rest;
+    globals.add(name);
+  }
+  return { options: { ...options, ...own }, globals };
+}

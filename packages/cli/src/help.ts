@@ -60,7 +60,7 @@ export function globalHelp(commands: readonly Command[]): string {
     '',
     'Block-based backup and restore of VM disk images.',
     '',
-    'options:',
+    'options (before or after the command):',
     ...table(optionRows(GLOBAL_OPTIONS)),
     '',
     'commands:',
@@ -81,6 +81,6 @@ export function commandHelp(c: Command): string {
     'options:',
     ...table(optionRows(commandOptions(c))),
     '',
-    'Global options (-b DIR, -l FILE, -v, -q) go before the command; see `backy --help`.',
+    "Global options (-b DIR, -l FILE, -v, -q) go before or after the command; after it, an option this command also defines (same name or letter) is the command's. See `backy --help`.",
   ].join('\n');
 }

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Archive, Archive as ArchiveClass, BackyError } from '@backy/core';
 import type { Logger } from 'pino';
-import { describeParseError, joinNegativeValues, parseArgsOptions } from './args.js';
+import { commandParseOptions, describeParseError, joinNegativeValues, parseArgsOptions } from './args.js';
 import type { Command, CommandContext, GlobalOptions } from './command.js';
 import { backupCommand } from './commands/backup.js';
 import { checkCommand } from './commands/check.js';
@@ -22,6 +22,7 @@ import { upgradeCommand } from './commands/upgrade.js';
 import { verifyCommand } from './commands/verify.js';
 import { completionScript } from './completion.js';
 import { commandHelp, commandOptions, globalHelp } from './help.js';
+import { JSON_FORMAT_VERSION, jsonSchemaFiles } from './json-output.js';
 import { createLogger } from './logger.js';
 import { manPage } from './man.js';
 import { createProgressBar } from './progress.js';
@@ -66,6 +67,7 @@ export function shippedFiles(): Record<string, string> {
     'completions/backy.bash': completionScript('bash', COMMANDS),
     'completions/_backy': completionScript('zsh', COMMANDS),
     'completions/backy.fish': completionScript('fish', COMMANDS),
+    ...jsonSchemaFiles(),
   };
 }
 
@@ -78,6 +80,8 @@ export async function main(
   const stderr = io.stderr ?? process.stderr;
   let logging: ReturnType<typeof createLogger> | null = null;
   let pipeClosed = false;
+  // Until the command line is parsed, whether the error should be JSON is read from the raw words.
+  let json = wantsJson(argv);
   const onStdoutError = (error: NodeJS.ErrnoException) => {
     // Later writes to the destroyed stream fail too; the first EPIPE is what counts.
     if (error.code === 'EPIPE') pipeClosed = true;
@@ -125,7 +129,7 @@ export async function main(
       return 0;
     }
     let parsed: ReturnType<typeof parseArgs>;
-    const options = parseArgsOptions(commandOptions(command));
+    const { options, globals: globalKeys } = commandParseOptions(GLOBAL_OPTIONS, commandOptions(command));
     try {
       parsed = parseArgs({
         args: joinNegativeValues(rest, options),
@@ -139,7 +143,18 @@ export async function main(
         `${command.name}: ${describeParseError(error)}; usage: backy ${command.usage}`,
       );
     }
-    if (parsed.values.help) {
+    // Global options given after the command name join (and override) those given before it.
+    const own: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(parsed.values)) {
+      if (globalKeys.has(key)) (values as Record<string, unknown>)[key] = value;
+      else own[key] = value;
+    }
+    json = own.json === true;
+    if (values.version) {
+      stdout.write(`backy ${cliVersion()}\n`);
+      return 0;
+    }
+    if (own.help) {
       stdout.write(`${commandHelp(command)}\n`);
       return 0;
     }
@@ -182,7 +197,7 @@ export async function main(
     };
     const ctx: CommandContext = {
       global,
-      values: parsed.values as CommandContext['values'],
+      values: own as CommandContext['values'],
       positionals: parsed.positionals,
       async openArchive(options = {}) {
         if (archive == null) {
@@ -213,7 +228,8 @@ export async function main(
       stdout,
       stderr,
       print: (line) => stdout.write(`${line}\n`),
-      printJson: (value) => stdout.write(`${JSON.stringify(value, null, 2)}\n`),
+      printJson: (value) =>
+        stdout.write(`${JSON.stringify({ version: JSON_FORMAT_VERSION, ...(value as object) }, null, 2)}\n`),
     };
     try {
       const status = (await command.run(ctx)) ?? 0;
@@ -230,7 +246,7 @@ export async function main(
     // A command that stopped only because nobody reads its output any more (restore turns that into
     // its own error: an image cut short is a failure).
     if (pipeClosed && (error as NodeJS.ErrnoException)?.code === 'EPIPE') return EXIT_PIPE_CLOSED;
-    return reportError(error, stderr, logging);
+    return reportError(error, stderr, logging, json);
   } finally {
     (logging as ReturnType<typeof createLogger> | null)?.flush();
     // Errors of writes still queued arrive on a later tick; they must not become uncaught.
@@ -263,19 +279,38 @@ function parseGlobalsBeforeCommand(argv: string[], original: unknown): ReturnTyp
   }
 }
 
+/**
+ * Whether the words ask for `--json` before any `--`: for an error met before the command line could be
+ * parsed (an unknown option), which a script that asked for JSON must still be able to read.
+ */
+function wantsJson(argv: readonly string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end === -1 ? argv : argv.slice(0, end)).includes('--json');
+}
+
+/** An error under `--json`: one line of JSON on stderr (docs/json.md), its last line. */
+function jsonError(stderr: NodeJS.WriteStream, code: string, message: string, exitCode: number): number {
+  stderr.write(`${JSON.stringify({ version: JSON_FORMAT_VERSION, error: { code, message, exitCode } })}\n`);
+  return exitCode;
+}
+
 function reportError(
   error: unknown,
   stderr: NodeJS.WriteStream,
   logging: ReturnType<typeof createLogger> | null,
+  json: boolean,
 ): number {
   if (error instanceof BackyError) {
-    stderr.write(`backy: error: ${error.message}\n`);
+    const exitCode = EXIT_CODES[error.code] ?? 1;
+    if (json) jsonError(stderr, error.code, error.message, exitCode);
+    else stderr.write(`backy: error: ${error.message}\n`);
     logging?.recordFailure(error, { code: error.code }, error.message);
-    return EXIT_CODES[error.code] ?? 1;
+    return exitCode;
   }
   // Not ours: a bug. Say so in one line and keep the details in the log (and on stderr with -v).
   const message = error instanceof Error ? error.message : String(error);
-  stderr.write(`backy: internal error: ${message}\n`);
+  if (json) jsonError(stderr, 'INTERNAL', message, 1);
+  else stderr.write(`backy: internal error: ${message}\n`);
   logging?.recordFailure(error, {}, 'internal error');
   if (process.env.BACKY_DEBUG) stderr.write(`${(error as Error)?.stack ?? ''}\n`);
   return 1;

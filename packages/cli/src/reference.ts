@@ -1,8 +1,16 @@
-import { type BackyErrorCode, DEFAULT_CENTRAL_CONFIG, PASSPHRASE_ENV } from '@backy/core';
+import {
+  type BackyErrorCode,
+  DEFAULT_CENTRAL_CONFIG,
+  PASSPHRASE_COMMAND_ENV,
+  PASSPHRASE_ENV,
+  PASSPHRASE_FILE_ENV,
+} from '@backy/core';
 import type { OptionSpecs } from './command.js';
 
 /** The environment variable that names the archive directory when `-b` is not given. */
 export const BACKY_DIR_ENV = 'BACKY_DIR';
+/** The environment variable that names the central config when `-c` is not given. */
+export const BACKY_CONFIG_ENV = 'BACKY_CONFIG';
 
 /** Options before the command name; the same for every command. */
 export const GLOBAL_OPTIONS = {
@@ -85,8 +93,23 @@ export const ENVIRONMENT: readonly ReferenceEntry[] = [
     meaning: 'when set and not empty: no ANSI colors in any output (https://no-color.org)',
   },
   {
+    term: BACKY_CONFIG_ENV,
+    meaning: `the central config of scheduler and check when -c is not given (-c wins; without either: ${DEFAULT_CENTRAL_CONFIG})`,
+  },
+  {
+    term: PASSPHRASE_FILE_ENV,
+    meaning:
+      "a file whose first line is the passphrase of an encryption key file (as restic's RESTIC_PASSWORD_FILE)",
+  },
+  {
+    term: PASSPHRASE_COMMAND_ENV,
+    meaning:
+      "a shell command that prints the key file's passphrase, e.g. `pass show backy` (as RESTIC_PASSWORD_COMMAND)",
+  },
+  {
     term: PASSPHRASE_ENV,
-    meaning: 'the passphrase of an encryption key file, when no passphrase file is given',
+    meaning:
+      "the passphrase of an encryption key file itself; a config's or --passphrase-file's file wins over all three, and only one of the three may be set",
   },
   {
     term: 'AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY',
@@ -138,4 +161,4 @@ export const REFERENCE_SECTIONS: readonly ReferenceSection[] = [
   { topic: 'environment', heading: 'ENVIRONMENT', title: 'environment variables', entries: ENVIRONMENT },
 ];
 
-export const CENTRAL_CONFIG_NOTE = `The scheduler daemon (\`backy scheduler\`) and \`backy check\` read the central config, ${DEFAULT_CENTRAL_CONFIG} by default; see docs/scheduler.md.`;
+export const CENTRAL_CONFIG_NOTE = `The scheduler daemon (\`backy scheduler\`) and \`backy check\` read the central config: -c CONFIG, else $${BACKY_CONFIG_ENV}, else ${DEFAULT_CENTRAL_CONFIG}; see docs/scheduler.md.`;

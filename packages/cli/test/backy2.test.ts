@@ -72,19 +72,19 @@ describe('an archive written by backy 2.1.1', () => {
     expect(r.stderr.trim().split('\n')).toEqual([
       `backy: warning: ${join(arch, 'config')} has no schedule (backy 2.x kept it in the central config): backup accepts any tag and expire removes nothing; add \`schedule: {TAG: {interval, keep}}\` to it, or run the job from the scheduler`,
     ]);
-    const revs = JSON.parse(r.stdout) as {
+    const revs = JSON.parse(r.stdout).revisions as {
       uuid: string;
       tags: string[];
       size: number;
       trust: string;
       parent: string | null;
-      backend_type: string;
+      backendType: string;
     }[];
     expect(revs.map((x) => x.uuid)).toEqual(sums.map(([id]) => id));
     expect(revs.map((x) => x.tags)).toEqual([['daily'], ['weekly', 'daily'], ['daily']]);
     expect(revs.every((x) => x.size === 6 * 1024 * 1024 + 517 && x.trust === 'trusted')).toBe(true);
     expect(revs.map((x) => x.parent)).toEqual([null, sums[0]![0], sums[1]![0]]);
-    expect(revs.every((x) => x.backend_type === 'cowfile')).toBe(true);
+    expect(revs.every((x) => x.backendType === 'cowfile')).toBe(true);
     const table = b('status');
     expect(table.stdout).toContain(sums[1]![0]);
     expect(table.stdout).toContain('weekly,daily');
@@ -108,7 +108,9 @@ describe('an archive written by backy 2.1.1', () => {
     expect(bad.stderr).toContain('distrust --from "2026-13-01": expected a date YYYY-MM-DD');
     expect(b('distrust', '--from', '2030-01-01').stdout).toContain('no revision in that time range');
     expect(
-      JSON.parse(b('status', '--json').stdout).every((r: { trust: string }) => r.trust === 'trusted'),
+      JSON.parse(b('status', '--json').stdout).revisions.every(
+        (r: { trust: string }) => r.trust === 'trusted',
+      ),
     ).toBe(true);
   });
 
@@ -188,7 +190,10 @@ describe('an archive written by backy 2.1.1', () => {
     await writeFile(join(arch, 'config'), `filename: ${image}\ntype: file\n`);
     const r = b('backup', 'daily');
     expect(r.code, r.stderr).toBe(0);
-    const revs = JSON.parse(b('status', '--json').stdout) as { uuid: string; parent: string | null }[];
+    const revs = JSON.parse(b('status', '--json').stdout).revisions as {
+      uuid: string;
+      parent: string | null;
+    }[];
     expect(revs).toHaveLength(4);
     expect(revs[3]!.parent).toBe(sums[2]![0]);
     expect(b('expire').code).toBe(0);
@@ -277,12 +282,12 @@ describe('backy upgrade on the 2.1.1 archive', () => {
     const r = u('upgrade');
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(`${sums[2]![0]}: converted and verified`);
-    const revs = JSON.parse(u('status', '--json').stdout) as {
+    const revs = JSON.parse(u('status', '--json').stdout).revisions as {
       uuid: string;
-      backend_type: string;
+      backendType: string;
       tags: string[];
     }[];
-    expect(revs.map((x) => [x.uuid, x.backend_type])).toEqual(sums.map(([id]) => [id, 'chunked']));
+    expect(revs.map((x) => [x.uuid, x.backendType])).toEqual(sums.map(([id]) => [id, 'chunked']));
     expect(revs[1]!.tags).toEqual(['weekly', 'daily']);
     const files = await readdir(up);
     for (const [id, hash] of sums) {
@@ -347,8 +352,10 @@ describe('backy upgrade on the 2.1.1 archive', () => {
         expect(r.code, r.stderr).toBe(0);
         expect(sha(await readFile(out))).toBe(hash);
       }
-      const revs = JSON.parse(backy(['-b', up, 'status', '--json']).stdout) as { backend_type: string }[];
-      expect(revs.map((x) => x.backend_type)).toEqual(['chunked', 'chunked', 'chunked']);
+      const revs = JSON.parse(backy(['-b', up, 'status', '--json']).stdout).revisions as {
+        backendType: string;
+      }[];
+      expect(revs.map((x) => x.backendType)).toEqual(['chunked', 'chunked', 'chunked']);
     }
   });
 
@@ -362,8 +369,8 @@ describe('backy upgrade on the 2.1.1 archive', () => {
     const u = (...args: string[]) => backy(['-b', up, ...args]);
     const r = u('upgrade');
     expect(r.code, r.stderr).toBe(0);
-    const revs = JSON.parse(u('status', '--json').stdout) as { backend_type: string }[];
-    expect(revs.every((x) => x.backend_type === 'images')).toBe(true);
+    const revs = JSON.parse(u('status', '--json').stdout).revisions as { backendType: string }[];
+    expect(revs.every((x) => x.backendType === 'images')).toBe(true);
     for (const [id, hash] of sums) expect(sha(await readFile(join(up, id)))).toBe(hash);
     const dd = spawnSync('dd', [`if=${join(up, 'last')}`, 'bs=4096k', 'status=none'], {
       maxBuffer: 64 * 1024 * 1024,
@@ -552,14 +559,14 @@ describe('the scheduler on a backy 2.x base dir', () => {
     const exited = new Promise((r) => daemon.once('exit', r));
     try {
       const deadline = Date.now() + 60_000;
-      let revs: { uuid: string; backend_type: string }[] = [];
+      let revs: { uuid: string; backendType: string }[] = [];
       while (Date.now() < deadline) {
         const r = backy(['-b', job, 'status', '--json']);
-        if (r.code === 0) revs = JSON.parse(r.stdout);
-        if (revs.filter((x) => x.backend_type === 'images').length >= 2) break;
+        if (r.code === 0) revs = JSON.parse(r.stdout).revisions;
+        if (revs.filter((x) => x.backendType === 'images').length >= 2) break;
         await new Promise((r) => setTimeout(r, 250));
       }
-      expect(revs.filter((x) => x.backend_type === 'images').length, stderr).toBeGreaterThanOrEqual(2);
+      expect(revs.filter((x) => x.backendType === 'images').length, stderr).toBeGreaterThanOrEqual(2);
     } finally {
       daemon.kill('SIGTERM');
       await exited;
@@ -638,12 +645,12 @@ describe.skipIf(skipWithout('backy 2.2-2.5 chunked archives', 'python3') != null
       writeFileSync(source, images[1]!);
       writeFileSync(join(legacy, 'config'), `filename: ${source}\ntype: file\n`);
       const c = (...args: string[]) => backy(['-b', legacy, ...args]);
-      const status = JSON.parse(c('status', '--json').stdout) as {
+      const status = JSON.parse(c('status', '--json').stdout).revisions as {
         uuid: string;
-        backend_type: string;
+        backendType: string;
         size: number;
       }[];
-      expect(status.map((r) => [r.uuid, r.backend_type, r.size])).toEqual(
+      expect(status.map((r) => [r.uuid, r.backendType, r.size])).toEqual(
         ids.map((id, i) => [id, 'legacy-chunked', images[i]!.length]),
       );
       for (const [i, id] of ids.entries()) {

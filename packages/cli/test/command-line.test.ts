@@ -5,6 +5,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
 import { BIN, backy, oneLineError, skipWithout, tempDir } from './helpers.js';
 
 /** An ANSI color (SGR) sequence; built from a string, as a control character in a regex literal is easy to miss. */
@@ -78,7 +79,7 @@ describe('--help and backy help', () => {
     expect(line('restore', 'revision')).toMatch(/-r, --revision SPEC .*\(default: last\)/);
     expect(line('verify', 'revision')).toContain('(default: all)');
     expect(line('purge', 'wait')).toMatch(/--wait SECONDS .*\(default: 0\)/);
-    expect(line('check', 'config')).toContain('(default: /etc/backy.conf)');
+    expect(line('check', 'config')).toContain('(default: $BACKY_CONFIG, else /etc/backy.conf)');
     expect(line('nbd-server', 'port')).toContain('(default: 10809)');
     expect(line('init', 'option')).toContain('repeatable');
     for (const command of [
@@ -91,6 +92,12 @@ describe('--help and backy help', () => {
       'check',
       'status',
       'copy',
+      'init',
+      'find',
+      'tags',
+      'distrust',
+      'upgrade',
+      'key',
     ])
       expect(
         index.get(command)!.map((o) => o.long),
@@ -111,7 +118,15 @@ describe('--help and backy help', () => {
     for (const code of ['0', '1', '2', '69', '130', '141'])
       expect(codes).toMatch(new RegExp(`^ {2}${code} `, 'm'));
     const env = backy(['help', 'environment']).stdout;
-    for (const name of ['BACKY_DIR', 'NO_COLOR', 'BACKY_KEY_PASSPHRASE', 'AWS_PROFILE'])
+    for (const name of [
+      'BACKY_DIR',
+      'BACKY_CONFIG',
+      'NO_COLOR',
+      'BACKY_PASSPHRASE_FILE',
+      'BACKY_PASSPHRASE_COMMAND',
+      'BACKY_KEY_PASSPHRASE',
+      'AWS_PROFILE',
+    ])
       expect(env).toContain(name);
     // The global help carries the same sections.
     const top = backy(['--help']).stdout;
@@ -136,15 +151,122 @@ describe('BACKY_DIR', () => {
     const backup = backy(['backup', 'daily'], { cwd: dir.path, env: { BACKY_DIR: arch } });
     expect(backup.code, backup.stderr).toBe(0);
     expect(
-      JSON.parse(backy(['status', '--json'], { cwd: dir.path, env: { BACKY_DIR: arch } }).stdout),
+      JSON.parse(backy(['status', '--json'], { cwd: dir.path, env: { BACKY_DIR: arch } }).stdout).revisions,
     ).toHaveLength(1);
     const wins = backy(['-b', elsewhere, 'status'], { env: { BACKY_DIR: arch } });
     expect(wins.code).not.toBe(0);
     expect(oneLineError(wins)).toContain(elsewhere);
     // Unset or empty: the current directory.
     expect(
-      JSON.parse(backy(['status', '--json'], { cwd: arch, env: { BACKY_DIR: '' } }).stdout),
+      JSON.parse(backy(['status', '--json'], { cwd: arch, env: { BACKY_DIR: '' } }).stdout).revisions,
     ).toHaveLength(1);
+  });
+});
+
+describe('global options after the command (as restic and proxmox-backup-client take them)', () => {
+  it('-b, -q and -v go anywhere; given twice, the later wins', async () => {
+    const image = join(dir.path, 'after.img');
+    await writeFile(image, randomBytes(MiB));
+    const arch = join(dir.path, 'after-archive');
+    expect(backy(['init', 'file', image, '-b', arch]).code).toBe(0);
+    const backup = backy(['backup', '-q', 'daily', '-b', arch]);
+    expect(backup.code, backup.stderr).toBe(0);
+    const status = backy(['status', '--json', '-b', arch]);
+    expect(status.code, status.stderr).toBe(0);
+    expect(JSON.parse(status.stdout).revisions).toHaveLength(1);
+    const later = backy(['-b', join(dir.path, 'nowhere'), 'status', '-b', arch]);
+    expect(later.code, later.stderr).toBe(0);
+    expect(oneLineError(backy(['-b', arch, 'status', '-b', join(dir.path, 'nowhere')]))).toContain('nowhere');
+    expect(backy(['status', '-b', arch, '-q', '-v']).code).toBe(2);
+  });
+
+  it("an option the command defines itself is the command's after its name: scheduler -l is the daemon's log", async () => {
+    const log = join(dir.path, 'daemon.log');
+    const missing = join(dir.path, 'no-such-central.conf');
+    // -v is global (no clash), -l the scheduler's own; the config error is the daemon's, not a usage error.
+    const r = backy(['scheduler', '-v', '-c', missing, '-l', log]);
+    expect(r.code, r.stderr).toBe(1);
+    expect(oneLineError(r)).toContain(missing);
+    expect(await readFile(log, 'utf8')).toContain(missing);
+  });
+});
+
+describe('BACKY_CONFIG', () => {
+  it('names the central config of check (and scheduler) when -c is not given; -c wins', async () => {
+    const conf = join(dir.path, 'env-backy.conf');
+    const base = join(dir.path, 'env-base');
+    await writeFile(
+      conf,
+      stringify({
+        global: { 'base-dir': base },
+        schedules: { s: { daily: { interval: '1d', keep: 3 } } },
+        jobs: { vm: { schedule: 's', source: { type: 'file', filename: join(dir.path, 'x.img') } } },
+      }),
+    );
+    const fromEnv = JSON.parse(backy(['check', '--json'], { env: { BACKY_CONFIG: conf } }).stdout);
+    expect(fromEnv.statusFile).toEqual(expect.stringContaining(base));
+    const other = join(dir.path, 'other.conf');
+    const wins = JSON.parse(backy(['check', '--json', '-c', other], { env: { BACKY_CONFIG: conf } }).stdout);
+    expect(wins).toMatchObject({ status: 'UNKNOWN', statusFile: null });
+    expect(wins.summary).toContain(other);
+    expect(backy(['help', 'environment']).stdout).toMatch(/BACKY_CONFIG/);
+    expect(backy(['check', '--help']).stdout).toContain('$BACKY_CONFIG, else /etc/backy.conf');
+  });
+});
+
+describe('tags and distrust of several revisions: --dry-run, and a yes or --force', () => {
+  let arch: string;
+  const b = (...args: string[]) => backy(['-b', arch, ...args]);
+  const revisions = () =>
+    JSON.parse(b('status', '--json').stdout).revisions as { uuid: string; tags: string[]; trust: string }[];
+  beforeAll(async () => {
+    const image = join(dir.path, 'set.img');
+    await writeFile(image, randomBytes(MiB));
+    arch = join(dir.path, 'set-archive');
+    expect(b('init', 'file', image).code).toBe(0);
+    for (let i = 0; i < 2; i++) expect(b('backup', 'daily').code).toBe(0);
+  });
+
+  it('--dry-run prints what would change and changes nothing', () => {
+    const before = revisions();
+    const tags = b('tags', 'set', '--dry-run', '-r', 'all', 'manual:x');
+    expect(tags.code, tags.stderr).toBe(0);
+    expect(tags.stdout).toContain(`${before[0]!.uuid}: daily -> manual:x (would be changed)`);
+    const distrust = b('distrust', '--dry-run');
+    expect(distrust.code, distrust.stderr).toBe(0);
+    expect(distrust.stdout).toContain(`${before[1]!.uuid}: would be distrusted`);
+    expect(revisions()).toEqual(before);
+  });
+
+  it('more than one revision without a terminal needs --force; one does not', () => {
+    const before = revisions();
+    const tags = b('tags', 'set', '-r', 'all', 'manual:x');
+    expect(tags.code).toBe(2);
+    expect(oneLineError(tags)).toContain('tags set -r all changes 2 revisions; add --force');
+    const distrust = b('distrust', '--from', '2000-01-01');
+    expect(distrust.code).toBe(2);
+    expect(oneLineError(distrust)).toContain('changes 2 revisions; add --force');
+    expect(revisions()).toEqual(before);
+    expect(b('tags', 'add', '-r', 'last', 'manual:one').code).toBe(0);
+    const forced = b('tags', 'set', '--force', '-r', 'all', 'manual:x');
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(revisions().map((r) => r.tags)).toEqual([['manual:x'], ['manual:x']]);
+    expect(b('distrust', '-f').code).toBe(0);
+    expect(revisions().map((r) => r.trust)).toEqual(['distrusted', 'distrusted']);
+  });
+
+  it.skipIf(skipWithout('a terminal', 'script') != null)('asks on a terminal; only a yes changes', () => {
+    const onTerminal = (args: string, input: string) =>
+      spawnSync('script', ['-qec', `${process.execPath} ${BIN} -b ${arch} ${args}`, '/dev/null'], {
+        encoding: 'utf8',
+        input,
+      });
+    const no = onTerminal('tags set -r all daily', 'n\n');
+    expect(no.stdout).toMatch(/changes 2 revisions of .*; go on\? \[y\/N\]/);
+    expect(revisions().map((r) => r.tags)).toEqual([['manual:x'], ['manual:x']]);
+    const yes = onTerminal('tags set -r all daily', 'y\n');
+    expect(yes.status, yes.stdout).toBe(0);
+    expect(revisions().map((r) => r.tags)).toEqual([['daily'], ['daily']]);
   });
 });
 

@@ -41,7 +41,7 @@ async function expectRestorable(expected: Map<string, Buffer>): Promise<void> {
   }
 }
 
-const lastId = () => JSON.parse(b('status', '--json').stdout).at(-1).uuid as string;
+const lastId = () => JSON.parse(b('status', '--json').stdout).revisions.at(-1).uuid as string;
 
 beforeEach(async () => {
   dir = await tempDir();
@@ -62,7 +62,7 @@ describe('bad input gets one clear line and a non-zero exit', () => {
     await mkdir(image);
     const notAFile = b('backup', 'daily');
     expect(oneLineError(notAFile)).toContain('not a regular file or block device');
-    expect(JSON.parse(b('status', '--json').stdout)).toHaveLength(1);
+    expect(JSON.parse(b('status', '--json').stdout).revisions).toHaveLength(1);
     await expectRestorable(kept);
     // init warns about a missing source but still writes the config
     const other = join(dir.path, 'other');
@@ -96,7 +96,9 @@ describe('bad input gets one clear line and a non-zero exit', () => {
   it('unknown and ambiguous revisions', async () => {
     await setUp();
     for (let i = 0; i < 12; i++) expect(b('backup', 'daily').code).toBe(0);
-    const ids: string[] = JSON.parse(b('status', '--json').stdout).map((r: { uuid: string }) => r.uuid);
+    const ids: string[] = JSON.parse(b('status', '--json').stdout).revisions.map(
+      (r: { uuid: string }) => r.uuid,
+    );
     const unknown = b('restore', '-r', 'nosuchrev', join(dir.path, 'x'));
     expect(oneLineError(unknown)).toBe(
       'backy: error: revision "nosuchrev": no revision has that ID, ID prefix or tag',
@@ -130,7 +132,7 @@ describe('bad input gets one clear line and a non-zero exit', () => {
     expect(b('backup', 'daily').code).toBe(0);
     const second = lastId();
     // Damage the chunk only the second revision has (chunk 1: 4–8 MiB).
-    expect(JSON.parse(b('status', '--json').stdout)).toHaveLength(2);
+    expect(JSON.parse(b('status', '--json').stdout).revisions).toHaveLength(2);
     const damaged = await damageChunkOf(arch, second, 1);
     const verify = b('verify');
     expect(verify.code).toBe(1);
@@ -174,7 +176,7 @@ describe('bad input gets one clear line and a non-zero exit', () => {
     await waitForChunks(arch, 3);
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
-    expect(JSON.parse(b('status', '--json').stdout)).toHaveLength(1);
+    expect(JSON.parse(b('status', '--json').stdout).revisions).toHaveLength(1);
     await expectRestorable(kept);
     await writeFile(image, data);
     const next = b('backup', 'daily');
@@ -243,7 +245,7 @@ describe('real file-system and device limits', () => {
         const r = b('backup', 'daily');
         expect(r.code).toBe(1);
         expect(oneLineError(r)).toMatch(/no space left on device/);
-        expect(JSON.parse(b('status', '--json').stdout)).toHaveLength(1);
+        expect(JSON.parse(b('status', '--json').stdout).revisions).toHaveLength(1);
         expect((await readdir(arch)).filter((f) => f.endsWith('.map') || f.endsWith('.tmp'))).toHaveLength(1);
         await expectRestorable(kept);
         // Fill the last bytes too, the log file's last page included: a log line that cannot be

@@ -31,7 +31,7 @@ async function setUp(name: string, config = ''): Promise<{ arch: string; image: 
 }
 
 const ids = (b: typeof backy): string[] =>
-  (JSON.parse(b(['status', '--json']).stdout) as { uuid: string }[]).map((r) => r.uuid);
+  (JSON.parse(b(['status', '--json']).stdout).revisions as { uuid: string }[]).map((r) => r.uuid);
 
 describe('backy never loses history', () => {
   it('purge after moving an archive keeps every chunk', async () => {
@@ -184,7 +184,7 @@ describe('a concurrency matrix on one archive', () => {
               case 'expire':
                 return ['expire'];
               case 'tags':
-                return ['tags', 'add', '-r', 'all', `manual:t${n}`];
+                return ['tags', 'add', '--force', '-r', 'all', `manual:t${n}`];
               case 'purge':
                 return ['purge'];
             }
@@ -215,7 +215,10 @@ describe('a concurrency matrix on one archive', () => {
               expect(sha(restored), `${x}+${y}: restore`).toBe(content.get(lastBefore));
             }
             if (op === 'tags') {
-              const tagged = JSON.parse(b(['status', '--json']).stdout) as { uuid: string; tags: string[] }[];
+              const tagged = JSON.parse(b(['status', '--json']).stdout).revisions as {
+                uuid: string;
+                tags: string[];
+              }[];
               for (const rev of tagged.filter((t) => before.includes(t.uuid)))
                 expect(rev.tags, `${x}+${y}: tags of ${rev.uuid}`).toContain(`manual:t${n}`);
             }

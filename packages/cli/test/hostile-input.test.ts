@@ -10,7 +10,8 @@ const MiB = 1024 * 1024;
 let dir: { path: string; cleanup: () => Promise<void> };
 let arch: string;
 const b = (...args: string[]) => backy(['-b', arch, ...args]);
-const ids = () => (JSON.parse(b('status', '--json').stdout) as { uuid: string }[]).map((r) => r.uuid);
+const ids = () =>
+  (JSON.parse(b('status', '--json').stdout).revisions as { uuid: string }[]).map((r) => r.uuid);
 
 beforeEach(async () => {
   dir = await tempDir();
@@ -79,7 +80,6 @@ describe('clear one-line errors', () => {
       [['purge', '--wait', '-5'], /purge --wait "-5": expected a number of seconds/],
       [['purge', '--wait', 'abc'], /purge --wait "abc": expected a number of seconds/],
       [['status', '--human'], /status: unknown option --human; usage: backy status/],
-      [['status', '--json', '--yaml'], /--json and --yaml exclude each other/],
     ];
     for (const [args, message] of cases) {
       const r = b(...args);
@@ -88,6 +88,10 @@ describe('clear one-line errors', () => {
       expect(line).toMatch(message);
       expect(line).not.toMatch(/ambiguous|To specify|-- "/);
     }
+    // With --json the error is JSON too (docs/json.md).
+    const both = b('status', '--json', '--yaml');
+    expect(both.code).toBe(2);
+    expect(JSON.parse(both.stderr).error.message).toMatch(/--json and --yaml exclude each other/);
   });
 
   it('status -r SPEC, and a footer that counts the data the revisions hold', () => {

@@ -1,6 +1,9 @@
 import { randomBytes } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { backy, damageChunkOf, type Result, tempDir } from './helpers.js';
@@ -11,13 +14,61 @@ let dir: { path: string; cleanup: () => Promise<void> };
 let arch: string;
 let image: string;
 let data: Buffer;
-const b = (...args: string[]) => backy(['-b', arch, ...args]);
+let lastCommand = '';
+const b = (...args: string[]) => {
+  lastCommand = args.find((a) => !a.startsWith('-')) ?? '';
+  return backy(['-b', arch, ...args]);
+};
 
-/** stdout is exactly one JSON document (JSON.parse refuses anything before or after it). */
+/** The JSON Schemas the package ships (dist/schema/COMMAND.json), generated from src/json-output.ts. */
+const SCHEMA_DIR = fileURLToPath(new URL('../dist/schema/', import.meta.url));
+const ajv = new Ajv2020({ allErrors: true, strict: false });
+const validators = new Map(
+  readdirSync(SCHEMA_DIR).map((file) => [
+    file.replace(/\.json$/, ''),
+    ajv.compile(JSON.parse(readFileSync(join(SCHEMA_DIR, file), 'utf8'))),
+  ]),
+);
+
+/** Asserts `value` matches the shipped schema of `command`, and that every key in it is camelCase. */
+function conforms(command: string, value: unknown): void {
+  const validate = validators.get(command);
+  expect(validate, `a schema for ${command}`).toBeDefined();
+  expect(validate!(value), `${command}: ${ajv.errorsText(validate!.errors)}`).toBe(true);
+  const keys = (v: unknown): string[] =>
+    Array.isArray(v)
+      ? v.flatMap(keys)
+      : v != null && typeof v === 'object'
+        ? Object.entries(v).flatMap(([k, x]) => [k, ...keys(x)])
+        : [];
+  expect(
+    keys(value).filter((k) => !/^[a-z][a-zA-Z0-9]*$/.test(k)),
+    `${command}: keys`,
+  ).toEqual([]);
+}
+
+/**
+ * stdout is exactly one JSON document (JSON.parse refuses anything before or after it), with
+ * `version: 1`, valid against the command's shipped schema; returned without `version`.
+ */
 // biome-ignore lint/suspicious/noExplicitAny: the tests read fields of parsed JSON
-function json(r: Result, code = 0): Record<string, any> {
+function json(r: Result, code = 0, command = lastCommand): Record<string, any> {
   expect(r.code, r.stderr).toBe(code);
-  return JSON.parse(r.stdout);
+  const { version, ...rest } = JSON.parse(r.stdout);
+  expect(version).toBe(1);
+  conforms(command, { version, ...rest });
+  return rest;
+}
+
+/** Under --json an error is one line of JSON on stderr, its last line; returns its `error`. */
+function jsonError(r: Result, code: number): { code: string; message: string; exitCode: number } {
+  expect(r.code, r.stderr).toBe(code);
+  expect(r.stdout).toBe('');
+  const last = r.stderr.trimEnd().split('\n').at(-1)!;
+  const parsed = JSON.parse(last);
+  conforms('error', parsed);
+  expect(parsed.error.exitCode).toBe(code);
+  return parsed.error;
 }
 
 beforeAll(async () => {
@@ -43,12 +94,12 @@ describe('--json: one documented JSON document on stdout per command', () => {
     expect(rev.size).toBe(data.length);
     expect(rev.trust).toBe('trusted');
     expect(typeof rev.timestamp).toBe('string');
-    expect(rev.stats).toMatchObject({ chunks_written: 2, chunks_zero: 1, chunks_reused: 0 });
-    expect(rev.stats.bytes_written).toBeGreaterThan(0);
+    expect(rev.stats).toMatchObject({ chunksWritten: 2, chunksZero: 1, chunksReused: 0 });
+    expect(rev.stats.bytesWritten).toBeGreaterThan(0);
     expect(typeof rev.stats.duration).toBe('number');
     first = rev.uuid;
     // What status --json lists is the same object.
-    const listed = json(b('status', '--json')) as unknown as { uuid: string }[];
+    const listed = json(b('status', '--json')).revisions as { uuid: string }[];
     expect(listed.map((r) => r.uuid)).toEqual([first]);
     randomBytes(1000).copy(data, 5 * MiB);
     await writeFile(image, data);
@@ -102,7 +153,7 @@ describe('--json: one documented JSON document on stdout per command', () => {
     ]);
     const done = json(b('forget', '--json', '-r', second));
     expect(done).toMatchObject({ dryRun: false, revisions: [{ uuid: second, result: 'forgotten' }] });
-    expect(json(b('status', '--json'))).toEqual([]);
+    expect(json(b('status', '--json'))).toEqual({ revisions: [] });
   });
 
   it('purge: what it deleted, and with --dry-run what it would', () => {
@@ -130,7 +181,7 @@ describe('--json: one documented JSON document on stdout per command', () => {
   });
 
   it('check: the Nagios state, its summary line and details', async () => {
-    const missing = json(backy(['check', '--json', '-c', join(dir.path, 'no-such.conf')]), 3);
+    const missing = json(backy(['check', '--json', '-c', join(dir.path, 'no-such.conf')]), 3, 'check');
     expect(missing).toMatchObject({ status: 'UNKNOWN', exitCode: 3, details: [], statusFile: null });
     expect(missing.summary).toMatch(/^UNKNOWN: /);
     const conf = join(dir.path, 'backy.conf');
@@ -142,11 +193,96 @@ describe('--json: one documented JSON document on stdout per command', () => {
         jobs: { vm: { schedule: 's', source: { type: 'file', filename: image } } },
       }),
     );
-    const noStatus = json(backy(['check', '--json', '-c', conf]), 3);
+    const noStatus = json(backy(['check', '--json', '-c', conf]), 3, 'check');
     expect(noStatus.status).toBe('UNKNOWN');
     expect(noStatus.statusFile).toEqual(expect.stringContaining(join(dir.path, 'base')));
     expect(noStatus.summary).toContain('No status file');
     // Without --json the same answer as the Nagios line.
     expect(backy(['check', '-c', conf]).stdout).toBe(`${noStatus.summary}\n`);
+  });
+
+  it('init, find, tags, distrust, upgrade and key: --json too, each in its shipped schema', async () => {
+    const other = join(dir.path, 'other');
+    const o = (...args: string[]) => {
+      lastCommand = args.find((a) => !a.startsWith('-')) ?? '';
+      return backy(['-b', other, ...args]);
+    };
+    expect(json(o('init', '--json', 'file', image))).toEqual({
+      archive: other,
+      sourceType: 'file',
+      source: image,
+      layout: 'chunked',
+    });
+    const one = json(o('backup', '--json', 'daily')).revision.uuid;
+    const two = json(o('backup', '--json', 'daily')).revision.uuid;
+    expect(json(o('find', '--json'))).toEqual({ revision: two, image: null });
+
+    const dry = json(o('tags', 'add', '--json', '--dry-run', '--force', '-r', 'all', 'manual:x'));
+    expect(dry).toMatchObject({
+      dryRun: true,
+      revisions: [
+        { uuid: one, tags: ['daily', 'manual:x'], previousTags: ['daily'], result: 'would be changed' },
+        { uuid: two, tags: ['daily', 'manual:x'], previousTags: ['daily'], result: 'would be changed' },
+      ],
+    });
+    const changed = json(o('tags', 'add', '--json', '-r', one, 'manual:x'));
+    expect(changed.revisions).toMatchObject([{ uuid: one, tags: ['daily', 'manual:x'], result: 'changed' }]);
+
+    const distrusted = json(o('distrust', '--json', '-r', two));
+    expect(distrusted).toEqual({
+      dryRun: false,
+      revisions: [{ uuid: two, timestamp: expect.any(String), tags: ['daily'], result: 'distrusted' }],
+    });
+    expect(json(o('status', '--json', '-r', two)).revisions[0].trust).toBe('distrusted');
+    expect(json(o('upgrade', '--json', '--dry-run'))).toEqual({
+      dryRun: true,
+      revisions: [],
+      legacyChunksRemoved: 0,
+    });
+
+    const key = join(dir.path, 'json.key');
+    const env = { env: { BACKY_KEY_PASSPHRASE: '' } };
+    lastCommand = 'key';
+    const created = json(backy(['key', 'create', '--json', key], env));
+    expect(created).toEqual({
+      action: 'create',
+      file: key,
+      id: expect.stringMatching(/^[0-9a-f]{16}$/),
+      passphrase: false,
+    });
+    const exported = json(backy(['key', 'export', '--json', key], env));
+    expect(exported).toMatchObject({ action: 'export', file: key, id: created.id });
+    const copy = join(dir.path, 'json-copy.key');
+    const imported = json(backy(['key', 'import', '--json', copy], { ...env, input: exported.exported }));
+    expect(imported).toEqual({ action: 'import', file: copy, id: created.id });
+  }, 240_000);
+
+  it('errors under --json: one JSON line on stderr with the code, the message and the same exit status', () => {
+    const usage = jsonError(b('status', '--json', '--bogus'), 2);
+    expect(usage).toEqual({
+      code: 'USAGE',
+      message: expect.stringContaining('unknown option --bogus'),
+      exitCode: 2,
+    });
+    expect(b('status', '--bogus').code).toBe(2);
+    const notFound = jsonError(b('verify', '--json', '-r', 'nosuchrevision'), 1);
+    expect(notFound.code).toBe('REVISION_NOT_FOUND');
+    expect(b('verify', '-r', 'nosuchrevision').code).toBe(1);
+    const noArchive = jsonError(backy(['-b', join(dir.path, 'nowhere'), 'status', '--json']), 1);
+    expect(noArchive.code).toBe('ARCHIVE_NOT_FOUND');
+    expect(noArchive.message).toContain(join(dir.path, 'nowhere'));
+    // Before the command name is known too.
+    expect(jsonError(backy(['--json']), 2).code).toBe('USAGE');
+  }, 120_000);
+
+  it('ships a JSON Schema for every command that takes --json', async () => {
+    // The man page is written from the same definitions as --help: one section per command.
+    const man = await readFile(fileURLToPath(new URL('../dist/man/backy.1', import.meta.url)), 'utf8');
+    const sections = man.split(/^\.SS /m).slice(1);
+    const withJson = sections
+      .filter((section) => section.includes('\\fB\\-\\-json\\fR'))
+      .map((section) => section.split('\n')[0]!.replace(/\\-/g, '-'));
+    expect(withJson).toContain('status');
+    expect([...validators.keys()].sort()).toEqual([...withJson, 'error'].sort());
   });
 });

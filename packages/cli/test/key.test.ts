@@ -100,9 +100,51 @@ describe('backy key', () => {
 
     const none = b(['status'], NO_PASSPHRASE);
     expect(oneLineError(none)).toBe(
-      `backy: error: ${key} is protected by a passphrase: set BACKY_KEY_PASSPHRASE or store.encryption.passphrase-file`,
+      `backy: error: ${key} is protected by a passphrase: set store.encryption.passphrase-file, BACKY_PASSPHRASE_FILE, BACKY_PASSPHRASE_COMMAND or BACKY_KEY_PASSPHRASE`,
     );
     const wrong = b(['status'], { BACKY_KEY_PASSPHRASE: 'wrong' });
     expect(oneLineError(wrong)).toBe(`backy: error: ${key}: wrong passphrase (or the key file is damaged)`);
+  }, 120_000);
+
+  it('takes the passphrase from BACKY_PASSPHRASE_FILE or BACKY_PASSPHRASE_COMMAND (as restic), one of them at a time', async () => {
+    const passFile = join(dir.path, 'pass');
+    await writeFile(passFile, 'from a file\n');
+    const key = join(dir.path, 'protected.key');
+    const created = backy(['key', 'create', '--json', key], { env: { BACKY_PASSPHRASE_FILE: passFile } });
+    expect(created.code, created.stderr).toBe(0);
+    expect(JSON.parse(created.stdout)).toMatchObject({
+      version: 1,
+      action: 'create',
+      file: key,
+      passphrase: true,
+    });
+    const image = join(dir.path, 'disk.img');
+    await writeFile(image, vmLikeData(2 * 1024 * 1024));
+    const arch = join(dir.path, 'archive');
+    const b = (args: string[], env: NodeJS.ProcessEnv) =>
+      backy(['-b', arch, ...args], { env: { ...NO_PASSPHRASE, ...env } });
+    expect(
+      b(['init', 'file', image, '--store', `encryption.key-file=${key}`], { BACKY_PASSPHRASE_FILE: passFile })
+        .code,
+    ).toBe(0);
+    const byFile = b(['backup', 'daily'], { BACKY_PASSPHRASE_FILE: passFile });
+    expect(byFile.code, byFile.stderr).toBe(0);
+    const byCommand = b(['status'], { BACKY_PASSPHRASE_COMMAND: `printf 'from a file\\nignored\\n'` });
+    expect(byCommand.code, byCommand.stderr).toBe(0);
+    expect(byCommand.stdout).toContain('1 revision');
+    expect(oneLineError(b(['status'], { BACKY_PASSPHRASE_COMMAND: 'echo wrong' }))).toBe(
+      `backy: error: ${key}: wrong passphrase (or the key file is damaged)`,
+    );
+    expect(oneLineError(b(['status'], { BACKY_PASSPHRASE_COMMAND: 'exit 3' }))).toBe(
+      'backy: error: BACKY_PASSPHRASE_COMMAND: the command exited with status 3',
+    );
+    expect(oneLineError(b(['status'], { BACKY_PASSPHRASE_FILE: join(dir.path, 'missing') }))).toContain(
+      join(dir.path, 'missing'),
+    );
+    const both = b(['status'], { BACKY_PASSPHRASE_FILE: passFile, BACKY_KEY_PASSPHRASE: 'from a file' });
+    expect(both.code).toBe(2);
+    expect(oneLineError(both)).toBe(
+      "backy: error: BACKY_PASSPHRASE_FILE and BACKY_KEY_PASSPHRASE are set; set only one of them for the key's passphrase",
+    );
   }, 120_000);
 });

@@ -18,7 +18,7 @@ beforeAll(async () => {
   await writeFile(
     preload,
     "import { appendFileSync } from 'node:fs';\n" +
-      "process.on('exit', () => appendFileSync(process.env.BACKY_TEST_RSS_FILE, `${process.resourceUsage().maxRSS * 1024}\\n`));\n",
+      "process.on('exit', () => appendFileSync(process.env.BACKY_TEST_RSS_FILE, String(process.resourceUsage().maxRSS * 1024) + '\\n'));\n",
   );
 });
 afterAll(() => dir.cleanup());

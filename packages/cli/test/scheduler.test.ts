@@ -312,7 +312,7 @@ describe('backy scheduler and backy check', () => {
     // revision visible but may still hold the archive's lock while it finishes: distrust refuses with 69
     // then, which an operator would retry too.
     const r0 = await until('distrust of w once its manual run ended', () => {
-      const res = backy(['-b', join(base, 'w'), 'distrust']);
+      const res = backy(['-b', join(base, 'w'), 'distrust', '--force']);
       return res.code === 69 && res.stderr.includes('is already running') ? null : res;
     });
     expect(r0.code, r0.stderr).toBe(0);

@@ -75,7 +75,7 @@ describe('backy end to end', () => {
     expect(status.stdout).toMatch(/Date \(UTC\)\s*│\s*ID\s*│\s*Size\s*│\s*Duration\s*│\s*Tags\s*│\s*Trust/);
     expect(status.stdout).toContain('daily,weekly');
     expect(status.stdout).toMatch(/2 revisions containing [\d.]+ MiB data \(estimated\)/);
-    const json = JSON.parse(b('status', '--json').stdout);
+    const json = JSON.parse(b('status', '--json').stdout).revisions;
     expect(json).toHaveLength(2);
     expect(json[1].tags).toEqual(['daily', 'weekly']);
     expect(json[1].parent).toBe(json[0].uuid);
@@ -83,7 +83,7 @@ describe('backy end to end', () => {
   });
 
   it('finds and restores revisions to files and stdout', async () => {
-    const revs = JSON.parse(b('status', '--json').stdout);
+    const revs = JSON.parse(b('status', '--json').stdout).revisions;
     expect(b('find', '-r', 'weekly').stdout.trim()).toBe(revs[1].uuid);
     expect(b('find').stdout.trim()).toBe(revs[1].uuid);
     const out = join(dir.path, 'restored.img');
@@ -106,14 +106,14 @@ describe('backy end to end', () => {
     expect(verify.stdout.match(/: verified/g)).toHaveLength(2);
     expect(b('status').stdout).toContain('verified');
     expect(b('distrust', '-r', 'last').code).toBe(0);
-    expect(JSON.parse(b('status', '--json').stdout)[1].trust).toBe('distrusted');
+    expect(JSON.parse(b('status', '--json').stdout).revisions[1].trust).toBe('distrusted');
     const third = b('backup', 'daily');
     expect(third.stdout).toMatch(/4 new \/ 0 reused/); // distrusted newest: every chunk rewritten
     expect(b('tags', 'add', '-r', 'last', 'manual:keep').code).toBe(0);
     expect(b('tags', 'remove', '-r', 'last', 'daily').stdout).toContain('manual:keep');
     expect(b('tags', 'set', '-r', 'last', 'bad tag').code).toBe(2);
     expect(b('forget', '-r', '0').code).toBe(0);
-    expect(JSON.parse(b('status', '--json').stdout)).toHaveLength(2);
+    expect(JSON.parse(b('status', '--json').stdout).revisions).toHaveLength(2);
     expect(b('expire').stdout).toContain('nothing to expire');
     const purge = b('purge');
     expect(purge.code).toBe(0);

@@ -28,7 +28,7 @@ const DIRECTORY_STORE_KEYS = new Set(['type', 'path', 'codec', 'encryption']);
 export const encryptionConfigSchema = z.strictObject({
   /** The key file (`backy key create`); relative paths are relative to the archive. */
   'key-file': z.string().min(1),
-  /** For a passphrase-protected key file: a file whose first line is the passphrase (default: the `BACKY_KEY_PASSPHRASE` environment variable). */
+  /** For a passphrase-protected key file: a file whose first line is the passphrase (default: `BACKY_PASSPHRASE_FILE`, `BACKY_PASSPHRASE_COMMAND` or `BACKY_KEY_PASSPHRASE` from the environment). */
   'passphrase-file': z.string().min(1).optional(),
 });
 

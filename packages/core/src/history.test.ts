@@ -247,13 +247,11 @@ describe('a commit that cannot tell whether it happened', () => {
     const r1 = await backup(archive, v1);
     const before = (await chunkFiles(archive)).length;
     // What commitRevision throws when the `.rev` write failed and its `lstat` fails too (e.g. EIO).
-    const spy = vi
-      .spyOn(archive, 'commitRevision')
-      .mockRejectedValue(
-        Object.assign(new Error('revision X may or may not have been committed (EIO)'), {
-          commitUncertain: true,
-        }),
-      );
+    const spy = vi.spyOn(archive, 'commitRevision').mockRejectedValue(
+      Object.assign(new Error('revision X may or may not have been committed (EIO)'), {
+        commitUncertain: true,
+      }),
+    );
     let error: unknown;
     try {
       error = await backup(archive, image(2)).catch((e) => e);

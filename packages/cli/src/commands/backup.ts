@@ -1,5 +1,6 @@
 import { Archive, formatBytes, formatDuration, runBackup, unscheduledLegacyWarning } from '@backy/core';
 import { type Command, JSON_OPTION } from '../command.js';
+import { revisionJson } from '../json-output.js';
 import { loadSource } from '../sources.js';
 
 export const backupCommand: Command = {
@@ -33,7 +34,7 @@ export const backupCommand: Command = {
     });
     ctx.progress.finish();
     if (ctx.values.json) {
-      ctx.printJson({ revision });
+      ctx.printJson({ revision: revisionJson(revision) });
       return revision.trust === 'distrusted' ? 1 : 0;
     }
     const s = revision.stats;

@@ -1,4 +1,3 @@
-import { resolve } from 'node:path';
 import { DEFAULT_CENTRAL_CONFIG, loadCentralConfig } from '@backy/core';
 import {
   type CheckOptions,
@@ -8,19 +7,19 @@ import {
   NAGIOS,
 } from '@backy/scheduler';
 import { type Command, JSON_OPTION } from '../command.js';
-import { centralConfigOption, validateJobSources } from './scheduler.js';
+import { centralConfigOption, centralConfigPath, validateJobSources } from './scheduler.js';
 
 export const checkCommand: Command = {
   name: 'check',
   summary: 'Nagios check of the scheduler status file: SLA, failed runs, jobs missing',
-  usage: `check [-c CONFIG] [--json]   (CONFIG default ${DEFAULT_CENTRAL_CONFIG})`,
+  usage: `check [-c CONFIG] [--json]   (CONFIG default $BACKY_CONFIG, else ${DEFAULT_CENTRAL_CONFIG})`,
   options: {
     config: centralConfigOption('the central config (it names the status file)'),
     json: JSON_OPTION,
   },
   positionals: [0, 0],
   async run(ctx) {
-    const configPath = resolve(String(ctx.values.config));
+    const configPath = centralConfigPath(ctx.values.config);
     const report = (result: CheckResult, statusFile: string | null) => {
       if (ctx.values.json) ctx.printJson(checkJson(result, statusFile));
       else for (const line of result.lines) ctx.print(line);

@@ -66,7 +66,7 @@ export const copyCommand: Command = {
     });
     ctx.progress.finish();
     if (ctx.values.json) {
-      ctx.print(JSON.stringify({ target: target.path, revisions: results }, null, 2));
+      ctx.printJson({ target: target.path, revisions: results });
       return 0;
     }
     for (const result of results) ctx.print(describe(result));

@@ -1,21 +1,27 @@
 import { existsSync } from 'node:fs';
-import { type Command, revisionOption } from '../command.js';
+import { type Command, JSON_OPTION, revisionOption } from '../command.js';
 
 export const findCommand: Command = {
   name: 'find',
   summary:
     'print the image path of a revision where it has one (images layout, backy 2.x), else its ID; --id: always the ID',
-  usage: 'find [-r SPEC] [--id]   (default: last)',
+  usage: 'find [-r SPEC] [--id] [--json]   (default: last)',
   options: {
     revision: revisionOption('the revision to find', 'last'),
     id: { type: 'boolean', description: 'print the revision ID even where it has an image file' },
+    json: JSON_OPTION,
   },
   positionals: [0, 0],
   async run(ctx) {
     const archive = await ctx.openArchive();
     const rev = await archive.resolveOne(String(ctx.values.revision));
     const image = archive.imagePath(rev.uuid);
-    if (ctx.values.id !== true && rev.backend_type !== 'chunked' && existsSync(image)) {
+    const hasImage = rev.backend_type !== 'chunked' && existsSync(image);
+    if (ctx.values.json) {
+      ctx.printJson({ revision: rev.uuid, image: hasImage ? image : null });
+      return 0;
+    }
+    if (ctx.values.id !== true && hasImage) {
       ctx.print(image);
       return 0;
     }

@@ -1,5 +1,5 @@
 import { Archive, BackyError, validateSourceOptions } from '@backy/core';
-import type { Command } from '../command.js';
+import { type Command, JSON_OPTION } from '../command.js';
 import { absoluteSourceType, loadSourceDefinition } from '../sources.js';
 import { STORE_DRIVERS } from '../stores.js';
 
@@ -85,7 +85,7 @@ export const initCommand: Command = {
   name: 'init',
   summary: 'create an archive for a source in the base directory',
   usage:
-    'init [--layout chunked|images] [-o KEY=VALUE]... [--store KEY=VALUE]... [--attach] TYPE [SOURCE]   e.g. `backy -b /srv/backy/vm1 init file /srv/vm/disk.img`; `--store type=s3 --store endpoint=URL --store bucket=NAME --store prefix=vm1/` keeps the archive in object storage; `init --attach` alone makes a directory holding only a copied config the archive its store holds',
+    'init [--layout chunked|images] [-o KEY=VALUE]... [--store KEY=VALUE]... [--attach] [--json] TYPE [SOURCE]   e.g. `backy -b /srv/backy/vm1 init file /srv/vm/disk.img`; `--store type=s3 --store endpoint=URL --store bucket=NAME --store prefix=vm1/` keeps the archive in object storage; `init --attach` alone makes a directory holding only a copied config the archive its store holds',
   options: {
     layout: {
       type: 'string',
@@ -112,6 +112,7 @@ export const initCommand: Command = {
       description:
         'make this directory the archive whose history the store holds already (a new host); without it, init refuses such a store',
     },
+    json: JSON_OPTION,
   },
   positionals: [0, 2],
   async run(ctx) {
@@ -167,6 +168,15 @@ export const initCommand: Command = {
     for (const warning of (await definition.checkInit?.(parsed)) ?? []) ctx.warn(warning);
     // Described by the source, not echoed: the argument may carry a secret (a Consul token).
     const what = definition.describe?.(parsed) ?? argument ?? '';
+    if (ctx.values.json) {
+      ctx.printJson({
+        archive: archive.path,
+        sourceType: type,
+        source: what || null,
+        layout: archive.config.layout,
+      });
+      return 0;
+    }
     ctx.print(`Initialized archive ${archive.path} for ${type} source ${what}`.trimEnd());
     return 0;
   },

@@ -4,12 +4,14 @@ import {
   exportKeyFile,
   importKeyFile,
   newKeyFile,
+  PASSPHRASE_COMMAND_ENV,
   PASSPHRASE_ENV,
+  PASSPHRASE_FILE_ENV,
   parseKeyFile,
   passphraseFrom,
   writeKeyFile,
 } from '@backy/core';
-import type { Command } from '../command.js';
+import { type Command, JSON_OPTION } from '../command.js';
 
 const ACTIONS = ['create', 'export', 'import'] as const;
 
@@ -30,20 +32,20 @@ async function readStdin(): Promise<string> {
 
 /**
  * `backy key create FILE`: a new key file for `store.encryption.key-file` (mode 0600, never over an
- * existing file), protected by a passphrase from `--passphrase-file` or `BACKY_KEY_PASSPHRASE` when
+ * existing file), protected by a passphrase from `--passphrase-file` or the environment when
  * given. `backy key export FILE` prints it in a form to keep on paper, `backy key import FILE` reads that
  * form (from stdin or `--from`) back into a key file.
  */
 export const keyCommand: Command = {
   name: 'key',
   summary: 'create an encryption key file, or export/import it for safekeeping',
-  usage: 'key create|export|import FILE [--passphrase-file FILE] [--from FILE]',
+  usage: 'key create|export|import FILE [--passphrase-file FILE] [--from FILE] [--json]',
   options: {
     'passphrase-file': {
       type: 'string',
       valueName: 'FILE',
       description: `create: protect the key with the passphrase in FILE`,
-      defaultText: `$${PASSPHRASE_ENV}, else no passphrase`,
+      defaultText: `$${PASSPHRASE_FILE_ENV}, $${PASSPHRASE_COMMAND_ENV} or $${PASSPHRASE_ENV}, else no passphrase`,
       complete: 'file',
     },
     from: {
@@ -53,6 +55,7 @@ export const keyCommand: Command = {
       defaultText: 'stdin',
       complete: 'file',
     },
+    json: JSON_OPTION,
   },
   positionals: [2, 2],
   completeArguments: ACTIONS,
@@ -66,22 +69,33 @@ export const keyCommand: Command = {
       const text = await newKeyFile(passphrase);
       await writeKeyFile(file, text);
       const { id } = parseKeyFile(text, file);
-      ctx.print(
-        `${file}: new key ${id}${passphrase != null ? ', protected by the passphrase' : ''}. Keep a copy away from the backups (backy key export): without the key they cannot be read.`,
-      );
-      if (passphrase != null && passphraseFile == null)
-        ctx.note(`the passphrase came from ${PASSPHRASE_ENV}; backy needs it whenever it opens the key`);
+      if (ctx.values.json) ctx.printJson({ action, file, id, passphrase: passphrase != null });
+      else
+        ctx.print(
+          `${file}: new key ${id}${passphrase != null ? ', protected by the passphrase' : ''}. Keep a copy away from the backups (backy key export): without the key they cannot be read.`,
+        );
+      if (passphrase != null && passphraseFile == null) {
+        const from = [PASSPHRASE_FILE_ENV, PASSPHRASE_COMMAND_ENV, PASSPHRASE_ENV].find(
+          (n) => process.env[n],
+        );
+        ctx.note(`the passphrase came from ${from}; backy needs it whenever it opens the key`);
+      }
       return 0;
     }
     if (action === 'export') {
-      ctx.stdout.write(exportKeyFile(await readText(file, 'export'), file));
+      const text = await readText(file, 'export');
+      const exported = exportKeyFile(text, file);
+      if (ctx.values.json) ctx.printJson({ action, file, id: parseKeyFile(text, file).id, exported });
+      else ctx.stdout.write(exported);
       return 0;
     }
     const from = ctx.values.from as string | undefined;
     const paper = from != null ? await readText(from, 'import') : await readStdin();
     const text = importKeyFile(paper, from ?? 'the key read from stdin');
     await writeKeyFile(file, text);
-    ctx.print(`${file}: key ${parseKeyFile(text, file).id} imported`);
+    const { id } = parseKeyFile(text, file);
+    if (ctx.values.json) ctx.printJson({ action, file, id });
+    else ctx.print(`${file}: key ${id} imported`);
     return 0;
   },
 };

@@ -34,11 +34,55 @@ async function withRevisions(
   }
 }
 
+/**
+ * Like `withRevisions`, and with `dryRun` without the lock: nothing changes, so it works while a
+ * backup runs.
+ */
+async function selectRevisions(
+  ctx: CommandContext,
+  spec: unknown,
+  dryRun: boolean,
+  work: (archive: Archive, revisions: Revision[]) => Promise<void>,
+): Promise<number> {
+  if (!dryRun) return withRevisions(ctx, spec, work);
+  const archive = await ctx.openArchive();
+  const revisions = await archive.resolve(String(spec));
+  if (revisions.length === 0)
+    throw new BackyError('REVISION_NOT_FOUND', `revision ${JSON.stringify(spec)}: no revision matches`);
+  await work(archive, revisions);
+  return 0;
+}
+
+/**
+ * A change to more than one revision (`-r all`, `tag:daily`, a date range) asks first on a terminal
+ * and needs --force without one: `tags set -r all` once rewrote every revision's tags unasked.
+ */
+async function confirmSet(ctx: CommandContext, archive: Archive, what: string, count: number): Promise<void> {
+  if (count <= 1 || ctx.values.force === true) return;
+  await confirm(
+    ctx.stderr,
+    `${what} changes ${count} revisions of ${archive.path}; go on?`,
+    `${what} changes ${count} revisions; add --force to change them (--dry-run lists them)`,
+  );
+}
+
+const DRY_RUN_OPTION = {
+  type: 'boolean',
+  short: 'n',
+  description: 'list what would change, change nothing',
+} as const;
+
+const SET_FORCE_OPTION = {
+  type: 'boolean',
+  short: 'f',
+  description: 'change more than one revision without asking (needed without a terminal)',
+} as const;
+
 export const distrustCommand: Command = {
   name: 'distrust',
   summary: 'mark revisions as distrusted (the next backup then rewrites every chunk)',
   usage:
-    'distrust [-r SPEC] [--from YYYY-MM-DD] [--until YYYY-MM-DD]   (default: all; dates in UTC, inclusive)',
+    'distrust [-r SPEC] [--from YYYY-MM-DD] [--until YYYY-MM-DD] [--dry-run] [--force] [--json]   (default: all; dates in UTC, inclusive; more than one revision needs a yes or --force)',
   options: {
     revision: revisionOption('the revisions to distrust', 'all'),
     from: {
@@ -51,6 +95,9 @@ export const distrustCommand: Command = {
       valueName: 'YYYY-MM-DD',
       description: 'only revisions made on this day (UTC) or earlier',
     },
+    'dry-run': DRY_RUN_OPTION,
+    force: SET_FORCE_OPTION,
+    json: JSON_OPTION,
   },
   positionals: [0, 0],
   async run(ctx) {
@@ -62,24 +109,37 @@ export const distrustCommand: Command = {
         'USAGE',
         `distrust: --from ${ctx.values.from} is after --until ${ctx.values.until}`,
       );
-    return withRevisions(ctx, ctx.values.revision, async (archive, all) => {
+    const dryRun = ctx.values['dry-run'] === true;
+    const json = ctx.values.json === true;
+    return selectRevisions(ctx, ctx.values.revision, dryRun, async (archive, all) => {
       const revisions = all.filter((r) => {
         const t = Date.parse(r.timestamp);
         return (from == null || t >= from) && (until == null || t < until);
       });
-      if (revisions.length === 0) ctx.print('no revision in that time range');
+      if (revisions.length === 0 && !json) ctx.print('no revision in that time range');
+      if (!dryRun)
+        await confirmSet(ctx, archive, `distrust -r ${String(ctx.values.revision)}`, revisions.length);
+      const results: ReturnType<typeof changedJson>[] = [];
       for (const rev of revisions) {
+        if (dryRun) {
+          results.push(changedJson(rev, 'would be distrusted'));
+          if (!json) ctx.print(`${rev.uuid}: would be distrusted (${describe(rev)}; now ${rev.trust})`);
+          continue;
+        }
         const done = await archive.updateRevision(rev.uuid, (current) => ({
           ...current,
           trust: 'distrusted',
         }));
         if (done == null) {
-          ctx.print(`${rev.uuid}: no longer exists`);
+          results.push(changedJson(rev, 'gone'));
+          if (!json) ctx.print(`${rev.uuid}: no longer exists`);
           continue;
         }
         ctx.logger().info({ revision: rev.uuid }, 'revision distrusted');
-        ctx.print(`${rev.uuid}: distrusted`);
+        results.push(changedJson(done, 'distrusted'));
+        if (!json) ctx.print(`${rev.uuid}: distrusted`);
       }
+      if (json) ctx.printJson({ dryRun, revisions: results });
     });
   },
 };
@@ -139,6 +199,11 @@ export const forgetCommand: Command = {
 
 /** A revision as `forget --json` lists it (docs/json.md). */
 function forgetJson(rev: Revision, result: 'forgotten' | 'would be forgotten') {
+  return changedJson(rev, result);
+}
+
+/** A revision a command changed (or would) as `--json` lists it: `forget`, `distrust`, `tags`. */
+function changedJson<R extends string>(rev: Pick<Revision, 'uuid' | 'timestamp' | 'tags'>, result: R) {
   return { uuid: rev.uuid, timestamp: rev.timestamp, tags: rev.tags, result };
 }
 
@@ -150,14 +215,16 @@ function describe(rev: Revision): string {
 export const tagsCommand: Command = {
   name: 'tags',
   summary: 'set, add or remove tags of revisions',
-  usage: 'tags {set,add,remove} -r SPEC TAGS   (comma-separated)',
+  usage:
+    'tags {set,add,remove} -r SPEC [--dry-run] [--force] [--json] TAGS   (comma-separated; more than one revision needs a yes or --force)',
   options: {
     revision: { ...revisionOption('the revisions to change'), defaultText: 'none: -r is required' },
+    'dry-run': DRY_RUN_OPTION,
     force: {
-      type: 'boolean',
-      short: 'f',
-      description: "accepted as in backy 2.x's tags -f; tags are not checked against the schedule",
+      ...SET_FORCE_OPTION,
+      description: `${SET_FORCE_OPTION.description}; as backy 2.x's tags -f (tags are not checked against the schedule)`,
     },
+    json: JSON_OPTION,
   },
   positionals: [2, 2],
   completeArguments: ['set', 'add', 'remove'],
@@ -178,24 +245,48 @@ export const tagsCommand: Command = {
       if (!ok.success)
         throw new BackyError('USAGE', `invalid tag ${JSON.stringify(tag)}: ${ok.error.issues[0]?.message}`);
     }
-    return withRevisions(ctx, ctx.values.revision, async (archive, revisions) => {
+    const dryRun = ctx.values['dry-run'] === true;
+    const json = ctx.values.json === true;
+    const changeTags = (current: string[]) =>
+      action === 'set'
+        ? tags
+        : action === 'add'
+          ? [...new Set([...current, ...tags])]
+          : current.filter((t) => !tags.includes(t));
+    const shown = (list: string[]) => list.join(',') || '(no tags; removed at the next expire)';
+    return selectRevisions(ctx, ctx.values.revision, dryRun, async (archive, revisions) => {
+      if (!dryRun)
+        await confirmSet(ctx, archive, `tags ${action} -r ${String(ctx.values.revision)}`, revisions.length);
+      const results: (ReturnType<typeof changedJson> & { previousTags: string[] })[] = [];
       for (const rev of revisions) {
-        const changeTags = (current: string[]) =>
-          action === 'set'
-            ? tags
-            : action === 'add'
-              ? [...new Set([...current, ...tags])]
-              : current.filter((t) => !tags.includes(t));
+        const next = changeTags(rev.tags);
+        const same = next.length === rev.tags.length && next.every((t, i) => t === rev.tags[i]);
+        if (dryRun) {
+          results.push({
+            ...changedJson({ ...rev, tags: next }, same ? 'unchanged' : 'would be changed'),
+            previousTags: rev.tags,
+          });
+          if (!json)
+            ctx.print(
+              same
+                ? `${rev.uuid}: unchanged (${shown(rev.tags)})`
+                : `${rev.uuid}: ${shown(rev.tags)} -> ${shown(next)} (would be changed)`,
+            );
+          continue;
+        }
         const done = await archive.updateRevision(rev.uuid, (current) => ({
           ...current,
           tags: changeTags(current.tags),
         }));
         if (done == null) {
-          ctx.print(`${rev.uuid}: no longer exists`);
+          results.push({ ...changedJson(rev, 'gone'), previousTags: rev.tags });
+          if (!json) ctx.print(`${rev.uuid}: no longer exists`);
           continue;
         }
-        ctx.print(`${rev.uuid}: ${done.tags.join(',') || '(no tags; removed at the next expire)'}`);
+        results.push({ ...changedJson(done, same ? 'unchanged' : 'changed'), previousTags: rev.tags });
+        if (!json) ctx.print(`${rev.uuid}: ${shown(done.tags)}`);
       }
+      if (json) ctx.printJson({ dryRun, revisions: results });
     });
   },
 };

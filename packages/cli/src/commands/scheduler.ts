@@ -13,6 +13,7 @@ import { readTokenFile, TelnetShell } from '@backy/telnet-shell';
 import pino, { type Logger } from 'pino';
 import type { Command, OptionSpec } from '../command.js';
 import { terminalStream } from '../logger.js';
+import { BACKY_CONFIG_ENV } from '../reference.js';
 import { loadSourceDefinition } from '../sources.js';
 import { cliVersion } from '../version.js';
 
@@ -43,10 +44,15 @@ export function centralConfigOption(description: string): OptionSpec {
     type: 'string',
     short: 'c',
     valueName: 'CONFIG',
-    default: DEFAULT_CENTRAL_CONFIG,
+    defaultText: `$${BACKY_CONFIG_ENV}, else ${DEFAULT_CENTRAL_CONFIG}`,
     description,
     complete: 'file',
   };
+}
+
+/** The central config's absolute path: `-c`, else $BACKY_CONFIG (empty counts as unset), else the default. */
+export function centralConfigPath(given: unknown): string {
+  return resolve(typeof given === 'string' ? given : process.env[BACKY_CONFIG_ENV] || DEFAULT_CENTRAL_CONFIG);
 }
 
 /** The daemon's log: a file that survives rotation, or stderr (readable on a terminal, JSON lines for journald). */
@@ -80,7 +86,7 @@ function backyCommand(): string[] {
 export const schedulerCommand: Command = {
   name: 'scheduler',
   summary: 'run the backup daemon for the jobs of the central config (foreground)',
-  usage: `scheduler [-c CONFIG] [-l LOGFILE]   (CONFIG default ${DEFAULT_CENTRAL_CONFIG})`,
+  usage: `scheduler [-c CONFIG] [-l LOGFILE]   (CONFIG default $BACKY_CONFIG, else ${DEFAULT_CENTRAL_CONFIG})`,
   options: {
     config: centralConfigOption('the central config: the jobs, their schedules and archive directories'),
     logfile: {
@@ -94,7 +100,7 @@ export const schedulerCommand: Command = {
   },
   positionals: [0, 0],
   async run(ctx) {
-    const configPath = resolve(String(ctx.values.config));
+    const configPath = centralConfigPath(ctx.values.config);
     const logPath = (ctx.values.logfile as string | undefined) ?? ctx.global.logfile;
     const version = cliVersion();
     // Signals that arrive while starting up are handled once the scheduler exists.

@@ -10,6 +10,7 @@ import {
 import Table from 'cli-table3';
 import { stringify } from 'yaml';
 import { type Command, JSON_OPTION, revisionOption } from '../command.js';
+import { revisionJson } from '../json-output.js';
 
 export function formatDate(iso: string): string {
   return new Date(iso)
@@ -41,7 +42,7 @@ export const statusCommand: Command = {
     const unscheduled = await unscheduledLegacyWarning(archive, scan.complete);
     if (unscheduled != null) ctx.warn(unscheduled);
     if (ctx.values.json) {
-      ctx.print(JSON.stringify(revisions, null, 2));
+      ctx.printJson({ revisions: revisions.map(revisionJson) });
       return 0;
     }
     if (ctx.values.yaml) {

@@ -1,12 +1,15 @@
 import { upgradeArchive } from '@backy/core';
-import type { Command } from '../command.js';
+import { type Command, JSON_OPTION } from '../command.js';
 
 export const upgradeCommand: Command = {
   name: 'upgrade',
   summary:
     "convert backy 2.x revisions into the archive's layout, newest first, each verified before its 2.x files go",
-  usage: 'upgrade [--dry-run]',
-  options: { 'dry-run': { type: 'boolean', description: 'list what would be converted, change nothing' } },
+  usage: 'upgrade [--dry-run] [--json]',
+  options: {
+    'dry-run': { type: 'boolean', description: 'list what would be converted, change nothing' },
+    json: JSON_OPTION,
+  },
   positionals: [0, 0],
   abortable: true,
   async run(ctx) {
@@ -19,6 +22,17 @@ export const upgradeCommand: Command = {
       onProgress: (done, total) => ctx.progress.update('upgrade', done, total),
     });
     ctx.progress.finish();
+    if (ctx.values.json) {
+      ctx.printJson({
+        dryRun,
+        revisions: result.steps.map((s) => ({
+          ...s,
+          result: dryRun ? 'would be converted' : 'converted',
+        })),
+        legacyChunksRemoved: result.legacyChunksRemoved,
+      });
+      return 0;
+    }
     for (const step of result.steps) {
       const from = step.from === 'cowfile' ? 'backy 2.0-2.1 image' : 'backy 2.2-2.5 chunks';
       if (step.skipped === 'distrusted') {

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import {
   createCipheriv,
   createDecipheriv,
@@ -38,6 +39,10 @@ const scrypt = promisify(scryptCallback) as (
 
 /** The environment variable a key file's passphrase is read from. */
 export const PASSPHRASE_ENV = 'BACKY_KEY_PASSPHRASE';
+/** The environment variable naming a file whose first line is the passphrase (restic's RESTIC_PASSWORD_FILE). */
+export const PASSPHRASE_FILE_ENV = 'BACKY_PASSPHRASE_FILE';
+/** The environment variable holding a shell command that prints the passphrase (RESTIC_PASSWORD_COMMAND). */
+export const PASSPHRASE_COMMAND_ENV = 'BACKY_PASSPHRASE_COMMAND';
 
 interface PassphraseSeal {
   kdf: 'scrypt';
@@ -123,7 +128,7 @@ async function masterKeyOf(json: KeyFileJson, file: string, passphrase: () => Pr
     if (secret == null) {
       throw new BackyError(
         'CONFIG_INVALID',
-        `${file} is protected by a passphrase: set ${PASSPHRASE_ENV} or store.encryption.passphrase-file`,
+        `${file} is protected by a passphrase: set store.encryption.passphrase-file, ${PASSPHRASE_FILE_ENV}, ${PASSPHRASE_COMMAND_ENV} or ${PASSPHRASE_ENV}`,
       );
     }
     const wrapKey = await passphraseKey(secret, seal, Buffer.from(seal.salt, 'base64'));
@@ -155,14 +160,53 @@ export async function readPassphraseFile(path: string): Promise<string> {
   return line;
 }
 
-/** The passphrase from `passphraseFile` if given, else from the environment, else null. */
+/**
+ * The passphrase from `passphraseFile` if given, else from the environment: `BACKY_PASSPHRASE_FILE`
+ * (a file's first line), `BACKY_PASSPHRASE_COMMAND` (the first line a shell command prints) or
+ * `BACKY_KEY_PASSPHRASE` (the passphrase itself); else null. More than one of the three set is refused
+ * rather than one chosen silently (empty counts as unset).
+ */
 export async function passphraseFrom(
   passphraseFile: string | null | undefined,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<string | null> {
   if (passphraseFile != null) return readPassphraseFile(passphraseFile);
+  const set = [PASSPHRASE_FILE_ENV, PASSPHRASE_COMMAND_ENV, PASSPHRASE_ENV].filter(
+    (name) => env[name] != null && env[name] !== '',
+  );
+  if (set.length > 1)
+    throw new BackyError(
+      'USAGE',
+      `${set.join(' and ')} are set; set only one of them for the key's passphrase`,
+    );
+  const file = env[PASSPHRASE_FILE_ENV];
+  if (file != null && file !== '') return readPassphraseFile(file);
+  const command = env[PASSPHRASE_COMMAND_ENV];
+  if (command != null && command !== '') return passphraseFromCommand(command);
   const value = env[PASSPHRASE_ENV];
   return value == null || value === '' ? null : value;
+}
+
+/**
+ * The first line `command` prints on stdout, run by `/bin/sh -c` with the terminal's stdin and stderr
+ * (so a password prompt works). A command that fails or prints nothing is an error naming the variable.
+ */
+async function passphraseFromCommand(command: string): Promise<string> {
+  const failed = (why: string, cause?: unknown) =>
+    new BackyError('CONFIG_INVALID', `${PASSPHRASE_COMMAND_ENV}: the command ${why}`, { cause });
+  const output = await new Promise<string>((resolve, reject) => {
+    const child = spawn('/bin/sh', ['-c', command], { stdio: ['inherit', 'pipe', 'inherit'] });
+    const parts: Buffer[] = [];
+    child.stdout.on('data', (part: Buffer) => parts.push(part));
+    child.on('error', (error) => reject(failed(`cannot be started (${error.message})`, error)));
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve(Buffer.concat(parts).toString('utf8'));
+      else reject(failed(signal != null ? `was killed by ${signal}` : `exited with status ${code}`));
+    });
+  });
+  const line = output.split(/\r?\n/)[0] ?? '';
+  if (line === '') throw failed('printed no passphrase');
+  return line;
 }
 
 /** Unlocked keys by key file text and passphrase: scrypt costs half a second and 128 MiB each time. */
