@@ -222,8 +222,8 @@ describe('an archive written by backy 2.1.1', () => {
     const c = (...args: string[]) => backy(['-b', cont, ...args]);
     const r = c('backup', 'daily');
     expect(r.code, r.stderr).toBe(0);
-    const revs = JSON.parse(c('status', '--json').stdout) as { uuid: string; backend_type: string }[];
-    expect(revs.map((x) => x.backend_type)).toEqual(['cowfile', 'cowfile', 'cowfile', 'images']);
+    const revs = JSON.parse(c('status', '--json').stdout).revisions as { uuid: string; backendType: string }[];
+    expect(revs.map((x) => x.backendType)).toEqual(['cowfile', 'cowfile', 'cowfile', 'images']);
     expect(await readlink(join(cont, 'last'))).toBe(revs[3]!.uuid);
     expect(await readlink(join(cont, 'last.rev'))).toBe(`${revs[3]!.uuid}.rev`);
     const dd = spawnSync('dd', [`if=${join(cont, 'last')}`, 'bs=4096k', 'status=none'], {
@@ -234,8 +234,8 @@ describe('an archive written by backy 2.1.1', () => {
     // rather than name an older image.
     await writeFile(join(cont, 'config'), `source:\n  type: file\n  filename: ${image}\nlayout: chunked\n`);
     expect(c('backup', 'daily').code).toBe(0);
-    const after = JSON.parse(c('status', '--json').stdout) as { backend_type: string }[];
-    expect(after.at(-1)!.backend_type).toBe('chunked');
+    const after = JSON.parse(c('status', '--json').stdout).revisions as { backendType: string }[];
+    expect(after.at(-1)!.backendType).toBe('chunked');
     expect(await lstat(join(cont, 'last')).catch(() => null)).toBeNull();
   });
 
@@ -315,12 +315,12 @@ describe('backy upgrade on the 2.1.1 archive', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(line);
     expect(r.stdout).toContain(`${sums[1]![0]}: converted and verified`);
-    const revs = JSON.parse(u('status', '--json').stdout) as {
+    const revs = JSON.parse(u('status', '--json').stdout).revisions as {
       uuid: string;
-      backend_type: string;
+      backendType: string;
       trust: string;
     }[];
-    expect(revs.map((x) => [x.uuid, x.backend_type])).toEqual([
+    expect(revs.map((x) => [x.uuid, x.backendType])).toEqual([
       [doubtful, 'cowfile'],
       [sums[1]![0], 'chunked'],
       [sums[2]![0], 'chunked'],
@@ -452,15 +452,15 @@ describe('a 2.x archive stays readable by backy 2.x until `backy upgrade`', () =
     // `yes` is a boolean to YAML 1.1 (PyYAML): it must stay a string tag for 2.x.
     const t = k('tags', 'add', '-r', sums[1]![0], 'monthly,yes');
     expect(t.code, t.stderr).toBe(0);
-    const revs = JSON.parse(k('status', '--json').stdout) as {
+    const revs = JSON.parse(k('status', '--json').stdout).revisions as {
       uuid: string;
       trust: string;
       tags: string[];
       size: number;
-      backend_type: string;
+      backendType: string;
       timestamp: string;
     }[];
-    expect(revs.map((r) => [r.uuid, r.trust, r.tags, r.size, r.backend_type])).toEqual([
+    expect(revs.map((r) => [r.uuid, r.trust, r.tags, r.size, r.backendType])).toEqual([
       [sums[0]![0], 'distrusted', ['daily'], SIZE, 'cowfile'],
       [sums[1]![0], 'verified', ['weekly', 'daily', 'monthly', 'yes'], SIZE, 'cowfile'],
       [sums[2]![0], 'verified', ['daily'], SIZE, 'cowfile'],

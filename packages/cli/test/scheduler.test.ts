@@ -475,7 +475,9 @@ describe('failed runs in the status file, the shell, check and the callback', ()
     try {
       await until('an OK after the first backup', () => checkF().code === 0 || null);
       await rm(image);
-      expect(await shell(failPort, ['run f'])).toContain('f: started');
+      // `run` needs the shell's Unix socket (or a token on TCP).
+      const failShell = join(root, 'base', '.shell.sock');
+      expect(await shell(failShell, ['run f'])).toContain('f: started');
       const warning = await until('a WARNING naming f', () => {
         const r = checkF();
         return r.code === 1 ? r : null;
@@ -492,7 +494,7 @@ describe('failed runs in the status file, the shell, check and the callback', ()
         'f idle again',
         async () => /│ f +│[^\n]*│ failed +│/.test(await shell(failPort, ['jobs'])) || null,
       );
-      await shell(failPort, ['run f']);
+      await shell(failShell, ['run f']);
       const critical = await until('a CRITICAL naming f', () => {
         const r = checkF();
         return r.code === 2 ? r : null;
@@ -518,7 +520,7 @@ describe('failed runs in the status file, the shell, check and the callback', ()
         'f idle again',
         async () => /│ f +│[^\n]*│ failed +│/.test(await shell(failPort, ['jobs'])) || null,
       );
-      await shell(failPort, ['run f']);
+      await shell(failShell, ['run f']);
       const ok = await until('an OK once fixed', () => {
         const r = checkF();
         return r.code === 0 ? r : null;

@@ -28,8 +28,10 @@ export async function legacyRevisionText(
   current: RevisionData,
   next: RevisionData,
 ): Promise<string> {
-  const { trust: _t, tags: _g, ...restNext } = next;
-  const { trust: _t2, tags: _g2, ...restCurrent } = current;
+  // When verify last re-read it (`verified_at`) has no place in 2.x's schema: it is not kept in a 2.x
+  // file, so the scheduler's verify jobs count a 2.x revision as never verified until `backy upgrade`.
+  const { trust: _t, tags: _g, verified_at: _v, ...restNext } = next;
+  const { trust: _t2, tags: _g2, verified_at: _v2, ...restCurrent } = current;
   if (!isDeepStrictEqual(restNext, restCurrent)) {
     throw new BackyError(
       'REVISION_INVALID',
