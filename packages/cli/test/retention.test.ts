@@ -30,7 +30,7 @@ async function archive(name: string, image: string, edit: (config: Config) => vo
 }
 
 const ids = (b: (...args: string[]) => { stdout: string }) =>
-  (JSON.parse(b('status', '--json').stdout) as { uuid: string }[]).map((r) => r.uuid);
+  (JSON.parse(b('status', '--json').stdout).revisions as { uuid: string }[]).map((r) => r.uuid);
 
 async function chunkFiles(store: string): Promise<number> {
   let n = 0;
@@ -137,9 +137,11 @@ describe('paths in an archive config', () => {
       .map((l) => JSON.parse(l))
       .find((l) => l.level === 40 && /source size changed/.test(l.msg));
     expect(warning?.msg).toContain(`from ${2 * MiB} to ${5 * MiB} bytes since revision ${first}`);
-    const revs = JSON.parse(b('status', '--json').stdout) as { source_info?: Record<string, unknown> }[];
-    expect(revs[1]!.source_info?.size_changed).toEqual({ from: 2 * MiB, to: 5 * MiB, previous: first });
-    expect(revs[0]!.source_info?.size_changed).toBeUndefined();
+    const revs = JSON.parse(b('status', '--json').stdout).revisions as {
+      sourceInfo?: Record<string, unknown>;
+    }[];
+    expect(revs[1]!.sourceInfo?.sizeChanged).toEqual({ from: 2 * MiB, to: 5 * MiB, previous: first });
+    expect(revs[0]!.sourceInfo?.sizeChanged).toBeUndefined();
     expect(b('status').stdout).toContain('SOURCE SIZE CHANGED: 2.00 MiB before, 5.00 MiB now');
   });
 });
