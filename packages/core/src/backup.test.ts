@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
 import { Archive } from './archive.js';
 import { chunkChecker, runBackup } from './backup.js';
 import { BackyError as BackyErrorClass, isBackyError } from './errors.js';
@@ -344,9 +345,16 @@ describe('restore', () => {
     }
     await rm(archive.mapPath(rev.uuid), { force: true });
     await old.save(archive.mapPath(rev.uuid));
+    // Format 1 revisions recorded no checksum of their map.
+    const revPath = join(archive.path, `${rev.uuid}.rev`);
+    const { map_checksum: _, ...withoutChecksum } = parse(await readFile(revPath, 'utf8')) as Record<
+      string,
+      unknown
+    >;
+    await writeFile(revPath, stringify(withoutChecksum));
 
     expect((await restoreBytes(archive, rev.uuid)).equals(data)).toBe(true);
-    const [result] = await verifyRevisions(archive, [rev], { logger: silent });
+    const [result] = await verifyRevisions(archive, [await archive.resolveOne(rev.uuid)], { logger: silent });
     expect(result!.ok).toBe(true);
     const next = await backupOf(archive, data);
     expect(next.parent).toBe(rev.uuid);

@@ -202,11 +202,11 @@ describe('copyRevisions', () => {
     const target = await archiveAt('target');
     await backupOf(source, image());
     const store = source.store;
-    const get = store.get.bind(store);
+    const get = store.getPooled.bind(store);
     let gets = 0;
-    store.get = async (hash, algorithm) => {
+    store.getPooled = async (hash, algorithm, options) => {
       if (++gets === 2) throw new BackyError('CHUNK_CORRUPT', `chunk ${hash} is damaged`);
-      return get(hash, algorithm);
+      return get(hash, algorithm, options);
     };
     const error = await copyAll(source, target).catch((e: unknown) => e);
     expect(isBackyError(error, 'CHUNK_CORRUPT')).toBe(true);
