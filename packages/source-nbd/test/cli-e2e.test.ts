@@ -44,13 +44,14 @@ async function ok(dir: string, ...args: string[]): Promise<string> {
 
 interface Rev {
   uuid: string;
-  stats: { bytes_read: number; chunks_written: number };
+  stats: { bytesRead: number; chunksWritten: number };
   trust: string;
   verification: { ok: boolean; method: string };
-  source_info: Record<string, unknown>;
+  sourceInfo: Record<string, unknown>;
 }
 
-const revisions = async (dir: string) => JSON.parse(await ok(dir, 'status', '--json')) as Rev[];
+/** The revisions as `status --json` shows them (camelCase keys, docs/json.md). */
+const revisions = async (dir: string) => JSON.parse(await ok(dir, 'status', '--json')).revisions as Rev[];
 
 /** True if the two files hold the same bytes (read in pieces: they are a GiB each). */
 async function sameContent(a: string, b: string): Promise<boolean> {
@@ -95,9 +96,9 @@ suite('backy CLI with a qcow2 image', () => {
     expect(await ok(archive, 'init', 'qcow2', image)).toMatch(/for qcow2 source/);
     await ok(archive, 'backup', '-f', 'full');
     const [full] = await revisions(archive);
-    expect(full!.source_info).toMatchObject({ mode: 'full', bitmap: `backy-${full!.uuid}` });
+    expect(full!.sourceInfo).toMatchObject({ mode: 'full', bitmap: `backy-${full!.uuid}` });
     // Only the 300 MiB that are allocated were read; the other 724 MiB are zero chunks.
-    expect(full!.stats.bytes_read).toBe(300 * MiB);
+    expect(full!.stats.bytesRead).toBe(300 * MiB);
     expect(full!.verification).toMatchObject({ ok: true });
 
     // 1% of the image (10 MiB), some over old data, some in space that was unallocated.
@@ -112,15 +113,15 @@ suite('backy CLI with a qcow2 image', () => {
     await qemuImg('convert', '-f', 'qcow2', '-O', 'raw', image, raw1);
     await ok(archive, 'backup', '-f', 'incremental');
     const incremental = (await revisions(archive))[1]!;
-    expect(incremental.source_info).toMatchObject({
+    expect(incremental.sourceInfo).toMatchObject({
       mode: 'incremental',
-      from_bitmap: `backy-${full!.uuid}`,
+      fromBitmap: `backy-${full!.uuid}`,
     });
     // Five dirty chunks of 4 MiB (50–53 MiB spans two), plus the sampled clean chunks that hold data.
-    const sampled = incremental.source_info.sample_checked as number;
-    expect(incremental.stats.bytes_read).toBeGreaterThanOrEqual(10 * MiB);
-    expect(incremental.stats.bytes_read).toBeLessThanOrEqual((5 + sampled) * 4 * MiB);
-    expect(incremental.stats.bytes_read).toBeLessThan(full!.stats.bytes_read / 4);
+    const sampled = incremental.sourceInfo.sampleChecked as number;
+    expect(incremental.stats.bytesRead).toBeGreaterThanOrEqual(10 * MiB);
+    expect(incremental.stats.bytesRead).toBeLessThanOrEqual((5 + sampled) * 4 * MiB);
+    expect(incremental.stats.bytesRead).toBeLessThan(full!.stats.bytesRead / 4);
     expect(incremental.verification).toMatchObject({ ok: true, method: 'partial' });
 
     // The parent's bitmap is gone once the incremental was committed; the new one tracks from here.
@@ -141,7 +142,7 @@ suite('backy CLI with a qcow2 image', () => {
 
   it('catches a bitmap that missed writes with the sample check: that backup reads everything', async () => {
     const last = (await revisions(archive)).at(-1)!;
-    const bitmap = last.source_info.bitmap as string;
+    const bitmap = last.sourceInfo.bitmap as string;
     // Writes the bitmap does not see: disabled while all 300 MiB are overwritten, enabled again, so
     // that its flags look as healthy as ever.
     await qemuImg('bitmap', '--disable', image, bitmap);
@@ -152,18 +153,18 @@ suite('backy CLI with a qcow2 image', () => {
 
     await ok(archive, 'backup', '-f', 'lied-to');
     const caught = (await revisions(archive)).at(-1)!;
-    expect(caught.source_info).toMatchObject({ mode: 'full' });
-    expect(caught.source_info.sample_mismatches).toBeGreaterThan(0);
-    expect(caught.stats.bytes_read).toBeGreaterThanOrEqual(306 * MiB);
+    expect(caught.sourceInfo).toMatchObject({ mode: 'full' });
+    expect(caught.sourceInfo.sampleMismatches).toBeGreaterThan(0);
+    expect(caught.stats.bytesRead).toBeGreaterThanOrEqual(306 * MiB);
     expect(caught.verification.ok).toBe(true);
     const target = join(tmp.path, 'restored-lied-to.raw');
     await ok(archive, 'restore', '-r', caught.uuid, target);
     expect(await sameContent(target, raw2)).toBe(true);
 
     // A bitmap that went missing: full backup as well, never an incremental from nothing.
-    await qemuImg('bitmap', '--remove', image, caught.source_info.bitmap as string);
+    await qemuImg('bitmap', '--remove', image, caught.sourceInfo.bitmap as string);
     await ok(archive, 'backup', '-f', 'no-bitmap');
-    expect((await revisions(archive)).at(-1)!.source_info).toMatchObject({ mode: 'full' });
+    expect((await revisions(archive)).at(-1)!.sourceInfo).toMatchObject({ mode: 'full' });
   });
 
   it('says in one line what is wrong with options or the server', async () => {

@@ -74,7 +74,7 @@ async function writeAt(path: string, offset: number, data: Buffer): Promise<void
 function revisions(archive: string): { uuid: string; tags: string[] }[] {
   const r = backy(['-b', archive, 'status', '--json']);
   expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout);
+  return JSON.parse(r.stdout).revisions;
 }
 
 async function restoreSha(archive: string, id: string): Promise<string> {
@@ -410,7 +410,7 @@ describe.skipIf(skip != null)('backy with an archive on S3 (Ceph RGW)', () => {
       if (down) {
         const r = backy(['-b', archive, 'status', '--json'], extra);
         expect(r.code, r.stderr).toBe(0);
-        expect(JSON.parse(r.stdout)).toHaveLength(1);
+        expect(JSON.parse(r.stdout).revisions).toHaveLength(1);
         const lines = r.stderr.trim().split('\n');
         expect(lines).toHaveLength(1);
         expect(lines[0]).toMatch(

@@ -43,12 +43,12 @@ async function backup(archive: string, tag: string): Promise<Measured> {
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   if (r.status !== 0) throw new Error(`backy backup failed (${r.status}): ${r.stderr}`);
   const rss = Number((await readFile(rssFile, 'utf8')).trim());
-  const revs = JSON.parse(run(process.execPath, wrapper, '-b', archive, 'status', '--json')) as {
-    stats: { bytes_read: number };
-    source_info: { mode: unknown };
+  const revs = JSON.parse(run(process.execPath, wrapper, '-b', archive, 'status', '--json')).revisions as {
+    stats: { bytesRead: number };
+    sourceInfo: { mode: unknown };
   }[];
   const last = revs.at(-1)!;
-  return { seconds, rss, bytesRead: last.stats.bytes_read, mode: last.source_info.mode };
+  return { seconds, rss, bytesRead: last.stats.bytesRead, mode: last.sourceInfo.mode };
 }
 
 /** Bytes of the image that qemu reports allocated (data, not zero). */

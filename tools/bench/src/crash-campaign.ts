@@ -29,7 +29,7 @@ const must = (...args: string[]) => {
   if (r.code !== 0) throw new Error(`backy ${args.join(' ')} failed (${r.code}): ${r.err}`);
   return r;
 };
-const revisions = (): { uuid: string }[] => JSON.parse(must('status', '--json').out);
+const revisions = (): { uuid: string }[] => JSON.parse(must('status', '--json').out).revisions;
 
 function newImage(): string {
   const data = Buffer.alloc(24 * MiB);
