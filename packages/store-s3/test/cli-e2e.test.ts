@@ -353,6 +353,8 @@ describe.skipIf(skip != null)('backy with an archive on S3 (Ceph RGW)', () => {
     const hostB = join(dir, 'vm7-host-b');
     await mkdir(hostB);
     await writeFile(join(hostB, 'config'), await readFile(join(archive, 'config')));
+    // A second host attaches to the archive's history once (the store knows whose it is).
+    expect(backy(['-b', hostB, 'init', '--attach']).code).toBe(0);
     const a = await Archive.open(archive, { stores: { s3: s3StoreDriver } });
     expect(backy(['-b', hostB, 'forget', '-r', gone]).code).toBe(0);
     expect(backy(['-b', hostB, 'tags', 'add', '-r', kept, 'manual:keep']).code).toBe(0);

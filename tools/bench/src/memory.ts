@@ -42,19 +42,19 @@ export async function peakRss(
   await rm(target, { recursive: true, force: true });
   const backy = (...args: string[]) => timedWithRss(process.execPath, [bin, '-q', ...args], rssFile);
   await backy('-b', archive, 'init', 'file', image);
-  const run = async (op: Operation, ...args: string[]) => {
+  const measure = async (op: Operation, ...args: string[]) => {
     if (!operations.includes(op)) return;
     out[op] = (await backy(...args)).rss;
   };
   out.backup = (await backy('-b', archive, 'backup', 'daily')).rss;
   if (operations.includes('incremental')) {
     await changeBlocks(image, size, Math.max(1, Math.round(size / (4 * MiB) / 100)));
-    await run('incremental', '-b', archive, 'backup', 'daily');
+    await measure('incremental', '-b', archive, 'backup', 'daily');
   }
-  await run('restore', '-b', archive, 'restore', '-r', 'last', restored);
+  await measure('restore', '-b', archive, 'restore', '-r', 'last', restored);
   await rm(restored, { force: true });
-  await run('verify', '-b', archive, 'verify', '-r', 'all');
-  await run('copy', '-b', archive, 'copy', '--init-from-source', '-r', 'all', target);
+  await measure('verify', '-b', archive, 'verify', '-r', 'all');
+  await measure('copy', '-b', archive, 'copy', '--init-from-source', '-r', 'all', target);
   await rm(archive, { recursive: true, force: true });
   await rm(target, { recursive: true, force: true });
   return out;
