@@ -222,7 +222,10 @@ describe('an archive written by backy 2.1.1', () => {
     const c = (...args: string[]) => backy(['-b', cont, ...args]);
     const r = c('backup', 'daily');
     expect(r.code, r.stderr).toBe(0);
-    const revs = JSON.parse(c('status', '--json').stdout).revisions as { uuid: string; backendType: string }[];
+    const revs = JSON.parse(c('status', '--json').stdout).revisions as {
+      uuid: string;
+      backendType: string;
+    }[];
     expect(revs.map((x) => x.backendType)).toEqual(['cowfile', 'cowfile', 'cowfile', 'images']);
     expect(await readlink(join(cont, 'last'))).toBe(revs[3]!.uuid);
     expect(await readlink(join(cont, 'last.rev'))).toBe(`${revs[3]!.uuid}.rev`);
