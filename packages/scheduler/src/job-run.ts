@@ -15,7 +15,7 @@ import { type Clock, timeoutSignal } from './clock.js';
 import { type RunOutcome, reasonOf, recordOutcome } from './job-outcome.js';
 import { tagsToRun } from './job-plan.js';
 import type { JobRuntime } from './job-table.js';
-import type { JobRunner, RunResult } from './runner.js';
+import { failedToRun, type JobRunner, type RunResult } from './runner.js';
 import { backoffSeconds } from './schedule-math.js';
 
 export interface JobRunContext {
@@ -59,13 +59,7 @@ export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promi
     log.info({ tags }, 'backup started');
     result = await context.runner.backup({ job: job.name, dir: job.dir, tags, signal });
   } catch (error) {
-    result = {
-      ok: false,
-      exitCode: null,
-      signal: null,
-      stderr: (error as Error).message,
-      durationMs: clock.now() - started,
-    };
+    result = failedToRun(error, clock.now() - started);
   }
   job.lastResult = result;
   if (context.stopSignal.aborted) {

@@ -13,6 +13,11 @@ export interface RunResult {
   durationMs: number;
 }
 
+/** A run that could not be made at all (the runner threw): failed, with the reason as its stderr. */
+export function failedToRun(error: unknown, durationMs: number): RunResult {
+  return { ok: false, exitCode: null, signal: null, stderr: (error as Error).message, durationMs };
+}
+
 export interface JobRequest {
   job: string;
   /** The job's archive directory. */

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import { BUSY_RETRY_MS, EXIT_LOCKED } from './job-run.js';
 import type { JobRuntime } from './job-table.js';
-import type { JobRunner, RunResult } from './runner.js';
+import { failedToRun, type JobRunner, type RunResult } from './runner.js';
 import { backoffSeconds } from './schedule-math.js';
 
 export interface VerifyRunContext {
@@ -41,13 +41,7 @@ export async function runVerifyOnce(
       signal: context.stopSignal,
     });
   } catch (error) {
-    result = {
-      ok: false,
-      exitCode: null,
-      signal: null,
-      stderr: (error as Error).message,
-      durationMs: clock.now() - started,
-    };
+    result = failedToRun(error, clock.now() - started);
   }
   v.state = 'idle';
   v.busyRetryAt = null;
