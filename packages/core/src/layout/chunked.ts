@@ -64,7 +64,7 @@ export class ChunkedRevisionWriter extends MapWriter {
       chunkBuffers.release(data);
       return;
     }
-    await this.enqueue(this.store$(index, generation, data), data);
+    await this.enqueue(() => this.store$(index, generation, data), data);
   }
 
   /** Hashes (in the chunk workers), dedupes against the parent and the store, and writes one chunk. */
