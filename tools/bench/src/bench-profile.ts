@@ -38,7 +38,9 @@ function kindOf(frame: ProfileNode['callFrame']): string {
   if (name === '(program)') return 'V8/native (unattributed)';
   if (/zstd/i.test(url) || /zstd|compress/i.test(name)) return 'zstd';
   if (/blake3|chunk-hash|mmh3|sha256/i.test(url) || /hash|blake3|digest/i.test(name)) return 'hashing';
-  if (url.startsWith('wasm://')) return 'other WebAssembly';
+  // The only WebAssembly backy runs is zstd's decompressor (zstd-wasm.js).
+  if (url.startsWith('wasm://')) return 'zstd (WebAssembly)';
+  if (name === 'compileForInternalLoader') return 'module loading';
   if (/^node:(fs|internal\/fs)/.test(url) || /^(read|write|fsync|open|close|fdatasync|pread)/i.test(name))
     return 'file I/O';
   if (/^node:/.test(url) || url === '') return 'Node.js internals';
