@@ -1,29 +1,43 @@
 /**
  * A small NBD client: fixed newstyle handshake, NBD_OPT_GO, structured replies, meta contexts and
- * block status, pipelined reads. After the NBD project's doc/proto.md; the constants and request
- * encoder are the ones backy's own server uses (`@backy/nbd-server/protocol`).
+ * block status, pipelined reads. After the NBD project's doc/proto.md; the constants, encoders and
+ * decoders are the ones backy's own server uses (`@backy/nbd-protocol`).
  */
 import { connect, type Socket } from 'node:net';
 import { BackyError } from '@backy/core/source';
 import {
   CMD,
+  decodeGreeting,
+  decodeInfoBlockSize,
+  decodeInfoExport,
+  decodeMetaContextReply,
+  decodeOptionReplyHeader,
+  encodeClientFlags,
+  encodeInfoRequest,
+  encodeMetaContextRequest,
+  encodeOption,
   encodeRequest,
+  errorName,
   FLAG_C_FIXED_NEWSTYLE,
   FLAG_C_NO_ZEROES,
   FLAG_FIXED_NEWSTYLE,
   FLAG_NO_ZEROES,
+  GREETING_BYTES,
   IHAVEOPT,
   INFO,
+  infoType,
   NBDMAGIC,
   OPT,
+  OPTION_REPLY_HEADER_BYTES,
   OPTION_REPLY_MAGIC,
   optionName,
   REP,
   REPLY_FLAG_DONE,
   REPLY_TYPE,
+  replyName,
   SIMPLE_REPLY_MAGIC,
   STRUCTURED_REPLY_MAGIC,
-} from '@backy/nbd-server/protocol';
+} from '@backy/nbd-protocol';
 
 /** Where an NBD export is: `nbd://host[:port]/export` or `nbd+unix:///export?socket=PATH`. */
 export type NbdAddress =
@@ -199,17 +213,6 @@ export class NbdCommandError extends Error {
   }
 }
 
-const NO_ERROR_TEXT: Record<number, string> = {
-  1: 'EPERM',
-  5: 'EIO',
-  12: 'ENOMEM',
-  22: 'EINVAL',
-  28: 'ENOSPC',
-  75: 'EOVERFLOW',
-  95: 'ENOTSUP',
-  108: 'ESHUTDOWN',
-};
-
 /** A connected NBD client in the transmission phase. */
 export class NbdClient {
   private readonly pending = new Map<bigint, Pending>();
@@ -267,36 +270,33 @@ export class NbdClient {
     const onAbort = () => rx.fail(new BackyError('ABORTED', 'aborted'));
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const hello = await rx.read(18);
-      if (hello.readBigUInt64BE(0) !== NBDMAGIC || hello.readBigUInt64BE(8) !== IHAVEOPT)
+      const hello = decodeGreeting(await rx.read(GREETING_BYTES));
+      if (hello.magic !== NBDMAGIC || hello.optionMagic !== IHAVEOPT)
         throw new BackyError('SOURCE_FAILED', `${where} is not a newstyle NBD server`);
-      const serverFlags = hello.readUInt16BE(16);
+      const serverFlags = hello.flags;
       if ((serverFlags & FLAG_FIXED_NEWSTYLE) === 0)
         throw new BackyError(
           'SOURCE_FAILED',
           `NBD server ${where} does not speak the fixed newstyle handshake`,
         );
       const clientFlags = FLAG_C_FIXED_NEWSTYLE | (serverFlags & FLAG_NO_ZEROES ? FLAG_C_NO_ZEROES : 0);
-      const flagBuffer = Buffer.alloc(4);
-      flagBuffer.writeUInt32BE(clientFlags);
-      socket.write(flagBuffer);
+      socket.write(encodeClientFlags(clientFlags));
 
       const option = async (opt: number, data: Buffer) => {
-        const header = Buffer.alloc(16);
-        header.writeBigUInt64BE(IHAVEOPT, 0);
-        header.writeUInt32BE(opt, 8);
-        header.writeUInt32BE(data.length, 12);
-        socket.write(Buffer.concat([header, data]));
+        socket.write(encodeOption(opt, data));
       };
       const optionReply = async (opt: number) => {
-        const head = await rx.read(20);
-        if (head.readBigUInt64BE(0) !== OPTION_REPLY_MAGIC || head.readUInt32BE(8) !== opt)
+        const {
+          magic,
+          option: replied,
+          type,
+          length,
+        } = decodeOptionReplyHeader(await rx.read(OPTION_REPLY_HEADER_BYTES));
+        if (magic !== OPTION_REPLY_MAGIC || replied !== opt)
           throw new BackyError(
             'SOURCE_FAILED',
             `NBD server ${where} sent a malformed reply to ${optionName(opt)}`,
           );
-        const type = head.readUInt32BE(12);
-        const length = head.readUInt32BE(16);
         const data = length > 0 ? Buffer.from(await rx.read(length)) : Buffer.alloc(0);
         return { type, data };
       };
@@ -310,7 +310,7 @@ export class NbdClient {
         const text = reply.data.toString('utf8').trim();
         return new BackyError(
           'SOURCE_FAILED',
-          `NBD server ${where}: ${optionName(opt)} failed (${replyErrorName(reply.type)}${text === '' ? '' : `: ${text}`})`,
+          `NBD server ${where}: ${optionName(opt)} failed (${replyName(reply.type)}${text === '' ? '' : `: ${text}`})`,
         );
       };
 
@@ -324,22 +324,14 @@ export class NbdClient {
 
       const contexts = new Map<string, number>();
       const wanted = options.metaContexts ?? [];
-      const exportName = Buffer.from(address.exportName, 'utf8');
+      const name = address.exportName;
       if (wanted.length > 0) {
-        const queries = wanted.map((q) => Buffer.from(q, 'utf8'));
-        const data = Buffer.alloc(8 + exportName.length + queries.reduce((n, q) => n + 4 + q.length, 0));
-        let at = data.writeUInt32BE(exportName.length, 0);
-        at += exportName.copy(data, at);
-        at = data.writeUInt32BE(queries.length, at);
-        for (const q of queries) {
-          at = data.writeUInt32BE(q.length, at);
-          at += q.copy(data, at);
-        }
-        await option(OPT.SET_META_CONTEXT, data);
+        await option(OPT.SET_META_CONTEXT, encodeMetaContextRequest({ name, queries: wanted }));
         for (;;) {
           const reply = await optionReply(OPT.SET_META_CONTEXT);
           if (reply.type === REP.META_CONTEXT) {
-            contexts.set(reply.data.toString('utf8', 4), reply.data.readUInt32BE(0));
+            const context = decodeMetaContextReply(reply.data);
+            contexts.set(context.name, context.id);
           } else if (reply.type === REP.ACK) {
             break;
           } else if (reply.type === REP.ERR_UNSUP) {
@@ -350,24 +342,18 @@ export class NbdClient {
         }
       }
 
-      const go = Buffer.alloc(4 + exportName.length + 2 + 2);
-      let at = go.writeUInt32BE(exportName.length, 0);
-      at += exportName.copy(go, at);
-      at = go.writeUInt16BE(1, at);
-      go.writeUInt16BE(INFO.BLOCK_SIZE, at);
-      await option(OPT.GO, go);
+      await option(OPT.GO, encodeInfoRequest({ name, requests: [INFO.BLOCK_SIZE] }));
       let size: number | null = null;
       let flags = 0;
       let maxRequest = 32 * 1024 * 1024;
       for (;;) {
         const reply = await optionReply(OPT.GO);
         if (reply.type === REP.INFO) {
-          const info = reply.data.readUInt16BE(0);
+          const info = infoType(reply.data);
           if (info === INFO.EXPORT) {
-            size = Number(reply.data.readBigUInt64BE(2));
-            flags = reply.data.readUInt16BE(10);
+            ({ size, flags } = decodeInfoExport(reply.data));
           } else if (info === INFO.BLOCK_SIZE) {
-            maxRequest = Math.min(maxRequest, reply.data.readUInt32BE(10));
+            maxRequest = Math.min(maxRequest, decodeInfoBlockSize(reply.data).maximum);
           }
         } else if (reply.type === REP.ACK) {
           break;
@@ -482,7 +468,7 @@ export class NbdClient {
 
   private describe(error: unknown, what: string): Error {
     if (error instanceof BackyError) return error;
-    const code = error instanceof NbdCommandError ? ` (${NO_ERROR_TEXT[error.code] ?? error.code})` : '';
+    const code = error instanceof NbdCommandError ? ` (${errorName(error.code) ?? error.code})` : '';
     return new BackyError(
       'SOURCE_FAILED',
       `NBD server ${describeAddress(this.address)}: ${what} failed${code}: ${(error as Error).message}`,
@@ -628,15 +614,10 @@ export class NbdClient {
           const code = b.readUInt32BE(0);
           const n = b.readUInt16BE(4);
           const message = b.toString('utf8', 6, 6 + n);
-          p.error ??= { code, message: message === '' ? (NO_ERROR_TEXT[code] ?? `error ${code}`) : message };
+          p.error ??= { code, message: message === '' ? (errorName(code) ?? `error ${code}`) : message };
         }
         // Other non-error chunk types are informational and may be ignored (proto.md).
       }
     }
   }
-}
-
-function replyErrorName(type: number): string {
-  const entry = Object.entries(REP).find(([, v]) => v === type);
-  return entry ? `NBD_REP_${entry[0]}` : `reply ${type}`;
 }

@@ -5,7 +5,7 @@ import {
   type VerificationResult,
   type VerifyContext,
 } from '@backy/core/source';
-import { BASE_ALLOCATION } from '@backy/nbd-server/protocol';
+import { BASE_ALLOCATION } from '@backy/nbd-protocol';
 import { z } from 'zod';
 import { describeAddress, NbdClient, parseNbdUrl } from './client.js';
 import {
