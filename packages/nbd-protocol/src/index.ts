@@ -1,82 +1,10 @@
 /**
  * `@backy/nbd-protocol`: the NBD protocol as backy's client (`@backy/source-nbd`) and server
  * (`@backy/nbd-server`) both speak it, after the NBD project's doc/proto.md. Numbers and pure
- * encoders/decoders of Buffers only: no sockets, no files.
+ * encoders/decoders of Buffers only: no sockets, no files. Everything these modules export is public;
+ * the helpers they share (the option data cursor) live in modules of their own.
  */
-export {
-  BASE_ALLOCATION,
-  CMD,
-  CMD_FLAG,
-  commandName,
-  errorName,
-  FLAG_C_FIXED_NEWSTYLE,
-  FLAG_C_NO_ZEROES,
-  FLAG_FIXED_NEWSTYLE,
-  FLAG_NO_ZEROES,
-  IHAVEOPT,
-  INFO,
-  MAX_STRING,
-  NBD_ERR,
-  NBDMAGIC,
-  OPT,
-  OPTION_REPLY_MAGIC,
-  optionName,
-  REP,
-  REPLY_FLAG_DONE,
-  REPLY_TYPE,
-  REQUEST_BYTES,
-  REQUEST_MAGIC,
-  replyName,
-  SIMPLE_REPLY_MAGIC,
-  STATE_HOLE,
-  STATE_ZERO,
-  STRUCTURED_REPLY_MAGIC,
-  TF,
-} from './constants.js';
-export { OptionSyntaxError, ProtocolViolation } from './errors.js';
-export {
-  type BlockSize,
-  decodeGreeting,
-  decodeInfoBlockSize,
-  decodeInfoExport,
-  decodeInfoRequest,
-  decodeMetaContextReply,
-  decodeMetaContextRequest,
-  decodeOptionHeader,
-  decodeOptionReplyHeader,
-  encodeClientFlags,
-  encodeExportNameReply,
-  encodeGreeting,
-  encodeInfoBlockSize,
-  encodeInfoExport,
-  encodeInfoRequest,
-  encodeInfoString,
-  encodeMetaContextReply,
-  encodeMetaContextRequest,
-  encodeOption,
-  encodeOptionReply,
-  encodeServerReply,
-  GREETING_BYTES,
-  type Greeting,
-  type InfoRequest,
-  infoType,
-  isErrorReply,
-  type MetaContextRequest,
-  OPTION_HEADER_BYTES,
-  OPTION_REPLY_HEADER_BYTES,
-  type OptionHeader,
-  type OptionReplyHeader,
-} from './handshake.js';
-export {
-  decodeRequest,
-  type Extent,
-  encodeBlockStatus,
-  encodeOffsetDataHeader,
-  encodeOffsetHole,
-  encodeRequest,
-  encodeSimpleReply,
-  encodeStructuredError,
-  encodeStructuredHeader,
-  encodeStructuredNone,
-  type Request,
-} from './transmission.js';
+export * from './constants.js';
+export * from './errors.js';
+export * from './handshake.js';
+export * from './transmission.js';
