@@ -38,52 +38,8 @@ import {
   SIMPLE_REPLY_MAGIC,
   STRUCTURED_REPLY_MAGIC,
 } from '@backy/nbd-protocol';
-
-/** Where an NBD export is: `nbd://host[:port]/export` or `nbd+unix:///export?socket=PATH`. */
-export type NbdAddress =
-  | { transport: 'tcp'; host: string; port: number; exportName: string }
-  | { transport: 'unix'; socket: string; exportName: string };
-
-export const DEFAULT_NBD_PORT = 10809;
-
-/** Parses an NBD URI (https://github.com/NetworkBlockDevice/nbd/blob/master/doc/uri.md); TLS is not supported. */
-export function parseNbdUrl(url: string): NbdAddress {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw new BackyError('USAGE', `NBD URL ${JSON.stringify(url)} is not a URL (nbd://host:port/export)`);
-  }
-  const exportName = decodeURIComponent(u.pathname.replace(/^\//, ''));
-  if (u.protocol === 'nbd:') {
-    if (u.hostname === '')
-      throw new BackyError('USAGE', `NBD URL ${JSON.stringify(url)} names no host (nbd://host:port/export)`);
-    const port = u.port === '' ? DEFAULT_NBD_PORT : Number(u.port);
-    return { transport: 'tcp', host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port, exportName };
-  }
-  if (u.protocol === 'nbd+unix:') {
-    const socket = u.searchParams.get('socket');
-    if (socket == null || socket === '')
-      throw new BackyError(
-        'USAGE',
-        `NBD URL ${JSON.stringify(url)} names no socket (nbd+unix:///export?socket=PATH)`,
-      );
-    return { transport: 'unix', socket, exportName };
-  }
-  if (u.protocol === 'nbds:' || u.protocol === 'nbds+unix:')
-    throw new BackyError('USAGE', `NBD URL ${JSON.stringify(url)}: TLS (${u.protocol}) is not supported`);
-  throw new BackyError(
-    'USAGE',
-    `NBD URL ${JSON.stringify(url)}: scheme must be nbd: or nbd+unix:, not ${u.protocol}`,
-  );
-}
-
-export function describeAddress(address: NbdAddress): string {
-  const name = encodeURIComponent(address.exportName);
-  return address.transport === 'tcp'
-    ? `nbd://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}/${name}`
-    : `nbd+unix:///${name}?socket=${address.socket}`;
-}
+import { describeAddress, type NbdAddress } from './address.js';
+import { ByteQueue } from './byte-queue.js';
 
 /** One extent of a block status reply. */
 export interface Extent {
@@ -104,89 +60,6 @@ export interface NbdConnectOptions {
   signal?: AbortSignal;
   /** Milliseconds to wait for the connection and the handshake (default 30 s). */
   timeoutMs?: number;
-}
-
-/** Buffers a socket's bytes for a parser that asks for exact lengths. */
-class ByteQueue {
-  private chunks: Buffer[] = [];
-  private available = 0;
-  private waiting: { need: number; wake: () => void; fail: (e: Error) => void } | null = null;
-  private failure: Error | null = null;
-
-  push(piece: Buffer): void {
-    this.chunks.push(piece);
-    this.available += piece.length;
-    if (this.waiting != null && this.available >= this.waiting.need) {
-      const { wake } = this.waiting;
-      this.waiting = null;
-      wake();
-    }
-  }
-
-  fail(error: Error): void {
-    this.failure ??= error;
-    const w = this.waiting;
-    this.waiting = null;
-    w?.fail(this.failure);
-  }
-
-  private async need(n: number): Promise<void> {
-    if (this.available >= n) return;
-    if (this.failure != null) throw this.failure;
-    await new Promise<void>((wake, fail) => {
-      this.waiting = { need: n, wake, fail };
-    });
-  }
-
-  /** The next `n` bytes as one buffer. */
-  async read(n: number): Promise<Buffer> {
-    await this.need(n);
-    const first = this.chunks[0];
-    if (first != null && first.length >= n) {
-      const out = first.subarray(0, n);
-      this.consume(n);
-      return out;
-    }
-    const out = Buffer.allocUnsafe(n);
-    this.copyOut(out, 0, n);
-    return out;
-  }
-
-  /** The next `n` bytes into `target` at `at`, as they arrive (no intermediate buffer of `n` bytes). */
-  async readInto(target: Buffer, at: number, n: number): Promise<void> {
-    let done = 0;
-    while (done < n) {
-      await this.need(1);
-      const step = Math.min(this.available, n - done);
-      this.copyOut(target, at + done, step);
-      done += step;
-    }
-  }
-
-  private copyOut(target: Buffer, at: number, n: number): void {
-    let copied = 0;
-    while (copied < n) {
-      const head = this.chunks[0]!;
-      const step = Math.min(head.length, n - copied);
-      head.copy(target, at + copied, 0, step);
-      copied += step;
-      this.consume(step);
-    }
-  }
-
-  private consume(n: number): void {
-    this.available -= n;
-    while (n > 0) {
-      const head = this.chunks[0]!;
-      if (head.length <= n) {
-        this.chunks.shift();
-        n -= head.length;
-      } else {
-        this.chunks[0] = head.subarray(n);
-        n = 0;
-      }
-    }
-  }
 }
 
 interface Pending {
