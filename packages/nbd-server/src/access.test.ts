@@ -8,14 +8,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Archive } from '@backy/core';
 import { captureLogger } from '@backy/core/testing';
+import { encodeInfoRequest, OPT, REP } from '@backy/nbd-protocol';
 import { missingTools } from '@backy/test-env';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { archiveExports } from './exports.js';
-import { OPT, REP } from './protocol.js';
-import { NbdServer, type NbdServerOptions } from './server.js';
+import { NbdServer } from './server.js';
 import { TestClient } from './test-client.js';
 import { backupImage, makeArchive, run, vmLikeImage, writeImage } from './test-helpers.js';
 import { parsePskKeys } from './tls.js';
+import type { NbdServerOptions } from './types.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const logs = captureLogger();
@@ -330,7 +331,10 @@ describe('TLS in the handshake (raw client)', () => {
     const c = await TestClient.connect(server.port);
     try {
       for (const option of [OPT.LIST, OPT.STRUCTURED_REPLY, OPT.INFO, OPT.GO, OPT.LIST_META_CONTEXT]) {
-        const data = option === OPT.INFO || option === OPT.GO ? TestClient.goData('last') : undefined;
+        const data =
+          option === OPT.INFO || option === OPT.GO
+            ? encodeInfoRequest({ name: 'last', requests: [] })
+            : undefined;
         const replies = await c.option(option, data);
         expect(replies).toHaveLength(1);
         expect(replies[0]!.type).toBe(REP.ERR_TLS_REQD);

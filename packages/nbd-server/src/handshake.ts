@@ -1,7 +1,4 @@
 import { isBackyError } from '@backy/core';
-import type { Logger } from 'pino';
-import type { NbdExportInfo, OpenedExport } from './exports.js';
-import { ExportImage } from './image.js';
 import {
   BASE_ALLOCATION,
   decodeInfoRequest,
@@ -28,27 +25,17 @@ import {
   ProtocolViolation,
   REP,
   TF,
-} from './protocol.js';
-import type { ServerSettings } from './server.js';
+} from '@backy/nbd-protocol';
+import type { Logger } from 'pino';
+import type { NbdExportInfo } from './exports.js';
+import { ExportImage } from './image.js';
 import { ConnectionClosed, type SocketReader } from './socket-reader.js';
 import type { SocketWriter } from './socket-writer.js';
+import { ALLOCATION_CONTEXT_ID, type Negotiated, type ServerSettings } from './types.js';
 
 /** Option data beyond this is skipped and refused with NBD_REP_ERR_TOO_BIG; far beyond it, dropped. */
 const MAX_OPTION_BYTES = 64 * 1024;
 const MAX_SKIPPED_OPTION_BYTES = 16 * 1024 * 1024;
-/** The ID of base:allocation, the only metadata context; block status replies carry it. */
-export const ALLOCATION_CONTEXT_ID = 1;
-
-/** What a client chose in the handshake: the export it entered transmission with, and how to talk. */
-export interface Negotiated {
-  opened: OpenedExport;
-  image: ExportImage;
-  /** NBD_OPT_STRUCTURED_REPLY was negotiated. */
-  structured: boolean;
-  /** base:allocation was selected for this export, so NBD_CMD_BLOCK_STATUS may be used. */
-  blockStatus: boolean;
-}
-
 /**
  * The fixed newstyle handshake of one connection: greeting, client flags, then option haggling until the
  * client enters transmission (NBD_OPT_GO, NBD_OPT_EXPORT_NAME) or leaves.

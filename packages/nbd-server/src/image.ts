@@ -2,7 +2,7 @@ import { type FileHandle, mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RevisionReader } from '@backy/core';
-import { type Extent, STATE_HOLE, STATE_ZERO } from './protocol.js';
+import { type Extent, STATE_HOLE, STATE_ZERO } from '@backy/nbd-protocol';
 
 /** A piece of a read: `data` null means the range reads as zeros (a hole). */
 export interface ReadPiece {

@@ -5,5 +5,6 @@ export {
   type NbdExportProvider,
   type OpenedExport,
 } from './exports.js';
-export { NbdServer, type NbdServerOptions } from './server.js';
+export { NbdServer } from './server.js';
 export { type NbdTlsOptions, parsePskKeys } from './tls.js';
+export type { NbdServerOptions } from './types.js';

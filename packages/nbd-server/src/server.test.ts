@@ -4,12 +4,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Archive, type Revision, restoreToPath } from '@backy/core';
 import { captureLogger } from '@backy/core/testing';
-import { missingTools, SYSTEM_PATH_ENV } from '@backy/test-env';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { archiveExports } from './exports.js';
 import {
+  BASE_ALLOCATION,
   CMD,
   CMD_FLAG,
+  encodeInfoRequest,
+  encodeMetaContextRequest,
   INFO,
   NBD_ERR,
   OPT,
@@ -19,7 +19,10 @@ import {
   STATE_HOLE,
   STATE_ZERO,
   TF,
-} from './protocol.js';
+} from '@backy/nbd-protocol';
+import { missingTools, SYSTEM_PATH_ENV } from '@backy/test-env';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { archiveExports } from './exports.js';
 import { NbdServer } from './server.js';
 import { errorOf, TestClient } from './test-client.js';
 import {
@@ -220,12 +223,12 @@ describe('NBD protocol details (raw client)', () => {
   it('answers NBD_OPT_GO for a bad name with NBD_REP_ERR_UNKNOWN and lets the client try again', async () => {
     const c = await TestClient.connect(port);
     try {
-      const bad = await c.option(OPT.GO, TestClient.goData('bogus'));
+      const bad = await c.option(OPT.GO, encodeInfoRequest({ name: 'bogus', requests: [] }));
       expect(bad.at(-1)!.type).toBe(REP.ERR_UNKNOWN);
       expect(bad.at(-1)!.data.toString()).toMatch(/bogus/);
       const info = await c.option(
         OPT.INFO,
-        TestClient.goData('', [INFO.NAME, INFO.DESCRIPTION, INFO.BLOCK_SIZE]),
+        encodeInfoRequest({ name: '', requests: [INFO.NAME, INFO.DESCRIPTION, INFO.BLOCK_SIZE] }),
       );
       expect(info.at(-1)!.type).toBe(REP.ACK);
       const name = info.find((r) => r.type === REP.INFO && r.data.readUInt16BE(0) === INFO.NAME)!;
@@ -254,9 +257,8 @@ describe('NBD protocol details (raw client)', () => {
       expect((await c.option(OPT.GO, Buffer.from([0, 0, 0, 9, 1]))).at(-1)!.type).toBe(REP.ERR_INVALID);
       expect((await c.option(OPT.STARTTLS)).at(-1)!.type).toBe(REP.ERR_POLICY);
       // Meta contexts need structured replies first.
-      expect(
-        (await c.option(OPT.SET_META_CONTEXT, TestClient.metaData('last', ['base:allocation']))).at(-1)!.type,
-      ).toBe(REP.ERR_INVALID);
+      const allocation = encodeMetaContextRequest({ name: 'last', queries: [BASE_ALLOCATION] });
+      expect((await c.option(OPT.SET_META_CONTEXT, allocation)).at(-1)!.type).toBe(REP.ERR_INVALID);
       expect((await c.option(OPT.ABORT)).at(-1)!.type).toBe(REP.ACK);
     } finally {
       c.close();
@@ -355,7 +357,7 @@ describe('NBD protocol details (raw client)', () => {
       c.close();
     }
     const half = await TestClient.connect(port);
-    half.sendOption(OPT.GO, TestClient.goData('last').subarray(0, 3)); // and never the rest
+    half.sendOption(OPT.GO, encodeInfoRequest({ name: 'last', requests: [] }).subarray(0, 3)); // and never the rest
     half.close();
     await waitFor(() => server.connectionCount === 0);
     const errors = logs.lines.slice(before).filter((l) => (l.level as number) >= 50);

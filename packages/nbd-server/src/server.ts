@@ -1,54 +1,16 @@
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { BackyError, listenUnixSocket, type UnixSocketListener } from '@backy/core';
+import { ProtocolViolation } from '@backy/nbd-protocol';
 import type { Logger } from 'pino';
-import type { NbdExportProvider } from './exports.js';
 import { Handshake } from './handshake.js';
-import { ProtocolViolation } from './protocol.js';
 import { ConnectionClosed, SocketReader } from './socket-reader.js';
 import { SocketWriter } from './socket-writer.js';
-import { type NbdTlsOptions, TlsFailed, TlsUpgrader } from './tls.js';
+import { TlsFailed, TlsUpgrader } from './tls.js';
 import { Transmission } from './transmission.js';
-
-export interface NbdServerOptions {
-  exports: NbdExportProvider;
-  logger: Logger;
-  /** Aborting closes the server like `close()`. */
-  signal?: AbortSignal;
-  /** Accept writes into a per-connection copy-on-write overlay, discarded at disconnect (default false: read-only). */
-  cow?: boolean;
-  /** Directory for the copy-on-write overlay files (default: the OS temp directory). */
-  overlayDir?: string;
-  /** Largest NBD_CMD_READ/NBD_CMD_WRITE accepted, advertised as the maximum block size (default 32 MiB). */
-  maxRequestBytes?: number;
-  /** Chunks each connection keeps in its LRU cache (default 8). */
-  cacheChunks?: number;
-  /** Requests one connection may have in progress at once (default 16). */
-  maxInflight?: number;
-  /** Bytes of reads and writes one connection may have in progress at once (default 64 MiB). */
-  maxInflightBytes?: number;
-  /** Clients served at once; more are refused (default 64). */
-  maxConnections?: number;
-  /** A client that has not entered transmission within this many ms is dropped (default 30000). */
-  handshakeTimeoutMs?: number;
-  /**
-   * On close, how long a client may take to disconnect after its running requests are answered; new
-   * requests meanwhile get ESHUTDOWN, which tells a client to disconnect (default 2000 ms).
-   */
-  shutdownGraceMs?: number;
-  /**
-   * Require TLS (NBD_OPT_STARTTLS) with these credentials before anything else is negotiated (default:
-   * no TLS; STARTTLS is refused).
-   */
-  tls?: NbdTlsOptions;
-}
+import type { NbdServerOptions, ServerSettings } from './types.js';
 
 const DEFAULT_MAX_REQUEST = 32 * 1024 * 1024;
-
-/** The options with their defaults filled in, as the connections see them. */
-export type ServerSettings = Required<Omit<NbdServerOptions, 'signal' | 'overlayDir' | 'tls'>> & {
-  overlayDir?: string;
-};
 
 /**
  * Serves revisions over the NBD protocol (fixed newstyle handshake). Export names are resolved by the

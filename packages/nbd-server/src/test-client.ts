@@ -4,20 +4,33 @@
  */
 import { connect, type Socket } from 'node:net';
 import {
+  BASE_ALLOCATION,
   CMD,
+  decodeGreeting,
+  decodeInfoExport,
+  decodeOptionReplyHeader,
+  encodeClientFlags,
+  encodeInfoRequest,
+  encodeMetaContextRequest,
+  encodeOption,
   encodeRequest,
   FLAG_C_FIXED_NEWSTYLE,
   FLAG_C_NO_ZEROES,
+  GREETING_BYTES,
   IHAVEOPT,
+  INFO,
+  infoType,
+  isErrorReply,
   NBDMAGIC,
   OPT,
+  OPTION_REPLY_HEADER_BYTES,
   OPTION_REPLY_MAGIC,
   REP,
   REPLY_FLAG_DONE,
   REPLY_TYPE,
   SIMPLE_REPLY_MAGIC,
   STRUCTURED_REPLY_MAGIC,
-} from './protocol.js';
+} from '@backy/nbd-protocol';
 import { SocketReader } from './socket-reader.js';
 
 export interface OptionReply {
@@ -54,30 +67,21 @@ export class TestClient {
       socket.once('error', reject);
     });
     const client = new TestClient(socket);
-    const greeting = await client.reader.read(18);
-    if (greeting.readBigUInt64BE(0) !== NBDMAGIC || greeting.readBigUInt64BE(8) !== IHAVEOPT) {
-      throw new Error('bad greeting');
-    }
-    client.handshakeFlags = greeting.readUInt16BE(16);
-    const flags = Buffer.alloc(4);
-    flags.writeUInt32BE(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES);
-    socket.write(flags);
+    const greeting = decodeGreeting(await client.reader.read(GREETING_BYTES));
+    if (greeting.magic !== NBDMAGIC || greeting.optionMagic !== IHAVEOPT) throw new Error('bad greeting');
+    client.handshakeFlags = greeting.flags;
+    socket.write(encodeClientFlags(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES));
     return client;
   }
 
-  sendOption(option: number, data: Buffer = Buffer.alloc(0)): void {
-    const b = Buffer.alloc(16);
-    b.writeBigUInt64BE(IHAVEOPT, 0);
-    b.writeUInt32BE(option, 8);
-    b.writeUInt32BE(data.length, 12);
-    this.socket.write(Buffer.concat([b, data]));
+  sendOption(option: number, data?: Buffer): void {
+    this.socket.write(encodeOption(option, data));
   }
 
   async readOptionReply(): Promise<OptionReply> {
-    const h = await this.reader.read(20);
-    if (h.readBigUInt64BE(0) !== OPTION_REPLY_MAGIC) throw new Error('bad option reply magic');
-    const length = h.readUInt32BE(16);
-    return { option: h.readUInt32BE(8), type: h.readUInt32BE(12), data: await this.reader.read(length) };
+    const h = decodeOptionReplyHeader(await this.reader.read(OPTION_REPLY_HEADER_BYTES));
+    if (h.magic !== OPTION_REPLY_MAGIC) throw new Error('bad option reply magic');
+    return { option: h.option, type: h.type, data: await this.reader.read(h.length) };
   }
 
   /** Sends an option and collects replies up to the final one (ACK or an error). */
@@ -87,36 +91,8 @@ export class TestClient {
     for (;;) {
       const r = await this.readOptionReply();
       replies.push(r);
-      if (r.type === REP.ACK || (r.type & 0x80000000) !== 0) return replies;
+      if (r.type === REP.ACK || isErrorReply(r.type)) return replies;
     }
-  }
-
-  static goData(name: string, infos: number[] = []): Buffer {
-    const n = Buffer.from(name);
-    const b = Buffer.alloc(4 + n.length + 2 + 2 * infos.length);
-    b.writeUInt32BE(n.length, 0);
-    n.copy(b, 4);
-    b.writeUInt16BE(infos.length, 4 + n.length);
-    for (const [i, t] of infos.entries()) b.writeUInt16BE(t, 6 + n.length + 2 * i);
-    return b;
-  }
-
-  static metaData(name: string, queries: string[]): Buffer {
-    const parts: Buffer[] = [];
-    const n = Buffer.from(name);
-    const h = Buffer.alloc(4);
-    h.writeUInt32BE(n.length);
-    parts.push(h, n);
-    const c = Buffer.alloc(4);
-    c.writeUInt32BE(queries.length);
-    parts.push(c);
-    for (const q of queries) {
-      const qb = Buffer.from(q);
-      const l = Buffer.alloc(4);
-      l.writeUInt32BE(qb.length);
-      parts.push(l, qb);
-    }
-    return Buffer.concat(parts);
   }
 
   /** NBD_OPT_GO; on success records size and flags and returns the replies. */
@@ -126,13 +102,10 @@ export class TestClient {
   ): Promise<OptionReply[]> {
     if (options.structured) await this.option(OPT.STRUCTURED_REPLY);
     if (options.allocation)
-      await this.option(OPT.SET_META_CONTEXT, TestClient.metaData(name, ['base:allocation']));
-    const replies = await this.option(OPT.GO, TestClient.goData(name));
-    const info = replies.find((r) => r.type === REP.INFO && r.data.readUInt16BE(0) === 0);
-    if (info) {
-      this.size = Number(info.data.readBigUInt64BE(2));
-      this.transmissionFlags = info.data.readUInt16BE(10);
-    }
+      await this.option(OPT.SET_META_CONTEXT, encodeMetaContextRequest({ name, queries: [BASE_ALLOCATION] }));
+    const replies = await this.option(OPT.GO, encodeInfoRequest({ name, requests: [] }));
+    const info = replies.find((r) => r.type === REP.INFO && infoType(r.data) === INFO.EXPORT);
+    if (info) ({ size: this.size, flags: this.transmissionFlags } = decodeInfoExport(info.data));
     return replies;
   }
 

@@ -1,7 +1,4 @@
 import { isBackyError } from '@backy/core';
-import type { Logger } from 'pino';
-import { ALLOCATION_CONTEXT_ID, type Negotiated } from './handshake.js';
-import type { ExportImage } from './image.js';
 import {
   CMD,
   CMD_FLAG,
@@ -19,10 +16,12 @@ import {
   REQUEST_BYTES,
   REQUEST_MAGIC,
   type Request,
-} from './protocol.js';
-import type { ServerSettings } from './server.js';
+} from '@backy/nbd-protocol';
+import type { Logger } from 'pino';
+import type { ExportImage } from './image.js';
 import { ConnectionClosed, type SocketReader } from './socket-reader.js';
 import type { SocketWriter } from './socket-writer.js';
+import { ALLOCATION_CONTEXT_ID, type Negotiated, type ServerSettings } from './types.js';
 
 /** Write payloads above the maximum but below this are read and refused; larger ones end the connection. */
 const MAX_SKIPPED_WRITE_BYTES = 64 * 1024 * 1024;

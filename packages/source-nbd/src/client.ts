@@ -1,75 +1,45 @@
 /**
  * A small NBD client: fixed newstyle handshake, NBD_OPT_GO, structured replies, meta contexts and
- * block status, pipelined reads. After the NBD project's doc/proto.md; the constants and request
- * encoder are the ones backy's own server uses (`@backy/nbd-server/protocol`).
+ * block status, pipelined reads. After the NBD project's doc/proto.md; the constants, encoders and
+ * decoders are the ones backy's own server uses (`@backy/nbd-protocol`).
  */
 import { connect, type Socket } from 'node:net';
 import { BackyError } from '@backy/core/source';
 import {
   CMD,
+  decodeGreeting,
+  decodeInfoBlockSize,
+  decodeInfoExport,
+  decodeMetaContextReply,
+  decodeOptionReplyHeader,
+  encodeClientFlags,
+  encodeInfoRequest,
+  encodeMetaContextRequest,
+  encodeOption,
   encodeRequest,
+  errorName,
   FLAG_C_FIXED_NEWSTYLE,
   FLAG_C_NO_ZEROES,
   FLAG_FIXED_NEWSTYLE,
   FLAG_NO_ZEROES,
+  GREETING_BYTES,
   IHAVEOPT,
   INFO,
+  infoType,
   NBDMAGIC,
   OPT,
+  OPTION_REPLY_HEADER_BYTES,
   OPTION_REPLY_MAGIC,
   optionName,
   REP,
   REPLY_FLAG_DONE,
   REPLY_TYPE,
+  replyName,
   SIMPLE_REPLY_MAGIC,
   STRUCTURED_REPLY_MAGIC,
-} from '@backy/nbd-server/protocol';
-
-/** Where an NBD export is: `nbd://host[:port]/export` or `nbd+unix:///export?socket=PATH`. */
-export type NbdAddress =
-  | { transport: 'tcp'; host: string; port: number; exportName: string }
-  | { transport: 'unix'; socket: string; exportName: string };
-
-export const DEFAULT_NBD_PORT = 10809;
-
-/** Parses an NBD URI (https://github.com/NetworkBlockDevice/nbd/blob/master/doc/uri.md); TLS is not supported. */
-export function parseNbdUrl(url: string): NbdAddress {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw new BackyError('USAGE', `NBD URL ${JSON.stringify(url)} is not a URL (nbd://host:port/export)`);
-  }
-  const exportName = decodeURIComponent(u.pathname.replace(/^\//, ''));
-  if (u.protocol === 'nbd:') {
-    if (u.hostname === '')
-      throw new BackyError('USAGE', `NBD URL ${JSON.stringify(url)} names no host (nbd://host:port/export)`);
-    const port = u.port === '' ? DEFAULT_NBD_PORT : Number(u.port);
-    return { transport: 'tcp', host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port, exportName };
-  }
-  if (u.protocol === 'nbd+unix:') {
-    const socket = u.searchParams.get('socket');
-    if (socket == null || socket === '')
-      throw new BackyError(
-        'USAGE',
-        `NBD URL ${JSON.stringify(url)} names no socket (nbd+unix:///export?socket=PATH)`,
-      );
-    return { transport: 'unix', socket, exportName };
-  }
-  if (u.protocol === 'nbds:' || u.protocol === 'nbds+unix:')
-    throw new BackyError('USAGE', `NBD URL ${JSON.stringify(url)}: TLS (${u.protocol}) is not supported`);
-  throw new BackyError(
-    'USAGE',
-    `NBD URL ${JSON.stringify(url)}: scheme must be nbd: or nbd+unix:, not ${u.protocol}`,
-  );
-}
-
-export function describeAddress(address: NbdAddress): string {
-  const name = encodeURIComponent(address.exportName);
-  return address.transport === 'tcp'
-    ? `nbd://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}/${name}`
-    : `nbd+unix:///${name}?socket=${address.socket}`;
-}
+} from '@backy/nbd-protocol';
+import { describeAddress, type NbdAddress } from './address.js';
+import { ByteQueue } from './byte-queue.js';
 
 /** One extent of a block status reply. */
 export interface Extent {
@@ -90,89 +60,6 @@ export interface NbdConnectOptions {
   signal?: AbortSignal;
   /** Milliseconds to wait for the connection and the handshake (default 30 s). */
   timeoutMs?: number;
-}
-
-/** Buffers a socket's bytes for a parser that asks for exact lengths. */
-class ByteQueue {
-  private chunks: Buffer[] = [];
-  private available = 0;
-  private waiting: { need: number; wake: () => void; fail: (e: Error) => void } | null = null;
-  private failure: Error | null = null;
-
-  push(piece: Buffer): void {
-    this.chunks.push(piece);
-    this.available += piece.length;
-    if (this.waiting != null && this.available >= this.waiting.need) {
-      const { wake } = this.waiting;
-      this.waiting = null;
-      wake();
-    }
-  }
-
-  fail(error: Error): void {
-    this.failure ??= error;
-    const w = this.waiting;
-    this.waiting = null;
-    w?.fail(this.failure);
-  }
-
-  private async need(n: number): Promise<void> {
-    if (this.available >= n) return;
-    if (this.failure != null) throw this.failure;
-    await new Promise<void>((wake, fail) => {
-      this.waiting = { need: n, wake, fail };
-    });
-  }
-
-  /** The next `n` bytes as one buffer. */
-  async read(n: number): Promise<Buffer> {
-    await this.need(n);
-    const first = this.chunks[0];
-    if (first != null && first.length >= n) {
-      const out = first.subarray(0, n);
-      this.consume(n);
-      return out;
-    }
-    const out = Buffer.allocUnsafe(n);
-    this.copyOut(out, 0, n);
-    return out;
-  }
-
-  /** The next `n` bytes into `target` at `at`, as they arrive (no intermediate buffer of `n` bytes). */
-  async readInto(target: Buffer, at: number, n: number): Promise<void> {
-    let done = 0;
-    while (done < n) {
-      await this.need(1);
-      const step = Math.min(this.available, n - done);
-      this.copyOut(target, at + done, step);
-      done += step;
-    }
-  }
-
-  private copyOut(target: Buffer, at: number, n: number): void {
-    let copied = 0;
-    while (copied < n) {
-      const head = this.chunks[0]!;
-      const step = Math.min(head.length, n - copied);
-      head.copy(target, at + copied, 0, step);
-      copied += step;
-      this.consume(step);
-    }
-  }
-
-  private consume(n: number): void {
-    this.available -= n;
-    while (n > 0) {
-      const head = this.chunks[0]!;
-      if (head.length <= n) {
-        this.chunks.shift();
-        n -= head.length;
-      } else {
-        this.chunks[0] = head.subarray(n);
-        n = 0;
-      }
-    }
-  }
 }
 
 interface Pending {
@@ -198,17 +85,6 @@ export class NbdCommandError extends Error {
     super(message);
   }
 }
-
-const NO_ERROR_TEXT: Record<number, string> = {
-  1: 'EPERM',
-  5: 'EIO',
-  12: 'ENOMEM',
-  22: 'EINVAL',
-  28: 'ENOSPC',
-  75: 'EOVERFLOW',
-  95: 'ENOTSUP',
-  108: 'ESHUTDOWN',
-};
 
 /** A connected NBD client in the transmission phase. */
 export class NbdClient {
@@ -267,36 +143,33 @@ export class NbdClient {
     const onAbort = () => rx.fail(new BackyError('ABORTED', 'aborted'));
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const hello = await rx.read(18);
-      if (hello.readBigUInt64BE(0) !== NBDMAGIC || hello.readBigUInt64BE(8) !== IHAVEOPT)
+      const hello = decodeGreeting(await rx.read(GREETING_BYTES));
+      if (hello.magic !== NBDMAGIC || hello.optionMagic !== IHAVEOPT)
         throw new BackyError('SOURCE_FAILED', `${where} is not a newstyle NBD server`);
-      const serverFlags = hello.readUInt16BE(16);
+      const serverFlags = hello.flags;
       if ((serverFlags & FLAG_FIXED_NEWSTYLE) === 0)
         throw new BackyError(
           'SOURCE_FAILED',
           `NBD server ${where} does not speak the fixed newstyle handshake`,
         );
       const clientFlags = FLAG_C_FIXED_NEWSTYLE | (serverFlags & FLAG_NO_ZEROES ? FLAG_C_NO_ZEROES : 0);
-      const flagBuffer = Buffer.alloc(4);
-      flagBuffer.writeUInt32BE(clientFlags);
-      socket.write(flagBuffer);
+      socket.write(encodeClientFlags(clientFlags));
 
       const option = async (opt: number, data: Buffer) => {
-        const header = Buffer.alloc(16);
-        header.writeBigUInt64BE(IHAVEOPT, 0);
-        header.writeUInt32BE(opt, 8);
-        header.writeUInt32BE(data.length, 12);
-        socket.write(Buffer.concat([header, data]));
+        socket.write(encodeOption(opt, data));
       };
       const optionReply = async (opt: number) => {
-        const head = await rx.read(20);
-        if (head.readBigUInt64BE(0) !== OPTION_REPLY_MAGIC || head.readUInt32BE(8) !== opt)
+        const {
+          magic,
+          option: replied,
+          type,
+          length,
+        } = decodeOptionReplyHeader(await rx.read(OPTION_REPLY_HEADER_BYTES));
+        if (magic !== OPTION_REPLY_MAGIC || replied !== opt)
           throw new BackyError(
             'SOURCE_FAILED',
             `NBD server ${where} sent a malformed reply to ${optionName(opt)}`,
           );
-        const type = head.readUInt32BE(12);
-        const length = head.readUInt32BE(16);
         const data = length > 0 ? Buffer.from(await rx.read(length)) : Buffer.alloc(0);
         return { type, data };
       };
@@ -310,7 +183,7 @@ export class NbdClient {
         const text = reply.data.toString('utf8').trim();
         return new BackyError(
           'SOURCE_FAILED',
-          `NBD server ${where}: ${optionName(opt)} failed (${replyErrorName(reply.type)}${text === '' ? '' : `: ${text}`})`,
+          `NBD server ${where}: ${optionName(opt)} failed (${replyName(reply.type)}${text === '' ? '' : `: ${text}`})`,
         );
       };
 
@@ -324,22 +197,14 @@ export class NbdClient {
 
       const contexts = new Map<string, number>();
       const wanted = options.metaContexts ?? [];
-      const exportName = Buffer.from(address.exportName, 'utf8');
+      const name = address.exportName;
       if (wanted.length > 0) {
-        const queries = wanted.map((q) => Buffer.from(q, 'utf8'));
-        const data = Buffer.alloc(8 + exportName.length + queries.reduce((n, q) => n + 4 + q.length, 0));
-        let at = data.writeUInt32BE(exportName.length, 0);
-        at += exportName.copy(data, at);
-        at = data.writeUInt32BE(queries.length, at);
-        for (const q of queries) {
-          at = data.writeUInt32BE(q.length, at);
-          at += q.copy(data, at);
-        }
-        await option(OPT.SET_META_CONTEXT, data);
+        await option(OPT.SET_META_CONTEXT, encodeMetaContextRequest({ name, queries: wanted }));
         for (;;) {
           const reply = await optionReply(OPT.SET_META_CONTEXT);
           if (reply.type === REP.META_CONTEXT) {
-            contexts.set(reply.data.toString('utf8', 4), reply.data.readUInt32BE(0));
+            const context = decodeMetaContextReply(reply.data);
+            contexts.set(context.name, context.id);
           } else if (reply.type === REP.ACK) {
             break;
           } else if (reply.type === REP.ERR_UNSUP) {
@@ -350,24 +215,18 @@ export class NbdClient {
         }
       }
 
-      const go = Buffer.alloc(4 + exportName.length + 2 + 2);
-      let at = go.writeUInt32BE(exportName.length, 0);
-      at += exportName.copy(go, at);
-      at = go.writeUInt16BE(1, at);
-      go.writeUInt16BE(INFO.BLOCK_SIZE, at);
-      await option(OPT.GO, go);
+      await option(OPT.GO, encodeInfoRequest({ name, requests: [INFO.BLOCK_SIZE] }));
       let size: number | null = null;
       let flags = 0;
       let maxRequest = 32 * 1024 * 1024;
       for (;;) {
         const reply = await optionReply(OPT.GO);
         if (reply.type === REP.INFO) {
-          const info = reply.data.readUInt16BE(0);
+          const info = infoType(reply.data);
           if (info === INFO.EXPORT) {
-            size = Number(reply.data.readBigUInt64BE(2));
-            flags = reply.data.readUInt16BE(10);
+            ({ size, flags } = decodeInfoExport(reply.data));
           } else if (info === INFO.BLOCK_SIZE) {
-            maxRequest = Math.min(maxRequest, reply.data.readUInt32BE(10));
+            maxRequest = Math.min(maxRequest, decodeInfoBlockSize(reply.data).maximum);
           }
         } else if (reply.type === REP.ACK) {
           break;
@@ -482,7 +341,7 @@ export class NbdClient {
 
   private describe(error: unknown, what: string): Error {
     if (error instanceof BackyError) return error;
-    const code = error instanceof NbdCommandError ? ` (${NO_ERROR_TEXT[error.code] ?? error.code})` : '';
+    const code = error instanceof NbdCommandError ? ` (${errorName(error.code) ?? error.code})` : '';
     return new BackyError(
       'SOURCE_FAILED',
       `NBD server ${describeAddress(this.address)}: ${what} failed${code}: ${(error as Error).message}`,
@@ -628,15 +487,10 @@ export class NbdClient {
           const code = b.readUInt32BE(0);
           const n = b.readUInt16BE(4);
           const message = b.toString('utf8', 6, 6 + n);
-          p.error ??= { code, message: message === '' ? (NO_ERROR_TEXT[code] ?? `error ${code}`) : message };
+          p.error ??= { code, message: message === '' ? (errorName(code) ?? `error ${code}`) : message };
         }
         // Other non-error chunk types are informational and may be ignored (proto.md).
       }
     }
   }
-}
-
-function replyErrorName(type: number): string {
-  const entry = Object.entries(REP).find(([, v]) => v === type);
-  return entry ? `NBD_REP_${entry[0]}` : `reply ${type}`;
 }

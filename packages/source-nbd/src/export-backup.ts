@@ -12,7 +12,7 @@ import {
   type VerificationResult,
   type VerifyContext,
 } from '@backy/core/source';
-import { BASE_ALLOCATION, STATE_ZERO } from '@backy/nbd-server/protocol';
+import { BASE_ALLOCATION, STATE_ZERO } from '@backy/nbd-protocol';
 import type { Extent, NbdClient } from './client.js';
 
 /** Reads in flight on the connection: enough to keep a disk and the link busy. */

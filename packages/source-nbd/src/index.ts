@@ -5,6 +5,7 @@
  */
 import { nbdSource } from './nbd-source.js';
 
-export { describeAddress, type Extent, type NbdAddress, NbdClient, parseNbdUrl } from './client.js';
+export { describeAddress, type NbdAddress, parseNbdUrl } from './address.js';
+export { type Extent, NbdClient } from './client.js';
 export { createNbdSource, type NbdSourceOptions, nbdSourceOptions } from './nbd-source.js';
 export default nbdSource;

@@ -5,9 +5,10 @@ import {
   type VerificationResult,
   type VerifyContext,
 } from '@backy/core/source';
-import { BASE_ALLOCATION } from '@backy/nbd-server/protocol';
+import { BASE_ALLOCATION } from '@backy/nbd-protocol';
 import { z } from 'zod';
-import { describeAddress, NbdClient, parseNbdUrl } from './client.js';
+import { describeAddress, parseNbdUrl } from './address.js';
+import { NbdClient } from './client.js';
 import {
   type BackupRun,
   backupExport,

@@ -17,7 +17,7 @@ import {
   type VerificationResult,
   type VerifyContext,
 } from '@backy/core/source';
-import { BASE_ALLOCATION } from '@backy/nbd-server/protocol';
+import { BASE_ALLOCATION } from '@backy/nbd-protocol';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { NbdClient } from './client.js';

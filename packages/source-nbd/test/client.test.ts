@@ -3,7 +3,8 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isBackyError } from '@backy/core/source';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NbdClient, parseNbdUrl } from '../src/client.js';
+import { parseNbdUrl } from '../src/address.js';
+import { NbdClient } from '../src/client.js';
 import { MiB, nbdkit, qemuImg, qemuIo, qemuNbd, type Server, skipReason, tempDir } from './servers.js';
 
 const suite = skipReason != null ? describe.skip : describe;
