@@ -3,6 +3,7 @@
  * through init, backup, restore, verify and purge; each broken one is its own one-line error naming the
  * module and the cause, exit 1, and no archive is created.
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
@@ -175,5 +176,63 @@ describe('store drivers by path', () => {
     expect(oneLineError(status)).toMatch(
       /store type "\.\/counting\.mjs": a module path in a config must be absolute/,
     );
+  });
+});
+
+describe('what a store author imports', () => {
+  /** Runs `script` (an ES module) with a resolve hook that finds no vitest, as where it is not installed. */
+  function withoutVitest(script: string) {
+    const hook = `export async function resolve(specifier, context, next) {
+      if (specifier === 'vitest' || specifier.startsWith('vitest/')) {
+        const error = new Error("Cannot find package 'vitest' imported from " + context.parentURL);
+        error.code = 'ERR_MODULE_NOT_FOUND';
+        throw error;
+      }
+      return next(specifier, context);
+    }`;
+    const register = `import { register } from 'node:module'; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hook)}`)});`;
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        `data:text/javascript,${encodeURIComponent(register)}`,
+        '--input-type=module',
+        '-e',
+        script,
+      ],
+      { encoding: 'utf8', timeout: 60_000 },
+    );
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  it('@backy/core/testing loads without vitest: its helpers work, a suite says what to install', () => {
+    const testing = new URL('../../core/dist/testing/index.js', import.meta.url).href;
+    const r = withoutVitest(`
+      const testing = await import(${JSON.stringify(testing)});
+      const dir = await testing.tempDir();
+      await dir.cleanup();
+      console.log('vmLikeData', testing.vmLikeData(4096).length);
+      try {
+        testing.testChunkStore({ name: 'x', skip: 'no backend', makeStore: async () => ({}) });
+      } catch (error) {
+        console.log(error.message);
+      }
+    `);
+    expect(r.stderr).not.toMatch(
+      /ERR_MODULE_NOT_FOUND|Cannot find package 'vitest' imported from .*\n\s+at /,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^vmLikeData 4096$/m);
+    expect(r.stdout).toMatch(
+      /^@backy\/core\/testing: describe\.skip needs vitest >= 3\.2 \(an optional peer dependency of @backy\/core\), which cannot be loaded: Cannot find package 'vitest'/m,
+    );
+  });
+
+  it('@backy/core/store has what a driver is built from', async () => {
+    const store = await import(CORE_STORE);
+    expect(typeof store.defineStoreDriver).toBe('function');
+    expect(typeof store.DirectoryChunkStore).toBe('function');
+    expect(store.isStoreDriver(store.directoryStoreDriver)).toBe(true);
+    expect(store.directoryStoreDriver.type).toBe('directory');
   });
 });

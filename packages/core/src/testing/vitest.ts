@@ -14,12 +14,14 @@ const vitest: Vitest | null = await import('vitest').catch((error: NodeJS.ErrnoE
   return null;
 });
 
+/** Stands in for a vitest function (and its modifiers: `describe.skip`) and says what is missing. */
 function missing(name: string): never {
-  return (() => {
+  const fail = () => {
     throw new Error(
       `@backy/core/testing: ${name} needs vitest >= 3.2 (an optional peer dependency of @backy/core), which cannot be loaded: ${absence}`,
     );
-  }) as never;
+  };
+  return new Proxy(fail, { get: (_target, property) => missing(`${name}.${String(property)}`) }) as never;
 }
 
 export const afterAll: Vitest['afterAll'] = vitest?.afterAll ?? missing('afterAll');
