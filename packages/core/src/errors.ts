@@ -12,6 +12,9 @@ export type BackyErrorCode =
   | 'SOURCE_FAILED'
   | 'SOURCE_UNKNOWN'
   | 'SOURCE_INVALID'
+  /** A store driver by package name or module path cannot be found, or its module does not load or has the wrong shape. */
+  | 'STORE_UNKNOWN'
+  | 'STORE_INVALID'
   | 'CHUNK_CORRUPT'
   | 'CHUNK_MISSING'
   | 'TARGET_INVALID'

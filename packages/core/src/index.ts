@@ -73,7 +73,7 @@ export {
   type VerificationResult,
 } from './source/contract.js';
 export { resolveSourcePaths, validateSourceOptions } from './source/options.js';
-export type { ChunkStore, StoreDriver, StoreDrivers } from './store/contract.js';
+export type { ChunkStore, StoreDriver, StoreDrivers, StoreDriverTable } from './store/contract.js';
 export { EncryptedChunkStore } from './store/encryption.js';
 export {
   exportKeyFile,

@@ -13,7 +13,7 @@ import {
 import { parse } from 'yaml';
 import { type Command, JSON_OPTION, revisionOption } from '../command.js';
 import { STORE_DRIVERS } from '../stores.js';
-import { parseSourceOptions } from './init.js';
+import { parseStoreOptions } from './init.js';
 
 export const copyCommand: Command = {
   name: 'copy',
@@ -57,7 +57,7 @@ export const copyCommand: Command = {
     }
     const target = await openTarget(resolve(ctx.positionals[0]!), source, {
       init: initFromSource,
-      store: parseSourceOptions(storeOptions, '--store', 'copy'),
+      store: parseStoreOptions(storeOptions, 'copy'),
     });
     const results = await copyRevisions(source, target, revisions, {
       logger: ctx.logger(),

@@ -1,6 +1,7 @@
 import { Archive, BackyError, validateSourceOptions } from '@backy/core';
 import { type Command, JSON_OPTION } from '../command.js';
-import { absoluteSourceType, loadSourceDefinition } from '../sources.js';
+import { absoluteModuleType } from '../plugins.js';
+import { loadSourceDefinition } from '../sources.js';
 import { STORE_DRIVERS } from '../stores.js';
 
 /** The schedule `init` writes; edit the config to change it. */
@@ -60,6 +61,13 @@ export function parseSourceOptions(
   return options;
 }
 
+/** `--store KEY=VALUE` options; a store module named by a relative path (`type=./driver.mjs`) is written absolute. */
+export function parseStoreOptions(pairs: readonly string[], command: string): Record<string, unknown> {
+  const store = parseSourceOptions(pairs, '--store', command);
+  if (typeof store.type === 'string') store.type = absoluteModuleType(store.type, process.cwd());
+  return store;
+}
+
 const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -105,7 +113,8 @@ export const initCommand: Command = {
       type: 'string',
       multiple: true,
       valueName: 'KEY=VALUE',
-      description: 'a store option, e.g. type=s3 (default: the chunks/ folder of the archive)',
+      description:
+        'a store option, e.g. type=s3, or type=PACKAGE or type=./driver.mjs for a third-party store (default: the chunks/ folder of the archive)',
     },
     attach: {
       type: 'boolean',
@@ -129,7 +138,7 @@ export const initCommand: Command = {
       return 0;
     }
     const [given, argument] = ctx.positionals as [string, string | undefined];
-    const type = absoluteSourceType(given, process.cwd());
+    const type = absoluteModuleType(given, process.cwd());
     const layout = ctx.values.layout;
     if (layout != null && layout !== 'chunked' && layout !== 'images') {
       throw new BackyError(
@@ -153,7 +162,7 @@ export const initCommand: Command = {
     ).catch((error: unknown) => {
       throw new BackyError('USAGE', (error as Error).message, { cause: error });
     });
-    const store = parseSourceOptions((ctx.values.store as string[] | undefined) ?? [], '--store');
+    const store = parseStoreOptions((ctx.values.store as string[] | undefined) ?? [], 'init');
     const archive = await Archive.init(
       ctx.global.baseDir,
       {

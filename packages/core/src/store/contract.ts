@@ -158,5 +158,13 @@ export interface StoreDriver<Options = Record<string, unknown>> {
 /**
  * Store drivers by `store.type`, as the host (CLI, scheduler) wires them in: a driver, or a function that loads one, so that a driver and its
  * dependencies (the S3 SDK: ~45 MB of RSS and ~0.2 s of start-up) load only for an archive that uses it.
+ * `directory` is built in unless the table names it.
  */
-export type StoreDrivers = Readonly<Record<string, StoreDriver<any> | (() => Promise<StoreDriver<any>>)>>;
+export type StoreDriverTable = Readonly<Record<string, StoreDriver<any> | (() => Promise<StoreDriver<any>>)>>;
+
+/**
+ * The store drivers a host offers: a table, or a function that loads the driver of any `store.type`
+ * (`directory` included) and throws its own error for one it cannot load (the CLI: built-ins, packages,
+ * module paths, as for sources).
+ */
+export type StoreDrivers = StoreDriverTable | ((type: string) => Promise<StoreDriver<unknown>>);

@@ -1,7 +1,8 @@
 /**
- * `@backy/core/store`: what a store driver needs (the S3 driver is one; a third party could write
- * another): the store contract, the chunk file format both drivers write, and its checks. Drivers are
- * tested with `testChunkStore` from `@backy/core/testing`.
+ * `@backy/core/store`: what a store driver needs (the S3 driver is one; a third party writes another,
+ * see docs/writing-a-store.md): `defineStoreDriver`, the store contract, the directory store to build on,
+ * the chunk file format both drivers write, and its checks. Drivers are tested with `testChunkStore`
+ * from `@backy/core/testing`.
  */
 export { BackyError, type BackyErrorCode, isBackyError } from '../errors.js';
 export type { Lock, LockMode } from '../lock.js';
@@ -16,6 +17,7 @@ export {
   parseChunkFile,
 } from './chunk-file.js';
 export { CHUNK_HASH, type ChunkCheck, type HashAlgorithm, hashChunk } from './chunk-hash.js';
+export { type ChunkStoreOptions, DirectoryChunkStore } from './chunk-store.js';
 export { type Codec, type CodecName, codecByName } from './codec.js';
 export type {
   ChunkNaming,
@@ -27,6 +29,8 @@ export type {
   StoreDriver,
   StoreDriverContext,
   StoreDrivers,
+  StoreDriverTable,
   StoreEntry,
 } from './contract.js';
+export { defineStoreDriver, directoryStoreDriver, isStoreDriver } from './drivers.js';
 export { PutOnce, unpooled } from './put-once.js';

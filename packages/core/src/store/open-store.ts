@@ -1,16 +1,16 @@
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { ArchiveConfig } from '../config.js';
 import { BackyError } from '../errors.js';
 import { validateSourceOptions } from '../source/options.js';
-import { DirectoryChunkStore } from './chunk-store.js';
 import { type CodecName, codecByName } from './codec.js';
-import type { ChunkStore, StoreDrivers } from './contract.js';
+import type { ChunkStore, StoreDriver, StoreDrivers, StoreDriverTable } from './contract.js';
+import { directoryStoreDriver } from './drivers.js';
 import { EncryptedChunkStore } from './encryption.js';
 import { loadStoreKey, type StoreKey } from './key-file.js';
 
 /**
- * The chunk store an archive's config names: the local directory, or a driver's store (`type: s3`) with
- * its options checked by the driver's schema. Errors name the config file and the key path.
+ * The chunk store an archive's config names: the driver of `store.type` (the built-in `directory`, or one
+ * the host provides: `s3`, a plugin's) opens it, with its options checked by the driver's schema. Errors name the config file and the key path.
  */
 export async function openStore(
   config: ArchiveConfig,
@@ -48,20 +48,9 @@ async function openDriver(
   codec: CodecName,
 ): Promise<ChunkStore> {
   const { type, codec: _codec, encryption: _encryption, ...options } = config.store;
-  if (type === 'directory') {
-    const root = options.path == null ? join(archiveDir, 'chunks') : resolve(archiveDir, options.path);
-    return new DirectoryChunkStore(root, { codec });
-  }
-  const entry = Object.hasOwn(drivers, type) ? drivers[type] : undefined;
-  const driver = typeof entry === 'function' ? await entry() : entry;
-  if (driver == null) {
-    const known = ['directory', ...Object.keys(drivers)].join(', ');
-    throw new BackyError(
-      'CONFIG_INVALID',
-      `${where}: store.type: unknown store type ${JSON.stringify(type)} (known: ${known})`,
-    );
-  }
-  if (config.layout !== 'chunked') {
+  const driver = await driverFor(type, drivers, where);
+  // The directory store keeps an images layout's chunks beside its image files; no other store can.
+  if (type !== 'directory' && config.layout !== 'chunked') {
     throw new BackyError(
       'CONFIG_INVALID',
       `${where}: layout: ${config.layout} keeps image files in the archive directory; a store of type ${type} needs layout: chunked`,
@@ -69,4 +58,22 @@ async function openDriver(
   }
   const valid = await validateSourceOptions(driver.optionsSchema, options, where, ['store']);
   return driver.open(valid, { archiveDir, where, codec });
+}
+
+/**
+ * The driver of `store.type`: from the host's resolver (which throws its own error for a type it cannot
+ * load), or from its table, where `directory` is built in.
+ */
+async function driverFor(type: string, drivers: StoreDrivers, where: string): Promise<StoreDriver<unknown>> {
+  if (typeof drivers === 'function') return drivers(type);
+  const table: StoreDriverTable = { directory: directoryStoreDriver, ...drivers };
+  const entry = Object.hasOwn(table, type) ? table[type] : undefined;
+  const driver = typeof entry === 'function' ? await entry() : entry;
+  if (driver == null) {
+    throw new BackyError(
+      'CONFIG_INVALID',
+      `${where}: store.type: unknown store type ${JSON.stringify(type)} (known: ${Object.keys(table).join(', ')})`,
+    );
+  }
+  return driver;
 }

@@ -13,7 +13,6 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Archive } from '../archive.js';
 import { runBackup } from '../backup.js';
 import { isBackyError } from '../errors.js';
@@ -23,8 +22,8 @@ import type { RevisionWriter } from '../revision-io.js';
 import type { BackupSource, SourceDefinition } from '../source/contract.js';
 import { isSourceDefinition } from '../source/contract.js';
 import { validateSourceOptions } from '../source/options.js';
-
 import { vmLikeData } from './helpers.js';
+import { afterAll, beforeAll, describe, expect, it } from './vitest.js';
 
 export { encryptedStoreFixture, tempStoreKey } from './fixtures/encrypted-store.js';
 export * from './helpers.js';

@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it, type TestContext } from 'vitest';
+import type { TestContext } from 'vitest';
 import { type BackyErrorCode, isBackyError } from '../errors.js';
 import { newRevisionId } from '../ids.js';
 import type { Lock, LockMode } from '../lock.js';
@@ -21,6 +21,7 @@ import { CHUNK_HASH, chunkHashHex, sha256Hex } from '../store/chunk-hash.js';
 import { CODECS, type CodecName } from '../store/codec.js';
 import type { ChunkStore } from '../store/contract.js';
 import { logLikeText } from './helpers.js';
+import { afterEach, describe, expect, it } from './vitest.js';
 
 /** A store made for one test, on a place of its own (a new directory, a new bucket prefix). */
 export interface ChunkStoreFixture {
