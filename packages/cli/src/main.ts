@@ -143,7 +143,8 @@ async function parseAndRun(argv: string[], session: Session): Promise<number> {
   }
   const name = (firstPositional as { value: string }).value;
   const command = await loadCommand(name);
-  if (command == null) throw await usageError(`unknown command ${JSON.stringify(name)}; see \`backy --help\``);
+  if (command == null)
+    throw await usageError(`unknown command ${JSON.stringify(name)}; see \`backy --help\``);
   if (values.help) return printCommandHelp(command, stdout);
   let parsed: ReturnType<typeof parseArgs>;
   const { options, globals: globalKeys } = commandParseOptions(GLOBAL_OPTIONS, commandOptions(command));
@@ -179,7 +180,8 @@ async function parseAndRun(argv: string[], session: Session): Promise<number> {
     // -b wins over $BACKY_DIR (empty counts as unset), which wins over the current directory.
     baseDir: resolve(values.backupdir ?? (process.env[BACKY_DIR_ENV] || '.')),
   };
-  if (global.verbose && global.quiet) throw await usageError('-v and -q exclude each other; give one of them');
+  if (global.verbose && global.quiet)
+    throw await usageError('-v and -q exclude each other; give one of them');
   return runCommand(command, global, own, parsed.positionals, session);
 }
 

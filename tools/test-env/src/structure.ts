@@ -60,7 +60,9 @@ export const isTestFile = (path: string): boolean =>
 /** The package a bare specifier names, or null for a relative path or a Node builtin. */
 export function packageOf(specifier: string): string | null {
   if (specifier.startsWith('.') || specifier.startsWith('/') || specifier.startsWith('node:')) return null;
-  const name = specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : specifier.split('/')[0]!;
+  const name = specifier.startsWith('@')
+    ? specifier.split('/').slice(0, 2).join('/')
+    : specifier.split('/')[0]!;
   return BUILTINS.has(name) ? null : name;
 }
 
@@ -115,8 +117,10 @@ function functionName(node: ts.Node): string {
   if (named.name != null && ts.isStringLiteral(named.name)) return named.name.text;
   if (ts.isConstructorDeclaration(node)) return 'constructor';
   const parent = node.parent;
-  if (parent != null && ts.isVariableDeclaration(parent) && ts.isIdentifier(parent.name)) return parent.name.text;
-  if (parent != null && ts.isPropertyAssignment(parent) && ts.isIdentifier(parent.name)) return parent.name.text;
+  if (parent != null && ts.isVariableDeclaration(parent) && ts.isIdentifier(parent.name))
+    return parent.name.text;
+  if (parent != null && ts.isPropertyAssignment(parent) && ts.isIdentifier(parent.name))
+    return parent.name.text;
   if (parent != null && ts.isCallExpression(parent)) return `(callback of ${parent.expression.getText()})`;
   return '(anonymous)';
 }
@@ -184,7 +188,8 @@ export function scanWorkspace(repo: string): Workspace {
   const packages: WorkspacePackage[] = [];
   for (const group of ['packages', 'tools']) {
     for (const name of readdirSync(join(repo, group)).sort()) {
-      if (existsSync(join(repo, group, name, 'package.json'))) packages.push(readPackage(repo, `${group}/${name}`));
+      if (existsSync(join(repo, group, name, 'package.json')))
+        packages.push(readPackage(repo, `${group}/${name}`));
     }
   }
   const files: ScannedFile[] = [];

@@ -3,10 +3,7 @@ import type { Command } from '../command.js';
 import { commandHelp, globalHelp, HELP_TOPICS } from '../help.js';
 
 /** `backy help [COMMAND|TOPIC]`: the same texts as `--help`, and the reference pages. */
-export function helpCommand(
-  commands: () => Promise<readonly Command[]>,
-  names: readonly string[],
-): Command {
+export function helpCommand(commands: () => Promise<readonly Command[]>, names: readonly string[]): Command {
   return {
     name: 'help',
     summary: `help on a command, or on ${Object.keys(HELP_TOPICS).join(', ')}`,
