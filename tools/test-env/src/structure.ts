@@ -125,7 +125,8 @@ function functionName(node: ts.Node): string {
   return '(anonymous)';
 }
 
-function scanText(path: string, text: string): Pick<ScannedFile, 'imports' | 'functions' | 'lines'> {
+/** One file's imports (relative ones resolved from `path`), functions and line count. */
+export function scanText(path: string, text: string): Pick<ScannedFile, 'imports' | 'functions' | 'lines'> {
   const source = ts.createSourceFile(path, text, ts.ScriptTarget.Latest, true);
   const imports: Import[] = [];
   const functions: FunctionSpan[] = [];
