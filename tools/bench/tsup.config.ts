@@ -15,6 +15,7 @@ export default packageBuild({
     'bench-restore': 'src/bench-restore.ts',
     'bench-s3': 'src/bench-s3.ts',
     'bench-scheduler': 'src/bench-scheduler.ts',
+    'bench-startup': 'src/bench-startup.ts',
     'crash-campaign': 'src/crash-campaign.ts',
     demo: 'src/demo.ts',
     'rss-wrapper': 'src/rss-wrapper.ts',

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { commandParseOptions } from './args.js';
 import type { OptionSpecs } from './command.js';
-import { GLOBAL_OPTIONS } from './reference.js';
+import { GLOBAL_OPTIONS } from './global-options.js';
 
 /** Parses the words after a command name as main does; returns the command's values and the globals. */
 function parseAfter(command: OptionSpecs, args: string[]) {

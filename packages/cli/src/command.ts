@@ -70,6 +70,17 @@ export interface Command {
   run(ctx: CommandContext): Promise<number | undefined>;
 }
 
+/** What every command also takes. */
+export const HELP_OPTION: OptionSpec = { type: 'boolean', short: 'h', description: 'this help' };
+
+/** A command's options as `--help`, the man page and the completions list them: its own, then -h. */
+export function commandOptions(c: Command): OptionSpecs {
+  return { ...(c.options ?? {}), help: HELP_OPTION };
+}
+
+/** The `version` of every `--json` document (its meaning: json-output.ts). */
+export const JSON_FORMAT_VERSION = 1;
+
 /** The `--json` option, described once for every command that has it. */
 export const JSON_OPTION: OptionSpec = {
   type: 'boolean',

@@ -1,6 +1,5 @@
-import type { Command, OptionSpec, OptionSpecs } from './command.js';
-import { commandOptions } from './help.js';
-import { GLOBAL_OPTIONS } from './reference.js';
+import { type Command, commandOptions, type OptionSpec, type OptionSpecs } from './command.js';
+import { GLOBAL_OPTIONS } from './global-options.js';
 
 export const COMPLETION_SHELLS = ['bash', 'zsh', 'fish'] as const;
 export type Shell = (typeof COMPLETION_SHELLS)[number];

@@ -1,10 +1,6 @@
-import type { Command, OptionSpec, OptionSpecs } from './command.js';
-import {
-  CENTRAL_CONFIG_NOTE,
-  GLOBAL_OPTIONS,
-  REFERENCE_SECTIONS,
-  type ReferenceSection,
-} from './reference.js';
+import { type Command, commandOptions, type OptionSpec, type OptionSpecs } from './command.js';
+import { GLOBAL_OPTIONS } from './global-options.js';
+import { CENTRAL_CONFIG_NOTE, REFERENCE_SECTIONS, type ReferenceSection } from './reference.js';
 
 /** `-r, --revision SPEC`: how an option is written, with its value's name. */
 export function optionSynopsis(name: string, spec: OptionSpec): string {
@@ -19,14 +15,6 @@ export function optionDescription(spec: OptionSpec): string {
   if (fallback != null) notes.push(`default: ${fallback}`);
   if (spec.multiple === true) notes.push('repeatable');
   return notes.length > 0 ? `${spec.description} (${notes.join('; ')})` : spec.description;
-}
-
-/** What every command also takes. */
-export const HELP_OPTION: OptionSpec = { type: 'boolean', short: 'h', description: 'this help' };
-
-/** A command's options as `--help`, the man page and the completions list them: its own, then -h. */
-export function commandOptions(c: Command): OptionSpecs {
-  return { ...(c.options ?? {}), help: HELP_OPTION };
 }
 
 function table(rows: readonly [string, string][], indent = '  '): string[] {

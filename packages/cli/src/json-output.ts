@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { JSON_FORMAT_VERSION } from './command.js';
 
 /**
  * What `--json` prints, one zod schema per command (docs/json.md). The build writes each as a JSON
@@ -8,8 +9,6 @@ import { z } from 'zod';
  * Every document is an object with `version`, the version of these shapes: it goes up when a field is
  * renamed or removed or changes its meaning, not when one is added. Keys are camelCase throughout.
  */
-export const JSON_FORMAT_VERSION = 1;
-
 const version = z.literal(JSON_FORMAT_VERSION);
 
 /** An object that may gain fields in later versions of the same format. */

@@ -1,7 +1,14 @@
+import { createRequire } from 'node:module';
 import { openAppendLog } from '@backy/core';
-import pino, { type DestinationStream, type Logger, type StreamEntry } from 'pino';
-import { prettyFactory } from 'pino-pretty';
+import type { DestinationStream, Logger, default as Pino, StreamEntry } from 'pino';
 import type { ProgressBar } from './progress.js';
+
+// pino (with its ~20 files) is loaded when a logger is made, and pino-pretty (~40 files) when a
+// terminal gets readable lines: a command that logs nothing, or logs off a terminal, does not pay for
+// them at start-up. Both are CommonJS, so require() loads them synchronously where they are needed.
+const require = createRequire(import.meta.url);
+const loadPino = (): typeof Pino => require('pino') as typeof Pino;
+const loadPrettyFactory = () => (require('pino-pretty') as typeof import('pino-pretty')).prettyFactory;
 
 /** Where the CLI's readable lines go: its stderr (tests hand in a stand-in). */
 export interface LogStream {
@@ -73,9 +80,10 @@ export function createLogger(options: LoggerOptions): CliLogging {
   const serializers = {
     err: (error: unknown) => {
       if (error instanceof Error) logged.add(error);
-      return pino.stdSerializers.err(error as Error);
+      return loadPino().stdSerializers.err(error as Error);
     },
   };
+  const pino = loadPino();
   const settings = { level, base: { pid: process.pid }, serializers };
   const logger = pino(settings, pino.multistream([...fileStreams, ...streams]));
   const fileLogger = pino(settings, pino.multistream(fileStreams));
@@ -119,7 +127,7 @@ export interface TerminalStreamOptions {
  * file), in colour unless NO_COLOR is set.
  */
 export function terminalStream(stderr: LogStream, options: TerminalStreamOptions = {}): DestinationStream {
-  const format = prettyFactory({
+  const format = loadPrettyFactory()({
     colorize: colorsWanted(options.env),
     translateTime: 'SYS:HH:MM:ss',
     ignore: 'pid,hostname',

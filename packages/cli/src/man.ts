@@ -1,6 +1,7 @@
-import type { Command, OptionSpec, OptionSpecs } from './command.js';
-import { commandOptions, optionDescription } from './help.js';
-import { CENTRAL_CONFIG_NOTE, GLOBAL_OPTIONS, REFERENCE_SECTIONS, type ReferenceEntry } from './reference.js';
+import { type Command, commandOptions, type OptionSpec, type OptionSpecs } from './command.js';
+import { GLOBAL_OPTIONS } from './global-options.js';
+import { optionDescription } from './help.js';
+import { CENTRAL_CONFIG_NOTE, REFERENCE_SECTIONS, type ReferenceEntry } from './reference.js';
 import { cliVersion } from './version.js';
 
 /** Text for roff: backslashes and hyphens escaped, no line that a control character would start. */

@@ -16,10 +16,10 @@ import { vmLikeRegions } from '@backy/core/testing/helpers';
 import * as ceph from '@backy/source-ceph-rbd';
 import { createFileSource } from '@backy/source-file';
 import pino from 'pino';
+import { MiB } from './measure.js';
 import { REPO } from './paths.js';
 
 const { values } = parseArgs({ options: { 'size-mib': { type: 'string', default: '1024' } } });
-const MiB = 1024 * 1024;
 const CHUNK = 4 * MiB;
 const size = Number(values['size-mib']) * MiB;
 const POOL = 'rbd'; // the test cluster's pool

@@ -10,10 +10,10 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeVmImage } from '@backy/core/testing/helpers';
+import { MiB } from './measure.js';
 import { REPO } from './paths.js';
 import { warmMemory } from './warm-memory.js';
 
-const MiB = 1024 * 1024;
 const REGION = 4 * MiB;
 const dir = process.env.BENCH_DIR ?? join(REPO, '.bench-nbd');
 const SIZE = Number(process.env.BENCH_SIZE ?? 4 * 1024 ** 3);

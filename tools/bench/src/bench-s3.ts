@@ -16,10 +16,10 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { changeBlocks, writeVmImage } from '@backy/core/testing/helpers';
+import { MiB } from './measure.js';
 import { REPO } from './paths.js';
 import { warmMemory } from './warm-memory.js';
 
-const MiB = 1024 * 1024;
 const dir = process.env.BENCH_DIR ?? join(REPO, '.bench-s3');
 const SIZE = Number(process.env.BENCH_SIZE ?? 1024 ** 3);
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);

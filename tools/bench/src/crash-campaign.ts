@@ -11,10 +11,10 @@ import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { MiB } from './measure.js';
 import { BACKY_BIN as BIN } from './paths.js';
 
 const rounds = Number(process.argv[2] ?? 60);
-const MiB = 1024 * 1024;
 const dir = mkdtempSync(join(tmpdir(), 'backy-crash-'));
 const arch = join(dir, 'archive');
 const image = join(dir, 'disk.img');

@@ -5,6 +5,7 @@ import { readFile, rm } from 'node:fs/promises';
 import { changeBlocks } from '@backy/core/testing/helpers';
 import { warmMemory } from './warm-memory.js';
 
+export const MiB = 1024 ** 2;
 export const GiB = 1024 ** 3;
 
 /**

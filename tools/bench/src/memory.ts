@@ -3,9 +3,7 @@
 import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { changeBlocks, vmLikeRegions, writeSparseImage } from '@backy/core/testing/helpers';
-import { timedWithRss } from './measure.js';
-
-const MiB = 1024 ** 2;
+import { MiB, timedWithRss } from './measure.js';
 
 export const OPERATIONS = ['backup', 'incremental', 'restore', 'verify', 'copy'] as const;
 export type Operation = (typeof OPERATIONS)[number];

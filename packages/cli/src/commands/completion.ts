@@ -4,7 +4,7 @@ import { COMPLETION_SHELLS, completionScript, type Shell } from '../completion.j
 import { manPage } from '../man.js';
 
 /** `backy completion bash|zsh|fish` (and `man`): the scripts the package ships, printed. */
-export function completionCommand(commands: () => readonly Command[]): Command {
+export function completionCommand(commands: () => Promise<readonly Command[]>): Command {
   return {
     name: 'completion',
     summary: `print the shell completion script (${COMPLETION_SHELLS.join(', ')}) or the man page (man)`,
@@ -14,7 +14,7 @@ export function completionCommand(commands: () => readonly Command[]): Command {
     async run(ctx) {
       const [shell] = ctx.positionals as [string];
       if (shell === 'man') {
-        ctx.stdout.write(manPage(commands()));
+        ctx.stdout.write(manPage(await commands()));
         return 0;
       }
       if (!(COMPLETION_SHELLS as readonly string[]).includes(shell))
@@ -22,7 +22,7 @@ export function completionCommand(commands: () => readonly Command[]): Command {
           'USAGE',
           `completion: unknown shell ${JSON.stringify(shell)}; expected ${COMPLETION_SHELLS.join(', ')} or man`,
         );
-      ctx.stdout.write(completionScript(shell as Shell, commands()));
+      ctx.stdout.write(completionScript(shell as Shell, await commands()));
       return 0;
     },
   };

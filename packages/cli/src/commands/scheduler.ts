@@ -12,8 +12,8 @@ import { ChildProcessRunner, openLogFile, type ReopeningLogFile, Scheduler } fro
 import { readTokenFile, TelnetShell } from '@backy/telnet-shell';
 import pino, { type Logger } from 'pino';
 import type { Command, OptionSpec } from '../command.js';
+import { BACKY_CONFIG_ENV } from '../global-options.js';
 import { terminalStream } from '../logger.js';
-import { BACKY_CONFIG_ENV } from '../reference.js';
 import { loadSourceDefinition } from '../sources.js';
 import { cliVersion } from '../version.js';
 
