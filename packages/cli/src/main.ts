@@ -13,7 +13,6 @@ import {
 import { loadAllCommands, loadCommand } from './commands/index.js';
 import { BACKY_DIR_ENV, EXIT_CODES, EXIT_PIPE_CLOSED, GLOBAL_OPTIONS } from './global-options.js';
 import type { CliLogging } from './logger.js';
-import { STORE_DRIVERS } from './stores.js';
 import { cliVersion } from './version.js';
 
 // The `backy` binary's entry (bin/backy.js imports this module, not the package's API in index.ts,
@@ -233,7 +232,8 @@ async function runCommand(
     async openArchive(options = {}) {
       if (session.archive == null) {
         const archive = await Archive.open(global.baseDir, {
-          stores: STORE_DRIVERS,
+          // The store loader (and through it @backy/core/store) loads with the first archive opened.
+          stores: async (type) => (await import('./stores.js')).STORE_DRIVERS(type),
           onStoreUnreachable: options.offline
             ? (error) =>
                 ctx.warn(

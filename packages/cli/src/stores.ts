@@ -1,4 +1,4 @@
-import type { StoreDriver, StoreDrivers } from '@backy/core';
+import type { StoreDriver } from '@backy/core';
 import { directoryStoreDriver, isStoreDriver } from '@backy/core/store';
 import { loadPlugin, type PluginKind } from './plugins.js';
 
@@ -23,4 +23,4 @@ const STORES: PluginKind<StoreDriver<unknown>> = {
 };
 
 /** The store driver for `type`: a built-in, a package installed beside backy, or a module path. */
-export const STORE_DRIVERS: StoreDrivers = (type) => loadPlugin(STORES, type);
+export const STORE_DRIVERS = (type: string): Promise<StoreDriver<unknown>> => loadPlugin(STORES, type);
