@@ -1,11 +1,13 @@
 import { join, resolve } from 'node:path';
+import type { Backend } from '../backend/contract.js';
+import { DirectoryBackend } from '../backend/directory.js';
 import type { ArchiveConfig } from '../config.js';
 import { BackyError } from '../errors.js';
+import { Repository } from '../repository/repository.js';
 import { validateSourceOptions } from '../source/options.js';
 import { DirectoryChunkStore } from './chunk-store.js';
-import { type CodecName, codecByName } from './codec.js';
+import type { CodecName } from './codec.js';
 import type { ChunkStore, StoreDrivers } from './contract.js';
-import { EncryptedChunkStore } from './encryption.js';
 import { loadStoreKey, type StoreKey } from './key-file.js';
 
 /**
@@ -20,9 +22,11 @@ export async function openStore(
 ): Promise<ChunkStore> {
   const { codec, encryption } = config.store;
   const key = encryption == null ? null : await openKey(config, archiveDir, where);
-  // An encrypted store's objects are compressed before they are sealed, and kept as they are below.
-  const inner = await openDriver(config, archiveDir, drivers, where, key == null ? codec : 'none');
-  return key == null ? inner : new EncryptedChunkStore(inner, key, codecByName(codec));
+  // Compression, encryption, checks and locks are the repository's, the same over every backend.
+  const backend = await openDriver(config, archiveDir, drivers, where, codec);
+  return backend instanceof DirectoryBackend && backend.capabilities.localPath != null
+    ? new DirectoryChunkStore(backend.location, { codec, key })
+    : new Repository(backend, { codec, key });
 }
 
 async function openKey(config: ArchiveConfig, archiveDir: string, where: string): Promise<StoreKey> {
@@ -46,11 +50,11 @@ async function openDriver(
   drivers: StoreDrivers,
   where: string,
   codec: CodecName,
-): Promise<ChunkStore> {
+): Promise<Backend> {
   const { type, codec: _codec, encryption: _encryption, ...options } = config.store;
   if (type === 'directory') {
     const root = options.path == null ? join(archiveDir, 'chunks') : resolve(archiveDir, options.path);
-    return new DirectoryChunkStore(root, { codec });
+    return new DirectoryBackend(root);
   }
   const entry = Object.hasOwn(drivers, type) ? drivers[type] : undefined;
   const driver = typeof entry === 'function' ? await entry() : entry;
