@@ -27,7 +27,8 @@ export interface BackendCapabilities {
   /**
    * `saveOnce` is an atomic create-if-absent and `save` with `ifVersion` an atomic compare-and-swap: of
    * two hosts racing for one name exactly one wins (S3 `If-None-Match: *` / `If-Match`, `link(2)`). The
-   * lease objects that lock a store without a local directory rely on it.
+   * lease objects that lock a store without a local directory rely on it. (The directory backend's
+   * `ifVersion` is atomic within one process only; its store locks with flock(2) instead.)
    */
   readonly conditionalWrites: boolean;
   /** `move` is atomic (a rename): a reader sees the object under one name or the other, never both or none. */

@@ -6,6 +6,9 @@ import { PRIVATE_DIR_MODE } from '../private-modes.js';
 import { ChunkFileWriter, readChunkFile } from '../store/chunk-file.js';
 import type { Backend, BackendCapabilities, BackendObject, LoadOptions, SaveOptions } from './contract.js';
 
+/** The conditional save running per file, so that two in this process do not both pass the check. */
+const conditional = new Map<string, Promise<void>>();
+
 /**
  * The built-in backend: a directory, each object a file (`<root>/ab/<hash>` for chunks, the layout of
  * every directory store so far). Writes go to a temp file beside the target (`.<name>.<random>.tmp`),
@@ -62,10 +65,29 @@ export class DirectoryBackend implements Backend {
     });
   }
 
-  async save(name: string, data: Uint8Array, options: SaveOptions = {}): Promise<BackendObject | null> {
+  /**
+   * `ifVersion` is compared and the file then renamed over: one at a time per file in this process (every
+   * handle), but not atomic against another process. The store of a local directory never needs it across processes:
+   * it locks with flock(2), not with lease objects.
+   */
+  save(name: string, data: Uint8Array, options: SaveOptions = {}): Promise<BackendObject | null> {
     const path = this.pathOf(name);
-    if (options.ifVersion != null && (await this.stat(name))?.version !== options.ifVersion) return null;
-    return this.write(name, path, data, (tmp) => rename(tmp, path));
+    const { ifVersion } = options;
+    if (ifVersion == null) return this.write(name, path, data, (tmp) => rename(tmp, path));
+    const previous = conditional.get(path) ?? Promise.resolve();
+    const next = previous.then(async () => {
+      if ((await this.stat(name))?.version !== ifVersion) return null;
+      return this.write(name, path, data, (tmp) => rename(tmp, path));
+    });
+    const settled = next.then(
+      () => {},
+      () => {},
+    );
+    conditional.set(path, settled);
+    void settled.then(() => {
+      if (conditional.get(path) === settled) conditional.delete(path);
+    });
+    return next;
   }
 
   /** Writes `data` to a temp file beside `path` and `place`s it (false: it was not placed, not written). */

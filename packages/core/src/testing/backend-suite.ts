@@ -130,6 +130,20 @@ export function testBackend(options: TestBackendOptions): void {
       expect((await backend.load('doc'))?.toString()).toBe('three');
     });
 
+    it('lets exactly one of eight racing saves over one version replace it, where it has conditional writes', async () => {
+      const backend = await make();
+      if (!backend.capabilities.conditionalWrites) return;
+      const other = (await fixture!.reopen?.()) ?? backend;
+      const { version } = (await backend.saveOnce('lease', Buffer.from('held')))!;
+      const bodies = Array.from({ length: 8 }, (_, i) => Buffer.from(`taker ${i}`));
+      const results = await Promise.all(
+        bodies.map((body, i) => (i % 2 === 0 ? backend : other).save('lease', body, { ifVersion: version })),
+      );
+      const winners = results.flatMap((r, i) => (r == null ? [] : [i]));
+      expect(winners).toHaveLength(1);
+      expect((await backend.load('lease'))?.equals(bodies[winners[0]!]!)).toBe(true);
+    });
+
     it('reads ranges, short at the end', async () => {
       const backend = await make();
       const data = randomBytes(10_000);
