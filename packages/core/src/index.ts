@@ -43,6 +43,7 @@ export { unscheduledLegacyWarning } from './legacy/schedule.js';
 export { acquireLock, type Lock, type LockMode } from './lock.js';
 export { type AppendLog, openAppendLog } from './log-file.js';
 export { forgetArchive, type PurgeResult, purgeStore } from './purge.js';
+export { Repository, type RepositoryOptions } from './repository/repository.js';
 export { type RestoreOptions, restoreToPath, restoreToStream } from './restore.js';
 export {
   failedOwnVerification,
@@ -74,7 +75,6 @@ export {
 } from './source/contract.js';
 export { resolveSourcePaths, validateSourceOptions } from './source/options.js';
 export type { ChunkStore, StoreDriver, StoreDrivers, StoreDriverTable } from './store/contract.js';
-export { EncryptedChunkStore } from './store/encryption.js';
 export {
   exportKeyFile,
   importKeyFile,

@@ -7,11 +7,10 @@ import { z } from 'zod';
 import { Archive } from './archive.js';
 import { runBackup } from './backup.js';
 import { BackyError, type BackyErrorCode, isBackyError } from './errors.js';
-import { DirectoryChunkStore } from './store/chunk-store.js';
-import type { ChunkStore, RevisionCatalog, StoreDriver } from './store/contract.js';
+import type { StoreDriver } from './store/contract.js';
 import { newKeyFile, writeKeyFile } from './store/key-file.js';
 import { bufferSource, MiB, silent } from './test-helpers.js';
-import { memoryCatalog } from './testing/fixtures/memory-catalog.js';
+import { RemoteDirectoryBackend } from './testing/fixtures/remote-directory.js';
 import { restoreToBuffer, type TempDir, tempDir } from './testing/helpers.js';
 
 // Issue 24: nothing ties the wrong data to an archive silently. The store's own record decides.
@@ -132,21 +131,12 @@ describe('a key file others can read', () => {
   });
 });
 
-// A remote store as the S3 driver is one (its catalog keeps the revisions, registering claims it), with
-// chunks in a directory and the catalog in memory, one per root: two configs naming one root share it.
-const catalogs = new Map<string, RevisionCatalog>();
+// A remote store as the S3 driver is one (its catalog keeps the revisions, registering claims it): a
+// directory backend without a local path; two configs naming one root share it.
 const remote: StoreDriver<{ root: string }> = {
   type: 'remote',
   optionsSchema: z.object({ root: z.string() }),
-  open({ root }, { codec }): ChunkStore {
-    const store = new DirectoryChunkStore(join(root, 'chunks'), { codec });
-    if (!catalogs.has(root)) catalogs.set(root, memoryCatalog());
-    const catalog = catalogs.get(root)!;
-    return Object.assign(Object.create(store) as DirectoryChunkStore, {
-      catalog,
-      register: (id: string) => catalog.claim(id),
-    });
-  },
+  open: ({ root }) => new RemoteDirectoryBackend(root),
 };
 const stores = { remote };
 

@@ -11,7 +11,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { createCredentialChain, fromEnv, fromIni } from '@aws-sdk/credential-providers';
 import { chunkBuffers } from '@backy/core/store';
-import { isNotFound, isPreconditionFailed, s3Error } from './errors.js';
+import { httpStatus, isNotFound, isPreconditionFailed, s3Error } from './errors.js';
 import type { S3Options } from './options.js';
 
 export interface ObjectInfo {
@@ -90,10 +90,20 @@ export class S3Objects {
    * The object's bytes, or null when there is none. `pooled`: in a buffer of the chunk pool when it fits
    * (hand it back with `chunkBuffers.release`).
    */
-  async get(name: string, what: string, pooled = false): Promise<Buffer | null> {
+  async get(
+    name: string,
+    what: string,
+    pooled = false,
+    range?: { offset: number; length: number },
+  ): Promise<Buffer | null> {
+    if (range != null && range.length === 0) return Buffer.alloc(0);
     try {
       const out = await this.client.send(
-        new GetObjectCommand({ Bucket: this.options.bucket, Key: this.key(name) }),
+        new GetObjectCommand({
+          Bucket: this.options.bucket,
+          Key: this.key(name),
+          ...(range == null ? {} : { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` }),
+        }),
       );
       const length = out.ContentLength;
       if (pooled && length != null && length <= chunkBuffers.slotBytes) {
@@ -116,6 +126,8 @@ export class S3Objects {
       return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     } catch (error) {
       if (isNotFound(error)) return null;
+      // A range that starts past the end: no bytes there.
+      if (range != null && httpStatus(error) === 416) return Buffer.alloc(0);
       this.fail(error, what);
     }
   }

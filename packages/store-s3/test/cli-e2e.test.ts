@@ -6,12 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeleteObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { Archive, type Revision } from '@backy/core';
+import { Repository } from '@backy/core/store';
 import { BACKY_BIN, skipWithoutCli } from '@backy/test-env/cli';
 import { rgwSkip } from '@backy/test-env/rgw';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { s3StoreDriver } from '../src/index.js';
-import { lockWriter } from '../src/leases.js';
 import { S3Objects } from '../src/objects.js';
+import { S3Backend } from '../src/s3-backend.js';
 import { credentialsEnv, s3Options, testBucket } from './fixture.js';
 
 // The CLI end to end on a real Ceph RGW: what an operator does with an archive in object storage.
@@ -268,8 +269,8 @@ describe.skipIf(skip != null)('backy with an archive on S3 (Ceph RGW)', () => {
     const img = join(dir, 'vm2.img');
     await writeFile(img, image(4 * MiB));
     const archive = await initArchive('vm2', img, 'vm2/');
-    const other = new S3Objects(s3Options(rgw as never, bucket, 'vm2/'), null);
-    const held = await lockWriter(other);
+    const other = new Repository(new S3Backend(new S3Objects(s3Options(rgw as never, bucket, 'vm2/'), null)));
+    const held = await other.catalog!.lockWriter();
     try {
       const r = backy(['-b', archive, 'backup', 'daily']);
       expect(r.code).toBe(69);

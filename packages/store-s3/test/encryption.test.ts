@@ -16,7 +16,7 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { Archive, isBackyError, newKeyFile, runBackup, type StoreDrivers, writeKeyFile } from '@backy/core';
-import type { ChunkStore } from '@backy/core/store';
+import { type ChunkStore, Repository } from '@backy/core/store';
 import {
   captureLogger,
   encryptedStoreFixture,
@@ -102,16 +102,13 @@ testChunkStore({
   catalog: true,
   skip,
   makeStore: (options) =>
-    encryptedStoreFixture(options, async ({ codec }, wrap) => {
+    encryptedStoreFixture(options, async ({ codec, key }) => {
       const prefix = `conformance-${randomBytes(6).toString('hex')}/`;
       const { type: _, ...s3 } = storeOptions(prefix);
       const open = (): ChunkStore =>
-        wrap(
-          s3StoreDriver.open(s3OptionsSchema.parse(s3), {
-            archiveDir: work.path,
-            where: 'test',
-            codec,
-          }),
+        new Repository(
+          s3StoreDriver.open(s3OptionsSchema.parse(s3), { archiveDir: work.path, where: 'test', codec }),
+          { codec, key },
         );
       const chunkKey = (hash: string) => `${prefix}chunks/${hash.slice(0, 2)}/${hash}`;
       return {

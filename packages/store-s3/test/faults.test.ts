@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, request, type Server } from 'node:http';
 import { DeleteBucketPolicyCommand, PutBucketPolicyCommand, type S3Client } from '@aws-sdk/client-s3';
-import { hashChunk, isBackyError } from '@backy/core/store';
+import { hashChunk, isBackyError, Repository } from '@backy/core/store';
 import { rgwSkip } from '@backy/test-env/rgw';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { S3Objects } from '../src/objects.js';
 import { s3OptionsSchema } from '../src/options.js';
-import { S3ChunkStore } from '../src/s3-store.js';
+import { S3Backend } from '../src/s3-backend.js';
 import { credentialsEnv, openTestStore, testBucket } from './fixture.js';
 
 // What the store meets on a bad day. Throttling and a full bucket are answered by a proxy in front of
@@ -59,11 +59,11 @@ async function faultyProxy(
   };
 }
 
-function storeAt(endpoint: string, prefix: string): S3ChunkStore {
+function storeAt(endpoint: string, prefix: string): Repository {
   if (rgw.skip != null) throw new Error(rgw.skip);
   Object.assign(process.env, credentialsEnv(rgw));
   const options = s3OptionsSchema.parse({ endpoint, bucket, prefix, region: rgw.region });
-  return new S3ChunkStore(new S3Objects(options, null), 'zstd');
+  return new Repository(new S3Backend(new S3Objects(options, null)), { codec: 'zstd' });
 }
 
 async function chunk(): Promise<{ data: Buffer; hash: string }> {

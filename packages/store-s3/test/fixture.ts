@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import type { CodecName } from '@backy/core/store';
+import { type CodecName, Repository, type StoreKey } from '@backy/core/store';
 import { type RgwEndpoint, s3ClientConfig } from '@backy/test-env/rgw';
 import { S3Objects } from '../src/objects.js';
 import { type S3Options, s3OptionsSchema } from '../src/options.js';
-import { S3ChunkStore } from '../src/s3-store.js';
+import { S3Backend } from '../src/s3-backend.js';
 
 /** A bucket of its own for a test file, on the test gateway. */
 export async function testBucket(rgw: RgwEndpoint): Promise<{ bucket: string; client: S3Client }> {
@@ -24,9 +24,20 @@ export function s3Options(rgw: RgwEndpoint, bucket: string, prefix: string): S3O
 }
 
 /** A store on the test gateway; credentials from the environment, as an operator gives them. */
-export function openTestStore(rgw: RgwEndpoint, bucket: string, prefix: string, codec: CodecName = 'zstd') {
+export function openTestStore(
+  rgw: RgwEndpoint,
+  bucket: string,
+  prefix: string,
+  codec: CodecName = 'zstd',
+  key?: StoreKey,
+): Repository {
+  return new Repository(openTestBackend(rgw, bucket, prefix), { codec, key });
+}
+
+/** The backend of a store on the test gateway. */
+export function openTestBackend(rgw: RgwEndpoint, bucket: string, prefix: string): S3Backend {
   Object.assign(process.env, credentialsEnv(rgw));
-  return new S3ChunkStore(new S3Objects(s3Options(rgw, bucket, prefix), null), codec);
+  return new S3Backend(new S3Objects(s3Options(rgw, bucket, prefix), null));
 }
 
 /** Flips a byte in the middle of a stored object, behind backy's back. */

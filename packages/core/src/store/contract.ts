@@ -1,13 +1,15 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec';
+import type { Backend } from '../backend/contract.js';
 import type { Lock, LockMode } from '../lock.js';
 import type { RegistryEntry } from './archive-registry.js';
 import type { ChunkCheck, HashAlgorithm } from './chunk-hash.js';
 import type { Codec, CodecName } from './codec.js';
 
 // The store contract: what an archive needs from the place its chunks (and, for a remote store, its
-// revisions) live. Two drivers implement it: the local directory (`DirectoryChunkStore`, the default)
-// and S3-compatible object storage (`@backy/store-s3`). One conformance suite (`testChunkStore` in
-// `@backy/core/testing`) runs against every driver.
+// revisions) live. One implementation (`Repository`, repository/) serves it over any backend: the local
+// directory (`DirectoryBackend`, the default) and S3-compatible object storage (`@backy/store-s3`). One
+// conformance suite (`testChunkStore` in `@backy/core/testing`) runs against the store over each
+// backend, and one (`testBackend`) against each backend.
 
 export interface PutResult {
   /** Bytes written to the store (0 when the chunk already existed). */
@@ -144,6 +146,7 @@ export interface StoreDriverContext {
   archiveDir: string;
   /** `archive-config-path: store` for error messages. */
   where: string;
+  /** The codec of new chunks (the repository compresses; a backend stores bytes as it gets them). */
   codec: CodecName;
 }
 
@@ -152,7 +155,11 @@ export interface StoreDriver<Options = Record<string, unknown>> {
   readonly type: string;
   /** Validates the options (the `store:` mapping without `type` and `codec`). */
   readonly optionsSchema: StandardSchemaV1<unknown, Options>;
-  open(options: Options, context: StoreDriverContext): ChunkStore;
+  /**
+   * The backend of the store the options name: a handful of byte-level methods (backend/contract.ts).
+   * Compression, encryption, checks, quarantine, leases and the revision catalog are backy's, above it.
+   */
+  open(options: Options, context: StoreDriverContext): Backend;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { isStandardSchema } from '../source/contract.js';
-import { DirectoryChunkStore } from './chunk-store.js';
+import { DirectoryBackend } from '../backend/directory.js';
 import type { StoreDriver } from './contract.js';
 
 /**
@@ -35,6 +35,6 @@ export const directoryStoreDriver = defineStoreDriver({
   open(options, context) {
     const root =
       options.path == null ? join(context.archiveDir, 'chunks') : resolve(context.archiveDir, options.path);
-    return new DirectoryChunkStore(root, { codec: context.codec });
+    return new DirectoryBackend(root);
   },
 });

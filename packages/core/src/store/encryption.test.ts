@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -8,13 +7,12 @@ import { runBackup } from '../backup.js';
 import { type BackyErrorCode, isBackyError } from '../errors.js';
 import { purgeStore } from '../purge.js';
 import { bufferSource, MiB, silent } from '../test-helpers.js';
-import { noLock } from '../testing/fixtures/memory-catalog.js';
+import { RemoteDirectoryBackend } from '../testing/fixtures/remote-directory.js';
 import { plaintextRuns, restoreToBuffer, tempDir, vmLikeData } from '../testing/helpers.js';
 import { verifyRevisions } from '../verify.js';
 import { chunkHashHex } from './chunk-hash.js';
-import { DirectoryChunkStore } from './chunk-store.js';
-import type { ChunkStore, RevisionCatalog, RevisionFileKind, StoreDriver } from './contract.js';
-import { EncryptedChunkStore } from './encryption.js';
+import type { DirectoryChunkStore } from './chunk-store.js';
+import type { StoreDriver } from './contract.js';
 import { newKeyFile, writeKeyFile } from './key-file.js';
 
 let dir: { path: string; cleanup: () => Promise<void> };
@@ -79,7 +77,7 @@ const encryptedConfig = (extra: Record<string, unknown> = {}) => ({
 describe('an encrypted directory store', () => {
   it('backs up and restores byte for byte, with no plaintext and no plain names in the store', async () => {
     const archive = await Archive.init(join(dir.path, 'archive'), encryptedConfig());
-    expect(archive.store).toBeInstanceOf(EncryptedChunkStore);
+    expect(archive.store.naming?.algorithm).toBe('keyed-blake3');
     const [v1, v2] = images();
     const first = await backupOf(archive, v1);
     const second = await backupOf(archive, v2);
@@ -158,7 +156,7 @@ describe('an encrypted directory store', () => {
     const rev = await backupOf(archive, v1);
     const map = await archive.loadMap(rev);
     const hash = map.get(0)!;
-    const path = (archive.store as unknown as { inner: DirectoryChunkStore }).inner.pathOf(hash);
+    const path = (archive.store as DirectoryChunkStore).pathOf(hash);
     const file = await readFile(path);
     file[file.length - 100]! ^= 1;
     await rm(path, { force: true });
@@ -202,45 +200,12 @@ describe('an encrypted directory store', () => {
   });
 });
 
-// A store that keeps the revisions too, as a remote one does: chunks in a directory store, revision
-// files in a directory of their own (`<root>/revisions`), so every object can be scanned.
-
-class DirectoryCatalog implements RevisionCatalog {
-  constructor(private readonly root: string) {}
-  private path = (id: string, kind: RevisionFileKind) => join(this.root, 'revisions', `${id}.${kind}`);
-  async list() {
-    const out = new Map<string, string>();
-    for (const name of await readdir(join(this.root, 'revisions')).catch(() => [])) {
-      if (!name.endsWith('.rev')) continue;
-      const data = await readFile(join(this.root, 'revisions', name));
-      out.set(name.slice(0, -4), createHash('sha256').update(data).digest('hex'));
-    }
-    return out;
-  }
-  read = (id: string, kind: RevisionFileKind) => readFile(this.path(id, kind)).catch(() => null);
-  async write(id: string, kind: RevisionFileKind, data: Buffer) {
-    await mkdir(join(this.root, 'revisions'), { recursive: true });
-    await writeFile(this.path(id, kind), data);
-    return createHash('sha256').update(data).digest('hex');
-  }
-  async delete(id: string) {
-    await rm(this.path(id, 'rev'), { force: true });
-    await rm(this.path(id, 'map'), { force: true });
-  }
-  lockWriter = async () => noLock('exclusive');
-  archiveId = () => readFile(join(this.root, 'archive-id'), 'utf8').catch(() => null);
-  claim = (id: string) => writeFile(join(this.root, 'archive-id'), id);
-}
-
+// A store that keeps the revisions too, as a remote one does: a directory backend without a local path,
+// so every object (chunks, revision files) is a file that can be scanned.
 const catalogDriver: StoreDriver<{ root: string }> = {
   type: 'remote',
   optionsSchema: z.object({ root: z.string() }),
-  open({ root }, { codec }): ChunkStore {
-    const store = new DirectoryChunkStore(join(root, 'chunks'), { codec });
-    return Object.assign(Object.create(store) as DirectoryChunkStore, {
-      catalog: new DirectoryCatalog(root),
-    });
-  },
+  open: ({ root }) => new RemoteDirectoryBackend(root),
 };
 
 describe('an encrypted store with a catalog (as a remote store)', () => {
@@ -273,7 +238,7 @@ describe('an encrypted store with a catalog (as a remote store)', () => {
     const fresh = join(dir.path, 'new-host');
     await mkdir(fresh);
     await writeFile(Archive.configPath(fresh), JSON.stringify(remoteConfig()));
-    const restored = await Archive.open(fresh, { stores });
+    const restored = await Archive.attach(fresh, { stores });
     expect((await restored.revisions()).map((r) => r.uuid)).toEqual([first.uuid, second.uuid]);
     expect((await restoreToBuffer(restored, first.uuid)).equals(v1)).toBe(true);
     expect((await restoreToBuffer(restored, second.uuid)).equals(v2)).toBe(true);
@@ -289,9 +254,9 @@ describe('an encrypted store with a catalog (as a remote store)', () => {
     const fresh = join(dir.path, 'new-host');
     await mkdir(fresh);
     await writeFile(Archive.configPath(fresh), JSON.stringify(remoteConfig()));
-    const error = await rejection(Archive.open(fresh, { stores }), 'REVISION_INVALID');
+    const error = await rejection(Archive.attach(fresh, { stores }), 'REVISION_INVALID');
     expect(error.message).toBe(
-      `${rev.uuid}.map in ${join(dir.path, 'remote', 'chunks')} does not decrypt: the stored object was altered`,
+      `${rev.uuid}.map in ${join(dir.path, 'remote')} does not decrypt: the stored object was altered`,
     );
   });
 

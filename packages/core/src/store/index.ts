@@ -1,24 +1,26 @@
 /**
- * `@backy/core/store`: what a store driver needs (the S3 driver is one; a third party writes another,
- * see docs/writing-a-store.md): `defineStoreDriver`, the store contract, the directory store to build on,
- * the chunk file format both drivers write, and its checks. Drivers are tested with `testChunkStore`
- * from `@backy/core/testing`.
+ * `@backy/core/store`: what a store driver needs (the S3 driver is one; a third party could write
+ * another): `defineStoreDriver`, the backend contract it implements (a handful of byte-level methods), the built-in
+ * directory backend, the errors it throws and the chunk pool its pooled loads use. Everything above the
+ * bytes (codec, encryption, checks, quarantine, leases, catalog) is the repository's. Backends are
+ * tested with `testBackend`, the store over them with `testChunkStore`, from `@backy/core/testing`.
  */
+export type {
+  Backend,
+  BackendCapabilities,
+  BackendObject,
+  LoadOptions,
+  SaveOptions,
+} from '../backend/contract.js';
+export { DirectoryBackend } from '../backend/directory.js';
 export { BackyError, type BackyErrorCode, isBackyError } from '../errors.js';
 export type { Lock, LockMode } from '../lock.js';
+export { Repository, type RepositoryOptions } from '../repository/repository.js';
 export type { RegistryEntry } from './archive-registry.js';
 export { chunkBuffers } from './buffer-pool.js';
-export {
-  type ChunkFile,
-  chunkFileEquals,
-  corruptChunk,
-  decodeChunkFile,
-  encodeChunkFile,
-  parseChunkFile,
-} from './chunk-file.js';
 export { CHUNK_HASH, type ChunkCheck, type HashAlgorithm, hashChunk } from './chunk-hash.js';
 export { type ChunkStoreOptions, DirectoryChunkStore } from './chunk-store.js';
-export { type Codec, type CodecName, codecByName } from './codec.js';
+export type { Codec, CodecName } from './codec.js';
 export type {
   ChunkNaming,
   ChunkStore,
@@ -33,4 +35,4 @@ export type {
   StoreEntry,
 } from './contract.js';
 export { defineStoreDriver, directoryStoreDriver, isStoreDriver } from './drivers.js';
-export { PutOnce, unpooled } from './put-once.js';
+export type { StoreKey } from './key-file.js';

@@ -1,16 +1,20 @@
 import { resolve } from 'node:path';
+import type { Backend } from '../backend/contract.js';
+import { DirectoryBackend } from '../backend/directory.js';
 import type { ArchiveConfig } from '../config.js';
 import { BackyError } from '../errors.js';
+import { Repository } from '../repository/repository.js';
 import { validateSourceOptions } from '../source/options.js';
-import { type CodecName, codecByName } from './codec.js';
+import { DirectoryChunkStore } from './chunk-store.js';
+import type { CodecName } from './codec.js';
 import type { ChunkStore, StoreDriver, StoreDrivers, StoreDriverTable } from './contract.js';
 import { directoryStoreDriver } from './drivers.js';
-import { EncryptedChunkStore } from './encryption.js';
 import { loadStoreKey, type StoreKey } from './key-file.js';
 
 /**
  * The chunk store an archive's config names: the driver of `store.type` (the built-in `directory`, or one
- * the host provides: `s3`, a plugin's) opens it, with its options checked by the driver's schema. Errors name the config file and the key path.
+ * the host provides: `s3`, a plugin's) opens its backend, with its options checked by the driver's
+ * schema. Errors name the config file and the key path.
  */
 export async function openStore(
   config: ArchiveConfig,
@@ -20,9 +24,11 @@ export async function openStore(
 ): Promise<ChunkStore> {
   const { codec, encryption } = config.store;
   const key = encryption == null ? null : await openKey(config, archiveDir, where);
-  // An encrypted store's objects are compressed before they are sealed, and kept as they are below.
-  const inner = await openDriver(config, archiveDir, drivers, where, key == null ? codec : 'none');
-  return key == null ? inner : new EncryptedChunkStore(inner, key, codecByName(codec));
+  // Compression, encryption, checks and locks are the repository's, the same over every backend.
+  const backend = await openDriver(config, archiveDir, drivers, where, codec);
+  return backend instanceof DirectoryBackend && backend.capabilities.localPath != null
+    ? new DirectoryChunkStore(backend.location, { codec, key })
+    : new Repository(backend, { codec, key });
 }
 
 async function openKey(config: ArchiveConfig, archiveDir: string, where: string): Promise<StoreKey> {
@@ -46,7 +52,7 @@ async function openDriver(
   drivers: StoreDrivers,
   where: string,
   codec: CodecName,
-): Promise<ChunkStore> {
+): Promise<Backend> {
   const { type, codec: _codec, encryption: _encryption, ...options } = config.store;
   const driver = await driverFor(type, drivers, where);
   // The directory store keeps an images layout's chunks beside its image files; no other store can.

@@ -25,6 +25,7 @@ import { validateSourceOptions } from '../source/options.js';
 import { vmLikeData } from './helpers.js';
 import { afterAll, beforeAll, describe, expect, it } from './vitest.js';
 
+export { type BackendFixture, type TestBackendOptions, testBackend } from './backend-suite.js';
 export { encryptedStoreFixture, tempStoreKey } from './fixtures/encrypted-store.js';
 export * from './helpers.js';
 export * from './storage.js';

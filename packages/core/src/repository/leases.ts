@@ -1,14 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { BackyError, type Lock, type LockMode } from '@backy/core/store';
-import type { S3Objects } from './objects.js';
+import type { Backend } from '../backend/contract.js';
+import { BackyError } from '../errors.js';
+import type { Lock, LockMode } from '../lock.js';
 
 /**
- * Locks on a store that many hosts reach, without a lock server: lease objects under `locks/`.
+ * Locks on a store that many hosts reach, without a lock server: lease objects under `locks/`, on any
+ * backend without a local directory (one with one takes flock(2) locks there, see locks.ts).
  *
- * - The writer lock is one object, `locks/writer`, created with `If-None-Match: *` (so of two hosts
- *   exactly one creates it) and renewed with `If-Match` on its ETag.
+ * - The writer lock is one object, `locks/writer`, created with `saveOnce` (S3 `If-None-Match: *`) (so of two hosts
+ *   exactly one creates it) and renewed with `save` on its version (S3 `If-Match` on its ETag).
  * - Purge against backups, restores and verifications (exclusive against shared): each shared holder
  *   writes its own `locks/shared/<token>`, then looks for `locks/purge`; purge creates `locks/purge`
  *   (conditionally, as the writer lock), then lists `locks/shared/`. Each side writes before it reads,
@@ -16,7 +18,7 @@ import type { S3Objects } from './objects.js';
  *   other and backs off: purge never runs while a backup may still reference a chunk it would delete.
  *
  * A lease lasts LEASE_MS and is renewed every RENEW_MS; one that expired, or whose holder was a process
- * of this host that is gone, is its crashed holder's and may be taken over (conditionally on the ETag seen, so only one taker wins). A holder that could not
+ * of this host that is gone, is its crashed holder's and may be taken over (conditionally on the version seen, so only one taker wins: where the backend has conditional writes). A holder that could not
  * renew in time must assume it lost the lease: `assertHeld` throws, and the backup does not commit,
  * purge does not delete.
  */
@@ -89,7 +91,7 @@ class Lease implements Lock {
   private renewing = false;
 
   constructor(
-    private readonly objects: S3Objects,
+    private readonly backend: Backend,
     private readonly name: string,
     readonly mode: LockMode,
     private body: LeaseBody,
@@ -103,7 +105,7 @@ class Lease implements Lock {
   }
 
   get path(): string {
-    return `${this.objects.url}${this.name}`;
+    return where(this.backend, this.name);
   }
 
   private async renew(): Promise<void> {
@@ -117,17 +119,16 @@ class Lease implements Lock {
     const body = { ...this.body, expires: now + LEASE_MS };
     this.renewing = true;
     try {
-      const etag = await this.objects.put(
+      const saved = await this.backend.save(
         this.name,
         Buffer.from(JSON.stringify(body)),
-        `renewing the lease ${this.name}`,
-        this.conditional ? { ifMatch: this.etag } : undefined,
+        this.conditional ? { ifVersion: this.etag } : {},
       );
-      if (etag == null) {
+      if (saved == null) {
         this.lost = true; // taken over: we were presumed dead
         return;
       }
-      this.etag = etag;
+      this.etag = saved.version;
       this.body = body;
       this.renewedAt = now;
     } catch {
@@ -151,7 +152,7 @@ class Lease implements Lock {
     this.released = true;
     clearInterval(this.timer);
     if (this.lost) return;
-    await this.objects.delete(this.name, `releasing the lease ${this.name}`);
+    await this.backend.remove(this.name);
   }
 }
 
@@ -173,27 +174,27 @@ function newBody(mode: LeaseBody['mode']): LeaseBody {
  * lease body is returned for the message).
  */
 async function takeSingle(
-  objects: S3Objects,
+  backend: Backend,
   name: string,
   mode: LeaseBody['mode'],
 ): Promise<{ etag: string; body: LeaseBody } | { holder: LeaseBody | null }> {
   const body = newBody(mode);
   const bytes = Buffer.from(JSON.stringify(body));
-  const created = await objects.put(name, bytes, `taking the lock ${name}`, { ifNoneMatch: '*' });
-  if (created != null) return { etag: created, body };
-  const current = await objects.head(name, `reading the lock ${name}`);
-  if (current == null) return takeSingle(objects, name, mode); // released meanwhile
-  const holder = parseLease(await objects.get(name, `reading the lock ${name}`));
+  const created = await backend.saveOnce(name, bytes);
+  if (created != null) return { etag: created.version, body };
+  const current = await backend.stat(name);
+  if (current == null) return takeSingle(backend, name, mode); // released meanwhile
+  const holder = parseLease(await backend.load(name));
   if (live(holder)) return { holder };
   // Lapsed, its holder gone, or unreadable: take it over, if nobody else did first.
-  const taken = await objects.put(name, bytes, `taking over the lock ${name}`, { ifMatch: current.etag });
-  return taken != null ? { etag: taken, body } : { holder };
+  const taken = await backend.save(name, bytes, { ifVersion: current.version });
+  return taken != null ? { etag: taken.version, body } : { holder };
 }
 
-async function liveShared(objects: S3Objects): Promise<LeaseBody[]> {
+async function liveShared(backend: Backend): Promise<LeaseBody[]> {
   const out: LeaseBody[] = [];
-  for await (const item of objects.list('locks/shared/', 'listing the store locks')) {
-    const body = parseLease(await objects.get(item.key, 'reading a store lock'));
+  for await (const item of backend.list('locks/shared/')) {
+    const body = parseLease(await backend.load(item.name));
     if (live(body)) out.push(body);
   }
   return out;
@@ -210,37 +211,43 @@ async function retrying<T>(waitSeconds: number, attempt: () => Promise<T | strin
 }
 
 /** The archive's one writer (see the comment on top). */
-export async function lockWriter(objects: S3Objects): Promise<Lock> {
-  const got = await takeSingle(objects, 'locks/writer', 'writer');
-  if ('etag' in got) return new Lease(objects, 'locks/writer', 'exclusive', got.body, got.etag, true);
+export async function lockWriter(backend: Backend): Promise<Lock> {
+  const got = await takeSingle(backend, 'locks/writer', 'writer');
+  if ('etag' in got) return new Lease(backend, 'locks/writer', 'exclusive', got.body, got.etag, true);
   throw new BackyError(
     'LOCKED',
-    `${objects.url} is being written by ${got.holder != null ? describe(got.holder) : 'another host'}; try again when it has finished`,
+    `${where(backend, '')} is being written by ${got.holder != null ? describe(got.holder) : 'another host'}; try again when it has finished`,
   );
 }
 
 /** Shared (backup, restore, verify) or exclusive (purge) use of the store's chunks. */
-export async function lockStore(objects: S3Objects, mode: LockMode, waitSeconds = 0): Promise<Lock> {
+export async function lockStore(backend: Backend, mode: LockMode, waitSeconds = 0): Promise<Lock> {
   return retrying(waitSeconds, async () => {
     if (mode === 'shared') {
       const body = newBody('shared');
       const name = `locks/shared/${body.token}`;
-      const etag = await objects.put(name, Buffer.from(JSON.stringify(body)), 'taking a shared store lock');
-      const purge = parseLease(await objects.get('locks/purge', 'reading the purge lock'));
+      const saved = await backend.save(name, Buffer.from(JSON.stringify(body)));
+      const purge = parseLease(await backend.load('locks/purge'));
       if (live(purge)) {
-        await objects.delete(name, 'dropping a shared store lock');
-        return `chunk store ${objects.url} is being purged by ${describe(purge)}; try again when purge has finished`;
+        await backend.remove(name);
+        return `chunk store ${where(backend, '')} is being purged by ${describe(purge)}; try again when purge has finished`;
       }
-      return new Lease(objects, name, 'shared', body, etag ?? '', false);
+      return new Lease(backend, name, 'shared', body, saved?.version ?? '', false);
     }
-    const got = await takeSingle(objects, 'locks/purge', 'exclusive');
+    const got = await takeSingle(backend, 'locks/purge', 'exclusive');
     if (!('etag' in got))
-      return `chunk store ${objects.url} is being purged by ${got.holder != null ? describe(got.holder) : 'another host'}`;
-    const users = await liveShared(objects);
+      return `chunk store ${where(backend, '')} is being purged by ${got.holder != null ? describe(got.holder) : 'another host'}`;
+    const users = await liveShared(backend);
     if (users.length > 0) {
-      await objects.delete('locks/purge', 'dropping the purge lock');
-      return `chunk store ${objects.url} is in use by a backup, restore or verify (${describe(users[0]!)}${users.length > 1 ? ` and ${users.length - 1} more` : ''}); purge later`;
+      await backend.remove('locks/purge');
+      return `chunk store ${where(backend, '')} is in use by a backup, restore or verify (${describe(users[0]!)}${users.length > 1 ? ` and ${users.length - 1} more` : ''}); purge later`;
     }
-    return new Lease(objects, 'locks/purge', 'exclusive', got.body, got.etag, true);
+    return new Lease(backend, 'locks/purge', 'exclusive', got.body, got.etag, true);
   });
+}
+
+/** Where object `name` of `backend` is, for messages: `s3://bucket/prefix/locks/writer`. */
+export function where(backend: Backend, name: string): string {
+  const root = backend.location;
+  return `${root.endsWith('/') || name === '' ? root : `${root}/`}${name}`;
 }

@@ -1,0 +1,93 @@
+/**
+ * The backend contract: what a store driver implements, and all it implements. A backend moves bytes
+ * under names (`ab/<hash>`, `revisions/<id>.rev`, `locks/writer`, …) and knows nothing of chunks,
+ * codecs, keys or locks: the repository above it (../repository/) compresses, encrypts, checks every
+ * read, moves damaged chunks aside, keeps the revision catalog and takes the locks, once for every
+ * backend (restic's `Backend` below its `repository`; PBS's datastore gets an already-encoded blob).
+ *
+ * Six methods and the capabilities are required; the optional ones make a backend faster or safer where
+ * its medium allows, and the repository does without them otherwise. `testBackend` in
+ * `@backy/core/testing` holds a backend to this contract.
+ */
+
+/** One stored object, as `stat` and `list` see it. */
+export interface BackendObject {
+  /** Its name, relative to the backend's root (`/`-separated). */
+  name: string;
+  /** Stored bytes. */
+  bytes: number;
+  /**
+   * What changes whenever the object is written (an S3 ETag; for a file: inode, size and mtime): a
+   * conditional `save` replaces the object only while it still has this version.
+   */
+  version: string;
+}
+
+export interface BackendCapabilities {
+  /**
+   * `saveOnce` is an atomic create-if-absent and `save` with `ifVersion` an atomic compare-and-swap: of
+   * two hosts racing for one name exactly one wins (S3 `If-None-Match: *` / `If-Match`, `link(2)`). The
+   * lease objects that lock a store without a local directory rely on it. (The directory backend's
+   * `ifVersion` is atomic within one process only; its store locks with flock(2) instead.)
+   */
+  readonly conditionalWrites: boolean;
+  /** `move` is atomic (a rename): a reader sees the object under one name or the other, never both or none. */
+  readonly atomicMove: boolean;
+  /**
+   * The local directory holding the store, when it is one: its locks are then flock(2) files in it, its
+   * users are registered in `.archives/` and the revisions live in each archive's directory. Null for a
+   * remote store, which keeps revisions (`revisions/`), leases (`locks/`) and a marker itself.
+   */
+  readonly localPath: string | null;
+  /** Requests worth having in flight at once (1 for a backend that serialises anyway). */
+  readonly concurrency: number;
+}
+
+export interface LoadOptions {
+  /** Only these bytes of the object (a short read at its end is no error). */
+  range?: { offset: number; length: number };
+  /**
+   * Into a buffer of the chunk pool (`chunkBuffers`) where it fits, for the caller to hand back with
+   * `chunkBuffers.release`: no garbage per chunk read.
+   */
+  pooled?: boolean;
+  /** Past the page cache (O_DIRECT), where the backend has one: for reading every chunk once (restore, verify). */
+  bypassCache?: boolean;
+}
+
+export interface SaveOptions {
+  /** Replace the object only while it has this version (see `BackendObject.version`); else null. */
+  ifVersion?: string;
+}
+
+/**
+ * A place that stores named objects. Every write is atomic: a reader sees the whole new object or the
+ * old one (or none), never a part; a write that resolved is durable once `flush` (if any) resolved.
+ * Failures are BackyErrors of one line naming the object and the place (IO, NO_SPACE, CONFIG_INVALID for
+ * wrong credentials); an absent object is no failure (null, or nothing to do).
+ */
+export interface Backend {
+  /** Where the backend is, for messages: a directory, or `s3://bucket/prefix`. */
+  readonly location: string;
+  readonly capabilities: BackendCapabilities;
+
+  /** Creates `name` with `data` unless it exists: its new state, or null when it was there already. */
+  saveOnce(name: string, data: Uint8Array): Promise<BackendObject | null>;
+  /** Creates or replaces `name`; with `ifVersion`, only over that version (else null). */
+  save(name: string, data: Uint8Array, options?: SaveOptions): Promise<BackendObject | null>;
+  /** The object's bytes, or null when there is none. */
+  load(name: string, options?: LoadOptions): Promise<Buffer | null>;
+  /** The object's size and version, or null when there is none. */
+  stat(name: string): Promise<BackendObject | null>;
+  /** Every object whose name starts with `prefix`, in name order; the backend's own temp files included. */
+  list(prefix: string): AsyncIterable<BackendObject>;
+  /** Deletes `name`; an absent one is no error. */
+  remove(name: string): Promise<void>;
+
+  /** Makes the place ready (a directory created, a bucket checked); idempotent. */
+  init?(): Promise<void>;
+  /** Moves `from` to `to` (replacing it): true, or false when `from` is absent. Without it: load, save, remove. */
+  move?(from: string, to: string): Promise<boolean>;
+  /** Makes every write so far durable (fsync of the directories written to). Without it: writes are durable when they resolve. */
+  flush?(): Promise<void>;
+}

@@ -1,0 +1,94 @@
+import type { Backend } from '../backend/contract.js';
+import { BackyError } from '../errors.js';
+import type { Lock } from '../lock.js';
+import type { RevisionCatalog, RevisionFileKind } from '../store/contract.js';
+import { lockWriter, where } from './leases.js';
+
+/** Written at init: marks the place as a backy store and names the archive it belongs to. */
+export const MARKER = 'backy-store.json';
+const REVISION_ID_RE = /^[0-9A-Za-z]{22}$/;
+
+interface Marker {
+  format: 1;
+  archive: string | null;
+}
+
+/** The marker of a new store, which no archive has claimed yet. */
+export const newMarker = (): Buffer =>
+  Buffer.from(JSON.stringify({ format: 1, archive: null } satisfies Marker));
+
+/**
+ * The revisions of a store that keeps them (every backend without a local directory):
+ * `revisions/<id>.map` and `revisions/<id>.rev`, the marker `backy-store.json` naming the archive the
+ * store belongs to, and the archive's one writer, a lease (leases.ts).
+ */
+export class ObjectCatalog implements RevisionCatalog {
+  constructor(private readonly backend: Backend) {}
+
+  private name(id: string, kind: RevisionFileKind): string {
+    return `revisions/${id}.${kind}`;
+  }
+
+  async list(): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    for await (const item of this.backend.list('revisions/')) {
+      const name = item.name.slice('revisions/'.length);
+      if (!name.endsWith('.rev')) continue;
+      const id = name.slice(0, -'.rev'.length);
+      if (REVISION_ID_RE.test(id)) out.set(id, item.version);
+    }
+    return out;
+  }
+
+  read(id: string, kind: RevisionFileKind): Promise<Buffer | null> {
+    return this.backend.load(this.name(id, kind));
+  }
+
+  async write(id: string, kind: RevisionFileKind, data: Buffer): Promise<string> {
+    return (await this.backend.save(this.name(id, kind), data))?.version ?? '';
+  }
+
+  async delete(id: string): Promise<void> {
+    await this.backend.remove(this.name(id, 'rev'));
+    await this.backend.remove(this.name(id, 'map'));
+  }
+
+  lockWriter(): Promise<Lock> {
+    return lockWriter(this.backend);
+  }
+
+  private parse(bytes: Buffer): Marker {
+    try {
+      return JSON.parse(bytes.toString('utf8')) as Marker;
+    } catch {
+      throw new BackyError(
+        'CONFIG_INVALID',
+        `${where(this.backend, MARKER)}: not a backy store marker (not JSON)`,
+      );
+    }
+  }
+
+  async archiveId(): Promise<string | null> {
+    const bytes = await this.backend.load(MARKER);
+    return bytes == null ? null : (this.parse(bytes).archive ?? null);
+  }
+
+  async claim(archiveId: string): Promise<void> {
+    const info = await this.backend.stat(MARKER);
+    const bytes = info == null ? null : await this.backend.load(MARKER);
+    const current = bytes == null ? null : this.parse(bytes);
+    if (current?.archive === archiveId) return;
+    if (current?.archive != null) {
+      throw new BackyError(
+        'CONFIG_INVALID',
+        `${this.backend.location} belongs to another archive (ID ${current.archive}, this one is ${archiveId}); give each archive its own store.prefix`,
+      );
+    }
+    const body = Buffer.from(JSON.stringify({ format: 1, archive: archiveId } satisfies Marker));
+    const done =
+      info == null || bytes == null
+        ? await this.backend.saveOnce(MARKER, body)
+        : await this.backend.save(MARKER, body, { ifVersion: info.version });
+    if (done == null) return this.claim(archiveId); // changed meanwhile: look again
+  }
+}
