@@ -9,7 +9,7 @@
  * what they say. The store above it (`testChunkStore`) is then the repository's business.
  */
 import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from './vitest.js';
 import type { Backend } from '../backend/contract.js';
 import { chunkBuffers } from '../store/buffer-pool.js';
 
