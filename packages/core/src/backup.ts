@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { Archive, isCommitUncertain } from './archive.js';
+import { Archive, isCommitUncertain, type RevisionTransaction } from './archive/index.js';
 import { BackyError, ioError, isBackyError } from './errors.js';
 import { recordHistoryStarted } from './history-record.js';
 import { newRevisionId } from './ids.js';
@@ -89,11 +89,8 @@ export async function runBackup(
       );
     }
     const base = await archive.usableParent(existing, log);
-    await archive.markPending(revision.uuid);
-    const { writer, parentReader } = await archive.createWriter(revision.uuid, base, {
-      rewrite,
-      logger: log,
-    });
+    const transaction: RevisionTransaction = await archive.begin(revision.uuid);
+    const { writer, parentReader } = await transaction.openWriter(base, { rewrite, logger: log });
     let bytesRead = 0;
     const sourceInfo: Record<string, unknown> = {};
     log.info({ tags, parent: revision.parent }, 'backup started');
@@ -158,7 +155,7 @@ export async function runBackup(
           mismatches: [],
         };
       } else {
-        const fresh = archive.readerFor(revision, map);
+        const fresh = transaction.reader(map);
         const verifyStarted = now();
         verification = await source
           .verify({
@@ -207,7 +204,7 @@ export async function runBackup(
       // Once committed the revision exists, complete and verified: the clean-up below must never run
       // for it (it would remove its map and its fresh chunks), nor for one that may exist.
       commitStarted = true;
-      const late = await archive.commitRevision(revision);
+      const late = await transaction.commit(revision);
       success = true;
       for (const error of late)
         log.warn(
@@ -230,8 +227,7 @@ export async function runBackup(
         throw error;
       }
       if (revision.backend_type === 'chunked') leftover = writer.freshChunks;
-      await writer.abort().catch(() => {});
-      await archive.dropPending(revision.uuid).catch(() => {});
+      await transaction.abort();
       const err = signal.aborted
         ? new BackyError('ABORTED', 'backup aborted', { cause: error })
         : ioError(error, 'backup failed');

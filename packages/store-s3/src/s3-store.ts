@@ -21,6 +21,8 @@ import {
   type RegistryEntry,
   type RevisionCatalog,
   type RevisionFileKind,
+  revisionFileName,
+  revisionIdOfRevFile,
   type StoreEntry,
   unpooled,
 } from '@backy/core/store';
@@ -230,31 +232,30 @@ class S3Catalog implements RevisionCatalog {
   constructor(private readonly objects: S3Objects) {}
 
   private key(id: string, kind: RevisionFileKind): string {
-    return `revisions/${id}.${kind}`;
+    return `revisions/${revisionFileName(id, kind)}`;
   }
 
   async list(): Promise<Map<string, string>> {
     const out = new Map<string, string>();
     for await (const item of this.objects.list('revisions/', 'listing the revisions')) {
       const name = item.key.slice('revisions/'.length);
-      if (!name.endsWith('.rev')) continue;
-      const id = name.slice(0, -'.rev'.length);
-      if (REVISION_ID_RE.test(id)) out.set(id, item.etag);
+      const id = revisionIdOfRevFile(name);
+      if (id != null && REVISION_ID_RE.test(id)) out.set(id, item.etag);
     }
     return out;
   }
 
   read(id: string, kind: RevisionFileKind): Promise<Buffer | null> {
-    return this.objects.get(this.key(id, kind), `reading ${id}.${kind}`);
+    return this.objects.get(this.key(id, kind), `reading ${revisionFileName(id, kind)}`);
   }
 
   async write(id: string, kind: RevisionFileKind, data: Buffer): Promise<string> {
-    return (await this.objects.put(this.key(id, kind), data, `writing ${id}.${kind}`)) ?? '';
+    return (await this.objects.put(this.key(id, kind), data, `writing ${revisionFileName(id, kind)}`)) ?? '';
   }
 
   async delete(id: string): Promise<void> {
-    await this.objects.delete(this.key(id, 'rev'), `deleting ${id}.rev`);
-    await this.objects.delete(this.key(id, 'map'), `deleting ${id}.map`);
+    for (const kind of ['rev', 'map'] as const)
+      await this.objects.delete(this.key(id, kind), `deleting ${revisionFileName(id, kind)}`);
   }
 
   lockWriter(): Promise<Lock> {

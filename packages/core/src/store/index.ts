@@ -4,6 +4,7 @@
  * tested with `testChunkStore` from `@backy/core/testing`.
  */
 export { BackyError, type BackyErrorCode, isBackyError } from '../errors.js';
+export { revisionFileName, revisionIdOfRevFile } from '../format/archive-files.js';
 export type { Lock, LockMode } from '../lock.js';
 export type { RegistryEntry } from './archive-registry.js';
 export { chunkBuffers } from './buffer-pool.js';

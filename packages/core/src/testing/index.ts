@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Archive } from '../archive.js';
+import { Archive } from '../archive/index.js';
 import { runBackup } from '../backup.js';
 import { isBackyError } from '../errors.js';
 import { restoreToPath } from '../restore.js';
