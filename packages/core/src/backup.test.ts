@@ -4,7 +4,8 @@ import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promi
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { Archive } from './archive.js';
+import { Archive } from './archive/index.js';
+import { mapPath, revPath } from './archive/paths.js';
 import { chunkChecker, runBackup } from './backup.js';
 import { BackyError as BackyErrorClass, isBackyError } from './errors.js';
 import { expireArchive } from './expire.js';
@@ -66,11 +67,11 @@ describe('backup', () => {
     const good = await backupOf(archive, data);
     // A crash after the map but before the .rev (the backup's marker is there), a map nobody claims,
     // a .rev without stats, and a stray temp file.
-    await copyFile(archive.mapPath(good.uuid), archive.mapPath('CrashedRevision0000001'));
+    await copyFile(mapPath(archive.path, good.uuid), mapPath(archive.path, 'CrashedRevision0000001'));
     await writeFile(join(archive.path, 'CrashedRevision0000001.pending'), '1\n');
-    await copyFile(archive.mapPath(good.uuid), archive.mapPath('UnknownRevision0000003'));
+    await copyFile(mapPath(archive.path, good.uuid), mapPath(archive.path, 'UnknownRevision0000003'));
     await writeFile(
-      archive.revPath('CrashedRevision0000002'),
+      revPath(archive.path, 'CrashedRevision0000002'),
       'uuid: CrashedRevision0000002\ntimestamp: 2026-01-01T00:00:00Z\n',
     );
     await writeFile(join(archive.path, '.x.rev.abcd.tmp'), 'partial');
@@ -343,8 +344,8 @@ describe('restore', () => {
       await archive.store.put(sha256Hex(chunk), chunk);
       await archive.store.delete(hash);
     }
-    await rm(archive.mapPath(rev.uuid), { force: true });
-    await old.save(archive.mapPath(rev.uuid));
+    await rm(mapPath(archive.path, rev.uuid), { force: true });
+    await old.save(mapPath(archive.path, rev.uuid));
     // Format 1 revisions recorded no checksum of their map.
     const revPath = join(archive.path, `${rev.uuid}.rev`);
     const { map_checksum: _, ...withoutChecksum } = parse(await readFile(revPath, 'utf8')) as Record<

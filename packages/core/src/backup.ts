@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { Archive, isCommitUncertain } from './archive.js';
+import { Archive, isCommitUncertain, type RevisionTransaction } from './archive/index.js';
 import { BackyError, ioError, isBackyError } from './errors.js';
 import { recordHistoryStarted } from './history-record.js';
 import { newRevisionId } from './ids.js';
@@ -7,12 +7,19 @@ import { removeLeftoverChunks } from './leftover-chunks.js';
 import { mmh3Hex } from './legacy/mmh3.js';
 import type { Lock } from './lock.js';
 import { restrictModes } from './private-modes.js';
-import { failedOwnVerification, type Revision, type RevisionData } from './revision.js';
+import {
+  failedOwnVerification,
+  type Revision,
+  type RevisionData,
+  type RevisionStats,
+  type Verification,
+} from './revision.js';
 import type { RevisionReader } from './revision-io.js';
 import { MANUAL_TAG_PREFIX, tagNameSchema } from './schedule.js';
 import type { BackupSource, VerificationResult } from './source/contract.js';
 import { chunkBuffers } from './store/buffer-pool.js';
 import { hashChunk, isAllZero } from './store/chunk-hash.js';
+import type { ChunkMap } from './store/chunk-map.js';
 
 export interface Progress {
   phase: 'backup' | 'verify' | 'restore' | 'purge' | 'copy';
@@ -68,16 +75,7 @@ export async function runBackup(
     const newestAny = scan.complete.at(-1) ?? null;
     const started = now();
     const secondsSince = (from: Date) => (now().getTime() - from.getTime()) / 1000;
-    const revision: RevisionData = {
-      uuid: newRevisionId(),
-      timestamp: started.toISOString(),
-      parent: newest?.uuid ?? null,
-      tags,
-      trust: 'trusted',
-      size: 0,
-      backend_type: archive.config.layout,
-      source_type: archive.config.source.type,
-    };
+    const revision = newRevision(archive, started, newest, tags);
     const log = logger.child({ revision: revision.uuid });
     // After a distrusted revision (by verify, distrust, or a failed verification of its own backup),
     // chunks the store holds may be damaged: every chunk this backup touches is written anew.
@@ -89,11 +87,8 @@ export async function runBackup(
       );
     }
     const base = await archive.usableParent(existing, log);
-    await archive.markPending(revision.uuid);
-    const { writer, parentReader } = await archive.createWriter(revision.uuid, base, {
-      rewrite,
-      logger: log,
-    });
+    const transaction: RevisionTransaction = await archive.begin(revision.uuid);
+    const { writer, parentReader } = await transaction.openWriter(base, { rewrite, logger: log });
     let bytesRead = 0;
     const sourceInfo: Record<string, unknown> = {};
     log.info({ tags, parent: revision.parent }, 'backup started');
@@ -119,87 +114,24 @@ export async function runBackup(
       // Binds the map to this revision: every later read checks it.
       if (map.checksum != null) revision.map_checksum = map.checksum;
       log.info({ seconds: secondsSince(started), bytes_read: bytesRead }, 'source read and chunks stored');
-      const sourceName = options.sourceName ?? `${archive.config.source.type} source`;
-      // An empty image is never a disk worth a revision unless the config says so: recorded, it would
-      // become `last` and push real revisions out of the keep counts while every run reports success.
-      if (map.size === 0 && archive.config.source['allow-empty'] !== true) {
-        throw new BackyError(
-          'SOURCE_FAILED',
-          `${sourceName} is empty (0 bytes${newestAny != null ? `; revision ${newestAny.uuid} had ${newestAny.size}` : ''}): refusing to record an empty disk; set source.allow-empty: true in ${Archive.configPath(archive.path)} if it may be empty`,
-        );
-      }
-      // A source that suddenly has another size is often another disk (a relative path resolved
-      // elsewhere, a device renamed): back it up, but say so loudly, in the log and in the revision.
-      if (newestAny != null && newestAny.size !== map.size) {
-        sourceInfo.size_changed = { from: newestAny.size, to: map.size, previous: newestAny.uuid };
-        log.warn(
-          { source: sourceName, from: newestAny.size, to: map.size, previous: newestAny.uuid },
-          `source size changed from ${newestAny.size} to ${map.size} bytes since revision ${newestAny.uuid}: check that ${sourceName} is still the right disk`,
-        );
-      }
-      if (revision.backend_type === 'chunked') {
-        // Never commit a revision that names a chunk the store does not hold.
-        const missing = await archive.store.missing(map.uniqueHashes());
-        if (missing.length > 0) {
-          throw new BackyError(
-            'CHUNK_MISSING',
-            `${missing.length} chunk${missing.length === 1 ? '' : 's'} the new revision references ${missing.length === 1 ? 'is' : 'are'} missing from ${archive.store.root} (first: ${missing[0]}); nothing was committed`,
-          );
-        }
-      }
-      let verification: VerificationResult;
-      if (source.verify == null) {
-        // Not verified: recorded as such; `backy verify` still checks the stored chunks.
-        verification = {
-          method: 'none',
-          chunks_checked: 0,
-          chunks_total: map.chunkCount,
-          ok: true,
-          mismatches: [],
-        };
-      } else {
-        const fresh = archive.readerFor(revision, map);
-        const verifyStarted = now();
-        verification = await source
-          .verify({
-            revision,
-            reader: fresh,
-            freshChunks: writer.freshChunks,
-            checkChunk: chunkChecker(fresh, writer.freshChunks, log),
-            logger: log,
-            signal,
-            budgetMs: options.verifyBudgetMs ?? 5 * 60_000,
-            progress: (done, total) => options.onProgress?.({ phase: 'verify', done, total }),
-            allocate: (length) => chunkBuffers.acquire(length),
-            release: (buffer) => chunkBuffers.release(buffer),
-          })
-          .finally(() => fresh.close());
-        log.info(
-          {
-            seconds: secondsSince(verifyStarted),
-            method: verification.method,
-            chunks_checked: verification.chunks_checked,
-          },
-          'verification against the source finished',
-        );
-      }
-      revision.verification = { ...verification, timestamp: now().toISOString() };
-      if (!verification.ok) {
-        revision.trust = 'distrusted';
-        log.error(
-          { mismatches: verification.mismatches.slice(0, 20) },
-          'verification against the source failed: revision distrusted',
-        );
-      }
-      const stats = writer.stats;
-      revision.stats = {
-        bytes_written: stats.bytesWritten,
+      await checkSealed(archive, map, newestAny, sourceInfo, log, options.sourceName);
+      const verification = await verifyFresh(source, map, {
+        revision,
+        openReader: () => transaction.reader(map),
+        freshChunks: writer.freshChunks,
+        log,
+        signal,
+        options,
+        now,
+      });
+      complete(revision, { ...verification, timestamp: now().toISOString() }, log, {
+        bytes_written: writer.stats.bytesWritten,
         bytes_read: bytesRead,
         duration: secondsSince(started),
-        chunks_written: stats.chunksWritten,
-        chunks_reused: stats.chunksReused,
-        chunks_zero: stats.chunksZero,
-      };
+        chunks_written: writer.stats.chunksWritten,
+        chunks_reused: writer.stats.chunksReused,
+        chunks_zero: writer.stats.chunksZero,
+      });
       if (Object.keys(sourceInfo).length > 0) revision.source_info = sourceInfo;
       signal.throwIfAborted();
       // A remote store's lease that lapsed (the process stalled) may have let purge in: no commit then.
@@ -207,20 +139,9 @@ export async function runBackup(
       // Once committed the revision exists, complete and verified: the clean-up below must never run
       // for it (it would remove its map and its fresh chunks), nor for one that may exist.
       commitStarted = true;
-      const late = await archive.commitRevision(revision);
+      const late = await transaction.commit(revision);
       success = true;
-      for (const error of late)
-        log.warn(
-          { err: error },
-          'revision committed; a step after the commit failed, the next run repairs it',
-        );
-      await recordHistoryStarted(archive.path, revision).catch((error) => {
-        log.warn({ err: error }, 'could not record the archive history start; the next backup records it');
-      });
-      log.info(
-        { stats: revision.stats, size: revision.size, verification: revision.verification.method },
-        'backup completed',
-      );
+      await committed(archive, revision as Revision, late, log);
       return revision as Revision;
     } catch (error) {
       // Never reached once committed (`success`). A commit that cannot tell whether it happened keeps
@@ -230,25 +151,172 @@ export async function runBackup(
         throw error;
       }
       if (revision.backend_type === 'chunked') leftover = writer.freshChunks;
-      await writer.abort().catch(() => {});
-      await archive.dropPending(revision.uuid).catch(() => {});
-      const err = signal.aborted
-        ? new BackyError('ABORTED', 'backup aborted', { cause: error })
-        : ioError(error, 'backup failed');
-      log.error({ err }, 'backup failed; no revision was created');
-      throw err;
+      await transaction.abort();
+      throw failure(error, signal, log);
     } finally {
-      await parentReader?.close().catch((error) => {
-        log.warn({ err: error }, 'closing the parent revision after the backup failed');
-      });
-      await source.finish?.({ revision, success, logger: log }).catch((error) => {
-        log.warn({ err: error }, 'source clean-up after the backup failed');
-      });
+      await finish(source, parentReader, { revision, success, logger: log });
     }
   } finally {
     for (const lock of locks.reverse()) await lock.release();
     if (leftover != null) await removeLeftoverChunks(archive.store, leftover, logger, archive.path);
   }
+}
+
+/** The error a failed backup throws (and logs): aborted, or what went wrong. */
+function failure(error: unknown, signal: AbortSignal, log: Logger): BackyError {
+  const err = signal.aborted
+    ? new BackyError('ABORTED', 'backup aborted', { cause: error })
+    : ioError(error, 'backup failed');
+  log.error({ err }, 'backup failed; no revision was created');
+  return err;
+}
+
+/** Closes the parent's reader and lets the source clean up, whatever the outcome; failures are warnings. */
+async function finish(
+  source: BackupSource,
+  parentReader: RevisionReader | null,
+  context: { revision: RevisionData; success: boolean; logger: Logger },
+): Promise<void> {
+  const log = context.logger;
+  await parentReader?.close().catch((error) => {
+    log.warn({ err: error }, 'closing the parent revision after the backup failed');
+  });
+  await source.finish?.(context).catch((error) => {
+    log.warn({ err: error }, 'source clean-up after the backup failed');
+  });
+}
+
+/** The new revision as it starts: no stats yet (it is not complete until the commit). */
+function newRevision(archive: Archive, started: Date, parent: Revision | null, tags: string[]): RevisionData {
+  return {
+    uuid: newRevisionId(),
+    timestamp: started.toISOString(),
+    parent: parent?.uuid ?? null,
+    tags,
+    trust: 'trusted',
+    size: 0,
+    backend_type: archive.config.layout,
+    source_type: archive.config.source.type,
+  };
+}
+
+/** Records the verification (a failed one distrusts the revision) and the stats. */
+function complete(
+  revision: RevisionData,
+  verification: Verification,
+  log: Logger,
+  stats: RevisionStats,
+): void {
+  revision.verification = verification;
+  if (!verification.ok) {
+    revision.trust = 'distrusted';
+    log.error(
+      { mismatches: verification.mismatches.slice(0, 20) },
+      'verification against the source failed: revision distrusted',
+    );
+  }
+  revision.stats = stats;
+}
+
+/** After the commit: what failed late is a warning, and the archive's history start is recorded. */
+async function committed(archive: Archive, revision: Revision, late: unknown[], log: Logger): Promise<void> {
+  for (const error of late)
+    log.warn({ err: error }, 'revision committed; a step after the commit failed, the next run repairs it');
+  await recordHistoryStarted(archive.path, revision).catch((error) => {
+    log.warn({ err: error }, 'could not record the archive history start; the next backup records it');
+  });
+  log.info(
+    { stats: revision.stats, size: revision.size, verification: revision.verification?.method },
+    'backup completed',
+  );
+}
+
+/**
+ * The sealed new revision's checks before it is verified: not empty unless allowed, a size change said
+ * loudly (and recorded in `sourceInfo`), and every chunk it names in the store.
+ */
+async function checkSealed(
+  archive: Archive,
+  map: ChunkMap,
+  newestAny: Revision | null,
+  sourceInfo: Record<string, unknown>,
+  log: Logger,
+  name: string | undefined,
+): Promise<void> {
+  const sourceName = name ?? `${archive.config.source.type} source`;
+  // An empty image is never a disk worth a revision unless the config says so: recorded, it would
+  // become `last` and push real revisions out of the keep counts while every run reports success.
+  if (map.size === 0 && archive.config.source['allow-empty'] !== true) {
+    throw new BackyError(
+      'SOURCE_FAILED',
+      `${sourceName} is empty (0 bytes${newestAny != null ? `; revision ${newestAny.uuid} had ${newestAny.size}` : ''}): refusing to record an empty disk; set source.allow-empty: true in ${Archive.configPath(archive.path)} if it may be empty`,
+    );
+  }
+  // A source that suddenly has another size is often another disk (a relative path resolved
+  // elsewhere, a device renamed): back it up, but say so loudly, in the log and in the revision.
+  if (newestAny != null && newestAny.size !== map.size) {
+    sourceInfo.size_changed = { from: newestAny.size, to: map.size, previous: newestAny.uuid };
+    log.warn(
+      { source: sourceName, from: newestAny.size, to: map.size, previous: newestAny.uuid },
+      `source size changed from ${newestAny.size} to ${map.size} bytes since revision ${newestAny.uuid}: check that ${sourceName} is still the right disk`,
+    );
+  }
+  if (archive.config.layout === 'chunked') {
+    // Never commit a revision that names a chunk the store does not hold.
+    const missing = await archive.store.missing(map.uniqueHashes());
+    if (missing.length > 0) {
+      throw new BackyError(
+        'CHUNK_MISSING',
+        `${missing.length} chunk${missing.length === 1 ? '' : 's'} the new revision references ${missing.length === 1 ? 'is' : 'are'} missing from ${archive.store.root} (first: ${missing[0]}); nothing was committed`,
+      );
+    }
+  }
+}
+
+/** The source's verification of the new revision (`method: none` when it has none). */
+async function verifyFresh(
+  source: BackupSource,
+  map: ChunkMap,
+  context: {
+    revision: RevisionData;
+    openReader: () => RevisionReader;
+    freshChunks: ReadonlySet<string>;
+    log: Logger;
+    signal: AbortSignal;
+    options: BackupOptions;
+    now: () => Date;
+  },
+): Promise<VerificationResult> {
+  const { revision, freshChunks, log, signal, options, now } = context;
+  if (source.verify == null) {
+    // Not verified: recorded as such; `backy verify` still checks the stored chunks.
+    return { method: 'none', chunks_checked: 0, chunks_total: map.chunkCount, ok: true, mismatches: [] };
+  }
+  const fresh = context.openReader();
+  const verifyStarted = now();
+  const verification = await source
+    .verify({
+      revision,
+      reader: fresh,
+      freshChunks,
+      checkChunk: chunkChecker(fresh, freshChunks, log),
+      logger: log,
+      signal,
+      budgetMs: options.verifyBudgetMs ?? 5 * 60_000,
+      progress: (done, total) => options.onProgress?.({ phase: 'verify', done, total }),
+      allocate: (length) => chunkBuffers.acquire(length),
+      release: (buffer) => chunkBuffers.release(buffer),
+    })
+    .finally(() => fresh.close());
+  log.info(
+    {
+      seconds: (now().getTime() - verifyStarted.getTime()) / 1000,
+      method: verification.method,
+      chunks_checked: verification.chunks_checked,
+    },
+    'verification against the source finished',
+  );
+  return verification;
 }
 
 function validateTags(archive: Archive, tags: string[], force: boolean): string[] {

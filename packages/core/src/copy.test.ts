@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Archive } from './archive.js';
+import { Archive } from './archive/index.js';
+import { mapPath } from './archive/paths.js';
 import { runBackup } from './backup.js';
 import { copyRevisions } from './copy.js';
 import { BackyError, isBackyError } from './errors.js';
@@ -171,8 +172,8 @@ describe('copyRevisions', () => {
     expect(isBackyError(error, 'ABORTED')).toBe(true);
     expect(await target.revisions()).toEqual([]);
     // A crash (no clean-up at all) leaves a marker and a map without a `.rev`: not a revision.
-    await target.markPending(rev.uuid);
-    await writeFile(target.mapPath(rev.uuid), 'partial');
+    await target.begin(rev.uuid);
+    await writeFile(mapPath(target.path, rev.uuid), 'partial');
     expect((await target.scan()).interrupted).toEqual([rev.uuid]);
     store.put = put;
     const [copied] = await copyAll(source, target);

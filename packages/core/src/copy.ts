@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
-import type { Archive } from './archive.js';
+import type { Archive } from './archive/index.js';
 import type { Progress } from './backup.js';
-import { BackyError, ioError } from './errors.js';
+import { BackyError } from './errors.js';
 import type { Lock } from './lock.js';
 import type { Revision } from './revision.js';
 import { forEachChunk } from './revision-stream.js';
@@ -40,7 +40,7 @@ export interface CopyResult {
  * written (`ChunkStore.equals`), so a copy never commits a chunk its store did not keep intact.
  *
  * Crash-safe like a backup: the revision's pending marker comes first, then the chunks, the store's
- * flush, the map, and last the `.rev` (`commitRevision`); until then nothing of it is visible, and the
+ * flush, the map, and last the `.rev` (a `RevisionTransaction`); until then nothing of it is visible, and the
  * target's next backup or copy removes the leftovers. The target's backup lock is held throughout (one
  * writer per archive, across hosts for a remote store), and both stores' shared locks, so no purge
  * deletes a chunk being copied or one the copied revision relies on.
@@ -161,7 +161,7 @@ async function copyOne(
     { from: source.path, to: target.path, send: missing.length, present: result.chunksPresent },
     'copy started',
   );
-  await target.markPending(rev.uuid);
+  const transaction = await target.begin(rev.uuid);
   try {
     await forEachChunk(
       missing.length,
@@ -188,17 +188,15 @@ async function copyOne(
     // chunk on a remote store and prove nothing more.
     await target.store.flush();
     signal.throwIfAborted();
-    await map.save(target.mapPath(rev.uuid)).catch((error) => {
-      throw ioError(error, `writing ${target.mapPath(rev.uuid)}`);
-    });
+    await transaction.saveMap(map);
     // A remote store's lease that lapsed may have let a purge in: no commit then.
     for (const lock of options.locks) lock.assertHeld?.();
     // The same revision, bound to the map just written (a revision from before maps were bound gets it).
     const committed = { ...rev, map_checksum: map.checksum ?? rev.map_checksum };
-    for (const error of await target.commitRevision(committed))
+    for (const error of await transaction.commit(committed))
       log.warn({ err: error }, 'revision committed; a step after the commit failed, the next run repairs it');
   } catch (error) {
-    await target.dropPending(rev.uuid).catch(() => {});
+    await transaction.abort();
     const err = signal.aborted ? new BackyError('ABORTED', 'copy aborted', { cause: error }) : error;
     log.error({ err }, 'copy failed; the revision was not committed in the target');
     throw err;

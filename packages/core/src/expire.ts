@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Archive } from './archive.js';
+import type { Archive } from './archive/index.js';
 import { type ExpiryAction, planExpiry } from './schedule.js';
 
 /**

@@ -4,12 +4,13 @@ import { randomBytes } from 'node:crypto';
 import { readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Archive } from './archive.js';
+import { Archive, RevisionTransaction, scanRevisionFacts } from './archive/index.js';
+import { lastLinks } from './archive/links.js';
+import { mapPath, revPath } from './archive/paths.js';
 import { runBackup } from './backup.js';
 import { isBackyError } from './errors.js';
 import { expireArchive } from './expire.js';
 import { forgetArchive, purgeStore } from './purge.js';
-import { scanRevisionFacts } from './revision-facts.js';
 import { forEachChunk } from './revision-stream.js';
 import type { BackupSource } from './source/contract.js';
 import { ChunkMap } from './store/chunk-map.js';
@@ -127,14 +128,14 @@ describe('a .rev backy cannot read', () => {
       const v1 = image(1);
       const r1 = await backup(archive, v1);
       const r2 = await backup(archive, image(2));
-      const revText = await readFile(archive.revPath(r1.uuid), 'utf8');
+      const revText = await readFile(revPath(archive.path, r1.uuid), 'utf8');
       if (text === 'symlink') {
         // Unreadable (ENOENT) like a revision forgotten meanwhile, but there: damaged, not passed over.
-        await rm(archive.revPath(r1.uuid));
-        await symlink('nowhere', archive.revPath(r1.uuid));
+        await rm(revPath(archive.path, r1.uuid));
+        await symlink('nowhere', revPath(archive.path, r1.uuid));
       } else
         await writeFile(
-          archive.revPath(r1.uuid),
+          revPath(archive.path, r1.uuid),
           text ?? revText.replace('trust: trusted', 'trust: Trusted'),
         );
       const scan = await archive.scan();
@@ -145,15 +146,15 @@ describe('a .rev backy cannot read', () => {
       expect(Archive.describeScan(scan)[0]).toMatch(
         new RegExp(`damaged revision ${r1.uuid}: .*${r1.uuid}\\.rev: `),
       );
-      const map = await readFile(archive.mapPath(r1.uuid));
+      const map = await readFile(mapPath(archive.path, r1.uuid));
       // Changing the image so that r1's chunks are referenced by its map alone.
       await backup(archive, image(3));
       await expireArchive(archive, { logger: silent });
       await purgeStore(archive.store, { logger: silent });
-      expect((await readFile(archive.mapPath(r1.uuid))).equals(map)).toBe(true);
+      expect((await readFile(mapPath(archive.path, r1.uuid))).equals(map)).toBe(true);
       // Repaired by hand, it restores: nothing it needs was deleted.
-      await rm(archive.revPath(r1.uuid));
-      await writeFile(archive.revPath(r1.uuid), revText);
+      await rm(revPath(archive.path, r1.uuid));
+      await writeFile(revPath(archive.path, r1.uuid), revText);
       expect((await restored(archive, r1.uuid)).equals(v1)).toBe(true);
     });
   }
@@ -195,7 +196,7 @@ describe('revision files under the revisions lock', () => {
     const v1 = image(1);
     const r1 = await backup(archive, v1);
     const r2 = await backup(archive, image(2));
-    await writeFile(archive.mapPath(r2.uuid), 'not a map');
+    await writeFile(mapPath(archive.path, r2.uuid), 'not a map');
     const results = await verifyRevisions(archive, [r1, r2], { logger: silent });
     expect(results[0]!.ok).toBe(true);
     expect(results[1]!.ok).toBe(false);
@@ -212,12 +213,12 @@ describe('a failure after the commit', () => {
   it('keeps the committed revision: its map and chunks stay, it restores, purge keeps them', async () => {
     const archive = await makeArchive(dir.path);
     const v1 = image(1);
-    const link = archive.updateLastLink.bind(archive);
+    const link = lastLinks.update.bind(lastLinks);
     // The `last` links fail once the new `.rev` is there (e.g. the disk filled up just then).
-    const spy = vi.spyOn(archive, 'updateLastLink').mockImplementation(async () => {
-      if ((await archive.revisions()).length > 0)
+    const spy = vi.spyOn(lastLinks, 'update').mockImplementation(async (dir, newest) => {
+      if (newest != null)
         throw Object.assign(new Error('ENOSPC: no space left on device, symlink'), { code: 'ENOSPC' });
-      return link();
+      return link(dir, newest);
     });
     let r1: Awaited<ReturnType<typeof backup>>;
     try {
@@ -246,8 +247,8 @@ describe('a commit that cannot tell whether it happened', () => {
     const v1 = image(1);
     const r1 = await backup(archive, v1);
     const before = (await chunkFiles(archive)).length;
-    // What commitRevision throws when the `.rev` write failed and its `lstat` fails too (e.g. EIO).
-    const spy = vi.spyOn(archive, 'commitRevision').mockRejectedValue(
+    // What a commit throws when the `.rev` write failed and its `lstat` fails too (e.g. EIO).
+    const spy = vi.spyOn(RevisionTransaction.prototype, 'commit').mockRejectedValue(
       Object.assign(new Error('revision X may or may not have been committed (EIO)'), {
         commitUncertain: true,
       }),
@@ -288,7 +289,7 @@ describe('purge beside forget', () => {
     const load = ChunkMap.load.bind(ChunkMap);
     const spy = vi.spyOn(ChunkMap, 'load').mockImplementation(async (path) => {
       // What `backy forget` in another process does between purge's listing and its reading of r2's map.
-      if (path === archive.mapPath(r2.uuid)) await archive.deleteRevision(r2.uuid);
+      if (path === mapPath(archive.path, r2.uuid)) await archive.deleteRevision(r2.uuid);
       return load(path);
     });
     try {
@@ -304,7 +305,7 @@ describe('purge beside forget', () => {
     // anything: nothing is deleted.
     const r3 = await backup(archive, image(3));
     const lost = vi.spyOn(ChunkMap, 'load').mockImplementation(async (path) => {
-      if (path === archive.mapPath(r3.uuid)) await rm(path);
+      if (path === mapPath(archive.path, r3.uuid)) await rm(path);
       return load(path);
     });
     const before = (await chunkFiles(archive)).length;
@@ -318,7 +319,7 @@ describe('purge beside forget', () => {
     expect((await chunkFiles(archive)).length).toBe(before);
     await backup(archive, image(3));
     const chunks = (await chunkFiles(archive)).length;
-    await writeFile(archive.mapPath(r1.uuid), 'not a map');
+    await writeFile(mapPath(archive.path, r1.uuid), 'not a map');
     await expect(purgeStore(archive.store, { logger: silent })).rejects.toThrow(
       /^purge stopped, nothing deleted: /,
     );

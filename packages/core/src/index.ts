@@ -7,11 +7,12 @@ export {
   Archive,
   type ArchiveOptions,
   type ArchiveScan,
-  CONFIG_FILE,
   type DamagedRevision,
   type InitOptions,
-  LOG_FILE,
-} from './archive.js';
+  readRevisionFacts,
+  readRevisions,
+  scanRevisionFacts,
+} from './archive/index.js';
 export { type BackupOptions, type Progress, runBackup } from './backup.js';
 export {
   type CentralConfig,
@@ -36,6 +37,7 @@ export {
 export { assertSameChunkNames, type CopyOptions, type CopyResult, copyRevisions } from './copy.js';
 export { BackyError, type BackyErrorCode, isBackyError } from './errors.js';
 export { expireArchive } from './expire.js';
+export { CONFIG_FILE, LOG_FILE } from './format/archive-files.js';
 export { writeFileAtomic } from './fs-util.js';
 export { heldBytes } from './held-data.js';
 export { newRevisionId } from './ids.js';
@@ -55,15 +57,7 @@ export {
   type Verification,
   writeRevisionFile,
 } from './revision.js';
-export {
-  factsOf,
-  parseRevisionFacts,
-  quickRevisionFacts,
-  type RevisionFacts,
-  readRevisionFacts,
-  readRevisions,
-  scanRevisionFacts,
-} from './revision-facts.js';
+export { factsOf, parseRevisionFacts, quickRevisionFacts, type RevisionFacts } from './revision-facts.js';
 export type { RevisionReader, RevisionWriter, WriterStats } from './revision-io.js';
 export { MANUAL_TAG_PREFIX, type Schedule, type TagRule, tagNameSchema } from './schedule.js';
 export {

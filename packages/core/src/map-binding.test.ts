@@ -3,7 +3,8 @@ import { copyFile, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { Archive } from './archive.js';
+import { Archive } from './archive/index.js';
+import { mapPath, revPath } from './archive/paths.js';
 import { runBackup } from './backup.js';
 import { copyRevisions } from './copy.js';
 import { isBackyError } from './errors.js';
@@ -40,18 +41,20 @@ async function twoRevisions(layout: 'chunked' | 'images' = 'chunked') {
  * cannot be what catches it.
  */
 async function copyMapOver(archive: Archive, from: string, to: string): Promise<void> {
-  const size = parse(await readFile(archive.revPath(from), 'utf8')).size;
-  const rev = parse(await readFile(archive.revPath(to), 'utf8'));
-  await writeFile(archive.revPath(to), stringify({ ...rev, size }));
-  await copyFile(archive.mapPath(from), archive.mapPath(to));
+  const size = parse(await readFile(revPath(archive.path, from), 'utf8')).size;
+  const rev = parse(await readFile(revPath(archive.path, to), 'utf8'));
+  await writeFile(revPath(archive.path, to), stringify({ ...rev, size }));
+  await copyFile(mapPath(archive.path, from), mapPath(archive.path, to));
 }
 
 describe("a revision's map is bound to it", () => {
   it('records the map checksum in the .rev', async () => {
     const { archive, r2 } = await twoRevisions();
-    const rev = parse(await readFile(archive.revPath(r2.uuid), 'utf8'));
+    const rev = parse(await readFile(revPath(archive.path, r2.uuid), 'utf8'));
     expect(rev.map_checksum).toMatch(/^[0-9a-f]{64}$/);
-    expect(rev.map_checksum).toBe((await readFile(archive.mapPath(r2.uuid))).subarray(-32).toString('hex'));
+    expect(rev.map_checksum).toBe(
+      (await readFile(mapPath(archive.path, r2.uuid))).subarray(-32).toString('hex'),
+    );
   });
 
   for (const layout of ['chunked', 'images'] as const) {
@@ -92,8 +95,8 @@ describe("a revision's map is bound to it", () => {
 
   it('reads revisions written before maps were bound (no map_checksum) as they are', async () => {
     const { archive, r2, v2 } = await twoRevisions();
-    const { map_checksum: _, ...old } = parse(await readFile(archive.revPath(r2.uuid), 'utf8'));
-    await writeFile(archive.revPath(r2.uuid), stringify(old));
+    const { map_checksum: _, ...old } = parse(await readFile(revPath(archive.path, r2.uuid), 'utf8'));
+    await writeFile(revPath(archive.path, r2.uuid), stringify(old));
     expect((await archive.resolveOne(r2.uuid)).map_checksum).toBeUndefined();
     expect((await restoreToBuffer(archive, r2.uuid)).equals(v2)).toBe(true);
     // A copy binds it in the target.

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, lstat, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Archive } from './archive.js';
+import type { Archive } from './archive/index.js';
 import { runBackup } from './backup.js';
 import { HISTORY_FILE } from './history-record.js';
 import { purgeStore } from './purge.js';

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Archive } from './archive.js';
+import { Archive } from './archive/index.js';
 import { runBackup } from './backup.js';
 import { purgeStore } from './purge.js';
 import { DirectoryChunkStore } from './store/chunk-store.js';

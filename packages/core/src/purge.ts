@@ -1,13 +1,9 @@
-import { readdir, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { parse as parseYaml } from 'yaml';
-import { CONFIG_FILE, readArchiveId } from './archive.js';
-import { BackyError, ioError, isBackyError } from './errors.js';
-import { mayExist } from './fs-util.js';
+import { archiveAt, mapsOfCatalog, mapsOfDirectory } from './archive/references.js';
+import { BackyError, isBackyError } from './errors.js';
 import type { RegistryEntry } from './store/archive-registry.js';
-import { ChunkMap } from './store/chunk-map.js';
-import type { ChunkStore, RevisionCatalog, StoreEntry } from './store/contract.js';
+import type { ChunkStore, StoreEntry } from './store/contract.js';
 
 export interface PurgeResult {
   chunksDeleted: number;
@@ -35,21 +31,6 @@ export interface PurgeOptions {
   candidates?: AsyncIterable<StoreEntry>;
   /** Called for each file it deletes (or, with `dryRun`, would delete). */
   onDelete?: (entry: StoreEntry) => void;
-}
-
-/** What an archive directory registered with a store holds now. */
-async function archiveAt(
-  path: string,
-): Promise<{ state: 'live'; id: string | null } | { state: 'gone' | 'other' }> {
-  const config = await stat(join(path, CONFIG_FILE)).then(
-    () => true,
-    (error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT' || error.code === 'ENOTDIR') return false;
-      throw ioError(error, `reading archive ${path}`);
-    },
-  );
-  if (!config) return { state: 'gone' };
-  return { state: 'live', id: await readArchiveId(path) };
 }
 
 /**
@@ -130,46 +111,15 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
     // The archive purge runs for counts even when its own registry entry went missing.
     if (options.archiveDir != null && !live.includes(resolve(options.archiveDir)))
       live.push(resolve(options.archiveDir));
-    if (store.catalog != null) await addCatalogReferences(store.catalog, referenced);
-    for (const dir of live) {
-      let names: string[];
-      try {
-        names = await readdir(dir);
-      } catch (error) {
-        throw new BackyError(
-          'IO',
-          `purge stopped, nothing deleted: ${ioError(error, `reading archive ${dir}`).message}`,
-          { cause: error },
-        );
-      }
-      for (const name of names) {
-        if (!name.endsWith('.map') || name.startsWith('.')) continue;
-        let map: ChunkMap;
-        try {
-          map = await ChunkMap.load(join(dir, name));
-        } catch (error) {
-          // Listed a moment ago and gone now, with its `.rev`: the revision was forgotten or expired
-          // meanwhile (those take the archive's revisions lock, not the store's, and remove the `.rev`
-          // first). Maps are only ever replaced by rename onto the same name, so that map protects
-          // nothing any more. A `.rev` still there without its map stops purge like any unreadable map.
-          if (
-            (error as { cause?: NodeJS.ErrnoException }).cause?.code === 'ENOENT' &&
-            !(await mayExist(join(dir, `${name.slice(0, -'.map'.length)}.rev`)))
-          ) {
-            options.logger.debug(
-              { archive: dir, map: name },
-              'revision removed while purge read the archive',
-            );
-            continue;
-          }
-          throw new BackyError(
-            'REVISION_INVALID',
-            `purge stopped, nothing deleted: ${(error as Error).message}`,
-            { cause: error },
-          );
-        }
-        for (const hash of map.uniqueHashes()) referenced.add(hash);
-      }
+    try {
+      const maps = [
+        ...(store.catalog != null ? [mapsOfCatalog(store.catalog)] : []),
+        ...live.map((dir) => mapsOfDirectory(dir, options.logger)),
+      ];
+      for (const archiveMaps of maps)
+        for await (const map of archiveMaps) for (const hash of map.uniqueHashes()) referenced.add(hash);
+    } catch (error) {
+      throw stopped(error);
     }
     if (!options.dryRun) {
       for (const entry of stale) {
@@ -207,46 +157,6 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
     return result;
   } finally {
     await lock.release();
-  }
-}
-
-/** Every chunk the maps in a remote store's catalog reference; a map it cannot read stops the purge. */
-async function addCatalogReferences(catalog: RevisionCatalog, referenced: Set<string>): Promise<void> {
-  for (const id of (await catalog.list()).keys()) {
-    const bytes = await catalog.read(id, 'map');
-    if (bytes == null) {
-      // Forgotten meanwhile (the `.rev` goes first), or a revision that has no map of this store. A
-      // chunked revision whose `.rev` is still there without its map is no proof of anything: stop.
-      const rev = await catalog.read(id, 'rev');
-      if (rev == null || !isChunked(rev)) continue;
-      throw new BackyError(
-        'REVISION_INVALID',
-        `purge stopped, nothing deleted: revision ${id} in the store has no map (${id}.map is missing)`,
-      );
-    }
-    let map: ChunkMap;
-    try {
-      map = ChunkMap.deserialize(bytes, `${id}.map in the store`);
-    } catch (error) {
-      throw new BackyError(
-        'REVISION_INVALID',
-        `purge stopped, nothing deleted: ${(error as Error).message}`,
-        {
-          cause: error,
-        },
-      );
-    }
-    for (const hash of map.uniqueHashes()) referenced.add(hash);
-  }
-}
-
-/** Whether a `.rev`'s bytes describe a revision of the chunked layout (the one with a map in the store). */
-function isChunked(rev: Buffer): boolean {
-  try {
-    const data = parseYaml(rev.toString('utf8')) as { backend_type?: unknown } | null;
-    return data?.backend_type == null || data.backend_type === 'chunked';
-  } catch {
-    return true; // unreadable: assume the worst
   }
 }
 

@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
-import { parse, stringify } from 'yaml';
+import { parse } from 'yaml';
 import { z } from 'zod';
 import { BackyError } from './errors.js';
+import { revisionText } from './format/archive-files.js';
 import { writeFileAtomic } from './fs-util.js';
 
 export const TRUST_STATES = ['trusted', 'distrusted', 'verified'] as const;
@@ -144,6 +145,14 @@ export async function readRevisionFile(path: string): Promise<RevisionData> {
   } catch (error) {
     throw new BackyError('IO', `reading revision ${path}: ${(error as Error).message}`, { cause: error });
   }
+  return parseRevisionText(text, path);
+}
+
+/**
+ * A `.rev`'s text (format/archive-files.ts) as a revision: ours, or backy 2.x's made ours. Errors name
+ * `path`, the file it came from.
+ */
+export function parseRevisionText(text: string, path: string): RevisionData {
   let raw: unknown;
   try {
     raw = parse(text);
@@ -164,5 +173,5 @@ export async function readRevisionFile(path: string): Promise<RevisionData> {
 }
 
 export async function writeRevisionFile(path: string, rev: RevisionData): Promise<void> {
-  await writeFileAtomic(path, stringify(rev, { sortMapEntries: false }), { mode: 0o640 });
+  await writeFileAtomic(path, revisionText(rev), { mode: 0o640 });
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { z } from 'zod';
-import { Archive } from './archive.js';
+import { Archive } from './archive/index.js';
 import { runBackup } from './backup.js';
 import { BackyError, type BackyErrorCode, isBackyError } from './errors.js';
 import type { StoreDriver } from './store/contract.js';

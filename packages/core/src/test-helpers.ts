@@ -2,7 +2,7 @@
 import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino from 'pino';
-import { Archive } from './archive.js';
+import { Archive } from './archive/index.js';
 import { forEachChunk } from './revision-stream.js';
 import type { BackupSource } from './source/contract.js';
 

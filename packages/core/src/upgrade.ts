@@ -1,7 +1,9 @@
 import { readdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import type { Archive } from './archive.js';
+import { convertLegacy } from './archive/convert.js';
+import type { Archive } from './archive/index.js';
+import { lastLinks } from './archive/links.js';
 import { BackyError } from './errors.js';
 import { readLegacyMapping } from './legacy/chunked.js';
 import type { Lock } from './lock.js';
@@ -84,7 +86,7 @@ export async function upgradeArchive(archive: Archive, options: UpgradeOptions):
       const oldReader = await archive.openReader(rev);
       let converted: Revision | null;
       try {
-        const { map, newReader } = await archive.convertLegacy(rev, oldReader, (bytes) => {
+        const { map, newReader } = await convertLegacy(archive, rev, oldReader, (bytes) => {
           done += bytes;
           options.onProgress?.(done, total);
         });
@@ -117,7 +119,7 @@ export async function upgradeArchive(archive: Archive, options: UpgradeOptions):
       if (to === 'chunked') await rm(archive.imagePath(rev.uuid), { force: true });
       log.info({ to }, 'backy 2.x revision upgraded and verified');
     }
-    await archive.updateLastLink();
+    await lastLinks.update(archive.path, (await archive.revisions()).at(-1) ?? null);
     const unused = await unusedLegacyChunks(archive);
     for (const path of unused) await rm(path, { force: true });
     await removeEmptyLegacyDirs(join(archive.path, 'chunks'));

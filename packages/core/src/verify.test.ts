@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
+import { mapPath } from './archive/paths.js';
 import { runBackup } from './backup.js';
 import { readRevisionFile } from './revision.js';
 import { bufferSource, MiB, makeArchive, silent } from './test-helpers.js';
@@ -41,7 +42,7 @@ describe('verify records when it re-read each revision', () => {
     expect(at).toBeLessThanOrEqual(Date.now());
 
     // Damage one chunk: verify distrusts the revision and records that it looked.
-    const map = await readFile(archive.mapPath(rev.uuid));
+    const map = await readFile(mapPath(archive.path, rev.uuid));
     const hash = map.subarray(32, 64).toString('hex');
     const chunk = join(archive.path, 'chunks', hash.slice(0, 2), hash);
     const bytes = await readFile(chunk);

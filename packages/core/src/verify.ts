@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Archive } from './archive.js';
+import type { Archive } from './archive/index.js';
 import { type BackyError, isBackyError } from './errors.js';
 import type { Revision } from './revision.js';
 import type { RevisionReader } from './revision-io.js';

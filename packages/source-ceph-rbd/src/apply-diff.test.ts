@@ -232,7 +232,8 @@ describe.each(['chunked', 'images'] as const)('applyRbdDiff on an archive with t
     let expected: Buffer = content;
     for (const size of [16 * MiB, 7 * MiB, 9 * MiB + 512, 5 * MiB - 1]) {
       const uuid = newRevisionId();
-      const { writer, parentReader } = await archive.createWriter(uuid, parent);
+      const transaction = await archive.begin(uuid);
+      const { writer, parentReader } = await transaction.openWriter(parent);
       if (parent == null) await applyRawImage([content], { writer, size });
       else
         await applyRbdDiff(parseRbdDiff([encodeRbdDiff(diff(size))]), {
@@ -260,8 +261,8 @@ describe.each(['chunked', 'images'] as const)('applyRbdDiff on an archive with t
           chunks_zero: 0,
         },
       };
-      await archive.commitRevision(rev);
-      const reader = archive.readerFor(rev, map);
+      await transaction.commit(rev);
+      const reader = transaction.reader(map);
       try {
         const data = await contentOf(reader);
         expect(data.equals(expected), `${layout} at ${size}`).toBe(true);

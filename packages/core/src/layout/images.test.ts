@@ -15,7 +15,8 @@ import {
 import { join } from 'node:path';
 import { missingTools } from '@backy/test-env';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Archive } from '../archive.js';
+import { Archive } from '../archive/index.js';
+import { lastLinks } from '../archive/links.js';
 import { runBackup } from '../backup.js';
 import { restoreToPath } from '../restore.js';
 import { bufferSource, MiB, silent } from '../test-helpers.js';
@@ -130,7 +131,7 @@ describe('images layout on the work disk (no reflinks)', () => {
     expect((await archive.scan()).orphans).toEqual([unknown]);
     await rm(last);
     await symlink(r1.uuid, last); // points at the wrong revision
-    await archive.updateLastLink();
+    await lastLinks.update(archive.path, (await archive.revisions()).at(-1) ?? null);
     expect(await readlink(last)).toBe(r2.uuid);
     await archive.deleteRevision(r2.uuid);
     await expect(stat(archive.imagePath(r2.uuid))).rejects.toThrow();

@@ -1,7 +1,9 @@
 // backy 2.x kept the schedules in /etc/backy.conf and wrote the archive's `config` as the bare source
 // mapping, so a 2.x archive used by hand has no schedule: backup accepts any tag, expire removes nothing.
 // That is said, not guessed at: the central config may be elsewhere, or name another job.
-import { Archive } from '../archive.js';
+import { join } from 'node:path';
+import type { ArchiveConfig } from '../config.js';
+import { CONFIG_FILE } from '../format/archive-files.js';
 import type { RevisionData } from '../revision.js';
 import { isLegacyRevision } from './rev-file.js';
 
@@ -11,10 +13,14 @@ import { isLegacyRevision } from './rev-file.js';
  * when the schedule is empty).
  */
 export async function unscheduledLegacyWarning(
-  archive: Archive,
+  archive: {
+    path: string;
+    config: ArchiveConfig;
+    revisions(): Promise<readonly Pick<RevisionData, 'backend_type'>[]>;
+  },
   revisions?: readonly Pick<RevisionData, 'backend_type'>[],
 ): Promise<string | null> {
   if (Object.keys(archive.config.schedule).length > 0) return null;
   if (!(revisions ?? (await archive.revisions())).some(isLegacyRevision)) return null;
-  return `${Archive.configPath(archive.path)} has no schedule (backy 2.x kept it in the central config): backup accepts any tag and expire removes nothing; add \`schedule: {TAG: {interval, keep}}\` to it, or run the job from the scheduler`;
+  return `${join(archive.path, CONFIG_FILE)} has no schedule (backy 2.x kept it in the central config): backup accepts any tag and expire removes nothing; add \`schedule: {TAG: {interval, keep}}\` to it, or run the job from the scheduler`;
 }

@@ -1,5 +1,6 @@
 import type { Backend } from '../backend/contract.js';
 import { BackyError } from '../errors.js';
+import { revisionFileName, revisionIdOfRevFile } from '../format/archive-files.js';
 import type { Lock } from '../lock.js';
 import type { RevisionCatalog, RevisionFileKind } from '../store/contract.js';
 import { lockWriter, where } from './leases.js';
@@ -26,16 +27,15 @@ export class ObjectCatalog implements RevisionCatalog {
   constructor(private readonly backend: Backend) {}
 
   private name(id: string, kind: RevisionFileKind): string {
-    return `revisions/${id}.${kind}`;
+    return `revisions/${revisionFileName(id, kind)}`;
   }
 
   async list(): Promise<Map<string, string>> {
     const out = new Map<string, string>();
     for await (const item of this.backend.list('revisions/')) {
       const name = item.name.slice('revisions/'.length);
-      if (!name.endsWith('.rev')) continue;
-      const id = name.slice(0, -'.rev'.length);
-      if (REVISION_ID_RE.test(id)) out.set(id, item.version);
+      const id = revisionIdOfRevFile(name);
+      if (id != null && REVISION_ID_RE.test(id)) out.set(id, item.version);
     }
     return out;
   }

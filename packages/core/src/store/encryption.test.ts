@@ -2,7 +2,8 @@ import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { Archive } from '../archive.js';
+import { Archive } from '../archive/index.js';
+import { mapPath } from '../archive/paths.js';
 import { runBackup } from '../backup.js';
 import { type BackyErrorCode, isBackyError } from '../errors.js';
 import { purgeStore } from '../purge.js';
@@ -99,7 +100,7 @@ describe('an encrypted directory store', () => {
     for (let at = 0; at < v1.length; at += 4 * MiB)
       expect(names.has(chunkHashHex(v1.subarray(at, at + 4 * MiB)))).toBe(false);
     // The chunk maps in the archive directory are plaintext (docs/storage.md says so); they name keyed hashes.
-    expect((await readFile(archive.mapPath(first.uuid))).subarray(0, 8).toString()).toBe('BKYMAP03');
+    expect((await readFile(mapPath(archive.path, first.uuid))).subarray(0, 8).toString()).toBe('BKYMAP03');
 
     // Purge keeps what is referenced, and the key check, which is no chunk.
     await purgeStore(archive.store, { logger: silent });
@@ -173,10 +174,10 @@ describe('an encrypted directory store', () => {
   it('finds a tampered map invalid', async () => {
     const archive = await Archive.init(join(dir.path, 'archive'), encryptedConfig());
     const rev = await backupOf(archive, images()[0]);
-    const map = await readFile(archive.mapPath(rev.uuid));
+    const map = await readFile(mapPath(archive.path, rev.uuid));
     map[40]! ^= 1;
-    await rm(archive.mapPath(rev.uuid));
-    await writeFile(archive.mapPath(rev.uuid), map);
+    await rm(mapPath(archive.path, rev.uuid));
+    await writeFile(mapPath(archive.path, rev.uuid), map);
     await rejection(restoreToBuffer(archive, rev.uuid), 'REVISION_INVALID');
   });
 

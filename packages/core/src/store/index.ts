@@ -14,6 +14,7 @@ export type {
 } from '../backend/contract.js';
 export { DirectoryBackend } from '../backend/directory.js';
 export { BackyError, type BackyErrorCode, isBackyError } from '../errors.js';
+export { revisionFileName, revisionIdOfRevFile } from '../format/archive-files.js';
 export type { Lock, LockMode } from '../lock.js';
 export { Repository, type RepositoryOptions } from '../repository/repository.js';
 export type { RegistryEntry } from './archive-registry.js';

@@ -3,7 +3,7 @@ import { chmod, cp, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Archive } from '../archive.js';
+import { Archive } from '../archive/index.js';
 import { runBackup } from '../backup.js';
 import { bufferSource, silent } from '../test-helpers.js';
 import { restoreToBuffer, tempDir } from '../testing/helpers.js';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import pino, { type Logger } from 'pino';
-import { Archive } from '../archive.js';
+import { Archive } from '../archive/index.js';
 import { restoreToStream } from '../restore.js';
 
 const MiB = 1024 * 1024;

@@ -13,7 +13,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { Archive } from '../archive.js';
+import { Archive } from '../archive/index.js';
 import { runBackup } from '../backup.js';
 import { isBackyError } from '../errors.js';
 import { restoreToPath } from '../restore.js';

@@ -5,8 +5,9 @@
 // goes on in layout `images` until its config says otherwise (docs/migrating-from-backy-2.md).
 import { readdir } from 'node:fs/promises';
 import { fromLegacyArchiveConfig, readYamlFile } from '../config.js';
+import { revFileName } from '../format/archive-files.js';
 import { isRevisionId } from '../ids.js';
-import { readRevisions } from '../revision-facts.js';
+import { readRevisions } from './facts.js';
 
 /** `images` when the config at `configPath` sets no `layout` and the newest revision in `dir` has an image file. */
 export async function impliedImagesLayout(dir: string, configPath: string): Promise<boolean> {
@@ -15,7 +16,7 @@ export async function impliedImagesLayout(dir: string, configPath: string): Prom
   // Most archives hold no revision with a file `<id>`: they are known without reading any `.rev`.
   const names = await readdir(dir).catch(() => [] as string[]);
   const present = new Set(names);
-  if (!names.some((n) => isRevisionId(n) && present.has(`${n}.rev`))) return false;
+  if (!names.some((n) => isRevisionId(n) && present.has(revFileName(n)))) return false;
   const newest = (await readRevisions(dir)).at(-1);
   return newest?.backend_type === 'cowfile' || newest?.backend_type === 'images';
 }

@@ -1,0 +1,180 @@
+// A new revision as a transaction: `begin` marks it pending, then a writer (a backup's) or a map (a
+// copy's) fills it, and `commit` makes it exist or `abort` leaves nothing of it visible. Crash-safe in
+// this order: marker, data, map, `.rev`; the next clean-up removes what a crash left (scan.ts).
+import { lstat, rm } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { BackyError, ioError } from '../errors.js';
+import { pendingText, revisionText } from '../format/archive-files.js';
+import { mayExist, writeFileAtomic } from '../fs-util.js';
+import { ChunkedRevisionWriter } from '../layout/chunked.js';
+import { ImagesRevisionWriter } from '../layout/images.js';
+import { type RevisionData, writeRevisionFile } from '../revision.js';
+import type { RevisionReader, RevisionWriter } from '../revision-io.js';
+import type { CatalogMirror } from '../store/catalog-mirror.js';
+import type { ChunkMap } from '../store/chunk-map.js';
+import { lastLinks } from './links.js';
+import { withRevisionsLock } from './locks.js';
+import { type ArchiveParts, imagePath, mapPath, pendingPath, revPath } from './paths.js';
+import { readerFor } from './readers.js';
+import { scanArchive } from './scan.js';
+
+/** A writer for a new revision, whatever the layout: seal makes it durable, abort leaves nothing. */
+export interface LayoutWriter extends RevisionWriter {
+  /** Hashes of the chunks this backup wrote anew (what a source's quick verification reads back). */
+  readonly freshChunks: ReadonlySet<string>;
+  seal(): Promise<ChunkMap>;
+  abort(): Promise<void>;
+}
+
+/** The archive's parts a transaction needs: with a remote store, the mirror of its catalog too. */
+export interface TransactionParts extends ArchiveParts {
+  readonly mirror: CatalogMirror | null;
+}
+
+export class RevisionTransaction {
+  private writer: LayoutWriter | null = null;
+
+  private constructor(
+    private readonly archive: TransactionParts,
+    /** The new revision's ID. */
+    readonly id: string,
+  ) {}
+
+  /** Marks revision `id` as started: from now on its files are provably this transaction's own. */
+  static async begin(archive: TransactionParts, id: string): Promise<RevisionTransaction> {
+    await writeFileAtomic(pendingPath(archive.path, id), pendingText(process.pid), { mode: 0o640 });
+    return new RevisionTransaction(archive, id);
+  }
+
+  /**
+   * Opens the writer of the new revision in the configured layout, starting as a copy of `parent` (from
+   * `usableParent`) or empty for a full backup; `parentReader` reads the parent.
+   */
+  async openWriter(
+    parent: { revision: RevisionData; map: ChunkMap } | null,
+    options: { rewrite?: boolean; logger?: Logger } = {},
+  ): Promise<{ writer: LayoutWriter; parentReader: RevisionReader | null }> {
+    const { path, store, config } = this.archive;
+    const parentMap = parent?.map ?? null;
+    const parentReader = parent != null ? readerFor(path, store, parent.revision, parent.map) : null;
+    this.writer =
+      config.layout === 'images'
+        ? await ImagesRevisionWriter.create(imagePath(path, this.id), mapPath(path, this.id), {
+            parentMap,
+            parentImage: parent != null ? imagePath(path, parent.revision.uuid) : null,
+            logger: options.logger,
+          })
+        : new ChunkedRevisionWriter(store, mapPath(path, this.id), {
+            parentMap,
+            rewrite: options.rewrite ?? false,
+          });
+    return { writer: this.writer, parentReader };
+  }
+
+  /** A reader of the new revision's sealed `map` (for the source's verification before the commit). */
+  reader(map: ChunkMap): RevisionReader {
+    const { path, store, config } = this.archive;
+    return readerFor(path, store, { uuid: this.id, backend_type: config.layout }, map);
+  }
+
+  /** Writes the new revision's map as it is (a copy's: its chunks are in the store already). */
+  async saveMap(map: ChunkMap): Promise<void> {
+    const path = mapPath(this.archive.path, this.id);
+    await map.save(path).catch((error) => {
+      throw ioError(error, `writing ${path}`);
+    });
+  }
+
+  /**
+   * Commits the new revision: its `.rev` makes it exist; then its marker goes. The commit point is the
+   * store's `.rev` for a remote store, the local `.rev` otherwise. Steps after it that fail (the local
+   * copy of a remote `.rev`, the marker's removal, the `last` links, the lock's release) do not undo the
+   * revision: they are returned, for warnings, and the next run repairs them. Throws only when the
+   * revision was not committed, or with `commitUncertain` set when that cannot be told: its files must
+   * then stay as they are.
+   */
+  async commit(rev: RevisionData): Promise<unknown[]> {
+    if (rev.uuid !== this.id)
+      throw new Error(`committing revision ${rev.uuid} in the transaction of ${this.id}`);
+    const { path: dir, mirror } = this.archive;
+    const late: unknown[] = [];
+    const afterCommit = (step: () => Promise<unknown>) =>
+      step().then(
+        () => true,
+        (error: unknown) => {
+          late.push(error);
+          return false;
+        },
+      );
+    let committed = false;
+    const revFile = revPath(dir, rev.uuid);
+    try {
+      await withRevisionsLock(dir, async () => {
+        // A remote store gets the revision first: it exists once the store has its `.rev`.
+        const bytes = Buffer.from(revisionText(rev));
+        const version = await mirror?.push(rev.uuid, bytes, rev.backend_type === 'chunked');
+        if (version != null) {
+          committed = true;
+          // Recorded only with the local copy there, or a pull would never fetch it.
+          if (await afterCommit(() => writeRevisionFile(revFile, rev)))
+            await afterCommit(() => mirror!.recorded(rev.uuid, version));
+        } else {
+          await writeLocalRev(revFile, rev, late);
+          committed = true;
+        }
+        await afterCommit(() => rm(pendingPath(dir, rev.uuid), { force: true }));
+        await afterCommit(async () =>
+          lastLinks.update(dir, (await scanArchive(dir)).complete.at(-1) ?? null),
+        );
+      });
+    } catch (error) {
+      if (!committed) throw error;
+      late.push(error);
+    }
+    return late;
+  }
+
+  /**
+   * Leaves nothing of the new revision visible: the writer removes its data, then its map and marker
+   * go. Never throws: what stays is an interrupted backup's, for the next clean-up.
+   */
+  async abort(): Promise<void> {
+    await this.writer?.abort().catch(() => {});
+    const dir = this.archive.path;
+    await withRevisionsLock(dir, async () => {
+      // Only when the `.rev` is certainly absent: a revision that may exist keeps its map.
+      if (await mayExist(revPath(dir, this.id))) return;
+      await rm(mapPath(dir, this.id), { force: true });
+      await rm(pendingPath(dir, this.id), { force: true });
+    }).catch(() => {});
+  }
+}
+
+/** Writes the `.rev` of a directory store; a failure after which the `.rev` is there goes to `late`. */
+async function writeLocalRev(revFile: string, rev: RevisionData, late: unknown[]): Promise<void> {
+  try {
+    await writeRevisionFile(revFile, rev);
+  } catch (error) {
+    // Renamed into place but not made durable (the directory's fsync failed): it exists.
+    const info = await lstat(revFile).catch((e: NodeJS.ErrnoException) => e);
+    if (info instanceof Error && info.code === 'ENOENT') throw error;
+    if (info instanceof Error || !info.isFile()) throw uncertainCommit(rev.uuid, error);
+    late.push(error);
+  }
+}
+
+/** The error of a commit whose outcome cannot be told; `isCommitUncertain` recognises it. */
+function uncertainCommit(id: string, cause: unknown): BackyError {
+  const error = new BackyError(
+    'IO',
+    `revision ${id} may or may not have been committed (${(cause as Error).message ?? cause}); its files are kept as they are, the next backup sorts them out`,
+    { cause },
+  );
+  Object.defineProperty(error, 'commitUncertain', { value: true });
+  return error;
+}
+
+/** True for `commit`'s error when it cannot tell whether the revision exists. */
+export function isCommitUncertain(error: unknown): boolean {
+  return (error as { commitUncertain?: boolean } | null)?.commitUncertain === true;
+}
