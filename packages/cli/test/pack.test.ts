@@ -66,6 +66,7 @@ describe('packed packages outside the workspace', () => {
   let dir: { path: string; cleanup: () => Promise<void> };
   const tarball: Record<string, string> = {};
   let plugin: string;
+  let store: string;
   let app: string;
 
   beforeAll(async () => {
@@ -87,6 +88,11 @@ describe('packed packages outside the workspace', () => {
     }
     plugin = join(dir.path, 'backy-source-example');
     await cp(join(ROOT, 'examples/backy-source-example'), plugin, {
+      recursive: true,
+      filter: (src) => !/node_modules|dist/.test(src),
+    });
+    store = join(dir.path, 'backy-store-example');
+    await cp(join(ROOT, 'examples/backy-store-example'), store, {
       recursive: true,
       filter: (src) => !/node_modules|dist/.test(src),
     });
@@ -132,30 +138,47 @@ describe('packed packages outside the workspace', () => {
     }
   });
 
-  it('type-check a source package against the packed @backy/core and pass the conformance suite', async () => {
-    const manifest = JSON.parse(await readFile(join(plugin, 'package.json'), 'utf8'));
+  /**
+   * Builds an example plugin (docs/writing-a-source.md, docs/writing-a-backend.md) against the packed
+   * @backy/core, type-checks its tests and runs its conformance suites; returns vitest's output.
+   */
+  async function buildAndConform(pkg: string): Promise<string> {
+    const manifest = JSON.parse(await readFile(join(pkg, 'package.json'), 'utf8'));
     manifest.devDependencies = {
       '@backy/core': `file:${tarball['@backy/core']}`,
       '@types/node': NEWEST_VITEST === '^5.0.0' ? '^22.0.0' : '^20.19.0',
       typescript: '~5.9.0',
       vitest: NEWEST_VITEST,
     };
-    await writeFile(join(plugin, 'package.json'), JSON.stringify(manifest, null, 2));
+    await writeFile(join(pkg, 'package.json'), JSON.stringify(manifest, null, 2));
     ok(
-      run('npm', ['install', '--prefer-offline', '--no-package-lock'], plugin, 600_000),
-      'npm install (plugin)',
+      run('npm', ['install', '--prefer-offline', '--no-package-lock'], pkg, 600_000),
+      `npm install (${pkg})`,
     );
     // tsc with skipLibCheck off: the packed declarations must hold up, not only the plugin's code.
-    ok(run('npx', ['tsc', '-p', '.'], plugin), 'tsc (build)');
-    ok(run('npx', ['tsc', '-p', 'tsconfig.check.json'], plugin), 'tsc (with the tests)');
-    const test = ok(run('npx', ['vitest', 'run', 'src/conformance.test.ts'], plugin, 600_000), 'vitest');
+    ok(run('npx', ['tsc', '-p', '.'], pkg), 'tsc (build)');
+    ok(run('npx', ['tsc', '-p', 'tsconfig.check.json'], pkg), 'tsc (with the tests)');
+    const test = ok(run('npx', ['vitest', 'run', 'src/conformance.test.ts'], pkg, 600_000), 'vitest');
     expect(test.out).toMatch(/\d+ passed/);
     expect(test.out).not.toMatch(/failed|skipped/);
+    return test.out;
+  }
+
+  it('type-check a source package against the packed @backy/core and pass the conformance suite', async () => {
+    await buildAndConform(plugin);
+  }, 900_000);
+
+  it('type-check a third-party backend against the packed @backy/core and pass both store suites', async () => {
+    const out = await buildAndConform(store);
+    expect(out).toContain('backend conformance: flat directory');
+    expect(out).toContain('store conformance: flat directory, encrypted');
   }, 900_000);
 
   it('back the source up with the packed CLI, by package name and by path', async () => {
     const packed = ok(run('npm', ['pack', '--pack-destination', dir.path], plugin), 'npm pack (plugin)');
     const pluginTarball = join(dir.path, packed.stdout.trim().split('\n').at(-1)!);
+    const packedStore = ok(run('npm', ['pack', '--pack-destination', dir.path], store), 'npm pack (store)');
+    const storeTarball = join(dir.path, packedStore.stdout.trim().split('\n').at(-1)!);
     await writeFile(
       join(app, 'package.json'),
       JSON.stringify({
@@ -164,6 +187,7 @@ describe('packed packages outside the workspace', () => {
         dependencies: {
           ...Object.fromEntries(Object.entries(tarball).map(([name, path]) => [name, `file:${path}`])),
           'backy-source-example': `file:${pluginTarball}`,
+          'backy-store-example': `file:${storeTarball}`,
         },
       }),
     );
@@ -305,4 +329,77 @@ describe('packed packages outside the workspace', () => {
     const backy = (...args: string[]) => run(join(app, 'node_modules/.bin/backy'), args, app);
     ok(backy('-b', 'by-name', 'verify'), 'verify once the binary is back');
   }, 300_000);
+  it('back up, restore, verify and purge through the packed third-party backend, plain and encrypted', async () => {
+    const backy = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+      spawnSync(join(app, 'node_modules/.bin/backy'), args, {
+        cwd: app,
+        encoding: 'utf8',
+        timeout: 300_000,
+        env: { ...userEnv, ...env },
+      });
+    const okay = (r: ReturnType<typeof backy>, what: string) => {
+      expect(r.status, `${what} failed:\n${r.stdout}${r.stderr}`).toBe(0);
+      return r.stdout;
+    };
+    const image = join(app, 'store-disk.img');
+    const data = Buffer.alloc(6 * MiB + 777);
+    for (let i = 0; i < data.length; i += 512) data.writeUInt32LE((i * 2246822519) >>> 0, i);
+    await writeFile(image, data);
+    const key = join(app, 'store.key');
+    okay(backy(['key', 'create', key], { BACKY_KEY_PASSPHRASE: '' }), 'key create');
+    for (const [archive, extra] of [
+      ['by-store', []],
+      ['by-store-encrypted', ['--store', `encryption.key-file=${key}`]],
+    ] as const) {
+      const b = (...args: string[]) => backy(['-b', archive, ...args]);
+      okay(
+        b(
+          'init',
+          '--store',
+          'type=backy-store-example',
+          '--store',
+          `path=${archive}-objects`,
+          ...extra,
+          'file',
+          image,
+        ),
+        `${archive}: init with the store by package name`,
+      );
+      expect(await readFile(join(app, archive, 'config'), 'utf8')).toContain('type: backy-store-example');
+      okay(b('backup', 'daily'), `${archive}: backup`);
+      // The objects are the backend's: flat files with percent-encoded names, revisions and marker included.
+      const objects = await readdir(join(app, `${archive}-objects`));
+      expect(
+        objects.some((f) => f.startsWith('chunks%2F')),
+        `${archive}: chunks in the backend`,
+      ).toBe(true);
+      expect(
+        objects.some((f) => f.startsWith('revisions%2F')),
+        `${archive}: revisions in the backend`,
+      ).toBe(true);
+      data.write('changed', 3 * MiB);
+      await writeFile(image, data);
+      okay(b('backup', 'daily'), `${archive}: second backup`);
+      okay(b('verify'), `${archive}: verify`);
+      okay(b('restore', join(app, `${archive}.img`)), `${archive}: restore`);
+      expect((await readFile(join(app, `${archive}.img`))).equals(data), `${archive}: restored bytes`).toBe(
+        true,
+      );
+      const chunks = () =>
+        readdir(join(app, `${archive}-objects`)).then(
+          (f) => f.filter((n) => n.startsWith('chunks%2F')).length,
+        );
+      const before = await chunks();
+      okay(b('forget', '-r', '1'), `${archive}: forget the older revision`);
+      okay(b('purge'), `${archive}: purge`);
+      expect(await chunks(), `${archive}: purge removed the forgotten revision's own chunk`).toBeLessThan(
+        before,
+      );
+      okay(b('verify'), `${archive}: verify after purge`);
+      okay(b('restore', join(app, `${archive}-2.img`)), `${archive}: restore after purge`);
+      expect((await readFile(join(app, `${archive}-2.img`))).equals(data)).toBe(true);
+      await rm(join(app, `${archive}.img`));
+      await rm(join(app, `${archive}-2.img`));
+    }
+  }, 600_000);
 });

@@ -38,7 +38,9 @@ export async function peakRss(
   const out = {} as Record<Operation, number>;
   await rm(archive, { recursive: true, force: true });
   await rm(target, { recursive: true, force: true });
-  const backy = (...args: string[]) => timedWithRss(process.execPath, [bin, '-q', ...args], rssFile);
+  // No `-q`: its output is not a terminal, so it shows no progress anyway, and a baseline from before
+  // `-q` (19b5388) refused it.
+  const backy = (...args: string[]) => timedWithRss(process.execPath, [bin, ...args], rssFile);
   await backy('-b', archive, 'init', 'file', image);
   const measure = async (op: Operation, ...args: string[]) => {
     if (!operations.includes(op)) return;
