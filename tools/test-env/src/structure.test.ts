@@ -17,15 +17,12 @@ const MAX_FUNCTION_LINES = 120;
 
 /** Source files over the limit today, with their line count then. */
 const LONG_FILES: Record<string, number> = {
-  // Being split into format/, backend/, repository/ and archive/ (issue 25, another change under way).
-  'packages/core/src/archive.ts': 1002,
   'packages/core/src/testing/store-suite.ts': 604,
   'packages/telnet-shell/src/shell.ts': 509,
 };
 
 /** Functions over the limit today (`file:name`), with their line count then. */
 const LONG_FUNCTIONS: Record<string, number> = {
-  'packages/core/src/backup.ts:runBackup': 211,
   // The conformance suites: one function that declares a suite of tests.
   'packages/core/src/testing/index.ts:testSource': 187,
   'packages/core/src/testing/index.ts:(callback of suite)': 175,
