@@ -158,7 +158,10 @@ describe('packed packages outside the workspace', () => {
     // tsc with skipLibCheck off: the packed declarations must hold up, not only the plugin's code.
     ok(run('npx', ['tsc', '-p', '.'], pkg), 'tsc (build)');
     ok(run('npx', ['tsc', '-p', 'tsconfig.check.json'], pkg), 'tsc (with the tests)');
-    const test = ok(run('npx', ['vitest', 'run', 'src/conformance.test.ts'], pkg, 600_000), 'vitest');
+    const test = ok(
+      run('npx', ['vitest', 'run', '--reporter=verbose', 'src/conformance.test.ts'], pkg, 600_000),
+      'vitest',
+    );
     expect(test.out).toMatch(/\d+ passed/);
     expect(test.out).not.toMatch(/failed|skipped/);
     return test.out;
@@ -358,7 +361,7 @@ describe('packed packages outside the workspace', () => {
           '--store',
           'type=backy-store-example',
           '--store',
-          `path=${archive}-objects`,
+          `path=${join(app, `${archive}-objects`)}`,
           ...extra,
           'file',
           image,
@@ -377,7 +380,7 @@ describe('packed packages outside the workspace', () => {
         objects.some((f) => f.startsWith('revisions%2F')),
         `${archive}: revisions in the backend`,
       ).toBe(true);
-      data.write('changed', 3 * MiB);
+      data.write(`changed for ${archive}`, 3 * MiB);
       await writeFile(image, data);
       okay(b('backup', 'daily'), `${archive}: second backup`);
       okay(b('verify'), `${archive}: verify`);
