@@ -40,9 +40,7 @@ const LONG_FUNCTIONS: Record<string, number> = {
 };
 
 /** Import cycles today, each as its files (sorted). */
-const CYCLES: string[][] = [
-  ['packages/scheduler/src/check.ts', 'packages/scheduler/src/verify-check.ts'],
-];
+const CYCLES: string[][] = [['packages/scheduler/src/check.ts', 'packages/scheduler/src/verify-check.ts']];
 
 /** Imports from a folder above the file's own today (`from -> to`). */
 const UPWARD_IMPORTS: string[] = [

@@ -1,7 +1,7 @@
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { isStandardSchema } from '../source/contract.js';
 import { DirectoryBackend } from '../backend/directory.js';
+import { isStandardSchema } from '../source/contract.js';
 import type { StoreDriver } from './contract.js';
 
 /**

@@ -9,9 +9,9 @@
  * what they say. The store above it (`testChunkStore`) is then the repository's business.
  */
 import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, it } from './vitest.js';
 import type { Backend } from '../backend/contract.js';
 import { chunkBuffers } from '../store/buffer-pool.js';
+import { afterEach, describe, expect, it } from './vitest.js';
 
 export interface BackendFixture {
   /** The backend, on a place of its own, not yet initialised. */
