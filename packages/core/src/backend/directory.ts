@@ -49,7 +49,11 @@ export class DirectoryBackend implements Backend {
 
   async saveOnce(name: string, data: Uint8Array): Promise<BackendObject | null> {
     const path = this.pathOf(name);
-    if ((await this.stat(name)) != null) return null;
+    if ((await this.stat(name)) != null) {
+      // Another writer's object, perhaps still in flight: the caller now relies on it being durable.
+      this.relyOn(dirname(path));
+      return null;
+    }
     return this.write(name, path, data, async (tmp) => {
       if (!this.links) return (await this.stat(name)) == null ? rename(tmp, path) : false;
       try {
@@ -102,7 +106,6 @@ export class DirectoryBackend implements Backend {
       await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE }).catch((e) => {
         throw ioError(e, `creating ${dir}`);
       });
-      this.knownDirs.add(dir);
     }
     const tmp = tempPathFor(path);
     let placed: unknown;
@@ -113,12 +116,28 @@ export class DirectoryBackend implements Backend {
       await rm(tmp, { force: true }).catch(() => {});
       throw ioError(error, `writing ${path}`);
     }
+    // Placed or not (lost the race to another writer's object), the caller relies on the object now.
+    this.relyOn(dir);
     if (placed === false) {
       await rm(tmp, { force: true }).catch(() => {});
       return null;
     }
-    this.dirtyDirs.add(dir);
     return this.stat(name);
+  }
+
+  /**
+   * Marks `dir` for the next `flush`; the first time this handle meets it, its ancestors up to the root
+   * too: it may have been created just now (by this handle or another writer), and a directory's entry
+   * is durable only once its parent is fsynced.
+   */
+  private relyOn(dir: string): void {
+    this.dirtyDirs.add(dir);
+    if (this.knownDirs.has(dir)) return;
+    this.knownDirs.add(dir);
+    for (let at = dir; at !== this.location && at.startsWith(`${this.location}/`); ) {
+      at = dirname(at);
+      this.dirtyDirs.add(at);
+    }
   }
 
   async load(name: string, options: LoadOptions = {}): Promise<Buffer | null> {
