@@ -150,9 +150,10 @@ export async function runBackup(
         log.error({ err: error }, 'backup may not have been committed; nothing was removed');
         throw error;
       }
-      if (revision.backend_type === 'chunked') leftover = writer.freshChunks;
-      await transaction.abort();
-      throw failure(error, signal, log);
+      // Its fresh chunks go only with its files: a revision that may exist keeps both.
+      const removed = await transaction.abort();
+      if (removed && revision.backend_type === 'chunked') leftover = writer.freshChunks;
+      throw failure(error, signal, log, removed ? null : revision.uuid);
     } finally {
       await finish(source, parentReader, { revision, success, logger: log });
     }
@@ -163,11 +164,16 @@ export async function runBackup(
 }
 
 /** The error a failed backup throws (and logs): aborted, or what went wrong. */
-function failure(error: unknown, signal: AbortSignal, log: Logger): BackyError {
+function failure(error: unknown, signal: AbortSignal, log: Logger, kept: string | null): BackyError {
   const err = signal.aborted
     ? new BackyError('ABORTED', 'backup aborted', { cause: error })
     : ioError(error, 'backup failed');
-  log.error({ err }, 'backup failed; no revision was created');
+  if (kept == null) log.error({ err }, 'backup failed; no revision was created');
+  else
+    log.error(
+      { err, revision: kept },
+      'backup failed after its revision may have been committed; nothing of it was removed, the next backup sorts it out',
+    );
   return err;
 }
 

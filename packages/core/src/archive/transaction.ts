@@ -33,6 +33,8 @@ export interface TransactionParts extends ArchiveParts {
 
 export class RevisionTransaction {
   private writer: LayoutWriter | null = null;
+  /** Whether the commit began to put the `.rev` into a remote store (it may be there). */
+  private pushed = false;
 
   private constructor(
     private readonly archive: TransactionParts,
@@ -112,6 +114,7 @@ export class RevisionTransaction {
       await withRevisionsLock(dir, async () => {
         // A remote store gets the revision first: it exists once the store has its `.rev`.
         const bytes = Buffer.from(revisionText(rev));
+        this.pushed = mirror != null;
         const version = await mirror?.push(rev.uuid, bytes, rev.backend_type === 'chunked');
         if (version != null) {
           committed = true;
@@ -135,18 +138,32 @@ export class RevisionTransaction {
   }
 
   /**
-   * Leaves nothing of the new revision visible: the writer removes its data, then its map and marker
-   * go. Never throws: what stays is an interrupted backup's, for the next clean-up.
+   * Leaves nothing of the new revision visible, unless it may exist: then nothing is removed. The check
+   * comes first, the writer's clean-up (which removes the map) only after it: a commit that failed after
+   * its `.rev` was written (locally, or in the store when the answer to its PUT was lost) left a
+   * revision whose map and chunks must stay. Resolves true when the revision's files are gone (its fresh
+   * chunks are then unreferenced), false when they are kept for the next clean-up. Never throws.
    */
-  async abort(): Promise<void> {
-    await this.writer?.abort().catch(() => {});
+  async abort(): Promise<boolean> {
     const dir = this.archive.path;
-    await withRevisionsLock(dir, async () => {
-      // Only when the `.rev` is certainly absent: a revision that may exist keeps its map.
-      if (await mayExist(revPath(dir, this.id))) return;
+    return withRevisionsLock(dir, async () => {
+      if (await this.mayBeCommitted()) return false;
+      await this.writer?.abort().catch(() => {});
       await rm(mapPath(dir, this.id), { force: true });
       await rm(pendingPath(dir, this.id), { force: true });
-    }).catch(() => {});
+      return true;
+    }).catch(() => false);
+  }
+
+  /** Whether the revision's `.rev` may be there: unless certainly absent, locally and in the store. */
+  private async mayBeCommitted(): Promise<boolean> {
+    if (await mayExist(revPath(this.archive.path, this.id))) return true;
+    if (!this.pushed) return false;
+    try {
+      return (await this.archive.mirror!.catalog.read(this.id, 'rev')) != null;
+    } catch {
+      return true;
+    }
   }
 }
 
