@@ -2,6 +2,7 @@ import {
   CopyObjectCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  type GetObjectCommandOutput,
   HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -10,8 +11,8 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { createCredentialChain, fromEnv, fromIni } from '@aws-sdk/credential-providers';
-import { chunkBuffers } from '@backy/core/store';
-import { httpStatus, isNotFound, isPreconditionFailed, s3Error } from './errors.js';
+import { BackyError, chunkBuffers } from '@backy/core/store';
+import { errorCode, httpStatus, isNotFound, isPreconditionFailed, s3Error } from './errors.js';
 import type { S3Options } from './options.js';
 
 export interface ObjectInfo {
@@ -26,6 +27,8 @@ export type PutCondition = { ifNoneMatch: '*' } | { ifMatch: string };
 
 /** Retries of a throttled or failed request (the SDK's standard mode: exponential back-off with jitter). */
 const MAX_ATTEMPTS = 6;
+/** The first wait before a body is read again, doubled each time (0.1 s to 1.6 s, as the SDK's base). */
+const BODY_RETRY_MS = 100;
 
 /**
  * The bucket and prefix of one store, as keys relative to the prefix; every failure a one-line
@@ -88,7 +91,10 @@ export class S3Objects {
 
   /**
    * The object's bytes, or null when there is none. `pooled`: in a buffer of the chunk pool when it fits
-   * (hand it back with `chunkBuffers.release`).
+   * (hand it back with `chunkBuffers.release`). A body that breaks off or does not have the length the
+   * answer announced is read again (the SDK retries the request, not the body), and after MAX_ATTEMPTS
+   * an IO error: never a short buffer taken for the object, which a chunk's hash check would then call
+   * damaged.
    */
   async get(
     name: string,
@@ -97,39 +103,42 @@ export class S3Objects {
     range?: { offset: number; length: number },
   ): Promise<Buffer | null> {
     if (range != null && range.length === 0) return Buffer.alloc(0);
-    try {
-      const out = await this.client.send(
-        new GetObjectCommand({
-          Bucket: this.options.bucket,
-          Key: this.key(name),
-          ...(range == null ? {} : { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` }),
-        }),
-      );
-      const length = out.ContentLength;
-      if (pooled && length != null && length <= chunkBuffers.slotBytes) {
-        // Straight into a pooled buffer: no concatenation copy, and memory the pool reuses.
-        const buffer = chunkBuffers.acquire(length);
-        let at = 0;
-        try {
-          for await (const part of out.Body as AsyncIterable<Uint8Array>) {
-            if (at + part.length > length) throw new Error('more bytes than Content-Length');
-            buffer.set(part, at);
-            at += part.length;
-          }
-        } catch (error) {
-          chunkBuffers.release(buffer);
-          throw error;
-        }
-        return buffer.subarray(0, at);
+    for (let attempt = 1; ; attempt++) {
+      let out: GetObjectCommandOutput;
+      try {
+        out = await this.client.send(
+          new GetObjectCommand({
+            Bucket: this.options.bucket,
+            Key: this.key(name),
+            ...(range == null ? {} : { Range: `bytes=${range.offset}-${range.offset + range.length - 1}` }),
+          }),
+        );
+      } catch (error) {
+        if (isNotFound(error)) return null;
+        // A range that starts past the end: no bytes there.
+        if (range != null && httpStatus(error) === 416) return Buffer.alloc(0);
+        this.fail(error, what);
       }
-      const bytes = await out.Body!.transformToByteArray();
-      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    } catch (error) {
-      if (isNotFound(error)) return null;
-      // A range that starts past the end: no bytes there.
-      if (range != null && httpStatus(error) === 416) return Buffer.alloc(0);
-      this.fail(error, what);
+      try {
+        return await readBody(out, pooled, range);
+      } catch (error) {
+        if (attempt >= MAX_ATTEMPTS) throw this.bodyError(name, what, error);
+        await new Promise((resolve) => setTimeout(resolve, BODY_RETRY_MS * 2 ** (attempt - 1)));
+      }
     }
+  }
+
+  /** A body that could not be read whole, in one line naming the object (`s3://bucket/key`). */
+  private bodyError(name: string, what: string, error: unknown): BackyError {
+    const why =
+      error instanceof BodyMismatch
+        ? error.message
+        : `the body broke off (${errorCode(error) ?? (error as Error)?.message ?? error})`;
+    return new BackyError(
+      'IO',
+      `${what}: s3://${this.options.bucket}/${this.key(name)} (${this.options.endpoint}): ${why}, still after ${MAX_ATTEMPTS} attempts`,
+      { cause: error },
+    );
   }
 
   /** The object's ETag, size and time, or null. */
@@ -229,4 +238,77 @@ export class S3Objects {
       token = out.IsTruncated ? out.NextContinuationToken : undefined;
     } while (token != null);
   }
+}
+
+/** A body of another length than the answer announced (or than the range asked for). */
+class BodyMismatch extends Error {}
+
+/**
+ * How many bytes the body must have: the announced Content-Length, and for a range what it asked for
+ * (less only at the object's end, which Content-Range tells). Null when the answer announces nothing.
+ */
+function expectedLength(
+  out: GetObjectCommandOutput,
+  range?: { offset: number; length: number },
+): number | null {
+  const announced = out.ContentLength ?? null;
+  if (range == null) return announced;
+  const parts = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(out.ContentRange ?? '');
+  if (parts == null)
+    throw new BodyMismatch(
+      `the answer to a range request has no Content-Range (${out.ContentRange ?? 'none'})`,
+    );
+  const [start, end] = [Number(parts[1]), Number(parts[2])];
+  const total = parts[3] === '*' ? null : Number(parts[3]);
+  const wanted = total == null ? range.length : Math.min(range.length, total - range.offset);
+  if (start !== range.offset || end - start + 1 !== wanted || (announced != null && announced !== wanted))
+    throw new BodyMismatch(
+      `asked for bytes ${range.offset}-${range.offset + wanted - 1}, the answer holds ${out.ContentRange} (${announced ?? '?'} bytes)`,
+    );
+  return wanted;
+}
+
+/** The whole body, checked against the length the answer announced; an unread one is let go. */
+async function readBody(
+  out: GetObjectCommandOutput,
+  pooled: boolean,
+  range?: { offset: number; length: number },
+): Promise<Buffer> {
+  try {
+    return await readChecked(out, expectedLength(out, range), pooled);
+  } catch (error) {
+    // Else the connection stays taken by a body nobody reads.
+    (out.Body as { destroy?: () => void } | undefined)?.destroy?.();
+    throw error;
+  }
+}
+
+async function readChecked(
+  out: GetObjectCommandOutput,
+  length: number | null,
+  pooled: boolean,
+): Promise<Buffer> {
+  const short = (got: number) =>
+    new BodyMismatch(`the body has ${got} bytes, the answer announced ${length} (Content-Length)`);
+  if (pooled && length != null && length <= chunkBuffers.slotBytes) {
+    // Straight into a pooled buffer: no concatenation copy, and memory the pool reuses.
+    const buffer = chunkBuffers.acquire(length);
+    let at = 0;
+    try {
+      for await (const part of out.Body as AsyncIterable<Uint8Array>) {
+        if (at + part.length > length)
+          throw new BodyMismatch(`the body has more than the ${length} bytes the answer announced`);
+        buffer.set(part, at);
+        at += part.length;
+      }
+      if (at !== length) throw short(at);
+    } catch (error) {
+      chunkBuffers.release(buffer);
+      throw error;
+    }
+    return buffer.subarray(0, at);
+  }
+  const bytes = await out.Body!.transformToByteArray();
+  if (length != null && bytes.byteLength !== length) throw short(bytes.byteLength);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
