@@ -146,13 +146,18 @@ export class RevisionTransaction {
    */
   async abort(): Promise<boolean> {
     const dir = this.archive.path;
-    return withRevisionsLock(dir, async () => {
+    const removed = await withRevisionsLock(dir, async () => {
       if (await this.mayBeCommitted()) return false;
       await this.writer?.abort().catch(() => {});
       await rm(mapPath(dir, this.id), { force: true });
       await rm(pendingPath(dir, this.id), { force: true });
       return true;
-    }).catch(() => false);
+    }).catch(() => null);
+    if (removed != null) return removed;
+    // Without the lock the writer's work still stops (and its files go, where the revision certainly
+    // does not exist); the marker stays for the next clean-up, and with it the fresh chunks.
+    if (!(await this.mayBeCommitted().catch(() => true))) await this.writer?.abort().catch(() => {});
+    return false;
   }
 
   /** Whether the revision's `.rev` may be there: unless certainly absent, locally and in the store. */
