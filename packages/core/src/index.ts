@@ -28,6 +28,16 @@ export {
   verifyJobOf,
 } from './central-config.js';
 export {
+  type EmailTargetConfig,
+  NOTIFICATION_EVENTS,
+  type NotificationEvent,
+  type NotificationTargetConfig,
+  SEVERITIES,
+  type SecretConfig,
+  type Severity,
+  type WebhookTargetConfig,
+} from './notification-config.js';
+export {
   type ArchiveConfig,
   archiveConfigSchema,
   fromLegacyArchiveConfig,
