@@ -4,6 +4,7 @@ import { chmod, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } 
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { duplicateKeys } from '@backy/core/testing';
+import { metricValue, parseMetrics } from '@backy/test-env/prometheus';
 import { smtpReceiver, webhookReceiver } from '@backy/test-env/receivers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
@@ -457,8 +458,23 @@ describe('failed runs in the status file, the shell, check, the callback and not
     await chmod(callback, 0o755);
     const hook = await webhookReceiver();
     const mail = await smtpReceiver();
+    const apiPort = await freePort();
+    const api = (path: string, token?: string, method = 'GET') =>
+      fetch(`http://127.0.0.1:${apiPort}${path}`, {
+        method,
+        headers: token == null ? {} : { authorization: `Bearer ${token}` },
+      });
+    const READ = 'monitoring-0123456789';
+    const OPERATOR = 'operator-0123456789';
     const events = () => hook.got.map((g) => `${g.body.event}${g.body.severity === 'critical' ? '!' : ''}`);
     const failConfig = {
+      api: {
+        listen: `127.0.0.1:${apiPort}`,
+        tokens: [
+          { name: 'nagios', role: 'read', value: READ },
+          { name: 'ops', role: 'operator', value: OPERATOR },
+        ],
+      },
       notifications: [
         { type: 'webhook', url: hook.url, 'secret-header': { name: 'X-Backy-Token', value: 'tok' } },
         {
@@ -503,7 +519,10 @@ describe('failed runs in the status file, the shell, check, the callback and not
       ]);
       await until('the callback of the failed run', async () => (await calls()).length === 2 || null);
       // Sent, with the reason, to the webhook and by mail.
-      await until('the failure by webhook and mail', () => (events().length >= 2 && mail.mails.length >= 1) || null);
+      await until(
+        'the failure by webhook and mail',
+        () => (events().length >= 2 && mail.mails.length >= 1) || null,
+      );
       expect(events()).toEqual(['daemon-started', 'job-failed']);
       expect(hook.got[1]!.headers['x-backy-token']).toBe('tok');
       expect(hook.got[1]!.body).toMatchObject({
@@ -514,13 +533,23 @@ describe('failed runs in the status file, the shell, check, the callback and not
       });
       expect(mail.mails[0]!.data).toContain('Subject: [backy] WARNING: backup of f failed');
       expect(mail.mails[0]!.data).toContain(`Reason:   source file ${image}: no such file`);
+      // The API shows it; no token, a wrong one, or a read token calling run: 401, and nothing runs.
+      const viaApi = (await (await api('/v1/status', READ)).json()) as { jobs: Record<string, unknown>[] };
+      expect(viaApi.jobs[0]).toMatchObject({
+        job: 'f',
+        last_outcome: 'failed',
+        last_reason: `source file ${image}: no such file`,
+      });
+      expect((await api('/v1/status')).status).toBe(401);
+      expect((await api('/v1/status', 'wrong-token-0123456789')).status).toBe(401);
+      expect((await api('/v1/jobs/f/run', READ, 'POST')).status).toBe(401);
       expect(await calls()).toEqual(['f|ok|0|', `f|failed|1|source file ${image}: no such file`]);
       // The second failure in a row (critical-failures: 2) is CRITICAL.
       await until(
         'f idle again',
         async () => /│ f +│[^\n]*│ failed +│/.test(await shell(failPort, ['jobs'])) || null,
       );
-      await shell(failShell, ['run f']);
+      expect((await api('/v1/jobs/f/run', OPERATOR, 'POST')).status).toBe(202);
       const critical = await until('a CRITICAL naming f', () => {
         const r = checkF();
         return r.code === 2 ? r : null;
@@ -531,6 +560,9 @@ describe('failed runs in the status file, the shell, check, the callback and not
       ]);
       await until('the second failure sent as critical', () => events().length >= 3 || null);
       expect(events()).toEqual(['daemon-started', 'job-failed', 'job-failed!']);
+      const families = parseMetrics(await (await api('/metrics', READ)).text());
+      expect(metricValue(families, 'backy_job_consecutive_failures', { job: 'f' })).toBe('2');
+      expect(metricValue(families, 'backy_job_last_run_outcome', { job: 'f', outcome: 'failed' })).toBe('1');
       const table = await shell(failPort, ['jobs']);
       expect(table).toMatch(/│ f +│.*│ failed ×2 +│ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d +│\r\n/);
       expect(table).toContain(`f: failed: source file ${image}: no such file\r\n`);

@@ -1,5 +1,6 @@
 import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
+import { apiConfigSchema } from './api-config.js';
 import { readYamlFile, sourceConfigSchema, storeConfigSchema, validateConfig } from './config.js';
 import { notificationsSchema } from './notification-config.js';
 import { durationSchema, scheduleSchema } from './schedule.js';
@@ -131,6 +132,8 @@ export const centralConfigSchema = z
     jobs: z.record(z.string(), jobConfigSchema).default({}),
     /** Where failures, recoveries, missed SLAs and damage are sent (docs/notifications.md). */
     notifications: notificationsSchema.default([]),
+    /** The daemon's HTTP API, metrics and page (docs/api.md); off without it. */
+    api: apiConfigSchema.optional(),
   })
   .superRefine((config, ctx) => {
     for (const [name, schedule] of Object.entries(config.schedules)) {
