@@ -4,6 +4,8 @@ import { chmod, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } 
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { duplicateKeys } from '@backy/core/testing';
+import { metricValue, parseMetrics } from '@backy/test-env/prometheus';
+import { smtpReceiver, webhookReceiver } from '@backy/test-env/receivers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { BIN, backy, skipWithout, tempDir } from './helpers.js';
@@ -439,8 +441,8 @@ describe('backy scheduler and backy check', () => {
   });
 });
 
-describe('failed runs in the status file, the shell, check and the callback', () => {
-  it('WARNING naming the job and why, CRITICAL after critical-failures, OK once fixed; a configured job the daemon lacks is CRITICAL', async () => {
+describe('failed runs in the status file, the shell, check, the callback and notifications', () => {
+  it('WARNING naming the job and why, CRITICAL after critical-failures, OK once fixed, each sent by webhook and email; a configured job the daemon lacks is CRITICAL', async () => {
     const root = join(dir.path, 'failing');
     const image = join(root, 'f.img');
     const failConf = join(root, 'backy.conf');
@@ -454,7 +456,35 @@ describe('failed runs in the status file, the shell, check and the callback', ()
       `#!/bin/sh\ncat > /dev/null\necho "$1|$BACKY_OUTCOME|$BACKY_CONSECUTIVE_FAILURES|$BACKY_REASON" >> "${root}/calls"\n`,
     );
     await chmod(callback, 0o755);
+    const hook = await webhookReceiver();
+    const mail = await smtpReceiver();
+    const apiPort = await freePort();
+    const api = (path: string, token?: string, method = 'GET') =>
+      fetch(`http://127.0.0.1:${apiPort}${path}`, {
+        method,
+        headers: token == null ? {} : { authorization: `Bearer ${token}` },
+      });
+    const READ = 'monitoring-0123456789';
+    const OPERATOR = 'operator-0123456789';
+    const events = () => hook.got.map((g) => `${g.body.event}${g.body.severity === 'critical' ? '!' : ''}`);
     const failConfig = {
+      api: {
+        listen: `127.0.0.1:${apiPort}`,
+        tokens: [
+          { name: 'nagios', role: 'read', value: READ },
+          { name: 'ops', role: 'operator', value: OPERATOR },
+        ],
+      },
+      notifications: [
+        { type: 'webhook', url: hook.url, 'secret-header': { name: 'X-Backy-Token', value: 'tok' } },
+        {
+          type: 'email',
+          from: 'backy@localhost',
+          to: ['ops@localhost'],
+          smtp: { host: '127.0.0.1', port: mail.port, tls: 'none' },
+          events: ['job-failed', 'job-recovered'],
+        },
+      ],
       global: {
         'base-dir': join(root, 'base'),
         'status-interval': 1,
@@ -488,13 +518,38 @@ describe('failed runs in the status file, the shell, check and the callback', ()
         '',
       ]);
       await until('the callback of the failed run', async () => (await calls()).length === 2 || null);
+      // Sent, with the reason, to the webhook and by mail.
+      await until(
+        'the failure by webhook and mail',
+        () => (events().length >= 2 && mail.mails.length >= 1) || null,
+      );
+      expect(events()).toEqual(['daemon-started', 'job-failed']);
+      expect(hook.got[1]!.headers['x-backy-token']).toBe('tok');
+      expect(hook.got[1]!.body).toMatchObject({
+        job: 'f',
+        severity: 'warning',
+        reason: `source file ${image}: no such file`,
+        consecutiveFailures: 1,
+      });
+      expect(mail.mails[0]!.data).toContain('Subject: [backy] WARNING: backup of f failed');
+      expect(mail.mails[0]!.data).toContain(`Reason:   source file ${image}: no such file`);
+      // The API shows it; no token, a wrong one, or a read token calling run: 401, and nothing runs.
+      const viaApi = (await (await api('/v1/status', READ)).json()) as { jobs: Record<string, unknown>[] };
+      expect(viaApi.jobs[0]).toMatchObject({
+        job: 'f',
+        last_outcome: 'failed',
+        last_reason: `source file ${image}: no such file`,
+      });
+      expect((await api('/v1/status')).status).toBe(401);
+      expect((await api('/v1/status', 'wrong-token-0123456789')).status).toBe(401);
+      expect((await api('/v1/jobs/f/run', READ, 'POST')).status).toBe(401);
       expect(await calls()).toEqual(['f|ok|0|', `f|failed|1|source file ${image}: no such file`]);
       // The second failure in a row (critical-failures: 2) is CRITICAL.
       await until(
         'f idle again',
         async () => /│ f +│[^\n]*│ failed +│/.test(await shell(failPort, ['jobs'])) || null,
       );
-      await shell(failShell, ['run f']);
+      expect((await api('/v1/jobs/f/run', OPERATOR, 'POST')).status).toBe(202);
       const critical = await until('a CRITICAL naming f', () => {
         const r = checkF();
         return r.code === 2 ? r : null;
@@ -503,6 +558,11 @@ describe('failed runs in the status file, the shell, check and the callback', ()
         'CRITICAL: 1 jobs failed 2 or more times in a row',
         `f: backup failed (2 times in a row): source file ${image}: no such file`,
       ]);
+      await until('the second failure sent as critical', () => events().length >= 3 || null);
+      expect(events()).toEqual(['daemon-started', 'job-failed', 'job-failed!']);
+      const families = parseMetrics(await (await api('/metrics', READ)).text());
+      expect(metricValue(families, 'backy_job_consecutive_failures', { job: 'f' })).toBe('2');
+      expect(metricValue(families, 'backy_job_last_run_outcome', { job: 'f', outcome: 'failed' })).toBe('1');
       const table = await shell(failPort, ['jobs']);
       expect(table).toMatch(/│ f +│.*│ failed ×2 +│ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d +│\r\n/);
       expect(table).toContain(`f: failed: source file ${image}: no such file\r\n`);
@@ -526,6 +586,13 @@ describe('failed runs in the status file, the shell, check and the callback', ()
         return r.code === 0 ? r : null;
       });
       expect(ok.stdout).toBe('OK: 1 jobs within SLA\n');
+      await until('the recovery sent', () => (events().length >= 4 && mail.mails.length >= 3) || null);
+      expect(events()).toEqual(['daemon-started', 'job-failed', 'job-failed!', 'job-recovered']);
+      expect(mail.mails.map((m) => /^Subject: (.*)$/m.exec(m.data)?.[1])).toEqual([
+        '[backy] WARNING: backup of f failed',
+        '[backy] CRITICAL: backup of f failed',
+        '[backy] INFO: backup of f succeeded again',
+      ]);
       // A job added to the config without a reload: the daemon does not know it, check does.
       const added = join(root, 'added.conf');
       await writeFile(
@@ -538,9 +605,15 @@ describe('failed runs in the status file, the shell, check and the callback', ()
         'CRITICAL: 1 jobs missing from the status file',
         `g: configured in ${added} but not in the status file: the scheduler has not loaded it (reload or start it)`,
       ]);
+      d.child.kill('SIGTERM');
+      expect(await d.exit).toBe(0);
+      // The daemon's last words are sent before it exits.
+      expect(events().at(-1)).toBe('daemon-stopped');
     } finally {
       d.child.kill('SIGTERM');
       await d.exit;
+      await hook.close();
+      await mail.close();
     }
   }, 120_000);
 });

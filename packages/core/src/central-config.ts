@@ -1,6 +1,8 @@
 import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
+import { apiConfigSchema } from './api-config.js';
 import { readYamlFile, sourceConfigSchema, storeConfigSchema, validateConfig } from './config.js';
+import { notificationsSchema } from './notification-config.js';
 import { durationSchema, scheduleSchema } from './schedule.js';
 
 /** Where the daemon and `backy check` look for the central configuration by default. */
@@ -128,6 +130,10 @@ export const centralConfigSchema = z
     schedules: z.record(z.string().min(1), scheduleSchema).default({}),
     // Names are checked below, so that the error quotes the offending name.
     jobs: z.record(z.string(), jobConfigSchema).default({}),
+    /** Where failures, recoveries, missed SLAs and damage are sent (docs/notifications.md). */
+    notifications: notificationsSchema.default([]),
+    /** The daemon's HTTP API, metrics and page (docs/api.md); off without it. */
+    api: apiConfigSchema.optional(),
   })
   .superRefine((config, ctx) => {
     for (const [name, schedule] of Object.entries(config.schedules)) {

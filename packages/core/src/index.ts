@@ -3,6 +3,14 @@
  * the CLI, the scheduler and anything else that drives backy. A source plugin needs only
  * `@backy/core/source`; tests get the conformance suite and helpers from `@backy/core/testing`.
  */
+
+export {
+  API_ROLES,
+  type ApiConfig,
+  type ApiListenAddress,
+  type ApiRole,
+  type ApiTokenConfig,
+} from './api-config.js';
 export {
   Archive,
   type ArchiveOptions,
@@ -44,6 +52,16 @@ export { newRevisionId } from './ids.js';
 export { unscheduledLegacyWarning } from './legacy/schedule.js';
 export { acquireLock, type Lock, type LockMode } from './lock.js';
 export { type AppendLog, openAppendLog } from './log-file.js';
+export {
+  type EmailTargetConfig,
+  NOTIFICATION_EVENTS,
+  type NotificationEvent,
+  type NotificationTargetConfig,
+  SEVERITIES,
+  type SecretConfig,
+  type Severity,
+  type WebhookTargetConfig,
+} from './notification-config.js';
 export { forgetArchive, type PurgeResult, purgeStore } from './purge.js';
 export { Repository, type RepositoryOptions } from './repository/repository.js';
 export { type RestoreOptions, restoreToPath, restoreToStream } from './restore.js';
@@ -82,6 +100,7 @@ export {
   type StoreKey,
   writeKeyFile,
 } from './store/key-file.js';
+export { readTokenFile, tokenMatches } from './token-file.js';
 export { formatBytes, formatDuration, parseDuration } from './units.js';
 export {
   listenUnixSocket,

@@ -8,8 +8,10 @@ import {
   type Lock,
   verifyJobOf,
 } from '@backy/core';
+import { Notifier } from '@backy/notify';
 import type { Logger } from 'pino';
 import { type Clock, systemClock, timeoutSignal } from './clock.js';
+import { JobNotices, type NotifierFactory, outcomeNotice } from './job-notices.js';
 import { outcomeFromStatus } from './job-outcome.js';
 import { nextJobToStart, planJob, queueDueJobs } from './job-plan.js';
 import { runJobOnce } from './job-run.js';
@@ -54,6 +56,10 @@ export interface SchedulerOptions {
   maxSleepMs?: number;
   /** The completion callback is terminated after this many milliseconds (default 5 minutes). */
   callbackTimeoutMs?: number;
+  /** Builds the notifier of the config's `notifications` (default: a Notifier; tests: one that counts). */
+  notifier?: NotifierFactory;
+  /** How long `stop()` waits for notifications still being sent (default 10 s). */
+  notifyTimeoutMs?: number;
 }
 
 export type ReloadResult = ({ ok: true } & JobChanges) | { ok: false; error: string };
@@ -71,6 +77,7 @@ export class Scheduler {
   private loaded: LoadedCentralConfig;
   private readonly jobTable: JobTable;
   private readonly statusFile: StatusFileWriter;
+  private readonly notices: JobNotices;
   private lock: Lock | null = null;
   private wakeTimer: unknown = null;
   private wakeAt = Infinity;
@@ -99,6 +106,10 @@ export class Scheduler {
       }),
       collect: () => this.collectStatus(),
     });
+    this.notices = new JobNotices(
+      options.notifier ?? ((targets, log) => new Notifier(targets, { log })),
+      this.log,
+    );
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
     });
@@ -149,6 +160,8 @@ export class Scheduler {
       },
       'scheduler started',
     );
+    this.notices.configure(this.loaded.config.notifications);
+    this.notices.send({ event: 'daemon-started' });
     if (this.options.signal != null) {
       if (this.options.signal.aborted) void this.stop();
       else this.options.signal.addEventListener('abort', () => void this.stop(), { once: true });
@@ -237,6 +250,7 @@ export class Scheduler {
     const statusIntervalChanged =
       this.loaded.config.global['status-interval'] !== loaded.config.global['status-interval'];
     this.loaded = loaded;
+    this.notices.configure(loaded.config.notifications);
     const changes = this.jobTable.apply(loaded);
     await this.jobTable.refresh(changes.added.map((name) => this.jobTable.get(name)!));
     for (const job of this.jobTable.values())
@@ -307,6 +321,7 @@ export class Scheduler {
 
   private async execute(job: JobRuntime): Promise<void> {
     const log = this.log.child({ job: job.name });
+    const before = job.outcome;
     const outcome = await runJobOnce(job, {
       runner: this.options.runner,
       clock: this.clock,
@@ -317,6 +332,9 @@ export class Scheduler {
       callbackTimeoutMs: this.options.callbackTimeoutMs ?? 5 * 60_000,
     });
     if (outcome === 'stopped') return;
+    this.notices.send(
+      outcomeNotice(job.name, before, job.outcome, this.loaded.config.global['critical-failures']),
+    );
     await this.jobTable.refresh([job], { reread: true });
     if (job.removed) {
       this.jobTable.delete(job.name);
@@ -334,13 +352,19 @@ export class Scheduler {
       job.verify.state = 'idle';
       return;
     }
-    await runVerifyOnce(job, settings, {
+    const damaged = await runVerifyOnce(job, settings, {
       runner: this.options.runner,
       clock: this.clock,
       log: this.log.child({ job: job.name }),
       stopSignal: this.stopController.signal,
       reread: () => this.jobTable.refresh([job], { reread: true }),
     });
+    if (damaged.length > 0)
+      this.notices.send({
+        event: 'verify-damage',
+        job: job.name,
+        reason: `revision${damaged.length > 1 ? 's' : ''} ${damaged.join(', ')} no longer match${damaged.length > 1 ? '' : 'es'} ${damaged.length > 1 ? 'their' : 'its'} checksums: distrusted`,
+      });
     if (job.removed && !isBusy(job)) {
       this.jobTable.delete(job.name);
       this.log.info({ job: job.name }, 'job removed from the config; it is no longer scheduled');
@@ -391,7 +415,9 @@ export class Scheduler {
   private async collectStatus(): Promise<JobStatus[]> {
     await this.jobTable.refresh([...this.jobTable.values()].filter((j) => !isBusy(j)));
     for (const job of this.jobTable.values()) if (job.state === 'waiting') this.replan(job);
-    return this.jobs();
+    const jobs = this.jobs();
+    this.notices.watchSla(jobs);
+    return jobs;
   }
 
   // ---------------------------------------------------------------- shutdown
@@ -424,6 +450,8 @@ export class Scheduler {
         this.log.error({ timeoutMs: timeout }, 'running work did not stop in time; leaving it behind');
       await this.writeStatus();
       await this.lock?.release();
+      this.notices.send({ event: 'daemon-stopped' });
+      await this.notices.close(this.options.notifyTimeoutMs ?? 10_000);
       this.log.info('scheduler stopped');
       this.resolveDone();
     })();

@@ -20,13 +20,14 @@ export interface VerifyRunContext {
 /**
  * Runs one verify of the job's archive (`backy verify --outdated-after`) and records its outcome in
  * `job.verify`. Damage is read from the revisions afterwards (a revision distrusted by this run), not
- * from the exit status, which is 1 for damage and for other errors alike.
+ * from the exit status, which is 1 for damage and for other errors alike. Returns the IDs of the
+ * revisions this run found damaged.
  */
 export async function runVerifyOnce(
   job: JobRuntime,
   settings: VerifyJobSettings,
   context: VerifyRunContext,
-): Promise<void> {
+): Promise<string[]> {
   const { clock, log, runner } = context;
   const v = job.verify;
   const started = clock.now();
@@ -47,12 +48,12 @@ export async function runVerifyOnce(
   v.busyRetryAt = null;
   if (context.stopSignal.aborted) {
     log.warn('verify terminated because the scheduler is stopping');
-    return;
+    return [];
   }
   if (result.exitCode === EXIT_LOCKED) {
     v.busyRetryAt = clock.now() + BUSY_RETRY_MS;
     log.info({ retryInSeconds: BUSY_RETRY_MS / 1000 }, 'the archive is busy; verifying when it is free');
-    return;
+    return [];
   }
   await context.reread();
   // A revision verified by this run (its verified_at is the child's clock: allow for a step back).
@@ -69,7 +70,7 @@ export async function runVerifyOnce(
         'verify found damaged revisions: distrusted',
       );
     else log.info({ seconds }, 'verify completed');
-    return;
+    return found.map((d) => d.uuid);
   }
   v.failures++;
   v.lastFailure = clock.now();
@@ -79,4 +80,5 @@ export async function runVerifyOnce(
     { exitCode: result.exitCode, signal: result.signal, stderr: result.stderr, retryInSeconds: retryIn },
     `verify failed${result.exitCode != null ? ` with exit status ${result.exitCode}` : ''}; retrying in ${retryIn} s`,
   );
+  return [];
 }

@@ -114,6 +114,7 @@ export const schedulerCommand: Command = {
       ctx.stderr,
     );
     let shell: TelnetShell | null = null;
+    let api: { close(): Promise<void> } | null = null;
     const onHup = () => {
       logger.info('SIGHUP: reopening the log and reloading the config');
       logFile?.reopen();
@@ -158,6 +159,27 @@ export const schedulerCommand: Command = {
         // The shell is a convenience: backups go on without it.
         logger.error({ error: (error as Error).message }, 'telnet shell not available');
       }
+      const apiConfig = scheduler.config.config.api;
+      if (apiConfig != null) {
+        try {
+          // Loaded only when configured: fastify and prom-client are most of the daemon's start-up otherwise.
+          const { ApiServer } = await import('@backy/http-api');
+          api = await ApiServer.start({
+            backend: {
+              jobs: (filter) => s.jobs(filter),
+              summary: () => s.summary(),
+              runJob: (name) => s.runJob(name),
+              reload: () => s.reload(),
+            },
+            config: apiConfig,
+            logger: logger.child({ component: 'api' }),
+            version,
+          });
+        } catch (error) {
+          // As the shell: backups go on without it, and `backy check` through the API will say so.
+          logger.error({ error: (error as Error).message }, 'HTTP API not available');
+        }
+      }
       const stop = (signal: NodeJS.Signals) => {
         logger.info({ signal }, 'stopping');
         void s.stop();
@@ -180,6 +202,7 @@ export const schedulerCommand: Command = {
       process.off('SIGTERM', early);
       process.off('SIGINT', early);
       await shell?.close();
+      await api?.close();
       logFile?.close();
     }
   },
