@@ -333,6 +333,16 @@ async function retrying<T>(waitSeconds: number, attempt: () => Promise<T | strin
   }
 }
 
+/** `work`'s result; when it throws, `lease` is released first. */
+async function releasedOnError<T>(lease: Lease, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    await lease.release().catch(() => {});
+    throw error;
+  }
+}
+
 /** Leases need conditional writes atomic across the hosts that use the store (see BackendCapabilities). */
 function assertLockable(backend: Backend): void {
   if (backend.capabilities.conditionalWrites === false)
@@ -363,7 +373,7 @@ export async function lockStore(backend: Backend, mode: LockMode, waitSeconds = 
       const sent = monotonic();
       const saved = await backend.save(name, Buffer.from(JSON.stringify(body)));
       const lease = new Lease(backend, name, 'shared', body, saved?.version ?? '', sent);
-      const purge = await judge(backend, 'locks/purge');
+      const purge = await releasedOnError(lease, () => judge(backend, 'locks/purge'));
       // A stale purge lease is removed on the version watched: its holder, should it wake, deletes nothing.
       if (purge.state === 'stale' && (await removeVersion(backend, 'locks/purge', purge.version)))
         return lease;
@@ -375,7 +385,7 @@ export async function lockStore(backend: Backend, mode: LockMode, waitSeconds = 
     const got = await takeSingle(backend, 'locks/purge', 'exclusive');
     if (!(got instanceof Lease))
       return `chunk store ${where(backend, '')} is being purged by ${describe(got.holder)}`;
-    const users = await liveShared(backend);
+    const users = await releasedOnError(got, () => liveShared(backend));
     if (users.length > 0) {
       await got.release();
       return `chunk store ${where(backend, '')} is in use by a backup, restore or verify (${describe(users[0]!)}${users.length > 1 ? ` and ${users.length - 1} more` : ''}); purge later`;

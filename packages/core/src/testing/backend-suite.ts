@@ -144,18 +144,6 @@ export function testBackend(options: TestBackendOptions): void {
       expect((await backend.load('lease'))?.equals(bodies[winners[0]!]!)).toBe(true);
     });
 
-    it('removes an object only at the version removeVersion names, where it has removeVersion', async () => {
-      const backend = await make();
-      if (backend.removeVersion == null) return;
-      const first = (await backend.save('held', Buffer.from('mine')))!;
-      const second = (await backend.save('held', Buffer.from('taken over')))!;
-      expect(await backend.removeVersion('held', first.version)).toBe(false);
-      expect((await backend.load('held'))?.toString()).toBe('taken over');
-      expect(await backend.removeVersion('held', second.version)).toBe(true);
-      expect(await backend.stat('held')).toBeNull();
-      expect(await backend.removeVersion('held', second.version)).toBe(false);
-    });
-
     it('reads ranges, short at the end', async () => {
       const backend = await make();
       const data = randomBytes(10_000);
@@ -186,17 +174,7 @@ export function testBackend(options: TestBackendOptions): void {
       expect(listed).toEqual([{ name: 'b/5', bytes: 3, version: (await backend.stat('b/5'))!.version }]);
     });
 
-    it('removes and moves objects', async () => {
-      const backend = await make();
-      await backend.saveOnce('x/gone', Buffer.from('x'));
-      await backend.remove('x/gone');
-      expect(await backend.stat('x/gone')).toBeNull();
-      if (backend.move == null) return;
-      await backend.saveOnce('x/from', Buffer.from('moving'));
-      expect(await backend.move('x/from', 'x/to')).toBe(true);
-      expect(await backend.stat('x/from')).toBeNull();
-      expect((await backend.load('x/to'))?.toString()).toBe('moving');
-    });
+    testRemoval(make);
 
     it('shows what one handle saved to another, after flush', async () => {
       const backend = await make();
@@ -207,5 +185,32 @@ export function testBackend(options: TestBackendOptions): void {
       expect((await other.load('shared/one'))?.toString()).toBe('seen');
       expect(await names(other, 'shared/')).toEqual(['shared/one']);
     });
+  });
+}
+
+/** `remove`, `removeVersion` and `move`, on a backend `make` gives. */
+function testRemoval(make: () => Promise<Backend>): void {
+  it('removes and moves objects', async () => {
+    const backend = await make();
+    await backend.saveOnce('x/gone', Buffer.from('x'));
+    await backend.remove('x/gone');
+    expect(await backend.stat('x/gone')).toBeNull();
+    if (backend.move == null) return;
+    await backend.saveOnce('x/from', Buffer.from('moving'));
+    expect(await backend.move('x/from', 'x/to')).toBe(true);
+    expect(await backend.stat('x/from')).toBeNull();
+    expect((await backend.load('x/to'))?.toString()).toBe('moving');
+  });
+
+  it('removes an object only at the version removeVersion names, where it has removeVersion', async () => {
+    const backend = await make();
+    if (backend.removeVersion == null) return;
+    const first = (await backend.save('held', Buffer.from('mine')))!;
+    const second = (await backend.save('held', Buffer.from('taken over')))!;
+    expect(await backend.removeVersion('held', first.version)).toBe(false);
+    expect((await backend.load('held'))?.toString()).toBe('taken over');
+    expect(await backend.removeVersion('held', second.version)).toBe(true);
+    expect(await backend.stat('held')).toBeNull();
+    expect(await backend.removeVersion('held', second.version)).toBe(false);
   });
 }
