@@ -8,13 +8,13 @@ import { tempDir } from '../testing/helpers.js';
 import { lockStore, lockWriter, setLeaseTimings } from './leases.js';
 
 // Leases of milliseconds: a lapse is watched for LEASE ms instead of two minutes.
-const LEASE = 400;
+const LEASE = 1000;
 
 let dir: { path: string; cleanup(): Promise<void> };
 let backend: RemoteDirectoryBackend;
 
 beforeEach(async () => {
-  setLeaseTimings({ leaseMs: LEASE, renewMs: 80, pollMs: 20, freshMs: 10 });
+  setLeaseTimings({ leaseMs: LEASE, renewMs: 100, pollMs: 20, freshMs: 10 });
   dir = await tempDir('backy-leases-');
   backend = new RemoteDirectoryBackend(dir.path);
   await backend.init();
@@ -45,13 +45,18 @@ function foreignHolder(name: string, mode: string, skewMs: number) {
     return backend.save(name, Buffer.from(JSON.stringify(body)));
   };
   let timer: NodeJS.Timeout | null = null;
+  let writing: Promise<unknown> = Promise.resolve();
   return {
     async start() {
       await write();
-      timer = setInterval(() => void write(), 50);
+      timer = setInterval(() => {
+        writing = writing.then(write);
+      }, 50);
     },
-    stop() {
+    /** Dead: no renewal lands after this. */
+    async stop() {
       if (timer != null) clearInterval(timer);
+      await writing;
     },
   };
 }
@@ -75,7 +80,7 @@ describe('leases between hosts whose clocks differ', () => {
       const error = await expectBackyError(lockWriter(backend), 'LOCKED');
       expect(error.message).toMatch(/is being written by host elsewhere \(pid 4242\)/);
     } finally {
-      holder.stop();
+      await holder.stop();
     }
     const started = performance.now();
     const lock = await lockWriter(backend);
@@ -88,7 +93,7 @@ describe('leases between hosts whose clocks differ', () => {
   it('a writer lease whose dead holder clock was ahead (expires in a year) is taken over after one lease', async () => {
     const holder = foreignHolder('locks/writer', 'writer', 365 * 24 * HOUR);
     await holder.start();
-    holder.stop();
+    await holder.stop();
     const lock = await lockWriter(backend);
     expect(JSON.parse((await backend.load('locks/writer'))!.toString()).pid).toBe(process.pid);
     await lock.release();
@@ -102,7 +107,7 @@ describe('leases between hosts whose clocks differ', () => {
       expect(error.message).toMatch(/in use by a backup, restore or verify \(host elsewhere/);
       expect(await backend.stat('locks/purge')).toBeNull();
     } finally {
-      backup.stop();
+      await backup.stop();
     }
     const purge = await lockStore(backend, 'exclusive');
     // Its holder, should it wake up, finds its lease gone and does not commit.
@@ -117,7 +122,7 @@ describe('leases between hosts whose clocks differ', () => {
       const error = await expectBackyError(lockStore(backend, 'shared'), 'LOCKED');
       expect(error.message).toMatch(/is being purged by host elsewhere/);
     } finally {
-      purge.stop();
+      await purge.stop();
     }
     const shared = await lockStore(backend, 'shared');
     expect(await backend.stat('locks/purge')).toBeNull();
@@ -129,7 +134,7 @@ describe('leases between hosts whose clocks differ', () => {
     const realNow = Date.now;
     Date.now = () => realNow() + HOUR;
     try {
-      await new Promise((r) => setTimeout(r, 3 * 80)); // renewals under the jumped clock
+      await new Promise((r) => setTimeout(r, 3 * 100)); // renewals under the jumped clock
       lock.assertHeld!();
       await lock.refresh!();
     } finally {
@@ -143,7 +148,12 @@ describe('releasing and refreshing a lease', () => {
   it('release removes only its own version: a lease another host took over stays', async () => {
     const lock = await lockWriter(backend);
     const theirs = Buffer.from(JSON.stringify({ host: 'elsewhere', pid: 7, expires: Date.now() + LEASE }));
-    await backend.save('locks/writer', theirs); // taken over while we were presumed dead
+    // Taken over while we were presumed dead (on the version seen, as a taker does).
+    while (
+      (await backend.save('locks/writer', theirs, {
+        ifVersion: (await backend.stat('locks/writer'))!.version,
+      })) == null
+    );
     await lock.release();
     expect((await backend.load('locks/writer'))?.equals(theirs)).toBe(true);
   });
@@ -174,7 +184,7 @@ describe('releasing and refreshing a lease', () => {
     stalled = true;
     await expectBackyError(lock.refresh!(), 'LOCKED');
     stalled = false;
-    await new Promise((r) => setTimeout(r, 3 * 80));
+    await new Promise((r) => setTimeout(r, 3 * 100));
     expect(() => lock.assertHeld!()).toThrow(/lost the lease/);
     await lock.release();
   });
@@ -200,7 +210,7 @@ describe('backends whose conditional writes cannot lock', () => {
     });
     const holder = foreignHolder('locks/writer', 'writer', 0);
     await holder.start();
-    holder.stop();
+    await holder.stop();
     const error = await expectBackyError(lockWriter(oneHost), 'STORE_INVALID');
     expect(error.message).toMatch(/locked by host elsewhere .*atomic on one host only/);
     const lock = await lockStore(oneHost, 'shared'); // leases of this host work
