@@ -304,7 +304,6 @@ async function liveShared(backend: Backend): Promise<Array<LeaseBody | null>> {
   const live: Array<LeaseBody | null> = [];
   const stale = new Map<string, string>();
   const unclear = new Map<string, string>();
-  const seenAt = monotonic();
   for await (const item of backend.list('locks/shared/')) {
     const body = parseLease(await backend.load(item.name));
     const look = firstLook(backend, body);
@@ -313,7 +312,8 @@ async function liveShared(backend: Backend): Promise<Array<LeaseBody | null>> {
   }
   if (live.length > 0) return live;
   if (unclear.size > 0) {
-    const watched = await watch(backend, unclear, seenAt);
+    // Counted from after the listing: never from before a version was seen.
+    const watched = await watch(backend, unclear, monotonic());
     if (watched.changed != null) return [parseLease(await backend.load(watched.changed))];
     for (const name of watched.stale) stale.set(name, unclear.get(name)!);
   }
