@@ -4,13 +4,17 @@
  * repository above it keeps the revisions, the lease objects and the store's marker in it too, as it
  * does in S3: an archive can be rebuilt from this directory alone.
  *
- * Create-if-absent is link(2) of a finished temporary file (atomic among the processes of one host on a
- * local filesystem); a conditional replace holds a `.cas-` file made with O_EXCL while it compares the
- * version and renames. Both are what the leases that lock the store rely on.
+ * Create-if-absent is link(2) of a finished temporary file; a conditional replace or remove holds a
+ * `.cas-` file made with O_EXCL while it compares the version and renames or unlinks. Both are atomic
+ * among the processes of one host on a local filesystem, and no more: the backend says so
+ * (`conditionalWrites: 'one-host'`), and the repository then refuses leases written by another machine.
+ * A `.cas-` file names its writer (boot, PID namespace, pid) and is broken only when that process is
+ * gone, never for its age: a writer that stalls keeps it.
  *
  *   store: {type: backy-store-example, path: /srv/objects}
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
 import {
   type FileHandle,
   link,
@@ -34,15 +38,22 @@ import {
 } from '@backy/core/store';
 import { z } from 'zod';
 
-/** A conditional replace whose `.cas-` file is older than this was killed: its file is removed. */
-const STALE_CAS_MS = 30_000;
+/** This boot of this host and this PID namespace, as a `.cas-` file records its writer (null: unknown). */
+const HOST: string | null = (() => {
+  try {
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    return `${boot}/${statSync('/proc/self/ns/pid').ino}`;
+  } catch {
+    return null;
+  }
+})();
 
 const isMissing = (error: unknown) => (error as NodeJS.ErrnoException)?.code === 'ENOENT';
 const isTaken = (error: unknown) => (error as NodeJS.ErrnoException)?.code === 'EEXIST';
 
 export class FlatDirectoryBackend implements Backend {
   readonly capabilities = {
-    conditionalWrites: true,
+    conditionalWrites: 'one-host',
     atomicMove: false,
     localPath: null,
     concurrency: 8,
@@ -128,6 +139,19 @@ export class FlatDirectoryBackend implements Backend {
     await this.io(`removing ${name}`, () => rm(this.path(name), { force: true }));
   }
 
+  async removeVersion(name: string, version: string): Promise<boolean> {
+    const cas = await this.takeCas(name);
+    if (cas == null) return false;
+    try {
+      if ((await this.stat(name))?.version !== version) return false;
+      await this.remove(name);
+      return true;
+    } finally {
+      await cas.close();
+      await rm(this.casPath(name), { force: true });
+    }
+  }
+
   async flush(): Promise<void> {
     const dir = await this.io('syncing', () => open(this.location, 'r'));
     try {
@@ -174,19 +198,53 @@ export class FlatDirectoryBackend implements Backend {
   /** The `.cas-` file of `name`, or null while another writer holds it (it lost the race). */
   private async takeCas(name: string): Promise<FileHandle | null> {
     for (let attempt = 0; attempt < 2; attempt++) {
+      let handle: FileHandle;
       try {
-        return await open(this.casPath(name), 'wx', 0o600);
+        handle = await open(this.casPath(name), 'wx', 0o600);
       } catch (error) {
         if (!isTaken(error)) throw this.fail(`locking ${name}`, error);
-        const since = await stat(this.casPath(name)).then(
-          (s) => Date.now() - s.mtimeMs,
-          () => 0,
-        );
-        if (since < STALE_CAS_MS) return null;
-        await unlink(this.casPath(name)).catch(() => {});
+        if (!(await this.breakAbandonedCas(name))) return null;
+        continue;
       }
+      try {
+        await handle.writeFile(`${HOST}\n${process.pid}\n`);
+      } catch (error) {
+        await handle.close();
+        await rm(this.casPath(name), { force: true });
+        throw this.fail(`locking ${name}`, error);
+      }
+      return handle;
     }
     return null;
+  }
+
+  /**
+   * Removes the `.cas-` file of `name` if its writer is gone (a process of this host that exited, or of
+   * an earlier boot): true if it did. It is renamed aside first and removed only if it is still the file
+   * judged (same inode), so a breaker never removes the `.cas-` file a live writer has just made.
+   */
+  private async breakAbandonedCas(name: string): Promise<boolean> {
+    const path = this.casPath(name);
+    const judged = await stat(path).catch(() => null);
+    const text = await readFile(path, 'utf8').catch(() => null);
+    if (judged == null || text == null) return judged == null; // gone meanwhile: try again
+    if (!writerGone(text)) return false;
+    const aside = join(this.location, `.tmp-${randomBytes(8).toString('hex')}`);
+    if (
+      !(await rename(path, aside).then(
+        () => true,
+        () => false,
+      ))
+    )
+      return true;
+    if ((await stat(aside).catch(() => null))?.ino === judged.ino) {
+      await unlink(aside).catch(() => {});
+      return true;
+    }
+    // A live writer's file after all: put it back, unless another one is there already.
+    await link(aside, path).catch(() => {});
+    await unlink(aside).catch(() => {});
+    return false;
   }
 
   private async io<T>(what: string, work: () => Promise<T>): Promise<T> {
@@ -203,6 +261,20 @@ export class FlatDirectoryBackend implements Backend {
     return new BackyError(code, `${this.location}: ${what}: ${err?.code ?? err?.message ?? String(error)}`, {
       cause: error,
     });
+  }
+}
+
+/** Whether the process a `.cas-` file names (`HOST\npid\n`) is gone; false while unsure. */
+function writerGone(text: string): boolean {
+  const [host, pid] = text.split('\n');
+  if (HOST == null || host == null || !pid) return false; // not written yet, or no /proc
+  if (host.split('/')[0] !== HOST.split('/')[0]) return true; // written before this boot
+  if (host !== HOST) return false; // another PID namespace: its pids mean nothing here
+  try {
+    process.kill(Number(pid), 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'EPERM';
   }
 }
 

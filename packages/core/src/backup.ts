@@ -5,7 +5,7 @@ import { recordHistoryStarted } from './history-record.js';
 import { newRevisionId } from './ids.js';
 import { removeLeftoverChunks } from './leftover-chunks.js';
 import { mmh3Hex } from './legacy/mmh3.js';
-import type { Lock } from './lock.js';
+import { type Lock, proveHeld } from './lock.js';
 import { restrictModes } from './private-modes.js';
 import {
   failedOwnVerification,
@@ -135,7 +135,7 @@ export async function runBackup(
       if (Object.keys(sourceInfo).length > 0) revision.source_info = sourceInfo;
       signal.throwIfAborted();
       // A remote store's lease that lapsed (the process stalled) may have let purge in: no commit then.
-      for (const lock of locks) lock.assertHeld?.();
+      await proveHeld(locks);
       // Once committed the revision exists, complete and verified: the clean-up below must never run
       // for it (it would remove its map and its fresh chunks), nor for one that may exist.
       commitStarted = true;

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Archive } from './archive/index.js';
 import type { Progress } from './backup.js';
 import { BackyError } from './errors.js';
-import type { Lock } from './lock.js';
+import { type Lock, proveHeld } from './lock.js';
 import type { Revision } from './revision.js';
 import { forEachChunk } from './revision-stream.js';
 import { chunkBuffers } from './store/buffer-pool.js';
@@ -190,7 +190,7 @@ async function copyOne(
     signal.throwIfAborted();
     await transaction.saveMap(map);
     // A remote store's lease that lapsed may have let a purge in: no commit then.
-    for (const lock of options.locks) lock.assertHeld?.();
+    await proveHeld(options.locks);
     // The same revision, bound to the map just written (a revision from before maps were bound gets it).
     const committed = { ...rev, map_checksum: map.checksum ?? rev.map_checksum };
     for (const error of await transaction.commit(committed))

@@ -15,6 +15,20 @@ export interface Lock {
    * A flock(2) lock cannot be lost and has none.
    */
   assertHeld?(): void;
+  /**
+   * Renews a lease now (unless a renewal a moment ago proves it fresh) and throws LOCKED when that
+   * fails or came too late: right before a commit or a deletion, so that a holder that stalled (a GC
+   * pause, a suspended VM) does not act on a lease others may have taken meanwhile.
+   */
+  refresh?(): Promise<void>;
+}
+
+/** Proves each of `locks` still held (`refresh`, else `assertHeld`): right before what must not happen without them. */
+export async function proveHeld(locks: Iterable<Lock>): Promise<void> {
+  for (const lock of locks) {
+    if (lock.refresh != null) await lock.refresh();
+    else lock.assertHeld?.();
+  }
 }
 
 export interface LockOptions {

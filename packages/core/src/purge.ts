@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { archiveAt, mapsOfCatalog, mapsOfDirectory } from './archive/references.js';
 import { BackyError, isBackyError } from './errors.js';
+import { proveHeld } from './lock.js';
 import type { RegistryEntry } from './store/archive-registry.js';
 import type { ChunkStore, StoreEntry } from './store/contract.js';
 
@@ -143,7 +144,7 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
         continue;
       }
       if (!options.dryRun) {
-        lock.assertHeld?.();
+        await proveHeld([lock]);
         await store.removeEntry(entry);
       }
       options.onDelete?.(entry);

@@ -186,11 +186,23 @@ export class S3Objects {
     }
   }
 
-  async delete(name: string, what: string): Promise<void> {
+  /**
+   * Deletes the object; with `ifMatch`, only while it has that ETag (false when it had another). Ceph
+   * RGW 16.2 ignores If-Match on a DELETE (measured: a wrong ETag deletes too), so callers compare first.
+   */
+  async delete(name: string, what: string, ifMatch?: string): Promise<boolean> {
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(name) }));
+      await this.client.send(
+        new DeleteObjectCommand({
+          Bucket: this.options.bucket,
+          Key: this.key(name),
+          ...(ifMatch == null ? {} : { IfMatch: ifMatch.replaceAll('"', '') }),
+        }),
+      );
+      return true;
     } catch (error) {
-      if (isNotFound(error)) return;
+      if (isNotFound(error)) return false;
+      if (ifMatch != null && isPreconditionFailed(error)) return false;
       this.fail(error, what);
     }
   }

@@ -26,6 +26,7 @@ async function withRevisions(
       throw new BackyError('REVISION_NOT_FOUND', `revision ${JSON.stringify(spec)}: no revision matches`);
     }
     // A remote store's writer lease that lapsed meanwhile (a stalled process) lets no change through.
+    await lock.refresh?.();
     lock.assertHeld?.();
     await work(archive, revisions);
     return 0;

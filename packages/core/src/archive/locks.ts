@@ -1,7 +1,7 @@
 // The archive's two locks: the backup lock (one writer of revisions for a whole run, across hosts with
 // a remote store) and the short revisions lock around each change of revision files.
 import { join } from 'node:path';
-import { acquireLock, type Lock } from '../lock.js';
+import { acquireLock, type Lock, proveHeld } from '../lock.js';
 import type { ChunkStore } from '../store/contract.js';
 
 /** Seconds a short change of revision files waits for another one to finish. */
@@ -28,6 +28,7 @@ export async function lockBackup(dir: string, store: ChunkStore): Promise<Lock> 
     path: local.path,
     mode: 'exclusive',
     assertHeld: () => remote.assertHeld?.(),
+    refresh: () => proveHeld([remote]),
     async release() {
       try {
         await remote.release();

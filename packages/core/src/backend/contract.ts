@@ -26,11 +26,13 @@ export interface BackendObject {
 export interface BackendCapabilities {
   /**
    * `saveOnce` is an atomic create-if-absent and `save` with `ifVersion` an atomic compare-and-swap: of
-   * two hosts racing for one name exactly one wins (S3 `If-None-Match: *` / `If-Match`, `link(2)`). The
-   * lease objects that lock a store without a local directory rely on it. (The directory backend's
-   * `ifVersion` is atomic within one process only; its store locks with flock(2) instead.)
+   * two hosts racing for one name exactly one wins (S3 `If-None-Match: *` / `If-Match`, `link(2)`).
+   * `'one-host'`: atomic only among the processes of one host (a local file system), so the store must
+   * be used from one host alone. The lease objects that lock a store without a local directory rely on
+   * it: over a backend saying false the repository refuses to lock (and so to back up). (The directory
+   * backend's `ifVersion` is atomic within one process only; its store locks with flock(2) instead.)
    */
-  readonly conditionalWrites: boolean;
+  readonly conditionalWrites: boolean | 'one-host';
   /** `move` is atomic (a rename): a reader sees the object under one name or the other, never both or none. */
   readonly atomicMove: boolean;
   /**
@@ -84,6 +86,13 @@ export interface Backend {
   /** Deletes `name`; an absent one is no error. */
   remove(name: string): Promise<void>;
 
+  /**
+   * Deletes `name` only while it has `version`: true when it did, false when the object is absent or
+   * has another version. Atomic where the medium allows (else as narrow as a stat and a delete); without
+   * it the repository stats, compares and removes. Lease objects are released with it, so a holder never
+   * deletes the lease of a host that took it over, and quarantine removes only the copy it found damaged.
+   */
+  removeVersion?(name: string, version: string): Promise<boolean>;
   /** Makes the place ready (a directory created, a bucket checked); idempotent. */
   init?(): Promise<void>;
   /** Moves `from` to `to` (replacing it): true, or false when `from` is absent. Without it: load, save, remove. */

@@ -9,6 +9,21 @@ import type { Backend, BackendCapabilities, BackendObject, LoadOptions, SaveOpti
 /** The conditional save running per file, so that two in this process do not both pass the check. */
 const conditional = new Map<string, Promise<void>>();
 
+/** Runs `work` after every conditional change of `path` this process started before it. */
+function oneAtATime<T>(path: string, work: () => Promise<T>): Promise<T> {
+  const previous = conditional.get(path) ?? Promise.resolve();
+  const next = previous.then(work);
+  const settled = next.then(
+    () => {},
+    () => {},
+  );
+  conditional.set(path, settled);
+  void settled.then(() => {
+    if (conditional.get(path) === settled) conditional.delete(path);
+  });
+  return next;
+}
+
 /**
  * The built-in backend: a directory, each object a file (`<root>/ab/<hash>` for chunks, the layout of
  * every directory store so far). Writes go to a temp file beside the target (`.<name>.<random>.tmp`),
@@ -71,27 +86,26 @@ export class DirectoryBackend implements Backend {
 
   /**
    * `ifVersion` is compared and the file then renamed over: one at a time per file in this process (every
-   * handle), but not atomic against another process. The store of a local directory never needs it across processes:
+   * handle, also against `removeVersion`), but not atomic against another process. The store of a local directory never needs it across processes:
    * it locks with flock(2), not with lease objects.
    */
   save(name: string, data: Uint8Array, options: SaveOptions = {}): Promise<BackendObject | null> {
     const path = this.pathOf(name);
     const { ifVersion } = options;
     if (ifVersion == null) return this.write(name, path, data, (tmp) => rename(tmp, path));
-    const previous = conditional.get(path) ?? Promise.resolve();
-    const next = previous.then(async () => {
+    return oneAtATime(path, async () => {
       if ((await this.stat(name))?.version !== ifVersion) return null;
       return this.write(name, path, data, (tmp) => rename(tmp, path));
     });
-    const settled = next.then(
-      () => {},
-      () => {},
-    );
-    conditional.set(path, settled);
-    void settled.then(() => {
-      if (conditional.get(path) === settled) conditional.delete(path);
+  }
+
+  /** Compared and then unlinked, one at a time per file in this process, as a conditional `save`. */
+  removeVersion(name: string, version: string): Promise<boolean> {
+    return oneAtATime(this.pathOf(name), async () => {
+      if ((await this.stat(name))?.version !== version) return false;
+      await this.remove(name);
+      return true;
     });
-    return next;
   }
 
   /** Writes `data` to a temp file beside `path` and `place`s it (false: it was not placed, not written). */

@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import type { Backend } from '../backend/contract.js';
+import { removeVersion } from '../backend/remove-version.js';
 import { BackyError, ioError, isBackyError } from '../errors.js';
 import { exists, isTempName } from '../fs-util.js';
 import { acquireLock, type Lock, type LockMode } from '../lock.js';
@@ -207,7 +208,7 @@ export class Repository implements ChunkStore {
     } catch (error) {
       // A damaged chunk is moved aside, as backy 2.5 and PBS do: the next backup that meets its
       // content then writes it anew instead of trusting the damaged copy.
-      if (isBackyError(error, 'CHUNK_CORRUPT')) await this.quarantine(hash).catch(() => {});
+      if (isBackyError(error, 'CHUNK_CORRUPT')) await this.quarantine(hash, algorithm).catch(() => {});
       throw error;
     }
   }
@@ -251,17 +252,31 @@ export class Repository implements ChunkStore {
   /**
    * Moves a damaged chunk aside (`<hash>.damaged`), so the next backup that meets its content writes it
    * anew instead of reusing it; purge removes the quarantined object once nothing references the hash.
-   * Returns false if there was nothing to move.
+   * A concurrent backup may have rewritten the chunk since the read that failed: the object is read and
+   * checked again, and only the version found damaged is removed (after its copy aside is saved), so a
+   * good copy is never taken away. Returns false if nothing was moved.
    */
-  async quarantine(hash: string): Promise<boolean> {
+  async quarantine(hash: string, algorithm: ChunkCheck = CHUNK_HASH): Promise<boolean> {
     const name = this.nameOf(hash);
-    const aside = `${name}${DAMAGED_SUFFIX}`;
-    if (this.backend.move != null) return this.backend.move(name, aside);
+    const seen = await this.backend.stat(name);
+    if (seen == null) return false;
     const bytes = await this.backend.load(name);
-    if (bytes == null) return false;
-    await this.backend.save(aside, bytes);
-    await this.backend.remove(name);
-    return true;
+    if (bytes == null || (await this.intact(hash, bytes, algorithm))) return false;
+    await this.backend.save(`${name}${DAMAGED_SUFFIX}`, bytes);
+    return removeVersion(this.backend, name, seen.version);
+  }
+
+  /** Whether stored object `bytes` opens and decodes to content matching `hash`. */
+  private async intact(hash: string, bytes: Buffer, algorithm: ChunkCheck): Promise<boolean> {
+    try {
+      const file = parseChunkFile(hash, this.sealing == null ? bytes : this.sealing.openChunk(hash, bytes));
+      const key = algorithm === KEYED_HASH ? this.sealing?.key.nameKey : undefined;
+      chunkBuffers.release(await decodeChunkFile(hash, file, algorithm, false, key));
+      return true;
+    } catch (error) {
+      if (isBackyError(error, 'CHUNK_CORRUPT')) return false;
+      throw error;
+    }
   }
 
   delete(hash: string): Promise<void> {

@@ -96,8 +96,11 @@ export interface ChunkStore {
    * the stored copy). A missing chunk throws CHUNK_MISSING; a damaged one is false.
    */
   equals(hash: string, expected: Buffer): Promise<boolean>;
-  /** Moves a damaged chunk aside, so the next backup that meets its content writes it anew. */
-  quarantine(hash: string): Promise<boolean>;
+  /**
+   * Moves a damaged chunk aside, so the next backup that meets its content writes it anew; one that
+   * checks out against `algorithm` (default BLAKE3) when read again (rewritten meanwhile) is kept.
+   */
+  quarantine(hash: string, algorithm?: ChunkCheck): Promise<boolean>;
   delete(hash: string): Promise<void>;
   /** Every stored chunk, plus leftovers (temp objects, quarantined chunks) for purge. */
   entries(): AsyncIterable<StoreEntry>;
