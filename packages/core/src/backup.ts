@@ -150,7 +150,7 @@ export async function runBackup(
         log.error({ err: error }, 'backup may not have been committed; nothing was removed');
         throw error;
       }
-      if (revision.backend_type === 'chunked') leftover = writer.freshChunks;
+      if (archive.layout.chunkStore) leftover = writer.freshChunks;
       await transaction.abort();
       throw failure(error, signal, log);
     } finally {
@@ -261,7 +261,7 @@ async function checkSealed(
       `source size changed from ${newestAny.size} to ${map.size} bytes since revision ${newestAny.uuid}: check that ${sourceName} is still the right disk`,
     );
   }
-  if (archive.config.layout === 'chunked') {
+  if (archive.layout.chunkStore) {
     // Never commit a revision that names a chunk the store does not hold.
     const missing = await archive.store.missing(map.uniqueHashes());
     if (missing.length > 0) {

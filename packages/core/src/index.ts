@@ -9,6 +9,8 @@ export {
   type ArchiveScan,
   type DamagedRevision,
   type InitOptions,
+  isConfigLayoutName,
+  layoutOf,
   readRevisionFacts,
   readRevisions,
   scanRevisionFacts,

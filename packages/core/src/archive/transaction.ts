@@ -3,28 +3,20 @@
 // this order: marker, data, map, `.rev`; the next clean-up removes what a crash left (scan.ts).
 import { lstat, rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { BackyError, ioError } from '../errors.js';
+import { BackyError } from '../errors.js';
 import { pendingText, revisionText } from '../format/archive-files.js';
 import { mayExist, writeFileAtomic } from '../fs-util.js';
-import { ChunkedRevisionWriter } from '../layout/chunked.js';
-import { ImagesRevisionWriter } from '../layout/images.js';
 import { type RevisionData, writeRevisionFile } from '../revision.js';
-import type { RevisionReader, RevisionWriter } from '../revision-io.js';
-import type { CatalogMirror } from '../store/catalog-mirror.js';
+import type { RevisionReader } from '../revision-io.js';
 import type { ChunkMap } from '../store/chunk-map.js';
+import type { CatalogMirror } from './catalog-mirror.js';
+import type { LayoutWriter } from './layout.js';
+import { layoutFor, layoutOf } from './layouts.js';
 import { lastLinks } from './links.js';
 import { withRevisionsLock } from './locks.js';
-import { type ArchiveParts, imagePath, mapPath, pendingPath, revPath } from './paths.js';
-import { readerFor } from './readers.js';
+import { saveMap } from './maps.js';
+import { type ArchiveParts, mapPath, pendingPath, revPath } from './paths.js';
 import { scanArchive } from './scan.js';
-
-/** A writer for a new revision, whatever the layout: seal makes it durable, abort leaves nothing. */
-export interface LayoutWriter extends RevisionWriter {
-  /** Hashes of the chunks this backup wrote anew (what a source's quick verification reads back). */
-  readonly freshChunks: ReadonlySet<string>;
-  seal(): Promise<ChunkMap>;
-  abort(): Promise<void>;
-}
 
 /** The archive's parts a transaction needs: with a remote store, the mirror of its catalog too. */
 export interface TransactionParts extends ArchiveParts {
@@ -54,35 +46,29 @@ export class RevisionTransaction {
     parent: { revision: RevisionData; map: ChunkMap } | null,
     options: { rewrite?: boolean; logger?: Logger } = {},
   ): Promise<{ writer: LayoutWriter; parentReader: RevisionReader | null }> {
-    const { path, store, config } = this.archive;
-    const parentMap = parent?.map ?? null;
-    const parentReader = parent != null ? readerFor(path, store, parent.revision, parent.map) : null;
-    this.writer =
-      config.layout === 'images'
-        ? await ImagesRevisionWriter.create(imagePath(path, this.id), mapPath(path, this.id), {
-            parentMap,
-            parentImage: parent != null ? imagePath(path, parent.revision.uuid) : null,
-            logger: options.logger,
-          })
-        : new ChunkedRevisionWriter(store, mapPath(path, this.id), {
-            parentMap,
-            rewrite: options.rewrite ?? false,
-          });
-    return { writer: this.writer, parentReader };
+    const parts = this.archive;
+    const parentReader =
+      parent != null ? layoutFor(parts.config.layout).reader(parts, parent.revision.uuid, parent.map) : null;
+    const writer = await layoutFor(parts.config.layout).openWriter(parts, this.id, parent, options);
+    // The map is the archive's to write: once the layout's data is durable, before the `.rev`.
+    const seal = writer.seal.bind(writer);
+    writer.seal = async () => {
+      const map = await seal();
+      await this.saveMap(map);
+      return map;
+    };
+    this.writer = writer;
+    return { writer, parentReader };
   }
 
   /** A reader of the new revision's sealed `map` (for the source's verification before the commit). */
   reader(map: ChunkMap): RevisionReader {
-    const { path, store, config } = this.archive;
-    return readerFor(path, store, { uuid: this.id, backend_type: config.layout }, map);
+    return layoutFor(this.archive.config.layout).reader(this.archive, this.id, map);
   }
 
   /** Writes the new revision's map as it is (a copy's: its chunks are in the store already). */
   async saveMap(map: ChunkMap): Promise<void> {
-    const path = mapPath(this.archive.path, this.id);
-    await map.save(path).catch((error) => {
-      throw ioError(error, `writing ${path}`);
-    });
+    await saveMap(this.archive.path, this.id, map);
   }
 
   /**
@@ -112,7 +98,7 @@ export class RevisionTransaction {
       await withRevisionsLock(dir, async () => {
         // A remote store gets the revision first: it exists once the store has its `.rev`.
         const bytes = Buffer.from(revisionText(rev));
-        const version = await mirror?.push(rev.uuid, bytes, rev.backend_type === 'chunked');
+        const version = await mirror?.push(rev.uuid, bytes, layoutOf(rev).chunkStore);
         if (version != null) {
           committed = true;
           // Recorded only with the local copy there, or a pull would never fetch it.
