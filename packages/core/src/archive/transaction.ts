@@ -15,7 +15,7 @@ import { layoutFor, layoutOf } from './layouts.js';
 import { lastLinks } from './links.js';
 import { withRevisionsLock } from './locks.js';
 import { saveMap } from './maps.js';
-import { type ArchiveParts, mapPath, pendingPath, revPath } from './paths.js';
+import { type ArchiveParts, imagePath, mapPath, pendingPath, revPath } from './paths.js';
 import { scanArchive } from './scan.js';
 
 /** The archive's parts a transaction needs: with a remote store, the mirror of its catalog too. */
@@ -121,16 +121,20 @@ export class RevisionTransaction {
   }
 
   /**
-   * Leaves nothing of the new revision visible: the writer removes its data, then its map and marker
-   * go. Never throws: what stays is an interrupted backup's, for the next clean-up.
+   * Leaves nothing of the new revision visible: the writer removes what it was writing, then its map,
+   * a sealed image file and its marker go. Never throws: what stays is an interrupted backup's, for the
+   * next clean-up.
    */
   async abort(): Promise<void> {
     await this.writer?.abort().catch(() => {});
     const dir = this.archive.path;
     await withRevisionsLock(dir, async () => {
-      // Only when the `.rev` is certainly absent: a revision that may exist keeps its map.
+      // Only when the `.rev` is certainly absent: a revision that may exist keeps its map and data.
       if (await mayExist(revPath(dir, this.id))) return;
       await rm(mapPath(dir, this.id), { force: true });
+      // An image the writer sealed under its final name (a backup refused after `seal`): the marker
+      // proves it is this transaction's, and without it the file would stay as an unknown one.
+      await rm(imagePath(dir, this.id), { force: true });
       await rm(pendingPath(dir, this.id), { force: true });
     }).catch(() => {});
   }
