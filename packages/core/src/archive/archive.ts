@@ -70,14 +70,13 @@ export class Archive {
     config: ArchiveConfig,
     options: ArchiveOptions,
   ): Promise<Archive> {
-    const store = await openStore(
-      config,
-      path,
-      options.stores ?? {},
-      configPath(path),
-      layoutFor(config.layout),
-    );
+    const store = await Archive.storeOf(path, config, options);
     return new Archive(path, config, store);
+  }
+
+  /** The store `config` names, opened for the archive at `path` (whose layout it must suit). */
+  private static storeOf(path: string, config: ArchiveConfig, options: ArchiveOptions): Promise<ChunkStore> {
+    return openStore(config, path, options.stores ?? {}, configPath(path), layoutFor(config.layout));
   }
 
   static configPath(dir: string): string {
@@ -97,13 +96,7 @@ export class Archive {
     const path = resolve(dir);
     const config = validateConfig(archiveConfigSchema, rawConfig, configPath(path));
     // The store's options are checked before anything is written.
-    const store = await openStore(
-      config,
-      path,
-      options.stores ?? {},
-      configPath(path),
-      layoutFor(config.layout),
-    );
+    const store = await Archive.storeOf(path, config, options);
     if (await exists(configPath(path))) {
       throw new BackyError('CONFIG_EXISTS', `${configPath(path)} already exists; refusing to overwrite it`);
     }
