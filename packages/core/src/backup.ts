@@ -152,7 +152,7 @@ export async function runBackup(
       }
       // Its fresh chunks go only with its files: a revision that may exist keeps both.
       const removed = await transaction.abort();
-      if (removed && revision.backend_type === 'chunked') leftover = writer.freshChunks;
+      if (removed && archive.layout.chunkStore) leftover = writer.freshChunks;
       throw failure(error, signal, log, removed ? null : revision.uuid);
     } finally {
       await finish(source, parentReader, { revision, success, logger: log });
@@ -267,7 +267,7 @@ async function checkSealed(
       `source size changed from ${newestAny.size} to ${map.size} bytes since revision ${newestAny.uuid}: check that ${sourceName} is still the right disk`,
     );
   }
-  if (archive.config.layout === 'chunked') {
+  if (archive.layout.chunkStore) {
     // Never commit a revision that names a chunk the store does not hold.
     const missing = await archive.store.missing(map.uniqueHashes());
     if (missing.length > 0) {

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Archive } from './archive/index.js';
+import { type Archive, layoutOf } from './archive/index.js';
 import type { Progress } from './backup.js';
 import { BackyError } from './errors.js';
 import { type Lock, proveHeld } from './lock.js';
@@ -56,7 +56,7 @@ export async function copyRevisions(
   if (source.path === target.path) {
     throw new BackyError('USAGE', `copy: ${target.path} is the source archive itself`);
   }
-  if (target.config.layout !== 'chunked') {
+  if (!target.layout.chunkStore) {
     throw new BackyError(
       'CONFIG_INVALID',
       `copy: the target archive ${target.path} has layout ${target.config.layout}; copies go into layout chunked`,
@@ -78,7 +78,7 @@ export async function copyRevisions(
     // A damaged `.rev` of that uuid counts as there: it is the operator's to look at, never overwritten.
     const there = new Set([...scan.complete.map((r) => r.uuid), ...scan.damaged.map((d) => d.id)]);
     const todo = ordered.filter((r) => !there.has(r.uuid));
-    const unsupported = todo.find((r) => r.backend_type !== 'chunked');
+    const unsupported = todo.find((r) => !layoutOf(r).chunkStore);
     if (unsupported != null) {
       throw new BackyError(
         'USAGE',

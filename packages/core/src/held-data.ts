@@ -1,4 +1,4 @@
-import type { Archive } from './archive/index.js';
+import { type Archive, layoutOf } from './archive/index.js';
 import type { Revision } from './revision.js';
 
 /**
@@ -12,10 +12,7 @@ export async function heldBytes(archive: Archive, revisions: readonly Revision[]
   const seen = new Set<string>();
   let total = 0;
   for (const rev of revisions) {
-    const map =
-      rev.backend_type === 'chunked' || rev.backend_type === 'images'
-        ? await archive.loadMap(rev).catch(() => null)
-        : null;
+    const map = layoutOf(rev).mapFile ? await archive.loadMap(rev).catch(() => null) : null;
     if (map == null) {
       total += rev.size;
       continue;

@@ -17,6 +17,8 @@ export {
   type ArchiveScan,
   type DamagedRevision,
   type InitOptions,
+  isConfigLayoutName,
+  layoutOf,
   readRevisionFacts,
   readRevisions,
   scanRevisionFacts,

@@ -2,10 +2,10 @@ import { readdir, rm, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { convertLegacy } from './archive/convert.js';
-import type { Archive } from './archive/index.js';
+import { type Archive, layoutFor, layoutOf } from './archive/index.js';
+import { legacyChunksDir } from './archive/layout-backy2.js';
 import { lastLinks } from './archive/links.js';
 import { BackyError } from './errors.js';
-import { readLegacyMapping } from './legacy/chunked.js';
 import type { Lock } from './lock.js';
 import type { Revision } from './revision.js';
 
@@ -35,7 +35,7 @@ export interface UpgradeOptions {
 }
 
 const isLegacy = (r: Revision): r is Revision & { backend_type: 'cowfile' | 'legacy-chunked' } =>
-  r.backend_type === 'cowfile' || r.backend_type === 'legacy-chunked';
+  layoutOf(r).legacy;
 
 /**
  * Converts the backy 2.x revisions of an archive into the configured layout, newest first (as backy
@@ -68,7 +68,7 @@ export async function upgradeArchive(archive: Archive, options: UpgradeOptions):
     }
     // What a crash after a commit left: the 2.x file of a revision converted into the chunk store.
     for (const rev of all) {
-      if (rev.backend_type === 'chunked' && rev.source_info?.upgraded_from != null)
+      if (layoutOf(rev).chunkStore && rev.source_info?.upgraded_from != null)
         await rm(archive.imagePath(rev.uuid), { force: true });
     }
     const convert = legacy.filter((r) => r.trust !== 'distrusted');
@@ -116,13 +116,13 @@ export async function upgradeArchive(archive: Archive, options: UpgradeOptions):
         await oldReader.close();
       }
       if (converted == null) continue; // forgotten meanwhile
-      if (to === 'chunked') await rm(archive.imagePath(rev.uuid), { force: true });
+      if (!layoutFor(to).imageFile) await rm(archive.imagePath(rev.uuid), { force: true });
       log.info({ to }, 'backy 2.x revision upgraded and verified');
     }
     await lastLinks.update(archive.path, (await archive.revisions()).at(-1) ?? null);
     const unused = await unusedLegacyChunks(archive);
     for (const path of unused) await rm(path, { force: true });
-    await removeEmptyLegacyDirs(join(archive.path, 'chunks'));
+    await removeEmptyLegacyDirs(legacyChunksDir(archive.path));
     logger.info({ revisions: steps.length, legacyChunksRemoved: unused.length }, 'upgrade completed');
     return { steps, legacyChunksRemoved: unused.length };
   } finally {
@@ -137,12 +137,10 @@ async function unusedLegacyChunks(archive: Archive): Promise<string[]> {
   if (scan.damaged.length > 0) return [];
   const used = new Set<string>();
   for (const rev of scan.complete) {
-    if (rev.backend_type !== 'legacy-chunked') continue;
-    for (const hash of (await readLegacyMapping(archive.imagePath(rev.uuid))).mapping.values())
-      used.add(hash);
+    for (const hash of (await layoutOf(rev).legacyChunks?.(archive.path, rev.uuid)) ?? []) used.add(hash);
   }
   const out: string[] = [];
-  const chunks = join(archive.path, 'chunks');
+  const chunks = legacyChunksDir(archive.path);
   const walk = async (dir: string, depth: number) => {
     for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
       const path = join(dir, entry.name);

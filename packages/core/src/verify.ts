@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Archive } from './archive/index.js';
+import { type Archive, layoutOf } from './archive/index.js';
 import { type BackyError, isBackyError } from './errors.js';
 import type { Revision } from './revision.js';
 import type { RevisionReader } from './revision-io.js';
@@ -48,6 +48,7 @@ export async function verifyRevisions(
   let done = 0;
   const results: RevisionVerifyResult[] = [];
   for (const rev of revisions) {
+    const layout = layoutOf(rev);
     options.signal?.throwIfAborted();
     let reader: RevisionReader;
     try {
@@ -77,7 +78,7 @@ export async function verifyRevisions(
           const hash = reader.chunkHash(index);
           if (hash != null) {
             // The chunk store holds a hash once for every revision; image files hold their own copies.
-            const key = rev.backend_type === 'images' ? `${rev.uuid}/${hash}` : hash;
+            const key = layout.verifyKey(rev.uuid, hash);
             let reason = checked.get(key);
             if (reason === undefined) {
               try {

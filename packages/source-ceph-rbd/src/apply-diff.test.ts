@@ -18,7 +18,6 @@ import { encodeRbdDiff, parseRbdDiff, type RbdDiffRecord } from './diff-stream.j
 const CHUNK = 64;
 let dir: string;
 let store: DirectoryChunkStore;
-let seq = 0;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'backy-rbd-apply-'));
@@ -31,7 +30,7 @@ afterAll(async () => {
 
 /** A stored revision holding `content`, made with the real chunked writer. */
 async function revisionOf(content: Buffer): Promise<ChunkedRevisionReader> {
-  const writer = new ChunkedRevisionWriter(store, join(dir, `base-${seq++}.map`), { chunkSize: CHUNK });
+  const writer = new ChunkedRevisionWriter(store, { chunkSize: CHUNK });
   await applyRawImage([content], { writer, size: content.length });
   return new ChunkedRevisionReader(store, await writer.seal());
 }
@@ -68,7 +67,7 @@ function applyToBuffer(base: Buffer, records: RbdDiffRecord[]): Buffer {
 }
 
 async function apply(base: ChunkedRevisionReader, records: RbdDiffRecord[], pieceSize = 7) {
-  const writer = new ChunkedRevisionWriter(store, join(dir, `rev-${seq++}.map`), {
+  const writer = new ChunkedRevisionWriter(store, {
     parentMap: base.map,
     chunkSize: CHUNK,
   });
@@ -212,8 +211,7 @@ describe('applyRbdDiff', () => {
 
 describe('applyRawImage', () => {
   it('rejects a short or long raw stream', async () => {
-    const writer = () =>
-      new ChunkedRevisionWriter(store, join(dir, `raw-${seq++}.map`), { chunkSize: CHUNK });
+    const writer = () => new ChunkedRevisionWriter(store, { chunkSize: CHUNK });
     await expect(applyRawImage([randomBytes(100)], { writer: writer(), size: 130 })).rejects.toThrow(
       'truncated rbd export stream: got 100 of 130 bytes',
     );

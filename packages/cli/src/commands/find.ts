@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { layoutOf } from '@backy/core';
 import { type Command, JSON_OPTION, revisionOption } from '../command.js';
 
 export const findCommand: Command = {
@@ -16,7 +17,7 @@ export const findCommand: Command = {
     const archive = await ctx.openArchive();
     const rev = await archive.resolveOne(String(ctx.values.revision));
     const image = archive.imagePath(rev.uuid);
-    const hasImage = rev.backend_type !== 'chunked' && existsSync(image);
+    const hasImage = !layoutOf(rev).chunkStore && existsSync(image);
     if (ctx.values.json) {
       ctx.printJson({ revision: rev.uuid, image: hasImage ? image : null });
       return 0;

@@ -1,4 +1,4 @@
-import { Archive, BackyError, validateSourceOptions } from '@backy/core';
+import { Archive, BackyError, isConfigLayoutName, validateSourceOptions } from '@backy/core';
 import { type Command, JSON_OPTION } from '../command.js';
 import { absoluteModuleType } from '../plugins.js';
 import { loadSourceDefinition } from '../sources.js';
@@ -140,7 +140,7 @@ export const initCommand: Command = {
     const [given, argument] = ctx.positionals as [string, string | undefined];
     const type = absoluteModuleType(given, process.cwd());
     const layout = ctx.values.layout;
-    if (layout != null && layout !== 'chunked' && layout !== 'images') {
+    if (layout != null && !isConfigLayoutName(String(layout))) {
       throw new BackyError(
         'USAGE',
         `init: --layout must be chunked or images, not ${JSON.stringify(layout)}`,

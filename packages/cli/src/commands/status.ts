@@ -4,6 +4,7 @@ import {
   failedOwnVerification,
   formatBytes,
   heldBytes,
+  layoutOf,
   type Revision,
   unscheduledLegacyWarning,
 } from '@backy/core';
@@ -75,7 +76,7 @@ export function revisionNotes(rev: Revision): string[] {
     notes.push(
       `SOURCE SIZE CHANGED: ${formatStatusBytes(change.from)} before, ${formatStatusBytes(rev.size)} now`,
     );
-  if (rev.backend_type === 'cowfile') notes.push('backy 2.x');
+  if (layoutOf(rev).imageFile && layoutOf(rev).legacy) notes.push('backy 2.x');
   return notes;
 }
 

@@ -1,4 +1,4 @@
-import { upgradeArchive } from '@backy/core';
+import { layoutOf, upgradeArchive } from '@backy/core';
 import { type Command, JSON_OPTION } from '../command.js';
 
 export const upgradeCommand: Command = {
@@ -34,7 +34,7 @@ export const upgradeCommand: Command = {
       return 0;
     }
     for (const step of result.steps) {
-      const from = step.from === 'cowfile' ? 'backy 2.0-2.1 image' : 'backy 2.2-2.5 chunks';
+      const from = layoutOf({ backend_type: step.from }).title;
       if (step.skipped === 'distrusted') {
         ctx.print(
           `${step.uuid}: distrusted, ${dryRun ? 'would not be converted' : 'not converted'}: its backy 2.x files are kept (\`backy verify -r ${step.uuid}\` trusts it again if it reads completely, then upgrade again; or forget it)`,

@@ -5,20 +5,22 @@ import { BackyError, isBackyError } from '../errors.js';
 import { CONFIG_FILE } from '../format/archive-files.js';
 import { exists } from '../fs-util.js';
 import { isRevisionId } from '../ids.js';
-import { supportsReflink } from '../layout/images.js';
 import type { Lock } from '../lock.js';
 import type { Revision, RevisionData } from '../revision.js';
 import type { RevisionReader } from '../revision-io.js';
 import { resolveRevisionSpec, resolveSingleRevision } from '../revision-spec.js';
-import { CatalogMirror } from '../store/catalog-mirror.js';
 import type { ChunkMap } from '../store/chunk-map.js';
 import type { ChunkStore, StoreDrivers } from '../store/contract.js';
 import { openStore } from '../store/open-store.js';
+import { CatalogMirror } from './catalog-mirror.js';
 import { checkNewStore, checkStore, ensureArchiveId, writeArchiveFiles } from './identity.js';
 import { impliedImagesLayout } from './implied-layout.js';
+import type { ConfigLayout } from './layout.js';
+import { layoutFor, layoutOf } from './layouts.js';
 import { lockBackup, withRevisionsLock } from './locks.js';
-import { configPath, imagePath, logPath, mapPath, revPath } from './paths.js';
-import { loadMap, openReader, usableParent } from './readers.js';
+import { loadMap } from './maps.js';
+import { configPath, imagePath, logPath } from './paths.js';
+import { usableParent } from './readers.js';
 import { deleteRevisionFiles, updateStored } from './revisions.js';
 import { type ArchiveScan, cleanupArchive, describeScan, scanArchive } from './scan.js';
 import { RevisionTransaction, type TransactionParts } from './transaction.js';
@@ -59,12 +61,7 @@ export class Archive {
     this.path = path;
     this.config = config;
     this.store = store;
-    const mirror =
-      store.catalog == null
-        ? null
-        : new CatalogMirror(path, store.catalog, (id, kind) =>
-            kind === 'rev' ? revPath(path, id) : mapPath(path, id),
-          );
+    const mirror = store.catalog == null ? null : new CatalogMirror(path, store.catalog);
     this.parts = { path, config, store, mirror };
   }
 
@@ -73,8 +70,13 @@ export class Archive {
     config: ArchiveConfig,
     options: ArchiveOptions,
   ): Promise<Archive> {
-    const store = await openStore(config, path, options.stores ?? {}, configPath(path));
+    const store = await Archive.storeOf(path, config, options);
     return new Archive(path, config, store);
+  }
+
+  /** The store `config` names, opened for the archive at `path` (whose layout it must suit). */
+  private static storeOf(path: string, config: ArchiveConfig, options: ArchiveOptions): Promise<ChunkStore> {
+    return openStore(config, path, options.stores ?? {}, configPath(path), layoutFor(config.layout));
   }
 
   static configPath(dir: string): string {
@@ -94,7 +96,7 @@ export class Archive {
     const path = resolve(dir);
     const config = validateConfig(archiveConfigSchema, rawConfig, configPath(path));
     // The store's options are checked before anything is written.
-    const store = await openStore(config, path, options.stores ?? {}, configPath(path));
+    const store = await Archive.storeOf(path, config, options);
     if (await exists(configPath(path))) {
       throw new BackyError('CONFIG_EXISTS', `${configPath(path)} already exists; refusing to overwrite it`);
     }
@@ -268,7 +270,7 @@ export class Archive {
    * `purge` cannot delete a chunk it may still read.
    */
   openReader(rev: RevisionData): Promise<RevisionReader> {
-    return openReader(this, rev);
+    return layoutOf(rev).openReader(this.parts, rev);
   }
 
   /** The revision a new backup builds upon (see readers.ts), or null for a full backup. */
@@ -284,12 +286,13 @@ export class Archive {
     return loadMap(this.path, rev);
   }
 
+  /** The layout new revisions are written in (the config's `layout`). */
+  get layout(): ConfigLayout {
+    return layoutFor(this.config.layout);
+  }
+
   /** Warnings about the configured layout on this file system (e.g. `images` without reflinks). */
-  async layoutWarnings(): Promise<string[]> {
-    if (this.config.layout !== 'images') return [];
-    if (await supportsReflink(this.path)) return [];
-    return [
-      `the file system of ${this.path} cannot reflink (copy-on-write clones): with layout "images" every revision is a full (sparse) copy of the image; use btrfs or XFS with reflink=1 to store only changed blocks`,
-    ];
+  layoutWarnings(): Promise<string[]> {
+    return this.layout.warnings(this.path);
   }
 }

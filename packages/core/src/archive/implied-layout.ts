@@ -8,6 +8,7 @@ import { fromLegacyArchiveConfig, readYamlFile } from '../config.js';
 import { revFileName } from '../format/archive-files.js';
 import { isRevisionId } from '../ids.js';
 import { readRevisions } from './facts.js';
+import { layoutOf } from './layouts.js';
 
 /** `images` when the config at `configPath` sets no `layout` and the newest revision in `dir` has an image file. */
 export async function impliedImagesLayout(dir: string, configPath: string): Promise<boolean> {
@@ -18,5 +19,5 @@ export async function impliedImagesLayout(dir: string, configPath: string): Prom
   const present = new Set(names);
   if (!names.some((n) => isRevisionId(n) && present.has(revFileName(n)))) return false;
   const newest = (await readRevisions(dir)).at(-1);
-  return newest?.backend_type === 'cowfile' || newest?.backend_type === 'images';
+  return newest != null && layoutOf(newest).imageFile;
 }

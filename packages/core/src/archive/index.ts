@@ -2,5 +2,7 @@
 export { Archive, type ArchiveOptions, type InitOptions } from './archive.js';
 export { readRevisionFacts, readRevisions, scanRevisionFacts } from './facts.js';
 export { readArchiveId } from './identity.js';
+export type { ConfigLayout, ConfigLayoutName, Layout, LayoutName, LayoutWriter } from './layout.js';
+export { isConfigLayoutName, layoutFor, layoutOf } from './layouts.js';
 export type { ArchiveScan, DamagedRevision } from './scan.js';
-export { isCommitUncertain, type LayoutWriter, RevisionTransaction } from './transaction.js';
+export { isCommitUncertain, RevisionTransaction } from './transaction.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { imageFileName, LAST_LINK, LAST_REV_LINK, revFileName } from '../format/archive-files.js';
 import { fsyncDir, tempPathFor } from '../fs-util.js';
 import type { RevisionData } from '../revision.js';
-import { hasImageFile } from './paths.js';
+import { layoutOf } from './layouts.js';
 
 /** An object (not a bare function) so that a test can make the links fail after a commit. */
 export const lastLinks = {
@@ -15,7 +15,7 @@ export const lastLinks = {
    * symlinks are touched: a regular file of that name is left alone.
    */
   async update(dir: string, newest: Pick<RevisionData, 'uuid' | 'backend_type'> | null): Promise<void> {
-    const target = newest != null && hasImageFile(newest) ? newest.uuid : null;
+    const target = newest != null && layoutOf(newest).imageFile ? newest.uuid : null;
     let changed = false;
     for (const [name, to] of [
       [LAST_LINK, target == null ? null : imageFileName(target)],

@@ -9,7 +9,6 @@ import {
   pendingFileName,
   revFileName,
 } from '../format/archive-files.js';
-import type { RevisionData } from '../revision.js';
 import type { ChunkStore } from '../store/contract.js';
 
 /** What the archive's parts share: its directory, config and store. */
@@ -43,9 +42,4 @@ export function pendingPath(dir: string, id: string): string {
 /** The image file of a revision in the `images` layout (and of backy 2.x revisions). */
 export function imagePath(dir: string, id: string): string {
   return join(dir, imageFileName(id));
-}
-
-/** Revisions whose data is the image file `<id>` in the archive. */
-export function hasImageFile(rev: Pick<RevisionData, 'backend_type'>): boolean {
-  return rev.backend_type === 'images' || rev.backend_type === 'cowfile';
 }

@@ -10,6 +10,7 @@ import { mayExist } from '../fs-util.js';
 import { ChunkMap } from '../store/chunk-map.js';
 import type { RevisionCatalog } from '../store/contract.js';
 import { readArchiveId } from './identity.js';
+import { layoutNamed } from './layouts.js';
 import { revPath } from './paths.js';
 
 /** What an archive directory registered with a store holds now. */
@@ -82,11 +83,13 @@ export async function* mapsOfCatalog(catalog: RevisionCatalog): AsyncGenerator<C
   }
 }
 
-/** Whether a `.rev`'s bytes describe a revision of the chunked layout (the one with a map in the store). */
+/** Whether a `.rev`'s bytes describe a revision in the chunk store (the ones with a map in the store). */
 function isChunked(rev: Buffer): boolean {
   try {
     const data = parseYaml(rev.toString('utf8')) as { backend_type?: unknown } | null;
-    return data?.backend_type == null || data.backend_type === 'chunked';
+    // No `backend_type`: the schema's default, chunked.
+    if (data?.backend_type == null) return true;
+    return layoutNamed(String(data.backend_type))?.chunkStore === true;
   } catch {
     return true; // unreadable: assume the worst
   }

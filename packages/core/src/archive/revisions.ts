@@ -4,8 +4,9 @@ import { rm } from 'node:fs/promises';
 import { BackyError } from '../errors.js';
 import { revisionText } from '../format/archive-files.js';
 import { fsyncDir, writeFileAtomic } from '../fs-util.js';
-import { isLegacyRevision, legacyRevisionText } from '../legacy/rev-file.js';
+import { legacyRevisionText } from '../legacy/rev-file.js';
 import { isComplete, type Revision, type RevisionData, readRevisionFile } from '../revision.js';
+import { layoutOf } from './layouts.js';
 import { lastLinks } from './links.js';
 import { imagePath, mapPath, revPath } from './paths.js';
 import { scanArchive } from './scan.js';
@@ -46,7 +47,7 @@ export async function updateStored(
   const next = change(current);
   // A backy 2.x revision stays readable by 2.x until `upgrade` converts it (which changes its type).
   const bytes = Buffer.from(
-    isLegacyRevision(current) && next.backend_type === current.backend_type
+    layoutOf(current).legacy && layoutOf(next) === layoutOf(current)
       ? await legacyRevisionText(file, current, next)
       : revisionText(next),
   );

@@ -1,7 +1,7 @@
 // Listing an archive directory: its complete revisions, and what else is there (damaged `.rev` files,
 // interrupted backups, files backy cannot place), and removing what is provably an interrupted
 // backup's.
-import { readdir, rm, stat } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { ioError } from '../errors.js';
@@ -13,8 +13,8 @@ import {
 } from '../format/archive-files.js';
 import { exists, fsyncDir, isTempName, mayExist } from '../fs-util.js';
 import { isRevisionId } from '../ids.js';
-import { readLegacyMapping } from '../legacy/chunked.js';
 import { isComplete, type Revision, type RevisionData, readRevisionFile } from '../revision.js';
+import { layoutOf } from './layouts.js';
 import { lastLinks } from './links.js';
 import { withRevisionsLock } from './locks.js';
 import { imagePath, mapPath, pendingPath, revPath } from './paths.js';
@@ -88,21 +88,12 @@ async function readScanned(dir: string, id: string): Promise<Revision | DamagedR
   }
   if (data.uuid !== id) return { id, file, problem: `its uuid is ${JSON.stringify(data.uuid)}` };
   if (!isComplete(data)) return { id, file, problem: 'it has no stats (not a complete revision)' };
-  if (data.backend_type === 'legacy-chunked') {
-    // A backy 2.2–2.5 revision: `<id>` is its chunk mapping.
-    const mapping = await readLegacyMapping(imagePath(dir, id)).catch((error: Error) => error);
-    if (!(mapping instanceof Error)) return { ...data, size: mapping.size };
-    if (!(await mayExist(file))) return null;
-    return { id, file, problem: `a backy 2.x revision whose mapping cannot be read: ${mapping.message}` };
-  }
-  if (data.backend_type === 'cowfile') {
-    // A backy 2.0–2.1 revision: its data is the raw image file `<id>`.
-    const image = await stat(imagePath(dir, id)).catch(() => null);
-    if (image?.isFile()) return { ...data, size: image.size };
-    if (image == null && !(await mayExist(file))) return null;
-    return { id, file, problem: `a backy 2.x revision without its image file ${imagePath(dir, id)}` };
-  }
-  return data;
+  // A backy 2.x revision: its size is its data's (the image file, or the chunk mapping `<id>`).
+  const size = await layoutOf(data).dataSize?.(dir, id);
+  if (size == null) return data;
+  if (typeof size === 'number') return { ...data, size };
+  if (size.missing && !(await mayExist(file))) return null;
+  return { id, file, problem: size.problem };
 }
 
 function describeProblem(error: unknown, file: string): string {

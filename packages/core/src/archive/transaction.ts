@@ -3,28 +3,20 @@
 // this order: marker, data, map, `.rev`; the next clean-up removes what a crash left (scan.ts).
 import { lstat, rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { BackyError, ioError } from '../errors.js';
+import { BackyError } from '../errors.js';
 import { pendingText, revisionText } from '../format/archive-files.js';
 import { mayExist, writeFileAtomic } from '../fs-util.js';
-import { ChunkedRevisionWriter } from '../layout/chunked.js';
-import { ImagesRevisionWriter } from '../layout/images.js';
 import { type RevisionData, writeRevisionFile } from '../revision.js';
-import type { RevisionReader, RevisionWriter } from '../revision-io.js';
-import type { CatalogMirror } from '../store/catalog-mirror.js';
+import type { RevisionReader } from '../revision-io.js';
 import type { ChunkMap } from '../store/chunk-map.js';
+import type { CatalogMirror } from './catalog-mirror.js';
+import type { LayoutWriter } from './layout.js';
+import { layoutFor, layoutOf } from './layouts.js';
 import { lastLinks } from './links.js';
 import { withRevisionsLock } from './locks.js';
+import { saveMap } from './maps.js';
 import { type ArchiveParts, imagePath, mapPath, pendingPath, revPath } from './paths.js';
-import { readerFor } from './readers.js';
 import { scanArchive } from './scan.js';
-
-/** A writer for a new revision, whatever the layout: seal makes it durable, abort leaves nothing. */
-export interface LayoutWriter extends RevisionWriter {
-  /** Hashes of the chunks this backup wrote anew (what a source's quick verification reads back). */
-  readonly freshChunks: ReadonlySet<string>;
-  seal(): Promise<ChunkMap>;
-  abort(): Promise<void>;
-}
 
 /** The archive's parts a transaction needs: with a remote store, the mirror of its catalog too. */
 export interface TransactionParts extends ArchiveParts {
@@ -56,35 +48,29 @@ export class RevisionTransaction {
     parent: { revision: RevisionData; map: ChunkMap } | null,
     options: { rewrite?: boolean; logger?: Logger } = {},
   ): Promise<{ writer: LayoutWriter; parentReader: RevisionReader | null }> {
-    const { path, store, config } = this.archive;
-    const parentMap = parent?.map ?? null;
-    const parentReader = parent != null ? readerFor(path, store, parent.revision, parent.map) : null;
-    this.writer =
-      config.layout === 'images'
-        ? await ImagesRevisionWriter.create(imagePath(path, this.id), mapPath(path, this.id), {
-            parentMap,
-            parentImage: parent != null ? imagePath(path, parent.revision.uuid) : null,
-            logger: options.logger,
-          })
-        : new ChunkedRevisionWriter(store, mapPath(path, this.id), {
-            parentMap,
-            rewrite: options.rewrite ?? false,
-          });
-    return { writer: this.writer, parentReader };
+    const parts = this.archive;
+    const parentReader =
+      parent != null ? layoutFor(parts.config.layout).reader(parts, parent.revision.uuid, parent.map) : null;
+    const writer = await layoutFor(parts.config.layout).openWriter(parts, this.id, parent, options);
+    // The map is the archive's to write: once the layout's data is durable, before the `.rev`.
+    const seal = writer.seal.bind(writer);
+    writer.seal = async () => {
+      const map = await seal();
+      await this.saveMap(map);
+      return map;
+    };
+    this.writer = writer;
+    return { writer, parentReader };
   }
 
   /** A reader of the new revision's sealed `map` (for the source's verification before the commit). */
   reader(map: ChunkMap): RevisionReader {
-    const { path, store, config } = this.archive;
-    return readerFor(path, store, { uuid: this.id, backend_type: config.layout }, map);
+    return layoutFor(this.archive.config.layout).reader(this.archive, this.id, map);
   }
 
   /** Writes the new revision's map as it is (a copy's: its chunks are in the store already). */
   async saveMap(map: ChunkMap): Promise<void> {
-    const path = mapPath(this.archive.path, this.id);
-    await map.save(path).catch((error) => {
-      throw ioError(error, `writing ${path}`);
-    });
+    await saveMap(this.archive.path, this.id, map);
   }
 
   /**
@@ -115,7 +101,7 @@ export class RevisionTransaction {
         // A remote store gets the revision first: it exists once the store has its `.rev`.
         const bytes = Buffer.from(revisionText(rev));
         this.pushed = mirror != null;
-        const version = await mirror?.push(rev.uuid, bytes, rev.backend_type === 'chunked');
+        const version = await mirror?.push(rev.uuid, bytes, layoutOf(rev).chunkStore);
         if (version != null) {
           committed = true;
           // Recorded only with the local copy there, or a pull would never fetch it.
@@ -141,8 +127,9 @@ export class RevisionTransaction {
    * Leaves nothing of the new revision visible, unless it may exist: then nothing is removed. The check
    * comes first, the writer's clean-up (which removes the map) only after it: a commit that failed after
    * its `.rev` was written (locally, or in the store when the answer to its PUT was lost) left a
-   * revision whose map and chunks must stay. Resolves true when the revision's files are gone (its fresh
-   * chunks are then unreferenced), false when they are kept for the next clean-up. Never throws.
+   * revision whose map and chunks must stay. Otherwise its map, a sealed image file and its marker go.
+   * Resolves true when the revision's files are gone (its fresh chunks are then unreferenced), false
+   * when they are kept for the next clean-up. Never throws.
    */
   async abort(): Promise<boolean> {
     const dir = this.archive.path;
@@ -150,6 +137,9 @@ export class RevisionTransaction {
       if (await this.mayBeCommitted()) return false;
       await this.writer?.abort().catch(() => {});
       await rm(mapPath(dir, this.id), { force: true });
+      // An image the writer sealed under its final name (a backup refused after `seal`): the marker
+      // proves it is this transaction's, and without it the file would stay as an unknown one.
+      await rm(imagePath(dir, this.id), { force: true });
       await rm(pendingPath(dir, this.id), { force: true });
       return true;
     }).catch(() => null);

@@ -34,7 +34,7 @@ describe('ChunkedRevisionWriter', () => {
     const store = new CountingStore(join(dir, 'chunks'));
     await store.init();
     const chunkSize = 64 * 1024;
-    const writer = new ChunkedRevisionWriter(store, join(dir, 'r.map'), { chunkSize, concurrency: 2 });
+    const writer = new ChunkedRevisionWriter(store, { chunkSize, concurrency: 2 });
     await writer.resize(16 * chunkSize);
     // Four readers, as the file source reads ahead: each holds a buffer and calls write.
     let next = 0;

@@ -1,4 +1,3 @@
-import { rm } from 'node:fs/promises';
 import { BackyError } from '../errors.js';
 import { chunkBuffers } from '../store/buffer-pool.js';
 import { CHUNK_HASH, hashChunk, isAllZero } from '../store/chunk-hash.js';
@@ -18,7 +17,7 @@ export interface ChunkedWriterOptions {
   chunkSize?: number;
 }
 
-/** Writes a revision into the chunk store; the map becomes durable at `seal`. */
+/** Writes a revision into the chunk store; `seal` makes the chunks durable (the archive writes the map). */
 export class ChunkedRevisionWriter extends MapWriter {
   private readonly rewrite: boolean;
   private generation = 0;
@@ -29,7 +28,6 @@ export class ChunkedRevisionWriter extends MapWriter {
 
   constructor(
     private readonly store: ChunkStore,
-    private readonly mapPath: string,
     options: ChunkedWriterOptions = {},
   ) {
     const naming = store.naming ?? null;
@@ -99,7 +97,7 @@ export class ChunkedRevisionWriter extends MapWriter {
     return this.fresh;
   }
 
-  /** Waits for all chunks, makes them durable, then writes the map atomically. Returns the map. */
+  /** Waits for all chunks and makes them durable. Returns the map. */
   async seal(): Promise<ChunkMap> {
     this.assertOpen();
     for (const index of this.reshaped) {
@@ -111,14 +109,12 @@ export class ChunkedRevisionWriter extends MapWriter {
     }
     await this.drain();
     await this.store.flush();
-    await this.map.save(this.mapPath);
     this.sealed = true;
     return this.map;
   }
 
-  protected async discard(): Promise<void> {
-    await rm(this.mapPath, { force: true });
-  }
+  /** Nothing to remove: chunks already in the store may be shared, and purge removes unused ones. */
+  protected async discard(): Promise<void> {}
 }
 
 /** Reads a revision from the chunk store. */

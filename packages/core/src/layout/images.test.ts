@@ -4,6 +4,7 @@ import {
   chmod,
   lstat,
   mkdir,
+  readdir,
   readFile,
   readlink,
   rm,
@@ -138,6 +139,32 @@ describe('images layout on the work disk (no reflinks)', () => {
     expect(await readlink(last)).toBe(r1.uuid);
     await archive.deleteRevision(r1.uuid);
     await expect(lstat(last)).rejects.toThrow();
+  });
+
+  it('leaves no image file of a backup refused after its image was sealed', async () => {
+    const archive = await Archive.init(join(dir.path, 'refused'), {
+      source: { type: 'test' },
+      layout: 'images',
+    });
+    const kept = await runBackup(
+      archive,
+      bufferSource(() => randomBytes(CHUNK)),
+      { tags: ['t'], logger: silent },
+    );
+    // An empty source is refused once its (empty) image is sealed under its final name, before the commit.
+    const refused = await runBackup(
+      archive,
+      bufferSource(() => Buffer.alloc(0)),
+      { tags: ['t'], logger: silent },
+    ).then(
+      () => null,
+      (error: Error) => error.message,
+    );
+    expect(refused).toMatch(/is empty \(0 bytes/);
+    expect((await archive.scan()).orphans).toEqual([]);
+    expect((await readdir(archive.path)).filter((name) => /^[1-9A-HJ-NP-Za-km-z]{22}$/.test(name))).toEqual([
+      kept.uuid,
+    ]);
   });
 
   it('keeps a revision readable for an open reader while it is deleted', async () => {

@@ -117,7 +117,6 @@ export class ImagesRevisionWriter extends MapWriter {
 
   private constructor(
     readonly imagePath: string,
-    private readonly mapPath: string,
     private readonly options: ImagesWriterOptions,
   ) {
     super(options.parentMap ?? null, undefined, options.concurrency ?? 8);
@@ -128,12 +127,8 @@ export class ImagesRevisionWriter extends MapWriter {
   }
 
   /** Creates the writer and its temporary image, cloned (or copied) from the parent. */
-  static async create(
-    imagePath: string,
-    mapPath: string,
-    options: ImagesWriterOptions = {},
-  ): Promise<ImagesRevisionWriter> {
-    const writer = new ImagesRevisionWriter(imagePath, mapPath, options);
+  static async create(imagePath: string, options: ImagesWriterOptions = {}): Promise<ImagesRevisionWriter> {
+    const writer = new ImagesRevisionWriter(imagePath, options);
     try {
       await writer.start();
     } catch (error) {
@@ -208,7 +203,7 @@ export class ImagesRevisionWriter extends MapWriter {
     await this.enqueue(work, data);
   }
 
-  /** Makes the image durable and read-only under its final name, then writes the map. Returns the map. */
+  /** Makes the image durable and read-only under its final name. Returns the map (the archive writes it). */
   async seal(): Promise<ChunkMap> {
     this.assertOpen();
     await this.drain();
@@ -232,7 +227,6 @@ export class ImagesRevisionWriter extends MapWriter {
     await chmod(this.tmpPath, SEALED_FILE_MODE);
     await rename(this.tmpPath, this.imagePath);
     await fsyncDir(dirname(this.imagePath));
-    await this.map.save(this.mapPath);
     this.sealed = true;
     return this.map;
   }
@@ -241,7 +235,6 @@ export class ImagesRevisionWriter extends MapWriter {
     await this.handle?.close().catch(() => {});
     this.handle = null;
     await rm(this.tmpPath, { force: true });
-    await rm(this.mapPath, { force: true });
   }
 }
 

@@ -14,10 +14,6 @@ import type { RevisionData } from '../revision.js';
 /** The fields backy changes in a 2.x revision short of `upgrade`; anything else needs `upgrade`. */
 const CHANGEABLE = ['trust', 'tags'] as const;
 
-export function isLegacyRevision(rev: Pick<RevisionData, 'backend_type'>): boolean {
-  return rev.backend_type === 'cowfile' || rev.backend_type === 'legacy-chunked';
-}
-
 /**
  * The new text of the backy 2.x `.rev` at `path` with `next`'s trust and tags (`current` is what
  * `readRevisionFile` made of the file). Throws when `next` changes another field, or when the file is

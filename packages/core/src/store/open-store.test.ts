@@ -1,14 +1,18 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { archiveConfigSchema } from '../config.js';
+import { layoutFor } from '../archive/layouts.js';
+import { type ArchiveConfig, archiveConfigSchema } from '../config.js';
 import { BackyError, isBackyError } from '../errors.js';
 import { DirectoryChunkStore } from './chunk-store.js';
-import type { StoreDriver } from './contract.js';
+import type { StoreDriver, StoreDrivers } from './contract.js';
 import { defineStoreDriver, directoryStoreDriver, isStoreDriver } from './drivers.js';
-import { openStore } from './open-store.js';
+import { openStore as openStoreOf } from './open-store.js';
 
 const config = (store: Record<string, unknown>, layout = 'chunked') =>
   archiveConfigSchema.parse({ source: { type: 'file', filename: 'disk.img' }, store, layout });
+/** The store of `cfg`, opened as the archive opens it: with its config's layout. */
+const openStore = (cfg: ArchiveConfig, ...rest: [string, StoreDrivers, string]) =>
+  openStoreOf(cfg, ...rest, layoutFor(cfg.layout));
 
 /** The directory store under another name, recording what it was opened with. */
 function renamedDirectory(type: string, opened: unknown[]): StoreDriver<{ path?: string }> {

@@ -11,6 +11,12 @@ import type { ChunkStore, StoreDriver, StoreDrivers, StoreDriverTable } from './
 import { directoryStoreDriver } from './drivers.js';
 import { loadStoreKey, type StoreKey } from './key-file.js';
 
+/** What the store needs to know of the archive's layout (archive/layout.ts). */
+export interface StoreLayout {
+  /** Revisions are image files in the archive directory: unencrypted, and only beside a directory store. */
+  readonly imageFile: boolean;
+}
+
 /**
  * The chunk store an archive's config names: the driver of `store.type` (the built-in `directory`, or one
  * the host provides: `s3`, a plugin's) opens its backend, with its options checked by the driver's
@@ -21,19 +27,25 @@ export async function openStore(
   archiveDir: string,
   drivers: StoreDrivers,
   where: string,
+  layout: StoreLayout,
 ): Promise<ChunkStore> {
   const { codec, encryption } = config.store;
-  const key = encryption == null ? null : await openKey(config, archiveDir, where);
+  const key = encryption == null ? null : await openKey(config, layout, archiveDir, where);
   // Compression, encryption, checks and locks are the repository's, the same over every backend.
-  const backend = await openDriver(config, archiveDir, drivers, where, codec);
+  const backend = await openDriver(config, layout, archiveDir, drivers, where, codec);
   return backend instanceof DirectoryBackend && backend.capabilities.localPath != null
     ? new DirectoryChunkStore(backend.location, { codec, key })
     : new Repository(backend, { codec, key });
 }
 
-async function openKey(config: ArchiveConfig, archiveDir: string, where: string): Promise<StoreKey> {
+async function openKey(
+  config: ArchiveConfig,
+  layout: StoreLayout,
+  archiveDir: string,
+  where: string,
+): Promise<StoreKey> {
   const encryption = config.store.encryption!;
-  if (config.layout !== 'chunked') {
+  if (layout.imageFile) {
     throw new BackyError(
       'CONFIG_INVALID',
       `${where}: store.encryption: layout ${config.layout} keeps image files in the archive directory, unencrypted; encryption needs layout: chunked`,
@@ -48,6 +60,7 @@ async function openKey(config: ArchiveConfig, archiveDir: string, where: string)
 
 async function openDriver(
   config: ArchiveConfig,
+  layout: StoreLayout,
   archiveDir: string,
   drivers: StoreDrivers,
   where: string,
@@ -56,7 +69,7 @@ async function openDriver(
   const { type, codec: _codec, encryption: _encryption, ...options } = config.store;
   const driver = await driverFor(type, drivers, where);
   // The directory store keeps an images layout's chunks beside its image files; no other store can.
-  if (type !== 'directory' && config.layout !== 'chunked') {
+  if (type !== 'directory' && layout.imageFile) {
     throw new BackyError(
       'CONFIG_INVALID',
       `${where}: layout: ${config.layout} keeps image files in the archive directory; a store of type ${type} needs layout: chunked`,

@@ -4,8 +4,10 @@ import type { Logger } from 'pino';
 import { BackyError, ioError } from '../errors.js';
 import { fsyncDir, writeFileAtomic } from '../fs-util.js';
 import { isRevisionId } from '../ids.js';
-import type { RevisionCatalog, RevisionFileKind } from './contract.js';
-import { isSealed } from './encryption.js';
+import type { RevisionCatalog, RevisionFileKind } from '../store/contract.js';
+import { isSealed } from '../store/encryption.js';
+import { saveMapBytes } from './maps.js';
+import { mapPath, revPath } from './paths.js';
 
 /**
  * Which revision files of the archive directory are copies of a remote store's catalog, and at which
@@ -27,9 +29,13 @@ export class CatalogMirror {
   constructor(
     private readonly dir: string,
     readonly catalog: RevisionCatalog,
-    private readonly fileOf: (id: string, kind: RevisionFileKind) => string,
   ) {
     this.indexPath = join(dir, INDEX_FILE);
+  }
+
+  /** The directory's copy of revision `id`'s file `kind`. */
+  private fileOf(id: string, kind: RevisionFileKind): string {
+    return kind === 'rev' ? revPath(this.dir, id) : mapPath(this.dir, id);
   }
 
   /**
@@ -53,7 +59,7 @@ export class CatalogMirror {
           `revision ${id} in the store is encrypted: set store.encryption.key-file in the archive config`,
         );
       }
-      if (map != null) await writeFileAtomic(this.fileOf(id, 'map'), map, { mode: 0o640, syncDir: false });
+      if (map != null) await saveMapBytes(this.dir, id, map);
       await writeFileAtomic(this.fileOf(id, 'rev'), rev, { mode: 0o640, syncDir: false });
       index[id] = version;
       fetched.push(id);
