@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { describe, expect, it, vi } from 'vitest';
 import { terminalStream } from './logger.js';
-import { createProgressBar, progressLine } from './progress.js';
+import { createProgressBar, etaSeconds, progressLine } from './progress.js';
 
 const MiB = 1024 * 1024;
 /** An ANSI colour code (SGR), what NO_COLOR turns off. */
@@ -90,6 +90,28 @@ describe('progress bar', () => {
     expect(progressLine('backup', 1536, 0, 1536.4, 100)).toBe('backup   1.5 KiB  1.5 KiB/s');
   });
 
+  it('shows the time left once the rate has settled, and none without a total or a useful estimate', () => {
+    vi.useFakeTimers({ now: 1_000_000, toFake: ['Date'] });
+    try {
+      const term = fakeTerminal(100);
+      const bar = createProgressBar(term);
+      bar.update('backup', 0, 64 * MiB);
+      vi.advanceTimersByTime(1000);
+      bar.update('backup', 4 * MiB, 64 * MiB);
+      expect(term.screen()[0]).toMatch(/ 4\.0 MiB\/s$/);
+      vi.advanceTimersByTime(3000);
+      // 16 MiB in 4 s: 48 MiB left at 4 MiB/s.
+      bar.update('backup', 16 * MiB, 64 * MiB);
+      expect(term.screen()[0]).toMatch(/ 4\.0 MiB\/s {2}ETA 12s$/);
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(etaSeconds(30 * MiB, 0, MiB)).toBeNull();
+    expect(etaSeconds(MiB, MiB, MiB)).toBeNull();
+    expect(etaSeconds(0, 100 * 1024 ** 4, 1)).toBeNull();
+    expect(progressLine('restore', 0, 2 * MiB, MiB / 60, 100, 120)).toMatch(/ 17\.1 KiB\/s {2}ETA 2m00s$/);
+  });
+
   it('shows the rate of the current phase', () => {
     vi.useFakeTimers({ now: 1_000_000, toFake: ['Date'] });
     try {
@@ -98,12 +120,13 @@ describe('progress bar', () => {
       vi.advanceTimersByTime(8000);
       bar.update('backup', 16 * MiB, 16 * MiB);
       expect(term.screen()[0]).toMatch(/ 2\.0 MiB\/s$/);
-      // A verification that starts 10 s later and checks 3 MiB in 2 s: 1.5 MiB/s, not 3 MiB in 20 s.
+      // A verification that starts 10 s later and checks 3 MiB in 2 s: 1.5 MiB/s, not 3 MiB in 20 s (and
+      // the last MiB in about a second).
       vi.advanceTimersByTime(10_000);
       bar.update('verify', 0, 4 * MiB);
       vi.advanceTimersByTime(2000);
       bar.update('verify', 3 * MiB, 4 * MiB);
-      expect(term.screen()[0]).toMatch(/^verify .* 3\.0 MiB \/ 4\.0 MiB {2}1\.5 MiB\/s$/);
+      expect(term.screen()[0]).toMatch(/^verify .* 3\.0 MiB \/ 4\.0 MiB {2}1\.5 MiB\/s {2}ETA 1s$/);
     } finally {
       vi.useRealTimers();
     }

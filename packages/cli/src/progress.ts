@@ -1,4 +1,4 @@
-import { formatBytes } from '@backy/core';
+import { formatBytes, formatDuration } from '@backy/core';
 
 export interface ProgressBar {
   update(phase: string, done: number, total: number): void;
@@ -63,8 +63,11 @@ export function createProgressBar(
       const complete = total > 0 && done >= total;
       if (now - last < 100 && !complete) return;
       last = now;
-      const rate = done / Math.max(0.001, (now - started) / 1000);
-      drawn = `\r${progressLine(phase, done, total, rate, stream.columns)}\x1b[K`;
+      const elapsed = (now - started) / 1000;
+      const rate = done / Math.max(0.001, elapsed);
+      // The first seconds' rate says little about the rest (caches, a sparse start).
+      const eta = elapsed >= ETA_AFTER_SECONDS ? etaSeconds(done, total, rate) : null;
+      drawn = `\r${progressLine(phase, done, total, rate, stream.columns, eta)}\x1b[K`;
       stream.write(drawn);
     },
     finish() {
@@ -87,9 +90,20 @@ export function createProgressBar(
   };
 }
 
+const ETA_AFTER_SECONDS = 2;
+/** Longer than this, an estimate is no help (a rate that has just dropped): none is shown. */
+const ETA_MAX_SECONDS = 7 * 86400;
+
+/** Seconds left at `rate`, or null when there is no total, nothing left, or no useful estimate. */
+export function etaSeconds(done: number, total: number, rate: number): number | null {
+  if (total <= 0 || done >= total || !(rate > 0)) return null;
+  const left = (total - done) / rate;
+  return left <= ETA_MAX_SECONDS ? left : null;
+}
+
 /**
  * The bar's text for a terminal `columns` wide (80 when unknown), one column short of it so that it
- * never wraps: `backup   [#####-----]  50% 8.0 MiB / 16.0 MiB  4.0 MiB/s`. Without a total (a diff
+ * never wraps: `backup   [#####-----]  50% 8.0 MiB / 16.0 MiB  4.0 MiB/s  ETA 2s`. Without a total (a diff
  * stream of unknown length) only bytes and the rate.
  */
 export function progressLine(
@@ -98,10 +112,11 @@ export function progressLine(
   total: number,
   rate: number,
   columns: number | undefined,
+  eta: number | null = null,
 ): string {
   const room = Math.max(1, (columns != null && columns > 0 ? columns : FALLBACK_COLUMNS) - 1);
   const head = phase.padEnd(8);
-  const speed = `${formatBytes(Math.round(rate))}/s`;
+  const speed = `${formatBytes(Math.round(rate))}/s${eta != null ? `  ETA ${formatDuration(eta)}` : ''}`;
   let line: string;
   if (total > 0) {
     const fraction = Math.min(1, done / total);
