@@ -1,6 +1,6 @@
 import { Archive, formatBytes, formatDuration, runBackup, unscheduledLegacyWarning } from '@backy/core';
 import { type Command, JSON_OPTION } from '../command.js';
-import { revisionJson } from '../json-output.js';
+import { revisionJson } from '../json-keys.js';
 import { loadSource } from '../sources.js';
 
 export const backupCommand: Command = {

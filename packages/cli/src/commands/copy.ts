@@ -10,7 +10,6 @@ import {
   fromLegacyArchiveConfig,
   isBackyError,
 } from '@backy/core';
-import { parse } from 'yaml';
 import { type Command, JSON_OPTION, revisionOption } from '../command.js';
 import { STORE_DRIVERS } from '../stores.js';
 import { parseStoreOptions } from './init.js';
@@ -105,6 +104,9 @@ async function openTarget(
     }
   }
   const configPath = Archive.configPath(source.path);
+  // Imported here, not at the top: `backy --help` loads every command's module, and core has its own
+  // (bundled) yaml.
+  const { parse } = await import('yaml');
   const raw = fromLegacyArchiveConfig(parse(await readFile(configPath, 'utf8'))) as Record<string, unknown>;
   const { store: _sourceStore, ...config } = raw;
   try {
