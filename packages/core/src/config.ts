@@ -3,8 +3,8 @@ import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { isMap, isScalar, parse, parseDocument, visit } from 'yaml';
 import { type ZodType, z } from 'zod';
 import { BackyError } from './errors.js';
+import { configError } from './plugin-options.js';
 import { scheduleSchema } from './schedule.js';
-import { configError } from './source/options.js';
 import { CODECS } from './store/codec.js';
 
 /** `{type, ...options}`; the options are validated by the source's own schema. */
