@@ -13,7 +13,8 @@ export const MAX_DURATION_SECONDS = 100 * 365 * 86400;
  */
 export function checkDuration(value: string | number): number | string {
   const seconds = parseDuration(value);
-  if (seconds == null) return `invalid duration ${JSON.stringify(value)} (use e.g. 30m, 1h, 1d, 7w or seconds)`;
+  if (seconds == null)
+    return `invalid duration ${JSON.stringify(value)} (use e.g. 30m, 1h, 1d, 7w or seconds)`;
   // Beyond this, slot and expiry arithmetic leaves the range of a Date (or of a double) and every
   // comparison with it is false: a schedule that silently never runs or never expires.
   if (seconds > MAX_DURATION_SECONDS)

@@ -1,7 +1,8 @@
 import { defineSource } from '@backy/core/source';
 import { parseImageArgument } from './image-argument.js';
-import { type RbdSourceOptions, rbdSourceOptions } from './options.js';
+import { rbdSourceOptions } from './options.js';
 import { Rbd } from './rbd.js';
+import type { RbdSourceOptions } from './rbd-options.js';
 import { createRbdSource } from './source.js';
 
 // What other packages use: the definition (default), the source with its hooks for

@@ -13,14 +13,14 @@ import {
 import type { Logger } from 'pino';
 import { applyRawImage, applyRbdDiff } from './apply-diff.js';
 import { parseRbdDiff } from './diff-stream.js';
-import type { RbdSourceOptions } from './options.js';
 import { imageSpec, Rbd, RbdError, type RbdSnapshot } from './rbd.js';
+import type { RbdSourceOptions } from './rbd-options.js';
 import { QemuImgChunkReader, qemuImgSupportsRbd } from './snapshot-reader.js';
 
 /** Snapshots backy makes are named `backy-<revision id>`; other snapshots are never touched. */
 export const SNAPSHOT_PREFIX = 'backy-';
 
-export type { RbdSourceOptions } from './options.js';
+export type { RbdSourceOptions } from './rbd-options.js';
 
 export interface MakeSnapshotArgs {
   rbd: Rbd;

@@ -10,7 +10,6 @@ import {
   type RevisionReader,
   sampleIndexes,
   type VerificationResult,
-  type VerifyBudget,
   type VerifyContext,
 } from '@backy/core/source';
 import { type FileSourceOptions, fileSourceOptions, type VerifyMode } from './options.js';

@@ -1,5 +1,6 @@
 import { checkDuration } from '@backy/core/source';
-import { type RbdSourceOptions, rbdSourceOptions } from '@backy/source-ceph-rbd/options';
+import type { RbdSourceOptions } from '@backy/source-ceph-rbd';
+import { rbdSourceOptions } from '@backy/source-ceph-rbd/options';
 import { z } from 'zod';
 import { DEFAULT_CONSUL_ADDRESS, normalizeConsulAddress } from './consul.js';
 

@@ -3,13 +3,13 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { chunkBuffers } from '../buffer-pool.js';
 import { BackyError, ioError } from '../errors.js';
 import { ChunkedRevisionReader } from '../layout/chunked.js';
 import { ImagesRevisionReader } from '../layout/images.js';
 import { LegacyChunkedReader, readLegacyMapping } from '../legacy/chunked.js';
 import type { Revision, RevisionData } from '../revision.js';
 import type { RevisionReader } from '../revision-io.js';
-import { chunkBuffers } from '../store/buffer-pool.js';
 import { CHUNK_HASH, hashChunk, isAllZero } from '../store/chunk-hash.js';
 import { ChunkMap } from '../store/chunk-map.js';
 import type { ChunkStore } from '../store/contract.js';
