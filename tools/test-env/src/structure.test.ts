@@ -69,19 +69,19 @@ function overLimit(found: Map<string, number>, allowed: Record<string, number>, 
   return { over, stale };
 }
 
-/** The cycles found are the listed ones: none beyond them, and none listed that is gone. */
-function expectOnlyListedCycles(cycles: string[][], listed: string[][], list: string) {
-  const found = cycles.map((c) => c.join(' '));
-  const allowed = listed.map((c) => c.join(' '));
+/** What was found is what is listed: nothing beyond it, and nothing listed that is gone. */
+function expectOnlyListed(found: string[], listed: string[], what: string, list: string) {
   expect(
-    found.filter((c) => !allowed.includes(c)),
-    'import cycles',
+    found.filter((c) => !listed.includes(c)),
+    what,
   ).toEqual([]);
   expect(
-    allowed.filter((c) => !found.includes(c)),
+    listed.filter((c) => !found.includes(c)),
     `gone or changed: update ${list}`,
   ).toEqual([]);
 }
+
+const joined = (cycles: string[][]) => cycles.map((c) => c.join(' '));
 
 describe('the structure of the workspace', () => {
   it('reads the workspace: packages, their sources and their imports', () => {
@@ -115,11 +115,11 @@ describe('the structure of the workspace', () => {
   });
 
   it('has no import cycle among source files, type-only imports included (beyond the listed ones)', () => {
-    expectOnlyListedCycles(importCycles(sources), CYCLES, 'CYCLES');
+    expectOnlyListed(joined(importCycles(sources)), joined(CYCLES), 'import cycles', 'CYCLES');
   });
 
   it('has no import cycle between the folders of a package (beyond the listed ones)', () => {
-    expectOnlyListedCycles(folderCycles(sources), FOLDER_CYCLES, 'FOLDER_CYCLES');
+    expectOnlyListed(joined(folderCycles(sources)), joined(FOLDER_CYCLES), 'folder cycles', 'FOLDER_CYCLES');
   });
 
   it('imports only packages its package.json declares (published code: not devDependencies)', () => {
@@ -154,14 +154,7 @@ describe('the structure of the workspace', () => {
     }
     const found = [...new Set(upward)];
     expect(outside, "another package's files by path: import it by its name").toEqual([]);
-    expect(
-      found.filter((u) => !UPWARD_IMPORTS.includes(u)),
-      'imports from a folder above',
-    ).toEqual([]);
-    expect(
-      UPWARD_IMPORTS.filter((u) => !found.includes(u)),
-      'gone: remove from UPWARD_IMPORTS',
-    ).toEqual([]);
+    expectOnlyListed(found, UPWARD_IMPORTS, 'imports from a folder above', 'UPWARD_IMPORTS');
   });
 });
 
