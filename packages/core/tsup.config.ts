@@ -14,6 +14,8 @@ export default packageBuild({
     ...entries,
     // The chunk worker thread's module, loaded by URL from beside the bundle (see chunk-workers.ts).
     'chunk-worker': 'src/store/chunk-worker.js',
+    // The zod schemas for scripts/gen-schema.mjs; not in package.json's exports.
+    'config-schemas': 'src/config-schemas.ts',
   },
   dts: { entry: entries },
   external: ['vitest'],

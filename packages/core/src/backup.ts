@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { Archive, isCommitUncertain, type RevisionTransaction } from './archive/index.js';
+import { chunkBuffers } from './buffer-pool.js';
 import { BackyError, ioError, isBackyError } from './errors.js';
 import { recordHistoryStarted } from './history-record.js';
 import { newRevisionId } from './ids.js';
@@ -17,7 +18,6 @@ import {
 import type { RevisionReader } from './revision-io.js';
 import { MANUAL_TAG_PREFIX, tagNameSchema } from './schedule.js';
 import type { BackupSource, VerificationResult } from './source/contract.js';
-import { chunkBuffers } from './store/buffer-pool.js';
 import { hashChunk, isAllZero } from './store/chunk-hash.js';
 import type { ChunkMap } from './store/chunk-map.js';
 

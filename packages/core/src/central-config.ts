@@ -3,6 +3,10 @@ import { z } from 'zod';
 import { apiConfigSchema } from './api-config.js';
 import { readYamlFile, sourceConfigSchema, storeConfigSchema, validateConfig } from './config.js';
 import { notificationsSchema } from './notification-config.js';
+
+export type { CentralConfig, GlobalConfig, JobConfig, VerifyJobConfig } from './central-config-types.js';
+
+import type { CentralConfig } from './central-config-types.js';
 import { durationSchema, scheduleSchema } from './schedule.js';
 
 /** Where the daemon and `backy check` look for the central configuration by default. */
@@ -29,9 +33,7 @@ const addressListSchema = z
 const absolutePathSchema = z.string().refine(isAbsolute, 'must be an absolute path');
 
 const verifyJobObjectSchema = z.strictObject({
-  /** How often the verify job runs (default 7d). */
   interval: durationSchema.optional(),
-  /** It re-reads the revisions not verified within this long (default 30d). */
   'outdated-after': durationSchema.optional(),
 });
 
@@ -51,76 +53,30 @@ export const verifyJobSchema = z.union([z.literal(false), verifyJobObjectSchema]
 export const DEFAULT_VERIFY_JOB = { interval: 7 * 86400, 'outdated-after': 30 * 86400 } as const;
 
 export const globalConfigSchema = z.strictObject({
-  /** Directory that holds one archive per job (default /srv/backy). */
   'base-dir': z.string().min(1).default('/srv/backy'),
-  /** Backups running at the same time (default 1). */
   'worker-limit': z.number().int().positive().default(1),
-  /** Status file for `backy check` (default `{base-dir}/status`). */
   'status-file': z.string().min(1).optional(),
-  /** How often the status file is written (default 30 s). */
   'status-interval': durationSchema.default(30),
-  /** Addresses the telnet shell listens on (default `::1, 127.0.0.1`). */
   'telnet-addrs': addressListSchema.default(['::1', '127.0.0.1']),
-  /** Port of the telnet shell (default 6023; 0 picks a free port). */
   'telnet-port': z.number().int().min(0).max(65535).default(6023),
-  /**
-   * The telnet shell's Unix socket, where every command works for whoever may connect (mode 0600, or
-   * 0660 with `telnet-socket-group`); `false`: none (default `{base-dir}/.shell.sock`).
-   */
   'telnet-socket': z.union([absolutePathSchema, z.literal(false)]).optional(),
-  /** A group (name or ID) whose members may connect to `telnet-socket` too (default: none). */
   'telnet-socket-group': z.union([z.string().min(1), z.number().int().nonnegative()]).optional(),
-  /**
-   * A file whose first line is a token: TCP clients that send `auth TOKEN` may then `run`, `runall` and
-   * `reload` (default: none, and those commands work only on the Unix socket).
-   */
   'telnet-token-file': absolutePathSchema.optional(),
-  /** `run`, `runall` and `reload` on TCP without a token, as in backy 2.x (default false). */
   'telnet-insecure-tcp': z.boolean().optional(),
-  /**
-   * `backy check` is CRITICAL for a job whose runs failed this many times in a row (default 3; a
-   * single failure is a WARNING).
-   */
   'critical-failures': z.number().int().positive().optional(),
-  /**
-   * Program run after each backup (successful or not) with the job name as argument, its revisions as
-   * YAML on stdin and the outcome in BACKY_OUTCOME, BACKY_REASON, … (docs/scheduler.md).
-   */
   'backup-completed-callback': z.string().min(1).optional(),
-  /** Default layout of the jobs' archives (`chunked` or `images`; see an archive's `layout`). */
   layout: z.enum(['chunked', 'images']).optional(),
-  /**
-   * Default chunk store of the jobs' archives (see an archive's `store`); a relative path is per archive,
-   * and an object store (`type: s3`) puts each job under `<prefix><job>/`.
-   */
   store: storeConfigSchema.optional(),
-  /**
-   * After each successful backup (and expire, purge), copy the job's revisions to the archive
-   * `{copy-to}/{job}` (`backy copy`); that archive must exist. Default: no copies.
-   */
   'copy-to': absolutePathSchema.optional(),
-  /**
-   * Default verify job of every job: `{interval, outdated-after}` (default `{interval: 7d,
-   * outdated-after: 30d}`), or `false` for none.
-   */
   verify: verifyJobSchema.optional(),
 });
 
 export const jobConfigSchema = z.strictObject({
-  /** Name of an entry in `schedules`. */
   schedule: z.string().min(1),
-  /** `{type, ...options}` as in an archive's config. */
   source: sourceConfigSchema,
-  /** This job's archive layout (default: `global.layout`, else `chunked`). */
   layout: z.enum(['chunked', 'images']).optional(),
-  /** This job's chunk store (default: `global.store`, else `chunks/` in the archive). */
   store: storeConfigSchema.optional(),
-  /**
-   * The archive directory this job's revisions are copied to after each successful backup (it must
-   * exist: `backy -b DIR init …`); `false`: no copies even with `global.copy-to`.
-   */
   'copy-to': z.union([absolutePathSchema, z.literal(false)]).optional(),
-  /** This job's verify job; keys it leaves out come from `global.verify`; `false`: none. */
   verify: verifyJobSchema.optional(),
 });
 
@@ -173,10 +129,6 @@ export const centralConfigSchema = z
       }
     }
   });
-
-export type CentralConfig = z.infer<typeof centralConfigSchema>;
-export type GlobalConfig = CentralConfig['global'];
-export type JobConfig = z.infer<typeof jobConfigSchema>;
 
 /** The archive job `name`'s revisions are copied to after a backup (`copy-to`), or null for none. */
 export function copyTargetOf(config: CentralConfig, name: string): string | null {

@@ -3,18 +3,26 @@ import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { isMap, isScalar, parse, parseDocument, visit } from 'yaml';
 import { type ZodType, z } from 'zod';
 import { BackyError } from './errors.js';
-import { scheduleSchema } from './schedule.js';
-import { configError } from './source/options.js';
-import { CODECS } from './store/codec.js';
+import { configError } from './plugin-options.js';
+import { type Schedule, scheduleSchema } from './schedule.js';
+import { CODECS, type CodecName } from './store/codec.js';
 
 /** `{type, ...options}`; the options are validated by the source's own schema. */
-export const sourceConfigSchema = z.looseObject({
+export interface SourceConfig {
   /** A built-in source type (`file`, `ceph-rbd`, `flyingcircus`) or the name of a package that exports a source. */
-  type: z.string().min(1),
+  type: string;
   /** Whether a backup may record a source of 0 bytes (default false: such a backup fails). */
+  'allow-empty'?: boolean;
+  /** The source's own options. */
+  [option: string]: unknown;
+}
+
+// The types are written out (not `z.infer`) so that the published declarations do not name zod;
+// config-types.test.ts holds each schema to its type.
+export const sourceConfigSchema = z.looseObject({
+  type: z.string().min(1),
   'allow-empty': z.boolean().optional(),
 });
-export type SourceConfig = z.infer<typeof sourceConfigSchema>;
 
 /** The options a source's own schema checks: `source` without the keys backy itself reads. */
 export function sourceOptionsOf(config: SourceConfig): Record<string, unknown> {
@@ -25,10 +33,15 @@ export function sourceOptionsOf(config: SourceConfig): Record<string, unknown> {
 const DIRECTORY_STORE_KEYS = new Set(['type', 'path', 'codec', 'encryption']);
 
 /** `store.encryption`: client-side encryption of the store's objects (docs/storage.md, "Encryption"). */
-export const encryptionConfigSchema = z.strictObject({
+export interface EncryptionConfig {
   /** The key file (`backy key create`); relative paths are relative to the archive. */
-  'key-file': z.string().min(1),
+  'key-file': string;
   /** For a passphrase-protected key file: a file whose first line is the passphrase (default: `BACKY_PASSPHRASE_FILE`, `BACKY_PASSPHRASE_COMMAND` or `BACKY_KEY_PASSPHRASE` from the environment). */
+  'passphrase-file'?: string;
+}
+
+export const encryptionConfigSchema = z.strictObject({
+  'key-file': z.string().min(1),
   'passphrase-file': z.string().min(1).optional(),
 });
 
@@ -37,15 +50,24 @@ export const encryptionConfigSchema = z.strictObject({
  * archive, relative to it) or a store driver's type (`s3`) with that driver's options, which the driver
  * validates when the archive is opened.
  */
+export interface StoreConfig {
+  /** `directory` (default) or a store driver's type, e.g. `s3`. */
+  type: string;
+  /** Chunk store directory (type directory); relative paths are relative to the archive. */
+  path?: string;
+  /** Codec for new chunks (default zstd). */
+  codec: CodecName;
+  /** Encrypts every object in the store (default: off). */
+  encryption?: EncryptionConfig;
+  /** The store driver's own options. */
+  [option: string]: unknown;
+}
+
 export const storeConfigSchema = z
   .looseObject({
-    /** `directory` (default) or a store driver's type, e.g. `s3`. */
     type: z.string().min(1).default('directory'),
-    /** Chunk store directory (type directory); relative paths are relative to the archive. */
     path: z.string().min(1).optional(),
-    /** Codec for new chunks (default zstd). */
     codec: z.enum(CODECS).default('zstd'),
-    /** Encrypts every object in the store (default: off). */
     encryption: encryptionConfigSchema.optional(),
   })
   .superRefine((store, ctx) => {
@@ -54,18 +76,25 @@ export const storeConfigSchema = z
     if (unknown.length > 0)
       ctx.addIssue({ code: 'unrecognized_keys', keys: unknown, input: store, path: [] });
   });
-export type StoreConfig = z.infer<typeof storeConfigSchema>;
+
+/** `chunked` (default): deduplicated chunk store; `images`: plain image files (see the README). */
+export type ArchiveLayout = 'chunked' | 'images';
 
 /** The configuration of one job's archive, `<archive>/config`. */
+export interface ArchiveConfig {
+  source: SourceConfig;
+  /** Tag → {interval, keep}. Used by `expire` and the scheduler. */
+  schedule: Schedule;
+  store: StoreConfig;
+  layout: ArchiveLayout;
+}
+
 export const archiveConfigSchema = z.strictObject({
   source: sourceConfigSchema,
-  /** Tag → {interval, keep}. Used by `expire` and the scheduler. */
   schedule: scheduleSchema.default({}),
   store: storeConfigSchema.default({ type: 'directory', codec: 'zstd' }),
-  /** `chunked` (default): deduplicated chunk store; `images`: plain image files (see the README). */
   layout: z.enum(['chunked', 'images']).default('chunked'),
 });
-export type ArchiveConfig = z.infer<typeof archiveConfigSchema>;
 
 /** Validates `value` with `schema`; failures become CONFIG_INVALID errors naming `where` and the key path. */
 export function validateConfig<T>(

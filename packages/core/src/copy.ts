@@ -1,11 +1,11 @@
 import type { Logger } from 'pino';
 import { type Archive, layoutOf } from './archive/index.js';
 import type { Progress } from './backup.js';
+import { chunkBuffers } from './buffer-pool.js';
 import { BackyError } from './errors.js';
 import { type Lock, proveHeld } from './lock.js';
 import type { Revision } from './revision.js';
 import { forEachChunk } from './revision-stream.js';
-import { chunkBuffers } from './store/buffer-pool.js';
 import { CHUNK_HASH, hashChunk } from './store/chunk-hash.js';
 import type { ChunkMap } from './store/chunk-map.js';
 

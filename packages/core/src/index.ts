@@ -26,7 +26,6 @@ export {
 export { type BackupOptions, type Progress, runBackup } from './backup.js';
 export {
   type CentralConfig,
-  centralConfigSchema,
   copyTargetOf,
   DEFAULT_CENTRAL_CONFIG,
   type GlobalConfig,
@@ -39,7 +38,6 @@ export {
 } from './central-config.js';
 export {
   type ArchiveConfig,
-  archiveConfigSchema,
   fromLegacyArchiveConfig,
   type SourceConfig,
   sourceOptionsOf,
@@ -65,41 +63,31 @@ export {
   type WebhookTargetConfig,
 } from './notification-config.js';
 export { forgetArchive, type PurgeResult, purgeStore } from './purge.js';
-export { Repository, type RepositoryOptions } from './repository/repository.js';
 export { type RestoreOptions, restoreToPath, restoreToStream } from './restore.js';
 export {
   failedOwnVerification,
   type Revision,
   type RevisionData,
   type RevisionStats,
-  revisionSchema,
   type Trust,
   type Verification,
   writeRevisionFile,
 } from './revision.js';
 export { factsOf, parseRevisionFacts, quickRevisionFacts, type RevisionFacts } from './revision-facts.js';
-export type { RevisionReader, RevisionWriter, WriterStats } from './revision-io.js';
-export { MANUAL_TAG_PREFIX, type Schedule, type TagRule, tagNameSchema } from './schedule.js';
-export {
-  type BackupSource,
-  isSourceDefinition,
-  type SourceDefinition,
-  type SourceEnvironment,
-  type VerificationResult,
-} from './source/contract.js';
+export type { RevisionReader } from './revision-io.js';
+export { MANUAL_TAG_PREFIX, type Schedule, type TagRule } from './schedule.js';
+export { type BackupSource, isSourceDefinition, type SourceDefinition } from './source/contract.js';
 export { resolveSourcePaths, validateSourceOptions } from './source/options.js';
-export type { ChunkStore, StoreDriver, StoreDrivers, StoreDriverTable } from './store/contract.js';
+export type { StoreDriver, StoreDrivers } from './store/contract.js';
 export {
   exportKeyFile,
   importKeyFile,
-  loadStoreKey,
   newKeyFile,
   PASSPHRASE_COMMAND_ENV,
   PASSPHRASE_ENV,
   PASSPHRASE_FILE_ENV,
   parseKeyFile,
   passphraseFrom,
-  type StoreKey,
   writeKeyFile,
 } from './store/key-file.js';
 export { readTokenFile, tokenMatches } from './token-file.js';
@@ -111,4 +99,5 @@ export {
   type UnixSocketOptions,
 } from './unix-socket.js';
 export { type UpgradeResult, type UpgradeStep, upgradeArchive } from './upgrade.js';
+export { archiveConfigSchema, revisionSchema, tagNameSchema, type Validator } from './validator.js';
 export { type DamagedChunk, type RevisionVerifyResult, verifyRevisions } from './verify.js';

@@ -3,11 +3,11 @@ import { type FileHandle, open, readdir, rename, rm, stat } from 'node:fs/promis
 import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { blockDeviceSize } from './block-device.js';
+import { chunkBuffers, DIRECT_IO_ALIGN } from './buffer-pool.js';
 import { BackyError, ioError } from './errors.js';
 import { fsyncDir } from './fs-util.js';
 import type { RevisionReader } from './revision-io.js';
 import { forEachChunk, readChunksInOrder } from './revision-stream.js';
-import { chunkBuffers, DIRECT_IO_ALIGN } from './store/buffer-pool.js';
 
 export interface RestoreOptions {
   /** Overwrite an existing regular file. */

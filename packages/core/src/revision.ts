@@ -8,32 +8,87 @@ import { writeFileAtomic } from './fs-util.js';
 export const TRUST_STATES = ['trusted', 'distrusted', 'verified'] as const;
 export type Trust = (typeof TRUST_STATES)[number];
 
-export const revisionStatsSchema = z.object({
+/** What a backup did. */
+export interface RevisionStats {
   /** Bytes of new data stored by this revision (after dedup and compression). */
-  bytes_written: z.number().int().nonnegative(),
+  bytes_written: number;
   /** Bytes read from the source. */
-  bytes_read: z.number().int().nonnegative(),
+  bytes_read: number;
   /** Wall-clock seconds the backup took. */
+  duration: number;
+  chunks_written: number;
+  chunks_reused: number;
+  chunks_zero: number;
+}
+
+/** How a revision was checked against its source. */
+export interface Verification {
+  /** `full`: every chunk compared with the source; `partial`: a random sample; `none`: not checked. */
+  method: 'full' | 'partial' | 'none';
+  /** What the source was asked to check, e.g. `full`, `changed`, `30s 5%` (absent: the source's only way). */
+  mode?: string;
+  chunks_checked: number;
+  chunks_total: number;
+  ok: boolean;
+  /** Chunk indexes that did not match the source. */
+  mismatches: number[];
+  timestamp: string;
+}
+
+/** A revision file's content (`<id>.rev`). */
+export interface RevisionData {
+  uuid: string;
+  timestamp: string;
+  parent: string | null;
+  tags: string[];
+  trust: Trust;
+  /**
+   * When `backy verify` last re-read every chunk of the revision (ISO time; its finding is `trust`).
+   * Absent: never, as in every revision written before verify recorded it. The scheduler's verify jobs
+   * select revisions by it (`verify --outdated-after`).
+   */
+  verified_at?: string;
+  /** Size of the image in bytes. */
+  size: number;
+  /**
+   * The checksum its `.map` ends with (SHA-256 of the map's content, hex): binds the map to this
+   * revision, so another revision's map copied over it is refused. Absent for revisions written before
+   * (and backy 2.x's), which are read as they are.
+   */
+  map_checksum?: string;
+  /**
+   * `chunked`: a `.map` over the chunk store; `images`: a `.map` and the image file `<id>`; `cowfile`: a
+   * revision written by backy 2.0–2.1, the raw image file `<id>` and no map; `legacy-chunked`: one of
+   * backy 2.2–2.5, `<id>` a JSON chunk mapping over `chunks/` (see `legacyRevisionSchema`).
+   */
+  backend_type: 'chunked' | 'images' | 'cowfile' | 'legacy-chunked';
+  source_type?: string;
+  stats?: RevisionStats;
+  verification?: Verification;
+  /** Free-form facts a source wants to remember (e.g. the RBD snapshot name). */
+  source_info?: Record<string, unknown>;
+}
+
+// The types are written out (not `z.infer`) so that the published declarations do not name zod;
+// config-types.test.ts holds each schema to its type.
+export const revisionStatsSchema = z.object({
+  bytes_written: z.number().int().nonnegative(),
+  bytes_read: z.number().int().nonnegative(),
   duration: z.number().nonnegative(),
   chunks_written: z.number().int().nonnegative(),
   chunks_reused: z.number().int().nonnegative(),
   chunks_zero: z.number().int().nonnegative().default(0),
 });
-export type RevisionStats = z.infer<typeof revisionStatsSchema>;
 
 export const verificationSchema = z.object({
-  /** `full`: every chunk compared with the source; `partial`: a random sample; `none`: not checked. */
   method: z.enum(['full', 'partial', 'none']),
-  /** What the source was asked to check, e.g. `full`, `changed`, `30s 5%` (absent: the source's only way). */
   mode: z.string().optional(),
   chunks_checked: z.number().int().nonnegative(),
   chunks_total: z.number().int().nonnegative(),
   ok: z.boolean(),
-  /** Chunk indexes that did not match the source. */
   mismatches: z.array(z.number().int()).default([]),
   timestamp: z.string(),
 });
-export type Verification = z.infer<typeof verificationSchema>;
 
 export const revisionSchema = z.object({
   uuid: z.string().min(1),
@@ -41,36 +96,18 @@ export const revisionSchema = z.object({
   parent: z.string().nullable().default(null),
   tags: z.array(z.string()).default([]),
   trust: z.enum(TRUST_STATES).default('trusted'),
-  /**
-   * When `backy verify` last re-read every chunk of the revision (ISO time; its finding is `trust`).
-   * Absent: never, as in every revision written before verify recorded it. The scheduler's verify jobs
-   * select revisions by it (`verify --outdated-after`).
-   */
   verified_at: z.string().optional(),
-  /** Size of the image in bytes. */
   size: z.number().int().nonnegative().default(0),
-  /**
-   * The checksum its `.map` ends with (SHA-256 of the map's content, hex): binds the map to this
-   * revision, so another revision's map copied over it is refused. Absent for revisions written before
-   * (and backy 2.x's), which are read as they are.
-   */
   map_checksum: z
     .string()
     .regex(/^[0-9a-f]{64}$/)
     .optional(),
-  /**
-   * `chunked`: a `.map` over the chunk store; `images`: a `.map` and the image file `<id>`; `cowfile`: a
-   * revision written by backy 2.0–2.1, the raw image file `<id>` and no map; `legacy-chunked`: one of
-   * backy 2.2–2.5, `<id>` a JSON chunk mapping over `chunks/` (see `legacyRevisionSchema`).
-   */
   backend_type: z.enum(['chunked', 'images', 'cowfile', 'legacy-chunked']).default('chunked'),
   source_type: z.string().optional(),
   stats: revisionStatsSchema.optional(),
   verification: verificationSchema.optional(),
-  /** Free-form facts a source wants to remember (e.g. the RBD snapshot name). */
   source_info: z.record(z.string(), z.unknown()).optional(),
 });
-export type RevisionData = z.infer<typeof revisionSchema>;
 
 /** A complete revision: stats are present. */
 export interface Revision extends RevisionData {

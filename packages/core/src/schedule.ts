@@ -7,32 +7,44 @@ export const MANUAL_TAG_PREFIX = 'manual:';
 /** The longest duration a config may give: 100 years. */
 export const MAX_DURATION_SECONDS = 100 * 365 * 86400;
 
-/** A duration: `30m`, `1h`, `1d`, `7w`, `1h30m` or bare seconds. Parsed to seconds. */
-export const durationSchema = z.union([z.string(), z.number()]).transform((value, ctx) => {
+/**
+ * A duration (`30m`, `1h`, `1d`, `7w`, `1h30m` or bare seconds) in seconds, or why it is not one: for
+ * option schemas, as `durationSchema` here.
+ */
+export function checkDuration(value: string | number): number | string {
   const seconds = parseDuration(value);
-  if (seconds == null) {
-    ctx.addIssue({
-      code: 'custom',
-      message: `invalid duration ${JSON.stringify(value)} (use e.g. 30m, 1h, 1d, 7w or seconds)`,
-    });
-    return z.NEVER;
-  }
+  if (seconds == null)
+    return `invalid duration ${JSON.stringify(value)} (use e.g. 30m, 1h, 1d, 7w or seconds)`;
   // Beyond this, slot and expiry arithmetic leaves the range of a Date (or of a double) and every
   // comparison with it is false: a schedule that silently never runs or never expires.
-  if (seconds > MAX_DURATION_SECONDS) {
-    ctx.addIssue({
-      code: 'custom',
-      message: `duration ${JSON.stringify(value)} is too long (at most 100 years, ${MAX_DURATION_SECONDS} seconds)`,
-    });
-    return z.NEVER;
-  }
+  if (seconds > MAX_DURATION_SECONDS)
+    return `duration ${JSON.stringify(value)} is too long (at most 100 years, ${MAX_DURATION_SECONDS} seconds)`;
   return seconds;
+}
+
+/** A duration: `30m`, `1h`, `1d`, `7w`, `1h30m` or bare seconds. Parsed to seconds. */
+export const durationSchema = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const seconds = checkDuration(value);
+  if (typeof seconds === 'number') return seconds;
+  ctx.addIssue({ code: 'custom', message: seconds });
+  return z.NEVER;
 });
 
-export const tagRuleSchema = z.strictObject({
-  /** How often a revision with this tag is made. */
-  interval: durationSchema,
+/** A tag's rule in a schedule. */
+export interface TagRule {
+  /** How often a revision with this tag is made (seconds). */
+  interval: number;
   /** How many revisions with this tag to keep at least; 0: revisions never lose this tag (as in backy 2.x). */
+  keep: number;
+}
+
+/** Tag → rule; intervals in seconds. */
+export type Schedule = Record<string, TagRule>;
+
+// The types are written out (not `z.infer`) so that the published declarations do not name zod;
+// config-types.test.ts holds each schema to its type.
+export const tagRuleSchema = z.strictObject({
+  interval: durationSchema,
   keep: z.number().int().nonnegative(),
 });
 
@@ -45,10 +57,6 @@ export const tagNameSchema = z
   );
 
 export const scheduleSchema = z.record(tagNameSchema, tagRuleSchema);
-
-/** Tag → rule; intervals in seconds. */
-export type Schedule = z.infer<typeof scheduleSchema>;
-export type TagRule = z.infer<typeof tagRuleSchema>;
 
 export interface ExpiryAction {
   uuid: string;

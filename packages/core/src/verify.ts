@@ -1,10 +1,10 @@
 import type { Logger } from 'pino';
 import { type Archive, layoutOf } from './archive/index.js';
+import { chunkBuffers } from './buffer-pool.js';
 import { type BackyError, isBackyError } from './errors.js';
 import type { Revision } from './revision.js';
 import type { RevisionReader } from './revision-io.js';
 import { forEachChunk } from './revision-stream.js';
-import { chunkBuffers } from './store/buffer-pool.js';
 
 export interface DamagedChunk {
   index: number;

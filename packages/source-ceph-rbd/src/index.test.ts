@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseImageArgument } from './image-argument.js';
-import rbdSource, { rbdSourceOptions } from './index.js';
+import rbdSource from './index.js';
+import { rbdSourceOptions } from './options.js';
 import { Rbd, summarizeStderr } from './rbd.js';
 import { qemuRbdFilename, qemuRbdImageOpts } from './snapshot-reader.js';
 import { sampleIndexes } from './source.js';

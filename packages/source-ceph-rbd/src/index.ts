@@ -1,7 +1,9 @@
 import { defineSource } from '@backy/core/source';
 import { parseImageArgument } from './image-argument.js';
+import { rbdSourceOptions } from './options.js';
 import { Rbd } from './rbd.js';
-import { createRbdSource, type RbdSourceOptions, rbdSourceOptions } from './source.js';
+import type { RbdSourceOptions } from './rbd-options.js';
+import { createRbdSource } from './source.js';
 
 // What other packages use: the definition (default), the source with its hooks for
 // source-flyingcircus, the snapshot prefix, and the diff encoder the Ceph benchmark feeds images with.
@@ -11,7 +13,6 @@ export {
   type MakeSnapshotArgs,
   type RbdSourceHooks,
   type RbdSourceOptions,
-  rbdSourceOptions,
   SNAPSHOT_PREFIX,
 } from './source.js';
 

@@ -11,36 +11,16 @@ import {
   type VerifyContext,
 } from '@backy/core/source';
 import type { Logger } from 'pino';
-import { z } from 'zod';
 import { applyRawImage, applyRbdDiff } from './apply-diff.js';
 import { parseRbdDiff } from './diff-stream.js';
 import { imageSpec, Rbd, RbdError, type RbdSnapshot } from './rbd.js';
+import type { RbdSourceOptions } from './rbd-options.js';
 import { QemuImgChunkReader, qemuImgSupportsRbd } from './snapshot-reader.js';
 
 /** Snapshots backy makes are named `backy-<revision id>`; other snapshots are never touched. */
 export const SNAPSHOT_PREFIX = 'backy-';
 
-const rbdName = (what: string) =>
-  z
-    .string()
-    .min(1)
-    .regex(/^[^/@\s]+$/, `${what} name must not contain '/', '@' or white space`);
-
-export const rbdSourceOptions = z.strictObject({
-  /** Ceph pool that holds the image. */
-  pool: rbdName('pool'),
-  /** RBD image to back up. */
-  image: rbdName('image'),
-  /** Always read the whole image with `rbd export` instead of an incremental export-diff (default false). */
-  'full-always': z.boolean().default(false),
-  /** ceph.conf for the rbd client (default: rbd's own, /etc/ceph/ceph.conf). */
-  conf: z.string().min(1).optional(),
-  /** Ceph client id, without `client.` (default: rbd's own, admin). */
-  id: z.string().min(1).optional(),
-  /** Keyring of the client (default: as configured in ceph.conf). */
-  keyring: z.string().min(1).optional(),
-});
-export type RbdSourceOptions = z.infer<typeof rbdSourceOptions>;
+export type { RbdSourceOptions } from './rbd-options.js';
 
 export interface MakeSnapshotArgs {
   rbd: Rbd;

@@ -7,11 +7,8 @@ import { TEST_POOL } from '@backy/test-env/ceph';
 import pino from 'pino';
 import { backendSkip, ceph, consul } from '../test/env.js';
 import { HostAgent } from '../test/host-agent.js';
-import flyingcircusSource, {
-  createFlyingcircusSource,
-  flyingcircusSourceOptions,
-  type SnapshotOutcome,
-} from './index.js';
+import flyingcircusSource, { createFlyingcircusSource, type SnapshotOutcome } from './index.js';
+import { flyingcircusSourceOptions } from './options.js';
 
 const pool = TEST_POOL;
 const image = 'conformance.root';

@@ -17,11 +17,8 @@ import {
 } from '../test/env.js';
 import type { ProvidedConsul } from '../test/global-setup.js';
 import { HostAgent } from '../test/host-agent.js';
-import flyingcircus, {
-  createFlyingcircusSource,
-  flyingcircusSourceOptions,
-  parseFlyingcircusInitArgument,
-} from './index.js';
+import flyingcircus, { createFlyingcircusSource, parseFlyingcircusInitArgument } from './index.js';
+import { flyingcircusSourceOptions } from './options.js';
 
 const MiB = 1024 * 1024;
 

@@ -3,12 +3,12 @@ import {
   type BackupSource,
   BackyError,
   defineSource,
-  durationSchema,
   type SourceEnvironment,
 } from '@backy/core/source';
-import cephRbdSource, { createRbdSource, rbdSourceOptions } from '@backy/source-ceph-rbd';
-import { z } from 'zod';
-import { ConsulError, ConsulKv, DEFAULT_CONSUL_ADDRESS, normalizeConsulAddress } from './consul.js';
+import cephRbdSource, { createRbdSource } from '@backy/source-ceph-rbd';
+import { rbdSourceOptions } from '@backy/source-ceph-rbd/options';
+import { ConsulError, ConsulKv } from './consul.js';
+import { type FlyingcircusSourceOptions, flyingcircusSourceOptions } from './options.js';
 import { REQUEST_PREFIX, requestConsistentSnapshot, type SnapshotOutcome } from './snapshot-request.js';
 
 export {
@@ -18,6 +18,7 @@ export {
   DEFAULT_CONSUL_ADDRESS,
   type KvEntry,
 } from './consul.js';
+export type { FlyingcircusSourceOptions } from './options.js';
 export {
   parseSnapshotRequest,
   REQUEST_PREFIX,
@@ -26,27 +27,6 @@ export {
   type SnapshotOutcome,
   type SnapshotRequestOptions,
 } from './snapshot-request.js';
-
-const consulAddressSchema = z.string().transform((value, ctx) => {
-  try {
-    return normalizeConsulAddress(value);
-  } catch (error) {
-    ctx.addIssue({ code: 'custom', message: (error as Error).message });
-    return z.NEVER;
-  }
-});
-
-export const flyingcircusSourceOptions = rbdSourceOptions.extend({
-  /** The VM's name, as the host agent knows it (the `vm` of the snapshot request). */
-  vm: z.string().min(1),
-  /** ACL token for Consul, sent as `X-Consul-Token`. Default: none. */
-  consul_acl_token: z.string().min(1).optional(),
-  /** HTTP address of the Consul agent. Default `http://127.0.0.1:8500`. */
-  consul_address: consulAddressSchema.default(DEFAULT_CONSUL_ADDRESS),
-  /** How long to wait for the host agent's snapshot before making it directly (`90s`, `2m`, seconds). Default 90 s. */
-  snapshot_timeout: durationSchema.default(90),
-});
-export type FlyingcircusSourceOptions = z.infer<typeof flyingcircusSourceOptions>;
 
 /** Test seams; not configuration. */
 export interface FlyingcircusSourceTuning {
@@ -122,7 +102,7 @@ export function parseFlyingcircusInitArgument(argument: string): Record<string, 
   return { ...rbd, vm, ...(token == null ? {} : { consul_acl_token: token }) };
 }
 
-export default defineSource({
+export default defineSource<FlyingcircusSourceOptions>({
   type: 'flyingcircus',
   optionsSchema: flyingcircusSourceOptions,
   create: (options, env) => createFlyingcircusSource(options, env),

@@ -7,5 +7,5 @@ import { nbdSource } from './nbd-source.js';
 
 export { describeAddress, type NbdAddress, parseNbdUrl } from './address.js';
 export { type Extent, NbdClient } from './client.js';
-export { createNbdSource, type NbdSourceOptions, nbdSourceOptions } from './nbd-source.js';
+export { createNbdSource, type NbdSourceOptions } from './nbd-source.js';
 export default nbdSource;

@@ -26,23 +26,30 @@ const validUrl = (url: string) => {
   }
 };
 
-export const nbdSourceOptions = z.strictObject({
+/** The nbd source's options (`source:` of an archive config with `type: nbd`). */
+export interface NbdSourceOptions {
   /** The export: `nbd://host[:port]/export` or `nbd+unix:///export?socket=PATH`. */
-  url: z
-    .string()
-    .min(1)
-    .refine(validUrl, 'must be nbd://host[:port]/export or nbd+unix:///export?socket=PATH'),
+  url: string;
   /**
    * A QEMU dirty bitmap the server offers (`qemu:dirty-bitmap:NAME`) that tracks writes since the
    * previous backup: an incremental reads only what it reports dirty. Default: none, every backup full.
    */
+  bitmap?: string;
+}
+
+// The type is written out (not `z.infer`) so that the published declarations do not name zod;
+// options.test.ts holds the schema to it.
+export const nbdSourceOptions = z.strictObject({
+  url: z
+    .string()
+    .min(1)
+    .refine(validUrl, 'must be nbd://host[:port]/export or nbd+unix:///export?socket=PATH'),
   bitmap: z
     .string()
     .min(1)
     .regex(/^[^\s]+$/, 'bitmap name must not contain white space')
     .optional(),
 });
-export type NbdSourceOptions = z.infer<typeof nbdSourceOptions>;
 
 /** The `nbd` source: any NBD export; allocation-aware full backups, incrementals from a dirty bitmap. */
 export function createNbdSource(options: NbdSourceOptions, hooks: SampleHooks = {}): BackupSource {
@@ -96,7 +103,7 @@ export function createNbdSource(options: NbdSourceOptions, hooks: SampleHooks = 
   };
 }
 
-export const nbdSource = defineSource({
+export const nbdSource = defineSource<NbdSourceOptions>({
   type: 'nbd',
   optionsSchema: nbdSourceOptions,
   create: (options) => createNbdSource(options),

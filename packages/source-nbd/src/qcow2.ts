@@ -19,7 +19,6 @@ import {
 } from '@backy/core/source';
 import { BASE_ALLOCATION } from '@backy/nbd-protocol';
 import type { Logger } from 'pino';
-import { z } from 'zod';
 import { NbdClient } from './client.js';
 import {
   type BackupRun,
@@ -28,15 +27,12 @@ import {
   type SampleHooks,
   verifyExport,
 } from './export-backup.js';
+import { type Qcow2SourceOptions, qcow2SourceOptions } from './qcow2-options.js';
 
 /** Bitmaps backy makes are named `backy-<revision id>`; other bitmaps are never touched. */
 export const BITMAP_PREFIX = 'backy-';
 
-export const qcow2SourceOptions = z.strictObject({
-  /** Path of the qcow2 image (not in use by a running VM while backy reads it). */
-  filename: z.string().min(1),
-});
-export type Qcow2SourceOptions = z.infer<typeof qcow2SourceOptions>;
+export type { Qcow2SourceOptions } from './qcow2-options.js';
 
 export interface Qcow2SourceHooks extends SampleHooks {
   /** The qemu-img executable (default `qemu-img`). */
@@ -338,7 +334,7 @@ export function createQcow2Source(options: Qcow2SourceOptions, hooks: Qcow2Sourc
   return { backup: backupOrStop, verify, finish };
 }
 
-export const qcow2Source = defineSource({
+export const qcow2Source = defineSource<Qcow2SourceOptions>({
   type: 'qcow2',
   optionsSchema: qcow2SourceOptions,
   create: (options) => createQcow2Source(options),

@@ -9,7 +9,7 @@ import { S3Objects } from './objects.js';
 import { type S3Options, s3OptionsSchema } from './options.js';
 import { S3Backend } from './s3-backend.js';
 
-export { type S3Options, s3OptionsSchema } from './options.js';
+export type { S3Options } from './options.js';
 export { S3Backend } from './s3-backend.js';
 
 export const s3StoreDriver: StoreDriver<S3Options> = {

@@ -1,13 +1,35 @@
 import { z } from 'zod';
 
 /** `store:` of an archive config with `type: s3` (besides `codec`). */
-export const s3OptionsSchema = z.strictObject({
+export interface S3Options {
   /** Any S3 API: Ceph RGW, MinIO, AWS (`https://s3.eu-central-1.amazonaws.com`). */
+  endpoint: string;
+  bucket: string;
+  /** Key prefix of this archive inside the bucket, e.g. `web01/`. Default: the bucket's root. */
+  prefix: string;
+  /** Default us-east-1. */
+  region: string;
+  /**
+   * A shared credentials file (the AWS format, `[default]` with `aws_access_key_id` and
+   * `aws_secret_access_key`); relative to the archive. Default: AWS_ACCESS_KEY_ID and
+   * AWS_SECRET_ACCESS_KEY, else the profile (AWS_PROFILE, default `default`) in ~/.aws/credentials.
+   */
+  'credentials-file'?: string;
+  /** The profile to read from the credentials file (default: AWS_PROFILE, else `default`). */
+  profile?: string;
+  /** Bucket in the path (`endpoint/bucket/key`, default) rather than the host name. */
+  'path-style': boolean;
+  /** Requests to the store at once (default 16). */
+  concurrency: number;
+}
+
+// The type is written out (not `z.infer`) so that the published declarations do not name zod;
+// options.test.ts holds the schema to it.
+export const s3OptionsSchema = z.strictObject({
   endpoint: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }),
   bucket: z
     .string()
     .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name (3-63 of a-z 0-9 . -)'),
-  /** Key prefix of this archive inside the bucket, e.g. `web01/`. Default: the bucket's root. */
   prefix: z
     .string()
     .refine(
@@ -16,17 +38,8 @@ export const s3OptionsSchema = z.strictObject({
     )
     .default(''),
   region: z.string().min(1).default('us-east-1'),
-  /**
-   * A shared credentials file (the AWS format, `[default]` with `aws_access_key_id` and
-   * `aws_secret_access_key`); relative to the archive. Default: AWS_ACCESS_KEY_ID and
-   * AWS_SECRET_ACCESS_KEY, else the profile (AWS_PROFILE, default `default`) in ~/.aws/credentials.
-   */
   'credentials-file': z.string().min(1).optional(),
-  /** The profile to read from the credentials file (default: AWS_PROFILE, else `default`). */
   profile: z.string().min(1).optional(),
-  /** Bucket in the path (`endpoint/bucket/key`, default) rather than the host name. */
   'path-style': z.boolean().default(true),
-  /** Requests to the store at once (default 16). */
   concurrency: z.number().int().min(1).max(256).default(16),
 });
-export type S3Options = z.infer<typeof s3OptionsSchema>;

@@ -29,7 +29,8 @@ import {
 } from '@backy/core/testing';
 import { type RgwEndpoint, rgwFromEnv, rgwSkip, s3ClientConfig, startRgw } from '@backy/test-env/rgw';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { s3OptionsSchema, s3StoreDriver } from '../src/index.js';
+import { s3StoreDriver } from '../src/index.js';
+import { s3OptionsSchema } from '../src/options.js';
 
 const skip = rgwSkip('store-s3 encryption');
 const BUCKET = 'backy-crypt';

@@ -214,6 +214,39 @@ export function scanWorkspace(repo: string): Workspace {
 }
 
 /**
+ * Import cycles between the folders of a package's src/ (each folder as one node): a folder that imports
+ * another which imports it back cannot be understood, tested or moved without the other. The src/ root
+ * itself is left out: it assembles the entry points and holds what every folder shares.
+ */
+export function folderCycles(files: readonly ScannedFile[]): string[][] {
+  const folders = new Map<string, Set<string>>();
+  const folderOf = (path: string, packageDir: string) => {
+    const folder = path.slice(0, path.lastIndexOf('/'));
+    return folder === `${packageDir}/src` ? null : folder;
+  };
+  for (const f of files) {
+    const own = folderOf(f.path, f.packageDir);
+    if (own == null) continue;
+    const targets = folders.get(own) ?? new Set<string>();
+    folders.set(own, targets);
+    for (const i of f.imports) {
+      const target = i.file == null ? null : folderOf(i.file, f.packageDir);
+      if (target != null && target !== own) targets.add(target);
+    }
+  }
+  return importCycles(
+    [...folders].map(([path, targets]) => ({
+      path,
+      packageDir: '',
+      isSource: true,
+      lines: 0,
+      imports: [...targets].map((file) => ({ specifier: file, typeOnly: false, file, packageName: null })),
+      functions: [],
+    })),
+  );
+}
+
+/**
  * The import cycles among the given files, each once, as the list of its files from its
  * alphabetically first one (so that a cycle reads the same from run to run). Type-only imports count:
  * a type cycle ties the files together for a reader as much as a value one does.

@@ -3,10 +3,10 @@
 // legacy/chunked.ts). Purge never touches their data, so readers take no store lock.
 import { type FileHandle, open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { chunkBuffers } from '../buffer-pool.js';
 import { BackyError, ioError } from '../errors.js';
 import { ImagesRevisionReader } from '../layout/images.js';
 import { LegacyChunkedReader, readLegacyMapping } from '../legacy/chunked.js';
-import { chunkBuffers } from '../store/buffer-pool.js';
 import { hashChunk, isAllZero } from '../store/chunk-hash.js';
 import { ChunkMap } from '../store/chunk-map.js';
 import type { Layout } from './layout.js';

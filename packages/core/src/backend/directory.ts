@@ -3,7 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { ioError } from '../errors.js';
 import { fsyncDir, tempPathFor } from '../fs-util.js';
 import { PRIVATE_DIR_MODE } from '../private-modes.js';
-import { ChunkFileWriter, readChunkFile } from '../store/chunk-file.js';
+import { ChunkFileWriter, readChunkFile } from './chunk-file-io.js';
 import type { Backend, BackendCapabilities, BackendObject, LoadOptions, SaveOptions } from './contract.js';
 
 /** The conditional save running per file, so that two in this process do not both pass the check. */

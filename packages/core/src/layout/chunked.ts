@@ -1,5 +1,5 @@
+import { chunkBuffers } from '../buffer-pool.js';
 import { BackyError } from '../errors.js';
-import { chunkBuffers } from '../store/buffer-pool.js';
 import { CHUNK_HASH, hashChunk, isAllZero } from '../store/chunk-hash.js';
 import type { ChunkMap } from '../store/chunk-map.js';
 import type { ChunkStore, ReadOptions } from '../store/chunk-store.js';

@@ -1,6 +1,6 @@
+import { chunkBuffers } from '../buffer-pool.js';
 import { BackyError } from '../errors.js';
 import type { RevisionWriter, WriterStats } from '../revision-io.js';
-import { chunkBuffers } from '../store/buffer-pool.js';
 import type { HashAlgorithm } from '../store/chunk-hash.js';
 import { ChunkMap } from '../store/chunk-map.js';
 

@@ -2,12 +2,12 @@ import { mkdir } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import type { Backend } from '../backend/contract.js';
 import { removeVersion } from '../backend/remove-version.js';
+import { chunkBuffers } from '../buffer-pool.js';
 import { BackyError, ioError, isBackyError } from '../errors.js';
 import { exists, isTempName } from '../fs-util.js';
 import { acquireLock, type Lock, type LockMode } from '../lock.js';
 import { PRIVATE_DIR_MODE } from '../private-modes.js';
 import { ArchiveRegistry, type RegistryEntry } from '../store/archive-registry.js';
-import { chunkBuffers } from '../store/buffer-pool.js';
 import {
   type ChunkFile,
   chunkFileEquals,

@@ -1,6 +1,6 @@
+import { chunkBuffers } from '../buffer-pool.js';
 import { BackyError } from '../errors.js';
 import type { Lock } from '../lock.js';
-import { chunkBuffers } from '../store/buffer-pool.js';
 import { corruptChunk, parseChunkFile } from '../store/chunk-file.js';
 import { hashChunk } from '../store/chunk-hash.js';
 import type { ChunkNaming, RevisionCatalog, RevisionFileKind } from '../store/contract.js';

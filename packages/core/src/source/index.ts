@@ -11,7 +11,7 @@ export { BackyError, type BackyErrorCode, isBackyError } from '../errors.js';
 export type { RevisionData, Verification } from '../revision.js';
 export type { RevisionReader, RevisionWriter, WriterStats } from '../revision-io.js';
 export { forEachChunk, readChunksInOrder } from '../revision-stream.js';
-export { durationSchema } from '../schedule.js';
+export { checkDuration } from '../schedule.js';
 export { parseDuration } from '../units.js';
 export {
   type BackupContext,

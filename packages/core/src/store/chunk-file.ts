@@ -1,31 +1,14 @@
-import { constants } from 'node:fs';
-import { type FileHandle, open, rm } from 'node:fs/promises';
+import { chunkBuffers } from '../buffer-pool.js';
 import { BackyError, isBackyError } from '../errors.js';
-import { SEALED_FILE_MODE } from '../private-modes.js';
-import { chunkBuffers, DIRECT_IO_ALIGN } from './buffer-pool.js';
+import { CHUNK_FILE_HEADER_BYTES as HEADER_BYTES, CHUNK_FILE_MAGIC as MAGIC } from '../format/chunk-file.js';
 import { CHUNK_HASH, type ChunkCheck, hashChunk } from './chunk-hash.js';
 import { chunkWorkers } from './chunk-workers.js';
 import { type Codec, codecById } from './codec.js';
 
-/**
- * One chunk file: a 12-byte header (magic `BKC1`, codec id and three zero bytes, raw length as a
- * little-endian u32) and the payload, compressed by that codec or stored raw (codec 0).
- */
-const MAGIC = Buffer.from('BKC1');
-const HEADER_BYTES = 12;
-/** Largest chunk file: header plus a raw 4 MiB chunk (compressed ones are smaller). */
-const MAX_FILE_BYTES = HEADER_BYTES + 4 * 1024 * 1024;
 /** Sample slices (bytes) probed before compressing a whole chunk; incompressible chunks are stored raw. */
 const PROBE_SLICE = 16 * 1024;
 const PROBE_RATIO = 0.9;
 const KEEP_RAW_RATIO = 0.97;
-
-/**
- * Where a chunk file goes in its pool slot: shifted so that the payload after the header starts on an
- * aligned address, and a raw chunk can be written from there with O_DIRECT (see restore.ts).
- */
-const FILE_OFFSET = DIRECT_IO_ALIGN - HEADER_BYTES;
-const DIRECT_CREATE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT;
 
 export interface ChunkFile {
   /** The whole file (pooled when it fits a pool slot). */
@@ -82,106 +65,6 @@ export function parseChunkFile(hash: string, file: Buffer): ChunkFile {
     throw corruptChunk(hash, `unknown codec ${file.readUInt8(4)}`);
   }
   return { file, codec, rawLength: file.readUInt32LE(8), payload: file.subarray(HEADER_BYTES) };
-}
-
-/**
- * Writes new chunk files and makes them durable, with O_DIRECT while the file system takes it: the
- * write is padded to the alignment from the (aligned, pooled) buffer and the file cut back to its
- * length. That keeps chunk files out of the page cache (a backup writes far more than anyone reads
- * back soon) and spares copying them into it, measured as the largest kernel cost of a full backup.
- */
-export class ChunkFileWriter {
-  /** Whether to try O_DIRECT; turned off by the first EINVAL. */
-  private directIo = true;
-
-  async write(path: string, file: Buffer): Promise<void> {
-    const padded = Math.ceil(file.length / DIRECT_IO_ALIGN) * DIRECT_IO_ALIGN;
-    if (
-      this.directIo &&
-      padded <= chunkBuffers.slotBytes &&
-      chunkBuffers.isDirectIoAligned(file.subarray(0, 0))
-    ) {
-      const whole = Buffer.from(file.buffer, file.byteOffset, padded);
-      const handle = await open(path, DIRECT_CREATE, SEALED_FILE_MODE).catch(
-        (error: NodeJS.ErrnoException) => {
-          if (error.code !== 'EINVAL') throw error;
-          this.directIo = false; // no O_DIRECT on this file system
-          return null;
-        },
-      );
-      if (handle != null) {
-        try {
-          await handle.write(whole, 0, padded, 0);
-          await handle.truncate(file.length);
-          await handle.sync();
-          return;
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
-          this.directIo = false; // the device wants a larger alignment
-          await rm(path, { force: true });
-        } finally {
-          await handle.close();
-        }
-      }
-    }
-    const handle = await open(path, 'wx', SEALED_FILE_MODE);
-    try {
-      await handle.write(file, 0, file.length, 0);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  }
-}
-
-/**
- * Reads a whole chunk file (at most a chunk file's largest size) with one read call (readFile reads in
- * 512 KiB steps, each a separate trip through the thread pool); larger files fall back to readFile.
- * `direct` reads it with O_DIRECT where possible, past the page cache. The result is pooled when it fits.
- */
-export async function readChunkFile(path: string, direct = false): Promise<Buffer> {
-  if (direct) {
-    const handle = await open(path, constants.O_RDONLY | constants.O_DIRECT).catch(() => null);
-    if (handle != null) {
-      try {
-        const file = await readInto(handle, chunkBuffers.acquire(chunkBuffers.slotBytes), MAX_FILE_BYTES);
-        if (file != null) return file;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EINVAL') throw error;
-      } finally {
-        await handle.close();
-      }
-    }
-  }
-  const handle = await open(path, 'r');
-  try {
-    const buffer = chunkBuffers.acquire(FILE_OFFSET + MAX_FILE_BYTES + 1).subarray(FILE_OFFSET);
-    return (await readInto(handle, buffer, MAX_FILE_BYTES)) ?? (await handle.readFile());
-  } finally {
-    await handle.close();
-  }
-}
-
-/**
- * Reads the whole file into `buffer`; null (and `buffer` released) if it holds more than `max` bytes.
- * One read normally does it; a short read is the end of the file.
- */
-async function readInto(handle: FileHandle, buffer: Buffer, max: number): Promise<Buffer | null> {
-  let length = 0;
-  try {
-    while (length < buffer.length) {
-      const wanted = buffer.length - length;
-      const { bytesRead } = await handle.read(buffer, length, wanted, length);
-      length += bytesRead;
-      if (bytesRead < wanted) break;
-    }
-  } catch (error) {
-    chunkBuffers.release(buffer);
-    throw error;
-  }
-  if (length <= max) return buffer.subarray(0, length);
-  chunkBuffers.release(buffer);
-  return null;
 }
 
 /**

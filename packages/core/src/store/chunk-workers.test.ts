@@ -4,7 +4,7 @@ import { open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BufferPool, chunkBuffers } from './buffer-pool.js';
+import { BufferPool, chunkBuffers } from '../buffer-pool.js';
 import { chunkHashHex, sha256Hex } from './chunk-hash.js';
 import { ChunkWorkers } from './chunk-workers.js';
 import { loadZstd } from './native-modules.js';

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { chunkBuffers } from './buffer-pool.js';
+import { chunkBuffers } from '../buffer-pool.js';
 import type { HashAlgorithm, Reply, Request, Results, Task } from './chunk-worker-protocol.js';
 import { blake, zstd } from './native.js';
 

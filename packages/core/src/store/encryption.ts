@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { chunkBuffers } from './buffer-pool.js';
+import { chunkBuffers } from '../buffer-pool.js';
 import type { ChunkStore } from './contract.js';
 import type { StoreKey } from './key-file.js';
 

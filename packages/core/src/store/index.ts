@@ -13,12 +13,12 @@ export type {
   SaveOptions,
 } from '../backend/contract.js';
 export { DirectoryBackend } from '../backend/directory.js';
+export { chunkBuffers } from '../buffer-pool.js';
 export { BackyError, type BackyErrorCode, isBackyError } from '../errors.js';
 export { revisionFileName, revisionIdOfRevFile } from '../format/archive-files.js';
 export type { Lock, LockMode } from '../lock.js';
 export { Repository, type RepositoryOptions } from '../repository/repository.js';
 export type { RegistryEntry } from './archive-registry.js';
-export { chunkBuffers } from './buffer-pool.js';
 export { CHUNK_HASH, type ChunkCheck, type HashAlgorithm, hashChunk } from './chunk-hash.js';
 export { type ChunkStoreOptions, DirectoryChunkStore } from './chunk-store.js';
 export type { Codec, CodecName } from './codec.js';

@@ -1,6 +1,8 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { layoutFor } from '../archive/layouts.js';
+import { DirectoryBackend } from '../backend/directory.js';
 import { type ArchiveConfig, archiveConfigSchema } from '../config.js';
 import { BackyError, isBackyError } from '../errors.js';
 import { DirectoryChunkStore } from './chunk-store.js';
@@ -82,7 +84,18 @@ describe('openStore', () => {
     const badOption = await message(
       openStore(config({ type: 'other', colour: 'blue' }), '/srv/a', drivers, 'cfg'),
     );
-    expect((badOption as Error).message).toBe('cfg: store: unknown key "colour"');
+    expect((badOption as Error).message).toBe('cfg: store: unknown key "colour" (store type other)');
+    // The driver's own rules: the key under store., and which store type's driver refused it.
+    const bucketed = {
+      other: defineStoreDriver({
+        type: 'other',
+        optionsSchema: z.strictObject({ bucket: z.string() }),
+        open: () => new DirectoryBackend('/srv/a/chunks'),
+      }),
+    };
+    const noBucket = await message(openStore(config({ type: 'other' }), '/srv/a', bucketed, 'cfg'));
+    expect(isBackyError(noBucket, 'CONFIG_INVALID')).toBe(true);
+    expect((noBucket as Error).message).toBe('cfg: store.bucket: required (store type other)');
     const images = await message(openStore(config({ type: 'other' }, 'images'), '/srv/a', drivers, 'cfg'));
     expect((images as Error).message).toMatch(
       /^cfg: layout: images keeps image files .* needs layout: chunked$/,

@@ -4,12 +4,12 @@ import { DirectoryBackend } from '../backend/directory.js';
 import type { ArchiveConfig } from '../config.js';
 import { BackyError } from '../errors.js';
 import { Repository } from '../repository/repository.js';
-import { validateSourceOptions } from '../source/options.js';
 import { DirectoryChunkStore } from './chunk-store.js';
 import type { CodecName } from './codec.js';
 import type { ChunkStore, StoreDriver, StoreDrivers, StoreDriverTable } from './contract.js';
 import { directoryStoreDriver } from './drivers.js';
 import { loadStoreKey, type StoreKey } from './key-file.js';
+import { validateStoreOptions } from './options.js';
 
 /** What the store needs to know of the archive's layout (archive/layout.ts). */
 export interface StoreLayout {
@@ -75,7 +75,7 @@ async function openDriver(
       `${where}: layout: ${config.layout} keeps image files in the archive directory; a store of type ${type} needs layout: chunked`,
     );
   }
-  const valid = await validateSourceOptions(driver.optionsSchema, options, where, ['store']);
+  const valid = await validateStoreOptions(driver, options, where);
   return driver.open(valid, { archiveDir, where, codec });
 }
 

@@ -1,4 +1,4 @@
-import { chunkBuffers } from './buffer-pool.js';
+import { chunkBuffers } from '../buffer-pool.js';
 import type { PutResult } from './contract.js';
 
 /**

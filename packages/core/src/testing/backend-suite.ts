@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Backend } from '../backend/contract.js';
-import { chunkBuffers } from '../store/buffer-pool.js';
+import { chunkBuffers } from '../buffer-pool.js';
 import { afterEach, describe, expect, it } from './vitest.js';
 
 export interface BackendFixture {
