@@ -23,6 +23,7 @@ export {
   readRevisions,
   scanRevisionFacts,
 } from './archive/index.js';
+export { unscheduledLegacyWarning } from './archive/unscheduled-legacy.js';
 export { type BackupOptions, type Progress, runBackup } from './backup.js';
 export {
   type CentralConfig,
@@ -49,7 +50,6 @@ export { CONFIG_FILE, LOG_FILE } from './format/archive-files.js';
 export { writeFileAtomic } from './fs-util.js';
 export { heldBytes } from './held-data.js';
 export { newRevisionId } from './ids.js';
-export { unscheduledLegacyWarning } from './legacy/schedule.js';
 export { acquireLock, type Lock, type LockMode } from './lock.js';
 export { type AppendLog, openAppendLog } from './log-file.js';
 export {

@@ -2,10 +2,10 @@
 // mapping, so a 2.x archive used by hand has no schedule: backup accepts any tag, expire removes nothing.
 // That is said, not guessed at: the central config may be elsewhere, or name another job.
 import { join } from 'node:path';
-import { layoutOf } from '../archive/layouts.js';
 import type { ArchiveConfig } from '../config.js';
 import { CONFIG_FILE } from '../format/archive-files.js';
 import type { RevisionData } from '../revision.js';
+import { layoutOf } from './layouts.js';
 
 /**
  * One warning line when the archive's config has no schedule and the archive holds backy 2.x revisions,
