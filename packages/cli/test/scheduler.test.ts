@@ -3,14 +3,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
-import { duplicateKeys } from '@backy/core/testing';
+import { duplicateKeys, MiB } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { BIN, backy, skipWithout, tempDir } from './helpers.js';
 
 // End-to-end: the real daemon (the built binary) with file-source jobs on intervals of seconds.
-
-const MiB = 1024 * 1024;
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

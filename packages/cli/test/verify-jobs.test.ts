@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { MiB } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { BIN, backy, damageChunkOf, oneLineError, tempDir } from './helpers.js';
@@ -10,8 +11,6 @@ import { BIN, backy, damageChunkOf, oneLineError, tempDir } from './helpers.js';
 // End-to-end: the real daemon runs a job's verify job every few seconds (`verify: {interval,
 // outdated-after}`): revisions are re-read once their verification is older than outdated-after, and
 // damage found that way reaches `backy check`.
-
-const MiB = 1024 * 1024;
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
