@@ -1,9 +1,9 @@
+import { MiB } from '@backy/core/testing';
 import pino from 'pino';
 import { describe, expect, it, vi } from 'vitest';
 import { terminalStream } from './logger.js';
 import { createProgressBar, etaSeconds, progressLine } from './progress.js';
 
-const MiB = 1024 * 1024;
 /** An ANSI colour code (SGR), what NO_COLOR turns off. */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: finding escape sequences is the point
 const SGR = /\x1b\[[0-9;]*m/;

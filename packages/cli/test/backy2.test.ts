@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cp, lstat, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { mmh3Hex } from '@backy/core/testing';
+import { MiB, mmh3Hex } from '@backy/core/testing';
 import { SYSTEM_PATH_ENV, skipWithout } from '@backy/test-env';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -591,7 +591,6 @@ describe('the scheduler on a backy 2.x base dir', () => {
 describe.skipIf(skipWithout('backy 2.2-2.5 chunked archives', 'python3') != null)(
   'an archive in the chunked format of backy 2.2–2.5',
   () => {
-    const MiB = 1024 * 1024;
     /** Writes the chunk files with python-lzo (what 2.x used) and returns the mapping. */
     function writeChunks(chunks: string, image: Buffer, layout: 'v1' | 'v2'): Record<string, string> {
       const mapping: Record<string, string> = {};

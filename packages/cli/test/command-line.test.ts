@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { MiB } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { BIN, backy, oneLineError, skipWithout, tempDir } from './helpers.js';
@@ -11,7 +12,6 @@ import { BIN, backy, oneLineError, skipWithout, tempDir } from './helpers.js';
 /** An ANSI color (SGR) sequence; built from a string, as a control character in a regex literal is easy to miss. */
 const ANSI_COLOR = new RegExp(`${String.fromCharCode(27)}\\[[\\d;]*m`);
 const DIST = fileURLToPath(new URL('../dist/', import.meta.url));
-const MiB = 1024 * 1024;
 let dir: { path: string; cleanup: () => Promise<void> };
 
 beforeAll(async () => {

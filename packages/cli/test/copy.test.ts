@@ -2,12 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { MiB } from '@backy/core/testing';
 import { s3ClientConfig } from '@backy/test-env/rgw';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { stringify } from 'yaml';
 import { backy, oneLineError, tempDir } from './helpers.js';
 
-const MiB = 1024 * 1024;
 const rgw = inject('rgw');
 
 let dir: { path: string; cleanup: () => Promise<void> };

@@ -2,6 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { MiB } from '@backy/core/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   BIN,
@@ -15,7 +16,6 @@ import {
   tempDir,
 } from './helpers.js';
 
-const MiB = 1024 * 1024;
 let dir: { path: string; cleanup: () => Promise<void> };
 let image: string;
 let arch: string;

@@ -3,10 +3,10 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { MiB } from '@backy/core/testing';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BIN, backy, oneLineError, type Result, tempDir } from './helpers.js';
 
-const MiB = 1024 * 1024;
 let dir: { path: string; cleanup: () => Promise<void> };
 let arch: string;
 const b = (...args: string[]) => backy(['-b', arch, ...args]);

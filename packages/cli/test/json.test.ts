@@ -3,13 +3,13 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { MiB } from '@backy/core/testing';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { backy, damageChunkOf, type Result, tempDir } from './helpers.js';
 
 // The shapes are documented in docs/json.md: a field renamed here must be renamed there.
-const MiB = 1024 * 1024;
 let dir: { path: string; cleanup: () => Promise<void> };
 let arch: string;
 let image: string;

@@ -1,13 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { duplicateKeys } from '@backy/core/testing';
+import { duplicateKeys, MiB } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backy, oneLineError, tempDir } from './helpers.js';
 
 // The per-archive backy.log of real runs of the built binary (see docs/logs.md).
 
-const MiB = 1024 * 1024;
 let dir: { path: string; cleanup: () => Promise<void> };
 let arch: string;
 let image: string;

@@ -4,11 +4,10 @@
 // Before the fixes of issue 30 the same backup grew with the compressible data (1 GiB of text: 1.8 GB).
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeSparseImage } from '@backy/core/testing/helpers';
+import { MiB, writeSparseImage } from '@backy/core/testing/helpers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backy, tempDir } from './helpers.js';
 
-const MiB = 1024 * 1024;
 let dir: { path: string; cleanup: () => Promise<void> };
 let preload: string;
 beforeAll(async () => {

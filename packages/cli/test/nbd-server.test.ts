@@ -3,10 +3,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { MiB } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, backy, missingTools, oneLineError, tempDir } from './helpers.js';
 
-const MiB = 1024 * 1024;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 let dir: { path: string; cleanup: () => Promise<void> };
 let arch: string;

@@ -13,6 +13,7 @@ import { cp, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/pro
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as zlib from 'node:zlib';
+import { MiB } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from './helpers.js';
 
@@ -30,7 +31,6 @@ const PUBLISHED = [
   'store-s3',
   'cli',
 ];
-const MiB = 1024 * 1024;
 /** The newest vitest the conformance suite's peer range admits that runs on this Node (5 needs 22.12). */
 const [major, minor] = process.versions.node.split('.').map(Number) as [number, number];
 const NEWEST_VITEST = major > 22 || (major === 22 && minor >= 12) ? '^5.0.0' : '^4.0.0';

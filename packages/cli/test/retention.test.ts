@@ -3,11 +3,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { MiB } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { backy, oneLineError, tempDir } from './helpers.js';
 
-const MiB = 1024 * 1024;
 let dir: { path: string; cleanup: () => Promise<void> };
 beforeAll(async () => {
   dir = await tempDir();

@@ -1,43 +1,16 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
-import { duplicateKeys } from '@backy/core/testing';
+import { duplicateKeys, MiB } from '@backy/core/testing';
 import { metricValue, parseMetrics } from '@backy/test-env/prometheus';
 import { smtpReceiver, webhookReceiver } from '@backy/test-env/receivers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { BIN, backy, skipWithout, tempDir } from './helpers.js';
+import { BIN, backy, freePort, skipWithout, tempDir, until } from './helpers.js';
 
 // End-to-end: the real daemon (the built binary) with file-source jobs on intervals of seconds.
-
-const MiB = 1024 * 1024;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | null | false | undefined> | T | null | false | undefined,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const HOUR = 3600_000;
 const DAY = 24 * HOUR;

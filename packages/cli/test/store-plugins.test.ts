@@ -11,8 +11,6 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backy, oneLineError, tempDir } from './helpers.js';
 
-const MiB = 1024 * 1024;
-
 /** The built `@backy/core/store`, which a module outside the workspace reaches only by URL. */
 const CORE_STORE = new URL('../../core/dist/store/index.js', import.meta.url).href;
 
@@ -33,6 +31,7 @@ const SCHEMA = `{
 /** A third-party driver in a few lines: the directory store under a type of its own, which logs each open. */
 const GOOD = `import { appendFileSync } from 'node:fs';
 import { defineStoreDriver, directoryStoreDriver } from ${JSON.stringify(CORE_STORE)};
+import { MiB } from '@backy/core/testing';
 export default defineStoreDriver({
   type: 'counting',
   optionsSchema: ${SCHEMA},

@@ -1,42 +1,15 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { MiB } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { BIN, backy, damageChunkOf, oneLineError, tempDir } from './helpers.js';
+import { BIN, backy, damageChunkOf, freePort, oneLineError, tempDir, until } from './helpers.js';
 
 // End-to-end: the real daemon runs a job's verify job every few seconds (`verify: {interval,
 // outdated-after}`): revisions are re-read once their verification is older than outdated-after, and
 // damage found that way reaches `backy check`.
-
-const MiB = 1024 * 1024;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | null | false | undefined> | T | null | false | undefined,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 interface Rev {
   uuid: string;
@@ -93,22 +66,37 @@ afterAll(async () => {
 describe('scheduled verify jobs', () => {
   it('re-verify a revision once its verification is older than outdated-after', async () => {
     daemon = spawn(process.execPath, [BIN, 'scheduler', '-c', conf], { stdio: 'ignore' });
-    const [rev] = await until('the first backup', async () => {
-      const revs = await revisions(archive);
-      return revs.length === 1 ? revs : null;
-    });
+    const [rev] = await until(
+      'the first backup',
+      async () => {
+        const revs = await revisions(archive);
+        return revs.length === 1 ? revs : null;
+      },
+      60_000,
+      200,
+    );
     // Never verified: the verify job's first run (at its first 2 s slot) re-reads it.
-    const first = await until('the first verification', async () => {
-      const [r] = await revisions(archive);
-      return r?.verified_at != null ? Date.parse(r.verified_at) : null;
-    });
+    const first = await until(
+      'the first verification',
+      async () => {
+        const [r] = await revisions(archive);
+        return r?.verified_at != null ? Date.parse(r.verified_at) : null;
+      },
+      60_000,
+      200,
+    );
     expect((await revisions(archive))[0]!.trust).toBe('verified');
     // Three seconds on it is outdated, and the next run reads it again.
-    const second = await until('a second verification', async () => {
-      const [r] = await revisions(archive);
-      const at = r?.verified_at == null ? first : Date.parse(r.verified_at);
-      return at > first ? at : null;
-    });
+    const second = await until(
+      'a second verification',
+      async () => {
+        const [r] = await revisions(archive);
+        const at = r?.verified_at == null ? first : Date.parse(r.verified_at);
+        return at > first ? at : null;
+      },
+      60_000,
+      200,
+    );
     expect(second - first).toBeGreaterThanOrEqual(3000);
     expect((await revisions(archive)).map((r) => r.uuid)).toEqual([rev!.uuid]);
     const log = await readFile(join(archive, 'backy.log'), 'utf8');
@@ -120,10 +108,15 @@ describe('scheduled verify jobs', () => {
   it('a damaged chunk found by the verify job makes check CRITICAL, naming the job and revision', async () => {
     const [rev] = await revisions(archive);
     await damageChunkOf(archive, rev!.uuid, 0);
-    const r = await until('a CRITICAL from check', () => {
-      const res = backy(['check', '-c', conf]);
-      return res.code === 2 ? res : null;
-    });
+    const r = await until(
+      'a CRITICAL from check',
+      () => {
+        const res = backy(['check', '-c', conf]);
+        return res.code === 2 ? res : null;
+      },
+      60_000,
+      200,
+    );
     expect(r.stdout.split('\n')[0]).toBe('CRITICAL: 1 jobs with revisions found damaged by verify');
     expect(r.stdout).toContain(`\nv: revision ${rev!.uuid} is damaged (found by verify)\n`);
     expect((await revisions(archive))[0]!.trust).toBe('distrusted');

@@ -2,10 +2,10 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { MiB } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, backy, backyRaw, skipWithout, tempDir } from './helpers.js';
 
-const MiB = 1024 * 1024;
 let dir: { path: string; cleanup: () => Promise<void> };
 let image: string;
 let arch: string;

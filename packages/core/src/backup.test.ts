@@ -14,7 +14,7 @@ import { restoreToPath } from './restore.js';
 import { sha256Hex } from './store/chunk-hash.js';
 import { ChunkMap } from './store/chunk-map.js';
 import type { DirectoryChunkStore } from './store/chunk-store.js';
-import { bufferSource, MiB, makeArchive, silent, writeAt } from './test-helpers.js';
+import { backupOf, bufferSource, MiB, makeArchive, silent, writeAt } from './test-helpers.js';
 import { restoreToBuffer, tempDir } from './testing/helpers.js';
 import { verifyRevisions } from './verify.js';
 
@@ -32,13 +32,6 @@ const image = () => {
 };
 
 /** One backup of `data` tagged daily. */
-const backupOf = (archive: Archive, data: Buffer) =>
-  runBackup(
-    archive,
-    bufferSource(() => data),
-    { tags: ['daily'], logger: silent },
-  );
-
 const restoreBytes = restoreToBuffer;
 
 describe('backup', () => {

@@ -4,12 +4,11 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Archive } from './archive/index.js';
 import { mapPath } from './archive/paths.js';
-import { runBackup } from './backup.js';
 import { copyRevisions } from './copy.js';
 import { BackyError, isBackyError } from './errors.js';
 import type { Revision } from './revision.js';
 import { newKeyFile, writeKeyFile } from './store/key-file.js';
-import { bufferSource, MiB, silent } from './test-helpers.js';
+import { backupOf, MiB, silent } from './test-helpers.js';
 import { restoreToBuffer, tempDir } from './testing/helpers.js';
 
 let dir: { path: string; cleanup: () => Promise<void> };
@@ -30,13 +29,6 @@ const image = () => {
 
 const archiveAt = (name: string, extra: Record<string, unknown> = {}) =>
   Archive.init(join(dir.path, name), { source: { type: 'test' }, ...extra });
-
-const backupOf = (archive: Archive, data: Buffer, tags = ['daily']) =>
-  runBackup(
-    archive,
-    bufferSource(() => data),
-    { tags, logger: silent },
-  );
 
 const copyAll = async (source: Archive, target: Archive, revisions?: Revision[]) =>
   copyRevisions(source, target, revisions ?? (await source.revisions()), { logger: silent });

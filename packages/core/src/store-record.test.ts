@@ -5,11 +5,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { z } from 'zod';
 import { Archive } from './archive/index.js';
-import { runBackup } from './backup.js';
-import { BackyError, type BackyErrorCode, isBackyError } from './errors.js';
+import { BackyError } from './errors.js';
 import type { StoreDriver } from './store/contract.js';
 import { newKeyFile, writeKeyFile } from './store/key-file.js';
-import { bufferSource, MiB, silent } from './test-helpers.js';
+import { backupOf, MiB, rejection } from './test-helpers.js';
 import { RemoteDirectoryBackend } from './testing/fixtures/remote-directory.js';
 import { restoreToBuffer, type TempDir, tempDir } from './testing/helpers.js';
 
@@ -23,17 +22,6 @@ beforeEach(async () => {
 });
 afterEach(() => dir.cleanup());
 
-async function rejection(promise: Promise<unknown>, code: BackyErrorCode): Promise<Error> {
-  const error = await promise.then(
-    () => null,
-    (e: unknown) => e as Error,
-  );
-  expect(error, 'expected a rejection').not.toBeNull();
-  expect(isBackyError(error, code), `${code} expected, got ${(error as Error).message}`).toBe(true);
-  expect((error as Error).message).not.toContain('\n');
-  return error!;
-}
-
 /** Every file under `root` with its size and mtime: what "nothing written" compares. */
 async function snapshot(root: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
@@ -45,13 +33,6 @@ async function snapshot(root: string): Promise<Record<string, string>> {
   }
   return out;
 }
-
-const backupOf = (archive: Archive, data: Buffer) =>
-  runBackup(
-    archive,
-    bufferSource(() => data),
-    { tags: ['daily'], logger: silent },
-  );
 
 describe('an encrypted store is recognised by its own record, not by the config', () => {
   it('refuses an archive whose config lost store.encryption: no backup, nothing written, revisions intact', async () => {

@@ -2,45 +2,35 @@
 import { open, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino from 'pino';
+import { expect } from 'vitest';
 import { Archive } from './archive/index.js';
-import { forEachChunk } from './revision-stream.js';
-import type { BackupSource } from './source/contract.js';
+import { runBackup } from './backup.js';
+import { type BackyErrorCode, isBackyError } from './errors.js';
+import { bufferSource } from './testing/helpers.js';
+
+export { MiB } from './testing/helpers.js';
+export { bufferSource };
 
 export const silent = pino({ level: 'silent' });
-export const MiB = 1024 * 1024;
 
-/** A minimal source over an in-memory buffer, for core tests that must not depend on a source package. */
-export function bufferSource(
-  getData: () => Buffer,
-  hooks: { beforeChunk?: (index: number) => Promise<void> } = {},
-): BackupSource {
-  return {
-    async backup(ctx) {
-      const data = getData();
-      await ctx.writer.resize(data.length);
-      await forEachChunk(
-        ctx.writer.chunkCount,
-        2,
-        async (index) => {
-          await hooks.beforeChunk?.(index);
-          const start = index * ctx.writer.chunkSize;
-          const chunk = Buffer.from(data.subarray(start, start + ctx.writer.chunkLength(index)));
-          ctx.reportRead(chunk.length);
-          await ctx.writer.write(index, chunk);
-        },
-        ctx.signal,
-      );
-    },
-    async verify(ctx) {
-      return {
-        method: 'none',
-        chunks_checked: 0,
-        chunks_total: ctx.reader.chunkCount,
-        ok: true,
-        mismatches: [],
-      };
-    },
-  };
+/** A backup of `data` into `archive` (tagged `tags`), logging nothing. */
+export const backupOf = (archive: Archive, data: Buffer, tags = ['daily']) =>
+  runBackup(
+    archive,
+    bufferSource(() => data),
+    { tags, logger: silent },
+  );
+
+/** Asserts that `promise` rejects with a BackyError `code` of one line, and returns it. */
+export async function rejection(promise: Promise<unknown>, code: BackyErrorCode): Promise<Error> {
+  const error = await promise.then(
+    () => null,
+    (e: unknown) => e as Error,
+  );
+  expect(error, 'expected a rejection').not.toBeNull();
+  expect(isBackyError(error, code), `${code} expected, got ${(error as Error).message}`).toBe(true);
+  expect((error as Error).message).not.toContain('\n');
+  return error!;
 }
 
 export async function makeArchive(dir: string, extra: Record<string, unknown> = {}): Promise<Archive> {

@@ -1,3 +1,8 @@
+/** Binary size units, for sizes written as `4 * MiB`. */
+export const KiB = 1024;
+export const MiB = 1024 * KiB;
+export const GiB = 1024 * MiB;
+
 const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 7 * 86400 };
 
 /** Parses `30m`, `1h`, `1d`, `7w`, `1h30m` or bare seconds into seconds. Returns null if malformed. */

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Archive, type Revision, restoreToPath } from '@backy/core';
-import { captureLogger } from '@backy/core/testing';
+import { captureLogger, MiB } from '@backy/core/testing';
 import {
   BASE_ALLOCATION,
   CMD,
@@ -28,7 +28,6 @@ import { errorOf, TestClient } from './test-client.js';
 import {
   backupImage,
   CHUNK,
-  MiB,
   makeArchive,
   pseudoRandom,
   run,

@@ -2,9 +2,9 @@
 import { execFile } from 'node:child_process';
 import { open, writeFile } from 'node:fs/promises';
 import { Archive, type BackupSource, type Revision, runBackup } from '@backy/core';
+import { MiB } from '@backy/core/testing/helpers';
 import { pino } from 'pino';
 
-export const MiB = 1024 * 1024;
 export const CHUNK = 4 * MiB;
 
 /** Deterministic pseudo-random bytes (xorshift), so failures are reproducible. */

@@ -4,22 +4,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkStatusFile, evaluateStatus } from './check.js';
 import type { JobStatus } from './status-file.js';
+import { jobStatus } from './test-helpers.js';
 
-const job = (name: string, extra: Partial<JobStatus> = {}): JobStatus => ({
-  job: name,
-  sla: 'OK',
-  sla_overdue: 0,
-  status: 'waiting',
-  last_time: '2026-01-05T10:00:00.000Z',
-  last_tags: 'daily',
-  last_duration: 3,
-  next_time: '2026-01-06T10:00:00.000Z',
-  next_tags: 'daily',
-  manual_tags: '',
-  last_trust: 'trusted',
-  last_verification: 'ok',
-  ...extra,
-});
+const job = jobStatus;
 const NOW = Date.UTC(2026, 0, 5, 12);
 
 describe('backy check', () => {

@@ -6,45 +6,17 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { evaluateStatus } from './check.js';
-import type { Clock } from './clock.js';
 import type { JobRequest, JobRunner, RunResult } from './runner.js';
 import { spreadOffsetMs } from './schedule-math.js';
 import { Scheduler, type SchedulerOptions } from './scheduler.js';
 import { readStatusFile } from './status-file.js';
+import { FakeClock, T0, until, writeStampedRevision } from './test-helpers.js';
 
 // The daemon itself on a fake clock: simulated weeks in a second, real files on disk.
 
 const logger = pino({ level: 'silent' });
 const H = 3600_000;
 const D = 24 * H;
-const T0 = Date.UTC(2026, 0, 5);
-
-class FakeClock implements Clock {
-  time = T0;
-  private timers = new Map<number, { at: number; fn: () => void }>();
-  private nextId = 1;
-  now() {
-    return this.time;
-  }
-  setTimeout(fn: () => void, ms: number) {
-    const id = this.nextId++;
-    this.timers.set(id, { at: this.time + Math.max(0, ms), fn });
-    return id;
-  }
-  clearTimeout(handle: unknown) {
-    this.timers.delete(handle as number);
-  }
-  /** Jumps to the earliest timer and fires it; returns false when none is left before `limit`. */
-  fireNext(limit: number): boolean {
-    let best: [number, { at: number; fn: () => void }] | null = null;
-    for (const entry of this.timers) if (best == null || entry[1].at < best[1].at) best = entry;
-    if (best == null || best[1].at > limit) return false;
-    this.timers.delete(best[0]);
-    this.time = Math.max(this.time, best[1].at);
-    best[1].fn();
-    return true;
-  }
-}
 
 /** Backs up instantly by writing a revision stamped with the fake time. */
 class ClockedRunner implements JobRunner {
@@ -53,24 +25,7 @@ class ClockedRunner implements JobRunner {
   async backup(request: JobRequest & { tags: string[] }): Promise<RunResult> {
     const at = this.clock.now();
     this.runs.push({ job: request.job, at, tags: request.tags });
-    const uuid = newRevisionId();
-    await writeRevisionFile(join(request.dir, `${uuid}.rev`), {
-      uuid,
-      timestamp: new Date(at).toISOString(),
-      parent: null,
-      tags: request.tags,
-      trust: 'trusted',
-      size: 0,
-      backend_type: 'chunked',
-      stats: {
-        bytes_written: 0,
-        bytes_read: 0,
-        duration: 60,
-        chunks_written: 0,
-        chunks_reused: 0,
-        chunks_zero: 0,
-      },
-    });
+    await writeStampedRevision(request.dir, at, request.tags);
     return { ok: true, exitCode: 0, signal: null, stderr: '', durationMs: 1 };
   }
   async expire(): Promise<RunResult> {
@@ -85,16 +40,6 @@ class ClockedRunner implements JobRunner {
   async callback(_request: JobRequest): Promise<RunResult> {
     return { ok: true, exitCode: 0, signal: null, stderr: '', durationMs: 1 };
   }
-}
-
-/** Waits in real time, the fake clock standing still. */
-async function until(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    await new Promise((r) => setImmediate(r));
-    if (condition()) return;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  throw new Error(`${what} did not happen`);
 }
 
 const idle = (s: Scheduler) =>

@@ -2,7 +2,6 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  newRevisionId,
   parseCentralConfig,
   type RevisionFacts,
   readRevisions,
@@ -14,13 +13,13 @@ import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { EMPTY_SUMMARY } from './archive-state.js';
 import { checkStatusFile } from './check.js';
-import type { Clock } from './clock.js';
 import { nextJobToStart } from './job-plan.js';
 import { type JobRuntime, JobTable } from './job-table.js';
 import type { JobRequest, JobRunner, RunResult } from './runner.js';
 import { spreadOffsetMs } from './schedule-math.js';
 import { Scheduler } from './scheduler.js';
 import type { JobStatus } from './status-file.js';
+import { FakeClock, jobStatus, T0, until, writeStampedRevision } from './test-helpers.js';
 import {
   hasOutdated,
   nextVerifyToStart,
@@ -37,7 +36,6 @@ import { summarizeVerification } from './verify-summary.js';
 const logger = pino({ level: 'silent' });
 const H = 3600_000;
 const D = 24 * H;
-const T0 = Date.UTC(2026, 0, 5);
 const WEEKLY = { interval: 7 * 86400, outdatedAfter: 14 * 86400 };
 
 function facts(
@@ -186,32 +184,6 @@ describe('verify job planning', () => {
   });
 });
 
-class FakeClock implements Clock {
-  time = T0;
-  private timers = new Map<number, { at: number; fn: () => void }>();
-  private nextId = 1;
-  now() {
-    return this.time;
-  }
-  setTimeout(fn: () => void, ms: number) {
-    const id = this.nextId++;
-    this.timers.set(id, { at: this.time + Math.max(0, ms), fn });
-    return id;
-  }
-  clearTimeout(handle: unknown) {
-    this.timers.delete(handle as number);
-  }
-  fireNext(limit: number): boolean {
-    let best: [number, { at: number; fn: () => void }] | null = null;
-    for (const entry of this.timers) if (best == null || entry[1].at < best[1].at) best = entry;
-    if (best == null || best[1].at > limit) return false;
-    this.timers.delete(best[0]);
-    this.time = Math.max(this.time, best[1].at);
-    best[1].fn();
-    return true;
-  }
-}
-
 const OK: RunResult = { ok: true, exitCode: 0, signal: null, stderr: '', durationMs: 1 };
 const tick = () => new Promise((r) => setImmediate(r));
 
@@ -234,24 +206,7 @@ class ClockedRunner implements JobRunner {
     const at = this.clock.now();
     this.backups.push({ job: request.job, at });
     await this.busy(request.job, async () => {
-      const uuid = newRevisionId();
-      await writeRevisionFile(join(request.dir, `${uuid}.rev`), {
-        uuid,
-        timestamp: new Date(at).toISOString(),
-        parent: null,
-        tags: request.tags,
-        trust: 'trusted',
-        size: 0,
-        backend_type: 'chunked',
-        stats: {
-          bytes_written: 0,
-          bytes_read: 0,
-          duration: 60,
-          chunks_written: 0,
-          chunks_reused: 0,
-          chunks_zero: 0,
-        },
-      });
+      await writeStampedRevision(request.dir, at, request.tags);
     });
     return OK;
   }
@@ -285,15 +240,6 @@ class ClockedRunner implements JobRunner {
   async callback(): Promise<RunResult> {
     return OK;
   }
-}
-
-async function until(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 2000; i++) {
-    await tick();
-    if (condition()) return;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  throw new Error(`${what} did not happen`);
 }
 
 const idle = (s: Scheduler) =>
@@ -371,24 +317,8 @@ describe('the daemon with verify jobs, on a fake clock', () => {
 });
 
 describe('backy check with verify jobs', () => {
-  const job = (name: string, extra: Partial<JobStatus> = {}): JobStatus => ({
-    job: name,
-    sla: 'OK',
-    sla_overdue: 0,
-    status: 'waiting',
-    last_time: '2026-01-05T10:00:00.000Z',
-    last_tags: 'daily',
-    last_duration: 3,
-    next_time: '2026-01-06T10:00:00.000Z',
-    next_tags: 'daily',
-    manual_tags: '',
-    last_trust: 'trusted',
-    last_verification: 'ok',
-    verify_status: 'waiting',
-    verify_damaged: '',
-    verify_overdue: 0,
-    ...extra,
-  });
+  const job = (name: string, extra: Partial<JobStatus> = {}): JobStatus =>
+    jobStatus(name, { verify_status: 'waiting', verify_damaged: '', verify_overdue: 0, ...extra });
   async function check(jobs: JobStatus[]) {
     const dir = await mkdtemp(join(tmpdir(), 'backy-verify-check-'));
     const path = join(dir, 'status');

@@ -10,6 +10,7 @@ import {
   chunkHashHex,
   DirectoryChunkStore,
   isAllZero,
+  MiB,
 } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyRawImage, applyRbdDiff } from './apply-diff.js';
@@ -223,7 +224,6 @@ describe('applyRawImage', () => {
 
 describe.each(['chunked', 'images'] as const)('applyRbdDiff on an archive with the %s layout', (layout) => {
   it('shrinks and grows to sizes that are not chunk multiples without touching the last chunk', async () => {
-    const MiB = 1 << 20;
     const archive = await Archive.init(join(dir, `archive-${layout}`), { source: { type: 'x' }, layout });
     const content = randomBytes(16 * MiB);
     let parent: { revision: RevisionData; map: ChunkMap } | null = null;

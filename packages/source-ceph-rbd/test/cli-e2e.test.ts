@@ -7,11 +7,11 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { duplicateKeys } from '@backy/core/testing';
+import { duplicateKeys, MiB } from '@backy/core/testing';
 import { runTool } from '@backy/test-env/ceph';
 import { BACKY_BIN, skipWithoutCli } from '@backy/test-env/cli';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ceph, conf, MiB, POOL, skipReason, uniqueImage } from './helpers.js';
+import { ceph, conf, POOL, skipReason, uniqueImage } from './helpers.js';
 
 const suite = skipWithoutCli('source-ceph-rbd', skipReason) != null ? describe.skip : describe;
 const env = { ...process.env, CEPH_CONF: conf };

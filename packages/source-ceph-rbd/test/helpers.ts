@@ -1,6 +1,6 @@
 /** What the tests against the real Ceph test cluster (started by global-setup.ts) share. */
 import { randomBytes } from 'node:crypto';
-import { tempArchive } from '@backy/core/testing';
+import { MiB, tempArchive } from '@backy/core/testing';
 import { rbdPool, TEST_POOL } from '@backy/test-env/ceph';
 import pino from 'pino';
 import { inject } from 'vitest';
@@ -10,7 +10,6 @@ const provided = inject('ceph');
 export const skipReason = provided.skip;
 export const conf = provided.conf ?? '/nonexistent/ceph.conf';
 export const POOL = TEST_POOL;
-export const MiB = 1024 * 1024;
 export const CHUNK = 4 * MiB;
 export const logger = pino({ level: process.env.BACKY_TEST_LOG ?? 'silent' });
 /** `rbd` and the image set-up against the cluster's pool. */

@@ -3,10 +3,10 @@ import { randomBytes } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Archive, type Revision, restoreToPath, runBackup } from '@backy/core';
-import { tempArchive } from '@backy/core/testing';
+import { MiB, tempArchive } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRbdSource } from '../src/index.js';
-import { CHUNK, ceph, conf, logger, MiB, POOL, skipReason, uniqueImage } from './helpers.js';
+import { CHUNK, ceph, conf, logger, POOL, skipReason, uniqueImage } from './helpers.js';
 
 const suite = skipReason ? describe.skip : describe;
 

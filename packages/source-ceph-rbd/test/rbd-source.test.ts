@@ -6,12 +6,13 @@ import {
   captureLogger,
   duplicateKeys,
   type LogLine,
+  MiB,
   restoreToBuffer,
   verifyContextFor,
 } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import rbdSource, { createRbdSource, type RbdSourceHooks } from '../src/index.js';
-import { CHUNK, ceph, conf, logger, MiB, POOL, rbdArchive, skipReason, uniqueImage } from './helpers.js';
+import { CHUNK, ceph, conf, logger, POOL, rbdArchive, skipReason, uniqueImage } from './helpers.js';
 
 const suite = skipReason ? describe.skip : describe;
 

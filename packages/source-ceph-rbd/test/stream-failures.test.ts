@@ -7,11 +7,11 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Archive, isBackyError, runBackup } from '@backy/core';
-import { restoreToBuffer } from '@backy/core/testing';
+import { MiB, restoreToBuffer } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRbdSource } from '../src/index.js';
 import { Rbd } from '../src/rbd.js';
-import { CHUNK, ceph, conf, logger, MiB, POOL, rbdArchive, skipReason, uniqueImage } from './helpers.js';
+import { CHUNK, ceph, conf, logger, POOL, rbdArchive, skipReason, uniqueImage } from './helpers.js';
 
 const suite = skipReason ? describe.skip : describe;
 

@@ -3,12 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Archive, runBackup, validateSourceOptions } from '@backy/core';
 import type { BackupSource, VerifyContext } from '@backy/core/source';
-import { captureLogger, vmLikeData } from '@backy/core/testing';
+import { captureLogger, MiB, vmLikeData } from '@backy/core/testing';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fileSource, { createFileSource, type FileSourceOptions, verifyPlan } from './index.js';
 
-const MiB = 1024 * 1024;
 const logger = pino({ level: 'silent' });
 
 const validate = (verify: unknown) =>

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { consulHttp, createToken } from '@backy/test-env/consul';
 import { describe, expect, it } from 'vitest';
-import { consulHttp, createToken } from '../test/consul-agent.js';
 import { aclConsul, consulSkip, consul as plainConsul } from '../test/env.js';
 import { ConsulError, ConsulKv, normalizeConsulAddress } from './consul.js';
 

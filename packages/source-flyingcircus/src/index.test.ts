@@ -5,10 +5,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Archive, type Revision, runBackup } from '@backy/core';
-import { captureLogger, duplicateKeys, restoreToBuffer, vmLikeData } from '@backy/core/testing';
+import { captureLogger, duplicateKeys, MiB, restoreToBuffer, vmLikeData } from '@backy/core/testing';
 import { TEST_POOL } from '@backy/test-env/ceph';
+import { consulHttp, createToken } from '@backy/test-env/consul';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { consulHttp, createToken } from '../test/consul-agent.js';
 import {
   aclConsul as aclAgent,
   backendSkip,
@@ -19,8 +19,6 @@ import type { ProvidedConsul } from '../test/global-setup.js';
 import { HostAgent } from '../test/host-agent.js';
 import flyingcircus, { createFlyingcircusSource, parseFlyingcircusInitArgument } from './index.js';
 import { flyingcircusSourceOptions } from './options.js';
-
-const MiB = 1024 * 1024;
 
 describe('configuration', () => {
   it('parses `backy init flyingcircus POOL/IMAGE,VM[,TOKEN]`', () => {

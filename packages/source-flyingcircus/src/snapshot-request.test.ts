@@ -8,8 +8,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { captureLogger } from '@backy/core/testing';
+import { consulHttp, createToken, startConsul } from '@backy/test-env/consul';
 import { afterEach, describe, expect, it } from 'vitest';
-import { consulHttp, createToken, startConsul } from '../test/consul-agent.js';
 import {
   aclConsul as aclAgent,
   backendSkip,

@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { vmLikeData } from '@backy/core/testing';
+import { MiB, vmLikeData } from '@backy/core/testing';
 import { TEST_POOL } from '@backy/test-env/ceph';
 import { BACKY_BIN, skipWithoutCli } from '@backy/test-env/cli';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +16,6 @@ import { backendSkip, ceph, consul } from './env.js';
 import { HostAgent } from './host-agent.js';
 
 const run = promisify(execFile);
-const MiB = 1024 * 1024;
 const skip = skipWithoutCli('source-flyingcircus', backendSkip);
 
 describe.skipIf(skip != null)('backy CLI with a flyingcircus archive', () => {

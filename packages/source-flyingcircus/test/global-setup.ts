@@ -5,8 +5,8 @@
  * fails instead. CEPH_TEST_CONF=path uses an already running Ceph cluster.
  */
 import { testCeph } from '@backy/test-env/ceph';
+import { consulMissing, startConsul, type TestConsul } from '@backy/test-env/consul';
 import type { TestProject } from 'vitest/node';
-import { consulMissing, startConsul, type TestConsul } from './consul-agent.js';
 
 export interface ProvidedConsul {
   address: string;

@@ -7,9 +7,12 @@
 import { execFile } from 'node:child_process';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
+import { MiB, tempDir } from '@backy/core/testing';
 import { BACKY_BIN, skipWithoutCli } from '@backy/test-env/cli';
+import { nbdToolsSkip, qemuImg, qemuIo } from '@backy/test-env/nbd';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MiB, qemuImg, qemuIo, skipReason, tempDir } from './servers.js';
+
+const skipReason = nbdToolsSkip('source-nbd');
 
 const skip = skipWithoutCli('source-nbd', skipReason);
 const suite = skip != null ? describe.skip : describe;

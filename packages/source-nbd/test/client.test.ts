@@ -2,10 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isBackyError } from '@backy/core/source';
+import { MiB, tempDir } from '@backy/core/testing';
+import { nbdkit, nbdToolsSkip, qemuImg, qemuIo, qemuNbd, type Server } from '@backy/test-env/nbd';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseNbdUrl } from '../src/address.js';
 import { NbdClient } from '../src/client.js';
-import { MiB, nbdkit, qemuImg, qemuIo, qemuNbd, type Server, skipReason, tempDir } from './servers.js';
+
+const skipReason = nbdToolsSkip('source-nbd');
 
 const suite = skipReason != null ? describe.skip : describe;
 const unix = (server: Server, exportName = '') => parseNbdUrl(server.url(exportName));

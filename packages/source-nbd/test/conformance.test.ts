@@ -4,10 +4,12 @@
  */
 import { open, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { testSource } from '@backy/core/testing';
+import { tempDir, testSource } from '@backy/core/testing';
+import { nbdkitAt, nbdToolsSkip, qemuImg, qemuIo, qemuNbd, type Server } from '@backy/test-env/nbd';
 import nbdSource from '../src/index.js';
 import qcow2Source from '../src/qcow2.js';
-import { nbdkitAt, qemuImg, qemuIo, qemuNbd, type Server, skipReason, tempDir } from './servers.js';
+
+const skipReason = nbdToolsSkip('source-nbd');
 
 /** A raw file behind an NBD server; `restart` when the server reads the size only once. */
 async function rawFixture(

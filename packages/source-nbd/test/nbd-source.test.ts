@@ -6,13 +6,15 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runBackup } from '@backy/core';
 import { isBackyError } from '@backy/core/source';
-import { restoreToBuffer, tempArchive } from '@backy/core/testing';
+import { MiB, restoreToBuffer, tempArchive, tempDir } from '@backy/core/testing';
+import { nbdToolsSkip, qemuImg, qemuIo, qemuNbd, type Server } from '@backy/test-env/nbd';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pickSample, sampleSize } from '../src/export-backup.js';
 import { createNbdSource } from '../src/nbd-source.js';
 import { bitmapProblem, createQcow2Source, imageInfo } from '../src/qcow2.js';
-import { MiB, qemuImg, qemuIo, qemuNbd, type Server, skipReason, tempDir } from './servers.js';
+
+const skipReason = nbdToolsSkip('source-nbd');
 
 const suite = skipReason != null ? describe.skip : describe;
 const logger = pino({ level: 'silent' });

@@ -6,41 +6,18 @@
 // later version to attaching, verifying and restoring them byte for byte. Do not regenerate them.
 //
 //   node packages/store-s3/scripts/make-s3-fixtures.mjs packages/store-s3/test-fixtures/main-2026-12
-import { createHash } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { Archive, newKeyFile, runBackup, writeKeyFile } from '@backy/core';
+import { Archive, newKeyFile, writeKeyFile } from '@backy/core';
+import { backUpMainFixture, MAIN_FIXTURE_PASSPHRASE } from '@backy/core/testing';
 import { s3StoreDriver } from '../dist/index.js';
 
 // pino is @backy/core's dependency, not this package's.
 const pino = createRequire(createRequire(import.meta.url).resolve('@backy/core/package.json'))('pino');
 
-const CHUNK = 4 * 1024 * 1024;
-const PASSPHRASE = 'fixture passphrase of main-2026-12';
 const BUCKET = `backy-fixture-${Date.now()}`;
-
-function fixtureImage(revision) {
-  const line = (i) => `backy fixture main-2026-12 line ${i} revision-independent text\n`;
-  const text = Buffer.alloc(CHUNK);
-  let at = 0;
-  for (let i = 0; at < CHUNK; i++) at += text.write(line(i % 997), at);
-  const tail = Buffer.from(`the tail of revision ${revision}: it changes with every revision\n`.repeat(40));
-  return Buffer.concat([text, Buffer.alloc(CHUNK), tail]);
-}
-
-const source = (data) => ({
-  async backup(ctx) {
-    await ctx.writer.resize(data.length);
-    for (let index = 0; index < ctx.writer.chunkCount; index++) {
-      const start = index * ctx.writer.chunkSize;
-      const chunk = Buffer.from(data.subarray(start, start + ctx.writer.chunkLength(index)));
-      ctx.reportRead(chunk.length);
-      await ctx.writer.write(index, chunk);
-    }
-  },
-});
 
 const env = process.env;
 process.env.AWS_ACCESS_KEY_ID = env.RGW_TEST_ACCESS_KEY_ID;
@@ -62,8 +39,8 @@ for (const kind of ['plain', 'encrypted']) {
   await mkdir(dir, { recursive: true });
   const store = { type: 's3', endpoint: env.RGW_TEST_ENDPOINT, bucket: BUCKET, prefix: `${kind}/` };
   if (kind === 'encrypted') {
-    await writeFile(join(dir, 'passphrase'), `${PASSPHRASE}\n`, { mode: 0o600 });
-    await writeKeyFile(join(dir, 'backup.key'), await newKeyFile(PASSPHRASE));
+    await writeFile(join(dir, 'passphrase'), `${MAIN_FIXTURE_PASSPHRASE}\n`, { mode: 0o600 });
+    await writeKeyFile(join(dir, 'backup.key'), await newKeyFile(MAIN_FIXTURE_PASSPHRASE));
     store.encryption = { 'key-file': join(dir, 'backup.key'), 'passphrase-file': join(dir, 'passphrase') };
   }
   const archive = await Archive.init(
@@ -71,12 +48,7 @@ for (const kind of ['plain', 'encrypted']) {
     { source: { type: 'fixture' }, layout: 'chunked', store },
     { stores: { s3: s3StoreDriver } },
   );
-  manifest[kind] = [];
-  for (const revision of [1, 2]) {
-    const image = fixtureImage(revision);
-    const rev = await runBackup(archive, source(image), { tags: [`r${revision}`], logger });
-    manifest[kind].push({ id: rev.uuid, sha256: createHash('sha256').update(image).digest('hex') });
-  }
+  manifest[kind] = await backUpMainFixture(archive, logger);
   const listed = await client.send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: `${kind}/` }));
   for (const { Key } of listed.Contents ?? []) {
     const got = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key }));

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { DeleteObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { Archive, type Revision } from '@backy/core';
 import { Repository } from '@backy/core/store';
+import { MiB } from '@backy/core/testing';
 import { BACKY_BIN, skipWithoutCli } from '@backy/test-env/cli';
 import { rgwSkip } from '@backy/test-env/rgw';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -18,7 +19,6 @@ import { credentialsEnv, s3Options, testBucket } from './fixture.js';
 // The CLI end to end on a real Ceph RGW: what an operator does with an archive in object storage.
 const rgw = inject('rgw');
 const skip = skipWithoutCli('store-s3 cli', rgw.skip != null ? rgwSkip('store-s3 cli') : null);
-const MiB = 1024 * 1024;
 
 let dir = '';
 let bucket = '';

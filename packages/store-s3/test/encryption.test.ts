@@ -20,6 +20,7 @@ import { type ChunkStore, Repository } from '@backy/core/store';
 import {
   captureLogger,
   encryptedStoreFixture,
+  MiB,
   plaintextRuns,
   restoreToBuffer,
   type TempDir,
@@ -34,7 +35,6 @@ import { s3OptionsSchema } from '../src/options.js';
 
 const skip = rgwSkip('store-s3 encryption');
 const BUCKET = 'backy-crypt';
-const MiB = 1024 * 1024;
 const silent = captureLogger().logger;
 const stores: StoreDrivers = { s3: s3StoreDriver };
 

@@ -1,10 +1,18 @@
-import { createHash } from 'node:crypto';
 import { chmod, cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { Archive, runBackup, type StoreDrivers, verifyRevisions } from '@backy/core';
-import { captureLogger, restoreToBuffer, type TempDir, tempDir } from '@backy/core/testing';
+import { Archive, runBackup, type StoreDrivers } from '@backy/core';
+import {
+  bufferSource,
+  captureLogger,
+  type MainFixtureRevisions,
+  mainFixtureImage,
+  mainFixtureProblems,
+  restoreToBuffer,
+  type TempDir,
+  tempDir,
+} from '@backy/core/testing';
 import { rgwSkip } from '@backy/test-env/rgw';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { s3StoreDriver } from '../src/index.js';
@@ -15,7 +23,6 @@ import { credentialsEnv, testBucket } from './fixture.js';
 // them to a prefix of its own; a new host with the config (and the key) must attach, verify and restore
 // every revision byte for byte, and leave the stored chunks as they are.
 const FIXTURES = fileURLToPath(new URL('../test-fixtures/main-2026-12/', import.meta.url));
-const CHUNK = 4 * 1024 * 1024;
 const rgw = inject('rgw');
 const skip = rgw.skip != null ? rgwSkip('store-s3 main fixtures') : null;
 const stores: StoreDrivers = { s3: s3StoreDriver };
@@ -23,17 +30,6 @@ const silent = captureLogger().logger;
 let bucket = '';
 let client: S3Client;
 let work: TempDir;
-
-function fixtureImage(revision: number): Buffer {
-  const line = (i: number) => `backy fixture main-2026-12 line ${i} revision-independent text\n`;
-  const text = Buffer.alloc(CHUNK);
-  let at = 0;
-  for (let i = 0; at < CHUNK; i++) at += text.write(line(i % 997), at);
-  const tail = Buffer.from(`the tail of revision ${revision}: it changes with every revision\n`.repeat(40));
-  return Buffer.concat([text, Buffer.alloc(CHUNK), tail]);
-}
-
-const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 beforeAll(async () => {
   if (rgw.skip != null) return;
@@ -83,36 +79,21 @@ describe.skipIf(skip != null).each(['plain', 'encrypted'])(
   (kind) => {
     it('attaches, verifies and restores every revision byte for byte, leaves the chunks as they are, and backs up on top', async () => {
       const manifest = JSON.parse(await readFile(join(FIXTURES, 'manifest.json'), 'utf8'));
-      const expected = manifest[kind] as { id: string; sha256: string }[];
+      const expected = manifest[kind] as MainFixtureRevisions;
       const prefix = `${kind}-${Date.now()}/`;
       const archive = await Archive.attach(await host(kind, prefix), { stores });
-      expect((await archive.revisions()).map((r) => r.uuid)).toEqual(expected.map((r) => r.id));
-      const verified = await verifyRevisions(archive, await archive.revisions(), { logger: silent });
-      expect(verified.map((r) => r.ok)).toEqual([true, true]);
-      for (const [i, { id, sha256: digest }] of expected.entries()) {
-        const restored = await restoreToBuffer(archive, id);
-        expect(sha256(restored)).toBe(digest);
-        expect(restored.equals(fixtureImage(i + 1))).toBe(true);
-      }
+      expect(await mainFixtureProblems(archive, expected, silent)).toEqual([]);
       for (const [key, body] of await objects(kind)) {
         if (!key.startsWith('chunks/')) continue;
         const got = await client.send(new GetObjectCommand({ Bucket: bucket, Key: `${prefix}${key}` }));
         expect(Buffer.from(await got.Body!.transformToByteArray()).equals(body), key).toBe(true);
       }
-      const third = fixtureImage(3);
-      const source = {
-        async backup(ctx: Parameters<Parameters<typeof runBackup>[1]['backup']>[0]) {
-          await ctx.writer.resize(third.length);
-          for (let index = 0; index < ctx.writer.chunkCount; index++) {
-            const start = index * ctx.writer.chunkSize;
-            await ctx.writer.write(
-              index,
-              Buffer.from(third.subarray(start, start + ctx.writer.chunkLength(index))),
-            );
-          }
-        },
-      };
-      const rev = await runBackup(archive, source, { tags: ['r3'], logger: silent });
+      const third = mainFixtureImage(3);
+      const rev = await runBackup(
+        archive,
+        bufferSource(() => third),
+        { tags: ['r3'], logger: silent },
+      );
       expect(rev.parent).toBe(expected[1]!.id);
       expect(rev.stats.chunks_written).toBe(1);
       expect((await restoreToBuffer(archive, rev.uuid)).equals(third)).toBe(true);

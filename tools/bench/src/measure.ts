@@ -2,11 +2,10 @@
 // the durable copy every ratio is taken against, medians and sizes.
 import { spawnSync } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
-import { changeBlocks } from '@backy/core/testing/helpers';
+import { changeBlocks, GiB, MiB } from '@backy/core/testing/helpers';
 import { warmMemory } from './warm-memory.js';
 
-export const MiB = 1024 ** 2;
-export const GiB = 1024 ** 3;
+export { GiB, MiB };
 
 /**
  * The image size: `--quick` (1 GiB), `--size 1G` / `--size 4GiB` / bytes, or $BENCH_SIZE in the same

@@ -1,8 +1,8 @@
 // Peak RSS of each long backy operation on one image: what `pnpm bench:memory` tabulates over image
 // sizes and `pnpm bench:peers` prints as its 16 GiB line. Memory, unlike time, is stable run to run.
-import { open, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { changeBlocks, vmLikeRegions, writeSparseImage } from '@backy/core/testing/helpers';
+import { changeBlocks, writeSparseImage, writeVmImage } from '@backy/core/testing/helpers';
 import { MiB, timedWithRss } from './measure.js';
 
 export const OPERATIONS = ['backup', 'incremental', 'restore', 'verify', 'copy'] as const;
@@ -10,14 +10,7 @@ export type Operation = (typeof OPERATIONS)[number];
 
 /** The benchmarks' VM-like image (40% random, 30% text, 30% zeros), or `writeSparseImage`'s. */
 export async function writeImage(path: string, size: number, kind: 'vm' | 'sparse'): Promise<void> {
-  if (kind === 'sparse') return writeSparseImage(path, size);
-  const handle = await open(path, 'w');
-  try {
-    await handle.truncate(size);
-    for (const { offset, data } of vmLikeRegions(size)) await handle.write(data, 0, data.length, offset);
-  } finally {
-    await handle.close();
-  }
+  return kind === 'sparse' ? writeSparseImage(path, size) : writeVmImage(path, size);
 }
 
 /**

@@ -4,10 +4,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { Archive } from '../archive/index.js';
 import { mapPath } from '../archive/paths.js';
-import { runBackup } from '../backup.js';
-import { type BackyErrorCode, isBackyError } from '../errors.js';
 import { purgeStore } from '../purge.js';
-import { bufferSource, MiB, silent } from '../test-helpers.js';
+import { backupOf, MiB, rejection, silent } from '../test-helpers.js';
 import { RemoteDirectoryBackend } from '../testing/fixtures/remote-directory.js';
 import { plaintextRuns, restoreToBuffer, tempDir, vmLikeData } from '../testing/helpers.js';
 import { verifyRevisions } from '../verify.js';
@@ -42,24 +40,6 @@ async function plaintextIn(root: string, image: Buffer): Promise<number> {
   for (const file of await filesUnder(root)) found += plaintextRuns(image, await readFile(file));
   return found;
 }
-
-async function rejection(promise: Promise<unknown>, code: BackyErrorCode): Promise<Error> {
-  const error = await promise.then(
-    () => null,
-    (e: unknown) => e as Error,
-  );
-  expect(error, 'expected a rejection').not.toBeNull();
-  expect(isBackyError(error, code), `${code} expected, got ${(error as Error).message}`).toBe(true);
-  expect((error as Error).message).not.toContain('\n');
-  return error!;
-}
-
-const backupOf = (archive: Archive, data: Buffer) =>
-  runBackup(
-    archive,
-    bufferSource(() => data),
-    { tags: ['daily'], logger: silent },
-  );
 
 /** A VM-like image (random, zero and log-text regions) and the same with a few changed blocks. */
 function images(): [Buffer, Buffer] {

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { chmod, cp, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -6,30 +5,19 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Archive } from '../archive/index.js';
 import { runBackup } from '../backup.js';
 import { bufferSource, silent } from '../test-helpers.js';
-import { restoreToBuffer, tempDir } from '../testing/helpers.js';
-import { verifyRevisions } from '../verify.js';
+import { restoreToBuffer, sha256Hex, tempDir } from '../testing/helpers.js';
+import {
+  type MainFixtureRevisions,
+  mainFixtureImage,
+  mainFixtureProblems,
+} from '../testing/main-fixtures.js';
 
 // Archives written by main before the storage stack was split into backend and repository (issue 25),
 // by scripts/make-store-fixtures.mjs: every later version must open, verify and restore them unchanged,
 // and leave their chunk files as they are.
 const FIXTURES = fileURLToPath(new URL('../../test-fixtures/main-2026-12/', import.meta.url));
-const CHUNK = 4 * 1024 * 1024;
 
-interface Manifest {
-  [kind: string]: { id: string; sha256: string }[];
-}
-
-/** The image of `revision`, as the script made it (its hashes in the manifest say it is the same). */
-function fixtureImage(revision: number): Buffer {
-  const line = (i: number) => `backy fixture main-2026-12 line ${i} revision-independent text\n`;
-  const text = Buffer.alloc(CHUNK);
-  let at = 0;
-  for (let i = 0; at < CHUNK; i++) at += text.write(line(i % 997), at);
-  const tail = Buffer.from(`the tail of revision ${revision}: it changes with every revision\n`.repeat(40));
-  return Buffer.concat([text, Buffer.alloc(CHUNK), tail]);
-}
-
-const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+type Manifest = Record<string, MainFixtureRevisions>;
 
 /** Every file under `root` with its content, by path relative to it. */
 async function files(root: string): Promise<Map<string, string>> {
@@ -37,7 +25,7 @@ async function files(root: string): Promise<Map<string, string>> {
   for (const entry of await readdir(root, { recursive: true, withFileTypes: true })) {
     if (!entry.isFile()) continue;
     const path = join(entry.parentPath, entry.name);
-    out.set(path.slice(root.length), sha256(await readFile(path)));
+    out.set(path.slice(root.length), sha256Hex(await readFile(path)));
   }
   return out;
 }
@@ -65,14 +53,7 @@ describe.each(['plain', 'encrypted'])('the %s directory archive written by main 
     expect([...before.keys()].filter((f) => /^\/[0-9a-f]{2}\/[0-9a-f]{64}$/.test(f))).toHaveLength(3);
     const archive = await Archive.open(path);
     const expected = manifest[kind]!;
-    expect((await archive.revisions()).map((r) => r.uuid)).toEqual(expected.map((r) => r.id));
-    const verified = await verifyRevisions(archive, await archive.revisions(), { logger: silent });
-    expect(verified.map((r) => r.ok)).toEqual([true, true]);
-    for (const [i, { id, sha256: digest }] of expected.entries()) {
-      const restored = await restoreToBuffer(archive, id);
-      expect(sha256(restored)).toBe(digest);
-      expect(restored.equals(fixtureImage(i + 1))).toBe(true);
-    }
+    expect(await mainFixtureProblems(archive, expected, silent)).toEqual([]);
     const after = await files(join(path, 'chunks'));
     for (const [file, digest] of before) expect(after.get(file), file).toBe(digest);
   });
@@ -80,7 +61,7 @@ describe.each(['plain', 'encrypted'])('the %s directory archive written by main 
   it('takes a new backup on top of the old revisions that restores with them', async () => {
     const path = await copyOf(kind);
     const archive = await Archive.open(path);
-    const third = fixtureImage(3);
+    const third = mainFixtureImage(3);
     const rev = await runBackup(
       archive,
       bufferSource(() => third),
@@ -101,6 +82,6 @@ describe.each(['plain', 'encrypted'])('the %s directory archive written by main 
       } else expect(head[4]).not.toBe(0);
     }
     expect((await restoreToBuffer(await Archive.open(path), rev.uuid)).equals(third)).toBe(true);
-    expect((await restoreToBuffer(archive, manifest[kind]![0]!.id)).equals(fixtureImage(1))).toBe(true);
+    expect((await restoreToBuffer(archive, manifest[kind]![0]!.id)).equals(mainFixtureImage(1))).toBe(true);
   });
 });

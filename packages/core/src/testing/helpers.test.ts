@@ -5,14 +5,13 @@ import { describe, expect, it } from 'vitest';
 import {
   captureLogger,
   duplicateKeys,
+  MiB,
   tempArchive,
   tempDir,
   vmLikeData,
   vmRegionKind,
   writeVmImage,
 } from './helpers.js';
-
-const MiB = 1024 * 1024;
 
 describe('test helpers', () => {
   it('captureLogger keeps every line parsed and picks out the warnings', () => {

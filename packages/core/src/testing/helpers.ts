@@ -1,8 +1,9 @@
 /**
- * What the tests of every package share, and the VM-like images of the benchmarks and the demo: a
- * logger that keeps its lines, temporary directories and archives, a revision restored into memory,
- * VM-like data. Nothing here imports vitest, so `@backy/core/testing/helpers` loads outside a test run
- * (the benchmarks measure their own memory); `@backy/core/testing` exports all of it too.
+ * What the tests of every package share, and the VM-like images of the benchmarks and the demo: size
+ * units, a logger that keeps its lines, temporary directories and archives, a source over a buffer, a
+ * revision restored into memory, VM-like data. Nothing here imports vitest, so
+ * `@backy/core/testing/helpers` loads outside a test run (the benchmarks measure their own memory);
+ * `@backy/core/testing` exports all of it too.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, open, rm } from 'node:fs/promises';
@@ -12,8 +13,13 @@ import { PassThrough } from 'node:stream';
 import pino, { type Logger } from 'pino';
 import { Archive } from '../archive/index.js';
 import { restoreToStream } from '../restore.js';
+import { forEachChunk } from '../revision-stream.js';
+import type { BackupSource } from '../source/contract.js';
+import { GiB, KiB, MiB } from '../units.js';
 
-const MiB = 1024 * 1024;
+export { sha256Hex } from '../store/chunk-hash.js';
+/** The binary size units every package's tests write sizes in (`12.5 * MiB`). */
+export { GiB, KiB, MiB };
 
 export interface LogLine {
   level: number;
@@ -113,6 +119,43 @@ export interface TempDir {
 export async function tempDir(prefix = 'backy-test-'): Promise<TempDir> {
   const path = await mkdtemp(join(tmpdir(), prefix));
   return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
+}
+
+/**
+ * A minimal source over an in-memory buffer (`getData` is asked at each backup), for tests that must not
+ * depend on a source package; `hooks.beforeChunk` runs before each chunk is read.
+ */
+export function bufferSource(
+  getData: () => Buffer,
+  hooks: { beforeChunk?: (index: number) => Promise<void> } = {},
+): BackupSource {
+  return {
+    async backup(ctx) {
+      const data = getData();
+      await ctx.writer.resize(data.length);
+      await forEachChunk(
+        ctx.writer.chunkCount,
+        2,
+        async (index) => {
+          await hooks.beforeChunk?.(index);
+          const start = index * ctx.writer.chunkSize;
+          const chunk = Buffer.from(data.subarray(start, start + ctx.writer.chunkLength(index)));
+          ctx.reportRead(chunk.length);
+          await ctx.writer.write(index, chunk);
+        },
+        ctx.signal,
+      );
+    },
+    async verify(ctx) {
+      return {
+        method: 'none',
+        chunks_checked: 0,
+        chunks_total: ctx.reader.chunkCount,
+        ok: true,
+        mismatches: [],
+      };
+    },
+  };
 }
 
 export interface TempArchive {

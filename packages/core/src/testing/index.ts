@@ -22,12 +22,13 @@ import type { RevisionWriter } from '../revision-io.js';
 import type { BackupSource, SourceDefinition } from '../source/contract.js';
 import { isSourceDefinition } from '../source/contract.js';
 import { validateSourceOptions } from '../source/options.js';
-import { vmLikeData } from './helpers.js';
+import { MiB, vmLikeData } from './helpers.js';
 import { afterAll, beforeAll, describe, expect, it } from './vitest.js';
 
 export { type BackendFixture, type TestBackendOptions, testBackend } from './backend-suite.js';
 export { encryptedStoreFixture, tempStoreKey } from './fixtures/encrypted-store.js';
 export * from './helpers.js';
+export * from './main-fixtures.js';
 export * from './storage.js';
 export { type ChunkStoreFixture, type TestChunkStoreOptions, testChunkStore } from './store-suite.js';
 
@@ -71,8 +72,6 @@ export interface TestSourceOptions<Options = unknown> {
    */
   maxInFlight?: number;
 }
-
-const MiB = 1024 * 1024;
 
 export function testSource<Options>(options: TestSourceOptions<Options>): void {
   const { definition } = options;

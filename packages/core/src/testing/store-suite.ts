@@ -20,7 +20,7 @@ import type { Lock, LockMode } from '../lock.js';
 import { CHUNK_HASH, chunkHashHex, sha256Hex } from '../store/chunk-hash.js';
 import { CODECS, type CodecName } from '../store/codec.js';
 import type { ChunkStore } from '../store/contract.js';
-import { logLikeText } from './helpers.js';
+import { logLikeText, MiB } from './helpers.js';
 import { afterEach, describe, expect, it } from './vitest.js';
 
 /** A store made for one test, on a place of its own (a new directory, a new bucket prefix). */
@@ -59,7 +59,6 @@ export interface TestChunkStoreOptions {
   skip?: string | null;
 }
 
-const MiB = 1024 * 1024;
 /** The largest chunk backy writes. */
 const MAX_CHUNK = 4 * MiB;
 /**

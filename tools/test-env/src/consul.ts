@@ -1,18 +1,20 @@
 /**
- * Starts throw-away Consul dev agents for the tests through `scripts/consul-test-agent`, on random
- * loopback ports, with state in a temporary directory.
+ * Throw-away Consul dev agents for the tests (`scripts/consul-test-agent`: loopback only, random ports,
+ * state in a temporary directory), and raw HTTP against them that does not go through the code under
+ * test. The binary is Debian bullseye's (`scripts/ci-install-consul`), or $CONSUL_BIN.
  */
 import { execFile } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { delimiter, join, resolve } from 'node:path';
+import { delimiter, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { packageOf } from '@backy/test-env';
+import { packageOf } from './index.js';
 
 const run = promisify(execFile);
-export const REPO = resolve(import.meta.dirname, '../../..');
-const SCRIPT = join(REPO, 'scripts/consul-test-agent');
+const REPO = fileURLToPath(new URL('../../../', import.meta.url));
+const CONSUL_TEST_AGENT = join(REPO, 'scripts/consul-test-agent');
 
 function isExecutable(path: string): boolean {
   try {
@@ -48,6 +50,7 @@ export interface TestConsul {
   stop(): Promise<void>;
 }
 
+/** Starts a dev agent (with `acl`, one enforcing ACLs, default deny); nothing is left running on failure. */
 export async function startConsul(options: { acl?: boolean } = {}): Promise<TestConsul> {
   const dir = await mkdtemp(join(tmpdir(), 'backy-consul-'));
   let lastError: unknown;
@@ -56,7 +59,7 @@ export async function startConsul(options: { acl?: boolean } = {}): Promise<Test
     const port = 20000 + Math.floor(Math.random() * 20000);
     const args = ['start', dir, '--http-port', String(port), ...(options.acl ? ['--acl'] : [])];
     try {
-      const { stdout } = await run(SCRIPT, args, { timeout: 60_000 });
+      const { stdout } = await run(CONSUL_TEST_AGENT, args, { timeout: 60_000 });
       const env = Object.fromEntries(
         stdout
           .split('\n')
@@ -68,13 +71,13 @@ export async function startConsul(options: { acl?: boolean } = {}): Promise<Test
         token: env.CONSUL_HTTP_TOKEN ?? null,
         dir,
         async stop() {
-          await run(SCRIPT, ['stop', dir], { timeout: 30_000 });
+          await run(CONSUL_TEST_AGENT, ['stop', dir], { timeout: 30_000 });
           await rm(dir, { recursive: true, force: true });
         },
       };
     } catch (error) {
       lastError = error;
-      await run(SCRIPT, ['stop', dir], { timeout: 30_000 }).catch(() => {});
+      await run(CONSUL_TEST_AGENT, ['stop', dir], { timeout: 30_000 }).catch(() => {});
     }
   }
   await rm(dir, { recursive: true, force: true });
@@ -117,13 +120,4 @@ export async function createToken(
   });
   if (token.status !== 200) throw new Error(`creating ACL token: ${token.status} ${token.text}`);
   return (token.json() as { SecretID: string }).SecretID;
-}
-
-/** Under CI=true a missing requirement fails the run; locally it skips with the reason printed. */
-export function skipReason(...reasons: (string | null)[]): string | null {
-  const missing = reasons.filter((r): r is string => r != null);
-  if (missing.length === 0) return null;
-  const reason = missing.join('; ');
-  if (process.env.CI === 'true') throw new Error(`CI=true, but the tests cannot run: ${reason}`);
-  return reason;
 }

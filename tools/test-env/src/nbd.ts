@@ -1,14 +1,22 @@
-/** Real NBD servers and images for the tests: nbdkit and qemu-nbd on private unix sockets. */
+/**
+ * Real NBD servers and QEMU images for the tests: nbdkit and qemu-nbd on private unix sockets, and
+ * qemu-img / qemu-io to make and write the images they serve.
+ */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { skipWithout } from '@backy/test-env';
+import { missingTools } from './index.js';
 
-export const MiB = 1024 * 1024;
-
-/** Why the tests that need the QEMU tools and nbdkit must skip, or null. */
-export const skipReason = skipWithout('source-nbd', 'qemu-img', 'qemu-io', 'qemu-nbd', 'nbdkit');
+/**
+ * Why tests that run the servers and tools here must skip, or null; the reason is printed with
+ * `label`, as `skipWithout` does.
+ */
+export function nbdToolsSkip(label: string): string | null {
+  const reason = missingTools('qemu-img', 'qemu-io', 'qemu-nbd', 'nbdkit');
+  if (reason != null) console.warn(`[${label}] skipped: ${reason}`);
+  return reason;
+}
 
 export interface Server {
   socket: string;
@@ -17,21 +25,14 @@ export interface Server {
   stop(): Promise<void>;
 }
 
-export async function tempDir(
-  prefix = 'backy-nbd-test-',
-): Promise<{ path: string; cleanup(): Promise<void> }> {
-  const path = await mkdtemp(join(tmpdir(), prefix));
-  return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
-}
-
 async function serve(
   command: string,
   args: (socket: string) => string[],
   exportName: string,
   at?: string,
 ): Promise<Server> {
-  const dir = at == null ? await tempDir('backy-nbd-server-') : null;
-  const socket = at ?? join(dir!.path, 'sock');
+  const dir = at == null ? await mkdtemp(join(tmpdir(), 'backy-nbd-server-')) : null;
+  const socket = at ?? join(dir!, 'sock');
   await rm(socket, { force: true });
   const child: ChildProcess = spawn(command, args(socket), { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -66,7 +67,7 @@ async function serve(
         await exit;
       }
       await rm(socket, { force: true });
-      await dir?.cleanup();
+      if (dir != null) await rm(dir, { recursive: true, force: true });
     },
   };
 }
@@ -109,9 +110,10 @@ export function qemuNbd(
   );
 }
 
+/** Runs a tool to its end; its stdout, or an error with its stderr. */
 export function tool(command: string, ...args: string[]): Promise<string> {
   return new Promise((done, fail) =>
-    execFile(command, args, { maxBuffer: 64 * MiB }, (error, stdout, stderr) =>
+    execFile(command, args, { maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) =>
       error
         ? fail(new Error(`${command} ${args.join(' ')}: ${stderr.trim() || error.message}`))
         : done(stdout),
