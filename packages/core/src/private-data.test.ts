@@ -9,7 +9,7 @@ import { HISTORY_FILE } from './history-record.js';
 import { purgeStore } from './purge.js';
 import { restoreTempPath, restoreToPath } from './restore.js';
 import type { RevisionReader } from './revision-io.js';
-import { bufferSource, MiB, makeArchive, silent } from './test-helpers.js';
+import { backupOf, bufferSource, MiB, makeArchive, silent } from './test-helpers.js';
 import { restoreToBuffer, type TempDir, tempDir } from './testing/helpers.js';
 
 let dir: TempDir;
@@ -18,12 +18,7 @@ beforeEach(async () => {
 });
 afterEach(() => dir.cleanup());
 
-const backup = (archive: Archive, data: Buffer) =>
-  runBackup(
-    archive,
-    bufferSource(() => data),
-    { tags: ['daily'], logger: silent },
-  );
+const backup = (archive: Archive, data: Buffer) => backupOf(archive, data);
 
 /** Every path under `root` (itself included) whose mode lets "other" in, with its mode. */
 async function openToOthers(root: string): Promise<string[]> {

@@ -8,7 +8,13 @@ import {
   sourceOptionsOf,
   validateSourceOptions,
 } from '@backy/core';
-import { ChildProcessRunner, openLogFile, type ReopeningLogFile, Scheduler } from '@backy/scheduler';
+import {
+  ChildProcessRunner,
+  type NameFilter,
+  openLogFile,
+  type ReopeningLogFile,
+  Scheduler,
+} from '@backy/scheduler';
 import { readTokenFile, TelnetShell } from '@backy/telnet-shell';
 import pino, { type Logger } from 'pino';
 import type { Command, OptionSpec } from '../command.js';
@@ -134,18 +140,20 @@ export const schedulerCommand: Command = {
       logger.info({ version }, 'backy scheduler running');
       const g = scheduler.config.config.global;
       const s = scheduler;
+      // What the shell and the API see of the daemon, and may ask of it.
+      const view = {
+        jobs: (filter?: NameFilter) => s.jobs(filter),
+        summary: () => s.summary(),
+        runJob: (name: string) => s.runJob(name),
+        runAll: () => s.runAll(),
+        reload: () => s.reload(),
+      };
       try {
         const socket = g['telnet-socket'] ?? join(g['base-dir'], '.shell.sock');
         const group = g['telnet-socket-group'];
         const tokenFile = g['telnet-token-file'];
         shell = await TelnetShell.listen({
-          backend: {
-            jobs: (filter) => s.jobs(filter),
-            summary: () => s.summary(),
-            runJob: (name) => s.runJob(name),
-            runAll: () => s.runAll(),
-            reload: () => s.reload(),
-          },
+          backend: view,
           logger: logger.child({ component: 'telnet' }),
           version,
           addresses: g['telnet-addrs'],
@@ -165,12 +173,7 @@ export const schedulerCommand: Command = {
           // Loaded only when configured: fastify and prom-client are most of the daemon's start-up otherwise.
           const { ApiServer } = await import('@backy/http-api');
           api = await ApiServer.start({
-            backend: {
-              jobs: (filter) => s.jobs(filter),
-              summary: () => s.summary(),
-              runJob: (name) => s.runJob(name),
-              reload: () => s.reload(),
-            },
+            backend: view,
             config: apiConfig,
             logger: logger.child({ component: 'api' }),
             version,

@@ -7,7 +7,7 @@ import type { SaveOptions } from '../backend/contract.js';
 import { runBackup } from '../backup.js';
 import { BackyError } from '../errors.js';
 import type { StoreDriver } from '../store/contract.js';
-import { bufferSource, MiB, makeArchive, silent } from '../test-helpers.js';
+import { backupOf, bufferSource, MiB, makeArchive, silent } from '../test-helpers.js';
 import { RemoteDirectoryBackend } from '../testing/fixtures/remote-directory.js';
 import { restoreToBuffer, type TempDir, tempDir } from '../testing/helpers.js';
 import { Archive } from './archive.js';
@@ -22,12 +22,7 @@ beforeEach(async () => {
 });
 afterEach(() => dir.cleanup());
 
-const backup = (archive: Archive, data: Buffer) =>
-  runBackup(
-    archive,
-    bufferSource(() => data),
-    { tags: ['daily'], logger: silent },
-  );
+const backup = (archive: Archive, data: Buffer) => backupOf(archive, data);
 
 /** The chunks the store holds, by path. */
 async function chunkFiles(archive: Archive): Promise<string[]> {
