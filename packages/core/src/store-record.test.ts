@@ -9,8 +9,8 @@ import { BackyError } from './errors.js';
 import type { StoreDriver } from './store/contract.js';
 import { newKeyFile, writeKeyFile } from './store/key-file.js';
 import { backupOf, MiB, rejection } from './test-helpers.js';
-import { RemoteDirectoryBackend } from './testing/fixtures/remote-directory.js';
 import { restoreToBuffer, type TempDir, tempDir } from './testing/helpers.js';
+import { RemoteDirectoryBackend } from './testing-fixtures/remote-directory.js';
 
 // Issue 24: nothing ties the wrong data to an archive silently. The store's own record decides.
 let dir: TempDir;

@@ -1,28 +1,9 @@
+import { type CheckResult, formatCheckTime, NAGIOS, STATUS_MAX_AGE_MS } from './check-result.js';
 import { isFailure } from './job-outcome.js';
 import { type JobStatus, readStatusFile, type StatusFileContents } from './status-file.js';
 import { addVerifyFindings } from './verify-check.js';
 
-/** Nagios plugin exit statuses. */
-export const NAGIOS = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 } as const;
-
-export interface CheckResult {
-  exitCode: 0 | 1 | 2 | 3;
-  /** The first line is the summary Nagios shows; the rest are details. */
-  lines: string[];
-}
-
-/** A status file older than this means the daemon is not running (or stuck). */
-export const STATUS_MAX_AGE_MS = 5 * 60_000;
-
-/** `2026-01-05 10:00:00 UTC`: the time as backy 2.x's check printed it (UTC everywhere, docs/scheduler.md). */
-export function formatCheckTime(iso: string): string {
-  const date = new Date(iso);
-  if (Number.isNaN(date.getTime())) return iso;
-  return `${date
-    .toISOString()
-    .replace('T', ' ')
-    .replace(/\.\d+Z$/, '')} UTC`;
-}
+export { type CheckResult, formatCheckTime, NAGIOS, STATUS_MAX_AGE_MS };
 
 /** A CRITICAL detail line as backy 2.x printed it, `web01 (last time: 2026-01-05 10:00:00 UTC)`, plus how late. */
 function describe(job: JobStatus): string {

@@ -1,4 +1,4 @@
-import { type CheckResult, formatCheckTime, NAGIOS, STATUS_MAX_AGE_MS } from './check.js';
+import { type CheckResult, formatCheckTime, NAGIOS, STATUS_MAX_AGE_MS } from './check-result.js';
 import type { StatusFileContents } from './status-file.js';
 
 // What `backy check` says about the scheduled verify jobs, added to the backups' verdict (check.ts):

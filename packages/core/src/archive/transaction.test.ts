@@ -8,8 +8,8 @@ import { runBackup } from '../backup.js';
 import { BackyError } from '../errors.js';
 import type { StoreDriver } from '../store/contract.js';
 import { backupOf, bufferSource, MiB, makeArchive, silent } from '../test-helpers.js';
-import { RemoteDirectoryBackend } from '../testing/fixtures/remote-directory.js';
 import { restoreToBuffer, type TempDir, tempDir } from '../testing/helpers.js';
+import { RemoteDirectoryBackend } from '../testing-fixtures/remote-directory.js';
 import { Archive } from './archive.js';
 import { RevisionTransaction } from './transaction.js';
 

@@ -3,8 +3,8 @@ import { performance } from 'node:perf_hooks';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Backend } from '../backend/contract.js';
 import { type BackyErrorCode, isBackyError } from '../errors.js';
-import { RemoteDirectoryBackend } from '../testing/fixtures/remote-directory.js';
 import { tempDir } from '../testing/helpers.js';
+import { RemoteDirectoryBackend } from '../testing-fixtures/remote-directory.js';
 import { lockStore, lockWriter, setLeaseTimings } from './leases.js';
 
 // Leases of milliseconds: a lapse is watched for LEASE ms instead of two minutes.

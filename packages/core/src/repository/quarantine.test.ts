@@ -3,8 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Backend, LoadOptions, SaveOptions } from '../backend/contract.js';
 import { isBackyError } from '../errors.js';
 import { hashChunk } from '../store/chunk-hash.js';
-import { RemoteDirectoryBackend } from '../testing/fixtures/remote-directory.js';
 import { tempDir } from '../testing/helpers.js';
+import { RemoteDirectoryBackend } from '../testing-fixtures/remote-directory.js';
 import { Repository } from './repository.js';
 
 // A chunk found damaged may be rewritten correctly by a concurrent backup (a distrusted archive's

@@ -3,10 +3,10 @@ import { join } from 'node:path';
 import type { Backend } from '../backend/contract.js';
 import type { CodecName } from '../store/codec.js';
 import type { StoreKey } from '../store/key-file.js';
-import { encryptedStoreFixture } from '../testing/fixtures/encrypted-store.js';
-import { RemoteDirectoryBackend } from '../testing/fixtures/remote-directory.js';
+import { encryptedStoreFixture } from '../testing/encrypted-store.js';
 import { tempDir } from '../testing/helpers.js';
 import { type ChunkStoreFixture, testChunkStore } from '../testing/store-suite.js';
+import { RemoteDirectoryBackend } from '../testing-fixtures/remote-directory.js';
 import { Repository } from './repository.js';
 
 /** `backend` with its required members alone: no init, move or flush. */

@@ -1,4 +1,4 @@
-import { directoryStoreFixture } from '../testing/fixtures/directory-store.js';
+import { directoryStoreFixture } from '../testing/directory-store.js';
 import { testChunkStore } from '../testing/store-suite.js';
 
 // A new directory per test; tamper flips a byte in the middle of the chunk file, remove unlinks it.

@@ -1,4 +1,4 @@
-import { encryptedDirectoryStoreFixture } from '../testing/fixtures/encrypted-store.js';
+import { encryptedDirectoryStoreFixture } from '../testing/encrypted-store.js';
 import { testChunkStore } from '../testing/store-suite.js';
 
 // The directory store with the encryption step; tamper flips a byte of the sealed object.

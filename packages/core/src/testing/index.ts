@@ -26,7 +26,7 @@ import { MiB, vmLikeData } from './helpers.js';
 import { afterAll, beforeAll, describe, expect, it } from './vitest.js';
 
 export { type BackendFixture, type TestBackendOptions, testBackend } from './backend-suite.js';
-export { encryptedStoreFixture, tempStoreKey } from './fixtures/encrypted-store.js';
+export { encryptedStoreFixture, tempStoreKey } from './encrypted-store.js';
 export * from './helpers.js';
 export * from './main-fixtures.js';
 export * from './storage.js';

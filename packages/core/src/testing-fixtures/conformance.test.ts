@@ -1,13 +1,13 @@
 /**
  * The conformance suite must fail a source that breaks the contract. Sources with one defect each
- * (fixtures/broken-sources.ts) run in a vitest of their own; each must fail exactly the check that
+ * (broken-sources.ts) run in a vitest of their own; each must fail exactly the check that
  * names its defect, and a correct one must pass everything.
  */
 import { expect, it } from 'vitest';
-import { runSuites } from './fixtures/run-suite.js';
+import { runSuites } from './run-suite.js';
 
 it('fails each broken source on the check for its defect, and passes a correct one', async () => {
-  const { failed, status, stderr } = await runSuites('fixtures/broken-sources.ts', 'source conformance: ');
+  const { failed, status, stderr } = await runSuites('broken-sources.ts', 'source conformance: ');
   expect(failed, stderr).not.toBeNull();
   expect(failed).toEqual({
     none: [],

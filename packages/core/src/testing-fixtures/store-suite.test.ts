@@ -1,13 +1,13 @@
 /**
  * The store conformance suite must fail a store that breaks the contract. Stores with one defect each
- * (fixtures/broken-stores.ts) run in a vitest of their own; each must fail exactly the checks that name
+ * (broken-stores.ts) run in a vitest of their own; each must fail exactly the checks that name
  * its defect, and a correct one (with a catalog, so those checks run too) must pass everything.
  */
 import { expect, it } from 'vitest';
-import { runSuites } from './fixtures/run-suite.js';
+import { runSuites } from './run-suite.js';
 
 it('fails each broken store on the checks for its defect, and passes a correct one', async () => {
-  const { failed, status, stderr } = await runSuites('fixtures/broken-stores.ts', 'store conformance: ');
+  const { failed, status, stderr } = await runSuites('broken-stores.ts', 'store conformance: ');
   expect(failed, stderr).not.toBeNull();
   expect(failed).toEqual({
     none: [],
