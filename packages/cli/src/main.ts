@@ -199,11 +199,13 @@ async function runCommand(
   session: Session,
 ): Promise<number> {
   const { stdout, stderr } = session;
-  const [{ Archive, BackyError }, { createLogger }, { createProgressBar }] = await Promise.all([
-    import('@backy/core'),
-    import('./logger.js'),
-    import('./progress.js'),
-  ]);
+  const [{ Archive, BackyError }, { createLogger }, { createProgressBar }, { withProgressChannel }] =
+    await Promise.all([
+      import('@backy/core'),
+      import('./logger.js'),
+      import('./progress.js'),
+      import('./progress-channel.js'),
+    ]);
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     if (controller.signal.aborted) return;
@@ -213,7 +215,7 @@ async function runCommand(
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   }
-  const progress = createProgressBar(stderr, { quiet: global.quiet });
+  const progress = withProgressChannel(createProgressBar(stderr, { quiet: global.quiet }));
   const ensureLogger = (file: string | null): Logger => {
     session.logging ??= createLogger({
       file: global.logfile ?? file,

@@ -61,6 +61,22 @@ export function createMetrics(source: MetricsSource): Registry {
   perJob('backy_job_running', '1 while a backup of the job runs', (j) =>
     j.status === 'running' || j.status === 'finishing' ? 1 : 0,
   );
+  // A running backup's progress; no sample for a job that is not running.
+  perJob(
+    'backy_job_progress_done_bytes',
+    'Bytes a running backup has done in its current phase',
+    (j) => j.progress?.done,
+  );
+  perJob(
+    'backy_job_progress_total_bytes',
+    'Bytes of the running backup in all (0: not known)',
+    (j) => j.progress?.total,
+  );
+  perJob(
+    'backy_job_progress_eta_seconds',
+    'Seconds the running backup needs at its current rate',
+    (j) => j.progress?.eta_seconds,
+  );
   new Gauge({
     name: 'backy_job_last_run_outcome',
     help: "The last run's outcome: 1 for the outcome label that applies",

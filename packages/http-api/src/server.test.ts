@@ -46,7 +46,10 @@ const backend: ApiBackend = {
         sla: 'TOO OLD',
         sla_overdue: 3600,
       }),
-      job('web1', { status: 'running' }),
+      job('web1', {
+        status: 'running',
+        progress: { phase: 'backup', done: 1024, total: 4096, rate: 512, eta_seconds: 6 },
+      }),
     ].filter((j) => filter == null || filter.test(j.job)),
   summary: (): SchedulerSummary => ({
     jobs: 2,
@@ -156,6 +159,10 @@ describe('the HTTP API', () => {
       String(Date.parse('2026-12-05T02:00:12.000Z') / 1000),
     );
     expect(value('backy_job_last_backup_duration_seconds', { job: 'web1' })).toBe('12.5');
+    expect(value('backy_job_progress_done_bytes', { job: 'web1' })).toBe('1024');
+    expect(value('backy_job_progress_total_bytes', { job: 'web1' })).toBe('4096');
+    expect(value('backy_job_progress_eta_seconds', { job: 'web1' })).toBe('6');
+    expect(value('backy_job_progress_done_bytes', { job: 'db1' })).toBeUndefined();
     expect(value('backy_scheduler_workers_busy')).toBe('1');
     expect(value('backy_scheduler_jobs', { state: 'running' })).toBe('1');
     expect(value('backy_build_info', { version: '9.9.9' })).toBe('1');

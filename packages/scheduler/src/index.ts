@@ -15,6 +15,7 @@ export {
   RUN_OUTCOMES,
   type RunOutcome,
 } from './job-outcome.js';
+export type { ProgressStatus } from './job-progress.js';
 export type { NameFilter, SchedulerSummary } from './job-status.js';
 export type { JobState } from './job-table.js';
 export { type LogFileOptions, openLogFile, type ReopeningLogFile } from './log-file.js';
@@ -23,6 +24,7 @@ export {
   type ChildProcessRunnerOptions,
   type JobRequest,
   type JobRunner,
+  type RunProgress,
   type RunResult,
 } from './runner.js';
 export {

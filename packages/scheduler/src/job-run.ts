@@ -14,6 +14,7 @@ import { parse, stringify } from 'yaml';
 import { type Clock, timeoutSignal } from './clock.js';
 import { type RunOutcome, reasonOf, recordOutcome } from './job-outcome.js';
 import { tagsToRun } from './job-plan.js';
+import { nextProgress } from './job-progress.js';
 import type { JobRuntime } from './job-table.js';
 import { failedToRun, type JobRunner, type RunResult } from './runner.js';
 import { backoffSeconds } from './schedule-math.js';
@@ -57,11 +58,20 @@ export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promi
     await writeArchiveConfig(job, log);
     signal.throwIfAborted();
     log.info({ tags }, 'backup started');
-    result = await context.runner.backup({ job: job.name, dir: job.dir, tags, signal });
+    result = await context.runner.backup({
+      job: job.name,
+      dir: job.dir,
+      tags,
+      signal,
+      onProgress: (p) => {
+        job.progress = nextProgress(job.progress, p, clock.now());
+      },
+    });
   } catch (error) {
     result = failedToRun(error, clock.now() - started);
   }
   job.lastResult = result;
+  job.progress = null;
   if (context.stopSignal.aborted) {
     log.warn(
       { exitCode: result.exitCode, signal: result.signal },

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import { outcomeStatusFields } from './job-outcome.js';
+import { progressStatus } from './job-progress.js';
 import { isBusy, JOB_STATES, type JobRuntime, type JobState } from './job-table.js';
 import { slaState, sortTags } from './schedule-math.js';
 import { type JobStatus, writeStatusFile } from './status-file.js';
@@ -39,6 +40,7 @@ export function jobStatus(job: JobRuntime, now: number): JobStatus {
     history_lost: job.summary.count === 0 && job.summary.historyStarted,
     ...outcomeStatusFields(job.outcome),
     ...verifyStatusFields(job, now),
+    ...(job.progress != null ? { progress: progressStatus(job.progress, now) } : {}),
   };
 }
 

@@ -9,6 +9,7 @@ import {
 import type { Logger } from 'pino';
 import { type ArchiveSummary, ArchiveWatcher, EMPTY_SUMMARY } from './archive-state.js';
 import { type JobOutcome, NO_OUTCOME } from './job-outcome.js';
+import type { JobProgress } from './job-progress.js';
 import type { RunResult } from './runner.js';
 import type { PlannedRun } from './schedule-math.js';
 import { newVerifyRuntime, type VerifyRuntime } from './verify-summary.js';
@@ -51,6 +52,8 @@ export interface JobRuntime {
   removed: boolean;
   slow: boolean;
   abort: AbortController | null;
+  /** While a backup runs: how far it is (job-progress.ts); null otherwise. */
+  progress: JobProgress | null;
   /** The job's scheduled verify job (verify-job.ts). */
   verify: VerifyRuntime;
 }
@@ -161,6 +164,7 @@ function newJob(
     removed: false,
     slow: false,
     abort: null,
+    progress: null,
     verify: newVerifyRuntime(),
   };
 }

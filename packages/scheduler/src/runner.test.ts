@@ -7,6 +7,35 @@ import { ChildProcessRunner, runProcess } from './runner.js';
 const never = new AbortController().signal;
 
 describe('runProcess', () => {
+  it('gives the child a progress channel and hears its lines, ignoring what is not progress', async () => {
+    const heard: unknown[] = [];
+    const script = [
+      "const fs = require('node:fs');",
+      'const fd = Number(process.env.BACKY_PROGRESS_FD);',
+      "fs.writeSync(fd, JSON.stringify({ phase: 'backup', done: 1, total: 4 }) + '\\n');",
+      "fs.writeSync(fd, 'not json\\n' + JSON.stringify({ phase: 'backup', done: 4, total: 4 }) + '\\n');",
+    ].join('');
+    const r = await runProcess([process.execPath, '-e', script], {
+      signal: never,
+      killGraceMs: 1000,
+      onProgress: (p) => heard.push(p),
+    });
+    expect(r).toMatchObject({ ok: true, stderr: '' });
+    expect(heard).toEqual([
+      { phase: 'backup', done: 1, total: 4 },
+      { phase: 'backup', done: 4, total: 4 },
+    ]);
+    // Without a listener there is no channel.
+    const none = await runProcess(
+      [process.execPath, '-e', 'process.exit(process.env.BACKY_PROGRESS_FD ? 1 : 0)'],
+      {
+        signal: never,
+        killGraceMs: 1000,
+      },
+    );
+    expect(none.exitCode).toBe(0);
+  });
+
   it('reports the exit status and the tail of stderr', async () => {
     const ok = await runProcess(['sh', '-c', 'exit 0'], { signal: never, killGraceMs: 1000 });
     expect(ok).toMatchObject({ ok: true, exitCode: 0, signal: null });

@@ -24,6 +24,34 @@ export interface JobRequest {
   dir: string;
   /** Aborting terminates the work gracefully (SIGTERM, then SIGKILL after a grace period). */
   signal: AbortSignal;
+  /** Hears the work's progress while it runs (about once a second), where the runner can tell it. */
+  onProgress?: (progress: RunProgress) => void;
+}
+
+/** How far a running backup (or verify) is: what the CLI's progress bar shows, sent to the daemon. */
+export interface RunProgress {
+  /** `backup`, `verify`, … */
+  phase: string;
+  /** Bytes done and in all (total 0: not known). */
+  done: number;
+  total: number;
+}
+
+/**
+ * The environment variable that asks `backy` to write its progress as JSON lines
+ * (`{"phase","done","total"}`) to that file descriptor, as well as to its terminal's bar.
+ */
+export const PROGRESS_FD_ENV = 'BACKY_PROGRESS_FD';
+
+/** The progress lines of a child's channel, parsed; lines that are not progress are ignored. */
+export function parseProgressLine(line: string): RunProgress | null {
+  try {
+    const p = JSON.parse(line) as Partial<RunProgress>;
+    if (typeof p.phase !== 'string' || typeof p.done !== 'number' || typeof p.total !== 'number') return null;
+    return { phase: p.phase, done: p.done, total: p.total };
+  } catch {
+    return null;
+  }
 }
 
 /** How the scheduler gets work done; the default runs the `backy` binary, tests may fake it. */
@@ -124,6 +152,7 @@ export class ChildProcessRunner implements JobRunner {
       killGraceMs: this.killGraceMs,
       env: this.env,
       cwd: request.dir,
+      onProgress: request.onProgress,
     });
   }
 }
@@ -134,6 +163,24 @@ export interface RunProcessOptions {
   input?: string;
   env?: NodeJS.ProcessEnv | undefined;
   cwd?: string;
+  /** Gives the child a progress channel (fd 3, PROGRESS_FD_ENV) and hears each line of it. */
+  onProgress?: ((progress: RunProgress) => void) | undefined;
+}
+
+/** Reads the child's progress channel line by line; it ends when the child closes it (or exits). */
+function listenForProgress(stream: NodeJS.ReadableStream, onProgress: (progress: RunProgress) => void): void {
+  let buffered = '';
+  stream.setEncoding('utf8');
+  stream.on('error', () => {});
+  stream.on('data', (chunk: string) => {
+    buffered += chunk;
+    const lines = buffered.split('\n');
+    buffered = lines.pop()!.slice(-4096);
+    for (const line of lines) {
+      const progress = parseProgressLine(line);
+      if (progress != null) onProgress(progress);
+    }
+  });
 }
 
 /** Runs a process to its end; never rejects. */
@@ -153,12 +200,20 @@ export function runProcess(argv: readonly string[], options: RunProcessOptions):
     let killTimer: NodeJS.Timeout | undefined;
     // A process group of its own: a Ctrl-C at the daemon's terminal must not reach the backups, the
     // daemon decides how they stop.
+    const onProgress = options.onProgress;
+    const env = options.env ?? process.env;
     const child = spawn(argv[0]!, argv.slice(1), {
-      stdio: [options.input == null ? 'ignore' : 'pipe', 'ignore', 'pipe'],
+      stdio: [
+        options.input == null ? 'ignore' : 'pipe',
+        'ignore',
+        'pipe',
+        ...(onProgress != null ? ['pipe' as const] : []),
+      ],
       detached: true,
-      env: options.env ?? process.env,
+      env: onProgress != null ? { ...env, [PROGRESS_FD_ENV]: '3' } : env,
       cwd: options.cwd,
     });
+    if (onProgress != null) listenForProgress(child.stdio[3] as NodeJS.ReadableStream, onProgress);
     const onAbort = () => {
       if (child.exitCode != null || child.signalCode != null) return;
       child.kill('SIGTERM');
@@ -190,6 +245,7 @@ export function runProcess(argv: readonly string[], options: RunProcessOptions):
     child.on('exit', (code, signal) => {
       setTimeout(() => {
         child.stderr!.destroy();
+        (child.stdio[3] as (NodeJS.ReadableStream & { destroy?: () => void }) | undefined)?.destroy?.();
         finish(code, signal);
       }, 1000).unref();
     });

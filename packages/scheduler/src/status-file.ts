@@ -2,6 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { writeFileAtomic } from '@backy/core';
 import { parse } from 'yaml';
 import type { OutcomeStatusFields } from './job-outcome.js';
+import type { ProgressStatus } from './job-progress.js';
 
 /**
  * One job in the status file (field names as in backy 2.x, plus trust and verification of the newest
@@ -35,6 +36,8 @@ export interface JobStatus extends Partial<OutcomeStatusFields>, VerifyStatusFie
   last_snapshot?: string | null;
   /** True when the job has no revisions although its archive had some: its history is gone (CRITICAL). */
   history_lost?: boolean;
+  /** While a backup runs: its phase, bytes done and in all, rate and time left. */
+  progress?: ProgressStatus;
 }
 
 /** A job's scheduled verify job in the status file (verify-job.ts; `backy check` judges it in verify-check.ts). */

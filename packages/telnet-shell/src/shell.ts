@@ -4,6 +4,7 @@ import type { JobStatus, NameFilter } from '@backy/scheduler';
 import type { Logger } from 'pino';
 import { RE2JS } from 're2js';
 import { type ShellSession, STATE_CHANGING_COMMANDS, tokenMatches } from './auth.js';
+import { jobDetailLines } from './job-details.js';
 import { renderTable } from './table.js';
 import { TelnetDecoder } from './telnet.js';
 
@@ -43,6 +44,7 @@ export type ShellJob = Pick<
   | 'last_reason'
   | 'consecutive_failures'
   | 'last_success'
+  | 'progress'
 >;
 
 /** What the shell needs from the scheduler: mostly reads, plus starting jobs and reloading. */
@@ -451,11 +453,7 @@ export class TelnetShell {
       'left',
       'left',
     ]);
-    // The reasons are too long for a column: one line each below the table, for the runs that failed.
-    const reasons = jobs
-      .filter((j) => j.last_reason != null && j.last_outcome !== 'ok')
-      .map((j) => `${j.job}: ${j.last_outcome}: ${j.last_reason}`);
-    return [table, ...reasons, `${jobs.length} jobs shown`].join('\n');
+    return [table, ...jobDetailLines(jobs), `${jobs.length} jobs shown`].join('\n');
   }
 }
 

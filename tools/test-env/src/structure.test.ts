@@ -18,7 +18,7 @@ const MAX_FUNCTION_LINES = 120;
 /** Source files over the limit today, with their line count then. */
 const LONG_FILES: Record<string, number> = {
   'packages/core/src/testing/store-suite.ts': 604,
-  'packages/telnet-shell/src/shell.ts': 509,
+  'packages/telnet-shell/src/shell.ts': 507,
 };
 
 /** Functions over the limit today (`file:name`), with their line count then. */
