@@ -25,7 +25,9 @@ const PUBLISHED = [
   'source-flyingcircus',
   'nbd-protocol',
   'source-nbd',
+  'notify',
   'scheduler',
+  'http-api',
   'telnet-shell',
   'nbd-server',
   'store-s3',
@@ -102,6 +104,15 @@ describe('packed packages outside the workspace', () => {
 
   afterAll(async () => {
     await dir?.cleanup();
+  });
+
+  it('pack every package the workspace publishes', async () => {
+    const published: string[] = [];
+    for (const name of await readdir(join(ROOT, 'packages'))) {
+      const manifest = JSON.parse(await readFile(join(ROOT, 'packages', name, 'package.json'), 'utf8'));
+      if (manifest.private !== true) published.push(name);
+    }
+    expect([...PUBLISHED].sort()).toEqual(published.sort());
   });
 
   it('publish no workspace: or catalog: ranges, and each a LICENSE and a README', async () => {
