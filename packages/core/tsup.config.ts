@@ -3,7 +3,7 @@ import { builtinsForCommonJs, packageBuild } from '../../tsup.base.js';
 const entries = {
   index: 'src/index.ts',
   'source/index': 'src/source/index.ts',
-  'store/index': 'src/store/index.ts',
+  'store/index': 'src/repository/index.ts',
   'testing/index': 'src/testing/index.ts',
   // Helpers without vitest, for the benchmarks and the demo.
   'testing/helpers': 'src/testing/helpers.ts',

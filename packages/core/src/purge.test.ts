@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Archive } from './archive/index.js';
 import { runBackup } from './backup.js';
 import { purgeStore } from './purge.js';
-import { DirectoryChunkStore } from './store/chunk-store.js';
+import { DirectoryChunkStore } from './repository/chunk-store.js';
 import type { ChunkStore } from './store/contract.js';
 import { bufferSource, MiB, silent } from './test-helpers.js';
 import { restoreToBuffer, tempDir } from './testing/helpers.js';

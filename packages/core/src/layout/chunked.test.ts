@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DirectoryChunkStore } from '../store/chunk-store.js';
+import { DirectoryChunkStore } from '../repository/chunk-store.js';
 import type { PutResult } from '../store/contract.js';
 import { ChunkedRevisionWriter } from './chunked.js';
 

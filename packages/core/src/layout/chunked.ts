@@ -1,8 +1,8 @@
 import { chunkBuffers } from '../buffer-pool.js';
 import { BackyError } from '../errors.js';
+import type { ChunkStore, ReadOptions } from '../repository/chunk-store.js';
 import { CHUNK_HASH, hashChunk, isAllZero } from '../store/chunk-hash.js';
 import type { ChunkMap } from '../store/chunk-map.js';
-import type { ChunkStore, ReadOptions } from '../store/chunk-store.js';
 import type { ChunkNaming } from '../store/contract.js';
 import { MapReader } from './map-reader.js';
 import { MapWriter } from './map-writer.js';

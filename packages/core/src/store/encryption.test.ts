@@ -5,12 +5,12 @@ import { z } from 'zod';
 import { Archive } from '../archive/index.js';
 import { mapPath } from '../archive/paths.js';
 import { purgeStore } from '../purge.js';
+import type { DirectoryChunkStore } from '../repository/chunk-store.js';
 import { backupOf, MiB, rejection, silent } from '../test-helpers.js';
 import { plaintextRuns, restoreToBuffer, tempDir, vmLikeData } from '../testing/helpers.js';
 import { RemoteDirectoryBackend } from '../testing-fixtures/remote-directory.js';
 import { verifyRevisions } from '../verify.js';
 import { chunkHashHex } from './chunk-hash.js';
-import type { DirectoryChunkStore } from './chunk-store.js';
 import type { StoreDriver } from './contract.js';
 import { newKeyFile, writeKeyFile } from './key-file.js';
 

@@ -5,9 +5,9 @@
  */
 export { ChunkedRevisionReader, ChunkedRevisionWriter } from '../layout/chunked.js';
 export { mmh3Hex } from '../legacy/mmh3.js';
+export { DirectoryChunkStore } from '../repository/chunk-store.js';
 export { chunkHashHex, hashChunk, isAllZero } from '../store/chunk-hash.js';
 export { ChunkMap } from '../store/chunk-map.js';
-export { DirectoryChunkStore } from '../store/chunk-store.js';
 
 export { chunkChecker };
 

@@ -4,6 +4,8 @@
  * directory backend, the errors it throws and the chunk pool its pooled loads use. Everything above the
  * bytes (codec, encryption, checks, quarantine, leases, catalog) is the repository's. Backends are
  * tested with `testBackend`, the store over them with `testChunkStore`, from `@backy/core/testing`.
+ * The entry sits here, above the repository it exports, so that store/ (the primitives the repository
+ * builds on) never imports the repository.
  */
 export type {
   Backend,
@@ -17,11 +19,9 @@ export { chunkBuffers } from '../buffer-pool.js';
 export { BackyError, type BackyErrorCode, isBackyError } from '../errors.js';
 export { revisionFileName, revisionIdOfRevFile } from '../format/archive-files.js';
 export type { Lock, LockMode } from '../lock.js';
-export { Repository, type RepositoryOptions } from '../repository/repository.js';
-export type { RegistryEntry } from './archive-registry.js';
-export { CHUNK_HASH, type ChunkCheck, type HashAlgorithm, hashChunk } from './chunk-hash.js';
-export { type ChunkStoreOptions, DirectoryChunkStore } from './chunk-store.js';
-export type { Codec, CodecName } from './codec.js';
+export type { RegistryEntry } from '../store/archive-registry.js';
+export { CHUNK_HASH, type ChunkCheck, type HashAlgorithm, hashChunk } from '../store/chunk-hash.js';
+export type { Codec, CodecName } from '../store/codec.js';
 export type {
   ChunkNaming,
   ChunkStore,
@@ -34,6 +34,8 @@ export type {
   StoreDrivers,
   StoreDriverTable,
   StoreEntry,
-} from './contract.js';
-export { defineStoreDriver, directoryStoreDriver, isStoreDriver } from './drivers.js';
-export type { StoreKey } from './key-file.js';
+} from '../store/contract.js';
+export { defineStoreDriver, directoryStoreDriver, isStoreDriver } from '../store/drivers.js';
+export type { StoreKey } from '../store/key-file.js';
+export { type ChunkStoreOptions, DirectoryChunkStore } from './chunk-store.js';
+export { Repository, type RepositoryOptions } from './repository.js';

@@ -1,13 +1,13 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { layoutFor } from '../archive/layouts.js';
 import { DirectoryBackend } from '../backend/directory.js';
 import { type ArchiveConfig, archiveConfigSchema } from '../config.js';
 import { BackyError, isBackyError } from '../errors.js';
-import { DirectoryChunkStore } from './chunk-store.js';
-import type { StoreDriver, StoreDrivers } from './contract.js';
-import { defineStoreDriver, directoryStoreDriver, isStoreDriver } from './drivers.js';
+import { DirectoryChunkStore } from '../repository/chunk-store.js';
+import type { StoreDriver, StoreDrivers } from '../store/contract.js';
+import { defineStoreDriver, directoryStoreDriver, isStoreDriver } from '../store/drivers.js';
+import { layoutFor } from './layouts.js';
 import { openStore as openStoreOf } from './open-store.js';
 
 const config = (store: Record<string, unknown>, layout = 'chunked') =>

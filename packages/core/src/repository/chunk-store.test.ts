@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { chunkBuffers } from '../buffer-pool.js';
 import { isBackyError } from '../errors.js';
+import { chunkHashHex, isAllZero, sha256Hex } from '../store/chunk-hash.js';
+import { ChunkMap } from '../store/chunk-map.js';
 import { tempDir } from '../testing/helpers.js';
-import { chunkHashHex, isAllZero, sha256Hex } from './chunk-hash.js';
-import { ChunkMap } from './chunk-map.js';
 import { DirectoryChunkStore } from './chunk-store.js';
 
 let dir: { path: string; cleanup: () => Promise<void> };

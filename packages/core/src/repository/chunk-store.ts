@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { DirectoryBackend } from '../backend/directory.js';
-import { Repository, type RepositoryOptions } from '../repository/repository.js';
+import { Repository, type RepositoryOptions } from './repository.js';
 
-export type { ChunkStore, PutResult, ReadOptions, StoreEntry } from './contract.js';
+export type { ChunkStore, PutResult, ReadOptions, StoreEntry } from '../store/contract.js';
 
 export type ChunkStoreOptions = RepositoryOptions;
 

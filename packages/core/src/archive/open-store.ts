@@ -3,13 +3,13 @@ import type { Backend } from '../backend/contract.js';
 import { DirectoryBackend } from '../backend/directory.js';
 import type { ArchiveConfig } from '../config.js';
 import { BackyError } from '../errors.js';
+import { DirectoryChunkStore } from '../repository/chunk-store.js';
 import { Repository } from '../repository/repository.js';
-import { DirectoryChunkStore } from './chunk-store.js';
-import type { CodecName } from './codec.js';
-import type { ChunkStore, StoreDriver, StoreDrivers, StoreDriverTable } from './contract.js';
-import { directoryStoreDriver } from './drivers.js';
-import { loadStoreKey, type StoreKey } from './key-file.js';
-import { validateStoreOptions } from './options.js';
+import type { CodecName } from '../store/codec.js';
+import type { ChunkStore, StoreDriver, StoreDrivers, StoreDriverTable } from '../store/contract.js';
+import { directoryStoreDriver } from '../store/drivers.js';
+import { loadStoreKey, type StoreKey } from '../store/key-file.js';
+import { validateStoreOptions } from '../store/options.js';
 
 /** What the store needs to know of the archive's layout (archive/layout.ts). */
 export interface StoreLayout {
