@@ -51,6 +51,51 @@ interface Finding {
   lines: string[];
 }
 
+/** Jobs whose newest revision is distrusted or failed verification, or with damaged revision files. */
+function doubtfulFinding(jobs: readonly JobStatus[]): Finding | null {
+  const damaged = (j: JobStatus) => (j.damaged_revisions ?? '').length > 0;
+  const doubtful = jobs.filter(
+    (j) => j.last_trust === 'distrusted' || j.last_verification === 'failed' || damaged(j),
+  );
+  if (doubtful.length === 0) return null;
+  return {
+    level: 'WARNING',
+    summary: `${doubtful.length} jobs with a distrusted or unverified newest revision${jobs.some(damaged) ? ' or damaged revision files' : ''}`,
+    lines: doubtful.flatMap((j) => [
+      ...(j.last_trust === 'distrusted' || j.last_verification === 'failed'
+        ? [
+            `${j.job}: newest revision ${j.last_trust === 'distrusted' ? 'is distrusted' : 'failed verification'} (${j.last_time ?? 'unknown time'})`,
+          ]
+        : []),
+      ...(damaged(j) ? [`${j.job}: damaged revision files kept: ${j.damaged_revisions}`] : []),
+    ]),
+  };
+}
+
+/** The check's answer: the worst level, its findings' summaries on the first line, then every detail. */
+function verdict(findings: readonly Finding[], jobCount: number): CheckResult {
+  const worst = findings.some((f) => f.level === 'CRITICAL')
+    ? 'CRITICAL'
+    : findings.length > 0
+      ? 'WARNING'
+      : null;
+  if (worst == null) return { exitCode: NAGIOS.OK, lines: [`OK: ${jobCount} jobs within SLA`] };
+  const ordered = [
+    ...findings.filter((f) => f.level === 'CRITICAL'),
+    ...findings.filter((f) => f.level === 'WARNING'),
+  ];
+  return {
+    exitCode: NAGIOS[worst],
+    lines: [
+      `${worst}: ${findings
+        .filter((f) => f.level === worst)
+        .map((f) => f.summary)
+        .join('; ')}`,
+      ...ordered.flatMap((f) => f.lines),
+    ],
+  };
+}
+
 /**
  * Judges the status file's contents (null: no file) at `nowMs`. Pure, so the rules are tested directly.
  * Every finding is listed; the worst decides the state, and its summaries make the first line.
@@ -128,24 +173,8 @@ export function evaluateStatus(
     'jobs without a successful backup yet',
     (j: JobStatus) => `${j.job}: no successful backup yet (status: ${j.status})`,
   );
-  const damaged = (j: JobStatus) => (j.damaged_revisions ?? '').length > 0;
-  const doubtful = jobs.filter(
-    (j) => j.last_trust === 'distrusted' || j.last_verification === 'failed' || damaged(j),
-  );
-  if (doubtful.length > 0) {
-    findings.push({
-      level: 'WARNING',
-      summary: `${doubtful.length} jobs with a distrusted or unverified newest revision${jobs.some(damaged) ? ' or damaged revision files' : ''}`,
-      lines: doubtful.flatMap((j) => [
-        ...(j.last_trust === 'distrusted' || j.last_verification === 'failed'
-          ? [
-              `${j.job}: newest revision ${j.last_trust === 'distrusted' ? 'is distrusted' : 'failed verification'} (${j.last_time ?? 'unknown time'})`,
-            ]
-          : []),
-        ...(damaged(j) ? [`${j.job}: damaged revision files kept: ${j.damaged_revisions}`] : []),
-      ]),
-    });
-  }
+  const doubtful = doubtfulFinding(jobs);
+  if (doubtful != null) findings.push(doubtful);
   if (options.configuredJobs != null) {
     const configured = new Set(options.configuredJobs);
     add(
@@ -157,26 +186,7 @@ export function evaluateStatus(
     );
   }
 
-  const worst = findings.some((f) => f.level === 'CRITICAL')
-    ? 'CRITICAL'
-    : findings.length > 0
-      ? 'WARNING'
-      : null;
-  if (worst == null) return { exitCode: NAGIOS.OK, lines: [`OK: ${jobs.length} jobs within SLA`] };
-  const ordered = [
-    ...findings.filter((f) => f.level === 'CRITICAL'),
-    ...findings.filter((f) => f.level === 'WARNING'),
-  ];
-  return {
-    exitCode: NAGIOS[worst],
-    lines: [
-      `${worst}: ${findings
-        .filter((f) => f.level === worst)
-        .map((f) => f.summary)
-        .join('; ')}`,
-      ...ordered.flatMap((f) => f.lines),
-    ],
-  };
+  return verdict(findings, jobs.length);
 }
 
 /** Reads the status file and judges it; an unreadable file is UNKNOWN. */

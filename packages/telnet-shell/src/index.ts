@@ -1,6 +1,5 @@
 export { readTokenFile, type ShellSession } from './auth.js';
 export {
-  formatSeconds,
   formatTime,
   type ShellBackend,
   type ShellJob,

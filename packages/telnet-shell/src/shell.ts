@@ -1,5 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
-import { listenUnixSocket, type UnixSocketListener } from '@backy/core';
+import { formatDuration, listenUnixSocket, type UnixSocketListener } from '@backy/core';
 import type { JobStatus, NameFilter } from '@backy/scheduler';
 import type { Logger } from 'pino';
 import { RE2JS } from 're2js';
@@ -430,11 +430,11 @@ export class TelnetShell {
     const rows = jobs.map((j) => [
       j.job,
       j.sla,
-      j.sla_overdue > 0 ? formatSeconds(j.sla_overdue) : '-',
+      j.sla_overdue > 0 ? formatDuration(j.sla_overdue) : '-',
       j.status,
       formatTime(j.last_time, zone),
       `${j.last_tags ?? '-'}${j.last_snapshot === 'direct' ? ' (crash-consistent)' : ''}`,
-      j.last_duration == null ? '-' : formatSeconds(j.last_duration),
+      j.last_duration == null ? '-' : formatDuration(j.last_duration),
       formatTime(j.next_time, zone),
       j.next_tags ?? '-',
       formatOutcome(j),
@@ -495,13 +495,4 @@ export function formatTime(iso: string | null, timeZone?: string): string {
       .map((p) => [p.type, p.value]),
   );
   return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}`;
-}
-
-/** `45s`, `3m12s`, `2h05m`, `3d04h`. */
-export function formatSeconds(seconds: number): string {
-  const s = Math.round(seconds);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
-  return `${Math.floor(s / 86400)}d${String(Math.floor((s % 86400) / 3600)).padStart(2, '0')}h`;
 }

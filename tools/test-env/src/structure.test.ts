@@ -18,7 +18,6 @@ const MAX_FUNCTION_LINES = 120;
 /** Source files over the limit today, with their line count then. */
 const LONG_FILES: Record<string, number> = {
   'packages/core/src/testing/store-suite.ts': 604,
-  'packages/telnet-shell/src/shell.ts': 507,
 };
 
 /** Functions over the limit today (`file:name`), with their line count then. */
@@ -31,7 +30,6 @@ const LONG_FUNCTIONS: Record<string, number> = {
   'packages/core/src/testing/store-suite.ts:testChunkStore': 503,
   'packages/core/src/testing/store-suite.ts:(callback of suite)': 497,
   'packages/nbd-server/src/handshake.ts:negotiate': 154,
-  'packages/scheduler/src/check.ts:evaluateStatus': 123,
   'packages/source-ceph-rbd/src/apply-diff.ts:applyRbdDiff': 152,
   'packages/source-ceph-rbd/src/source.ts:createRbdSource': 355,
   'packages/source-nbd/src/client.ts:connect': 153,
