@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { MiB } from '@backy/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backy, oneLineError, tempDir } from './helpers.js';
 
@@ -31,7 +32,6 @@ const SCHEMA = `{
 /** A third-party driver in a few lines: the directory store under a type of its own, which logs each open. */
 const GOOD = `import { appendFileSync } from 'node:fs';
 import { defineStoreDriver, directoryStoreDriver } from ${JSON.stringify(CORE_STORE)};
-import { MiB } from '@backy/core/testing';
 export default defineStoreDriver({
   type: 'counting',
   optionsSchema: ${SCHEMA},

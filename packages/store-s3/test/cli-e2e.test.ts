@@ -403,7 +403,7 @@ describe.skipIf(skip != null)('backy with an archive on S3 (Ceph RGW)', () => {
       [
         config.replace(/endpoint: .*/, 'endpoint: ftp://x'),
         {},
-        /store\.endpoint: must be an http:\/\/ or https:\/\/ URL$/,
+        /store\.endpoint: must be an http:\/\/ or https:\/\/ URL \(store type s3\)$/,
       ],
     ];
     for (const [text, extra, message] of cases) {
