@@ -72,13 +72,8 @@ async function rssMiB(pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
 }
 
-async function main() {
-  await rm(dir, { recursive: true, force: true });
-  const base = join(dir, 'base');
-  await mkdir(base, { recursive: true });
-  const image = join(dir, 'tiny.img');
-  await writeFile(image, randomBytes(64 * 1024));
-  const port = await freePort();
+/** JOBS archives of REVISIONS revisions each under `base`, written directly: the jobs of the config. */
+async function prepareJobs(base: string, image: string): Promise<Record<string, unknown>> {
   const jobs: Record<string, unknown> = {};
   const now = Date.now();
   process.stdout.write(`preparing ${JOBS} jobs with ${REVISIONS} revisions each… `);
@@ -120,6 +115,17 @@ async function main() {
     }
     await Promise.all(writes);
   }
+  return jobs;
+}
+
+async function main() {
+  await rm(dir, { recursive: true, force: true });
+  const base = join(dir, 'base');
+  await mkdir(base, { recursive: true });
+  const image = join(dir, 'tiny.img');
+  await writeFile(image, randomBytes(64 * 1024));
+  const port = await freePort();
+  const jobs = await prepareJobs(base, image);
   const conf = join(dir, 'backy.conf');
   await writeFile(
     conf,
