@@ -92,21 +92,17 @@ function isZero(data: Buffer): boolean {
   return true;
 }
 
-/** True if the export's chunk `index` equals the parent's. */
-async function sameAsParent(parent: RevisionReader, index: number, data: Buffer): Promise<boolean> {
-  if (parent.isZero(index)) return isZero(data);
-  return (await parent.read(index)).equals(data);
-}
-
-export async function backupExport(
+/**
+ * The plan's dirty bitmap if an incremental can be made from it (a trusted parent of the same size, and
+ * the server offers the bitmap), else null with the reason for a full backup.
+ */
+function usableBitmap(
   ctx: BackupContext,
   client: NbdClient,
   plan: ExportBackupPlan,
-  hooks: SampleHooks = {},
-): Promise<BackupRun> {
-  const { writer, signal } = ctx;
-  const size = client.size;
+): { bitmap: string | null; fullReason: string } {
   const log = ctx.logger;
+  const size = client.size;
   let bitmap = plan.bitmap;
   let fullReason = plan.fullReason ?? 'no bitmap to make an incremental from';
   if (bitmap != null && ctx.parent == null) {
@@ -126,6 +122,27 @@ export async function backupExport(
     fullReason = `dirty bitmap ${bitmap} is not offered`;
     bitmap = null;
   }
+  return { bitmap, fullReason };
+}
+
+/** True if the export's chunk `index` equals the parent's. */
+async function sameAsParent(parent: RevisionReader, index: number, data: Buffer): Promise<boolean> {
+  if (parent.isZero(index)) return isZero(data);
+  return (await parent.read(index)).equals(data);
+}
+
+export async function backupExport(
+  ctx: BackupContext,
+  client: NbdClient,
+  plan: ExportBackupPlan,
+  hooks: SampleHooks = {},
+): Promise<BackupRun> {
+  const { writer, signal } = ctx;
+  const size = client.size;
+  const log = ctx.logger;
+  const usable = usableBitmap(ctx, client, plan);
+  const bitmap = usable.bitmap;
+  let fullReason = usable.fullReason;
   await writer.resize(size);
   const { chunkSize, chunkCount: count } = writer;
   const data = await dataChunks(client, chunkSize, count);
