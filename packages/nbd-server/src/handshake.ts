@@ -106,41 +106,15 @@ export class Handshake {
       }
       try {
         switch (option) {
-          case OPT.EXPORT_NAME: {
-            if (length > MAX_STRING) throw new ProtocolViolation('export name too long');
-            const name = data.toString('utf8');
-            // This option cannot report an error: an unknown name ends the session.
-            const attached = await this.openExport(name).catch((error) => {
-              this.log.info(
-                { export: name, reason: (error as Error).message },
-                'unknown export requested; closing',
-              );
-              return null;
-            });
-            if (attached == null) return null;
-            this.io.writer.write(
-              encodeExportNameReply(attached.opened.size, this.transmissionFlags(), this.noZeroes),
-            );
-            return attached;
-          }
+          case OPT.EXPORT_NAME:
+            return await this.exportName(data);
           case OPT.ABORT:
             this.reply(option, REP.ACK);
             this.io.writer.end();
             return null;
-          case OPT.LIST: {
-            if (length !== 0) throw new OptionSyntaxError('NBD_OPT_LIST takes no data');
-            let exports: NbdExportInfo[];
-            try {
-              exports = await this.settings.exports.list();
-            } catch (error) {
-              this.log.warn({ err: error }, 'listing exports failed');
-              this.replyError(option, REP.ERR_POLICY, `cannot list revisions: ${(error as Error).message}`);
-              break;
-            }
-            for (const e of exports) this.reply(option, REP.SERVER, encodeServerReply(e.name, e.description));
-            this.reply(option, REP.ACK);
+          case OPT.LIST:
+            await this.listExports(option, length);
             break;
-          }
           case OPT.STRUCTURED_REPLY:
             if (length !== 0) throw new OptionSyntaxError('NBD_OPT_STRUCTURED_REPLY takes no data');
             this.structured = true;
@@ -148,75 +122,16 @@ export class Handshake {
             break;
           case OPT.INFO:
           case OPT.GO: {
-            const request = decodeInfoRequest(data);
-            const go = option === OPT.GO;
-            let info: NbdExportInfo;
-            let attached: Negotiated | null = null;
-            try {
-              if (go) {
-                attached = await this.openExport(request.name);
-                info = attached.opened;
-              } else {
-                info = await this.settings.exports.describe(request.name);
-              }
-            } catch (error) {
-              this.replyExportError(option, request.name, error);
-              break;
-            }
-            this.reply(option, REP.INFO, encodeInfoExport(info.size, this.transmissionFlags()));
-            if (request.requests.includes(INFO.NAME))
-              this.reply(option, REP.INFO, encodeInfoString(INFO.NAME, info.name));
-            if (request.requests.includes(INFO.DESCRIPTION)) {
-              this.reply(option, REP.INFO, encodeInfoString(INFO.DESCRIPTION, info.description));
-            }
-            if (request.requests.includes(INFO.BLOCK_SIZE)) {
-              this.reply(option, REP.INFO, encodeInfoBlockSize(1, 4096, this.settings.maxRequestBytes));
-            }
-            this.reply(option, REP.ACK);
-            if (go && attached) return attached;
+            const attached = await this.infoOrGo(option, data);
+            if (attached != null) return attached;
             break;
           }
           case OPT.LIST_META_CONTEXT:
-          case OPT.SET_META_CONTEXT: {
-            if (!this.structured) {
-              this.replyError(option, REP.ERR_INVALID, 'negotiate NBD_OPT_STRUCTURED_REPLY first');
-              break;
-            }
-            const set = option === OPT.SET_META_CONTEXT;
-            const request = decodeMetaContextRequest(data);
-            if (set) this.allocationFor = null;
-            try {
-              await this.settings.exports.describe(request.name);
-            } catch (error) {
-              this.replyExportError(option, request.name, error);
-              break;
-            }
-            const wanted = set
-              ? request.queries.includes(BASE_ALLOCATION)
-              : request.queries.length === 0 ||
-                request.queries.some((q) => q === 'base:' || q === BASE_ALLOCATION);
-            if (wanted) {
-              this.reply(
-                option,
-                REP.META_CONTEXT,
-                encodeMetaContextReply(set ? ALLOCATION_CONTEXT_ID : 0, BASE_ALLOCATION),
-              );
-              if (set) this.allocationFor = request.name;
-            }
-            this.reply(option, REP.ACK);
+          case OPT.SET_META_CONTEXT:
+            await this.metaContext(option, data);
             break;
-          }
           case OPT.STARTTLS:
-            if (length !== 0) throw new OptionSyntaxError('NBD_OPT_STARTTLS takes no data');
-            if (this.startTls == null) {
-              this.replyError(option, REP.ERR_POLICY, 'TLS is not configured on this server');
-            } else if (this.tlsActive) {
-              this.replyError(option, REP.ERR_INVALID, 'TLS is already active');
-            } else {
-              this.reply(option, REP.ACK);
-              await this.startTls();
-              this.tlsActive = true;
-            }
+            await this.startTlsOption(option, length);
             break;
           default:
             this.replyError(option, REP.ERR_UNSUP, `${optionName(option)} is not supported`);
@@ -228,6 +143,107 @@ export class Handshake {
         }
         throw error;
       }
+    }
+  }
+
+  /** NBD_OPT_EXPORT_NAME: the export, or null (it cannot report an error: an unknown name ends the session). */
+  private async exportName(data: Buffer): Promise<Negotiated | null> {
+    if (data.length > MAX_STRING) throw new ProtocolViolation('export name too long');
+    const name = data.toString('utf8');
+    const attached = await this.openExport(name).catch((error) => {
+      this.log.info({ export: name, reason: (error as Error).message }, 'unknown export requested; closing');
+      return null;
+    });
+    if (attached == null) return null;
+    this.io.writer.write(
+      encodeExportNameReply(attached.opened.size, this.transmissionFlags(), this.noZeroes),
+    );
+    return attached;
+  }
+
+  private async listExports(option: number, length: number): Promise<void> {
+    if (length !== 0) throw new OptionSyntaxError('NBD_OPT_LIST takes no data');
+    let exports: NbdExportInfo[];
+    try {
+      exports = await this.settings.exports.list();
+    } catch (error) {
+      this.log.warn({ err: error }, 'listing exports failed');
+      this.replyError(option, REP.ERR_POLICY, `cannot list revisions: ${(error as Error).message}`);
+      return;
+    }
+    for (const e of exports) this.reply(option, REP.SERVER, encodeServerReply(e.name, e.description));
+    this.reply(option, REP.ACK);
+  }
+
+  /** NBD_OPT_INFO and NBD_OPT_GO: the export's facts; for GO the opened export (null: go on negotiating). */
+  private async infoOrGo(option: number, data: Buffer): Promise<Negotiated | null> {
+    const request = decodeInfoRequest(data);
+    const go = option === OPT.GO;
+    let info: NbdExportInfo;
+    let attached: Negotiated | null = null;
+    try {
+      if (go) {
+        attached = await this.openExport(request.name);
+        info = attached.opened;
+      } else {
+        info = await this.settings.exports.describe(request.name);
+      }
+    } catch (error) {
+      this.replyExportError(option, request.name, error);
+      return null;
+    }
+    this.reply(option, REP.INFO, encodeInfoExport(info.size, this.transmissionFlags()));
+    if (request.requests.includes(INFO.NAME))
+      this.reply(option, REP.INFO, encodeInfoString(INFO.NAME, info.name));
+    if (request.requests.includes(INFO.DESCRIPTION)) {
+      this.reply(option, REP.INFO, encodeInfoString(INFO.DESCRIPTION, info.description));
+    }
+    if (request.requests.includes(INFO.BLOCK_SIZE)) {
+      this.reply(option, REP.INFO, encodeInfoBlockSize(1, 4096, this.settings.maxRequestBytes));
+    }
+    this.reply(option, REP.ACK);
+    return go ? attached : null;
+  }
+
+  /** NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT: only `base:allocation` is offered. */
+  private async metaContext(option: number, data: Buffer): Promise<void> {
+    if (!this.structured) {
+      this.replyError(option, REP.ERR_INVALID, 'negotiate NBD_OPT_STRUCTURED_REPLY first');
+      return;
+    }
+    const set = option === OPT.SET_META_CONTEXT;
+    const request = decodeMetaContextRequest(data);
+    if (set) this.allocationFor = null;
+    try {
+      await this.settings.exports.describe(request.name);
+    } catch (error) {
+      this.replyExportError(option, request.name, error);
+      return;
+    }
+    const wanted = set
+      ? request.queries.includes(BASE_ALLOCATION)
+      : request.queries.length === 0 || request.queries.some((q) => q === 'base:' || q === BASE_ALLOCATION);
+    if (wanted) {
+      this.reply(
+        option,
+        REP.META_CONTEXT,
+        encodeMetaContextReply(set ? ALLOCATION_CONTEXT_ID : 0, BASE_ALLOCATION),
+      );
+      if (set) this.allocationFor = request.name;
+    }
+    this.reply(option, REP.ACK);
+  }
+
+  private async startTlsOption(option: number, length: number): Promise<void> {
+    if (length !== 0) throw new OptionSyntaxError('NBD_OPT_STARTTLS takes no data');
+    if (this.startTls == null) {
+      this.replyError(option, REP.ERR_POLICY, 'TLS is not configured on this server');
+    } else if (this.tlsActive) {
+      this.replyError(option, REP.ERR_INVALID, 'TLS is already active');
+    } else {
+      this.reply(option, REP.ACK);
+      await this.startTls();
+      this.tlsActive = true;
     }
   }
 

@@ -29,7 +29,6 @@ const LONG_FUNCTIONS: Record<string, number> = {
   'packages/core/src/testing/backend-suite.ts:(callback of suite)': 154,
   'packages/core/src/testing/store-suite.ts:testChunkStore': 503,
   'packages/core/src/testing/store-suite.ts:(callback of suite)': 497,
-  'packages/nbd-server/src/handshake.ts:negotiate': 154,
   'packages/source-ceph-rbd/src/apply-diff.ts:applyRbdDiff': 152,
   'packages/source-ceph-rbd/src/source.ts:createRbdSource': 355,
   'packages/source-nbd/src/client.ts:connect': 153,
