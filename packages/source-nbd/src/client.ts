@@ -7,39 +7,16 @@ import { connect, type Socket } from 'node:net';
 import { BackyError } from '@backy/core/source';
 import {
   CMD,
-  decodeGreeting,
-  decodeInfoBlockSize,
-  decodeInfoExport,
-  decodeMetaContextReply,
-  decodeOptionReplyHeader,
-  encodeClientFlags,
-  encodeInfoRequest,
-  encodeMetaContextRequest,
-  encodeOption,
   encodeRequest,
   errorName,
-  FLAG_C_FIXED_NEWSTYLE,
-  FLAG_C_NO_ZEROES,
-  FLAG_FIXED_NEWSTYLE,
-  FLAG_NO_ZEROES,
-  GREETING_BYTES,
-  IHAVEOPT,
-  INFO,
-  infoType,
-  NBDMAGIC,
-  OPT,
-  OPTION_REPLY_HEADER_BYTES,
-  OPTION_REPLY_MAGIC,
-  optionName,
-  REP,
   REPLY_FLAG_DONE,
   REPLY_TYPE,
-  replyName,
   SIMPLE_REPLY_MAGIC,
   STRUCTURED_REPLY_MAGIC,
 } from '@backy/nbd-protocol';
 import { describeAddress, type NbdAddress } from './address.js';
 import { ByteQueue } from './byte-queue.js';
+import { OptionChannel } from './client-handshake.js';
 
 /** One extent of a block status reply. */
 export interface Extent {
@@ -143,99 +120,11 @@ export class NbdClient {
     const onAbort = () => rx.fail(new BackyError('ABORTED', 'aborted'));
     options.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const hello = decodeGreeting(await rx.read(GREETING_BYTES));
-      if (hello.magic !== NBDMAGIC || hello.optionMagic !== IHAVEOPT)
-        throw new BackyError('SOURCE_FAILED', `${where} is not a newstyle NBD server`);
-      const serverFlags = hello.flags;
-      if ((serverFlags & FLAG_FIXED_NEWSTYLE) === 0)
-        throw new BackyError(
-          'SOURCE_FAILED',
-          `NBD server ${where} does not speak the fixed newstyle handshake`,
-        );
-      const clientFlags = FLAG_C_FIXED_NEWSTYLE | (serverFlags & FLAG_NO_ZEROES ? FLAG_C_NO_ZEROES : 0);
-      socket.write(encodeClientFlags(clientFlags));
-
-      const option = async (opt: number, data: Buffer) => {
-        socket.write(encodeOption(opt, data));
-      };
-      const optionReply = async (opt: number) => {
-        const {
-          magic,
-          option: replied,
-          type,
-          length,
-        } = decodeOptionReplyHeader(await rx.read(OPTION_REPLY_HEADER_BYTES));
-        if (magic !== OPTION_REPLY_MAGIC || replied !== opt)
-          throw new BackyError(
-            'SOURCE_FAILED',
-            `NBD server ${where} sent a malformed reply to ${optionName(opt)}`,
-          );
-        const data = length > 0 ? Buffer.from(await rx.read(length)) : Buffer.alloc(0);
-        return { type, data };
-      };
-      /** The error for a reply to `opt` that is neither its data nor ACK. */
-      const optionFailure = (opt: number, reply: { type: number; data: Buffer }) => {
-        if (reply.type === REP.ERR_UNKNOWN)
-          return new BackyError(
-            'SOURCE_UNAVAILABLE',
-            `NBD server ${where} has no export ${JSON.stringify(address.exportName)}`,
-          );
-        const text = reply.data.toString('utf8').trim();
-        return new BackyError(
-          'SOURCE_FAILED',
-          `NBD server ${where}: ${optionName(opt)} failed (${replyName(reply.type)}${text === '' ? '' : `: ${text}`})`,
-        );
-      };
-
-      await option(OPT.STRUCTURED_REPLY, Buffer.alloc(0));
-      const structured = await optionReply(OPT.STRUCTURED_REPLY);
-      if (structured.type !== REP.ACK)
-        throw new BackyError(
-          'SOURCE_FAILED',
-          `NBD server ${where} does not support structured replies, which backy needs to skip holes and ask for block status`,
-        );
-
-      const contexts = new Map<string, number>();
-      const wanted = options.metaContexts ?? [];
-      const name = address.exportName;
-      if (wanted.length > 0) {
-        await option(OPT.SET_META_CONTEXT, encodeMetaContextRequest({ name, queries: wanted }));
-        for (;;) {
-          const reply = await optionReply(OPT.SET_META_CONTEXT);
-          if (reply.type === REP.META_CONTEXT) {
-            const context = decodeMetaContextReply(reply.data);
-            contexts.set(context.name, context.id);
-          } else if (reply.type === REP.ACK) {
-            break;
-          } else if (reply.type === REP.ERR_UNSUP) {
-            break; // no meta contexts at all: the caller sees none negotiated
-          } else {
-            throw optionFailure(OPT.SET_META_CONTEXT, reply);
-          }
-        }
-      }
-
-      await option(OPT.GO, encodeInfoRequest({ name, requests: [INFO.BLOCK_SIZE] }));
-      let size: number | null = null;
-      let flags = 0;
-      let maxRequest = 32 * 1024 * 1024;
-      for (;;) {
-        const reply = await optionReply(OPT.GO);
-        if (reply.type === REP.INFO) {
-          const info = infoType(reply.data);
-          if (info === INFO.EXPORT) {
-            ({ size, flags } = decodeInfoExport(reply.data));
-          } else if (info === INFO.BLOCK_SIZE) {
-            maxRequest = Math.min(maxRequest, decodeInfoBlockSize(reply.data).maximum);
-          }
-        } else if (reply.type === REP.ACK) {
-          break;
-        } else {
-          throw optionFailure(OPT.GO, reply);
-        }
-      }
-      if (size == null)
-        throw new BackyError('SOURCE_FAILED', `NBD server ${where} did not send the export's size`);
+      const channel = new OptionChannel(socket, rx, where, address.exportName);
+      await channel.greet();
+      await channel.requireStructuredReplies();
+      const contexts = await channel.setMetaContexts(options.metaContexts ?? []);
+      const { size, flags, maxRequest } = await channel.go();
       return new NbdClient(socket, rx, address, size, flags, contexts, maxRequest);
     } catch (error) {
       socket.destroy();

@@ -31,7 +31,6 @@ const LONG_FUNCTIONS: Record<string, number> = {
   'packages/core/src/testing/store-suite.ts:(callback of suite)': 497,
   'packages/source-ceph-rbd/src/apply-diff.ts:applyRbdDiff': 152,
   'packages/source-ceph-rbd/src/source.ts:createRbdSource': 355,
-  'packages/source-nbd/src/client.ts:connect': 153,
 };
 
 /** Import cycles today, each as its files (sorted). */
