@@ -1,4 +1,5 @@
 import { builtinModules } from 'node:module';
+import { dirname, join } from 'node:path';
 import { defineConfig, type Options } from 'tsup';
 
 type Plugin = NonNullable<Options['esbuildPlugins']>[number];
@@ -20,6 +21,27 @@ export const builtinsForCommonJs: Plugin = {
     build.onLoad({ filter: /.*/, namespace: 'builtin-esm' }, (args) => ({
       contents: `export * from 'node:${args.path}';`,
       loader: 'js',
+    }));
+  },
+};
+
+/**
+ * zod's root namespace re-exports all 64 of its message locales (`z.locales`, 313 kB of the 830 kB
+ * bundled) although only English is ever configured; bundled, every command would parse them at start.
+ * This keeps `en` (which zod configures by default) and drops the rest: backy never calls
+ * `z.config(z.locales.xx())`.
+ */
+export const zodEnglishOnly: Plugin = {
+  name: 'zod-english-only',
+  setup(build) {
+    build.onResolve({ filter: /^\.\.\/locales\/index\.js$/ }, (args) => {
+      if (!/[\\/]zod[\\/]v4[\\/](classic|core)[\\/]?$/.test(args.resolveDir)) return undefined;
+      return { path: join(args.resolveDir, '../locales/index.js'), namespace: 'zod-english-only' };
+    });
+    build.onLoad({ filter: /.*/, namespace: 'zod-english-only' }, (args) => ({
+      contents: `export { default as en } from ${JSON.stringify(join(dirname(args.path), 'en.js'))};`,
+      loader: 'js',
+      resolveDir: dirname(args.path),
     }));
   },
 };

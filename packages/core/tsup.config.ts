@@ -1,4 +1,4 @@
-import { builtinsForCommonJs, packageBuild } from '../../tsup.base.js';
+import { builtinsForCommonJs, packageBuild, zodEnglishOnly } from '../../tsup.base.js';
 
 const entries = {
   index: 'src/index.ts',
@@ -23,7 +23,7 @@ export default packageBuild({
   // start; bundled into core's chunks they cost every command a third less CPU. Plugins never share
   // them with core (their option schemas are Standard Schemas, validated through `~standard`).
   noExternal: ['zod', 'yaml'],
-  esbuildPlugins: [builtinsForCommonJs],
+  esbuildPlugins: [builtinsForCommonJs, zodEnglishOnly],
   // The config's JSON Schemas, from the zod schemas of the built code (a step of the package's build, not
   // a script in its published manifest).
   onSuccess: 'node scripts/gen-schema.mjs',
