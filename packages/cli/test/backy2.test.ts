@@ -662,6 +662,13 @@ describe.skipIf(skipWithout('backy 2.2-2.5 chunked archives', 'python3') != null
         expect((await readFile(out)).equals(images[i]!)).toBe(true);
       }
       expect(c('verify').code).toBe(0);
+      // Its `<id>` is a chunk mapping, not an image: find says so and prints the ID.
+      const found = c('find', '-r', ids[0]!);
+      expect([found.stdout, found.stderr]).toEqual([
+        `${ids[0]}\n`,
+        `backy: warning: revision ${ids[0]} has no image file (its data is in chunks); printing its ID\n`,
+      ]);
+      expect(JSON.parse(c('find', '-r', ids[0]!, '--json').stdout)).toMatchObject({ revision: ids[0], image: null });
       expect(c('backup', 'daily').code).toBe(0);
       expect(c('purge').code).toBe(0);
       const lzoFiles = spawnSync('find', [chunks, '-name', '*.chunk.lzo'], { encoding: 'utf8' })

@@ -17,7 +17,8 @@ export const findCommand: Command = {
     const archive = await ctx.openArchive();
     const rev = await archive.resolveOne(String(ctx.values.revision));
     const image = archive.imagePath(rev.uuid);
-    const hasImage = !layoutOf(rev).chunkStore && existsSync(image);
+    // backy 2.2–2.5's `<id>` is a JSON chunk mapping at the image's path: only a layout with image files has one.
+    const hasImage = layoutOf(rev).imageFile && existsSync(image);
     if (ctx.values.json) {
       ctx.printJson({ revision: rev.uuid, image: hasImage ? image : null });
       return 0;
@@ -28,7 +29,7 @@ export const findCommand: Command = {
     }
     // Every command that takes -r SPEC also takes this path, so both forms work in scripts.
     if (ctx.values.id !== true)
-      ctx.warn(`revision ${rev.uuid} has no image file (it lives in the chunk store); printing its ID`);
+      ctx.warn(`revision ${rev.uuid} has no image file (its data is in chunks); printing its ID`);
     ctx.print(rev.uuid);
     return 0;
   },
