@@ -99,4 +99,10 @@ export interface Backend {
   move?(from: string, to: string): Promise<boolean>;
   /** Makes every write so far durable (fsync of the directories written to). Without it: writes are durable when they resolve. */
   flush?(): Promise<void>;
+  /**
+   * The caller will commit a reference to `name`, which it found by `stat` rather than wrote: perhaps
+   * another writer's object, not durable yet. The next `flush` makes it durable too. Without it: an
+   * object is durable once `stat` sees it.
+   */
+  relyOn?(name: string): void;
 }

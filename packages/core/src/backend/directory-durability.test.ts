@@ -1,4 +1,7 @@
+import { dirname } from 'node:path';
 import { afterEach, beforeEach, expect, it, vi } from 'vitest';
+import { Repository } from '../repository/repository.js';
+import { hashChunk } from '../store/chunk-hash.js';
 import { tempDir } from '../testing/helpers.js';
 import { DirectoryBackend } from './directory.js';
 
@@ -61,4 +64,18 @@ it('fsyncs the directory when another writer wins the link race for the same obj
   expect(await backend.saveOnce('ab/raced', Buffer.from('x'))).toBeNull();
   look.mockRestore();
   expect(await flushed(backend)).toEqual(['ab']);
+});
+
+it('fsyncs the directory of a chunk the repository found by stat: another backup may not have flushed it', async () => {
+  const other = new Repository(new DirectoryBackend(dir.path), { codec: 'zstd' });
+  await other.init();
+  const data = Buffer.alloc(8192, 'shared chunk');
+  const hash = await hashChunk(data);
+  expect((await other.put(hash, data)).written).toBeGreaterThan(0);
+  // The other backup has not flushed: this one reuses the chunk and then commits a map naming it.
+  const backend = new DirectoryBackend(dir.path);
+  const store = new Repository(backend, { codec: 'zstd' });
+  expect((await store.put(hash, data)).written).toBe(0);
+  const fan = dirname(backend.pathOf(`${hash.slice(0, 2)}/${hash}`)).slice(dir.path.length + 1);
+  expect(await flushed(backend)).toContain(fan);
 });

@@ -66,7 +66,7 @@ export class DirectoryBackend implements Backend {
     const path = this.pathOf(name);
     if ((await this.stat(name)) != null) {
       // Another writer's object, perhaps still in flight: the caller now relies on it being durable.
-      this.relyOn(dirname(path));
+      this.relyOnDir(dirname(path));
       return null;
     }
     return this.write(name, path, data, async (tmp) => {
@@ -131,7 +131,7 @@ export class DirectoryBackend implements Backend {
       throw ioError(error, `writing ${path}`);
     }
     // Placed or not (lost the race to another writer's object), the caller relies on the object now.
-    this.relyOn(dir);
+    this.relyOnDir(dir);
     if (placed === false) {
       await rm(tmp, { force: true }).catch(() => {});
       return null;
@@ -139,12 +139,16 @@ export class DirectoryBackend implements Backend {
     return this.stat(name);
   }
 
+  relyOn(name: string): void {
+    this.relyOnDir(dirname(this.pathOf(name)));
+  }
+
   /**
    * Marks `dir` for the next `flush`; the first time this handle meets it, its ancestors up to the root
    * too: it may have been created just now (by this handle or another writer), and a directory's entry
    * is durable only once its parent is fsynced.
    */
-  private relyOn(dir: string): void {
+  private relyOnDir(dir: string): void {
     this.dirtyDirs.add(dir);
     if (this.knownDirs.has(dir)) return;
     this.knownDirs.add(dir);

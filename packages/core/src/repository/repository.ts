@@ -168,7 +168,11 @@ export class Repository implements ChunkStore {
   private async putNew(hash: string, data: Buffer, rewrite: boolean): Promise<PutResult> {
     await this.sealing?.claim();
     const name = this.nameOf(hash);
-    if (!rewrite && (await this.backend.stat(name)) != null) return { written: 0 };
+    if (!rewrite && (await this.backend.stat(name)) != null) {
+      // Perhaps another backup's chunk, not yet fsynced: this one's commit must not outrun it.
+      this.backend.relyOn?.(name);
+      return { written: 0 };
+    }
     const file = await encodeChunkFile(this.codec, data);
     const stored = this.sealing == null ? file : this.sealing.sealChunk(hash, file);
     try {
