@@ -45,6 +45,8 @@ const revision = open({
     timestamp: z.string(),
   }).optional(),
   sourceInfo: z.record(z.string(), z.unknown()).optional(),
+  /** Set by `backy protect` (absent: not protected). */
+  protected: z.boolean().optional(),
 });
 
 /** A revision a command changed (or would): what it is now, and what happened to it. */
@@ -116,10 +118,27 @@ export const JSON_OUTPUTS = {
       }),
     ),
   }),
+  protect: open({
+    version,
+    dryRun: z.boolean(),
+    revisions: z.array(changedRevision(['protected', 'would be protected', 'unchanged', 'gone'])),
+  }),
+  unprotect: open({
+    version,
+    dryRun: z.boolean(),
+    revisions: z.array(changedRevision(['unprotected', 'would be unprotected', 'unchanged', 'gone'])),
+  }),
   expire: open({
     version,
     dryRun: z.boolean(),
-    revisions: z.array(open({ uuid: z.string(), removed: z.boolean(), expiredTags: z.array(z.string()) })),
+    revisions: z.array(
+      open({
+        uuid: z.string(),
+        removed: z.boolean(),
+        expiredTags: z.array(z.string()),
+        protected: z.boolean(),
+      }),
+    ),
   }),
   purge: z.union([
     open({

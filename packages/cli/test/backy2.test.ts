@@ -668,7 +668,10 @@ describe.skipIf(skipWithout('backy 2.2-2.5 chunked archives', 'python3') != null
         `${ids[0]}\n`,
         `backy: warning: revision ${ids[0]} has no image file (its data is in chunks); printing its ID\n`,
       ]);
-      expect(JSON.parse(c('find', '-r', ids[0]!, '--json').stdout)).toMatchObject({ revision: ids[0], image: null });
+      expect(JSON.parse(c('find', '-r', ids[0]!, '--json').stdout)).toMatchObject({
+        revision: ids[0],
+        image: null,
+      });
       expect(c('backup', 'daily').code).toBe(0);
       expect(c('purge').code).toBe(0);
       const lzoFiles = spawnSync('find', [chunks, '-name', '*.chunk.lzo'], { encoding: 'utf8' })

@@ -140,9 +140,15 @@ describe('--json: one documented JSON document on stdout per command', () => {
     expect(none).toEqual({ dryRun: true, revisions: [] });
     expect(b('tags', 'set', '-r', first, '').code).toBe(0);
     const planned = json(b('expire', '--json', '--dry-run'));
-    expect(planned).toEqual({ dryRun: true, revisions: [{ uuid: first, removed: true, expiredTags: [] }] });
+    expect(planned).toEqual({
+      dryRun: true,
+      revisions: [{ uuid: first, removed: true, expiredTags: [], protected: false }],
+    });
     const done = json(b('expire', '--json'));
-    expect(done).toEqual({ dryRun: false, revisions: [{ uuid: first, removed: true, expiredTags: [] }] });
+    expect(done).toEqual({
+      dryRun: false,
+      revisions: [{ uuid: first, removed: true, expiredTags: [], protected: false }],
+    });
   });
 
   it('forget: the revisions forgotten (or that would be)', () => {

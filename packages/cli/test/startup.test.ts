@@ -89,7 +89,13 @@ describe('start-up: a command loads its own modules and no other', () => {
     const code = await Promise.all(
       matching(files, 'packages/core/dist/').map((f) => readFile(f.replace(/^file:\/\//, ''), 'latin1')),
     );
-    expect(code.filter((text) => text.includes('Ung\\xFCltige Eingabe')), 'German locale').toEqual([]);
-    expect(code.filter((text) => text.includes('Invalid input')), 'English locale').not.toEqual([]);
+    expect(
+      code.filter((text) => text.includes('Ung\\xFCltige Eingabe')),
+      'German locale',
+    ).toEqual([]);
+    expect(
+      code.filter((text) => text.includes('Invalid input')),
+      'English locale',
+    ).not.toEqual([]);
   });
 });

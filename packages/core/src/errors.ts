@@ -7,6 +7,8 @@ export type BackyErrorCode =
   | 'REVISION_NOT_FOUND'
   | 'REVISION_AMBIGUOUS'
   | 'REVISION_INVALID'
+  /** The revision is protected (`backy protect`): no deletion touches it until `backy unprotect`. */
+  | 'REVISION_PROTECTED'
   | 'LOCKED'
   | 'SOURCE_UNAVAILABLE'
   | 'SOURCE_FAILED'

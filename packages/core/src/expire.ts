@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Archive } from './archive/index.js';
+import { isBackyError } from './errors.js';
 import { type ExpiryAction, planExpiry } from './schedule.js';
 
 /**
@@ -21,10 +22,20 @@ export async function expireArchive(
     for (const action of actions) {
       const rev = byId.get(action.uuid)!;
       if (action.remove) {
-        options.logger.info({ revision: rev.uuid, tags: rev.tags }, 'expired: revision removed');
-        await archive.deleteRevision(rev.uuid);
-      } else if (action.removeTags.length > 0) {
-        options.logger.info({ revision: rev.uuid, removed: action.removeTags }, 'expired tags');
+        try {
+          await archive.deleteRevision(rev.uuid);
+          options.logger.info({ revision: rev.uuid, tags: rev.tags }, 'expired: revision removed');
+          continue;
+        } catch (error) {
+          // Protected in the store by another host since this one listed the revisions: it stays.
+          if (!isBackyError(error, 'REVISION_PROTECTED')) throw error;
+          action.remove = false;
+          action.kept = true;
+        }
+      }
+      if (action.removeTags.length > 0) {
+        const kept = action.kept === true ? { kept: 'protected' } : {};
+        options.logger.info({ revision: rev.uuid, removed: action.removeTags, ...kept }, 'expired tags');
         await archive.updateRevision(rev.uuid, (current) => ({
           ...current,
           tags: current.tags.filter((t) => !action.removeTags.includes(t)),

@@ -66,6 +66,7 @@ export { forgetArchive, type PurgeResult, purgeStore } from './purge.js';
 export { type RestoreOptions, restoreToPath, restoreToStream } from './restore.js';
 export {
   failedOwnVerification,
+  isProtected,
   type Revision,
   type RevisionData,
   type RevisionStats,

@@ -67,6 +67,11 @@ export interface RevisionData {
   verification?: Verification;
   /** Free-form facts a source wants to remember (e.g. the RBD snapshot name). */
   source_info?: Record<string, unknown>;
+  /**
+   * Set by `backy protect`: expire, forget and every other deletion leave the revision (and so its
+   * chunks) alone until `backy unprotect`; `copy` carries it. Absent: not protected.
+   */
+  protected?: boolean;
 }
 
 // The types are written out (not `z.infer`) so that the published declarations do not name zod;
@@ -107,6 +112,7 @@ export const revisionSchema = z.object({
   stats: revisionStatsSchema.optional(),
   verification: verificationSchema.optional(),
   source_info: z.record(z.string(), z.unknown()).optional(),
+  protected: z.boolean().optional(),
 });
 
 /** A complete revision: stats are present. */
@@ -125,6 +131,11 @@ export function isComplete(data: RevisionData): data is Revision {
  */
 export function failedOwnVerification(rev: Pick<RevisionData, 'verification'>): boolean {
   return rev.verification != null && !rev.verification.ok;
+}
+
+/** Whether `backy protect` set the revision aside from every deletion. */
+export function isProtected(rev: Pick<RevisionData, 'protected'>): boolean {
+  return rev.protected === true;
 }
 
 export function revisionDate(rev: RevisionData): Date {

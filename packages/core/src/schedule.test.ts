@@ -64,6 +64,22 @@ describe('schedule', () => {
     expect(plan.e).toBeUndefined();
   });
 
+  it('never removes a protected revision: it loses expired tags (and so counts towards no keep) and stays', () => {
+    const now = new Date(Date.UTC(2026, 5, 1));
+    const old = new Date(now.getTime() - 100 * DAY).toISOString();
+    const schedule = scheduleSchema.parse({ daily: { interval: '1d', keep: 1 } });
+    const revs = [
+      { uuid: 'p', tags: ['daily'], timestamp: old, protected: true },
+      { uuid: 'bare', tags: [], timestamp: old, protected: true },
+      { uuid: 'c', tags: ['daily'], timestamp: old },
+      { uuid: 'e', tags: ['daily'], timestamp: now.toISOString() },
+    ];
+    expect(planExpiry(revs, schedule, now)).toEqual([
+      { uuid: 'p', removeTags: ['daily'], remove: false, kept: true },
+      { uuid: 'c', removeTags: ['daily'], remove: true },
+    ]);
+  });
+
   it('keep: 0 never expires the tag, as in backy 2.x (its expire removes revisions[:-0], none)', () => {
     const now = new Date(Date.UTC(2026, 5, 1));
     const schedule = scheduleSchema.parse({

@@ -64,6 +64,8 @@ export interface ExpiryAction {
   removeTags: string[];
   /** True when the revision has no tags left and is deleted. */
   remove: boolean;
+  /** True when it has no tags left but is protected (`backy protect`): it stays, without tags. */
+  kept?: boolean;
 }
 
 /**
@@ -74,7 +76,7 @@ export interface ExpiryAction {
  * 0, so the tag never expires. Read literally ("keep none") it would delete the revision just made.
  */
 export function planExpiry(
-  revisions: readonly Pick<Revision, 'uuid' | 'tags' | 'timestamp'>[],
+  revisions: readonly Pick<Revision, 'uuid' | 'tags' | 'timestamp' | 'protected'>[],
   schedule: Schedule,
   now: Date,
 ): ExpiryAction[] {
@@ -92,11 +94,18 @@ export function planExpiry(
       removed.set(rev.uuid, [...(removed.get(rev.uuid) ?? []), tag]);
     });
   }
+  // A protected revision loses its expired tags like any other (so it no longer counts towards a tag's
+  // `keep` and pushes no other revision out), but is never deleted.
   return newestFirst
-    .filter((r) => removed.has(r.uuid) || r.tags.length === 0)
-    .map((r) => ({
-      uuid: r.uuid,
-      removeTags: removed.get(r.uuid) ?? [],
-      remove: remaining.get(r.uuid)!.size === 0,
-    }));
+    .filter((r) => removed.has(r.uuid) || (r.tags.length === 0 && r.protected !== true))
+    .map((r) => {
+      const bare = remaining.get(r.uuid)!.size === 0;
+      const kept = bare && r.protected === true;
+      return {
+        uuid: r.uuid,
+        removeTags: removed.get(r.uuid) ?? [],
+        remove: bare && !kept,
+        ...(kept ? { kept } : {}),
+      };
+    });
 }

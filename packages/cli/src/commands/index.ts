@@ -16,6 +16,8 @@ const LOADERS: Record<string, () => Promise<Command>> = {
   distrust: async () => (await import('./revisions.js')).distrustCommand,
   forget: async () => (await import('./revisions.js')).forgetCommand,
   tags: async () => (await import('./revisions.js')).tagsCommand,
+  protect: async () => (await import('./protect.js')).protectCommand,
+  unprotect: async () => (await import('./protect.js')).unprotectCommand,
   expire: async () => (await import('./revisions.js')).expireCommand,
   purge: async () => (await import('./purge.js')).purgeCommand,
   upgrade: async () => (await import('./upgrade.js')).upgradeCommand,

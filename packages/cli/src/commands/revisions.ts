@@ -2,6 +2,7 @@ import {
   type Archive,
   BackyError,
   expireArchive,
+  isProtected,
   type Revision,
   tagNameSchema,
   unscheduledLegacyWarning,
@@ -13,7 +14,7 @@ import { confirm, selectsSet } from '../confirm.js';
  * Runs `work` on the revisions `spec` names, holding the archive's backup lock so no backup changes the
  * revision list meanwhile. A spec that matches nothing is an error.
  */
-async function withRevisions(
+export async function withRevisions(
   ctx: CommandContext,
   spec: unknown,
   work: (archive: Archive, revisions: Revision[]) => Promise<void>,
@@ -39,7 +40,7 @@ async function withRevisions(
  * Like `withRevisions`, and with `dryRun` without the lock: nothing changes, so it works while a
  * backup runs.
  */
-async function selectRevisions(
+export async function selectRevisions(
   ctx: CommandContext,
   spec: unknown,
   dryRun: boolean,
@@ -58,7 +59,12 @@ async function selectRevisions(
  * A change to more than one revision (`-r all`, `tag:daily`, a date range) asks first on a terminal
  * and needs --force without one: `tags set -r all` once rewrote every revision's tags unasked.
  */
-async function confirmSet(ctx: CommandContext, archive: Archive, what: string, count: number): Promise<void> {
+export async function confirmSet(
+  ctx: CommandContext,
+  archive: Archive,
+  what: string,
+  count: number,
+): Promise<void> {
   if (count <= 1 || ctx.values.force === true) return;
   await confirm(
     ctx.stderr,
@@ -67,13 +73,13 @@ async function confirmSet(ctx: CommandContext, archive: Archive, what: string, c
   );
 }
 
-const DRY_RUN_OPTION = {
+export const DRY_RUN_OPTION = {
   type: 'boolean',
   short: 'n',
   description: 'list what would change, change nothing',
 } as const;
 
-const SET_FORCE_OPTION = {
+export const SET_FORCE_OPTION = {
   type: 'boolean',
   short: 'f',
   description: 'change more than one revision without asking (needed without a terminal)',
@@ -179,6 +185,13 @@ export const forgetCommand: Command = {
       return 0;
     }
     return withRevisions(ctx, spec, async (archive, revisions) => {
+      // All or nothing: a set that includes a protected revision deletes none of them.
+      const kept = revisions.filter(isProtected).map((r) => r.uuid);
+      if (kept.length > 0)
+        throw new BackyError(
+          'REVISION_PROTECTED',
+          `forget -r ${spec}: ${kept.length === 1 ? 'revision' : 'revisions'} ${kept.join(', ')} ${kept.length === 1 ? 'is' : 'are'} protected; nothing was forgotten (\`backy unprotect\` first, or choose others)`,
+        );
       if (selectsSet(spec, revisions.length) && ctx.values.force !== true) {
         const what = `forget -r ${spec} selects ${revisions.length} revision${revisions.length === 1 ? '' : 's'}`;
         await confirm(
@@ -204,12 +217,12 @@ function forgetJson(rev: Revision, result: 'forgotten' | 'would be forgotten') {
 }
 
 /** A revision a command changed (or would) as `--json` lists it: `forget`, `distrust`, `tags`. */
-function changedJson<R extends string>(rev: Pick<Revision, 'uuid' | 'timestamp' | 'tags'>, result: R) {
+export function changedJson<R extends string>(rev: Pick<Revision, 'uuid' | 'timestamp' | 'tags'>, result: R) {
   return { uuid: rev.uuid, timestamp: rev.timestamp, tags: rev.tags, result };
 }
 
 /** A revision in a few words: when, and its tags. */
-function describe(rev: Revision): string {
+export function describe(rev: Revision): string {
   return `${rev.timestamp}${rev.tags.length > 0 ? `, tags ${rev.tags.join(',')}` : ', no tags'}`;
 }
 
@@ -310,15 +323,21 @@ export const expireCommand: Command = {
     if (ctx.values.json) {
       ctx.printJson({
         dryRun,
-        revisions: actions.map((a) => ({ uuid: a.uuid, removed: a.remove, expiredTags: a.removeTags })),
+        revisions: actions.map((a) => ({
+          uuid: a.uuid,
+          removed: a.remove,
+          expiredTags: a.removeTags,
+          protected: a.kept === true,
+        })),
       });
       return 0;
     }
     for (const a of actions) {
       const tags = a.removeTags.join(',');
+      const kept = a.kept === true ? '; kept: protected' : '';
       if (dryRun)
-        ctx.print(a.remove ? `${a.uuid}: would be removed` : `${a.uuid}: tags ${tags} would expire`);
-      else ctx.print(a.remove ? `${a.uuid}: removed` : `${a.uuid}: tags ${tags} expired`);
+        ctx.print(a.remove ? `${a.uuid}: would be removed` : `${a.uuid}: tags ${tags} would expire${kept}`);
+      else ctx.print(a.remove ? `${a.uuid}: removed` : `${a.uuid}: tags ${tags} expired${kept}`);
     }
     if (actions.length === 0) ctx.print('nothing to expire');
     return 0;

@@ -4,6 +4,7 @@ import {
   failedOwnVerification,
   formatBytes,
   heldBytes,
+  isProtected,
   layoutOf,
   type Revision,
   unscheduledLegacyWarning,
@@ -67,6 +68,7 @@ export function formatStatusDuration(seconds: number): string {
 /** What an operator should know about a revision beyond its trust. */
 export function revisionNotes(rev: Revision): string[] {
   const notes: string[] = [];
+  if (isProtected(rev)) notes.push('protected');
   if (failedOwnVerification(rev)) notes.push('failed its own verification');
   const v = rev.verification;
   if (v?.mode != null && v.mode !== 'full')

@@ -5,7 +5,7 @@ import { BackyError } from '../errors.js';
 import { revisionText } from '../format/archive-files.js';
 import { fsyncDir, writeFileAtomic } from '../fs-util.js';
 import { legacyRevisionText } from '../legacy/rev-file.js';
-import { isComplete, type Revision, type RevisionData, readRevisionFile } from '../revision.js';
+import { isComplete, isProtected, type Revision, type RevisionData, readRevisionFile } from '../revision.js';
 import { layoutOf } from './layouts.js';
 import { lastLinks } from './links.js';
 import { imagePath, mapPath, revPath } from './paths.js';
@@ -63,6 +63,14 @@ export async function updateStored(
  */
 export async function deleteRevisionFiles(archive: TransactionParts, id: string): Promise<void> {
   const { path: dir, mirror } = archive;
+  // Another host may have protected it in the store meanwhile: judge the store's copy, not an old one.
+  if (mirror != null && !(await mirror.current(id))) await mirror.pull();
+  const current = await readRevisionFile(revPath(dir, id)).catch(() => null);
+  if (current != null && isProtected(current))
+    throw new BackyError(
+      'REVISION_PROTECTED',
+      `revision ${id} is protected: \`backy unprotect -r ${id}\` first if it really is to go`,
+    );
   await mirror?.remove(id);
   await rm(revPath(dir, id), { force: true });
   await rm(mapPath(dir, id), { force: true });
