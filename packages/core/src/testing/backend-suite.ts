@@ -99,81 +99,8 @@ export function testBackend(options: TestBackendOptions): void {
       expect((await backend.load('once'))?.equals(first)).toBe(true);
     });
 
-    it('lets exactly one of eight racing saveOnce calls create the object, where it has conditional writes', async () => {
-      const backend = await make();
-      const other = (await fixture!.reopen?.()) ?? backend;
-      const bodies = Array.from({ length: 8 }, (_, i) => Buffer.from(`writer ${i}`));
-      const results = await Promise.all(
-        bodies.map((body, i) => (i % 2 === 0 ? backend : other).saveOnce('race', body)),
-      );
-      const winners = results.flatMap((r, i) => (r == null ? [] : [i]));
-      if (backend.capabilities.conditionalWrites) {
-        expect(winners).toHaveLength(1);
-        expect((await backend.load('race'))?.equals(bodies[winners[0]!]!)).toBe(true);
-      } else expect(winners.length).toBeGreaterThanOrEqual(1);
-    });
-
-    it('replaces with save, and with ifVersion only over the version it names', async () => {
-      const backend = await make();
-      const first = (await backend.save('doc', Buffer.from('one')))!;
-      expect(first.version).not.toBe('');
-      const second = (await backend.save('doc', Buffer.from('two, longer')))!;
-      expect((await backend.load('doc'))?.toString()).toBe('two, longer');
-      expect(second.version).not.toBe(first.version);
-      expect((await backend.stat('doc'))?.version).toBe(second.version);
-      if (backend.capabilities.conditionalWrites) {
-        expect(await backend.save('doc', Buffer.from('stale'), { ifVersion: first.version })).toBeNull();
-        expect((await backend.load('doc'))?.toString()).toBe('two, longer');
-      }
-      const third = await backend.save('doc', Buffer.from('three'), { ifVersion: second.version });
-      expect(third).not.toBeNull();
-      expect((await backend.load('doc'))?.toString()).toBe('three');
-    });
-
-    it('lets exactly one of eight racing saves over one version replace it, where it has conditional writes', async () => {
-      const backend = await make();
-      if (!backend.capabilities.conditionalWrites) return;
-      const other = (await fixture!.reopen?.()) ?? backend;
-      const { version } = (await backend.saveOnce('lease', Buffer.from('held')))!;
-      const bodies = Array.from({ length: 8 }, (_, i) => Buffer.from(`taker ${i}`));
-      const results = await Promise.all(
-        bodies.map((body, i) => (i % 2 === 0 ? backend : other).save('lease', body, { ifVersion: version })),
-      );
-      const winners = results.flatMap((r, i) => (r == null ? [] : [i]));
-      expect(winners).toHaveLength(1);
-      expect((await backend.load('lease'))?.equals(bodies[winners[0]!]!)).toBe(true);
-    });
-
-    it('reads ranges, short at the end', async () => {
-      const backend = await make();
-      const data = randomBytes(10_000);
-      await backend.saveOnce('ranged', data);
-      expect(
-        (await backend.load('ranged', { range: { offset: 0, length: 10 } }))?.equals(data.subarray(0, 10)),
-      ).toBe(true);
-      expect(
-        (await backend.load('ranged', { range: { offset: 4097, length: 3000 } }))?.equals(
-          data.subarray(4097, 7097),
-        ),
-      ).toBe(true);
-      expect(
-        (await backend.load('ranged', { range: { offset: 9990, length: 100 } }))?.equals(data.subarray(9990)),
-      ).toBe(true);
-    });
-
-    it('lists by prefix, nested names included, in name order', async () => {
-      const backend = await make();
-      const all = ['a/1', 'a/2', 'a/b/3', 'ab/4', 'b/5', 'top'];
-      for (const name of [...all].reverse()) await backend.saveOnce(name, Buffer.from(name));
-      expect(await names(backend, 'a/')).toEqual(['a/1', 'a/2', 'a/b/3']);
-      expect(await names(backend, 'a/b/')).toEqual(['a/b/3']);
-      expect(await names(backend, 'ab/')).toEqual(['ab/4']);
-      expect((await names(backend, '')).filter((n) => all.includes(n))).toEqual(all);
-      const listed = [];
-      for await (const item of backend.list('b/')) listed.push(item);
-      expect(listed).toEqual([{ name: 'b/5', bytes: 3, version: (await backend.stat('b/5'))!.version }]);
-    });
-
+    testConditionalWrites(make, () => fixture!);
+    testReadsAndLists(make);
     testRemoval(make);
 
     it('shows what one handle saved to another, after flush', async () => {
@@ -185,6 +112,87 @@ export function testBackend(options: TestBackendOptions): void {
       expect((await other.load('shared/one'))?.toString()).toBe('seen');
       expect(await names(other, 'shared/')).toEqual(['shared/one']);
     });
+  });
+}
+
+/** `saveOnce` and `save` with `ifVersion` where the backend has conditional writes, raced over two handles. */
+function testConditionalWrites(make: () => Promise<Backend>, fixture: () => BackendFixture): void {
+  it('lets exactly one of eight racing saveOnce calls create the object, where it has conditional writes', async () => {
+    const backend = await make();
+    const other = (await fixture().reopen?.()) ?? backend;
+    const bodies = Array.from({ length: 8 }, (_, i) => Buffer.from(`writer ${i}`));
+    const results = await Promise.all(
+      bodies.map((body, i) => (i % 2 === 0 ? backend : other).saveOnce('race', body)),
+    );
+    const winners = results.flatMap((r, i) => (r == null ? [] : [i]));
+    if (backend.capabilities.conditionalWrites) {
+      expect(winners).toHaveLength(1);
+      expect((await backend.load('race'))?.equals(bodies[winners[0]!]!)).toBe(true);
+    } else expect(winners.length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('replaces with save, and with ifVersion only over the version it names', async () => {
+    const backend = await make();
+    const first = (await backend.save('doc', Buffer.from('one')))!;
+    expect(first.version).not.toBe('');
+    const second = (await backend.save('doc', Buffer.from('two, longer')))!;
+    expect((await backend.load('doc'))?.toString()).toBe('two, longer');
+    expect(second.version).not.toBe(first.version);
+    expect((await backend.stat('doc'))?.version).toBe(second.version);
+    if (backend.capabilities.conditionalWrites) {
+      expect(await backend.save('doc', Buffer.from('stale'), { ifVersion: first.version })).toBeNull();
+      expect((await backend.load('doc'))?.toString()).toBe('two, longer');
+    }
+    const third = await backend.save('doc', Buffer.from('three'), { ifVersion: second.version });
+    expect(third).not.toBeNull();
+    expect((await backend.load('doc'))?.toString()).toBe('three');
+  });
+
+  it('lets exactly one of eight racing saves over one version replace it, where it has conditional writes', async () => {
+    const backend = await make();
+    if (!backend.capabilities.conditionalWrites) return;
+    const other = (await fixture().reopen?.()) ?? backend;
+    const { version } = (await backend.saveOnce('lease', Buffer.from('held')))!;
+    const bodies = Array.from({ length: 8 }, (_, i) => Buffer.from(`taker ${i}`));
+    const results = await Promise.all(
+      bodies.map((body, i) => (i % 2 === 0 ? backend : other).save('lease', body, { ifVersion: version })),
+    );
+    const winners = results.flatMap((r, i) => (r == null ? [] : [i]));
+    expect(winners).toHaveLength(1);
+    expect((await backend.load('lease'))?.equals(bodies[winners[0]!]!)).toBe(true);
+  });
+}
+
+/** Ranged loads and listing by prefix. */
+function testReadsAndLists(make: () => Promise<Backend>): void {
+  it('reads ranges, short at the end', async () => {
+    const backend = await make();
+    const data = randomBytes(10_000);
+    await backend.saveOnce('ranged', data);
+    expect(
+      (await backend.load('ranged', { range: { offset: 0, length: 10 } }))?.equals(data.subarray(0, 10)),
+    ).toBe(true);
+    expect(
+      (await backend.load('ranged', { range: { offset: 4097, length: 3000 } }))?.equals(
+        data.subarray(4097, 7097),
+      ),
+    ).toBe(true);
+    expect(
+      (await backend.load('ranged', { range: { offset: 9990, length: 100 } }))?.equals(data.subarray(9990)),
+    ).toBe(true);
+  });
+
+  it('lists by prefix, nested names included, in name order', async () => {
+    const backend = await make();
+    const all = ['a/1', 'a/2', 'a/b/3', 'ab/4', 'b/5', 'top'];
+    for (const name of [...all].reverse()) await backend.saveOnce(name, Buffer.from(name));
+    expect(await names(backend, 'a/')).toEqual(['a/1', 'a/2', 'a/b/3']);
+    expect(await names(backend, 'a/b/')).toEqual(['a/b/3']);
+    expect(await names(backend, 'ab/')).toEqual(['ab/4']);
+    expect((await names(backend, '')).filter((n) => all.includes(n))).toEqual(all);
+    const listed = [];
+    for await (const item of backend.list('b/')) listed.push(item);
+    expect(listed).toEqual([{ name: 'b/5', bytes: 3, version: (await backend.stat('b/5'))!.version }]);
   });
 }
 
