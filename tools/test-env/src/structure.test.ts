@@ -29,8 +29,6 @@ const LONG_FUNCTIONS: Record<string, number> = {
   'packages/core/src/testing/backend-suite.ts:(callback of suite)': 154,
   'packages/core/src/testing/store-suite.ts:testChunkStore': 503,
   'packages/core/src/testing/store-suite.ts:(callback of suite)': 497,
-  'packages/source-ceph-rbd/src/apply-diff.ts:applyRbdDiff': 152,
-  'packages/source-ceph-rbd/src/source.ts:createRbdSource': 355,
 };
 
 /** Import cycles today, each as its files (sorted). */
