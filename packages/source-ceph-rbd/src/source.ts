@@ -4,11 +4,11 @@ import {
   type SourceEnvironment,
   sampleIndexes,
 } from '@backy/core/source';
-import { backupImage } from './backup.js';
+import { type BackupSetup, backupImage } from './backup.js';
 import { imageSpec, Rbd } from './rbd.js';
 import type { RbdSourceOptions } from './rbd-options.js';
 import { defaultMakeSnapshot, type MakeSnapshotArgs, SnapshotLifecycle } from './snapshots.js';
-import { verifyAgainstSnapshot } from './verify.js';
+import { type VerifySetup, verifyAgainstSnapshot } from './verify.js';
 
 export type { RbdSourceOptions } from './rbd-options.js';
 export { type MakeSnapshotArgs, SNAPSHOT_PREFIX } from './snapshots.js';
@@ -59,24 +59,25 @@ export function createRbdSource(
   });
   const target = { rbd, pool, image, spec: imageSpec(pool, image) };
   const snapshots = new SnapshotLifecycle(target, env.logger);
-  const backup = {
+  const backupSetup: BackupSetup = {
     target,
     snapshots,
     makeSnapshot: hooks.makeSnapshot ?? defaultMakeSnapshot,
     fullAlways: options['full-always'],
   };
-  const verify = {
+  const verifySetup: VerifySetup = {
     target,
     fraction: hooks.verifyFraction ?? DEFAULT_SAMPLE_SHARE,
     reader: hooks.verifyReader ?? 'auto',
     qemuImgBinary: hooks.qemuImgBinary,
-  } as const;
+  };
 
   return {
     rbd,
     settled: () => snapshots.settled(),
-    backup: (ctx) => backupImage(backup, ctx),
-    verify: (ctx) => verifyAgainstSnapshot(verify, ctx, snapshots.snapshotFor(ctx.revision.uuid)),
+    backup: (ctx) => backupImage(backupSetup, ctx),
+    // The snapshot is looked up when the verify runs, as a rejection like the rest, not a throw.
+    verify: async (ctx) => verifyAgainstSnapshot(verifySetup, ctx, snapshots.snapshotFor(ctx.revision.uuid)),
     finish: (ctx) => snapshots.finish(ctx),
   };
 }
