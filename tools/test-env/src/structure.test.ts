@@ -19,10 +19,7 @@ const MAX_FUNCTION_LINES = 120;
 const LONG_FILES: Record<string, number> = {};
 
 /** Functions over the limit today (`file:name`), with their line count then. */
-const LONG_FUNCTIONS: Record<string, number> = {
-  'packages/source-ceph-rbd/src/apply-diff.ts:applyRbdDiff': 152,
-  'packages/source-ceph-rbd/src/source.ts:createRbdSource': 355,
-};
+const LONG_FUNCTIONS: Record<string, number> = {};
 
 /** Import cycles today, each as its files (sorted). */
 const CYCLES: string[][] = [];
