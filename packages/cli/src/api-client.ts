@@ -3,6 +3,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import { type ApiConfig, type ApiRole, BackyError, readTokenFile } from '@backy/core';
+import { BACKY_API_TOKEN_ENV } from './global-options.js';
 
 // The client of the daemon's HTTP API (docs/api.md) for `backy check`, `backy jobs` and `backy run`.
 // node:http(s) rather than the global fetch: fetch cannot be given a CA for one request without the
@@ -10,8 +11,7 @@ import { type ApiConfig, type ApiRole, BackyError, readTokenFile } from '@backy/
 // for exactly these requests; node:https takes `ca` per request. It also keeps undici, which Node
 // loads lazily on the first fetch, out of the start-up of a Nagios check that runs every minute.
 
-/** The environment variable with a token (the token itself), used when `--token-file` is not given. */
-export const API_TOKEN_ENV = 'BACKY_API_TOKEN';
+const API_TOKEN_ENV = BACKY_API_TOKEN_ENV;
 
 /** A Nagios plugin is killed after 10 s by default; the check must say why before that. */
 const TIMEOUT_MS = 8_000;

@@ -214,6 +214,9 @@ describe('BACKY_CONFIG', () => {
     expect(wins).toMatchObject({ status: 'UNKNOWN', statusFile: null });
     expect(wins.summary).toContain(other);
     expect(backy(['help', 'environment']).stdout).toMatch(/BACKY_CONFIG/);
+    expect(backy(['help', 'environment']).stdout).toMatch(
+      /BACKY_API_TOKEN +the token check, jobs and run send/,
+    );
     expect(backy(['check', '--help']).stdout).toContain('$BACKY_CONFIG, else /etc/backy.conf');
   });
 });
