@@ -6,6 +6,7 @@ import { packageBuild } from '../../tsup.base.js';
 export default packageBuild({
   entry: {
     bench: 'src/bench.ts',
+    'bench-api': 'src/bench-api.ts',
     'bench-ceph': 'src/bench-ceph.ts',
     'bench-codecs': 'src/bench-codecs.ts',
     'bench-memory': 'src/bench-memory.ts',

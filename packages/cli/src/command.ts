@@ -97,3 +97,12 @@ export function revisionOption(what: string, fallback?: string): OptionSpec {
     ...(fallback != null ? { default: fallback } : {}),
   };
 }
+
+/** `--token-file FILE` of the commands that talk to the daemon's HTTP API (api-client.ts chooses otherwise). */
+export const API_TOKEN_FILE_OPTION: OptionSpec = {
+  type: 'string',
+  valueName: 'FILE',
+  description: "the HTTP API token's file (first line)",
+  defaultText: "$BACKY_API_TOKEN, else the config's first api token this user can read",
+  complete: 'file',
+};

@@ -9,6 +9,8 @@ import type { OptionSpecs } from './command.js';
 export const BACKY_DIR_ENV = 'BACKY_DIR';
 /** The environment variable that names the central config when `-c` is not given. */
 export const BACKY_CONFIG_ENV = 'BACKY_CONFIG';
+/** The environment variable with the HTTP API's token (the token itself) when `--token-file` is not given. */
+export const BACKY_API_TOKEN_ENV = 'BACKY_API_TOKEN';
 
 /** Options before the command name; the same for every command. */
 export const GLOBAL_OPTIONS = {

@@ -182,6 +182,8 @@ export const JSON_OUTPUTS = {
     summary: z.string(),
     details: z.array(z.string()),
     statusFile: z.string().nullable(),
+    /** The HTTP API's URL when the check asked the daemon through it. */
+    api: z.string().nullable(),
   }),
   key: open({
     version,

@@ -4,7 +4,13 @@ import {
   PASSPHRASE_ENV,
   PASSPHRASE_FILE_ENV,
 } from '@backy/core';
-import { BACKY_CONFIG_ENV, BACKY_DIR_ENV, EXIT_CODES, EXIT_PIPE_CLOSED } from './global-options.js';
+import {
+  BACKY_API_TOKEN_ENV,
+  BACKY_CONFIG_ENV,
+  BACKY_DIR_ENV,
+  EXIT_CODES,
+  EXIT_PIPE_CLOSED,
+} from './global-options.js';
 
 export interface ReferenceEntry {
   /** What is looked up: a status, a variable, a spec form. */
@@ -52,7 +58,12 @@ export const ENVIRONMENT: readonly ReferenceEntry[] = [
   },
   {
     term: BACKY_CONFIG_ENV,
-    meaning: `the central config of scheduler and check when -c is not given (-c wins; without either: ${DEFAULT_CENTRAL_CONFIG})`,
+    meaning: `the central config of scheduler, check, jobs and run when -c is not given (-c wins; without either: ${DEFAULT_CENTRAL_CONFIG})`,
+  },
+  {
+    term: BACKY_API_TOKEN_ENV,
+    meaning:
+      "the token check, jobs and run send to the daemon's HTTP API when --token-file is not given (without either: the config's first api token this user can read)",
   },
   {
     term: PASSPHRASE_FILE_ENV,
@@ -119,4 +130,4 @@ export const REFERENCE_SECTIONS: readonly ReferenceSection[] = [
   { topic: 'environment', heading: 'ENVIRONMENT', title: 'environment variables', entries: ENVIRONMENT },
 ];
 
-export const CENTRAL_CONFIG_NOTE = `The scheduler daemon (\`backy scheduler\`) and \`backy check\` read the central config: -c CONFIG, else $${BACKY_CONFIG_ENV}, else ${DEFAULT_CENTRAL_CONFIG}; see docs/scheduler.md.`;
+export const CENTRAL_CONFIG_NOTE = `The scheduler daemon (\`backy scheduler\`), \`backy check\`, \`jobs\` and \`run\` read the central config: -c CONFIG, else $${BACKY_CONFIG_ENV}, else ${DEFAULT_CENTRAL_CONFIG}; see docs/scheduler.md.`;

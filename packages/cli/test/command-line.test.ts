@@ -80,6 +80,10 @@ describe('--help and backy help', () => {
     expect(line('verify', 'revision')).toContain('(default: all)');
     expect(line('purge', 'wait')).toMatch(/--wait SECONDS .*\(default: 0\)/);
     expect(line('check', 'config')).toContain('(default: $BACKY_CONFIG, else /etc/backy.conf)');
+    for (const command of ['check', 'jobs', 'run'])
+      expect(line(command, 'token-file')).toContain(
+        "(default: $BACKY_API_TOKEN, else the config's first api token this user can read)",
+      );
     expect(line('nbd-server', 'port')).toContain('(default: 10809)');
     expect(line('init', 'option')).toContain('repeatable');
     for (const command of [
@@ -210,6 +214,9 @@ describe('BACKY_CONFIG', () => {
     expect(wins).toMatchObject({ status: 'UNKNOWN', statusFile: null });
     expect(wins.summary).toContain(other);
     expect(backy(['help', 'environment']).stdout).toMatch(/BACKY_CONFIG/);
+    expect(backy(['help', 'environment']).stdout).toMatch(
+      /BACKY_API_TOKEN +the token check, jobs and run send/,
+    );
     expect(backy(['check', '--help']).stdout).toContain('$BACKY_CONFIG, else /etc/backy.conf');
   });
 });
@@ -359,6 +366,9 @@ describe('shell completion and man page', () => {
   it('bash completes commands, every option of every command, and option values', () => {
     expect(bashComplete('backy', 're')).toEqual(['restore']);
     expect(bashComplete('backy', 'c')).toEqual(['copy', 'check', 'completion']);
+    expect(bashComplete('backy', 'r')).toEqual(['restore', 'run']);
+    expect(bashComplete('backy', 'j')).toEqual(['jobs']);
+    expect(bashComplete('backy', 'run', '--t')).toEqual(['--token-file']);
     expect(bashComplete('backy', '--b')).toEqual(['--backupdir']);
     for (const [command, options] of helpIndex()) {
       const offered = bashComplete('backy', '-b', '/srv/x', command, '-');

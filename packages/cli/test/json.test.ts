@@ -188,7 +188,13 @@ describe('--json: one documented JSON document on stdout per command', () => {
 
   it('check: the Nagios state, its summary line and details', async () => {
     const missing = json(backy(['check', '--json', '-c', join(dir.path, 'no-such.conf')]), 3, 'check');
-    expect(missing).toMatchObject({ status: 'UNKNOWN', exitCode: 3, details: [], statusFile: null });
+    expect(missing).toMatchObject({
+      status: 'UNKNOWN',
+      exitCode: 3,
+      details: [],
+      statusFile: null,
+      api: null,
+    });
     expect(missing.summary).toMatch(/^UNKNOWN: /);
     const conf = join(dir.path, 'backy.conf');
     await writeFile(

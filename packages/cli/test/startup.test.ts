@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backy, tempDir } from './helpers.js';
@@ -19,7 +19,7 @@ process.on('exit', () => appendFileSync(process.env.BACKY_TEST_LOADED, Object.ke
 
 /** Every command but `except`, as their modules' chunks are named in dist/ (`status-AB12CD34.js`). */
 const COMMAND_FILES = ['init', 'backup', 'find', 'restore', 'verify', 'copy', 'revisions', 'purge']
-  .concat(['upgrade', 'nbd-server', 'scheduler', 'check', 'key', 'completion', 'status'])
+  .concat(['upgrade', 'nbd-server', 'scheduler', 'check', 'jobs', 'key', 'completion', 'status'])
   .map((name) => ({ name, pattern: new RegExp(`/cli/dist/${name}-[A-Z0-9]+\\.js$`) }));
 
 const PACKAGES_OF_OTHER_COMMANDS = [
@@ -97,5 +97,18 @@ describe('start-up: a command loads its own modules and no other', () => {
       code.filter((text) => text.includes('Invalid input')),
       'English locale',
     ).not.toEqual([]);
+  });
+
+  it('backy check without an api section reads the status file and loads no HTTP client', async () => {
+    const base = join(dir.path, 'base');
+    await mkdir(base, { recursive: true });
+    await writeFile(join(base, 'status'), '[]\n');
+    const conf = join(dir.path, 'backy.conf');
+    await writeFile(conf, `global:\n  base-dir: ${base}\nschedules: {}\njobs: {}\n`);
+    const files = await loaded(['check', '-c', conf]);
+    expect(matching(files, /\/cli\/dist\/check-[A-Z0-9]+\.js$/)).toHaveLength(1);
+    expect(matching(files, /\/cli\/dist\/api-client-[A-Z0-9]+\.js$/)).toEqual([]);
+    for (const needle of ['node:https', 'node:tls', 'cli-table3'])
+      expect(matching(files, needle), needle).toEqual([]);
   });
 });

@@ -2,7 +2,7 @@ import { mkdtemp, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkStatusFile, evaluateStatus } from './check.js';
+import { checkJobs, checkStatusFile, evaluateStatus } from './check.js';
 import type { JobStatus } from './status-file.js';
 import { jobStatus } from './test-helpers.js';
 
@@ -222,5 +222,23 @@ describe('failed runs and the config', () => {
         'old: in the status file but not in /etc/backy.conf: the scheduler has not reloaded it',
       ],
     });
+  });
+
+  it('judges the jobs the HTTP API reports by the same rules, the verify findings included', () => {
+    const jobs = [
+      job('a', { last_outcome: 'failed', last_reason: 'source gone', consecutive_failures: 1 }),
+      job('b', { verify_damaged: 'rev1' }),
+    ];
+    // A status file's age does not apply: the API answers from the running daemon.
+    expect(checkJobs(jobs, NOW, { configuredJobs: ['a', 'b', 'c'], configPath: '/etc/backy.conf' })).toEqual({
+      exitCode: 2,
+      lines: [
+        'CRITICAL: 1 jobs missing from the status file',
+        'c: configured in /etc/backy.conf but not in the status file: the scheduler has not loaded it (reload or start it)',
+        'a: backup failed: source gone',
+        'b: revision rev1 is damaged (found by verify)',
+      ],
+    });
+    expect(checkJobs([job('a')], NOW)).toEqual({ exitCode: 0, lines: ['OK: 1 jobs within SLA'] });
   });
 });

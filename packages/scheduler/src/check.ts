@@ -206,3 +206,16 @@ export async function checkStatusFile(
   }
   return addVerifyFindings(evaluateStatus(path, contents, nowMs, options), contents, nowMs);
 }
+
+/**
+ * Judges the jobs as the daemon's HTTP API reports them (`GET /v1/status`), by the same rules as the
+ * status file: the API answers from the running scheduler, so its view is as fresh as it gets.
+ */
+export function checkJobs(
+  jobs: JobStatus[],
+  nowMs: number = Date.now(),
+  options: CheckOptions = {},
+): CheckResult {
+  const contents: StatusFileContents = { jobs, mtimeMs: nowMs };
+  return addVerifyFindings(evaluateStatus('', contents, nowMs, options), contents, nowMs);
+}

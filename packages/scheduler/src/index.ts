@@ -2,6 +2,7 @@
 export {
   type CheckOptions,
   type CheckResult,
+  checkJobs,
   checkStatusFile,
   DEFAULT_CRITICAL_FAILURES,
   NAGIOS,

@@ -8,16 +8,12 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { type AddressInfo, connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { loadCentralConfig } from '@backy/core';
-// The yaml package in the version @backy/core has (the catalog's), to write revision files as backy does.
-import { stringify } from 'yaml';
 import { BACKY_BIN as BIN, REPO } from './paths.js';
+import { prepareJobs } from './scheduler-jobs.js';
 
 const dir = process.env.BENCH_DIR ?? join(REPO, '.bench-scheduler');
 const JOBS = Number(process.env.BENCH_JOBS ?? 1000);
 const REVISIONS = Number(process.env.BENCH_REVISIONS ?? 10);
-const ID = 'abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789';
-
-const newId = (): string => Array.from(randomBytes(22), (b) => ID[b % ID.length]).join('');
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const ms = (n: number) => `${n.toFixed(0)} ms`;
 
@@ -72,52 +68,6 @@ async function rssMiB(pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
 }
 
-/** JOBS archives of REVISIONS revisions each under `base`, written directly: the jobs of the config. */
-async function prepareJobs(base: string, image: string): Promise<Record<string, unknown>> {
-  const jobs: Record<string, unknown> = {};
-  const now = Date.now();
-  process.stdout.write(`preparing ${JOBS} jobs with ${REVISIONS} revisions each… `);
-  for (let i = 0; i < JOBS; i++) {
-    const name = `vm${String(i).padStart(4, '0')}.example.com`;
-    jobs[name] = { schedule: 'default', source: { type: 'file', filename: image } };
-    const archive = join(base, name);
-    await mkdir(archive);
-    const writes: Promise<void>[] = [];
-    for (let r = 0; r < REVISIONS; r++) {
-      const uuid = newId();
-      const rev = {
-        uuid,
-        timestamp: new Date(now - r * 86400_000 - 1000).toISOString(),
-        parent: null,
-        tags: r === 0 ? ['daily', 'weekly'] : ['daily'],
-        trust: 'trusted',
-        size: 65536,
-        backend_type: 'chunked',
-        source_type: 'file',
-        stats: {
-          bytes_written: 65536,
-          bytes_read: 65536,
-          duration: 12.5,
-          chunks_written: 1,
-          chunks_reused: 0,
-          chunks_zero: 0,
-        },
-        verification: {
-          method: 'full',
-          chunks_checked: 1,
-          chunks_total: 1,
-          ok: true,
-          mismatches: [],
-          timestamp: new Date(now).toISOString(),
-        },
-      };
-      writes.push(writeFile(join(archive, `${uuid}.rev`), stringify(rev, { sortMapEntries: false })));
-    }
-    await Promise.all(writes);
-  }
-  return jobs;
-}
-
 async function main() {
   await rm(dir, { recursive: true, force: true });
   const base = join(dir, 'base');
@@ -125,7 +75,8 @@ async function main() {
   const image = join(dir, 'tiny.img');
   await writeFile(image, randomBytes(64 * 1024));
   const port = await freePort();
-  const jobs = await prepareJobs(base, image);
+  process.stdout.write(`preparing ${JOBS} jobs with ${REVISIONS} revisions each… `);
+  const jobs = await prepareJobs(base, image, JOBS, REVISIONS);
   const conf = join(dir, 'backy.conf');
   await writeFile(
     conf,

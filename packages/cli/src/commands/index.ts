@@ -24,6 +24,8 @@ const LOADERS: Record<string, () => Promise<Command>> = {
   'nbd-server': async () => (await import('./nbd-server.js')).nbdServerCommand,
   scheduler: async () => (await import('./scheduler.js')).schedulerCommand,
   check: async () => (await import('./check.js')).checkCommand,
+  jobs: async () => (await import('./jobs.js')).jobsCommand,
+  run: async () => (await import('./jobs.js')).runJobCommand,
   key: async () => (await import('./key.js')).keyCommand,
   help: async () => (await import('./help.js')).helpCommand(loadAllCommands, Object.keys(LOADERS)),
   completion: async () => (await import('./completion.js')).completionCommand(loadAllCommands),
