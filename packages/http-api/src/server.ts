@@ -5,11 +5,12 @@ import type { JobStatus, NameFilter, SchedulerSummary } from '@backy/scheduler';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { RE2JS } from 're2js';
-import { allows, authenticate, loadTokens } from './auth.js';
+import { type ApiToken, allows, authenticate, loadTokens } from './auth.js';
+import { type BackupsBackend, registerBackupRoutes, statusOfError } from './backups.js';
 import { createMetrics } from './metrics.js';
 
-/** What the API reads and steers: the scheduler (the same view the telnet shell has). */
-export interface ApiBackend {
+/** What the API reads and steers: the scheduler (the same view the telnet shell has) and its jobs' archives. */
+export interface ApiBackend extends BackupsBackend {
   jobs(filter?: NameFilter): JobStatus[];
   summary(): SchedulerSummary;
   runJob(name: string): 'started' | 'queued' | 'already running' | 'unknown job' | 'stopping';
@@ -63,6 +64,8 @@ export class ApiServer {
     const app = Fastify({
       loggerInstance: logger,
       disableRequestLogging: true,
+      // What the route schemas say is what is taken: no string turned into a list, no key dropped.
+      ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
       ...(https != null ? { https } : {}),
     }) as unknown as FastifyInstance;
     const metrics = createMetrics({
@@ -82,9 +85,30 @@ export class ApiServer {
               : `token ${token.name} (role ${token.role}) may not do this: it needs role ${needed}`,
         });
       }
-      (request as FastifyRequest & { tokenName?: string }).tokenName = token.name;
+      (request as FastifyRequest & { token?: ApiToken }).token = token;
     };
-    const who = (request: FastifyRequest) => (request as FastifyRequest & { tokenName?: string }).tokenName;
+    const tokenOf = (request: FastifyRequest) => (request as FastifyRequest & { token?: ApiToken }).token;
+    const who = (request: FastifyRequest) => tokenOf(request)?.name;
+    // Bad input (a body against its schema, a revision that is not there, a locked archive) is one
+    // `error` line with its status; anything else is logged, and the client learns no more than 500.
+    app.setErrorHandler(
+      (
+        error: Error & { validation?: unknown; validationContext?: string; statusCode?: number },
+        request,
+        reply,
+      ) => {
+        if (error.validation != null)
+          return reply.code(400).send({
+            error: `${error.validationContext ?? 'request'}${error.message.replace(/^[a-z]+/, '')}`,
+          });
+        const status = statusOfError(error);
+        if (status === 500 && error.statusCode != null && error.statusCode < 500)
+          return reply.code(error.statusCode).send({ error: error.message });
+        if (status === 500)
+          logger.error({ err: error, url: request.url.split('?')[0] }, 'API: request failed');
+        return reply.code(status).send({ error: error.message });
+      },
+    );
 
     app.get('/v1/status', { onRequest: guard('read') }, async (request, reply) => {
       const pattern = (request.query as { filter?: string }).filter;
@@ -115,6 +139,29 @@ export class ApiServer {
       logger.info({ token: who(request) }, 'API: reload');
       const result = await backend.reload();
       return reply.code(result.ok ? 200 : 422).send(result);
+    });
+    app.get(
+      '/v1/whoami',
+      {
+        onRequest: guard('read'),
+        schema: {
+          response: {
+            200: {
+              type: 'object',
+              required: ['name', 'role'],
+              properties: { name: { type: 'string' }, role: { type: 'string', enum: ['read', 'operator'] } },
+            },
+          },
+        },
+      },
+      async (request) => ({ name: tokenOf(request)!.name, role: tokenOf(request)!.role }),
+    );
+    registerBackupRoutes(app, {
+      backend,
+      logger,
+      read: guard('read'),
+      operator: guard('operator'),
+      tokenName: who,
     });
     app.get('/metrics', { onRequest: guard('read') }, async (_request, reply) => {
       reply.header('content-type', metrics.contentType);

@@ -32,5 +32,6 @@ export {
   type RunNowResult,
   Scheduler,
   type SchedulerOptions,
+  type VerifyNowResult,
 } from './scheduler.js';
 export type { JobStatus } from './status-file.js';
