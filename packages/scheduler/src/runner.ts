@@ -63,8 +63,8 @@ export interface JobRunner {
   copy(request: JobRequest & { target: string }): Promise<RunResult>;
   /**
    * Verifies the revisions not verified within `outdatedAfter` seconds (`backy verify
-   * --outdated-after`), of all revisions or of `revision` alone. Optional: a runner without it runs
-   * no verify jobs.
+   * --outdated-after`), or the revision `revision` alone (`backy verify -r`, whenever it was verified
+   * last). Optional: a runner without it runs no verify jobs.
    */
   verify?(request: JobRequest & { outdatedAfter: number; revision?: string }): Promise<RunResult>;
   /** Runs the completion callback `program JOB` with `input` on stdin and `env` added to its environment. */
@@ -129,9 +129,10 @@ export class ChildProcessRunner implements JobRunner {
       '-l',
       join(request.dir, LOG_FILE),
       'verify',
-      ...(request.revision != null ? ['-r', request.revision] : []),
-      '--outdated-after',
-      String(request.outdatedAfter),
+      // One revision asked for is read whenever it was verified last.
+      ...(request.revision != null
+        ? ['-r', request.revision]
+        : ['--outdated-after', String(request.outdatedAfter)]),
     ]);
   }
 

@@ -356,7 +356,7 @@ export class Scheduler {
       job.verify.state = 'idle';
       return;
     }
-    // One revision on request: read whatever its last verification, so `--outdated-after 0`.
+    // One revision on request: read whenever it was verified last (the runner ignores outdatedAfter).
     const request =
       revision != null ? { outdatedAfter: 0, revision } : { outdatedAfter: settings!.outdatedAfter };
     const damaged = await runVerifyOnce(job, request, {
