@@ -168,19 +168,24 @@ type RevisionParams = { name: string; spec: string };
 
 /** Registers the `/v1/backups` routes. Errors are BackyErrors; the server's error handler answers them. */
 export function registerBackupRoutes(app: FastifyInstance, context: BackupRoutesContext): void {
-  const { backend, logger, read, operator, tokenName } = context;
+  registerReads(app, context);
+  registerChanges(app, context);
+}
 
-  const dirOf = (name: string): string => {
-    const found = backend.archives().find((a) => a.job === name);
-    if (found == null) throw new BackyError('ARCHIVE_NOT_FOUND', `unknown job ${JSON.stringify(name)}`);
-    return found.dir;
-  };
-  /** The revision SPEC names in the job's archive directory (404 for none, 400 for more than one). */
-  const revisionOf = async ({ name, spec }: RevisionParams) => {
-    const dir = dirOf(name);
-    return { dir, revision: resolveSingleRevision(await readRevisions(dir), spec) };
-  };
+/** The job's archive directory (404 for an unknown job). */
+function dirOf(backend: BackupsBackend, name: string): string {
+  const found = backend.archives().find((a) => a.job === name);
+  if (found == null) throw new BackyError('ARCHIVE_NOT_FOUND', `unknown job ${JSON.stringify(name)}`);
+  return found.dir;
+}
 
+/** The revision SPEC names in the job's archive directory (404 for none, 400 for more than one). */
+async function revisionOf(backend: BackupsBackend, { name, spec }: RevisionParams) {
+  const dir = dirOf(backend, name);
+  return { dir, revision: resolveSingleRevision(await readRevisions(dir), spec) };
+}
+
+function registerReads(app: FastifyInstance, { backend, read }: BackupRoutesContext): void {
   app.get('/v1/backups', { onRequest: read, schema: BACKUP_SCHEMAS.list }, async () => {
     const backups = [];
     for (const { job, dir } of backend.archives()) {
@@ -197,32 +202,27 @@ export function registerBackupRoutes(app: FastifyInstance, context: BackupRoutes
 
   app.get('/v1/backups/:name', { onRequest: read, schema: BACKUP_SCHEMAS.backup }, async (request) => {
     const { name } = request.params as { name: string };
-    return { name, revisions: (await readRevisions(dirOf(name))).map(revisionEntry) };
+    return { name, revisions: (await readRevisions(dirOf(backend, name))).map(revisionEntry) };
   });
 
   app.get(
     '/v1/backups/:name/revs/:spec',
     { onRequest: read, schema: BACKUP_SCHEMAS.revision },
-    async (request) => revisionEntry((await revisionOf(request.params as RevisionParams)).revision),
+    async (request) => revisionEntry((await revisionOf(backend, request.params as RevisionParams)).revision),
   );
+}
 
+function registerChanges(app: FastifyInstance, context: BackupRoutesContext): void {
+  const { backend, logger, operator, tokenName } = context;
   app.put(
     '/v1/backups/:name/revs/:spec/tags',
     { onRequest: operator, schema: { ...BACKUP_SCHEMAS.revision, ...BACKUP_SCHEMAS.tags } },
     async (request, reply) => {
       const params = request.params as RevisionParams;
       const body = request.body as { old_tags: string[]; new_tags: string[] };
-      for (const tag of body.new_tags) {
-        const ok = tagNameSchema.safeParse(tag);
-        if (!ok.success)
-          throw new BackyError(
-            'USAGE',
-            `new_tags: invalid tag ${JSON.stringify(tag)}: ${ok.error.issues[0]?.message}`,
-          );
-      }
-      const newTags = [...new Set(body.new_tags)];
-      const { dir, revision } = await revisionOf(params);
-      return changeRevision(dir, revision.uuid, async (archive, current) => {
+      const newTags = checkedTags(body.new_tags);
+      const { dir, revision } = await revisionOf(backend, params);
+      return changeRevision(backend, dir, revision.uuid, async (archive, current) => {
         if (!sameSet(current.tags, body.old_tags)) {
           reply.code(412);
           return {
@@ -231,14 +231,10 @@ export function registerBackupRoutes(app: FastifyInstance, context: BackupRoutes
         }
         const done = await archive.updateRevision(current.uuid, (rev) => ({ ...rev, tags: newTags }));
         if (done == null) throw gone(current.uuid);
+        const { name: job } = params;
+        const token = tokenName(request);
         logger.info(
-          {
-            job: params.name,
-            revision: done.uuid,
-            token: tokenName(request),
-            old_tags: current.tags,
-            new_tags: done.tags,
-          },
+          { job, revision: done.uuid, token, old_tags: current.tags, new_tags: done.tags },
           'API: tags changed',
         );
         return revisionEntry(done);
@@ -251,8 +247,8 @@ export function registerBackupRoutes(app: FastifyInstance, context: BackupRoutes
     { onRequest: operator, schema: BACKUP_SCHEMAS.revision },
     async (request) => {
       const params = request.params as RevisionParams;
-      const { dir, revision } = await revisionOf(params);
-      return changeRevision(dir, revision.uuid, async (archive, current) => {
+      const { dir, revision } = await revisionOf(backend, params);
+      return changeRevision(backend, dir, revision.uuid, async (archive, current) => {
         const done = await archive.updateRevision(current.uuid, (rev) => ({ ...rev, trust: 'distrusted' }));
         if (done == null) throw gone(current.uuid);
         logger.info(
@@ -269,7 +265,7 @@ export function registerBackupRoutes(app: FastifyInstance, context: BackupRoutes
     { onRequest: operator, schema: { params: BACKUP_SCHEMAS.revision.params, ...BACKUP_SCHEMAS.verify } },
     async (request, reply) => {
       const params = request.params as RevisionParams;
-      const { revision } = await revisionOf(params);
+      const { revision } = await revisionOf(backend, params);
       const result = backend.verifyRevision(params.name, revision.uuid);
       logger.info(
         { job: params.name, revision: revision.uuid, token: tokenName(request), result },
@@ -281,35 +277,49 @@ export function registerBackupRoutes(app: FastifyInstance, context: BackupRoutes
       return reply.code(status).send({ error: `${params.name}: ${error}` });
     },
   );
+}
 
-  /**
-   * Runs `work` on the revision `uuid` as it is now, holding the archive's backup lock (as `backy tags`
-   * does): nothing else changes the revision list or its tags meanwhile. A held lock is a 503.
-   */
-  async function changeRevision<T>(
-    dir: string,
-    uuid: string,
-    work: (archive: Archive, current: Revision) => Promise<T>,
-  ): Promise<T> {
-    const archive = await backend.openArchive(dir);
-    let lock: Lock;
-    try {
-      lock = await archive.lockBackup();
-    } catch (error) {
-      if (isBackyError(error, 'LOCKED'))
-        throw new BackyError('LOCKED', `${error.message}; try again when it is done`, { cause: error });
-      throw error;
-    }
-    try {
-      const current = (await archive.revisions()).find((r) => r.uuid === uuid);
-      if (current == null) throw gone(uuid);
-      // A remote store's writer lease that lapsed meanwhile lets no change through.
-      await lock.refresh?.();
-      lock.assertHeld?.();
-      return await work(archive, current);
-    } finally {
-      await lock.release();
-    }
+/** `new_tags` without repeats; a name a tag may not have is a 400 naming it. */
+function checkedTags(tags: readonly string[]): string[] {
+  for (const tag of tags) {
+    const ok = tagNameSchema.safeParse(tag);
+    if (!ok.success)
+      throw new BackyError(
+        'USAGE',
+        `new_tags: invalid tag ${JSON.stringify(tag)}: ${ok.error.issues[0]?.message}`,
+      );
+  }
+  return [...new Set(tags)];
+}
+
+/**
+ * Runs `work` on the revision `uuid` as it is now, holding the archive's backup lock (as `backy tags`
+ * does): nothing else changes the revision list or its tags meanwhile. A held lock is a 503.
+ */
+async function changeRevision<T>(
+  backend: BackupsBackend,
+  dir: string,
+  uuid: string,
+  work: (archive: Archive, current: Revision) => Promise<T>,
+): Promise<T> {
+  const archive = await backend.openArchive(dir);
+  let lock: Lock;
+  try {
+    lock = await archive.lockBackup();
+  } catch (error) {
+    if (isBackyError(error, 'LOCKED'))
+      throw new BackyError('LOCKED', `${error.message}; try again when it is done`, { cause: error });
+    throw error;
+  }
+  try {
+    const current = (await archive.revisions()).find((r) => r.uuid === uuid);
+    if (current == null) throw gone(uuid);
+    // A remote store's writer lease that lapsed meanwhile lets no change through.
+    await lock.refresh?.();
+    lock.assertHeld?.();
+    return await work(archive, current);
+  } finally {
+    await lock.release();
   }
 }
 

@@ -89,26 +89,7 @@ export class ApiServer {
     };
     const tokenOf = (request: FastifyRequest) => (request as FastifyRequest & { token?: ApiToken }).token;
     const who = (request: FastifyRequest) => tokenOf(request)?.name;
-    // Bad input (a body against its schema, a revision that is not there, a locked archive) is one
-    // `error` line with its status; anything else is logged, and the client learns no more than 500.
-    app.setErrorHandler(
-      (
-        error: Error & { validation?: unknown; validationContext?: string; statusCode?: number },
-        request,
-        reply,
-      ) => {
-        if (error.validation != null)
-          return reply.code(400).send({
-            error: `${error.validationContext ?? 'request'}${error.message.replace(/^[a-z]+/, '')}`,
-          });
-        const status = statusOfError(error);
-        if (status === 500 && error.statusCode != null && error.statusCode < 500)
-          return reply.code(error.statusCode).send({ error: error.message });
-        if (status === 500)
-          logger.error({ err: error, url: request.url.split('?')[0] }, 'API: request failed');
-        return reply.code(status).send({ error: error.message });
-      },
-    );
+    app.setErrorHandler(errorHandler(logger));
 
     app.get('/v1/status', { onRequest: guard('read') }, async (request, reply) => {
       const pattern = (request.query as { filter?: string }).filter;
@@ -140,22 +121,10 @@ export class ApiServer {
       const result = await backend.reload();
       return reply.code(result.ok ? 200 : 422).send(result);
     });
-    app.get(
-      '/v1/whoami',
-      {
-        onRequest: guard('read'),
-        schema: {
-          response: {
-            200: {
-              type: 'object',
-              required: ['name', 'role'],
-              properties: { name: { type: 'string' }, role: { type: 'string', enum: ['read', 'operator'] } },
-            },
-          },
-        },
-      },
-      async (request) => ({ name: tokenOf(request)!.name, role: tokenOf(request)!.role }),
-    );
+    app.get('/v1/whoami', { onRequest: guard('read'), schema: WHOAMI_SCHEMA }, async (request) => {
+      const { name, role } = tokenOf(request)!;
+      return { name, role };
+    });
     registerBackupRoutes(app, {
       backend,
       logger,
@@ -196,6 +165,34 @@ export class ApiServer {
   async close(): Promise<void> {
     await this.app.close();
   }
+}
+
+const WHOAMI_SCHEMA = {
+  response: {
+    200: {
+      type: 'object',
+      required: ['name', 'role'],
+      properties: { name: { type: 'string' }, role: { type: 'string', enum: ['read', 'operator'] } },
+    },
+  },
+} as const;
+
+type RouteError = Error & { validation?: unknown; statusCode?: number };
+
+/**
+ * Bad input (a body against its schema, a revision that is not there, a locked archive) is one `error`
+ * line with its status; anything else is logged, and the client learns no more than 500 and its message.
+ */
+function errorHandler(logger: Logger) {
+  return (error: RouteError, request: FastifyRequest, reply: FastifyReply) => {
+    // fastify's message names the part and the key: `body must have required property 'new_tags'`.
+    if (error.validation != null) return reply.code(400).send({ error: error.message });
+    const status = statusOfError(error);
+    if (status === 500 && error.statusCode != null && error.statusCode < 500)
+      return reply.code(error.statusCode).send({ error: error.message });
+    if (status === 500) logger.error({ err: error, url: request.url.split('?')[0] }, 'API: request failed');
+    return reply.code(status).send({ error: error.message });
+  };
 }
 
 async function readPem(path: string, key: string): Promise<Buffer> {
