@@ -16,7 +16,10 @@ export interface VerifyRunContext {
   reread: () => Promise<void>;
 }
 
-/** What one verify run reads: the revisions not verified within `outdatedAfter` seconds, of all or of `revision`. */
+/**
+ * What one verify run reads: the revisions not verified within `outdatedAfter` seconds, or `revision`
+ * alone (whenever it was verified last).
+ */
 export interface VerifyRequest {
   outdatedAfter: number;
   revision?: string;
