@@ -30,6 +30,7 @@ const OK: RunResult = { ok: true, exitCode: 0, signal: null, stderr: '', duratio
  */
 class InProcessRunner implements JobRunner {
   gate: Promise<void> | null = null;
+  backupGate: Promise<void> | null = null;
   verifies: { job: string; revision: string | undefined }[] = [];
   async verify(request: JobRequest & { outdatedAfter: number; revision?: string }): Promise<RunResult> {
     this.verifies.push({ job: request.job, revision: request.revision });
@@ -41,6 +42,7 @@ class InProcessRunner implements JobRunner {
     return { ...OK, ok: !bad, exitCode: bad ? 1 : 0 };
   }
   async backup(): Promise<RunResult> {
+    await this.backupGate;
     return OK;
   }
   async expire(): Promise<RunResult> {
@@ -285,24 +287,35 @@ describe('the archives and their revisions over HTTP', () => {
     expect((await call('/v1/backups/web1/revs/nope/distrust', OPERATOR, 'POST')).status).toBe(404);
   });
 
-  it("verifies a revision as the job's verify job: 202, 409 while it runs, then the outcome in the job's status", async () => {
+  it("verifies a revision as the job's verify job: 202, on a worker of the limit, 409 while it runs, then the outcome in the job's status", async () => {
     const uuid = revs[0]!.uuid;
     expect((await call(`/v1/backups/web1/revs/${uuid}/verify`, READ, 'POST')).status).toBe(401);
-    let open!: () => void;
-    runner.gate = new Promise((resolve) => {
-      open = resolve;
-    });
+    const gate = () => {
+      let open!: () => void;
+      return { promise: new Promise<void>((resolve) => (open = resolve)), open: () => open() };
+    };
+    const verifying = gate();
+    const backingUp = gate();
+    runner.gate = verifying.promise;
+    runner.backupGate = backingUp.promise;
+    // The only worker (worker-limit 1) runs a backup of db1: the verify waits for it.
+    expect(scheduler.runJob('db1')).toBe('started');
     const r = await call(`/v1/backups/web1/revs/${uuid}/verify`, OPERATOR, 'POST');
     expect(r.status).toBe(202);
-    expect(await json(r)).toEqual({ job: 'web1', revision: uuid, result: 'started' });
+    expect(await json(r)).toEqual({ job: 'web1', revision: uuid, result: 'queued' });
     const job = () => scheduler.jobs().find((j) => j.job === 'web1')!;
+    expect(job().verify_status).toBe('queued');
+    expect(runner.verifies).toEqual([]);
+    backingUp.open();
+    for (let i = 0; i < 500 && job().verify_status !== 'running'; i++)
+      await new Promise((w) => setTimeout(w, 10));
     expect(job().verify_status).toBe('running');
     expect(scheduler.summary().busyWorkers).toBe(1);
     const again = await call(`/v1/backups/web1/revs/last/verify`, OPERATOR, 'POST');
     expect(again.status).toBe(409);
     expect((await json(again)).error).toMatch(/running or waiting/);
     expect((await call(`/v1/backups/nope/revs/last/verify`, OPERATOR, 'POST')).status).toBe(404);
-    open();
+    verifying.open();
     for (let i = 0; i < 500 && job().verify_last_result == null; i++)
       await new Promise((w) => setTimeout(w, 10));
     expect(job()).toMatchObject({ verify_status: 'waiting', verify_last_result: 'ok' });
