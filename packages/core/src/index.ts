@@ -76,6 +76,7 @@ export {
 } from './revision.js';
 export { factsOf, parseRevisionFacts, quickRevisionFacts, type RevisionFacts } from './revision-facts.js';
 export type { RevisionReader } from './revision-io.js';
+export { resolveRevisionSpec, resolveSingleRevision } from './revision-spec.js';
 export { MANUAL_TAG_PREFIX, type Schedule, type TagRule } from './schedule.js';
 export { type BackupSource, isSourceDefinition, type SourceDefinition } from './source/contract.js';
 export { resolveSourcePaths, validateSourceOptions } from './source/options.js';

@@ -4,5 +4,6 @@
  * (docs/api.md).
  */
 export { type ApiToken, allows, authenticate, loadTokens } from './auth.js';
+export { BACKUP_SCHEMAS, type BackupsBackend, type RevisionEntry, revisionEntry } from './backups.js';
 export { createMetrics, type MetricsSource } from './metrics.js';
 export { type ApiBackend, type ApiOptions, ApiServer } from './server.js';

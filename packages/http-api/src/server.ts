@@ -5,11 +5,12 @@ import type { JobStatus, NameFilter, SchedulerSummary } from '@backy/scheduler';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { RE2JS } from 're2js';
-import { allows, authenticate, loadTokens } from './auth.js';
+import { type ApiToken, allows, authenticate, loadTokens } from './auth.js';
+import { type BackupsBackend, registerBackupRoutes, statusOfError } from './backups.js';
 import { createMetrics } from './metrics.js';
 
-/** What the API reads and steers: the scheduler (the same view the telnet shell has). */
-export interface ApiBackend {
+/** What the API reads and steers: the scheduler (the same view the telnet shell has) and its jobs' archives. */
+export interface ApiBackend extends BackupsBackend {
   jobs(filter?: NameFilter): JobStatus[];
   summary(): SchedulerSummary;
   runJob(name: string): 'started' | 'queued' | 'already running' | 'unknown job' | 'stopping';
@@ -63,6 +64,8 @@ export class ApiServer {
     const app = Fastify({
       loggerInstance: logger,
       disableRequestLogging: true,
+      // What the route schemas say is what is taken: no string turned into a list, no key dropped.
+      ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
       ...(https != null ? { https } : {}),
     }) as unknown as FastifyInstance;
     const metrics = createMetrics({
@@ -82,9 +85,11 @@ export class ApiServer {
               : `token ${token.name} (role ${token.role}) may not do this: it needs role ${needed}`,
         });
       }
-      (request as FastifyRequest & { tokenName?: string }).tokenName = token.name;
+      (request as FastifyRequest & { token?: ApiToken }).token = token;
     };
-    const who = (request: FastifyRequest) => (request as FastifyRequest & { tokenName?: string }).tokenName;
+    const tokenOf = (request: FastifyRequest) => (request as FastifyRequest & { token?: ApiToken }).token;
+    const who = (request: FastifyRequest) => tokenOf(request)?.name;
+    app.setErrorHandler(errorHandler(logger));
 
     app.get('/v1/status', { onRequest: guard('read') }, async (request, reply) => {
       const pattern = (request.query as { filter?: string }).filter;
@@ -115,6 +120,17 @@ export class ApiServer {
       logger.info({ token: who(request) }, 'API: reload');
       const result = await backend.reload();
       return reply.code(result.ok ? 200 : 422).send(result);
+    });
+    app.get('/v1/whoami', { onRequest: guard('read'), schema: WHOAMI_SCHEMA }, async (request) => {
+      const { name, role } = tokenOf(request)!;
+      return { name, role };
+    });
+    registerBackupRoutes(app, {
+      backend,
+      logger,
+      read: guard('read'),
+      operator: guard('operator'),
+      tokenName: who,
     });
     app.get('/metrics', { onRequest: guard('read') }, async (_request, reply) => {
       reply.header('content-type', metrics.contentType);
@@ -149,6 +165,34 @@ export class ApiServer {
   async close(): Promise<void> {
     await this.app.close();
   }
+}
+
+const WHOAMI_SCHEMA = {
+  response: {
+    200: {
+      type: 'object',
+      required: ['name', 'role'],
+      properties: { name: { type: 'string' }, role: { type: 'string', enum: ['read', 'operator'] } },
+    },
+  },
+} as const;
+
+type RouteError = Error & { validation?: unknown; statusCode?: number };
+
+/**
+ * Bad input (a body against its schema, a revision that is not there, a locked archive) is one `error`
+ * line with its status; anything else is logged, and the client learns no more than 500 and its message.
+ */
+function errorHandler(logger: Logger) {
+  return (error: RouteError, request: FastifyRequest, reply: FastifyReply) => {
+    // fastify's message names the part and the key: `body must have required property 'new_tags'`.
+    if (error.validation != null) return reply.code(400).send({ error: error.message });
+    const status = statusOfError(error);
+    if (status === 500 && error.statusCode != null && error.statusCode < 500)
+      return reply.code(error.statusCode).send({ error: error.message });
+    if (status === 500) logger.error({ err: error, url: request.url.split('?')[0] }, 'API: request failed');
+    return reply.code(status).send({ error: error.message });
+  };
 }
 
 async function readPem(path: string, key: string): Promise<Buffer> {

@@ -33,5 +33,6 @@ export {
   type RunNowResult,
   Scheduler,
   type SchedulerOptions,
+  type VerifyNowResult,
 } from './scheduler.js';
 export type { JobStatus } from './status-file.js';

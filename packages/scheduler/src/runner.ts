@@ -63,9 +63,10 @@ export interface JobRunner {
   copy(request: JobRequest & { target: string }): Promise<RunResult>;
   /**
    * Verifies the revisions not verified within `outdatedAfter` seconds (`backy verify
-   * --outdated-after`). Optional: a runner without it runs no verify jobs.
+   * --outdated-after`), or the revision `revision` alone (`backy verify -r`, whenever it was verified
+   * last). Optional: a runner without it runs no verify jobs.
    */
-  verify?(request: JobRequest & { outdatedAfter: number }): Promise<RunResult>;
+  verify?(request: JobRequest & { outdatedAfter: number; revision?: string }): Promise<RunResult>;
   /** Runs the completion callback `program JOB` with `input` on stdin and `env` added to its environment. */
   callback(
     request: JobRequest & { program: string; input: string; env?: Record<string, string> },
@@ -123,13 +124,15 @@ export class ChildProcessRunner implements JobRunner {
     return this.backy(request, ['-l', join(request.dir, LOG_FILE), 'copy', request.target]);
   }
 
-  verify(request: JobRequest & { outdatedAfter: number }): Promise<RunResult> {
+  verify(request: JobRequest & { outdatedAfter: number; revision?: string }): Promise<RunResult> {
     return this.backy(request, [
       '-l',
       join(request.dir, LOG_FILE),
       'verify',
-      '--outdated-after',
-      String(request.outdatedAfter),
+      // One revision asked for is read whenever it was verified last.
+      ...(request.revision != null
+        ? ['-r', request.revision]
+        : ['--outdated-after', String(request.outdatedAfter)]),
     ]);
   }
 

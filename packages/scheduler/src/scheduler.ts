@@ -33,7 +33,7 @@ import {
 } from './job-table.js';
 import type { JobRunner } from './runner.js';
 import { type JobStatus, readStatusFile } from './status-file.js';
-import { nextVerifyToStart, queueDueVerifies } from './verify-job.js';
+import { isVerifying, nextVerifyToStart, queueDueVerifies } from './verify-job.js';
 import { runVerifyOnce } from './verify-run.js';
 
 export interface SchedulerOptions {
@@ -64,6 +64,8 @@ export interface SchedulerOptions {
 
 export type ReloadResult = ({ ok: true } & JobChanges) | { ok: false; error: string };
 export type RunNowResult = 'started' | 'queued' | 'already running' | 'unknown job' | 'stopping';
+/** `verifyNow`'s answer; `not available`: the runner cannot verify. */
+export type VerifyNowResult = RunNowResult | 'not available';
 
 /**
  * The backup daemon: keeps every job of the central config on its schedule, runs the work through a
@@ -348,11 +350,16 @@ export class Scheduler {
   /** One scheduled verify of the job's archive; its worker is free again when it returns. */
   private async executeVerify(job: JobRuntime): Promise<void> {
     const settings = job.verify.settings;
-    if (settings == null) {
+    const revision = job.verify.revision;
+    job.verify.revision = null;
+    if (settings == null && revision == null) {
       job.verify.state = 'idle';
       return;
     }
-    const damaged = await runVerifyOnce(job, settings, {
+    // One revision on request: read whenever it was verified last (the runner ignores outdatedAfter).
+    const request =
+      revision != null ? { outdatedAfter: 0, revision } : { outdatedAfter: settings!.outdatedAfter };
+    const damaged = await runVerifyOnce(job, request, {
       runner: this.options.runner,
       clock: this.clock,
       log: this.log.child({ job: job.name }),
@@ -383,6 +390,32 @@ export class Scheduler {
     job.runNow = true;
     this.tick();
     return isBusy(job) ? 'started' : 'queued';
+  }
+
+  /**
+   * Verifies revision `uuid` of the job's archive now, as its verify job does (a worker of the limit,
+   * never during its backup; the outcome in its `verify_*` status fields and notifications).
+   */
+  verifyNow(name: string, uuid: string): VerifyNowResult {
+    if (this.stopping != null) return 'stopping';
+    if (this.options.runner.verify == null) return 'not available';
+    const job = this.jobTable.get(name);
+    if (job == null || job.removed) return 'unknown job';
+    const v = job.verify;
+    if (v.state !== 'idle') return 'already running';
+    v.state = 'queued';
+    v.queuedAt = this.clock.now();
+    v.revision = uuid;
+    this.tick();
+    return isVerifying(job) ? 'started' : 'queued';
+  }
+
+  /** Each job's archive directory, sorted by job name. */
+  archives(): { job: string; dir: string }[] {
+    return [...this.jobTable.values()]
+      .filter((j) => !j.removed)
+      .map((j) => ({ job: j.name, dir: j.dir }))
+      .sort((a, b) => (a.job < b.job ? -1 : a.job > b.job ? 1 : 0));
   }
 
   /** Starts every job that is not running or queued already; returns how many were started or queued. */
@@ -436,7 +469,10 @@ export class Scheduler {
       this.statusFile.stop();
       for (const job of this.jobTable.values()) {
         if (job.state === 'queued') job.state = 'waiting';
-        if (job.verify.state === 'queued') job.verify.state = 'idle';
+        if (job.verify.state === 'queued') {
+          job.verify.state = 'idle';
+          job.verify.revision = null;
+        }
       }
       this.stopController.abort();
       const timeout = this.options.stopTimeoutMs ?? 30_000;

@@ -139,7 +139,8 @@ export function verifyStatusFields(job: JobRuntime, now: number): VerifyStatusFi
   const unchecked = uncheckedSince(summary, v.since);
   const oldest = unchecked.length > 0 ? Math.min(...unchecked) : null;
   return {
-    verify_status: settings == null ? 'off' : v.state === 'idle' ? 'waiting' : v.state,
+    // A job without a verify job may still be verified on request (the API): then it shows its state.
+    verify_status: v.state !== 'idle' ? v.state : settings == null ? 'off' : 'waiting',
     verify_last_time: iso(last.length > 0 ? Math.max(...last) : null),
     verify_last_result: v.lastResult,
     verify_next_time: iso(next == null ? null : Math.max(next, now)),

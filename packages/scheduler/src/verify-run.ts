@@ -1,4 +1,3 @@
-import type { VerifyJobSettings } from '@backy/core';
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import { BUSY_RETRY_MS, EXIT_LOCKED } from './job-run.js';
@@ -18,6 +17,15 @@ export interface VerifyRunContext {
 }
 
 /**
+ * What one verify run reads: the revisions not verified within `outdatedAfter` seconds, or `revision`
+ * alone (whenever it was verified last).
+ */
+export interface VerifyRequest {
+  outdatedAfter: number;
+  revision?: string;
+}
+
+/**
  * Runs one verify of the job's archive (`backy verify --outdated-after`) and records its outcome in
  * `job.verify`. Damage is read from the revisions afterwards (a revision distrusted by this run), not
  * from the exit status, which is 1 for damage and for other errors alike. Returns the IDs of the
@@ -25,7 +33,7 @@ export interface VerifyRunContext {
  */
 export async function runVerifyOnce(
   job: JobRuntime,
-  settings: VerifyJobSettings,
+  request: VerifyRequest,
   context: VerifyRunContext,
 ): Promise<string[]> {
   const { clock, log, runner } = context;
@@ -34,11 +42,16 @@ export async function runVerifyOnce(
   v.state = 'running';
   let result: RunResult;
   try {
-    log.info({ outdatedAfterSeconds: settings.outdatedAfter }, 'verify started');
+    log.info(
+      request.revision != null
+        ? { revision: request.revision }
+        : { outdatedAfterSeconds: request.outdatedAfter },
+      'verify started',
+    );
     result = await runner.verify!({
       job: job.name,
       dir: job.dir,
-      outdatedAfter: settings.outdatedAfter,
+      ...request,
       signal: context.stopSignal,
     });
   } catch (error) {

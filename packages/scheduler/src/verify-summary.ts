@@ -63,6 +63,8 @@ export interface VerifyRuntime {
   /** After the archive was busy (exit 69): when to look again. */
   busyRetryAt: number | null;
   queuedAt: number;
+  /** The revision an operator asked to verify now (the API), or null: the scheduled verify of the outdated ones. */
+  revision: string | null;
 }
 
 export function newVerifyRuntime(): VerifyRuntime {
@@ -76,5 +78,6 @@ export function newVerifyRuntime(): VerifyRuntime {
     lastFailure: null,
     busyRetryAt: null,
     queuedAt: 0,
+    revision: null,
   };
 }

@@ -1,6 +1,7 @@
 import { realpathSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
+  Archive,
   BackyError,
   DEFAULT_CENTRAL_CONFIG,
   type LoadedCentralConfig,
@@ -173,7 +174,16 @@ export const schedulerCommand: Command = {
           // Loaded only when configured: fastify and prom-client are most of the daemon's start-up otherwise.
           const { ApiServer } = await import('@backy/http-api');
           api = await ApiServer.start({
-            backend: view,
+            backend: {
+              ...view,
+              archives: () => s.archives(),
+              // As `backy tags` opens it: with the store drivers the jobs' archives may name.
+              openArchive: (dir: string) =>
+                Archive.open(dir, {
+                  stores: async (type) => (await import('../stores.js')).STORE_DRIVERS(type),
+                }),
+              verifyRevision: (job: string, uuid: string) => s.verifyNow(job, uuid),
+            },
             config: apiConfig,
             logger: logger.child({ component: 'api' }),
             version,
