@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { RE2JS } from 're2js';
 import { allows, authenticate, loadTokens } from './auth.js';
 import { createMetrics } from './metrics.js';
+import { registerUi } from './ui.js';
 
 /** What the API reads and steers: the scheduler (the same view the telnet shell has). */
 export interface ApiBackend {
@@ -86,6 +87,12 @@ export class ApiServer {
     };
     const who = (request: FastifyRequest) => (request as FastifyRequest & { tokenName?: string }).tokenName;
 
+    await registerUi(app);
+    // Minimal stand-in for the web page until the revisions API (h-revapi) brings its own: drop on merge.
+    app.get('/v1/whoami', { onRequest: guard('read') }, async (request) => {
+      const token = authenticate(tokens, request.headers.authorization)!;
+      return { name: token.name, role: token.role };
+    });
     app.get('/v1/status', { onRequest: guard('read') }, async (request, reply) => {
       const pattern = (request.query as { filter?: string }).filter;
       let filter: NameFilter | undefined;
