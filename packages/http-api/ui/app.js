@@ -298,8 +298,10 @@ async function showRevisions(job, key) {
   }
   if (session !== state.session || job !== state.selected) return;
   state.revisionsKey = key;
+  const table = $('revisions').querySelector('table');
   if (answer.status !== 200) {
     body.replaceChildren();
+    table.hidden = true;
     $('revisions-state').textContent =
       answer.status === 404
         ? 'Revisions not available.'
@@ -307,6 +309,7 @@ async function showRevisions(job, key) {
     return;
   }
   const revisions = [...answer.body.revisions].reverse();
+  table.hidden = revisions.length === 0;
   $('revisions-state').textContent = `${revisions.length} revisions, newest first.`;
   body.replaceChildren(
     ...revisions.map((r) =>
