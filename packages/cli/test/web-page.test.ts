@@ -93,13 +93,18 @@ afterAll(async () => {
 }, 30_000);
 
 /** A fresh tab (its own sessionStorage) on the page, signed in with `token`; collects console errors. */
-async function signedIn(token: string): Promise<{ page: Page; errors: string[] }> {
+async function signedIn(token: string): Promise<{ page: Page; errors: string[]; statusCalls: () => number }> {
   const context = await browser.newContext({ viewport: { width: 1280, height: 760 } });
   const page = await context.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
   // Failed requests by URL (the console's "Failed to load resource" does not say which).
+  const since = Date.now();
+  let calls = 0;
+  /** Calls of /v1/status beyond one each 2 s since sign-in (its polls): more means two chains of polls. */
+  const statusCalls = () => calls - (Date.now() - since) / 2000;
   page.on('response', (r) => {
+    if (new URL(r.url()).pathname === '/v1/status') calls++;
     if (r.status() >= 400) errors.push(`${r.status()} ${new URL(r.url()).pathname}`);
   });
   page.on('requestfailed', (r) => errors.push(`failed: ${r.url()}`));
@@ -127,7 +132,7 @@ async function signedIn(token: string): Promise<{ page: Page; errors: string[] }
   await page.click('#sign-in button[type=submit]');
   await page.waitForSelector('#dashboard:not([hidden])');
   expect(await page.isVisible('#sign-in')).toBe(false);
-  return { page, errors };
+  return { page, errors, statusCalls };
 }
 
 const row = (page: Page, job: string) => page.locator(`#jobs tr[data-job="${job}"]`);
@@ -137,7 +142,7 @@ const textNow = async (scope: Locator, selector: string) =>
 
 describe.skipIf(missing != null)('the web page, in headless chromium against the real daemon', () => {
   it('shows a failing job with its reason; "Run now" starts a run whose progress and revision show', async () => {
-    const { page, errors } = await signedIn(OPERATOR);
+    const { page, errors, statusCalls } = await signedIn(OPERATOR);
     expect(await page.textContent('#who')).toBe('ops (operator)');
 
     // The failing job, marked, with its reason as text (the markup in its name is not markup here).
@@ -229,6 +234,8 @@ describe.skipIf(missing != null)('the web page, in headless chromium against the
     await page.screenshot({ path: SCREENSHOT_REVISIONS, fullPage: true });
     console.log(`[web page] screenshot (its revisions): ${SCREENSHOT_REVISIONS}`);
     expect(errors).toEqual(expectedErrors);
+    // Each click polls at once (two here), and the timer's chain of polls goes on alone.
+    expect(statusCalls()).toBeLessThanOrEqual(2 + 2);
   }, 150_000);
 
   it('shows no "Run now" to a read-only token', async () => {

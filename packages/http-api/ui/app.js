@@ -258,7 +258,10 @@ async function poll(session) {
     $('problem').textContent = `Cannot read the daemon's status: ${error.message}`;
     $('problem').hidden = false;
   }
-  if (session === state.session) state.timer = setTimeout(() => poll(session), POLL_MS);
+  if (session !== state.session) return;
+  // A poll started by a click may end after the timer's: one timer, so one chain of polls.
+  clearTimeout(state.timer);
+  state.timer = setTimeout(() => poll(session), POLL_MS);
 }
 
 async function runNow(job) {
