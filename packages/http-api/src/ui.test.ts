@@ -75,7 +75,8 @@ describe('the web page', () => {
   it('is served at /ui/ without a token, with a self-only Content-Security-Policy; / and /ui lead there', async () => {
     for (const path of ['/', '/ui']) {
       const r = await get(path);
-      expect([path, r.status, r.headers.get('location')]).toEqual([path, 302, '/ui/']);
+      expect([path, r.status, r.headers.get('location')]).toEqual([path, 302, 'ui/']);
+      expect(new URL(r.headers.get('location')!, `${url}${path}`).pathname).toBe('/ui/');
     }
     for (const [path, type, file] of [
       ['/ui/', 'text/html; charset=utf-8', 'index.html'],

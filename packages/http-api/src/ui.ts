@@ -51,8 +51,9 @@ async function loadUi(dir: string): Promise<Map<string, UiFile>> {
  */
 export async function registerUi(app: FastifyInstance, dir = UI_DIR): Promise<void> {
   const files = await loadUi(dir);
-  app.get('/', (_request, reply) => reply.redirect('/ui/'));
-  app.get('/ui', (_request, reply) => reply.redirect('/ui/'));
+  // Relative, as the page's own calls are: behind a proxy that maps the daemon under a path it still fits.
+  app.get('/', (_request, reply) => reply.redirect('ui/'));
+  app.get('/ui', (_request, reply) => reply.redirect('ui/'));
   app.get('/ui/*', (request, reply) => {
     const name = (request.params as { '*': string })['*'] || 'index.html';
     const file = files.get(name);
