@@ -146,6 +146,11 @@ describe('packed packages outside the workspace', () => {
       const files = ok(run('tar', ['-tzf', tarball[`@backy/${name}`]!], dir.path), `listing ${name}`).stdout;
       expect(files, `${name} ships its LICENSE`).toMatch(/^package\/LICENSE$/m);
       expect(files, `${name} ships a README`).toMatch(/^package\/README\.md$/m);
+      if (name === 'http-api')
+        for (const file of ['index.html', 'app.js', 'style.css'])
+          expect(files, `http-api ships its web page's ${file}`).toMatch(
+            new RegExp(`^package/ui/${file}$`, 'm'),
+          );
     }
   });
 
@@ -230,6 +235,31 @@ describe('packed packages outside the workspace', () => {
       ),
       'importing the lazily loaded sources',
     );
+
+    // The daemon's web page, from the installed @backy/http-api's own ui/ (not the workspace's).
+    const page = ok(
+      run(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          `const { ApiServer } = await import('@backy/http-api');
+           const { default: pino } = await import('pino');
+           const api = await ApiServer.start({
+             backend: { jobs: () => [] },
+             config: { listen: [{ host: '127.0.0.1', port: 0 }], tokens: [] },
+             logger: pino({ level: 'silent' }),
+             version: '0',
+           });
+           const r = await fetch(api.urls[0] + '/ui/');
+           console.log(r.status, (await r.text()).includes('<script type="module" src="app.js">'));
+           await api.close();`,
+        ],
+        app,
+      ),
+      'the packed web page',
+    );
+    expect(page.stdout.trim()).toBe('200 true');
 
     ok(backy('-b', 'by-name', 'init', 'backy-source-example', image), 'init by package name');
     ok(backy('-b', 'by-name', 'backup', 'manual:test'), 'backup');

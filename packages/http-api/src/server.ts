@@ -8,6 +8,7 @@ import { RE2JS } from 're2js';
 import { type ApiToken, allows, authenticate, loadTokens } from './auth.js';
 import { type BackupsBackend, registerBackupRoutes, statusOfError } from './backups.js';
 import { createMetrics } from './metrics.js';
+import { registerUi } from './ui.js';
 
 /** What the API reads and steers: the scheduler (the same view the telnet shell has) and its jobs' archives. */
 export interface ApiBackend extends BackupsBackend {
@@ -91,6 +92,7 @@ export class ApiServer {
     const who = (request: FastifyRequest) => tokenOf(request)?.name;
     app.setErrorHandler(errorHandler(logger));
 
+    await registerUi(app);
     app.get('/v1/status', { onRequest: guard('read') }, async (request, reply) => {
       const pattern = (request.query as { filter?: string }).filter;
       let filter: NameFilter | undefined;
