@@ -203,6 +203,25 @@ describe('the archives and their revisions over HTTP', () => {
     expect((await call('/v1/backups', undefined)).status).toBe(401);
   });
 
+  it('shows whether `backy protect` set a revision aside', async () => {
+    const uuid = revs[0]!.uuid;
+    const archive = await Archive.open(webDir);
+    const flag = (on: boolean) =>
+      archive.updateRevision(uuid, ({ protected: _was, ...rest }) =>
+        on ? { ...rest, protected: true } : rest,
+      );
+    await flag(true);
+    try {
+      const r = await json<RevisionEntry>(await call(`/v1/backups/web1/revs/${uuid}`, READ));
+      expect([r.uuid, r.protected]).toEqual([uuid, true]);
+    } finally {
+      await flag(false);
+    }
+    expect((await json<RevisionEntry>(await call(`/v1/backups/web1/revs/${uuid}`, READ))).protected).toBe(
+      false,
+    );
+  });
+
   it('tells a token its name and role', async () => {
     expect(await json(await call('/v1/whoami', READ))).toEqual({ name: 'nagios', role: 'read' });
     expect(await json(await call('/v1/whoami', OPERATOR))).toEqual({ name: 'ops', role: 'operator' });

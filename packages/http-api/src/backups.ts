@@ -37,7 +37,8 @@ export interface RevisionEntry {
   size: number;
   bytes_written: number;
   duration: number | null;
-  protected: false;
+  /** Set aside from every deletion by `backy protect`. */
+  protected: boolean;
 }
 
 export function revisionEntry(rev: Revision): RevisionEntry {
@@ -51,7 +52,7 @@ export function revisionEntry(rev: Revision): RevisionEntry {
     bytes_written: rev.stats.bytes_written,
     // backy 2.x revisions converted without a duration say 0: not known.
     duration: Number.isFinite(rev.stats.duration) && rev.stats.duration > 0 ? rev.stats.duration : null,
-    protected: false,
+    protected: rev.protected === true,
   };
 }
 
@@ -79,7 +80,7 @@ const REVISION = {
     size: { type: 'integer', description: 'bytes of the image' },
     bytes_written: { type: 'integer', description: 'bytes the backup stored' },
     duration: { type: ['number', 'null'], description: 'seconds the backup took; null: not known' },
-    protected: { type: 'boolean', const: false },
+    protected: { type: 'boolean' },
   },
 } as const;
 
