@@ -90,13 +90,27 @@ beforeAll(async () => {
     },
     'backy.conf',
   );
-  server = await ApiServer.start({
-    backend,
-    config: config.api!,
-    logger: pino({ level: 'silent' }),
-    version: '9.9.9',
-  });
+  // A deprecation warning lands on the daemon's stderr, beside its log: starting gives none.
+  const onWarning = (w: Error) => warnings.push(w.message);
+  process.on('warning', onWarning);
+  try {
+    server = await ApiServer.start({
+      backend,
+      config: config.api!,
+      logger: pino({ level: 'silent' }),
+      version: '9.9.9',
+    });
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    process.off('warning', onWarning);
+  }
   url = server.urls[0]!;
+});
+
+const warnings: string[] = [];
+
+it('starts without a warning from its libraries', () => {
+  expect(warnings).toEqual([]);
 });
 
 afterAll(async () => {

@@ -2,7 +2,12 @@ import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { type ApiConfig, type ApiRole, BackyError } from '@backy/core';
 import type { JobStatus, NameFilter, SchedulerSummary } from '@backy/scheduler';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import type { Logger } from 'pino';
 import { RE2JS } from 're2js';
 import { type ApiToken, allows, authenticate, loadTokens } from './auth.js';
@@ -64,7 +69,8 @@ export class ApiServer {
           };
     const app = Fastify({
       loggerInstance: logger,
-      disableRequestLogging: true,
+      // One line per request would drown the daemon's log (Prometheus scrapes, the page polls every 2 s).
+      logController: new LogController({ disableRequestLogging: true }),
       // What the route schemas say is what is taken: no string turned into a list, no key dropped.
       ajv: { customOptions: { coerceTypes: false, removeAdditional: false } },
       ...(https != null ? { https } : {}),

@@ -21,6 +21,10 @@ const backend: ApiBackend = {
   }),
   runJob: () => 'unknown job',
   reload: async () => ({ ok: true, added: [], removed: [], changed: [] }),
+  // The page's files are served without any archive: these are never reached here.
+  archives: () => [],
+  openArchive: () => Promise.reject(new Error('no archives in this test')),
+  verifyRevision: () => 'unknown job',
 };
 
 let server: ApiServer;
