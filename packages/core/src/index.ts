@@ -63,6 +63,7 @@ export {
   type WebhookTargetConfig,
 } from './notification-config.js';
 export { forgetArchive, type PurgeResult, purgeStore } from './purge.js';
+export { readStoreStats, type StoreStats, writeStoreStats } from './store-stats.js';
 export { type RestoreOptions, restoreToPath, restoreToStream } from './restore.js';
 export {
   failedOwnVerification,
@@ -73,7 +74,13 @@ export {
   type Verification,
   writeRevisionFile,
 } from './revision.js';
-export { factsOf, parseRevisionFacts, quickRevisionFacts, type RevisionFacts } from './revision-facts.js';
+export {
+  factsOf,
+  parseRevisionFacts,
+  quickRevisionFacts,
+  type RevisionFacts,
+  type RevisionWork,
+} from './revision-facts.js';
 export type { RevisionReader } from './revision-io.js';
 export { MANUAL_TAG_PREFIX, type Schedule, type TagRule } from './schedule.js';
 export { type BackupSource, isSourceDefinition, type SourceDefinition } from './source/contract.js';
