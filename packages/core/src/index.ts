@@ -63,7 +63,6 @@ export {
   type WebhookTargetConfig,
 } from './notification-config.js';
 export { forgetArchive, type PurgeResult, purgeStore } from './purge.js';
-export { readStoreStats, type StoreStats, writeStoreStats } from './store-stats.js';
 export { type RestoreOptions, restoreToPath, restoreToStream } from './restore.js';
 export {
   failedOwnVerification,
@@ -97,6 +96,7 @@ export {
   passphraseFrom,
   writeKeyFile,
 } from './store/key-file.js';
+export { readStoreStats, type StoreStats, writeStoreStats } from './store-stats.js';
 export { readTokenFile, tokenMatches } from './token-file.js';
 export { formatBytes, formatDuration, parseDuration } from './units.js';
 export {

@@ -51,7 +51,8 @@ export function readStoreStats(dir: string): StoreStats | null {
   if (data == null || data.format !== FORMAT || typeof data.store !== 'string') return null;
   if (typeof data.updated !== 'string' || !Number.isFinite(Date.parse(data.updated))) return null;
   for (const key of COUNTS)
-    if (typeof data[key] !== 'number' || !Number.isFinite(data[key]) || (data[key] as number) < 0) return null;
+    if (typeof data[key] !== 'number' || !Number.isFinite(data[key]) || (data[key] as number) < 0)
+      return null;
   const n = (key: (typeof COUNTS)[number]) => data[key] as number;
   return {
     store: data.store,

@@ -116,7 +116,8 @@ export function createMetrics(source: MetricsSource, options: MetricsOptions = {
       this.reset();
       for (const job of source.jobs()) {
         if (job.last_chunks_written != null) this.set({ job: job.job, kind: 'new' }, job.last_chunks_written);
-        if (job.last_chunks_reused != null) this.set({ job: job.job, kind: 'reused' }, job.last_chunks_reused);
+        if (job.last_chunks_reused != null)
+          this.set({ job: job.job, kind: 'reused' }, job.last_chunks_reused);
       }
     },
   });

@@ -83,7 +83,9 @@ export const purgeCommand: Command = {
         archives: result.archives,
         updated: new Date().toISOString(),
       }).catch((error: unknown) =>
-        ctx.logger().warn({ err: error }, 'cannot record the store stats (metrics only): purge itself succeeded'),
+        ctx
+          .logger()
+          .warn({ err: error }, 'cannot record the store stats (metrics only): purge itself succeeded'),
       );
     }
     if (json) {
