@@ -74,6 +74,8 @@ function yamlScalar(value: unknown): string {
   if (value == null) return 'null';
   if (typeof value === 'number') return Number.isFinite(value) ? String(value) : 'null';
   if (typeof value === 'boolean') return String(value);
+  // A nested entry (a running job's `progress`): JSON is a YAML flow mapping.
+  if (typeof value === 'object') return JSON.stringify(value);
   const text = String(value);
   // A JSON string is a valid YAML double-quoted scalar.
   return PLAIN.test(text) && !YAML_WORDS.test(text) ? text : JSON.stringify(text);
