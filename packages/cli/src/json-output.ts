@@ -147,6 +147,9 @@ export const JSON_OUTPUTS = {
       chunksDeleted: z.number().int().nonnegative(),
       bytesFreed: z.number().int().nonnegative(),
       chunksKept: z.number().int().nonnegative(),
+      bytesKept: z.number().int().nonnegative(),
+      referencedBytes: z.number().int().nonnegative(),
+      revisions: z.number().int().nonnegative(),
       archives: z.number().int().nonnegative(),
       staleEntries: z.array(z.string()),
       wouldDelete: z

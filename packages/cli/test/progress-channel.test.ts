@@ -37,6 +37,26 @@ describe('the progress channel between the daemon and its backups', () => {
     expect(dones).toEqual([...dones].sort((a, b) => a - b));
   });
 
+  it('reports a verify’s bytes as it runs, as the daemon’s verify jobs hear them', async () => {
+    const archive = join(dir.path, 'archive');
+    const heard: RunProgress[] = [];
+    const runner = new ChildProcessRunner({ command: [process.execPath, BIN] });
+    const result = await runner.verify({
+      job: 'vm',
+      dir: archive,
+      outdatedAfter: 1,
+      signal: new AbortController().signal,
+      onProgress: (p) => heard.push(p),
+    });
+    expect(result.stderr).toBe('');
+    expect(result.ok).toBe(true);
+    expect(heard.length).toBeGreaterThan(0);
+    expect(heard.every((p) => p.phase === 'verify')).toBe(true);
+    const last = heard.at(-1)!;
+    expect(last.done).toBe(last.total);
+    expect(last.total).toBeGreaterThan(0);
+  });
+
   it('a backy run by hand with no channel, or a bad one, backs up as before', () => {
     const archive = join(dir.path, 'archive');
     for (const value of ['', 'x', '1', '99']) {

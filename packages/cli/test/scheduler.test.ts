@@ -465,6 +465,7 @@ describe('failed runs in the status file, the shell, check, the callback and not
         'telnet-port': failPort,
         'critical-failures': 2,
         'backup-completed-callback': callback,
+        'metrics-textfile': join(root, 'backy.prom'),
       },
       schedules: { s: { daily: { interval: '1d', keep: 3 } } },
       jobs: { f: { schedule: 's', source: { type: 'file', filename: image } } },
@@ -559,6 +560,27 @@ describe('failed runs in the status file, the shell, check, the callback and not
         return r.code === 0 ? r : null;
       });
       expect(ok.stdout).toBe('OK: 1 jobs within SLA\n');
+      // The node_exporter textfile, written after the run: the recovered job and its store (purged).
+      const textfile = await until('the textfile after the recovery', async () => {
+        const text = await readFile(join(root, 'backy.prom'), 'utf8').catch(() => '');
+        const families = parseMetrics(text);
+        return metricValue(families, 'backy_job_consecutive_failures', { job: 'f' }) === '0' &&
+          metricValue(families, 'backy_store_chunks') != null
+          ? families
+          : null;
+      });
+      const archiveF = join(root, 'base', 'f');
+      const revs = (await readdir(archiveF)).filter((n) => n.endsWith('.rev'));
+      const store = join(archiveF, 'chunks');
+      let chunks = 0;
+      for (const fan of (await readdir(store)).filter((n) => /^[0-9a-f]{2}$/.test(n)))
+        chunks += (await readdir(join(store, fan))).length;
+      expect(metricValue(textfile, 'backy_job_revisions', { job: 'f' })).toBe(String(revs.length));
+      expect(metricValue(textfile, 'backy_job_last_backup_read_bytes', { job: 'f' })).toBe(String(MiB));
+      // The new image is random: its one chunk is new.
+      expect(metricValue(textfile, 'backy_job_last_backup_chunks', { job: 'f', kind: 'new' })).toBe('1');
+      expect(metricValue(textfile, 'backy_store_chunks', { store })).toBe(String(chunks));
+      expect(metricValue(textfile, 'process_cpu_seconds_total')).toBeUndefined();
       await until('the recovery sent', () => (events().length >= 4 && mail.mails.length >= 3) || null);
       expect(events()).toEqual(['daemon-started', 'job-failed', 'job-failed!', 'job-recovered']);
       expect(mail.mails.map((m) => /^Subject: (.*)$/m.exec(m.data)?.[1])).toEqual([

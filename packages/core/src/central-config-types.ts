@@ -56,6 +56,11 @@ export interface GlobalConfig {
   /** `run`, `runall` and `reload` on TCP without a token, as in backy 2.x (default false). */
   'telnet-insecure-tcp'?: boolean;
   /**
+   * A node_exporter textfile (`…/textfile_collector/backy.prom`) the daemon writes its metrics to after
+   * each job and every minute, atomically (default: none). Read anew at each write.
+   */
+  'metrics-textfile'?: string;
+  /**
    * `backy check` is CRITICAL for a job whose runs failed this many times in a row (default 3; a
    * single failure is a WARNING).
    */

@@ -64,6 +64,7 @@ export const globalConfigSchema = z.strictObject({
   'telnet-token-file': absolutePathSchema.optional(),
   'telnet-insecure-tcp': z.boolean().optional(),
   'critical-failures': z.number().int().positive().optional(),
+  'metrics-textfile': absolutePathSchema.optional(),
   'backup-completed-callback': z.string().min(1).optional(),
   layout: z.enum(['chunked', 'images']).optional(),
   store: storeConfigSchema.optional(),

@@ -74,7 +74,13 @@ export {
   type Verification,
   writeRevisionFile,
 } from './revision.js';
-export { factsOf, parseRevisionFacts, quickRevisionFacts, type RevisionFacts } from './revision-facts.js';
+export {
+  factsOf,
+  parseRevisionFacts,
+  quickRevisionFacts,
+  type RevisionFacts,
+  type RevisionWork,
+} from './revision-facts.js';
 export type { RevisionReader } from './revision-io.js';
 export { resolveRevisionSpec, resolveSingleRevision } from './revision-spec.js';
 export { MANUAL_TAG_PREFIX, type Schedule, type TagRule } from './schedule.js';
@@ -92,6 +98,7 @@ export {
   passphraseFrom,
   writeKeyFile,
 } from './store/key-file.js';
+export { readStoreStats, type StoreStats, writeStoreStats } from './store-stats.js';
 export { readTokenFile, tokenMatches } from './token-file.js';
 export { formatBytes, formatDuration, parseDuration } from './units.js';
 export {

@@ -2,7 +2,7 @@
 // stops it before it deletes anything, since the chunks of an archive it cannot see would count for
 // nothing.
 import { randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, rmdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Archive } from './archive/index.js';
@@ -150,6 +150,28 @@ describe('purge and the registry of a shared store', () => {
     expect(result.chunksDeleted).toBeGreaterThan(0);
     expect(result.archives).toBe(2);
     expect(await chunkCount(store)).toBe(before - result.chunksDeleted);
+    await expectRestores(a, b);
+  });
+
+  it('sums up what the store keeps for its stats, each revision once', async () => {
+    const { store, a, b } = await twoArchives();
+    const result = await purgeStore(a.archive.store, { logger: silent, archiveDir: a.archive.path });
+    let bytes = 0;
+    for (const fan of (await readdir(store)).filter((n) => /^[0-9a-f]{2}$/.test(n)))
+      for (const name of await readdir(join(store, fan))) bytes += (await stat(join(store, fan, name))).size;
+    // Each archive's one revision: 6 MiB of random data, a 4 MiB and a 2 MiB chunk.
+    expect(result.chunksKept).toBe(await chunkCount(store));
+    expect(result.chunksKept).toBe(4);
+    expect(result.bytesKept).toBe(bytes);
+    expect([result.referencedBytes, result.revisions]).toEqual([12 * MiB, 2]);
+    // A store that keeps the revisions (as S3 does) has A's map in its catalog as well as A's directory.
+    const catalog = {
+      list: async () => new Map([[a.rev.uuid, 'v']]),
+      read: (id: string, kind: string) => readFile(join(a.archive.path, `${id}.${kind}`)).catch(() => null),
+    };
+    const withCatalog = Object.assign(Object.create(a.archive.store) as ChunkStore, { catalog });
+    const again = await purgeStore(withCatalog, { logger: silent, archiveDir: a.archive.path });
+    expect([again.referencedBytes, again.revisions, again.chunksKept]).toEqual([12 * MiB, 2, 4]);
     await expectRestores(a, b);
   });
 

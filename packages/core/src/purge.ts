@@ -10,6 +10,12 @@ export interface PurgeResult {
   chunksDeleted: number;
   bytesFreed: number;
   chunksKept: number;
+  /** Bytes of the chunks kept. */
+  bytesKept: number;
+  /** Bytes of the revisions' images in non-zero chunks, each revision (by ID) once (StoreStats). */
+  referencedBytes: number;
+  /** Revisions (distinct IDs) whose maps were read. */
+  revisions: number;
   archives: number;
   /** Registry entries of archives that moved, dropped because the same archive is live elsewhere. */
   staleEntries: string[];
@@ -101,11 +107,22 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
         `purge stopped, nothing deleted: chunk store ${store.root} holds chunks but its registry of archives (.archives/) is missing, so it cannot tell which archives use them; create the directory and run \`backy -b ARCHIVE status\` in each archive using the store to register it again`,
       );
     }
-    return { chunksDeleted: 0, bytesFreed: 0, chunksKept: 0, archives: 0, staleEntries: [] };
+    return {
+      chunksDeleted: 0,
+      bytesFreed: 0,
+      chunksKept: 0,
+      bytesKept: 0,
+      referencedBytes: 0,
+      revisions: 0,
+      archives: 0,
+      staleEntries: [],
+    };
   }
   const lock = await store.lock('exclusive', options.waitSeconds ?? 0);
   try {
     const referenced = new Set<string>();
+    // A revision's map may be read twice (a remote store's catalog and the archive's copy of it).
+    const dataBytes = new Map<string, number>();
     const { live, stale } = await liveArchives(store).catch((error: unknown) => {
       throw stopped(error);
     });
@@ -118,7 +135,10 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
         ...live.map((dir) => mapsOfDirectory(dir, options.logger)),
       ];
       for (const archiveMaps of maps)
-        for await (const map of archiveMaps) for (const hash of map.uniqueHashes()) referenced.add(hash);
+        for await (const { id, map } of archiveMaps) {
+          for (const hash of map.uniqueHashes()) referenced.add(hash);
+          if (!dataBytes.has(id)) dataBytes.set(id, map.dataBytes());
+        }
     } catch (error) {
       throw stopped(error);
     }
@@ -132,6 +152,9 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
       chunksDeleted: 0,
       bytesFreed: 0,
       chunksKept: 0,
+      bytesKept: 0,
+      referencedBytes: [...dataBytes.values()].reduce((a, b) => a + b, 0),
+      revisions: dataBytes.size,
       archives: live.length,
       staleEntries: stale.map((e) => e.path),
     };
@@ -140,7 +163,10 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
       const hash = entry.hash ?? entry.damagedOf ?? null;
       // A quarantined chunk stays as evidence while revisions still reference its hash.
       if (hash != null && referenced.has(hash)) {
-        if (entry.hash != null) result.chunksKept++;
+        if (entry.hash != null) {
+          result.chunksKept++;
+          result.bytesKept += entry.bytes;
+        }
         continue;
       }
       if (!options.dryRun) {

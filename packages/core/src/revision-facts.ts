@@ -18,6 +18,30 @@ export interface RevisionFacts {
   snapshot: 'agent' | 'direct' | null;
   /** When `backy verify` last re-read the revision (ms; `verified_at`), or null: never. */
   verifiedAt: number | null;
+  /**
+   * What its backup did (the `.rev`'s `stats`): bytes read from the source and written to the store,
+   * chunks written anew and reused; null where the revision does not record it (backy 2.x's).
+   */
+  work: RevisionWork;
+}
+
+export interface RevisionWork {
+  bytesRead: number | null;
+  bytesWritten: number | null;
+  chunksWritten: number | null;
+  chunksReused: number | null;
+}
+
+const count = (value: unknown): number | null =>
+  typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : null;
+
+function workOf(stats: Record<string, unknown>): RevisionWork {
+  return {
+    bytesRead: count(stats.bytes_read),
+    bytesWritten: count(stats.bytes_written),
+    chunksWritten: count(stats.chunks_written),
+    chunksReused: count(stats.chunks_reused),
+  };
 }
 
 /** `verified_at` as ms; null when absent or not a time (the revision stays readable either way). */
@@ -45,6 +69,7 @@ export function factsOf(rev: Revision): RevisionFacts {
           : 'failed',
     snapshot: snapshotOf(rev.source_info?.snapshot_method),
     verifiedAt: verifiedAtOf(rev.verified_at),
+    work: workOf(rev.stats as unknown as Record<string, unknown>),
   };
 }
 
@@ -173,5 +198,6 @@ export function quickRevisionFacts(text: string): RevisionFacts | null | undefin
     verification,
     snapshot,
     verifiedAt: verifiedAtOf(top.verified_at),
+    work: workOf(stats),
   };
 }

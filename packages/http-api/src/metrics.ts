@@ -1,3 +1,4 @@
+import type { StoreStats } from '@backy/core';
 import type { JobStatus, SchedulerSummary } from '@backy/scheduler';
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 
@@ -8,15 +9,44 @@ export interface MetricsSource {
   version: string;
 }
 
+/** `read`, its result reused for 100 ms: long enough for one scrape's gauges, short enough to be current. */
+function briefly<T>(read: () => T): () => T {
+  let at = Number.NEGATIVE_INFINITY;
+  let value: T;
+  return () => {
+    const now = performance.now();
+    if (now - at > 100) {
+      value = read();
+      at = now;
+    }
+    return value;
+  };
+}
+
 const seconds = (iso: string | null | undefined) => (iso == null ? null : Date.parse(iso) / 1000);
+
+export interface MetricsOptions {
+  /**
+   * prom-client's `process_*` and `nodejs_*` metrics (default true). Off for the node_exporter textfile:
+   * node_exporter has its own `process_*`, and a name from two collectors fails its scrape.
+   */
+  processMetrics?: boolean;
+}
 
 /**
  * The daemon's Prometheus metrics (docs/api.md lists them), read from the scheduler at each scrape:
- * nothing is kept between scrapes, so a removed job's series disappear with it.
+ * nothing is kept between scrapes, so a removed job's series disappear with it. Nothing here reads a
+ * disk: the revisions' stats and the stores' stats files are read by the scheduler when they change.
  */
-export function createMetrics(source: MetricsSource): Registry {
+export function createMetrics(given: MetricsSource, options: MetricsOptions = {}): Registry {
+  // Every gauge reads the jobs at a scrape: one listing serves them all (a thousand jobs, twenty gauges).
+  const source: MetricsSource = {
+    jobs: briefly(() => given.jobs()),
+    summary: briefly(() => given.summary()),
+    version: given.version,
+  };
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
   const perJob = (
     name: string,
     help: string,
@@ -61,22 +91,57 @@ export function createMetrics(source: MetricsSource): Registry {
   perJob('backy_job_running', '1 while a backup of the job runs', (j) =>
     j.status === 'running' || j.status === 'finishing' ? 1 : 0,
   );
-  // A running backup's progress; no sample for a job that is not running.
+  perJob('backy_job_verify_running', "1 while the job's verify job runs", (j) =>
+    j.verify_status === 'running' ? 1 : 0,
+  );
+  // A running backup's or verify's progress; no sample for a job that is not running.
   perJob(
     'backy_job_progress_done_bytes',
-    'Bytes a running backup has done in its current phase',
+    'Bytes a running backup or verify has done in its current phase',
     (j) => j.progress?.done,
   );
   perJob(
     'backy_job_progress_total_bytes',
-    'Bytes of the running backup in all (0: not known)',
+    'Bytes of the running backup or verify in all (0: not known)',
     (j) => j.progress?.total,
   );
   perJob(
+    'backy_job_progress_rate_bytes_per_second',
+    'Bytes a second the running backup or verify does in its current phase',
+    (j) => j.progress?.rate,
+  );
+  perJob(
     'backy_job_progress_eta_seconds',
-    'Seconds the running backup needs at its current rate',
+    'Seconds the running backup or verify needs at its current rate',
     (j) => j.progress?.eta_seconds,
   );
+  perJob('backy_job_revisions', 'Complete revisions of the job', (j) => j.revisions);
+  // The newest revision's own record of its backup (its stats): no sample when it has none.
+  perJob(
+    'backy_job_last_backup_read_bytes',
+    "Bytes the newest revision's backup read from the source",
+    (j) => j.last_bytes_read,
+  );
+  perJob(
+    'backy_job_last_backup_written_bytes',
+    "Bytes the newest revision's backup wrote to the store (new chunks, as stored)",
+    (j) => j.last_bytes_written,
+  );
+  new Gauge({
+    name: 'backy_job_last_backup_chunks',
+    help: "Chunks of the newest revision's backup: written anew (kind new) or found in the store (reused)",
+    labelNames: ['job', 'kind'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const job of source.jobs()) {
+        if (job.last_chunks_written != null) this.set({ job: job.job, kind: 'new' }, job.last_chunks_written);
+        if (job.last_chunks_reused != null)
+          this.set({ job: job.job, kind: 'reused' }, job.last_chunks_reused);
+      }
+    },
+  });
+  storeMetrics(registry, source);
   new Gauge({
     name: 'backy_job_last_run_outcome',
     help: "The last run's outcome: 1 for the outcome label that applies",
@@ -120,4 +185,41 @@ export function createMetrics(source: MetricsSource): Registry {
     registers: [registry],
   }).set({ version: source.version }, 1);
   return registry;
+}
+
+/** Per chunk store, from what its last purge recorded (`SchedulerSummary.stores`). */
+function storeMetrics(registry: Registry, source: MetricsSource): void {
+  const perStore = (name: string, help: string, value: (s: StoreStats) => number | null): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['store'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const stats of source.summary().stores) {
+          const v = value(stats);
+          if (v != null && Number.isFinite(v)) this.set({ store: stats.store }, v);
+        }
+      },
+    });
+  };
+  perStore('backy_store_size_bytes', 'Bytes of the chunks in the store (as stored)', (s) => s.bytes);
+  perStore('backy_store_chunks', 'Chunks in the store', (s) => s.chunks);
+  perStore(
+    'backy_store_referenced_bytes',
+    "Bytes of the revisions' images in non-zero chunks (each revision once): the data before dedup",
+    (s) => s.referenced_bytes,
+  );
+  perStore(
+    'backy_store_dedup_ratio',
+    'referenced bytes / stored bytes: what dedup and compression save (no sample for an empty store)',
+    (s) => (s.bytes > 0 ? s.referenced_bytes / s.bytes : null),
+  );
+  perStore('backy_store_revisions', 'Revisions whose chunks are in the store', (s) => s.revisions);
+  perStore(
+    'backy_store_stats_timestamp_seconds',
+    'When these store metrics were recorded: the last purge of the store (Unix time)',
+    (s) => Date.parse(s.updated) / 1000,
+  );
 }

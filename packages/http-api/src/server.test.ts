@@ -57,6 +57,7 @@ const backend: ApiBackend = {
     workerLimit: 2,
     busyWorkers: 1,
     idleWorkers: 1,
+    stores: [],
   }),
   runJob: (name) => {
     runs.push(name);

@@ -32,6 +32,12 @@ function expected(text: string) {
       : null,
     verifiedAt:
       r.verified_at != null && Number.isFinite(Date.parse(r.verified_at)) ? Date.parse(r.verified_at) : null,
+    work: {
+      bytesRead: r.stats!.bytes_read,
+      bytesWritten: r.stats!.bytes_written,
+      chunksWritten: r.stats!.chunks_written,
+      chunksReused: r.stats!.chunks_reused,
+    },
   };
 }
 

@@ -4,6 +4,8 @@ import {
   MANUAL_TAG_PREFIX,
   type Revision,
   type RevisionFacts,
+  readStoreStats,
+  type StoreStats,
   scanRevisionFacts,
 } from '@backy/core';
 import { EMPTY_VERIFY_SUMMARY, summarizeVerification, type VerifySummary } from './verify-summary.js';
@@ -24,6 +26,8 @@ export interface ArchiveSummary {
   historyStarted: boolean;
   /** Which revisions `backy verify` re-read when, and which it found damaged (verify-job.ts). */
   verify: VerifySummary;
+  /** What the archive's store held at the last purge in this archive (core's store-stats.ts), or null. */
+  storeStats: StoreStats | null;
 }
 
 export const EMPTY_SUMMARY: ArchiveSummary = {
@@ -34,6 +38,7 @@ export const EMPTY_SUMMARY: ArchiveSummary = {
   damaged: [],
   historyStarted: false,
   verify: EMPTY_VERIFY_SUMMARY,
+  storeStats: null,
 };
 
 export function summarize(revisions: readonly (Revision | RevisionFacts)[]): ArchiveSummary {
@@ -64,6 +69,7 @@ function summarizeFacts(
     damaged,
     historyStarted,
     verify: summarizeVerification(revisions),
+    storeStats: null,
   };
 }
 
@@ -91,7 +97,8 @@ export class ArchiveWatcher {
     if (cached != null && cached.mtimeMs === info.mtimeMs && cached.ctimeMs === info.ctimeMs)
       return cached.summary;
     const { facts, damaged, historyStarted } = await scanRevisionFacts(dir);
-    const summary = summarizeFacts(facts, damaged, historyStarted);
+    // The stats file is written by rename like the revisions, so a new one is seen here too.
+    const summary = { ...summarizeFacts(facts, damaged, historyStarted), storeStats: readStoreStats(dir) };
     this.cache.set(dir, { mtimeMs: info.mtimeMs, ctimeMs: info.ctimeMs, summary });
     return summary;
   }

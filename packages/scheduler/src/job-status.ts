@@ -1,3 +1,4 @@
+import type { StoreStats } from '@backy/core';
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import { outcomeStatusFields } from './job-outcome.js';
@@ -14,6 +15,11 @@ export interface SchedulerSummary {
   workerLimit: number;
   busyWorkers: number;
   idleWorkers: number;
+  /**
+   * The chunk stores of the jobs, each as its newest stats file among them says (recorded by purge,
+   * which the daemon runs after each backup), sorted by store; a store no purge has recorded is missing.
+   */
+  stores: StoreStats[];
 }
 
 /** A job's line in the status file, `jobs` of the telnet shell and `backy status`, as seen at `now`. */
@@ -38,6 +44,11 @@ export function jobStatus(job: JobRuntime, now: number): JobStatus {
     damaged_revisions: job.summary.damaged.join(', '),
     last_snapshot: newest?.snapshot ?? null,
     history_lost: job.summary.count === 0 && job.summary.historyStarted,
+    revisions: job.summary.count,
+    last_bytes_read: newest?.work.bytesRead ?? null,
+    last_bytes_written: newest?.work.bytesWritten ?? null,
+    last_chunks_written: newest?.work.chunksWritten ?? null,
+    last_chunks_reused: newest?.work.chunksReused ?? null,
     ...outcomeStatusFields(job.outcome),
     ...verifyStatusFields(job, now),
     ...(job.progress != null ? { progress: progressStatus(job.progress, now) } : {}),
@@ -65,11 +76,16 @@ export function summarizeJobs(jobs: Iterable<JobRuntime>, workerLimit: number): 
   const states = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
   let count = 0;
   let busy = 0;
+  const stores = new Map<string, StoreStats>();
   for (const job of jobs) {
     if (isBusy(job) || job.verify.state === 'running') busy++;
     if (job.removed) continue;
     count++;
     states[job.state]++;
+    const stats = job.summary.storeStats;
+    const known = stats == null ? undefined : stores.get(stats.store);
+    if (stats != null && (known == null || Date.parse(stats.updated) > Date.parse(known.updated)))
+      stores.set(stats.store, stats);
   }
   return {
     jobs: count,
@@ -77,6 +93,7 @@ export function summarizeJobs(jobs: Iterable<JobRuntime>, workerLimit: number): 
     workerLimit,
     busyWorkers: busy,
     idleWorkers: Math.max(0, workerLimit - busy),
+    stores: [...stores.values()].sort((a, b) => (a.store < b.store ? -1 : a.store > b.store ? 1 : 0)),
   };
 }
 

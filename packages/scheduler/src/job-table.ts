@@ -52,7 +52,7 @@ export interface JobRuntime {
   removed: boolean;
   slow: boolean;
   abort: AbortController | null;
-  /** While a backup runs: how far it is (job-progress.ts); null otherwise. */
+  /** While a backup or a verify runs: how far it is (job-progress.ts); null otherwise. */
   progress: JobProgress | null;
   /** The job's scheduled verify job (verify-job.ts). */
   verify: VerifyRuntime;

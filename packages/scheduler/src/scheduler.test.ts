@@ -345,6 +345,12 @@ describe('Scheduler', () => {
         'damaged_revisions',
         'last_snapshot',
         'history_lost',
+        // What the newest revision's backup did (its stats), for the metrics.
+        'revisions',
+        'last_bytes_read',
+        'last_bytes_written',
+        'last_chunks_written',
+        'last_chunks_reused',
         'last_outcome',
         'last_reason',
         'last_run',

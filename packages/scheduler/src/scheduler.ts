@@ -60,6 +60,8 @@ export interface SchedulerOptions {
   notifier?: NotifierFactory;
   /** How long `stop()` waits for notifications still being sent (default 10 s). */
   notifyTimeoutMs?: number;
+  /** Called when a backup or verify has finished and its archive was read again (e.g. to write metrics). */
+  onWorkDone?: () => void;
 }
 
 export type ReloadResult = ({ ok: true } & JobChanges) | { ok: false; error: string };
@@ -300,6 +302,7 @@ export class Scheduler {
       void promise.finally(() => {
         this.work.delete(promise);
         this.tick();
+        this.options.onWorkDone?.();
       });
     }
   }

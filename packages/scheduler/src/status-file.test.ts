@@ -41,4 +41,29 @@ describe('status file format', () => {
     // As readable as the general writer's output, and the same data.
     expect(parse(stringify(jobs))).toEqual(parse(text));
   });
+
+  it("keeps a running job's progress and the newest revision's work as values, not as text", () => {
+    const job: JobStatus = {
+      job: 'vm',
+      sla: 'OK',
+      sla_overdue: 0,
+      status: 'waiting',
+      last_time: '2026-01-05T10:00:00.000Z',
+      last_tags: 'daily',
+      last_duration: 3.2,
+      next_time: null,
+      next_tags: null,
+      manual_tags: '',
+      last_trust: 'trusted',
+      last_verification: 'ok',
+      verify_status: 'running',
+      progress: { phase: 'verify', done: 1024, total: 4096, rate: 512, eta_seconds: null },
+      revisions: 2,
+      last_bytes_read: 16777216,
+      last_bytes_written: 4194328,
+      last_chunks_written: 1,
+      last_chunks_reused: 2,
+    };
+    expect(parse(formatStatus([job]))).toEqual([job]);
+  });
 });

@@ -36,8 +36,18 @@ export interface JobStatus extends Partial<OutcomeStatusFields>, VerifyStatusFie
   last_snapshot?: string | null;
   /** True when the job has no revisions although its archive had some: its history is gone (CRITICAL). */
   history_lost?: boolean;
-  /** While a backup runs: its phase, bytes done and in all, rate and time left. */
+  /** While a backup or a verify runs: its phase, bytes done and in all, rate and time left. */
   progress?: ProgressStatus;
+  /** Complete revisions of the job. */
+  revisions?: number;
+  /**
+   * What the newest complete revision's backup did (its `.rev`'s stats): bytes read from the source and
+   * written to the store, chunks written anew and reused; null when it does not record them.
+   */
+  last_bytes_read?: number | null;
+  last_bytes_written?: number | null;
+  last_chunks_written?: number | null;
+  last_chunks_reused?: number | null;
 }
 
 /** A job's scheduled verify job in the status file (verify-job.ts; `backy check` judges it in verify-check.ts). */
@@ -64,6 +74,8 @@ function yamlScalar(value: unknown): string {
   if (value == null) return 'null';
   if (typeof value === 'number') return Number.isFinite(value) ? String(value) : 'null';
   if (typeof value === 'boolean') return String(value);
+  // A nested entry (a running job's `progress`): JSON is a YAML flow mapping.
+  if (typeof value === 'object') return JSON.stringify(value);
   const text = String(value);
   // A JSON string is a valid YAML double-quoted scalar.
   return PLAIN.test(text) && !YAML_WORDS.test(text) ? text : JSON.stringify(text);

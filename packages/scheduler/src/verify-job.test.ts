@@ -51,6 +51,7 @@ function facts(
     trust,
     verification: null,
     snapshot: null,
+    work: { bytesRead: null, bytesWritten: null, chunksWritten: null, chunksReused: null },
     verifiedAt,
   };
 }
@@ -193,6 +194,8 @@ class ClockedRunner implements JobRunner {
   verifies: { job: string; at: number; reread: number }[] = [];
   active = new Set<string>();
   overlaps = 0;
+  /** Runs inside each verify, before it re-reads anything (e.g. reports progress and waits). */
+  duringVerify: ((request: JobRequest) => Promise<void>) | null = null;
   constructor(private readonly clock: FakeClock) {}
   private async busy(job: string, work: () => Promise<void>) {
     if (this.active.has(job)) this.overlaps++;
@@ -214,6 +217,7 @@ class ClockedRunner implements JobRunner {
     const at = this.clock.now();
     let reread = 0;
     await this.busy(request.job, async () => {
+      await this.duringVerify?.(request);
       for (const rev of await readRevisions(request.dir)) {
         const last = rev.verified_at == null ? null : Date.parse(rev.verified_at);
         if (last != null && at - last < request.outdatedAfter * 1000) continue;
@@ -313,6 +317,53 @@ describe('the daemon with verify jobs, on a fake clock', () => {
     expect(status.verify_last_result).toBe('ok');
     expect(status.verify_overdue).toBe(0);
     await s.stop();
+  });
+});
+
+describe('a running verify job', () => {
+  it("shows its progress where a backup's shows, and none once it is done", async () => {
+    const root = await mkdtemp(join(tmpdir(), 'backy-verify-progress-'));
+    const configPath = join(root, 'backy.conf');
+    await writeFile(
+      configPath,
+      stringify({
+        global: { 'base-dir': join(root, 'base'), 'status-interval': '6h' },
+        schedules: { s: { daily: { interval: '1d', keep: 10 } } },
+        jobs: {
+          vm: { schedule: 's', source: { type: 'file', filename: '/img/vm' }, verify: { interval: '1d' } },
+        },
+      }),
+    );
+    await mkdir(join(root, 'base'), { recursive: true });
+    const clock = new FakeClock();
+    const runner = new ClockedRunner(clock);
+    let release: () => void = () => {};
+    let reported = false;
+    runner.duringVerify = async (request) => {
+      request.onProgress?.({ phase: 'verify', done: 1024, total: 4096 });
+      reported = true;
+      await new Promise<void>((r) => {
+        release = r;
+      });
+    };
+    const s = await Scheduler.start({ configPath, logger, runner, clock, maxSleepMs: D });
+    try {
+      const settled = () =>
+        reported || s.jobs().every((j) => j.status === 'waiting' && j.verify_status === 'waiting');
+      await until(settled, 'idle');
+      while (!reported && clock.fireNext(T0 + 3 * D)) await until(settled, 'idle or verifying');
+      expect(reported).toBe(true);
+      const running = s.jobs().find((j) => j.job === 'vm')!;
+      expect(running.verify_status).toBe('running');
+      expect(running.progress).toMatchObject({ phase: 'verify', done: 1024, total: 4096, eta_seconds: null });
+      release();
+      await idle(s);
+      expect(s.jobs().find((j) => j.job === 'vm')!.progress).toBeUndefined();
+      expect(runner.verifies.map((v) => v.job)).toEqual(['vm']);
+    } finally {
+      release();
+      await s.stop();
+    }
   });
 });
 

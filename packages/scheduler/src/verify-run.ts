@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
+import { nextProgress } from './job-progress.js';
 import { BUSY_RETRY_MS, EXIT_LOCKED } from './job-run.js';
 import type { JobRuntime } from './job-table.js';
 import { failedToRun, type JobRunner, type RunResult } from './runner.js';
@@ -53,10 +54,15 @@ export async function runVerifyOnce(
       dir: job.dir,
       ...request,
       signal: context.stopSignal,
+      // The job's backup never runs meanwhile (it waits for the verify), so the two share `progress`.
+      onProgress: (p) => {
+        job.progress = nextProgress(job.progress, p, clock.now());
+      },
     });
   } catch (error) {
     result = failedToRun(error, clock.now() - started);
   }
+  job.progress = null;
   v.state = 'idle';
   v.busyRetryAt = null;
   if (context.stopSignal.aborted) {

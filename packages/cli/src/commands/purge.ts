@@ -1,5 +1,5 @@
 import { resolve } from 'node:path';
-import { BackyError, forgetArchive, formatBytes, purgeStore } from '@backy/core';
+import { BackyError, forgetArchive, formatBytes, purgeStore, writeStoreStats } from '@backy/core';
 import type { StoreEntry } from '@backy/core/store';
 import { type Command, JSON_OPTION } from '../command.js';
 
@@ -72,6 +72,22 @@ export const purgeCommand: Command = {
       onProgress: (done, total) => ctx.progress.update('purge', done, Math.max(done, total)),
     });
     ctx.progress.finish();
+    if (!dryRun) {
+      // What purge saw of the whole store, for the daemon's metrics: they never walk the store themselves.
+      await writeStoreStats(archive.path, {
+        store: archive.store.root,
+        chunks: result.chunksKept,
+        bytes: result.bytesKept,
+        referenced_bytes: result.referencedBytes,
+        revisions: result.revisions,
+        archives: result.archives,
+        updated: new Date().toISOString(),
+      }).catch((error: unknown) =>
+        ctx
+          .logger()
+          .warn({ err: error }, 'cannot record the store stats (metrics only): purge itself succeeded'),
+      );
+    }
     if (json) {
       ctx.printJson({ dryRun, ...result, ...(dryRun ? { wouldDelete } : {}) });
       return 0;

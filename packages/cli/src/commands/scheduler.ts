@@ -122,6 +122,7 @@ export const schedulerCommand: Command = {
     );
     let shell: TelnetShell | null = null;
     let api: { close(): Promise<void> } | null = null;
+    let textfile: { write(): Promise<void>; close(): Promise<void> } | null = null;
     const onHup = () => {
       logger.info('SIGHUP: reopening the log and reloading the config');
       logFile?.reopen();
@@ -136,6 +137,7 @@ export const schedulerCommand: Command = {
         runner: new ChildProcessRunner({ command: backyCommand(), verbose: ctx.global.verbose }),
         signal: controller.signal,
         validate: validateJobSources,
+        onWorkDone: () => void textfile?.write(),
       });
       // The base already names the pid (a second `pid` key would be a duplicate in the record).
       logger.info({ version }, 'backy scheduler running');
@@ -193,6 +195,17 @@ export const schedulerCommand: Command = {
           logger.error({ error: (error as Error).message }, 'HTTP API not available');
         }
       }
+      const textfilePath = g['metrics-textfile'];
+      if (textfilePath != null) {
+        const { MetricsTextfile } = await import('@backy/http-api');
+        const writer = new MetricsTextfile({
+          source: { jobs: () => s.jobs(), summary: () => s.summary(), version },
+          path: () => textfilePath,
+          logger: logger.child({ component: 'metrics-textfile' }),
+        });
+        writer.start();
+        textfile = writer;
+      }
       const stop = (signal: NodeJS.Signals) => {
         logger.info({ signal }, 'stopping');
         void s.stop();
@@ -216,6 +229,9 @@ export const schedulerCommand: Command = {
       process.off('SIGINT', early);
       await shell?.close();
       await api?.close();
+      // The last state (the jobs as the daemon stopped) for node_exporter.
+      await textfile?.write();
+      await textfile?.close();
       logFile?.close();
     }
   },

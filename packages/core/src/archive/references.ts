@@ -13,6 +13,12 @@ import { readArchiveId } from './identity.js';
 import { layoutNamed } from './layouts.js';
 import { revPath } from './paths.js';
 
+/** A revision's chunk map, with the revision's ID (a copy of a revision keeps it). */
+export interface RevisionMap {
+  id: string;
+  map: ChunkMap;
+}
+
 /** What an archive directory registered with a store holds now. */
 export async function archiveAt(
   path: string,
@@ -32,7 +38,7 @@ export async function archiveAt(
  * Every map in the archive directory `dir`: damaged revisions', interrupted backups' and unknown ones'
  * too. One it cannot read throws (REVISION_INVALID), except a map that went with its `.rev` meanwhile.
  */
-export async function* mapsOfDirectory(dir: string, logger: Logger): AsyncGenerator<ChunkMap> {
+export async function* mapsOfDirectory(dir: string, logger: Logger): AsyncGenerator<RevisionMap> {
   let names: string[];
   try {
     names = await readdir(dir);
@@ -43,7 +49,7 @@ export async function* mapsOfDirectory(dir: string, logger: Logger): AsyncGenera
     const id = revisionIdOfMapFile(name);
     if (id == null) continue;
     try {
-      yield await ChunkMap.load(join(dir, name));
+      yield { id, map: await ChunkMap.load(join(dir, name)) };
     } catch (error) {
       // Listed a moment ago and gone now, with its `.rev`: the revision was forgotten or expired
       // meanwhile (those take the archive's revisions lock, not the store's, and remove the `.rev`
@@ -62,7 +68,7 @@ export async function* mapsOfDirectory(dir: string, logger: Logger): AsyncGenera
 }
 
 /** Every map in a remote store's catalog; one it cannot read (or lacks) throws REVISION_INVALID. */
-export async function* mapsOfCatalog(catalog: RevisionCatalog): AsyncGenerator<ChunkMap> {
+export async function* mapsOfCatalog(catalog: RevisionCatalog): AsyncGenerator<RevisionMap> {
   for (const id of (await catalog.list()).keys()) {
     const bytes = await catalog.read(id, 'map');
     if (bytes == null) {
@@ -76,7 +82,7 @@ export async function* mapsOfCatalog(catalog: RevisionCatalog): AsyncGenerator<C
       );
     }
     try {
-      yield ChunkMap.deserialize(bytes, `${mapFileName(id)} in the store`);
+      yield { id, map: ChunkMap.deserialize(bytes, `${mapFileName(id)} in the store`) };
     } catch (error) {
       throw new BackyError('REVISION_INVALID', (error as Error).message, { cause: error });
     }

@@ -56,6 +56,13 @@ export function imageFileName(id: string): string {
 export const LAST_LINK = 'last';
 export const LAST_REV_LINK = `${LAST_LINK}${REV_SUFFIX}`;
 
+/**
+ * `store-stats.json`: what the archive's chunk store held after the last `purge` run in this archive
+ * (store-stats.ts: `{format, store, chunks, bytes, referenced_bytes, revisions, archives, updated}`),
+ * JSON, mode 0640, written atomically. Only read for metrics; a missing or damaged one means "not known".
+ */
+export const STORE_STATS_FILE = 'store-stats.json';
+
 /** The two files of a revision that a remote store's catalog keeps too. */
 export type RevisionFile = 'rev' | 'map';
 

@@ -99,6 +99,15 @@ export class ChunkMap {
     }
   }
 
+  /** Bytes of the image in non-zero chunks: what the revision holds in the store before dedup. */
+  dataBytes(): number {
+    let bytes = 0;
+    for (let i = 0; i < this.chunkCount; i++)
+      if (!this.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES).equals(ZERO_HASH))
+        bytes += this.chunkLength(i);
+    return bytes;
+  }
+
   serialize(): Buffer {
     const header = Buffer.alloc(HEADER_BYTES);
     MAGICS[this.algorithm].copy(header, 0);
