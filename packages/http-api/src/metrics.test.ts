@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseCentralConfig, readRevisions } from '@backy/core';
+import { Archive, parseCentralConfig, readRevisions } from '@backy/core';
 import { type JobRunner, Scheduler } from '@backy/scheduler';
 import { BACKY_BIN, skipWithoutCli } from '@backy/test-env/cli';
 import { type MetricFamily, metricValue, parseMetrics } from '@backy/test-env/prometheus';
@@ -87,6 +87,9 @@ beforeAll(async () => {
       summary: () => s.summary(),
       runJob: (name) => s.runJob(name),
       reload: () => s.reload(),
+      archives: () => s.archives(),
+      openArchive: (path) => Archive.open(path),
+      verifyRevision: (job, uuid) => s.verifyNow(job, uuid),
     },
     config: config.api!,
     logger,

@@ -18,6 +18,7 @@ const backend: ApiBackend = {
     workerLimit: 1,
     busyWorkers: 0,
     idleWorkers: 1,
+    stores: [],
   }),
   runJob: () => 'unknown job',
   reload: async () => ({ ok: true, added: [], removed: [], changed: [] }),
