@@ -47,6 +47,14 @@ export function createMetrics(given: MetricsSource, options: MetricsOptions = {}
   };
   const registry = new Registry();
   if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
+  jobMetrics(registry, source);
+  storeMetrics(registry, source);
+  daemonMetrics(registry, source);
+  return registry;
+}
+
+/** Per job, from its status entry (and its newest revision's stats). */
+function jobMetrics(registry: Registry, source: MetricsSource): void {
   const perJob = (
     name: string,
     help: string,
@@ -141,7 +149,6 @@ export function createMetrics(given: MetricsSource, options: MetricsOptions = {}
       }
     },
   });
-  storeMetrics(registry, source);
   new Gauge({
     name: 'backy_job_last_run_outcome',
     help: "The last run's outcome: 1 for the outcome label that applies",
@@ -153,6 +160,10 @@ export function createMetrics(given: MetricsSource, options: MetricsOptions = {}
         if (job.last_outcome != null) this.set({ job: job.job, outcome: job.last_outcome }, 1);
     },
   });
+}
+
+/** The daemon's own: jobs per state, workers, version. */
+function daemonMetrics(registry: Registry, source: MetricsSource): void {
   new Gauge({
     name: 'backy_scheduler_jobs',
     help: 'Jobs per state',
@@ -184,7 +195,6 @@ export function createMetrics(given: MetricsSource, options: MetricsOptions = {}
     labelNames: ['version'],
     registers: [registry],
   }).set({ version: source.version }, 1);
-  return registry;
 }
 
 /** Per chunk store, from what its last purge recorded (`SchedulerSummary.stores`). */

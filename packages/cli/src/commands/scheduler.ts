@@ -151,50 +151,8 @@ export const schedulerCommand: Command = {
         runAll: () => s.runAll(),
         reload: () => s.reload(),
       };
-      try {
-        const socket = g['telnet-socket'] ?? join(g['base-dir'], '.shell.sock');
-        const group = g['telnet-socket-group'];
-        const tokenFile = g['telnet-token-file'];
-        shell = await TelnetShell.listen({
-          backend: view,
-          logger: logger.child({ component: 'telnet' }),
-          version,
-          addresses: g['telnet-addrs'],
-          port: g['telnet-port'],
-          socketPath: socket === false ? undefined : socket,
-          socketGid: group == null ? undefined : await resolveGroup(String(group)),
-          token: tokenFile == null ? undefined : await readTokenFile(tokenFile),
-          insecureTcp: g['telnet-insecure-tcp'] === true,
-        });
-      } catch (error) {
-        // The shell is a convenience: backups go on without it.
-        logger.error({ error: (error as Error).message }, 'telnet shell not available');
-      }
-      const apiConfig = scheduler.config.config.api;
-      if (apiConfig != null) {
-        try {
-          // Loaded only when configured: fastify and prom-client are most of the daemon's start-up otherwise.
-          const { ApiServer } = await import('@backy/http-api');
-          api = await ApiServer.start({
-            backend: {
-              ...view,
-              archives: () => s.archives(),
-              // As `backy tags` opens it: with the store drivers the jobs' archives may name.
-              openArchive: (dir: string) =>
-                Archive.open(dir, {
-                  stores: async (type) => (await import('../stores.js')).STORE_DRIVERS(type),
-                }),
-              verifyRevision: (job: string, uuid: string) => s.verifyNow(job, uuid),
-            },
-            config: apiConfig,
-            logger: logger.child({ component: 'api' }),
-            version,
-          });
-        } catch (error) {
-          // As the shell: backups go on without it, and `backy check` through the API will say so.
-          logger.error({ error: (error as Error).message }, 'HTTP API not available');
-        }
-      }
+      shell = await startShell(s, view, logger, version);
+      api = await startApi(s, view, logger, version);
       const textfilePath = g['metrics-textfile'];
       if (textfilePath != null) {
         const { MetricsTextfile } = await import('@backy/http-api');
@@ -236,3 +194,59 @@ export const schedulerCommand: Command = {
     }
   },
 };
+
+type DaemonView = Pick<Scheduler, 'jobs' | 'summary' | 'runJob' | 'runAll' | 'reload'>;
+
+/** The telnet shell where the config asks for it; null (with a log line) when it cannot listen. */
+async function startShell(s: Scheduler, view: DaemonView, logger: Logger, version: string) {
+  const g = s.config.config.global;
+  try {
+    const socket = g['telnet-socket'] ?? join(g['base-dir'], '.shell.sock');
+    const group = g['telnet-socket-group'];
+    const tokenFile = g['telnet-token-file'];
+    return await TelnetShell.listen({
+      backend: view,
+      logger: logger.child({ component: 'telnet' }),
+      version,
+      addresses: g['telnet-addrs'],
+      port: g['telnet-port'],
+      socketPath: socket === false ? undefined : socket,
+      socketGid: group == null ? undefined : await resolveGroup(String(group)),
+      token: tokenFile == null ? undefined : await readTokenFile(tokenFile),
+      insecureTcp: g['telnet-insecure-tcp'] === true,
+    });
+  } catch (error) {
+    // The shell is a convenience: backups go on without it.
+    logger.error({ error: (error as Error).message }, 'telnet shell not available');
+    return null;
+  }
+}
+
+/** The HTTP API when the config has `api`; null when it has none or it cannot start (logged). */
+async function startApi(s: Scheduler, view: DaemonView, logger: Logger, version: string) {
+  const apiConfig = s.config.config.api;
+  if (apiConfig == null) return null;
+  try {
+    // Loaded only when configured: fastify and prom-client are most of the daemon's start-up otherwise.
+    const { ApiServer } = await import('@backy/http-api');
+    return await ApiServer.start({
+      backend: {
+        ...view,
+        archives: () => s.archives(),
+        // As `backy tags` opens it: with the store drivers the jobs' archives may name.
+        openArchive: (dir: string) =>
+          Archive.open(dir, {
+            stores: async (type) => (await import('../stores.js')).STORE_DRIVERS(type),
+          }),
+        verifyRevision: (job: string, uuid: string) => s.verifyNow(job, uuid),
+      },
+      config: apiConfig,
+      logger: logger.child({ component: 'api' }),
+      version,
+    });
+  } catch (error) {
+    // As the shell: backups go on without it, and `backy check` through the API will say so.
+    logger.error({ error: (error as Error).message }, 'HTTP API not available');
+    return null;
+  }
+}
