@@ -540,7 +540,11 @@ describe('failed runs in the status file, the shell, check, the callback and not
       const table = await shell(failPort, ['jobs']);
       expect(table).toMatch(/│ f +│.*│ failed ×2 +│ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d +│\r\n/);
       expect(table).toContain(`f: failed: source file ${image}: no such file\r\n`);
-      const status = parse(await readFile(join(root, 'base', 'status'), 'utf8'))[0];
+      // check asks the API, which is live; the status file follows at the daemon's next write.
+      const status = await until('the status file with the second failure', async () => {
+        const entry = parse(await readFile(join(root, 'base', 'status'), 'utf8'))[0];
+        return entry.consecutive_failures === 2 ? entry : null;
+      });
       expect(status).toMatchObject({
         job: 'f',
         last_outcome: 'failed',

@@ -162,29 +162,30 @@ describe.skipIf(missing != null)('the web page, in headless chromium against the
       200,
     );
     const firstRevision = await vm.locator('.newest').textContent();
-    // Slow enough that the backup's progress shows for a few of the page's 2 s polls: reads wait 80 ms.
+    // Slow enough that the backup's progress shows for a few of the page's 2 s polls: 24 chunks, 8 reads
+    // in flight, each waiting 2 s (80 ms per read once let 24 MiB through between two polls).
     await source.stop();
-    source = await nbdkitAt(socket, '--filter=delay', 'pattern', 'size=24M', 'rdelay=80ms');
+    source = await nbdkitAt(socket, '--filter=delay', 'pattern', 'size=96M', 'rdelay=2');
     await vm.locator('button.run').click();
     await until('"vm: started"', async () =>
       /^vm: (started|queued)$/.test((await page.textContent('#notice')) ?? ''),
     );
 
-    // Its progress: a bar with bytes done of the image's 24 MiB.
+    // Its progress: a bar with bytes done of the image's 96 MiB.
     await vm.locator('.progress progress').waitFor({ timeout: 15_000 });
     const progress = await until(
       'progress with bytes done',
       async () => {
         const text = (await textNow(vm, '.progress-text')) ?? '';
-        return /^backup: \d+\.\d MiB of 24\.0 MiB/.test(text) && !text.startsWith('backup: 0.0 MiB')
+        return /^backup: \d+\.\d MiB of 96\.0 MiB/.test(text) && !text.startsWith('backup: 0.0 MiB')
           ? text
           : null;
       },
       15_000,
       100,
     );
-    expect(progress).toMatch(/^backup: \d+\.\d MiB of 24\.0 MiB( · [\d.]+ [KMG]?i?B\/s)?( · .+ left)?$/);
-    expect(Number(await vm.locator('.progress progress').getAttribute('max'))).toBe(24 * 1024 * 1024);
+    expect(progress).toMatch(/^backup: \d+\.\d MiB of 96\.0 MiB( · [\d.]+ [KMG]?i?B\/s)?( · .+ left)?$/);
+    expect(Number(await vm.locator('.progress progress').getAttribute('max'))).toBe(96 * 1024 * 1024);
     expect(await vm.locator('button.run').isDisabled()).toBe(true);
     await mkdir(join(SCREENSHOT, '..'), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
