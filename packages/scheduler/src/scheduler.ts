@@ -405,7 +405,8 @@ export class Scheduler {
     const job = this.jobTable.get(name);
     if (job == null || job.removed) return 'unknown job';
     const v = job.verify;
-    if (v.state !== 'idle') return 'already running';
+    // Running, queued, or a requested one waiting for its archive to be free.
+    if (v.state !== 'idle' || v.revision != null) return 'already running';
     v.state = 'queued';
     v.queuedAt = this.clock.now();
     v.revision = uuid;

@@ -28,6 +28,7 @@ import {
   verifyDueTime,
   verifyOffsetMs,
 } from './verify-job.js';
+import { runVerifyOnce, type VerifyRunContext } from './verify-run.js';
 import { summarizeVerification } from './verify-summary.js';
 
 // The scheduled verify jobs: their planning at a fake `now`, the daemon running them on a fake clock,
@@ -258,6 +259,49 @@ const idle = (s: Scheduler) =>
         ),
     'idle',
   );
+
+describe('a verify asked for (the API) while the archive is busy', () => {
+  it('keeps its revision and runs it again at the busy retry, not at the next scheduled slot', async () => {
+    const [job] = jobs('vm');
+    withRevisions(job!, [facts(T0, T0)]);
+    let now = T0 + D;
+    const calls: (string | undefined)[] = [];
+    let exitCode = 69;
+    const runner = {
+      verify: async (request: JobRequest & { revision?: string }) => {
+        calls.push(request.revision);
+        return { ok: exitCode === 0, exitCode, durationMs: 10, error: null } as unknown as RunResult;
+      },
+    } as unknown as JobRunner;
+    const context = {
+      runner,
+      clock: { now: () => now } as unknown as VerifyRunContext['clock'],
+      log: logger,
+      stopSignal: new AbortController().signal,
+      reread: async () => {},
+    };
+    const v = job!.verify;
+    v.revision = null;
+    await runVerifyOnce(job!, { outdatedAfter: 0, revision: 'r1' }, context);
+    expect(calls).toEqual(['r1']);
+    // Still asked for, and nothing else may take its place meanwhile.
+    expect([v.state, v.revision]).toEqual(['idle', 'r1']);
+    const retry = v.busyRetryAt!;
+    expect(retry).toBeGreaterThan(now);
+    // Settings null (no scheduled verify job): the request alone queues it, at the retry time.
+    expect(queueDueVerifies([job!], now, () => null)).toBe(retry);
+    expect(v.state).toBe('idle');
+    now = retry;
+    queueDueVerifies([job!], now, () => null);
+    expect(v.state).toBe('queued');
+    exitCode = 0;
+    v.state = 'running';
+    v.revision = null;
+    await runVerifyOnce(job!, { outdatedAfter: 0, revision: 'r1' }, context);
+    expect(calls).toEqual(['r1', 'r1']);
+    expect([v.state, v.revision, v.lastResult]).toEqual(['idle', null, 'ok']);
+  });
+});
 
 describe('the daemon with verify jobs, on a fake clock', () => {
   it('re-reads every revision at least every outdated-after + interval, on the verify slots, never during a backup', async () => {

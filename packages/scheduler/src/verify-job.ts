@@ -67,6 +67,15 @@ export function queueDueVerifies(
     const settings = settingsOf(job);
     v.settings = settings;
     if (v.state !== 'idle') continue;
+    if (v.revision != null) {
+      // A verify asked for (API) that found the archive busy: again at its retry time.
+      const at = v.busyRetryAt ?? now;
+      if (at <= now) {
+        v.state = 'queued';
+        v.queuedAt = at;
+      } else next = Math.min(next, at);
+      continue;
+    }
     let due = verifyDueTime(job, settings, now);
     if (due == null || settings == null) continue;
     if (due <= now && !hasOutdated(job.summary.verify, settings, now)) {

@@ -71,7 +71,15 @@ export async function runVerifyOnce(
   }
   if (result.exitCode === EXIT_LOCKED) {
     v.busyRetryAt = clock.now() + BUSY_RETRY_MS;
-    log.info({ retryInSeconds: BUSY_RETRY_MS / 1000 }, 'the archive is busy; verifying when it is free');
+    // A revision asked for is asked for still: it waits for the retry, not for the next scheduled slot.
+    if (request.revision != null) v.revision = request.revision;
+    log.info(
+      {
+        retryInSeconds: BUSY_RETRY_MS / 1000,
+        ...(request.revision != null ? { revision: request.revision } : {}),
+      },
+      'the archive is busy; verifying when it is free',
+    );
     return [];
   }
   await context.reread();
