@@ -564,6 +564,19 @@ describe('failed runs in the status file, the shell, check, the callback and not
         return r.code === 0 ? r : null;
       });
       expect(ok.stdout).toBe('OK: 1 jobs within SLA\n');
+      // Its recent runs, newest first, each with its outcome and reason.
+      const { runs } = (await (await api('/v1/jobs/f/runs', READ)).json()) as {
+        runs: { kind: string; outcome: string; reason: string | null; duration: number }[];
+      };
+      expect(runs.map((r) => [r.kind, r.outcome, r.reason])).toEqual([
+        ['backup', 'ok', null],
+        ['backup', 'failed', `source file ${image}: no such file`],
+        ['backup', 'failed', `source file ${image}: no such file`],
+        ['backup', 'ok', null],
+      ]);
+      expect(runs.every((r) => r.duration >= 0)).toBe(true);
+      expect((await api('/v1/jobs/nope/runs', READ)).status).toBe(404);
+      expect((await api('/v1/jobs/f/runs')).status).toBe(401);
       // The node_exporter textfile, written after the run: the recovered job and its store (purged).
       const textfile = await until('the textfile after the recovery', async () => {
         const text = await readFile(join(root, 'backy.prom'), 'utf8').catch(() => '');
@@ -613,6 +626,60 @@ describe('failed runs in the status file, the shell, check, the callback and not
       await d.exit;
       await hook.close();
       await mail.close();
+    }
+  }, 120_000);
+});
+
+describe('a failed copy-to', () => {
+  it('is a WARNING of check naming the job and why, shown by the API and sent as copy-failed; the revision stays', async () => {
+    const root = join(dir.path, 'copyfail');
+    const image = join(root, 'c.img');
+    const conf = join(root, 'backy.conf');
+    await mkdir(root, { recursive: true });
+    await writeFile(image, randomBytes(MiB));
+    // A target below a regular file: no copy can ever be made there.
+    const target = join(root, 'c.img', 'offsite');
+    const hook = await webhookReceiver();
+    const apiPort = await freePort();
+    const READ = 'monitoring-0123456789';
+    await writeFile(
+      conf,
+      stringify({
+        api: { listen: `127.0.0.1:${apiPort}`, tokens: [{ name: 'nagios', role: 'read', value: READ }] },
+        notifications: [{ type: 'webhook', url: hook.url }],
+        global: { 'base-dir': join(root, 'base'), 'status-interval': 1, 'telnet-socket': false },
+        schedules: { s: { daily: { interval: '1d', keep: 3 } } },
+        jobs: { c: { schedule: 's', source: { type: 'file', filename: image }, 'copy-to': target } },
+      }),
+    );
+    const d = startDaemon(['-c', conf]);
+    daemons.push(d);
+    try {
+      const warning = await until('a WARNING naming c', () => {
+        const r = backy(['check', '-c', conf]);
+        return r.code === 1 ? r : null;
+      });
+      const [head, line] = warning.stdout.split('\n');
+      expect(head).toBe('WARNING: 1 jobs whose last run failed');
+      expect(line!.startsWith('c: copy failed: ')).toBe(true);
+      expect(line).toContain(target);
+      const job = (await (
+        await fetch(`http://127.0.0.1:${apiPort}/v1/jobs/c`, { headers: { authorization: `Bearer ${READ}` } })
+      ).json()) as Record<string, unknown>;
+      expect(job).toMatchObject({ job: 'c', last_outcome: 'copy-failed', last_trust: 'trusted' });
+      expect(String(job.last_reason)).toContain(target);
+      await until('copy-failed sent', () => hook.got.some((g) => g.body.event === 'copy-failed') || null);
+      const sent = hook.got.find((g) => g.body.event === 'copy-failed')!.body;
+      expect(sent).toMatchObject({ job: 'c', severity: 'warning' });
+      // The backup itself was made: the archive has its revision.
+      const revisions = JSON.parse(
+        backy(['-b', join(root, 'base', 'c'), 'status', '--json']).stdout,
+      ).revisions;
+      expect(revisions).toHaveLength(1);
+    } finally {
+      d.child.kill('SIGTERM');
+      await d.exit;
+      await hook.close();
     }
   }, 120_000);
 });

@@ -87,6 +87,7 @@ beforeAll(async () => {
       summary: () => s.summary(),
       runJob: (name) => s.runJob(name),
       reload: () => s.reload(),
+      runs: (name) => s.runs(name),
       archives: () => s.archives(),
       openArchive: (path) => Archive.open(path),
       verifyRevision: (job, uuid) => s.verifyNow(job, uuid),

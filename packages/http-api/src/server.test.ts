@@ -64,6 +64,7 @@ const backend: ApiBackend = {
     return name === 'web1' ? 'already running' : name === 'db1' ? 'started' : 'unknown job';
   },
   reload: async () => ({ ok: true, added: [], removed: [], changed: [] }),
+  runs: (name) => (name === 'web1' ? [] : null),
   // The archives' routes have their own tests, with a real scheduler and archives (backups.test.ts).
   archives: () => [],
   openArchive: () => Promise.reject(new Error('no archives here')),

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { type ApiConfig, type ApiRole, BackyError } from '@backy/core';
-import type { JobStatus, NameFilter, SchedulerSummary } from '@backy/scheduler';
+import type { JobStatus, NameFilter, RunRecord, SchedulerSummary } from '@backy/scheduler';
 import Fastify, {
   type FastifyInstance,
   type FastifyReply,
@@ -20,6 +20,8 @@ export interface ApiBackend extends BackupsBackend {
   jobs(filter?: NameFilter): JobStatus[];
   summary(): SchedulerSummary;
   runJob(name: string): 'started' | 'queued' | 'already running' | 'unknown job' | 'stopping';
+  /** The job's recent runs, newest first, or null for an unknown job. */
+  runs(name: string): RunRecord[] | null;
   reload(): Promise<
     { ok: true; added: string[]; removed: string[]; changed: string[] } | { ok: false; error: string }
   >;
@@ -118,6 +120,12 @@ export class ApiServer {
       const job = backend.jobs().find((j) => j.job === name);
       return job ?? reply.code(404).send({ error: `unknown job ${JSON.stringify(name)}` });
     });
+    app.get('/v1/jobs/:job/runs', { onRequest: guard('read') }, async (request, reply) => {
+      const name = (request.params as { job: string }).job;
+      const runs = backend.runs(name);
+      if (runs == null) return reply.code(404).send({ error: `unknown job ${JSON.stringify(name)}` });
+      return { job: name, runs: runs.map(runEntry) };
+    });
     app.post('/v1/jobs/:job/run', { onRequest: guard('operator') }, async (request, reply) => {
       const name = (request.params as { job: string }).job;
       const result = backend.runJob(name);
@@ -184,6 +192,17 @@ const WHOAMI_SCHEMA = {
     },
   },
 } as const;
+
+/** A run as the API shows it: ISO times and seconds, as the status entries. */
+function runEntry(run: RunRecord) {
+  const { started, ended, ...rest } = run;
+  return {
+    ...rest,
+    started: new Date(started).toISOString(),
+    ended: new Date(ended).toISOString(),
+    duration: Math.round(ended - started) / 1000,
+  };
+}
 
 type RouteError = Error & { validation?: unknown; statusCode?: number };
 

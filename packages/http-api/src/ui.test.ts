@@ -22,6 +22,7 @@ const backend: ApiBackend = {
   }),
   runJob: () => 'unknown job',
   reload: async () => ({ ok: true, added: [], removed: [], changed: [] }),
+  runs: () => null,
   // The page's files are served without any archive: these are never reached here.
   archives: () => [],
   openArchive: () => Promise.reject(new Error('no archives in this test')),

@@ -13,8 +13,10 @@ export {
   type JobOutcome,
   NO_OUTCOME,
   type OutcomeStatusFields,
+  RECENT_RUNS,
   RUN_OUTCOMES,
   type RunOutcome,
+  type RunRecord,
 } from './job-outcome.js';
 export type { ProgressStatus } from './job-progress.js';
 export type { NameFilter, SchedulerSummary } from './job-status.js';

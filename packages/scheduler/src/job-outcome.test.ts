@@ -3,8 +3,11 @@ import {
   NO_OUTCOME,
   outcomeFromStatus,
   outcomeStatusFields,
+  RECENT_RUNS,
+  type RunRecord,
   reasonOf,
   recordOutcome,
+  withRun,
 } from './job-outcome.js';
 import type { RunResult } from './runner.js';
 
@@ -63,5 +66,23 @@ describe('reasonOf', () => {
     const long = reasonOf(result({ stderr: `backy: error: ${'x'.repeat(1000)}\u0007` }));
     expect(long.length).toBe(300);
     expect(long.endsWith('…')).toBe(true);
+  });
+});
+
+describe('withRun', () => {
+  it('keeps the newest RECENT_RUNS runs, newest first', () => {
+    let runs: RunRecord[] = [];
+    for (let i = 0; i < RECENT_RUNS + 5; i++)
+      runs = withRun(runs, {
+        kind: 'backup',
+        started: i,
+        ended: i + 1,
+        outcome: 'ok',
+        reason: null,
+        tags: [],
+      });
+    expect(runs).toHaveLength(RECENT_RUNS);
+    expect(runs[0]!.started).toBe(RECENT_RUNS + 4);
+    expect(runs.at(-1)!.started).toBe(5);
   });
 });

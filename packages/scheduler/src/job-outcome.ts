@@ -26,6 +26,34 @@ export interface JobOutcome {
   lastSuccessAt: number | null;
 }
 
+/** One run of a job as the API lists it (`GET /v1/jobs/JOB/runs`); times in ms since the epoch. */
+export type RunRecord =
+  | {
+      kind: 'backup';
+      started: number;
+      ended: number;
+      outcome: RunOutcome;
+      reason: string | null;
+      tags: string[];
+    }
+  | {
+      kind: 'verify';
+      started: number;
+      ended: number;
+      outcome: 'ok' | 'damaged' | 'failed';
+      reason: string | null;
+      /** The revision asked for, or null: the scheduled verify of the outdated ones. */
+      revision: string | null;
+    };
+
+/** How many runs of a job the daemon remembers (newest first; since it started). */
+export const RECENT_RUNS = 20;
+
+/** `runs` with `run` in front, the oldest beyond RECENT_RUNS dropped. Pure. */
+export function withRun(runs: readonly RunRecord[], run: RunRecord): RunRecord[] {
+  return [run, ...runs].slice(0, RECENT_RUNS);
+}
+
 export const NO_OUTCOME: JobOutcome = {
   lastOutcome: null,
   reason: null,

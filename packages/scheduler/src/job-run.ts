@@ -12,7 +12,7 @@ import {
 import type { Logger } from 'pino';
 import { parse, stringify } from 'yaml';
 import { type Clock, timeoutSignal } from './clock.js';
-import { type RunOutcome, reasonOf, recordOutcome } from './job-outcome.js';
+import { type RunOutcome, reasonOf, recordOutcome, withRun } from './job-outcome.js';
 import { tagsToRun } from './job-plan.js';
 import { nextProgress } from './job-progress.js';
 import type { JobRuntime } from './job-table.js';
@@ -45,6 +45,12 @@ export const BUSY_RETRY_MS = 30_000;
  * 'stopped' when the scheduler stopped it midway.
  * Rereading the archive and planning the next run are the caller's.
  */
+/** The run that just ended, as the job's outcome now records it, into its recent runs. */
+function remember(job: JobRuntime, started: number, tags: string[], ended: number): void {
+  const { lastOutcome, reason } = job.outcome;
+  job.runs = withRun(job.runs, { kind: 'backup', started, ended, outcome: lastOutcome!, reason, tags });
+}
+
 export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promise<'done' | 'stopped'> {
   const { clock, log } = context;
   const started = clock.now();
@@ -88,6 +94,7 @@ export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promi
     // so the job runs soon after the other backup ends.
     job.busyRetryAt = clock.now() + BUSY_RETRY_MS;
     job.outcome = recordOutcome(job.outcome, 'skipped-busy', BUSY_REASON, clock.now());
+    remember(job, started, tags, clock.now());
     log.info(
       { tags, retryInSeconds: BUSY_RETRY_MS / 1000 },
       'the archive is busy with another backup; trying again when it has ended',
@@ -105,12 +112,14 @@ export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promi
       copyFailure,
       clock.now(),
     );
+    remember(job, started, tags, clock.now());
     await completionCallback(job, tags, signal, context);
   } else {
     const { outcome, reason } = await classifyFailure(job, result);
     job.failures++;
     job.lastFailure = clock.now();
     job.outcome = recordOutcome(job.outcome, outcome, reason, clock.now());
+    remember(job, started, tags, clock.now());
     const retryIn = backoffSeconds(job.failures);
     log.error(
       {

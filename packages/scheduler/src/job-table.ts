@@ -8,7 +8,7 @@ import {
 } from '@backy/core';
 import type { Logger } from 'pino';
 import { type ArchiveSummary, ArchiveWatcher, EMPTY_SUMMARY } from './archive-state.js';
-import { type JobOutcome, NO_OUTCOME } from './job-outcome.js';
+import { type JobOutcome, NO_OUTCOME, type RunRecord } from './job-outcome.js';
 import type { JobProgress } from './job-progress.js';
 import type { RunResult } from './runner.js';
 import type { PlannedRun } from './schedule-math.js';
@@ -44,6 +44,8 @@ export interface JobRuntime {
   lastResult: RunResult | null;
   /** What its runs came to: last outcome and reason, failures in a row, last success. */
   outcome: JobOutcome;
+  /** Its recent runs, newest first (backups and verifies; in memory, since the daemon started). */
+  runs: RunRecord[];
   plan: PlannedRun | null;
   /** Set by `run JOB`: start now with the next tags. */
   runNow: boolean;
@@ -158,6 +160,7 @@ function newJob(
     busyRetryAt: null,
     lastResult: null,
     outcome: NO_OUTCOME,
+    runs: [],
     plan: null,
     runNow: false,
     queuedAt: 0,

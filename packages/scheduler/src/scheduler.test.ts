@@ -284,6 +284,17 @@ describe('Scheduler', () => {
     await until(() => s.jobs()[0]!.status === 'waiting');
     expect(s.jobs()[0]!.last_tags).toBe('short,long');
     expect(s.runJob('nope')).toBe('unknown job');
+    // Both runs, newest first, with the failure's reason.
+    const runs = s.runs('a')!;
+    expect(runs.map((r) => [r.kind, r.outcome, r.kind === 'backup' ? r.tags : null])).toEqual([
+      ['backup', 'ok', ['short', 'long']],
+      ['backup', 'failed', ['short', 'long']],
+    ]);
+    expect(runs[0]!.reason).toBeNull();
+    expect(runs[1]!.reason).toBe(job.last_reason);
+    expect(runs[1]!.reason).not.toBeNull();
+    expect(runs[0]!.started).toBeGreaterThanOrEqual(runs[1]!.ended);
+    expect(s.runs('nope')).toBeNull();
   });
 
   it('reloads: adds, changes and removes jobs; rejects an invalid config and keeps the old one', async () => {

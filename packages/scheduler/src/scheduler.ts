@@ -12,7 +12,7 @@ import { Notifier } from '@backy/notify';
 import type { Logger } from 'pino';
 import { type Clock, systemClock, timeoutSignal } from './clock.js';
 import { JobNotices, type NotifierFactory, outcomeNotice } from './job-notices.js';
-import { outcomeFromStatus } from './job-outcome.js';
+import { outcomeFromStatus, type RunRecord } from './job-outcome.js';
 import { nextJobToStart, planJob, queueDueJobs } from './job-plan.js';
 import { runJobOnce } from './job-run.js';
 import {
@@ -412,6 +412,12 @@ export class Scheduler {
     v.revision = uuid;
     this.tick();
     return isVerifying(job) ? 'started' : 'queued';
+  }
+
+  /** The job's recent runs, newest first (in memory, since the daemon started), or null: no such job. */
+  runs(name: string): RunRecord[] | null {
+    const job = this.jobTable.get(name);
+    return job == null || job.removed ? null : job.runs;
   }
 
   /** Each job's archive directory, sorted by job name. */

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
+import { reasonOf, withRun } from './job-outcome.js';
 import { nextProgress } from './job-progress.js';
 import { BUSY_RETRY_MS, EXIT_LOCKED } from './job-run.js';
 import type { JobRuntime } from './job-table.js';
@@ -97,11 +98,27 @@ export async function runVerifyOnce(
         'verify found damaged revisions: distrusted',
       );
     else log.info({ seconds }, 'verify completed');
+    job.runs = withRun(job.runs, {
+      kind: 'verify',
+      started,
+      ended: clock.now(),
+      outcome: v.lastResult,
+      reason: found.length > 0 ? `damaged: ${found.map((d) => d.uuid).join(', ')}` : null,
+      revision: request.revision ?? null,
+    });
     return found.map((d) => d.uuid);
   }
   v.failures++;
   v.lastFailure = clock.now();
   v.lastResult = 'failed';
+  job.runs = withRun(job.runs, {
+    kind: 'verify',
+    started,
+    ended: clock.now(),
+    outcome: 'failed',
+    reason: reasonOf(result),
+    revision: request.revision ?? null,
+  });
   const retryIn = backoffSeconds(v.failures);
   log.error(
     { exitCode: result.exitCode, signal: result.signal, stderr: result.stderr, retryInSeconds: retryIn },

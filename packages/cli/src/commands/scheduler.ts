@@ -148,6 +148,7 @@ export const schedulerCommand: Command = {
         jobs: (filter?: NameFilter) => s.jobs(filter),
         summary: () => s.summary(),
         runJob: (name: string) => s.runJob(name),
+        runs: (name: string) => s.runs(name),
         runAll: () => s.runAll(),
         reload: () => s.reload(),
       };
@@ -195,7 +196,7 @@ export const schedulerCommand: Command = {
   },
 };
 
-type DaemonView = Pick<Scheduler, 'jobs' | 'summary' | 'runJob' | 'runAll' | 'reload'>;
+type DaemonView = Pick<Scheduler, 'jobs' | 'summary' | 'runJob' | 'runs' | 'runAll' | 'reload'>;
 
 /** The telnet shell where the config asks for it; null (with a log line) when it cannot listen. */
 async function startShell(s: Scheduler, view: DaemonView, logger: Logger, version: string) {
