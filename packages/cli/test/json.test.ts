@@ -142,12 +142,12 @@ describe('--json: one documented JSON document on stdout per command', () => {
     const planned = json(b('expire', '--json', '--dry-run'));
     expect(planned).toEqual({
       dryRun: true,
-      revisions: [{ uuid: first, removed: true, expiredTags: [], protected: false }],
+      revisions: [{ uuid: first, removed: true, expiredTags: [], keptBy: null }],
     });
     const done = json(b('expire', '--json'));
     expect(done).toEqual({
       dryRun: false,
-      revisions: [{ uuid: first, removed: true, expiredTags: [], protected: false }],
+      revisions: [{ uuid: first, removed: true, expiredTags: [], keptBy: null }],
     });
   });
 

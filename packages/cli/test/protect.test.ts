@@ -65,12 +65,12 @@ describe('backy protect', () => {
     await new Promise((r) => setTimeout(r, 1100));
     const expire = b('expire', '--json');
     expect(expire.code, expire.stderr).toBe(0);
-    const actions = JSON.parse(expire.stdout).revisions as { uuid: string; protected: boolean }[];
+    const actions = JSON.parse(expire.stdout).revisions as { uuid: string; keptBy: string | null }[];
     expect(actions.find((a) => a.uuid === oldest)).toEqual({
       uuid: oldest,
       removed: false,
       expiredTags: ['daily'],
-      protected: true,
+      keptBy: 'protected',
     });
     expect(revs().map((r) => [r.uuid === oldest, r.tags])).toEqual([
       [true, []],

@@ -56,6 +56,48 @@ describe('keep: 0', () => {
   });
 });
 
+describe('calendar retention', () => {
+  it('expire --dry-run names the rule keeping each revision; expire removes the rest, never the newest verified one', async () => {
+    const image = join(dir.path, 'calendar.img');
+    await writeFile(image, randomBytes(2 * MiB));
+    const { b } = await archive('calendar', image, (c) => {
+      c.schedule = { daily: { interval: '1d', keep: 9 } };
+      (c as Record<string, unknown>).retention = { 'keep-last': 1 };
+    });
+    for (let i = 0; i < 3; i++) {
+      await writeFile(image, randomBytes(2 * MiB));
+      expect(b('backup', 'daily').code).toBe(0);
+    }
+    const [oldest, middle, newest] = ids(b);
+    expect(b('verify', '-r', oldest!).code).toBe(0);
+    const dry = b('expire', '--dry-run');
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout.trim().split('\n')).toEqual([
+      `${newest}: kept (last)`,
+      `${middle}: would be removed`,
+      `${oldest}: kept (newest-verified)`,
+    ]);
+    expect(ids(b)).toEqual([oldest, middle, newest]);
+    const done = b('expire');
+    expect(done.stdout).toBe(`${middle}: removed\n`);
+    expect(ids(b)).toEqual([oldest, newest]);
+    expect(b('expire').stdout).toBe('nothing to expire\n');
+  });
+
+  it('a retention the config gets wrong is one line naming the key', async () => {
+    const image = join(dir.path, 'calendar-bad.img');
+    await writeFile(image, randomBytes(MiB));
+    const { arch, b } = await archive('calendar-bad', image, (c) => {
+      (c as Record<string, unknown>).retention = { 'keep-daily': 7, timezone: 'Mars/Olympus' };
+    });
+    const r = b('expire');
+    expect(r.code).not.toBe(0);
+    expect(oneLineError(r)).toBe(
+      `backy: error: ${join(arch, 'config')}: retention.timezone: unknown time zone (an IANA name such as Europe/Berlin, or UTC)`,
+    );
+  });
+});
+
 describe('purge with a shared store', () => {
   it("refuses when another archive's registry entry is empty, deletes nothing, and both still restore", async () => {
     const store = join(dir.path, 'shared');

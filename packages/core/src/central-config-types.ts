@@ -1,6 +1,7 @@
 import type { ApiConfig } from './api-config.js';
 import type { ArchiveLayout, SourceConfig, StoreConfig } from './config.js';
 import type { NotificationTargetConfig } from './notification-config.js';
+import type { Retention } from './retention.js';
 import type { Schedule } from './schedule.js';
 
 // The central config's types, written out (not `z.infer`) so that the published declarations do not
@@ -87,6 +88,8 @@ export interface GlobalConfig {
    * outdated-after: 30d}`), or `false` for none.
    */
   verify?: false | VerifyJobConfig;
+  /** Every job's calendar retention and expiry guards (docs/retention.md), unless the job has its own. */
+  retention?: Retention;
 }
 
 /** One job of the central config. */
@@ -106,4 +109,6 @@ export interface JobConfig {
   'copy-to'?: string | false;
   /** This job's verify job; keys it leaves out come from `global.verify`; `false`: none. */
   verify?: false | VerifyJobConfig;
+  /** This job's calendar retention and expiry guards (default: `global.retention`; docs/retention.md). */
+  retention?: Retention;
 }

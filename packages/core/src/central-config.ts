@@ -7,6 +7,7 @@ import { notificationsSchema } from './notification-config.js';
 export type { CentralConfig, GlobalConfig, JobConfig, VerifyJobConfig } from './central-config-types.js';
 
 import type { CentralConfig } from './central-config-types.js';
+import { retentionSchema } from './retention.js';
 import { durationSchema, scheduleSchema } from './schedule.js';
 
 /** Where the daemon and `backy check` look for the central configuration by default. */
@@ -70,6 +71,8 @@ export const globalConfigSchema = z.strictObject({
   store: storeConfigSchema.optional(),
   'copy-to': absolutePathSchema.optional(),
   verify: verifyJobSchema.optional(),
+  /** Every job's calendar retention and expiry guards (docs/retention.md), unless the job has its own. */
+  retention: retentionSchema.optional(),
 });
 
 export const jobConfigSchema = z.strictObject({
@@ -79,6 +82,7 @@ export const jobConfigSchema = z.strictObject({
   store: storeConfigSchema.optional(),
   'copy-to': z.union([absolutePathSchema, z.literal(false)]).optional(),
   verify: verifyJobSchema.optional(),
+  retention: retentionSchema.optional(),
 });
 
 export const centralConfigSchema = z

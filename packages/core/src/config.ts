@@ -4,6 +4,7 @@ import { isMap, isScalar, parse, parseDocument, visit } from 'yaml';
 import { type ZodType, z } from 'zod';
 import { BackyError } from './errors.js';
 import { configError } from './plugin-options.js';
+import { type Retention, retentionSchema } from './retention.js';
 import { type Schedule, scheduleSchema } from './schedule.js';
 import { CODECS, type CodecName } from './store/codec.js';
 
@@ -85,6 +86,8 @@ export interface ArchiveConfig {
   source: SourceConfig;
   /** Tag → {interval, keep}. Used by `expire` and the scheduler. */
   schedule: Schedule;
+  /** Calendar retention and expiry's guards (docs/retention.md); absent: the schedule's tags alone. */
+  retention?: Retention;
   store: StoreConfig;
   layout: ArchiveLayout;
 }
@@ -92,6 +95,7 @@ export interface ArchiveConfig {
 export const archiveConfigSchema = z.strictObject({
   source: sourceConfigSchema,
   schedule: scheduleSchema.default({}),
+  retention: retentionSchema.optional(),
   store: storeConfigSchema.default({ type: 'directory', codec: 'zstd' }),
   layout: z.enum(['chunked', 'images']).default('chunked'),
 });

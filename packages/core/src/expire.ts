@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import type { Archive } from './archive/index.js';
 import { isBackyError } from './errors.js';
-import { type ExpiryAction, planExpiry } from './schedule.js';
+import { planArchiveExpiry } from './retention.js';
+import type { ExpiryAction } from './schedule.js';
 
 /**
  * Applies the schedule's keep rules to the archive now. Holds the archive's backup lock. With `dryRun`
@@ -12,12 +13,22 @@ export async function expireArchive(
   options: { logger: Logger; now?: Date; dryRun?: boolean },
 ): Promise<ExpiryAction[]> {
   if (options.dryRun) {
-    return planExpiry(await archive.revisions(), archive.config.schedule, options.now ?? new Date());
+    return planArchiveExpiry(
+      await archive.revisions(),
+      archive.config.schedule,
+      archive.config.retention,
+      options.now ?? new Date(),
+    );
   }
   const lock = await archive.lockBackup();
   try {
     const revisions = await archive.revisions();
-    const actions = planExpiry(revisions, archive.config.schedule, options.now ?? new Date());
+    const actions = planArchiveExpiry(
+      revisions,
+      archive.config.schedule,
+      archive.config.retention,
+      options.now ?? new Date(),
+    );
     const byId = new Map(revisions.map((r) => [r.uuid, r]));
     for (const action of actions) {
       const rev = byId.get(action.uuid)!;
@@ -30,11 +41,11 @@ export async function expireArchive(
           // Protected in the store by another host since this one listed the revisions: it stays.
           if (!isBackyError(error, 'REVISION_PROTECTED')) throw error;
           action.remove = false;
-          action.kept = true;
+          action.keptBy = 'protected';
         }
       }
       if (action.removeTags.length > 0) {
-        const kept = action.kept === true ? { kept: 'protected' } : {};
+        const kept = action.keptBy != null ? { kept: action.keptBy } : {};
         options.logger.info({ revision: rev.uuid, removed: action.removeTags, ...kept }, 'expired tags');
         await archive.updateRevision(rev.uuid, (current) => ({
           ...current,

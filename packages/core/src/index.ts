@@ -64,6 +64,7 @@ export {
 } from './notification-config.js';
 export { forgetArchive, type PurgeResult, purgeStore } from './purge.js';
 export { type RestoreOptions, restoreToPath, restoreToStream } from './restore.js';
+export type { Retention } from './retention.js';
 export {
   failedOwnVerification,
   isProtected,

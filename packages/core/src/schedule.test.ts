@@ -75,7 +75,7 @@ describe('schedule', () => {
       { uuid: 'e', tags: ['daily'], timestamp: now.toISOString() },
     ];
     expect(planExpiry(revs, schedule, now)).toEqual([
-      { uuid: 'p', removeTags: ['daily'], remove: false, kept: true },
+      { uuid: 'p', removeTags: ['daily'], remove: false, keptBy: 'protected' },
       { uuid: 'c', removeTags: ['daily'], remove: true },
     ]);
   });

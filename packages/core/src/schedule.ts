@@ -64,9 +64,19 @@ export interface ExpiryAction {
   removeTags: string[];
   /** True when the revision has no tags left and is deleted. */
   remove: boolean;
-  /** True when it has no tags left but is protected (`backy protect`): it stays, without tags. */
-  kept?: boolean;
+  /**
+   * Why it stays although a rule would remove it (`protected`, `newest-verified`, `within`, …), or,
+   * under calendar retention, which rule keeps it; absent when nothing keeps it.
+   */
+  keptBy?: KeepReason;
 }
+
+/** The calendar rules of `retention:`, in the order they are applied (retention.ts). */
+export const CALENDAR_RULES = ['last', 'hourly', 'daily', 'weekly', 'monthly', 'yearly'] as const;
+export type CalendarRule = (typeof CALENDAR_RULES)[number];
+
+/** Why a revision stays: a calendar rule, or a guard. */
+export type KeepReason = CalendarRule | 'within' | 'newest-verified' | 'protected' | 'manual' | 'future';
 
 /**
  * Applies the keep rules: for each scheduled tag, revisions beyond the newest `keep` that are also older
@@ -105,7 +115,7 @@ export function planExpiry(
         uuid: r.uuid,
         removeTags: removed.get(r.uuid) ?? [],
         remove: bare && !kept,
-        ...(kept ? { kept } : {}),
+        ...(kept ? { keptBy: 'protected' as const } : {}),
       };
     });
 }

@@ -36,6 +36,21 @@ describe('JobTable', () => {
     expect(table.get('b')!.archiveConfig).toMatchObject({ layout: 'images', store: { path: '../store' } });
   });
 
+  it("passes retention to the archive config: the job's own, else the global one, as written", () => {
+    const table = new JobTable({ log, slowThresholdSeconds: 600 });
+    table.apply(
+      config(
+        { a: fileJob('/a'), b: { ...fileJob('/b'), retention: { 'keep-last': 3 } } },
+        { retention: { 'keep-daily': 7, 'keep-within': '2d' } },
+      ),
+    );
+    expect(table.get('a')!.archiveConfig.retention).toEqual({ 'keep-daily': 7, 'keep-within': '2d' });
+    expect(table.get('b')!.archiveConfig.retention).toEqual({ 'keep-last': 3 });
+    expect(() => config({ a: { ...fileJob('/a'), retention: { 'keep-daily': 'many' } } })).toThrow(
+      /jobs\.a\.retention\.keep-daily/,
+    );
+  });
+
   it('on reload: changes what changed, drops idle jobs at once and running ones after their run', () => {
     const table = new JobTable({ log, slowThresholdSeconds: 600 });
     table.apply(config({ a: fileJob('/a'), b: fileJob('/b'), c: fileJob('/c') }));

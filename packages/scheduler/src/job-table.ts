@@ -23,6 +23,7 @@ export interface ArchiveConfigInput {
   schedule: unknown;
   layout?: unknown;
   store?: unknown;
+  retention?: unknown;
 }
 
 /** One job of the central config as the daemon keeps it between runs. */
@@ -123,9 +124,11 @@ function archiveConfigOf(loaded: LoadedCentralConfig, name: string, job: JobConf
   const rawSchedules = (loaded.raw.schedules ?? {}) as Record<string, unknown>;
   const layout = rawJob?.layout ?? rawGlobal.layout;
   const store = rawJob?.store ?? perJobStore(rawGlobal.store, name);
+  const retention = rawJob?.retention ?? rawGlobal.retention;
   return {
     source: rawJob?.source ?? job.source,
     schedule: rawSchedules[job.schedule],
+    ...(retention == null ? {} : { retention }),
     ...(layout == null ? {} : { layout }),
     ...(store == null ? {} : { store }),
   };

@@ -11,7 +11,7 @@ import {
 import { Notifier } from '@backy/notify';
 import type { Logger } from 'pino';
 import { type Clock, systemClock, timeoutSignal } from './clock.js';
-import { JobNotices, type NotifierFactory, outcomeNotice } from './job-notices.js';
+import { JobNotices, outcomeNotice } from './job-notices.js';
 import { outcomeFromStatus, type RunRecord } from './job-outcome.js';
 import { nextJobToStart, planJob, queueDueJobs } from './job-plan.js';
 import { runJobOnce } from './job-run.js';
@@ -22,52 +22,13 @@ import {
   StatusFileWriter,
   summarizeJobs,
 } from './job-status.js';
-import {
-  type ConfigCheck,
-  isBusy,
-  type JobChanges,
-  type JobRuntime,
-  JobTable,
-  loadJobConfig,
-  loadReloadedConfig,
-} from './job-table.js';
-import type { JobRunner } from './runner.js';
+import { isBusy, type JobRuntime, JobTable, loadJobConfig, loadReloadedConfig } from './job-table.js';
+import type { ReloadResult, RunNowResult, SchedulerOptions, VerifyNowResult } from './scheduler-options.js';
 import { type JobStatus, readStatusFile } from './status-file.js';
 import { isVerifying, nextVerifyToStart, queueDueVerifies } from './verify-job.js';
 import { runVerifyOnce } from './verify-run.js';
 
-export interface SchedulerOptions {
-  /** Path of the central config (`/etc/backy.conf`). */
-  configPath: string;
-  logger: Logger;
-  /** Runs backups, expiry, purge and callbacks (normally a ChildProcessRunner). */
-  runner: JobRunner;
-  /** Default: the system clock. */
-  clock?: Clock;
-  /** Aborting it stops the scheduler like `stop()`. */
-  signal?: AbortSignal;
-  /** Extra validation of a loaded config, e.g. each job's source options; throw a BackyError to reject it. */
-  validate?: ConfigCheck;
-  /** A job whose last backup took at least this many seconds counts as slow (default 600). */
-  slowThresholdSeconds?: number;
-  /** Milliseconds `stop()` waits for running work after terminating it (default 30 s). */
-  stopTimeoutMs?: number;
-  /** Longest sleep of the planning loop, so clock jumps are noticed (default 60 s). */
-  maxSleepMs?: number;
-  /** The completion callback is terminated after this many milliseconds (default 5 minutes). */
-  callbackTimeoutMs?: number;
-  /** Builds the notifier of the config's `notifications` (default: a Notifier; tests: one that counts). */
-  notifier?: NotifierFactory;
-  /** How long `stop()` waits for notifications still being sent (default 10 s). */
-  notifyTimeoutMs?: number;
-  /** Called when a backup or verify has finished and its archive was read again (e.g. to write metrics). */
-  onWorkDone?: () => void;
-}
-
-export type ReloadResult = ({ ok: true } & JobChanges) | { ok: false; error: string };
-export type RunNowResult = 'started' | 'queued' | 'already running' | 'unknown job' | 'stopping';
-/** `verifyNow`'s answer; `not available`: the runner cannot verify. */
-export type VerifyNowResult = RunNowResult | 'not available';
+export type { ReloadResult, RunNowResult, SchedulerOptions, VerifyNowResult };
 
 /**
  * The backup daemon: keeps every job of the central config on its schedule, runs the work through a

@@ -327,19 +327,23 @@ export const expireCommand: Command = {
           uuid: a.uuid,
           removed: a.remove,
           expiredTags: a.removeTags,
-          protected: a.kept === true,
+          keptBy: a.keptBy ?? null,
         })),
       });
       return 0;
     }
+    let changes = 0;
     for (const a of actions) {
       const tags = a.removeTags.join(',');
-      const kept = a.kept === true ? '; kept: protected' : '';
-      if (dryRun)
-        ctx.print(a.remove ? `${a.uuid}: would be removed` : `${a.uuid}: tags ${tags} would expire${kept}`);
-      else ctx.print(a.remove ? `${a.uuid}: removed` : `${a.uuid}: tags ${tags} expired${kept}`);
+      const kept = a.keptBy != null ? `; kept: ${a.keptBy}` : '';
+      if (a.remove || a.removeTags.length > 0) changes++;
+      if (a.remove) ctx.print(`${a.uuid}: ${dryRun ? 'would be removed' : 'removed'}`);
+      else if (a.removeTags.length > 0)
+        ctx.print(`${a.uuid}: tags ${tags} ${dryRun ? 'would expire' : 'expired'}${kept}`);
+      // Calendar retention lists every revision with the rule that keeps it, as a prune simulator.
+      else if (dryRun && a.keptBy != null) ctx.print(`${a.uuid}: kept (${a.keptBy})`);
     }
-    if (actions.length === 0) ctx.print('nothing to expire');
+    if (changes === 0) ctx.print('nothing to expire');
     return 0;
   },
 };
