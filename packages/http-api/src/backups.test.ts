@@ -14,6 +14,7 @@ import { type JobRequest, type JobRunner, type RunResult, Scheduler } from '@bac
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RevisionEntry } from './backups.js';
+import { schedulerBackend } from './scheduler-backend.js';
 import { ApiServer } from './server.js';
 
 // The archives' endpoints against a real scheduler and real archives: two backups made by core in a
@@ -123,16 +124,7 @@ beforeAll(async () => {
   const s = scheduler;
   // As the daemon wires it (packages/cli/src/commands/scheduler.ts).
   server = await ApiServer.start({
-    backend: {
-      jobs: (filter) => s.jobs(filter),
-      summary: () => s.summary(),
-      runJob: (name) => s.runJob(name),
-      reload: () => s.reload(),
-      runs: (name) => s.runs(name),
-      archives: () => s.archives(),
-      openArchive: (path) => Archive.open(path),
-      verifyRevision: (job, uuid) => s.verifyNow(job, uuid),
-    },
+    backend: schedulerBackend(s, (path) => Archive.open(path)),
     config: parseCentralConfig(central, configPath).config.api!,
     logger: log.logger,
     version: '9.9.9',

@@ -7,4 +7,5 @@ export { type ApiToken, allows, authenticate, loadTokens } from './auth.js';
 export { BACKUP_SCHEMAS, type BackupsBackend, type RevisionEntry, revisionEntry } from './backups.js';
 export { createMetrics, type MetricsOptions, type MetricsSource } from './metrics.js';
 export { MetricsTextfile, type MetricsTextfileOptions } from './metrics-textfile.js';
+export { type ApiScheduler, schedulerBackend } from './scheduler-backend.js';
 export { type ApiBackend, type ApiOptions, ApiServer } from './server.js';

@@ -10,6 +10,7 @@ import { type MetricFamily, metricValue, parseMetrics } from '@backy/test-env/pr
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MetricsTextfile } from './metrics-textfile.js';
+import { schedulerBackend } from './scheduler-backend.js';
 import { ApiServer } from './server.js';
 
 // The metrics of a real archive: two backups and a purge by the real CLI, then the daemon's view of
@@ -82,16 +83,7 @@ beforeAll(async () => {
   );
   const s = scheduler;
   api = await ApiServer.start({
-    backend: {
-      jobs: (filter) => s.jobs(filter),
-      summary: () => s.summary(),
-      runJob: (name) => s.runJob(name),
-      reload: () => s.reload(),
-      runs: (name) => s.runs(name),
-      archives: () => s.archives(),
-      openArchive: (path) => Archive.open(path),
-      verifyRevision: (job, uuid) => s.verifyNow(job, uuid),
-    },
+    backend: schedulerBackend(s, (path) => Archive.open(path)),
     config: config.api!,
     logger,
     version: '0.0.0-test',

@@ -143,17 +143,16 @@ export const schedulerCommand: Command = {
       logger.info({ version }, 'backy scheduler running');
       const g = scheduler.config.config.global;
       const s = scheduler;
-      // What the shell and the API see of the daemon, and may ask of it.
+      // What the telnet shell sees of the daemon, and may ask of it.
       const view = {
         jobs: (filter?: NameFilter) => s.jobs(filter),
         summary: () => s.summary(),
         runJob: (name: string) => s.runJob(name),
-        runs: (name: string) => s.runs(name),
         runAll: () => s.runAll(),
         reload: () => s.reload(),
       };
       shell = await startShell(s, view, logger, version);
-      api = await startApi(s, view, logger, version);
+      api = await startApi(s, logger, version);
       const textfilePath = g['metrics-textfile'];
       if (textfilePath != null) {
         const { MetricsTextfile } = await import('@backy/http-api');
@@ -196,7 +195,7 @@ export const schedulerCommand: Command = {
   },
 };
 
-type DaemonView = Pick<Scheduler, 'jobs' | 'summary' | 'runJob' | 'runs' | 'runAll' | 'reload'>;
+type DaemonView = Pick<Scheduler, 'jobs' | 'summary' | 'runJob' | 'runAll' | 'reload'>;
 
 /** The telnet shell where the config asks for it; null (with a log line) when it cannot listen. */
 async function startShell(s: Scheduler, view: DaemonView, logger: Logger, version: string) {
@@ -224,23 +223,17 @@ async function startShell(s: Scheduler, view: DaemonView, logger: Logger, versio
 }
 
 /** The HTTP API when the config has `api`; null when it has none or it cannot start (logged). */
-async function startApi(s: Scheduler, view: DaemonView, logger: Logger, version: string) {
+async function startApi(s: Scheduler, logger: Logger, version: string) {
   const apiConfig = s.config.config.api;
   if (apiConfig == null) return null;
   try {
     // Loaded only when configured: fastify and prom-client are most of the daemon's start-up otherwise.
-    const { ApiServer } = await import('@backy/http-api');
+    const { ApiServer, schedulerBackend } = await import('@backy/http-api');
     return await ApiServer.start({
-      backend: {
-        ...view,
-        archives: () => s.archives(),
-        // As `backy tags` opens it: with the store drivers the jobs' archives may name.
-        openArchive: (dir: string) =>
-          Archive.open(dir, {
-            stores: async (type) => (await import('../stores.js')).STORE_DRIVERS(type),
-          }),
-        verifyRevision: (job: string, uuid: string) => s.verifyNow(job, uuid),
-      },
+      // As `backy tags` opens it: with the store drivers the jobs' archives may name.
+      backend: schedulerBackend(s, (dir) =>
+        Archive.open(dir, { stores: async (type) => (await import('../stores.js')).STORE_DRIVERS(type) }),
+      ),
       config: apiConfig,
       logger: logger.child({ component: 'api' }),
       version,
