@@ -261,6 +261,30 @@ function registerChanges(app: FastifyInstance, context: BackupRoutesContext): vo
     },
   );
 
+  for (const on of [true, false]) {
+    const action = on ? 'protect' : 'unprotect';
+    app.post(
+      `/v1/backups/:name/revs/:spec/${action}`,
+      { onRequest: operator, schema: BACKUP_SCHEMAS.revision },
+      async (request) => {
+        const params = request.params as RevisionParams;
+        const { dir, revision } = await revisionOf(backend, params);
+        return changeRevision(backend, dir, revision.uuid, async (archive, current) => {
+          // As `backy protect`/`unprotect`: expire, forget and purge leave a protected revision alone.
+          const done = await archive.updateRevision(current.uuid, ({ protected: _was, ...rev }) =>
+            on ? { ...rev, protected: true } : rev,
+          );
+          if (done == null) throw gone(current.uuid);
+          logger.info(
+            { job: params.name, revision: done.uuid, token: tokenName(request) },
+            `API: revision ${action}ed`,
+          );
+          return revisionEntry(done);
+        });
+      },
+    );
+  }
+
   app.post(
     '/v1/backups/:name/revs/:spec/verify',
     { onRequest: operator, schema: { params: BACKUP_SCHEMAS.revision.params, ...BACKUP_SCHEMAS.verify } },
