@@ -11,6 +11,7 @@ import {
 } from '@backy/core';
 import { bufferSource, captureLogger, MiB, type TempDir, tempDir } from '@backy/core/testing/helpers';
 import { type JobRequest, type JobRunner, type RunResult, Scheduler } from '@backy/scheduler';
+import { Ajv } from 'ajv';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RevisionEntry } from './backups.js';
@@ -334,6 +335,47 @@ describe('the archives and their revisions over HTTP', () => {
     // The distrusted revision read back whole: verified again.
     expect((await json<RevisionEntry>(await call(`/v1/backups/web1/revs/${uuid}`, READ))).trust).toBe(
       'verified',
+    );
+  });
+
+  it('answers as the schemas of GET /v1/schema say (real answers, after the runs above)', async () => {
+    const { endpoints } = await json<{ endpoints: Record<string, Record<string, object>> }>(
+      await call('/v1/schema', READ),
+    );
+    const ajv = new Ajv({
+      allowUnionTypes: true,
+      strict: true,
+      formats: {
+        'date-time': (text: string) => /^\d{4}-\d\d-\d\dT/.test(text) && !Number.isNaN(Date.parse(text)),
+      },
+    });
+    const uuid = revs[0]!.uuid;
+    const answers: [string, string, string?][] = [
+      ['GET /v1/status', '/v1/status'],
+      ['GET /v1/status', '/v1/status?filter=(', '400'],
+      ['GET /v1/jobs', '/v1/jobs'],
+      ['GET /v1/jobs/JOB', '/v1/jobs/web1'],
+      ['GET /v1/jobs/JOB', '/v1/jobs/nope', '404'],
+      ['GET /v1/jobs/JOB/runs', '/v1/jobs/web1/runs'],
+      ['GET /v1/jobs/JOB/runs', '/v1/jobs/db1/runs'],
+      ['GET /v1/backups', '/v1/backups'],
+      ['GET /v1/backups/NAME', '/v1/backups/web1'],
+      ['GET /v1/backups/NAME/revs/SPEC', `/v1/backups/web1/revs/${uuid}`],
+      ['GET /v1/whoami', '/v1/whoami'],
+    ];
+    for (const [endpoint, path, status = '200'] of answers) {
+      const r = await call(path, READ);
+      expect([path, String(r.status)]).toEqual([path, status]);
+      const schema = endpoints[endpoint]?.[status];
+      expect(schema, `${endpoint} ${status}`).toBeDefined();
+      const valid = ajv.validate(schema!, await r.json());
+      expect([path, valid ? null : ajv.errorsText()]).toEqual([path, null]);
+    }
+    // The runs of web1 include the verify above: its entry's shape is checked, not only an empty list.
+    const runs = await json<{ runs: { kind: string }[] }>(await call('/v1/jobs/web1/runs', READ));
+    expect(runs.runs.map((r) => r.kind)).toContain('verify');
+    expect(ajv.validate(endpoints['(any)']!['401']!, await (await call('/v1/jobs', undefined)).json())).toBe(
+      true,
     );
   });
 });

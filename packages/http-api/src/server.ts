@@ -13,6 +13,7 @@ import { RE2JS } from 're2js';
 import { type ApiToken, allows, authenticate, loadTokens } from './auth.js';
 import { type BackupsBackend, registerBackupRoutes, statusOfError } from './backups.js';
 import { createMetrics } from './metrics.js';
+import { API_SCHEMAS } from './schemas.js';
 import { registerUi } from './ui.js';
 
 /** What the API reads and steers: the scheduler (the same view the telnet shell has) and its jobs' archives. */
@@ -115,6 +116,7 @@ export class ApiServer {
       return { version: options.version, summary: backend.summary(), jobs: backend.jobs(filter) };
     });
     app.get('/v1/jobs', { onRequest: guard('read') }, async () => ({ jobs: backend.jobs() }));
+    app.get('/v1/schema', { onRequest: guard('read') }, async () => ({ version: 1, endpoints: API_SCHEMAS }));
     app.get('/v1/jobs/:job', { onRequest: guard('read') }, async (request, reply) => {
       const name = (request.params as { job: string }).job;
       const job = backend.jobs().find((j) => j.job === name);
