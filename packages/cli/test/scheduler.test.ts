@@ -655,9 +655,10 @@ describe('a failed copy-to', () => {
     const d = startDaemon(['-c', conf]);
     daemons.push(d);
     try {
-      const warning = await until('a WARNING naming c', () => {
+      // Before its first backup ends, check WARNs that c has none yet: wait for the copy's failure.
+      const warning = await until('a WARNING naming c and its copy', () => {
         const r = backy(['check', '-c', conf]);
-        return r.code === 1 ? r : null;
+        return r.code === 1 && r.stdout.includes('c: copy failed') ? r : null;
       });
       const [head, line] = warning.stdout.split('\n');
       expect(head).toBe('WARNING: 1 jobs whose last run failed');
