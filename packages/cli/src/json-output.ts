@@ -136,7 +136,11 @@ export const JSON_OUTPUTS = {
         uuid: z.string(),
         removed: z.boolean(),
         expiredTags: z.array(z.string()),
-        protected: z.boolean(),
+        /** Why it stays although a rule would remove it, or the calendar rule keeping it; null: nothing. */
+        keptBy: z
+          .enum(['last', 'hourly', 'daily', 'weekly', 'monthly', 'yearly'])
+          .or(z.enum(['within', 'newest-verified', 'protected', 'manual', 'future']))
+          .nullable(),
       }),
     ),
   }),

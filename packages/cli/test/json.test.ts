@@ -139,6 +139,12 @@ describe('--json: one documented JSON document on stdout per command', () => {
     const none = json(b('expire', '--json', '--dry-run'));
     expect(none).toEqual({ dryRun: true, revisions: [] });
     expect(b('tags', 'set', '-r', first, '').code).toBe(0);
+    // Without tags, but the newest verified revision (verify above): it stays, and says why.
+    expect(json(b('expire', '--json', '--dry-run'))).toEqual({
+      dryRun: true,
+      revisions: [{ uuid: first, removed: false, expiredTags: [], keptBy: 'newest-verified' }],
+    });
+    expect(b('distrust', '-r', first).code).toBe(0);
     const planned = json(b('expire', '--json', '--dry-run'));
     expect(planned).toEqual({
       dryRun: true,

@@ -132,10 +132,10 @@ describe('central config', () => {
     expect(problem({ global: { 'worker-limt': 2 } })).toBe('backy.conf: global: unknown key "worker-limt"');
     expect(problem({ jobs2: {} })).toBe('backy.conf: unknown key "jobs2"');
     const conf = parse(PYTHON_STYLE);
-    conf.jobs.host1.retention = 3;
-    expect(problem(conf)).toBe('backy.conf: jobs.host1: unknown key "retention"');
-    conf.jobs.host1.retention = undefined;
-    delete conf.jobs.host1.retention;
+    conf.jobs.host1.retain = 3;
+    expect(problem(conf)).toBe('backy.conf: jobs.host1: unknown key "retain"');
+    conf.jobs.host1.retain = undefined;
+    delete conf.jobs.host1.retain;
     conf.schedules.default.daily.keeep = 1;
     expect(problem(conf)).toBe('backy.conf: schedules.default.daily: unknown key "keeep"');
   });
