@@ -40,7 +40,8 @@ export interface CommandContext {
    * Opens the archive at -b and sets up logging into its backy.log. `offline`: a remote store that
    * cannot be reached is a warning, and the archive has the directory's copies of its revisions.
    */
-  openArchive(options?: { offline?: boolean }): Promise<Archive>;
+  /** `admin`: for a command that deletes (expire, forget, purge): the store's admin credentials. */
+  openArchive(options?: { offline?: boolean; admin?: boolean }): Promise<Archive>;
   logger(): Logger;
   progress: ProgressBar;
   signal: AbortSignal;

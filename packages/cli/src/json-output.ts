@@ -139,7 +139,7 @@ export const JSON_OUTPUTS = {
         /** Why it stays although a rule would remove it, or the calendar rule keeping it; null: nothing. */
         keptBy: z
           .enum(['last', 'hourly', 'daily', 'weekly', 'monthly', 'yearly'])
-          .or(z.enum(['within', 'newest-verified', 'protected', 'manual', 'future']))
+          .or(z.enum(['within', 'newest-verified', 'protected', 'manual', 'future', 'retained']))
           .nullable(),
       }),
     ),
@@ -156,6 +156,9 @@ export const JSON_OUTPUTS = {
       revisions: z.number().int().nonnegative(),
       archives: z.number().int().nonnegative(),
       staleEntries: z.array(z.string()),
+      chunksRetained: z.number().int().nonnegative(),
+      bytesRetained: z.number().int().nonnegative(),
+      retainedUntil: z.string().nullable(),
       wouldDelete: z
         .array(
           open({

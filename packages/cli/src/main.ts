@@ -242,6 +242,7 @@ async function runCommand(
                   `${error.message}; showing the revisions as last copied into ${global.baseDir} (they may be out of date)`,
                 )
             : undefined,
+          admin: options.admin === true,
         });
         session.archive = archive;
         // An archive that moved is registered with its store at its new place on its next use.

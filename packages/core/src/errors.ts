@@ -9,6 +9,10 @@ export type BackyErrorCode =
   | 'REVISION_INVALID'
   /** The revision is protected (`backy protect`): no deletion touches it until `backy unprotect`. */
   | 'REVISION_PROTECTED'
+  /** The store's Object Lock retains the object or revision until a date: nobody may delete it before. */
+  | 'RETAINED'
+  /** The store's credentials are append-only: deleting needs the admin credentials (expire, forget, purge). */
+  | 'APPEND_ONLY'
   | 'LOCKED'
   | 'SOURCE_UNAVAILABLE'
   | 'SOURCE_FAILED'

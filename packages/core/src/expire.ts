@@ -38,10 +38,12 @@ export async function expireArchive(
           options.logger.info({ revision: rev.uuid, tags: rev.tags }, 'expired: revision removed');
           continue;
         } catch (error) {
-          // Protected in the store by another host since this one listed the revisions: it stays.
-          if (!isBackyError(error, 'REVISION_PROTECTED')) throw error;
+          // Protected in the store by another host since this one listed the revisions, or retained by
+          // the store's Object Lock: it stays.
+          if (isBackyError(error, 'REVISION_PROTECTED')) action.keptBy = 'protected';
+          else if (isBackyError(error, 'RETAINED')) action.keptBy = 'retained';
+          else throw error;
           action.remove = false;
-          action.keptBy = 'protected';
         }
       }
       if (action.removeTags.length > 0) {

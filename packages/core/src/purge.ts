@@ -19,6 +19,11 @@ export interface PurgeResult {
   archives: number;
   /** Registry entries of archives that moved, dropped because the same archive is live elsewhere. */
   staleEntries: string[];
+  /** Unreferenced chunks the store's Object Lock still retains: kept, for a later purge. */
+  chunksRetained: number;
+  bytesRetained: number;
+  /** The latest retain-until among them (ISO time), or null. */
+  retainedUntil: string | null;
 }
 
 export interface PurgeOptions {
@@ -116,6 +121,7 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
       revisions: 0,
       archives: 0,
       staleEntries: [],
+      ...NONE_RETAINED,
     };
   }
   const lock = await store.lock('exclusive', options.waitSeconds ?? 0);
@@ -157,6 +163,7 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
       revisions: dataBytes.size,
       archives: live.length,
       staleEntries: stale.map((e) => e.path),
+      ...NONE_RETAINED,
     };
     for await (const entry of options.candidates ?? store.entries()) {
       options.signal?.throwIfAborted();
@@ -171,7 +178,7 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
       }
       if (!options.dryRun) {
         await proveHeld([lock]);
-        await store.removeEntry(entry);
+        if (!(await removeUnlessRetained(store, entry, result))) continue;
       }
       options.onDelete?.(entry);
       if (entry.hash != null) {
@@ -184,6 +191,28 @@ export async function purgeStore(store: ChunkStore, options: PurgeOptions): Prom
     return result;
   } finally {
     await lock.release();
+  }
+}
+
+const NONE_RETAINED = { chunksRetained: 0, bytesRetained: 0, retainedUntil: null };
+
+/** Removes `entry`; false when Object Lock still retains it (counted in `result`, kept). */
+async function removeUnlessRetained(
+  store: ChunkStore,
+  entry: StoreEntry,
+  result: PurgeResult,
+): Promise<boolean> {
+  try {
+    await store.removeEntry(entry);
+    return true;
+  } catch (error) {
+    if (!isBackyError(error, 'RETAINED')) throw error;
+    result.chunksRetained++;
+    result.bytesRetained += entry.bytes;
+    const until = (error as { retainUntil?: number | null }).retainUntil;
+    if (until != null && (result.retainedUntil == null || until > Date.parse(result.retainedUntil)))
+      result.retainedUntil = new Date(until).toISOString();
+    return false;
   }
 }
 

@@ -62,6 +62,24 @@ export interface RetentionRevision {
   trust?: string;
   protected?: boolean;
   tags?: readonly string[];
+  /** The store's Object Lock retention (revision.ts): until then it cannot be removed. */
+  retention?: { until: string };
+}
+
+/** Object Lock's guard: a revision the store retains past `now` stays (its removal would be refused). */
+function retainedGuard(
+  actions: ExpiryAction[],
+  revisions: readonly RetentionRevision[],
+  now: Date,
+): ExpiryAction[] {
+  const byId = new Map(revisions.map((r) => [r.uuid, r]));
+  for (const action of actions) {
+    const until = byId.get(action.uuid)?.retention?.until;
+    if (!action.remove || until == null || !(Date.parse(until) > now.getTime())) continue;
+    action.remove = false;
+    action.keptBy = 'retained';
+  }
+  return actions;
 }
 
 /**
@@ -173,12 +191,13 @@ export function planArchiveExpiry(
 ): ExpiryAction[] {
   if (hasCalendarRules(retention)) {
     const reasons = planRetention(revisions, retention, now);
-    return [...reasons].map(([uuid, reason]) => ({
+    const actions = [...reasons].map(([uuid, reason]) => ({
       uuid,
       removeTags: [],
       remove: reason == null,
       ...(reason != null ? { keptBy: reason } : {}),
     }));
+    return retainedGuard(actions, revisions, now);
   }
   const actions = planExpiry(revisions, schedule, now);
   const within = (retention?.['keep-within'] ?? 0) * 1000;
@@ -199,5 +218,5 @@ export function planArchiveExpiry(
     action.remove = false;
     action.keptBy = keptBy;
   }
-  return actions;
+  return retainedGuard(actions, revisions, now);
 }

@@ -35,6 +35,17 @@ export interface Verification {
   timestamp: string;
 }
 
+/** How the store's Object Lock retains a revision (archive/object-lock.ts). */
+export interface RevisionRetention {
+  mode: 'governance' | 'compliance';
+  /** Until when its `.rev` and `.map` are retained (ISO time): nobody can remove it before. */
+  until: string;
+  /** Every chunk it references is retained at least until then (ISO time; at least `until`). */
+  chunks_until: string;
+  /** Chunks whose retention its commit had to extend (the others were retained long enough). */
+  chunks_extended?: number;
+}
+
 /** A revision file's content (`<id>.rev`). */
 export interface RevisionData {
   uuid: string;
@@ -72,6 +83,8 @@ export interface RevisionData {
    * chunks) alone until `backy unprotect`; `copy` carries it. Absent: not protected.
    */
   protected?: boolean;
+  /** Set when the store has Object Lock: until when it retains the revision and its chunks. */
+  retention?: RevisionRetention;
 }
 
 // The types are written out (not `z.infer`) so that the published declarations do not name zod;
@@ -113,6 +126,14 @@ export const revisionSchema = z.object({
   verification: verificationSchema.optional(),
   source_info: z.record(z.string(), z.unknown()).optional(),
   protected: z.boolean().optional(),
+  retention: z
+    .object({
+      mode: z.enum(['governance', 'compliance']),
+      until: z.string(),
+      chunks_until: z.string(),
+      chunks_extended: z.number().int().nonnegative().optional(),
+    })
+    .optional(),
 });
 
 /** A complete revision: stats are present. */

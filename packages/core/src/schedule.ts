@@ -76,7 +76,15 @@ export const CALENDAR_RULES = ['last', 'hourly', 'daily', 'weekly', 'monthly', '
 export type CalendarRule = (typeof CALENDAR_RULES)[number];
 
 /** Why a revision stays: a calendar rule, or a guard. */
-export type KeepReason = CalendarRule | 'within' | 'newest-verified' | 'protected' | 'manual' | 'future';
+export type KeepReason =
+  | CalendarRule
+  | 'within'
+  | 'newest-verified'
+  | 'protected'
+  | 'manual'
+  | 'future'
+  /** The store's Object Lock retains it until a later date. */
+  | 'retained';
 
 /**
  * Applies the keep rules: for each scheduled tag, revisions beyond the newest `keep` that are also older

@@ -1,13 +1,18 @@
 import {
   CopyObjectCommand,
   DeleteObjectCommand,
+  GetBucketVersioningCommand,
   GetObjectCommand,
   type GetObjectCommandOutput,
+  GetObjectLockConfigurationCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   type ListObjectsV2CommandOutput,
+  ListObjectVersionsCommand,
+  type ListObjectVersionsCommandOutput,
   PutObjectCommand,
+  PutObjectRetentionCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
 import { createCredentialChain, fromEnv, fromIni } from '@aws-sdk/credential-providers';
@@ -20,6 +25,20 @@ export interface ObjectInfo {
   bytes: number;
   etag: string;
   modified: number;
+  /** Object Lock's retain-until of the current version (ms), from HEAD only; null: not retained. */
+  retainUntil?: number | null;
+}
+
+/** One version of an object in a versioned bucket (a delete marker too). */
+export interface ObjectVersion {
+  versionId: string;
+  deleteMarker: boolean;
+}
+
+/** Object Lock's retention of a PUT. */
+export interface Retention {
+  mode: 'governance' | 'compliance';
+  until: number;
 }
 
 /** A PUT's precondition: only if the key is absent (`*`), or only over the version `etag`. */
@@ -44,11 +63,13 @@ export class S3Objects {
   constructor(
     readonly options: S3Options,
     credentialsFile: string | null,
+    /** The profile to read (default: `options.profile`, else AWS_PROFILE). */
+    profileName?: string,
   ) {
     this.url = `s3://${options.bucket}/${options.prefix}`;
     this.where = { url: this.url, endpoint: options.endpoint };
     // Only the environment and the shared credentials file: no instance-metadata probing of the network.
-    const profile = options.profile ?? process.env.AWS_PROFILE;
+    const profile = profileName ?? options.profile ?? process.env.AWS_PROFILE;
     const credentials =
       credentialsFile != null
         ? fromIni({ filepath: credentialsFile, configFilepath: credentialsFile, profile })
@@ -86,6 +107,97 @@ export class S3Objects {
       if (isNotFound(error))
         this.fail(Object.assign(new Error('NoSuchBucket'), { Code: 'NoSuchBucket' }), 'opening the store');
       this.fail(error, 'opening the store');
+    }
+  }
+
+  /** Whether the bucket keeps versions (versioning Enabled or Suspended). */
+  async versioned(): Promise<boolean> {
+    try {
+      const out = await this.client.send(new GetBucketVersioningCommand({ Bucket: this.options.bucket }));
+      return out.Status != null;
+    } catch (error) {
+      this.fail(error, "reading the bucket's versioning");
+    }
+  }
+
+  /** Whether the bucket has Object Lock enabled (and so versioning). */
+  async objectLockEnabled(): Promise<boolean> {
+    try {
+      const out = await this.client.send(
+        new GetObjectLockConfigurationCommand({ Bucket: this.options.bucket }),
+      );
+      return out.ObjectLockConfiguration?.ObjectLockEnabled === 'Enabled';
+    } catch (error) {
+      if (errorCode(error) === 'ObjectLockConfigurationNotFoundError' || httpStatus(error) === 404)
+        return false;
+      this.fail(error, "reading the bucket's Object Lock configuration");
+    }
+  }
+
+  /**
+   * Extends the current version's retention to `retention.until` (PutObjectRetention). False when the
+   * store refused because it would shorten a longer one (or the credentials may not): the caller looks.
+   */
+  async putRetention(name: string, retention: Retention, what: string): Promise<boolean> {
+    try {
+      await this.client.send(
+        new PutObjectRetentionCommand({
+          Bucket: this.options.bucket,
+          Key: this.key(name),
+          Retention: { Mode: lockMode(retention.mode), RetainUntilDate: new Date(retention.until) },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (errorCode(error) === 'AccessDenied' || httpStatus(error) === 403) return false;
+      if (isNotFound(error)) return false;
+      this.fail(error, what);
+    }
+  }
+
+  /** Every version of exactly `name` (delete markers too), in a versioned bucket. */
+  async versions(name: string, what: string): Promise<ObjectVersion[]> {
+    const key = this.key(name);
+    const out: ObjectVersion[] = [];
+    let keyMarker: string | undefined;
+    let versionMarker: string | undefined;
+    for (;;) {
+      let page: ListObjectVersionsCommandOutput;
+      try {
+        page = await this.client.send(
+          new ListObjectVersionsCommand({
+            Bucket: this.options.bucket,
+            Prefix: key,
+            KeyMarker: keyMarker,
+            VersionIdMarker: versionMarker,
+          }),
+        );
+      } catch (error) {
+        this.fail(error, what);
+      }
+      for (const v of page.Versions ?? [])
+        if (v.Key === key && v.VersionId != null) out.push({ versionId: v.VersionId, deleteMarker: false });
+      for (const m of page.DeleteMarkers ?? [])
+        if (m.Key === key && m.VersionId != null) out.push({ versionId: m.VersionId, deleteMarker: true });
+      if (!page.IsTruncated) return out;
+      keyMarker = page.NextKeyMarker;
+      versionMarker = page.NextVersionIdMarker;
+    }
+  }
+
+  /**
+   * Deletes one version for good. False when Object Lock retains it (403 "forbidden by object lock").
+   */
+  async deleteVersion(name: string, versionId: string, what: string): Promise<boolean> {
+    try {
+      await this.client.send(
+        new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.key(name), VersionId: versionId }),
+      );
+      return true;
+    } catch (error) {
+      if (isNotFound(error)) return true;
+      if (errorCode(error) === 'AccessDenied' || httpStatus(error) === 403) return false;
+      this.fail(error, what);
     }
   }
 
@@ -152,6 +264,7 @@ export class S3Objects {
         bytes: out.ContentLength ?? 0,
         etag: out.ETag ?? '',
         modified: out.LastModified?.getTime() ?? 0,
+        retainUntil: out.ObjectLockRetainUntilDate?.getTime() ?? null,
       };
     } catch (error) {
       if (isNotFound(error)) return null;
@@ -163,7 +276,13 @@ export class S3Objects {
    * Writes the object whole (a PUT is atomic: readers see the old object or the new one); resolves with
    * its ETag. With a condition that does not hold: null.
    */
-  async put(name: string, body: Uint8Array, what: string, condition?: PutCondition): Promise<string | null> {
+  async put(
+    name: string,
+    body: Uint8Array,
+    what: string,
+    condition?: PutCondition,
+    retention?: Retention,
+  ): Promise<string | null> {
     try {
       const out = await this.client.send(
         new PutObjectCommand({
@@ -171,6 +290,14 @@ export class S3Objects {
           Key: this.key(name),
           Body: body,
           ContentLength: body.byteLength,
+          ...(retention == null
+            ? {}
+            : {
+                ObjectLockMode: lockMode(retention.mode),
+                ObjectLockRetainUntilDate: new Date(retention.until),
+              }),
+          // Objects an append-only writer puts must stay readable by the bucket owner (admin credentials).
+          ...(this.options['append-only'] ? { ACL: 'bucket-owner-full-control' as const } : {}),
           ...(condition == null
             ? {}
             : 'ifNoneMatch' in condition
@@ -251,6 +378,8 @@ export class S3Objects {
     } while (token != null);
   }
 }
+
+const lockMode = (mode: Retention['mode']) => (mode === 'governance' ? 'GOVERNANCE' : 'COMPLIANCE');
 
 /** A body of another length than the answer announced (or than the range asked for). */
 class BodyMismatch extends Error {}

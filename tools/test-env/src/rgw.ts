@@ -20,6 +20,11 @@ export interface RgwEndpoint {
   secretAccessKey: string;
   /** The region requests are signed for (the gateway accepts any; us-east-1 sends no LocationConstraint). */
   region: string;
+  /**
+   * A second user of the gateway (uid `writer`, `arn:aws:iam:::user/writer` in bucket policies), for
+   * append-only tests; absent when the gateway's environment names none.
+   */
+  writer?: { accessKeyId: string; secretAccessKey: string };
 }
 
 /** What a test run's global setup has: a gateway, or why the S3 tests skip. */
@@ -55,7 +60,17 @@ export function rgwFromEnv(env: NodeJS.ProcessEnv = process.env): RgwEndpoint | 
   if (!accessKeyId || !secretAccessKey) {
     throw new Error(`${ENV.endpoint} is set, but ${ENV.accessKeyId} or ${ENV.secretAccessKey} is not`);
   }
-  return { endpoint, accessKeyId, secretAccessKey, region: env[ENV.region] || DEFAULT_REGION };
+  const writerKey = env.RGW_TEST_WRITER_ACCESS_KEY_ID;
+  const writerSecret = env.RGW_TEST_WRITER_SECRET_ACCESS_KEY;
+  return {
+    endpoint,
+    accessKeyId,
+    secretAccessKey,
+    region: env[ENV.region] || DEFAULT_REGION,
+    ...(writerKey && writerSecret
+      ? { writer: { accessKeyId: writerKey, secretAccessKey: writerSecret } }
+      : {}),
+  };
 }
 
 /**

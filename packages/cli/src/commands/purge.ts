@@ -27,7 +27,7 @@ export const purgeCommand: Command = {
   positionals: [0, 0],
   abortable: true,
   async run(ctx) {
-    const archive = await ctx.openArchive();
+    const archive = await ctx.openArchive({ admin: true });
     const wait = parseSeconds(String(ctx.values.wait), 'purge --wait');
     const forget = ctx.values['forget-archive'] as string | undefined;
     if (forget != null) {
@@ -97,6 +97,10 @@ export const purgeCommand: Command = {
     ctx.print(
       `${dryRun ? 'would purge' : 'purged'} ${result.chunksDeleted} chunks (${formatBytes(result.bytesFreed)}); ${result.chunksKept} chunks in use by ${result.archives} archive${result.archives === 1 ? '' : 's'}`,
     );
+    if (result.chunksRetained > 0)
+      ctx.print(
+        `kept ${result.chunksRetained} unreferenced chunks (${formatBytes(result.bytesRetained)}) that the store's Object Lock retains${result.retainedUntil != null ? ` until ${result.retainedUntil} at the latest` : ''}: a later purge removes them`,
+      );
     return 0;
   },
 };

@@ -3,6 +3,7 @@ import {
   BackyError,
   expireArchive,
   isProtected,
+  isRetained,
   type Revision,
   tagNameSchema,
   unscheduledLegacyWarning,
@@ -18,8 +19,9 @@ export async function withRevisions(
   ctx: CommandContext,
   spec: unknown,
   work: (archive: Archive, revisions: Revision[]) => Promise<void>,
+  options: { admin?: boolean } = {},
 ): Promise<number> {
-  const archive = await ctx.openArchive();
+  const archive = await ctx.openArchive(options);
   const lock = await archive.lockBackup();
   try {
     const revisions = await archive.resolve(String(spec));
@@ -184,30 +186,41 @@ export const forgetCommand: Command = {
       for (const rev of revisions) ctx.print(`${rev.uuid}: would be forgotten (${describe(rev)})`);
       return 0;
     }
-    return withRevisions(ctx, spec, async (archive, revisions) => {
-      // All or nothing: a set that includes a protected revision deletes none of them.
-      const kept = revisions.filter(isProtected).map((r) => r.uuid);
-      if (kept.length > 0)
-        throw new BackyError(
-          'REVISION_PROTECTED',
-          `forget -r ${spec}: ${kept.length === 1 ? 'revision' : 'revisions'} ${kept.join(', ')} ${kept.length === 1 ? 'is' : 'are'} protected; nothing was forgotten (\`backy unprotect\` first, or choose others)`,
-        );
-      if (selectsSet(spec, revisions.length) && ctx.values.force !== true) {
-        const what = `forget -r ${spec} selects ${revisions.length} revision${revisions.length === 1 ? '' : 's'}`;
-        await confirm(
-          ctx.stderr,
-          `${what} of ${archive.path}; delete ${revisions.length === 1 ? 'it' : 'them'}?`,
-          `${what}; add --force to delete them (--dry-run lists them)`,
-        );
-      }
-      for (const rev of revisions) {
-        await archive.deleteRevision(rev.uuid);
-        ctx.logger().info({ revision: rev.uuid }, 'revision forgotten');
-        if (!ctx.values.json) ctx.print(`${rev.uuid}: forgotten`);
-      }
-      if (ctx.values.json)
-        ctx.printJson({ dryRun: false, revisions: revisions.map((r) => forgetJson(r, 'forgotten')) });
-    });
+    return withRevisions(
+      ctx,
+      spec,
+      async (archive, revisions) => {
+        // All or nothing: a set that includes a protected revision deletes none of them.
+        const kept = revisions.filter(isProtected).map((r) => r.uuid);
+        if (kept.length > 0)
+          throw new BackyError(
+            'REVISION_PROTECTED',
+            `forget -r ${spec}: ${kept.length === 1 ? 'revision' : 'revisions'} ${kept.join(', ')} ${kept.length === 1 ? 'is' : 'are'} protected; nothing was forgotten (\`backy unprotect\` first, or choose others)`,
+          );
+        const retained = revisions.filter((r) => isRetained(r));
+        if (retained.length > 0)
+          throw new BackyError(
+            'RETAINED',
+            `forget -r ${spec}: revision ${retained[0]!.uuid} is retained by the store's Object Lock until ${retained[0]!.retention!.until}${retained.length > 1 ? ` (and ${retained.length - 1} more)` : ''}; nothing was forgotten`,
+          );
+        if (selectsSet(spec, revisions.length) && ctx.values.force !== true) {
+          const what = `forget -r ${spec} selects ${revisions.length} revision${revisions.length === 1 ? '' : 's'}`;
+          await confirm(
+            ctx.stderr,
+            `${what} of ${archive.path}; delete ${revisions.length === 1 ? 'it' : 'them'}?`,
+            `${what}; add --force to delete them (--dry-run lists them)`,
+          );
+        }
+        for (const rev of revisions) {
+          await archive.deleteRevision(rev.uuid);
+          ctx.logger().info({ revision: rev.uuid }, 'revision forgotten');
+          if (!ctx.values.json) ctx.print(`${rev.uuid}: forgotten`);
+        }
+        if (ctx.values.json)
+          ctx.printJson({ dryRun: false, revisions: revisions.map((r) => forgetJson(r, 'forgotten')) });
+      },
+      { admin: true },
+    );
   },
 };
 
@@ -315,8 +328,9 @@ export const expireCommand: Command = {
   },
   positionals: [0, 0],
   async run(ctx) {
-    const archive = await ctx.openArchive();
     const dryRun = ctx.values['dry-run'] === true;
+    // Removing needs the admin credentials of an append-only store; a dry run changes nothing.
+    const archive = await ctx.openArchive({ admin: !dryRun });
     const unscheduled = await unscheduledLegacyWarning(archive);
     if (unscheduled != null) ctx.warn(unscheduled);
     const actions = await expireArchive(archive, { logger: ctx.logger(), dryRun });

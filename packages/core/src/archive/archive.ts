@@ -34,6 +34,11 @@ export interface ArchiveOptions {
    * (for `status`). Unset: opening fails.
    */
   onStoreUnreachable?: (error: BackyError) => void;
+  /**
+   * For a command that deletes (expire, forget, purge): the store is opened with its admin credentials
+   * where it has separate ones (an append-only host, docs/immutable-backups.md).
+   */
+  admin?: boolean;
 }
 
 export interface InitOptions extends ArchiveOptions {
@@ -76,7 +81,9 @@ export class Archive {
 
   /** The store `config` names, opened for the archive at `path` (whose layout it must suit). */
   private static storeOf(path: string, config: ArchiveConfig, options: ArchiveOptions): Promise<ChunkStore> {
-    return openStore(config, path, options.stores ?? {}, configPath(path), layoutFor(config.layout));
+    return openStore(config, path, options.stores ?? {}, configPath(path), layoutFor(config.layout), {
+      admin: options.admin === true,
+    });
   }
 
   static configPath(dir: string): string {

@@ -86,14 +86,15 @@ export class CatalogMirror {
    * which the caller records (`recorded`) once it has written the local `.rev`: a crash in between leaves
    * the old version in the index, and the next pull fetches the new `.rev` again.
    */
-  async push(id: string, rev: Buffer, withMap: boolean): Promise<string> {
+  async push(id: string, rev: Buffer, withMap: boolean, retainUntil?: number): Promise<string> {
+    const options = retainUntil == null ? {} : { retainUntil };
     if (withMap) {
       const map = await readFile(this.fileOf(id, 'map')).catch((error) => {
         throw ioError(error, `reading ${this.fileOf(id, 'map')}`);
       });
-      await this.catalog.write(id, 'map', map);
+      await this.catalog.write(id, 'map', map, options);
     }
-    return this.catalog.write(id, 'rev', rev);
+    return this.catalog.write(id, 'rev', rev, options);
   }
 
   /**

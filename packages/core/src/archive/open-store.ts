@@ -28,11 +28,12 @@ export async function openStore(
   drivers: StoreDrivers,
   where: string,
   layout: StoreLayout,
+  options: { admin?: boolean } = {},
 ): Promise<ChunkStore> {
   const { codec, encryption } = config.store;
   const key = encryption == null ? null : await openKey(config, layout, archiveDir, where);
   // Compression, encryption, checks and locks are the repository's, the same over every backend.
-  const backend = await openDriver(config, layout, archiveDir, drivers, where, codec);
+  const backend = await openDriver(config, layout, archiveDir, drivers, where, codec, options.admin ?? false);
   return backend instanceof DirectoryBackend && backend.capabilities.localPath != null
     ? new DirectoryChunkStore(backend.location, { codec, key })
     : new Repository(backend, { codec, key });
@@ -65,6 +66,7 @@ async function openDriver(
   drivers: StoreDrivers,
   where: string,
   codec: CodecName,
+  admin: boolean,
 ): Promise<Backend> {
   const { type, codec: _codec, encryption: _encryption, ...options } = config.store;
   const driver = await driverFor(type, drivers, where);
@@ -76,7 +78,7 @@ async function openDriver(
     );
   }
   const valid = await validateStoreOptions(driver, options, where);
-  return driver.open(valid, { archiveDir, where, codec });
+  return driver.open(valid, { archiveDir, where, codec, ...(admin ? { admin } : {}) });
 }
 
 /**

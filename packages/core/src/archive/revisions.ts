@@ -8,6 +8,7 @@ import { legacyRevisionText } from '../legacy/rev-file.js';
 import { isComplete, isProtected, type Revision, type RevisionData, readRevisionFile } from '../revision.js';
 import { layoutOf } from './layouts.js';
 import { lastLinks } from './links.js';
+import { isRetained } from './object-lock.js';
 import { imagePath, mapPath, revPath } from './paths.js';
 import { scanArchive } from './scan.js';
 import type { TransactionParts } from './transaction.js';
@@ -51,7 +52,10 @@ export async function updateStored(
       ? await legacyRevisionText(file, current, next)
       : revisionText(next),
   );
-  const version = await mirror?.push(id, bytes, false);
+  // A new version of a retained `.rev` is retained as long (the old one stays retained anyway).
+  const until = next.retention == null ? Number.NaN : Date.parse(next.retention.until);
+  const keep = archive.store.objectLock != null && until > Date.now() ? until : undefined;
+  const version = await mirror?.push(id, bytes, false, keep);
   await writeFileAtomic(file, bytes, { mode: 0o640 });
   if (version != null) await mirror!.recorded(id, version);
   return next;
@@ -70,6 +74,11 @@ export async function deleteRevisionFiles(archive: TransactionParts, id: string)
     throw new BackyError(
       'REVISION_PROTECTED',
       `revision ${id} is protected: \`backy unprotect -r ${id}\` first if it really is to go`,
+    );
+  if (current != null && isRetained(current))
+    throw new BackyError(
+      'RETAINED',
+      `revision ${id} is retained by the store's Object Lock until ${current.retention!.until} (${current.retention!.mode} mode): it cannot be removed before then`,
     );
   await mirror?.remove(id);
   await rm(revPath(dir, id), { force: true });

@@ -15,6 +15,7 @@ import { layoutFor, layoutOf } from './layouts.js';
 import { lastLinks } from './links.js';
 import { withRevisionsLock } from './locks.js';
 import { saveMap } from './maps.js';
+import { type RetainedParent, retainChunks, retainedParent, retainUntilOf } from './object-lock.js';
 import { type ArchiveParts, imagePath, mapPath, pendingPath, revPath } from './paths.js';
 import { scanArchive } from './scan.js';
 
@@ -27,6 +28,9 @@ export class RevisionTransaction {
   private writer: LayoutWriter | null = null;
   /** Whether the commit began to put the `.rev` into a remote store (it may be there). */
   private pushed = false;
+  /** The new revision's map, once written (Object Lock retains its chunks before the commit). */
+  private map: ChunkMap | null = null;
+  private parent: RetainedParent | null = null;
 
   private constructor(
     private readonly archive: TransactionParts,
@@ -52,6 +56,7 @@ export class RevisionTransaction {
     const parentReader =
       parent != null ? layoutFor(parts.config.layout).reader(parts, parent.revision.uuid, parent.map) : null;
     const writer = await layoutFor(parts.config.layout).openWriter(parts, this.id, parent, options);
+    this.parent = retainedParent(parent);
     // The map is the archive's to write: once the layout's data is durable, before the `.rev`.
     const seal = writer.seal.bind(writer);
     writer.seal = async () => {
@@ -71,6 +76,26 @@ export class RevisionTransaction {
   /** Writes the new revision's map as it is (a copy's: its chunks are in the store already). */
   async saveMap(map: ChunkMap): Promise<void> {
     await saveMap(this.archive.path, this.id, map);
+    this.map = map;
+  }
+
+  /**
+   * With Object Lock on the store: the revision with its `retention`, after every chunk it references
+   * is retained until then (a reused chunk's retention extended), so deduplication never shortens its
+   * protection. Without: as it is (a copy from a locked store drops the record, this store keeps nothing).
+   */
+  private async retained(rev: RevisionData): Promise<{ rev: RevisionData; until?: number }> {
+    const { store, config } = this.archive;
+    const lock = store.objectLock ?? null;
+    if (lock == null) {
+      if (rev.retention == null) return { rev };
+      const { retention: _dropped, ...rest } = rev;
+      return { rev: rest };
+    }
+    if (this.map == null) throw new Error(`committing revision ${rev.uuid} with Object Lock before its map`);
+    const until = retainUntilOf(rev, lock, config.schedule, config.retention);
+    const retention = await retainChunks(store, lock, this.map, until, this.parent);
+    return { rev: { ...rev, retention }, until };
   }
 
   /**
@@ -81,9 +106,13 @@ export class RevisionTransaction {
    * revision was not committed, or with `commitUncertain` set when that cannot be told: its files must
    * then stay as they are.
    */
-  async commit(rev: RevisionData): Promise<unknown[]> {
-    if (rev.uuid !== this.id)
-      throw new Error(`committing revision ${rev.uuid} in the transaction of ${this.id}`);
+  async commit(given: RevisionData): Promise<unknown[]> {
+    if (given.uuid !== this.id)
+      throw new Error(`committing revision ${given.uuid} in the transaction of ${this.id}`);
+    const { rev, until } = await this.retained(given);
+    // The caller's object shows what was committed (its retention too).
+    Object.assign(given, rev);
+    if (rev.retention == null) delete given.retention;
     const { path: dir, mirror } = this.archive;
     const late: unknown[] = [];
     const afterCommit = (step: () => Promise<unknown>) =>
@@ -101,7 +130,7 @@ export class RevisionTransaction {
         // A remote store gets the revision first: it exists once the store has its `.rev`.
         const bytes = Buffer.from(revisionText(rev));
         this.pushed = mirror != null;
-        const version = await mirror?.push(rev.uuid, bytes, layoutOf(rev).chunkStore);
+        const version = await mirror?.push(rev.uuid, bytes, layoutOf(rev).chunkStore, until);
         if (version != null) {
           committed = true;
           // Recorded only with the local copy there, or a pull would never fetch it.

@@ -21,6 +21,30 @@ export interface BackendObject {
    * conditional `save` replaces the object only while it still has this version.
    */
   version: string;
+  /**
+   * Until when the store refuses to delete or overwrite this version (S3 Object Lock), milliseconds
+   * since the epoch; absent or null: not retained. Only `stat` tells it (a listing does not).
+   */
+  retainUntil?: number | null;
+}
+
+/**
+ * Object Lock (WORM) on the store: revisions and the chunks they reference are written with a
+ * retain-until date, and neither the store's users nor an attacker holding their credentials can
+ * delete them or shorten it before then (docs/immutable-backups.md).
+ */
+export interface ObjectLock {
+  /** `governance`: a user with the bypass permission may still delete; `compliance`: nobody may. */
+  readonly mode: 'governance' | 'compliance';
+  /** Added to when expiry would first remove a revision (milliseconds). */
+  readonly marginMs: number;
+  /**
+   * A chunk's retention is extended to the next multiple of this (milliseconds since the epoch), so
+   * that the revisions of one such period need no request for the chunks they share.
+   */
+  readonly stepMs: number;
+  /** Retention of a revision whose tags no rule expires (manual ones, `keep: 0`), unless given (ms). */
+  readonly manualMs: number;
 }
 
 export interface BackendCapabilities {
@@ -60,6 +84,8 @@ export interface LoadOptions {
 export interface SaveOptions {
   /** Replace the object only while it has this version (see `BackendObject.version`); else null. */
   ifVersion?: string;
+  /** With Object Lock: the new version is retained until then (ms since the epoch). */
+  retainUntil?: number;
 }
 
 /**
@@ -74,7 +100,11 @@ export interface Backend {
   readonly capabilities: BackendCapabilities;
 
   /** Creates `name` with `data` unless it exists: its new state, or null when it was there already. */
-  saveOnce(name: string, data: Uint8Array): Promise<BackendObject | null>;
+  saveOnce(
+    name: string,
+    data: Uint8Array,
+    options?: Pick<SaveOptions, 'retainUntil'>,
+  ): Promise<BackendObject | null>;
   /** Creates or replaces `name`; with `ifVersion`, only over that version (else null). */
   save(name: string, data: Uint8Array, options?: SaveOptions): Promise<BackendObject | null>;
   /** The object's bytes, or null when there is none. */
@@ -105,4 +135,17 @@ export interface Backend {
    * object is durable once `stat` sees it.
    */
   relyOn?(name: string): void;
+
+  /** Object Lock on this store (and so a versioned one), as configured; absent or null: none. */
+  readonly objectLock?: ObjectLock | null;
+  /**
+   * The credentials may write but not delete (an append-only host): leases are released by a
+   * conditional overwrite, and `remove` refuses in one line naming the admin credentials.
+   */
+  readonly appendOnly?: boolean;
+  /**
+   * Extends `name`'s retention to at least `until` (never shortens it): the retain-until it has now,
+   * or null when the object is absent. Required with `objectLock`.
+   */
+  retain?(name: string, until: number): Promise<number | null>;
 }

@@ -44,8 +44,13 @@ export class ObjectCatalog implements RevisionCatalog {
     return this.backend.load(this.name(id, kind));
   }
 
-  async write(id: string, kind: RevisionFileKind, data: Buffer): Promise<string> {
-    return (await this.backend.save(this.name(id, kind), data))?.version ?? '';
+  async write(
+    id: string,
+    kind: RevisionFileKind,
+    data: Buffer,
+    options: { retainUntil?: number } = {},
+  ): Promise<string> {
+    return (await this.backend.save(this.name(id, kind), data, options))?.version ?? '';
   }
 
   async delete(id: string): Promise<void> {
@@ -73,7 +78,7 @@ export class ObjectCatalog implements RevisionCatalog {
     return bytes == null ? null : (this.parse(bytes).archive ?? null);
   }
 
-  async claim(archiveId: string): Promise<void> {
+  async claim(archiveId: string, attempt = 1): Promise<void> {
     const info = await this.backend.stat(MARKER);
     const bytes = info == null ? null : await this.backend.load(MARKER);
     const current = bytes == null ? null : this.parse(bytes);
@@ -89,6 +94,15 @@ export class ObjectCatalog implements RevisionCatalog {
       info == null || bytes == null
         ? await this.backend.saveOnce(MARKER, body)
         : await this.backend.save(MARKER, body, { ifVersion: info.version });
-    if (done == null) return this.claim(archiveId); // changed meanwhile: look again
+    if (done == null) {
+      // Changed meanwhile: look again. A marker that never holds still is a store whose conditional
+      // writes fail every time (a versioned Ceph RGW 16.2 bucket): stop rather than spin.
+      if (attempt >= 8)
+        throw new BackyError(
+          'STORE_INVALID',
+          `${where(this.backend, MARKER)}: claiming the store failed ${attempt} times (its conditional writes always fail: a versioned bucket? see docs/immutable-backups.md)`,
+        );
+      return this.claim(archiveId, attempt + 1);
+    }
   }
 }

@@ -12,6 +12,7 @@ export type {
   BackendCapabilities,
   BackendObject,
   LoadOptions,
+  ObjectLock,
   SaveOptions,
 } from '../backend/contract.js';
 export { DirectoryBackend } from '../backend/directory.js';
@@ -19,6 +20,7 @@ export { chunkBuffers } from '../buffer-pool.js';
 export { BackyError, type BackyErrorCode, isBackyError } from '../errors.js';
 export { revisionFileName, revisionIdOfRevFile } from '../format/archive-files.js';
 export type { Lock, LockMode } from '../lock.js';
+export { checkDuration } from '../schedule.js';
 export type { RegistryEntry } from '../store/archive-registry.js';
 export { CHUNK_HASH, type ChunkCheck, type HashAlgorithm, hashChunk } from '../store/chunk-hash.js';
 export type { Codec, CodecName } from '../store/codec.js';

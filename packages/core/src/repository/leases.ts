@@ -62,6 +62,11 @@ interface LeaseBody {
   /** The holder's wall clock plus LEASE_MS at its last renewal: a hint, other hosts' clocks differ. */
   expires: number;
   token: string;
+  /**
+   * Released by its holder without a delete (an append-only store): binds nobody, and is taken over
+   * (or overwritten) on its version like a stale one.
+   */
+  released?: boolean;
 }
 
 function describe(body: LeaseBody | null): string {
@@ -101,6 +106,7 @@ function parseLease(bytes: Buffer | null): LeaseBody | null {
  */
 function firstLook(backend: Backend, body: LeaseBody | null): 'stale' | 'live' | 'watch' {
   if (body == null) return 'watch';
+  if (body.released === true) return 'stale';
   if (body.hostId != null && HOST_ID != null) {
     if (body.hostId === HOST_ID && body.pid !== process.pid && !processAlive(body.pid)) return 'stale';
     if (backend.capabilities.conditionalWrites === 'one-host' && bootOf(body.hostId) !== bootOf(HOST_ID))
@@ -254,8 +260,19 @@ class Lease implements Lock {
     clearInterval(this.timer);
     await this.renewing;
     // Only our own version: a host that took the lease over keeps its own.
-    await removeVersion(this.backend, this.name, this.etag);
+    await retire(this.backend, this.name, this.etag, this.body);
   }
+}
+
+/**
+ * Ends the lease at `name` if it still has `version`: deletes it, or on an append-only store (whose
+ * credentials may not delete) overwrites it, conditionally, with a released body that binds nobody.
+ * True when it did.
+ */
+async function retire(backend: Backend, name: string, version: string, body?: LeaseBody): Promise<boolean> {
+  if (backend.appendOnly !== true) return removeVersion(backend, name, version);
+  const released = { ...(body ?? newBody('shared')), released: true, expires: 0 };
+  return (await backend.save(name, Buffer.from(JSON.stringify(released)), { ifVersion: version })) != null;
 }
 
 function newBody(mode: LeaseBody['mode']): LeaseBody {
@@ -306,6 +323,8 @@ async function liveShared(backend: Backend): Promise<Array<LeaseBody | null>> {
   const unclear = new Map<string, string>();
   for await (const item of backend.list('locks/shared/')) {
     const body = parseLease(await backend.load(item.name));
+    // Released on an append-only store: nobody's, and left for purge with the admin credentials to delete.
+    if (body?.released === true && backend.appendOnly === true) continue;
     const look = firstLook(backend, body);
     if (look === 'live') live.push(body);
     else (look === 'stale' ? stale : unclear).set(item.name, item.version);
@@ -318,7 +337,7 @@ async function liveShared(backend: Backend): Promise<Array<LeaseBody | null>> {
     for (const name of watched.stale) stale.set(name, unclear.get(name)!);
   }
   for (const [name, version] of stale) {
-    if (!(await removeVersion(backend, name, version))) return [parseLease(await backend.load(name))];
+    if (!(await retire(backend, name, version))) return [parseLease(await backend.load(name))];
   }
   return [];
 }
@@ -375,8 +394,7 @@ export async function lockStore(backend: Backend, mode: LockMode, waitSeconds = 
       const lease = new Lease(backend, name, 'shared', body, saved?.version ?? '', sent);
       const purge = await releasedOnError(lease, () => judge(backend, 'locks/purge'));
       // A stale purge lease is removed on the version watched: its holder, should it wake, deletes nothing.
-      if (purge.state === 'stale' && (await removeVersion(backend, 'locks/purge', purge.version)))
-        return lease;
+      if (purge.state === 'stale' && (await retire(backend, 'locks/purge', purge.version))) return lease;
       if (purge.state === 'absent') return lease;
       await lease.release();
       const holder = purge.state === 'live' ? purge.holder : parseLease(await backend.load('locks/purge'));

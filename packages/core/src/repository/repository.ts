@@ -305,6 +305,21 @@ export class Repository implements ChunkStore {
     }
   }
 
+  get objectLock() {
+    return this.backend.objectLock ?? null;
+  }
+
+  async retain(hash: string, until: number): Promise<number | null> {
+    if (this.backend.retain == null)
+      throw new BackyError('STORE_INVALID', `${this.root}: the backend cannot retain objects (Object Lock)`);
+    return this.backend.retain(this.nameOf(hash), until);
+  }
+
+  async retainedUntil(hash: string): Promise<number | null | undefined> {
+    const info = await this.backend.stat(this.nameOf(hash));
+    return info == null ? undefined : (info.retainUntil ?? null);
+  }
+
   async entryOf(hash: string): Promise<StoreEntry | null> {
     const name = this.nameOf(hash);
     const info = await this.backend.stat(name);

@@ -160,9 +160,14 @@ export class SealedCatalog implements RevisionCatalog {
     return plain;
   }
 
-  async write(id: string, kind: RevisionFileKind, data: Buffer): Promise<string> {
+  async write(
+    id: string,
+    kind: RevisionFileKind,
+    data: Buffer,
+    options: { retainUntil?: number } = {},
+  ): Promise<string> {
     await this.sealing.claim();
-    return this.inner.write(id, kind, seal(this.sealing.key, data, `${kind} ${id}`));
+    return this.inner.write(id, kind, seal(this.sealing.key, data, `${kind} ${id}`), options);
   }
 
   delete(id: string): Promise<void> {

@@ -1,5 +1,5 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec';
-import type { Backend } from '../backend/contract.js';
+import type { Backend, ObjectLock } from '../backend/contract.js';
 import type { Lock, LockMode } from '../lock.js';
 import type { RegistryEntry } from './archive-registry.js';
 import type { ChunkCheck, HashAlgorithm } from './chunk-hash.js';
@@ -106,8 +106,21 @@ export interface ChunkStore {
   entries(): AsyncIterable<StoreEntry>;
   /** The entry of one stored chunk (as `entries` yields it), or null when it is not stored. */
   entryOf(hash: string): Promise<StoreEntry | null>;
-  /** Deletes what `entries` yielded (purge). */
+  /**
+   * Deletes what `entries` yielded (purge). An object the store's Object Lock still retains: a RETAINED
+   * BackyError with `retainUntil` (ms) set, and nothing deleted.
+   */
   removeEntry(entry: StoreEntry): Promise<void>;
+
+  /** The store's Object Lock (revisions and chunks are written retained), or null/absent: none. */
+  readonly objectLock?: ObjectLock | null;
+  /**
+   * Extends chunk `hash`'s retention to at least `until` (ms): its retain-until now, or null when the
+   * chunk is absent. Only with `objectLock`.
+   */
+  retain?(hash: string, until: number): Promise<number | null>;
+  /** Chunk `hash`'s retain-until (ms), null when not retained, undefined when absent. Only with `objectLock`. */
+  retainedUntil?(hash: string): Promise<number | null | undefined>;
 
   /** Records that archive `id` at `archiveDir` uses this store (purge reads every user's maps). */
   register(id: string, archiveDir: string): Promise<void>;
@@ -129,7 +142,12 @@ export interface RevisionCatalog {
   /** A revision file, or null when it is not there. */
   read(id: string, kind: RevisionFileKind): Promise<Buffer | null>;
   /** Writes a revision file atomically; resolves with its new version. */
-  write(id: string, kind: RevisionFileKind, data: Buffer): Promise<string>;
+  write(
+    id: string,
+    kind: RevisionFileKind,
+    data: Buffer,
+    options?: { retainUntil?: number },
+  ): Promise<string>;
   /** Deletes a revision: its `.rev` first (it disappears at once), then its map. */
   delete(id: string): Promise<void>;
   /**
@@ -151,6 +169,11 @@ export interface StoreDriverContext {
   where: string;
   /** The codec of new chunks (the repository compresses; a backend stores bytes as it gets them). */
   codec: CodecName;
+  /**
+   * Opened for a command that deletes (expire, forget, purge): with the store's admin credentials where
+   * it has separate ones (an append-only host's store).
+   */
+  admin?: boolean;
 }
 
 /** A store driver: `store: {type: NAME, ...options}` in an archive config opens it. */
