@@ -1,0 +1,216 @@
+/**
+ * The `qemu` source against one running QEMU (-machine none, a 32 MiB qcow2 disk): the point in time
+ * while the "guest" overwrites the whole disk, incrementals from the rotated bitmaps, a missing and a
+ * lying bitmap, a failed backup that leaves nothing behind, and the one-line errors.
+ */
+import { execFileSync } from 'node:child_process';
+import { runBackup } from '@backy/core';
+import { isBackyError } from '@backy/core/source';
+import { captureLogger, MiB, restoreToBuffer, tempArchive, tempDir } from '@backy/core/testing';
+import type { Archive, Revision } from '@backy/core';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { planBitmap } from '../src/bitmaps.js';
+import { createQemuSource, type QemuSourceHooks } from '../src/qemu-source.js';
+import { processStart } from '../src/owner.js';
+import { QmpClient } from '../src/qmp.js';
+import { backyBitmaps, qemuSkip, startVm, type Vm } from './vm.js';
+
+const skip = qemuSkip('source-qemu');
+const suite = skip != null ? describe.skip : describe;
+const SIZE = 32 * MiB;
+const CHUNK = 4 * MiB;
+
+describe('which bitmap an incremental is read from', () => {
+  const where = { qmp: '/run/vm.qmp', drive: 'drive0' };
+  const parent = { qmp: '/run/vm.qmp', drive: 'drive0', bitmap: 'backy-m' };
+  const b = (name: string, recording = true, more = {}) => ({
+    name,
+    recording,
+    persistent: true,
+    busy: false,
+    inconsistent: false,
+    ...more,
+  });
+
+  it('uses the recording bitmap the parent recorded', () => {
+    expect(planBitmap(parent, where, [b('backy-m'), b('other')])).toEqual({ from: 'backy-m', revive: [] });
+  });
+
+  it('makes a full backup without a parent, from another drive, or without the bitmap', () => {
+    expect(planBitmap(null, where, [b('backy-m')]).from).toBeNull();
+    expect(planBitmap({ ...parent, drive: 'drive1' }, where, [b('backy-m')]).fullReason).toMatch(
+      /not made from this QEMU drive/,
+    );
+    expect(planBitmap(parent, where, []).fullReason).toMatch(/backy-m the parent revision recorded is gone/);
+    expect(planBitmap(parent, where, [b('backy-m', true, { inconsistent: true })]).fullReason).toMatch(
+      /inconsistent/,
+    );
+  });
+
+  it('merges the recording backy bitmaps into one a killed backup left disabled, and only those', () => {
+    expect(planBitmap(parent, where, [b('backy-m', false), b('backy-n'), b('foreign')])).toEqual({
+      from: 'backy-m',
+      revive: ['backy-n'],
+    });
+    expect(planBitmap(parent, where, [b('backy-m', false), b('foreign')]).fullReason).toMatch(
+      /disabled and no backy bitmap took over/,
+    );
+  });
+});
+
+suite('the qemu source against a running QEMU', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let vm: Vm;
+  let archive: Archive;
+  let cleanupArchive: () => Promise<void>;
+  const options = () => ({ qmp: vm.qmpPath, drive: 'drive0', 'freeze-timeout': 10, 'fleecing-dir': dir.path });
+  const backup = (hooks: QemuSourceHooks = {}, signal?: AbortSignal, logger = pino({ level: 'silent' })) =>
+    runBackup(archive, createQemuSource(options(), hooks), { tags: ['test'], force: true, logger, signal });
+  const pattern = (byte: number, length = SIZE) => Buffer.alloc(length, byte);
+
+  /** Nothing of backy's is left in QEMU, one backy bitmap remains (the newest revision's), recording. */
+  async function clean(rev: Revision) {
+    expect(await vm.backyObjects()).toEqual([]);
+    expect(await backyBitmaps(vm.qmp)).toEqual([
+      expect.objectContaining({ name: `backy-${rev.uuid}`, recording: true }),
+    ]);
+    expect(rev.source_info).toMatchObject({ bitmap: `backy-${rev.uuid}`, drive: 'drive0' });
+  }
+
+  beforeAll(async () => {
+    dir = await tempDir('backy-qemu-src-');
+    vm = await startVm(dir.path, SIZE);
+    ({ archive, cleanup: cleanupArchive } = await tempArchive({ source: { type: 'qemu' } }));
+  });
+  afterAll(async () => {
+    await vm?.stop();
+    await cleanupArchive?.();
+    await dir?.cleanup();
+  });
+
+  it('backs up the disk as it was at the point in time while the guest overwrites all of it', async () => {
+    await vm.fill(0, SIZE, 0xaa);
+    const rev = await backup({
+      // Right after the transaction, before anything is read: pattern B everywhere, through the
+      // backup filter as the guest's writes go.
+      onPointInTime: () => vm.fill(0, SIZE, 0xbb),
+    });
+    expect((await restoreToBuffer(archive, rev.uuid)).equals(pattern(0xaa))).toBe(true);
+    expect((await vm.content()).equals(pattern(0xbb))).toBe(true);
+    expect(rev.source_info).toMatchObject({ mode: 'full', snapshot_method: 'direct', snapshot_direct_reason: 'no-agent' });
+    expect(rev.verification).toMatchObject({ ok: true, method: 'full' });
+    await clean(rev);
+  });
+
+  it('reads the dirty chunks of an incremental (and the sample) and restores byte for byte', async () => {
+    // The guest's pattern B went to the bitmap added at the point in time: all of it is dirty now.
+    const first = await backup();
+    expect(first.source_info).toMatchObject({ mode: 'incremental' });
+    expect(first.stats.bytes_read).toBe(SIZE);
+    expect((await restoreToBuffer(archive, first.uuid)).equals(pattern(0xbb))).toBe(true);
+    await vm.write(5 * MiB + 123, Buffer.from('written by the guest'));
+    await vm.write(20 * MiB, Buffer.alloc(4096, 0x42));
+    const rev = await backup({ sampleChunks: 1 });
+    expect(rev.source_info).toMatchObject({ mode: 'incremental', from_bitmap: `backy-${first.uuid}` });
+    // Two dirty chunks and one sampled, of eight.
+    expect(rev.stats.bytes_read).toBeLessThanOrEqual(3 * CHUNK);
+    expect(rev.stats.chunks_written).toBe(2);
+    expect((await restoreToBuffer(archive, rev.uuid)).equals(await vm.content())).toBe(true);
+    await clean(rev);
+  });
+
+  it('makes a full, correct backup when the bitmap is missing', async () => {
+    const [bitmap] = await backyBitmaps(vm.qmp);
+    await vm.qmp.execute('block-dirty-bitmap-remove', { node: 'drive0', name: bitmap!.name });
+    await vm.fill(9 * MiB, MiB, 0x33);
+    const log = captureLogger();
+    const rev = await backup({}, undefined, log.logger);
+    expect(rev.source_info).toMatchObject({ mode: 'full' });
+    expect(log.lines.map((l) => l.msg).join('\n')).toMatch(/is gone .*: full backup/);
+    expect((await restoreToBuffer(archive, rev.uuid)).equals(await vm.content())).toBe(true);
+    await clean(rev);
+  });
+
+  it('makes a full, correct backup when the bitmap lies (the sample check)', async () => {
+    const [bitmap] = await backyBitmaps(vm.qmp);
+    await vm.fill(13 * MiB, MiB, 0x44);
+    await vm.qmp.execute('block-dirty-bitmap-clear', { node: 'drive0', name: bitmap!.name });
+    const rev = await backup();
+    expect(rev.source_info).toMatchObject({ mode: 'full' });
+    expect(rev.source_info?.sample_mismatches).toBeGreaterThan(0);
+    expect((await restoreToBuffer(archive, rev.uuid)).equals(await vm.content())).toBe(true);
+    await clean(rev);
+  });
+
+  it('leaves nothing in QEMU after a failed backup, and the parent bitmap still holds its writes', async () => {
+    const before = await archive.revisions();
+    const parent = before.at(-1)!;
+    const controller = new AbortController();
+    const error = await backup({
+      onPointInTime: async () => {
+        await vm.fill(2 * MiB, 4096, 0x55);
+        controller.abort();
+      },
+    }, controller.signal).catch((e) => e);
+    expect(isBackyError(error, 'ABORTED')).toBe(true);
+    expect(await archive.revisions()).toHaveLength(before.length);
+    await clean(parent);
+    const rev = await backup({ sampleChunks: 0 });
+    // The write made during the failed backup is in the incremental after it.
+    expect(rev.source_info).toMatchObject({ mode: 'incremental', from_bitmap: `backy-${parent.uuid}` });
+    expect(rev.stats.chunks_written).toBe(1);
+    expect((await restoreToBuffer(archive, rev.uuid)).equals(await vm.content())).toBe(true);
+    await clean(rev);
+  });
+
+  it('says in one line what is wrong: the socket, the drive, a QEMU command it lacks', async () => {
+    const wrong = createQemuSource({ ...options(), qmp: `${dir.path}/nope.sock` });
+    const noSocket = await runBackup(archive, wrong, { tags: ['t'], force: true, logger: pino({ level: 'silent' }) }).catch((e) => e);
+    expect(noSocket.message).toBe(`QMP socket ${dir.path}/nope.sock: no such socket`);
+    const noDrive = await runBackup(archive, createQemuSource({ ...options(), drive: 'vdz' }), {
+      tags: ['t'],
+      force: true,
+      logger: pino({ level: 'silent' }),
+    }).catch((e) => e);
+    expect(noDrive.message).toMatch(/^drive vdz not found in the QEMU at .*qmp\.sock \(source\.drive; it has: .*drive0/);
+    const tooOld = await vm.qmp.execute('block-export-add-v2').catch((e) => e);
+    expect(tooOld.message).toMatch(/^QEMU 7\.2\.\d+ at .* is too old: backy needs block-export-add-v2$/);
+    expect(await vm.backyObjects()).toEqual([]);
+  });
+
+  it('refuses to start beside another backup job on the drive, backy\'s (alive) or another tool\'s', async () => {
+    const image = `${dir.path}/other.qcow2`;
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', image, String(SIZE)]);
+    await vm.qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': 'other', file: { driver: 'file', filename: image }, backing: 'drive0' });
+    // A live backy process's job (the test runner's parent process stands in for it), then a foreign one.
+    const ppid = process.ppid;
+    const tag = `${ppid.toString(36)}-${processStart(ppid)!.toString(36)}-1`;
+    for (const [job, expected] of [
+      [`backy-job-${tag}`, `another backy backup (pid ${ppid}) is running on drive drive0: not starting a second one`],
+      ['libvirt-backup', 'block job libvirt-backup is already running on drive drive0 (another backup or a mirror): backy does not start a backup beside it'],
+    ] as const) {
+      await vm.qmp.execute('blockdev-backup', { 'job-id': job, device: 'drive0', target: 'other', sync: 'none' });
+      const error = await backup().catch((e) => e);
+      expect(isBackyError(error, 'LOCKED')).toBe(true);
+      expect(error.message).toBe(expected);
+      // Not removed as a leftover: its owner lives.
+      expect((await vm.qmp.execute<{ device: string }[]>('query-block-jobs')).map((j) => j.device)).toEqual([job]);
+      await vm.qmp.execute('block-job-cancel', { device: job, force: true });
+      while ((await vm.qmp.execute<unknown[]>('query-block-jobs')).length > 0) await new Promise((r) => setTimeout(r, 20));
+    }
+    await vm.qmp.execute('blockdev-del', { 'node-name': 'other' });
+    expect((await backup()).source_info).toMatchObject({ mode: 'incremental' });
+  });
+
+  it('connects to QMP and negotiates capabilities, with events', async () => {
+    const client = await QmpClient.connect(`${dir.path}/qmp.sock`);
+    try {
+      expect(client.version.major).toBeGreaterThanOrEqual(6);
+      const status = await client.execute<{ status: string }>('query-status');
+      expect(typeof status.status).toBe('string');
+    } finally {
+      client.close();
+    }
+  });
+});
