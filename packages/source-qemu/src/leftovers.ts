@@ -5,6 +5,7 @@
  * backy's name, nothing of a live owner, and no NBD server backy cannot prove it started is touched.
  */
 import { readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { BackyError } from '@backy/core/source';
 import type { Logger } from 'pino';
@@ -111,8 +112,10 @@ async function removeRunDirs(qmp: QmpClient, qmpPath: string, parent: string): P
     }
     if (record.qmp !== qmpPath || name !== `${RUN_DIR_PREFIX}${ownerTag(record.owner)}`) continue;
     if (ownerAlive(record.owner)) continue;
-    // Its server, if it started one and nothing else is exported on it now.
-    if (record.server && (await exportIds(qmp)).length === 0) {
+    // Its server, if it started one and nothing else is exported on it now. Something listening on the
+    // socket in the run's private directory proves it: only this QEMU can have put it there, and a
+    // run killed right after nbd-server-start had no time to record it.
+    if ((record.server || (await listening(record.socket))) && (await exportIds(qmp)).length === 0) {
       await qmp.execute('nbd-server-stop').then(
         () => removed.push(`NBD server on ${record.socket}`),
         () => {},
@@ -122,6 +125,18 @@ async function removeRunDirs(qmp: QmpClient, qmpPath: string, parent: string): P
     removed.push(`directory ${dir}`);
   }
   return removed;
+}
+
+/** True if something accepts connections on the unix socket `path`. */
+function listening(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ path });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }
 
 /** Throws a one-line error when another backup (backy's or another tool's) works on `node`. */
