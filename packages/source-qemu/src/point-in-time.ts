@@ -40,6 +40,8 @@ export interface PointInTimeOptions {
   freeze: FreezeOptions | null;
   qemuImg?: string;
   logger: Logger;
+  /** Called right before the transaction, with the guest frozen if it is (tests). */
+  beforePointInTime?: () => void | Promise<void>;
   /** Called right after the transaction (tests: write into the disk now). */
   onPointInTime?: () => void | Promise<void>;
 }
@@ -113,7 +115,10 @@ export class PointInTime {
         data: { 'job-id': job, device: node, target: fleece, sync: 'none', 'filter-node-name': nameOf('filter', owner) },
       },
     ];
-    const { outcome } = await withFrozenGuest(this.o.freeze, () => qmp.execute('transaction', { actions }));
+    const { outcome } = await withFrozenGuest(this.o.freeze, async () => {
+      await this.o.beforePointInTime?.();
+      return qmp.execute('transaction', { actions });
+    });
     this.freeze = outcome;
     Object.assign(this.made, { job, bitmapAdded: true, fromDisabled: this.o.from != null });
     log.info({ job, fleece, bitmap: this.o.bitmap, persistent, consistency: outcome.method }, 'point in time taken');

@@ -34,6 +34,8 @@ import { MIN_QEMU, olderThan, QmpClient, versionText } from './qmp.js';
 export interface QemuSourceHooks extends SampleHooks {
   /** The qemu-img executable (default `qemu-img`). */
   qemuImg?: string;
+  /** Called right before the point in time is taken, with the guest frozen if it is (tests). */
+  beforePointInTime?: () => void | Promise<void>;
   /** Called right after the point in time is taken (tests write into the disk then). */
   onPointInTime?: () => void | Promise<void>;
 }
@@ -108,6 +110,7 @@ export function createQemuSource(options: QemuSourceOptions, hooks: QemuSourceHo
       freeze: freeze(log),
       qemuImg: hooks.qemuImg,
       logger: log,
+      beforePointInTime: hooks.beforePointInTime,
       onPointInTime: hooks.onPointInTime,
     });
     const { freeze: outcome } = run.pit;

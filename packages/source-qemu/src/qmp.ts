@@ -29,6 +29,8 @@ export class QmpError extends BackyError {
 export interface QmpEvent {
   event: string;
   data: Record<string, unknown>;
+  /** When QEMU emitted it (ms since the epoch). */
+  time: number;
 }
 
 export interface QmpConnectOptions {
@@ -190,7 +192,12 @@ export class QmpClient {
 
   private receive(message: JsonMessage): void {
     if (typeof message.event === 'string') {
-      const event = { event: message.event, data: (message.data ?? {}) as Record<string, unknown> };
+      const stamp = message.timestamp as { seconds?: number; microseconds?: number } | undefined;
+      const event = {
+        event: message.event,
+        data: (message.data ?? {}) as Record<string, unknown>,
+        time: (stamp?.seconds ?? 0) * 1000 + (stamp?.microseconds ?? 0) / 1000,
+      };
       for (const listener of [...this.eventListeners]) listener(event);
       return;
     }
