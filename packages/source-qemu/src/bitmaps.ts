@@ -50,8 +50,7 @@ export function planBitmap(
   // Disabled: a backup disabled it in the transaction that added its own, recording one, and did not
   // get to merge that back. Those took over at the same instant, so together they miss nothing.
   const heirs = bitmaps.filter(
-    (b) =>
-      b.name !== name && b.name.startsWith(BITMAP_PREFIX) && b.recording && !b.inconsistent && !b.busy,
+    (b) => b.name !== name && b.name.startsWith(BITMAP_PREFIX) && b.recording && !b.inconsistent && !b.busy,
   );
   if (heirs.length === 0) return full(`bitmap ${name} is disabled and no backy bitmap took over from it`);
   return { from: name, revive: heirs.map((b) => b.name) };

@@ -88,14 +88,18 @@ export async function withFrozenGuest<T>(
   options: FreezeOptions | null,
   pointInTime: () => Promise<T>,
 ): Promise<{ result: T; outcome: FreezeOutcome }> {
-  if (options == null) return { result: await pointInTime(), outcome: { method: 'direct', reason: 'no-agent' } };
+  if (options == null)
+    return { result: await pointInTime(), outcome: { method: 'direct', reason: 'no-agent' } };
   const { logger: log, timeoutMs } = options;
   let agent: AgentConnection;
   try {
     agent = await AgentConnection.open(options.socket, timeoutMs);
   } catch (error) {
     const reason = /no answer/.test((error as Error).message) ? 'agent-timeout' : 'agent-unreachable';
-    log.warn({ err: (error as Error).message }, 'the guest agent does not answer: the point in time is crash consistent');
+    log.warn(
+      { err: (error as Error).message },
+      'the guest agent does not answer: the point in time is crash consistent',
+    );
     return { result: await pointInTime(), outcome: { method: 'direct', reason } };
   }
   try {
@@ -135,7 +139,10 @@ async function frozen<T>(
     log.info({ frozen: count, mountpoints }, 'guest file systems frozen');
   } catch (error) {
     reason = /no answer/.test((error as Error).message) ? 'agent-timeout' : 'freeze-failed';
-    log.warn({ err: (error as Error).message }, 'freezing the guest failed: the point in time is crash consistent');
+    log.warn(
+      { err: (error as Error).message },
+      'freezing the guest failed: the point in time is crash consistent',
+    );
     // A freeze that failed half way, or that answers late, must not stay.
     await thaw();
     return { result: await pointInTime(), outcome: { method: 'direct', reason } };
@@ -155,7 +162,10 @@ async function frozen<T>(
   }
   const frozenMs = Date.now() - started;
   if (tooLong) {
-    log.warn({ frozen_ms: frozenMs }, 'the guest was thawed before the point in time was taken: crash consistent');
+    log.warn(
+      { frozen_ms: frozenMs },
+      'the guest was thawed before the point in time was taken: crash consistent',
+    );
     return { result, outcome: { method: 'direct', reason: 'freeze-too-long', frozenMs } };
   }
   return { result, outcome: { method: 'agent', frozenMs } };

@@ -4,7 +4,7 @@
  */
 import { qemuSource } from './qemu-source.js';
 
-export { type QemuSourceOptions } from './options.js';
-export { type QemuSourceHooks, createQemuSource } from './qemu-source.js';
-export { QmpClient, QmpError, type QemuVersion, type QmpEvent } from './qmp.js';
+export type { QemuSourceOptions } from './options.js';
+export { createQemuSource, type QemuSourceHooks } from './qemu-source.js';
+export { type QemuVersion, QmpClient, QmpError, type QmpEvent } from './qmp.js';
 export default qemuSource;

@@ -18,7 +18,7 @@ import { promisify } from 'node:util';
 import { BackyError } from '@backy/core/source';
 import type { Logger } from 'pino';
 import { removeBitmaps, revive } from './bitmaps.js';
-import { blockNodes, type BlockNode } from './drive.js';
+import { type BlockNode, blockNodes } from './drive.js';
 import { type FreezeOptions, type FreezeOutcome, withFrozenGuest } from './guest-agent.js';
 import { cancelJob, deleteExport, RUN_DIR_PREFIX, type RunRecord, writeRunRecord } from './leftovers.js';
 import { BITMAP_PREFIX, nameOf, type Owner, ownerTag, setActive } from './owner.js';
@@ -74,9 +74,11 @@ export class PointInTime {
       await pit.setUp();
       return pit;
     } catch (error) {
-      await pit.close(false).catch((cleanup: Error) =>
-        options.logger.warn({ err: cleanup }, `cleaning up in QEMU failed: ${cleanup.message}`),
-      );
+      await pit
+        .close(false)
+        .catch((cleanup: Error) =>
+          options.logger.warn({ err: cleanup }, `cleaning up in QEMU failed: ${cleanup.message}`),
+        );
       throw error;
     }
   }
@@ -112,7 +114,13 @@ export class PointInTime {
         : []),
       {
         type: 'blockdev-backup',
-        data: { 'job-id': job, device: node, target: fleece, sync: 'none', 'filter-node-name': nameOf('filter', owner) },
+        data: {
+          'job-id': job,
+          device: node,
+          target: fleece,
+          sync: 'none',
+          'filter-node-name': nameOf('filter', owner),
+        },
       },
     ];
     const { outcome } = await withFrozenGuest(this.o.freeze, async () => {
@@ -121,7 +129,10 @@ export class PointInTime {
     });
     this.freeze = outcome;
     Object.assign(this.made, { job, bitmapAdded: true, fromDisabled: this.o.from != null });
-    log.info({ job, fleece, bitmap: this.o.bitmap, persistent, consistency: outcome.method }, 'point in time taken');
+    log.info(
+      { job, fleece, bitmap: this.o.bitmap, persistent, consistency: outcome.method },
+      'point in time taken',
+    );
     await this.o.onPointInTime?.();
 
     await qmp
@@ -174,9 +185,12 @@ export class PointInTime {
       if (m.bitmapAdded) await step('rotating the dirty bitmaps', () => this.rotate(success, node));
       if (m.job != null) await step('ending the backup job', () => cancelJob(qmp, m.job!));
       if (m.fleece != null)
-        await step('removing the fleecing node', () => qmp.execute('blockdev-del', { 'node-name': m.fleece }));
+        await step('removing the fleecing node', () =>
+          qmp.execute('blockdev-del', { 'node-name': m.fleece }),
+        );
       if (m.server) await step('stopping the NBD server', () => qmp.execute('nbd-server-stop'));
-      if (m.dir != null) await step('removing the run directory', () => rm(m.dir!, { recursive: true, force: true }));
+      if (m.dir != null)
+        await step('removing the run directory', () => rm(m.dir!, { recursive: true, force: true }));
     } finally {
       setActive(this.o.owner, false);
     }

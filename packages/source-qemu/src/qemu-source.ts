@@ -61,81 +61,93 @@ export async function connectQmp(path: string, signal?: AbortSignal): Promise<Qm
   return qmp;
 }
 
+interface Env {
+  options: QemuSourceOptions;
+  hooks: QemuSourceHooks;
+  qmpPath: string;
+  runDirParent: string;
+  runs: Map<string, Run>;
+}
+
+const freezeOptions = (options: QemuSourceOptions, logger: BackupContext['logger']) =>
+  options['guest-agent'] == null
+    ? null
+    : {
+        socket: resolve(options['guest-agent']),
+        mountpoints: options['freeze-mountpoints'],
+        timeoutMs: options['freeze-timeout'] * 1000,
+        logger,
+      };
+
+/** One backup: the point in time, then the export read into the revision (the run stays for verify). */
+async function backupDrive(ctx: BackupContext, env: Env): Promise<void> {
+  const { options, hooks, qmpPath, runDirParent, runs } = env;
+  ctx.signal.throwIfAborted();
+  const log = ctx.logger;
+  const qmp = await connectQmp(qmpPath, ctx.signal);
+  const run: Run = { qmp, pit: null, backup: null };
+  runs.set(ctx.revision.uuid, run);
+  await removeLeftovers(qmp, qmpPath, runDirParent, log);
+  const drive = await resolveDrive(qmp, options.drive);
+  await refuseConcurrentJobs(qmp, drive.nodeName, options.drive);
+  const plan = planBitmap(
+    (ctx.parent?.revision.source_info as ParentFacts | undefined) ?? null,
+    { qmp: qmpPath, drive: options.drive },
+    drive.bitmaps,
+  );
+  if (plan.fullReason != null && ctx.parent != null) log.warn(`${plan.fullReason}: full backup`);
+  if (plan.revive.length > 0) {
+    log.warn(
+      { bitmap: plan.from, merged: plan.revive },
+      `bitmap ${plan.from} was left disabled by a backup that did not finish: merged ${plan.revive.join(', ')} into it`,
+    );
+    await revive(qmp, drive.nodeName, plan.from!, plan.revive);
+  }
+  const bitmap = `${BITMAP_PREFIX}${ctx.revision.uuid}`;
+  ctx.signal.throwIfAborted();
+  run.pit = await PointInTime.take({
+    qmp,
+    qmpPath,
+    drive,
+    owner: newOwner(),
+    runDirParent,
+    from: plan.from,
+    bitmap,
+    freeze: freezeOptions(options, log),
+    qemuImg: hooks.qemuImg,
+    logger: log,
+    beforePointInTime: hooks.beforePointInTime,
+    onPointInTime: hooks.onPointInTime,
+  });
+  const { freeze: outcome } = run.pit;
+  ctx.remember({
+    qmp: qmpPath,
+    drive: options.drive,
+    node: drive.nodeName,
+    bitmap,
+    snapshot_method: outcome.method,
+    ...(outcome.reason != null ? { snapshot_direct_reason: outcome.reason } : {}),
+    ...(outcome.frozenMs != null ? { frozen_ms: outcome.frozenMs } : {}),
+  });
+  const client = await NbdClient.connect(
+    { transport: 'unix', socket: run.pit.socket, exportName: EXPORT_NAME },
+    {
+      metaContexts: [BASE_ALLOCATION, ...(plan.from != null ? [dirtyBitmapContext(plan.from)] : [])],
+      signal: ctx.signal,
+    },
+  );
+  try {
+    run.backup = await backupExport(ctx, client, { bitmap: plan.from, fullReason: plan.fullReason }, hooks);
+  } finally {
+    await client.close();
+  }
+}
+
 export function createQemuSource(options: QemuSourceOptions, hooks: QemuSourceHooks = {}): BackupSource {
   const qmpPath = resolve(options.qmp);
   const runDirParent = resolve(options['fleecing-dir'] ?? tmpdir());
   const runs = new Map<string, Run>();
-  const freeze = (logger: BackupContext['logger']) =>
-    options['guest-agent'] == null
-      ? null
-      : {
-          socket: resolve(options['guest-agent']),
-          mountpoints: options['freeze-mountpoints'],
-          timeoutMs: options['freeze-timeout'] * 1000,
-          logger,
-        };
-
-  async function backup(ctx: BackupContext): Promise<void> {
-    ctx.signal.throwIfAborted();
-    const log = ctx.logger;
-    const qmp = await connectQmp(qmpPath, ctx.signal);
-    const run: Run = { qmp, pit: null, backup: null };
-    runs.set(ctx.revision.uuid, run);
-    await removeLeftovers(qmp, qmpPath, runDirParent, log);
-    const drive = await resolveDrive(qmp, options.drive);
-    await refuseConcurrentJobs(qmp, drive.nodeName, options.drive);
-    const plan = planBitmap(
-      (ctx.parent?.revision.source_info as ParentFacts | undefined) ?? null,
-      { qmp: qmpPath, drive: options.drive },
-      drive.bitmaps,
-    );
-    if (plan.fullReason != null && ctx.parent != null) log.warn(`${plan.fullReason}: full backup`);
-    if (plan.revive.length > 0) {
-      log.warn(
-        { bitmap: plan.from, merged: plan.revive },
-        `bitmap ${plan.from} was left disabled by a backup that did not finish: merged ${plan.revive.join(', ')} into it`,
-      );
-      await revive(qmp, drive.nodeName, plan.from!, plan.revive);
-    }
-    const bitmap = `${BITMAP_PREFIX}${ctx.revision.uuid}`;
-    ctx.signal.throwIfAborted();
-    run.pit = await PointInTime.take({
-      qmp,
-      qmpPath,
-      drive,
-      owner: newOwner(),
-      runDirParent,
-      from: plan.from,
-      bitmap,
-      freeze: freeze(log),
-      qemuImg: hooks.qemuImg,
-      logger: log,
-      beforePointInTime: hooks.beforePointInTime,
-      onPointInTime: hooks.onPointInTime,
-    });
-    const { freeze: outcome } = run.pit;
-    ctx.remember({
-      qmp: qmpPath,
-      drive: options.drive,
-      node: drive.nodeName,
-      bitmap,
-      snapshot_method: outcome.method,
-      ...(outcome.reason != null ? { snapshot_direct_reason: outcome.reason } : {}),
-      ...(outcome.frozenMs != null ? { frozen_ms: outcome.frozenMs } : {}),
-    });
-    const client = await NbdClient.connect(
-      { transport: 'unix', socket: run.pit.socket, exportName: EXPORT_NAME },
-      {
-        metaContexts: [BASE_ALLOCATION, ...(plan.from != null ? [dirtyBitmapContext(plan.from)] : [])],
-        signal: ctx.signal,
-      },
-    );
-    try {
-      run.backup = await backupExport(ctx, client, { bitmap: plan.from, fullReason: plan.fullReason }, hooks);
-    } finally {
-      await client.close();
-    }
-  }
+  const env: Env = { options, hooks, qmpPath, runDirParent, runs };
 
   /** Ends the run in QEMU: undoes the point in time (rotating bitmaps as `success` says) and disconnects. */
   async function end(uuid: string, success: boolean): Promise<void> {
@@ -152,7 +164,7 @@ export function createQemuSource(options: QemuSourceOptions, hooks: QemuSourceHo
   return {
     async backup(ctx) {
       try {
-        await backup(ctx);
+        await backupDrive(ctx, env);
       } catch (error) {
         await end(ctx.revision.uuid, false).catch((cleanup: Error) =>
           ctx.logger.warn({ err: cleanup }, cleanup.message),
@@ -165,7 +177,13 @@ export function createQemuSource(options: QemuSourceOptions, hooks: QemuSourceHo
       const run = runs.get(ctx.revision.uuid);
       // Only the point in time the backup read can verify it: the live disk has moved on.
       if (run?.pit == null)
-        return { method: 'none', chunks_checked: 0, chunks_total: ctx.reader.chunkCount, ok: true, mismatches: [] };
+        return {
+          method: 'none',
+          chunks_checked: 0,
+          chunks_total: ctx.reader.chunkCount,
+          ok: true,
+          mismatches: [],
+        };
       const client = await NbdClient.connect(
         { transport: 'unix', socket: run.pit.socket, exportName: EXPORT_NAME },
         { signal: ctx.signal },

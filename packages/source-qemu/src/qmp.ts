@@ -102,15 +102,21 @@ export class QmpClient {
   static async connect(path: string, options: QmpConnectOptions = {}): Promise<QmpClient> {
     const where = `QMP socket ${path}`;
     const timeoutMs = options.timeoutMs ?? 10_000;
-    const socket = await JsonLineSocket.connect(path, { what: where, signal: options.signal, timeoutMs }).catch(
-      (error: BackyError) => {
-        if (/busy/.test(error.message))
-          error.message += '; give backy a QMP socket of its own (another -qmp unix:PATH,server=on,wait=off)';
-        throw error;
-      },
-    );
+    const socket = await JsonLineSocket.connect(path, {
+      what: where,
+      signal: options.signal,
+      timeoutMs,
+    }).catch((error: BackyError) => {
+      if (/busy/.test(error.message))
+        error.message += '; give backy a QMP socket of its own (another -qmp unix:PATH,server=on,wait=off)';
+      throw error;
+    });
     try {
-      const greeting = await firstMessage(socket, timeoutMs, `${where}: no QMP greeting within ${timeoutMs / 1000} s (is it a QMP socket?)`);
+      const greeting = await firstMessage(
+        socket,
+        timeoutMs,
+        `${where}: no QMP greeting within ${timeoutMs / 1000} s (is it a QMP socket?)`,
+      );
       const qmp = greeting.QMP as { version?: { qemu?: QemuVersion } } | undefined;
       const version = qmp?.version?.qemu;
       if (version == null)
@@ -171,7 +177,9 @@ export class QmpClient {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         stop();
-        reject(new BackyError('SOURCE_FAILED', `${this.where}: no ${name} event within ${timeoutMs / 1000} s`));
+        reject(
+          new BackyError('SOURCE_FAILED', `${this.where}: no ${name} event within ${timeoutMs / 1000} s`),
+        );
       }, timeoutMs);
       const stop = this.onEvent((event) => {
         if (event.event !== name || !match(event.data)) return;
@@ -208,8 +216,8 @@ export class QmpClient {
     this.pending.delete(id);
     clearTimeout(p.timer);
     const error = message.error as { class?: string; desc?: string } | undefined;
-    if (error == null) return p.resolve(message.return);
-    p.reject(this.commandError(p.command, error.class ?? 'GenericError', error.desc ?? 'unknown error'));
+    if (error == null) p.resolve(message.return);
+    else p.reject(this.commandError(p.command, error.class ?? 'GenericError', error.desc ?? 'unknown error'));
   }
 
   private commandError(command: string, errorClass: string, desc: string): QmpError {

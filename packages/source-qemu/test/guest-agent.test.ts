@@ -21,8 +21,17 @@ import { startVm, type Vm } from './vm.js';
 const exec = promisify(execFile);
 const label = 'source-qemu guest agent';
 const skip =
-  skipWithout(label, 'qemu-system-x86_64', 'qemu-img', 'qemu-ga', 'mkfs.ext4', 'mount', 'umount', 'truncate', 'sh') ??
-  (process.getuid?.() === 0 ? null : 'loop mounts need root');
+  skipWithout(
+    label,
+    'qemu-system-x86_64',
+    'qemu-img',
+    'qemu-ga',
+    'mkfs.ext4',
+    'mount',
+    'umount',
+    'truncate',
+    'sh',
+  ) ?? (process.getuid?.() === 0 ? null : 'loop mounts need root');
 if (skip != null && /root/.test(skip)) console.warn(`[${label}] skipped: ${skip}`);
 const suite = skip != null ? describe.skip : describe;
 
@@ -31,7 +40,9 @@ async function agentCommand(socket: string, execute: string): Promise<unknown> {
   const conn = await JsonLineSocket.connect(socket, { what: 'qga' });
   try {
     return await new Promise((resolve, reject) => {
-      conn.onMessage((m) => (m.error != null ? reject(new Error(JSON.stringify(m.error))) : resolve(m.return)));
+      conn.onMessage((m) =>
+        m.error != null ? reject(new Error(JSON.stringify(m.error))) : resolve(m.return),
+      );
       conn.send({ execute });
     });
   } finally {
@@ -90,7 +101,11 @@ suite('the guest agent freezes around the point in time', () => {
         'freeze-timeout': freezeTimeout,
         'fleecing-dir': dir.path,
       };
-      return await runBackup(archive, createQemuSource(options, hooks), { tags: ['t'], force: true, logger: pino({ level: 'silent' }) });
+      return await runBackup(archive, createQemuSource(options, hooks), {
+        tags: ['t'],
+        force: true,
+        logger: pino({ level: 'silent' }),
+      });
     } finally {
       await cleanup();
     }
@@ -117,7 +132,10 @@ suite('the guest agent freezes around the point in time', () => {
     if (probeDone === 0) await new Promise((r) => probe!.once('exit', r));
     // The write got through once thawed, after QEMU created the point in time's block job.
     const created = events.find(
-      (e) => e.event === 'JOB_STATUS_CHANGE' && e.data.status === 'created' && String(e.data.id).startsWith('backy-job-'),
+      (e) =>
+        e.event === 'JOB_STATUS_CHANGE' &&
+        e.data.status === 'created' &&
+        String(e.data.id).startsWith('backy-job-'),
     );
     expect(created).toBeDefined();
     expect(created!.time).toBeLessThanOrEqual(probeDone);
@@ -133,7 +151,10 @@ suite('the guest agent freezes around the point in time', () => {
     } finally {
       process.kill(pid, 'SIGCONT');
     }
-    expect(rev.source_info).toMatchObject({ snapshot_method: 'direct', snapshot_direct_reason: 'agent-timeout' });
+    expect(rev.source_info).toMatchObject({
+      snapshot_method: 'direct',
+      snapshot_direct_reason: 'agent-timeout',
+    });
     expect(await agentCommand(qga, 'guest-fsfreeze-status')).toBe('thawed');
     expect(await vm.backyObjects()).toEqual([]);
   });

@@ -29,12 +29,24 @@ suite('kill -9 of backy during a backup of a running QEMU', () => {
   let vm: Vm;
   const archivePath = () => join(dir.path, 'archive');
   const fleecing = () => join(dir.path, 'fleecing');
-  const runDirs = async () => (await readdir(fleecing()).catch(() => [])).filter((n) => n.startsWith('backy-'));
+  const runDirs = async () =>
+    (await readdir(fleecing()).catch(() => [])).filter((n) => n.startsWith('backy-'));
 
   beforeAll(async () => {
     dir = await tempDir('backy-qemu-kill-');
     vm = await startVm(dir.path, vmLikeData(48 * MiB));
-    const init = await backy('-b', archivePath(), 'init', 'qemu', '-o', `qmp=${vm.qmpPath}`, '-o', 'drive=drive0', '-o', `fleecing-dir=${fleecing()}`);
+    const init = await backy(
+      '-b',
+      archivePath(),
+      'init',
+      'qemu',
+      '-o',
+      `qmp=${vm.qmpPath}`,
+      '-o',
+      'drive=drive0',
+      '-o',
+      `fleecing-dir=${fleecing()}`,
+    );
     expect(init.stderr).toBe('');
     const first = await backy('-b', archivePath(), 'backup', '-f', 'first');
     expect(first.code, first.stderr).toBe(0);
@@ -46,9 +58,13 @@ suite('kill -9 of backy during a backup of a running QEMU', () => {
 
   /** Starts `backy backup` and kills it with SIGKILL as soon as `ready` sees the state to kill it in. */
   async function killWhen(ready: (objects: string[]) => boolean): Promise<string[]> {
-    const child: ChildProcess = spawn(process.execPath, [BACKY_BIN, '-b', archivePath(), 'backup', '-f', 'killed'], {
-      stdio: 'ignore',
-    });
+    const child: ChildProcess = spawn(
+      process.execPath,
+      [BACKY_BIN, '-b', archivePath(), 'backup', '-f', 'killed'],
+      {
+        stdio: 'ignore',
+      },
+    );
     const exited = new Promise((r) => child.once('exit', r));
     try {
       for (let i = 0; i < 2000; i++) {
@@ -67,7 +83,10 @@ suite('kill -9 of backy during a backup of a running QEMU', () => {
   }
 
   for (const [when, ready] of [
-    ['right after the point in time (its block job runs)', (o: string[]) => o.some((x) => x.startsWith('job backy-job-'))],
+    [
+      'right after the point in time (its block job runs)',
+      (o: string[]) => o.some((x) => x.startsWith('job backy-job-')),
+    ],
     ['while it reads the export', (o: string[]) => o.some((x) => x.startsWith('export backy-export-'))],
   ] as const) {
     it(`leaves nothing behind after the next backup when killed ${when}, which is correct`, async () => {

@@ -4,15 +4,15 @@
  * lying bitmap, a failed backup that leaves nothing behind, and the one-line errors.
  */
 import { execFileSync } from 'node:child_process';
+import type { Archive, Revision } from '@backy/core';
 import { runBackup } from '@backy/core';
 import { isBackyError } from '@backy/core/source';
 import { captureLogger, MiB, restoreToBuffer, tempArchive, tempDir } from '@backy/core/testing';
-import type { Archive, Revision } from '@backy/core';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planBitmap } from '../src/bitmaps.js';
-import { createQemuSource, type QemuSourceHooks } from '../src/qemu-source.js';
 import { processStart } from '../src/owner.js';
+import { createQemuSource, type QemuSourceHooks } from '../src/qemu-source.js';
 import { QmpClient } from '../src/qmp.js';
 import { backyBitmaps, qemuSkip, startVm, type Vm } from './vm.js';
 
@@ -64,7 +64,12 @@ suite('the qemu source against a running QEMU', () => {
   let vm: Vm;
   let archive: Archive;
   let cleanupArchive: () => Promise<void>;
-  const options = () => ({ qmp: vm.qmpPath, drive: 'drive0', 'freeze-timeout': 10, 'fleecing-dir': dir.path });
+  const options = () => ({
+    qmp: vm.qmpPath,
+    drive: 'drive0',
+    'freeze-timeout': 10,
+    'fleecing-dir': dir.path,
+  });
   const backup = (hooks: QemuSourceHooks = {}, signal?: AbortSignal, logger = pino({ level: 'silent' })) =>
     runBackup(archive, createQemuSource(options(), hooks), { tags: ['test'], force: true, logger, signal });
   const pattern = (byte: number, length = SIZE) => Buffer.alloc(length, byte);
@@ -98,7 +103,11 @@ suite('the qemu source against a running QEMU', () => {
     });
     expect((await restoreToBuffer(archive, rev.uuid)).equals(pattern(0xaa))).toBe(true);
     expect((await vm.content()).equals(pattern(0xbb))).toBe(true);
-    expect(rev.source_info).toMatchObject({ mode: 'full', snapshot_method: 'direct', snapshot_direct_reason: 'no-agent' });
+    expect(rev.source_info).toMatchObject({
+      mode: 'full',
+      snapshot_method: 'direct',
+      snapshot_direct_reason: 'no-agent',
+    });
     expect(rev.verification).toMatchObject({ ok: true, method: 'full' });
     await clean(rev);
   });
@@ -147,12 +156,15 @@ suite('the qemu source against a running QEMU', () => {
     const before = await archive.revisions();
     const parent = before.at(-1)!;
     const controller = new AbortController();
-    const error = await backup({
-      onPointInTime: async () => {
-        await vm.fill(2 * MiB, 4096, 0x55);
-        controller.abort();
+    const error = await backup(
+      {
+        onPointInTime: async () => {
+          await vm.fill(2 * MiB, 4096, 0x55);
+          controller.abort();
+        },
       },
-    }, controller.signal).catch((e) => e);
+      controller.signal,
+    ).catch((e) => e);
     expect(isBackyError(error, 'ABORTED')).toBe(true);
     expect(await archive.revisions()).toHaveLength(before.length);
     await clean(parent);
@@ -166,38 +178,63 @@ suite('the qemu source against a running QEMU', () => {
 
   it('says in one line what is wrong: the socket, the drive, a QEMU command it lacks', async () => {
     const wrong = createQemuSource({ ...options(), qmp: `${dir.path}/nope.sock` });
-    const noSocket = await runBackup(archive, wrong, { tags: ['t'], force: true, logger: pino({ level: 'silent' }) }).catch((e) => e);
+    const noSocket = await runBackup(archive, wrong, {
+      tags: ['t'],
+      force: true,
+      logger: pino({ level: 'silent' }),
+    }).catch((e) => e);
     expect(noSocket.message).toBe(`QMP socket ${dir.path}/nope.sock: no such socket`);
     const noDrive = await runBackup(archive, createQemuSource({ ...options(), drive: 'vdz' }), {
       tags: ['t'],
       force: true,
       logger: pino({ level: 'silent' }),
     }).catch((e) => e);
-    expect(noDrive.message).toMatch(/^drive vdz not found in the QEMU at .*qmp\.sock \(source\.drive; it has: .*drive0/);
-    const tooOld = await vm.qmp.execute('block-export-add-v2').catch((e) => e);
+    expect(noDrive.message).toMatch(
+      /^drive vdz not found in the QEMU at .*qmp\.sock \(source\.drive; it has: .*drive0/,
+    );
+    const tooOld = (await vm.qmp.execute('block-export-add-v2').catch((e) => e)) as Error;
     expect(tooOld.message).toMatch(/^QEMU 7\.2\.\d+ at .* is too old: backy needs block-export-add-v2$/);
     expect(await vm.backyObjects()).toEqual([]);
   });
 
-  it('refuses to start beside another backup job on the drive, backy\'s (alive) or another tool\'s', async () => {
+  it("refuses to start beside another backup job on the drive, backy's (alive) or another tool's", async () => {
     const image = `${dir.path}/other.qcow2`;
     execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', image, String(SIZE)]);
-    await vm.qmp.execute('blockdev-add', { driver: 'qcow2', 'node-name': 'other', file: { driver: 'file', filename: image }, backing: 'drive0' });
+    await vm.qmp.execute('blockdev-add', {
+      driver: 'qcow2',
+      'node-name': 'other',
+      file: { driver: 'file', filename: image },
+      backing: 'drive0',
+    });
     // A live backy process's job (the test runner's parent process stands in for it), then a foreign one.
     const ppid = process.ppid;
     const tag = `${ppid.toString(36)}-${processStart(ppid)!.toString(36)}-1`;
     for (const [job, expected] of [
-      [`backy-job-${tag}`, `another backy backup (pid ${ppid}) is running on drive drive0: not starting a second one`],
-      ['libvirt-backup', 'block job libvirt-backup is already running on drive drive0 (another backup or a mirror): backy does not start a backup beside it'],
+      [
+        `backy-job-${tag}`,
+        `another backy backup (pid ${ppid}) is running on drive drive0: not starting a second one`,
+      ],
+      [
+        'libvirt-backup',
+        'block job libvirt-backup is already running on drive drive0 (another backup or a mirror): backy does not start a backup beside it',
+      ],
     ] as const) {
-      await vm.qmp.execute('blockdev-backup', { 'job-id': job, device: 'drive0', target: 'other', sync: 'none' });
+      await vm.qmp.execute('blockdev-backup', {
+        'job-id': job,
+        device: 'drive0',
+        target: 'other',
+        sync: 'none',
+      });
       const error = await backup().catch((e) => e);
       expect(isBackyError(error, 'LOCKED')).toBe(true);
       expect(error.message).toBe(expected);
       // Not removed as a leftover: its owner lives.
-      expect((await vm.qmp.execute<{ device: string }[]>('query-block-jobs')).map((j) => j.device)).toEqual([job]);
+      expect((await vm.qmp.execute<{ device: string }[]>('query-block-jobs')).map((j) => j.device)).toEqual([
+        job,
+      ]);
       await vm.qmp.execute('block-job-cancel', { device: job, force: true });
-      while ((await vm.qmp.execute<unknown[]>('query-block-jobs')).length > 0) await new Promise((r) => setTimeout(r, 20));
+      while ((await vm.qmp.execute<unknown[]>('query-block-jobs')).length > 0)
+        await new Promise((r) => setTimeout(r, 20));
     }
     await vm.qmp.execute('blockdev-del', { 'node-name': 'other' });
     expect((await backup()).source_info).toMatchObject({ mode: 'incremental' });

@@ -125,7 +125,11 @@ export async function startVm(dir: string, initial: Buffer | number): Promise<Vm
   if (typeof initial !== 'number') {
     // qemu-io's -s reads the whole source file: write in pieces of at most 16 MiB.
     for (let offset = 0; offset < initial.length; offset += 16 * 1024 * 1024)
-      await vm.write(offset, initial.subarray(offset, Math.min(initial.length, offset + 16 * 1024 * 1024)), 'drive0');
+      await vm.write(
+        offset,
+        initial.subarray(offset, Math.min(initial.length, offset + 16 * 1024 * 1024)),
+        'drive0',
+      );
   }
   return vm;
 }
