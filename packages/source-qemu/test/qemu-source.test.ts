@@ -251,3 +251,31 @@ suite('the qemu source against a running QEMU', () => {
     }
   });
 });
+
+suite('the qemu source with a guest device attached (q35, virtio-blk)', () => {
+  it('backs up the point in time while the guest writes through its device', async () => {
+    const dir = await tempDir('backy-qemu-dev-');
+    const vm = await startVm(dir.path, 16 * MiB, { device: true });
+    const { archive, cleanup } = await tempArchive({ source: { type: 'qemu' } });
+    try {
+      await vm.fill(0, 16 * MiB, 0xaa);
+      const source = createQemuSource(
+        { qmp: vm.qmpPath, drive: 'vd0', 'freeze-timeout': 10, 'fleecing-dir': dir.path },
+        { onPointInTime: () => vm.fill(0, 16 * MiB, 0xbb) },
+      );
+      const rev = await runBackup(archive, source, {
+        tags: ['t'],
+        force: true,
+        logger: pino({ level: 'silent' }),
+      });
+      expect((await restoreToBuffer(archive, rev.uuid)).equals(Buffer.alloc(16 * MiB, 0xaa))).toBe(true);
+      expect((await vm.content()).equals(Buffer.alloc(16 * MiB, 0xbb))).toBe(true);
+      expect(rev.source_info).toMatchObject({ drive: 'vd0', node: 'drive0' });
+      expect(await vm.backyObjects()).toEqual([]);
+    } finally {
+      await cleanup();
+      await vm.stop();
+      await dir.cleanup();
+    }
+  });
+});

@@ -38,7 +38,15 @@ export interface Vm {
   stop(): Promise<void>;
 }
 
-export async function startVm(dir: string, initial: Buffer | number): Promise<Vm> {
+/**
+ * `device`: a q35 machine (TCG) with the disk attached to a virtio-blk device `vd0`, whose writes then
+ * go through the device's backend as a guest's do.
+ */
+export async function startVm(
+  dir: string,
+  initial: Buffer | number,
+  options: { device?: boolean } = {},
+): Promise<Vm> {
   const disk = join(dir, 'disk.qcow2');
   const qmpPath = join(dir, 'qmp.sock');
   // QEMU serves one client per QMP socket: backy gets qmp.sock, the test its own.
@@ -47,7 +55,10 @@ export async function startVm(dir: string, initial: Buffer | number): Promise<Vm
   const size = typeof initial === 'number' ? initial : initial.length;
   await exec('qemu-img', ['create', '-q', '-f', 'qcow2', disk, String(size)]);
   await exec('qemu-system-x86_64', [
-    ...['-machine', 'none', '-nodefaults', '-display', 'none', '-daemonize', '-pidfile', pidFile],
+    ...(options.device
+      ? ['-M', 'q35', '-accel', 'tcg', '-m', '128', '-device', 'virtio-blk-pci,drive=drive0,id=vd0']
+      : ['-machine', 'none']),
+    ...['-nodefaults', '-display', 'none', '-daemonize', '-pidfile', pidFile],
     ...['-blockdev', `driver=file,filename=${disk},node-name=file0`],
     ...['-blockdev', 'driver=qcow2,file=file0,node-name=drive0'],
     ...['-qmp', `unix:${qmpPath},server=on,wait=off`],
@@ -61,6 +72,7 @@ export async function startVm(dir: string, initial: Buffer | number): Promise<Vm
   };
   const staging = join(dir, 'staging.bin');
   const top = async () => {
+    if (options.device) return '-d vd0/virtio-backend';
     const nodes = await qmp.execute<{ 'node-name': string }[]>('query-named-block-nodes', { flat: true });
     return nodes.find((n) => n['node-name'].startsWith('backy-filter-'))?.['node-name'] ?? 'drive0';
   };
@@ -86,6 +98,7 @@ export async function startVm(dir: string, initial: Buffer | number): Promise<Vm
       return nodes.find((n) => n['node-name'] === 'drive0')!.image['virtual-size'];
     },
     async resize(bytes) {
+      if (options.device) throw new Error('resize: not with a device');
       await qmp.execute('block_resize', { 'node-name': 'drive0', size: bytes });
     },
     async content() {
