@@ -4,6 +4,8 @@
  * lying bitmap, a failed backup that leaves nothing behind, and the one-line errors.
  */
 import { execFileSync } from 'node:child_process';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import type { Archive, Revision } from '@backy/core';
 import { runBackup } from '@backy/core';
 import { isBackyError } from '@backy/core/source';
@@ -238,6 +240,77 @@ suite('the qemu source against a running QEMU', () => {
     }
     await vm.qmp.execute('blockdev-del', { 'node-name': 'other' });
     expect((await backup()).source_info).toMatchObject({ mode: 'incremental' });
+  });
+
+  it("removes nothing that is not provably a dead backy run's own", async () => {
+    const image = `${dir.path}/foreign.qcow2`;
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', image, String(SIZE)]);
+    const ppid = process.ppid;
+    const live = `backy-fleece-${ppid.toString(36)}-${processStart(ppid)!.toString(36)}-7`;
+    const names = [live, 'backy-fleece-not-ours', 'fleece'];
+    for (const name of names)
+      await vm.qmp.execute('blockdev-add', {
+        driver: 'qcow2',
+        'node-name': name,
+        file: { driver: 'file', filename: image, locking: 'off' },
+        'read-only': true,
+      });
+    await vm.qmp.execute('block-dirty-bitmap-add', {
+      node: 'drive0',
+      name: 'libvirt-checkpoint',
+      persistent: true,
+    });
+    // Directories that look like a run's: of another QEMU, and one without its record.
+    const other = `${dir.path}/backy-qemu-1-1-1`;
+    const bare = `${dir.path}/backy-qemu-2-2-2`;
+    await mkdir(other);
+    await mkdir(bare);
+    await writeFile(
+      `${other}/owner.json`,
+      JSON.stringify({
+        qmp: '/elsewhere.qmp',
+        owner: { pid: 1, started: 1, run: 1 },
+        server: true,
+        socket: '',
+      }),
+    );
+    const rev = await backup();
+    const nodes = (
+      await vm.qmp.execute<{ 'node-name': string }[]>('query-named-block-nodes', { flat: true })
+    ).map((n) => n['node-name']);
+    expect(nodes).toEqual(expect.arrayContaining(names));
+    expect((await backyBitmaps(vm.qmp)).map((b) => b.name)).toEqual([`backy-${rev.uuid}`]);
+    const all = await vm.qmp.execute<{ 'node-name': string; 'dirty-bitmaps'?: { name: string }[] }[]>(
+      'query-named-block-nodes',
+      { flat: true },
+    );
+    expect(all.find((n) => n['node-name'] === 'drive0')?.['dirty-bitmaps']?.map((b) => b.name)).toContain(
+      'libvirt-checkpoint',
+    );
+    expect(await readdir(other)).toEqual(['owner.json']);
+    expect(await readdir(bare)).toEqual([]);
+    for (const name of names) await vm.qmp.execute('blockdev-del', { 'node-name': name });
+    await vm.qmp.execute('block-dirty-bitmap-remove', { node: 'drive0', name: 'libvirt-checkpoint' });
+  });
+
+  it('tells a socket that is not QMP from one that does not answer', async () => {
+    for (const [greeting, expected] of [
+      ['{"hello": 1}\n', /^QMP socket \S+not-qmp\.sock is not a QMP socket \(no QMP greeting\)$/],
+      ['', /no QMP greeting within 0\.3 s \(is it a QMP socket\?\)$/],
+    ] as const) {
+      const path = `${dir.path}/not-qmp.sock`;
+      const server = createServer((c) => {
+        if (greeting !== '') c.write(greeting);
+      });
+      await new Promise<void>((r) => server.listen(path, r));
+      try {
+        const error = (await QmpClient.connect(path, { timeoutMs: 300 }).catch((e) => e)) as Error;
+        expect(error.message).toMatch(expected);
+      } finally {
+        server.close();
+        await rm(path, { force: true });
+      }
+    }
   });
 
   it('connects to QMP and negotiates capabilities, with events', async () => {
