@@ -125,10 +125,11 @@ export class PointInTime {
     ];
     const { outcome } = await withFrozenGuest(this.o.freeze, async () => {
       await this.o.beforePointInTime?.();
-      return qmp.execute('transaction', { actions });
+      await qmp.execute('transaction', { actions });
+      // Recorded at once: a thaw that fails after this still leaves all of it to undo.
+      Object.assign(this.made, { job, bitmapAdded: true, fromDisabled: this.o.from != null });
     });
     this.freeze = outcome;
-    Object.assign(this.made, { job, bitmapAdded: true, fromDisabled: this.o.from != null });
     log.info(
       { job, fleece, bitmap: this.o.bitmap, persistent, consistency: outcome.method },
       'point in time taken',

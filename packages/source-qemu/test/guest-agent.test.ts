@@ -5,7 +5,7 @@
  * test never writes to that file system.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { runBackup } from '@backy/core';
@@ -70,34 +70,45 @@ suite('the guest agent freezes around the point in time', () => {
     await exec('mount', ['-o', 'loop', image, mnt]);
     mounted = true;
     qga = join(dir.path, 'qga.sock');
+    await startAgent();
+  });
+
+  /** qemu-ga, always with the host-wide freeze disabled; waits until it answers. */
+  async function startAgent() {
+    await rm(qga, { force: true });
+    await rm(join(dir.path, 'qga.pid'), { force: true });
     await exec('qemu-ga', [
       ...['-m', 'unix-listen', '-p', qga, '-t', dir.path, '-f', join(dir.path, 'qga.pid')],
       ...['-l', join(dir.path, 'qga.log'), '-b', 'guest-fsfreeze-freeze', '-d'],
     ]);
     for (let i = 0; i < 100 && (await agentCommand(qga, 'guest-ping').catch(() => null)) === null; i++)
       await new Promise((r) => setTimeout(r, 20));
-  });
+  }
   afterAll(async () => {
     const pid = await readFile(join(dir.path, 'qga.pid'), 'utf8').catch(() => null);
     if (pid != null) {
       process.kill(Number(pid), 'SIGCONT');
       // Whatever a failed test left: never leave the test file system frozen.
       await agentCommand(qga, 'guest-fsfreeze-thaw').catch(() => {});
-      process.kill(Number(pid), 'SIGTERM');
+      // qemu-ga -d does not always act on SIGTERM; the thaw above is what mattered.
+      process.kill(Number(pid), 'SIGKILL');
     }
-    if (mounted) await exec('umount', [mnt]);
+    if (mounted) {
+      await exec('fsfreeze', ['-u', mnt]).catch(() => {});
+      await exec('umount', [mnt]);
+    }
     await vm?.stop();
     await dir?.cleanup();
   });
 
-  const backup = async (freezeTimeout: number, hooks: QemuSourceHooks = {}) => {
+  const backup = async (freezeTimeout: number, hooks: QemuSourceHooks = {}, freezeAll = false) => {
     const { archive, cleanup } = await tempArchive({ source: { type: 'qemu' } });
     try {
       const options = {
         qmp: vm.qmpPath,
         drive: 'drive0',
         'guest-agent': qga,
-        'freeze-mountpoints': [mnt],
+        ...(freezeAll ? {} : { 'freeze-mountpoints': [mnt] }),
         'freeze-timeout': freezeTimeout,
         'fleecing-dir': dir.path,
       };
@@ -156,6 +167,52 @@ suite('the guest agent freezes around the point in time', () => {
       snapshot_direct_reason: 'agent-timeout',
     });
     expect(await agentCommand(qga, 'guest-fsfreeze-status')).toBe('thawed');
+    expect(await vm.backyObjects()).toEqual([]);
+  });
+
+  it('thaws at the timeout when the point in time takes longer: crash consistent', async () => {
+    let probeDone = 0;
+    const rev = await backup(1, {
+      async beforePointInTime() {
+        const probe = spawn('sh', ['-c', `echo late > ${mnt}/late`], { stdio: 'ignore' });
+        probe.once('exit', () => {
+          probeDone = Date.now();
+        });
+        // Longer than freeze-timeout: the watchdog thaws, and the write gets through meanwhile.
+        await new Promise((r) => setTimeout(r, 2500));
+        expect(probeDone, 'thawed by the watchdog before the transaction').toBeGreaterThan(0);
+      },
+    });
+    expect(rev.source_info).toMatchObject({
+      snapshot_method: 'direct',
+      snapshot_direct_reason: 'freeze-too-long',
+    });
+    expect(await agentCommand(qga, 'guest-fsfreeze-status')).toBe('thawed');
+  });
+
+  it('falls back to crash consistent when the agent refuses to freeze (here: freeze-all is disabled)', async () => {
+    const rev = await backup(5, {}, true);
+    expect(rev.source_info).toMatchObject({
+      snapshot_method: 'direct',
+      snapshot_direct_reason: 'freeze-failed',
+    });
+    expect(await agentCommand(qga, 'guest-fsfreeze-status')).toBe('thawed');
+    expect(await vm.backyObjects()).toEqual([]);
+  });
+
+  it('fails the backup, saying so, when the thaw fails (the agent died while the guest was frozen)', async () => {
+    const pidFile = join(dir.path, 'qga.pid');
+    const error = (await backup(5, {
+      async beforePointInTime() {
+        process.kill(Number(await readFile(pidFile, 'utf8')), 'SIGKILL');
+      },
+    }).catch((e) => e)) as Error;
+    // The test thaws what the dead agent left frozen before anything else looks at the file system.
+    await exec('fsfreeze', ['-u', mnt]).catch(() => {});
+    await startAgent();
+    expect(error.message).toMatch(
+      /^guest file systems may still be frozen: guest agent .*; thaw them \(guest-fsfreeze-thaw\) now$/,
+    );
     expect(await vm.backyObjects()).toEqual([]);
   });
 });
