@@ -56,6 +56,7 @@ suite('the guest agent freezes around the point in time', () => {
   let mnt: string;
   let qga: string;
   let mounted = false;
+  let agent: ChildProcess | null = null;
   const events: QmpEvent[] = [];
 
   beforeAll(async () => {
@@ -73,25 +74,28 @@ suite('the guest agent freezes around the point in time', () => {
     await startAgent();
   });
 
-  /** qemu-ga, always with the host-wide freeze disabled; waits until it answers. */
+  /** qemu-ga (in the foreground, a child of this process), always with the host-wide freeze disabled; waits until it answers. */
   async function startAgent() {
     await rm(qga, { force: true });
-    await rm(join(dir.path, 'qga.pid'), { force: true });
-    await exec('qemu-ga', [
-      ...['-m', 'unix-listen', '-p', qga, '-t', dir.path, '-f', join(dir.path, 'qga.pid')],
-      ...['-l', join(dir.path, 'qga.log'), '-b', 'guest-fsfreeze-freeze', '-d'],
-    ]);
+    agent = spawn(
+      'qemu-ga',
+      [
+        ...['-m', 'unix-listen', '-p', qga, '-t', dir.path, '-l', join(dir.path, 'qga.log')],
+        '-b',
+        'guest-fsfreeze-freeze',
+      ],
+      { stdio: 'ignore' },
+    );
     for (let i = 0; i < 100 && (await agentCommand(qga, 'guest-ping').catch(() => null)) === null; i++)
       await new Promise((r) => setTimeout(r, 20));
   }
+
   afterAll(async () => {
-    const pid = await readFile(join(dir.path, 'qga.pid'), 'utf8').catch(() => null);
-    if (pid != null) {
-      process.kill(Number(pid), 'SIGCONT');
+    if (agent?.pid != null && agent.exitCode == null && agent.signalCode == null) {
+      agent.kill('SIGCONT');
       // Whatever a failed test left: never leave the test file system frozen.
       await agentCommand(qga, 'guest-fsfreeze-thaw').catch(() => {});
-      // qemu-ga -d does not always act on SIGTERM; the thaw above is what mattered.
-      process.kill(Number(pid), 'SIGKILL');
+      agent.kill('SIGKILL');
     }
     if (mounted) {
       await exec('fsfreeze', ['-u', mnt]).catch(() => {});
@@ -154,7 +158,7 @@ suite('the guest agent freezes around the point in time', () => {
   });
 
   it('marks the revision crash consistent when the agent hangs, and freezes nothing', async () => {
-    const pid = Number(await readFile(join(dir.path, 'qga.pid'), 'utf8'));
+    const pid = agent!.pid!;
     process.kill(pid, 'SIGSTOP');
     let rev: Awaited<ReturnType<typeof backup>>;
     try {
@@ -201,10 +205,9 @@ suite('the guest agent freezes around the point in time', () => {
   });
 
   it('fails the backup, saying so, when the thaw fails (the agent died while the guest was frozen)', async () => {
-    const pidFile = join(dir.path, 'qga.pid');
     const error = (await backup(5, {
       async beforePointInTime() {
-        process.kill(Number(await readFile(pidFile, 'utf8')), 'SIGKILL');
+        agent!.kill('SIGKILL');
       },
     }).catch((e) => e)) as Error;
     // The test thaws what the dead agent left frozen before anything else looks at the file system.
