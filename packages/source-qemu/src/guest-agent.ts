@@ -19,12 +19,20 @@ export interface FreezeOptions {
   /** Milliseconds the agent may take to answer, and the guest may stay frozen. */
   timeoutMs: number;
   logger: Logger;
+  /** Called right before the freeze is sent, and once the thaw is confirmed (the run records both). */
+  freezing?(frozen: boolean): Promise<void>;
 }
 
 export interface FreezeOutcome {
   /** `agent`: file systems were frozen at the point in time; `direct`: crash consistent. */
   method: 'agent' | 'direct';
-  reason?: 'no-agent' | 'agent-unreachable' | 'agent-timeout' | 'freeze-failed' | 'freeze-too-long';
+  reason?:
+    | 'no-agent'
+    | 'agent-unreachable'
+    | 'agent-timeout'
+    | 'already-frozen'
+    | 'freeze-failed'
+    | 'freeze-too-long';
   /** How long the guest was frozen (ms). */
   frozenMs?: number;
 }
@@ -119,7 +127,10 @@ async function frozen<T>(
   const thaw = () => {
     // Once, however many ways lead here; the agent runs commands in order, so it comes after the freeze.
     thawed ??= agent.command('guest-fsfreeze-thaw', undefined, timeoutMs).then(
-      (count) => log.info({ thawed: count }, 'guest file systems thawed'),
+      async (count) => {
+        log.info({ thawed: count }, 'guest file systems thawed');
+        await options.freezing?.(false);
+      },
       (error: Error) => {
         throw new BackyError(
           'SOURCE_FAILED',
@@ -130,6 +141,14 @@ async function frozen<T>(
     );
     return thawed;
   };
+  // Frozen by someone else (an admin, another tool's snapshot): neither freeze nor thaw theirs.
+  if ((await agent.command('guest-fsfreeze-status', undefined, timeoutMs)) === 'frozen') {
+    log.warn(
+      'the guest file systems are frozen already, not by this backup: the point in time is crash consistent',
+    );
+    return { result: await pointInTime(), outcome: { method: 'direct', reason: 'already-frozen' } };
+  }
+  await options.freezing?.(true);
   const started = Date.now();
   let reason: FreezeOutcome['reason'];
   try {
@@ -169,4 +188,14 @@ async function frozen<T>(
     return { result, outcome: { method: 'direct', reason: 'freeze-too-long', frozenMs } };
   }
   return { result, outcome: { method: 'agent', frozenMs } };
+}
+
+/** Thaws the guest's file systems (`guest-fsfreeze-thaw`); resolves to how many were thawed. */
+export async function thawGuest(socket: string, timeoutMs = 10_000): Promise<unknown> {
+  const agent = await AgentConnection.open(socket, timeoutMs);
+  try {
+    return await agent.command('guest-fsfreeze-thaw', undefined, timeoutMs);
+  } finally {
+    agent.close();
+  }
 }

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { BackyError } from '@backy/core/source';
 import type { Logger } from 'pino';
 import { blockNodes, jobsOnNode } from './drive.js';
+import { thawGuest } from './guest-agent.js';
 import { type Owner, ownerAlive, ownerTag, parseName } from './owner.js';
 import type { QmpClient } from './qmp.js';
 
@@ -23,6 +24,8 @@ export interface RunRecord {
   /** True once the run started QEMU's NBD server (on `socket`). */
   server: boolean;
   socket: string;
+  /** The guest agent's socket while the run may have the guest frozen (from right before the freeze until the thaw is confirmed). */
+  freezing?: string;
 }
 
 export async function writeRunRecord(dir: string, record: RunRecord): Promise<void> {
@@ -118,6 +121,13 @@ async function removeRunDirs(qmp: QmpClient, qmpPath: string, parent: string): P
     if ((record.server || (await listening(record.socket))) && (await exportIds(qmp)).length === 0) {
       await qmp.execute('nbd-server-stop').then(
         () => removed.push(`NBD server on ${record.socket}`),
+        () => {},
+      );
+    }
+    // It died with the guest frozen: the guest waits for a thaw that only backy can give.
+    if (record.freezing != null) {
+      await thawGuest(record.freezing).then(
+        (count) => removed.push(`the guest's freeze (thawed ${count} file systems)`),
         () => {},
       );
     }

@@ -123,7 +123,16 @@ export class PointInTime {
         },
       },
     ];
-    const { outcome } = await withFrozenGuest(this.o.freeze, async () => {
+    const freeze = this.o.freeze && {
+      ...this.o.freeze,
+      freezing: (frozen: boolean) =>
+        writeRunRecord(dir, {
+          ...record,
+          server: false,
+          ...(frozen ? { freezing: this.o.freeze!.socket } : {}),
+        }),
+    };
+    const { outcome } = await withFrozenGuest(freeze, async () => {
       await this.o.beforePointInTime?.();
       await qmp.execute('transaction', { actions });
       // Recorded at once: a thaw that fails after this still leaves all of it to undo.

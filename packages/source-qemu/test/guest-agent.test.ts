@@ -5,7 +5,7 @@
  * test never writes to that file system.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { runBackup } from '@backy/core';
@@ -14,6 +14,8 @@ import { skipWithout } from '@backy/test-env';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JsonLineSocket } from '../src/json-socket.js';
+import { writeRunRecord } from '../src/leftovers.js';
+import { ownerTag } from '../src/owner.js';
 import { createQemuSource, type QemuSourceHooks } from '../src/qemu-source.js';
 import type { QmpEvent } from '../src/qmp.js';
 import { startVm, type Vm } from './vm.js';
@@ -36,14 +38,18 @@ if (skip != null && /root/.test(skip)) console.warn(`[${label}] skipped: ${skip}
 const suite = skip != null ? describe.skip : describe;
 
 /** One command on a fresh connection to the agent (the agent serves one client at a time). */
-async function agentCommand(socket: string, execute: string): Promise<unknown> {
+async function agentCommand(
+  socket: string,
+  execute: string,
+  args?: Record<string, unknown>,
+): Promise<unknown> {
   const conn = await JsonLineSocket.connect(socket, { what: 'qga' });
   try {
     return await new Promise((resolve, reject) => {
       conn.onMessage((m) =>
         m.error != null ? reject(new Error(JSON.stringify(m.error))) : resolve(m.return),
       );
-      conn.send({ execute });
+      conn.send({ execute, ...(args != null ? { arguments: args } : {}) });
     });
   } finally {
     conn.close();
@@ -213,9 +219,47 @@ suite('the guest agent freezes around the point in time', () => {
     // The test thaws what the dead agent left frozen before anything else looks at the file system.
     await exec('fsfreeze', ['-u', mnt]).catch(() => {});
     await startAgent();
+    // The new agent finds the dead one's state file and starts "frozen": its thaw resets that.
+    await agentCommand(qga, 'guest-fsfreeze-thaw');
+    expect(await agentCommand(qga, 'guest-fsfreeze-status')).toBe('thawed');
     expect(error.message).toMatch(
       /^guest file systems may still be frozen: guest agent .*; thaw them \(guest-fsfreeze-thaw\) now$/,
     );
     expect(await vm.backyObjects()).toEqual([]);
+  });
+
+  it('leaves a freeze that is not its own alone: crash consistent, still frozen', async () => {
+    expect(await agentCommand(qga, 'guest-fsfreeze-freeze-list', { mountpoints: [mnt] })).toBe(1);
+    try {
+      const rev = await backup(5);
+      expect(rev.source_info).toMatchObject({
+        snapshot_method: 'direct',
+        snapshot_direct_reason: 'already-frozen',
+      });
+      expect(await agentCommand(qga, 'guest-fsfreeze-status')).toBe('frozen');
+    } finally {
+      await agentCommand(qga, 'guest-fsfreeze-thaw');
+    }
+  });
+
+  it('thaws the guest a killed backup left frozen (its run record says it froze), then backs up', async () => {
+    // A dead process's pid: a child that has exited.
+    const child = spawn('true');
+    await new Promise((r) => child.once('exit', r));
+    const owner = { pid: child.pid!, started: 1, run: 1 };
+    const runDir = join(dir.path, `backy-qemu-${ownerTag(owner)}`);
+    await mkdir(runDir);
+    await writeRunRecord(runDir, {
+      qmp: vm.qmpPath,
+      owner,
+      server: false,
+      socket: join(runDir, 'nbd.sock'),
+      freezing: qga,
+    });
+    expect(await agentCommand(qga, 'guest-fsfreeze-freeze-list', { mountpoints: [mnt] })).toBe(1);
+    const rev = await backup(5);
+    expect(rev.source_info).toMatchObject({ snapshot_method: 'agent' });
+    expect(await agentCommand(qga, 'guest-fsfreeze-status')).toBe('thawed');
+    expect(await readdir(dir.path)).not.toContain(`backy-qemu-${ownerTag(owner)}`);
   });
 });
