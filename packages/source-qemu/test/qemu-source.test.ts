@@ -313,6 +313,21 @@ suite('the qemu source against a running QEMU', () => {
     }
   });
 
+  it('gives up on a QEMU that does not answer, naming the command', async () => {
+    const client = await QmpClient.connect(vm.qmpPath);
+    const pid = await vm.pid();
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const error = (await client
+        .execute('query-status', undefined, { timeoutMs: 300 })
+        .catch((e) => e)) as Error;
+      expect(error.message).toBe(`QMP socket ${vm.qmpPath}: QEMU did not answer query-status within 0.3 s`);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+      client.close();
+    }
+  });
+
   it('connects to QMP and negotiates capabilities, with events', async () => {
     const client = await QmpClient.connect(`${dir.path}/qmp.sock`);
     try {

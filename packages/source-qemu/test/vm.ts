@@ -36,6 +36,8 @@ export interface Vm {
   /** Block nodes, jobs and exports whose names start with `backy-`, and backy bitmaps. */
   backyObjects(): Promise<string[]>;
   stop(): Promise<void>;
+  /** The QEMU process's id. */
+  pid(): Promise<number>;
 }
 
 /**
@@ -122,6 +124,7 @@ export async function startVm(
         ...exports.map((e) => `export ${e.id}`),
       ];
     },
+    pid: async () => Number(await readFile(pidFile, 'utf8')),
     async stop() {
       await qmp.execute('quit').catch(() => {});
       qmp.close();
