@@ -244,7 +244,7 @@ suite('the guest agent freezes around the point in time', () => {
 
   it('thaws the guest a killed backup left frozen (its run record says it froze), then backs up', async () => {
     // A dead process's pid: a child that has exited.
-    const child = spawn('true');
+    const child = spawn(process.execPath, ['-e', '']);
     await new Promise((r) => child.once('exit', r));
     const owner = { pid: child.pid!, started: 1, run: 1 };
     const runDir = join(dir.path, `backy-qemu-${ownerTag(owner)}`);
