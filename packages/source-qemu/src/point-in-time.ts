@@ -87,10 +87,16 @@ export class PointInTime {
     const { qmp, drive, owner, logger: log } = this.o;
     const node = drive.nodeName;
     const dir = join(this.o.runDirParent, `${RUN_DIR_PREFIX}${ownerTag(owner)}`);
+    this.socket = join(dir, 'nbd.sock');
+    // A unix socket's path has room for 107 bytes (sun_path); QEMU's error would not name the option.
+    if (Buffer.byteLength(this.socket) > 107)
+      throw new BackyError(
+        'CONFIG_INVALID',
+        `source.fleecing-dir ${this.o.runDirParent} is too deep for the NBD socket backy puts there (${this.socket} is over 107 bytes): choose a shorter path`,
+      );
     await mkdir(this.o.runDirParent, { recursive: true });
     await mkdir(dir, { mode: 0o700 });
     this.made.dir = dir;
-    this.socket = join(dir, 'nbd.sock');
     const record: RunRecord = { qmp: this.o.qmpPath, owner, server: false, socket: this.socket };
     await writeRunRecord(dir, record);
 

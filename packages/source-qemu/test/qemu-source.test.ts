@@ -4,6 +4,7 @@
  * lying bitmap, a failed backup that leaves nothing behind, and the one-line errors.
  */
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { Archive, Revision } from '@backy/core';
@@ -15,13 +16,22 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planBitmap } from '../src/bitmaps.js';
 import { processStart } from '../src/owner.js';
 import { createQemuSource, type QemuSourceHooks } from '../src/qemu-source.js';
-import { QmpClient } from '../src/qmp.js';
+import { MIN_QEMU, olderThan, QmpClient } from '../src/qmp.js';
 import { backyBitmaps, qemuSkip, startVm, type Vm } from './vm.js';
 
 const skip = qemuSkip('source-qemu');
 const suite = skip != null ? describe.skip : describe;
 const SIZE = 32 * MiB;
 const CHUNK = 4 * MiB;
+
+describe('the QEMU version check', () => {
+  it('compares versions part by part', () => {
+    expect(olderThan({ major: 5, minor: 2, micro: 0 }, MIN_QEMU)).toBe(true);
+    expect(olderThan({ major: 6, minor: 0, micro: 0 }, MIN_QEMU)).toBe(false);
+    expect(olderThan({ major: 7, minor: 0, micro: 0 }, { major: 6, minor: 2, micro: 9 })).toBe(false);
+    expect(olderThan({ major: 6, minor: 1, micro: 9 }, { major: 6, minor: 2, micro: 0 })).toBe(true);
+  });
+});
 
 describe('which bitmap an incremental is read from', () => {
   const where = { qmp: '/run/vm.qmp', drive: 'drive0' };
@@ -193,6 +203,15 @@ suite('the qemu source against a running QEMU', () => {
     }).catch((e) => e);
     expect(noDrive.message).toMatch(
       /^drive vdz not found in the QEMU at .*qmp\.sock \(source\.drive; it has: .*drive0/,
+    );
+    const deep = `${dir.path}/${'d'.repeat(60)}/${'e'.repeat(40)}`;
+    const tooDeep = await runBackup(archive, createQemuSource({ ...options(), 'fleecing-dir': deep }), {
+      tags: ['t'],
+      force: true,
+      logger: pino({ level: 'silent' }),
+    }).catch((e) => e);
+    expect(tooDeep.message).toMatch(
+      /^source\.fleecing-dir .* is too deep for the NBD socket backy puts there/,
     );
     const tooOld = (await vm.qmp.execute('block-export-add-v2').catch((e) => e)) as Error;
     expect(tooOld.message).toMatch(/^QEMU 7\.2\.\d+ at .* is too old: backy needs block-export-add-v2$/);
