@@ -13,6 +13,7 @@ export default packageBuild({
     'bench-nbd': 'src/bench-nbd.ts',
     'bench-peers': 'src/bench-peers.ts',
     'bench-profile': 'src/bench-profile.ts',
+    'bench-qemu': 'src/bench-qemu.ts',
     'bench-restore': 'src/bench-restore.ts',
     'bench-s3': 'src/bench-s3.ts',
     'bench-scheduler': 'src/bench-scheduler.ts',

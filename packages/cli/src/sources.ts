@@ -25,6 +25,7 @@ const SOURCES: PluginKind<SourceDefinition<unknown>> = {
       (await import('@backy/source-flyingcircus')).default as SourceDefinition<unknown>,
     nbd: async () => (await import('@backy/source-nbd')).default as SourceDefinition<unknown>,
     qcow2: async () => (await import('@backy/source-nbd/qcow2')).default as SourceDefinition<unknown>,
+    qemu: async () => (await import('@backy/source-qemu')).default as SourceDefinition<unknown>,
   },
   is: (value): value is SourceDefinition<unknown> => isSourceDefinition(value),
 };

@@ -25,6 +25,7 @@ const PUBLISHED = [
   'source-flyingcircus',
   'nbd-protocol',
   'source-nbd',
+  'source-qemu',
   'notify',
   'scheduler',
   'http-api',
@@ -226,6 +227,7 @@ describe('packed packages outside the workspace', () => {
       '@backy/source-flyingcircus',
       '@backy/source-nbd',
       '@backy/source-nbd/qcow2',
+      '@backy/source-qemu',
     ];
     ok(
       run(

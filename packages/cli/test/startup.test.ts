@@ -31,6 +31,7 @@ const PACKAGES_OF_OTHER_COMMANDS = [
   'nbd-server',
   'source-ceph-rbd',
   'source-nbd',
+  'source-qemu',
   'pino-pretty',
 ];
 
