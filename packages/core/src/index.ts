@@ -23,6 +23,8 @@ export {
   readRevisions,
   scanRevisionFacts,
 } from './archive/index.js';
+export { type FleetConfig, labelsSatisfy } from './fleet-config.js';
+export { FENCE_FILE, type Fence, raiseFence, readFence } from './archive/fence.js';
 export { unscheduledLegacyWarning } from './archive/unscheduled-legacy.js';
 export { type BackupOptions, type Progress, runBackup } from './backup.js';
 export {

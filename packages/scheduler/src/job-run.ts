@@ -16,6 +16,7 @@ import { type RunOutcome, reasonOf, recordOutcome, withRun } from './job-outcome
 import { tagsToRun } from './job-plan.js';
 import { nextProgress } from './job-progress.js';
 import type { JobRuntime } from './job-table.js';
+import type { JobClaim } from './fleet-gate.js';
 import { failedToRun, type JobRunner, type RunResult } from './runner.js';
 import { backoffSeconds } from './schedule-math.js';
 
@@ -32,6 +33,8 @@ export interface JobRunContext {
   copyTarget: () => string | null;
   /** The completion callback is terminated after this many milliseconds. */
   callbackTimeoutMs: number;
+  /** Fleet mode: the job's lock, whose token the backup commits under; losing it stops the backup. */
+  fleet?: JobClaim | null;
 }
 
 /** `backy backup`'s exit status when the archive is locked by another backup (EX_UNAVAILABLE). */
@@ -58,7 +61,8 @@ export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promi
   job.runNow = false;
   job.state = 'running';
   job.abort = new AbortController();
-  const signal = AbortSignal.any([job.abort.signal, context.stopSignal]);
+  const fleet = context.fleet ?? null;
+  const signal = AbortSignal.any([job.abort.signal, context.stopSignal, ...(fleet ? [fleet.lost] : [])]);
   let result: RunResult;
   try {
     await writeArchiveConfig(job, log);
@@ -69,6 +73,7 @@ export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promi
       dir: job.dir,
       tags,
       signal,
+      ...(fleet != null ? { fence: fleet.token } : {}),
       onProgress: (p) => {
         job.progress = nextProgress(job.progress, p, clock.now());
       },

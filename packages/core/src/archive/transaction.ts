@@ -79,9 +79,10 @@ export class RevisionTransaction {
    * copy of a remote `.rev`, the marker's removal, the `last` links, the lock's release) do not undo the
    * revision: they are returned, for warnings, and the next run repairs them. Throws only when the
    * revision was not committed, or with `commitUncertain` set when that cannot be told: its files must
-   * then stay as they are.
+   * then stay as they are. `guard` runs under the revisions lock right before the `.rev` is written
+   * (fleet mode's fence check, fence.ts): when it throws, nothing is committed.
    */
-  async commit(rev: RevisionData): Promise<unknown[]> {
+  async commit(rev: RevisionData, guard?: () => Promise<void>): Promise<unknown[]> {
     if (rev.uuid !== this.id)
       throw new Error(`committing revision ${rev.uuid} in the transaction of ${this.id}`);
     const { path: dir, mirror } = this.archive;
@@ -98,6 +99,7 @@ export class RevisionTransaction {
     const revFile = revPath(dir, rev.uuid);
     try {
       await withRevisionsLock(dir, async () => {
+        await guard?.();
         // A remote store gets the revision first: it exists once the store has its `.rev`.
         const bytes = Buffer.from(revisionText(rev));
         this.pushed = mirror != null;

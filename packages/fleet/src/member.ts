@@ -1,0 +1,284 @@
+import { mkdir } from 'node:fs/promises';
+import { raiseFence } from '@backy/core';
+import type { Logger } from 'pino';
+import { type ConsulClient, ConsulError } from './consul-client.js';
+import { type FleetServer, ownerOf } from './rendezvous.js';
+
+/**
+ * This server as a member of the fleet (docs/fleet.md). It keeps a Consul session (TTL, lock-delay,
+ * renewed every TTL/3) and, under it, the lock on `PREFIX/servers/NAME` holding its name, labels and
+ * worker limit: the live servers are the keys of that folder with a session. A blocking query on the
+ * fleet's folder keeps the view current. A job is this server's when rendezvous hashing over the live
+ * servers that satisfy the job's labels picks it; it then takes `PREFIX/jobs/JOB` with its session,
+ * raises the archive's fence to the lock's ModifyIndex, and holds the lock until the run is over.
+ * While Consul cannot be reached (or has no leader) no job is this server's: no new job starts.
+ */
+
+export interface FleetMemberOptions {
+  client: ConsulClient;
+  server: string;
+  labels: Record<string, string>;
+  /** This server's worker limit: its weight in the hashing. */
+  workers: number;
+  ttlSeconds: number;
+  lockDelaySeconds: number;
+  /** The fleet's KV folder (`backy/fleet`). */
+  prefix: string;
+  logger: Logger;
+}
+
+/** A job's lock as Consul holds it: who has (or last had) it. */
+export interface JobHolder {
+  job: string;
+  server: string;
+  /** True while the lock is held (the job runs there now). */
+  running: boolean;
+  /** When it was taken (ms), and when last released (ms) if it is not held. */
+  since: number;
+  ended: number | null;
+}
+
+/** The fleet as this server sees it, for `status` and `check`. */
+export interface FleetView {
+  server: string;
+  /** Consul reachable, with a leader, and this server registered. */
+  healthy: boolean;
+  /** Why not, in one line. */
+  problem: string | null;
+  servers: FleetServer[];
+  holders: JobHolder[];
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+
+export class FleetMember {
+  readonly server: string;
+  private readonly o: FleetMemberOptions;
+  private readonly log: Logger;
+  private session: string | null = null;
+  private problem: string | null = 'not registered with Consul yet';
+  private servers: FleetServer[] = [];
+  private holders: JobHolder[] = [];
+  private readonly claims = new Map<string, AbortController>();
+  private readonly listeners: Array<() => void> = [];
+  private readonly stopper = new AbortController();
+  private loops: Promise<void>[] = [];
+
+  constructor(options: FleetMemberOptions) {
+    this.o = options;
+    this.server = options.server;
+    this.log = options.logger.child({ fleet: options.server });
+  }
+
+  /** Starts keeping the session and watching the fleet; registration is tried until it succeeds. */
+  start(): void {
+    this.loops = [this.keepSession(), this.watch()];
+  }
+
+  /** Releases every lock, destroys the session (the jobs move at once, without lock-delay) and stops. */
+  async stop(): Promise<void> {
+    this.stopper.abort();
+    await Promise.allSettled(this.loops);
+    if (this.session != null)
+      await this.o.client.destroySession(this.session).catch((error: unknown) => {
+        this.log.warn({ err: error }, 'cannot destroy the fleet session; Consul lets it expire');
+      });
+    this.session = null;
+  }
+
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  view(): FleetView {
+    return {
+      server: this.server,
+      healthy: this.problem == null,
+      problem: this.problem,
+      servers: [...this.servers],
+      holders: [...this.holders],
+    };
+  }
+
+  owns(job: string, labels: Record<string, string> | undefined): boolean {
+    return this.problem == null && ownerOf(job, labels, this.servers)?.name === this.server;
+  }
+
+  /** Whether the view is usable and lists this server (tests wait for it). */
+  get ready(): boolean {
+    return this.problem == null && this.servers.some((s) => s.name === this.server);
+  }
+
+  async claim(
+    job: string,
+    dir: string,
+    labels: Record<string, string> | undefined,
+  ): Promise<{ token: number; lost: AbortSignal; release(): Promise<void> } | null> {
+    const session = this.session;
+    if (session == null || !this.owns(job, labels)) return null;
+    const key = `${this.o.prefix}/jobs/${job}`;
+    const since = Date.now();
+    if (!(await this.o.client.acquire(key, session, JSON.stringify({ server: this.server, since })))) return null;
+    const controller = new AbortController();
+    this.claims.set(job, controller);
+    const release = async () => {
+      if (this.claims.get(job) === controller) this.claims.delete(job);
+      const value = JSON.stringify({ server: this.server, since, ended: Date.now() });
+      await this.o.client.release(key, session, value).catch((error: unknown) => {
+        this.log.warn({ job, err: error }, 'cannot release the job\'s fleet lock; it goes with the session');
+      });
+    };
+    try {
+      // The ModifyIndex of our acquire: every later holder's is higher (Consul's Raft index).
+      const entry = await this.o.client.get(key);
+      if (entry?.session !== session) throw new Error(`the lock on ${key} was lost right after it was taken`);
+      await mkdir(dir, { recursive: true, mode: 0o750 });
+      await raiseFence(dir, entry.modifyIndex, this.server);
+      this.log.info({ job, token: entry.modifyIndex }, 'job taken');
+      return { token: entry.modifyIndex, lost: controller.signal, release };
+    } catch (error) {
+      await release();
+      throw error;
+    }
+  }
+
+  private changed(): void {
+    for (const listener of this.listeners) listener();
+  }
+
+  /** Healthy again, or not: one log line per change, not one per failed request. */
+  private setProblem(problem: string | null): void {
+    if (problem === this.problem) return;
+    const was = this.problem;
+    this.problem = problem;
+    if (problem == null) this.log.info({ server: this.server }, 'fleet: Consul reachable and registered; jobs start again');
+    else if (was == null)
+      this.log.error(
+        { server: this.server },
+        `fleet: ${problem}; no new job starts until Consul answers again (running ones go on, fenced)`,
+      );
+    this.changed();
+  }
+
+  /** Registers, then renews every TTL/3; a session Consul dropped costs every lock and is made anew. */
+  private async keepSession(): Promise<void> {
+    const signal = this.stopper.signal;
+    while (!signal.aborted) {
+      try {
+        if (this.session == null) await this.register();
+        else if (!(await this.o.client.renewSession(this.session))) {
+          this.session = null;
+          this.loseAll('this server\'s Consul session was invalidated (it was not renewed within its TTL)');
+          continue;
+        }
+        this.setProblem(null);
+      } catch (error) {
+        this.setProblem(describe(error));
+      }
+      await sleep((this.o.ttlSeconds * 1000) / 3, signal);
+    }
+  }
+
+  private async register(): Promise<void> {
+    const { client } = this.o;
+    const session = await client.createSession({
+      name: `backy fleet ${this.server}`,
+      ttlSeconds: this.o.ttlSeconds,
+      lockDelaySeconds: this.o.lockDelaySeconds,
+    });
+    const me = { name: this.server, labels: this.o.labels, workers: this.o.workers };
+    const key = `${this.o.prefix}/servers/${this.server}`;
+    if (!(await client.acquire(key, session, JSON.stringify(me)))) {
+      await client.destroySession(session).catch(() => {});
+      throw new ConsulError(
+        'http',
+        `another live server is registered as ${JSON.stringify(this.server)} in ${key} (or its lock-delay runs): give each server its own fleet.server`,
+      );
+    }
+    this.session = session;
+    this.log.info({ session, labels: this.o.labels, workers: this.o.workers }, 'fleet: registered');
+  }
+
+  /** Every lock this server held is gone: the backups under them are stopped (and fenced anyway). */
+  private loseAll(reason: string): void {
+    for (const [job, controller] of this.claims) {
+      this.log.error({ job }, `fleet: lost the job's lock: ${reason}; its backup is stopped and cannot commit`);
+      controller.abort(new Error(reason));
+    }
+    this.claims.clear();
+  }
+
+  /** Keeps `servers` and `holders` current with a blocking query on the fleet's folder. */
+  private async watch(): Promise<void> {
+    const signal = this.stopper.signal;
+    let index = 0;
+    while (!signal.aborted) {
+      try {
+        // Stale reads answer without a leader: the view stays, but `problem` stops new jobs anyway.
+        const answer = await this.o.client.list(`${this.o.prefix}/`, {
+          stale: true,
+          ...(index > 0 ? { index, waitMs: this.o.ttlSeconds * 1000 } : {}),
+          signal,
+        });
+        if (answer.index < index) index = 0; // Consul's index went back (a restore): start over
+        else index = answer.index;
+        this.absorb(answer.entries);
+      } catch (error) {
+        if (signal.aborted) return;
+        this.log.debug({ err: error }, 'fleet watch failed; trying again');
+        await sleep(1000, signal);
+      }
+    }
+  }
+
+  private absorb(entries: { key: string; value: Buffer | null; session: string | null }[]): void {
+    const servers: FleetServer[] = [];
+    const holders: JobHolder[] = [];
+    for (const entry of entries) {
+      const rest = entry.key.slice(this.o.prefix.length + 1);
+      const value = parseJson(entry.value);
+      if (rest.startsWith('servers/') && entry.session != null && value != null) {
+        const labels = (value.labels ?? {}) as Record<string, string>;
+        servers.push({ name: String(value.name), labels, workers: Number(value.workers) || 1 });
+      } else if (rest.startsWith('jobs/') && value != null) {
+        holders.push({
+          job: rest.slice('jobs/'.length),
+          server: String(value.server),
+          running: entry.session != null,
+          since: Number(value.since) || 0,
+          ended: typeof value.ended === 'number' ? value.ended : null,
+        });
+      }
+    }
+    const names = (list: FleetServer[]) => JSON.stringify(list.map((s) => [s.name, s.labels, s.workers]));
+    const serversChanged = names(servers) !== names(this.servers);
+    this.servers = servers.sort((a, b) => (a.name < b.name ? -1 : 1));
+    this.holders = holders;
+    if (serversChanged) {
+      this.log.info({ servers: this.servers.map((s) => s.name) }, 'fleet: live servers changed');
+      this.changed();
+    }
+  }
+}
+
+function parseJson(value: Buffer | null): Record<string, unknown> | null {
+  if (value == null) return null;
+  try {
+    const parsed = JSON.parse(value.toString('utf8'));
+    return parsed != null && typeof parsed === 'object' ? parsed : null;
+  } catch {
+    return null;
+  }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof ConsulError) return error.message;
+  return `Consul failed: ${(error as Error)?.message ?? String(error)}`;
+}
