@@ -26,10 +26,11 @@ export const fleetConfigSchema = z.strictObject({
   /** This server's name in the fleet (default: the host name); unique among live servers. */
   server: nameSchema.optional(),
   labels: labelsSchema.default({}),
-  /** Consul session TTL: a dead server's jobs move after TTL to 2×TTL plus lock-delay. */
-  'session-ttl': durationSchema
-    .default(15)
-    .refine((s) => s >= 10 && s <= 86_400, 'must be between 10 s and 1 day (Consul\'s limits)'),
+  /**
+   * Consul session TTL: a dead server's jobs move after TTL to 2×TTL plus lock-delay. Consul refuses a
+   * TTL under its `session_ttl_min` (10 s unless configured lower).
+   */
+  'session-ttl': durationSchema.default(15).refine((s) => s >= 1 && s <= 86_400, 'must be between 1 s and 1 day'),
   /** Consul lock-delay: how long a dead server's job locks stay untaken. */
   'lock-delay': durationSchema.default(15).refine((s) => s <= 60, 'must be at most 60 s (Consul\'s limit)'),
   /** Where in Consul's KV the fleet keeps its keys (several fleets on one Consul use their own). */

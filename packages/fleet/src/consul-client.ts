@@ -176,7 +176,11 @@ export class ConsulClient {
     }
     const sep = path.includes('?') ? '&' : '?';
     const full = `/v1/kv/${path}${params.length > 0 ? sep + params.join('&') : ''}`;
-    const response = await this.request('GET', full, { okStatuses: [404], timeoutMs, signal: options.signal });
+    const response = await this.request('GET', full, {
+      okStatuses: [404],
+      timeoutMs,
+      signal: options.signal,
+    });
     const index = Number(response.headers.get('x-consul-index') ?? 0) || 0;
     if (response.status === 404) {
       await response.text().catch(() => '');
@@ -246,7 +250,9 @@ export class ConsulClient {
     try {
       return await response.text();
     } catch (error) {
-      throw new ConsulError('invalid-response', `reading Consul's answer to ${what} failed`, { cause: error });
+      throw new ConsulError('invalid-response', `reading Consul's answer to ${what} failed`, {
+        cause: error,
+      });
     }
   }
 

@@ -125,14 +125,15 @@ export class FleetMember {
     if (session == null || !this.owns(job, labels)) return null;
     const key = `${this.o.prefix}/jobs/${job}`;
     const since = Date.now();
-    if (!(await this.o.client.acquire(key, session, JSON.stringify({ server: this.server, since })))) return null;
+    if (!(await this.o.client.acquire(key, session, JSON.stringify({ server: this.server, since }))))
+      return null;
     const controller = new AbortController();
     this.claims.set(job, controller);
     const release = async () => {
       if (this.claims.get(job) === controller) this.claims.delete(job);
       const value = JSON.stringify({ server: this.server, since, ended: Date.now() });
       await this.o.client.release(key, session, value).catch((error: unknown) => {
-        this.log.warn({ job, err: error }, 'cannot release the job\'s fleet lock; it goes with the session');
+        this.log.warn({ job, err: error }, "cannot release the job's fleet lock; it goes with the session");
       });
     };
     try {
@@ -158,7 +159,8 @@ export class FleetMember {
     if (problem === this.problem) return;
     const was = this.problem;
     this.problem = problem;
-    if (problem == null) this.log.info({ server: this.server }, 'fleet: Consul reachable and registered; jobs start again');
+    if (problem == null)
+      this.log.info({ server: this.server }, 'fleet: Consul reachable and registered; jobs start again');
     else if (was == null)
       this.log.error(
         { server: this.server },
@@ -175,7 +177,7 @@ export class FleetMember {
         if (this.session == null) await this.register();
         else if (!(await this.o.client.renewSession(this.session))) {
           this.session = null;
-          this.loseAll('this server\'s Consul session was invalidated (it was not renewed within its TTL)');
+          this.loseAll("this server's Consul session was invalidated (it was not renewed within its TTL)");
           continue;
         }
         this.setProblem(null);
@@ -209,7 +211,10 @@ export class FleetMember {
   /** Every lock this server held is gone: the backups under them are stopped (and fenced anyway). */
   private loseAll(reason: string): void {
     for (const [job, controller] of this.claims) {
-      this.log.error({ job }, `fleet: lost the job's lock: ${reason}; its backup is stopped and cannot commit`);
+      this.log.error(
+        { job },
+        `fleet: lost the job's lock: ${reason}; its backup is stopped and cannot commit`,
+      );
       controller.abort(new Error(reason));
     }
     this.claims.clear();
@@ -227,7 +232,8 @@ export class FleetMember {
           ...(index > 0 ? { index, waitMs: this.o.ttlSeconds * 1000 } : {}),
           signal,
         });
-        if (answer.index < index) index = 0; // Consul's index went back (a restore): start over
+        if (answer.index < index)
+          index = 0; // Consul's index went back (a restore): start over
         else index = answer.index;
         this.absorb(answer.entries);
       } catch (error) {
