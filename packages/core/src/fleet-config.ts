@@ -30,13 +30,18 @@ export const fleetConfigSchema = z.strictObject({
    * Consul session TTL: a dead server's jobs move after TTL to 2×TTL plus lock-delay. Consul refuses a
    * TTL under its `session_ttl_min` (10 s unless configured lower).
    */
-  'session-ttl': durationSchema.default(15).refine((s) => s >= 1 && s <= 86_400, 'must be between 1 s and 1 day'),
+  'session-ttl': durationSchema
+    .default(15)
+    .refine((s) => s >= 1 && s <= 86_400, 'must be between 1 s and 1 day'),
   /** Consul lock-delay: how long a dead server's job locks stay untaken. */
-  'lock-delay': durationSchema.default(15).refine((s) => s <= 60, 'must be at most 60 s (Consul\'s limit)'),
+  'lock-delay': durationSchema.default(15).refine((s) => s <= 60, "must be at most 60 s (Consul's limit)"),
   /** Where in Consul's KV the fleet keeps its keys (several fleets on one Consul use their own). */
   'key-prefix': z
     .string()
-    .regex(/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/, 'a KV path such as backy/fleet, without slashes at the ends')
+    .regex(
+      /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/,
+      'a KV path such as backy/fleet, without slashes at the ends',
+    )
     .default('backy/fleet'),
 });
 
@@ -52,7 +57,10 @@ export interface FleetConfig {
 }
 
 /** Whether a server with `labels` may run a job that needs `wanted` (every wanted label, same value). */
-export function labelsSatisfy(labels: Record<string, string>, wanted: Record<string, string> | undefined): boolean {
+export function labelsSatisfy(
+  labels: Record<string, string>,
+  wanted: Record<string, string> | undefined,
+): boolean {
   for (const [key, value] of Object.entries(wanted ?? {})) if (labels[key] !== value) return false;
   return true;
 }

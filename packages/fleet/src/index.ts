@@ -17,7 +17,7 @@ export {
   consulUrl,
   type KvEntry,
 } from './consul-client.js';
-export { type FleetMemberOptions, type FleetView, type JobHolder, FleetMember } from './member.js';
+export { FleetMember, type FleetMemberOptions, type FleetView, type JobHolder } from './member.js';
 export { type FleetServer, ownerOf, score, unitHash } from './rendezvous.js';
 
 /** The fleet member the central config's `fleet` section describes (not started yet). */

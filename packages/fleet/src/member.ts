@@ -51,11 +51,13 @@ export interface FleetView {
 
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
+    const done = () => {
       clearTimeout(timer);
+      signal.removeEventListener('abort', done);
       resolve();
-    });
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
   });
 
 export class FleetMember {
@@ -70,6 +72,7 @@ export class FleetMember {
   private readonly listeners: Array<() => void> = [];
   private readonly stopper = new AbortController();
   private loops: Promise<void>[] = [];
+  private settledAt = Infinity;
 
   constructor(options: FleetMemberOptions) {
     this.o = options;
@@ -82,11 +85,15 @@ export class FleetMember {
     this.loops = [this.keepSession(), this.watch()];
   }
 
-  /** Releases every lock, destroys the session (the jobs move at once, without lock-delay) and stops. */
-  async stop(): Promise<void> {
+  /**
+   * Stops renewing and watching. By default it also destroys the session, so its locks go at once (the
+   * jobs move without waiting for the TTL); `leave: false` leaves the session to expire, as a crashed
+   * server's does (tests).
+   */
+  async stop(options: { leave?: boolean } = {}): Promise<void> {
     this.stopper.abort();
     await Promise.allSettled(this.loops);
-    if (this.session != null)
+    if (this.session != null && options.leave !== false)
       await this.o.client.destroySession(this.session).catch((error: unknown) => {
         this.log.warn({ err: error }, 'cannot destroy the fleet session; Consul lets it expire');
       });
@@ -108,12 +115,15 @@ export class FleetMember {
   }
 
   owns(job: string, labels: Record<string, string> | undefined): boolean {
-    return this.problem == null && ownerOf(job, labels, this.servers)?.name === this.server;
+    // Servers started together first see each other: no job is taken in the first TTL after joining.
+    if (this.problem != null || Date.now() < this.settledAt) return false;
+    return ownerOf(job, labels, this.servers)?.name === this.server;
   }
 
   /** Whether the view is usable and lists this server (tests wait for it). */
   get ready(): boolean {
-    return this.problem == null && this.servers.some((s) => s.name === this.server);
+    const settled = Date.now() >= this.settledAt;
+    return settled && this.problem == null && this.servers.some((s) => s.name === this.server);
   }
 
   async claim(
@@ -205,6 +215,10 @@ export class FleetMember {
       );
     }
     this.session = session;
+    if (this.settledAt === Infinity) {
+      this.settledAt = Date.now() + this.o.ttlSeconds * 1000;
+      setTimeout(() => this.changed(), this.o.ttlSeconds * 1000 + 10).unref();
+    }
     this.log.info({ session, labels: this.o.labels, workers: this.o.workers }, 'fleet: registered');
   }
 

@@ -52,7 +52,7 @@ export async function claimFleetJob(
   try {
     claim = await gate.claim(job.name, job.dir, job.config.labels);
   } catch (error) {
-    log.warn({ err: error }, 'cannot take the job\'s fleet lock; trying again shortly');
+    log.warn({ err: error }, "cannot take the job's fleet lock; trying again shortly");
   }
   if (claim != null) {
     try {

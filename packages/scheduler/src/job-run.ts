@@ -12,11 +12,11 @@ import {
 import type { Logger } from 'pino';
 import { parse, stringify } from 'yaml';
 import { type Clock, timeoutSignal } from './clock.js';
+import type { JobClaim } from './fleet-gate.js';
 import { type RunOutcome, reasonOf, recordOutcome, withRun } from './job-outcome.js';
 import { tagsToRun } from './job-plan.js';
 import { nextProgress } from './job-progress.js';
 import type { JobRuntime } from './job-table.js';
-import type { JobClaim } from './fleet-gate.js';
 import { failedToRun, type JobRunner, type RunResult } from './runner.js';
 import { backoffSeconds } from './schedule-math.js';
 

@@ -110,7 +110,13 @@ export class ChildProcessRunner implements JobRunner {
 
   backup(request: JobRequest & { tags: string[]; fence?: number }): Promise<RunResult> {
     const fence = request.fence == null ? [] : ['--fence', String(request.fence)];
-    return this.backy(request, ['-l', join(request.dir, LOG_FILE), 'backup', ...fence, request.tags.join(',')]);
+    return this.backy(request, [
+      '-l',
+      join(request.dir, LOG_FILE),
+      'backup',
+      ...fence,
+      request.tags.join(','),
+    ]);
   }
 
   expire(request: JobRequest): Promise<RunResult> {

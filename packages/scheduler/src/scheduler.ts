@@ -241,7 +241,11 @@ export class Scheduler {
     if (this.stopping != null) return;
     const now = this.clock.now();
     const fleet = this.options.fleet;
-    let next = queueDueJobs(this.jobTable.values(), now, fleet && ((j) => fleet.owns(j.name, j.config.labels)));
+    let next = queueDueJobs(
+      this.jobTable.values(),
+      now,
+      fleet && ((j) => fleet.owns(j.name, j.config.labels)),
+    );
     if (this.options.runner.verify != null)
       next = Math.min(
         next,

@@ -1,4 +1,11 @@
-import { Archive, BackyError, formatBytes, formatDuration, runBackup, unscheduledLegacyWarning } from '@backy/core';
+import {
+  Archive,
+  BackyError,
+  formatBytes,
+  formatDuration,
+  runBackup,
+  unscheduledLegacyWarning,
+} from '@backy/core';
 import { type Command, JSON_OPTION } from '../command.js';
 import { revisionJson } from '../json-keys.js';
 import { loadSource } from '../sources.js';
@@ -13,7 +20,8 @@ export const backupCommand: Command = {
     fence: {
       type: 'string',
       valueName: 'TOKEN',
-      description: 'fleet mode: commit only while the archive\'s fence holds this token (the scheduler passes it)',
+      description:
+        "fleet mode: commit only while the archive's fence holds this token (the scheduler passes it)",
     },
   },
   positionals: [1, 1],

@@ -10,6 +10,7 @@ import {
   sourceOptionsOf,
   validateSourceOptions,
 } from '@backy/core';
+import type { FleetMember } from '@backy/fleet';
 import {
   ChildProcessRunner,
   type NameFilter,
@@ -18,7 +19,6 @@ import {
   Scheduler,
 } from '@backy/scheduler';
 import { readTokenFile, TelnetShell } from '@backy/telnet-shell';
-import type { FleetMember } from '@backy/fleet';
 import pino, { type Logger } from 'pino';
 import type { Command, OptionSpec } from '../command.js';
 import { BACKY_CONFIG_ENV } from '../global-options.js';

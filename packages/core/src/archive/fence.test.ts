@@ -30,7 +30,7 @@ describe('the archive fence (fleet mode)', () => {
     await expect(readFence(dir.path)).rejects.toThrow(`${join(dir.path, FENCE_FILE)} is damaged`);
   });
 
-  it('a backup under the fence\'s token commits; under an older one it fails before reading the source', async () => {
+  it("a backup under the fence's token commits; under an older one it fails before reading the source", async () => {
     const archive = await makeArchive(dir.path);
     await raiseFence(archive.path, 5, 'a');
     await runBackup(archive, bufferSource(data), { tags: ['daily'], logger: silent, fenceToken: 5 });
@@ -65,7 +65,9 @@ describe('the archive fence (fleet mode)', () => {
     );
     expect(error.message).toMatch(/token 8 of server b/);
     expect(await revs(archive.path)).toHaveLength(0);
-    expect((await readdir(archive.path)).filter((f) => f.endsWith('.map') || f.endsWith('.pending'))).toEqual([]);
+    expect((await readdir(archive.path)).filter((f) => f.endsWith('.map') || f.endsWith('.pending'))).toEqual(
+      [],
+    );
   });
 
   it('without a token a backup ignores the fence (manual backups, no fleet)', async () => {

@@ -36,13 +36,18 @@ export async function readFence(dir: string): Promise<Fence | null> {
   }
   try {
     const fence = JSON.parse(text) as Fence;
-    if (Number.isSafeInteger(fence.token) && fence.token > 0 && typeof fence.server === 'string') return fence;
+    if (Number.isSafeInteger(fence.token) && fence.token > 0 && typeof fence.server === 'string')
+      return fence;
   } catch {}
-  throw new BackyError('IO', `${path} is damaged (not a fleet fence): remove it only when no fleet server runs this job`);
+  throw new BackyError(
+    'IO',
+    `${path} is damaged (not a fleet fence): remove it only when no fleet server runs this job`,
+  );
 }
 
 function fencedError(dir: string, token: number, fence: Fence | null): BackyError {
-  const newer = fence == null ? 'no fence at all' : `token ${fence.token} of server ${fence.server} since ${fence.at}`;
+  const newer =
+    fence == null ? 'no fence at all' : `token ${fence.token} of server ${fence.server} since ${fence.at}`;
   return new BackyError(
     'LOCKED',
     `${dir}: fenced: this backup holds fleet token ${token}, but the archive's fence has ${newer}; another server has taken the job, so nothing is committed`,
@@ -73,7 +78,10 @@ export async function assertFence(dir: string, token: number): Promise<void> {
  * The commit guard of a backup started with `token` (none without one), after checking the fence once
  * already: a server that lost the job long ago learns it before reading the source.
  */
-export async function fenceGuard(dir: string, token: number | undefined): Promise<(() => Promise<void>) | undefined> {
+export async function fenceGuard(
+  dir: string,
+  token: number | undefined,
+): Promise<(() => Promise<void>) | undefined> {
   if (token == null) return undefined;
   const guard = () => assertFence(dir, token);
   await withRevisionsLock(dir, guard);

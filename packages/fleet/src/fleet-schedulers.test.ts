@@ -1,0 +1,194 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { readFence } from '@backy/core';
+import { captureLogger, tempDir } from '@backy/core/testing/helpers';
+import { ChildProcessRunner, Scheduler } from '@backy/scheduler';
+import { BACKY_BIN, skipWithoutCli } from '@backy/test-env/cli';
+import { consulMissing, startConsulCluster, type TestConsulCluster } from '@backy/test-env/consul';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { ConsulClient } from './consul-client.js';
+import { FleetMember } from './member.js';
+
+// Three schedulers over one three-server Consul cluster and one shared base directory: servers a and
+// b in this process (Scheduler objects running the real `backy backup`), server c as a real `backy
+// scheduler` process, which is killed with SIGKILL in the middle of its work. The in-process runner
+// skips expire and purge (each another node process per backup; nothing of fleet mode) to keep the CI
+// time down; c's daemon runs them.
+const missing = consulMissing();
+const skip = skipWithoutCli('fleet schedulers', missing);
+if (skip != null) console.warn(`[fleet] scheduler tests skipped: ${skip}`);
+
+const INTERVAL = 10;
+const JOBS = ['vm0', 'vm1', 'vm2', 'vm3', 'vm4', 'vm5'];
+let cluster: TestConsulCluster;
+let root: { path: string; cleanup(): Promise<void> };
+
+beforeAll(async () => {
+  if (skip != null) return;
+  cluster = await startConsulCluster();
+  root = await tempDir('backy-fleet-e2e-');
+});
+afterAll(async () => {
+  await cluster?.stop();
+  await root?.cleanup();
+});
+
+class BackupOnlyRunner extends ChildProcessRunner {
+  override expire = async () => ({ ok: true, exitCode: 0, signal: null, stderr: '', durationMs: 0 });
+  override purge = this.expire;
+}
+
+function config(server: string, agent: number, prefix: string) {
+  const base = join(root.path, 'base');
+  return {
+    global: {
+      'base-dir': base,
+      'worker-limit': 2,
+      'status-file': join(root.path, `status-${server}`),
+      'telnet-socket': false,
+      'telnet-addrs': '127.0.0.1',
+      'telnet-port': 0,
+    },
+    schedules: { fast: { fast: { interval: INTERVAL, keep: 1000 } } },
+    jobs: Object.fromEntries(
+      JOBS.map((job) => [
+        job,
+        { schedule: 'fast', source: { type: 'file', filename: join(root.path, `${job}.img`) } },
+      ]),
+    ),
+    fleet: {
+      consul: cluster.addresses[agent],
+      server,
+      'session-ttl': 2,
+      'lock-delay': 1,
+      'key-prefix': prefix,
+    },
+  };
+}
+
+/** Each job's revision start times (ms), oldest first. */
+async function revisionTimes(job: string): Promise<number[]> {
+  const dir = join(root.path, 'base', job);
+  const files = (await readdir(dir).catch(() => [] as string[])).filter((f) => f.endsWith('.rev'));
+  const times = await Promise.all(
+    files.map(async (f) =>
+      Date.parse(/timestamp: '?([^'\n]+)/.exec(await readFile(join(dir, f), 'utf8'))![1]!),
+    ),
+  );
+  return times.sort((a, b) => a - b);
+}
+
+async function until(what: string, condition: () => Promise<boolean>, ms: number): Promise<void> {
+  const start = Date.now();
+  while (!(await condition())) {
+    if (Date.now() - start > ms) throw new Error(`${what} did not happen within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+describe.skipIf(skip != null)('fleet schedulers sharing jobs over Consul', () => {
+  it('back up every slot of every job once, and take over the jobs of a server killed with -9', async () => {
+    const prefix = `test/fleet-e2e-${process.pid}`;
+    for (const job of JOBS)
+      await writeFile(join(root.path, `${job}.img`), Buffer.alloc(1 << 20, job.charCodeAt(2)));
+    await mkdir(join(root.path, 'base'), { recursive: true });
+    const inProcess: Array<{ scheduler: Scheduler; member: FleetMember }> = [];
+    for (const [server, agent] of [
+      ['a', 0],
+      ['b', 1],
+    ] as const) {
+      const path = join(root.path, `${server}.yaml`);
+      await writeFile(path, stringify(config(server, agent, prefix)));
+      const log = captureLogger();
+      const member = new FleetMember({
+        client: new ConsulClient({ address: cluster.addresses[agent]! }),
+        server,
+        labels: {},
+        workers: 2,
+        ttlSeconds: 2,
+        lockDelaySeconds: 1,
+        prefix,
+        logger: log.logger,
+      });
+      member.start();
+      const runner = new BackupOnlyRunner({ command: [process.execPath, BACKY_BIN] });
+      const scheduler = await Scheduler.start({
+        configPath: path,
+        logger: log.logger,
+        runner,
+        fleet: member,
+      });
+      inProcess.push({ scheduler, member });
+    }
+    const confC = join(root.path, 'c.yaml');
+    await writeFile(confC, stringify(config('c', 2, prefix)));
+    const c: ChildProcess = spawn(
+      process.execPath,
+      [BACKY_BIN, 'scheduler', '-c', confC, '-l', join(root.path, 'c.log')],
+      {
+        stdio: 'ignore',
+      },
+    );
+    try {
+      // Two rounds: the first backups, then one scheduled slot each.
+      await until(
+        'two backups of every job',
+        async () => (await Promise.all(JOBS.map(revisionTimes))).every((t) => t.length >= 2),
+        90_000,
+      );
+      const byServer = await Promise.all(
+        JOBS.map(async (j) => (await readFence(join(root.path, 'base', j)))?.server),
+      );
+      expect(new Set(byServer).size, `servers that ran jobs: ${byServer}`).toBeGreaterThanOrEqual(2);
+      const cJobs = JOBS.filter((_, i) => byServer[i] === 'c');
+      // c dies with -9 as soon as it has taken a job again (its backup child may still finish).
+      const cLog = join(root.path, 'c.log');
+      const taken = (await readFile(cLog, 'utf8')).split('\n').filter((l) => l.includes('job taken')).length;
+      await until(
+        'c takes a job',
+        async () =>
+          (await readFile(cLog, 'utf8')).split('\n').filter((l) => l.includes('job taken')).length > taken,
+        60_000,
+      );
+      c.kill('SIGKILL');
+      const killedAt = Date.now();
+      // Every job is backed up again after the kill, c's by a or b.
+      await until(
+        'a backup of every job after the kill',
+        async () =>
+          (await Promise.all(JOBS.map(revisionTimes))).every((t) => t.some((at) => at > killedAt + 1000)),
+        60_000,
+      );
+      for (const job of cJobs) expect((await readFence(join(root.path, 'base', job)))?.server).not.toBe('c');
+      for (const job of JOBS) {
+        const times = await revisionTimes(job);
+        // Slot k of a job: [k × interval + offset, …): one revision at most in each.
+        const slots = times.map((t) => Math.floor((t - spreadOffset(job)) / (INTERVAL * 1000)));
+        expect(
+          new Set(slots).size,
+          `${job}: revisions at ${times.map((t) => new Date(t).toISOString())}`,
+        ).toBe(slots.length);
+        // Within the SLA (1.5 × interval) plus the failover time (2 × TTL + lock-delay) and slack for a loaded machine.
+        for (let i = 1; i < times.length; i++)
+          expect(times[i]! - times[i - 1]!).toBeLessThan(1.5 * INTERVAL * 1000 + 5000 + 5000);
+      }
+      console.info(
+        `[fleet] jobs run by c before the kill: ${cJobs.join(', ') || 'none'}; revisions: ${(await Promise.all(JOBS.map(revisionTimes))).map((t) => t.length)}`,
+      );
+    } finally {
+      c.kill('SIGKILL');
+      for (const { scheduler, member } of inProcess) {
+        await scheduler.stop();
+        await member.stop();
+      }
+    }
+  });
+});
+
+/** The scheduler's slot offset of a job (schedule-math.ts: sha256 of the name modulo the interval). */
+function spreadOffset(job: string): number {
+  return createHash('sha256').update(job, 'utf8').digest().readUIntBE(0, 6) % (INTERVAL * 1000);
+}
