@@ -155,14 +155,22 @@ describe.skipIf(skip != null)('fleet schedulers sharing jobs over Consul', () =>
       );
       c.kill('SIGKILL');
       const killedAt = Date.now();
-      // Every job is backed up again after the kill, c's by a or b.
+      // Every job is backed up again after the kill, and c's jobs are taken by a or b (c's orphaned
+      // backup child may still commit the slot it had begun: its token is valid until c's session expires).
+      const fenceOf = async (job: string) => (await readFence(join(root.path, 'base', job)))?.server;
       await until(
-        'a backup of every job after the kill',
+        "a backup of every job after the kill, and c's jobs taken over",
         async () =>
-          (await Promise.all(JOBS.map(revisionTimes))).every((t) => t.some((at) => at > killedAt + 1000)),
+          (await Promise.all(JOBS.map(revisionTimes))).every((t) => t.some((at) => at > killedAt + 1000)) &&
+          (await Promise.all(cJobs.map(fenceOf))).every((server) => server !== 'c'),
         60_000,
       );
-      for (const job of cJobs) expect((await readFence(join(root.path, 'base', job)))?.server).not.toBe('c');
+      // One view: a's status rows name for every job its owner (a or b now) and who ran it.
+      await until('a sees c gone', async () => inProcess[0]!.member.view().servers.length === 2, 20_000);
+      const rows = inProcess[0]!.scheduler.jobs();
+      expect(rows.map((r) => r.fleet_state)).toEqual(JOBS.map(() => 'assigned'));
+      for (const row of rows) expect(['a', 'b']).toContain(row.fleet_owner);
+      expect(rows.every((r) => ['a', 'b', 'c'].includes(r.fleet_server!))).toBe(true);
       for (const job of JOBS) {
         const times = await revisionTimes(job);
         // Slot k of a job: [k × interval + offset, …): one revision at most in each.

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { captureLogger, tempDir } from '@backy/core/testing/helpers';
+import { checkJobs, withFleetFields } from '@backy/scheduler';
 import { BACKY_BIN, skipWithoutCli } from '@backy/test-env/cli';
 import {
   consulHttp,
@@ -165,11 +166,32 @@ describe.skipIf(missing != null)('fleet members over a three-server Consul clust
     await new Promise((r) => setTimeout(r, 3000));
     expect(log.lines.filter((l) => /no new job starts/.test(l.msg))).toHaveLength(1);
     expect(m.view().problem).toMatch(/Consul/);
+    // What `backy check` says from this server's status rows.
+    const row = {
+      job: 'vm1',
+      sla: 'OK',
+      sla_overdue: 0,
+      status: 'waiting',
+      last_time: new Date().toISOString(),
+      last_tags: 'daily',
+      last_duration: 1,
+      next_time: null,
+      next_tags: null,
+      manual_tags: '',
+      last_trust: 'trusted',
+      last_verification: 'ok',
+      last_outcome: 'ok',
+      consecutive_failures: 0,
+    } as const;
+    const check = checkJobs(withFleetFields([{ ...row }], m, () => undefined));
+    expect(check.exitCode).toBe(1);
+    expect(check.lines[0]).toBe('WARNING: fleet: Consul out of reach, no job starts on this server');
     cluster.restart(1);
     cluster.restart(2);
     const back = await until('a is healthy again', () => m.view().healthy && m.ready, 60_000);
     console.info(`[fleet] back ${back} ms after the servers restarted`);
     expect(m.owns('vm1', undefined)).toBe(true);
+    expect(checkJobs(withFleetFields([{ ...row }], m, () => undefined)).exitCode).toBe(0);
     await m.stop();
   });
 });

@@ -68,6 +68,7 @@ export class FleetMember {
   private problem: string | null = 'not registered with Consul yet';
   private servers: FleetServer[] = [];
   private holders: JobHolder[] = [];
+  private holderOf = new Map<string, JobHolder>();
   private readonly claims = new Map<string, AbortController>();
   private readonly listeners: Array<() => void> = [];
   private readonly stopper = new AbortController();
@@ -118,6 +119,14 @@ export class FleetMember {
     // Servers started together first see each other: no job is taken in the first TTL after joining.
     if (this.problem != null || Date.now() < this.settledAt) return false;
     return ownerOf(job, labels, this.servers)?.name === this.server;
+  }
+
+  /** The job as this server sees the fleet (the scheduler's FleetGate.describe). */
+  describe(job: string, labels: Record<string, string> | undefined) {
+    const owner = ownerOf(job, labels, this.servers)?.name ?? null;
+    const holder = this.holderOf.get(job);
+    const state = this.problem != null ? 'outage' : owner == null ? 'unassigned' : 'assigned';
+    return { state, owner, server: holder?.server ?? null, problem: this.problem } as const;
   }
 
   /** Whether the view is usable and lists this server (tests wait for it). */
@@ -281,6 +290,7 @@ export class FleetMember {
     const serversChanged = names(servers) !== names(this.servers);
     this.servers = servers.sort((a, b) => (a.name < b.name ? -1 : 1));
     this.holders = holders;
+    this.holderOf = new Map(holders.map((h) => [h.job, h]));
     if (serversChanged) {
       this.log.info({ servers: this.servers.map((s) => s.name) }, 'fleet: live servers changed');
       this.changed();

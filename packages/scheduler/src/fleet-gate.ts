@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { planJob } from './job-plan.js';
 import type { JobRuntime } from './job-table.js';
+import type { JobStatus } from './status-file.js';
 
 /**
  * Fleet mode's hook into the scheduler (docs/fleet.md): which due jobs are this server's, and the lock
@@ -22,6 +23,34 @@ export interface FleetGate {
   claim(job: string, dir: string, labels: Record<string, string> | undefined): Promise<JobClaim | null>;
   /** Calls `listener` whenever the live servers or Consul's health change (the scheduler looks again). */
   onChange(listener: () => void): void;
+  /** The job as the fleet sees it, for the status file and `backy check`. */
+  describe(job: string, labels: Record<string, string> | undefined): FleetJobView;
+}
+
+export interface FleetJobView {
+  state: 'assigned' | 'unassigned' | 'outage';
+  owner: string | null;
+  /** Who holds the job's lock now, or held it last. */
+  server: string | null;
+  problem: string | null;
+}
+
+/** The status rows with each job's fleet fields (status-file.ts) added. */
+export function withFleetFields(
+  rows: JobStatus[],
+  gate: FleetGate,
+  labelsOf: (job: string) => Record<string, string> | undefined,
+): JobStatus[] {
+  return rows.map((row) => {
+    const view = gate.describe(row.job, labelsOf(row.job));
+    return {
+      ...row,
+      fleet_state: view.state,
+      fleet_owner: view.owner,
+      fleet_server: view.server,
+      ...(view.problem != null ? { fleet_problem: view.problem } : {}),
+    };
+  });
 }
 
 export interface JobClaim {

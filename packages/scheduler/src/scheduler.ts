@@ -11,7 +11,7 @@ import {
 import { Notifier } from '@backy/notify';
 import type { Logger } from 'pino';
 import { type Clock, systemClock, timeoutSignal } from './clock.js';
-import { claimFleetJob } from './fleet-gate.js';
+import { claimFleetJob, withFleetFields } from './fleet-gate.js';
 import { JobNotices, outcomeNotice } from './job-notices.js';
 import { outcomeFromStatus, type RunRecord } from './job-outcome.js';
 import { nextJobToStart, planJob, queueDueJobs } from './job-plan.js';
@@ -423,7 +423,11 @@ export class Scheduler {
 
   /** Status of the jobs (optionally those whose name matches `filter`), sorted by name. From memory: cheap. */
   jobs(filter?: NameFilter): JobStatus[] {
-    return listJobs(this.jobTable.values(), this.clock.now(), filter);
+    const rows = listJobs(this.jobTable.values(), this.clock.now(), filter);
+    const fleet = this.options.fleet;
+    return fleet == null
+      ? rows
+      : withFleetFields(rows, fleet, (job) => this.jobTable.get(job)?.config.labels);
   }
 
   summary(): SchedulerSummary {
