@@ -243,22 +243,32 @@ export class FleetMember {
     this.claims.clear();
   }
 
-  /** Keeps `servers` and `holders` current with a blocking query on the fleet's folder. */
+  /**
+   * Keeps `servers` current with a blocking query on the servers' folder (it changes only when servers
+   * come and go), and `holders` with a stale read of the jobs' folder at most every HOLDERS_MS (every
+   * job run changes it: a blocking query on it would wake every server for every run of every job).
+   */
   private async watch(): Promise<void> {
     const signal = this.stopper.signal;
     let index = 0;
+    let holdersAt = 0;
     while (!signal.aborted) {
       try {
         // Stale reads answer without a leader: the view stays, but `problem` stops new jobs anyway.
-        const answer = await this.o.client.list(`${this.o.prefix}/`, {
+        const answer = await this.o.client.list(`${this.o.prefix}/servers/`, {
           stale: true,
           ...(index > 0 ? { index, waitMs: this.o.ttlSeconds * 1000 } : {}),
           signal,
         });
-        if (answer.index < index)
-          index = 0; // Consul's index went back (a restore): start over
-        else index = answer.index;
-        this.absorb(answer.entries);
+        // An index that went back (Consul restored from a snapshot) starts over.
+        index = answer.index < index ? 0 : answer.index;
+        this.absorbServers(answer.entries);
+        if (Date.now() - holdersAt >= HOLDERS_MS) {
+          holdersAt = Date.now();
+          this.absorbHolders(
+            (await this.o.client.list(`${this.o.prefix}/jobs/`, { stale: true, signal })).entries,
+          );
+        }
       } catch (error) {
         if (signal.aborted) return;
         this.log.debug({ err: error }, 'fleet watch failed; trying again');
@@ -267,36 +277,44 @@ export class FleetMember {
     }
   }
 
-  private absorb(entries: { key: string; value: Buffer | null; session: string | null }[]): void {
+  private absorbServers(entries: Entry[]): void {
     const servers: FleetServer[] = [];
-    const holders: JobHolder[] = [];
     for (const entry of entries) {
-      const rest = entry.key.slice(this.o.prefix.length + 1);
       const value = parseJson(entry.value);
-      if (rest.startsWith('servers/') && entry.session != null && value != null) {
-        const labels = (value.labels ?? {}) as Record<string, string>;
-        servers.push({ name: String(value.name), labels, workers: Number(value.workers) || 1 });
-      } else if (rest.startsWith('jobs/') && value != null) {
-        holders.push({
-          job: rest.slice('jobs/'.length),
-          server: String(value.server),
-          running: entry.session != null,
-          since: Number(value.since) || 0,
-          ended: typeof value.ended === 'number' ? value.ended : null,
-        });
-      }
+      if (entry.session == null || value == null) continue;
+      const labels = (value.labels ?? {}) as Record<string, string>;
+      servers.push({ name: String(value.name), labels, workers: Number(value.workers) || 1 });
     }
     const names = (list: FleetServer[]) => JSON.stringify(list.map((s) => [s.name, s.labels, s.workers]));
-    const serversChanged = names(servers) !== names(this.servers);
-    this.servers = servers.sort((a, b) => (a.name < b.name ? -1 : 1));
+    servers.sort((a, b) => (a.name < b.name ? -1 : 1));
+    if (names(servers) === names(this.servers)) return;
+    this.servers = servers;
+    this.log.info({ servers: servers.map((s) => s.name) }, 'fleet: live servers changed');
+    this.changed();
+  }
+
+  private absorbHolders(entries: Entry[]): void {
+    const holders: JobHolder[] = [];
+    for (const entry of entries) {
+      const value = parseJson(entry.value);
+      if (value == null) continue;
+      holders.push({
+        job: entry.key.slice(this.o.prefix.length + '/jobs/'.length),
+        server: String(value.server),
+        running: entry.session != null,
+        since: Number(value.since) || 0,
+        ended: typeof value.ended === 'number' ? value.ended : null,
+      });
+    }
     this.holders = holders;
     this.holderOf = new Map(holders.map((h) => [h.job, h]));
-    if (serversChanged) {
-      this.log.info({ servers: this.servers.map((s) => s.name) }, 'fleet: live servers changed');
-      this.changed();
-    }
   }
 }
+
+type Entry = { key: string; value: Buffer | null; session: string | null };
+
+/** How often the holders of the jobs' locks are read again (for the status file and check). */
+const HOLDERS_MS = 10_000;
 
 function parseJson(value: Buffer | null): Record<string, unknown> | null {
   if (value == null) return null;
