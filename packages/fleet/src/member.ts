@@ -74,6 +74,8 @@ export class FleetMember {
   private readonly stopper = new AbortController();
   private loops: Promise<void>[] = [];
   private settledAt = Infinity;
+  /** When the session was last renewed (or made). */
+  private renewedAt = 0;
 
   constructor(options: FleetMemberOptions) {
     this.o = options;
@@ -200,7 +202,16 @@ export class FleetMember {
           continue;
         }
         this.setProblem(null);
+        this.renewedAt = Date.now();
       } catch (error) {
+        // A failed renewal while the session still has half its TTL left (a Consul server dying, a
+        // leader election) is tried again in a second; only one that goes on is an outage.
+        const ttlMs = this.o.ttlSeconds * 1000;
+        if (this.session != null && Date.now() - this.renewedAt < ttlMs / 2) {
+          this.log.debug({ err: error }, 'fleet: renewing the session failed; trying again');
+          await sleep(1000, signal);
+          continue;
+        }
         this.setProblem(describe(error));
       }
       await sleep((this.o.ttlSeconds * 1000) / 3, signal);
