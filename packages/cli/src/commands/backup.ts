@@ -13,7 +13,7 @@ import { loadSource } from '../sources.js';
 export const backupCommand: Command = {
   name: 'backup',
   summary: 'make a new revision with the given tags',
-  usage: 'backup [-f] [--json] TAGS   (comma-separated, e.g. daily,weekly)',
+  usage: 'backup [-f] [--json] [--fence TOKEN] TAGS   (comma-separated, e.g. daily,weekly)',
   options: {
     force: { type: 'boolean', short: 'f', description: 'accept tags that are not in the schedule' },
     json: JSON_OPTION,
