@@ -90,7 +90,7 @@ async function until(what: string, condition: () => Promise<boolean>, ms: number
 }
 
 describe.skipIf(skip != null)('fleet schedulers sharing jobs over Consul', () => {
-  it('back up every slot of every job once, and take over the jobs of a server killed with -9', async () => {
+  it('back up every slot of every job once; a server stalled past its TTL (SIGSTOP) commits nothing stale; the jobs of one killed with -9 are taken over', async () => {
     const prefix = `test/fleet-e2e-${process.pid}`;
     for (const job of JOBS)
       await writeFile(join(root.path, `${job}.img`), Buffer.alloc(1 << 20, job.charCodeAt(2)));
@@ -144,20 +144,14 @@ describe.skipIf(skip != null)('fleet schedulers sharing jobs over Consul', () =>
       );
       expect(new Set(byServer).size, `servers that ran jobs: ${byServer}`).toBeGreaterThanOrEqual(2);
       const cJobs = JOBS.filter((_, i) => byServer[i] === 'c');
-      // c dies with -9 as soon as it has taken a job again (its backup child may still finish).
       const cLog = join(root.path, 'c.log');
-      const taken = (await readFile(cLog, 'utf8')).split('\n').filter((l) => l.includes('job taken')).length;
-      await until(
-        'c takes a job',
-        async () =>
-          (await readFile(cLog, 'utf8')).split('\n').filter((l) => l.includes('job taken')).length > taken,
-        60_000,
-      );
+      await stallServer(c, cLog);
+      // c dies with -9 as soon as it has taken a job again (its backup child may still finish).
+      await nextTaken(cLog);
       c.kill('SIGKILL');
       const killedAt = Date.now();
       // Every job is backed up again after the kill, and c's jobs are taken by a or b (c's orphaned
       // backup child may still commit the slot it had begun: its token is valid until c's session expires).
-      const fenceOf = async (job: string) => (await readFence(join(root.path, 'base', job)))?.server;
       await until(
         "a backup of every job after the kill, and c's jobs taken over",
         async () =>
@@ -195,6 +189,59 @@ describe.skipIf(skip != null)('fleet schedulers sharing jobs over Consul', () =>
     }
   });
 });
+
+const fenceOf = async (job: string) => (await readFence(join(root.path, 'base', job)))?.server;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const takenLines = async (log: string) =>
+  (await readFile(log, 'utf8')).split('\n').filter((l) => l.includes('job taken'));
+
+/** Waits until the server logging to `log` takes another job; returns the job's name. */
+async function nextTaken(log: string): Promise<string> {
+  const before = (await takenLines(log)).length;
+  await until('c takes a job', async () => (await takenLines(log)).length > before, 60_000);
+  return (JSON.parse((await takenLines(log))[before]!) as { job: string }).job;
+}
+
+/** The running `backy backup` child of process `pid`, if any (read from /proc). */
+async function backupChildOf(pid: number): Promise<number | null> {
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== pid) continue;
+    const cmd = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (cmd.split('\0').includes('backup')) return Number(entry);
+  }
+  return null;
+}
+
+/**
+ * SIGSTOP of server c (and of the backup it runs) past its session TTL: another server takes the job
+ * and makes the slot; after SIGCONT, c must not commit its stale backup, and says so in its log.
+ */
+async function stallServer(c: ChildProcess, cLog: string): Promise<void> {
+  const job = await nextTaken(cLog);
+  let child: number | null = null;
+  for (let i = 0; i < 40 && child == null; i++) {
+    child = await backupChildOf(c.pid!);
+    if (child == null) await sleep(50);
+  }
+  process.kill(c.pid!, 'SIGSTOP');
+  if (child != null) process.kill(child, 'SIGSTOP');
+  try {
+    await until(`another server takes ${job}`, async () => (await fenceOf(job)) !== 'c', 30_000);
+  } finally {
+    process.kill(c.pid!, 'SIGCONT');
+    if (child != null) process.kill(child, 'SIGCONT');
+  }
+  await until(
+    'c says it lost the lock',
+    async () => (await readFile(cLog, 'utf8')).includes("lost the job's lock"),
+    20_000,
+  );
+  console.info(
+    `[fleet] c stalled in ${job} (backup child ${child == null ? 'not started yet' : 'stopped too'}); it did not commit`,
+  );
+}
 
 /** The scheduler's slot offset of a job (schedule-math.ts: sha256 of the name modulo the interval). */
 function spreadOffset(job: string): number {

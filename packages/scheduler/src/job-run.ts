@@ -93,6 +93,13 @@ export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promi
     return 'stopped';
   }
   job.busyRetryAt = null;
+  if (fleet?.lost.aborted === true) {
+    // The job is another server's now (fleet mode): no failure of its own, and no back-off here.
+    log.warn({ tags }, "backup stopped: this server lost the job's fleet lock; another server takes it");
+    job.state = 'waiting';
+    job.abort = null;
+    return 'done';
+  }
   if (result.exitCode === EXIT_LOCKED) {
     // Another backup holds the archive (one by hand, or the child of a daemon killed with -9 that
     // still runs): not a failure. As backy 2.5 did, log it, do not back off, and look again shortly,
