@@ -157,6 +157,36 @@ describe.skipIf(missing != null)('fleet members over a three-server Consul clust
     },
   );
 
+  it('says in one line when Consul cannot be reached at start, and takes no job', async () => {
+    const log = captureLogger();
+    const m = new FleetMember({
+      client: new ConsulClient({ address: 'http://127.0.0.9:8500' }),
+      server: 'a',
+      labels: {},
+      workers: 1,
+      ttlSeconds: 2,
+      lockDelaySeconds: 1,
+      prefix: newPrefix(),
+      logger: log.logger,
+    });
+    m.start();
+    try {
+      await until(
+        'the outage is logged',
+        () => log.lines.some((l) => /no new job starts/.test(l.msg)),
+        10_000,
+      );
+      const line = log.lines.find((l) => /no new job starts/.test(l.msg))!;
+      expect(line.msg).toMatch(
+        /^fleet: Consul at http:\/\/127\.0\.0\.9:8500 is unreachable \(ECONNREFUSED\); no new job starts/,
+      );
+      expect(m.owns('vm1', undefined)).toBe(false);
+      expect(m.view().healthy).toBe(false);
+    } finally {
+      await m.stop();
+    }
+  });
+
   it("with quorum lost no job is this server's (one log line); it resumes by itself", async () => {
     const prefix = newPrefix();
     // TTL 6 s: a renewal may fail for up to half of it (a leader election after a server died) unnoticed.

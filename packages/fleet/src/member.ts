@@ -65,7 +65,7 @@ export class FleetMember {
   private readonly o: FleetMemberOptions;
   private readonly log: Logger;
   private session: string | null = null;
-  private problem: string | null = 'not registered with Consul yet';
+  private problem: string | null = NOT_YET;
   private servers: FleetServer[] = [];
   private holders: JobHolder[] = [];
   private holderOf = new Map<string, JobHolder>();
@@ -182,7 +182,7 @@ export class FleetMember {
     this.problem = problem;
     if (problem == null)
       this.log.info({ server: this.server }, 'fleet: Consul reachable and registered; jobs start again');
-    else if (was == null)
+    else if (was == null || was === NOT_YET)
       this.log.error(
         { server: this.server },
         `fleet: ${problem}; no new job starts until Consul answers again (running ones go on, fenced)`,
@@ -321,6 +321,9 @@ export class FleetMember {
     this.holderOf = new Map(holders.map((h) => [h.job, h]));
   }
 }
+
+/** The problem before the first registration: not logged as an outage, but the first failure is. */
+const NOT_YET = 'not registered with Consul yet';
 
 type Entry = { key: string; value: Buffer | null; session: string | null };
 
