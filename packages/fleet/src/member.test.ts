@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { captureLogger, tempDir } from '@backy/core/testing/helpers';
 import { checkJobs, withFleetFields } from '@backy/scheduler';
@@ -7,11 +7,14 @@ import { BACKY_BIN, skipWithoutCli } from '@backy/test-env/cli';
 import {
   consulHttp,
   consulMissing,
+  createToken,
+  startConsul,
   startConsulCluster,
   type TestConsulCluster,
 } from '@backy/test-env/consul';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConsulClient } from './consul-client.js';
+import { fleetMemberOf } from './index.js';
 import { FleetMember } from './member.js';
 
 // One three-server Consul cluster on loopback for the whole file (TTL 2 s, lock-delay 1 s); each test
@@ -236,5 +239,58 @@ describe.skipIf(missing != null)('fleet members over a three-server Consul clust
     expect(m.owns('vm1', undefined)).toBe(true);
     expect(checkJobs(withFleetFields([{ ...row }], m, () => undefined)).exitCode).toBe(0);
     await m.stop();
+  });
+});
+
+describe.skipIf(missing != null)('fleet with Consul ACLs (a dev agent, default deny)', () => {
+  it('registers with the token from fleet.token-file; without it, one line says what to set', async () => {
+    const agent = await startConsul({ acl: true });
+    const dir = await tempDir('backy-fleet-acl-');
+    try {
+      const token = await createToken(
+        agent,
+        'backy-fleet',
+        'key_prefix "test/" { policy = "write" }\nsession_prefix "" { policy = "write" }',
+      );
+      const tokenFile = join(dir.path, 'token');
+      await writeFile(tokenFile, `${token}\n`, { mode: 0o600 });
+      const config = {
+        consul: agent.address,
+        'token-file': tokenFile,
+        server: 'a',
+        labels: {},
+        // A dev agent's minimum session TTL is Consul's default, 10 s.
+        'session-ttl': 10,
+        'lock-delay': 1,
+        'key-prefix': newPrefix(),
+      };
+      const log = captureLogger();
+      const m = await fleetMemberOf(config, { workers: 1, logger: log.logger });
+      m.start();
+      await until('a registered with its token', () => m.view().healthy, 20_000);
+      expect(m.view().problem).toBeNull();
+      await m.stop();
+      const { 'token-file': _, ...without } = config;
+      const bare = captureLogger();
+      const n = await fleetMemberOf(without, { workers: 1, logger: bare.logger });
+      n.start();
+      await until(
+        'the refusal is logged',
+        () => bare.lines.some((l) => /no new job starts/.test(l.msg)),
+        10_000,
+      );
+      expect(bare.lines.find((l) => /no new job starts/.test(l.msg))!.msg).toMatch(
+        /^fleet: Consul refused PUT http:\/\/127\.0\.0\.1:\d+\/v1\/session\/create: 403 .*\(no ACL token was given: set fleet\.token-file\)/,
+      );
+      await n.stop();
+      await writeFile(tokenFile, `${token}\n`, { mode: 0o644 });
+      await chmod(tokenFile, 0o644);
+      await expect(fleetMemberOf(config, { workers: 1, logger: bare.logger })).rejects.toThrow(
+        /^fleet\.token-file .* is accessible to other users/,
+      );
+    } finally {
+      await dir.cleanup();
+      await agent.stop();
+    }
   });
 });
