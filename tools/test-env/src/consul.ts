@@ -142,6 +142,17 @@ export interface TestConsulCluster {
  * seconds. One cluster per test file; nothing is left running after `stop`.
  */
 export async function startConsulCluster(): Promise<TestConsulCluster> {
+  // Random ports may be taken (another test's agent): a cluster without a leader is tried again.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await tryConsulCluster();
+    } catch (error) {
+      if (attempt >= 3) throw error;
+    }
+  }
+}
+
+async function tryConsulCluster(): Promise<TestConsulCluster> {
   const consul = findConsul();
   if (consul == null) throw new Error(consulMissing() ?? 'no consul');
   const dir = await mkdtemp(join(tmpdir(), 'backy-consul-cluster-'));
@@ -209,7 +220,7 @@ export async function startConsulCluster(): Promise<TestConsulCluster> {
   };
   for (const i of [0, 1, 2]) start(i);
   try {
-    await cluster.waitForLeader();
+    await cluster.waitForLeader(20_000);
   } catch (error) {
     await cluster.stop();
     throw error;
