@@ -9,6 +9,7 @@ export default packageBuild({
     'bench-api': 'src/bench-api.ts',
     'bench-ceph': 'src/bench-ceph.ts',
     'bench-codecs': 'src/bench-codecs.ts',
+    'bench-fleet': 'src/bench-fleet.ts',
     'bench-memory': 'src/bench-memory.ts',
     'bench-nbd': 'src/bench-nbd.ts',
     'bench-peers': 'src/bench-peers.ts',

@@ -32,6 +32,7 @@ const PUBLISHED = [
   'telnet-shell',
   'nbd-server',
   'store-s3',
+  'fleet',
   'cli',
 ];
 /** The newest vitest the conformance suite's peer range admits that runs on this Node (5 needs 22.12). */

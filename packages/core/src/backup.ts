@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { fenceGuard } from './archive/fence.js';
 import { Archive, isCommitUncertain, type RevisionTransaction } from './archive/index.js';
 import { chunkBuffers } from './buffer-pool.js';
 import { BackyError, ioError, isBackyError } from './errors.js';
@@ -39,6 +40,11 @@ export interface BackupOptions {
   verifyBudgetMs?: number;
   /** How messages name the source, e.g. its filename (default: `<type> source`). */
   sourceName?: string;
+  /**
+   * Fleet mode's fencing token (docs/fleet.md): the backup starts and commits only while the archive's
+   * fence holds exactly this token; otherwise it fails with LOCKED and leaves no revision.
+   */
+  fenceToken?: number;
 }
 
 /**
@@ -61,6 +67,7 @@ export async function runBackup(
   let leftover: ReadonlySet<string> | null = null;
   try {
     locks.push(await archive.lockBackup());
+    const guard = await fenceGuard(archive.path, options.fenceToken);
     await archive.prepareStore();
     // Archives written before backy made them private are fixed here, once.
     await restrictModes(archive.path, archive.store.catalog == null ? archive.store.root : null, logger);
@@ -139,7 +146,7 @@ export async function runBackup(
       // Once committed the revision exists, complete and verified: the clean-up below must never run
       // for it (it would remove its map and its fresh chunks), nor for one that may exist.
       commitStarted = true;
-      const late = await transaction.commit(revision);
+      const late = await transaction.commit(revision, guard);
       success = true;
       await committed(archive, revision as Revision, late, log);
       return revision as Revision;

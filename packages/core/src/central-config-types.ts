@@ -1,5 +1,6 @@
 import type { ApiConfig } from './api-config.js';
 import type { ArchiveLayout, SourceConfig, StoreConfig } from './config.js';
+import type { FleetConfig } from './fleet-config.js';
 import type { NotificationTargetConfig } from './notification-config.js';
 import type { Retention } from './retention.js';
 import type { Schedule } from './schedule.js';
@@ -18,6 +19,7 @@ export interface CentralConfig {
   notifications: NotificationTargetConfig[];
   /** The daemon's HTTP API, metrics and page (docs/api.md); off without it. */
   api?: ApiConfig | undefined;
+  fleet?: FleetConfig | undefined;
 }
 
 /** A verify job's settings (docs/scheduler.md); durations in seconds. */
@@ -111,4 +113,5 @@ export interface JobConfig {
   verify?: false | VerifyJobConfig;
   /** This job's calendar retention and expiry guards (default: `global.retention`; docs/retention.md). */
   retention?: Retention;
+  labels?: Record<string, string>;
 }

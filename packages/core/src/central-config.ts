@@ -2,6 +2,7 @@ import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 import { apiConfigSchema } from './api-config.js';
 import { readYamlFile, sourceConfigSchema, storeConfigSchema, validateConfig } from './config.js';
+import { fleetConfigSchema, labelsSchema } from './fleet-config.js';
 import { notificationsSchema } from './notification-config.js';
 
 export type { CentralConfig, GlobalConfig, JobConfig, VerifyJobConfig } from './central-config-types.js';
@@ -83,6 +84,8 @@ export const jobConfigSchema = z.strictObject({
   'copy-to': z.union([absolutePathSchema, z.literal(false)]).optional(),
   verify: verifyJobSchema.optional(),
   retention: retentionSchema.optional(),
+  /** Fleet mode: the labels a server needs to run this job (docs/fleet.md). */
+  labels: labelsSchema.optional(),
 });
 
 export const centralConfigSchema = z
@@ -95,6 +98,8 @@ export const centralConfigSchema = z
     notifications: notificationsSchema.default([]),
     /** The daemon's HTTP API, metrics and page (docs/api.md); off without it. */
     api: apiConfigSchema.optional(),
+    /** Fleet mode: several servers as one through Consul (docs/fleet.md); off without it. */
+    fleet: fleetConfigSchema.optional(),
   })
   .superRefine((config, ctx) => {
     for (const [name, schedule] of Object.entries(config.schedules)) {

@@ -18,6 +18,7 @@ import type {
   sourceConfigSchema,
   storeConfigSchema,
 } from './config.js';
+import type { FleetConfig, fleetConfigSchema } from './fleet-config.js';
 import type {
   RevisionData,
   RevisionStats,
@@ -38,6 +39,7 @@ describe('the config and revision types', () => {
     expectTypeOf<z.output<typeof storeConfigSchema>>().toEqualTypeOf<StoreConfig>();
     expectTypeOf<z.output<typeof archiveConfigSchema>>().toEqualTypeOf<ArchiveConfig>();
     expectTypeOf<z.output<typeof tagRuleSchema>>().toEqualTypeOf<TagRule>();
+    expectTypeOf<z.output<typeof fleetConfigSchema>>().toEqualTypeOf<FleetConfig>();
     expectTypeOf<z.output<typeof scheduleSchema>>().toEqualTypeOf<Schedule>();
     expectTypeOf<z.output<typeof revisionStatsSchema>>().toEqualTypeOf<RevisionStats>();
     expectTypeOf<z.output<typeof verificationSchema>>().toEqualTypeOf<Verification>();

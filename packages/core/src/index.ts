@@ -11,6 +11,7 @@ export {
   type ApiRole,
   type ApiTokenConfig,
 } from './api-config.js';
+export { FENCE_FILE, type Fence, raiseFence, readFence } from './archive/fence.js';
 export {
   Archive,
   type ArchiveOptions,
@@ -48,6 +49,7 @@ export {
 export { assertSameChunkNames, type CopyOptions, type CopyResult, copyRevisions } from './copy.js';
 export { BackyError, type BackyErrorCode, isBackyError } from './errors.js';
 export { expireArchive } from './expire.js';
+export { type FleetConfig, labelsSatisfy } from './fleet-config.js';
 export { CONFIG_FILE, LOG_FILE } from './format/archive-files.js';
 export { writeFileAtomic } from './fs-util.js';
 export { heldBytes } from './held-data.js';

@@ -53,6 +53,10 @@ export const JOB_STATUS = {
     verify_damaged: str,
     verify_overdue: int,
     verify_oldest_time: strOrNull,
+    fleet_state: { enum: ['assigned', 'unassigned', 'outage'] },
+    fleet_owner: strOrNull,
+    fleet_server: strOrNull,
+    fleet_problem: str,
   },
 } as const;
 

@@ -242,3 +242,38 @@ describe('failed runs and the config', () => {
     expect(checkJobs([job('a')], NOW)).toEqual({ exitCode: 0, lines: ['OK: 1 jobs within SLA'] });
   });
 });
+
+describe('fleet mode', () => {
+  it('WARNs once when this server cannot reach Consul, and about jobs no live server may run', () => {
+    const problem =
+      'Consul has no cluster leader (PUT http://127.0.0.1:8500/v1/session/renew: 500 No cluster leader)';
+    const result = checkJobs([
+      jobStatus('vm1', {
+        fleet_state: 'outage',
+        fleet_owner: 'a',
+        fleet_server: 'a',
+        fleet_problem: problem,
+      }),
+      jobStatus('vm2', {
+        fleet_state: 'outage',
+        fleet_owner: 'b',
+        fleet_server: 'b',
+        fleet_problem: problem,
+      }),
+      jobStatus('vm3', { fleet_state: 'unassigned', fleet_owner: null, fleet_server: 'c' }),
+    ]);
+    expect(result.exitCode).toBe(1);
+    expect(result.lines).toEqual([
+      'WARNING: fleet: Consul out of reach, no job starts on this server; 1 jobs unassigned in the fleet',
+      `fleet: ${problem}`,
+      'vm3: no live fleet server has the labels this job needs',
+    ]);
+  });
+
+  it('is OK for jobs other servers run', () => {
+    const rows = ['a', 'b'].map((s, i) =>
+      jobStatus(`vm${i}`, { fleet_state: 'assigned', fleet_owner: s, fleet_server: s }),
+    );
+    expect(checkJobs(rows).exitCode).toBe(0);
+  });
+});

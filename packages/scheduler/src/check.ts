@@ -72,6 +72,30 @@ function doubtfulFinding(jobs: readonly JobStatus[]): Finding | null {
   };
 }
 
+/**
+ * Fleet mode: this server cannot reach Consul (no job starts here until it can), and jobs that no live
+ * server may run (no live server has their labels). Both are WARNINGs: the other servers go on, and a
+ * job that is late because of either is CRITICAL by its SLA anyway.
+ */
+function fleetFindings(jobs: readonly JobStatus[]): Finding[] {
+  const out: Finding[] = [];
+  const outage = jobs.find((j) => j.fleet_state === 'outage');
+  if (outage != null)
+    out.push({
+      level: 'WARNING',
+      summary: 'fleet: Consul out of reach, no job starts on this server',
+      lines: [`fleet: ${outage.fleet_problem ?? 'Consul cannot be used'}`],
+    });
+  const unassigned = jobs.filter((j) => j.fleet_state === 'unassigned');
+  if (unassigned.length > 0)
+    out.push({
+      level: 'WARNING',
+      summary: `${unassigned.length} jobs unassigned in the fleet`,
+      lines: unassigned.map((j) => `${j.job}: no live fleet server has the labels this job needs`),
+    });
+  return out;
+}
+
 /** The check's answer: the worst level, its findings' summaries on the first line, then every detail. */
 function verdict(findings: readonly Finding[], jobCount: number): CheckResult {
   const worst = findings.some((f) => f.level === 'CRITICAL')
@@ -175,6 +199,7 @@ export function evaluateStatus(
   );
   const doubtful = doubtfulFinding(jobs);
   if (doubtful != null) findings.push(doubtful);
+  findings.push(...fleetFindings(jobs));
   if (options.configuredJobs != null) {
     const configured = new Set(options.configuredJobs);
     add(

@@ -8,6 +8,7 @@ export {
   NAGIOS,
 } from './check.js';
 export type { Clock } from './clock.js';
+export { type FleetGate, type FleetJobView, type JobClaim, withFleetFields } from './fleet-gate.js';
 export {
   isFailure,
   type JobOutcome,

@@ -36,12 +36,17 @@ export function tagsToRun(job: JobRuntime, now: number): string[] {
 
 /**
  * Queues the idle jobs that are due at `now` or were asked for by `run`; returns when the next of the
- * others is due (Infinity: none is planned).
+ * others is due (Infinity: none is planned). With `mine` (fleet mode), only the jobs it accepts.
  */
-export function queueDueJobs(jobs: Iterable<JobRuntime>, now: number): number {
+export function queueDueJobs(
+  jobs: Iterable<JobRuntime>,
+  now: number,
+  mine?: (job: JobRuntime) => boolean,
+): number {
   let next = Infinity;
   for (const job of jobs) {
     if (job.state !== 'waiting' && job.state !== 'failed') continue;
+    if (mine != null && !mine(job)) continue;
     if (job.runNow || (job.plan != null && job.plan.time <= now)) {
       job.state = 'queued';
       job.queuedAt = job.runNow ? now : Math.min(now, job.plan?.time ?? now);

@@ -12,6 +12,7 @@ import {
 import type { Logger } from 'pino';
 import { parse, stringify } from 'yaml';
 import { type Clock, timeoutSignal } from './clock.js';
+import type { JobClaim } from './fleet-gate.js';
 import { type RunOutcome, reasonOf, recordOutcome, withRun } from './job-outcome.js';
 import { tagsToRun } from './job-plan.js';
 import { nextProgress } from './job-progress.js';
@@ -32,6 +33,8 @@ export interface JobRunContext {
   copyTarget: () => string | null;
   /** The completion callback is terminated after this many milliseconds. */
   callbackTimeoutMs: number;
+  /** Fleet mode: the job's lock, whose token the backup commits under; losing it stops the backup. */
+  fleet?: JobClaim | null;
 }
 
 /** `backy backup`'s exit status when the archive is locked by another backup (EX_UNAVAILABLE). */
@@ -58,7 +61,8 @@ export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promi
   job.runNow = false;
   job.state = 'running';
   job.abort = new AbortController();
-  const signal = AbortSignal.any([job.abort.signal, context.stopSignal]);
+  const fleet = context.fleet ?? null;
+  const signal = AbortSignal.any([job.abort.signal, context.stopSignal, ...(fleet ? [fleet.lost] : [])]);
   let result: RunResult;
   try {
     await writeArchiveConfig(job, log);
@@ -69,6 +73,7 @@ export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promi
       dir: job.dir,
       tags,
       signal,
+      ...(fleet != null ? { fence: fleet.token } : {}),
       onProgress: (p) => {
         job.progress = nextProgress(job.progress, p, clock.now());
       },
@@ -88,6 +93,13 @@ export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promi
     return 'stopped';
   }
   job.busyRetryAt = null;
+  if (fleet?.lost.aborted === true) {
+    // The job is another server's now (fleet mode): no failure of its own, and no back-off here.
+    log.warn({ tags }, "backup stopped: this server lost the job's fleet lock; another server takes it");
+    job.state = 'waiting';
+    job.abort = null;
+    return 'done';
+  }
   if (result.exitCode === EXIT_LOCKED) {
     // Another backup holds the archive (one by hand, or the child of a daemon killed with -9 that
     // still runs): not a failure. As backy 2.5 did, log it, do not back off, and look again shortly,

@@ -71,4 +71,12 @@ describe('JobTable', () => {
     expect(table.get('b')!.removed).toBe(false);
     expect(table.size).toBe(3);
   });
+
+  it('on reload: a job moved to other fleet labels takes them (a labels-only change counts)', () => {
+    const table = new JobTable({ log, slowThresholdSeconds: 600 });
+    table.apply(config({ a: { ...fileJob('/a'), labels: { site: 'x' } } }));
+    const changes = table.apply(config({ a: { ...fileJob('/a'), labels: { site: 'y' } } }));
+    expect(changes.changed).toEqual(['a']);
+    expect(table.get('a')!.config.labels).toEqual({ site: 'y' });
+  });
 });

@@ -215,7 +215,8 @@ export class JobTable {
         config: jobConfig,
         schedule,
         archiveConfig,
-        fingerprint: JSON.stringify([archiveConfig, schedule]),
+        // Fleet labels decide which server runs the job: a change of them alone is a change too.
+        fingerprint: JSON.stringify([archiveConfig, schedule, jobConfig.labels ?? null]),
       };
       const existing = this.byName.get(name);
       if (existing == null) {

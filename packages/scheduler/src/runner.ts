@@ -56,7 +56,8 @@ export function parseProgressLine(line: string): RunProgress | null {
 
 /** How the scheduler gets work done; the default runs the `backy` binary, tests may fake it. */
 export interface JobRunner {
-  backup(request: JobRequest & { tags: string[] }): Promise<RunResult>;
+  /** `fence`: fleet mode's token, which the backup commits under (`backy backup --fence`). */
+  backup(request: JobRequest & { tags: string[]; fence?: number }): Promise<RunResult>;
   expire(request: JobRequest): Promise<RunResult>;
   purge(request: JobRequest): Promise<RunResult>;
   /** Copies the archive's revisions to the archive directory `target` (`copy-to`). */
@@ -107,8 +108,15 @@ export class ChildProcessRunner implements JobRunner {
     this.verbose = options.verbose ?? false;
   }
 
-  backup(request: JobRequest & { tags: string[] }): Promise<RunResult> {
-    return this.backy(request, ['-l', join(request.dir, LOG_FILE), 'backup', request.tags.join(',')]);
+  backup(request: JobRequest & { tags: string[]; fence?: number }): Promise<RunResult> {
+    const fence = request.fence == null ? [] : ['--fence', String(request.fence)];
+    return this.backy(request, [
+      '-l',
+      join(request.dir, LOG_FILE),
+      'backup',
+      ...fence,
+      request.tags.join(','),
+    ]);
   }
 
   expire(request: JobRequest): Promise<RunResult> {

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
+import type { FleetGate } from './fleet-gate.js';
 import type { NotifierFactory } from './job-notices.js';
 import type { ConfigCheck, JobChanges } from './job-table.js';
 import type { JobRunner } from './runner.js';
@@ -30,6 +31,8 @@ export interface SchedulerOptions {
   notifier?: NotifierFactory;
   /** How long `stop()` waits for notifications still being sent (default 10 s). */
   notifyTimeoutMs?: number;
+  /** Fleet mode (docs/fleet.md): which jobs are this server's, and their locks; none: every job is. */
+  fleet?: FleetGate;
   /** Called when a backup or verify has finished and its archive was read again (e.g. to write metrics). */
   onWorkDone?: () => void;
 }

@@ -11,6 +11,7 @@ import {
 import { Notifier } from '@backy/notify';
 import type { Logger } from 'pino';
 import { type Clock, systemClock, timeoutSignal } from './clock.js';
+import { claimFleetJob, withFleetFields } from './fleet-gate.js';
 import { JobNotices, outcomeNotice } from './job-notices.js';
 import { outcomeFromStatus, type RunRecord } from './job-outcome.js';
 import { nextJobToStart, planJob, queueDueJobs } from './job-plan.js';
@@ -103,8 +104,10 @@ export class Scheduler {
         { cause: error },
       );
     }
-    this.lock = await acquireLock(join(baseDir, '.lock'), 'exclusive', {
-      busyMessage: `another scheduler is already running for ${baseDir} (${join(baseDir, '.lock')} is locked)`,
+    // Fleet servers may share base-dir (a shared directory store): each locks its own name there.
+    const lockName = this.options.fleet == null ? '.lock' : `.lock-${this.options.fleet.server}`;
+    this.lock = await acquireLock(join(baseDir, lockName), 'exclusive', {
+      busyMessage: `another scheduler is already running for ${baseDir} (${join(baseDir, lockName)} is locked)`,
     });
     try {
       this.jobTable.apply(this.loaded);
@@ -133,6 +136,7 @@ export class Scheduler {
     }
     // The first status file is written in the background, like every later one.
     this.statusFile.start();
+    this.options.fleet?.onChange(() => this.tick());
     this.tick();
   }
 
@@ -236,7 +240,12 @@ export class Scheduler {
   private tick(): void {
     if (this.stopping != null) return;
     const now = this.clock.now();
-    let next = queueDueJobs(this.jobTable.values(), now);
+    const fleet = this.options.fleet;
+    let next = queueDueJobs(
+      this.jobTable.values(),
+      now,
+      fleet && ((j) => fleet.owns(j.name, j.config.labels)),
+    );
     if (this.options.runner.verify != null)
       next = Math.min(
         next,
@@ -288,7 +297,18 @@ export class Scheduler {
   private async execute(job: JobRuntime): Promise<void> {
     const log = this.log.child({ job: job.name });
     const before = job.outcome;
+    const fleet = this.options.fleet;
+    const claim =
+      fleet == null
+        ? null
+        : await claimFleetJob(fleet, job, {
+            now: () => this.clock.now(),
+            reread: () => this.jobTable.refresh([job], { reread: true }),
+            log,
+          });
+    if (fleet != null && claim == null) return;
     const outcome = await runJobOnce(job, {
+      fleet: claim,
       runner: this.options.runner,
       clock: this.clock,
       log,
@@ -296,7 +316,7 @@ export class Scheduler {
       callbackProgram: () => this.loaded.config.global['backup-completed-callback'],
       copyTarget: () => copyTargetOf(this.loaded.config, job.name),
       callbackTimeoutMs: this.options.callbackTimeoutMs ?? 5 * 60_000,
-    });
+    }).finally(() => claim?.release());
     if (outcome === 'stopped') return;
     this.notices.send(
       outcomeNotice(job.name, before, job.outcome, this.loaded.config.global['critical-failures']),
@@ -403,7 +423,11 @@ export class Scheduler {
 
   /** Status of the jobs (optionally those whose name matches `filter`), sorted by name. From memory: cheap. */
   jobs(filter?: NameFilter): JobStatus[] {
-    return listJobs(this.jobTable.values(), this.clock.now(), filter);
+    const rows = listJobs(this.jobTable.values(), this.clock.now(), filter);
+    const fleet = this.options.fleet;
+    return fleet == null
+      ? rows
+      : withFleetFields(rows, fleet, (job) => this.jobTable.get(job)?.config.labels);
   }
 
   summary(): SchedulerSummary {

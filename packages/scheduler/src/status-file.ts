@@ -36,6 +36,17 @@ export interface JobStatus extends Partial<OutcomeStatusFields>, VerifyStatusFie
   last_snapshot?: string | null;
   /** True when the job has no revisions although its archive had some: its history is gone (CRITICAL). */
   history_lost?: boolean;
+  /**
+   * Fleet mode (docs/fleet.md): `assigned` (a live server with the job's labels runs it), `unassigned`
+   * (none has them: WARNING) or `outage` (this server cannot reach Consul: no job starts here, WARNING).
+   */
+  fleet_state?: 'assigned' | 'unassigned' | 'outage';
+  /** The server that runs the job's slots now (rendezvous hashing over the live servers), or null. */
+  fleet_owner?: string | null;
+  /** The server that runs the job now or ran it last (its Consul lock), or null: not yet. */
+  fleet_server?: string | null;
+  /** Why Consul cannot be used, with `fleet_state: outage`. */
+  fleet_problem?: string;
   /** While a backup or a verify runs: its phase, bytes done and in all, rate and time left. */
   progress?: ProgressStatus;
   /** Complete revisions of the job. */

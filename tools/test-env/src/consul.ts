@@ -3,7 +3,7 @@
  * state in a temporary directory), and raw HTTP against them that does not go through the code under
  * test. The binary is Debian bullseye's (`scripts/ci-install-consul`), or $CONSUL_BIN.
  */
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -120,4 +120,110 @@ export async function createToken(
   });
   if (token.status !== 200) throw new Error(`creating ACL token: ${token.status} ${token.text}`);
   return (token.json() as { SecretID: string }).SecretID;
+}
+
+/** Three Consul servers on 127.0.0.1-3 (one port set for all), for fleet tests; see startConsulCluster. */
+export interface TestConsulCluster {
+  /** Each server's HTTP API, `http://127.0.0.I:PORT`. */
+  addresses: string[];
+  dir: string;
+  /** Kills server `i` (0-2) with SIGKILL; its state stays for `restart`. */
+  kill(i: number): Promise<void>;
+  /** Starts server `i` again on its state. */
+  restart(i: number): void;
+  /** Resolves once some server names a leader (fails after `ms`). */
+  waitForLeader(ms?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A three-server Consul cluster on loopback (TEST-ENVIRONMENT.md, "three servers on loopback"), with
+ * Raft's fast timing (`raft_multiplier = 1`) and a minimum session TTL of 1 s so that failover tests take
+ * seconds. One cluster per test file; nothing is left running after `stop`.
+ */
+export async function startConsulCluster(): Promise<TestConsulCluster> {
+  // Random ports may be taken (another test's agent): a cluster without a leader is tried again.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await tryConsulCluster();
+    } catch (error) {
+      if (attempt >= 3) throw error;
+    }
+  }
+}
+
+async function tryConsulCluster(): Promise<TestConsulCluster> {
+  const consul = findConsul();
+  if (consul == null) throw new Error(consulMissing() ?? 'no consul');
+  const dir = await mkdtemp(join(tmpdir(), 'backy-consul-cluster-'));
+  const base = 20000 + Math.floor(Math.random() * 2000) * 10;
+  const children: Array<ChildProcess | null> = [null, null, null];
+  const start = (i: number) => {
+    const ip = `127.0.0.${i + 1}`;
+    const join3 = [1, 2, 3].map((n) => `-retry-join=127.0.0.${n}:${base + 2}`);
+    children[i] = spawn(
+      consul,
+      [
+        'agent',
+        '-server',
+        '-bootstrap-expect=3',
+        `-node=n${i + 1}`,
+        `-bind=${ip}`,
+        `-client=${ip}`,
+        `-advertise=${ip}`,
+        `-data-dir=${join(dir, `c${i + 1}`)}`,
+        '-dns-port=-1',
+        '-grpc-port=-1',
+        `-http-port=${base}`,
+        `-server-port=${base + 1}`,
+        `-serf-lan-port=${base + 2}`,
+        `-serf-wan-port=${base + 3}`,
+        ...join3,
+        '-log-level=warn',
+        '-hcl',
+        'performance { raft_multiplier = 1 }',
+        '-hcl',
+        'session_ttl_min = "1s"',
+      ],
+      { stdio: 'ignore' },
+    );
+  };
+  const addresses = [1, 2, 3].map((n) => `http://127.0.0.${n}:${base}`);
+  const kill = async (i: number) => {
+    const child = children[i];
+    children[i] = null;
+    if (child == null || child.exitCode != null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  };
+  const cluster: TestConsulCluster = {
+    addresses,
+    dir,
+    kill,
+    restart: start,
+    async waitForLeader(ms = 30_000) {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        for (const address of addresses) {
+          const leader = await consulHttp({ address }, 'GET', '/v1/status/leader').catch(() => null);
+          if (leader?.status === 200 && leader.text.length > 2) return;
+        }
+        if (Date.now() > deadline) throw new Error(`the Consul cluster has no leader after ${ms} ms`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    },
+    async stop() {
+      await Promise.all([0, 1, 2].map(kill));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  for (const i of [0, 1, 2]) start(i);
+  try {
+    await cluster.waitForLeader(20_000);
+  } catch (error) {
+    await cluster.stop();
+    throw error;
+  }
+  return cluster;
 }

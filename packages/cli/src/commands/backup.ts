@@ -1,4 +1,11 @@
-import { Archive, formatBytes, formatDuration, runBackup, unscheduledLegacyWarning } from '@backy/core';
+import {
+  Archive,
+  BackyError,
+  formatBytes,
+  formatDuration,
+  runBackup,
+  unscheduledLegacyWarning,
+} from '@backy/core';
 import { type Command, JSON_OPTION } from '../command.js';
 import { revisionJson } from '../json-keys.js';
 import { loadSource } from '../sources.js';
@@ -6,14 +13,21 @@ import { loadSource } from '../sources.js';
 export const backupCommand: Command = {
   name: 'backup',
   summary: 'make a new revision with the given tags',
-  usage: 'backup [-f] [--json] TAGS   (comma-separated, e.g. daily,weekly)',
+  usage: 'backup [-f] [--json] [--fence TOKEN] TAGS   (comma-separated, e.g. daily,weekly)',
   options: {
     force: { type: 'boolean', short: 'f', description: 'accept tags that are not in the schedule' },
     json: JSON_OPTION,
+    fence: {
+      type: 'string',
+      valueName: 'TOKEN',
+      description:
+        "fleet mode: commit only while the archive's fence holds this token (the scheduler passes it)",
+    },
   },
   positionals: [1, 1],
   abortable: true,
   async run(ctx) {
+    const fence = fenceToken(ctx.values.fence);
     const archive = await ctx.openArchive();
     const logger = ctx.logger();
     const unscheduled = await unscheduledLegacyWarning(archive);
@@ -31,6 +45,7 @@ export const backupCommand: Command = {
       logger,
       signal: ctx.signal,
       onProgress: (p) => ctx.progress.update(p.phase, p.done, p.total),
+      ...(fence != null ? { fenceToken: fence } : {}),
     });
     ctx.progress.finish();
     if (ctx.values.json) {
@@ -45,3 +60,12 @@ export const backupCommand: Command = {
     return revision.trust === 'distrusted' ? 1 : 0;
   },
 };
+
+/** `--fence TOKEN`: a positive integer (a Consul index), or none. */
+function fenceToken(value: unknown): number | undefined {
+  if (value == null) return undefined;
+  const token = Number(value);
+  if (typeof value !== 'string' || !/^[1-9][0-9]*$/.test(value) || !Number.isSafeInteger(token))
+    throw new BackyError('USAGE', `--fence: expected a positive integer, got ${JSON.stringify(value)}`);
+  return token;
+}

@@ -5,10 +5,12 @@ import {
   BackyError,
   DEFAULT_CENTRAL_CONFIG,
   type LoadedCentralConfig,
+  loadCentralConfig,
   resolveGroup,
   sourceOptionsOf,
   validateSourceOptions,
 } from '@backy/core';
+import type { FleetMember } from '@backy/fleet';
 import {
   ChildProcessRunner,
   type NameFilter,
@@ -129,9 +131,12 @@ export const schedulerCommand: Command = {
       void scheduler?.reload();
     };
     let scheduler: Scheduler | null = null;
+    let fleet: FleetMember | null = null;
     try {
       process.on('SIGHUP', onHup);
+      fleet = await startFleet(configPath, logger);
       scheduler = await Scheduler.start({
+        ...(fleet != null ? { fleet } : {}),
         configPath,
         logger,
         runner: new ChildProcessRunner({ command: backyCommand(), verbose: ctx.global.verbose }),
@@ -190,10 +195,29 @@ export const schedulerCommand: Command = {
       // The last state (the jobs as the daemon stopped) for node_exporter.
       await textfile?.write();
       await textfile?.close();
+      // After the scheduler released its job locks: the session goes, and the jobs move at once.
+      await fleet?.stop();
       logFile?.close();
     }
   },
 };
+
+/**
+ * Fleet mode when the config has `fleet` (docs/fleet.md): this server's membership, started. A config
+ * that cannot be read is left to Scheduler.start, which says what is wrong with it.
+ */
+async function startFleet(configPath: string, logger: Logger): Promise<FleetMember | null> {
+  const loaded = await loadCentralConfig(configPath).catch(() => null);
+  const config = loaded?.config.fleet;
+  if (config == null) return null;
+  const { fleetMemberOf } = await import('@backy/fleet');
+  const member = await fleetMemberOf(config, {
+    workers: loaded!.config.global['worker-limit'],
+    logger: logger.child({ component: 'fleet' }),
+  });
+  member.start();
+  return member;
+}
 
 type DaemonView = Pick<Scheduler, 'jobs' | 'summary' | 'runJob' | 'runAll' | 'reload'>;
 

@@ -104,9 +104,10 @@ export class RevisionTransaction {
    * copy of a remote `.rev`, the marker's removal, the `last` links, the lock's release) do not undo the
    * revision: they are returned, for warnings, and the next run repairs them. Throws only when the
    * revision was not committed, or with `commitUncertain` set when that cannot be told: its files must
-   * then stay as they are.
+   * then stay as they are. `guard` runs under the revisions lock right before the `.rev` is written
+   * (fleet mode's fence check, fence.ts): when it throws, nothing is committed.
    */
-  async commit(given: RevisionData): Promise<unknown[]> {
+  async commit(given: RevisionData, guard?: () => Promise<void>): Promise<unknown[]> {
     if (given.uuid !== this.id)
       throw new Error(`committing revision ${given.uuid} in the transaction of ${this.id}`);
     const { rev, until } = await this.retained(given);
@@ -127,6 +128,7 @@ export class RevisionTransaction {
     const revFile = revPath(dir, rev.uuid);
     try {
       await withRevisionsLock(dir, async () => {
+        await guard?.();
         // A remote store gets the revision first: it exists once the store has its `.rev`.
         const bytes = Buffer.from(revisionText(rev));
         this.pushed = mirror != null;
