@@ -1,118 +1,23 @@
-import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   CreateBucketCommand,
   DeleteObjectCommand,
-  GetObjectRetentionCommand,
-  ListObjectVersionsCommand,
-  PutBucketPolicyCommand,
   PutObjectRetentionCommand,
-  S3Client,
 } from '@aws-sdk/client-s3';
 import { MiB } from '@backy/core/testing';
-import { BACKY_BIN, skipWithoutCli } from '@backy/test-env/cli';
-import { rgwSkip, s3ClientConfig } from '@backy/test-env/rgw';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { credentialsEnv } from './fixture.js';
+import { describe, expect, it } from 'vitest';
+import { locked, objectLockHarness } from './object-lock-fixture.js';
 
 // S3 Object Lock on a real Ceph RGW (docs/immutable-backups.md): revisions and every chunk they
 // reference are retained, dedup extends a reused chunk's retention, expire/forget/purge skip what is
 // retained, and an append-only host's credentials can back up but not delete.
-const rgw = inject('rgw');
-const skip = skipWithoutCli(
-  'store-s3 object lock',
-  rgw.skip != null ? rgwSkip('store-s3 object lock') : null,
-);
-
-let dir = '';
-let client: S3Client;
-let env: NodeJS.ProcessEnv;
-
-function backy(args: string[], extraEnv: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [BACKY_BIN, ...args], {
-    env: { ...env, ...extraEnv },
-    encoding: 'utf8',
-    maxBuffer: 64 * MiB,
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function ok(args: string[], extraEnv: Record<string, string> = {}) {
-  const r = backy(args, extraEnv);
-  expect(r.code, `backy ${args.join(' ')}: ${r.stderr}`).toBe(0);
-  return r;
-}
+const lock = objectLockHarness('store-s3 object lock');
+const { rgw, skip, backy, ok, lockedBucket, revisions, archiveWith, retentionOf, chunkKeys, versionsOf } =
+  lock;
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-/** A bucket with Object Lock (and so versioning) and a plain one for its leases: `store:` lines for both. */
-async function lockedBucket(): Promise<{ bucket: string; leases: string }> {
-  const bucket = `backy-lock-${randomBytes(4).toString('hex')}`;
-  await client.send(new CreateBucketCommand({ Bucket: bucket, ObjectLockEnabledForBucket: true }));
-  const leases = `${bucket}-leases`;
-  await client.send(new CreateBucketCommand({ Bucket: leases }));
-  return { bucket, leases };
-}
-
-interface RevJson {
-  uuid: string;
-  tags: string[];
-  timestamp: string;
-  retention?: { mode: string; until: string; chunksUntil: string; chunksExtended?: number };
-}
-
-function revisions(archive: string): RevJson[] {
-  return JSON.parse(ok(['-b', archive, 'status', '--json']).stdout).revisions;
-}
-
-/**
- * A new archive (`backy init`) on `bucket` with the extra `store` options (`object-lock.mode=…`, as an
- * operator types them) and, when `schedule` is given, that schedule in its config instead of init's.
- */
-async function archiveWith(
-  name: string,
-  bucket: string,
-  image: string,
-  store: string[],
-  schedule?: string,
-): Promise<string> {
-  const archive = join(dir, name);
-  const endpoint = rgw.skip == null ? rgw.endpoint : '';
-  const options = [`endpoint=${endpoint}`, `bucket=${bucket}`, `prefix=${name}/`, ...store];
-  ok(['-b', archive, 'init', '--store', 'type=s3', ...options.flatMap((o) => ['--store', o]), 'file', image]);
-  if (schedule != null) {
-    const config = await readFile(join(archive, 'config'), 'utf8');
-    await writeFile(join(archive, 'config'), config.replace(/^schedule:\n(?: {2}.*\n)+/m, schedule));
-  }
-  return archive;
-}
-
-/** `store` options for Object Lock with the lease bucket `leases` and `settings` (`mode=…`, `step=…`). */
-const locked = (leases: string, ...settings: string[]) => [
-  `object-lock.lease-bucket=${leases}`,
-  ...settings.map((s) => `object-lock.${s}`),
-];
-
-async function retentionOf(bucket: string, key: string): Promise<{ mode?: string; until: number }> {
-  const out = await client.send(new GetObjectRetentionCommand({ Bucket: bucket, Key: key }));
-  return { mode: out.Retention?.Mode, until: out.Retention?.RetainUntilDate?.getTime() ?? 0 };
-}
-
-/** The chunk objects' keys under an archive's prefix. */
-async function chunkKeys(bucket: string, prefix: string): Promise<string[]> {
-  const out = await client.send(
-    new ListObjectVersionsCommand({ Bucket: bucket, Prefix: `${prefix}chunks/` }),
-  );
-  return [...new Set((out.Versions ?? []).map((v) => v.Key!))];
-}
-
-async function versionsOf(bucket: string, key: string): Promise<string[]> {
-  const out = await client.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: key }));
-  return (out.Versions ?? []).filter((v) => v.Key === key).map((v) => v.VersionId!);
-}
 
 async function writeAt(path: string, offset: number, data: Buffer): Promise<void> {
   const handle = await open(path, 'r+');
@@ -125,22 +30,10 @@ async function writeAt(path: string, offset: number, data: Buffer): Promise<void
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-beforeAll(async () => {
-  if (skip != null || rgw.skip != null) return;
-  dir = join(tmpdir(), `backy-s3-lock-${randomBytes(4).toString('hex')}`);
-  await mkdir(dir, { recursive: true });
-  client = new S3Client(s3ClientConfig(rgw));
-  env = { ...process.env, ...credentialsEnv(rgw) };
-});
-
-afterAll(async () => {
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
-
 describe.skipIf(skip != null)('S3 Object Lock (Ceph RGW)', () => {
   it('retains each revision and every chunk it references, read back with GetObjectRetention; a delete of a retained version fails and loses nothing', async () => {
     const { bucket, leases } = await lockedBucket();
-    const img = join(dir, 'vm1.img');
+    const img = join(lock.dir, 'vm1.img');
     const data = randomBytes(10 * MiB);
     await writeFile(img, data);
     const archive = await archiveWith(
@@ -170,11 +63,11 @@ describe.skipIf(skip != null)('S3 Object Lock (Ceph RGW)', () => {
     // Deleting the retained version (even as the bucket's owner) is refused by the store.
     const [version] = await versionsOf(bucket, revKey);
     await expect(
-      client.send(new DeleteObjectCommand({ Bucket: bucket, Key: revKey, VersionId: version })),
+      lock.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: revKey, VersionId: version })),
     ).rejects.toThrow(/AccessDenied|forbidden/i);
     // Nor can the retention be shortened.
     await expect(
-      client.send(
+      lock.client.send(
         new PutObjectRetentionCommand({
           Bucket: bucket,
           Key: revKey,
@@ -187,14 +80,14 @@ describe.skipIf(skip != null)('S3 Object Lock (Ceph RGW)', () => {
     expect(forget.code).not.toBe(0);
     expect(forget.stderr.trim().split('\n')).toHaveLength(1);
     expect(forget.stderr).toMatch(/retained by the store's Object Lock until .*; nothing was forgotten/);
-    const out = join(dir, 'vm1.restored');
+    const out = join(lock.dir, 'vm1.restored');
     ok(['-b', archive, 'restore', '-r', rev!.uuid, out]);
     expect(sha(await readFile(out))).toBe(sha(data));
   });
 
   it("an incremental extends a reused chunk's retention before it commits (none within one step)", async () => {
     const { bucket, leases } = await lockedBucket();
-    const img = join(dir, 'vm2.img');
+    const img = join(lock.dir, 'vm2.img');
     await writeFile(img, randomBytes(12 * MiB));
     // A step of one second: every revision reaches past the last one's chunks.
     const archive = await archiveWith(
@@ -242,7 +135,7 @@ describe.skipIf(skip != null)('S3 Object Lock (Ceph RGW)', () => {
 
   it('expire and purge skip what is retained, say until when, and remove it once retention has passed', async () => {
     const { bucket, leases } = await lockedBucket();
-    const img = join(dir, 'vm3.img');
+    const img = join(lock.dir, 'vm3.img');
     await writeFile(img, randomBytes(8 * MiB));
     // A revision is retained 7 s (keep 1 × 1 s + 6 s margin), its chunks to the end of a 15 s step:
     // started so that the step ends 6 to 14 s after the first revision's retention.
@@ -292,17 +185,17 @@ describe.skipIf(skip != null)('S3 Object Lock (Ceph RGW)', () => {
     const after = await chunkKeys(bucket, 'vm3/');
     expect(before.length - after.length).toBe(2);
     const [current] = revisions(archive);
-    const out = join(dir, 'vm3.restored');
+    const out = join(lock.dir, 'vm3.restored');
     ok(['-b', archive, 'restore', '-r', current!.uuid, out]);
     expect(sha(await readFile(out))).toBe(sha(await readFile(img)));
   });
 
   it('a bucket without Object Lock gets one clear error when retention is asked for', async () => {
     const bucket = `backy-nolock-${randomBytes(4).toString('hex')}`;
-    await client.send(new CreateBucketCommand({ Bucket: bucket }));
-    const img = join(dir, 'vm4.img');
+    await lock.client.send(new CreateBucketCommand({ Bucket: bucket }));
+    const img = join(lock.dir, 'vm4.img');
     await writeFile(img, randomBytes(MiB));
-    const archive = join(dir, 'vm4');
+    const archive = join(lock.dir, 'vm4');
     const store = ['type=s3', `endpoint=${rgw.skip == null ? rgw.endpoint : ''}`, `bucket=${bucket}`];
     store.push('prefix=vm4/', ...locked(`${bucket}-leases`, 'mode=compliance'));
     const r = backy(['-b', archive, 'init', ...store.flatMap((o) => ['--store', o]), 'file', img]);
