@@ -82,6 +82,19 @@ export const JSON_OUTPUTS = {
           open({ offset: z.number().int(), index: z.number().int(), hash: z.string(), reason: z.string() }),
         ),
         problem: z.string().nullable(),
+        /** With Object Lock: the check of its objects' retention; null when not checked. */
+        retention: open({
+          checked: z.number().int().nonnegative(),
+          fixed: z.number().int().nonnegative(),
+          failed: z.array(
+            open({
+              object: z.string(),
+              retainedUntil: z.string().nullable(),
+              requiredUntil: z.string(),
+              reason: z.string(),
+            }),
+          ),
+        }).nullable(),
       }),
     ),
   }),

@@ -45,6 +45,11 @@ export interface BackupOptions {
    * fence holds exactly this token; otherwise it fails with LOCKED and leaves no revision.
    */
   fenceToken?: number;
+  /**
+   * The least the store's Object Lock retains the revision (ms since the epoch; `--retain-until`): a
+   * floor under what its tags give it. Only with `store.object-lock`.
+   */
+  retainUntil?: number;
 }
 
 /**
@@ -61,6 +66,12 @@ export async function runBackup(
   const now = options.now ?? (() => new Date());
   const signal = options.signal ?? new AbortController().signal;
   const tags = validateTags(archive, options.tags, options.force ?? false);
+  const lock = archive.store.objectLock ?? null;
+  if (options.retainUntil != null && lock == null)
+    throw new BackyError(
+      'USAGE',
+      `a retain-until was given, but the store of ${archive.path} has no Object Lock (store.object-lock)`,
+    );
 
   const locks: Lock[] = [];
   // The chunks a failed backup wrote anew: removed once its locks are released (see leftover-chunks.ts).
@@ -83,6 +94,11 @@ export async function runBackup(
     const started = now();
     const secondsSince = (from: Date) => (now().getTime() - from.getTime()) / 1000;
     const revision = newRevision(archive, started, newest, tags);
+    if (options.retainUntil != null) {
+      // The commit takes it as the floor of the retention it computes (retainUntilOf).
+      const until = new Date(options.retainUntil).toISOString();
+      revision.retention = { mode: lock!.mode, until, chunks_until: until };
+    }
     const log = logger.child({ revision: revision.uuid });
     // After a distrusted revision (by verify, distrust, or a failed verification of its own backup),
     // chunks the store holds may be damaged: every chunk this backup touches is written anew.

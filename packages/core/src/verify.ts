@@ -5,6 +5,7 @@ import { type BackyError, isBackyError } from './errors.js';
 import type { Revision } from './revision.js';
 import type { RevisionReader } from './revision-io.js';
 import { forEachChunk } from './revision-stream.js';
+import { RetentionChecker, type RetentionVerifyResult } from './verify-retention.js';
 
 export interface DamagedChunk {
   index: number;
@@ -21,6 +22,11 @@ export interface RevisionVerifyResult {
   problem?: string;
   /** The revision was forgotten or expired while it was being verified; nothing was written. */
   gone?: boolean;
+  /**
+   * With Object Lock on the store and the revision still retained: whether the store retains its
+   * objects long enough (what fell short was extended, or is listed in `failed`). Does not touch trust.
+   */
+  retention?: RetentionVerifyResult;
 }
 
 export interface VerifyOptions {
@@ -36,7 +42,8 @@ export interface VerifyOptions {
  * chunk file of the store is moved aside by the store itself (see `ChunkStore.getPooled`). A revision
  * whose map cannot be read is distrusted and verify goes on with the others. Chunks shared between
  * revisions are read once. Trust is written with `updateRevision`: a revision forgotten meanwhile is not
- * brought back, and tags changed meanwhile are kept.
+ * brought back, and tags changed meanwhile are kept. With Object Lock on the store, the retention of a
+ * retained revision's objects is checked and extended where it falls short (verify-retention.ts).
  */
 export async function verifyRevisions(
   archive: Archive,
@@ -47,6 +54,7 @@ export async function verifyRevisions(
   const total = revisions.reduce((sum, r) => sum + r.size, 0);
   let done = 0;
   const results: RevisionVerifyResult[] = [];
+  const retention = RetentionChecker.of(archive.store);
   for (const rev of revisions) {
     const layout = layoutOf(rev);
     options.signal?.throwIfAborted();
@@ -70,6 +78,8 @@ export async function verifyRevisions(
       continue;
     }
     const damaged: DamagedChunk[] = [];
+    // Only a chunk store's chunks are the store's objects (an image file is the archive's own).
+    const retained = layout.chunkStore ? (retention?.revision(rev) ?? null) : null;
     try {
       await forEachChunk(
         reader.chunkCount,
@@ -94,12 +104,14 @@ export async function verifyRevisions(
               checked.set(key, reason);
             }
             if (reason != null) damaged.push({ index, offset: index * reader.chunkSize, hash, reason });
+            else await retained?.chunk(hash);
           }
           done += reader.chunkLength(index);
           options.onProgress?.(done, total);
         },
         options.signal,
       );
+      await retained?.files();
     } finally {
       await reader.close();
     }
@@ -121,7 +133,22 @@ export async function verifyRevisions(
         { revision: rev.uuid, damaged: damaged.slice(0, 20) },
         'revision is damaged: distrusted',
       );
-    results.push({ uuid: rev.uuid, ok, damaged });
+    const kept = retained?.done();
+    if (kept != null) logRetention(options.logger, rev.uuid, kept);
+    results.push({ uuid: rev.uuid, ok, damaged, ...(kept != null ? { retention: kept } : {}) });
   }
   return results;
+}
+
+function logRetention(logger: Logger, uuid: string, r: RetentionVerifyResult): void {
+  if (r.fixed > 0)
+    logger.warn(
+      { revision: uuid, fixed: r.fixed, checked: r.checked },
+      "objects were retained too short by the store's Object Lock: extended",
+    );
+  if (r.failed.length > 0)
+    logger.error(
+      { revision: uuid, failed: r.failed.slice(0, 20), count: r.failed.length },
+      "objects are retained too short by the store's Object Lock and could not be extended (the data is intact: trust unchanged)",
+    );
 }

@@ -3,6 +3,7 @@ import {
   BackyError,
   formatBytes,
   formatDuration,
+  parseDuration,
   runBackup,
   unscheduledLegacyWarning,
 } from '@backy/core';
@@ -13,7 +14,8 @@ import { loadSource } from '../sources.js';
 export const backupCommand: Command = {
   name: 'backup',
   summary: 'make a new revision with the given tags',
-  usage: 'backup [-f] [--json] [--fence TOKEN] TAGS   (comma-separated, e.g. daily,weekly)',
+  usage:
+    'backup [-f] [--json] [--fence TOKEN] [--retain-until DATE|DURATION] TAGS   (comma-separated, e.g. daily,weekly)',
   options: {
     force: { type: 'boolean', short: 'f', description: 'accept tags that are not in the schedule' },
     json: JSON_OPTION,
@@ -23,12 +25,24 @@ export const backupCommand: Command = {
       description:
         "fleet mode: commit only while the archive's fence holds this token (the scheduler passes it)",
     },
+    'retain-until': {
+      type: 'string',
+      valueName: 'DATE|DURATION',
+      description:
+        "with store.object-lock: retain the revision at least until DATE (ISO, e.g. 2027-06-30) or for DURATION from now (40d, 12w); its tags' retention still applies if longer",
+    },
   },
   positionals: [1, 1],
   abortable: true,
   async run(ctx) {
     const fence = fenceToken(ctx.values.fence);
+    const retainUntil = retainUntilOption(ctx.values['retain-until'], Date.now());
     const archive = await ctx.openArchive();
+    if (retainUntil != null && archive.store.objectLock == null)
+      throw new BackyError(
+        'USAGE',
+        `--retain-until: the store of ${archive.path} has no Object Lock (store.object-lock)`,
+      );
     const logger = ctx.logger();
     const unscheduled = await unscheduledLegacyWarning(archive);
     if (unscheduled != null) ctx.warn(unscheduled);
@@ -46,6 +60,7 @@ export const backupCommand: Command = {
       signal: ctx.signal,
       onProgress: (p) => ctx.progress.update(p.phase, p.done, p.total),
       ...(fence != null ? { fenceToken: fence } : {}),
+      ...(retainUntil != null ? { retainUntil } : {}),
     });
     ctx.progress.finish();
     if (ctx.values.json) {
@@ -68,4 +83,21 @@ function fenceToken(value: unknown): number | undefined {
   if (typeof value !== 'string' || !/^[1-9][0-9]*$/.test(value) || !Number.isSafeInteger(token))
     throw new BackyError('USAGE', `--fence: expected a positive integer, got ${JSON.stringify(value)}`);
   return token;
+}
+
+/** `--retain-until`: an ISO date or time, or a duration from `now` (ms); none: undefined. */
+function retainUntilOption(value: unknown, now: number): number | undefined {
+  if (value == null) return undefined;
+  const text = String(value).trim();
+  const seconds = parseDuration(text);
+  const at = /^\d{4}-\d{2}-\d{2}/.test(text) ? Date.parse(text) : Number.NaN;
+  // A bare number is a duration in seconds, as everywhere else.
+  const until = seconds != null ? now + seconds * 1000 : at;
+  if (!Number.isFinite(until))
+    throw new BackyError(
+      'USAGE',
+      `--retain-until: invalid date or duration ${JSON.stringify(value)} (use e.g. 2027-06-30, 2027-06-30T12:00:00Z, 40d or 12w)`,
+    );
+  if (until <= now) throw new BackyError('USAGE', `--retain-until: ${text} is in the past`);
+  return until;
 }

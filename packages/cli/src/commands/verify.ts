@@ -6,11 +6,12 @@ import {
   type RevisionVerifyResult,
   verifyRevisions,
 } from '@backy/core';
-import { type Command, JSON_OPTION, revisionOption } from '../command.js';
+import { type Command, type CommandContext, JSON_OPTION, revisionOption } from '../command.js';
 
 export const verifyCommand: Command = {
   name: 'verify',
-  summary: 're-read and check every chunk of revisions; good ones become verified, damaged ones distrusted',
+  summary:
+    're-read and check every chunk of revisions; good ones become verified, damaged ones distrusted; with Object Lock, extend retention that falls short',
   usage: 'verify [-r SPEC] [--outdated-after DURATION] [--json]   (default: all)',
   options: {
     revision: revisionOption('the revisions to verify', 'all'),
@@ -49,7 +50,8 @@ export const verifyCommand: Command = {
     if (ctx.values.json) {
       const revisions = results.map(verifyJson);
       ctx.printJson({ revisions });
-      return revisions.some((r) => r.result === 'damaged' || r.result === 'unreadable') ? 1 : 0;
+      const bad = revisions.some((r) => r.result === 'damaged' || r.result === 'unreadable');
+      return bad || unretained(results) ? 1 : 0;
     }
     let bad = 0;
     for (const result of results) {
@@ -59,6 +61,7 @@ export const verifyCommand: Command = {
       }
       if (result.ok) {
         ctx.print(`${result.uuid}: verified`);
+        printRetention(ctx, result);
         continue;
       }
       bad++;
@@ -71,9 +74,11 @@ export const verifyCommand: Command = {
       );
       for (const d of result.damaged)
         ctx.print(`  offset ${d.offset} (${formatBytes(d.offset)}), chunk ${d.index}: ${d.reason}`);
+      printRetention(ctx, result);
     }
     if (results.length === 0) ctx.print('no revisions to verify');
-    return bad > 0 ? 1 : 0;
+    // A retention shortfall left unfixed is no damage (trust stays), but the operator must act on it.
+    return bad > 0 || unretained(results) ? 1 : 0;
   },
 };
 
@@ -97,6 +102,25 @@ export function outdated(revisions: readonly Revision[], seconds: number, now: n
   });
 }
 
+/** Whether any revision has objects the store retains too short that verify could not extend. */
+function unretained(results: readonly RevisionVerifyResult[]): boolean {
+  return results.some((r) => !r.gone && (r.retention?.failed.length ?? 0) > 0);
+}
+
+/** What verify found of a revision's Object Lock retention: only what was short. */
+function printRetention(ctx: Pick<CommandContext, 'print'>, result: RevisionVerifyResult): void {
+  const r = result.retention;
+  if (r == null) return;
+  if (r.fixed > 0)
+    ctx.print(
+      `  retention: ${r.fixed} object${r.fixed === 1 ? ' was' : 's were'} retained too short by the store; extended`,
+    );
+  for (const f of r.failed)
+    ctx.print(
+      `  RETENTION TOO SHORT: ${f.object} retained until ${f.retainedUntil ?? 'never'}, needs ${f.requiredUntil}: ${f.reason}`,
+    );
+}
+
 /** One revision's verify result as `--json` prints it (docs/json.md). */
 function verifyJson(r: RevisionVerifyResult) {
   const result = r.gone ? 'gone' : r.ok ? 'verified' : r.problem != null ? 'unreadable' : 'damaged';
@@ -105,5 +129,6 @@ function verifyJson(r: RevisionVerifyResult) {
     result,
     damaged: r.damaged.map((d) => ({ offset: d.offset, index: d.index, hash: d.hash, reason: d.reason })),
     problem: r.problem ?? null,
+    retention: r.retention ?? null,
   };
 }

@@ -58,6 +58,17 @@ export class ObjectCatalog implements RevisionCatalog {
     await this.backend.remove(this.name(id, 'map'));
   }
 
+  async retainedUntil(id: string, kind: RevisionFileKind): Promise<number | null | undefined> {
+    const info = await this.backend.stat(this.name(id, kind));
+    return info == null ? undefined : (info.retainUntil ?? null);
+  }
+
+  async retain(id: string, kind: RevisionFileKind, until: number): Promise<number | null> {
+    if (this.backend.retain == null)
+      throw new BackyError('STORE_INVALID', `${this.backend.location}: the backend cannot retain objects (Object Lock)`);
+    return this.backend.retain(this.name(id, kind), until);
+  }
+
   lockWriter(): Promise<Lock> {
     return lockWriter(this.backend);
   }

@@ -174,6 +174,21 @@ export class SealedCatalog implements RevisionCatalog {
     return this.inner.delete(id);
   }
 
+  // Sealing changes what a revision file holds, not its name: its retention is the inner catalog's.
+  async retainedUntil(id: string, kind: RevisionFileKind): Promise<number | null | undefined> {
+    if (this.inner.retainedUntil == null) throw this.cannotRetain();
+    return this.inner.retainedUntil(id, kind);
+  }
+
+  async retain(id: string, kind: RevisionFileKind, until: number): Promise<number | null> {
+    if (this.inner.retain == null) throw this.cannotRetain();
+    return this.inner.retain(id, kind, until);
+  }
+
+  private cannotRetain(): BackyError {
+    return new BackyError('STORE_INVALID', `${this.root}: the store cannot retain objects (Object Lock)`);
+  }
+
   lockWriter(): Promise<Lock> {
     return this.inner.lockWriter();
   }

@@ -151,6 +151,13 @@ export interface RevisionCatalog {
   /** Deletes a revision: its `.rev` first (it disappears at once), then its map. */
   delete(id: string): Promise<void>;
   /**
+   * A revision file's retain-until (ms), null when not retained, undefined when absent. Only on a store
+   * with Object Lock (as `ChunkStore.retainedUntil`).
+   */
+  retainedUntil?(id: string, kind: RevisionFileKind): Promise<number | null | undefined>;
+  /** Extends a revision file's retention to at least `until` (ms), as `ChunkStore.retain`. */
+  retain?(id: string, kind: RevisionFileKind, until: number): Promise<number | null>;
+  /**
    * The one writer of the archive across hosts: a backup (or a command changing revisions) holds it for
    * its whole run. Busy: a LOCKED BackyError that says who holds it.
    */
