@@ -123,8 +123,8 @@ describe('--json: one documented JSON document on stdout per command', () => {
   it('verify: per revision its result and the damaged offsets', async () => {
     const good = json(b('verify', '--json'));
     expect(good.revisions).toEqual([
-      { uuid: first, result: 'verified', damaged: [], problem: null },
-      { uuid: second, result: 'verified', damaged: [], problem: null },
+      { uuid: first, result: 'verified', damaged: [], problem: null, retention: null },
+      { uuid: second, result: 'verified', damaged: [], problem: null, retention: null },
     ]);
     const hash = await damageChunkOf(arch, second, 1);
     const bad = json(b('verify', '--json', '-r', second), 1);

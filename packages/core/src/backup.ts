@@ -13,6 +13,7 @@ import {
   failedOwnVerification,
   type Revision,
   type RevisionData,
+  type RevisionRetention,
   type RevisionStats,
   type Verification,
 } from './revision.js';
@@ -66,12 +67,7 @@ export async function runBackup(
   const now = options.now ?? (() => new Date());
   const signal = options.signal ?? new AbortController().signal;
   const tags = validateTags(archive, options.tags, options.force ?? false);
-  const lock = archive.store.objectLock ?? null;
-  if (options.retainUntil != null && lock == null)
-    throw new BackyError(
-      'USAGE',
-      `a retain-until was given, but the store of ${archive.path} has no Object Lock (store.object-lock)`,
-    );
+  const floor = retentionFloor(archive, options.retainUntil);
 
   const locks: Lock[] = [];
   // The chunks a failed backup wrote anew: removed once its locks are released (see leftover-chunks.ts).
@@ -93,12 +89,7 @@ export async function runBackup(
     const newestAny = scan.complete.at(-1) ?? null;
     const started = now();
     const secondsSince = (from: Date) => (now().getTime() - from.getTime()) / 1000;
-    const revision = newRevision(archive, started, newest, tags);
-    if (options.retainUntil != null) {
-      // The commit takes it as the floor of the retention it computes (retainUntilOf).
-      const until = new Date(options.retainUntil).toISOString();
-      revision.retention = { mode: lock!.mode, until, chunks_until: until };
-    }
+    const revision = newRevision(archive, started, newest, tags, floor);
     const log = logger.child({ revision: revision.uuid });
     // After a distrusted revision (by verify, distrust, or a failed verification of its own backup),
     // chunks the store holds may be damaged: every chunk this backup touches is written anew.
@@ -215,8 +206,30 @@ async function finish(
   });
 }
 
+/**
+ * The retention a revision is given (`retainUntil`, ms): the commit takes it as the floor under the one
+ * its tags give it (retainUntilOf). Null without.
+ */
+function retentionFloor(archive: Archive, retainUntil: number | undefined): RevisionRetention | null {
+  if (retainUntil == null) return null;
+  const lock = archive.store.objectLock ?? null;
+  if (lock == null)
+    throw new BackyError(
+      'USAGE',
+      `a retain-until was given, but the store of ${archive.path} has no Object Lock (store.object-lock)`,
+    );
+  const until = new Date(retainUntil).toISOString();
+  return { mode: lock.mode, until, chunks_until: until };
+}
+
 /** The new revision as it starts: no stats yet (it is not complete until the commit). */
-function newRevision(archive: Archive, started: Date, parent: Revision | null, tags: string[]): RevisionData {
+function newRevision(
+  archive: Archive,
+  started: Date,
+  parent: Revision | null,
+  tags: string[],
+  retention: RevisionRetention | null,
+): RevisionData {
   return {
     uuid: newRevisionId(),
     timestamp: started.toISOString(),
@@ -226,6 +239,7 @@ function newRevision(archive: Archive, started: Date, parent: Revision | null, t
     size: 0,
     backend_type: archive.config.layout,
     source_type: archive.config.source.type,
+    ...(retention != null ? { retention } : {}),
   };
 }
 

@@ -52,7 +52,13 @@ export class RetentionChecker {
     const until = Date.parse(rev.retention.until);
     const chunksUntil = Math.max(until, Date.parse(rev.retention.chunks_until));
     if (!(chunksUntil > this.now)) return null;
-    return new RevisionRetentionCheck(this.store, this.known, rev.uuid, until > this.now ? until : null, chunksUntil);
+    return new RevisionRetentionCheck(
+      this.store,
+      this.known,
+      rev.uuid,
+      until > this.now ? until : null,
+      chunksUntil,
+    );
   }
 }
 
@@ -78,7 +84,8 @@ export class RevisionRetentionCheck {
       // Unknown, or short when last seen: what the store says now.
       const stored = await this.store.retainedUntil!(hash);
       current = stored ?? null;
-      if (stored === undefined) return this.fail(`chunk ${hash}`, null, this.chunksUntil, 'absent from the store');
+      if (stored === undefined)
+        return this.fail(`chunk ${hash}`, null, this.chunksUntil, 'absent from the store');
     }
     this.result.checked++;
     const after = await this.extend(`chunk ${hash}`, current, this.chunksUntil, () =>

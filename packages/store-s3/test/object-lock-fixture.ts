@@ -87,7 +87,16 @@ export function objectLockHarness(label: string) {
       const archive = join(h.dir, name);
       const endpoint = rgw.skip == null ? rgw.endpoint : '';
       const options = [`endpoint=${endpoint}`, `bucket=${bucket}`, `prefix=${name}/`, ...store];
-      h.ok(['-b', archive, 'init', '--store', 'type=s3', ...options.flatMap((o) => ['--store', o]), 'file', image]);
+      h.ok([
+        '-b',
+        archive,
+        'init',
+        '--store',
+        'type=s3',
+        ...options.flatMap((o) => ['--store', o]),
+        'file',
+        image,
+      ]);
       if (schedule != null) {
         const config = await readFile(join(archive, 'config'), 'utf8');
         await writeFile(join(archive, 'config'), config.replace(/^schedule:\n(?: {2}.*\n)+/m, schedule));

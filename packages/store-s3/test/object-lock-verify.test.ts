@@ -46,7 +46,12 @@ describe.skipIf(skip != null)('S3 Object Lock: verify and --retain-until (Ceph R
     const { bucket, leases } = await lockedBucket();
     const img = join(lock.dir, 'v1.img');
     await writeFile(img, randomBytes(8 * MiB));
-    const archive = await archiveWith('v1', bucket, img, locked(leases, 'mode=governance', 'margin=1h', 'step=1d'));
+    const archive = await archiveWith(
+      'v1',
+      bucket,
+      img,
+      locked(leases, 'mode=governance', 'margin=1h', 'step=1d'),
+    );
     ok(['-b', archive, 'backup', 'daily']);
     const [rev] = revisions(archive);
     const until = Date.parse(rev!.retention!.until);
@@ -68,7 +73,11 @@ describe.skipIf(skip != null)('S3 Object Lock: verify and --retain-until (Ceph R
 
     const again: VerifyJson[] = JSON.parse(ok(['-b', archive, 'verify', '--json']).stdout).revisions;
     expect(again).toEqual([
-      expect.objectContaining({ uuid: rev!.uuid, result: 'verified', retention: { checked: 4, fixed: 0, failed: [] } }),
+      expect.objectContaining({
+        uuid: rev!.uuid,
+        result: 'verified',
+        retention: { checked: 4, fixed: 0, failed: [] },
+      }),
     ]);
 
     // A chunk the credentials may not retain (an explicit Deny): reported, exit 1, trust unchanged.
@@ -76,7 +85,12 @@ describe.skipIf(skip != null)('S3 Object Lock: verify and --retain-until (Ceph R
     const deny = {
       Version: '2012-10-17',
       Statement: [
-        { Effect: 'Deny', Principal: { AWS: ['*'] }, Action: ['s3:PutObjectRetention'], Resource: [`arn:aws:s3:::${bucket}/v1/chunks/*`] },
+        {
+          Effect: 'Deny',
+          Principal: { AWS: ['*'] },
+          Action: ['s3:PutObjectRetention'],
+          Resource: [`arn:aws:s3:::${bucket}/v1/chunks/*`],
+        },
       ],
     };
     await lock.client.send(new PutBucketPolicyCommand({ Bucket: bucket, Policy: JSON.stringify(deny) }));
@@ -105,7 +119,12 @@ describe.skipIf(skip != null)('S3 Object Lock: verify and --retain-until (Ceph R
     const { bucket, leases } = await lockedBucket();
     const img = join(lock.dir, 'v2.img');
     await writeFile(img, randomBytes(MiB));
-    const archive = await archiveWith('v2', bucket, img, locked(leases, 'mode=compliance', 'margin=1h', 'manual=1d', 'step=1'));
+    const archive = await archiveWith(
+      'v2',
+      bucket,
+      img,
+      locked(leases, 'mode=compliance', 'margin=1h', 'manual=1d', 'step=1'),
+    );
     const before = Date.now();
     ok(['-b', archive, 'backup', '--retain-until', '40d', 'manual:keep']);
     const after = Date.now();
@@ -115,7 +134,10 @@ describe.skipIf(skip != null)('S3 Object Lock: verify and --retain-until (Ceph R
     const until = Date.parse(first!.retention!.until);
     expect(until).toBeGreaterThanOrEqual(before + 40 * DAY);
     expect(until).toBeLessThanOrEqual(after + 40 * DAY);
-    expect(await retentionOf(bucket, `v2/revisions/${first!.uuid}.rev`)).toEqual({ mode: 'COMPLIANCE', until });
+    expect(await retentionOf(bucket, `v2/revisions/${first!.uuid}.rev`)).toEqual({
+      mode: 'COMPLIANCE',
+      until,
+    });
     expect(second!.retention!.until).toBe(iso);
     expect((await retentionOf(bucket, `v2/revisions/${second!.uuid}.rev`)).until).toBe(Date.parse(iso));
 

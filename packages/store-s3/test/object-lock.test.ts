@@ -1,11 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import {
-  CreateBucketCommand,
-  DeleteObjectCommand,
-  PutObjectRetentionCommand,
-} from '@aws-sdk/client-s3';
+import { CreateBucketCommand, DeleteObjectCommand, PutObjectRetentionCommand } from '@aws-sdk/client-s3';
 import { MiB } from '@backy/core/testing';
 import { describe, expect, it } from 'vitest';
 import { locked, objectLockHarness } from './object-lock-fixture.js';

@@ -65,7 +65,10 @@ export class ObjectCatalog implements RevisionCatalog {
 
   async retain(id: string, kind: RevisionFileKind, until: number): Promise<number | null> {
     if (this.backend.retain == null)
-      throw new BackyError('STORE_INVALID', `${this.backend.location}: the backend cannot retain objects (Object Lock)`);
+      throw new BackyError(
+        'STORE_INVALID',
+        `${this.backend.location}: the backend cannot retain objects (Object Lock)`,
+      );
     return this.backend.retain(this.name(id, kind), until);
   }
 
