@@ -159,6 +159,7 @@ describe.skipIf(skip != null)('S3 Object Lock (Ceph RGW)', () => {
     const until = Date.parse(rev!.retention!.until);
     expect(until - Date.parse(rev!.timestamp)).toBe(10 * 86_400_000);
     expect(rev!.retention!.mode).toBe('governance');
+    expect(ok(['-b', archive, 'status']).stdout).toMatch(/retained by Object Lock until \d{4}-\d\d-\d\d /);
     const revKey = `vm1/revisions/${rev!.uuid}.rev`;
     expect(await retentionOf(bucket, revKey)).toEqual({ mode: 'GOVERNANCE', until });
     expect((await retentionOf(bucket, `vm1/revisions/${rev!.uuid}.map`)).until).toBe(until);
