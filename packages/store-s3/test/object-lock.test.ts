@@ -249,29 +249,33 @@ describe.skipIf(skip != null)('S3 Object Lock (Ceph RGW)', () => {
     const { bucket, leases } = await lockedBucket();
     const img = join(dir, 'vm3.img');
     await writeFile(img, randomBytes(8 * MiB));
-    // A revision is retained 7 s (keep 1 × 1 s + 6 s margin), its chunks to the end of a 15 s step:
-    // started so that the step ends 6 to 14 s after the first revision's retention.
+    // A revision is retained 16 s (keep 1 × 1 s + 15 s margin: room for two backups on a busy machine),
+    // its chunks to the end of a 30 s step: started so that the step ends 8 to 20 s after that.
     const archive = await archiveWith(
       'vm3',
       bucket,
       img,
-      locked(leases, 'mode=governance', 'margin=6', 'step=15'),
+      locked(leases, 'mode=governance', 'margin=15', 'step=30'),
       'schedule:\n  t: {interval: 1, keep: 1}\n',
     );
-    const phase = (Date.now() + 7000) % 15_000;
-    if (phase < 1000 || phase > 9000) await sleep((16_000 - phase) % 15_000);
+    const phase = (Date.now() + 16_000) % 30_000;
+    if (phase < 10_000 || phase > 22_000) await sleep((40_000 - phase) % 30_000);
     ok(['-b', archive, 'backup', 't']);
     await writeFile(img, randomBytes(8 * MiB));
     await sleep(1100);
     ok(['-b', archive, 'backup', 't']);
     const [old] = revisions(archive);
-    expect(Date.parse(old!.retention!.chunksUntil) - Date.parse(old!.retention!.until)).toBeGreaterThan(5000);
+    expect(Date.parse(old!.retention!.chunksUntil) - Date.parse(old!.retention!.until)).toBeGreaterThan(6000);
     {
       // Still retained: expire keeps it, and says why.
       expect(Date.now()).toBeLessThan(Date.parse(old!.retention!.until));
       const dry = JSON.parse(ok(['-b', archive, 'expire', '--dry-run', '--json']).stdout);
       const action = dry.revisions.find((a: { uuid: string }) => a.uuid === old!.uuid);
       expect(action.keptBy).toBe('retained');
+      const text = ok(['-b', archive, 'expire', '--dry-run']).stdout;
+      expect(text).toContain(
+        `${old!.uuid}: tags t would expire; kept: retained by Object Lock until ${old!.retention!.until}`,
+      );
     }
     await sleep(Math.max(0, Date.parse(old!.retention!.until) - Date.now() + 200));
     const expire = JSON.parse(ok(['-b', archive, 'expire', '--json']).stdout);
