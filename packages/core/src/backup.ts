@@ -66,8 +66,12 @@ export async function runBackup(
   // The chunks a failed backup wrote anew: removed once its locks are released (see leftover-chunks.ts).
   let leftover: ReadonlySet<string> | null = null;
   try {
-    locks.push(await archive.lockBackup());
-    const guard = await fenceGuard(archive.path, options.fenceToken);
+    const backupLock = await archive.lockBackup();
+    locks.push(backupLock);
+    const guard = await fenceGuard(archive.path, options.fenceToken, {
+      store: archive.store,
+      writer: backupLock,
+    });
     await archive.prepareStore();
     // Archives written before backy made them private are fixed here, once.
     await restrictModes(archive.path, archive.store.catalog == null ? archive.store.root : null, logger);
