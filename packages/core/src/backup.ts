@@ -66,12 +66,8 @@ export async function runBackup(
   // The chunks a failed backup wrote anew: removed once its locks are released (see leftover-chunks.ts).
   let leftover: ReadonlySet<string> | null = null;
   try {
-    const backupLock = await archive.lockBackup();
-    locks.push(backupLock);
-    const guard = await fenceGuard(archive.path, options.fenceToken, {
-      store: archive.store,
-      writer: backupLock,
-    });
+    locks.push(await archive.lockBackup());
+    const guard = await fenceGuard(archive, options.fenceToken, locks[0]!);
     await archive.prepareStore();
     // Archives written before backy made them private are fixed here, once.
     await restrictModes(archive.path, archive.store.catalog == null ? archive.store.root : null, logger);

@@ -49,7 +49,10 @@ describe.skipIf(skip != null)("fleet fencing through the store's fence (Ceph RGW
   it('two racing raisers through two hosts: the higher token stays, a lower one never overwrites it', async () => {
     const prefix = `race-${randomBytes(3).toString('hex')}/`;
     // Two stores on one prefix, as two hosts have: each its own client and its own conditional writes.
-    const [one, two] = [openTestStore(rgw, bucket, prefix).catalog!, openTestStore(rgw, bucket, prefix).catalog!];
+    const [one, two] = [
+      openTestStore(rgw, bucket, prefix).catalog!,
+      openTestStore(rgw, bucket, prefix).catalog!,
+    ];
     for (let round = 1; round <= 3; round++) {
       const [low, high] = [10 * round + 1, 10 * round + 2];
       const [lowResult, highResult] = await Promise.all([
@@ -70,7 +73,20 @@ describe.skipIf(skip != null)("fleet fencing through the store's fence (Ceph RGW
     await writeFile(img, randomBytes(3 * MiB));
     const a = join(dir, 'server-a', 'vm1');
     const b = join(dir, 'server-b', 'vm1');
-    const init = backy(a, 'init', '--store', 'type=s3', '--store', `endpoint=${rgw.endpoint}`, '--store', `bucket=${bucket}`, '--store', 'prefix=vm1/', 'file', img);
+    const init = backy(
+      a,
+      'init',
+      '--store',
+      'type=s3',
+      '--store',
+      `endpoint=${rgw.endpoint}`,
+      '--store',
+      `bucket=${bucket}`,
+      '--store',
+      'prefix=vm1/',
+      'file',
+      img,
+    );
     expect(init.code, init.stderr).toBe(0);
     // Server B: the same config, attached to the same prefix (its own archive directory).
     await mkdir(b, { recursive: true });
@@ -90,7 +106,9 @@ describe.skipIf(skip != null)("fleet fencing through the store's fence (Ceph RGW
     expect(stale.code, stale.stderr).toBe(69);
     const lines = stale.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/fenced: this backup holds fleet token 1, but the store's fence .*token 2 of server b/);
+    expect(lines[0]).toMatch(
+      /fenced: this backup holds fleet token 1, but the store's fence .*token 2 of server b/,
+    );
     expect(await keys('vm1/revisions/')).toEqual([]);
     // The fence was not lowered, and the writer lease was released.
     expect(await archiveB.store.catalog!.fence()).toMatchObject({ token: 2, server: 'b' });

@@ -145,7 +145,9 @@ describe("a remote store's fence (fleet mode with per-server archive directories
       runBackup(a, source, { tags: ['daily'], logger: silent, fenceToken: 5 }),
       'LOCKED',
     );
-    expect(error.message).toMatch(/fenced: this backup holds fleet token 5, but the store's fence .*token 9 of server b/);
+    expect(error.message).toMatch(
+      /fenced: this backup holds fleet token 5, but the store's fence .*token 9 of server b/,
+    );
     expect(read).toBe(false);
     expect(await storeRevs(a)).toBe(0);
     await runBackup(b, bufferSource(data), { tags: ['daily'], logger: silent, fenceToken: 9 });

@@ -46,7 +46,12 @@ export async function readFence(dir: string): Promise<Fence | null> {
   );
 }
 
-function fencedError(dir: string, token: number, fence: Fence | null, where = "the archive's fence"): BackyError {
+function fencedError(
+  dir: string,
+  token: number,
+  fence: Fence | null,
+  where = "the archive's fence",
+): BackyError {
   const newer =
     fence == null ? 'no fence at all' : `token ${fence.token} of server ${fence.server} since ${fence.at}`;
   return new BackyError(
@@ -76,28 +81,29 @@ export async function assertFence(dir: string, token: number): Promise<void> {
 }
 
 /**
- * The commit guard of a backup started with `token` (none without one), after checking the fence once
- * already: a server that lost the job long ago learns it before reading the source. With a remote store
- * it raises the store's fence to `token` first (refused when higher), and the guard renews `writer`
- * (the store's writer lease, which the backup holds) before it reads that fence again.
+ * The commit guard of a backup of `archive` started with `token` (none without one), after checking the
+ * fence once already: a server that lost the job long ago learns it before reading the source. With a
+ * remote store it raises the store's fence to `token` first (refused when higher), and the guard renews
+ * `writer` (the backup lock, which holds the store's writer lease) before it reads that fence again.
  */
 export async function fenceGuard(
-  dir: string,
+  archive: { path: string; store: ChunkStore },
   token: number | undefined,
-  remote?: { store: ChunkStore; writer: Lock },
+  writer: Lock,
 ): Promise<(() => Promise<void>) | undefined> {
   if (token == null) return undefined;
+  const dir = archive.path;
   await withRevisionsLock(dir, () => assertFence(dir, token));
-  const catalog = remote?.store.catalog;
+  const catalog = archive.store.catalog;
   if (catalog == null) return () => assertFence(dir, token);
-  const where = `the store's fence (${remote!.store.root})`;
+  const where = `the store's fence (${archive.store.root})`;
   // The directory's fence holds this token (checked above): its server is the one running this backup.
   const server = (await readFence(dir))?.server ?? 'unknown';
   const higher = await catalog.raiseFence(token, server);
   if (higher != null) throw fencedError(dir, token, higher, where);
   return async () => {
     await assertFence(dir, token);
-    await proveHeld([remote!.writer]);
+    await proveHeld([writer]);
     const fence = await catalog.fence();
     if (fence?.token !== token) throw fencedError(dir, token, fence, where);
   };

@@ -43,7 +43,11 @@ export async function readStoreFence(backend: Backend): Promise<Fence | null> {
 }
 
 /** Raises the fence to `token` (see RevisionCatalog.raiseFence): null, or the higher fence. */
-export async function raiseStoreFence(backend: Backend, token: number, server: string): Promise<Fence | null> {
+export async function raiseStoreFence(
+  backend: Backend,
+  token: number,
+  server: string,
+): Promise<Fence | null> {
   for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
     const seen = await current(backend);
     if (seen != null && seen.fence.token > token) return seen.fence;
