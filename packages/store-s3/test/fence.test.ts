@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { Archive, raiseFence } from '@backy/core';
 import { MiB } from '@backy/core/testing';
 import { BACKY_BIN, skipWithoutCli } from '@backy/test-env/cli';
@@ -27,8 +27,8 @@ const backy = (archive: string, ...args: string[]) => {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 };
 
-async function keys(prefix: string): Promise<string[]> {
-  const out = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
+async function keys(prefix: string, inBucket = bucket): Promise<string[]> {
+  const out = await client.send(new ListObjectsV2Command({ Bucket: inBucket, Prefix: prefix }));
   return (out.Contents ?? []).map((o) => o.Key!);
 }
 
@@ -121,5 +121,36 @@ describe.skipIf(skip != null)("fleet fencing through the store's fence (Ceph RGW
     const status = backy(a, 'status', '--json');
     expect(status.code, status.stderr).toBe(0);
     expect(JSON.parse(status.stdout).revisions).toHaveLength(1);
+  });
+
+  it('with Object Lock the fence is in the unversioned lease bucket, where its conditional writes hold', async () => {
+    // RGW 16.2 fails every If-Match on a versioned bucket: in the locked bucket the fence could never rise.
+    const locked = `backy-fence-lock-${randomBytes(4).toString('hex')}`;
+    await client.send(new CreateBucketCommand({ Bucket: locked, ObjectLockEnabledForBucket: true }));
+    await client.send(new CreateBucketCommand({ Bucket: `${locked}-leases` }));
+    const img = join(dir, 'vm2.img');
+    await writeFile(img, randomBytes(MiB));
+    const a = join(dir, 'server-a', 'vm2');
+    const store = [
+      'type=s3',
+      `endpoint=${rgw.endpoint}`,
+      `bucket=${locked}`,
+      'prefix=vm2/',
+      `object-lock.lease-bucket=${locked}-leases`,
+      'object-lock.mode=governance',
+    ];
+    const init = backy(a, 'init', ...store.flatMap((o) => ['--store', o]), 'file', img);
+    expect(init.code, init.stderr).toBe(0);
+    await raiseFence(a, 3, 'a');
+    const first = backy(a, 'backup', '--fence', '3', 'daily');
+    expect(first.code, first.stderr).toBe(0);
+    expect(await keys('vm2/locks/', `${locked}-leases`)).toContain('vm2/locks/fence');
+    expect(await keys('vm2/locks/', locked)).toEqual([]);
+    const archive = await Archive.open(a, { stores: { s3: s3StoreDriver } });
+    expect(await archive.store.catalog!.raiseFence(4, 'b')).toBeNull();
+    const stale = backy(a, 'backup', '--fence', '3', 'daily');
+    expect(stale.code, stale.stderr).toBe(69);
+    expect(stale.stderr).toMatch(/store's fence .*token 4 of server b/);
+    expect((await keys('vm2/revisions/', locked)).filter((k) => k.endsWith('.rev'))).toHaveLength(1);
   });
 });
