@@ -74,7 +74,7 @@ export async function runBackup(
   let leftover: ReadonlySet<string> | null = null;
   try {
     locks.push(await archive.lockBackup());
-    const guard = await fenceGuard(archive.path, options.fenceToken);
+    const guard = await fenceGuard(archive, options.fenceToken, locks[0]!);
     await archive.prepareStore();
     // Archives written before backy made them private are fixed here, once.
     await restrictModes(archive.path, archive.store.catalog == null ? archive.store.root : null, logger);

@@ -24,6 +24,10 @@ async function writeAt(path: string, offset: number, data: Buffer): Promise<void
   }
 }
 
+/** An S3 error that is a refusal (403: RGW answers some with no body, which the SDK calls UnknownError). */
+const denied = (error: unknown) =>
+  (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 403;
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe.skipIf(skip != null)('S3 Object Lock (Ceph RGW)', () => {
@@ -44,6 +48,7 @@ describe.skipIf(skip != null)('S3 Object Lock (Ceph RGW)', () => {
     const until = Date.parse(rev!.retention!.until);
     expect(until - Date.parse(rev!.timestamp)).toBe(10 * 86_400_000);
     expect(rev!.retention!.mode).toBe('governance');
+    expect(ok(['-b', archive, 'status']).stdout).toMatch(/retained by Object Lock until \d{4}-\d\d-\d\d /);
     const revKey = `vm1/revisions/${rev!.uuid}.rev`;
     expect(await retentionOf(bucket, revKey)).toEqual({ mode: 'GOVERNANCE', until });
     expect((await retentionOf(bucket, `vm1/revisions/${rev!.uuid}.map`)).until).toBe(until);
@@ -133,29 +138,33 @@ describe.skipIf(skip != null)('S3 Object Lock (Ceph RGW)', () => {
     const { bucket, leases } = await lockedBucket();
     const img = join(lock.dir, 'vm3.img');
     await writeFile(img, randomBytes(8 * MiB));
-    // A revision is retained 7 s (keep 1 × 1 s + 6 s margin), its chunks to the end of a 15 s step:
-    // started so that the step ends 6 to 14 s after the first revision's retention.
+    // A revision is retained 16 s (keep 1 × 1 s + 15 s margin: room for two backups on a busy machine),
+    // its chunks to the end of a 30 s step: started so that the step ends 8 to 20 s after that.
     const archive = await archiveWith(
       'vm3',
       bucket,
       img,
-      locked(leases, 'mode=governance', 'margin=6', 'step=15'),
+      locked(leases, 'mode=governance', 'margin=15', 'step=30'),
       'schedule:\n  t: {interval: 1, keep: 1}\n',
     );
-    const phase = (Date.now() + 7000) % 15_000;
-    if (phase < 1000 || phase > 9000) await sleep((16_000 - phase) % 15_000);
+    const phase = (Date.now() + 16_000) % 30_000;
+    if (phase < 10_000 || phase > 22_000) await sleep((40_000 - phase) % 30_000);
     ok(['-b', archive, 'backup', 't']);
     await writeFile(img, randomBytes(8 * MiB));
     await sleep(1100);
     ok(['-b', archive, 'backup', 't']);
     const [old] = revisions(archive);
-    expect(Date.parse(old!.retention!.chunksUntil) - Date.parse(old!.retention!.until)).toBeGreaterThan(5000);
+    expect(Date.parse(old!.retention!.chunksUntil) - Date.parse(old!.retention!.until)).toBeGreaterThan(6000);
     {
       // Still retained: expire keeps it, and says why.
       expect(Date.now()).toBeLessThan(Date.parse(old!.retention!.until));
       const dry = JSON.parse(ok(['-b', archive, 'expire', '--dry-run', '--json']).stdout);
       const action = dry.revisions.find((a: { uuid: string }) => a.uuid === old!.uuid);
       expect(action.keptBy).toBe('retained');
+      const text = ok(['-b', archive, 'expire', '--dry-run']).stdout;
+      expect(text).toContain(
+        `${old!.uuid}: tags t would expire; kept: retained by Object Lock until ${old!.retention!.until}`,
+      );
     }
     await sleep(Math.max(0, Date.parse(old!.retention!.until) - Date.now() + 200));
     const expire = JSON.parse(ok(['-b', archive, 'expire', '--json']).stdout);
@@ -202,3 +211,137 @@ describe.skipIf(skip != null)('S3 Object Lock (Ceph RGW)', () => {
     );
   });
 });
+
+describe.skipIf(skip != null || (rgw.skip == null && rgw.writer == null))(
+  'an append-only backup host (Ceph RGW, a bucket policy for a second user)',
+  () => {
+    /** The policy of an append-only host's buckets: put and read, never delete or shorten retention. */
+    const policy = (bucket: string) =>
+      JSON.stringify({
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Effect: 'Allow',
+            Principal: { AWS: ['arn:aws:iam:::user/writer'] },
+            Action: [
+              's3:PutObject',
+              's3:GetObject',
+              's3:ListBucket',
+              's3:ListBucketVersions',
+              's3:PutObjectRetention',
+              's3:GetObjectRetention',
+              's3:GetBucketObjectLockConfiguration',
+              's3:GetBucketVersioning',
+            ],
+            Resource: [`arn:aws:s3:::${bucket}`, `arn:aws:s3:::${bucket}/*`],
+          },
+          {
+            Effect: 'Deny',
+            Principal: { AWS: ['arn:aws:iam:::user/writer'] },
+            Action: [
+              's3:DeleteObject',
+              's3:DeleteObjectVersion',
+              's3:BypassGovernanceRetention',
+              's3:PutBucketPolicy',
+              's3:PutBucketObjectLockConfiguration',
+            ],
+            Resource: [`arn:aws:s3:::${bucket}`, `arn:aws:s3:::${bucket}/*`],
+          },
+        ],
+      });
+
+    it('backs up, incrementally, verifies and restores with credentials that cannot delete; expire says it needs the admin credentials; an attacker with them deletes nothing', async () => {
+      if (rgw.skip != null || rgw.writer == null) return;
+      const { bucket, leases } = await lockedBucket();
+      for (const b of [bucket, leases])
+        await client.send(new PutBucketPolicyCommand({ Bucket: b, Policy: policy(b) }));
+      const writerIni = join(dir, 'writer.ini');
+      const adminIni = join(dir, 'admin.ini');
+      const ini = (k: { accessKeyId: string; secretAccessKey: string }) =>
+        `[default]\naws_access_key_id = ${k.accessKeyId}\naws_secret_access_key = ${k.secretAccessKey}\n`;
+      await writeFile(writerIni, ini(rgw.writer), { mode: 0o600 });
+      await writeFile(adminIni, ini(rgw), { mode: 0o600 });
+      // The host's processes see only the credentials files, never the admin's keys in the environment.
+      const noEnvKeys = { AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '' };
+      const img = join(dir, 'vm5.img');
+      await writeFile(img, randomBytes(12 * MiB));
+      const hostEnv = { ...process.env };
+      delete hostEnv.AWS_ACCESS_KEY_ID;
+      delete hostEnv.AWS_SECRET_ACCESS_KEY;
+      const saved = env;
+      env = hostEnv;
+      try {
+        const archive = await archiveWith('vm5', bucket, img, [
+          ...locked(leases, 'mode=governance', 'margin=1d'),
+          `credentials-file=${writerIni}`,
+          'append-only=true',
+        ]);
+        ok(['-b', archive, 'backup', 'daily'], noEnvKeys);
+        const sums = [sha(await readFile(img))];
+        await writeAt(img, 2 * MiB, randomBytes(MiB));
+        // A second backup takes the writer lease the first released without deleting it.
+        ok(['-b', archive, 'backup', 'daily'], noEnvKeys);
+        sums.push(sha(await readFile(img)));
+        ok(['-b', archive, 'verify', '-r', 'all'], noEnvKeys);
+        const revs = revisions(archive);
+        expect(revs).toHaveLength(2);
+        for (const [i, rev] of revs.entries()) {
+          const out = join(dir, `vm5-${i}.restored`);
+          ok(['-b', archive, 'restore', '-r', rev.uuid, out], noEnvKeys);
+          expect(sha(await readFile(out))).toBe(sums[i]);
+        }
+        // Expire, forget and purge delete: one line saying they need the admin credentials.
+        for (const args of [['expire'], ['purge'], ['forget', '-r', revs[0]!.uuid, '--force']]) {
+          const r = backy(['-b', archive, ...args], noEnvKeys);
+          expect(r.code, args.join(' ')).not.toBe(0);
+          expect(r.stderr.trim().split('\n')).toHaveLength(1);
+          expect(r.stderr).toMatch(
+            /store\.append-only: this command deletes and needs the admin credentials/,
+          );
+        }
+        // A dry run deletes nothing and works with the host's own credentials.
+        ok(['-b', archive, 'expire', '--dry-run'], noEnvKeys);
+        // With the admin credentials configured, purge runs (and finds nothing unreferenced).
+        const config = await readFile(join(archive, 'config'), 'utf8');
+        await writeFile(
+          join(archive, 'config'),
+          `${config.trimEnd()}\n  admin-credentials-file: ${adminIni}\n`,
+        );
+        const purge = JSON.parse(ok(['-b', archive, 'purge', '--json'], noEnvKeys).stdout);
+        expect(purge.chunksDeleted).toBe(0);
+        expect(purge.chunksKept).toBe(4);
+      } finally {
+        env = saved;
+      }
+
+      // An attacker holding the host's credentials: no delete, no shortened retention, nothing lost.
+      const attacker = new S3Client({ ...s3ClientConfig(rgw), credentials: rgw.writer });
+      const keys = await chunkKeys(bucket, 'vm5/');
+      const [rev] = revisions(join(dir, 'vm5'));
+      const revKey = `vm5/revisions/${rev!.uuid}.rev`;
+      for (const key of [keys[0]!, revKey]) {
+        // The .rev has two versions (verify recorded its result); every one must stay.
+        const versions = await versionsOf(bucket, key);
+        const version = versions.at(-1);
+        await expect(attacker.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }))).rejects.toSatisfy(
+          denied,
+        );
+        await expect(
+          attacker.send(new DeleteObjectCommand({ Bucket: bucket, Key: key, VersionId: version })),
+        ).rejects.toSatisfy(denied);
+        await expect(
+          attacker.send(
+            new PutObjectRetentionCommand({
+              Bucket: bucket,
+              Key: key,
+              BypassGovernanceRetention: true,
+              Retention: { Mode: 'GOVERNANCE', RetainUntilDate: new Date(Date.now() + 1000) },
+            }),
+          ),
+        ).rejects.toSatisfy(denied);
+        expect(await versionsOf(bucket, key)).toEqual(versions);
+      }
+      expect(await chunkKeys(bucket, 'vm5/')).toEqual(keys);
+    });
+  },
+);

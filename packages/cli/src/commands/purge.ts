@@ -27,9 +27,10 @@ export const purgeCommand: Command = {
   positionals: [0, 0],
   abortable: true,
   async run(ctx) {
-    const archive = await ctx.openArchive({ admin: true });
-    const wait = parseSeconds(String(ctx.values.wait), 'purge --wait');
     const forget = ctx.values['forget-archive'] as string | undefined;
+    // Deleting needs the admin credentials of an append-only store; a dry run deletes nothing.
+    const archive = await ctx.openArchive({ admin: forget != null || ctx.values['dry-run'] !== true });
+    const wait = parseSeconds(String(ctx.values.wait), 'purge --wait');
     if (forget != null) {
       const path = resolve(forget);
       const n = await forgetArchive(archive.store, path);

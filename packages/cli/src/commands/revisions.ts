@@ -347,15 +347,22 @@ export const expireCommand: Command = {
       return 0;
     }
     let changes = 0;
+    // Object Lock's guard says until when: the revisions' retention dates.
+    const retained = actions.some((a) => a.keptBy === 'retained')
+      ? new Map((await archive.revisions()).map((r) => [r.uuid, r.retention?.until]))
+      : null;
     for (const a of actions) {
       const tags = a.removeTags.join(',');
-      const kept = a.keptBy != null ? `; kept: ${a.keptBy}` : '';
+      const until = a.keptBy === 'retained' ? retained?.get(a.uuid) : undefined;
+      const reason = until != null ? `retained by Object Lock until ${until}` : a.keptBy;
+      const kept = a.keptBy != null ? `; kept: ${reason}` : '';
       if (a.remove || a.removeTags.length > 0) changes++;
       if (a.remove) ctx.print(`${a.uuid}: ${dryRun ? 'would be removed' : 'removed'}`);
       else if (a.removeTags.length > 0)
         ctx.print(`${a.uuid}: tags ${tags} ${dryRun ? 'would expire' : 'expired'}${kept}`);
       // Calendar retention lists every revision with the rule that keeps it, as a prune simulator.
-      else if (dryRun && a.keptBy != null) ctx.print(`${a.uuid}: kept (${a.keptBy})`);
+      else if ((dryRun || a.keptBy === 'retained') && a.keptBy != null)
+        ctx.print(`${a.uuid}: kept (${reason})`);
     }
     if (changes === 0) ctx.print('nothing to expire');
     return 0;

@@ -5,6 +5,7 @@ import {
   formatBytes,
   heldBytes,
   isProtected,
+  isRetained,
   layoutOf,
   type Revision,
   unscheduledLegacyWarning,
@@ -69,6 +70,7 @@ export function formatStatusDuration(seconds: number): string {
 export function revisionNotes(rev: Revision): string[] {
   const notes: string[] = [];
   if (isProtected(rev)) notes.push('protected');
+  if (isRetained(rev)) notes.push(`retained by Object Lock until ${formatDate(rev.retention!.until)}`);
   if (failedOwnVerification(rev)) notes.push('failed its own verification');
   const v = rev.verification;
   if (v?.mode != null && v.mode !== 'full')

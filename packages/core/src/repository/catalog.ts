@@ -2,8 +2,9 @@ import type { Backend } from '../backend/contract.js';
 import { BackyError } from '../errors.js';
 import { revisionFileName, revisionIdOfRevFile } from '../format/archive-files.js';
 import type { Lock } from '../lock.js';
-import type { RevisionCatalog, RevisionFileKind } from '../store/contract.js';
+import type { Fence, RevisionCatalog, RevisionFileKind } from '../store/contract.js';
 import { lockWriter, where } from './leases.js';
+import { raiseStoreFence, readStoreFence } from './store-fence.js';
 
 /** Written at init: marks the place as a backy store and names the archive it belongs to. */
 export const MARKER = 'backy-store.json';
@@ -74,6 +75,14 @@ export class ObjectCatalog implements RevisionCatalog {
 
   lockWriter(): Promise<Lock> {
     return lockWriter(this.backend);
+  }
+
+  fence(): Promise<Fence | null> {
+    return readStoreFence(this.backend);
+  }
+
+  raiseFence(token: number, server: string): Promise<Fence | null> {
+    return raiseStoreFence(this.backend, token, server);
   }
 
   private parse(bytes: Buffer): Marker {

@@ -3,7 +3,7 @@ import { BackyError } from '../errors.js';
 import type { Lock } from '../lock.js';
 import { corruptChunk, parseChunkFile } from '../store/chunk-file.js';
 import { hashChunk } from '../store/chunk-hash.js';
-import type { ChunkNaming, RevisionCatalog, RevisionFileKind } from '../store/contract.js';
+import type { ChunkNaming, Fence, RevisionCatalog, RevisionFileKind } from '../store/contract.js';
 import { KEYED_HASH, seal, unseal } from '../store/encryption.js';
 import type { StoreKey } from '../store/key-file.js';
 
@@ -199,5 +199,14 @@ export class SealedCatalog implements RevisionCatalog {
 
   claim(archiveId: string): Promise<void> {
     return this.inner.claim(archiveId);
+  }
+
+  // Not sealed: a token and a server name, which the leases beside it show in plain text too.
+  fence(): Promise<Fence | null> {
+    return this.inner.fence();
+  }
+
+  raiseFence(token: number, server: string): Promise<Fence | null> {
+    return this.inner.raiseFence(token, server);
   }
 }

@@ -133,6 +133,19 @@ export interface ChunkStore {
 export type RevisionFileKind = 'rev' | 'map';
 
 /**
+ * Fleet mode's fencing token of an archive (docs/fleet.md): in the archive directory's `fleet-fence`, and
+ * for a remote store also in the store (`locks/fence`), where every server's backups see it.
+ */
+export interface Fence {
+  /** The Consul lock's ModifyIndex when it was taken: higher for every later holder. */
+  token: number;
+  /** The fleet server that took it. */
+  server: string;
+  /** When it was raised (ISO time): for messages only. */
+  at: string;
+}
+
+/**
  * Revision metadata kept in a remote store: each revision's `.rev` and `.map` as opaque bytes, written
  * atomically (map first, then `.rev`: a revision exists once its `.rev` does).
  */
@@ -166,6 +179,13 @@ export interface RevisionCatalog {
   archiveId(): Promise<string | null>;
   /** Claims an unclaimed store for archive `archiveId`; a store of another archive: CONFIG_INVALID. */
   claim(archiveId: string): Promise<void>;
+  /** The store's fleet fence, or null when no fleet backup ever raised one. */
+  fence(): Promise<Fence | null>;
+  /**
+   * Raises the store's fence to `token` for `server`, atomically and never downwards: null when it holds
+   * `token` now, else the higher fence that refuses it (a newer holder took the job).
+   */
+  raiseFence(token: number, server: string): Promise<Fence | null>;
 }
 
 /** Where a driver's store is configured: `store:` of the archive config without `type` and `codec`. */
