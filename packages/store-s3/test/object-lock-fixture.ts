@@ -32,22 +32,23 @@ export const locked = (leases: string, ...settings: string[]) => [
 /**
  * What the Object Lock end-to-end tests share: a scratch directory, an S3 client on the test gateway,
  * the backy CLI, and locked buckets. Call once at a test file's top level (it registers the hooks);
- * `dir` and `client` are set once `beforeAll` ran.
+ * `dir`, `client` and `env` are set once `beforeAll` ran.
  */
 export function objectLockHarness(label: string) {
   const rgw = inject('rgw');
   const skip = skipWithoutCli(label, rgw.skip != null ? rgwSkip(label) : null);
-  let env: NodeJS.ProcessEnv = {};
 
   const h = {
     rgw,
     skip,
     dir: '',
     client: undefined as unknown as S3Client,
+    /** The environment backy runs with: the test gateway's credentials unless a test swaps it. */
+    env: {} as NodeJS.ProcessEnv,
 
     backy(args: string[], extraEnv: Record<string, string> = {}) {
       const r = spawnSync(process.execPath, [BACKY_BIN, ...args], {
-        env: { ...env, ...extraEnv },
+        env: { ...h.env, ...extraEnv },
         encoding: 'utf8',
         maxBuffer: 64 * MiB,
       });
@@ -128,7 +129,7 @@ export function objectLockHarness(label: string) {
     h.dir = join(tmpdir(), `backy-s3-lock-${randomBytes(4).toString('hex')}`);
     await mkdir(h.dir, { recursive: true });
     h.client = new S3Client(s3ClientConfig(rgw));
-    env = { ...process.env, ...credentialsEnv(rgw) };
+    h.env = { ...process.env, ...credentialsEnv(rgw) };
   });
 
   afterAll(async () => {

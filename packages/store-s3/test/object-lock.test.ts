@@ -1,8 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CreateBucketCommand, DeleteObjectCommand, PutObjectRetentionCommand } from '@aws-sdk/client-s3';
+import {
+  CreateBucketCommand,
+  DeleteObjectCommand,
+  PutBucketPolicyCommand,
+  PutObjectRetentionCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { MiB } from '@backy/core/testing';
+import { s3ClientConfig } from '@backy/test-env/rgw';
 import { describe, expect, it } from 'vitest';
 import { locked, objectLockHarness } from './object-lock-fixture.js';
 
@@ -254,22 +261,22 @@ describe.skipIf(skip != null || (rgw.skip == null && rgw.writer == null))(
       if (rgw.skip != null || rgw.writer == null) return;
       const { bucket, leases } = await lockedBucket();
       for (const b of [bucket, leases])
-        await client.send(new PutBucketPolicyCommand({ Bucket: b, Policy: policy(b) }));
-      const writerIni = join(dir, 'writer.ini');
-      const adminIni = join(dir, 'admin.ini');
+        await lock.client.send(new PutBucketPolicyCommand({ Bucket: b, Policy: policy(b) }));
+      const writerIni = join(lock.dir, 'writer.ini');
+      const adminIni = join(lock.dir, 'admin.ini');
       const ini = (k: { accessKeyId: string; secretAccessKey: string }) =>
         `[default]\naws_access_key_id = ${k.accessKeyId}\naws_secret_access_key = ${k.secretAccessKey}\n`;
       await writeFile(writerIni, ini(rgw.writer), { mode: 0o600 });
       await writeFile(adminIni, ini(rgw), { mode: 0o600 });
       // The host's processes see only the credentials files, never the admin's keys in the environment.
       const noEnvKeys = { AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '' };
-      const img = join(dir, 'vm5.img');
+      const img = join(lock.dir, 'vm5.img');
       await writeFile(img, randomBytes(12 * MiB));
       const hostEnv = { ...process.env };
       delete hostEnv.AWS_ACCESS_KEY_ID;
       delete hostEnv.AWS_SECRET_ACCESS_KEY;
-      const saved = env;
-      env = hostEnv;
+      const saved = lock.env;
+      lock.env = hostEnv;
       try {
         const archive = await archiveWith('vm5', bucket, img, [
           ...locked(leases, 'mode=governance', 'margin=1d'),
@@ -286,7 +293,7 @@ describe.skipIf(skip != null || (rgw.skip == null && rgw.writer == null))(
         const revs = revisions(archive);
         expect(revs).toHaveLength(2);
         for (const [i, rev] of revs.entries()) {
-          const out = join(dir, `vm5-${i}.restored`);
+          const out = join(lock.dir, `vm5-${i}.restored`);
           ok(['-b', archive, 'restore', '-r', rev.uuid, out], noEnvKeys);
           expect(sha(await readFile(out))).toBe(sums[i]);
         }
@@ -311,13 +318,13 @@ describe.skipIf(skip != null || (rgw.skip == null && rgw.writer == null))(
         expect(purge.chunksDeleted).toBe(0);
         expect(purge.chunksKept).toBe(4);
       } finally {
-        env = saved;
+        lock.env = saved;
       }
 
       // An attacker holding the host's credentials: no delete, no shortened retention, nothing lost.
       const attacker = new S3Client({ ...s3ClientConfig(rgw), credentials: rgw.writer });
       const keys = await chunkKeys(bucket, 'vm5/');
-      const [rev] = revisions(join(dir, 'vm5'));
+      const [rev] = revisions(join(lock.dir, 'vm5'));
       const revKey = `vm5/revisions/${rev!.uuid}.rev`;
       for (const key of [keys[0]!, revKey]) {
         // The .rev has two versions (verify recorded its result); every one must stay.
