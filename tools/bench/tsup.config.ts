@@ -12,6 +12,7 @@ export default packageBuild({
     'bench-fleet': 'src/bench-fleet.ts',
     'bench-memory': 'src/bench-memory.ts',
     'bench-nbd': 'src/bench-nbd.ts',
+    'bench-object-lock': 'src/bench-object-lock.ts',
     'bench-peers': 'src/bench-peers.ts',
     'bench-profile': 'src/bench-profile.ts',
     'bench-qemu': 'src/bench-qemu.ts',
