@@ -192,8 +192,9 @@ describe.skipIf(missing != null)('fleet members over a three-server Consul clust
 
   it("with quorum lost no job is this server's (one log line); it resumes by itself", async () => {
     const prefix = newPrefix();
-    // TTL 6 s: a renewal may fail for up to half of it (a leader election after a server died) unnoticed.
-    const { m, log } = member('a', 0, prefix, {}, 6);
+    // TTL 10 s: a renewal may fail for up to half of it (a leader election after a server died) unnoticed;
+    // with 6 s, an election on a loaded CI machine once took longer than 3 s.
+    const { m, log } = member('a', 0, prefix, {}, 10);
     await until('a registered', () => m.ready);
     expect(m.owns('vm1', undefined)).toBe(true);
     // One Consul server of three dies: the cluster keeps its quorum, and nothing changes here.
