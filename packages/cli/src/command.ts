@@ -41,7 +41,7 @@ export interface CommandContext {
    * cannot be reached is a warning, and the archive has the directory's copies of its revisions.
    */
   /** `admin`: for a command that deletes (expire, forget, purge): the store's admin credentials. */
-  openArchive(options?: { offline?: boolean; admin?: boolean }): Promise<Archive>;
+  openArchive(options?: { offline?: boolean; admin?: boolean; attach?: boolean }): Promise<Archive>;
   logger(): Logger;
   progress: ProgressBar;
   signal: AbortSignal;

@@ -41,7 +41,12 @@ export const GLOBAL_OPTIONS = {
 } as const satisfies OptionSpecs;
 
 /** Exit statuses of BackyError codes that are not the general failure 1. */
-export const EXIT_CODES: Partial<Record<BackyErrorCode, number>> = { USAGE: 2, LOCKED: 69, ABORTED: 130 };
+export const EXIT_CODES: Partial<Record<BackyErrorCode, number>> = {
+  USAGE: 2,
+  LOCKED: 69,
+  SUPERSEDED: 75,
+  ABORTED: 130,
+};
 /**
  * When stdout's reader went away (`backy status | head -1`): no message, and the status of a Unix tool
  * killed by SIGPIPE (128 + 13). Node ignores SIGPIPE, so the write fails with EPIPE instead.

@@ -243,6 +243,7 @@ async function runCommand(
                 )
             : undefined,
           admin: options.admin === true,
+          attachIfNew: options.attach === true,
         });
         session.archive = archive;
         // An archive that moved is registered with its store at its new place on its next use.

@@ -34,6 +34,11 @@ export const EXIT_STATUSES: readonly ReferenceEntry[] = [
     meaning: 'the archive is locked by another backy process (EX_UNAVAILABLE); try again later',
   },
   {
+    term: String(EXIT_CODES.SUPERSEDED),
+    meaning:
+      "`backup --if-newest`: the archive's newest revision is another one (EX_TEMPFAIL); another server backed it up meanwhile and nothing was done",
+  },
+  {
     term: String(EXIT_CODES.ABORTED),
     meaning: 'interrupted by SIGINT (Ctrl-C) or SIGTERM; nothing half-written stays',
   },

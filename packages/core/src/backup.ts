@@ -51,6 +51,13 @@ export interface BackupOptions {
    * floor under what its tags give it. Only with `store.object-lock`.
    */
   retainUntil?: number;
+  /**
+   * Back up only if the archive's newest complete revision is still this one (`none`: the archive has
+   * none), as read from the store's catalog under the writer lease and after the fence was raised;
+   * otherwise fail with SUPERSEDED and do nothing. Fleet mode passes the newest revision the scheduler
+   * knew of when it found the slot due, so a slot another server made meanwhile is not made again.
+   */
+  ifNewest?: string;
 }
 
 /**
@@ -73,13 +80,14 @@ export async function runBackup(
   // The chunks a failed backup wrote anew: removed once its locks are released (see leftover-chunks.ts).
   let leftover: ReadonlySet<string> | null = null;
   try {
-    locks.push(await archive.lockBackup());
+    locks.push(await archive.lockBackup(options.fenceToken));
     const guard = await fenceGuard(archive, options.fenceToken, locks[0]!);
     await archive.prepareStore();
     // Archives written before backy made them private are fixed here, once.
     await restrictModes(archive.path, archive.store.catalog == null ? archive.store.root : null, logger);
     locks.push(await archive.store.lock('shared'));
     await archive.cleanup(logger);
+    if (options.ifNewest != null) await archive.pullCatalog(logger); // under the writer lease
 
     const scan = await archive.scan();
     for (const line of Archive.describeScan(scan)) logger.warn(line);
@@ -87,6 +95,7 @@ export async function runBackup(
     const existing = scan.complete.filter((r) => !failedOwnVerification(r));
     const newest = existing.at(-1) ?? null;
     const newestAny = scan.complete.at(-1) ?? null;
+    if (options.ifNewest != null) assertNewest(archive, newestAny, options.ifNewest);
     const started = now();
     const secondsSince = (from: Date) => (now().getTime() - from.getTime()) / 1000;
     const revision = newRevision(archive, started, newest, tags, floor);
@@ -424,4 +433,14 @@ function hashOf(data: Buffer, reader: RevisionReader): Promise<string> {
   return reader.hashAlgorithm === 'mmh3'
     ? Promise.resolve(mmh3Hex(data))
     : hashChunk(data, reader.hashAlgorithm);
+}
+
+/** `--if-newest`: SUPERSEDED unless the archive's newest complete revision is `expected` (`none`: no revision). */
+function assertNewest(archive: Archive, newest: Revision | null, expected: string): void {
+  const actual = newest?.uuid ?? 'none';
+  if (actual === expected) return;
+  throw new BackyError(
+    'SUPERSEDED',
+    `${archive.path}: the newest revision is ${actual === 'none' ? 'none' : `${actual} (${newest!.timestamp})`}, not ${expected}: another server backed the archive up meanwhile, so this backup did nothing`,
+  );
 }

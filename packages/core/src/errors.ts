@@ -14,6 +14,11 @@ export type BackyErrorCode =
   /** The store's credentials are append-only: deleting needs the admin credentials (expire, forget, purge). */
   | 'APPEND_ONLY'
   | 'LOCKED'
+  /**
+   * The archive's newest revision is not the one the caller expected (`backup --if-newest`): another
+   * server made one meanwhile (fleet mode), so nothing was done.
+   */
+  | 'SUPERSEDED'
   | 'SOURCE_UNAVAILABLE'
   | 'SOURCE_FAILED'
   | 'SOURCE_UNKNOWN'

@@ -53,7 +53,7 @@ export { type FleetConfig, labelsSatisfy } from './fleet-config.js';
 export { CONFIG_FILE, LOG_FILE } from './format/archive-files.js';
 export { writeFileAtomic } from './fs-util.js';
 export { heldBytes } from './held-data.js';
-export { newRevisionId } from './ids.js';
+export { isRevisionId, newRevisionId } from './ids.js';
 export { acquireLock, type Lock, type LockMode } from './lock.js';
 export { type AppendLog, openAppendLog } from './log-file.js';
 export {

@@ -24,6 +24,7 @@ export type { NameFilter, SchedulerSummary } from './job-status.js';
 export type { JobState } from './job-table.js';
 export { type LogFileOptions, openLogFile, type ReopeningLogFile } from './log-file.js';
 export {
+  type BackupRequest,
   ChildProcessRunner,
   type ChildProcessRunnerOptions,
   type JobRequest,

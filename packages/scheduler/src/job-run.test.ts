@@ -1,14 +1,14 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseCentralConfig } from '@backy/core';
+import { newRevisionId, parseCentralConfig, writeRevisionFile } from '@backy/core';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { systemClock } from './clock.js';
 import { planJob } from './job-plan.js';
-import { BUSY_RETRY_MS, runJobOnce } from './job-run.js';
+import { BUSY_RETRY_MS, EXIT_SUPERSEDED, runJobOnce } from './job-run.js';
 import { JobTable } from './job-table.js';
-import type { JobRunner, RunResult } from './runner.js';
+import type { BackupRequest, JobRunner, RunResult } from './runner.js';
 
 let base: string | null = null;
 afterEach(async () => {
@@ -66,5 +66,154 @@ describe('runJobOnce', () => {
     const plan = planJob(job, now)!;
     expect(plan.time - now).toBeGreaterThan(BUSY_RETRY_MS - 1000);
     expect(plan.time - now).toBeLessThanOrEqual(BUSY_RETRY_MS + 1000);
+  });
+
+  describe('fleet mode: a slot another server made meanwhile (`backup --if-newest`, exit 75)', () => {
+    async function fleetRun(backup: (request: BackupRequest) => Promise<RunResult>) {
+      base = await mkdtemp(join(tmpdir(), 'backy-jobrun-'));
+      const table = new JobTable({ log: pino({ level: 'silent' }), slowThresholdSeconds: 600 });
+      table.apply(
+        parseCentralConfig(
+          {
+            global: { 'base-dir': base },
+            schedules: { s: { daily: { interval: '1d', keep: 7 } } },
+            jobs: { a: { schedule: 's', source: { type: 'file', filename: '/a' } } },
+          },
+          'test.conf',
+        ),
+      );
+      const job = table.get('a')!;
+      const calls: string[] = [];
+      const other = (op: string) => async () => {
+        calls.push(op);
+        return { ok: true, exitCode: 0, signal: null, stderr: '', durationMs: 1 };
+      };
+      const runner: JobRunner = {
+        backup: async (request) => {
+          calls.push('backup');
+          return backup(request);
+        },
+        expire: other('expire'),
+        purge: other('purge'),
+        copy: other('copy'),
+        callback: other('callback'),
+      };
+      const lines: { level: number; msg: string }[] = [];
+      const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+      const claim = { token: 7, lost: new AbortController().signal, release: async () => {} };
+      await runJobOnce(job, {
+        runner,
+        clock: systemClock,
+        log,
+        stopSignal: new AbortController().signal,
+        callbackProgram: () => undefined,
+        copyTarget: () => null,
+        callbackTimeoutMs: 1000,
+        fleet: claim,
+      });
+      return { job, calls, lines };
+    }
+    const superseded: RunResult = {
+      ok: false,
+      exitCode: EXIT_SUPERSEDED,
+      signal: null,
+      stderr: 'backy: error: … another server backed the archive up meanwhile, so this backup did nothing',
+      durationMs: 1,
+    };
+
+    it('passes the fence, the newest revision it knows (none) and --attach; a revision pulled in meanwhile is no failure and no run of its own', async () => {
+      let request: BackupRequest | null = null;
+      const { job, calls, lines } = await fleetRun(async (r) => {
+        request = r;
+        // What the CLI does before it exits 75: the store's revision is pulled into the directory.
+        await mkdir(r.dir, { recursive: true });
+        const uuid = newRevisionId();
+        await writeRevisionFile(join(r.dir, `${uuid}.rev`), {
+          uuid,
+          timestamp: new Date().toISOString(),
+          parent: null,
+          tags: ['daily'],
+          trust: 'trusted',
+          size: 0,
+          backend_type: 'chunked',
+          stats: {
+            bytes_written: 0,
+            bytes_read: 0,
+            duration: 1,
+            chunks_written: 0,
+            chunks_reused: 0,
+            chunks_zero: 0,
+          },
+        });
+        return superseded;
+      });
+      expect(request).toMatchObject({ fence: 7, ifNewest: 'none', attach: true, tags: ['daily'] });
+      expect(calls).toEqual(['backup']);
+      expect(job.failures).toBe(0);
+      expect(job.outcome.lastOutcome).toBeNull();
+      expect(job.runs).toEqual([]);
+      expect(job.state).toBe('waiting');
+      expect(lines.map((l) => l.msg)).toContain(
+        'another fleet server backed the job up meanwhile; nothing to do',
+      );
+      expect(lines.filter((l) => l.level >= 50)).toEqual([]);
+    });
+
+    it('exit 75 while the directory still shows the revision it passed is a failure (no endless retry)', async () => {
+      const { job, calls } = await fleetRun(async () => superseded);
+      expect(calls).toEqual(['backup']);
+      expect(job.failures).toBe(1);
+      expect(job.outcome.lastOutcome).toBe('failed');
+      expect(job.outcome.reason).toMatch(/another server backed the archive up meanwhile/);
+    });
+  });
+
+  it('an append-only store without admin credentials: expire and purge are not run (they could only fail), with one info line', async () => {
+    const ok: RunResult = { ok: true, exitCode: 0, signal: null, stderr: '', durationMs: 1 };
+    const runFor = async (store: Record<string, unknown>) => {
+      base = await mkdtemp(join(tmpdir(), 'backy-jobrun-'));
+      const table = new JobTable({ log: pino({ level: 'silent' }), slowThresholdSeconds: 600 });
+      table.apply(
+        parseCentralConfig(
+          {
+            global: { 'base-dir': base, store },
+            schedules: { s: { daily: { interval: '1d', keep: 7 } } },
+            jobs: { a: { schedule: 's', source: { type: 'file', filename: '/a' } } },
+          },
+          'test.conf',
+        ),
+      );
+      const calls: string[] = [];
+      const step = (op: string) => async () => {
+        calls.push(op);
+        return ok;
+      };
+      const lines: { level: number; msg: string }[] = [];
+      await runJobOnce(table.get('a')!, {
+        runner: {
+          backup: step('backup'),
+          expire: step('expire'),
+          purge: step('purge'),
+          copy: step('copy'),
+          callback: step('callback'),
+        },
+        clock: systemClock,
+        log: pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) }),
+        stopSignal: new AbortController().signal,
+        callbackProgram: () => undefined,
+        copyTarget: () => null,
+        callbackTimeoutMs: 1000,
+      });
+      await rm(base, { recursive: true, force: true });
+      return { calls, messages: lines.map((l) => l.msg) };
+    };
+    const s3 = { type: 's3', endpoint: 'http://127.0.0.1:7480', bucket: 'b', 'append-only': true };
+    const skipped = await runFor(s3);
+    expect(skipped.calls).toEqual(['backup']);
+    expect(skipped.messages).toContain(
+      'expire and purge skipped: the store is append-only and no admin credentials are configured',
+    );
+    expect((await runFor({ ...s3, 'admin-profile': 'admin' })).calls).toEqual(['backup', 'expire', 'purge']);
+    expect((await runFor({ ...s3, 'append-only': false })).calls).toEqual(['backup', 'expire', 'purge']);
   });
 });

@@ -39,6 +39,8 @@ export interface JobRunContext {
 
 /** `backy backup`'s exit status when the archive is locked by another backup (EX_UNAVAILABLE). */
 export const EXIT_LOCKED = 69;
+/** `backy backup --if-newest`'s exit status when the store has a newer revision (EX_TEMPFAIL). */
+export const EXIT_SUPERSEDED = 75;
 /** How soon a job whose archive was busy looks again. */
 export const BUSY_RETRY_MS = 30_000;
 
@@ -73,7 +75,10 @@ export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promi
       dir: job.dir,
       tags,
       signal,
-      ...(fleet != null ? { fence: fleet.token } : {}),
+      // The slot is due as this server's directory tells; the backup checks that against the store.
+      ...(fleet != null
+        ? { fence: fleet.token, ifNewest: job.summary.newest?.uuid ?? 'none', attach: true }
+        : {}),
       onProgress: (p) => {
         job.progress = nextProgress(job.progress, p, clock.now());
       },
@@ -100,7 +105,12 @@ export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promi
     job.abort = null;
     return 'done';
   }
-  if (result.exitCode === EXIT_LOCKED) {
+  if (result.exitCode === EXIT_SUPERSEDED && (await supersededMeanwhile(job))) {
+    // Another fleet server made a revision since this one's directory was read (the backup pulled it
+    // in): the caller reads the archive again and plans from it. Not a run of this server's.
+    log.info({ tags }, 'another fleet server backed the job up meanwhile; nothing to do');
+    job.state = 'waiting';
+  } else if (result.exitCode === EXIT_LOCKED) {
     // Another backup holds the archive (one by hand, or the child of a daemon killed with -9 that
     // still runs): not a failure. As backy 2.5 did, log it, do not back off, and look again shortly,
     // so the job runs soon after the other backup ends.
@@ -157,6 +167,19 @@ export async function runJobOnce(job: JobRuntime, context: JobRunContext): Promi
 const BUSY_REASON = 'another backup holds the archive';
 
 /**
+ * Whether the directory now has a newest revision other than the one the backup was told to expect:
+ * else its SUPERSEDED would come again at once (the CLI and this scheduler disagreeing on which revision
+ * is the newest), so it counts as a failure, which backs off and shows.
+ */
+async function supersededMeanwhile(job: JobRuntime): Promise<boolean> {
+  try {
+    return (await scanRevisionFacts(job.dir)).facts.at(-1)?.uuid !== job.summary.newest?.uuid;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * A failed backup that left a new revision whose verification against the source failed (the CLI
  * exits 1 and keeps it, distrusted) is `verification-failed`; anything else is `failed`. The archive
  * itself tells, so no output format of the child is relied on.
@@ -182,6 +205,19 @@ async function classifyFailure(
 }
 
 /**
+ * Whether the central config gives the job an append-only store (`store.append-only`) without admin
+ * credentials: its expire and purge can only fail then (they must delete), so they are not run.
+ */
+function appendOnlyWithoutAdmin(job: JobRuntime): boolean {
+  const store = job.archiveConfig.store as Record<string, unknown> | undefined;
+  return (
+    store?.['append-only'] === true &&
+    store['admin-credentials-file'] == null &&
+    store['admin-profile'] == null
+  );
+}
+
+/**
  * After a successful backup: expire, purge and the copy to `copy-to`. Failures are logged only: a
  * backup that was made stays a success. Returns why the copy failed, or null.
  */
@@ -192,9 +228,14 @@ async function finish(job: JobRuntime, signal: AbortSignal, context: JobRunConte
       log.warn({ exitCode: result.exitCode, signal: result.signal, stderr: result.stderr }, `${what} failed`);
     }
   };
-  report('expire', await runner.expire({ job: job.name, dir: job.dir, signal }));
-  if (signal.aborted) return null;
-  report('purge', await runner.purge({ job: job.name, dir: job.dir, signal }));
+  if (appendOnlyWithoutAdmin(job)) {
+    // They would fail every time, each a warning about nothing new (docs/immutable-backups.md).
+    log.info('expire and purge skipped: the store is append-only and no admin credentials are configured');
+  } else {
+    report('expire', await runner.expire({ job: job.name, dir: job.dir, signal }));
+    if (signal.aborted) return null;
+    report('purge', await runner.purge({ job: job.name, dir: job.dir, signal }));
+  }
   const target = context.copyTarget();
   if (target == null || signal.aborted) return null;
   const copied = await runner.copy({ job: job.name, dir: job.dir, target, signal });

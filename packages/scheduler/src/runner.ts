@@ -54,10 +54,23 @@ export function parseProgressLine(line: string): RunProgress | null {
   }
 }
 
+/** A backup to run. The optional fields are fleet mode's (docs/fleet.md). */
+export interface BackupRequest extends JobRequest {
+  tags: string[];
+  /** The token the backup commits under (`backy backup --fence`). */
+  fence?: number;
+  /**
+   * The newest revision the scheduler knew of when it found the slot due (`none`: no revision): the
+   * backup does nothing, exiting EXIT_SUPERSEDED, when the store has a newer one (`--if-newest`).
+   */
+  ifNewest?: string;
+  /** A directory without an archive ID becomes the archive its remote store holds (`--attach`). */
+  attach?: boolean;
+}
+
 /** How the scheduler gets work done; the default runs the `backy` binary, tests may fake it. */
 export interface JobRunner {
-  /** `fence`: fleet mode's token, which the backup commits under (`backy backup --fence`). */
-  backup(request: JobRequest & { tags: string[]; fence?: number }): Promise<RunResult>;
+  backup(request: BackupRequest): Promise<RunResult>;
   expire(request: JobRequest): Promise<RunResult>;
   purge(request: JobRequest): Promise<RunResult>;
   /** Copies the archive's revisions to the archive directory `target` (`copy-to`). */
@@ -108,13 +121,16 @@ export class ChildProcessRunner implements JobRunner {
     this.verbose = options.verbose ?? false;
   }
 
-  backup(request: JobRequest & { tags: string[]; fence?: number }): Promise<RunResult> {
+  backup(request: BackupRequest): Promise<RunResult> {
     const fence = request.fence == null ? [] : ['--fence', String(request.fence)];
+    const ifNewest = request.ifNewest == null ? [] : ['--if-newest', request.ifNewest];
     return this.backy(request, [
       '-l',
       join(request.dir, LOG_FILE),
       'backup',
       ...fence,
+      ...ifNewest,
+      ...(request.attach === true ? ['--attach'] : []),
       request.tags.join(','),
     ]);
   }

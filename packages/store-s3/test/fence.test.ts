@@ -153,4 +153,50 @@ describe.skipIf(skip != null)("fleet fencing through the store's fence (Ceph RGW
     expect(stale.stderr).toMatch(/store's fence .*token 4 of server b/);
     expect((await keys('vm2/revisions/', locked)).filter((k) => k.endsWith('.rev'))).toHaveLength(1);
   });
+
+  it('--if-newest: a server whose directory missed a slot another server made does nothing (exit 75) and learns of it; --attach joins a directory holding only the config', async () => {
+    const img = join(dir, 'vm3.img');
+    await writeFile(img, randomBytes(2 * MiB));
+    const a = join(dir, 'server-a', 'vm3');
+    const b = join(dir, 'server-b', 'vm3');
+    const store = ['type=s3', `endpoint=${rgw.endpoint}`, `bucket=${bucket}`, 'prefix=vm3/'];
+    const init = backy(a, 'init', ...store.flatMap((o) => ['--store', o]), 'file', img);
+    expect(init.code, init.stderr).toBe(0);
+    await raiseFence(a, 1, 'a');
+    const first = backy(a, 'backup', '--fence', '1', '--if-newest', 'none', 'daily');
+    expect(first.code, first.stderr).toBe(0);
+    const made = JSON.parse(backy(a, 'status', '--json').stdout).revisions[0].uuid as string;
+
+    // Server B takes the job over with nothing but the config the scheduler writes: it believes the
+    // archive empty. Without --attach the directory is refused, as before.
+    await mkdir(b, { recursive: true });
+    await writeFile(join(b, 'config'), await readFile(join(a, 'config')));
+    await raiseFence(b, 2, 'b');
+    const unattached = backy(b, 'backup', '--fence', '2', '--if-newest', 'none', 'daily');
+    expect(unattached.code).toBe(1);
+    expect(unattached.stderr).toMatch(/has no archive ID: .*init --attach/);
+    const superseded = backy(b, 'backup', '--fence', '2', '--if-newest', 'none', '--attach', 'daily');
+    expect(superseded.code, superseded.stderr).toBe(75);
+    const lines = superseded.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(
+      new RegExp(`the newest revision is ${made} \\(.*\\), not none: another server backed the archive up meanwhile`),
+    );
+    // Nothing was written but the fence; B's directory is the archive now and has A's revision.
+    expect((await keys('vm3/revisions/')).filter((k) => k.endsWith('.rev'))).toHaveLength(1);
+    expect(await keys('vm3/locks/writer')).toEqual([]);
+    expect(await readFile(join(b, 'archive-id'), 'utf8')).toBe(await readFile(join(a, 'archive-id'), 'utf8'));
+    await expect(readFile(join(b, `${made}.rev`), 'utf8')).resolves.toContain(made);
+
+    // Told the newest revision it now knows, B backs up; A, which expects that same one, is fenced.
+    const next = backy(b, 'backup', '--fence', '2', '--if-newest', made, '--attach', 'daily');
+    expect(next.code, next.stderr).toBe(0);
+    expect((await keys('vm3/revisions/')).filter((k) => k.endsWith('.rev'))).toHaveLength(2);
+    const stale = backy(a, 'backup', '--fence', '1', '--if-newest', made, 'daily');
+    expect(stale.code, stale.stderr).toBe(69);
+    // The expectation is a revision ID as written: a spec such as `last` is a usage error.
+    const bad = backy(b, 'backup', '--if-newest', 'last', 'daily');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim()).toBe('backy: error: --if-newest: expected a revision ID or none, got "last"');
+  });
 });

@@ -3,6 +3,7 @@ import {
   BackyError,
   formatBytes,
   formatDuration,
+  isRevisionId,
   parseDuration,
   runBackup,
   unscheduledLegacyWarning,
@@ -15,7 +16,7 @@ export const backupCommand: Command = {
   name: 'backup',
   summary: 'make a new revision with the given tags',
   usage:
-    'backup [-f] [--json] [--fence TOKEN] [--retain-until DATE|DURATION] TAGS   (comma-separated, e.g. daily,weekly)',
+    'backup [-f] [--json] [--fence TOKEN] [--if-newest REV|none] [--attach] [--retain-until DATE|DURATION] TAGS   (comma-separated, e.g. daily,weekly)',
   options: {
     force: { type: 'boolean', short: 'f', description: 'accept tags that are not in the schedule' },
     json: JSON_OPTION,
@@ -24,6 +25,17 @@ export const backupCommand: Command = {
       valueName: 'TOKEN',
       description:
         "fleet mode: commit only while the archive's fence holds this token (the scheduler passes it)",
+    },
+    'if-newest': {
+      type: 'string',
+      valueName: 'REV|none',
+      description:
+        "back up only if the archive's newest revision (read from the store under its writer lease) is still REV, or it has none; else exit 75 and do nothing (fleet mode: the scheduler passes it)",
+    },
+    attach: {
+      type: 'boolean',
+      description:
+        'a directory without an archive ID whose remote store holds an archive becomes that archive first, as `init --attach` (fleet mode)',
     },
     'retain-until': {
       type: 'string',
@@ -37,7 +49,8 @@ export const backupCommand: Command = {
   async run(ctx) {
     const fence = fenceToken(ctx.values.fence);
     const retainUntil = retainUntilOption(ctx.values['retain-until'], Date.now());
-    const archive = await ctx.openArchive();
+    const ifNewest = ifNewestOption(ctx.values['if-newest']);
+    const archive = await ctx.openArchive({ attach: ctx.values.attach === true });
     if (retainUntil != null && archive.store.objectLock == null)
       throw new BackyError(
         'USAGE',
@@ -60,6 +73,7 @@ export const backupCommand: Command = {
       signal: ctx.signal,
       onProgress: (p) => ctx.progress.update(p.phase, p.done, p.total),
       ...(fence != null ? { fenceToken: fence } : {}),
+      ...(ifNewest != null ? { ifNewest } : {}),
       ...(retainUntil != null ? { retainUntil } : {}),
     });
     ctx.progress.finish();
@@ -75,6 +89,14 @@ export const backupCommand: Command = {
     return revision.trust === 'distrusted' ? 1 : 0;
   },
 };
+
+/** `--if-newest REV|none`: a revision ID as written (not a spec: no `last`, no tags), or none. */
+function ifNewestOption(value: unknown): string | undefined {
+  if (value == null) return undefined;
+  const text = String(value);
+  if (text === 'none' || isRevisionId(text)) return text;
+  throw new BackyError('USAGE', `--if-newest: expected a revision ID or none, got ${JSON.stringify(text)}`);
+}
 
 /** `--fence TOKEN`: a positive integer (a Consul index), or none. */
 function fenceToken(value: unknown): number | undefined {

@@ -12,7 +12,7 @@ import { resolveRevisionSpec, resolveSingleRevision } from '../revision-spec.js'
 import type { ChunkMap } from '../store/chunk-map.js';
 import type { ChunkStore, StoreDrivers } from '../store/contract.js';
 import { CatalogMirror } from './catalog-mirror.js';
-import { checkNewStore, checkStore, ensureArchiveId, writeArchiveFiles } from './identity.js';
+import { checkNewStore, checkStore, ensureArchiveId, readArchiveId, writeArchiveFiles } from './identity.js';
 import { impliedImagesLayout } from './implied-layout.js';
 import type { ConfigLayout } from './layout.js';
 import { layoutFor, layoutOf } from './layouts.js';
@@ -39,6 +39,12 @@ export interface ArchiveOptions {
    * where it has separate ones (an append-only host, docs/immutable-backups.md).
    */
   admin?: boolean;
+  /**
+   * For `open`: a directory without an archive ID whose remote store holds an archive's history becomes
+   * that archive (as `init --attach`) instead of refusing. Fleet mode's backups pass it: there every
+   * server's directory of a job is the job's one archive on the shared store (docs/fleet.md).
+   */
+  attachIfNew?: boolean;
 }
 
 export interface InitOptions extends ArchiveOptions {
@@ -158,6 +164,7 @@ export class Archive {
     // A backy 2.x archive whose config names no layout goes on in images (implied-layout.ts says why).
     if (await impliedImagesLayout(path, configPath(path))) config = { ...config, layout: 'images' };
     const archive = await Archive.create(path, config, options);
+    if (options.attachIfNew === true && (await archive.unattached())) return Archive.attach(path, options);
     try {
       await checkStore(archive);
       await archive.pull();
@@ -168,6 +175,20 @@ export class Archive {
       options.onStoreUnreachable(error);
     }
     return archive;
+  }
+
+  /** True when the directory has no archive ID and its remote store holds an archive's history. */
+  private async unattached(): Promise<boolean> {
+    if (this.parts.mirror == null || (await readArchiveId(this.path)) != null) return false;
+    return (await this.store.catalog?.archiveId()) != null;
+  }
+
+  /**
+   * Brings the directory's copies of the revisions up to date with the remote store's catalog (a no-op
+   * without one). `open` does it too; a backup does it again under its writer lease (`--if-newest`).
+   */
+  async pullCatalog(logger?: Logger): Promise<void> {
+    await this.pull(logger);
   }
 
   /** True when opened with `onStoreUnreachable` and the remote store could not be reached. */
@@ -245,8 +266,8 @@ export class Archive {
   }
 
   /** See locks.ts: one writer of revisions for a whole run (across hosts with a remote store). */
-  lockBackup(): Promise<Lock> {
-    return lockBackup(this.path, this.store);
+  lockBackup(fence?: number): Promise<Lock> {
+    return lockBackup(this.path, this.store, fence);
   }
 
   /**

@@ -11,7 +11,7 @@ const REVISIONS_LOCK_WAIT = 120;
  * The exclusive lock a backup holds for its whole run, and forget/expire/tags/distrust for theirs; with
  * a remote store also the store's writer lock, so a second host cannot write the archive at once.
  */
-export async function lockBackup(dir: string, store: ChunkStore): Promise<Lock> {
+export async function lockBackup(dir: string, store: ChunkStore, fence?: number): Promise<Lock> {
   const local = await acquireLock(join(dir, '.backup.lock'), 'exclusive', {
     busyMessage: `a backup of ${dir} is already running (or another command is changing its revisions)`,
   });
@@ -19,7 +19,7 @@ export async function lockBackup(dir: string, store: ChunkStore): Promise<Lock> 
   if (catalog == null) return local;
   let remote: Lock;
   try {
-    remote = await catalog.lockWriter();
+    remote = await catalog.lockWriter(fence == null ? {} : { fence });
   } catch (error) {
     await local.release();
     throw error;

@@ -73,8 +73,8 @@ export class ObjectCatalog implements RevisionCatalog {
     return this.backend.retain(this.name(id, kind), until);
   }
 
-  lockWriter(): Promise<Lock> {
-    return lockWriter(this.backend);
+  lockWriter(options: { fence?: number } = {}): Promise<Lock> {
+    return lockWriter(this.backend, options.fence);
   }
 
   fence(): Promise<Fence | null> {

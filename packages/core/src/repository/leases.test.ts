@@ -144,6 +144,60 @@ describe('leases between hosts whose clocks differ', () => {
   });
 });
 
+const fencedBody = (fence: number) =>
+  JSON.stringify({
+    host: 'elsewhere',
+    hostId: 'other-boot/1',
+    pid: 4242,
+    mode: 'writer',
+    since: Date.now(),
+    expires: Date.now() + LEASE,
+    token: 'feedfeedfeedfeed',
+    fence,
+  });
+
+describe('fleet writers (a fence token in the lease)', () => {
+  it('a live writer fenced with token 1 on another machine is taken over at once by token 2; token 1, or none, waits', async () => {
+    // A holder on another machine renewing as a real one does: on the version it wrote last.
+    let version = (await backend.saveOnce('locks/writer', Buffer.from(fencedBody(1))))!.version;
+    let renewals = 0;
+    let lost = false;
+    const timer = setInterval(async () => {
+      const saved = lost
+        ? null
+        : await backend.save('locks/writer', Buffer.from(fencedBody(1)), { ifVersion: version });
+      if (saved == null) lost = true;
+      else {
+        version = saved.version;
+        renewals++;
+      }
+    }, 50);
+    const holder = { stop: async () => clearInterval(timer) };
+    try {
+      await new Promise((r) => setTimeout(r, 120));
+      await expectBackyError(lockWriter(backend), 'LOCKED');
+      await expectBackyError(lockWriter(backend, 1), 'LOCKED');
+      const started = performance.now();
+      const lock = await lockWriter(backend, 2);
+      // No lease length watched: the holder cannot commit under token 1 once the fence is 2.
+      expect(performance.now() - started).toBeLessThan(LEASE / 2);
+      const body = JSON.parse((await backend.load('locks/writer'))!.toString());
+      expect(body).toMatchObject({ pid: process.pid, fence: 2 });
+      expect(renewals).toBeGreaterThan(0);
+      // The old holder's renewals (on the version it wrote) fail from now on; ours hold.
+      await new Promise((r) => setTimeout(r, 150));
+      expect(lost).toBe(true);
+      expect(JSON.parse((await backend.load('locks/writer'))!.toString()).pid).toBe(process.pid);
+      await lock.refresh!();
+      // And a writer with a token no higher than ours waits for us.
+      await expectBackyError(lockWriter(backend, 2), 'LOCKED');
+      await lock.release();
+    } finally {
+      await holder.stop();
+    }
+  });
+});
+
 describe('releasing and refreshing a lease', () => {
   it('release removes only its own version: a lease another host took over stays', async () => {
     const lock = await lockWriter(backend);

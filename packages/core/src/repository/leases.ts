@@ -27,6 +27,12 @@ import type { Lock, LockMode } from '../lock.js';
  * gone. The holder counts a lease from when it sent the last renewal that came back in time, on its
  * own monotonic clock: past LEASE_MS - RENEW_MS it presumes the lease lost (`assertHeld` throws), and
  * `refresh` renews it (proving nobody took it) right before a backup commits and as purge deletes.
+ *
+ * A fleet backup's writer lease records its fence token (`backup --fence`). A writer with a higher token
+ * takes such a lease over at once, conditionally on its version: the holder cannot commit anymore (the
+ * taker raises the store's fence, which the holder's commit checks after renewing, and the renewal
+ * fails on the changed version), so a dead or stalled server's lease does not hold its job up for a
+ * whole lease (docs/fleet.md).
  */
 const DEFAULTS = { leaseMs: 120_000, renewMs: 20_000, pollMs: 1000, freshMs: 2000 };
 
@@ -67,6 +73,11 @@ interface LeaseBody {
    * (or overwritten) on its version like a stale one.
    */
   released?: boolean;
+  /**
+   * The writer's fleet token (`backup --fence`): a writer with a higher one takes the lease over at
+   * once, since this holder can no longer commit (the store's fence, raised by the taker, refuses it).
+   */
+  fence?: number;
 }
 
 function describe(body: LeaseBody | null): string {
@@ -275,7 +286,7 @@ async function retire(backend: Backend, name: string, version: string, body?: Le
   return (await backend.save(name, Buffer.from(JSON.stringify(released)), { ifVersion: version })) != null;
 }
 
-function newBody(mode: LeaseBody['mode']): LeaseBody {
+function newBody(mode: LeaseBody['mode'], fence?: number): LeaseBody {
   const now = Date.now();
   return {
     host: hostname(),
@@ -285,7 +296,21 @@ function newBody(mode: LeaseBody['mode']): LeaseBody {
     since: now,
     expires: now + timings.leaseMs,
     token: randomBytes(8).toString('hex'),
+    ...(fence != null ? { fence } : {}),
   };
+}
+
+/**
+ * The version of the lease at `name` when its holder is a writer fenced with a token lower than
+ * `fence` (it cannot commit anymore: taking it over need not wait for it to lapse), else null.
+ */
+async function outfenced(backend: Backend, name: string, fence: number | undefined): Promise<string | null> {
+  if (fence == null) return null;
+  const current = await backend.stat(name);
+  if (current == null) return null;
+  const holder = parseLease(await backend.load(name));
+  // Taken over on the version stat'ed: a body read from a newer version than that fails the write.
+  return holder?.fence != null && holder.fence < fence ? current.version : null;
 }
 
 /** Creates the single-holder lease `name`, taking over a stale one; else the holder (null: unknown). */
@@ -293,17 +318,19 @@ async function takeSingle(
   backend: Backend,
   name: string,
   mode: LeaseBody['mode'],
+  fence?: number,
 ): Promise<Lease | { holder: LeaseBody | null }> {
   for (;;) {
-    let body = newBody(mode);
+    let body = newBody(mode, fence);
     let sent = monotonic();
     const created = await backend.saveOnce(name, Buffer.from(JSON.stringify(body)));
     if (created != null) return new Lease(backend, name, leaseMode(mode), body, created.version, sent);
-    const judged = await judge(backend, name);
+    const older = await outfenced(backend, name, fence);
+    const judged: Judged = older != null ? { state: 'stale', version: older } : await judge(backend, name);
     if (judged.state === 'absent') continue; // released meanwhile
     if (judged.state === 'live') return { holder: judged.holder };
     // Stale: take it over, if nobody else did first (or its holder renewed it after all).
-    body = newBody(mode);
+    body = newBody(mode, fence);
     sent = monotonic();
     const taken = await backend.save(name, Buffer.from(JSON.stringify(body)), { ifVersion: judged.version });
     if (taken != null) return new Lease(backend, name, leaseMode(mode), body, taken.version, sent);
@@ -372,9 +399,9 @@ function assertLockable(backend: Backend): void {
 }
 
 /** The archive's one writer (see the comment on top). */
-export async function lockWriter(backend: Backend): Promise<Lock> {
+export async function lockWriter(backend: Backend, fence?: number): Promise<Lock> {
   assertLockable(backend);
-  const got = await takeSingle(backend, 'locks/writer', 'writer');
+  const got = await takeSingle(backend, 'locks/writer', 'writer', fence);
   if (got instanceof Lease) return got;
   throw new BackyError(
     'LOCKED',

@@ -189,8 +189,8 @@ export class SealedCatalog implements RevisionCatalog {
     return new BackyError('STORE_INVALID', `${this.root}: the store cannot retain objects (Object Lock)`);
   }
 
-  lockWriter(): Promise<Lock> {
-    return this.inner.lockWriter();
+  lockWriter(options?: { fence?: number }): Promise<Lock> {
+    return this.inner.lockWriter(options);
   }
 
   archiveId(): Promise<string | null> {

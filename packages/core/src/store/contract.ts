@@ -172,9 +172,11 @@ export interface RevisionCatalog {
   retain?(id: string, kind: RevisionFileKind, until: number): Promise<number | null>;
   /**
    * The one writer of the archive across hosts: a backup (or a command changing revisions) holds it for
-   * its whole run. Busy: a LOCKED BackyError that says who holds it.
+   * its whole run. Busy: a LOCKED BackyError that says who holds it. `fence`: the fleet token the
+   * backup commits under; a holder that recorded a lower one cannot commit anymore (its fence check
+   * fails), so its lease is taken over at once instead of after a whole lease (docs/fleet.md).
    */
-  lockWriter(): Promise<Lock>;
+  lockWriter(options?: { fence?: number }): Promise<Lock>;
   /** The ID of the archive the store belongs to, or null while unclaimed. */
   archiveId(): Promise<string | null>;
   /** Claims an unclaimed store for archive `archiveId`; a store of another archive: CONFIG_INVALID. */
