@@ -1,3 +1,4 @@
+import { ConsulClient, ConsulError } from '@backy/consul';
 import {
   type BackupContext,
   type BackupSource,
@@ -7,17 +8,17 @@ import {
 } from '@backy/core/source';
 import cephRbdSource, { createRbdSource } from '@backy/source-ceph-rbd';
 import { rbdSourceOptions } from '@backy/source-ceph-rbd/options';
-import { ConsulError, ConsulKv } from './consul.js';
 import { type FlyingcircusSourceOptions, flyingcircusSourceOptions } from './options.js';
 import { REQUEST_PREFIX, requestConsistentSnapshot, type SnapshotOutcome } from './snapshot-request.js';
 
 export {
+  /** The client of `@backy/consul`, under its former name here. */
+  ConsulClient as ConsulKv,
   ConsulError,
   type ConsulErrorKind,
-  ConsulKv,
   DEFAULT_CONSUL_ADDRESS,
   type KvEntry,
-} from './consul.js';
+} from '@backy/consul';
 export type { FlyingcircusSourceOptions } from './options.js';
 export {
   parseSnapshotRequest,
@@ -47,7 +48,11 @@ export function createFlyingcircusSource(
   tuning: FlyingcircusSourceTuning = {},
 ): BackupSource & { settled(): Promise<void> } {
   const { vm, consul_acl_token, consul_address, snapshot_timeout, ...rbdOptions } = options;
-  const consul = new ConsulKv({ address: consul_address, token: consul_acl_token ?? null });
+  const consul = new ConsulClient({
+    address: consul_address,
+    token: consul_acl_token ?? null,
+    tokenSetting: 'consul_acl_token',
+  });
   // The hook has no BackupContext; the wrapper below hands it the current one to record the outcome.
   let current: BackupContext | null = null;
 
@@ -113,9 +118,13 @@ export default defineSource<FlyingcircusSourceOptions>({
     const { vm: _vm, consul_acl_token, consul_address, snapshot_timeout: _t, ...rbdOptions } = options;
     const warnings = (await cephRbdSource.checkInit?.(rbdSourceOptions.parse(rbdOptions))) ?? [];
     try {
-      await new ConsulKv({ address: consul_address, token: consul_acl_token ?? null, timeoutMs: 5000 }).keys(
-        REQUEST_PREFIX,
-      );
+      const consul = new ConsulClient({
+        address: consul_address,
+        token: consul_acl_token ?? null,
+        tokenSetting: 'consul_acl_token',
+        timeoutMs: 5000,
+      });
+      await consul.keys(REQUEST_PREFIX);
     } catch (error) {
       if (!(error instanceof ConsulError)) throw error;
       warnings.push(`${error.message}; backups will fall back to snapshots without freezing the guest`);
