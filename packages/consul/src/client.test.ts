@@ -104,34 +104,28 @@ describe('ConsulClient against broken endpoints', () => {
     }
   });
 
-  it('reports other HTTP errors with status and body, on one line', async () => {
-    const { address, server } = await fakeServer((_req, res) => {
+  it('reports other HTTP errors with status and body on one line, and tells a cluster without a leader', async () => {
+    const { address, server } = await fakeServer((req, res) => {
       res.statusCode = 500;
-      res.end('internal error:\n  disk full\n');
+      res.end(
+        req.url?.startsWith('/v1/kv/down/')
+          ? 'rpc error: No cluster leader'
+          : 'internal error:\n  disk full\n',
+      );
     });
     try {
-      const error = await consulError(new ConsulClient({ address }).keys('snapshot/'));
+      const client = new ConsulClient({ address });
+      const error = await consulError(client.keys('snapshot/'));
       expect(error.kind).toBe('http');
       expect(error.status).toBe(500);
       expect(error.message).toBe(
         `Consul answered GET ${address}/v1/kv/snapshot/ with 500 internal error: disk full`,
       );
-    } finally {
-      server.close();
-    }
-  });
-
-  it('tells a cluster without a leader from other HTTP errors', async () => {
-    const { address, server } = await fakeServer((_req, res) => {
-      res.statusCode = 500;
-      res.end('rpc error: No cluster leader');
-    });
-    try {
-      const error = await consulError(new ConsulClient({ address }).keys('snapshot/'));
-      expect(error.kind).toBe('no-leader');
-      expect(error.status).toBe(500);
-      expect(error.message).toBe(
-        `Consul has no cluster leader (GET ${address}/v1/kv/snapshot/: 500 rpc error: No cluster leader)`,
+      const leaderless = await consulError(client.keys('down/'));
+      expect(leaderless.kind).toBe('no-leader');
+      expect(leaderless.status).toBe(500);
+      expect(leaderless.message).toBe(
+        `Consul has no cluster leader (GET ${address}/v1/kv/down/: 500 rpc error: No cluster leader)`,
       );
     } finally {
       server.close();
