@@ -1,4 +1,4 @@
-import { ConsulClient, ConsulError } from '@backy/consul';
+import { ConsulError } from '@backy/consul';
 import {
   type BackupContext,
   type BackupSource,
@@ -8,17 +8,17 @@ import {
 } from '@backy/core/source';
 import cephRbdSource, { createRbdSource } from '@backy/source-ceph-rbd';
 import { rbdSourceOptions } from '@backy/source-ceph-rbd/options';
+import { ConsulKv } from './consul.js';
 import { type FlyingcircusSourceOptions, flyingcircusSourceOptions } from './options.js';
 import { REQUEST_PREFIX, requestConsistentSnapshot, type SnapshotOutcome } from './snapshot-request.js';
 
 export {
-  /** The client of `@backy/consul`, under its former name here. */
-  ConsulClient as ConsulKv,
   ConsulError,
   type ConsulErrorKind,
   DEFAULT_CONSUL_ADDRESS,
   type KvEntry,
 } from '@backy/consul';
+export { ConsulKv } from './consul.js';
 export type { FlyingcircusSourceOptions } from './options.js';
 export {
   parseSnapshotRequest,
@@ -48,11 +48,7 @@ export function createFlyingcircusSource(
   tuning: FlyingcircusSourceTuning = {},
 ): BackupSource & { settled(): Promise<void> } {
   const { vm, consul_acl_token, consul_address, snapshot_timeout, ...rbdOptions } = options;
-  const consul = new ConsulClient({
-    address: consul_address,
-    token: consul_acl_token ?? null,
-    tokenSetting: 'consul_acl_token',
-  });
+  const consul = new ConsulKv({ address: consul_address, token: consul_acl_token ?? null });
   // The hook has no BackupContext; the wrapper below hands it the current one to record the outcome.
   let current: BackupContext | null = null;
 
@@ -118,13 +114,9 @@ export default defineSource<FlyingcircusSourceOptions>({
     const { vm: _vm, consul_acl_token, consul_address, snapshot_timeout: _t, ...rbdOptions } = options;
     const warnings = (await cephRbdSource.checkInit?.(rbdSourceOptions.parse(rbdOptions))) ?? [];
     try {
-      const consul = new ConsulClient({
-        address: consul_address,
-        token: consul_acl_token ?? null,
-        tokenSetting: 'consul_acl_token',
-        timeoutMs: 5000,
-      });
-      await consul.keys(REQUEST_PREFIX);
+      await new ConsulKv({ address: consul_address, token: consul_acl_token ?? null, timeoutMs: 5000 }).keys(
+        REQUEST_PREFIX,
+      );
     } catch (error) {
       if (!(error instanceof ConsulError)) throw error;
       warnings.push(`${error.message}; backups will fall back to snapshots without freezing the guest`);

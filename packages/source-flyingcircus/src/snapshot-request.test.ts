@@ -7,7 +7,6 @@ import { execFile } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
-import { ConsulClient as ConsulKv } from '@backy/consul';
 import { captureLogger } from '@backy/core/testing';
 import { consulHttp, createToken, startConsul } from '@backy/test-env/consul';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -19,6 +18,7 @@ import {
 } from '../test/env.js';
 import type { ProvidedConsul } from '../test/global-setup.js';
 import { HostAgent } from '../test/host-agent.js';
+import { ConsulKv } from './consul.js';
 import { requestConsistentSnapshot, type SnapshotRequestOptions } from './snapshot-request.js';
 
 const run = promisify(execFile);
