@@ -22,6 +22,7 @@ const PUBLISHED = [
   'core',
   'source-file',
   'source-ceph-rbd',
+  'consul',
   'source-flyingcircus',
   'nbd-protocol',
   'source-nbd',

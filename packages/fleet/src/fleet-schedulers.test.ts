@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ConsulClient } from '@backy/consul';
 import { readFence } from '@backy/core';
 import { captureLogger, tempDir } from '@backy/core/testing/helpers';
 import { ChildProcessRunner, Scheduler } from '@backy/scheduler';
@@ -9,7 +10,6 @@ import { BACKY_BIN, skipWithoutCli } from '@backy/test-env/cli';
 import { consulMissing, startConsulCluster, type TestConsulCluster } from '@backy/test-env/consul';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { ConsulClient } from './consul-client.js';
 import { FleetMember } from './member.js';
 
 // Three schedulers over one three-server Consul cluster and one shared base directory: servers a and

@@ -4,9 +4,9 @@
  * labels satisfy the job's, under the job's Consul lock, and its commit is fenced by the lock's index.
  */
 import { hostname } from 'node:os';
+import { ConsulClient } from '@backy/consul';
 import { type FleetConfig, readTokenFile } from '@backy/core';
 import type { Logger } from 'pino';
-import { ConsulClient } from './consul-client.js';
 import { FleetMember } from './member.js';
 
 export {
@@ -14,9 +14,10 @@ export {
   type ConsulClientOptions,
   ConsulError,
   type ConsulErrorKind,
-  consulUrl,
   type KvEntry,
-} from './consul-client.js';
+  /** `normalizeConsulAddress` of `@backy/consul`, under its former name here. */
+  normalizeConsulAddress as consulUrl,
+} from '@backy/consul';
 export { FleetMember, type FleetMemberOptions, type FleetView, type JobHolder } from './member.js';
 export { type FleetServer, ownerOf, score, unitHash } from './rendezvous.js';
 
@@ -28,7 +29,7 @@ export async function fleetMemberOf(
   const tokenFile = config['token-file'];
   const token = tokenFile == null ? null : await readTokenFile(tokenFile, 'fleet.token-file');
   return new FleetMember({
-    client: new ConsulClient({ address: config.consul, token }),
+    client: new ConsulClient({ address: config.consul, token, tokenSetting: 'fleet.token-file' }),
     server: config.server ?? hostname().split('.')[0]!,
     labels: config.labels,
     workers: options.workers,

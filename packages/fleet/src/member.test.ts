@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ConsulClient } from '@backy/consul';
 import { captureLogger, tempDir } from '@backy/core/testing/helpers';
 import { checkJobs, withFleetFields } from '@backy/scheduler';
 import { BACKY_BIN, skipWithoutCli } from '@backy/test-env/cli';
@@ -13,7 +14,6 @@ import {
   type TestConsulCluster,
 } from '@backy/test-env/consul';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConsulClient } from './consul-client.js';
 import { fleetMemberOf } from './index.js';
 import { FleetMember } from './member.js';
 

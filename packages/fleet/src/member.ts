@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
+import { type ConsulClient, ConsulError } from '@backy/consul';
 import { raiseFence } from '@backy/core';
 import type { Logger } from 'pino';
-import { type ConsulClient, ConsulError } from './consul-client.js';
 import { type FleetServer, ownerOf } from './rendezvous.js';
 
 /**

@@ -1,3 +1,4 @@
+import { ConsulError } from '@backy/consul';
 import {
   type BackupContext,
   type BackupSource,
@@ -7,17 +8,17 @@ import {
 } from '@backy/core/source';
 import cephRbdSource, { createRbdSource } from '@backy/source-ceph-rbd';
 import { rbdSourceOptions } from '@backy/source-ceph-rbd/options';
-import { ConsulError, ConsulKv } from './consul.js';
+import { ConsulKv } from './consul.js';
 import { type FlyingcircusSourceOptions, flyingcircusSourceOptions } from './options.js';
 import { REQUEST_PREFIX, requestConsistentSnapshot, type SnapshotOutcome } from './snapshot-request.js';
 
 export {
   ConsulError,
   type ConsulErrorKind,
-  ConsulKv,
   DEFAULT_CONSUL_ADDRESS,
   type KvEntry,
-} from './consul.js';
+} from '@backy/consul';
+export { ConsulKv } from './consul.js';
 export type { FlyingcircusSourceOptions } from './options.js';
 export {
   parseSnapshotRequest,

@@ -1,8 +1,8 @@
+import { DEFAULT_CONSUL_ADDRESS, normalizeConsulAddress } from '@backy/consul';
 import { checkDuration } from '@backy/core/source';
 import type { RbdSourceOptions } from '@backy/source-ceph-rbd';
 import { rbdSourceOptions } from '@backy/source-ceph-rbd/options';
 import { z } from 'zod';
-import { DEFAULT_CONSUL_ADDRESS, normalizeConsulAddress } from './consul.js';
 
 /** The flyingcircus source's options: the ceph-rbd source's, and how to reach the VM's host agent. */
 export interface FlyingcircusSourceOptions extends RbdSourceOptions {

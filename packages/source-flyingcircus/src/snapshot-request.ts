@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { type ConsulClient, ConsulError, type RequestOptions } from '@backy/consul';
 import { SNAPSHOT_PREFIX as BACKY_SNAPSHOT_PREFIX } from '@backy/source-ceph-rbd';
 import type { Logger } from 'pino';
-import { ConsulError, type ConsulKv, type RequestOptions } from './consul.js';
 
 /**
  * The Flying Circus snapshot handshake.
@@ -35,7 +35,7 @@ export interface SnapshotOutcome {
 }
 
 export interface SnapshotRequestOptions {
-  consul: ConsulKv;
+  consul: ConsulClient;
   vm: string;
   /** The snapshot name, `backy-<revision id>`. */
   snapshot: string;
@@ -191,7 +191,7 @@ export async function requestConsistentSnapshot(options: SnapshotRequestOptions)
 }
 
 async function deleteRequest(
-  consul: ConsulKv,
+  consul: ConsulClient,
   key: string,
   log: Logger,
   options: RequestOptions,
@@ -215,7 +215,7 @@ async function deleteRequest(
  * Failing to list throws (a ConsulError); failing to delete one key is logged.
  */
 async function removeStaleRequests(
-  consul: ConsulKv,
+  consul: ConsulClient,
   vm: string,
   log: Logger,
   keep: string | null,

@@ -1,9 +1,24 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { consulHttp, createToken } from '@backy/test-env/consul';
-import { describe, expect, it } from 'vitest';
-import { aclConsul, consulSkip, consul as plainConsul } from '../test/env.js';
-import { ConsulError, ConsulKv, normalizeConsulAddress } from './consul.js';
+import { consulHttp, consulMissing, createToken, startConsul, type TestConsul } from '@backy/test-env/consul';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConsulClient } from './client.js';
+import { ConsulError, normalizeConsulAddress } from './error.js';
+
+// A Consul dev agent and a second one with ACLs enforced, for the whole file; the broken endpoints are
+// loopback servers of the test's own.
+const consulSkip = consulMissing();
+if (consulSkip != null) console.warn(`[consul] tests needing Consul are skipped: ${consulSkip}`);
+let plainConsul: TestConsul | null = null;
+let aclConsul: TestConsul | null = null;
+
+beforeAll(async () => {
+  if (consulSkip != null) return;
+  [plainConsul, aclConsul] = await Promise.all([startConsul(), startConsul({ acl: true })]);
+}, 120_000);
+afterAll(async () => {
+  await Promise.all([plainConsul?.stop(), aclConsul?.stop()]);
+});
 
 /** A loopback HTTP server answering every request with `handler`; for garbage and stalls. */
 async function fakeServer(
@@ -41,10 +56,10 @@ describe('normalizeConsulAddress', () => {
   });
 });
 
-describe('ConsulKv against broken endpoints', () => {
+describe('ConsulClient against broken endpoints', () => {
   it('reports an unreachable agent with the address and the cause', async () => {
     const address = await closedPortAddress();
-    const error = await consulError(new ConsulKv({ address }).get('snapshot/x'));
+    const error = await consulError(new ConsulClient({ address }).get('snapshot/x'));
     expect(error.kind).toBe('unreachable');
     expect(error.message).toContain(address);
     expect(error.message).toContain('ECONNREFUSED');
@@ -55,7 +70,7 @@ describe('ConsulKv against broken endpoints', () => {
     try {
       const started = Date.now();
       const error = await consulError(
-        new ConsulKv({ address, timeoutMs: 300 }).put('snapshot/x', { vm: 'a' }),
+        new ConsulClient({ address, timeoutMs: 300 }).put('snapshot/x', { vm: 'a' }),
       );
       expect(error.kind).toBe('timeout');
       expect(error.message).toMatch(/did not answer PUT .* within 0.3 s/);
@@ -73,7 +88,7 @@ describe('ConsulKv against broken endpoints', () => {
       else res.end('<html><body>Welcome to nginx!</body></html>');
     });
     try {
-      const kv = new ConsulKv({ address });
+      const kv = new ConsulClient({ address });
       const get = await consulError(kv.get('snapshot/x'));
       expect(get.kind).toBe('invalid-response');
       expect(get.message).toContain('not JSON');
@@ -89,16 +104,29 @@ describe('ConsulKv against broken endpoints', () => {
     }
   });
 
-  it('reports other HTTP errors with status and body', async () => {
-    const { address, server } = await fakeServer((_req, res) => {
+  it('reports other HTTP errors with status and body on one line, and tells a cluster without a leader', async () => {
+    const { address, server } = await fakeServer((req, res) => {
       res.statusCode = 500;
-      res.end('rpc error: No cluster leader');
+      res.end(
+        req.url?.startsWith('/v1/kv/down/')
+          ? 'rpc error: No cluster leader'
+          : 'internal error:\n  disk full\n',
+      );
     });
     try {
-      const error = await consulError(new ConsulKv({ address }).keys('snapshot/'));
+      const client = new ConsulClient({ address });
+      const error = await consulError(client.keys('snapshot/'));
       expect(error.kind).toBe('http');
       expect(error.status).toBe(500);
-      expect(error.message).toContain('500 rpc error: No cluster leader');
+      expect(error.message).toBe(
+        `Consul answered GET ${address}/v1/kv/snapshot/ with 500 internal error: disk full`,
+      );
+      const leaderless = await consulError(client.keys('down/'));
+      expect(leaderless.kind).toBe('no-leader');
+      expect(leaderless.status).toBe(500);
+      expect(leaderless.message).toBe(
+        `Consul has no cluster leader (GET ${address}/v1/kv/down/: 500 rpc error: No cluster leader)`,
+      );
     } finally {
       server.close();
     }
@@ -108,7 +136,7 @@ describe('ConsulKv against broken endpoints', () => {
     const { address, server } = await fakeServer(() => {});
     try {
       const controller = new AbortController();
-      const pending = new ConsulKv({ address }).get('x', { signal: controller.signal });
+      const pending = new ConsulClient({ address }).get('x', { signal: controller.signal });
       controller.abort(new Error('stop now'));
       await expect(pending).rejects.toThrow('stop now');
     } finally {
@@ -118,9 +146,13 @@ describe('ConsulKv against broken endpoints', () => {
   });
 });
 
-describe.skipIf(consulSkip != null)('ConsulKv against a real Consul agent', () => {
-  const consul = plainConsul!;
-  const kv = new ConsulKv({ address: consul?.address ?? 'http://127.0.0.1:1' });
+describe.skipIf(consulSkip != null)('ConsulClient against a real Consul agent', () => {
+  let consul: TestConsul;
+  let kv: ConsulClient;
+  beforeAll(() => {
+    consul = plainConsul!;
+    kv = new ConsulClient({ address: consul.address });
+  });
 
   it('puts, gets, lists and deletes (JSON, strings, odd key characters)', async () => {
     expect(await kv.put('t1/a', { vm: 'test00', snapshot: 'backy-1' })).toBe(true);
@@ -183,12 +215,15 @@ describe.skipIf(consulSkip != null)('ConsulKv against a real Consul agent', () =
   });
 });
 
-describe.skipIf(consulSkip != null)('ConsulKv against a Consul agent with ACLs', () => {
-  const consul = aclConsul!;
+describe.skipIf(consulSkip != null)('ConsulClient against a Consul agent with ACLs', () => {
+  let consul: TestConsul;
+  beforeAll(() => {
+    consul = aclConsul!;
+  });
 
   it('works with a token that may write snapshot/', async () => {
     const token = await createToken(consul, 'backy', 'key_prefix "snapshot/" { policy = "write" }');
-    const kv = new ConsulKv({ address: consul.address, token });
+    const kv = new ConsulClient({ address: consul.address, token });
     expect(await kv.put('snapshot/t', { vm: 'a', snapshot: 'backy-x' })).toBe(true);
     expect((await kv.list('snapshot/')).entries).toHaveLength(1);
     expect(await kv.delete('snapshot/t')).toBe(true);
@@ -196,25 +231,91 @@ describe.skipIf(consulSkip != null)('ConsulKv against a Consul agent with ACLs',
 
   it('reports 403 for an unknown token and for a token without the permission', async () => {
     const unknown = await consulError(
-      new ConsulKv({ address: consul.address, token: '00000000-0000-4000-8000-000000000000' }).put(
-        'snapshot/t',
-        'x',
-      ),
+      new ConsulClient({
+        address: consul.address,
+        token: '00000000-0000-4000-8000-000000000000',
+        tokenSetting: 'consul_acl_token',
+      }).put('snapshot/t', 'x'),
     );
     expect(unknown.kind).toBe('forbidden');
     expect(unknown.status).toBe(403);
     expect(unknown.message).toContain('ACL not found');
-    expect(unknown.message).toContain('consul_acl_token');
+    expect(unknown.message).toContain('(check the ACL token in consul_acl_token and its policy)');
 
     const readOnly = await createToken(consul, 'reader', 'key_prefix "snapshot/" { policy = "read" }');
     const denied = await consulError(
-      new ConsulKv({ address: consul.address, token: readOnly }).put('snapshot/t', 'x'),
+      new ConsulClient({ address: consul.address, token: readOnly }).put('snapshot/t', 'x'),
     );
     expect(denied.kind).toBe('forbidden');
     expect(denied.message).toContain('Permission denied');
 
-    const anonymous = await consulError(new ConsulKv({ address: consul.address }).put('snapshot/t', 'x'));
+    const anonymous = await consulError(new ConsulClient({ address: consul.address }).put('snapshot/t', 'x'));
     expect(anonymous.kind).toBe('forbidden');
-    expect(anonymous.message).toContain('no ACL token was given');
+    expect(anonymous.message).toMatch(/\(no ACL token was given\)$/);
+    const unset = await consulError(
+      new ConsulClient({ address: consul.address, tokenSetting: 'fleet.token-file' }).createSession({
+        name: 'x',
+        ttlSeconds: 10,
+        lockDelaySeconds: 1,
+      }),
+    );
+    expect(unset.message).toMatch(
+      /^Consul refused PUT http:\/\/127\.0\.0\.1:\d+\/v1\/session\/create: 403 .*\(no ACL token was given: set fleet\.token-file\)$/,
+    );
+  });
+});
+
+describe.skipIf(consulSkip != null)('ConsulClient sessions and locks', () => {
+  let client: ConsulClient;
+  beforeAll(() => {
+    client = new ConsulClient({ address: plainConsul!.address });
+  });
+
+  it('takes, refuses and releases a lock by session, and renews and destroys sessions', async () => {
+    const session = { ttlSeconds: 10, lockDelaySeconds: 1 };
+    const a = await client.createSession({ name: 'a', ...session });
+    const b = await client.createSession({ name: 'b', ...session });
+    expect(a).toMatch(/^[0-9a-f-]{36}$/);
+    expect(await client.acquire('locks/job', a, '{"server":"a"}')).toBe(true);
+    expect(await client.acquire('locks/job', b, '{"server":"b"}')).toBe(false);
+    const held = (await client.get('locks/job'))!;
+    expect(held).toMatchObject({ session: a, lockIndex: 1 });
+    expect(held.value!.toString()).toBe('{"server":"a"}');
+    expect(held.createIndex).toBeGreaterThan(0);
+    // A stale read answers from any server's state; on one agent it is the same.
+    expect((await client.get('locks/job', { stale: true }))!.session).toBe(a);
+
+    expect(await client.release('locks/job', a)).toBe(true);
+    expect((await client.get('locks/job'))!.session).toBeNull();
+    expect(await client.acquire('locks/job', b, '{"server":"b"}')).toBe(true);
+    expect((await client.list('locks/', { stale: true })).entries).toMatchObject([
+      { key: 'locks/job', session: b, lockIndex: 2 },
+    ]);
+
+    expect(await client.renewSession(a)).toBe(true);
+    await client.destroySession(a);
+    expect(await client.renewSession(a)).toBe(false);
+    await client.destroySession(b);
+    // Behavior "release": the dead session's lock is gone, the key and its history stay.
+    expect((await client.get('locks/job'))!).toMatchObject({ session: null, lockIndex: 2 });
+  });
+
+  it("names the agent's leader", async () => {
+    expect(await client.leader()).toMatch(/^127\.0\.0\.1:\d+$/);
+  });
+
+  it('rejects a session answer that is not one', async () => {
+    const { address, server } = await fakeServer((_req, res) => res.end('{"id": "lower case"}'));
+    try {
+      const error = await consulError(
+        new ConsulClient({ address }).createSession({ name: 'x', ttlSeconds: 10, lockDelaySeconds: 1 }),
+      );
+      expect(error.kind).toBe('invalid-response');
+      expect(error.message).toBe(
+        `${address} answered PUT session/create with JSON that is not a session: "{\\"id\\": \\"lower case\\"}"`,
+      );
+    } finally {
+      server.close();
+    }
   });
 });
