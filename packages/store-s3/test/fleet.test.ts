@@ -44,7 +44,11 @@ afterAll(async () => {
   await root?.cleanup();
 });
 
-function config(server: string, agent: number, prefix: string) {
+/** Where each server is: the job MOVED runs only where its `site` label is, and is moved by config. */
+const SITES: Record<string, string> = { a: 'one', b: 'two', c: 'one' };
+const MOVED = 'vm29';
+
+function config(server: string, agent: number, prefix: string, movedTo = 'one') {
   if (rgw.skip != null) throw new Error('no gateway');
   return {
     global: {
@@ -60,12 +64,17 @@ function config(server: string, agent: number, prefix: string) {
     jobs: Object.fromEntries(
       JOBS.map((job) => [
         job,
-        { schedule: 'fast', source: { type: 'file', filename: join(root.path, 'images', `${job}.img`) } },
+        {
+          schedule: 'fast',
+          source: { type: 'file', filename: join(root.path, 'images', `${job}.img`) },
+          ...(job === MOVED ? { labels: { site: movedTo } } : {}),
+        },
       ]),
     ),
     fleet: {
       consul: cluster.addresses[agent],
       server,
+      labels: { site: SITES[server] },
       'session-ttl': 2,
       'lock-delay': 1,
       'key-prefix': prefix,
@@ -137,7 +146,7 @@ async function backupChildrenOf(pid: number): Promise<number[]> {
 }
 
 describe.skipIf(skip != null)('three backy schedulers sharing 30 jobs on RGW through Consul', () => {
-  it('every slot of every job is backed up once; a server killed with -9 mid-backup has its jobs taken over within the SLA, nothing lost or made twice', {
+  it('every slot of every job is backed up once; a server killed with -9 mid-backup has its jobs taken over within the SLA, nothing lost or made twice; a job moves to another site by config', {
     timeout: 400_000,
   }, async () => {
     if (rgw.skip != null) return;
@@ -162,8 +171,8 @@ describe.skipIf(skip != null)('three backy schedulers sharing 30 jobs on RGW thr
       // c dies with -9, and its backups with it (the whole server gone), once it has made a few and has
       // just taken another: the newest slots of its jobs are its own, which a and b's directories lack.
       await until(
-        'c backs up three jobs and takes a fourth',
-        async () => (await takenLines(logOf('c'))).length >= 4,
+        'c backs up three jobs and takes a fourth, and site one backs up the job to be moved',
+        async () => (await takenLines(logOf('c'))).length >= 4 && (await storeRevisions(MOVED)).size > 0,
         90_000,
       );
       const c = processes.get('c')!;
@@ -176,6 +185,12 @@ describe.skipIf(skip != null)('three backy schedulers sharing 30 jobs on RGW thr
       for (const pid of children) process.kill(pid, 'SIGKILL');
       const killedAt = Date.now();
       const snapshot = await allRevisions();
+      // MOVED goes from site one (a, c) to site two (b) by config alone: a reload (SIGHUP) of a and b.
+      for (const [i, server] of (['a', 'b'] as const).entries()) {
+        const path = join(root.path, `${server}.yaml`);
+        await writeFile(path, JSON.stringify(config(server, i, prefix, 'two'), null, 2));
+        processes.get(server)!.kill('SIGHUP');
+      }
 
       // Every job is backed up in a slot after the kill: c's by a or b.
       await until(
@@ -186,6 +201,18 @@ describe.skipIf(skip != null)('three backy schedulers sharing 30 jobs on RGW thr
       );
       const ranBy = await Promise.all(SERVERS.map(async (s) => (await takenLines(logOf(s))).length));
       expect(ranBy.filter((n) => n > 0).length, `jobs taken per server: ${ranBy}`).toBe(3);
+      // Before the move only site one ran MOVED; its slot after the move was b's (the store's fence
+      // names the server that took the job last), and b's status shows it as b's.
+      const movedTakers = await Promise.all(
+        SERVERS.map(async (s) => (await takenLines(logOf(s))).some((l) => l.includes(`"job":"${MOVED}"`))),
+      );
+      expect(movedTakers[0] || movedTakers[2], 'a or c ran the job before the move').toBe(true);
+      const fence = await client.send(
+        new GetObjectCommand({ Bucket: bucket, Key: `fleet/${MOVED}/locks/fence` }),
+      );
+      expect(JSON.parse(await fence.Body!.transformToString())).toMatchObject({ server: 'b' });
+      const statusB = await readFile(join(root.path, 'status-b'), 'utf8');
+      expect(statusB).toMatch(new RegExp(`job: ${MOVED}\n(?:  .*\n)*?  fleet_owner: b\n`));
       const after = await allRevisions();
       for (const [i, job] of JOBS.entries()) {
         // Nothing lost: every revision in the store before the kill is still there (keep: 1000).
