@@ -4,7 +4,6 @@
  * lying bitmap, a failed backup that leaves nothing behind, and the one-line errors.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { Archive, Revision } from '@backy/core';

@@ -180,7 +180,9 @@ describe.skipIf(skip != null)("fleet fencing through the store's fence (Ceph RGW
     const lines = superseded.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(
-      new RegExp(`the newest revision is ${made} \\(.*\\), not none: another server backed the archive up meanwhile`),
+      new RegExp(
+        `the newest revision is ${made} \\(.*\\), not none: another server backed the archive up meanwhile`,
+      ),
     );
     // Nothing was written but the fence; B's directory is the archive now and has A's revision.
     expect((await keys('vm3/revisions/')).filter((k) => k.endsWith('.rev'))).toHaveLength(1);
