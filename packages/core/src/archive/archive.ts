@@ -118,7 +118,7 @@ export class Archive {
     await options.check?.(archive);
     await writeArchiveFiles(path, rawConfig, owner, async () => {
       await archive.prepareStore();
-      if (owner != null) await archive.pull();
+      if (owner != null) await archive.pullCatalog();
     });
     return archive;
   }
@@ -134,7 +134,7 @@ export class Archive {
     // As a failed init: the directory is left as it was, to try again.
     await writeArchiveFiles(path, null, owner, async () => {
       await archive.prepareStore();
-      await archive.pull();
+      await archive.pullCatalog();
     });
     return archive;
   }
@@ -167,7 +167,7 @@ export class Archive {
     if (options.attachIfNew === true && (await archive.unattached())) return Archive.attach(path, options);
     try {
       await checkStore(archive);
-      await archive.pull();
+      await archive.pullCatalog();
     } catch (error) {
       if (options.onStoreUnreachable == null || archive.parts.mirror == null || !isBackyError(error, 'IO'))
         throw error;
@@ -183,22 +183,15 @@ export class Archive {
     return (await this.store.catalog?.archiveId()) != null;
   }
 
-  /**
-   * Brings the directory's copies of the revisions up to date with the remote store's catalog (a no-op
-   * without one). `open` does it too; a backup does it again under its writer lease (`--if-newest`).
-   */
-  async pullCatalog(logger?: Logger): Promise<void> {
-    await this.pull(logger);
-  }
-
   /** True when opened with `onStoreUnreachable` and the remote store could not be reached. */
   unreachable = false;
 
   /**
-   * Fetches what a remote store's catalog has and the directory lacks (see CatalogMirror). Only after
-   * the store was found to be this archive's (`open`, `init`): never mix two archives' revisions.
+   * Fetches what a remote store's catalog has and the directory lacks (see CatalogMirror); a no-op
+   * without one. Only after the store was found to be this archive's (`open`, `init`): never mix two
+   * archives' revisions. A backup does it again under its writer lease (`--if-newest`).
    */
-  private async pull(logger?: Logger): Promise<void> {
+  async pullCatalog(logger?: Logger): Promise<void> {
     const mirror = this.parts.mirror;
     if (mirror == null) return;
     await withRevisionsLock(this.path, () => mirror.pull(logger));
